@@ -1,0 +1,106 @@
+"""Checkpoints as plain dicts, saved atomically and loaded without executing foreign code.
+
+Format (a ``torch.save`` file)::
+
+    {"format": "faceforge-checkpoint", "version": 1,
+     "arch": "mini_xception",            # registry name
+     "config": {...},                    # constructor arguments
+     "state_dict": {...},                # tensors only
+     "meta": {"data": ..., "epochs": ..., "metrics": {...}, "command": ..., "git_commit": ...}}
+
+Loading uses ``torch.load(weights_only=True)``, so a checkpoint can never run code. Converters for
+published formats (rosinality StyleGAN2 ``.pt``, NVlabs ``.pkl``, GPEN ``.pth``) live in this module
+as ``convert_<format>`` functions returning this same dict.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from faceforge.errors import CheckpointError
+
+FORMAT = "faceforge-checkpoint"
+VERSION = 1
+
+
+def git_commit() -> str | None:
+    """Short git commit of the working tree faceforge runs from, or ``None`` outside a checkout."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             cwd=Path(__file__).parent, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, arch: str, config: dict[str, Any],
+                    meta: dict[str, Any] | None = None) -> Path:
+    """Write ``model``'s weights as a faceforge checkpoint, atomically.
+
+    The file is written to a temporary name in the same folder and renamed over ``path``, so a crash
+    mid-write never leaves a truncated checkpoint or destroys the previous one.
+
+    Args:
+        path: destination ``.pt`` file; parent folders are created.
+        model: the network; its ``state_dict`` is stored on the CPU.
+        arch: registry name of the architecture.
+        config: constructor arguments that rebuild ``model``.
+        meta: provenance (data, epochs, seed, metrics, command); ``git_commit`` is added.
+
+    Returns:
+        The path written.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    payload = {"format": FORMAT, "version": VERSION, "arch": arch, "config": dict(config),
+               "state_dict": state, "meta": {"git_commit": git_commit(), **(meta or {})}}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def load_checkpoint(path: str | Path, arch: str | None = None) -> dict[str, Any]:
+    """Load a faceforge checkpoint dict safely (tensors and plain containers only).
+
+    Args:
+        path: the ``.pt`` file.
+        arch: expected registry name; ``None`` accepts any.
+
+    Returns:
+        The checkpoint dict (see module docstring).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        CheckpointError: not a faceforge checkpoint (e.g. a raw state dict or a pickle of classes),
+            or a checkpoint of another architecture.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # unpickling errors come in many types
+        raise CheckpointError(f"{path} is not a loadable faceforge checkpoint: {type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        keys = list(ckpt)[:5] if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise CheckpointError(f"{path} is not a faceforge checkpoint (expected a dict with "
+                              f"format={FORMAT!r}, arch, config, state_dict, meta; found {keys})")
+    if arch is not None and ckpt.get("arch") != arch:
+        raise CheckpointError(f"{path} holds a {ckpt.get('arch')!r} checkpoint, expected {arch!r}",
+                              expected=arch, found=ckpt.get("arch"))
+    return ckpt

@@ -1,0 +1,131 @@
+"""Typed errors shared by the library, the CLI and the server.
+
+Every error carries a stable ``type`` (a URI, RFC 9457 section 3.1.1), a short ``title`` and the HTTP
+``status`` the server answers with, so the server turns any of them into an
+``application/problem+json`` response without a lookup table, and the CLI prints ``str(error)`` as its
+one-line reason.
+
+To add an error: subclass the closest class below, set ``slug``, ``title`` and ``status``.
+"""
+
+from __future__ import annotations
+
+PROBLEM_TYPE_PREFIX = "urn:faceforge:problem:"
+
+
+class FaceforgeError(Exception):
+    """Base class of every error faceforge raises on purpose.
+
+    Attributes:
+        slug: stable machine-readable name, e.g. ``"no-face"``.
+        title: short human-readable summary that does not change between occurrences.
+        status: HTTP status code the server answers with.
+    """
+
+    slug = "faceforge-error"
+    title = "faceforge error"
+    status = 500
+
+    def __init__(self, detail: str, **extra: object) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+    @property
+    def type(self) -> str:
+        """Stable problem type URI, e.g. ``urn:faceforge:problem:no-face``."""
+        return PROBLEM_TYPE_PREFIX + self.slug
+
+    def to_problem(self, instance: str | None = None) -> dict:
+        """Return the RFC 9457 problem details object for this error (JSON-serializable dict)."""
+        problem = {"type": self.type, "title": self.title, "status": self.status, "detail": self.detail}
+        if instance:
+            problem["instance"] = instance
+        problem.update({k: v for k, v in self.extra.items() if v is not None})
+        return problem
+
+
+# --- image input ---------------------------------------------------------------------------------
+class ImageError(FaceforgeError):
+    """The input is not a usable image."""
+
+    slug = "invalid-image"
+    title = "The upload is not a usable image"
+    status = 400
+
+
+class NotAnImageError(ImageError):
+    slug = "not-an-image"
+    title = "The data is not an image"
+    status = 400
+
+
+class TruncatedImageError(ImageError):
+    slug = "truncated-image"
+    title = "The image file is truncated or corrupt"
+    status = 400
+
+
+class UnsupportedFormatError(ImageError):
+    slug = "unsupported-format"
+    title = "The image format is not supported"
+    status = 415
+
+
+class TooManyBytesError(ImageError):
+    slug = "too-many-bytes"
+    title = "The upload is larger than the byte limit"
+    status = 413
+
+
+class TooManyPixelsError(ImageError):
+    slug = "too-many-pixels"
+    title = "The image has more pixels than the limit (possible decompression bomb)"
+    status = 413
+
+
+class ImageTooSmallError(ImageError):
+    slug = "image-too-small"
+    title = "The image is too small to contain a face"
+    status = 422
+
+
+# --- faces -----------------------------------------------------------------------------------------
+class NoFaceError(FaceforgeError):
+    slug = "no-face"
+    title = "No face was found in the image"
+    status = 422
+
+
+# --- models and checkpoints -------------------------------------------------------------------------
+class UnknownModelError(FaceforgeError, KeyError):
+    slug = "unknown-model"
+    title = "Unknown model name"
+    status = 404
+
+    def __str__(self) -> str:  # KeyError would otherwise quote the message
+        return self.detail
+
+
+class CheckpointError(FaceforgeError):
+    slug = "bad-checkpoint"
+    title = "The checkpoint does not match the expected architecture or format"
+    status = 500
+
+
+class MissingDependencyError(FaceforgeError):
+    slug = "missing-dependency"
+    title = "An optional dependency is not installed"
+    status = 500
+
+
+# --- export -------------------------------------------------------------------------------------------
+class ExportError(FaceforgeError):
+    slug = "export-failed"
+    title = "Export failed"
+    status = 500
+
+
+class ParityError(ExportError):
+    slug = "parity-failed"
+    title = "An exported file does not match PyTorch within its bound"

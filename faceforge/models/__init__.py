@@ -1,0 +1,7 @@
+"""Model families and the registry (see :mod:`faceforge.models.registry` for how to add one)."""
+
+from faceforge.models.registry import (InputSpec, ModelSpec, create_model, get_spec, list_models,
+                                       register_model)
+from faceforge.models import mini_xception  # noqa: F401  (registers mini_xception)
+
+__all__ = ["InputSpec", "ModelSpec", "create_model", "get_spec", "list_models", "register_model"]

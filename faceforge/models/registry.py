@@ -1,0 +1,180 @@
+"""Model registry: a name -> :class:`ModelSpec` table, ``create_model`` and ``list_models``.
+
+A spec knows how to build the network, what input it expects (shape, layout, dtype, colour order,
+value range), its labels, and where faceforge's default weights live. The CLI, the server, the
+exporter and the benchmarks all read models through this table.
+
+To add a model family: write ``faceforge/models/<family>.py`` with a plain ``nn.Module`` (explicit
+constructor arguments), then register a spec at the bottom of that file::
+
+    register_model(ModelSpec(
+        name="my_model", task="emotion", factory=MyNet, kwargs={"num_classes": 7},
+        input=InputSpec(shape=(1, 48, 48), colour="gray", value_range=(-1.0, 1.0)),
+        labels=(...), default_weights="my_model.pt", source="Author et al. 2024, arXiv:...",
+    ))
+
+and import the module in ``faceforge/models/__init__.py``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from faceforge.errors import CheckpointError, UnknownModelError
+
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What a model expects as input (one sample, batch dimension excluded).
+
+    Attributes:
+        shape: ``(C, H, W)`` for the ``NCHW`` PyTorch model.
+        layout: memory layout of the PyTorch model's input, ``"NCHW"``.
+        dtype: ``"float32"``.
+        colour: ``"gray"`` (ITU-R BT.601 luma of RGB) or ``"rgb"``.
+        value_range: ``(low, high)`` of the float input; pixels ``p`` in [0, 255] map to
+            ``p * scale + offset`` with ``scale = (high - low) / 255`` and ``offset = low``.
+        face_template: name of the alignment template in :mod:`faceforge.faces.align` that crops
+            the face the model was trained on.
+    """
+
+    shape: tuple[int, int, int]
+    layout: str = "NCHW"
+    dtype: str = "float32"
+    colour: str = "rgb"
+    value_range: tuple[float, float] = (-1.0, 1.0)
+    face_template: str | None = None
+
+    @property
+    def scale(self) -> float:
+        """Multiplier from uint8 pixels to model input."""
+        return (self.value_range[1] - self.value_range[0]) / 255.0
+
+    @property
+    def offset(self) -> float:
+        """Offset added after scaling uint8 pixels."""
+        return self.value_range[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d.update(scale=self.scale, offset=self.offset)
+        return d
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything faceforge knows about one registered model.
+
+    Attributes:
+        name: registry name, e.g. ``"mini_xception"``.
+        task: what it does, e.g. ``"emotion"``.
+        factory: ``nn.Module`` class or function building the network.
+        kwargs: constructor arguments of the default configuration.
+        input: the :class:`InputSpec`.
+        labels: class names in output order, or ``None`` for image-to-image models.
+        default_weights: file name under ``faceforge/weights/`` of faceforge's own trained weights.
+        source: paper or reference implementation the architecture follows.
+        license: license of the default weights.
+        description: one line for ``faceforge models`` and ``GET /v1/models``.
+    """
+
+    name: str
+    task: str
+    factory: Callable[..., nn.Module]
+    input: InputSpec
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    labels: tuple[str, ...] | None = None
+    default_weights: str | None = None
+    source: str = ""
+    license: str = "Apache-2.0"
+    description: str = ""
+
+    @property
+    def default_weights_path(self) -> Path | None:
+        """Absolute path of the default weights, or ``None`` if the spec ships none."""
+        return WEIGHTS_DIR / self.default_weights if self.default_weights else None
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register_model(spec: ModelSpec) -> ModelSpec:
+    """Add ``spec`` to the registry and return it.
+
+    Raises:
+        ValueError: if a model of that name is already registered.
+    """
+    if spec.name in _REGISTRY:
+        raise ValueError(f"model {spec.name!r} is already registered")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def list_models(task: str | None = None) -> list[str]:
+    """Registered model names, sorted; only those of ``task`` when given."""
+    return sorted(n for n, s in _REGISTRY.items() if task is None or s.task == task)
+
+
+def get_spec(name: str) -> ModelSpec:
+    """Return the spec registered as ``name``.
+
+    Raises:
+        UnknownModelError: if no model has that name; the message lists the valid names.
+    """
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        valid = ", ".join(list_models()) or "(none)"
+        raise UnknownModelError(f"unknown model {name!r}; valid names: {valid}", valid=list_models()) from None
+
+
+def create_model(name: str, weights: str | Path | None = None, **kwargs: Any) -> nn.Module:
+    """Build a registered model, optionally loading weights, in eval mode on the CPU.
+
+    Args:
+        name: registry name (see :func:`list_models`).
+        weights: ``None`` for random initialisation, ``"default"`` for faceforge's shipped weights,
+            or a path to a faceforge checkpoint (see :mod:`faceforge.checkpoints`).
+        **kwargs: constructor arguments overriding the spec's defaults. When a checkpoint is loaded,
+            its stored config is used and these must not contradict it.
+
+    Returns:
+        The ``nn.Module`` in eval mode. Loaded checkpoints leave their ``meta`` in ``model.faceforge_meta``.
+
+    Raises:
+        UnknownModelError: unknown ``name``.
+        FileNotFoundError: the weights file does not exist.
+        CheckpointError: the checkpoint is of another architecture, or its tensors do not fit.
+    """
+    from faceforge.checkpoints import load_checkpoint  # local: checkpoints imports this module
+
+    spec = get_spec(name)
+    config = {**spec.kwargs, **kwargs}
+    ckpt = None
+    if weights is not None:
+        path = spec.default_weights_path if weights == "default" else Path(weights)
+        if path is None:
+            raise CheckpointError(f"model {name!r} ships no default weights")
+        ckpt = load_checkpoint(path, arch=name)
+        stored = ckpt.get("config", {})
+        clash = {k: (v, stored[k]) for k, v in kwargs.items() if k in stored and stored[k] != v}
+        if clash:
+            raise CheckpointError(f"arguments contradict the checkpoint's config: {clash}")
+        config = {**spec.kwargs, **stored}
+    model = spec.factory(**config)
+    if ckpt is not None:
+        try:
+            model.load_state_dict(ckpt["state_dict"], strict=True)
+        except RuntimeError as exc:
+            raise CheckpointError(f"checkpoint {weights} does not fit {name!r}: {exc}") from None
+        model.faceforge_meta = ckpt.get("meta", {})
+    model.faceforge_config = config
+    return model.eval()

@@ -129,3 +129,32 @@ class ExportError(FaceforgeError):
 class ParityError(ExportError):
     slug = "parity-failed"
     title = "An exported file does not match PyTorch within its bound"
+
+
+# --- requests (server) ---------------------------------------------------------------------------------
+class RequestError(FaceforgeError):
+    """A request to the server is malformed (beyond the image itself)."""
+
+    slug = "bad-request"
+    title = "The request is malformed"
+    status = 400
+
+
+class MissingFieldError(RequestError):
+    slug = "missing-field"
+    title = "A required request field is missing"
+    status = 400
+
+
+class InvalidFieldError(RequestError):
+    slug = "invalid-field"
+    title = "A request field has an invalid value"
+    status = 400
+
+
+class WeightsNotFoundError(CheckpointError):
+    """The weights file a model needs is absent (e.g. default weights not trained or not installed)."""
+
+    slug = "weights-not-found"
+    title = "The model's weights file is not available"
+    status = 503

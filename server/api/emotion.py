@@ -1,0 +1,75 @@
+"""``POST /v1/emotion``: multipart image upload -> faces with the 7 FER2013 emotion probabilities."""
+
+from __future__ import annotations
+
+import time
+
+from flask import Blueprint, jsonify, request
+
+from faceforge.errors import (ImageTooSmallError, InvalidFieldError, MissingFieldError, NoFaceError,
+                              NotAnImageError, TooManyBytesError, TooManyPixelsError, TruncatedImageError,
+                              UnsupportedFormatError, WeightsNotFoundError, CheckpointError)
+from server.api import get_config, get_hub
+from server.schemas import EMOTION_PATH, IMAGE_FIELD, MAX_FACES_FIELD, keypoint_names
+
+bp = Blueprint("emotion", __name__)
+
+ERRORS = (MissingFieldError, InvalidFieldError, NotAnImageError, TruncatedImageError, UnsupportedFormatError,
+          TooManyBytesError, TooManyPixelsError, ImageTooSmallError, NoFaceError, WeightsNotFoundError,
+          CheckpointError)
+"""Errors this endpoint answers with (besides 404/405/500), listed in the OpenAPI document."""
+
+
+def _max_faces(limit: int) -> int:
+    raw = request.form.get(MAX_FACES_FIELD)
+    if raw is None or raw == "":
+        return limit
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= limit:
+        raise InvalidFieldError(f"{MAX_FACES_FIELD} must be an integer from 1 to {limit}, got {raw!r}",
+                                field=MAX_FACES_FIELD)
+    return value
+
+
+@bp.post(EMOTION_PATH)
+def emotion():
+    """Detect faces in the uploaded image and classify each face's emotion.
+
+    Request: ``multipart/form-data`` with the file in field ``image`` (JPEG, PNG, WebP, ... up to
+    ``Config.max_bytes`` bytes and ``Config.max_pixels`` pixels) and optionally ``max_faces``.
+
+    Response: see :func:`server.schemas.emotion_response_schema`; timings in milliseconds.
+    """
+    from faceforge.imaging import decode_image
+
+    config = get_config()
+    t0 = time.perf_counter()
+    upload = request.files.get(IMAGE_FIELD)
+    if upload is None:
+        hint = "" if request.mimetype == "multipart/form-data" else (
+            f" (the request is {request.mimetype or 'without a body'}; send multipart/form-data)")
+        raise MissingFieldError(f"the multipart field {IMAGE_FIELD!r} with the image file is missing{hint}",
+                                field=IMAGE_FIELD)
+    max_faces = _max_faces(config.max_faces)
+    data = upload.read(config.max_bytes + 1)
+    rgb = decode_image(data, max_bytes=config.max_bytes, max_pixels=config.max_pixels, min_side=config.min_side)
+    t_decoded = time.perf_counter()
+
+    t_load = time.perf_counter()
+    recognizer = get_hub().emotion()  # loads once; not part of the timings
+    load_s = time.perf_counter() - t_load
+
+    result = recognizer.predict(rgb, max_faces=max_faces)
+    total_ms = (time.perf_counter() - t0 - load_s) * 1e3
+    timings = {"decode": (t_decoded - t0) * 1e3, **result.timings_ms, "total": total_ms}
+    names = keypoint_names()
+    return jsonify(
+        model={"name": "mini_xception", "version": recognizer.version, "weights": recognizer.weights_source,
+               "labels": list(recognizer.labels), "face_template": recognizer.face_template},
+        image={"width": result.image_size[0], "height": result.image_size[1]},
+        faces=[face.to_dict(names) for face in result.faces],
+        timings_ms={k: round(float(v), 3) for k, v in timings.items()},
+    )

@@ -1,0 +1,114 @@
+"""Server configuration: one dataclass, read from ``FACEFORGE_*`` environment variables with overrides.
+
+Every field has an environment variable named ``FACEFORGE_`` + the field name in upper case, e.g.
+``FACEFORGE_MAX_BYTES=10485760``. Precedence: explicit overrides (``create_app({...})``) > environment
+> the defaults below.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, fields
+from typing import Any, Mapping
+
+ENV_PREFIX = "FACEFORGE_"
+
+MULTIPART_OVERHEAD_BYTES = 64 * 1024
+"""Room allowed on top of ``max_bytes`` for multipart boundaries, headers and small form fields."""
+
+
+def _parse_bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"not a boolean: {text!r}")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Settings of one server process.
+
+    Attributes:
+        max_bytes: largest accepted image upload in bytes (``FACEFORGE_MAX_BYTES``, default 25 MiB).
+            The HTTP layer rejects bodies above ``max_bytes + 64 KiB`` before reading them.
+        max_pixels: largest accepted decoded image, width x height (``FACEFORGE_MAX_PIXELS``, default
+            64 MP); guards against decompression bombs.
+        min_side: smallest accepted image side in pixels (``FACEFORGE_MIN_SIDE``, default 16).
+        max_faces: most faces analysed per request; a request's ``max_faces`` may only lower it
+            (``FACEFORGE_MAX_FACES``, default 10).
+        emotion_weights: ``"default"`` or a checkpoint path for mini_xception
+            (``FACEFORGE_EMOTION_WEIGHTS``).
+        detector_model: BlazeFace variant, ``"short"``, ``"full"`` or ``"auto"``
+            (``FACEFORGE_DETECTOR_MODEL``).
+        num_threads: CPU threads for PyTorch and the detector; ``None`` keeps library defaults
+            (``FACEFORGE_NUM_THREADS``).
+        warm_up: load the models inside ``create_app`` instead of at the first request
+            (``FACEFORGE_WARM_UP``, default false).
+    """
+
+    max_bytes: int = 25 * 2**20
+    max_pixels: int = 64_000_000
+    min_side: int = 16
+    max_faces: int = 10
+    emotion_weights: str = "default"
+    detector_model: str = "auto"
+    num_threads: int | None = None
+    warm_up: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("max_bytes", "max_pixels", "min_side", "max_faces"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"config {name} must be >= 1, got {getattr(self, name)}")
+        if self.num_threads is not None and self.num_threads < 1:
+            raise ValueError(f"config num_threads must be >= 1 or None, got {self.num_threads}")
+        if self.detector_model not in ("short", "full", "auto"):
+            raise ValueError(f"config detector_model must be short, full or auto, got {self.detector_model!r}")
+
+    @property
+    def max_content_length(self) -> int:
+        """Largest HTTP request body accepted (Flask ``MAX_CONTENT_LENGTH``), in bytes."""
+        return self.max_bytes + MULTIPART_OVERHEAD_BYTES
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Config":
+        """Build a config from ``FACEFORGE_*`` variables, then apply ``overrides``.
+
+        Args:
+            environ: the environment to read (default ``os.environ``).
+            **overrides: field values that win over the environment (names case-insensitive).
+
+        Raises:
+            ValueError: unknown override name, or a value that does not parse/validate.
+        """
+        environ = os.environ if environ is None else environ
+        known = {f.name: f for f in fields(cls)}
+        values: dict[str, Any] = {}
+        for name, f in known.items():
+            raw = environ.get(ENV_PREFIX + name.upper())
+            if raw is None or raw == "":
+                continue
+            try:
+                values[name] = _convert(f, raw)
+            except ValueError as exc:
+                raise ValueError(f"{ENV_PREFIX}{name.upper()}={raw!r}: {exc}") from None
+        for key, value in overrides.items():
+            name = key.lower()
+            if name not in known:
+                raise ValueError(f"unknown config key {key!r}; valid keys: {', '.join(known)}")
+            values[name] = _convert(known[name], value) if isinstance(value, str) else value
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _convert(f: dataclasses.Field, raw: str) -> Any:
+    kind = str(f.type)
+    if kind == "bool":
+        return _parse_bool(raw)
+    if kind.startswith("int"):
+        return None if raw.strip().lower() in ("none", "") and "None" in kind else int(raw)
+    return raw

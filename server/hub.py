@@ -1,0 +1,112 @@
+"""Models of one server process, loaded lazily once and shared by every request thread.
+
+Nothing is loaded at import time or in ``create_app`` (unless ``Config.warm_up``): the first request
+that needs a model, ``/readyz`` or :meth:`ModelHub.warm_up` loads it under a lock, so concurrent first
+requests load it once. A failed load is not cached: the next request tries again (e.g. after the
+weights file has been installed).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+from faceforge.models import get_spec, list_models
+
+from server.config import Config
+
+if TYPE_CHECKING:
+    from faceforge.emotion import EmotionRecognizer
+    from faceforge.faces.detect import FaceDetector
+
+
+class ModelHub:
+    """Lazily loaded, shared models: the face detector and the emotion recognizer.
+
+    Args:
+        config: the server :class:`~server.config.Config` (weights paths, detector variant, threads).
+    """
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._lock = threading.RLock()
+        self._detector: FaceDetector | None = None
+        self._emotion: EmotionRecognizer | None = None
+
+    def detector(self) -> FaceDetector:
+        """The shared BlazeFace detector, built on first use.
+
+        Raises:
+            MissingDependencyError: the detector model files or LiteRT are not installed.
+        """
+        if self._detector is None:
+            with self._lock:
+                if self._detector is None:
+                    from faceforge.faces.detect import FaceDetector
+                    self._detector = FaceDetector(model=self.config.detector_model,
+                                                  num_threads=self.config.num_threads)
+        return self._detector
+
+    def emotion(self) -> EmotionRecognizer:
+        """The shared emotion recognizer (mini_xception + the shared detector), built on first use.
+
+        Raises:
+            WeightsNotFoundError: the configured weights file is absent (503).
+            CheckpointError: the weights file is not a mini_xception checkpoint.
+        """
+        if self._emotion is None:
+            with self._lock:
+                if self._emotion is None:
+                    from faceforge.emotion import EmotionRecognizer
+                    if self.config.num_threads:
+                        import torch
+                        torch.set_num_threads(self.config.num_threads)
+                    self._emotion = EmotionRecognizer(weights=self.config.emotion_weights,
+                                                      detector=self.detector())
+        return self._emotion
+
+    def warm_up(self) -> dict[str, str]:
+        """Load every served model now; return ``{name: "ok" | "<error type>: <detail>"}``.
+
+        Never raises for a model that fails to load (the failure is reported in the result).
+        """
+        from faceforge.errors import FaceforgeError
+
+        report: dict[str, str] = {}
+        for name, load in (("detector", self.detector), ("mini_xception", self.emotion)):
+            try:
+                load()
+                report[name] = "ok"
+            except (FaceforgeError, OSError) as exc:
+                report[name] = f"{getattr(exc, 'type', type(exc).__name__)}: {exc}"
+        return report
+
+    @property
+    def loaded(self) -> dict[str, bool]:
+        return {"detector": self._detector is not None, "mini_xception": self._emotion is not None}
+
+    def describe(self) -> list[dict[str, Any]]:
+        """One JSON-ready entry per registered model: spec, input, weights, loaded state, version."""
+        entries = []
+        for name in list_models():
+            spec = get_spec(name)
+            entry: dict[str, Any] = {
+                "name": name, "task": spec.task, "description": spec.description, "source": spec.source,
+                "license": spec.license, "labels": list(spec.labels) if spec.labels else None,
+                "input": spec.input.to_dict(), "loaded": False, "served": name == "mini_xception",
+                "weights": {"configured": "default", "available": bool(spec.default_weights_path
+                                                                        and spec.default_weights_path.is_file()),
+                            "version": None, "provenance": None},
+            }
+            if name == "mini_xception":
+                entry["weights"]["configured"] = self.config.emotion_weights
+                if self.config.emotion_weights != "default":
+                    from pathlib import Path
+                    entry["weights"]["available"] = Path(self.config.emotion_weights).expanduser().is_file()
+                if self._emotion is not None:
+                    info = self._emotion.describe()
+                    entry["loaded"] = True
+                    entry["weights"].update(version=info["version"], provenance=info["provenance"],
+                                            available=True)
+            entries.append(entry)
+        return entries

@@ -1,0 +1,72 @@
+"""Run an app on a free loopback port in a background thread (demo, benchmarks, tests).
+
+Example::
+
+    from server import create_app
+    from server.testing import serve_in_thread
+
+    with serve_in_thread(create_app()) as base_url:      # e.g. "http://127.0.0.1:53211"
+        requests.get(base_url + "/healthz")
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+import urllib.error
+import urllib.request
+from typing import Iterator
+
+from flask import Flask
+from werkzeug.serving import make_server
+
+from server.schemas import HEALTH_PATH
+
+
+def wait_until_healthy(base_url: str, timeout: float = 10.0) -> None:
+    """Poll ``GET {base_url}/healthz`` until it answers 200.
+
+    Raises:
+        TimeoutError: no 200 within ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(base_url + HEALTH_PATH, timeout=1.0) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError) as exc:
+            last = exc
+        time.sleep(0.05)
+    raise TimeoutError(f"{base_url}{HEALTH_PATH} did not answer within {timeout:.0f} s ({last})")
+
+
+@contextlib.contextmanager
+def serve_in_thread(app: Flask, host: str = "127.0.0.1", port: int = 0, timeout: float = 10.0) -> Iterator[str]:
+    """Serve ``app`` with werkzeug's threaded server in a daemon thread; yield its base URL.
+
+    Args:
+        app: the Flask app (e.g. ``create_app()``).
+        host: interface to bind, loopback by default.
+        port: TCP port; 0 picks a free one.
+        timeout: seconds to wait for ``/healthz`` before giving up.
+
+    Yields:
+        ``"http://<host>:<port>"``, once ``/healthz`` answers. The server is shut down on exit.
+
+    Raises:
+        TimeoutError: the server did not become healthy in time.
+    """
+    server = make_server(host, port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="faceforge-server", daemon=True)
+    thread.start()
+    base_url = f"http://{host}:{server.server_port}"
+    try:
+        wait_until_healthy(base_url, timeout)
+        yield base_url
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

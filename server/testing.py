@@ -16,6 +16,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Iterator
 
 from flask import Flask
@@ -41,6 +42,29 @@ def wait_until_healthy(base_url: str, timeout: float = 10.0) -> None:
             last = exc
         time.sleep(0.05)
     raise TimeoutError(f"{base_url}{HEALTH_PATH} did not answer within {timeout:.0f} s ({last})")
+
+
+def make_random_emotion_checkpoint(path: str | Path, seed: int = 0, version: str = "random-init-test") -> Path:
+    """Write a valid mini_xception checkpoint of random weights to ``path`` and return the path.
+
+    For API tests, demos and latency benchmarks when the trained weights are absent: the server
+    behaves (and costs) the same, only the probabilities are meaningless. BatchNorm running
+    statistics are randomized too, so outputs depend on the input.
+    """
+    import torch
+
+    from faceforge.checkpoints import save_checkpoint
+    from faceforge.models import create_model, get_spec
+
+    spec = get_spec("mini_xception")
+    torch.manual_seed(seed)
+    model = create_model("mini_xception")
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.1, 0.1)
+                module.running_var.uniform_(0.5, 1.5)
+    return save_checkpoint(path, model, "mini_xception", spec.kwargs, meta={"version": version})
 
 
 @contextlib.contextmanager

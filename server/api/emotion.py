@@ -9,6 +9,7 @@ from flask import Blueprint, jsonify, request
 from faceforge.errors import (ImageTooSmallError, InvalidFieldError, MissingFieldError, NoFaceError,
                               NotAnImageError, TooManyBytesError, TooManyPixelsError, TruncatedImageError,
                               UnsupportedFormatError, WeightsNotFoundError, CheckpointError)
+from faceforge.imaging import decode_image
 from server.api import get_config, get_hub
 from server.schemas import EMOTION_PATH, IMAGE_FIELD, MAX_FACES_FIELD, keypoint_names
 
@@ -43,8 +44,6 @@ def emotion():
 
     Response: see :func:`server.schemas.emotion_response_schema`; timings in milliseconds.
     """
-    from faceforge.imaging import decode_image
-
     config = get_config()
     t0 = time.perf_counter()
     upload = request.files.get(IMAGE_FIELD)

@@ -1,0 +1,40 @@
+"""Shared pytest fixtures.
+
+``data_dir``: the shared real data (``FACEFORGE_DATA`` or ``<repo>/../shared/data``); tests that
+use it skip with a reason when it is absent. ``astronaut_rgb``: scikit-image's public-domain NASA
+astronaut portrait (512x512 RGB, one face), a real photo that needs no shared data.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path:
+    """Path of the shared data: ``$FACEFORGE_DATA`` if set, else ``<repo>/../shared/data``."""
+    env = os.environ.get("FACEFORGE_DATA")
+    return Path(env).expanduser() if env else REPO_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The shared data folder; skips the test when it is absent."""
+    path = shared_data_dir()
+    if not path.is_dir():
+        pytest.skip(f"shared data not found at {path} (set FACEFORGE_DATA to its location)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def astronaut_rgb() -> np.ndarray:
+    """scikit-image's astronaut photo (Eileen Collins, NASA, public domain): uint8 (512, 512, 3) RGB."""
+    skimage_data = pytest.importorskip("skimage.data")
+    rgb = skimage_data.astronaut()
+    rgb.setflags(write=False)
+    return rgb

@@ -1,0 +1,85 @@
+"""The ``faceforge`` command.
+
+Subcommands are imported lazily, so ``faceforge --help`` is instant and a command whose optional
+dependencies are missing (e.g. ``export`` without the export toolchain) fails with a clear message
+instead of breaking the others.
+
+To add a command: write a click command object in its own module and add ``name: "module:attr"``
+to :data:`COMMANDS`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+
+import click
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("faceforge.demo:demo", "Run the emotion feature end to end on a photo (on-device style and server)."),
+    "detect": ("faceforge.faces.cli:detect", "Detect faces in a photo and save an annotated copy."),
+    "models": ("faceforge.cli:models", "List registered models, their inputs and default weights."),
+    "train": ("training.cli:train", "Train faceforge's models."),
+    "export": ("export.cli:export", "Export light models to ONNX, TFLite/LiteRT and Core ML with parity checks."),
+    "serve": ("server.cli:serve", "Run the Flask server (heavy models and light-model fallback)."),
+    "bench": ("benchmarks.cli:bench", "Measure on-device vs server latency and model accuracy."),
+}
+
+
+class LazyGroup(click.Group):
+    """A click group that imports each subcommand only when it is invoked or its help is shown."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        target, short_help = COMMANDS[name]
+        module, attr = target.split(":")
+        try:
+            cmd = getattr(importlib.import_module(module), attr)
+        except ImportError as exc:
+            missing = exc.name or str(exc)
+
+            @click.command(name, help=f"{short_help} (unavailable: {missing} is not installed)")
+            def unavailable() -> None:
+                raise click.ClickException(f"'faceforge {name}' needs {missing!r}, which is not installed: "
+                                           "see README.md for the extras (pip install -e '.[serve]', '[export]', ...)")
+            return unavailable
+        return cmd
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # Use the static short help so `faceforge --help` imports nothing heavy.
+        with formatter.section("Commands"):
+            formatter.write_dl([(n, h) for n, (_, h) in COMMANDS.items()])
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="faceforge")
+def main() -> None:
+    """faceforge: face-image models for mobile apps.
+
+    \b
+    Quick start:
+      faceforge demo                      # astronaut portrait, on-device vs server
+      faceforge demo my_photo.jpg -o out.jpg
+      faceforge serve --port 8000
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@click.command()
+@click.option("--task", default=None, help="Only models of this task (e.g. emotion).")
+def models(task: str | None) -> None:
+    """List registered models with their input spec and default weights."""
+    from faceforge.models import get_spec, list_models
+
+    for name in list_models(task):
+        spec = get_spec(name)
+        weights = spec.default_weights_path
+        state = "present" if weights and weights.is_file() else "missing"
+        i = spec.input
+        click.echo(f"{name:16s} task={spec.task:10s} input={i.layout} {i.shape} {i.colour} {i.value_range} "
+                   f"weights={spec.default_weights} ({state})")
+        click.echo(f"{'':16s} {spec.description}; source: {spec.source}")

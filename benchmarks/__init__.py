@@ -1,0 +1,10 @@
+"""Benchmarks: scripts that measure and write ``benchmarks/results/*.md|json|png``; they never assert speed.
+
+- :mod:`benchmarks.emotion_accuracy`  our mini-Xception vs the published peer on FER2013 test.
+- :mod:`benchmarks.emotion_latency`   on-device style (LiteRT, ONNX Runtime) vs server round trip.
+- :mod:`benchmarks.detections`        BlazeFace detections on the shared real photos.
+"""
+
+from pathlib import Path
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"

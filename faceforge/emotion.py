@@ -20,7 +20,6 @@ surprise, neutral.
 from __future__ import annotations
 
 import hashlib
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -152,8 +151,8 @@ class EmotionRecognizer:
 
     Loads the classifier (and, unless given, a :class:`~faceforge.faces.detect.FaceDetector`) once
     at construction; :meth:`predict` and :meth:`classify_crops` may then be called from several
-    threads (the detector call is serialized by a lock, the PyTorch forward pass is thread-safe in
-    inference mode).
+    threads (the detector serializes its own calls with a lock; the PyTorch forward pass is
+    thread-safe in inference mode).
 
     Args:
         weights: ``"default"`` for faceforge's trained weights
@@ -188,7 +187,6 @@ class EmotionRecognizer:
             from faceforge.faces.detect import FaceDetector
             detector = FaceDetector()
         self.detector = detector
-        self._detect_lock = threading.Lock()
 
     # ------------------------------------------------------------------ loading
     def _resolve_weights(self, weights: str | Path | None) -> Path | None:
@@ -266,9 +264,8 @@ class EmotionRecognizer:
         return self.classify_batch(preprocess_faces(crops, self.spec.input))
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
-        """Detect faces (thread-safe wrapper over the shared detector), highest score first."""
-        with self._detect_lock:
-            return list(self.detector.detect(rgb))
+        """Faces in ``rgb`` found by the shared detector, highest score first."""
+        return list(self.detector.detect(rgb))
 
     def predict(self, rgb: np.ndarray, max_faces: int | None = None) -> EmotionResult:
         """Detect every face in a photo and classify its emotion.

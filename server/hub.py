@@ -9,6 +9,7 @@ weights file has been installed).
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from faceforge.models import get_spec, list_models
@@ -18,6 +19,16 @@ from server.config import Config
 if TYPE_CHECKING:
     from faceforge.emotion import EmotionRecognizer
     from faceforge.faces.detect import FaceDetector
+
+
+def public_weights_name(weights: str | Path | None) -> str:
+    """How responses name a weights setting: ``"default"``, ``"random-init"`` or the file name only
+    (server paths are not shown to clients)."""
+    if weights is None:
+        return "random-init"
+    if str(weights) in ("default", "random-init"):
+        return str(weights)
+    return Path(weights).name
 
 
 class ModelHub:
@@ -77,8 +88,10 @@ class ModelHub:
             try:
                 load()
                 report[name] = "ok"
-            except (FaceforgeError, OSError) as exc:
-                report[name] = f"{getattr(exc, 'type', type(exc).__name__)}: {exc}"
+            except FaceforgeError as exc:
+                report[name] = f"{exc.type}: {exc.detail}"
+            except Exception as exc:  # noqa: BLE001 - readiness reports, never crashes
+                report[name] = f"{type(exc).__name__}: {exc}"
         return report
 
     @property
@@ -99,9 +112,8 @@ class ModelHub:
                             "version": None, "provenance": None},
             }
             if name == "mini_xception":
-                entry["weights"]["configured"] = self.config.emotion_weights
+                entry["weights"]["configured"] = public_weights_name(self.config.emotion_weights)
                 if self.config.emotion_weights != "default":
-                    from pathlib import Path
                     entry["weights"]["available"] = Path(self.config.emotion_weights).expanduser().is_file()
                 if self._emotion is not None:
                     info = self._emotion.describe()

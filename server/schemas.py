@@ -87,7 +87,7 @@ def model_info_schema() -> dict[str, Any]:
         "name": {"type": "string"},
         "version": {"type": "string", "description": "checkpoint meta version, else sha256:<12 hex> of "
                                                      "the weights file"},
-        "weights": {"type": "string", "description": "'default', 'random-init' or a checkpoint path"},
+        "weights": {"type": "string", "description": "'default', 'random-init' or a checkpoint file name"},
         "labels": {"type": "array", "items": {"type": "string"}},
         "face_template": {"type": "string"},
     })

@@ -11,6 +11,7 @@ from faceforge.errors import (ImageTooSmallError, InvalidFieldError, MissingFiel
                               UnsupportedFormatError, WeightsNotFoundError, CheckpointError)
 from faceforge.imaging import decode_image
 from server.api import get_config, get_hub
+from server.hub import public_weights_name
 from server.schemas import EMOTION_PATH, IMAGE_FIELD, MAX_FACES_FIELD, keypoint_names
 
 bp = Blueprint("emotion", __name__)
@@ -66,7 +67,7 @@ def emotion():
     timings = {"decode": (t_decoded - t0) * 1e3, **result.timings_ms, "total": total_ms}
     names = keypoint_names()
     return jsonify(
-        model={"name": "mini_xception", "version": recognizer.version, "weights": recognizer.weights_source,
+        model={"name": "mini_xception", "version": recognizer.version, "weights": public_weights_name(recognizer.weights_source),
                "labels": list(recognizer.labels), "face_template": recognizer.face_template},
         image={"width": result.image_size[0], "height": result.image_size[1]},
         faces=[face.to_dict(names) for face in result.faces],

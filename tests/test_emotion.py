@@ -1,0 +1,168 @@
+"""faceforge.emotion: preprocessing numbers, weights loading errors, the detect-align-classify pipeline.
+
+The pipeline tests use a checkpoint of random weights made here, so they never depend on trained
+weights; the one test that checks what the trained model says skips when those are absent.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from faceforge.checkpoints import save_checkpoint
+from faceforge.emotion import EmotionRecognizer, EmotionResult, preprocess_faces
+from faceforge.errors import CheckpointError, NoFaceError, WeightsNotFoundError
+from faceforge.models import get_spec
+from faceforge.models import registry
+from faceforge.models.mini_xception import FER2013_LABELS
+from server.testing import make_random_emotion_checkpoint
+
+SPEC = get_spec("mini_xception")
+
+
+def make_random_checkpoint(path):
+    return make_random_emotion_checkpoint(path, version="test-random")
+
+
+# --------------------------------------------------------------------------- preprocess_faces
+def test_preprocess_rgb_is_bt601_luma_scaled_to_minus1_1():
+    rng = np.random.default_rng(0)
+    crops = rng.integers(0, 256, size=(3, 48, 48, 3), dtype=np.uint8)
+    out = preprocess_faces(crops)
+    assert out.shape == (3, 1, 48, 48) and out.dtype == np.float32
+    luma = crops[..., 0] * 0.299 + crops[..., 1] * 0.587 + crops[..., 2] * 0.114  # ITU-R BT.601
+    expected = luma / 127.5 - 1.0
+    # OpenCV rounds fixed-point luma to uint8: within one grey level (1/127.5 in [-1, 1] units)
+    assert np.abs(out[:, 0] - expected).max() <= 1 / 127.5
+
+
+def test_preprocess_gray_endpoints_and_sequence_input():
+    gray = np.stack([np.zeros((48, 48), np.uint8), np.full((48, 48), 255, np.uint8)])
+    out = preprocess_faces(list(gray))
+    assert out.shape == (2, 1, 48, 48)
+    assert np.all(out[0] == -1.0) and np.all(out[1] == 1.0)
+    assert preprocess_faces([]).shape == (0, 1, 48, 48)
+
+
+@pytest.mark.parametrize("bad", [
+    np.zeros((1, 64, 64), np.uint8),            # wrong size: never resized silently
+    np.zeros((1, 48, 48), np.float32),          # not uint8
+    np.zeros((48, 48), np.uint8),               # missing batch dimension
+    np.zeros((1, 48, 48, 4), np.uint8),         # RGBA
+])
+def test_preprocess_rejects_bad_input(bad):
+    with pytest.raises(ValueError):
+        preprocess_faces(bad)
+
+
+# --------------------------------------------------------------------------- loading errors
+def test_missing_default_weights_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(registry, "WEIGHTS_DIR", tmp_path)  # an empty weights folder
+    with pytest.raises(WeightsNotFoundError, match="faceforge train emotion") as info:
+        EmotionRecognizer("default", detector=object())
+    assert isinstance(info.value, CheckpointError) and info.value.status == 503
+
+
+def test_missing_weights_path(tmp_path):
+    with pytest.raises(WeightsNotFoundError, match="not found"):
+        EmotionRecognizer(tmp_path / "nope.pt", detector=object())
+
+
+def test_checkpoint_of_another_architecture_is_rejected(tmp_path):
+    path = save_checkpoint(tmp_path / "other.pt", torch.nn.Linear(2, 2), "other_arch", {})
+    with pytest.raises(CheckpointError, match="other_arch"):
+        EmotionRecognizer(path, detector=object())
+
+
+# --------------------------------------------------------------------------- classification
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return make_random_checkpoint(tmp_path_factory.mktemp("ckpt") / "mini_xception_random.pt")
+
+
+@pytest.fixture(scope="module")
+def recognizer(checkpoint):
+    """One recognizer (and one BlazeFace detector) for the module."""
+    return EmotionRecognizer(checkpoint)
+
+
+def test_version_and_describe_come_from_the_checkpoint(recognizer, checkpoint):
+    assert recognizer.version == "test-random"
+    info = recognizer.describe()
+    assert info["weights"] == str(checkpoint) and info["labels"] == list(FER2013_LABELS)
+    assert info["input"]["shape"] == (1, 48, 48)
+
+
+def test_classify_crops_probabilities_and_batch_independence(recognizer):
+    rng = np.random.default_rng(1)
+    gray = rng.integers(0, 256, size=(5, 48, 48), dtype=np.uint8)
+    probs = recognizer.classify_crops(gray)
+    assert probs.shape == (5, 7) and probs.dtype == np.float32
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    assert np.all(probs >= 0)
+    # batching must not change a face's result (eval-mode BatchNorm, no cross-sample ops)
+    single = np.concatenate([recognizer.classify_crops(gray[i:i + 1]) for i in range(5)])
+    np.testing.assert_allclose(probs, single, atol=1e-5)
+    # and different faces give different outputs (the input reaches the network)
+    assert np.abs(probs[0] - probs[1]).max() > 1e-4
+    assert recognizer.classify_crops(np.zeros((0, 48, 48), np.uint8)).shape == (0, 7)
+
+
+def test_predict_astronaut_one_face(recognizer, astronaut_rgb):
+    rgb = astronaut_rgb
+    result = recognizer.predict(rgb)
+    assert isinstance(result, EmotionResult)
+    assert result.image_size == (512, 512)
+    assert len(result.faces) == 1
+    face = result.faces[0]
+    assert list(face.probabilities) == list(FER2013_LABELS)
+    assert abs(sum(face.probabilities.values()) - 1.0) < 1e-5
+    assert face.label == max(face.probabilities, key=face.probabilities.get)
+    assert face.box.shape == (4,) and face.keypoints.shape == (6, 2)
+    # the astronaut's face lies in the upper middle of the picture
+    xmin, ymin, xmax, ymax = face.box
+    assert 100 < xmin < xmax < 320 and 0 < ymin < ymax < 260
+    assert 0 < face.score <= 1
+    assert set(result.timings_ms) == {"detect", "align", "classify"}
+    assert all(v >= 0 for v in result.timings_ms.values())
+    # predict = detect + align + classify_crops: the same probabilities through classify_crops
+    from faceforge.faces.align import align_face
+    crop = align_face(rgb, recognizer.detect(rgb)[0], 48, template="fer2013").image
+    np.testing.assert_allclose(recognizer.classify_crops(crop[None])[0],
+                               np.array(list(face.probabilities.values()), np.float32), atol=1e-6)
+
+
+def test_predict_max_faces_keeps_the_best(recognizer, astronaut_rgb):
+    rgb = astronaut_rgb
+    pair = np.concatenate([rgb, rgb[:, ::-1]], axis=1)  # two faces side by side
+    both = recognizer.predict(np.ascontiguousarray(pair))
+    assert len(both.faces) == 2
+    scores = [f.score for f in both.faces]
+    assert scores == sorted(scores, reverse=True)
+    one = recognizer.predict(np.ascontiguousarray(pair), max_faces=1)
+    assert len(one.faces) == 1 and one.faces[0].score == pytest.approx(scores[0])
+
+
+def test_no_face_raises(recognizer):
+    with pytest.raises(NoFaceError):
+        recognizer.predict(np.full((200, 200, 3), 128, np.uint8))
+
+
+def test_predict_rejects_bad_arrays(recognizer):
+    with pytest.raises(ValueError):
+        recognizer.predict(np.zeros((64, 64), np.uint8))
+    with pytest.raises(ValueError):
+        recognizer.predict(np.zeros((64, 64, 3), np.float32))
+    with pytest.raises(ValueError):
+        recognizer.predict(np.zeros((64, 64, 3), np.uint8), max_faces=0)
+
+
+def test_trained_weights_see_a_smile(recognizer, astronaut_rgb):
+    """With faceforge's trained weights, the smiling astronaut is classified as happy."""
+    path = SPEC.default_weights_path
+    if path is None or not path.is_file():
+        pytest.skip(f"trained weights absent ({path}); run `faceforge train emotion`")
+    trained = EmotionRecognizer("default", detector=recognizer.detector)
+    face = trained.predict(astronaut_rgb).faces[0]
+    assert face.label == "happy", face.probabilities

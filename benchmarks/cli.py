@@ -1,0 +1,56 @@
+"""``faceforge bench``: benchmarks that print and save figures under ``benchmarks/results/``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from benchmarks import RESULTS_DIR
+from benchmarks.detections import main as detections
+
+
+@click.group()
+def bench() -> None:
+    """Measure latency, export fidelity and accuracy (results in benchmarks/results/; never asserts speed)."""
+
+
+@bench.command("emotion-latency")
+@click.option("--assets", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="mobile_assets folder [default: the repository's].")
+@click.option("--repeats", type=click.IntRange(1), default=5, show_default=True,
+              help="Timed runs per photo and configuration (after a warm-up).")
+@click.option("--threads", default="1,2", show_default=True, help="Comma-separated LiteRT/ONNX Runtime threads.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=RESULTS_DIR,
+              show_default=True)
+def emotion_latency(assets: Path | None, repeats: int, threads: str, out_dir: Path) -> None:
+    """On-device style (LiteRT per precision, ONNX Runtime) vs server round trip, plus phone networks.
+
+    Photos: ../shared/data/photos/{portraits,groups} (or $FACEFORGE_DATA); the astronaut without data.
+    """
+    from benchmarks.emotion_latency import run
+    from faceforge.errors import FaceforgeError
+
+    try:
+        run(assets=assets, repeats=repeats, threads=tuple(int(t) for t in threads.split(",")), out_dir=out_dir)
+    except FaceforgeError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@bench.command("emotion-accuracy")
+@click.option("--weights", default="default", show_default=True, help="'default' or a mini_xception checkpoint.")
+@click.option("--no-peer", is_flag=True, help="Skip the published peer (needs fer + tf_keras).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=RESULTS_DIR,
+              show_default=True)
+def emotion_accuracy(weights: str, no_peer: bool, out_dir: Path) -> None:
+    """FER2013 test accuracy, overall and per class, ours vs the original mini-Xception (fer package)."""
+    from benchmarks.emotion_accuracy import run
+    from faceforge.errors import FaceforgeError
+
+    try:
+        run(weights=weights, out_dir=out_dir, with_peer=not no_peer)
+    except (FaceforgeError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+bench.add_command(detections, "detections")

@@ -365,3 +365,28 @@ def test_every_shared_photo_has_a_face(data_dir, detectors):
     assert all(n >= 2 for n in groups.values()), groups
     if "groups/12_angry_men.jpg" in groups:
         assert groups["groups/12_angry_men.jpg"] >= 8
+
+
+@pytest.mark.data
+def test_fer2013_template_reproduces_fer_crops(data_dir, detectors):
+    """Aligning a FER2013 face (enlarged into a bigger canvas) with the "fer2013" template gives back
+    nearly the original 48x48 crop: the template frames faces the way FER2013 does."""
+    import cv2
+
+    files = sorted((data_dir / "fer2013" / "test" / "happy").glob("*.jpg"))[:40]
+    if not files:
+        pytest.skip("no FER2013 test images")
+    errors, shifted = [], []
+    for path in files:
+        gray = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        rgb = cv2.cvtColor(gray, cv2.COLOR_GRAY2RGB)
+        canvas = cv2.copyMakeBorder(cv2.resize(rgb, (96, 96), interpolation=cv2.INTER_CUBIC),
+                                    48, 48, 48, 48, cv2.BORDER_REPLICATE)
+        faces = detectors["full"].detect(canvas)
+        if not faces:
+            continue
+        crop = cv2.cvtColor(align_face(canvas, faces[0], 48).image, cv2.COLOR_RGB2GRAY).astype(float)
+        errors.append(np.abs(crop - gray).mean())
+        shifted.append(np.abs(np.roll(gray.astype(float), 4, axis=1) - gray).mean())  # a 4-px misframing
+    assert len(errors) >= 20
+    assert np.median(errors) < np.median(shifted)

@@ -55,7 +55,7 @@ class ModelHub:
                 if self._detector is None:
                     from faceforge.faces.detect import FaceDetector
                     self._detector = FaceDetector(model=self.config.detector_model,
-                                                  num_threads=self.config.num_threads)
+                                                  num_threads=self.config.detector_threads)
         return self._detector
 
     def emotion(self) -> EmotionRecognizer:
@@ -69,11 +69,11 @@ class ModelHub:
             with self._lock:
                 if self._emotion is None:
                     from faceforge.emotion import EmotionRecognizer
-                    if self.config.num_threads:
+                    recognizer = EmotionRecognizer(weights=self.config.emotion_weights, detector=self.detector())
+                    if self.config.torch_threads:
                         import torch
-                        torch.set_num_threads(self.config.num_threads)
-                    self._emotion = EmotionRecognizer(weights=self.config.emotion_weights,
-                                                      detector=self.detector())
+                        torch.set_num_threads(self.config.torch_threads)
+                    self._emotion = recognizer
         return self._emotion
 
     def warm_up(self) -> dict[str, str]:

@@ -50,8 +50,9 @@ def checkpoint(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def app(checkpoint):
+    # torch_threads=None: leave the test process's PyTorch threads alone
     return create_app({"emotion_weights": str(checkpoint), "max_bytes": MAX_BYTES, "max_pixels": MAX_PIXELS,
-                       "max_faces": MAX_FACES})
+                       "max_faces": MAX_FACES, "torch_threads": None})
 
 
 @pytest.fixture(scope="module")
@@ -246,8 +247,10 @@ def test_config_from_environment(monkeypatch):
     monkeypatch.setenv("FACEFORGE_MAX_FACES", "3")
     monkeypatch.setenv("FACEFORGE_WARM_UP", "no")
     monkeypatch.setenv("FACEFORGE_MAX_BYTES", "1000")
+    monkeypatch.setenv("FACEFORGE_TORCH_THREADS", "none")
     config = Config.from_env(max_bytes=5000)
     assert (config.max_faces, config.warm_up, config.max_bytes) == (3, False, 5000)  # override wins
+    assert config.torch_threads is None and config.max_content_length == 5000 + MULTIPART_OVERHEAD_BYTES
     assert create_app({"MAX_FACES": 2}).extensions["faceforge"]["config"].max_faces == 2
     with pytest.raises(ValueError, match="unknown config key"):
         Config.from_env(max_face=2)
@@ -256,8 +259,11 @@ def test_config_from_environment(monkeypatch):
         Config.from_env()
 
 
-def test_concurrent_first_requests_load_once(checkpoint):
-    hub = create_app({"emotion_weights": str(checkpoint)}).extensions["faceforge"]["hub"]
+def test_concurrent_first_requests_load_once(checkpoint, monkeypatch):
+    import torch
+    calls = []
+    monkeypatch.setattr(torch, "set_num_threads", calls.append)  # record instead of changing the process
+    hub = create_app({"emotion_weights": str(checkpoint), "torch_threads": 1}).extensions["faceforge"]["hub"]
     results, barrier = [], threading.Barrier(4)
 
     def first_use():
@@ -270,6 +276,7 @@ def test_concurrent_first_requests_load_once(checkpoint):
     for t in threads:
         t.join()
     assert len(results) == 4 and all(r is results[0] for r in results)
+    assert calls == [1]  # loaded once, torch threads set once
 
 
 def test_real_http_round_trip(app, astronaut_jpeg):

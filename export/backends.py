@@ -1,0 +1,489 @@
+"""One backend per export format, plus the PyTorch-side proxies for the formats Linux cannot run.
+
+Backends (each ``(job, path) -> Artifact``, wrapped by :func:`export.base.try_export`):
+
+- :func:`export_onnx` — ``torch.onnx.export`` (dynamo exporter, opset 18), dynamic batch, NCHW,
+  one self-contained file, metadata in ``metadata_props``.
+- :func:`export_tflite_fp32`, :func:`export_tflite_fp16`, :func:`export_tflite_int8` — litert-torch.
+  Image inputs (and image outputs) are channels-last (NHWC), the layout phone camera buffers and
+  LiteRT kernels use. fp16 stores float16 weights dequantized at load (ai-edge-quantizer FLOAT_CAST
+  recipe, activations float32); int8 is full-integer post-training static quantization through PT2E
+  (torchao ``prepare_pt2e``/``convert_pt2e`` with litert-torch's per-channel symmetric quantizer,
+  histogram observers on the representative dataset): int8 weights and activations, int8 input and
+  output tensors whose scale and zero point are read back from the written file.
+- :func:`export_coreml_fp16`, :func:`export_coreml_int8w` — coremltools ML Program (iOS 16+), float32
+  input and output set explicitly, fp16 compute; int8w adds per-channel symmetric int8 weights with
+  ``coremltools.optimize.coreml.linear_quantize_weights`` (``constexpr_affine_dequantize`` ops).
+  Saved as ``.mlpackage`` and zipped (deterministic entry order and timestamps) so the manifest can
+  give one size and one SHA-256 per file.
+
+Metadata embedded in every file: the same key -> text pairs (:attr:`ExportJob.metadata`): model name,
+task, version, labels, input layout/colour/normalization, output meaning. TFLite: the TFLite Support
+``ModelMetadata`` writer (tflite-support 0.4.4, the last release) requires protobuf < 4, which cannot
+live beside this stack (protobuf 7), so the pairs are stored as one JSON document in the model
+flatbuffer's generic ``metadata`` list under the name ``"faceforge"`` (the mechanism the converter
+itself uses for ``min_runtime_version``); the manifest says so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from export.base import Artifact, ExportJob, TensorInfo, require, try_export
+from faceforge.errors import ExportError
+
+ONNX_OPSET = 18
+TFLITE_METADATA_NAME = "faceforge"
+COREML_MIN_TARGET = "iOS16"
+
+
+# --- naming and layout ---------------------------------------------------------------------------
+def io_names(job: ExportJob) -> tuple[str, str]:
+    """Input and output tensor names used in every format: ``("image", "logits"|"image_out")``."""
+    return "image", ("logits" if job.spec.labels else "image_out")
+
+
+def output_layout(job: ExportJob, channels_last: bool) -> str:
+    """Layout of the model output: ``"NC"`` for class scores, else the image layout."""
+    if job.spec.labels:
+        return "NC"
+    return "NHWC" if channels_last else "NCHW"
+
+
+class ChannelsLastIO(nn.Module):
+    """Wrap an NCHW image model so its input (and image output) are NHWC, with named I/O.
+
+    Shapes: input ``(N, H, W, C)`` -> model on ``(N, C, H, W)`` -> ``{out_name: (N, K)}`` for class
+    scores or ``{out_name: (N, H', W', C')}`` for images. For a single-channel input the transpose is a
+    pure reshape.
+    """
+
+    def __init__(self, model: nn.Module, out_name: str, image_output: bool) -> None:
+        super().__init__()
+        self.model = model
+        self.out_name = out_name
+        self.image_output = image_output
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        y = self.model(image.permute(0, 3, 1, 2))
+        if self.image_output:
+            y = y.permute(0, 2, 3, 1)
+        return {self.out_name: y}
+
+
+def _nhwc(x: np.ndarray | torch.Tensor) -> torch.Tensor:
+    return torch.as_tensor(np.ascontiguousarray(x)).permute(0, 2, 3, 1).contiguous()
+
+
+# --- ONNX ------------------------------------------------------------------------------------------
+@try_export("onnx")
+def export_onnx(job: ExportJob, path: Path) -> Artifact:
+    """Export to ONNX (opset 18) with a dynamic batch dimension and ``metadata_props``.
+
+    Input ``image`` ``(batch, C, H, W)`` float32 NCHW; output ``logits`` ``(batch, K)`` float32 (or an
+    image ``(batch, C', H', W')``). The file is self-contained (no external-data side file).
+    """
+    onnx = require("onnx")
+    require("onnxscript")
+    in_name, out_name = io_names(job)
+    sample = torch.zeros(job.sample_shape)
+    program = torch.onnx.export(job.model, (sample,), dynamo=True, opset_version=ONNX_OPSET,
+                                input_names=[in_name], output_names=[out_name],
+                                dynamic_shapes=({0: torch.export.Dim("batch")},), verbose=False)
+    proto = program.model_proto
+    for node in proto.graph.node:  # exporter debug info (source stack traces, FX names): not for phones
+        del node.metadata_props[:]
+        node.doc_string = ""
+    proto.producer_name = "faceforge"
+    proto.doc_string = job.spec.description
+    proto.model_version = 1
+    del proto.metadata_props[:]
+    for key, value in job.metadata.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.checker.check_model(proto, full_check=True)
+    onnx.save_model(proto, str(path), save_as_external_data=False)
+
+    loaded = onnx.load(str(path))
+    opset = max(o.version for o in loaded.opset_import if o.domain in ("", "ai.onnx"))
+    if opset < 17:
+        raise ExportError(f"ONNX opset {opset} < 17")
+
+    def info(value_info, layout: str) -> TensorInfo:
+        dims = [d.dim_value if d.HasField("dim_value") else -1 for d in value_info.type.tensor_type.shape.dim]
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(value_info.type.tensor_type.elem_type).name
+        return TensorInfo(value_info.name, dims, layout, dtype)
+
+    return Artifact("onnx", path, info(loaded.graph.input[0], "NCHW"),
+                    info(loaded.graph.output[0], output_layout(job, False)),
+                    embedded_metadata={"where": "ONNX ModelProto.metadata_props",
+                                       "keys": sorted(job.metadata)},
+                    inspection={"opset": opset, "ir_version": loaded.ir_version,
+                                "ops": dict(sorted(Counter(n.op_type for n in loaded.graph.node).items()))})
+
+
+# --- TFLite / LiteRT ---------------------------------------------------------------------------------
+def _litert_quiet() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _tflite_wrapper(job: ExportJob) -> tuple[ChannelsLastIO, dict[str, torch.Tensor]]:
+    in_name, out_name = io_names(job)
+    wrapper = ChannelsLastIO(job.model, out_name, image_output=not job.spec.labels).eval()
+    n, c, h, w = job.sample_shape
+    return wrapper, {in_name: torch.zeros(n, h, w, c)}
+
+
+def tflite_tensor_details(path: Path) -> tuple[dict, dict]:
+    """Input and output details (name, shape, dtype, quantization) of a one-in one-out ``.tflite``."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(path))
+    ins, outs = interp.get_input_details(), interp.get_output_details()
+    if len(ins) != 1 or len(outs) != 1:
+        raise ExportError(f"{path.name}: expected one input and one output, found {len(ins)} and {len(outs)}")
+    return ins[0], outs[0]
+
+
+def _tensor_info(detail: dict, layout: str, name: str) -> TensorInfo:
+    dtype = np.dtype(detail["dtype"]).name
+    quant = None
+    if dtype in ("int8", "uint8", "int16"):
+        scale, zero_point = detail["quantization"]
+        if scale == 0:
+            raise ExportError(f"integer tensor {detail['name']} has no quantization parameters")
+        quant = {"scale": float(scale), "zero_point": int(zero_point)}
+    return TensorInfo(name, [int(d) for d in detail["shape"]], layout, dtype, quant)
+
+
+def embed_tflite_metadata(path: Path, metadata: dict[str, str], name: str = TFLITE_METADATA_NAME) -> None:
+    """Add (or replace) a JSON metadata entry in a ``.tflite`` file's ``Model.metadata`` list.
+
+    Args:
+        path: the ``.tflite`` file, rewritten in place (atomically).
+        metadata: key -> text pairs, stored as one UTF-8 JSON object.
+        name: metadata entry name.
+
+    Raises:
+        ExportError: the file keeps weight data outside the flatbuffer (buffer offsets, used for
+            models over 2 GB), which a flatbuffer round trip would drop.
+    """
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    buf = path.read_bytes()
+    model = schema.ModelT.InitFromPackedBuf(bytearray(buf), 0)
+    if any(getattr(b, "offset", 0) for b in model.buffers or []):
+        raise ExportError(f"{path.name} stores buffers outside the flatbuffer; cannot embed metadata")
+    def entry_name(m) -> str:
+        return m.name.decode() if isinstance(m.name, bytes) else m.name
+
+    model.metadata = [m for m in (model.metadata or []) if entry_name(m) != name]
+    entry_buffer = schema.BufferT()
+    entry_buffer.data = np.frombuffer(json.dumps(metadata, sort_keys=True).encode(), dtype=np.uint8)
+    model.buffers.append(entry_buffer)
+    entry = schema.MetadataT()
+    entry.name = name
+    entry.buffer = len(model.buffers) - 1
+    model.metadata.append(entry)
+    builder = flatbuffers.Builder(len(buf) + 4096)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(builder.Output())
+    os.replace(tmp, path)
+
+
+def read_tflite_metadata(path: Path, name: str = TFLITE_METADATA_NAME) -> dict[str, str] | None:
+    """Read back the JSON metadata entry written by :func:`embed_tflite_metadata` (``None`` if absent)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.Model.GetRootAs(bytearray(Path(path).read_bytes()), 0)
+    for i in range(model.MetadataLength()):
+        meta = model.Metadata(i)
+        if meta.Name().decode() == name:
+            return json.loads(model.Buffers(meta.Buffer()).DataAsNumpy().tobytes().decode())
+    return None
+
+
+def _finish_tflite(job: ExportJob, fmt: str, path: Path, notes: list[str]) -> Artifact:
+    embed_tflite_metadata(path, job.metadata)
+    detail_in, detail_out = tflite_tensor_details(path)
+    from ai_edge_litert.interpreter import Interpreter
+
+    ops = Counter(op["op_name"] for op in Interpreter(model_path=str(path))._get_ops_details())
+    in_name, out_name = io_names(job)
+    return Artifact(fmt, path, _tensor_info(detail_in, "NHWC", in_name),
+                    _tensor_info(detail_out, output_layout(job, True), out_name),
+                    embedded_metadata={"where": f"TFLite Model.metadata entry {TFLITE_METADATA_NAME!r} "
+                                                "(UTF-8 JSON)", "keys": sorted(job.metadata)},
+                    inspection={"ops": dict(sorted(ops.items())), "signature": "serving_default"},
+                    notes=notes + ["TFLite Support ModelMetadata (Task Library) is not written: its writer "
+                                   "(tflite-support 0.4.4) requires protobuf<4, incompatible with this "
+                                   "toolchain; labels and normalization are in the 'faceforge' JSON entry "
+                                   "and in this manifest."])
+
+
+@try_export("tflite_fp32")
+def export_tflite_fp32(job: ExportJob, path: Path) -> Artifact:
+    """Export a float32 ``.tflite`` with NHWC input (litert-torch)."""
+    _litert_quiet()
+    litert_torch = require("litert_torch")
+    wrapper, kwargs = _tflite_wrapper(job)
+    litert_torch.convert(wrapper, sample_kwargs=kwargs).export(str(path))
+    return _finish_tflite(job, "tflite_fp32", path, [])
+
+
+@try_export("tflite_fp16")
+def export_tflite_fp16(job: ExportJob, path: Path) -> Artifact:
+    """Export a ``.tflite`` with float16 weights (dequantized to float32 at load), float32 I/O."""
+    _litert_quiet()
+    litert_torch = require("litert_torch")
+    from litert_torch.generative.quantize import quant_recipes
+
+    wrapper, kwargs = _tflite_wrapper(job)
+    litert_torch.convert(wrapper, sample_kwargs=kwargs,
+                         quant_config=quant_recipes.full_fp16_recipe()).export(str(path))
+    return _finish_tflite(job, "tflite_fp16", path,
+                          ["float16 weights with DEQUANTIZE ops: half the size; float32 compute on CPU, "
+                           "GPU delegates may run float16."])
+
+
+@try_export("tflite_int8")
+def export_tflite_int8(job: ExportJob, path: Path) -> Artifact:
+    """Export a full-integer int8 ``.tflite`` (int8 input and output) by PT2E static quantization.
+
+    Weights: int8 per-channel symmetric; activations: int8 per-tensor affine, ranges from histogram
+    observers run over ``job.calibration`` one sample at a time.
+
+    Raises:
+        ExportError: no calibration data, or the produced file's input/output are not int8.
+    """
+    _litert_quiet()
+    litert_torch = require("litert_torch")
+    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+    from litert_torch.quantize.quant_config import QuantConfig
+    from torchao.quantization.pt2e import move_exported_model_to_eval
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    if job.calibration is None or len(job.calibration) == 0:
+        raise ExportError("tflite_int8 needs a representative dataset (calibration data) and none was given")
+    wrapper, kwargs = _tflite_wrapper(job)
+    (in_name,) = kwargs
+    quantizer = PT2EQuantizer().set_global(
+        get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
+    graph = torch.export.export(wrapper, (), kwargs).module()
+    prepared = prepare_pt2e(graph, quantizer)
+    calib = _nhwc(job.calibration.astype(np.float32))
+    with torch.no_grad():
+        for i in range(len(calib)):
+            prepared(**{in_name: calib[i:i + 1]})
+    quantized = convert_pt2e(prepared, fold_quantize=False)
+    move_exported_model_to_eval(quantized)
+    for module in quantized.modules():  # exported graphs keep training=True; litert-torch warns on it
+        module.training = False
+    litert_torch.convert(quantized, sample_kwargs=kwargs,
+                         quant_config=QuantConfig(pt2e_quantizer=quantizer)).export(str(path))
+    artifact = _finish_tflite(job, "tflite_int8", path,
+                              [f"full-integer int8 (PT2E static quantization, per-channel int8 weights, "
+                               f"per-tensor int8 activations), calibrated on {len(calib)} inputs: "
+                               f"{job.calibration_description or 'unspecified'}"])
+    if artifact.input.dtype != "int8" or artifact.output.dtype != "int8":
+        raise ExportError(f"tflite_int8: expected int8 input and output, got {artifact.input.dtype} "
+                          f"and {artifact.output.dtype}")
+    float_ops = {"DEQUANTIZE"} & set(artifact.inspection["ops"])
+    if float_ops:
+        artifact.notes.append(f"contains {sorted(float_ops)} ops (some tensors stay float)")
+    return artifact
+
+
+# --- Core ML -----------------------------------------------------------------------------------------
+def _coreml_convert(job: ExportJob):
+    ct = require("coremltools")
+    in_name, out_name = io_names(job)
+    sample = torch.zeros(job.sample_shape)
+    with torch.no_grad():
+        traced = torch.jit.trace(job.model, sample)
+    mlmodel = ct.convert(
+        traced, convert_to="mlprogram",
+        inputs=[ct.TensorType(name=in_name, shape=job.sample_shape, dtype=np.float32)],
+        outputs=[ct.TensorType(name=out_name, dtype=np.float32)],
+        compute_precision=ct.precision.FLOAT16,
+        minimum_deployment_target=getattr(ct.target, COREML_MIN_TARGET))
+    return mlmodel
+
+
+def _coreml_set_metadata(mlmodel, job: ExportJob) -> None:
+    in_name, out_name = io_names(job)
+    mlmodel.author = "faceforge"
+    mlmodel.license = job.spec.license
+    mlmodel.short_description = job.spec.description
+    mlmodel.version = job.version
+    mlmodel.input_description[in_name] = job.metadata.get("input", "")
+    mlmodel.output_description[out_name] = job.metadata.get("output", "")
+    for key, value in job.metadata.items():
+        mlmodel.user_defined_metadata[key] = value
+
+
+def zip_dir(src: Path, dest: Path) -> None:
+    """Zip folder ``src`` into ``dest`` with ``src.name/`` as root, in a reproducible way.
+
+    Entries are sorted, timestamps fixed to 1980-01-01 and permissions to 0644, so the same content
+    gives the same bytes (and SHA-256).
+    """
+    tmp = dest.with_name(dest.name + ".tmp")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+        for file in sorted(p for p in src.rglob("*") if p.is_file()):
+            info = zipfile.ZipInfo(f"{src.name}/{file.relative_to(src).as_posix()}", (1980, 1, 1, 0, 0, 0))
+            info.external_attr = 0o644 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, file.read_bytes())
+    os.replace(tmp, dest)
+
+
+def inspect_coreml(mlmodel) -> dict[str, Any]:
+    """Read a converted Core ML model's program back (Core ML ``predict`` is macOS-only).
+
+    Returns:
+        ``{"spec_version", "ops" (type -> count), "inputs"/"outputs" ([{name, shape, dtype}]),
+        "quantized_weight_ops", "conv_like_ops", "fp16_casts"}``.
+    """
+    spec = mlmodel.get_spec()
+    ops: Counter = Counter()
+    for function in spec.mlProgram.functions.values():
+        for block in function.block_specializations.values():
+            ops.update(op.type for op in block.operations)
+    from coremltools.proto import FeatureTypes_pb2 as ft
+
+    def features(descs) -> list[dict]:
+        out = []
+        for d in descs:
+            arr = d.type.multiArrayType
+            out.append({"name": d.name, "shape": list(arr.shape),
+                        "dtype": ft.ArrayFeatureType.ArrayDataType.Name(arr.dataType).lower()})
+        return out
+
+    return {"spec_version": spec.specificationVersion, "ops": dict(sorted(ops.items())),
+            "inputs": features(spec.description.input), "outputs": features(spec.description.output),
+            "quantized_weight_ops": sum(n for t, n in ops.items() if t.startswith("constexpr_")),
+            "conv_like_ops": ops.get("conv", 0) + ops.get("linear", 0) + ops.get("conv_transpose", 0)
+            + ops.get("matmul", 0), "fp16_casts": ops.get("cast", 0)}
+
+
+def _coreml_finish(job: ExportJob, fmt: str, mlmodel, path: Path, notes: list[str]) -> Artifact:
+    _coreml_set_metadata(mlmodel, job)
+    info = inspect_coreml(mlmodel)
+    if [i["dtype"] for i in info["inputs"] + info["outputs"]] != ["float32", "float32"]:
+        raise ExportError(f"{fmt}: input/output dtypes are {info['inputs']} / {info['outputs']}, expected float32")
+    if info["fp16_casts"] < 2:
+        raise ExportError(f"{fmt}: no float32<->float16 casts found; compute precision is not fp16")
+    if not path.name.endswith(".mlpackage.zip"):
+        raise ExportError(f"{fmt}: Core ML files are written as <name>.mlpackage.zip, got {path.name}")
+    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+        package = Path(tmp) / path.name[: -len(".zip")]
+        mlmodel.save(str(package))
+        zip_dir(package, path)
+    in_name, out_name = io_names(job)
+    i, o = info["inputs"][0], info["outputs"][0]
+    return Artifact(fmt, path, TensorInfo(i["name"], i["shape"], "NCHW", i["dtype"]),
+                    TensorInfo(o["name"], o["shape"], output_layout(job, False), o["dtype"]),
+                    embedded_metadata={"where": "Core ML user_defined_metadata (plus author, license, "
+                                                "version, short_description)", "keys": sorted(job.metadata)},
+                    inspection=info,
+                    notes=notes + [f"ML Program, minimum deployment target {COREML_MIN_TARGET}, fp16 compute "
+                                   "with float32 input/output; zipped .mlpackage (unzip, then add the "
+                                   ".mlpackage folder to Xcode)."])
+
+
+@try_export("coreml_fp16")
+def export_coreml_fp16(job: ExportJob, path: Path) -> Artifact:
+    """Export a Core ML ML Program with fp16 compute and float32 I/O, as ``<name>.mlpackage.zip``."""
+    mlmodel = _coreml_convert(job)
+    return _coreml_finish(job, "coreml_fp16", mlmodel, path, [])
+
+
+@try_export("coreml_int8w")
+def export_coreml_int8w(job: ExportJob, path: Path) -> Artifact:
+    """Export a Core ML ML Program with per-channel symmetric int8 weights (fp16 compute, float32 I/O).
+
+    Raises:
+        ExportError: a convolution/linear weight was left unquantized.
+    """
+    cto = require("coremltools.optimize.coreml")
+    mlmodel = _coreml_convert(job)
+    config = cto.OptimizationConfig(global_config=cto.OpLinearQuantizerConfig(
+        mode="linear_symmetric", dtype="int8", granularity="per_channel", weight_threshold=0))
+    mlmodel = cto.linear_quantize_weights(mlmodel, config)
+    info = inspect_coreml(mlmodel)
+    if info["quantized_weight_ops"] < info["conv_like_ops"]:
+        raise ExportError(f"coreml_int8w: {info['quantized_weight_ops']} quantized weights for "
+                          f"{info['conv_like_ops']} conv/linear ops")
+    return _coreml_finish(job, "coreml_int8w", mlmodel, path,
+                          ["int8 weights (per-channel symmetric, constexpr_affine_dequantize), fp16 compute"])
+
+
+# --- PyTorch-side proxies of the Core ML files (Core ML predict is macOS-only) -----------------------
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """Return a copy of ``model`` with every Conv2d+BatchNorm2d pair folded (eval mode), as converters do."""
+    import copy
+
+    from torch.fx.experimental.optimization import fuse
+
+    return fuse(copy.deepcopy(model).eval())
+
+
+class _Fp16(nn.Module):
+    """Run ``model`` in float16 with float32 input and output (the Core ML fp16 ML Program's casts)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model.half()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x.half()).float()
+
+
+def proxy_coreml_fp16(model: nn.Module) -> nn.Module:
+    """PyTorch stand-in for the ``coreml_fp16`` file: BatchNorm folded, fp16 compute, float32 I/O."""
+    return _Fp16(fold_batchnorm(model)).eval()
+
+
+def quantize_weights_per_channel(model: nn.Module, bits: int = 8) -> nn.Module:
+    """Round every Conv/Linear weight to per-output-channel symmetric ``bits``-bit integers (in place).
+
+    ``scale_c = max|w_c| / (2**(bits-1) - 1)``; ``w_c <- round(w_c / scale_c) * scale_c`` — the
+    ``linear_symmetric`` per-channel scheme of ``coremltools.optimize.coreml.OpLinearQuantizerConfig``.
+    """
+    qmax = 2 ** (bits - 1) - 1
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, (nn.Conv2d, nn.Linear, nn.ConvTranspose2d)):
+                w = module.weight
+                dim = 1 if isinstance(module, nn.ConvTranspose2d) else 0
+                reduce = [d for d in range(w.ndim) if d != dim]
+                scale = w.abs().amax(dim=reduce, keepdim=True).clamp_min(1e-12) / qmax
+                w.copy_(torch.clamp(torch.round(w / scale), -qmax, qmax) * scale)
+    return model
+
+
+def proxy_coreml_int8w(model: nn.Module) -> nn.Module:
+    """PyTorch stand-in for ``coreml_int8w``: BatchNorm folded, int8 per-channel weights, fp16 compute."""
+    return _Fp16(quantize_weights_per_channel(fold_batchnorm(model))).eval()
+
+
+def cleanup(path: Path) -> None:
+    """Remove a file or folder if present (used for partial outputs)."""
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists():
+        path.unlink()

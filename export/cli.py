@@ -1,0 +1,138 @@
+"""``faceforge export``: write phone files for a light model, check them against PyTorch, update the manifest.
+
+The formats, their choices and ``all`` come from :data:`export.formats.FORMATS`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from export.formats import FORMATS, parse_formats
+
+DEFAULT_OUT = Path("mobile_assets")
+
+
+def _parse_parity_set(value: str) -> int | None:
+    if value == "test":
+        return None
+    try:
+        n = int(value)
+    except ValueError:
+        raise click.BadParameter(f"expected 'test' or a number of images, got {value!r}") from None
+    if n < 1:
+        raise click.BadParameter(f"number of parity images must be >= 1, got {n}")
+    return n
+
+
+def summary_table(report) -> str:
+    """Plain-text table: format, file, KB, top-1 agreement, accuracy (file / PyTorch), validation, status."""
+    rows = [("format", "file", "KB", "agreement", "accuracy (file/torch)", "validation", "status")]
+    for o in report.outcomes:
+        p, a = o.parity, o.artifact
+        size = f"{o.bytes / 1024:.1f}" if o.bytes else "-"
+        agree = f"{100 * p.top1_agreement:.2f}%" if p and p.top1_agreement is not None else (
+            f"{p.psnr_db:.1f} dB" if p and p.psnr_db is not None else "-")
+        acc = f"{100 * p.accuracy:.2f}% / {100 * p.accuracy_pytorch:.2f}%" if p and p.accuracy is not None else "-"
+        valid = "run" if o.format.runs_on_linux else "inspected+proxy"
+        rel = o.format.relpath(report.model)
+        rows.append((o.format.name, rel, size, agree, acc, valid, "ok" if o.ok else "FAILED"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+@click.command("export", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("model", default="mini_xception", required=False)
+@click.option("--formats", "formats_text", default="all", show_default=True, metavar="all|NAME[,NAME...]",
+              help=f"Formats to write: {', '.join(FORMATS)}.")
+@click.option("--weights", default="default", show_default=True, metavar="default|PATH",
+              help="faceforge's trained weights, or a faceforge checkpoint file ('random' = tests only).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_OUT, show_default=True,
+              help="Output folder (android/, ios/, onnx/, detector/, LICENSES/, manifest.json).")
+@click.option("--calibration-size", type=click.IntRange(1, 100_000), default=500, show_default=True,
+              help="Representative training images for full-integer int8 calibration.")
+@click.option("--calibration", "calibration_source", type=click.Choice(["data", "random"]), default="data",
+              show_default=True, help="'data' = real training images (FACEFORGE_DATA); 'random' = synthetic, "
+              "for tests only (refused for the default output folder).")
+@click.option("--parity-set", default="test", show_default=True, metavar="test|N",
+              help="Compare with PyTorch on the whole test split, or on N random test images.")
+@click.option("--parity-source", type=click.Choice(["data", "random"]), default="data", show_default=True,
+              help="'random' = synthetic parity inputs without labels (tests only).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the calibration and parity subsets.")
+@click.option("--threads", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="CPU threads for PyTorch and the runtimes.")
+@click.option("--no-manifest", is_flag=True, help="Only write and check the model files (no detector, licenses, "
+              "manifest).")
+@click.option("-v", "--verbose", is_flag=True, help="Log every step and show the converters' own progress.")
+def export(model: str, formats_text: str, weights: str, out: Path, calibration_size: int, calibration_source: str,
+           parity_set: str, parity_source: str, seed: int, threads: int, no_manifest: bool, verbose: bool) -> None:
+    """Export MODEL (default mini_xception) to phone formats, check parity, update the manifest.
+
+    Every file is written to a temporary folder, run (LiteRT, ONNX Runtime) or inspected (Core ML,
+    with a PyTorch proxy of the same quantization) against PyTorch on real test images, and moved into
+    OUT only if every requested format met its bounds; otherwise nothing in OUT changes.
+
+    \b
+    Examples:
+      faceforge export                                   # all formats, trained weights -> mobile_assets/
+      faceforge export --formats tflite_int8,coreml_fp16
+      faceforge export --weights runs/emotion/000/best.pt --out /tmp/assets --parity-set 1000
+    """
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("faceforge").setLevel(logging.INFO if verbose else logging.WARNING)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if not verbose:
+        os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
+
+    from faceforge.errors import FaceforgeError
+    from faceforge.models import get_spec
+
+    try:
+        get_spec(model)
+        formats = parse_formats(formats_text)
+    except (ValueError, KeyError) as exc:
+        raise click.UsageError(str(exc)) from None
+    parity_limit = _parse_parity_set(parity_set)
+    if not any(f.needs_calibration for f in formats) and (calibration_source != "data" or calibration_size != 500):
+        logging.getLogger("faceforge.export").warning(
+            "--calibration/--calibration-size ignored: none of %s needs calibration", ",".join(f.name for f in formats))
+    is_default_out = out.resolve() == DEFAULT_OUT.resolve()
+    testing_only = [name for name, used in (("--weights random", weights == "random"),
+                                            ("--calibration random", calibration_source == "random"
+                                             and any(f.needs_calibration for f in formats)),
+                                            ("--parity-source random", parity_source == "random")) if used]
+    if testing_only and is_default_out:
+        raise click.UsageError(f"{', '.join(testing_only)} is for tests; write to another --out than {DEFAULT_OUT}")
+
+    import torch
+
+    torch.set_num_threads(threads)
+    from export.exporter import run_export
+
+    command = "faceforge export " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 1 else ""
+    try:
+        report = run_export(model, formats, weights=weights, out=out, calibration_size=calibration_size,
+                            calibration_source=calibration_source, parity_limit=parity_limit,
+                            parity_source=parity_source, seed=seed, threads=threads,
+                            write_manifest=not no_manifest, command=command.strip(), progress=True)
+    except FileNotFoundError as exc:
+        raise click.ClickException(str(exc)) from None
+    except FaceforgeError as exc:
+        partial = getattr(exc, "report", None)
+        if partial is not None:
+            click.echo(summary_table(partial), err=True)
+        raise click.ClickException(str(exc)) from None
+    click.echo(summary_table(report))
+    where = f"{out}/manifest.json" if not no_manifest else str(out)
+    click.echo(f"\n{report.model} version {report.version}: {len(report.outcomes)} file(s) written; see {where}")
+
+
+if __name__ == "__main__":  # python -m export.cli
+    export()

@@ -1,0 +1,263 @@
+"""The export run: model -> files in every requested format -> parity -> manifest, all or nothing.
+
+:func:`run_export` writes everything into a temporary folder inside the output folder and moves the
+files into place only when every format exported and met its parity bounds; a failure leaves the
+existing files and manifest untouched. The manifest keeps the entries of files not re-exported this
+time (if they are still there, unchanged).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import torch
+
+from export import calibration as calib
+from export import manifest as mf
+from export import parity
+from export.base import Artifact, ExportJob
+from export.formats import ExportFormat
+from export.schema import SCHEMA
+from faceforge.errors import ExportError, ParityError, WeightsNotFoundError
+from faceforge.models import create_model, get_spec
+from faceforge.models.registry import ModelSpec
+
+log = logging.getLogger("faceforge.export")
+
+
+@dataclass
+class FormatOutcome:
+    """One format's result in a run (a row of the CLI's summary table)."""
+
+    format: ExportFormat
+    artifact: Artifact | None = None
+    parity: parity.ParityResult | None = None
+    error: str | None = None
+    bytes: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.parity is not None and self.parity.passed
+
+
+@dataclass
+class ExportReport:
+    """What :func:`run_export` did.
+
+    Attributes:
+        model: registry name.
+        version: version written into the files.
+        outcomes: one per requested format, in table order.
+        out: output folder.
+        manifest: the manifest written (``None`` when not written).
+    """
+
+    model: str
+    version: str
+    outcomes: list[FormatOutcome] = field(default_factory=list)
+    out: Path | None = None
+    manifest: dict | None = None
+
+
+def load_weights(spec: ModelSpec, weights: str, seed: int = 0) -> tuple[torch.nn.Module, dict, str]:
+    """Build the model and describe its weights.
+
+    Args:
+        spec: model spec.
+        weights: ``"default"``, ``"random"`` (seeded random initialisation; tests only) or a checkpoint path.
+        seed: seed for ``"random"``.
+
+    Returns:
+        ``(model, provenance, version)``. ``version`` is the checkpoint's ``meta["version"]`` if any,
+        else ``<faceforge version>+<first 8 hex of the weights' SHA-256>``.
+
+    Raises:
+        WeightsNotFoundError: default weights requested but absent (message says how to get them).
+        FileNotFoundError: a given path does not exist.
+        CheckpointError: the checkpoint does not fit the model.
+    """
+    import faceforge
+
+    if weights == "random":
+        torch.manual_seed(seed)
+        model = create_model(spec.name)
+        return model, {"weights": f"random initialisation (torch seed {seed}); NOT trained, not for shipping"}, \
+            f"{faceforge.__version__}+random{seed}"
+    if weights == "default":
+        path = spec.default_weights_path
+        if path is None or not path.is_file():
+            raise WeightsNotFoundError(
+                f"default weights of {spec.name} not found at {path}; train them (faceforge train) or pass "
+                "--weights PATH", model=spec.name)
+    else:
+        path = Path(weights)
+        if not path.is_file():
+            raise FileNotFoundError(f"weights file not found: {path}")
+    model = create_model(spec.name, weights=path)
+    digest = mf.sha256_file(path)
+    meta = getattr(model, "faceforge_meta", {}) or {}
+    try:
+        shown = path.resolve().relative_to(Path(__file__).resolve().parent.parent).as_posix()
+    except ValueError:
+        shown = path.name
+    provenance = {"weights": shown, "weights_sha256": digest, "config": getattr(model, "faceforge_config", {}),
+                  "checkpoint_meta": meta}
+    version = str(meta.get("version") or f"{faceforge.__version__}+{digest[:8]}")
+    return model, provenance, version
+
+
+def embedded_metadata(spec: ModelSpec, version: str) -> dict[str, str]:
+    """Key -> text pairs embedded in every exported file (ONNX, TFLite, Core ML)."""
+    i = spec.input
+    meta = {
+        "name": spec.name, "task": spec.task, "version": version, "producer": "faceforge",
+        "source": spec.source, "license": spec.license,
+        "input": f"{i.colour} image {i.shape[1]}x{i.shape[2]}, x = pixel * {i.scale:.10g} + {i.offset:g} "
+                 f"(range {list(i.value_range)})",
+        "normalization": json.dumps({"scale": i.scale, "offset": i.offset, "value_range": list(i.value_range)}),
+        "colour": i.colour,
+        "face_template": i.face_template or "",
+    }
+    if spec.labels:
+        meta["labels"] = json.dumps(list(spec.labels))
+        meta["output"] = "logits in label order; probabilities = softmax(logits)"
+    else:
+        meta["output"] = f"image in range {list(i.value_range)}"
+    return meta
+
+
+def _describe_parity_set(spec: ModelSpec, limit: int | None, source: str, n: int) -> str:
+    if source == "random":
+        return f"{n} synthetic images (random, seeded)"
+    what = calib.DATA_SOURCES.get(spec.name, ("real data",))[0].split(",")[0]
+    return f"{what} test split, {'all' if limit is None else 'random subset of'} {n} images"
+
+
+def run_export(model: str = "mini_xception", formats: Iterable[ExportFormat] = (), *, weights: str = "default",
+               out: Path = Path("mobile_assets"), calibration_size: int = 500, calibration_source: str = "data",
+               parity_limit: int | None = None, parity_source: str = "data", seed: int = 0, threads: int = 1,
+               write_manifest: bool = True, command: str = "", progress: bool = False) -> ExportReport:
+    """Export ``model`` in ``formats`` into ``out``, check parity, write the manifest; all or nothing.
+
+    Args:
+        model: registry name.
+        formats: rows of :data:`export.formats.FORMATS`.
+        weights: ``"default"``, ``"random"`` (tests) or a checkpoint path.
+        out: output folder (created).
+        calibration_size: representative images for int8.
+        calibration_source: ``"data"`` or ``"random"`` (tests only).
+        parity_limit: ``None`` = the whole test split, else that many images.
+        parity_source: ``"data"`` or ``"random"``.
+        seed: seed of the calibration/parity subsets (and of ``weights="random"``).
+        threads: CPU threads for the runtimes.
+        write_manifest: also copy detector/licenses and write ``manifest.json`` + schema.
+        command: the command line, recorded in the manifest.
+        progress: show a tqdm bar.
+
+    Returns:
+        The :class:`ExportReport`.
+
+    Raises:
+        ExportError: a backend failed (nothing in ``out`` is replaced); ``ParityError`` when a file
+            misses its bounds; ``WeightsNotFoundError`` etc. from :func:`load_weights`.
+    """
+    formats = list(formats)
+    if not formats:
+        raise ExportError("no formats to export")
+    spec = get_spec(model)
+    out = Path(out)
+    net, provenance, version = load_weights(spec, weights, seed)
+    report = ExportReport(model, version, out=out)
+
+    template = None
+    if write_manifest:  # fail before the slow steps if the manifest cannot be completed
+        template = mf.face_template(spec.input.face_template, spec.input.shape[-1]) \
+            if spec.input.face_template else None
+        if template is None:
+            raise ExportError(f"{spec.name} names no face template; the manifest requires one")
+
+    job = ExportJob(net, spec, version, embedded_metadata(spec, version))
+    if any(f.needs_calibration for f in formats):
+        job.calibration = calib.representative_dataset(spec, calibration_size, seed, calibration_source)
+        job.calibration_description = (
+            f"{len(job.calibration)} RANDOM synthetic images (seed {seed}; tests only)"
+            if calibration_source == "random" else
+            f"{calib.DATA_SOURCES[spec.name][0].split(',')[0]} train split, seeded random subset "
+            f"(seed {seed}), preprocessed as the model input")
+        provenance = {**provenance, "calibration": job.calibration_description}
+    x, labels = calib.parity_dataset(spec, parity_limit, seed, parity_source)
+    parity_desc = _describe_parity_set(spec, parity_limit, parity_source, len(x))
+    log.info("parity set: %s", parity_desc)
+    reference = parity.torch_outputs(net, x)
+    classifier = bool(spec.labels)
+
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".export-tmp-", dir=out))
+    try:
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(formats, desc=f"export {model}", unit="format")
+        for fmt in bar if bar is not None else formats:
+            if bar is not None:
+                bar.set_postfix_str(fmt.name)
+            outcome = FormatOutcome(fmt)
+            report.outcomes.append(outcome)
+            try:
+                outcome.artifact = fmt.backend(job, tmp / fmt.relpath(model))
+                outcome.bytes = outcome.artifact.path.stat().st_size
+                outcome.parity = parity.measure(fmt, outcome.artifact.path, outcome.artifact.input,
+                                                outcome.artifact.output, net, x, labels, reference=reference,
+                                                classifier=classifier, value_range=spec.input.value_range,
+                                                threads=threads)
+                if not outcome.parity.passed:
+                    outcome.error = "parity: " + "; ".join(outcome.parity.failures)
+            except ExportError as exc:
+                outcome.error = str(exc)
+                log.error("%s", exc)
+        failed = [o for o in report.outcomes if not o.ok]
+        if failed:
+            bad_parity = [o.parity for o in failed if o.parity is not None and not o.parity.passed]
+            detail = "; ".join(f"{o.format.name}: {o.error}" for o in failed)
+            err_cls = ParityError if len(bad_parity) == len(failed) else ExportError
+            error = err_cls(f"export of {model} failed, nothing in {out} was changed: {detail}",
+                            formats=[o.format.name for o in failed],
+                            figures=[p.to_dict() for p in bad_parity] or None)
+            error.report = report  # for the CLI's summary table
+            raise error
+
+        if write_manifest:
+            detectors = mf.copy_detectors(tmp)
+            mf.copy_licenses(tmp)
+            entries = [mf.model_entry(spec, o.format, o.artifact, o.parity, version=version, provenance=provenance,
+                                      root=tmp, parity_dataset=parity_desc, template=template)
+                       for o in report.outcomes]
+            manifest = mf.build_manifest(entries, detectors, existing=mf.load_manifest(out / mf.MANIFEST_NAME),
+                                         existing_root=out, command=command, policy=mf.detector_policy())
+            mf.validate_manifest(manifest)
+            mf.write_json_atomic(tmp / mf.SCHEMA_NAME, SCHEMA)
+            report.manifest = manifest
+        # Everything is in tmp and checked: move into place, manifest last.
+        moved = sorted((p for p in tmp.rglob("*") if p.is_file()), key=lambda p: p.name == mf.MANIFEST_NAME)
+        for src in moved:
+            dest = out / src.relative_to(tmp)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(src, dest)
+        for o in report.outcomes:
+            o.artifact.path = out / o.artifact.path.relative_to(tmp)
+        if write_manifest:
+            mf.write_json_atomic(out / mf.MANIFEST_NAME, report.manifest)
+            problems = mf.verify_files(report.manifest, out)
+            if problems:
+                raise ExportError(f"manifest written but files do not match it: {'; '.join(problems)}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return report

@@ -1,0 +1,148 @@
+"""THE table of export formats: one row per format, read by the CLI's argument validator, the exporter,
+the parity check and the benchmarks.
+
+Each row says what the file is (suffix, precision, platform, folder under ``mobile_assets/``), whether
+this machine can run it (LiteRT and ONNX Runtime yes; Core ML no — its ``predict`` is macOS-only, so a
+PyTorch proxy of the same quantization stands in), the backend that writes it, how to run it, and the
+parity bounds it must meet against PyTorch.
+
+To add a format: write a backend ``(job, path) -> Artifact`` decorated with
+``@try_export("<name>")`` in :mod:`export.backends`, then add a row below. The CLI's ``--formats``
+choices, ``all`` and the benchmark loop pick it up from here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from torch import nn
+
+from export import backends, runtime
+from export.base import Backend, TensorInfo
+
+
+@dataclass(frozen=True)
+class ParityBounds:
+    """Minimum fidelity of an exported file vs the PyTorch model (an export outside them FAILS).
+
+    Attributes:
+        min_top1_agreement: classifiers: fraction in [0, 1] of inputs whose top-1 class equals
+            PyTorch's.
+        max_accuracy_drop: classifiers: largest allowed ``accuracy(PyTorch) - accuracy(file)``, in
+            percentage points (a file may be more accurate).
+        min_psnr_db: image-to-image models: lowest allowed mean PSNR (dB) of the file's output vs
+            PyTorch's, both mapped to [0, 255] pixels.
+    """
+
+    min_top1_agreement: float
+    max_accuracy_drop: float
+    min_psnr_db: float
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    """One row of :data:`FORMATS`.
+
+    Attributes:
+        name: CLI name, e.g. ``"tflite_int8"``.
+        suffix: file suffix, e.g. ``".tflite"``, ``".mlpackage.zip"``.
+        tag: file-name tag: files are ``<model>_<tag><suffix>`` (``<model><suffix>`` if empty).
+        precision: ``"fp32"``, ``"fp16"`` (weights; see ``description``), ``"int8"`` (full integer) or
+            ``"int8w"`` (int8 weights, float compute).
+        platform: ``"android"``, ``"ios"`` or ``"any"``.
+        folder: sub-folder of the output directory (``android``, ``ios``, ``onnx``).
+        runs_on_linux: whether this machine can run the file itself (else ``proxy`` stands in).
+        backend: the function writing the file.
+        bounds: parity bounds (see :class:`ParityBounds`).
+        needs_calibration: whether the backend needs a representative dataset.
+        runner: ``(path, input TensorInfo, output TensorInfo, threads) -> Runner``, or ``None``.
+        proxy: ``model -> model`` PyTorch stand-in for files this machine cannot run, or ``None``.
+        description: one line for ``--help`` and the manifest.
+    """
+
+    name: str
+    suffix: str
+    tag: str
+    precision: str
+    platform: str
+    folder: str
+    runs_on_linux: bool
+    backend: Backend
+    bounds: ParityBounds
+    needs_calibration: bool = False
+    runner: Callable[[Path, TensorInfo, TensorInfo, int], runtime.Runner] | None = None
+    proxy: Callable[[nn.Module], nn.Module] | None = None
+    description: str = ""
+
+    def filename(self, model: str) -> str:
+        """File name of ``model`` in this format, e.g. ``mini_xception_int8.tflite``."""
+        return f"{model}_{self.tag}{self.suffix}" if self.tag else f"{model}{self.suffix}"
+
+    def relpath(self, model: str) -> str:
+        """Path relative to the output folder, e.g. ``android/mini_xception_int8.tflite``."""
+        return f"{self.folder}/{self.filename(model)}"
+
+    @property
+    def validation(self) -> str:
+        """How parity is established: ``"run"`` or ``"inspected (...)"``."""
+        return "run" if self.runs_on_linux else "inspected (Core ML predict is macOS-only)"
+
+
+_FLOAT = ParityBounds(min_top1_agreement=0.999, max_accuracy_drop=0.1, min_psnr_db=60.0)
+_HALF = ParityBounds(min_top1_agreement=0.999, max_accuracy_drop=0.2, min_psnr_db=40.0)
+_INT8 = ParityBounds(min_top1_agreement=0.99, max_accuracy_drop=1.0, min_psnr_db=28.0)
+
+FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
+    ExportFormat("onnx", ".onnx", "", "fp32", "any", "onnx", True, backends.export_onnx, _FLOAT,
+                 runner=runtime.onnx_runner,
+                 description="ONNX opset 18, float32, NCHW, dynamic batch (ONNX Runtime Mobile/desktop)"),
+    ExportFormat("tflite_fp32", ".tflite", "fp32", "fp32", "android", "android", True,
+                 backends.export_tflite_fp32, _FLOAT, runner=runtime.tflite_runner,
+                 description="LiteRT float32, NHWC input"),
+    ExportFormat("tflite_fp16", ".tflite", "fp16", "fp16", "android", "android", True,
+                 backends.export_tflite_fp16, _HALF, runner=runtime.tflite_runner,
+                 description="LiteRT float16 weights (float32 I/O and CPU compute), NHWC input"),
+    ExportFormat("tflite_int8", ".tflite", "int8", "int8", "android", "android", True,
+                 backends.export_tflite_int8, _INT8, needs_calibration=True, runner=runtime.tflite_runner,
+                 description="LiteRT full-integer int8 (int8 input and output), NHWC input"),
+    ExportFormat("coreml_fp16", ".mlpackage.zip", "fp16", "fp16", "ios", "ios", False,
+                 backends.export_coreml_fp16, _HALF, proxy=backends.proxy_coreml_fp16,
+                 description="Core ML ML Program, fp16 compute, float32 I/O, NCHW (zipped .mlpackage)"),
+    ExportFormat("coreml_int8w", ".mlpackage.zip", "int8w", "int8w", "ios", "ios", False,
+                 backends.export_coreml_int8w, _INT8, proxy=backends.proxy_coreml_int8w,
+                 description="Core ML ML Program, int8 weights, fp16 compute, float32 I/O (zipped .mlpackage)"),
+)}
+
+
+def format_names() -> list[str]:
+    """Names of all formats in table order."""
+    return list(FORMATS)
+
+
+def get_format(name: str) -> ExportFormat:
+    """The row called ``name``.
+
+    Raises:
+        ValueError: unknown name; the message lists the valid ones.
+    """
+    try:
+        return FORMATS[name]
+    except KeyError:
+        raise ValueError(f"unknown export format {name!r}; valid: {', '.join(FORMATS)} or 'all'") from None
+
+
+def parse_formats(text: str) -> list[ExportFormat]:
+    """Parse a ``--formats`` value: ``"all"`` or comma-separated names (duplicates dropped, table order).
+
+    Raises:
+        ValueError: empty list or an unknown name (message lists the valid names).
+    """
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if not names:
+        raise ValueError(f"no export format given; valid: {', '.join(FORMATS)} or 'all'")
+    if "all" in names:
+        return list(FORMATS.values())
+    wanted = {get_format(n).name for n in names}
+    return [f for f in FORMATS.values() if f.name in wanted]

@@ -237,6 +237,16 @@ def test_openapi_document(client):
             node = node[key]
 
 
+def test_problem_types_are_unique_and_http_errors():
+    from server.errors import problem_types
+
+    types = problem_types()
+    slugs = [cls.slug for cls in types]
+    assert len(slugs) == len(set(slugs))  # a `type` URN names exactly one error
+    assert {"missing-field", "no-face", "not-found", "internal-error", "weights-not-found"} <= set(slugs)
+    assert all(400 <= cls.status <= 599 for cls in types)
+
+
 def test_openapi_document_passes_the_spec_validator(client):
     validator = pytest.importorskip("openapi_spec_validator")
     validator.validate(client.get(schemas.OPENAPI_PATH).get_json())

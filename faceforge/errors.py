@@ -126,6 +126,12 @@ class ExportError(FaceforgeError):
     status = 500
 
 
+class ManifestError(FaceforgeError):
+    slug = "bad-manifest"
+    title = "mobile_assets/manifest.json is missing or does not list the requested file"
+    status = 500
+
+
 class ParityError(ExportError):
     slug = "parity-failed"
     title = "An exported file does not match PyTorch within its bound"

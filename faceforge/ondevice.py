@@ -15,13 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from faceforge.errors import FaceforgeError
-
-
-class ManifestError(FaceforgeError):
-    slug = "bad-manifest"
-    title = "mobile_assets/manifest.json is missing or does not list the requested file"
-    status = 500
+from faceforge.errors import ManifestError
 
 
 def load_manifest(assets: str | Path) -> dict[str, Any]:

@@ -46,3 +46,76 @@ def emotion(epochs: int, batch_size: int, lr: float, seed: int, limit: int | Non
         dest = get_spec("mini_xception").default_weights_path
         shutil.copyfile(run / "best.pt", dest)
         click.echo(f"installed default weights: {dest}")
+
+
+@train.command("cyclegan")
+@click.option("--data", "dataroot", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder with trainA/ trainB/ (testA/ testB/ for sample grids), e.g. made by "
+                   "`python -m training.unpaired utkface-age --dest data/utkface_age`. Required unless --resume.")
+@click.option("--generator", type=click.Choice(["cyclegan_resnet9", "cyclegan_mobile"]), default="cyclegan_resnet9",
+              show_default=True)
+@click.option("--ngf", type=click.IntRange(1), default=None, help="Generator width [default: the spec's].")
+@click.option("--n-blocks", type=click.IntRange(0), default=None, help="Residual blocks [default: the spec's].")
+@click.option("--epochs", type=click.IntRange(0), default=100, show_default=True, help="Epochs at the initial lr.")
+@click.option("--epochs-decay", type=click.IntRange(0), default=100, show_default=True,
+              help="Epochs of linear lr decay to 0.")
+@click.option("--steps-per-epoch", type=click.IntRange(1), default=None, help="Cap on steps per epoch.")
+@click.option("--batch-size", type=click.IntRange(1), default=1, show_default=True)
+@click.option("--lr", type=click.FloatRange(0, min_open=True), default=2e-4, show_default=True)
+@click.option("--lambda-cycle", type=click.FloatRange(0), default=10.0, show_default=True)
+@click.option("--lambda-identity", type=click.FloatRange(0), default=0.5, show_default=True,
+              help="Identity weight as a fraction of --lambda-cycle.")
+@click.option("--pool-size", type=click.IntRange(0), default=50, show_default=True)
+@click.option("--load-size", type=click.IntRange(4), default=286, show_default=True)
+@click.option("--crop-size", type=click.IntRange(4), default=256, show_default=True)
+@click.option("--teacher", type=click.Path(file_okay=False, exists=True), default=None,
+              help="Run folder of a trained teacher: distil into --generator (L1 to the teacher + GAN).")
+@click.option("--lambda-distill", type=click.FloatRange(0), default=10.0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--runs-dir", type=click.Path(file_okay=False), default="runs", show_default=True)
+@click.option("--resume", type=click.Path(file_okay=False, exists=True), default=None,
+              help="Continue the run in this folder from its last.pt (its stored config is used).")
+@click.option("--time-limit", type=click.FloatRange(0, min_open=True), default=None,
+              help="Stop and save after this many minutes (resume later).")
+@click.option("--stop-after", type=click.IntRange(1), default=None, help="Stop and save after N steps.")
+@click.option("--log-every", type=click.IntRange(1), default=100, show_default=True)
+@click.option("--sample-every", type=click.IntRange(1), default=1000, show_default=True)
+@click.option("--save-every", type=click.IntRange(0), default=0, show_default=True,
+              help="Steps between mid-epoch checkpoints (0: at epoch ends only).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--workers", type=click.IntRange(0), default=2, show_default=True, help="DataLoader workers.")
+@click.option("--threads", type=click.IntRange(1), default=None, help="torch CPU threads.")
+def cyclegan(dataroot: Path | None, generator: str, ngf: int | None, n_blocks: int | None, epochs: int,
+             epochs_decay: int, steps_per_epoch: int | None, batch_size: int, lr: float, lambda_cycle: float,
+             lambda_identity: float, pool_size: int, load_size: int, crop_size: int, teacher: str | None,
+             lambda_distill: float, seed: int, runs_dir: str, resume: str | None, time_limit: float | None,
+             stop_after: int | None, log_every: int, sample_every: int, save_every: int, device: str,
+             workers: int, threads: int | None) -> None:
+    """Train a CycleGAN translator A -> B (G_A.pt) and B -> A (G_B.pt) on unpaired image folders.
+
+    \b
+    Examples:
+      python -m training.unpaired utkface-age --dest data/utkface_age
+      faceforge train cyclegan --data data/utkface_age --time-limit 9
+      faceforge train cyclegan --resume runs/cyclegan/000 --time-limit 9
+      faceforge train cyclegan --data data/utkface_age --generator cyclegan_mobile --batch-size 4 \\
+          --teacher runs/cyclegan/000
+    """
+    from faceforge.errors import FaceforgeError
+    from training.cyclegan import CycleGANConfig, train as run_training
+
+    if dataroot is None and resume is None:
+        raise click.UsageError("give --data (or --resume)")
+    overrides = {k: v for k, v in (("ngf", ngf), ("n_blocks", n_blocks)) if v is not None}
+    cfg = CycleGANConfig(
+        dataroot=str(dataroot or ""), generator=generator, generator_kwargs=overrides, n_epochs=epochs,
+        n_epochs_decay=epochs_decay, steps_per_epoch=steps_per_epoch, batch_size=batch_size, lr=lr,
+        lambda_cycle=lambda_cycle, lambda_identity=lambda_identity, pool_size=pool_size, load_size=load_size,
+        crop_size=crop_size, teacher=teacher, lambda_distill=lambda_distill, seed=seed, runs_dir=runs_dir,
+        resume=resume, time_limit_min=time_limit, stop_after_steps=stop_after, log_every=log_every,
+        sample_every=sample_every, save_every=save_every, device=device, num_workers=workers, threads=threads)
+    try:
+        run = run_training(cfg)
+    except (FileNotFoundError, ValueError, FaceforgeError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"run folder: {run}")

@@ -36,6 +36,7 @@ Command line::
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import re
@@ -74,8 +75,9 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
     return x.movedim(-3, -1).numpy()
 
 
-def _resize(rgb: np.ndarray, size: int) -> np.ndarray:
-    """Square resize: area averaging when shrinking, bicubic when enlarging."""
+def resize_square(rgb: np.ndarray, size: int) -> np.ndarray:
+    """Resize uint8 ``(H, W, 3)`` to ``(size, size, 3)``: area averaging when shrinking, bicubic when
+    enlarging; returned as is when already that size."""
     if rgb.shape[0] == size and rgb.shape[1] == size:
         return rgb
     shrink = size < min(rgb.shape[:2])
@@ -131,8 +133,8 @@ class UnpairedImageFolder(Dataset):
     def _load(self, path: Path) -> torch.Tensor:
         rgb = load_image(path)
         if not self.augment:
-            return to_tensor(_resize(rgb, self.crop_size))
-        rgb = _resize(rgb, self.load_size)
+            return to_tensor(resize_square(rgb, self.crop_size))
+        rgb = resize_square(rgb, self.load_size)
         off = self.load_size - self.crop_size
         y, x = (torch.randint(0, off + 1, (2,)).tolist() if off else (0, 0))
         rgb = rgb[y:y + self.crop_size, x:x + self.crop_size]
@@ -264,7 +266,7 @@ def measure_utkface_template(files: Sequence[Path], detector: Any = None,
 def _split_indices(n: int, test_fraction: float, rng: random.Random) -> tuple[list[int], list[int]]:
     idx = list(range(n))
     rng.shuffle(idx)
-    n_test = int(round(test_fraction * n))
+    n_test = int(math.floor(test_fraction * n + 0.5))  # round half up
     return sorted(idx[n_test:]), sorted(idx[:n_test])
 
 

@@ -330,8 +330,9 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
 
     ``y = gamma * (W x + b - mean) / sqrt(var + eps) + beta`` becomes a convolution with weights
     ``W * gamma / sqrt(var + eps)`` (per output channel) and bias ``(b - mean) * gamma / sqrt(var + eps)
-    + beta``; the BatchNorm is replaced by ``nn.Identity`` (Jacob et al. 2018). Only pairs that are
-    consecutive children of an ``nn.Sequential`` are folded (the layout of this module's networks).
+    + beta``; the BatchNorm is replaced by ``nn.Identity`` (Jacob et al. 2018). A BatchNorm is folded
+    when its preceding sibling in an ``nn.Sequential`` is a convolution or a (nested) ``nn.Sequential``
+    ending in one (the layout of this module's networks); others are left in place.
 
     Args:
         model: a network in eval mode.
@@ -344,9 +345,15 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     """
     if model.training:
         raise ValueError("fold_batchnorm needs a model in eval mode (call model.eval())")
+    def last_conv(m: nn.Module) -> nn.Module:
+        while isinstance(m, nn.Sequential) and len(m):
+            m = m[-1]
+        return m
+
     for seq in [m for m in model.modules() if isinstance(m, nn.Sequential)]:
         children = list(seq.named_children())
-        for (_, conv), (bn_name, bn) in zip(children, children[1:]):
+        for (_, prev), (bn_name, bn) in zip(children, children[1:]):
+            conv = last_conv(prev)
             if not (isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d)):
                 continue
             with torch.no_grad():

@@ -248,17 +248,17 @@ def test_distillation_uses_teacher_and_no_cycle_loss(tmp_path):
     assert json.loads((student / "config.json").read_text())["mode"] == "distillation"
 
 
-@pytest.mark.filterwarnings("ignore:cyclegan_mobile uses BatchNorm")
-def test_cli_trains_one_step(tmp_path):
+def test_cli_trains_one_step_of_the_resnet_generator(tmp_path):
     from training.cli import train as train_group
 
     data = _make_domains(tmp_path / "data")
-    args = ["cyclegan", "--data", str(data), "--generator", "cyclegan_mobile", "--ngf", "4", "--n-blocks", "1",
+    args = ["cyclegan", "--data", str(data), "--ngf", "4", "--n-blocks", "1",
             "--load-size", "34", "--crop-size", "32", "--batch-size", "2", "--epochs", "1", "--epochs-decay", "0",
             "--stop-after", "1", "--workers", "0", "--runs-dir", str(tmp_path / "runs")]
     result = CliRunner().invoke(train_group, args)
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "runs" / "cyclegan" / "000" / "G_B.pt").is_file()
+    g_b = load_checkpoint(tmp_path / "runs" / "cyclegan" / "000" / "G_B.pt", arch="cyclegan_resnet9")
+    assert g_b["config"]["ngf"] == 4 and g_b["meta"]["direction"] == "B->A"
     bad = CliRunner().invoke(train_group, ["cyclegan", "--data", str(tmp_path / "missing"), "--workers", "0",
                                            "--runs-dir", str(tmp_path / "runs")])
     assert bad.exit_code != 0 and "domain folder not found" in bad.output
@@ -366,3 +366,23 @@ def test_real_utkface_names_parse(data_dir):
     n_files = sum(1 for p in folder.iterdir() if p.name.lower().endswith(".jpg"))
     assert len(records) + len(malformed) == n_files and 0 < len(malformed) < 0.01 * n_files
     assert all(0 <= r.age <= 120 for r in records)
+
+
+@pytest.mark.data
+def test_real_utkface_alignment_lands_on_the_template(data_dir, tmp_path):
+    from faceforge.faces.detect import FaceDetector
+
+    folder = utkface_dir(data_dir)
+    if not folder.is_dir():
+        pytest.skip(f"UTKFace not found at {folder}")
+    detector = FaceDetector("short", num_threads=1)
+    report = build_age_split(folder, tmp_path / "split", mode="align", limit=2, test_fraction=0.0,
+                             detector=detector, progress=False)
+    assert report["counts"]["trainA"] + report["no_face"] >= 2 and report["counts"]["trainA"] >= 1
+    tpl = TEMPLATES["utkface"].points(256)
+    for path in sorted((tmp_path / "split").glob("train?/*.jpg")):
+        crop = load_image(path)
+        assert crop.shape == (256, 256, 3)
+        faces = detector.detect(crop)
+        assert faces, path.name
+        assert np.abs(faces[0].keypoints[:4] - tpl).max() < 0.06 * 256, path.name

@@ -277,6 +277,9 @@ def train(cfg: CycleGANConfig) -> Path:
         CheckpointError: a resume/teacher checkpoint that does not fit.
     """
     cfg, resume_run = _resolve_config(cfg)
+    if not resume_run:  # store absolute paths, so that a resume works from any working directory
+        cfg = CycleGANConfig(**{**asdict(cfg), "dataroot": str(Path(cfg.dataroot).resolve()),
+                                "teacher": str(Path(cfg.teacher).resolve()) if cfg.teacher else None})
     if cfg.gan_mode not in ("lsgan", "vanilla"):
         raise ValueError(f"gan_mode must be 'lsgan' or 'vanilla', got {cfg.gan_mode!r}")
     spec = get_spec(cfg.generator)

@@ -180,6 +180,8 @@ class NLayerDiscriminator(nn.Module):
         ``H' = H / 2^n_layers - 2`` for ``H`` divisible by ``2^n_layers`` (each stride-2 layer maps
         ``s -> floor(s / 2)``, each stride-1 layer ``s -> s - 1``): 30x30 for 256x256 input.
 
+    Complexity at 256x256 with the defaults: 2,764,737 parameters, 3.15 GMACs (module docstring).
+
     Raises:
         ValueError: bad sizes or norm name.
     """

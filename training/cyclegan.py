@@ -353,7 +353,8 @@ def train(cfg: CycleGANConfig) -> Path:
         run = new_run_dir(cfg.runs_dir, "cyclegan")
         write_json(run / "config.json", {
             "config": asdict(cfg), "command": command, "generator_config": gen_kwargs,
-            "discriminator_config": d_kwargs, "train_sizes": {"A": len(dataset.files["A"]), "B": len(dataset.files["B"])},
+            "discriminator_config": d_kwargs,
+            "train_sizes": {"A": len(dataset.files["A"]), "B": len(dataset.files["B"])},
             "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
             "mode": "distillation" if teacher else "cyclegan",
         })
@@ -436,7 +437,8 @@ def train(cfg: CycleGANConfig) -> Path:
                 window.setdefault(k, []).append(float(v.detach()))
             if step % cfg.log_every == 0 or step == total_steps:
                 now = time.time()
-                row = {"step": step, "epoch": round(step / steps_per_epoch, 4), "lr": f"{opt_G.param_groups[0]['lr']:.3e}"}
+                row = {"step": step, "epoch": round(step / steps_per_epoch, 4),
+                       "lr": f"{opt_G.param_groups[0]['lr']:.3e}"}
                 row.update({k: round(float(np.mean(v)), 5) for k, v in window.items()})
                 row["sec_per_step"] = round((now - t_window) / len(window["G"]), 4)
                 log.log(**row)

@@ -18,6 +18,10 @@ def train() -> None:
 @click.option("--batch-size", type=click.IntRange(8), default=128, show_default=True)
 @click.option("--lr", type=click.FloatRange(0, min_open=True), default=4e-3, show_default=True,
               help="Peak one-cycle learning rate (AdamW).")
+@click.option("--weight-decay", type=click.FloatRange(0), default=5e-4, show_default=True, help="AdamW weight decay.")
+@click.option("--label-smoothing", type=click.FloatRange(0, 0.5), default=0.1, show_default=True)
+@click.option("--erase-prob", type=click.FloatRange(0, 1), default=0.4, show_default=True,
+              help="Probability of one random-erasing box per image.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--limit", type=click.IntRange(100), default=None, help="Use only N training images (smoke runs).")
 @click.option("--data", "data_root", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -25,7 +29,8 @@ def train() -> None:
 @click.option("--runs-dir", type=click.Path(file_okay=False), default="runs", show_default=True)
 @click.option("--install", is_flag=True,
               help="Copy the best checkpoint to faceforge/weights/ as the new default weights.")
-def emotion(epochs: int, batch_size: int, lr: float, seed: int, limit: int | None, data_root: Path | None,
+def emotion(epochs: int, batch_size: int, lr: float, weight_decay: float, label_smoothing: float,
+            erase_prob: float, seed: int, limit: int | None, data_root: Path | None,
             runs_dir: str, install: bool) -> None:
     """Train mini-Xception on FER2013 (7 emotions, 48x48 grayscale).
 
@@ -37,7 +42,8 @@ def emotion(epochs: int, batch_size: int, lr: float, seed: int, limit: int | Non
     from training.emotion import EmotionConfig, train as run_training
 
     try:
-        run = run_training(EmotionConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, limit=limit,
+        run = run_training(EmotionConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                                         label_smoothing=label_smoothing, erase_prob=erase_prob, seed=seed, limit=limit,
                                          data_root=str(data_root) if data_root else None, runs_dir=runs_dir))
     except FileNotFoundError as exc:
         raise click.ClickException(str(exc)) from None
@@ -71,6 +77,10 @@ def emotion(epochs: int, batch_size: int, lr: float, seed: int, limit: int | Non
 @click.option("--teacher", type=click.Path(file_okay=False, exists=True), default=None,
               help="Run folder of a trained teacher: distil into --generator (L1 to the teacher + GAN).")
 @click.option("--lambda-distill", type=click.FloatRange(0), default=10.0, show_default=True)
+@click.option("--weight-decay", type=click.FloatRange(0), default=5e-4, show_default=True, help="AdamW weight decay.")
+@click.option("--label-smoothing", type=click.FloatRange(0, 0.5), default=0.1, show_default=True)
+@click.option("--erase-prob", type=click.FloatRange(0, 1), default=0.4, show_default=True,
+              help="Probability of one random-erasing box per image.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--runs-dir", type=click.Path(file_okay=False), default="runs", show_default=True)
 @click.option("--resume", type=click.Path(file_okay=False, exists=True), default=None,

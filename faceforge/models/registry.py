@@ -36,7 +36,7 @@ class InputSpec:
     """What a model expects as input (one sample, batch dimension excluded).
 
     Attributes:
-        shape: ``(C, H, W)`` for the ``NCHW`` PyTorch model.
+        shape: ``(C, H, W)`` for the ``NCHW`` PyTorch model (``(z_dim,)`` for a latent).
         layout: memory layout of the PyTorch model's input, ``"NCHW"``.
         dtype: ``"float32"``.
         colour: ``"gray"`` (ITU-R BT.601 luma of RGB) or ``"rgb"``.
@@ -44,14 +44,20 @@ class InputSpec:
             ``p * scale + offset`` with ``scale = (high - low) / 255`` and ``offset = low``.
         face_template: name of the alignment template in :mod:`faceforge.faces.align` that crops
             the face the model was trained on.
+        kind: ``"image"``, or ``"latent"`` for generators fed a latent vector (then ``shape`` is
+            ``(z_dim,)``, ``layout`` ``"NC"``, and ``colour``/``value_range``/``scale``/``offset`` do not
+            apply and are left out of :meth:`to_dict`).
+        distribution: for latents, how to sample them (e.g. ``"z ~ N(0, I)"``).
     """
 
-    shape: tuple[int, int, int]
+    shape: tuple[int, ...]
     layout: str = "NCHW"
     dtype: str = "float32"
     colour: str = "rgb"
     value_range: tuple[float, float] = (-1.0, 1.0)
     face_template: str | None = None
+    kind: str = "image"
+    distribution: str | None = None
 
     @property
     def scale(self) -> float:
@@ -65,6 +71,10 @@ class InputSpec:
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
+        if self.kind != "image":  # a latent vector: no pixels, so no colour, range or face template
+            for key in ("colour", "value_range", "face_template"):
+                d.pop(key)
+            return d
         d.update(scale=self.scale, offset=self.offset)
         return d
 
@@ -84,6 +94,8 @@ class ModelSpec:
         source: paper or reference implementation the architecture follows.
         license: license of the default weights.
         description: one line for ``faceforge models`` and ``GET /v1/models``.
+        weights_loader: ``f(path, arch=name) -> checkpoint dict`` used by :func:`create_model` instead
+            of :func:`~faceforge.checkpoints.load_checkpoint`, e.g. to convert published formats on load.
     """
 
     name: str
@@ -96,6 +108,7 @@ class ModelSpec:
     source: str = ""
     license: str = "Apache-2.0"
     description: str = ""
+    weights_loader: Callable[..., dict[str, Any]] | None = None
 
     @property
     def default_weights_path(self) -> Path | None:
@@ -142,7 +155,8 @@ def create_model(name: str, weights: str | Path | None = None, **kwargs: Any) ->
     Args:
         name: registry name (see :func:`list_models`).
         weights: ``None`` for random initialisation, ``"default"`` for faceforge's shipped weights,
-            or a path to a faceforge checkpoint (see :mod:`faceforge.checkpoints`).
+            or a path to a faceforge checkpoint (see :mod:`faceforge.checkpoints`) or, for specs with a
+            ``weights_loader``, a published format it converts (e.g. StyleGAN2 ``.pt``/``.pkl``).
         **kwargs: constructor arguments overriding the spec's defaults. When a checkpoint is loaded,
             its stored config is used and these must not contradict it.
 
@@ -163,12 +177,12 @@ def create_model(name: str, weights: str | Path | None = None, **kwargs: Any) ->
         path = spec.default_weights_path if weights == "default" else Path(weights)
         if path is None:
             raise CheckpointError(f"model {name!r} ships no default weights")
-        ckpt = load_checkpoint(path, arch=name)
+        ckpt = (spec.weights_loader or load_checkpoint)(path, arch=name)
         stored = ckpt.get("config", {})
         clash = {k: (v, stored[k]) for k, v in kwargs.items() if k in stored and stored[k] != v}
         if clash:
             raise CheckpointError(f"arguments contradict the checkpoint's config: {clash}")
-        config = {**spec.kwargs, **stored}
+        config = {**spec.kwargs, **stored, **kwargs}  # kwargs may only add what the checkpoint leaves open
     model = spec.factory(**config)
     if ckpt is not None:
         try:

@@ -49,9 +49,39 @@ def emotion(epochs: int, batch_size: int, lr: float, weight_decay: float, label_
         raise click.ClickException(str(exc)) from None
     click.echo(f"run folder: {run}")
     if install:
-        dest = get_spec("mini_xception").default_weights_path
-        shutil.copyfile(run / "best.pt", dest)
-        click.echo(f"installed default weights: {dest}")
+        dest = install_weights(run / "best.pt", get_spec("mini_xception").default_weights_path)
+        click.echo(f"installed default weights: {dest} (provenance: {dest.with_suffix('.json')})")
+
+
+def install_weights(checkpoint: Path, dest: Path) -> Path:
+    """Copy a run's checkpoint to ``dest`` and write its provenance beside it as ``<dest>.json``.
+
+    The JSON repeats the checkpoint's ``meta`` (command, data, epochs, seed, metrics, git commit) so
+    that how the shipped weights were made is readable without loading them.
+    """
+    from faceforge.checkpoints import load_checkpoint
+    from training.runs import write_json
+
+    import csv
+    import platform
+
+    import torch
+
+    ckpt = load_checkpoint(checkpoint)
+    meta = dict(ckpt["meta"])
+    record = {"file": dest.name, "arch": ckpt["arch"], "model_config": ckpt["config"],
+              "run": checkpoint.parent.as_posix(), **{k: v for k, v in meta.items() if k != "config"},
+              "training_config": meta.get("config")}
+    metrics_csv = checkpoint.parent / "metrics.csv"
+    if metrics_csv.is_file():
+        with metrics_csv.open() as f:
+            rows = list(csv.DictReader(f))
+        record["training_minutes"] = round(sum(float(r["seconds"]) for r in rows) / 60, 1)
+        record["val_acc_by_epoch"] = [float(r["val_acc"]) for r in rows]
+    record["machine"] = f"{platform.machine()} CPU, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    shutil.copyfile(checkpoint, dest)
+    write_json(dest.with_suffix(".json"), record)
+    return dest
 
 
 @train.command("cyclegan")

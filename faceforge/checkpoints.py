@@ -337,7 +337,7 @@ def convert_rosinality_stylegan2(path_or_state: str | Path | dict[str, Any], *,
     n_mlp = 0
     while f"style.{n_mlp + 1}.weight" in g:
         n_mlp += 1
-    fc0 = g["style.1.weight"]
+    fc0 = _expect(g, "style.1.weight", what)
     w_dim, z_dim = int(fc0.shape[0]), int(fc0.shape[1])
     n_rgbs = 0
     while f"to_rgbs.{n_rgbs}.conv.weight" in g:
@@ -524,6 +524,11 @@ def _plain(value: Any, depth: int = 0) -> Any:
     return value if isinstance(value, (str, int, float, bool, type(None))) else None
 
 
+def _number(value: Any, default: Any) -> Any:
+    """``value`` if it is a plain int/float (not bool), else ``default`` (opaque numpy values, None)."""
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else default
+
+
 def convert_nvlabs_stylegan2_ada(path: str | Path) -> dict[str, Any]:
     """Convert the ``G_ema`` of an NVlabs stylegan2-ada-pytorch network pickle to a faceforge checkpoint.
 
@@ -562,15 +567,15 @@ def convert_nvlabs_stylegan2_ada(path: str | Path) -> dict[str, Any]:
         found = sorted(map(str, data))[:6] if isinstance(data, dict) else type(data).__name__
         raise CheckpointError(f"{what}: no 'G_ema' network (found {found}); {expected}")
     init_kwargs = g.state.get("_init_kwargs") if isinstance(g.state.get("_init_kwargs"), dict) else {}
-    mapping_kwargs = init_kwargs.get("mapping_kwargs") or {}
-    synthesis_kwargs = init_kwargs.get("synthesis_kwargs") or {}
-    c_dim = g.state.get("c_dim", init_kwargs.get("c_dim", 0))
-    if c_dim:
+    mapping_kwargs, synthesis_kwargs = (v if isinstance(v, dict) else {} for v in
+                                        (init_kwargs.get("mapping_kwargs"), init_kwargs.get("synthesis_kwargs")))
+    tensors = g.tensors()
+    c_dim = _number(g.state.get("c_dim"), _number(init_kwargs.get("c_dim"), 0))
+    if c_dim or any(k.startswith("mapping.embed.") for k in tensors):
         raise CheckpointError(f"{what}: conditional generator (c_dim={c_dim}); only c_dim=0 is supported")
     architecture = synthesis_kwargs.get("architecture", "skip")
     if architecture != "skip":
         raise CheckpointError(f"{what}: synthesis architecture {architecture!r}; only 'skip' is supported")
-    tensors = g.tensors()
     state: dict[str, torch.Tensor] = {}
     for key, value in tensors.items():
         if key.endswith("resample_filter"):
@@ -592,11 +597,11 @@ def convert_nvlabs_stylegan2_ada(path: str | Path) -> dict[str, Any]:
     channel_base, channel_max = _infer_channels(channels, what) if channels else (0, 0)
     config = {"resolution": resolution, "z_dim": int(fc0.shape[1]), "w_dim": int(fc0.shape[0]),
               "channel_base": channel_base, "channel_max": channel_max, "mapping_layers": n_mlp,
-              "mapping_lr_multiplier": float(mapping_kwargs.get("lr_multiplier", 0.01)),
-              "w_avg_beta": float(mapping_kwargs.get("w_avg_beta") or 0.995),
+              "mapping_lr_multiplier": float(_number(mapping_kwargs.get("lr_multiplier"), 0.01)),
+              "w_avg_beta": float(_number(mapping_kwargs.get("w_avg_beta"), 0.995)),
               "img_channels": int(state["synthesis.b4.torgb.weight"].shape[0]),
               "use_noise": any(k.endswith("noise_strength") for k in state),
-              "conv_clamp": synthesis_kwargs.get("conv_clamp")}
+              "conv_clamp": _number(synthesis_kwargs.get("conv_clamp"), None)}
     meta = {"converted_from": "NVlabs stylegan2-ada-pytorch G_ema", "source_file": str(path),
             "init_kwargs": _plain(init_kwargs), "w_avg": "mapping.w_avg" if "mapping.w_avg" in state else None,
             "git_commit": git_commit()}

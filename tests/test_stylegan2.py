@@ -323,11 +323,12 @@ def rosinality_mapping(sd, z):
     return x
 
 
-def test_rosinality_conversion_reproduces_reference_outputs(tmp_path):
+@pytest.mark.parametrize("zip_format", [True, False], ids=["zip", "legacy"])
+def test_rosinality_conversion_reproduces_reference_outputs(tmp_path, zip_format):
     sd = rosinality_g_ema(16)
     latent_avg = torch.randn(Z)
     path = tmp_path / "550000.pt"
-    torch.save({"g_ema": sd, "latent_avg": latent_avg}, path)
+    torch.save({"g_ema": sd, "latent_avg": latent_avg}, path, _use_new_zipfile_serialization=zip_format)
     g = create_model("stylegan2", weights=path)
     assert g.faceforge_config["resolution"] == 16 and g.num_ws == 6 and g.faceforge_config["mapping_layers"] == 3
     assert g.faceforge_meta["converted_from"].startswith("rosinality")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import warnings
 from pathlib import Path
 
@@ -357,26 +358,28 @@ def test_age_split_aligns_with_the_face_pipeline(tmp_path):
         build_age_split(src, tmp_path / "x", young=(18, 65), progress=False)
 
 
-@pytest.mark.data
-def test_real_utkface_names_parse(data_dir):
+@pytest.fixture(scope="module")
+def utkface_folder(data_dir) -> Path:
     folder = utkface_dir(data_dir)
     if not folder.is_dir():
         pytest.skip(f"UTKFace not found at {folder}")
-    records, malformed = scan_utkface(folder)
-    n_files = sum(1 for p in folder.iterdir() if p.name.lower().endswith(".jpg"))
+    return folder
+
+
+@pytest.mark.data
+def test_real_utkface_names_parse(utkface_folder):
+    records, malformed = scan_utkface(utkface_folder)
+    n_files = sum(1 for name in os.listdir(utkface_folder) if name.lower().endswith(".jpg"))
     assert len(records) + len(malformed) == n_files and 0 < len(malformed) < 0.01 * n_files
     assert all(0 <= r.age <= 120 for r in records)
 
 
 @pytest.mark.data
-def test_real_utkface_alignment_lands_on_the_template(data_dir, tmp_path):
+def test_real_utkface_alignment_lands_on_the_template(utkface_folder, tmp_path):
     from faceforge.faces.detect import FaceDetector
 
-    folder = utkface_dir(data_dir)
-    if not folder.is_dir():
-        pytest.skip(f"UTKFace not found at {folder}")
     detector = FaceDetector("short", num_threads=1)
-    report = build_age_split(folder, tmp_path / "split", mode="align", limit=2, test_fraction=0.0,
+    report = build_age_split(utkface_folder, tmp_path / "split", mode="align", limit=2, test_fraction=0.0,
                              detector=detector, progress=False)
     assert report["counts"]["trainA"] + report["no_face"] >= 2 and report["counts"]["trainA"] >= 1
     tpl = TEMPLATES["utkface"].points(256)

@@ -107,10 +107,6 @@ def install_weights(checkpoint: Path, dest: Path) -> Path:
 @click.option("--teacher", type=click.Path(file_okay=False, exists=True), default=None,
               help="Run folder of a trained teacher: distil into --generator (L1 to the teacher + GAN).")
 @click.option("--lambda-distill", type=click.FloatRange(0), default=10.0, show_default=True)
-@click.option("--weight-decay", type=click.FloatRange(0), default=5e-4, show_default=True, help="AdamW weight decay.")
-@click.option("--label-smoothing", type=click.FloatRange(0, 0.5), default=0.1, show_default=True)
-@click.option("--erase-prob", type=click.FloatRange(0, 1), default=0.4, show_default=True,
-              help="Probability of one random-erasing box per image.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--runs-dir", type=click.Path(file_okay=False), default="runs", show_default=True)
 @click.option("--resume", type=click.Path(file_okay=False, exists=True), default=None,

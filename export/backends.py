@@ -49,9 +49,11 @@ COREML_MIN_TARGET = "iOS16"
 
 
 # --- naming and layout ---------------------------------------------------------------------------
-def io_names(job: ExportJob) -> tuple[str, str]:
-    """Input and output tensor names used in every format: ``("image", "logits"|"image_out")``."""
-    return "image", ("logits" if job.spec.labels else "image_out")
+def io_names(job: ExportJob, probabilities: bool = False) -> tuple[str, str]:
+    """Input and output tensor names: ``("image", "logits"|"probabilities"|"image_out")``."""
+    if not job.spec.labels:
+        return "image", "image_out"
+    return "image", ("probabilities" if probabilities else "logits")
 
 
 def output_layout(job: ExportJob, channels_last: bool) -> str:
@@ -69,16 +71,19 @@ class ChannelsLastIO(nn.Module):
     pure reshape.
     """
 
-    def __init__(self, model: nn.Module, out_name: str, image_output: bool) -> None:
+    def __init__(self, model: nn.Module, out_name: str, image_output: bool, softmax: bool = False) -> None:
         super().__init__()
         self.model = model
         self.out_name = out_name
         self.image_output = image_output
+        self.softmax = softmax
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         y = self.model(image.permute(0, 3, 1, 2))
         if self.image_output:
             y = y.permute(0, 2, 3, 1)
+        elif self.softmax:  # the ATen op the PT2E quantizer annotates (fixed int8 scale 1/256)
+            y = torch.ops.aten._softmax.default(y, 1, False)
         return {self.out_name: y}
 
 
@@ -138,9 +143,10 @@ def _litert_quiet() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def _tflite_wrapper(job: ExportJob) -> tuple[ChannelsLastIO, dict[str, torch.Tensor]]:
-    in_name, out_name = io_names(job)
-    wrapper = ChannelsLastIO(job.model, out_name, image_output=not job.spec.labels).eval()
+def _tflite_wrapper(job: ExportJob, probabilities: bool = False) -> tuple[ChannelsLastIO, dict[str, torch.Tensor]]:
+    in_name, out_name = io_names(job, probabilities)
+    wrapper = ChannelsLastIO(job.model, out_name, image_output=not job.spec.labels,
+                             softmax=probabilities and bool(job.spec.labels)).eval()
     n, c, h, w = job.sample_shape
     return wrapper, {in_name: torch.zeros(n, h, w, c)}
 
@@ -216,18 +222,22 @@ def read_tflite_metadata(path: Path, name: str = TFLITE_METADATA_NAME) -> dict[s
     return None
 
 
-def _finish_tflite(job: ExportJob, fmt: str, path: Path, notes: list[str]) -> Artifact:
-    embed_tflite_metadata(path, job.metadata)
+def _finish_tflite(job: ExportJob, fmt: str, path: Path, notes: list[str], probabilities: bool = False) -> Artifact:
+    metadata = dict(job.metadata)
+    if probabilities and job.spec.labels:
+        metadata["output"] = "probabilities (softmax inside the model) in label order"
+    embed_tflite_metadata(path, metadata)
     detail_in, detail_out = tflite_tensor_details(path)
     from ai_edge_litert.interpreter import Interpreter
 
     ops = Counter(op["op_name"] for op in Interpreter(model_path=str(path))._get_ops_details())
-    in_name, out_name = io_names(job)
+    in_name, out_name = io_names(job, probabilities)
     return Artifact(fmt, path, _tensor_info(detail_in, "NHWC", in_name),
                     _tensor_info(detail_out, output_layout(job, True), out_name),
                     embedded_metadata={"where": f"TFLite Model.metadata entry {TFLITE_METADATA_NAME!r} "
                                                 "(UTF-8 JSON)", "keys": sorted(job.metadata)},
                     inspection={"ops": dict(sorted(ops.items())), "signature": "serving_default"},
+                    output_values=("probabilities" if probabilities else "logits") if job.spec.labels else "image",
                     notes=notes + ["TFLite Support ModelMetadata (Task Library) is not written: its writer "
                                    "(tflite-support 0.4.4) requires protobuf<4, incompatible with this "
                                    "toolchain; labels and normalization are in the 'faceforge' JSON entry "
@@ -264,7 +274,7 @@ def export_tflite_int8(job: ExportJob, path: Path) -> Artifact:
     """Export a full-integer int8 ``.tflite`` (int8 input and output) by PT2E static quantization.
 
     Weights: int8 per-channel symmetric; activations: int8 per-tensor affine, ranges from histogram
-    observers run over ``job.calibration`` one sample at a time.
+    observers run over ``job.calibration`` one sample at a time. Output: int8 logits.
 
     Raises:
         ExportError: no calibration data, or the produced file's input/output are not int8.
@@ -278,10 +288,25 @@ def export_tflite_int8(job: ExportJob, path: Path) -> Artifact:
 
     if job.calibration is None or len(job.calibration) == 0:
         raise ExportError("tflite_int8 needs a representative dataset (calibration data) and none was given")
-    wrapper, kwargs = _tflite_wrapper(job)
+    # Logits out, like every other format. (A softmax inside gives int8 probabilities but does not
+    # help agreement: the logits are already int8 at the average-pool output before it.)
+    probabilities = False
+    wrapper, kwargs = _tflite_wrapper(job, probabilities=probabilities)
     (in_name,) = kwargs
-    quantizer = PT2EQuantizer().set_global(
-        get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
+    from litert_torch.quantize.pt2e_quantizer_utils import OP_TO_ANNOTATOR, propagate_annotation
+
+    class Quantizer(PT2EQuantizer):
+        """litert-torch's quantizer, plus a second pass so a softmax fed through a reshape (the
+        classifier's flatten) gets its fixed int8 output parameters: the stock pass annotates softmax
+        before reshapes inherit their producer's parameters, and then skips it."""
+
+        def annotate(self, model):
+            model = super().annotate(model)
+            OP_TO_ANNOTATOR["fixed_qparams"](model, self.global_config)
+            propagate_annotation(model)
+            return model
+
+    quantizer = Quantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
     graph = torch.export.export(wrapper, (), kwargs).module()
     prepared = prepare_pt2e(graph, quantizer)
     calib = _nhwc(job.calibration.astype(np.float32))
@@ -294,10 +319,11 @@ def export_tflite_int8(job: ExportJob, path: Path) -> Artifact:
         module.training = False
     litert_torch.convert(quantized, sample_kwargs=kwargs,
                          quant_config=QuantConfig(pt2e_quantizer=quantizer)).export(str(path))
-    artifact = _finish_tflite(job, "tflite_int8", path,
-                              [f"full-integer int8 (PT2E static quantization, per-channel int8 weights, "
-                               f"per-tensor int8 activations), calibrated on {len(calib)} inputs: "
-                               f"{job.calibration_description or 'unspecified'}"])
+    notes = [f"full-integer int8 (PT2E static quantization, per-channel int8 weights, per-tensor int8 "
+             f"activations), calibrated on {len(calib)} inputs: {job.calibration_description or 'unspecified'}"]
+    if probabilities:
+        notes.append("classifier output is softmax probabilities (int8, scale 1/256, zero point -128)")
+    artifact = _finish_tflite(job, "tflite_int8", path, notes, probabilities=probabilities)
     if artifact.input.dtype != "int8" or artifact.output.dtype != "int8":
         raise ExportError(f"tflite_int8: expected int8 input and output, got {artifact.input.dtype} "
                           f"and {artifact.output.dtype}")

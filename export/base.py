@@ -84,6 +84,8 @@ class Artifact:
         embedded_metadata: where and how the metadata sits in the file (``{"where": ..., "keys": [...]}``).
         inspection: facts checked by reading the converted program back (ops, dtypes), if any.
         notes: remarks the manifest should carry (e.g. why a library route was not used).
+        output_values: what the output holds: ``"logits"``, ``"probabilities"`` (softmax inside the
+            file) or ``"image"``.
     """
 
     format: str
@@ -93,6 +95,7 @@ class Artifact:
     embedded_metadata: dict[str, Any] = field(default_factory=dict)
     inspection: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    output_values: str = "logits"
 
 
 Backend = Callable[[ExportJob, Path], Artifact]

@@ -30,6 +30,28 @@ def _parse_parity_set(value: str) -> int | None:
     return n
 
 
+def _parse_bounds(items: tuple[str, ...]) -> dict:
+    """``("tflite_int8.min_top1_agreement=0.97", ...)`` -> ``{format: ParityBounds}`` (table values elsewhere)."""
+    import dataclasses
+
+    from export.formats import ParityBounds
+
+    out: dict[str, ParityBounds] = {}
+    fields = [f.name for f in dataclasses.fields(ParityBounds)]
+    for item in items:
+        key, sep, value = item.partition("=")
+        fmt, dot, field = key.strip().partition(".")
+        if not sep or not dot or fmt not in FORMATS or field not in fields:
+            raise click.BadParameter(f"{item!r}: expected FORMAT.FIELD=VALUE with FORMAT in {', '.join(FORMATS)} "
+                                     f"and FIELD in {', '.join(fields)}", param_hint="--bound")
+        try:
+            number = float(value)
+        except ValueError:
+            raise click.BadParameter(f"{item!r}: {value!r} is not a number", param_hint="--bound") from None
+        out[fmt] = dataclasses.replace(out.get(fmt, FORMATS[fmt].bounds), **{field: number})
+    return out
+
+
 def summary_table(report) -> str:
     """Plain-text table: format, file, KB, top-1 agreement, accuracy (file / PyTorch), validation, status."""
     rows = [("format", "file", "KB", "agreement", "accuracy (file/torch)", "validation", "status")]
@@ -68,11 +90,15 @@ def summary_table(report) -> str:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the calibration and parity subsets.")
 @click.option("--threads", type=click.IntRange(1, 64), default=1, show_default=True,
               help="CPU threads for PyTorch and the runtimes.")
+@click.option("--bound", "bound_overrides", multiple=True, metavar="FORMAT.FIELD=VALUE",
+              help="Replace one parity bound of the formats table, e.g. tflite_int8.min_top1_agreement=0.97 "
+              "(logged, and recorded in the manifest next to the figures). Repeatable.")
 @click.option("--no-manifest", is_flag=True, help="Only write and check the model files (no detector, licenses, "
               "manifest).")
 @click.option("-v", "--verbose", is_flag=True, help="Log every step and show the converters' own progress.")
 def export(model: str, formats_text: str, weights: str, out: Path, calibration_size: int, calibration_source: str,
-           parity_set: str, parity_source: str, seed: int, threads: int, no_manifest: bool, verbose: bool) -> None:
+           parity_set: str, parity_source: str, seed: int, threads: int, bound_overrides: tuple[str, ...],
+           no_manifest: bool, verbose: bool) -> None:
     """Export MODEL (default mini_xception) to phone formats, check parity, update the manifest.
 
     Every file is written to a temporary folder, run (LiteRT, ONNX Runtime) or inspected (Core ML,
@@ -100,6 +126,7 @@ def export(model: str, formats_text: str, weights: str, out: Path, calibration_s
     except (ValueError, KeyError) as exc:
         raise click.UsageError(str(exc)) from None
     parity_limit = _parse_parity_set(parity_set)
+    bounds = _parse_bounds(bound_overrides)
     if not any(f.needs_calibration for f in formats) and (calibration_source != "data" or calibration_size != 500):
         logging.getLogger("faceforge.export").warning(
             "--calibration/--calibration-size ignored: none of %s needs calibration", ",".join(f.name for f in formats))
@@ -121,7 +148,8 @@ def export(model: str, formats_text: str, weights: str, out: Path, calibration_s
         report = run_export(model, formats, weights=weights, out=out, calibration_size=calibration_size,
                             calibration_source=calibration_source, parity_limit=parity_limit,
                             parity_source=parity_source, seed=seed, threads=threads,
-                            write_manifest=not no_manifest, command=command.strip(), progress=True)
+                            write_manifest=not no_manifest, command=command.strip(), progress=True,
+                            bounds=bounds)
     except FileNotFoundError as exc:
         raise click.ClickException(str(exc)) from None
     except FaceforgeError as exc:

@@ -13,7 +13,7 @@ import logging
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable
 
@@ -23,7 +23,7 @@ from export import calibration as calib
 from export import manifest as mf
 from export import parity
 from export.base import Artifact, ExportJob
-from export.formats import ExportFormat
+from export.formats import ExportFormat, ParityBounds
 from export.schema import SCHEMA
 from faceforge.errors import ExportError, ParityError, WeightsNotFoundError
 from faceforge.models import create_model, get_spec
@@ -143,7 +143,8 @@ def _describe_parity_set(spec: ModelSpec, limit: int | None, source: str, n: int
 def run_export(model: str = "mini_xception", formats: Iterable[ExportFormat] = (), *, weights: str = "default",
                out: Path = Path("mobile_assets"), calibration_size: int = 500, calibration_source: str = "data",
                parity_limit: int | None = None, parity_source: str = "data", seed: int = 0, threads: int = 1,
-               write_manifest: bool = True, command: str = "", progress: bool = False) -> ExportReport:
+               write_manifest: bool = True, command: str = "", progress: bool = False,
+               bounds: dict[str, ParityBounds] | None = None) -> ExportReport:
     """Export ``model`` in ``formats`` into ``out``, check parity, write the manifest; all or nothing.
 
     Args:
@@ -160,6 +161,7 @@ def run_export(model: str = "mini_xception", formats: Iterable[ExportFormat] = (
         write_manifest: also copy detector/licenses and write ``manifest.json`` + schema.
         command: the command line, recorded in the manifest.
         progress: show a tqdm bar.
+        bounds: per-format parity bounds replacing the table's (recorded in the manifest with a note).
 
     Returns:
         The :class:`ExportReport`.
@@ -214,15 +216,27 @@ def run_export(model: str = "mini_xception", formats: Iterable[ExportFormat] = (
             try:
                 outcome.artifact = fmt.backend(job, tmp / fmt.relpath(model))
                 outcome.bytes = outcome.artifact.path.stat().st_size
+                override = (bounds or {}).get(fmt.name)
+                if override is not None and override != fmt.bounds:
+                    changed = {k: (getattr(fmt.bounds, k), v) for k, v in asdict(override).items()
+                               if getattr(fmt.bounds, k) != v}
+                    outcome.artifact.notes.append(
+                        "parity bounds overridden on the command line: " + ", ".join(
+                            f"{k} {new} instead of {old}" for k, (old, new) in changed.items()))
+                    log.warning("%s: parity bounds overridden: %s", fmt.name, changed)
                 outcome.parity = parity.measure(fmt, outcome.artifact.path, outcome.artifact.input,
                                                 outcome.artifact.output, net, x, labels, reference=reference,
                                                 classifier=classifier, value_range=spec.input.value_range,
-                                                threads=threads)
+                                                threads=threads, output_values=outcome.artifact.output_values,
+                                                bounds=override)
                 if not outcome.parity.passed:
                     outcome.error = "parity: " + "; ".join(outcome.parity.failures)
             except ExportError as exc:
                 outcome.error = str(exc)
                 log.error("%s", exc)
+            except Exception as exc:  # parity run crashed: a failed format, reported with the others
+                outcome.error = f"parity run failed: {type(exc).__name__}: {exc}"
+                log.exception("%s: parity run failed", fmt.name)
         failed = [o for o in report.outcomes if not o.ok]
         if failed:
             bad_parity = [o.parity for o in failed if o.parity is not None and not o.parity.passed]

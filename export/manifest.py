@@ -134,6 +134,14 @@ def face_template(name: str, size: int) -> dict[str, Any]:
     fields.pop("name", None)
     record = {"template": name, "size": int(size), **fields,
               "keypoints": _jsonable(keypoints), "keypoints_px": _jsonable(keypoints * size)}
+    names = getattr(template, "keypoint_names", None)
+    if names is not None:
+        record["detector_keypoints"] = list(names)
+    record["method"] = ("least-squares similarity transform (Umeyama 1991: scale, rotation, translation) "
+                        "mapping the detector keypoints listed in detector_keypoints onto keypoints_px; "
+                        "bilinear warp to size x size (area-shrunk first when the face is over 2x the crop), "
+                        "border replicated")
+    record["pixel_convention"] = "continuous coordinates: pixel i covers [i, i + 1) (as the detector's keypoints)"
     return record
 
 
@@ -152,9 +160,12 @@ def _input_record(spec: ModelSpec, info: TensorInfo) -> dict[str, Any]:
     return rec
 
 
-def _output_record(spec: ModelSpec, info: TensorInfo) -> dict[str, Any]:
+def _output_record(spec: ModelSpec, info: TensorInfo, values: str = "logits") -> dict[str, Any]:
     rec: dict[str, Any] = {"name": info.name, "shape": info.shape, "layout": info.layout, "dtype": info.dtype}
-    if spec.labels:
+    if spec.labels and values == "probabilities":
+        rec.update(values="probabilities", labels=list(spec.labels),
+                   meaning="class probabilities in label order (softmax inside the model), predicted class = argmax")
+    elif spec.labels:
         rec.update(values="logits", labels=list(spec.labels),
                    meaning="unnormalized class scores in label order; probabilities = softmax(logits), "
                            "predicted class = argmax")
@@ -191,7 +202,7 @@ def model_entry(spec: ModelSpec, fmt: ExportFormat, artifact: Artifact, parity: 
         "source": spec.source, "format": fmt.name, "format_description": fmt.description,
         "precision": fmt.precision, "platform": fmt.platform, "runtime": RUNTIMES.get(fmt.name, ""),
         "file": path.relative_to(root).as_posix(), "bytes": path.stat().st_size, "sha256": sha256_file(path),
-        "input": _input_record(spec, artifact.input), "output": _output_record(spec, artifact.output),
+        "input": _input_record(spec, artifact.input), "output": _output_record(spec, artifact.output, artifact.output_values),
         "face_alignment": template, "parity": _jsonable(parity_rec), "provenance": _jsonable(provenance),
         "validation": fmt.validation, "embedded_metadata": _jsonable(artifact.embedded_metadata),
         "inspection": _jsonable(artifact.inspection), "notes": list(artifact.notes), "license": spec.license,

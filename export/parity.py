@@ -106,7 +106,8 @@ def psnr(a: np.ndarray, b: np.ndarray, value_range: tuple[float, float]) -> np.n
 
 def compare(fmt: ExportFormat, reference: np.ndarray, outputs: np.ndarray, labels: np.ndarray | None,
             *, classifier: bool, value_range: tuple[float, float] = (-1.0, 1.0),
-            bounds: ParityBounds | None = None, validation: str = "run", compared: str = "") -> ParityResult:
+            bounds: ParityBounds | None = None, validation: str = "run", compared: str = "",
+            output_values: str = "logits") -> ParityResult:
     """Compute the figures of ``outputs`` vs ``reference`` and check them against ``bounds``.
 
     Args:
@@ -119,6 +120,7 @@ def compare(fmt: ExportFormat, reference: np.ndarray, outputs: np.ndarray, label
         bounds: overrides ``fmt.bounds``.
         validation: ``"run"`` or ``fmt.validation``.
         compared: what ran.
+        output_values: ``"logits"`` or ``"probabilities"`` (``outputs`` already softmax-ed).
 
     Returns:
         A :class:`ParityResult`; ``passed`` is False (with ``failures``) when a bound is violated.
@@ -132,7 +134,8 @@ def compare(fmt: ExportFormat, reference: np.ndarray, outputs: np.ndarray, label
     if not np.all(np.isfinite(outputs)):
         failures.append("non-finite outputs")
     if classifier:
-        p_ref, p_out = softmax(reference), softmax(outputs)
+        p_ref = softmax(reference)
+        p_out = outputs.astype(np.float32) if output_values == "probabilities" else softmax(outputs)
         top_ref, top_out = reference.argmax(1), outputs.argmax(1)
         res.top1_agreement = float((top_ref == top_out).mean())
         err = np.abs(p_ref - p_out)
@@ -162,7 +165,7 @@ def measure(fmt: ExportFormat, path: Path | None, inp: TensorInfo | None, out: T
             model: nn.Module, x: np.ndarray, labels: np.ndarray | None, *,
             reference: np.ndarray | None = None, classifier: bool = True,
             value_range: tuple[float, float] = (-1.0, 1.0), threads: int = 1,
-            bounds: ParityBounds | None = None) -> ParityResult:
+            bounds: ParityBounds | None = None, output_values: str = "logits") -> ParityResult:
     """Run one exported file (or its row's proxy) on ``x`` and compare it with PyTorch.
 
     Args:
@@ -172,7 +175,7 @@ def measure(fmt: ExportFormat, path: Path | None, inp: TensorInfo | None, out: T
         x: ``(N, C, H, W)`` float32 inputs in the model's range.
         labels: class ids or ``None``.
         reference: precomputed ``torch_outputs(model, x)`` (computed if ``None``).
-        classifier, value_range, bounds: see :func:`compare`.
+        classifier, value_range, bounds, output_values: see :func:`compare`.
         threads: interpreter/runtime threads.
 
     Returns:
@@ -185,12 +188,13 @@ def measure(fmt: ExportFormat, path: Path | None, inp: TensorInfo | None, out: T
         outputs = runner(x)
         what = {"onnx": "ONNX Runtime (CPU)"}.get(fmt.name, "LiteRT interpreter (CPU, XNNPACK)")
         return compare(fmt, reference, outputs, labels, classifier=classifier, value_range=value_range,
-                       bounds=bounds, validation="run", compared=what)
+                       bounds=bounds, validation="run", compared=what, output_values=output_values)
     proxy = fmt.proxy(model)
     outputs = torch_outputs(proxy, x)
+    doc = (fmt.proxy.__doc__ or "").strip().splitlines()
     return compare(fmt, reference, outputs, labels, classifier=classifier, value_range=value_range,
                    bounds=bounds, validation=fmt.validation,
-                   compared=f"PyTorch proxy ({(fmt.proxy.__doc__ or '').strip().splitlines()[0]})")
+                   compared=f"PyTorch proxy ({doc[0]})" if doc else "PyTorch proxy")
 
 
 def enforce(results: list[ParityResult]) -> None:

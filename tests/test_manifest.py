@@ -1,0 +1,167 @@
+"""mobile_assets/manifest.json: schema, file integrity, consistency with the registry and the files.
+
+Runs in the default test run with no export toolchain (jsonschema, and the LiteRT interpreter that
+faceforge needs anyway). Tests of the shipped manifest skip when it has not been generated yet.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+jsonschema = pytest.importorskip("jsonschema", reason="jsonschema not installed (pip install -e '.[dev]')")
+
+from export.formats import FORMATS  # noqa: E402
+from export.manifest import sha256_file, validate_manifest, verify_files  # noqa: E402
+from export.schema import SCHEMA  # noqa: E402
+from faceforge.errors import ExportError  # noqa: E402
+from faceforge.models import get_spec  # noqa: E402
+
+ASSETS = Path(__file__).resolve().parents[1] / "mobile_assets"
+
+
+@pytest.fixture(scope="module")
+def manifest() -> dict:
+    path = ASSETS / "manifest.json"
+    if not path.is_file():
+        pytest.skip("mobile_assets/manifest.json not generated yet (run `faceforge export`)")
+    return json.loads(path.read_text())
+
+
+def _minimal_manifest() -> dict:
+    """A small valid manifest (one int8 file) to test the schema's teeth without shipped files."""
+    return {
+        "schema_version": 1,
+        "generator": {"name": "t", "faceforge_version": "0", "generated_at": "2026-01-01T00:00:00+00:00",
+                      "toolchain": {}},
+        "models": [{
+            "name": "m", "task": "emotion", "version": "1", "format": "tflite_int8", "precision": "int8",
+            "platform": "android", "file": "android/m_int8.tflite", "bytes": 10, "sha256": "0" * 64,
+            "input": {"name": "image", "shape": [1, 48, 48, 1], "layout": "NHWC", "dtype": "int8", "colour": "gray",
+                      "normalization": {"scale": 1 / 127.5, "offset": -1.0},
+                      "quantization": {"scale": 0.0078, "zero_point": 0}},
+            "output": {"name": "logits", "shape": [1, 7], "layout": "NC", "dtype": "int8", "values": "logits",
+                       "labels": ["a"], "quantization": {"scale": 0.1, "zero_point": 3}},
+            "face_alignment": {"template": "fer2013", "size": 48, "keypoints": [[0.3, 0.4], [0.7, 0.4]]},
+            "parity": {"validation": "run", "compared": "LiteRT", "images": 10, "passed": True, "bounds": {}},
+            "provenance": {"weights": "w.pt"}, "validation": "run", "license": "x",
+        }],
+        "detectors": [], "licenses": [],
+    }
+
+
+def test_schema_is_valid_draft_2020_12():
+    jsonschema.Draft202012Validator.check_schema(SCHEMA)
+    validate_manifest(_minimal_manifest())
+
+
+@pytest.mark.parametrize("path, value, why", [
+    (("input", "quantization"), None, "int8 input without quantization"),
+    (("output", "quantization"), None, "int8 output without quantization"),
+    (("sha256",), "xyz", "bad sha256"),
+    (("file",), "/abs/path.tflite", "absolute path"),
+    (("file",), "../outside.tflite", "path escaping the folder"),
+    (("parity", "passed"), False, "a failed parity check"),
+    (("validation",), "trusted", "unknown validation"),
+    (("input", "layout"), "CHWN", "unknown layout"),
+])
+def test_schema_rejects(path, value, why):
+    bad = copy.deepcopy(_minimal_manifest())
+    target = bad["models"][0]
+    for key in path[:-1]:
+        target = target[key]
+    if value is None:
+        del target[path[-1]]
+    else:
+        target[path[-1]] = value
+    with pytest.raises(ExportError, match="does not match its schema"):
+        validate_manifest(bad)
+
+
+def test_manifest_validates_against_schema(manifest):
+    validate_manifest(manifest)
+    shipped_schema = json.loads((ASSETS / "manifest.schema.json").read_text())
+    assert shipped_schema == SCHEMA, "mobile_assets/manifest.schema.json is stale: re-run faceforge export"
+
+
+def test_every_file_matches_its_bytes_and_sha256(manifest):
+    assert verify_files(manifest, ASSETS) == []
+    listed = {e["file"] for e in manifest["models"] + manifest["detectors"]}
+    listed |= {lic["file"] for lic in manifest["licenses"]}
+    on_disk = {p.relative_to(ASSETS).as_posix() for p in ASSETS.rglob("*") if p.is_file()}
+    unlisted = on_disk - listed - {"manifest.json", "manifest.schema.json", ".gitignore"}
+    assert not unlisted, f"files in mobile_assets/ that the manifest does not describe: {sorted(unlisted)}"
+
+
+def test_entries_agree_with_registry_and_formats_table(manifest):
+    assert manifest["models"], "no model files in the manifest"
+    for e in manifest["models"]:
+        spec = get_spec(e["name"])
+        fmt = FORMATS[e["format"]]
+        assert e["task"] == spec.task
+        assert e["file"] == fmt.relpath(e["name"]) and e["platform"] == fmt.platform
+        assert e["precision"] == fmt.precision and e["validation"] == fmt.validation
+        assert e["parity"]["passed"] is True
+        inp, out = e["input"], e["output"]
+        assert inp["colour"] == spec.input.colour
+        assert inp["normalization"]["scale"] == pytest.approx(spec.input.scale)
+        assert inp["normalization"]["offset"] == pytest.approx(spec.input.offset)
+        c, h, w = spec.input.shape
+        expected = [1, h, w, c] if inp["layout"] == "NHWC" else [1, c, h, w]
+        assert inp["shape"][1:] == expected[1:]
+        if spec.labels:
+            assert out["labels"] == list(spec.labels) and out["shape"][-1] == len(spec.labels)
+            assert out["values"] == "logits"
+            if "accuracy" in e["parity"]:
+                bound = e["parity"]["bounds"]
+                assert e["parity"]["top1_agreement"] >= bound["min_top1_agreement"]
+                assert e["parity"]["accuracy_drop_points"] <= bound["max_accuracy_drop"]
+        fa = e["face_alignment"]
+        assert fa["template"] == spec.input.face_template and fa["size"] == h
+        kp = np.asarray(fa["keypoints"])
+        assert kp.ndim == 2 and kp.shape[1] == 2 and (kp >= 0).all() and (kp <= 1).all()
+        np.testing.assert_allclose(np.asarray(fa["keypoints_px"]), kp * h, atol=1e-4)
+
+
+def test_face_template_matches_align_module(manifest):
+    align = pytest.importorskip("faceforge.faces.align", reason="faceforge.faces.align not available")
+    for e in manifest["models"]:
+        fa = e["face_alignment"]
+        template = align.TEMPLATES[fa["template"]]
+        np.testing.assert_allclose(np.asarray(fa["keypoints"]), np.asarray(template.keypoints), atol=1e-6)
+
+
+def test_quantization_records_match_the_tflite_files(manifest):
+    from ai_edge_litert.interpreter import Interpreter
+
+    tflite = [e for e in manifest["models"] if e["file"].endswith(".tflite")]
+    if not tflite:
+        pytest.skip("no .tflite model in the manifest")
+    for e in tflite:
+        interp = Interpreter(model_path=str(ASSETS / e["file"]))
+        for rec, det in ((e["input"], interp.get_input_details()[0]), (e["output"], interp.get_output_details()[0])):
+            assert rec["dtype"] == np.dtype(det["dtype"]).name and rec["shape"] == [int(d) for d in det["shape"]]
+            if rec["dtype"] == "int8":
+                scale, zero_point = det["quantization"]
+                assert rec["quantization"]["scale"] == pytest.approx(scale, rel=1e-6)
+                assert rec["quantization"]["zero_point"] == zero_point
+            else:
+                assert "quantization" not in rec
+
+
+def test_detector_files_are_the_blazeface_models(manifest):
+    detect = pytest.importorskip("faceforge.faces.detect")
+    assert {d["model"] for d in manifest["detectors"]} == {"short", "full"}
+    for d in manifest["detectors"]:
+        assert d["license"] == "Apache-2.0" and (ASSETS / d["license_file"]).is_file()
+        try:
+            source = detect.detector_model_path(d["model"])
+        except Exception as exc:  # package data absent on this machine
+            pytest.skip(f"BlazeFace package data unavailable: {exc}")
+        assert sha256_file(source) == d["sha256"]
+    notice = (ASSETS / "LICENSES" / "MediaPipe-BlazeFace-NOTICE.txt").read_text()
+    assert "Google LLC" in notice and "Apache License, Version 2.0" in notice

@@ -77,14 +77,25 @@ class ModelHub:
         return self._emotion
 
     def warm_up(self) -> dict[str, str]:
-        """Load every served model now; return ``{name: "ok" | "<error type>: <detail>"}``.
+        """Load every served model now and run one inference through each (first calls pay one-off
+        kernel set-up), so the first real request is not the slowest; return
+        ``{name: "ok" | "<error type>: <detail>"}``.
 
         Never raises for a model that fails to load (the failure is reported in the result).
         """
         from faceforge.errors import FaceforgeError
 
         report: dict[str, str] = {}
-        for name, load in (("detector", self.detector), ("mini_xception", self.emotion)):
+        import numpy as np
+
+        def detector() -> None:
+            self.detector().detect(np.zeros((128, 128, 3), np.uint8))
+
+        def emotion() -> None:
+            recognizer = self.emotion()
+            recognizer.classify_crops(np.zeros((1, recognizer.crop_size, recognizer.crop_size), np.uint8))
+
+        for name, load in (("detector", detector), ("mini_xception", emotion)):
             try:
                 load()
                 report[name] = "ok"

@@ -83,6 +83,9 @@ def serve_in_thread(app: Flask, host: str = "127.0.0.1", port: int = 0, timeout:
     Raises:
         TimeoutError: the server did not become healthy in time.
     """
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no per-request access lines on the console
     server = make_server(host, port, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="faceforge-server", daemon=True)
     thread.start()

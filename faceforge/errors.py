@@ -97,6 +97,14 @@ class NoFaceError(FaceforgeError):
     status = 422
 
 
+class FaceSelectionError(FaceforgeError):
+    """The faces a request asks for (e.g. index 3) are not among the faces found in the image."""
+
+    slug = "bad-face-selection"
+    title = "The selected faces are not in the image"
+    status = 422
+
+
 # --- models and checkpoints -------------------------------------------------------------------------
 class UnknownModelError(FaceforgeError, KeyError):
     slug = "unknown-model"
@@ -155,6 +163,15 @@ class MissingFieldError(RequestError):
 class InvalidFieldError(RequestError):
     slug = "invalid-field"
     title = "A request field has an invalid value"
+    status = 400
+
+
+class UnknownTaskError(InvalidFieldError):
+    """A request names a task (e.g. ``task=age`` of ``/v1/translate``) the server does not know; the
+    problem's ``valid`` member lists the known tasks."""
+
+    slug = "unknown-task"
+    title = "Unknown task"
     status = 400
 
 

@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("faceforge.demo:demo", "Run the emotion feature end to end on a photo (on-device style and server)."),
     "detect": ("faceforge.faces.cli:detect", "Detect faces in a photo and save an annotated copy."),
     "models": ("faceforge.cli:models", "List registered models, their inputs and default weights."),
+    "translate": ("faceforge.translate_cli:translate", "Translate the faces of a photo (CycleGAN; task: age)."),
     "train": ("training.cli:train", "Train faceforge's models."),
     "export": ("export.cli:export", "Export light models to ONNX, TFLite/LiteRT and Core ML with parity checks."),
     "serve": ("server.cli:serve", "Run the Flask server (heavy models and light-model fallback)."),

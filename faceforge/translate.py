@@ -1,0 +1,615 @@
+"""Whole-photo face translation with CycleGAN generators (default task: aging, young -> old).
+
+Pipeline (one call of :meth:`FaceTranslator.translate`)::
+
+    RGB uint8 (H, W, 3)
+      --detect (BlazeFace)-->                        faces, highest score first
+      --select (all | largest | indices)-->          the faces to change
+      --align ("utkface" template, S x S)-->         RGB crops (N, S, S, 3), S = 256 (128 supported)
+      --p / 127.5 - 1, generator (one batch)-->      float32 (N, 3, S, S) in (-1, 1)
+      --(x + 1) * 127.5, round-->                    RGB crops uint8 (N, S, S, 3)
+      --optional post-filter (Gaussian + unsharp)--> RGB crops uint8
+      --paste back (inverse warp, feathered mask)--> RGB uint8 (H, W, 3), only the faces' squares change
+
+The generators are CycleGAN generators (J.-Y. Zhu, T. Park, P. Isola, A. A. Efros, "Unpaired
+Image-to-Image Translation using Cycle-Consistent Adversarial Networks", ICCV 2017,
+arXiv:1703.10593) trained by :mod:`training.cyclegan`: ``G_A`` maps domain A to B (for ``age``: young
+18-29 -> old 60+), ``G_B`` maps B back to A. The crops are made by the same detector and template as
+the training crops (:func:`training.unpaired.build_age_split`), so the generator sees at serving time
+what it saw in training.
+
+Weights (``weights=`` of :class:`FaceTranslator`, ``--weights`` of ``faceforge translate``,
+``FACEFORGE_TRANSLATE_<TASK>_WEIGHTS`` for the server and the CLI) may be:
+
+- a **run folder** of ``faceforge train cyclegan`` holding ``G_A.pt`` and/or ``G_B.pt``: both
+  directions when both are there;
+- one **generator checkpoint** (``G_A.pt``, or an installed copy such as
+  ``faceforge/weights/cyclegan_age.pt``): the direction its ``meta["direction"]`` states (``A->B`` if
+  it states none);
+- a training state ``last.pt`` (``arch="cyclegan_training_state"``): both generators;
+- ``"default"``: the task's installed file under ``faceforge/weights/`` (:data:`TASKS`). No trained
+  default weights ship yet, so this raises :class:`~faceforge.errors.WeightsNotFoundError` until a
+  trained generator is installed there.
+
+Post-filter (``postfilter=True``): the seed project smoothed its CycleGAN outputs with "a Gaussian
+filter plus sharpening". Its numbers are not available; :func:`postfilter` uses a light Gaussian blur
+(sigma 0.8 px at 256) that removes the generator's high-frequency texture noise, followed by an unsharp
+mask (sigma 2 px, amount 0.6; the classic ``x + a (x - G_sigma * x)``, e.g. Gonzalez & Woods, "Digital
+Image Processing", sec. 3.6) that restores edge contrast. Sigmas scale with the crop side.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from faceforge.checkpoints import load_checkpoint
+from faceforge.errors import (CheckpointError, FaceSelectionError, NoFaceError, UnknownTaskError,
+                              WeightsNotFoundError)
+from faceforge.models import get_spec
+from faceforge.models.registry import WEIGHTS_DIR
+
+if TYPE_CHECKING:  # imported lazily at run time: the detector loads LiteRT
+    from faceforge.faces.detect import Face, FaceDetector
+
+__all__ = ["TranslateTask", "TASKS", "DIRECTIONS", "get_task", "resolve_weights", "load_generators",
+           "parse_face_selection", "select_faces", "postfilter", "TranslatedFace", "TranslationResult",
+           "FaceTranslator"]
+
+TRAINING_STATE_ARCH = "cyclegan_training_state"
+"""``arch`` of a CycleGAN trainer's ``last.pt`` (:data:`training.cyclegan.STATE_ARCH`; repeated here so
+the library does not import the training package)."""
+
+DIRECTIONS = ("A->B", "B->A")
+"""Translation directions: ``A->B`` by generator ``G_A``, ``B->A`` by ``G_B``."""
+
+FACE_TEMPLATE = "utkface"
+"""Alignment template of every translator (the framing of the UTKFace training crops)."""
+
+SUPPORTED_SIZES = (128, 256)
+"""Crop sides the translators are documented and tested at (any multiple of 4 >= 16 runs)."""
+
+
+@dataclass(frozen=True)
+class TranslateTask:
+    """One translation task served by ``faceforge translate`` and ``POST /v1/translate``.
+
+    Attributes:
+        name: task name, e.g. ``"age"``.
+        description: one line for help texts and the OpenAPI document.
+        domains: ``(A, B)`` human-readable names of the two image domains.
+        default_weights: file name under ``faceforge/weights/`` of the installed generator (``None``:
+            the task ships no default).
+    """
+
+    name: str
+    description: str
+    domains: tuple[str, str]
+    default_weights: str | None = None
+
+    @property
+    def env_var(self) -> str:
+        """Environment variable naming this task's weights, e.g. ``FACEFORGE_TRANSLATE_AGE_WEIGHTS``."""
+        return f"FACEFORGE_TRANSLATE_{self.name.upper()}_WEIGHTS"
+
+    @property
+    def config_key(self) -> str:
+        """Field of :class:`server.config.Config` holding this task's weights setting."""
+        return f"translate_{self.name}_weights"
+
+    @property
+    def default_weights_path(self) -> Path | None:
+        """Absolute path of the installed default weights (may not exist), or ``None``."""
+        return WEIGHTS_DIR / self.default_weights if self.default_weights else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "description": self.description,
+                "domains": {"A": self.domains[0], "B": self.domains[1]}}
+
+
+TASKS: dict[str, TranslateTask] = {
+    "age": TranslateTask(
+        "age", "aging: CycleGAN between young (18-29, A) and old (60+, B) UTKFace faces; A->B ages a face",
+        ("young (18-29)", "old (60+)"), default_weights="cyclegan_age.pt"),
+}
+"""Known tasks by name. To add one: train a CycleGAN on its two domains (``trainA/ trainB/``), add a
+:class:`TranslateTask` here, and a ``translate_<task>_weights`` field to :class:`server.config.Config`."""
+
+
+def get_task(name: str) -> TranslateTask:
+    """The task called ``name``.
+
+    Raises:
+        UnknownTaskError: unknown name; ``str(error)`` and the problem's ``valid`` list the known tasks.
+    """
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise UnknownTaskError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)}", field="task",
+                               valid=list(TASKS)) from None
+
+
+def resolve_weights(task: str | TranslateTask, weights: str | Path | None = None,
+                    environ: dict[str, str] | None = None) -> Path:
+    """Where a task's generator weights are: ``weights`` if given (``"default"``: the installed file),
+    else ``$FACEFORGE_TRANSLATE_<TASK>_WEIGHTS``, else the installed default.
+
+    Args:
+        task: task name or object.
+        weights: a run folder, a checkpoint file, ``"default"`` or ``None``.
+        environ: environment to read (default ``os.environ``).
+
+    Returns:
+        The existing file or folder.
+
+    Raises:
+        UnknownTaskError: unknown task.
+        WeightsNotFoundError: the resolved path does not exist (e.g. no trained default installed); the
+            message says how to train or point at weights.
+    """
+    task = get_task(task) if isinstance(task, str) else task
+    environ = os.environ if environ is None else environ
+    chosen = weights if weights not in (None, "") else environ.get(task.env_var) or "default"
+    if str(chosen) == "default":
+        path = task.default_weights_path
+        if path is None or not path.exists():
+            raise WeightsNotFoundError(
+                f"no trained weights are installed for task {task.name!r} (expected {path}); train a translator "
+                f"with `faceforge train cyclegan` and point {task.env_var} (or --weights) at its run folder, "
+                f"or copy its G_A.pt to {path}", path=str(path) if path else None, task=task.name)
+        return path
+    path = Path(chosen).expanduser()
+    if not path.exists():
+        raise WeightsNotFoundError(f"weights for task {task.name!r} not found: {path}", path=str(path),
+                                   task=task.name)
+    return path
+
+
+# --------------------------------------------------------------------------------------------------
+# Loading generators
+
+
+def _build_generator(arch: str, config: dict[str, Any], state_dict: dict[str, torch.Tensor], source: str) -> nn.Module:
+    spec = get_spec(arch)
+    if spec.task != "translate":
+        raise CheckpointError(f"{source} holds a {arch!r} model ({spec.task}), not a translation generator")
+    accepted = set(inspect.signature(spec.factory).parameters)
+    kwargs = {**spec.kwargs, **{k: v for k, v in config.items() if k in accepted}}
+    model = spec.factory(**kwargs)
+    try:
+        model.load_state_dict(state_dict, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{source} does not fit {arch!r}: {str(exc).splitlines()[0]}") from None
+    model.faceforge_config = kwargs
+    return model.eval()
+
+
+def _from_generator_file(path: Path) -> tuple[str, nn.Module, dict[str, Any]]:
+    ckpt = load_checkpoint(path)
+    if ckpt["arch"] == TRAINING_STATE_ARCH:
+        raise CheckpointError(f"{path} is a training state; load it with load_generators")
+    model = _build_generator(ckpt["arch"], ckpt.get("config", {}), ckpt["state_dict"], str(path))
+    meta = dict(ckpt.get("meta", {}))
+    direction = meta.get("direction", "A->B")
+    if direction not in DIRECTIONS:
+        raise CheckpointError(f"{path}: meta direction {direction!r} is not one of {DIRECTIONS}")
+    model.faceforge_meta = meta
+    model.faceforge_arch = ckpt["arch"]
+    return direction, model, meta
+
+
+def load_generators(weights: str | Path) -> tuple[dict[str, nn.Module], dict[str, Any]]:
+    """Load the generator(s) of a translator (see the module docstring for the accepted layouts).
+
+    Args:
+        weights: run folder, generator checkpoint or training state ``last.pt``.
+
+    Returns:
+        ``(generators, meta)``: ``{"A->B": G_A, "B->A": G_B}`` (one or both keys; modules in eval mode
+        on the CPU, each with ``faceforge_arch``, ``faceforge_config`` and ``faceforge_meta``), and the
+        provenance ``meta`` of the first generator found (``crop_size`` of its training config,
+        ``version``, ...).
+
+    Raises:
+        WeightsNotFoundError: the path does not exist, or a folder holds neither ``G_A.pt`` nor ``G_B.pt``.
+        CheckpointError: not a faceforge checkpoint of a translation generator, tensors that do not fit,
+            or two files claiming the same direction.
+    """
+    path = Path(weights).expanduser()
+    generators: dict[str, nn.Module] = {}
+    metas: list[dict[str, Any]] = []
+    if path.is_dir():
+        for name in ("G_A.pt", "G_B.pt"):
+            if (path / name).is_file():
+                direction, model, meta = _from_generator_file(path / name)
+                if direction in generators:
+                    raise CheckpointError(f"{path}: G_A.pt and G_B.pt both translate {direction}")
+                generators[direction] = model
+                metas.append(meta)
+        if not generators:
+            raise WeightsNotFoundError(f"{path} holds no generator (G_A.pt / G_B.pt of a `faceforge train "
+                                       f"cyclegan` run)", path=str(path))
+    elif path.is_file():
+        ckpt = load_checkpoint(path)
+        if ckpt["arch"] == TRAINING_STATE_ARCH:
+            config = ckpt.get("config", {})
+            arch = config.get("generator")
+            if not arch:
+                raise CheckpointError(f"{path}: training state without a 'generator' name in its config")
+            meta = dict(ckpt.get("meta", {}))
+            meta = {k: v for k, v in meta.items() if k in ("git_commit", "step", "epoch")}
+            for prefix, direction in (("G_A.", "A->B"), ("G_B.", "B->A")):
+                part = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+                model = _build_generator(arch, config, part, f"{path} [{prefix[:-1]}]")
+                model.faceforge_meta = {**meta, "direction": direction}
+                model.faceforge_arch = arch
+                generators[direction] = model
+            metas.append(meta)
+        else:
+            direction, model, meta = _from_generator_file(path)
+            generators[direction] = model
+            metas.append(meta)
+    else:
+        raise WeightsNotFoundError(f"translator weights not found: {path}", path=str(path))
+    return generators, metas[0]
+
+
+# --------------------------------------------------------------------------------------------------
+# Face selection and the post-filter
+
+
+def parse_face_selection(text: str | None) -> str | tuple[int, ...]:
+    """Parse a face selection: ``"all"`` (default for ``None``/empty), ``"largest"``, or comma-separated
+    0-based indices into the detector's faces (highest score first), e.g. ``"0,2"``.
+
+    Returns:
+        ``"all"``, ``"largest"`` or a sorted tuple of distinct indices.
+
+    Raises:
+        ValueError: anything else (negative or non-integer indices, empty items).
+    """
+    if text is None or not str(text).strip():
+        return "all"
+    value = str(text).strip().lower()
+    if value in ("all", "largest"):
+        return value
+    try:
+        indices = [int(part) for part in value.split(",")]
+    except ValueError:
+        raise ValueError(f"faces must be 'all', 'largest' or comma-separated indices such as '0,2', got {text!r}") from None
+    if any(i < 0 for i in indices):
+        raise ValueError(f"face indices must be >= 0, got {text!r}")
+    return tuple(sorted(set(indices)))
+
+
+def select_faces(faces: Sequence[Any], selection: str | Sequence[int] = "all") -> list[int]:
+    """Indices of ``faces`` to translate.
+
+    Args:
+        faces: detected faces (objects with ``box`` ``(4,)``), in the detector's order.
+        selection: ``"all"``, ``"largest"`` (largest box area; the first on ties), or indices (a
+            sequence of ints, or a string parsed by :func:`parse_face_selection`).
+
+    Returns:
+        Sorted list of indices into ``faces``.
+
+    Raises:
+        ValueError: a malformed selection string.
+        FaceSelectionError: an index outside ``[0, len(faces))``; the problem's ``faces`` member holds
+            the number of faces found.
+    """
+    if isinstance(selection, str):
+        selection = parse_face_selection(selection)
+    if selection == "all":
+        return list(range(len(faces)))
+    if selection == "largest":
+        if not faces:
+            return []
+        areas = [float((f.box[2] - f.box[0]) * (f.box[3] - f.box[1])) for f in faces]
+        return [int(np.argmax(areas))]
+    indices = sorted({int(i) for i in selection})
+    bad = [i for i in indices if not 0 <= i < len(faces)]
+    if bad:
+        raise FaceSelectionError(f"face indices {bad} are out of range: the image has {len(faces)} face(s), "
+                                 f"indices 0-{len(faces) - 1} (highest detector score first)",
+                                 faces=len(faces), requested=indices)
+    return indices
+
+
+def postfilter(rgb: np.ndarray, blur_sigma: float | None = None, sharpen_sigma: float | None = None,
+               amount: float = 0.6) -> np.ndarray:
+    """The seed project's smoothing: a Gaussian blur, then an unsharp mask.
+
+    ``y = b + amount * (b - G_{sharpen_sigma} * b)`` with ``b = G_{blur_sigma} * x`` (OpenCV
+    ``GaussianBlur``, kernel ``6 sigma + 1``, reflected borders), rounded and clipped to uint8.
+
+    Args:
+        rgb: uint8 ``(H, W, 3)`` image (a translated crop).
+        blur_sigma: Gaussian sigma in pixels; default ``0.8 * H / 256``.
+        sharpen_sigma: sigma of the unsharp mask's blur; default ``2.0 * H / 256``.
+        amount: unsharp strength (0 = blur only).
+
+    Returns:
+        uint8 ``(H, W, 3)``.
+
+    Raises:
+        ValueError: not a uint8 ``(H, W, 3)`` array, or negative sigmas/amount.
+    """
+    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError("rgb must be a uint8 (H, W, 3) array")
+    scale = rgb.shape[0] / 256.0
+    blur_sigma = 0.8 * scale if blur_sigma is None else float(blur_sigma)
+    sharpen_sigma = 2.0 * scale if sharpen_sigma is None else float(sharpen_sigma)
+    if blur_sigma < 0 or sharpen_sigma < 0 or amount < 0:
+        raise ValueError("sigmas and amount must be >= 0")
+    x = rgb.astype(np.float32)
+    if blur_sigma > 0:
+        x = cv2.GaussianBlur(x, (0, 0), blur_sigma, borderType=cv2.BORDER_REFLECT_101)
+    if amount > 0 and sharpen_sigma > 0:
+        x = x + amount * (x - cv2.GaussianBlur(x, (0, 0), sharpen_sigma, borderType=cv2.BORDER_REFLECT_101))
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+
+# --------------------------------------------------------------------------------------------------
+# The translator
+
+
+@dataclass
+class TranslatedFace:
+    """One detected face of a translated photo.
+
+    Attributes:
+        index: position in the detector's list (highest score first); what ``faces=`` selects by.
+        box: float32 ``(4,)`` ``xmin, ymin, xmax, ymax`` in pixels of the input image.
+        keypoints: float32 ``(6, 2)`` ``(x, y)`` pixels (:data:`faceforge.faces.detect.KEYPOINT_NAMES`).
+        score: detector confidence in [0, 1].
+        translated: whether this face was changed (selected).
+        crop: uint8 ``(S, S, 3)`` aligned input crop (``None`` when not translated).
+        output: uint8 ``(S, S, 3)`` translated crop as pasted (after the post-filter), or ``None``.
+    """
+
+    index: int
+    box: np.ndarray
+    keypoints: np.ndarray
+    score: float
+    translated: bool
+    crop: np.ndarray | None = None
+    output: np.ndarray | None = None
+
+    def to_dict(self, keypoint_names: Sequence[str] | None = None) -> dict[str, Any]:
+        """JSON-ready dict (no pixel arrays): index, box, keypoints, score, translated."""
+        points = [[float(x), float(y)] for x, y in np.asarray(self.keypoints)]
+        return {"index": self.index, "box": [float(v) for v in self.box],
+                "keypoints": dict(zip(keypoint_names, points)) if keypoint_names else points,
+                "score": float(self.score), "translated": self.translated}
+
+
+@dataclass
+class TranslationResult:
+    """Result of :meth:`FaceTranslator.translate`.
+
+    Attributes:
+        image: uint8 ``(H, W, 3)`` RGB, the input with the selected faces translated.
+        faces: every detected face (translated or not), detector order.
+        direction: ``"A->B"`` or ``"B->A"``.
+        postfilter: whether :func:`postfilter` was applied to the translated crops.
+        timings_ms: wall-clock milliseconds of ``detect``, ``align``, ``translate`` (tensor conversion,
+            generator, post-filter) and ``paste``.
+    """
+
+    image: np.ndarray
+    faces: list[TranslatedFace]
+    direction: str
+    postfilter: bool
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def translated(self) -> list[TranslatedFace]:
+        """The faces that were changed."""
+        return [f for f in self.faces if f.translated]
+
+
+class FaceTranslator:
+    """Translate the faces of whole photos with a CycleGAN generator (Zhu et al., ICCV 2017).
+
+    Loads the generator(s) and, unless given, a :class:`~faceforge.faces.detect.FaceDetector` once;
+    :meth:`translate` and :meth:`translate_crops` may then be called from several threads.
+
+    Args:
+        task: task name (:data:`TASKS`), e.g. ``"age"``.
+        weights: run folder, generator checkpoint, training state, or ``"default"`` (the task's installed
+            weights; see the module docstring). ``$FACEFORGE_TRANSLATE_<TASK>_WEIGHTS`` is *not* read
+            here (the CLI and the server resolve it; see :func:`resolve_weights`).
+        size: crop side in pixels; default: the training crop size stored in the checkpoint, else the
+            generator spec's (256). 128 and 256 are supported; any multiple of 4 >= 16 runs.
+        detector: a face detector to reuse; default ``FaceDetector()`` (built on first use).
+        device: torch device of the generators.
+        feather: width of the paste-back blending ramp, fraction of the crop side, in [0, 0.5].
+
+    Raises:
+        UnknownTaskError: unknown task.
+        WeightsNotFoundError: the weights are absent (e.g. no trained default installed).
+        CheckpointError: the file is not a translation generator checkpoint.
+        ValueError: bad ``size`` or ``feather``.
+
+    Example:
+        >>> from faceforge.imaging import load_image, save_image
+        >>> tr = FaceTranslator("age", weights="runs/cyclegan/000")          # doctest: +SKIP
+        >>> result = tr.translate(load_image("group.jpg"), faces="largest")   # doctest: +SKIP
+        >>> save_image("older.jpg", result.image)                             # doctest: +SKIP
+    """
+
+    def __init__(self, task: str = "age", weights: str | Path = "default", size: int | None = None,
+                 detector: FaceDetector | None = None, device: str | torch.device = "cpu",
+                 feather: float = 0.1) -> None:
+        self.task = get_task(task)
+        if not 0.0 <= feather <= 0.5:
+            raise ValueError(f"feather must be in [0, 0.5], got {feather}")
+        self.weights_path = resolve_weights(self.task, weights, environ={})
+        self.device = torch.device(device)
+        self.generators, self.meta = load_generators(self.weights_path)
+        for g in self.generators.values():
+            g.to(self.device)
+        first = next(iter(self.generators.values()))
+        self.arch: str = first.faceforge_arch
+        trained = (self.meta.get("config") or {}).get("crop_size")
+        self.size = int(size or trained or get_spec(self.arch).input.shape[1])
+        if self.size < 16 or self.size % 4:
+            raise ValueError(f"size must be a multiple of 4 and >= 16 (128 or 256), got {self.size}")
+        self.feather = float(feather)
+        self.input_spec = get_spec(self.arch).input
+        self.version = self._version()
+        self._detector = detector
+
+    @property
+    def detector(self) -> FaceDetector:
+        """The face detector (built on first use when none was given)."""
+        if self._detector is None:
+            from faceforge.faces.detect import FaceDetector
+            self._detector = FaceDetector()
+        return self._detector
+
+    @property
+    def directions(self) -> tuple[str, ...]:
+        """Directions the loaded weights can translate, subset of :data:`DIRECTIONS`."""
+        return tuple(d for d in DIRECTIONS if d in self.generators)
+
+    def _version(self) -> str:
+        if self.meta.get("version"):
+            return str(self.meta["version"])
+        files = ([self.weights_path / n for n in ("G_A.pt", "G_B.pt") if (self.weights_path / n).is_file()]
+                 if self.weights_path.is_dir() else [self.weights_path])
+        digest = hashlib.sha256()
+        for f in files:
+            digest.update(f.read_bytes())
+        return f"sha256:{digest.hexdigest()[:12]}"
+
+    def _generator(self, direction: str) -> nn.Module:
+        if direction not in DIRECTIONS:
+            raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+        if direction not in self.generators:
+            raise ValueError(f"the loaded weights ({self.weights_path.name}) translate only "
+                             f"{', '.join(self.directions)}; {direction} needs "
+                             f"{'G_B.pt' if direction == 'B->A' else 'G_A.pt'} (give the run folder)")
+        return self.generators[direction]
+
+    @torch.inference_mode()
+    def translate_crops(self, crops: np.ndarray | Sequence[np.ndarray], direction: str = "A->B",
+                        apply_postfilter: bool = False, batch_size: int = 8) -> np.ndarray:
+        """Translate faces already aligned on the ``utkface`` template (no detection, no paste back).
+
+        Args:
+            crops: uint8 RGB ``(N, S, S, 3)`` or a sequence of ``(S, S, 3)``, ``S`` multiple of 4 (the
+                network is fully convolutional; give it the size it was trained at).
+            direction: ``"A->B"`` or ``"B->A"``.
+            apply_postfilter: run :func:`postfilter` on each output.
+            batch_size: faces per forward pass.
+
+        Returns:
+            uint8 ``(N, S, S, 3)`` RGB.
+
+        Raises:
+            ValueError: bad dtype/shape, unknown or unavailable direction.
+        """
+        g = self._generator(direction)
+        batch = np.stack([np.asarray(c) for c in crops]) if not isinstance(crops, np.ndarray) else crops
+        if batch.size == 0:
+            return np.zeros((0, self.size, self.size, 3), np.uint8)
+        if batch.dtype != np.uint8 or batch.ndim != 4 or batch.shape[-1] != 3 or batch.shape[1] != batch.shape[2]:
+            raise ValueError(f"crops must be uint8 (N, S, S, 3), got {batch.dtype} {batch.shape}")
+        if batch.shape[1] % 4:
+            raise ValueError(f"crop side must be a multiple of 4, got {batch.shape[1]}")
+        scale, offset = np.float32(self.input_spec.scale), np.float32(self.input_spec.offset)
+        outs = []
+        for i in range(0, len(batch), batch_size):
+            x = torch.from_numpy(np.ascontiguousarray(batch[i:i + batch_size]).astype(np.float32) * scale + offset)
+            y = g(x.permute(0, 3, 1, 2).to(self.device)).float().clamp(-1, 1)
+            y = ((y - offset) / scale).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+            outs.append(y)
+        out = np.concatenate(outs)
+        if apply_postfilter:
+            out = np.stack([postfilter(o) for o in out])
+        return out
+
+    def translate(self, rgb: np.ndarray, faces: str | Sequence[int] = "all", direction: str = "A->B",
+                  apply_postfilter: bool = False, detected: Sequence[Face] | None = None) -> TranslationResult:
+        """Detect the faces of a photo, translate the selected ones, paste them back.
+
+        Each selected face is aligned from the *original* photo and pasted onto the output in turn, so
+        overlapping faces are never translated twice.
+
+        Args:
+            rgb: uint8 ``(H, W, 3)`` RGB photo (e.g. from :func:`faceforge.imaging.decode_image`).
+            faces: ``"all"``, ``"largest"`` or 0-based indices into the detector's faces (highest score
+                first), as a sequence or a string such as ``"0,2"`` (:func:`select_faces`).
+            direction: ``"A->B"`` (for ``age``: young -> old) or ``"B->A"``.
+            apply_postfilter: Gaussian + unsharp post-filter on the translated crops (:func:`postfilter`).
+            detected: faces already found in ``rgb`` (skips detection), detector order.
+
+        Returns:
+            :class:`TranslationResult`: the edited photo, every detected face with its ``translated``
+            flag and crops, timings.
+
+        Raises:
+            ValueError: bad image, selection string or direction (also: a direction the loaded weights
+                do not have).
+            NoFaceError: no face detected.
+            FaceSelectionError: a selected index is not among the detected faces.
+        """
+        from faceforge.faces.align import align_face, paste_back
+
+        if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+            raise ValueError("rgb must be a uint8 (H, W, 3) array")
+        self._generator(direction)  # fail before the detector runs
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        found = list(self.detector.detect(rgb)) if detected is None else list(detected)
+        t1 = time.perf_counter()
+        timings["detect"] = (t1 - t0) * 1e3
+        if not found:
+            raise NoFaceError(f"no face found in the {rgb.shape[1]}x{rgb.shape[0]} image")
+        chosen = select_faces(found, faces)
+        aligned = [align_face(rgb, found[i], self.size, template=FACE_TEMPLATE) for i in chosen]
+        t2 = time.perf_counter()
+        timings["align"] = (t2 - t1) * 1e3
+        outputs = self.translate_crops([a.image for a in aligned], direction, apply_postfilter)
+        t3 = time.perf_counter()
+        timings["translate"] = (t3 - t2) * 1e3
+        image = rgb
+        for a, out in zip(aligned, outputs):
+            image = paste_back(image, out, a, feather=self.feather)
+        if not chosen:
+            image = rgb.copy()
+        timings["paste"] = (time.perf_counter() - t3) * 1e3
+        by_index = {i: (a, o) for i, a, o in zip(chosen, aligned, outputs)}
+        result_faces = []
+        for i, face in enumerate(found):
+            a, o = by_index.get(i, (None, None))
+            result_faces.append(TranslatedFace(
+                index=i, box=np.asarray(face.box, np.float32), keypoints=np.asarray(face.keypoints, np.float32),
+                score=float(face.score), translated=i in by_index, crop=None if a is None else a.image, output=o))
+        return TranslationResult(image=image, faces=result_faces, direction=direction, postfilter=apply_postfilter,
+                                 timings_ms=timings)
+
+    @property
+    def weights_source(self) -> str:
+        """``"default"`` or the weights path."""
+        return "default" if self.weights_path == self.task.default_weights_path else str(self.weights_path)
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready description: task, generator arch, version, weights, directions, size, template."""
+        provenance = {k: self.meta[k] for k in ("data", "step", "epoch", "total_epochs", "finished", "mode",
+                                                "git_commit", "split") if k in self.meta}
+        return {"task": self.task.name, "name": self.arch, "version": self.version, "weights": self.weights_source,
+                "directions": list(self.directions), "size": self.size, "face_template": FACE_TEMPLATE,
+                "domains": {"A": self.task.domains[0], "B": self.task.domains[1]}, "provenance": provenance}

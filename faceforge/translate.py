@@ -542,7 +542,8 @@ class FaceTranslator:
         return out
 
     def translate(self, rgb: np.ndarray, faces: str | Sequence[int] = "all", direction: str = "A->B",
-                  apply_postfilter: bool = False, detected: Sequence[Face] | None = None) -> TranslationResult:
+                  apply_postfilter: bool = False, detected: Sequence[Face] | None = None,
+                  max_faces: int | None = None) -> TranslationResult:
         """Detect the faces of a photo, translate the selected ones, paste them back.
 
         Each selected face is aligned from the *original* photo and pasted onto the output in turn, so
@@ -555,6 +556,8 @@ class FaceTranslator:
             direction: ``"A->B"`` (for ``age``: young -> old) or ``"B->A"``.
             apply_postfilter: Gaussian + unsharp post-filter on the translated crops (:func:`postfilter`).
             detected: faces already found in ``rgb`` (skips detection), detector order.
+            max_faces: translate at most this many of the selected faces, highest detector score first
+                (``None``: no limit).
 
         Returns:
             :class:`TranslationResult`: the edited photo, every detected face with its ``translated``
@@ -579,6 +582,10 @@ class FaceTranslator:
         if not found:
             raise NoFaceError(f"no face found in the {rgb.shape[1]}x{rgb.shape[0]} image")
         chosen = select_faces(found, faces)
+        if max_faces is not None:
+            if max_faces < 1:
+                raise ValueError(f"max_faces must be >= 1, got {max_faces}")
+            chosen = chosen[:max_faces]  # indices are in detector order: highest score first
         aligned = [align_face(rgb, found[i], self.size, template=FACE_TEMPLATE) for i in chosen]
         t2 = time.perf_counter()
         timings["align"] = (t2 - t1) * 1e3

@@ -56,7 +56,7 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
         ValueError: unknown config key or invalid value.
     """
     from server import errors
-    from server.api import EXTENSION_KEY, docs, emotion, health, models
+    from server.api import EXTENSION_KEY, docs, emotion, health, models, translate
     from server.hub import ModelHub
 
     if not isinstance(config, Config):
@@ -66,7 +66,7 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False  # keep label order (FER2013 ids) and documented key order
     hub = ModelHub(config)
     app.extensions[EXTENSION_KEY] = {"config": config, "hub": hub}
-    for module in (health, emotion, models, docs):
+    for module in (health, emotion, translate, models, docs):
         app.register_blueprint(module.bp)
     errors.register_error_handlers(app)
     if config.warm_up:

@@ -41,6 +41,9 @@ class Config:
             (``FACEFORGE_MAX_FACES``, default 10).
         emotion_weights: ``"default"`` or a checkpoint path for mini_xception
             (``FACEFORGE_EMOTION_WEIGHTS``).
+        translate_age_weights: weights of ``POST /v1/translate`` task ``age``: ``"default"`` (the
+            installed ``faceforge/weights/cyclegan_age.pt``; none ships yet), a run folder of
+            ``faceforge train cyclegan`` or a generator checkpoint (``FACEFORGE_TRANSLATE_AGE_WEIGHTS``).
         detector_model: BlazeFace variant, ``"short"``, ``"full"`` or ``"auto"``
             (``FACEFORGE_DETECTOR_MODEL``).
         torch_threads: PyTorch intra-op threads, set for the whole process when the classifier
@@ -58,6 +61,7 @@ class Config:
     min_side: int = 16
     max_faces: int = 10
     emotion_weights: str = "default"
+    translate_age_weights: str = "default"
     detector_model: str = "auto"
     torch_threads: int | None = 1
     detector_threads: int | None = None

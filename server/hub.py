@@ -19,6 +19,7 @@ from server.config import Config
 if TYPE_CHECKING:
     from faceforge.emotion import EmotionRecognizer
     from faceforge.faces.detect import FaceDetector
+    from faceforge.translate import FaceTranslator
 
 
 def public_weights_name(weights: str | Path | None) -> str:
@@ -43,6 +44,7 @@ class ModelHub:
         self._lock = threading.RLock()
         self._detector: FaceDetector | None = None
         self._emotion: EmotionRecognizer | None = None
+        self._translators: dict[str, FaceTranslator] = {}
 
     def detector(self) -> FaceDetector:
         """The shared BlazeFace detector, built on first use.
@@ -76,6 +78,51 @@ class ModelHub:
                     self._emotion = recognizer
         return self._emotion
 
+    def translator(self, task: str) -> FaceTranslator:
+        """The shared translator of ``task`` (CycleGAN generator(s) + the shared detector), built on
+        first use from ``Config.translate_<task>_weights``.
+
+        Raises:
+            UnknownTaskError: unknown task (400).
+            WeightsNotFoundError: no weights installed/configured for the task (503).
+            CheckpointError: the weights are not a translation generator.
+        """
+        translator = self._translators.get(task)
+        if translator is None:
+            from faceforge.errors import WeightsNotFoundError
+            from faceforge.translate import FaceTranslator, get_task, resolve_weights
+
+            spec = get_task(task)
+            with self._lock:
+                translator = self._translators.get(spec.name)
+                if translator is None:
+                    setting = getattr(self.config, spec.config_key, "default")
+                    try:  # FACEFORGE_* already read by Config
+                        weights = resolve_weights(spec, setting, environ={})
+                    except WeightsNotFoundError as exc:  # the client sees no server paths
+                        raise WeightsNotFoundError(
+                            f"no weights are installed for task {spec.name!r}: the server operator must train a "
+                            f"translator (`faceforge train cyclegan`) and set {spec.env_var} to its run folder",
+                            task=spec.name, weights=public_weights_name(setting)) from exc
+                    translator = FaceTranslator(spec.name, weights=weights, detector=self.detector())
+                    if self.config.torch_threads:
+                        import torch
+                        torch.set_num_threads(self.config.torch_threads)
+                    self._translators[spec.name] = translator
+        return translator
+
+    def _translate_tasks_to_warm(self) -> list[str]:
+        """Tasks whose weights are configured explicitly or installed (absent default weights do not make
+        the server unready: only ``/v1/translate`` answers 503 then)."""
+        from faceforge.translate import TASKS
+
+        tasks = []
+        for name, spec in TASKS.items():
+            setting = getattr(self.config, spec.config_key, "default")
+            if setting != "default" or (spec.default_weights_path and spec.default_weights_path.exists()):
+                tasks.append(name)
+        return tasks
+
     def warm_up(self) -> dict[str, str]:
         """Load every served model now and run one inference through each (first calls pay one-off
         kernel set-up), so the first real request is not the slowest; return
@@ -95,7 +142,14 @@ class ModelHub:
             recognizer = self.emotion()
             recognizer.classify_crops(np.zeros((1, recognizer.crop_size, recognizer.crop_size), np.uint8))
 
-        for name, load in (("detector", detector), ("mini_xception", emotion)):
+        def translate(task: str) -> None:
+            translator = self.translator(task)
+            translator.translate_crops(np.zeros((1, translator.size, translator.size, 3), np.uint8),
+                                       translator.directions[0])
+
+        loaders = [("detector", detector), ("mini_xception", emotion)]
+        loaders += [(f"translate:{t}", lambda t=t: translate(t)) for t in self._translate_tasks_to_warm()]
+        for name, load in loaders:
             try:
                 load()
                 report[name] = "ok"
@@ -107,7 +161,8 @@ class ModelHub:
 
     @property
     def loaded(self) -> dict[str, bool]:
-        return {"detector": self._detector is not None, "mini_xception": self._emotion is not None}
+        return {"detector": self._detector is not None, "mini_xception": self._emotion is not None,
+                **{f"translate:{t}": True for t in self._translators}}
 
     def describe(self) -> list[dict[str, Any]]:
         """One JSON-ready entry per registered model: spec, input, weights, loaded state, version."""
@@ -131,5 +186,11 @@ class ModelHub:
                     entry["loaded"] = True
                     entry["weights"].update(version=info["version"], provenance=info["provenance"],
                                             available=True)
+            for task, translator in self._translators.items():
+                if translator.arch == name:  # the generator a /v1/translate task runs
+                    info = translator.describe()
+                    entry.update(loaded=True, served=True)
+                    entry["weights"].update(configured=public_weights_name(info["weights"]), available=True,
+                                            version=info["version"], provenance={"task": task, **info["provenance"]})
             entries.append(entry)
         return entries

@@ -53,9 +53,69 @@ def _error_responses(errors: Iterable[type[FaceforgeError]]) -> dict[str, Any]:
     return responses
 
 
+def _translate_operation(config: Config, errors: Iterable[type[FaceforgeError]]) -> dict[str, Any]:
+    """``POST /v1/translate``: two answers for one request: the photo bytes (``response=image``) or JSON."""
+    from faceforge.translate import TASKS
+
+    tasks = "; ".join(f"`{t.name}`: {t.description}" for t in TASKS.values())
+    string = {"type": "string"}
+    fields = {
+        schemas.IMAGE_FIELD: {"type": "string", "contentMediaType": "application/octet-stream",
+                              "description": "the photo (JPEG, PNG, WebP, BMP, ...)"},
+        schemas.TASK_FIELD: {**string, "enum": list(TASKS), "default": "age", "description": f"task: {tasks}"},
+        schemas.FACES_FIELD: {**string, "default": "all", "pattern": r"^(all|largest|\d+(,\d+)*)$",
+                              "description": "which faces to change: `all` (at most "
+                                             f"{config.max_faces}, highest detector score first), `largest` "
+                                             "(largest box), or 0-based indices `0,2` in detector order "
+                                             "(highest score first; a JSON answer lists every face's index)"},
+        schemas.DIRECTION_FIELD: {**string, "enum": ["A->B", "B->A"], "default": "A->B",
+                                  "description": "A->B: domain A to B (age: young -> old); B->A needs weights "
+                                                 "holding both generators (a training run folder)"},
+        schemas.POSTFILTER_FIELD: {"type": "boolean", "default": False,
+                                   "description": "Gaussian blur + unsharp mask on the translated faces"},
+        schemas.FORMAT_FIELD: {**string, "enum": list(schemas.TRANSLATE_FORMATS), "default": "png",
+                               "description": "encoding of the returned photo (jpeg: quality 90)"},
+        schemas.RESPONSE_FIELD: {**string, "enum": list(schemas.TRANSLATE_RESPONSES), "default": "image",
+                                 "description": "`image`: the body is the photo (image/png or image/jpeg), "
+                                                "face count and translated indices in headers; `json`: "
+                                                "TranslateResponse with the photo base64-encoded and every "
+                                                "face's box, keypoints, score and `translated` flag"},
+    }
+    headers = {name: {"description": text, "schema": {"type": "string"}}
+               for name, text in schemas.TRANSLATE_HEADERS.items()}
+    binary = {"schema": {"type": "string", "contentMediaType": "image/png"}}
+    return {
+        "operationId": "translateFaces",
+        "summary": "Translate the faces of a photo with a CycleGAN generator (e.g. aging) and return the "
+                   "edited photo",
+        "description": (
+            "Pipeline: decode (EXIF orientation applied) -> BlazeFace detection -> face selection -> "
+            "alignment to the utkface template at the generator's size (256, or 128) -> CycleGAN generator "
+            "(Zhu et al., ICCV 2017) -> optional Gaussian + unsharp post-filter -> paste back with a feathered "
+            "mask; pixels outside the translated faces' squares are unchanged. The answer is chosen by the "
+            "`response` field (not the Accept header): the photo bytes, or JSON with the photo base64 plus "
+            "the faces. No trained weights ship yet: without `FACEFORGE_TRANSLATE_AGE_WEIGHTS` the endpoint "
+            f"answers 503 `weights-not-found`. Limits: {config.max_bytes} bytes, {config.max_pixels} pixels, "
+            f"at most {config.max_faces} faces translated."),
+        "requestBody": {"required": True, "content": {"multipart/form-data": {
+            "schema": {"type": "object", "required": [schemas.IMAGE_FIELD], "properties": fields},
+            "encoding": {schemas.IMAGE_FIELD: {"contentType": "image/*, application/octet-stream"}},
+        }}},
+        "responses": {
+            "200": {"description": "The edited photo (`response=image`, the default) or JSON (`response=json`)",
+                    "headers": headers,
+                    "content": {"image/png": binary,
+                                "image/jpeg": {"schema": {"type": "string", "contentMediaType": "image/jpeg"}},
+                                "application/json": {"schema": {"$ref": "#/components/schemas/TranslateResponse"}}}},
+            **_error_responses(errors),
+        },
+        "tags": ["translate"],
+    }
+
+
 def build_openapi(config: Config | None = None) -> dict[str, Any]:
     """Return the OpenAPI 3.1.0 document (a JSON-serializable dict) for a server with ``config``."""
-    from server.api import docs, emotion, health, models
+    from server.api import docs, emotion, health, models, translate
 
     config = config or Config()
     labels = ", ".join(FER2013_LABELS)
@@ -84,6 +144,7 @@ def build_openapi(config: Config | None = None) -> dict[str, Any]:
     }
     paths = {
         schemas.EMOTION_PATH: {"post": emotion_op},
+        schemas.TRANSLATE_PATH: {"post": _translate_operation(config, translate.ERRORS)},
         schemas.MODELS_PATH: {"get": {
             "operationId": "listModels", "summary": "Registered models, loaded or not, with weights "
                                                     "version, provenance and input spec",
@@ -125,10 +186,11 @@ def build_openapi(config: Config | None = None) -> dict[str, Any]:
         "components": {"schemas": {
             "Problem": problem,
             "EmotionResponse": schemas.emotion_response_schema(),
+            "TranslateResponse": schemas.translate_response_schema(),
             "ModelsResponse": schemas.models_response_schema(),
             "Health": schemas.health_schema(),
         }},
         "x-problem-types": [{"type": _type(cls), "title": cls.title, "status": cls.status}
                             for cls in problem_types()],
-        "tags": [{"name": "emotion"}, {"name": "models"}, {"name": "operations"}],
+        "tags": [{"name": "emotion"}, {"name": "translate"}, {"name": "models"}, {"name": "operations"}],
     }

@@ -15,6 +15,7 @@ API_VERSION = "v1"
 EMOTION_PATH = "/v1/emotion"
 MODELS_PATH = "/v1/models"
 OPENAPI_PATH = "/v1/openapi.json"
+TRANSLATE_PATH = "/v1/translate"
 HEALTH_PATH = "/healthz"
 READY_PATH = "/readyz"
 
@@ -22,6 +23,31 @@ IMAGE_FIELD = "image"
 """Multipart form field holding the image file."""
 MAX_FACES_FIELD = "max_faces"
 """Optional multipart form field: analyse at most this many faces (highest detector score first)."""
+
+TASK_FIELD = "task"
+"""``/v1/translate``: translation task (default ``age``)."""
+FACES_FIELD = "faces"
+"""``/v1/translate``: ``all``, ``largest`` or comma-separated 0-based face indices."""
+DIRECTION_FIELD = "direction"
+"""``/v1/translate``: ``A->B`` (default) or ``B->A``."""
+POSTFILTER_FIELD = "postfilter"
+"""``/v1/translate``: ``true`` applies the Gaussian + unsharp post-filter to the translated faces."""
+FORMAT_FIELD = "format"
+"""``/v1/translate``: encoding of the returned photo, one of :data:`TRANSLATE_FORMATS`."""
+RESPONSE_FIELD = "response"
+"""``/v1/translate``: ``image`` (the body is the photo) or ``json`` (photo base64 + faces)."""
+TRANSLATE_FORMATS = ("png", "jpeg")
+TRANSLATE_RESPONSES = ("image", "json")
+TRANSLATE_TIMING_STEPS = ("decode", "detect", "align", "translate", "paste", "encode", "total")
+"""Keys of ``timings_ms`` (and ``Server-Timing`` entries) of ``/v1/translate``, milliseconds."""
+TRANSLATE_HEADERS = {
+    "X-Faceforge-Faces-Detected": "number of faces detected",
+    "X-Faceforge-Faces-Translated": "comma-separated indices of the translated faces (detector order)",
+    "X-Faceforge-Model": "generator architecture, e.g. cyclegan_resnet9",
+    "X-Faceforge-Model-Version": "generator weights version",
+    "Server-Timing": "W3C Server Timing, e.g. 'decode;dur=3.1, detect;dur=40.2, ...' (milliseconds)",
+}
+"""Headers of a ``response=image`` answer of ``/v1/translate``."""
 
 TIMING_STEPS = ("decode", "detect", "align", "classify", "total")
 """Keys of ``timings_ms`` in the emotion response, milliseconds of wall-clock time each."""
@@ -143,3 +169,42 @@ def health_schema() -> dict[str, Any]:
     return {"type": "object", "properties": {"status": {"type": "string", "enum": ["ok", "ready"]},
                                              "models": {"type": "object"}},
             "required": ["status"]}
+
+
+def translate_face_schema() -> dict[str, Any]:
+    return _strict_object({
+        "index": {"type": "integer", "minimum": 0, "description": "detector order, highest score first; "
+                                                                  "what the faces field selects by"},
+        "box": {"type": "array", "items": {"type": "number"}, "minItems": 4, "maxItems": 4,
+                "description": "xmin, ymin, xmax, ymax in pixels"},
+        "keypoints": _strict_object({name: _point() for name in keypoint_names()},
+                                    description="BlazeFace keypoints, subject's right/left"),
+        "score": {"type": "number", "minimum": 0, "maximum": 1, "description": "detector confidence"},
+        "translated": {"type": "boolean", "description": "whether this face was changed"},
+    })
+
+
+def translate_response_schema() -> dict[str, Any]:
+    """Body of a successful ``POST /v1/translate`` with ``response=json``."""
+    return _strict_object({
+        "task": {"type": "string"},
+        "direction": {"type": "string", "enum": ["A->B", "B->A"]},
+        "postfilter": {"type": "boolean"},
+        "model": _strict_object({
+            "name": {"type": "string", "description": "generator architecture (registry name)"},
+            "version": {"type": "string"},
+            "weights": {"type": "string", "description": "'default' or a weights file/folder name"},
+            "size": {"type": "integer", "description": "aligned crop side in pixels"},
+            "face_template": {"type": "string"},
+            "directions": {"type": "array", "items": {"type": "string"}},
+        }),
+        "image": _strict_object({
+            "width": {"type": "integer", "minimum": 1},
+            "height": {"type": "integer", "minimum": 1},
+            "media_type": {"type": "string", "enum": ["image/png", "image/jpeg"]},
+            "data": {"type": "string", "contentEncoding": "base64", "description": "the edited photo"},
+        }),
+        "faces": {"type": "array", "items": translate_face_schema(), "minItems": 1,
+                  "description": "every detected face, highest detector score first"},
+        "timings_ms": _strict_object({step: {"type": "number", "minimum": 0} for step in TRANSLATE_TIMING_STEPS}),
+    })

@@ -1,0 +1,146 @@
+"""``POST /v1/translate``: multipart photo -> the photo with its faces translated (CycleGAN; task ``age``).
+
+Request (``multipart/form-data``; field names in :mod:`server.schemas`):
+
+=============  =========  ===========================================================================
+field          default    meaning
+=============  =========  ===========================================================================
+``image``      required   the photo (JPEG, PNG, WebP, ...), limits of :class:`~server.config.Config`
+``task``       ``age``    translation task (:data:`faceforge.translate.TASKS`)
+``faces``      ``all``    ``all``, ``largest`` or 0-based indices ``0,2`` (detector order, highest
+                          score first); ``all`` translates at most ``Config.max_faces`` faces
+``direction``  ``A->B``   ``A->B`` (age: young -> old) or ``B->A`` (needs both generators)
+``postfilter`` ``false``  Gaussian blur + unsharp mask on the translated faces
+``format``     ``png``    encoding of the returned photo: ``png`` (lossless) or ``jpeg`` (quality 90)
+``response``   ``image``  ``image``: the body is the photo; ``json``: a JSON body with the photo base64
+                          encoded plus every detected face (box, keypoints, score, translated)
+=============  =========  ===========================================================================
+
+``response=image`` answers ``200`` with ``Content-Type: image/png|image/jpeg`` and headers
+``X-Faceforge-Faces-Detected`` (count), ``X-Faceforge-Faces-Translated`` (comma-separated indices),
+``X-Faceforge-Model`` (generator name), ``X-Faceforge-Model-Version`` and ``Server-Timing`` (W3C
+Server Timing: ``decode;dur=12.3, detect;dur=...``, milliseconds). ``response=json`` answers with
+:func:`server.schemas.translate_response_schema`. A client that needs the boxes asks for JSON; one that
+only shows the picture takes the bytes (no base64 overhead).
+
+Errors: no trained weights for the task -> 503 ``weights-not-found`` (none ship yet: set
+``FACEFORGE_TRANSLATE_AGE_WEIGHTS`` to a run folder); unknown task -> 400 ``unknown-task`` with
+``valid``; an index beyond the detected faces -> 422 ``bad-face-selection``.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+
+from flask import Blueprint, current_app, jsonify, request
+
+from faceforge.errors import (CheckpointError, FaceSelectionError, ImageTooSmallError, InvalidFieldError,
+                              MissingFieldError, NoFaceError, NotAnImageError, TooManyBytesError,
+                              TooManyPixelsError, TruncatedImageError, UnknownTaskError, UnsupportedFormatError,
+                              WeightsNotFoundError)
+from faceforge.imaging import decode_image, encode_image
+from server.api import get_config, get_hub
+from server.hub import public_weights_name
+from server.schemas import (DIRECTION_FIELD, FACES_FIELD, FORMAT_FIELD, IMAGE_FIELD, POSTFILTER_FIELD,
+                            RESPONSE_FIELD, TASK_FIELD, TRANSLATE_FORMATS, TRANSLATE_PATH, TRANSLATE_RESPONSES,
+                            TRANSLATE_TIMING_STEPS, keypoint_names)
+
+bp = Blueprint("translate", __name__)
+
+ERRORS = (MissingFieldError, InvalidFieldError, UnknownTaskError, NotAnImageError, TruncatedImageError,
+          UnsupportedFormatError, TooManyBytesError, TooManyPixelsError, ImageTooSmallError, NoFaceError,
+          FaceSelectionError, WeightsNotFoundError, CheckpointError)
+"""Errors this endpoint answers with (besides 404/405/500), listed in the OpenAPI document."""
+
+JPEG_QUALITY = 90
+MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg"}
+
+
+def _choice(name: str, choices: tuple[str, ...], default: str) -> str:
+    raw = request.form.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().upper() if name == DIRECTION_FIELD else raw.strip().lower()
+    if value == "JPG":
+        value = "jpeg"
+    if value not in choices:
+        raise InvalidFieldError(f"{name} must be one of {', '.join(choices)}, got {raw!r}", field=name,
+                                valid=list(choices))
+    return value
+
+
+def _flag(name: str) -> bool:
+    raw = request.form.get(name)
+    if raw is None or raw.strip() == "":
+        return False
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise InvalidFieldError(f"{name} must be true or false, got {raw!r}", field=name)
+
+
+@bp.post(TRANSLATE_PATH)
+def translate():
+    """Translate the selected faces of the uploaded photo; see the module docstring for fields and answers."""
+    from faceforge.translate import DIRECTIONS, get_task, parse_face_selection
+
+    config = get_config()
+    t0 = time.perf_counter()
+    upload = request.files.get(IMAGE_FIELD)
+    if upload is None:
+        hint = "" if request.mimetype == "multipart/form-data" else (
+            f" (the request is {request.mimetype or 'without a body'}; send multipart/form-data)")
+        raise MissingFieldError(f"the multipart field {IMAGE_FIELD!r} with the image file is missing{hint}",
+                                field=IMAGE_FIELD)
+    task = get_task((request.form.get(TASK_FIELD) or "age").strip())
+    try:
+        selection = parse_face_selection(request.form.get(FACES_FIELD))
+    except ValueError as exc:
+        raise InvalidFieldError(str(exc), field=FACES_FIELD) from None
+    if isinstance(selection, tuple) and len(selection) > config.max_faces:
+        raise InvalidFieldError(f"at most {config.max_faces} faces per request, {len(selection)} requested",
+                                field=FACES_FIELD)
+    direction = _choice(DIRECTION_FIELD, DIRECTIONS, "A->B")
+    apply_postfilter = _flag(POSTFILTER_FIELD)
+    fmt = _choice(FORMAT_FIELD, TRANSLATE_FORMATS, "png")
+    response_kind = _choice(RESPONSE_FIELD, TRANSLATE_RESPONSES, "image")
+    data = upload.read(config.max_bytes + 1)
+    rgb = decode_image(data, max_bytes=config.max_bytes, max_pixels=config.max_pixels, min_side=config.min_side)
+    t_decoded = time.perf_counter()
+
+    t_load = time.perf_counter()
+    translator = get_hub().translator(task.name)  # loads once; not part of the timings
+    load_s = time.perf_counter() - t_load
+    if direction not in translator.directions:
+        raise InvalidFieldError(f"the installed {task.name!r} weights translate only {', '.join(translator.directions)}",
+                                field=DIRECTION_FIELD, valid=list(translator.directions))
+
+    result = translator.translate(rgb, faces=selection, direction=direction, apply_postfilter=apply_postfilter,
+                                  max_faces=config.max_faces)
+    t_enc = time.perf_counter()
+    body = encode_image(result.image, fmt, quality=JPEG_QUALITY)
+    t_end = time.perf_counter()
+    timings = {"decode": (t_decoded - t0) * 1e3, **result.timings_ms, "encode": (t_end - t_enc) * 1e3,
+               "total": (t_end - t0 - load_s) * 1e3}
+    timings = {k: round(float(timings[k]), 3) for k in TRANSLATE_TIMING_STEPS}
+    model = {"name": translator.arch, "version": translator.version,
+             "weights": public_weights_name(translator.weights_source), "size": translator.size,
+             "face_template": translator.describe()["face_template"], "directions": list(translator.directions)}
+    translated = [f.index for f in result.translated]
+    if response_kind == "json":
+        names = keypoint_names()
+        return jsonify(
+            task=task.name, direction=direction, postfilter=apply_postfilter, model=model,
+            image={"width": int(rgb.shape[1]), "height": int(rgb.shape[0]), "media_type": MEDIA_TYPES[fmt],
+                   "data": base64.b64encode(body).decode("ascii")},
+            faces=[f.to_dict(names) for f in result.faces], timings_ms=timings)
+    response = current_app.response_class(body, status=200, mimetype=MEDIA_TYPES[fmt])
+    response.headers["X-Faceforge-Faces-Detected"] = str(len(result.faces))
+    response.headers["X-Faceforge-Faces-Translated"] = ",".join(map(str, translated))
+    response.headers["X-Faceforge-Model"] = translator.arch
+    response.headers["X-Faceforge-Model-Version"] = translator.version
+    response.headers["Server-Timing"] = ", ".join(f"{k};dur={v}" for k, v in timings.items())
+    return response

@@ -1,0 +1,346 @@
+"""Whole-photo translation: face selection, post-filter, weights layouts, the FaceTranslator on real
+photos (only the selected faces' squares change), ``faceforge translate`` and ``POST /v1/translate``.
+
+Generators are tiny random CycleGAN generators written here (no trained weights ship yet): the tests
+check the pipeline's geometry and the API's contract, never the look of the output.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from jsonschema import Draft202012Validator
+from PIL import Image
+from torch import nn
+
+from faceforge.checkpoints import save_checkpoint
+from faceforge.errors import (CheckpointError, FaceSelectionError, PROBLEM_TYPE_PREFIX, UnknownTaskError,
+                              WeightsNotFoundError)
+from faceforge.faces.detect import Face
+from faceforge.models import create_model
+from faceforge.translate import (TASKS, FaceTranslator, get_task, load_generators, parse_face_selection, postfilter,
+                                 resolve_weights, select_faces)
+
+PROBLEM = "application/problem+json"
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _tiny(arch: str = "cyclegan_mobile", seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    kw = {"ngf": 4, "n_blocks": 1}
+    return create_model(arch, **kw)
+
+
+def _save_generator(path, arch="cyclegan_mobile", direction="A->B", crop_size=None, seed=0):
+    g = _tiny(arch, seed)
+    meta = {"direction": direction}
+    if crop_size:
+        meta["config"] = {"crop_size": crop_size}
+    return save_checkpoint(path, g, arch, g.faceforge_config, meta)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A run-folder look-alike with G_A.pt (A->B) and G_B.pt (B->A), trained at 128 px."""
+    run = tmp_path_factory.mktemp("run")
+    torch.manual_seed(0)
+    _save_generator(run / "G_A.pt", direction="A->B", crop_size=128, seed=1)
+    _save_generator(run / "G_B.pt", direction="B->A", crop_size=128, seed=2)
+    return run
+
+
+@pytest.fixture(scope="module")
+def detector():
+    from faceforge.faces.detect import FaceDetector
+    return FaceDetector(num_threads=1)
+
+
+@pytest.fixture(scope="module")
+def two_faces(astronaut_rgb):
+    """The astronaut twice, side by side (1024x512): two faces of equal size."""
+    left = astronaut_rgb
+    right = np.ascontiguousarray(astronaut_rgb[:, ::-1])
+    return np.concatenate([left, right], axis=1)
+
+
+# --------------------------------------------------------------------------------------------------
+# selection and post-filter
+
+
+def _face(x0, y0, x1, y1, score=0.9):
+    return Face(box=np.array([x0, y0, x1, y1], np.float32), keypoints=np.zeros((6, 2), np.float32), score=score)
+
+
+def test_parse_face_selection():
+    assert parse_face_selection(None) == "all"
+    assert parse_face_selection(" ") == "all"
+    assert parse_face_selection("LARGEST") == "largest"
+    assert parse_face_selection("2, 0,2") == (0, 2)
+    for bad in ("first", "1,,2", "-1", "1.5"):
+        with pytest.raises(ValueError):
+            parse_face_selection(bad)
+
+
+def test_select_faces():
+    faces = [_face(0, 0, 10, 10), _face(0, 0, 30, 20), _face(0, 0, 20, 20)]
+    assert select_faces(faces, "all") == [0, 1, 2]
+    assert select_faces(faces, "largest") == [1]
+    assert select_faces(faces, "2,0") == [0, 2]
+    assert select_faces(faces, [2, 2]) == [2]
+    with pytest.raises(FaceSelectionError) as info:
+        select_faces(faces, [1, 3])
+    assert info.value.status == 422 and info.value.extra["faces"] == 3
+
+
+def test_postfilter_smooths_noise_and_keeps_shape():
+    rng = np.random.default_rng(0)
+    flat = np.full((256, 256, 3), 128, np.float32)  # default sigmas are for 256 px crops
+    noisy = np.clip(flat + rng.normal(0, 20, flat.shape), 0, 255).astype(np.uint8)
+    out = postfilter(noisy)
+    assert out.shape == noisy.shape and out.dtype == np.uint8
+    assert out.astype(float).std() < 0.6 * noisy.astype(float).std()
+    # amount 0: a plain Gaussian blur; a constant image stays constant under both steps
+    const = np.full((32, 32, 3), 77, np.uint8)
+    assert np.array_equal(postfilter(const), const)
+    # the unsharp step raises edge contrast compared with blurring alone
+    edge = np.zeros((256, 256, 3), np.uint8)
+    edge[:, 128:] = 200
+    blurred, sharpened = postfilter(edge, amount=0), postfilter(edge)
+    assert np.abs(np.diff(sharpened[32, :, 0].astype(int))).max() > np.abs(np.diff(blurred[32, :, 0].astype(int))).max()
+    with pytest.raises(ValueError):
+        postfilter(np.zeros((8, 8), np.uint8))
+
+
+# --------------------------------------------------------------------------------------------------
+# weights
+
+
+def test_tasks_and_resolve_weights(tmp_path, run_dir):
+    assert "age" in TASKS and get_task("age").env_var == "FACEFORGE_TRANSLATE_AGE_WEIGHTS"
+    with pytest.raises(UnknownTaskError) as info:
+        get_task("gender")
+    assert info.value.extra["valid"] == list(TASKS) and "age" in str(info.value)
+    # explicit > environment > installed default
+    assert resolve_weights("age", run_dir, environ={"FACEFORGE_TRANSLATE_AGE_WEIGHTS": "/nope"}) == run_dir
+    assert resolve_weights("age", None, environ={"FACEFORGE_TRANSLATE_AGE_WEIGHTS": str(run_dir)}) == run_dir
+    with pytest.raises(WeightsNotFoundError, match="no such|not found"):
+        resolve_weights("age", tmp_path / "missing.pt", environ={})
+    default = get_task("age").default_weights_path
+    if not default.exists():  # no trained default ships yet: a 503-type error naming the variable
+        with pytest.raises(WeightsNotFoundError, match="FACEFORGE_TRANSLATE_AGE_WEIGHTS") as info:
+            resolve_weights("age", "default", environ={})
+        assert info.value.status == 503
+
+
+def test_load_generators_layouts(tmp_path, run_dir):
+    gens, meta = load_generators(run_dir)
+    assert set(gens) == {"A->B", "B->A"} and meta["config"]["crop_size"] == 128
+    assert all(not g.training for g in gens.values())
+    # one generator file: the direction its meta states
+    single, _ = load_generators(run_dir / "G_B.pt")
+    assert set(single) == {"B->A"}
+    # a training state (last.pt) holds both generators and the discriminators
+    from faceforge.models.cyclegan import NLayerDiscriminator
+    nets = nn.ModuleDict({"G_A": _tiny(seed=3), "G_B": _tiny(seed=4), "D_A": NLayerDiscriminator(ndf=4),
+                          "D_B": NLayerDiscriminator(ndf=4)})
+    cfg = {"input_nc": 3, "ndf": 4, "n_layers": 3, "norm": "batch", "generator": "cyclegan_mobile",
+           **nets["G_A"].faceforge_config}
+    save_checkpoint(tmp_path / "last.pt", nets, "cyclegan_training_state", cfg, {"step": 7})
+    state, meta = load_generators(tmp_path / "last.pt")
+    assert set(state) == {"A->B", "B->A"} and meta["step"] == 7
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        torch.testing.assert_close(state["A->B"](x), nets["G_A"].eval()(x))
+    # errors: another task's checkpoint, an empty folder, a missing path
+    m = create_model("mini_xception")
+    save_checkpoint(tmp_path / "emotion.pt", m, "mini_xception", m.faceforge_config)
+    with pytest.raises(CheckpointError, match="not a translation generator"):
+        load_generators(tmp_path / "emotion.pt")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(WeightsNotFoundError):
+        load_generators(tmp_path / "empty")
+    with pytest.raises(WeightsNotFoundError):
+        load_generators(tmp_path / "nothing")
+
+
+# --------------------------------------------------------------------------------------------------
+# the translator on photos
+
+
+def _changed_columns(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.flatnonzero(np.abs(a.astype(int) - b.astype(int)).sum((0, 2)) > 0)
+
+
+def test_translator_changes_only_the_selected_faces(run_dir, two_faces, detector):
+    tr = FaceTranslator("age", weights=run_dir, detector=detector)
+    assert tr.size == 128 and tr.directions == ("A->B", "B->A") and tr.arch == "cyclegan_mobile"
+    faces = detector.detect(two_faces)
+    assert len(faces) == 2
+    result = tr.translate(two_faces, faces="all", detected=faces)
+    assert result.image.shape == two_faces.shape and result.image.dtype == np.uint8
+    assert [f.translated for f in result.faces] == [True, True]
+    assert all(f.crop.shape == (128, 128, 3) and f.output.shape == (128, 128, 3) for f in result.faces)
+    cols = _changed_columns(result.image, two_faces)
+    assert cols.min() < 512 <= cols.max()  # both halves changed
+    assert set(result.timings_ms) == {"detect", "align", "translate", "paste"}
+
+    # one face by index: the other half is untouched, and changes stay near that face's box
+    i = int(np.argmax([f.box[0] for f in faces]))  # the right-hand face
+    one = tr.translate(two_faces, faces=[i], detected=faces, apply_postfilter=True)
+    assert [f.translated for f in one.faces] == [k == i for k in range(2)]
+    assert np.array_equal(one.image[:, :512], two_faces[:, :512])
+    box = faces[i].box
+    cols = _changed_columns(one.image, two_faces)
+    w = box[2] - box[0]
+    assert box[0] - w < cols.min() and cols.max() < box[2] + w
+    # input is never modified
+    assert not np.shares_memory(one.image, two_faces)
+
+    with pytest.raises(FaceSelectionError):
+        tr.translate(two_faces, faces="0,5", detected=faces)
+
+
+def test_translator_sizes_directions_and_crops(tmp_path, astronaut_rgb, detector):
+    path = _save_generator(tmp_path / "G_A.pt", arch="cyclegan_resnet9")  # no crop_size: the spec's 256
+    tr = FaceTranslator("age", weights=path, detector=detector)
+    assert tr.size == 256 and tr.directions == ("A->B",)
+    with pytest.raises(ValueError, match="G_B"):
+        tr.translate(astronaut_rgb, direction="B->A")
+    with pytest.raises(ValueError):
+        FaceTranslator("age", weights=path, size=130, detector=detector)
+    small = FaceTranslator("age", weights=path, size=128, detector=detector)
+    out = small.translate(astronaut_rgb, faces="largest")
+    assert out.translated[0].output.shape == (128, 128, 3)
+    crops = np.zeros((3, 128, 128, 3), np.uint8)
+    assert small.translate_crops(crops, batch_size=2).shape == (3, 128, 128, 3)
+    with pytest.raises(ValueError):
+        small.translate_crops(np.zeros((1, 128, 128), np.uint8))
+
+
+def test_translate_cli(tmp_path, run_dir, astronaut_rgb):
+    from faceforge.cli import main
+    from faceforge.imaging import save_image
+
+    photo = save_image(tmp_path / "astronaut.png", astronaut_rgb)
+    out = tmp_path / "older.png"
+    result = CliRunner().invoke(main, ["translate", str(photo), "--task", "age", "-o", str(out), "--weights",
+                                       str(run_dir), "--faces", "largest", "--postfilter", "--json"])
+    assert result.exit_code == 0, result.output
+    assert out.is_file() and np.asarray(Image.open(out)).shape == astronaut_rgb.shape
+    assert '"translated": true' in result.output
+    missing = CliRunner().invoke(main, ["translate", str(photo), "--weights", str(tmp_path / "none")],
+                                 env={"FACEFORGE_TRANSLATE_AGE_WEIGHTS": ""})
+    assert missing.exit_code != 0 and "not found" in missing.output
+    unknown = CliRunner().invoke(main, ["translate", str(photo), "--task", "hair", "--weights", str(run_dir)])
+    assert unknown.exit_code != 0 and "known tasks: age" in unknown.output
+
+
+# --------------------------------------------------------------------------------------------------
+# POST /v1/translate
+
+
+@pytest.fixture(scope="module")
+def astronaut_jpeg(astronaut_rgb) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(astronaut_rgb).save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def client(run_dir):
+    from server import create_app
+    return create_app({"translate_age_weights": str(run_dir), "torch_threads": None, "max_faces": 2}).test_client()
+
+
+def _post(client, data: bytes, **form):
+    from server import schemas
+    return client.post(schemas.TRANSLATE_PATH, data={"image": (io.BytesIO(data), "photo.jpg"), **form},
+                       content_type="multipart/form-data")
+
+
+def _problem(response, status: int, slug: str) -> dict:
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == PROBLEM
+    body = response.get_json(force=True)
+    assert body["type"] == PROBLEM_TYPE_PREFIX + slug and body["status"] == status
+    return body
+
+
+def test_api_weights_not_found_is_503_without_server_paths(astronaut_jpeg, tmp_path):
+    from server import create_app
+    client = create_app({"translate_age_weights": str(tmp_path / "absent"), "torch_threads": None}).test_client()
+    body = _problem(_post(client, astronaut_jpeg), 503, "weights-not-found")
+    assert "FACEFORGE_TRANSLATE_AGE_WEIGHTS" in body["detail"] and str(tmp_path) not in str(body)
+    # an explicitly configured path that is absent is a misconfiguration /readyz reports (an absent
+    # *default* is not: the server stays ready and only /v1/translate answers 503)
+    ready = client.get("/readyz")
+    assert ready.status_code == 503 and "translate:age" in ready.get_json()["checks"]
+
+
+def test_api_request_errors(client, astronaut_jpeg):
+    body = _problem(_post(client, astronaut_jpeg, task="hair"), 400, "unknown-task")
+    assert body["valid"] == ["age"]
+    _problem(_post(client, astronaut_jpeg, faces="biggest"), 400, "invalid-field")
+    _problem(_post(client, astronaut_jpeg, faces="0,1,2"), 400, "invalid-field")  # over max_faces=2
+    _problem(_post(client, astronaut_jpeg, format="gif"), 400, "invalid-field")
+    _problem(_post(client, astronaut_jpeg, postfilter="maybe"), 400, "invalid-field")
+    _problem(_post(client, astronaut_jpeg, faces="4"), 422, "bad-face-selection")
+    _problem(_post(client, np.zeros(10, np.uint8).tobytes()), 400, "not-an-image")
+    from server import schemas
+    _problem(client.post(schemas.TRANSLATE_PATH, data={"task": "age"}, content_type="multipart/form-data"),
+             400, "missing-field")
+
+
+def test_api_image_answer(client, astronaut_jpeg, astronaut_rgb):
+    for fmt, mime in (("png", "image/png"), ("jpeg", "image/jpeg")):
+        r = _post(client, astronaut_jpeg, format=fmt, faces="largest")
+        assert r.status_code == 200 and r.mimetype == mime
+        img = np.asarray(Image.open(io.BytesIO(r.data)))
+        assert img.shape == astronaut_rgb.shape
+        assert r.headers["X-Faceforge-Faces-Detected"] == "1"
+        assert r.headers["X-Faceforge-Faces-Translated"] == "0"
+        assert r.headers["X-Faceforge-Model"] == "cyclegan_mobile"
+        steps = [part.split(";")[0].strip() for part in r.headers["Server-Timing"].split(",")]
+        from server.schemas import TRANSLATE_TIMING_STEPS
+        assert steps == list(TRANSLATE_TIMING_STEPS)
+
+
+def test_api_json_answer_matches_schema(client, astronaut_jpeg, astronaut_rgb):
+    from server import schemas
+    r = _post(client, astronaut_jpeg, response="json", direction="b->a", postfilter="true")
+    assert r.status_code == 200 and r.mimetype == "application/json"
+    body = r.get_json()
+    Draft202012Validator(schemas.translate_response_schema()).validate(body)
+    assert body["direction"] == "B->A" and body["postfilter"] is True and body["model"]["size"] == 128
+    assert body["faces"][0]["translated"] is True
+    img = np.asarray(Image.open(io.BytesIO(base64.b64decode(body["image"]["data"]))))
+    assert img.shape == astronaut_rgb.shape and body["image"]["media_type"] == "image/png"
+    # /v1/models shows the loaded generator as served
+    models = {m["name"]: m for m in client.get(schemas.MODELS_PATH).get_json()["models"]}
+    assert models["cyclegan_mobile"]["served"] and models["cyclegan_mobile"]["loaded"]
+
+
+def test_openapi_documents_translate(client):
+    from openapi_spec_validator import validate
+
+    doc = client.get("/v1/openapi.json").get_json()
+    validate(doc)
+    op = doc["paths"]["/v1/translate"]["post"]
+    assert set(op["responses"]["200"]["content"]) == {"image/png", "image/jpeg", "application/json"}
+    assert "X-Faceforge-Faces-Translated" in op["responses"]["200"]["headers"]
+    props = op["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]
+    assert {"image", "task", "faces", "direction", "postfilter", "format", "response"} <= set(props)
+    for status, slug in (("503", "weights-not-found"), ("400", "unknown-task"), ("422", "bad-face-selection")):
+        assert slug in op["responses"][status]["content"][PROBLEM]["examples"]

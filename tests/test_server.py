@@ -215,8 +215,8 @@ def test_openapi_document(client):
     assert response.status_code == 200
     doc = response.get_json()
     assert doc["openapi"].startswith("3.1")
-    assert set(doc["paths"]) == {schemas.EMOTION_PATH, schemas.MODELS_PATH, schemas.HEALTH_PATH,
-                                 schemas.READY_PATH, schemas.OPENAPI_PATH}
+    assert set(doc["paths"]) == {schemas.EMOTION_PATH, schemas.TRANSLATE_PATH, schemas.MODELS_PATH,
+                                 schemas.HEALTH_PATH, schemas.READY_PATH, schemas.OPENAPI_PATH}
     for schema in doc["components"]["schemas"].values():
         Draft202012Validator.check_schema(schema)
     op = doc["paths"][schemas.EMOTION_PATH]["post"]

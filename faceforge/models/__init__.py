@@ -5,5 +5,6 @@ from faceforge.models.registry import (InputSpec, ModelSpec, create_model, get_s
 from faceforge.models import mini_xception  # noqa: F401  (registers mini_xception)
 from faceforge.models import cyclegan  # noqa: F401  (registers cyclegan_resnet9, cyclegan_mobile)
 from faceforge.models import stylegan2  # noqa: F401  (registers stylegan2)
+from faceforge.models import agenet  # noqa: F401  (registers age_resnet)
 
 __all__ = ["InputSpec", "ModelSpec", "create_model", "get_spec", "list_models", "register_model"]

@@ -1,0 +1,384 @@
+"""Train the age estimator (:class:`~faceforge.models.agenet.AgeNet`) on UTKFace.
+
+Data: UTKFace (Zhang, Song, Qi, CVPR 2017), ages from the file names (:func:`training.unpaired.scan_utkface`;
+malformed names are skipped and counted), ages above 100 clipped to 100. Faces:
+
+- ``faces="chip"`` (default): the 200x200 "aligned & cropped" chips resized to ``size`` (area
+  averaging). The ``utkface`` face template is the median framing of these very chips
+  (:mod:`faceforge.faces.align`), so a chip is, up to its own small jitter (inter-quartile range
+  0.03-0.04 of the side per keypoint), the crop :func:`~faceforge.faces.align.align_face` makes on that
+  template; the jitter acts as a mild augmentation.
+- ``faces="align"``: every chip re-detected with BlazeFace (short range) and aligned on the ``utkface``
+  template at ``size``, exactly as the translator and the benchmark crop faces; chips without a
+  detection are dropped and counted. Slower to prepare (one detection per image).
+
+Split: a fixed seeded split of the (optionally ``limit``-ed) records into train / val / test
+(``val_fraction``, ``test_fraction``, numpy ``default_rng(seed)``); the file names of each part are
+written to ``split.json`` in the run folder. ``holdout`` folders (e.g. ``testA``/``testB`` of the
+CycleGAN age split made by ``python -m training.unpaired utkface-age``) force the UTKFace files they
+contain (matched by file name) into the test part, so the faces the translation benchmark measures were
+never seen by the estimator.
+
+Loss (``loss``):
+
+- ``"dldl"`` (default): KL divergence from a Gaussian label distribution (sigma ``label_sigma`` years,
+  discretized on the bins and renormalized) to the softmax, plus ``l1_weight`` x L1 between the
+  expected age and the label (Gao et al., "Age Estimation Using Expectation of Label Distribution
+  Learning", IJCAI 2018);
+- ``"dex"``: cross-entropy on the one-year bin (Rothe, Timofte, Van Gool, "DEX", ICCVW 2015);
+- ``"l1"``: L1 on the expected age only.
+
+The prediction is always the expected value of the softmax (DEX). Recipe: AdamW, one-cycle learning
+rate, batch-level augmentation (flip, small affine, brightness/contrast), the checkpoint with the lowest
+validation MAE is kept and evaluated once on the test part.
+
+Run folder ``runs/age/<NNN>/`` (:mod:`training.runs`): ``config.json``, ``split.json``, ``metrics.csv``
+(per epoch: losses, train/val MAE, lr, seconds), ``best.pt`` (faceforge checkpoint of ``age_resnet``
+with provenance and metrics in ``meta``) and ``test_report.json`` (MAE, CS(5), per age group, mean
+prediction of young and old faces).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from faceforge.checkpoints import save_checkpoint
+from faceforge.models import create_model, get_spec
+from faceforge.models.agenet import expected_age
+from training.runs import MetricsLog, new_run_dir, write_json
+
+MODEL_NAME = "age_resnet"
+AGE_GROUPS = ((0, 17), (18, 29), (30, 44), (45, 59), (60, None))
+"""Inclusive age groups of the per-group MAE in ``test_report.json`` (18-29 and 60+ are the CycleGAN
+domains)."""
+
+
+@dataclass
+class AgeConfig:
+    """Training configuration (all fields land in the run folder's ``config.json``)."""
+
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 3e-3                 # peak one-cycle learning rate (AdamW)
+    weight_decay: float = 5e-4
+    size: int = 64                   # input side: 64 (default) or 96
+    loss: str = "dldl"               # dldl | dex | l1
+    label_sigma: float = 2.0         # dldl: Gaussian label distribution sigma, years
+    l1_weight: float = 1.0           # dldl: weight of the L1 term on the expected age
+    faces: str = "chip"              # chip | align (see the module docstring)
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    holdout: list[str] = field(default_factory=list)  # folders whose UTKFace files go to the test part
+    seed: int = 0
+    limit: int | None = None         # use only N UTKFace records (seeded subset; smoke runs)
+    min_age: int = 0                 # keep records with min_age <= age
+    threads: int | None = None
+    runs_dir: str = "runs"
+    data: str | None = None          # UTKFace folder [default: <data root>/utkface]
+    progress: bool = True
+
+
+# --------------------------------------------------------------------------------------------------
+# data
+
+
+def split_records(names: Sequence[str], val_fraction: float, test_fraction: float, seed: int,
+                  holdout: set[str] | frozenset[str] = frozenset()) -> dict[str, list[int]]:
+    """Seeded train/val/test indices into ``names``; names in ``holdout`` always go to test.
+
+    The remaining records are permuted by ``numpy.random.default_rng(seed)``; ``test`` is topped up to
+    ``round(test_fraction * n)`` records (holdout included), ``val`` gets ``round(val_fraction * n)``.
+
+    Returns:
+        ``{"train": [...], "val": [...], "test": [...]}``, sorted index lists, disjoint, covering all.
+
+    Raises:
+        ValueError: fractions outside [0, 1) or summing to >= 1.
+    """
+    if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise ValueError(f"need 0 <= val, test fractions and val + test < 1, got {val_fraction}, {test_fraction}")
+    n = len(names)
+    forced = [i for i, name in enumerate(names) if name in holdout]
+    rest = np.setdiff1d(np.arange(n), forced)
+    rest = rest[np.random.default_rng(seed).permutation(len(rest))]
+    n_test = max(0, int(round(test_fraction * n)) - len(forced))
+    n_val = int(round(val_fraction * n))
+    test = np.concatenate([np.asarray(forced, np.int64), rest[:n_test]])
+    val = rest[n_test:n_test + n_val]
+    train = rest[n_test + n_val:]
+    return {"train": sorted(map(int, train)), "val": sorted(map(int, val)), "test": sorted(map(int, test))}
+
+
+def load_faces(paths: Sequence[Path], size: int, faces: str = "chip", detector: Any = None,
+               progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Read face images as model-sized uint8 RGB crops.
+
+    Args:
+        paths: UTKFace chips.
+        size: output side.
+        faces: ``"chip"`` (resize) or ``"align"`` (BlazeFace + ``utkface`` template).
+        detector: detector for ``"align"``; default short-range BlazeFace, 1 thread.
+        progress: tqdm bar.
+
+    Returns:
+        ``(images, kept)``: uint8 ``(M, size, size, 3)`` and the int64 indices into ``paths`` they come
+        from (``M < len(paths)`` only with ``"align"``, for chips without a detected face).
+
+    Raises:
+        ValueError: unknown ``faces`` mode.
+    """
+    from faceforge.imaging import load_image
+    from training.unpaired import resize_square
+
+    if faces not in ("chip", "align"):
+        raise ValueError(f"faces must be 'chip' or 'align', got {faces!r}")
+    if faces == "align":
+        from faceforge.faces.align import align_face
+        from faceforge.faces.detect import FaceDetector
+        detector = detector or FaceDetector("short", num_threads=1)
+    out = np.empty((len(paths), size, size, 3), np.uint8)
+    kept: list[int] = []
+    for i, path in enumerate(tqdm(paths, disable=not progress, desc="faces", mininterval=5)):
+        rgb = load_image(path)
+        if faces == "chip":
+            crop = resize_square(rgb, size)
+        else:
+            found = detector.detect(rgb)
+            if not found:
+                continue
+            crop = align_face(rgb, found[0], size, "utkface").image
+        out[len(kept)] = crop
+        kept.append(i)
+    return out[:len(kept)], np.asarray(kept, np.int64)
+
+
+def to_input(images_u8: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """uint8 ``(N, S, S, 3)`` RGB -> float32 ``(N, 3, S, S)`` in [-1, 1] (``p / 127.5 - 1``)."""
+    x = torch.as_tensor(np.asarray(images_u8)) if not isinstance(images_u8, torch.Tensor) else images_u8
+    return x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0).contiguous()
+
+
+def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Batch augmentation: flip, rotation +-8 deg, scale +-6 %, shift +-4 %, brightness/contrast +-15 %.
+
+    Args:
+        x: ``(N, 3, S, S)`` float32 in [-1, 1].
+
+    Returns:
+        Same shape, clamped to [-1, 1].
+    """
+    n = x.shape[0]
+    u = lambda *s: torch.rand(*s, generator=gen) * 2 - 1  # noqa: E731  uniform in [-1, 1)
+    angle, scale = u(n) * math.radians(8), 1 + u(n) * 0.06
+    flip = torch.where(u(n) < 0, -1.0, 1.0)
+    shift = u(n, 2) * 0.04 * 2  # affine_grid coordinates span [-1, 1]
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos * flip, -sin, shift[:, 0]], 1),
+                         torch.stack([sin * flip, cos, shift[:, 1]], 1)], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    x = x * (1 + u(n, 1, 1, 1) * 0.15) + u(n, 1, 1, 1) * 0.15
+    return x.clamp_(-1, 1)
+
+
+def age_loss(logits: torch.Tensor, ages: torch.Tensor, kind: str = "dldl", sigma: float = 2.0,
+             l1_weight: float = 1.0) -> torch.Tensor:
+    """Training loss of the DEX head (see the module docstring).
+
+    Args:
+        logits: ``(N, K)`` bin logits.
+        ages: ``(N,)`` float ages in years, within ``[0, K - 1]``.
+        kind: ``"dldl"``, ``"dex"`` or ``"l1"``.
+        sigma: Gaussian label-distribution sigma (``dldl``).
+        l1_weight: weight of the L1 term (``dldl``).
+
+    Returns:
+        Scalar loss.
+
+    Raises:
+        ValueError: unknown ``kind``.
+    """
+    if kind == "l1":
+        return F.l1_loss(expected_age(logits), ages)
+    if kind == "dex":
+        return F.cross_entropy(logits, ages.round().long().clamp(0, logits.shape[1] - 1))
+    if kind == "dldl":
+        bins = torch.arange(logits.shape[1], dtype=torch.float32, device=logits.device)
+        target = torch.exp(-0.5 * ((bins[None, :] - ages[:, None]) / sigma) ** 2)
+        target = target / target.sum(1, keepdim=True)
+        kl = F.kl_div(F.log_softmax(logits.float(), 1), target, reduction="batchmean")
+        return kl + l1_weight * F.l1_loss(expected_age(logits), ages)
+    raise ValueError(f"loss must be 'dldl', 'dex' or 'l1', got {kind!r}")
+
+
+@torch.no_grad()
+def predict_ages(model: torch.nn.Module, images_u8: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Expected ages (N,) float32 of ``model`` (eval mode) on uint8 ``(N, S, S, 3)`` crops."""
+    model.eval()
+    out = [expected_age(model(to_input(images_u8[i:i + batch_size]))) for i in range(0, len(images_u8), batch_size)]
+    return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
+
+
+def _group_name(lo: int, hi: int | None) -> str:
+    return f"{lo}+" if hi is None else f"{lo}-{hi}"
+
+
+def age_report(ages: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
+    """MAE, CS(5) (fraction within 5 years), mean signed error, and the same per :data:`AGE_GROUPS`
+    with each group's mean prediction."""
+    ages, pred = np.asarray(ages, np.float64), np.asarray(pred, np.float64)
+    err = pred - ages
+
+    def stats(mask: np.ndarray) -> dict[str, Any]:
+        if not mask.any():
+            return {"n": 0}
+        e = err[mask]
+        return {"n": int(mask.sum()), "mae": round(float(np.abs(e).mean()), 3),
+                "cs5": round(float((np.abs(e) <= 5).mean()), 4), "bias": round(float(e.mean()), 3),
+                "mean_age": round(float(ages[mask].mean()), 2), "mean_pred": round(float(pred[mask].mean()), 2)}
+
+    groups = {}
+    for lo, hi in AGE_GROUPS:
+        mask = (ages >= lo) & (ages <= (hi if hi is not None else np.inf))
+        groups[_group_name(lo, hi)] = stats(mask)
+    return {**stats(np.ones(len(ages), bool)), "groups": groups}
+
+
+# --------------------------------------------------------------------------------------------------
+# training
+
+
+def _holdout_names(folders: Sequence[str]) -> set[str]:
+    names: set[str] = set()
+    for folder in folders:
+        path = Path(folder)
+        if not path.is_dir():
+            raise FileNotFoundError(f"holdout folder not found: {path}")
+        names.update(p.name for p in path.iterdir() if p.is_file())
+    return names
+
+
+def train(cfg: AgeConfig) -> Path:
+    """Train, keep the lowest-validation-MAE checkpoint, evaluate it on the test part.
+
+    Returns:
+        The run folder (``config.json``, ``split.json``, ``metrics.csv``, ``best.pt``, ``test_report.json``).
+
+    Raises:
+        FileNotFoundError: the UTKFace folder (or a holdout folder) is absent.
+        ValueError: bad configuration, or too few images for one batch.
+    """
+    from training.unpaired import scan_utkface, utkface_dir
+
+    if cfg.loss not in ("dldl", "dex", "l1"):
+        raise ValueError(f"loss must be 'dldl', 'dex' or 'l1', got {cfg.loss!r}")
+    if cfg.size < 32 or cfg.size % 4:
+        raise ValueError(f"size must be a multiple of 4 >= 32 (64 or 96), got {cfg.size}")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    t_start = time.time()
+    src = Path(cfg.data) if cfg.data else utkface_dir()
+    records, malformed = scan_utkface(src)
+    records = [r for r in records if r.age >= cfg.min_age]
+    holdout = _holdout_names(cfg.holdout)
+    if cfg.limit is not None and cfg.limit < len(records):
+        pick = np.sort(np.random.default_rng(cfg.seed).choice(len(records), cfg.limit, replace=False))
+        records = [records[i] for i in pick]
+    spec = get_spec(MODEL_NAME)
+    num_bins = spec.kwargs["num_bins"]
+
+    images, kept = load_faces([r.path for r in records], cfg.size, cfg.faces, progress=cfg.progress)
+    no_face = [records[i].path.name for i in sorted(set(range(len(records))) - set(kept.tolist()))]
+    records = [records[i] for i in kept]
+    names = [r.path.name for r in records]
+    ages = np.asarray([min(r.age, num_bins - 1) for r in records], np.float32)
+    parts = split_records(names, cfg.val_fraction, cfg.test_fraction, cfg.seed, holdout)
+    tr, va, te = (np.asarray(parts[k], np.int64) for k in ("train", "val", "test"))
+    if len(tr) < cfg.batch_size or len(va) == 0 or len(te) == 0:
+        raise ValueError(f"{len(tr)} train / {len(va)} val / {len(te)} test images: need at least one batch "
+                         f"({cfg.batch_size}) to train and one image each to validate and test")
+    prep_s = time.time() - t_start
+
+    run = new_run_dir(cfg.runs_dir, "age")
+    command = " ".join(shlex.quote(a) for a in sys.argv)
+    write_json(run / "config.json", {**asdict(cfg), "data_resolved": str(src.resolve()), "command": command,
+                                     "records": len(records), "malformed": len(malformed), "no_face": len(no_face),
+                                     "ages_clipped_to": num_bins - 1, "prepare_seconds": round(prep_s, 1)})
+    write_json(run / "split.json", {
+        "source": str(src.resolve()), "seed": cfg.seed, "val_fraction": cfg.val_fraction,
+        "test_fraction": cfg.test_fraction, "limit": cfg.limit, "faces": cfg.faces,
+        "holdout_folders": [str(Path(h).resolve()) for h in cfg.holdout],
+        "holdout_in_test": sum(n in holdout for n in names),
+        "counts": {k: len(v) for k, v in parts.items()}, "no_face": no_face,
+        **{k: [names[i] for i in v] for k, v in parts.items()}})
+    print(f"run {run}: {len(tr)} train / {len(va)} val / {len(te)} test faces ({cfg.faces}, {cfg.size}px; "
+          f"prepared in {prep_s:.1f} s)", flush=True)
+
+    model = create_model(MODEL_NAME)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = len(tr) // cfg.batch_size  # full batches only (stable BatchNorm statistics)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch,
+                                                pct_start=0.2)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    x_tr, y_tr = torch.from_numpy(images[tr]), torch.from_numpy(ages[tr])
+    log = MetricsLog(run / "metrics.csv")
+    best_mae, best_epoch = math.inf, -1
+    for epoch in range(cfg.epochs):
+        model.train()
+        perm = torch.randperm(len(tr), generator=gen)
+        t0, loss_sum, abs_sum = time.time(), 0.0, 0.0
+        for s in tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
+                      disable=not cfg.progress or None, mininterval=5):
+            idx = perm[s * cfg.batch_size:(s + 1) * cfg.batch_size]
+            x, y = augment(to_input(x_tr[idx]), gen), y_tr[idx]
+            logits = model(x)
+            loss = age_loss(logits, y, cfg.loss, cfg.label_sigma, cfg.l1_weight)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            loss_sum += loss.item() * len(idx)
+            abs_sum += (expected_age(logits.detach()) - y).abs().sum().item()
+        val_mae = float(np.abs(predict_ages(model, images[va]) - ages[va]).mean())
+        seen = steps_per_epoch * cfg.batch_size
+        row = dict(epoch=epoch + 1, train_loss=round(loss_sum / seen, 4), train_mae=round(abs_sum / seen, 3),
+                   val_mae=round(val_mae, 3), lr=f"{sched.get_last_lr()[0]:.2e}", seconds=round(time.time() - t0, 1))
+        log.log(**row)
+        print(" ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+        if val_mae < best_mae:
+            best_mae, best_epoch = val_mae, epoch + 1
+            save_checkpoint(run / "best.pt", model, MODEL_NAME, spec.kwargs, {"epoch": epoch + 1, "val_mae": val_mae})
+
+    best = create_model(MODEL_NAME, weights=run / "best.pt")
+    report = age_report(ages[te], predict_ages(best, images[te]))
+    report.update(best_epoch=best_epoch, val_mae=round(best_mae, 3), split="test", size=cfg.size, faces=cfg.faces)
+    write_json(run / "test_report.json", report)
+    meta = {
+        "task": "age", "data": f"UTKFace ({src.resolve()}), {len(tr)} train / {len(va)} val / {len(te)} test "
+        f"faces (seeded split {cfg.seed}, split.json in the run folder), faces={cfg.faces}, ages clipped to "
+        f"{num_bins - 1}", "command": command, "epochs": cfg.epochs, "best_epoch": best_epoch, "seed": cfg.seed,
+        "input_size": cfg.size, "config": asdict(cfg),
+        "metrics": {"val_mae": round(best_mae, 3), "test_mae": report["mae"], "test_cs5": report["cs5"],
+                    "test_groups": report["groups"]},
+        "params": sum(p.numel() for p in best.parameters()),
+        "version": f"{time.strftime('%Y.%m.%d')}-run{run.name}",
+    }
+    save_checkpoint(run / "best.pt", best, MODEL_NAME, spec.kwargs, meta)
+    total_s = time.time() - t_start
+    print(json.dumps({"run": str(run), "val_mae": round(best_mae, 3), "test_mae": report["mae"],
+                      "test_cs5": report["cs5"], "seconds": round(total_s, 1)}), flush=True)
+    return run

@@ -1,0 +1,263 @@
+"""StyleGAN2 features (faceforge.stylegan): generation, style-mix matrix, toonify layer swapping,
+projection, latent and Delaunay morphs, the personal emoji, and Face Mesh landmarks.
+
+Generators are tiny (16 px, <= 16 feature maps, random weights) so every test takes well under a few
+seconds on one CPU core; the behaviour checked does not depend on trained weights.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from faceforge import stylegan as S
+from faceforge.models.stylegan2 import StyleGAN2Generator, estimate_w_avg, mix_styles
+
+torch.set_num_threads(1)
+Z = 16
+R = 16
+
+
+def tiny(seed: int = 0, resolution: int = R) -> StyleGAN2Generator:
+    torch.manual_seed(seed)
+    g = StyleGAN2Generator(resolution, Z, Z, channel_base=8 * resolution, channel_max=16).eval()
+    with torch.no_grad():
+        for name, p in g.named_parameters():
+            if name.endswith("noise_strength"):
+                p.fill_(0.2)
+        g.mapping.w_avg.copy_(estimate_w_avg(g, 512))
+        # a trained generator's images lie in ~[-1, 1]; scale the random toRGB layers to that range
+        # (projection compares with uint8 targets, which cannot hold values outside it)
+        std = float(g.synthesis(g.mapping(torch.randn(16, Z), psi=0.6)).std())
+        for name, p in g.named_parameters():
+            if name.endswith("torgb.weight"):
+                p.mul_(0.5 / std)
+    return g
+
+
+@pytest.fixture(scope="module")
+def G() -> StyleGAN2Generator:
+    return tiny()
+
+
+def max_diff(a: np.ndarray, b: np.ndarray) -> int:
+    return int(np.abs(a.astype(np.int16) - b.astype(np.int16)).max())
+
+
+# ------------------------------------------------------------------------------------ generation ---
+def test_seed_z_follows_the_nvlabs_convention():
+    z = S.seed_z([0, 42], 8)
+    assert z.dtype == torch.float32 and z.shape == (2, 8)
+    np.testing.assert_allclose(z[1].numpy(), np.random.RandomState(42).randn(8).astype(np.float32))
+    with pytest.raises(ValueError, match="seeds"):
+        S.seed_z([-1], 8)
+
+
+def test_generate_is_deterministic_and_batch_independent(G):
+    imgs = S.generate(G, [3, 5, 7], psi=0.7)
+    assert imgs.shape == (3, R, R, 3) and imgs.dtype == np.uint8
+    assert imgs.std() > 5  # not a flat image
+    one = S.generate(G, [5], psi=0.7)
+    assert max_diff(imgs[1], one[0]) <= 1  # batching changes nothing but float rounding
+    assert max_diff(S.generate(G, [3, 5, 7], psi=0.7), imgs) == 0
+    # psi = 0: every seed is the average face
+    avg = S.generate(G, [1, 2], psi=0.0)
+    assert max_diff(avg[0], avg[1]) == 0
+
+
+def test_style_mix_grid_cells(G):
+    rows, cols = [1, 2], [3, 4, 5]
+    crossover = S.layers_up_to(G, 8)
+    assert crossover == 4
+    grid = S.style_mix(G, rows, cols, crossover=crossover, psi=0.8)
+    assert grid.shape == ((len(rows) + 1) * R, (len(cols) + 1) * R, 3)
+
+    def cell(i, j):
+        return grid[i * R:(i + 1) * R, j * R:(j + 1) * R]
+
+    assert not cell(0, 0).any()  # the corner is black
+    col_imgs, row_imgs = S.generate(G, cols, psi=0.8), S.generate(G, rows, psi=0.8)
+    for j in range(len(cols)):
+        assert max_diff(cell(0, j + 1), col_imgs[j]) <= 1
+    for i in range(len(rows)):
+        assert max_diff(cell(i + 1, 0), row_imgs[i]) <= 1
+    # cell (i, j): coarse layers from the column seed, the rest from the row seed
+    ws = mix_styles(S.seed_ws(G, [cols[2]], 0.8), S.seed_ws(G, [rows[1]], 0.8), crossover)
+    assert max_diff(cell(2, 3), S.synthesize(G, ws)[0]) <= 1
+    assert max_diff(cell(2, 3), col_imgs[2]) > 10 and max_diff(cell(2, 3), row_imgs[1]) > 10
+    # crossover at the ends: all styles from one side
+    all_col = S.style_mix(G, rows, cols, crossover=G.num_ws, psi=0.8)
+    assert max_diff(all_col[R:2 * R, R:2 * R], col_imgs[0]) <= 1
+    all_row = S.style_mix(G, rows, cols, resolution=None, crossover=0, psi=0.8)
+    assert max_diff(all_row[R:2 * R, R:2 * R], row_imgs[0]) <= 1
+    with pytest.raises(ValueError):
+        S.style_mix(G, rows, cols, crossover=G.num_ws + 1)
+    with pytest.raises(ValueError):
+        S.style_mix(G, [], cols)
+
+
+# ------------------------------------------------------------------------------------ toonify -------
+@pytest.fixture(scope="module")
+def finetuned(G) -> StyleGAN2Generator:
+    g = copy.deepcopy(G)
+    with torch.no_grad():
+        for name, p in g.named_parameters():
+            if name.startswith("synthesis"):
+                p.add_(torch.randn_like(p) * 0.3)
+    return g
+
+
+def test_toonify_takes_low_resolution_blocks_from_the_structure_model(G, finetuned):
+    before = {k: v.clone() for k, v in G.state_dict().items()}
+    ws = S.seed_ws(G, [11, 12], psi=0.7)
+
+    def render(model):
+        with torch.no_grad():
+            return model.synthesis(ws)
+
+    base_img, toon_img = render(G), render(finetuned)
+    # Toonify: structure (low-res) from the fine-tuned model; swap at R = the whole fine-tuned synthesis
+    assert torch.equal(render(S.toonify(G, finetuned, swap_resolution=R)), toon_img)
+    assert torch.equal(render(S.toonify(G, finetuned, swap_resolution=0)), base_img)
+    # the reverse direction (paper fig. 1d): swap at R = the base model exactly
+    assert torch.equal(render(S.toonify(G, finetuned, swap_resolution=R, structure_from="base")), base_img)
+    mixed = S.toonify(G, finetuned, swap_resolution=8)
+    assert not torch.equal(render(mixed), base_img) and not torch.equal(render(mixed), toon_img)
+    state = mixed.state_dict()
+    assert torch.equal(state["synthesis.b8.conv1.weight"], finetuned.state_dict()["synthesis.b8.conv1.weight"])
+    assert torch.equal(state["synthesis.b16.conv1.weight"], G.state_dict()["synthesis.b16.conv1.weight"])
+    assert torch.equal(state["mapping.fc0.weight"], G.state_dict()["mapping.fc0.weight"])  # base mapping
+    assert all(torch.equal(before[k], v) for k, v in G.state_dict().items())  # inputs untouched
+
+
+def test_toonify_rejects_different_architectures(G):
+    with pytest.raises(ValueError, match="architecture"):
+        S.toonify(G, tiny(resolution=32), swap_resolution=8)
+    with pytest.raises(ValueError, match="structure_from"):
+        S.toonify(G, G, structure_from="toon")
+
+
+# ------------------------------------------------------------------------------------ projection ----
+def _mse(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+
+
+def test_projection_recovers_a_generated_face(G):
+    w_true = S.seed_ws(G, [21], psi=0.5)[0, 0]
+    target = S.synthesize(G, w_true[None])[0]
+    start = S.synthesize(G, G.w_avg[None])[0]
+    result = S.project(G, target, steps=60, num_w_samples=256)
+    # closer to the true latent, and to the target image, than the starting point w_avg
+    assert float((result.w - w_true).norm()) < 0.7 * float((G.w_avg - w_true).norm())
+    assert result.ws.shape == (1, G.num_ws, Z) and result.w.shape == (Z,)
+    assert torch.equal(result.ws[0, 3], result.w)  # W mode: one vector on every layer
+    assert len(result.losses) == 61 and result.losses[-1] < 0.5 * result.losses[0]
+    assert _mse(result.image, target) < 0.3 * _mse(start, target)
+    assert max_diff(result.image, S.synthesize(G, result.ws)[0]) <= 1
+    # deterministic for a fixed seed
+    again = S.project(G, target, steps=5, num_w_samples=256)
+    assert torch.equal(again.ws, S.project(G, target, steps=5, num_w_samples=256).ws)
+
+
+def test_projection_w_plus_with_noise(G):
+    target = S.generate(G, [22], psi=0.6)[0]
+    before = {k: v.clone() for k, v in G.state_dict().items()}
+    result = S.project(G, np.kron(target, np.ones((2, 2, 1), np.uint8)), steps=30, w_plus=True,
+                       optimize_noise=True, num_w_samples=256)  # a 32 px target is resized to 16
+    assert result.w is None and result.ws.shape == (1, G.num_ws, Z)
+    assert not torch.allclose(result.ws[0, 0], result.ws[0, -1])  # W+: layers differ
+    assert set(result.noise) and all(abs(float(n.std()) - 1) < 0.1 for n in result.noise.values())
+    assert result.losses[-1] < result.losses[0]
+    rendered = S.synthesize(S.with_noise(G, result.noise), result.ws)[0]
+    assert max_diff(rendered, result.image) <= 1
+    assert all(torch.equal(before[k], v) for k, v in G.state_dict().items())
+    assert all(p.grad is None for p in G.parameters())
+    with pytest.raises(ValueError, match="square"):
+        S.project(G, np.zeros((16, 20, 3), np.uint8))
+
+
+def test_projection_loss_and_ssim():
+    x = torch.rand(1, 3, 16, 16) * 2 - 1
+    assert float(S.ssim(x, x)) == pytest.approx(1.0, abs=1e-5)
+    assert float(S.projection_loss(x, x)) == pytest.approx(0.0, abs=1e-5)
+    assert float(S.projection_loss(x, -x)) > float(S.projection_loss(x, x * 0.9))
+
+
+# ------------------------------------------------------------------------------------ morphs --------
+def test_morph_latent_endpoints(G):
+    wa, wb = S.seed_ws(G, [1], 0.7)[0, 0], S.seed_ws(G, [2], 0.7)[0, 0]
+    frames = S.morph_latent(G, wa, wb, [0.0, 0.5, 1.0])
+    assert frames.shape == (3, R, R, 3)
+    ends = S.generate(G, [1, 2], psi=0.7)
+    assert max_diff(frames[0], ends[0]) <= 1 and max_diff(frames[2], ends[1]) <= 1
+    assert S.morph_latent(G, wa, wb, 0.5).shape == (R, R, 3)
+    with pytest.raises(ValueError, match="latents"):
+        S.morph_latent(G, torch.zeros(3), wb, 0.5)
+
+
+def _dot_image(cx: int, cy: int, size: int = 64) -> np.ndarray:
+    img = np.zeros((size, size, 3), np.uint8)
+    img[cy - 2:cy + 3, cx - 2:cx + 3] = 255
+    return img
+
+
+def test_morph_delaunay_endpoints_and_midpoint():
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, 256, (48, 40, 3), np.uint8), rng.integers(0, 256, (48, 40, 3), np.uint8)
+    pa = np.array([[10, 12], [30, 12], [20, 25], [20, 36]], np.float32)
+    pb = pa + rng.normal(0, 3, pa.shape).astype(np.float32)
+    frames = S.morph_delaunay(a, b, pa, pb, [0.0, 0.3, 1.0])
+    assert frames.shape == (3, 48, 40, 3) and frames.dtype == np.uint8
+    assert max_diff(frames[0], a) == 0 and max_diff(frames[2], b) == 0
+    # a feature moving from x=20 (A) to x=44 (B) sits half way at t=0.5, not doubled as in a cross-fade
+    corners = [[12, 12], [52, 12], [12, 52], [52, 52]]
+    pts_a = np.array([[20, 32], *corners], np.float32)
+    pts_b = np.array([[44, 32], *corners], np.float32)
+    mid = S.morph_delaunay(_dot_image(20, 32), _dot_image(44, 32), pts_a, pts_b, 0.5)
+    ys, xs = np.nonzero(mid[..., 0] > 200)
+    assert len(xs) > 0 and abs(xs.mean() - 32) <= 1 and abs(ys.mean() - 32) <= 1
+    with pytest.raises(ValueError, match="size"):
+        S.morph_delaunay(a, b[:40], pa, pb, 0.5)
+    with pytest.raises(ValueError, match="t must be"):
+        S.morph_delaunay(a, b, pa, pb, 1.5)
+
+
+# ------------------------------------------------------------------------------------ emoji, mesh ---
+def test_personal_emoji_ellipse_and_contour():
+    rgb = np.full((64, 64, 3), 120, np.uint8)
+    emoji = S.personal_emoji(rgb)
+    assert emoji.dtype == np.uint8 and emoji.shape[2] == 4
+    assert emoji.shape[0] < 64 or emoji.shape[1] < 64  # cropped to the face
+    h, w = emoji.shape[:2]
+    assert emoji[h // 2, w // 2, 3] == 255 and emoji[0, 0, 3] < 30  # opaque face, transparent corner
+    assert (emoji[..., :3] == 120).all()
+    square = np.array([[16, 16], [48, 16], [48, 40], [16, 40], [30, 30]], np.float32)
+    boxed = S.personal_emoji(rgb, points=square)
+    assert 33 <= boxed.shape[1] <= 42 and 25 <= boxed.shape[0] <= 34  # hull 33 x 25 px + soft edge
+
+
+def test_face_mesh_landmarks_on_a_real_photo(astronaut_rgb):
+    pytest.importorskip("ai_edge_litert")
+    from faceforge.faces.detect import FaceDetector
+    from faceforge.faces.landmarks import FaceMesh, blazeface_points
+
+    detector = FaceDetector()
+    mesh = FaceMesh(detector)
+    pts = mesh(astronaut_rgb)
+    face = detector.detect(astronaut_rgb)[0]
+    assert pts.shape == (468, 2) and pts.dtype == np.float32
+    x0, y0, x1, y1 = face.box
+    margin = 0.2 * (x1 - x0)
+    assert (pts[:, 0] > x0 - margin).all() and (pts[:, 0] < x1 + margin).all()
+    assert (pts[:, 1] > y0 - margin).all() and (pts[:, 1] < y1 + margin).all()
+    assert np.linalg.norm(pts[1] - face.keypoints[2]) < 0.1 * (x1 - x0)  # mesh nose tip ~ BlazeFace nose
+    assert pts[152, 1] > pts[1, 1] > pts[10, 1]  # chin below nose below forehead
+    six = blazeface_points(detector)(astronaut_rgb)
+    assert six.shape == (6, 2)
+    # morph a face to its mirror image with the mesh: endpoints exact, a real in-between frame
+    flipped = np.ascontiguousarray(astronaut_rgb[:, ::-1])
+    mid = S.morph_delaunay(astronaut_rgb, flipped, pts, mesh(flipped), [0.0, 0.5])
+    assert max_diff(mid[0], astronaut_rgb) == 0 and mid[1].std() > 10

@@ -331,8 +331,12 @@ def train(cfg: AgeConfig) -> Path:
     model = create_model(MODEL_NAME)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = len(tr) // cfg.batch_size  # full batches only (stable BatchNorm statistics)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch,
-                                                pct_start=0.2)
+    total_steps = cfg.epochs * steps_per_epoch
+    if total_steps >= 4:  # one-cycle needs >= 1 step in each phase; 20 % warm-up
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total_steps,
+                                                    pct_start=max(0.2, 2.0 / total_steps))
+    else:  # a handful of smoke-run steps: constant learning rate
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
     gen = torch.Generator().manual_seed(cfg.seed)
     x_tr, y_tr = torch.from_numpy(images[tr]), torch.from_numpy(ages[tr])
     log = MetricsLog(run / "metrics.csv")

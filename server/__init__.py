@@ -20,15 +20,13 @@ To add an endpoint area: write ``server/api/<area>.py`` with ``bp = Blueprint(..
 (the error classes its handlers raise), register it in :func:`create_app`, put its paths and response
 schemas in :mod:`server.schemas` and its operation in :func:`server.openapi.build_openapi`.
 
-Heavy tasks (planned, not built): StyleGAN2 generation, GPEN restoration, face swap take seconds and a
-GPU, so they must not run on request threads. They go in ``server/jobs.py`` behind an interface
-``JobQueue.submit(task, payload) -> job_id`` / ``status(job_id)`` / ``result(job_id)`` with a bounded
-in-process implementation (a ``queue.Queue(maxsize=Config.max_jobs)`` and one worker thread per
-device) as the embedded default. A blueprint ``server/api/jobs.py`` maps it to HTTP:
-``POST /v1/<task>`` -> ``202 Accepted`` + ``Location: /v1/jobs/<id>``; ``GET /v1/jobs/<id>`` -> status
-(queued/running/done/failed) and, when done, the result; a full queue raises a ``QueueFullError``
-(429 problem with ``Retry-After``). Swapping the in-process queue for Celery+Redis or Ray Serve is then
-a config choice (``FACEFORGE_JOB_BACKEND``), not an API change.
+Heavy tasks (StyleGAN2 generation, style mixing, toonify, projection, morphing) take seconds, so
+they never run on request threads: :mod:`server.jobs` (``JobQueue`` interface; bounded in-process
+worker threads by default, ``FACEFORGE_JOB_BACKEND``), :mod:`server.tasks` (the task functions) and
+:mod:`server.api.jobs` (``POST /v1/<task>`` -> ``202`` + ``Location: /v1/jobs/<id>``; ``GET
+/v1/jobs/<id>`` -> queued/running/succeeded/failed and the result; a full queue -> 429 problem with
+``Retry-After``). A distributed backend (Celery + Redis, Ray) is a new ``JobQueue`` chosen by
+configuration, not an API change.
 """
 
 from __future__ import annotations
@@ -56,8 +54,10 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
         ValueError: unknown config key or invalid value.
     """
     from server import errors
-    from server.api import EXTENSION_KEY, docs, emotion, health, models, translate
+    from server.api import EXTENSION_KEY, docs, emotion, health, jobs, models, translate
     from server.hub import ModelHub
+    from server.jobs import make_job_queue
+    from server.tasks import make_runner
 
     if not isinstance(config, Config):
         config = Config.from_env(**dict(config or {}))
@@ -65,8 +65,9 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = config.max_content_length
     app.json.sort_keys = False  # keep label order (FER2013 ids) and documented key order
     hub = ModelHub(config)
-    app.extensions[EXTENSION_KEY] = {"config": config, "hub": hub}
-    for module in (health, emotion, translate, models, docs):
+    # heavy jobs: the queue starts its worker threads on the first submit; models load inside jobs
+    app.extensions[EXTENSION_KEY] = {"config": config, "hub": hub, "jobs": make_job_queue(config, make_runner(hub))}
+    for module in (health, emotion, translate, models, docs, jobs):
         app.register_blueprint(module.bp)
     errors.register_error_handlers(app)
     if config.warm_up:

@@ -54,6 +54,24 @@ class Config:
             (``FACEFORGE_DETECTOR_THREADS``).
         warm_up: load the models inside ``create_app`` instead of at the first request
             (``FACEFORGE_WARM_UP``, default false).
+        stylegan2_weights: StyleGAN2 generator for the heavy endpoints, any file
+            :func:`faceforge.checkpoints.load_stylegan2` reads (faceforge ``.pt``, rosinality ``.pt``,
+            NVlabs ``.pkl``) (``FACEFORGE_STYLEGAN2_WEIGHTS``). Unset: the heavy endpoints answer 503
+            ``weights-not-found`` (faceforge ships no trained StyleGAN2 yet).
+        stylegan2_toon_weights: the same generator fine-tuned on cartoon faces, for ``/v1/toonify``
+            (``FACEFORGE_STYLEGAN2_TOON_WEIGHTS``).
+        stylegan2_template: face template photos are aligned to before projection and Delaunay
+            morphs, the framing of the generator's training data (``FACEFORGE_STYLEGAN2_TEMPLATE``,
+            default ``utkface``).
+        job_backend: where heavy jobs run (``FACEFORGE_JOB_BACKEND``): ``inprocess`` (worker threads
+            in this process, the default); see :data:`server.jobs.JOB_BACKENDS` for adding e.g. Celery.
+        job_workers: worker threads of the in-process backend (``FACEFORGE_JOB_WORKERS``, default 1).
+        max_jobs: jobs that may wait in the queue; one more is answered 429 (``FACEFORGE_MAX_JOBS``,
+            default 16).
+        job_ttl_s: seconds a finished job and its result are kept (``FACEFORGE_JOB_TTL_S``, 600).
+        max_images: most images one heavy request may produce (``FACEFORGE_MAX_IMAGES``, default 16).
+        max_project_steps: upper bound of the projection ``steps`` field
+            (``FACEFORGE_MAX_PROJECT_STEPS``, default 1000).
     """
 
     max_bytes: int = 25 * 2**20
@@ -66,9 +84,19 @@ class Config:
     torch_threads: int | None = 1
     detector_threads: int | None = None
     warm_up: bool = False
+    stylegan2_weights: str | None = None
+    stylegan2_toon_weights: str | None = None
+    stylegan2_template: str = "utkface"
+    job_backend: str = "inprocess"
+    job_workers: int = 1
+    max_jobs: int = 16
+    job_ttl_s: int = 600
+    max_images: int = 16
+    max_project_steps: int = 1000
 
     def __post_init__(self) -> None:
-        for name in ("max_bytes", "max_pixels", "min_side", "max_faces"):
+        for name in ("max_bytes", "max_pixels", "min_side", "max_faces", "job_workers", "max_jobs", "job_ttl_s",
+                     "max_images", "max_project_steps"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"config {name} must be >= 1, got {getattr(self, name)}")
         for name in ("torch_threads", "detector_threads"):

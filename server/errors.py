@@ -41,6 +41,26 @@ class NotReadyError(FaceforgeError):
     status = 503
 
 
+class JobNotFoundError(FaceforgeError):
+    slug = "job-not-found"
+    title = "No such job (unknown id, or its result expired)"
+    status = 404
+
+
+class JobNotFinishedError(FaceforgeError):
+    slug = "job-not-finished"
+    title = "The job has not succeeded (yet), so it has no result"
+    status = 409
+
+
+class QueueFullError(FaceforgeError):
+    """The heavy-job queue is full; ``extra["retry_after"]`` seconds go into a ``Retry-After`` header."""
+
+    slug = "queue-full"
+    title = "Too many jobs are waiting; retry later"
+    status = 429
+
+
 class InternalError(FaceforgeError):
     slug = "internal-error"
     title = "Internal server error"
@@ -65,6 +85,8 @@ def problem_response(error: FaceforgeError) -> Response:
     response = current_app.response_class(json.dumps(body), status=error.status, mimetype=PROBLEM_MEDIA_TYPE)
     if isinstance(error, MethodNotAllowedError) and error.extra.get("allowed"):
         response.headers["Allow"] = ", ".join(error.extra["allowed"])
+    if isinstance(error, QueueFullError) and error.extra.get("retry_after"):
+        response.headers["Retry-After"] = str(int(error.extra["retry_after"]))
     return response
 
 

@@ -19,6 +19,8 @@ from server.config import Config
 if TYPE_CHECKING:
     from faceforge.emotion import EmotionRecognizer
     from faceforge.faces.detect import FaceDetector
+    from faceforge.faces.landmarks import FaceMesh
+    from faceforge.models.stylegan2 import StyleGAN2Generator
     from faceforge.translate import FaceTranslator
 
 
@@ -33,7 +35,8 @@ def public_weights_name(weights: str | Path | None) -> str:
 
 
 class ModelHub:
-    """Lazily loaded, shared models: the face detector and the emotion recognizer.
+    """Lazily loaded, shared models: the face detector, the emotion recognizer, and for the heavy jobs
+    the StyleGAN2 generators and Face Mesh.
 
     Args:
         config: the server :class:`~server.config.Config` (weights paths, detector variant, threads).
@@ -44,6 +47,8 @@ class ModelHub:
         self._lock = threading.RLock()
         self._detector: FaceDetector | None = None
         self._emotion: EmotionRecognizer | None = None
+        self._stylegan: dict[str, StyleGAN2Generator] = {}
+        self._face_mesh: FaceMesh | None = None
         self._translators: dict[str, FaceTranslator] = {}
 
     def detector(self) -> FaceDetector:
@@ -123,6 +128,57 @@ class ModelHub:
                 tasks.append(name)
         return tasks
 
+    def stylegan(self, which: str = "base") -> "StyleGAN2Generator":
+        """The shared StyleGAN2 generator (``"base"``: ``Config.stylegan2_weights``; ``"toon"``: the
+        cartoon fine-tune ``Config.stylegan2_toon_weights``), loaded on first use, eval mode.
+
+        Raises:
+            WeightsNotFoundError: the weights are not configured or the file is absent (503).
+            CheckpointError: the file is not a StyleGAN2 checkpoint faceforge reads.
+        """
+        path = self.stylegan_weights_path(which)
+        if which not in self._stylegan:
+            with self._lock:
+                if which not in self._stylegan:
+                    from faceforge.models import create_model
+                    self._stylegan[which] = create_model("stylegan2", weights=path).eval()
+        return self._stylegan[which]
+
+    def stylegan_weights_path(self, which: str = "base") -> Path:
+        """The configured, existing StyleGAN2 weights file (checks the file only, loads nothing).
+
+        Raises:
+            WeightsNotFoundError: not configured, or the file is absent.
+        """
+        from faceforge.errors import WeightsNotFoundError
+
+        key, env = {"base": ("stylegan2_weights", "FACEFORGE_STYLEGAN2_WEIGHTS"),
+                    "toon": ("stylegan2_toon_weights", "FACEFORGE_STYLEGAN2_TOON_WEIGHTS")}[which]
+        value = getattr(self.config, key)
+        what = "StyleGAN2 generator" if which == "base" else "cartoon fine-tuned StyleGAN2 generator"
+        if not value:
+            raise WeightsNotFoundError(f"no {what} is configured: faceforge ships no trained StyleGAN2 weights "
+                                       f"yet; set {env} to a faceforge, rosinality .pt or NVlabs .pkl file",
+                                       model="stylegan2")
+        path = Path(value).expanduser()
+        if not path.is_file():
+            raise WeightsNotFoundError(f"the {what} weights file {path.name} does not exist ({env})",
+                                       model="stylegan2")
+        return path
+
+    def face_mesh(self) -> "FaceMesh":
+        """The shared MediaPipe Face Mesh landmarker (uses the shared detector), built on first use.
+
+        Raises:
+            MissingDependencyError: model files or LiteRT absent.
+        """
+        if self._face_mesh is None:
+            with self._lock:
+                if self._face_mesh is None:
+                    from faceforge.faces.landmarks import FaceMesh
+                    self._face_mesh = FaceMesh(self.detector(), num_threads=self.config.detector_threads)
+        return self._face_mesh
+
     def warm_up(self) -> dict[str, str]:
         """Load every served model now and run one inference through each (first calls pay one-off
         kernel set-up), so the first real request is not the slowest; return
@@ -177,6 +233,15 @@ class ModelHub:
                                                                         and spec.default_weights_path.is_file()),
                             "version": None, "provenance": None},
             }
+            if name == "stylegan2":
+                entry["served"] = bool(self.config.stylegan2_weights)
+                entry["loaded"] = "base" in self._stylegan
+                if self.config.stylegan2_weights:
+                    entry["weights"]["configured"] = public_weights_name(self.config.stylegan2_weights)
+                    entry["weights"]["available"] = Path(self.config.stylegan2_weights).expanduser().is_file()
+                if "base" in self._stylegan:
+                    meta = getattr(self._stylegan["base"], "faceforge_meta", {}) or {}
+                    entry["weights"]["version"] = str(meta["version"]) if meta.get("version") else None
             if name == "mini_xception":
                 entry["weights"]["configured"] = public_weights_name(self.config.emotion_weights)
                 if self.config.emotion_weights != "default":

@@ -113,6 +113,60 @@ def _translate_operation(config: Config, errors: Iterable[type[FaceforgeError]])
     }
 
 
+def _job_paths(config: Config) -> dict[str, Any]:
+    """``POST /v1/<task>`` for each heavy task, ``GET /v1/jobs/{job_id}`` and its images."""
+    from server.api import jobs
+
+    requests = schemas.job_request_schemas(config.max_project_steps)
+    summaries = {
+        "generate": "Generate faces of people who do not exist from seeds (StyleGAN2)",
+        "style-mix": "Style-mixing matrix: coarse styles from the column seeds, fine styles from the row seeds",
+        "toonify": "Toonify seeds or a photo (layer-swapped base + cartoon fine-tuned StyleGAN2)",
+        "project": "Project a face photo into StyleGAN2's W or W+ (optimisation)",
+        "morph": "Morph two faces: Delaunay landmark morph of two photos, or latent interpolation",
+    }
+    multipart = {"toonify", "project", "morph"}
+    accepted = {"description": "Job accepted; poll the `Location` URL",
+                "headers": {"Location": {"schema": {"type": "string"}, "description": "GET /v1/jobs/{id}"}},
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/JobAccepted"}}}}
+    paths: dict[str, Any] = {}
+    for task in schemas.JOB_TASKS:
+        body = requests[task]
+        content = {"application/json": {"schema": body}}
+        if task in multipart:
+            content["multipart/form-data"] = {"schema": body}
+        paths[schemas.task_path(task)] = {"post": {
+            "operationId": "submit" + "".join(part.title() for part in task.split("-")),
+            "summary": summaries[task],
+            "description": "Asynchronous: answers 202 with a job id at once; the work runs on the job "
+                           f"backend ({config.job_backend}); at most {config.max_jobs} jobs wait (then 429 with "
+                           "Retry-After). Without configured StyleGAN2 weights: 503 `weights-not-found`.",
+            "requestBody": {"required": True, "content": content},
+            "responses": {"202": accepted, **_error_responses(jobs.SUBMIT_ERRORS)},
+            "tags": ["heavy"]}}
+    failures = ", ".join(f"`{cls.slug}`" for cls in jobs.JOB_FAILURES)
+    paths[schemas.JOBS_PATH + "/{job_id}"] = {"get": {
+        "operationId": "getJob",
+        "summary": "Job status, timings and result (images as base64 PNG and as URLs)",
+        "description": f"A failed job carries its problem in `error` (e.g. {failures}). Finished jobs expire "
+                       f"after {config.job_ttl_s} s.",
+        "parameters": [{"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "responses": {"200": _json({"$ref": "#/components/schemas/Job"}, "The job"),
+                      **_error_responses(jobs.ERRORS)},
+        "tags": ["heavy"]}}
+    paths[schemas.JOBS_PATH + "/{job_id}/images/{index}"] = {"get": {
+        "operationId": "getJobImage", "summary": "One result image of a succeeded job as PNG",
+        "parameters": [{"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}},
+                       {"name": "index", "in": "path", "required": True,
+                        "schema": {"type": "integer", "minimum": 0}}],
+        "responses": {"200": {"description": "PNG (RGB, or RGBA for emoji output)",
+                              "content": {"image/png": {"schema": {"type": "string",
+                                                                   "contentMediaType": "image/png"}}}},
+                      **_error_responses(jobs.IMAGE_ERRORS)},
+        "tags": ["heavy"]}}
+    return paths
+
+
 def build_openapi(config: Config | None = None) -> dict[str, Any]:
     """Return the OpenAPI 3.1.0 document (a JSON-serializable dict) for a server with ``config``."""
     from server.api import docs, emotion, health, models, translate
@@ -166,6 +220,7 @@ def build_openapi(config: Config | None = None) -> dict[str, Any]:
             "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1 document"),
                           **_error_responses(docs.ERRORS)},
             "tags": ["operations"]}},
+        **_job_paths(config),
     }
     problem = schemas.problem_schema()
     problem["properties"]["type"]["examples"] = [_type(cls) for cls in problem_types()]
@@ -189,8 +244,11 @@ def build_openapi(config: Config | None = None) -> dict[str, Any]:
             "TranslateResponse": schemas.translate_response_schema(),
             "ModelsResponse": schemas.models_response_schema(),
             "Health": schemas.health_schema(),
+            "JobAccepted": schemas.job_accepted_schema(),
+            "Job": schemas.job_schema(),
         }},
         "x-problem-types": [{"type": _type(cls), "title": cls.title, "status": cls.status}
                             for cls in problem_types()],
-        "tags": [{"name": "emotion"}, {"name": "translate"}, {"name": "models"}, {"name": "operations"}],
+        "tags": [{"name": "emotion"}, {"name": "translate"}, {"name": "heavy"}, {"name": "models"},
+                 {"name": "operations"}],
     }

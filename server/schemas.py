@@ -208,3 +208,103 @@ def translate_response_schema() -> dict[str, Any]:
                   "description": "every detected face, highest detector score first"},
         "timings_ms": _strict_object({step: {"type": "number", "minimum": 0} for step in TRANSLATE_TIMING_STEPS}),
     })
+
+
+# ---------------------------------------------------------------------------------------------------
+# Heavy tasks: asynchronous jobs (server.api.jobs)
+# ---------------------------------------------------------------------------------------------------
+JOB_TASKS = ("generate", "style-mix", "toonify", "project", "morph")
+"""Heavy tasks; each is submitted with ``POST /v1/<task>``."""
+JOBS_PATH = "/v1/jobs"
+JOB_STATUSES = ("queued", "running", "succeeded", "failed")
+SEED_MAX = 2**32 - 1
+
+
+def task_path(task: str) -> str:
+    """``POST`` path of a heavy task, e.g. ``/v1/style-mix``."""
+    return f"/{API_VERSION}/{task}"
+
+
+def _seeds(description: str) -> dict[str, Any]:
+    return {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": SEED_MAX}, "minItems": 1,
+            "description": description + "; at most Config.max_images images per request. In multipart "
+                                         "forms: comma-separated integers"}
+
+
+def _psi() -> dict[str, Any]:
+    return {"type": "number", "minimum": -1, "maximum": 2, "default": 1.0,
+            "description": "truncation psi (1 = none, 0 = the average face; 0.5-0.7 trades variety for quality)"}
+
+
+def job_request_schemas(max_steps: int = 1000) -> dict[str, dict[str, Any]]:
+    """JSON (or multipart form) fields of each heavy task; the handlers enforce the same ranges."""
+    output = {"type": "string", "enum": ["image", "emoji"], "default": "image",
+              "description": "'emoji': RGBA PNG of the face on a transparent background, cropped (personal emoji)"}
+    steps = {"type": "integer", "minimum": 1, "maximum": max_steps, "default": 200,
+             "description": "projection optimisation steps"}
+    align = {"type": "boolean", "default": True,
+             "description": "detect the face and align it to Config.stylegan2_template (else: centre square)"}
+    image = {"type": "string", "contentMediaType": "application/octet-stream", "description": "image file"}
+    t = {"type": "array", "items": {"type": "number", "minimum": 0, "maximum": 1}, "minItems": 1,
+         "default": [0, 0.25, 0.5, 0.75, 1], "description": "blend factors, 0 = A, 1 = B (form: comma-separated)"}
+    return {
+        "generate": {"type": "object", "required": ["seeds"], "properties": {
+            "seeds": _seeds("one face per seed (numpy RandomState(seed).randn(z_dim), as NVlabs)"),
+            "psi": _psi(), "output": output}},
+        "style-mix": {"type": "object", "required": ["row_seeds", "col_seeds"], "properties": {
+            "row_seeds": _seeds("left column: sources of the fine styles"),
+            "col_seeds": _seeds("top row: sources of the coarse styles"),
+            "crossover": {"type": "integer", "minimum": 0, "description": "layers [0, crossover) come from "
+                                                                          "the column seed (default: up to 8x8)"},
+            "resolution": {"type": "integer", "enum": [4, 8, 16, 32, 64, 128, 256, 512, 1024],
+                           "description": "alternative to crossover: blocks up to this resolution"},
+            "psi": _psi()}},
+        "toonify": {"type": "object", "properties": {
+            "seeds": _seeds("faces to toonify (JSON); or upload `image` (multipart) to toonify a photo"),
+            "image": image, "steps": steps, "align": align, "psi": _psi(), "output": output,
+            "swap_resolution": {"type": "integer", "minimum": 0, "default": 16,
+                                "description": "blocks up to this resolution from the structure model"},
+            "structure_from": {"type": "string", "enum": ["finetuned", "base"], "default": "finetuned",
+                               "description": "Toonify (Pinkney & Adler 2020): cartoon structure from the "
+                                              "fine-tuned model, photo-realistic rendering from the base"}}},
+        "project": {"type": "object", "required": ["image"], "properties": {
+            "image": image, "steps": steps, "align": align,
+            "w_plus": {"type": "boolean", "default": False, "description": "optimise W+ instead of W"}}},
+        "morph": {"type": "object", "properties": {
+            "mode": {"type": "string", "enum": ["delaunay", "latent"],
+                     "description": "default: 'delaunay' for two images, 'latent' for two seeds"},
+            "seeds": {**_seeds("two seeds A, B (latent mode, JSON)"), "maxItems": 2, "minItems": 2},
+            "image_a": image, "image_b": image, "t": t, "psi": _psi(), "steps": steps, "align": align}},
+    }
+
+
+def job_accepted_schema() -> dict[str, Any]:
+    """Body of a ``202 Accepted`` answer to ``POST /v1/<task>`` (``Location`` header: the job URL)."""
+    return _strict_object({"id": {"type": "string"}, "task": {"type": "string", "enum": list(JOB_TASKS)},
+                           "status": {"type": "string", "enum": ["queued"]},
+                           "url": {"type": "string", "description": "poll this: GET /v1/jobs/{id}"}})
+
+
+def job_schema() -> dict[str, Any]:
+    """Body of ``GET /v1/jobs/{id}``."""
+    time_or_null = {"type": ["string", "null"], "format": "date-time"}
+    image = _strict_object({
+        "index": {"type": "integer", "minimum": 0},
+        "media_type": {"type": "string", "enum": ["image/png"]},
+        "width": {"type": "integer"}, "height": {"type": "integer"},
+        "channels": {"type": "integer", "enum": [3, 4], "description": "4: RGBA (emoji output)"},
+        "url": {"type": "string", "description": "the PNG bytes: GET /v1/jobs/{id}/images/{index}"},
+        "png_base64": {"type": "string", "contentEncoding": "base64", "contentMediaType": "image/png"},
+    })
+    return _strict_object({
+        "id": {"type": "string"},
+        "task": {"type": "string", "enum": list(JOB_TASKS)},
+        "status": {"type": "string", "enum": list(JOB_STATUSES)},
+        "created_at": {"type": "string", "format": "date-time"},
+        "started_at": time_or_null, "finished_at": time_or_null,
+        "expires_at": {**time_or_null, "description": "the job and its result are deleted after this"},
+        "timings_ms": _strict_object({"queued": {"type": ["number", "null"]}, "run": {"type": ["number", "null"]}}),
+        "result": {"oneOf": [{"type": "null"}, _strict_object({
+            "images": {"type": "array", "items": image}, "data": {"type": "object"}})]},
+        "error": {"oneOf": [{"type": "null"}, problem_schema()]},
+    })

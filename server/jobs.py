@@ -1,0 +1,221 @@
+"""Asynchronous jobs for heavy tasks: a small :class:`JobQueue` interface and its in-process backend.
+
+Heavy tasks (StyleGAN2 generation, projection, ...) take seconds on a CPU, so they never run on a
+request thread: ``POST /v1/<task>`` validates the request, calls :meth:`JobQueue.submit` and answers
+``202 Accepted`` with the job id; the client polls ``GET /v1/jobs/<id>``. A job belongs to the queue,
+not to the request, so it finishes (and its result waits ``job_ttl_s`` seconds) even when the client
+disconnects or never polls.
+
+A job is ``(task, payload)``: ``task`` a name in :data:`server.tasks.TASKS`, ``payload`` a dict of JSON
+values and ``bytes`` (uploaded images), so it can cross a process boundary as is. Running it is
+``runner(task, payload) -> TaskResult`` (:func:`server.tasks.run_task` with the process's ModelHub).
+
+Backends (``Config.job_backend``, env ``FACEFORGE_JOB_BACKEND``), registered in :data:`JOB_BACKENDS`:
+
+``inprocess`` (default)
+    :class:`InProcessJobQueue`: a bounded ``queue.Queue(maxsize=max_jobs)`` feeding ``job_workers``
+    daemon threads (started on the first submit, so a pre-forking server starts them in each worker
+    process); job records in a dict, expired lazily. One process, no extra services; jobs are lost if
+    the process stops, and each server process has its own queue (poll the process you submitted to:
+    run one process, or put a sticky load balancer in front).
+
+Adding a distributed backend (e.g. Celery with a Redis broker and result store) is a new class with
+the same four methods, registered under a name, chosen by configuration: ``submit`` sends
+``run_task(task, payload)`` to a Celery task and returns the Celery task id (refusing with
+:class:`~server.errors.QueueFullError` when the broker's queue length exceeds ``max_jobs``);
+``get`` maps ``AsyncResult.state`` PENDING/STARTED/SUCCESS/FAILURE to queued/running/succeeded/failed;
+``result_expires`` = ``job_ttl_s``; GPU worker processes build their own ``ModelHub`` from
+``Config.from_env()``. The HTTP layer and the tasks do not change.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from faceforge.errors import FaceforgeError
+
+from server.errors import JobNotFoundError, QueueFullError
+
+log = logging.getLogger(__name__)
+
+STATUSES = ("queued", "running", "succeeded", "failed")
+
+
+@dataclass
+class TaskResult:
+    """What a task returns: encoded images (PNG bytes) and JSON-ready data."""
+
+    images: list[bytes] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+Runner = Callable[[str, Mapping[str, Any]], TaskResult]
+
+
+@dataclass
+class Job:
+    """One job's record. Times are ``time.time()`` seconds; ``error`` is an RFC 9457 problem dict."""
+
+    id: str
+    task: str
+    status: str = "queued"
+    created: float = field(default_factory=time.time)
+    started: float | None = None
+    finished: float | None = None
+    result: TaskResult | None = None
+    error: dict[str, Any] | None = None
+    payload: Mapping[str, Any] | None = field(default=None, repr=False)
+
+    def timings_ms(self) -> dict[str, float | None]:
+        """``queued`` (submit -> start) and ``run`` (start -> finish) in milliseconds, None if not yet."""
+        queued = None if self.started is None else (self.started - self.created) * 1e3
+        run = None if self.started is None or self.finished is None else (self.finished - self.started) * 1e3
+        return {"queued": None if queued is None else round(queued, 3), "run": None if run is None else round(run, 3)}
+
+
+class JobQueue:
+    """Interface of a job backend. Implementations must be thread-safe."""
+
+    def submit(self, task: str, payload: Mapping[str, Any]) -> Job:
+        """Enqueue a job and return its record (status ``queued``).
+
+        Raises:
+            QueueFullError: too many jobs waiting (429).
+        """
+        raise NotImplementedError
+
+    def get(self, job_id: str) -> Job:
+        """The job's current record.
+
+        Raises:
+            JobNotFoundError: unknown id or expired (404).
+        """
+        raise NotImplementedError
+
+    def stats(self) -> dict[str, int]:
+        """Counts by status (for monitoring)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Stop accepting work and release resources (worker threads finish their current job)."""
+
+
+class InProcessJobQueue(JobQueue):
+    """Bounded queue + worker threads in this process (see the module docstring).
+
+    Args:
+        runner: ``runner(task, payload) -> TaskResult``; a :class:`~faceforge.errors.FaceforgeError` it
+            raises becomes the job's problem; any other exception a generic ``internal-error`` (logged).
+        workers: worker threads (>= 1).
+        max_queued: jobs that may wait (not counting running ones); one more raises QueueFullError.
+        ttl_s: seconds a finished job is kept.
+        retry_after_s: the ``Retry-After`` hint of a 429.
+    """
+
+    def __init__(self, runner: Runner, workers: int = 1, max_queued: int = 16, ttl_s: float = 600.0,
+                 retry_after_s: int = 5) -> None:
+        if workers < 1 or max_queued < 1 or ttl_s <= 0:
+            raise ValueError("workers and max_queued must be >= 1 and ttl_s > 0")
+        self.runner, self.workers, self.max_queued, self.ttl_s = runner, workers, max_queued, ttl_s
+        self.retry_after_s = retry_after_s
+        self._queue: queue.Queue[str | None] = queue.Queue(maxsize=max_queued)
+        self._jobs: dict[str, Job] = {}
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._closed = False
+
+    def _start_workers(self) -> None:
+        if not self._threads:
+            for i in range(self.workers):
+                thread = threading.Thread(target=self._work, name=f"faceforge-job-{i}", daemon=True)
+                thread.start()
+                self._threads.append(thread)
+
+    def _expire(self, now: float) -> None:
+        for job_id in [j.id for j in self._jobs.values() if j.finished is not None and now - j.finished > self.ttl_s]:
+            del self._jobs[job_id]
+
+    def submit(self, task: str, payload: Mapping[str, Any]) -> Job:
+        job = Job(id=uuid.uuid4().hex, task=task, payload=payload)
+        with self._lock:
+            if self._closed:
+                raise QueueFullError("the job queue is shut down", retry_after=self.retry_after_s)
+            self._expire(time.time())
+            self._start_workers()
+            try:
+                self._queue.put_nowait(job.id)
+            except queue.Full:
+                raise QueueFullError(f"{self.max_queued} jobs are already waiting; retry in about "
+                                     f"{self.retry_after_s} s", retry_after=self.retry_after_s) from None
+            self._jobs[job.id] = job
+        return job
+
+    def get(self, job_id: str) -> Job:
+        with self._lock:
+            self._expire(time.time())
+            job = self._jobs.get(job_id)
+        if job is None:
+            raise JobNotFoundError(f"no job {job_id!r}: unknown id, or finished more than {self.ttl_s:.0f} s ago",
+                                   job_id=job_id)
+        return job
+
+    def stats(self) -> dict[str, int]:
+        with self._lock:
+            counts = {status: 0 for status in STATUSES}
+            for job in self._jobs.values():
+                counts[job.status] += 1
+        return counts
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            threads = list(self._threads)
+        for _ in threads:
+            self._queue.put(None)  # blocks only while the queue is full of jobs still to run
+
+    def _work(self) -> None:
+        while True:
+            job_id = self._queue.get()
+            if job_id is None:
+                return
+            with self._lock:
+                job = self._jobs.get(job_id)
+                if job is None:
+                    continue
+                job.status, job.started = "running", time.time()
+            try:
+                result = self.runner(job.task, job.payload or {})
+                status, error = "succeeded", None
+            except FaceforgeError as exc:
+                result, status, error = None, "failed", exc.to_problem()
+            except Exception:  # noqa: BLE001 - a failed job must not kill the worker
+                log.exception("job %s (%s) failed", job.id, job.task)
+                result, status = None, "failed"
+                error = {"type": "urn:faceforge:problem:internal-error", "title": "Internal server error",
+                         "status": 500, "detail": "the job failed; the error was logged"}
+            with self._lock:
+                job.result, job.error, job.status, job.finished = result, error, status, time.time()
+                job.payload = None  # drop uploaded images once done
+
+
+JOB_BACKENDS: dict[str, Callable[..., JobQueue]] = {"inprocess": InProcessJobQueue}
+"""Job backend name -> factory ``(runner, workers, max_queued, ttl_s) -> JobQueue``."""
+
+
+def make_job_queue(config: Any, runner: Runner) -> JobQueue:
+    """The job queue ``config.job_backend`` names, sized by ``config``.
+
+    Raises:
+        ValueError: unknown backend name.
+    """
+    factory = JOB_BACKENDS.get(config.job_backend)
+    if factory is None:
+        raise ValueError(f"unknown job backend {config.job_backend!r} (FACEFORGE_JOB_BACKEND); available: "
+                         f"{', '.join(JOB_BACKENDS)}")
+    return factory(runner, workers=config.job_workers, max_queued=config.max_jobs, ttl_s=config.job_ttl_s)

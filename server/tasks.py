@@ -1,0 +1,167 @@
+"""The heavy tasks behind the job API: ``payload -> TaskResult`` functions over a :class:`ModelHub`.
+
+Payloads are validated by the HTTP layer (:mod:`server.api.jobs`) and hold only JSON values and
+``bytes`` (uploaded image files), so a distributed job backend can ship them to another process; the
+functions here only compute. Every task returns PNG images (RGBA for ``output="emoji"``) and a little
+JSON data; the features themselves live in :mod:`faceforge.stylegan`.
+
+=============  ===================================================================  ===============
+task           payload                                                              images
+=============  ===================================================================  ===============
+generate       seeds, psi, output                                                   one per seed
+style-mix      row_seeds, col_seeds, crossover | resolution, psi                    the matrix
+toonify        seeds or image (+ steps, align), psi, swap_resolution,               one per seed, or
+               structure_from, output                                               [photo, toon]
+project        image, steps, w_plus, align                                          [photo, result]
+morph          mode latent: seeds [a, b] or images; mode delaunay: images; t list    one per t
+=============  ===================================================================  ===============
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from faceforge.errors import NoFaceError
+from faceforge.imaging import decode_image, encode_image
+
+from server.hub import ModelHub
+from server.jobs import Runner, TaskResult
+
+MORPH_SIZE = 256
+"""Side in pixels of the aligned faces a Delaunay morph of two photos works on."""
+
+
+def _png(images: np.ndarray, output: str = "image") -> list[bytes]:
+    from faceforge.stylegan import personal_emoji
+
+    if output == "emoji":
+        return [encode_image(personal_emoji(np.ascontiguousarray(img)), "png") for img in images]
+    return [encode_image(np.ascontiguousarray(img), "png") for img in images]
+
+
+def _decode(hub: ModelHub, data: bytes) -> np.ndarray:
+    c = hub.config
+    return decode_image(data, max_bytes=c.max_bytes, max_pixels=c.max_pixels, min_side=c.min_side)
+
+
+def _face_crop(hub: ModelHub, rgb: np.ndarray, size: int, align: bool,
+               with_mesh: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """The face aligned to ``Config.stylegan2_template`` at ``size`` (or the centre square resized when
+    ``align`` is false), and optionally its 468 Face Mesh points in crop pixels."""
+    import cv2
+
+    if not align:
+        h, w = rgb.shape[:2]
+        s = min(h, w)
+        square = rgb[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
+        interp = cv2.INTER_AREA if s > size else cv2.INTER_CUBIC
+        return cv2.resize(np.ascontiguousarray(square), (size, size), interpolation=interp), None
+    from faceforge.faces.align import align_face
+
+    faces = hub.detector().detect(rgb)
+    if not faces:
+        raise NoFaceError("no face was found in the uploaded image")
+    aligned = align_face(rgb, faces[0], size, template=hub.config.stylegan2_template)
+    points = None
+    if with_mesh:
+        mesh = hub.face_mesh().landmarks(rgb, faces[0]).astype(np.float64)
+        points = (mesh @ aligned.matrix[:, :2].T + aligned.matrix[:, 2]).astype(np.float32)
+    return aligned.image, points
+
+
+def generate_task(hub: ModelHub, p: Mapping[str, Any]) -> TaskResult:
+    from faceforge.stylegan import generate
+
+    G = hub.stylegan("base")
+    images = generate(G, p["seeds"], psi=p["psi"])
+    return TaskResult(_png(images, p["output"]), {"seeds": list(p["seeds"]), "psi": p["psi"],
+                                                  "resolution": G.resolution})
+
+
+def style_mix_task(hub: ModelHub, p: Mapping[str, Any]) -> TaskResult:
+    from faceforge.stylegan import layers_up_to, style_mix
+
+    G = hub.stylegan("base")
+    crossover = p.get("crossover")
+    if crossover is None:
+        crossover = layers_up_to(G, min(p.get("resolution") or 8, G.resolution))
+    grid = style_mix(G, p["row_seeds"], p["col_seeds"], crossover=min(crossover, G.num_ws), psi=p["psi"])
+    return TaskResult(_png(grid[None]), {"row_seeds": list(p["row_seeds"]), "col_seeds": list(p["col_seeds"]),
+                                         "crossover": min(crossover, G.num_ws), "num_ws": G.num_ws,
+                                         "tile": G.resolution,
+                                         "layout": "top row: col_seeds, left column: row_seeds; cell (i, j): "
+                                                   "layers [0, crossover) of col_seeds[j], the rest of "
+                                                   "row_seeds[i]"})
+
+
+def toonify_task(hub: ModelHub, p: Mapping[str, Any]) -> TaskResult:
+    from faceforge.stylegan import generate, project, synthesize, toonify
+
+    base, toon = hub.stylegan("base"), hub.stylegan("toon")
+    swap = min(p["swap_resolution"], base.resolution)
+    blended = toonify(base, toon, swap_resolution=swap, structure_from=p["structure_from"])
+    data: dict[str, Any] = {"swap_resolution": swap, "structure_from": p["structure_from"]}
+    if p.get("image") is not None:
+        crop, _ = _face_crop(hub, _decode(hub, p["image"]), base.resolution, p["align"])
+        result = project(base, crop, steps=p["steps"])
+        images = np.stack([crop, synthesize(blended, result.ws)[0]])
+        data.update(steps=p["steps"], loss=result.losses[-1])
+    else:
+        images = generate(blended, p["seeds"], psi=p["psi"])
+        data.update(seeds=list(p["seeds"]), psi=p["psi"])
+    return TaskResult(_png(images, p["output"]), data)
+
+
+def project_task(hub: ModelHub, p: Mapping[str, Any]) -> TaskResult:
+    from faceforge.stylegan import project
+
+    G = hub.stylegan("base")
+    crop, _ = _face_crop(hub, _decode(hub, p["image"]), G.resolution, p["align"])
+    t0 = time.perf_counter()
+    result = project(G, crop, steps=p["steps"], w_plus=p["w_plus"])
+    ws = result.ws[0] if p["w_plus"] else result.ws[0, :1]
+    return TaskResult(_png(np.stack([crop, result.image])), {
+        "steps": p["steps"], "w_plus": p["w_plus"], "loss_initial": result.losses[0],
+        "loss_final": result.losses[-1], "optimize_ms": round((time.perf_counter() - t0) * 1e3, 3),
+        "latent": [[round(float(v), 6) for v in row] for row in ws],
+        "latent_space": "W+ (num_ws x w_dim)" if p["w_plus"] else "W (1 x w_dim)"})
+
+
+def morph_task(hub: ModelHub, p: Mapping[str, Any]) -> TaskResult:
+    from faceforge.stylegan import morph_delaunay, morph_latent, project, seed_ws
+
+    ts = list(p["t"])
+    if p["mode"] == "delaunay":
+        (a, pa), (b, pb) = (_face_crop(hub, _decode(hub, data), MORPH_SIZE, True, with_mesh=True)
+                            for data in p["images"])
+        frames = morph_delaunay(a, b, pa, pb, ts)
+        return TaskResult(_png(frames), {"mode": "delaunay", "t": ts, "landmarks": "mediapipe face mesh (468)",
+                                         "template": hub.config.stylegan2_template, "size": MORPH_SIZE})
+    G = hub.stylegan("base")
+    if p.get("seeds") is not None:
+        ws = seed_ws(G, p["seeds"], psi=p["psi"])
+        wa, wb = ws[0], ws[1]
+    else:
+        wa, wb = (project(G, _face_crop(hub, _decode(hub, data), G.resolution, p["align"])[0],
+                          steps=p["steps"]).ws[0] for data in p["images"])
+    return TaskResult(_png(morph_latent(G, wa, wb, ts)), {"mode": "latent", "t": ts})
+
+
+TASKS: dict[str, Callable[[ModelHub, Mapping[str, Any]], TaskResult]] = {
+    "generate": generate_task,
+    "style-mix": style_mix_task,
+    "toonify": toonify_task,
+    "project": project_task,
+    "morph": morph_task,
+}
+"""Task name (the endpoint's last path segment) -> function."""
+
+
+def make_runner(hub: ModelHub) -> Runner:
+    """``runner(task, payload)`` running :data:`TASKS` with ``hub``'s models (for a job backend)."""
+    def run(task: str, payload: Mapping[str, Any]) -> TaskResult:
+        return TASKS[task](hub, payload)
+    return run

@@ -1,0 +1,365 @@
+"""The heavy-task job API: 202 -> poll -> result for every task, 429 on a full queue, 404/409
+problems, failures carried in the job, TTL expiry, jobs that finish without any client, concurrent
+clients, configuration and the OpenAPI document.
+
+The StyleGAN2 weights are tiny random generators (16 px) saved by the tests: the API's behaviour does
+not depend on trained weights, and every job takes well under a second.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import io
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+from jsonschema import Draft202012Validator
+from PIL import Image
+
+from faceforge import stylegan as S
+from faceforge.checkpoints import save_checkpoint
+from faceforge.errors import NoFaceError, PROBLEM_TYPE_PREFIX
+from faceforge.models import create_model
+from faceforge.models.stylegan2 import StyleGAN2Generator
+from server import create_app, schemas
+from server.errors import JobNotFoundError, QueueFullError
+from server.jobs import InProcessJobQueue, TaskResult
+
+torch.set_num_threads(1)
+PROBLEM = "application/problem+json"
+CONFIG = {"resolution": 16, "z_dim": 16, "w_dim": 16, "channel_base": 128, "channel_max": 16}
+
+
+def encode_png(rgb: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)))
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("stylegan2")
+    torch.manual_seed(0)
+    g = StyleGAN2Generator(**CONFIG).eval()
+    with torch.no_grad():
+        for name, p in g.named_parameters():
+            if name.endswith("noise_strength"):
+                p.fill_(0.2)
+    base = save_checkpoint(folder / "base.pt", g, "stylegan2", CONFIG, meta={"version": "test-random"})
+    toon = copy.deepcopy(g)
+    with torch.no_grad():
+        for name, p in toon.named_parameters():
+            if name.startswith("synthesis"):
+                p.add_(torch.randn_like(p) * 0.3)
+    return base, save_checkpoint(folder / "toon.pt", toon, "stylegan2", CONFIG)
+
+
+@pytest.fixture(scope="module")
+def app(weights):
+    app = create_app({"stylegan2_weights": str(weights[0]), "stylegan2_toon_weights": str(weights[1]),
+                      "torch_threads": None, "max_jobs": 8, "job_ttl_s": 60, "max_images": 8})
+    yield app
+    app.extensions["faceforge"]["jobs"].close()
+
+
+@pytest.fixture(scope="module")
+def client(app):
+    return app.test_client()
+
+
+def assert_problem(response, status: int, slug: str) -> dict:
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == PROBLEM
+    body = response.get_json(force=True)
+    Draft202012Validator(schemas.problem_schema()).validate(body)
+    assert body["type"] == PROBLEM_TYPE_PREFIX + slug
+    return body
+
+
+def submit(client, task: str, **kw):
+    response = client.post(schemas.task_path(task), **kw)
+    assert response.status_code == 202, response.get_data(as_text=True)
+    body = response.get_json()
+    Draft202012Validator(schemas.job_accepted_schema()).validate(body)
+    assert response.headers["Location"] == body["url"] == f"{schemas.JOBS_PATH}/{body['id']}"
+    return body["url"]
+
+
+def wait(client, url: str, timeout: float = 60.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        response = client.get(url)
+        assert response.status_code == 200, response.get_data(as_text=True)
+        body = response.get_json()
+        Draft202012Validator(schemas.job_schema()).validate(body)
+        if body["status"] in ("succeeded", "failed"):
+            return body
+        time.sleep(0.02)
+    raise AssertionError(f"job {url} did not finish in {timeout} s")
+
+
+def images_of(body: dict) -> list[np.ndarray]:
+    assert body["status"] == "succeeded", body["error"]
+    return [decode_png(base64.b64decode(img["png_base64"])) for img in body["result"]["images"]]
+
+
+# ------------------------------------------------------------------------------------ tasks ---------
+def test_generate_job_end_to_end(client, weights):
+    url = submit(client, "generate", json={"seeds": [3, 9], "psi": 0.7})
+    body = wait(client, url)
+    assert body["task"] == "generate" and body["error"] is None
+    assert body["timings_ms"]["run"] > 0 and body["timings_ms"]["queued"] >= 0
+    assert body["created_at"] <= body["started_at"] <= body["finished_at"] < body["expires_at"]
+    got = images_of(body)
+    G = create_model("stylegan2", weights=weights[0])
+    expected = S.generate(G, [3, 9], psi=0.7)
+    assert len(got) == 2 and all(np.array_equal(g, e) for g, e in zip(got, expected))
+    assert body["result"]["data"]["seeds"] == [3, 9]
+    first = body["result"]["images"][0]
+    assert (first["width"], first["height"], first["channels"]) == (16, 16, 3)
+    raw = client.get(first["url"])
+    assert raw.status_code == 200 and raw.mimetype == "image/png"
+    assert raw.data == base64.b64decode(first["png_base64"])
+
+
+def test_generate_emoji_output_is_rgba(client):
+    body = wait(client, submit(client, "generate", json={"seeds": [1], "output": "emoji"}))
+    (emoji,) = images_of(body)
+    assert emoji.ndim == 3 and emoji.shape[2] == 4 and body["result"]["images"][0]["channels"] == 4
+    assert emoji[..., 3].min() < 30 and emoji[..., 3].max() == 255  # transparent corners, opaque face
+
+
+def test_style_mix_job(client):
+    body = wait(client, submit(client, "style-mix", json={"row_seeds": [1, 2], "col_seeds": [3, 4, 5],
+                                                          "resolution": 8}))
+    (grid,) = images_of(body)
+    assert grid.shape == (3 * 16, 4 * 16, 3)
+    assert body["result"]["data"]["crossover"] == 4
+
+
+def test_toonify_seeds_and_photo(client, astronaut_rgb):
+    seeds = wait(client, submit(client, "toonify", json={"seeds": [5, 6], "swap_resolution": 8}))
+    assert len(images_of(seeds)) == 2 and seeds["result"]["data"]["structure_from"] == "finetuned"
+    photo = wait(client, submit(client, "toonify", data={"image": (io.BytesIO(encode_png(astronaut_rgb)), "a.png"),
+                                                         "steps": "5"}, content_type="multipart/form-data"))
+    crop, toon = images_of(photo)
+    assert crop.shape == toon.shape == (16, 16, 3)
+
+
+def test_project_job_returns_the_latent(client, weights):
+    G = create_model("stylegan2", weights=weights[0])
+    target = S.generate(G, [11], psi=0.5)[0]
+    data = {"image": (io.BytesIO(encode_png(np.kron(target, np.ones((2, 2, 1), np.uint8)))), "t.png"),
+            "steps": "20", "align": "false"}
+    body = wait(client, submit(client, "project", data=data, content_type="multipart/form-data"))
+    crop, recon = images_of(body)
+    result = body["result"]["data"]
+    assert np.array_equal(crop, target)  # 2x upsampled by kron, area-resized back: exact
+    assert np.array(result["latent"]).shape == (1, 16) and result["w_plus"] is False
+    assert result["loss_final"] < result["loss_initial"]
+    w = torch.tensor(result["latent"][0])
+    assert np.abs(S.synthesize(G, w[None]).astype(int) - recon).max() <= 1
+
+
+def test_morph_latent_and_delaunay(client, astronaut_rgb):
+    latent = wait(client, submit(client, "morph", json={"seeds": [1, 2], "t": [0, 0.5, 1]}))
+    frames = images_of(latent)
+    assert len(frames) == 3 and latent["result"]["data"]["mode"] == "latent"
+    flipped = np.ascontiguousarray(astronaut_rgb[:, ::-1])
+    data = {"image_a": (io.BytesIO(encode_png(astronaut_rgb)), "a.png"),
+            "image_b": (io.BytesIO(encode_png(flipped)), "b.png"), "t": "0,0.5"}
+    body = wait(client, submit(client, "morph", data=data, content_type="multipart/form-data"))
+    a, mid = images_of(body)
+    assert a.shape == mid.shape == (256, 256, 3) and body["result"]["data"]["mode"] == "delaunay"
+
+
+# ------------------------------------------------------------------------------------ errors --------
+def test_request_validation_problems(client):
+    assert_problem(client.post("/v1/generate", json={}), 400, "missing-field")
+    assert_problem(client.post("/v1/generate", json={"seeds": list(range(9))}), 400, "invalid-field")
+    assert_problem(client.post("/v1/generate", json={"seeds": [1], "psi": "x"}), 400, "invalid-field")
+    assert_problem(client.post("/v1/generate", json={"seeds": [-1]}), 400, "invalid-field")
+    assert_problem(client.post("/v1/generate", data="nope", content_type="text/plain"), 400, "missing-field")
+    assert_problem(client.post("/v1/morph", json={"seeds": [1]}), 400, "invalid-field")
+    assert_problem(client.post("/v1/morph", json={"seeds": [1, 2], "t": [2]}), 400, "invalid-field")
+    assert_problem(client.post("/v1/project", data={"steps": "5"}, content_type="multipart/form-data"),
+                   400, "missing-field")
+    bad = {"image": (io.BytesIO(b"not an image at all" * 10), "x.png")}
+    assert_problem(client.post("/v1/project", data=bad, content_type="multipart/form-data"), 400, "not-an-image")
+    assert_problem(client.get("/v1/generate"), 405, "method-not-allowed")
+
+
+def test_unknown_job_and_unfinished_images(client):
+    body = assert_problem(client.get(f"{schemas.JOBS_PATH}/does-not-exist"), 404, "job-not-found")
+    assert body["job_id"] == "does-not-exist"
+    url = submit(client, "generate", json={"seeds": [1]})
+    wait(client, url)
+    assert_problem(client.get(url + "/images/7"), 404, "job-not-found")
+
+
+def test_weights_not_configured_is_503(tmp_path, weights):
+    client = create_app({"torch_threads": None}).test_client()
+    body = assert_problem(client.post("/v1/generate", json={"seeds": [1]}), 503, "weights-not-found")
+    assert "FACEFORGE_STYLEGAN2_WEIGHTS" in body["detail"]
+    missing = create_app({"stylegan2_weights": str(tmp_path / "absent.pt")}).test_client()
+    body = assert_problem(missing.post("/v1/style-mix", json={"row_seeds": [1], "col_seeds": [2]}),
+                          503, "weights-not-found")
+    assert str(tmp_path) not in body["detail"]  # no server paths in answers
+    no_toon = create_app({"stylegan2_weights": str(weights[0])}).test_client()
+    assert_problem(no_toon.post("/v1/toonify", json={"seeds": [1]}), 503, "weights-not-found")
+
+
+def test_failed_job_carries_its_problem(client):
+    blank = {"image": (io.BytesIO(encode_png(np.full((64, 64, 3), 128, np.uint8))), "blank.png"), "steps": "2"}
+    body = wait(client, submit(client, "project", data=blank, content_type="multipart/form-data"))
+    assert body["status"] == "failed" and body["result"] is None
+    assert body["error"]["type"] == PROBLEM_TYPE_PREFIX + "no-face" and body["error"]["status"] == 422
+    url = body["id"]
+    assert_problem(client.get(f"{schemas.JOBS_PATH}/{url}/images/0"), 409, "job-not-finished")
+
+
+# ------------------------------------------------------------------------------------ the queue -----
+def test_full_queue_is_429_with_retry_after(app):
+    release, started = threading.Event(), threading.Event()
+
+    def blocking(task, payload):
+        started.set()
+        release.wait(10)
+        return TaskResult([encode_png(np.zeros((4, 4, 3), np.uint8))], {"task": task})
+
+    jobs = app.extensions["faceforge"]["jobs"]
+    app.extensions["faceforge"]["jobs"] = InProcessJobQueue(blocking, workers=1, max_queued=2, retry_after_s=7)
+    try:
+        client = app.test_client()
+        urls = [submit(client, "generate", json={"seeds": [1]})]
+        assert started.wait(5)  # the worker holds job 1; two more may wait
+        urls += [submit(client, "generate", json={"seeds": [2]}), submit(client, "generate", json={"seeds": [3]})]
+        full = client.post("/v1/generate", json={"seeds": [4]})
+        assert_problem(full, 429, "queue-full")
+        assert full.headers["Retry-After"] == "7"
+        assert client.get(urls[0]).get_json()["status"] == "running"
+        assert client.get(urls[2]).get_json()["status"] == "queued"
+        release.set()
+        assert all(wait(client, url)["status"] == "succeeded" for url in urls)
+        assert app.extensions["faceforge"]["jobs"].stats()["succeeded"] == 3
+    finally:
+        release.set()
+        app.extensions["faceforge"]["jobs"].close()
+        app.extensions["faceforge"]["jobs"] = jobs
+
+
+def test_jobs_finish_without_any_client_and_expire():
+    done = threading.Event()
+
+    def runner(task, payload):
+        time.sleep(0.05)
+        done.set()
+        return TaskResult([], {"n": payload["n"]})
+
+    queue = InProcessJobQueue(runner, workers=1, max_queued=2, ttl_s=0.3)
+    job = queue.submit("generate", {"n": 1})  # nobody ever polls
+    assert done.wait(5)
+    deadline = time.monotonic() + 5
+    while queue.get(job.id).status != "succeeded" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert queue.get(job.id).result.data == {"n": 1} and queue.get(job.id).payload is None
+    time.sleep(0.4)
+    with pytest.raises(JobNotFoundError):
+        queue.get(job.id)  # expired after ttl_s
+    queue.close()
+    with pytest.raises(QueueFullError):
+        queue.submit("generate", {"n": 2})
+
+
+def test_worker_survives_failing_jobs():
+    def runner(task, payload):
+        if payload["kind"] == "typed":
+            raise NoFaceError("nobody here")
+        if payload["kind"] == "crash":
+            raise RuntimeError("secret /etc/passwd")
+        return TaskResult([], {"ok": True})
+
+    queue = InProcessJobQueue(runner, workers=1, max_queued=4)
+    ids = [queue.submit("project", {"kind": k}).id for k in ("typed", "crash", "fine")]
+    deadline = time.monotonic() + 5
+    while queue.get(ids[-1]).status != "succeeded" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    typed, crash, fine = (queue.get(i) for i in ids)
+    assert typed.status == "failed" and typed.error["type"] == PROBLEM_TYPE_PREFIX + "no-face"
+    assert crash.status == "failed" and "secret" not in str(crash.error)
+    assert fine.status == "succeeded"
+    queue.close()
+
+
+def test_http_clients_disconnect_and_concurrent_clients(app):
+    requests = pytest.importorskip("requests")
+    from server.testing import serve_in_thread
+
+    with serve_in_thread(app) as base_url:
+        with requests.Session() as session:  # submit, then drop the connection without polling
+            accepted = session.post(base_url + "/v1/generate", json={"seeds": [7]}, timeout=30)
+        assert accepted.status_code == 202
+        job_id = accepted.json()["id"]
+        jobs = app.extensions["faceforge"]["jobs"]
+        deadline = time.monotonic() + 30
+        while jobs.get(job_id).status != "succeeded" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert jobs.get(job_id).status == "succeeded"  # finished with no client attached
+
+        results: list[str] = []
+
+        def client_thread(seed: int) -> None:
+            url = requests.post(base_url + "/v1/generate", json={"seeds": [seed]}, timeout=30).headers["Location"]
+            for _ in range(1500):
+                body = requests.get(base_url + url, timeout=30).json()
+                if body["status"] in ("succeeded", "failed"):
+                    results.append(body["status"])
+                    return
+                time.sleep(0.02)
+
+        threads = [threading.Thread(target=client_thread, args=(s,)) for s in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert results == ["succeeded"] * 4
+
+
+# ------------------------------------------------------------------------------------ config, docs --
+def test_job_config_from_environment(monkeypatch, weights):
+    monkeypatch.setenv("FACEFORGE_STYLEGAN2_WEIGHTS", str(weights[0]))
+    monkeypatch.setenv("FACEFORGE_MAX_JOBS", "3")
+    app = create_app()
+    config = app.extensions["faceforge"]["config"]
+    assert config.stylegan2_weights == str(weights[0]) and config.max_jobs == 3
+    assert app.extensions["faceforge"]["jobs"].max_queued == 3
+    monkeypatch.setenv("FACEFORGE_JOB_BACKEND", "carrier-pigeon")
+    with pytest.raises(ValueError, match="job backend"):
+        create_app()
+
+
+def test_models_endpoint_reports_stylegan2(client):
+    wait(client, submit(client, "generate", json={"seeds": [1]}))
+    entry = {m["name"]: m for m in client.get(schemas.MODELS_PATH).get_json()["models"]}["stylegan2"]
+    assert entry["served"] is True and entry["loaded"] is True
+    assert entry["weights"]["configured"] == "base.pt" and entry["weights"]["version"] == "test-random"
+
+
+def test_openapi_lists_the_job_endpoints(client):
+    doc = client.get(schemas.OPENAPI_PATH).get_json()
+    for task in schemas.JOB_TASKS:
+        op = doc["paths"][schemas.task_path(task)]["post"]
+        assert "202" in op["responses"] and "429" in op["responses"] and "503" in op["responses"]
+    assert "404" in doc["paths"][schemas.JOBS_PATH + "/{job_id}"]["get"]["responses"]
+    assert "multipart/form-data" in doc["paths"]["/v1/project"]["post"]["requestBody"]["content"]
+    Draft202012Validator.check_schema(doc["components"]["schemas"]["Job"])
+    validator = pytest.importorskip("openapi_spec_validator")
+    validator.validate(doc)

@@ -3,6 +3,7 @@
 - :mod:`benchmarks.emotion_accuracy`  our mini-Xception vs the published peer on FER2013 test.
 - :mod:`benchmarks.emotion_latency`   on-device style (LiteRT, ONNX Runtime) vs server round trip.
 - :mod:`benchmarks.detections`        BlazeFace detections on the shared real photos.
+- :mod:`benchmarks.translate_quality` age shift and identity of the CycleGAN translators.
 """
 
 from pathlib import Path

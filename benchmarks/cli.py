@@ -8,6 +8,7 @@ import click
 
 from benchmarks import RESULTS_DIR
 from benchmarks.detections import main as detections
+from benchmarks.translate_quality import main as translate_quality
 
 
 @click.group()
@@ -54,3 +55,4 @@ def emotion_accuracy(weights: str, no_peer: bool, out_dir: Path) -> None:
 
 
 bench.add_command(detections, "detections")
+bench.add_command(translate_quality, "translate-quality")

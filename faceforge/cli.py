@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "translate": ("faceforge.translate_cli:translate", "Translate the faces of a photo (CycleGAN; task: age)."),
     "train": ("training.cli:train", "Train faceforge's models."),
     "export": ("export.cli:export", "Export light models to ONNX, TFLite/LiteRT and Core ML with parity checks."),
+    "stylegan": ("faceforge.stylegan_cli:stylegan", "StyleGAN2: generate, style-mix, toonify, project, morph faces."),
     "serve": ("server.cli:serve", "Run the Flask server (heavy models and light-model fallback)."),
     "bench": ("benchmarks.cli:bench", "Measure on-device vs server latency and model accuracy."),
 }

@@ -261,3 +261,33 @@ def test_face_mesh_landmarks_on_a_real_photo(astronaut_rgb):
     flipped = np.ascontiguousarray(astronaut_rgb[:, ::-1])
     mid = S.morph_delaunay(astronaut_rgb, flipped, pts, mesh(flipped), [0.0, 0.5])
     assert max_diff(mid[0], astronaut_rgb) == 0 and mid[1].std() > 10
+
+
+# ------------------------------------------------------------------------------------ CLI -----------
+def test_cli_generate_mix_and_latent_morph(G, tmp_path):
+    from click.testing import CliRunner
+
+    from faceforge.checkpoints import save_checkpoint
+    from faceforge.cli import main
+
+    config = {"resolution": R, "z_dim": Z, "w_dim": Z, "channel_base": 8 * R, "channel_max": 16}
+    weights = save_checkpoint(tmp_path / "g.pt", G, "stylegan2", config)
+    runner = CliRunner()
+    out = tmp_path / "faces.png"
+    result = runner.invoke(main, ["stylegan", "generate", "--weights", str(weights), "--seeds", "0-2,7",
+                                  "--psi", "0.7", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    from PIL import Image
+    strip = np.asarray(Image.open(out))
+    assert strip.shape == (R, 4 * R, 3)
+    assert np.array_equal(strip[:, 3 * R:], S.generate(G, [7], psi=0.7)[0])
+    result = runner.invoke(main, ["stylegan", "mix", "--weights", str(weights), "--rows", "1,2", "--cols", "3",
+                                  "-o", str(tmp_path / "mix.png")])
+    assert result.exit_code == 0, result.output
+    assert np.asarray(Image.open(tmp_path / "mix.png")).shape == (3 * R, 2 * R, 3)
+    result = runner.invoke(main, ["stylegan", "morph", "--weights", str(weights), "--seeds", "1,2", "--frames", "3",
+                                  "-o", str(tmp_path / "morph.png")])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(main, ["stylegan", "generate", "--weights", str(weights), "--seeds", "x",
+                                  "-o", str(out)])
+    assert result.exit_code != 0 and "seeds" in result.output

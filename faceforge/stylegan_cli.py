@@ -1,0 +1,212 @@
+"""``faceforge stylegan``: the StyleGAN2 features of :mod:`faceforge.stylegan` from the command line.
+
+Every command takes ``--weights`` (any file :func:`faceforge.checkpoints.load_stylegan2` reads; env
+``FACEFORGE_STYLEGAN2_WEIGHTS``) and writes one PNG (a strip or grid when there are several images).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import numpy as np
+
+WEIGHTS = click.option("--weights", envvar="FACEFORGE_STYLEGAN2_WEIGHTS", required=True,
+                       type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                       help="StyleGAN2 generator (faceforge .pt, rosinality .pt, NVlabs .pkl) "
+                            "[env FACEFORGE_STYLEGAN2_WEIGHTS].")
+OUTPUT = click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+                      help="Output PNG.")
+PSI = click.option("--psi", type=click.FloatRange(-1, 2), default=1.0, show_default=True, help="Truncation psi.")
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"0-3,7"`` -> ``[0, 1, 2, 3, 7]``."""
+    seeds: list[int] = []
+    try:
+        for part in text.split(","):
+            lo, _, hi = part.strip().partition("-")
+            seeds.extend(range(int(lo), int(hi) + 1) if hi else [int(lo)])
+    except ValueError:
+        raise click.BadParameter(f"expected seeds like 0-3,7, got {text!r}") from None
+    return seeds
+
+
+def _load(path: Path):
+    from faceforge.models import create_model
+    return create_model("stylegan2", weights=path)
+
+
+def _save(images: np.ndarray, output: Path, emoji: bool = False) -> None:
+    from faceforge import stylegan as S
+    from faceforge.imaging import save_image
+
+    if emoji:
+        if len(images) != 1:
+            raise click.ClickException("--emoji writes one face: give one seed")
+        save_image(output.with_suffix(".png"), S.personal_emoji(images[0]))
+    else:
+        save_image(output, images[0] if len(images) == 1 else S.image_grid(images, 1, len(images)))
+    click.echo(f"wrote {output}")
+
+
+@click.group()
+def stylegan() -> None:
+    """StyleGAN2: generate, style-mix, toonify, project and morph faces.
+
+    \b
+    Examples:
+      faceforge stylegan generate --weights g.pt --seeds 0-7 --psi 0.7 -o faces.png
+      faceforge stylegan mix --weights g.pt --rows 1,2 --cols 3-6 -o mix.png
+      faceforge stylegan toonify --weights g.pt --toon toon.pt --seeds 0-3 -o toon.png
+      faceforge stylegan project --weights g.pt me.jpg -o me_projected.png
+      faceforge stylegan morph --weights g.pt --seeds 1,2 --frames 7 -o morph.png
+      faceforge stylegan morph a.jpg b.jpg --frames 7 -o morph.png      # Delaunay, no weights needed
+    """
+
+
+@stylegan.command()
+@WEIGHTS
+@click.option("--seeds", default="0-7", show_default=True, help="Seeds, e.g. 0-7,42.")
+@PSI
+@click.option("--emoji", is_flag=True, help="Write the face as an RGBA personal emoji (one seed).")
+@OUTPUT
+def generate(weights: Path, seeds: str, psi: float, emoji: bool, output: Path) -> None:
+    """Faces of people who do not exist, one per seed."""
+    from faceforge import stylegan as S
+    _save(S.generate(_load(weights), parse_seeds(seeds), psi=psi), output, emoji)
+
+
+@stylegan.command()
+@WEIGHTS
+@click.option("--rows", default="1,2,3", show_default=True, help="Row seeds (fine styles).")
+@click.option("--cols", default="4,5,6,7", show_default=True, help="Column seeds (coarse styles).")
+@click.option("--resolution", type=int, default=8, show_default=True,
+              help="Take the styles of blocks up to this resolution from the column seeds.")
+@PSI
+@OUTPUT
+def mix(weights: Path, rows: str, cols: str, resolution: int, psi: float, output: Path) -> None:
+    """Style-mixing matrix: coarse styles from the top row, fine styles from the left column."""
+    from faceforge import stylegan as S
+    from faceforge.imaging import save_image
+
+    grid = S.style_mix(_load(weights), parse_seeds(rows), parse_seeds(cols), resolution=resolution, psi=psi)
+    save_image(output, grid)
+    click.echo(f"wrote {output}")
+
+
+@stylegan.command()
+@WEIGHTS
+@click.option("--toon", "toon_weights", envvar="FACEFORGE_STYLEGAN2_TOON_WEIGHTS", required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The generator fine-tuned on cartoon faces [env FACEFORGE_STYLEGAN2_TOON_WEIGHTS].")
+@click.option("--seeds", default="0-3", show_default=True)
+@click.option("--swap-resolution", type=int, default=16, show_default=True,
+              help="Blocks up to this resolution come from the cartoon model (structure).")
+@click.option("--structure-from", type=click.Choice(["finetuned", "base"]), default="finetuned", show_default=True)
+@PSI
+@OUTPUT
+def toonify(weights: Path, toon_weights: Path, seeds: str, swap_resolution: int, structure_from: str,
+            psi: float, output: Path) -> None:
+    """Toonify (Pinkney & Adler 2020): rows = base model, toonified model."""
+    from faceforge import stylegan as S
+
+    base = _load(weights)
+    blended = S.toonify(base, _load(toon_weights), swap_resolution, structure_from)
+    seed_list = parse_seeds(seeds)
+    images = np.concatenate([S.generate(base, seed_list, psi), S.generate(blended, seed_list, psi)])
+    from faceforge.imaging import save_image
+    save_image(output, S.image_grid(images, 2, len(seed_list)))
+    click.echo(f"wrote {output}")
+
+
+def _aligned(path: Path, size: int, align: bool, template: str) -> np.ndarray:
+    import cv2
+
+    from faceforge.imaging import load_image
+
+    rgb = load_image(path)
+    if not align:
+        h, w = rgb.shape[:2]
+        s = min(h, w)
+        square = np.ascontiguousarray(rgb[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s])
+        return cv2.resize(square, (size, size), interpolation=cv2.INTER_AREA)
+    from faceforge.faces.align import align_face
+    from faceforge.faces.detect import FaceDetector
+
+    faces = FaceDetector().detect(rgb)
+    if not faces:
+        raise click.ClickException(f"no face found in {path}")
+    return align_face(rgb, faces[0], size, template=template).image
+
+
+@stylegan.command()
+@WEIGHTS
+@click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--steps", type=click.IntRange(1, 10000), default=300, show_default=True)
+@click.option("--w-plus", is_flag=True, help="Optimise W+ (one vector per layer) instead of W.")
+@click.option("--noise", is_flag=True, help="Also optimise the noise maps (regularised).")
+@click.option("--align/--no-align", default=True, show_default=True, help="Detect and align the face first.")
+@click.option("--template", default="utkface", show_default=True, help="Alignment template of the training data.")
+@click.option("--latent", type=click.Path(dir_okay=False, path_type=Path), help="Also save ws (torch .pt).")
+@OUTPUT
+def project(weights: Path, image: Path, steps: int, w_plus: bool, noise: bool, align: bool, template: str,
+            latent: Path | None, output: Path) -> None:
+    """Project a face photo into W / W+; writes [target | reconstruction]."""
+    import torch
+
+    from faceforge import stylegan as S
+
+    G = _load(weights)
+    target = _aligned(image, G.resolution, align, template)
+    with click.progressbar(length=steps, label="projecting") as bar:
+        result = S.project(G, target, steps=steps, w_plus=w_plus, optimize_noise=noise,
+                           callback=lambda step, loss: bar.update(1))
+    click.echo(f"loss {result.losses[0]:.4f} -> {result.losses[-1]:.4f}")
+    if latent:
+        torch.save({"ws": result.ws, "noise": result.noise}, latent)
+    _save(np.stack([target, result.image]), output)
+
+
+@stylegan.command()
+@click.argument("images", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--weights", envvar="FACEFORGE_STYLEGAN2_WEIGHTS", type=click.Path(dir_okay=False, path_type=Path),
+              help="Generator for --seeds (latent morph).")
+@click.option("--seeds", help="Two seeds A,B for a latent morph (instead of two images).")
+@click.option("--frames", type=click.IntRange(2, 64), default=7, show_default=True)
+@click.option("--size", type=int, default=256, show_default=True, help="Aligned face side (Delaunay).")
+@click.option("--template", default="utkface", show_default=True)
+@PSI
+@OUTPUT
+def morph(images: tuple[Path, ...], weights: Path | None, seeds: str | None, frames: int, size: int,
+          template: str, psi: float, output: Path) -> None:
+    """Morph two photos (Delaunay over Face Mesh landmarks) or two seeds (latent interpolation)."""
+    from faceforge import stylegan as S
+
+    ts = np.linspace(0, 1, frames)
+    if seeds:
+        if weights is None:
+            raise click.UsageError("--seeds needs --weights")
+        G = _load(weights)
+        ws = S.seed_ws(G, parse_seeds(seeds)[:2], psi)
+        return _save(S.morph_latent(G, ws[0], ws[1], ts), output)
+    if len(images) != 2:
+        raise click.UsageError("give two images, or --seeds A,B with --weights")
+    from faceforge.faces.align import align_face
+    from faceforge.faces.detect import FaceDetector
+    from faceforge.faces.landmarks import FaceMesh
+    from faceforge.imaging import load_image
+
+    detector = FaceDetector()
+    mesh = FaceMesh(detector)
+    crops, points = [], []
+    for path in images:
+        rgb = load_image(path)
+        faces = detector.detect(rgb)
+        if not faces:
+            raise click.ClickException(f"no face found in {path}")
+        aligned = align_face(rgb, faces[0], size, template=template)
+        pts = mesh.landmarks(rgb, faces[0]).astype(np.float64)
+        crops.append(aligned.image)
+        points.append(pts @ aligned.matrix[:, :2].T + aligned.matrix[:, 2])
+    _save(S.morph_delaunay(crops[0], crops[1], points[0], points[1], ts), output)

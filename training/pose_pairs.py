@@ -337,8 +337,8 @@ class PosePairDataset(Dataset):
                 x, y, yaw = x[:, ::-1], y[:, ::-1], -yaw
         else:
             x, y = resize_square(x, self.crop_size), resize_square(y, self.crop_size)
-        return {"input": to_tensor(x), "target": to_tensor(y), "yaw": torch.tensor(yaw, dtype=torch.float32),
-                "id": p["id"]}
+        return {"input": to_tensor(np.array(x)), "target": to_tensor(np.array(y)),  # np.array: writable copies
+                "yaw": torch.tensor(yaw, dtype=torch.float32), "id": p["id"]}
 
 
 def main(argv: Sequence[str] | None = None) -> None:

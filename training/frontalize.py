@@ -1,0 +1,348 @@
+"""Train a pix2pix frontalization generator on synthesized pose pairs (:mod:`training.pose_pairs`).
+
+Objective (Isola, Zhu, Zhou, Efros, "Image-to-Image Translation with Conditional Adversarial
+Networks", CVPR 2017, arXiv:1611.07004, sec. 3 and 4):
+
+- a conditional PatchGAN discriminator :class:`~faceforge.models.cyclegan.NLayerDiscriminator` on the
+  concatenation ``[input, image]`` (6 channels; 70x70 patches, BatchNorm as in pix2pix);
+- ``G`` minimises ``gan(D([x, G(x)]), real) + lambda_l1 * |G(x) - y|_1`` with ``lambda_l1 = 100``;
+  ``D`` minimises ``(gan(D([x, y]), real) + gan(D([x, G(x)]), fake)) / 2`` (the paper halves D's
+  objective to slow it down);
+- ``gan``: the vanilla (binary cross-entropy) loss of the paper, or LSGAN (Mao et al., ICCV 2017);
+  :func:`training.cyclegan.gan_loss`;
+- Adam, lr 2e-4, betas (0.5, 0.999); lr constant for ``n_epochs`` then linearly to 0 over
+  ``n_epochs_decay`` (:func:`training.cyclegan.lr_factor`); random jitter (resize 286, crop 256) and
+  mirroring applied identically to input and target; weights ~ N(0, 0.02).
+
+Input (``input``): ``"rerender"`` (default; Rotate-and-Render, Zhou et al., CVPR 2020: the profile
+warped back to frontal by the same renderer a real photo would go through, so the generator only
+repairs warping artifacts and fills what the profile did not show) or ``"profile"`` (the rendered
+profile itself; the generator has to do the rotation).
+
+Metrics (every ``eval_every`` steps and at the end): PSNR and SSIM (``skimage.metrics``, uint8, SSIM
+over the three channels with the default 7x7 window) of ``G(input)`` against the true frontal on the
+held-out pairs, per yaw bucket (15-30, 30-45, 45-60, 60-75) and overall, beside the same figures for
+the input itself (what a generator must beat); rows in ``eval.csv``, the latest in ``eval.json``.
+
+Run folder (``runs/frontalize/<NNN>/``, :mod:`training.runs`): ``config.json``, ``metrics.csv``
+(losses), ``eval.csv``/``eval.json``, ``samples/step_<N>.png`` (rows: profile | input | G(input) |
+frontal, on fixed held-out pairs, G in eval mode), ``G.pt`` (faceforge checkpoint:
+``create_model(<generator>, weights=run / "G.pt")``) and ``last.pt`` (G, D, optimizers, RNG, step)
+from which ``resume`` continues.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import time
+import warnings
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Subset
+from tqdm import tqdm
+
+from faceforge.checkpoints import load_checkpoint, save_checkpoint
+from faceforge.errors import CheckpointError
+from faceforge.imaging import load_image, save_image
+from faceforge.models import create_model, get_spec
+from faceforge.models.cyclegan import NLayerDiscriminator
+# shared trainer helpers live in the CycleGAN trainer for now (one copy; to move to training/runs.py)
+from training.cyclegan import _AppendingLog, _resolve_device, _set_requires_grad, gan_loss, lr_factor
+from training.pose_pairs import YAW_BUCKETS, PosePairDataset, bucket_name, load_index
+from training.runs import new_run_dir, write_json
+from training.unpaired import resize_square, to_uint8
+
+STATE_ARCH = "frontalize_training_state"
+"""``arch`` of ``last.pt``: ``nn.ModuleDict({"G", "D"})`` (not a registered model)."""
+
+RUNTIME_FIELDS = ("resume", "stop_after_steps", "time_limit_min", "threads", "num_workers", "device", "progress")
+"""Config fields that only steer this invocation; on resume every other field comes from the run."""
+
+
+@dataclass
+class FrontalizeConfig:
+    """Training configuration (all fields land in the run folder's ``config.json``)."""
+
+    data: str = "cache/pose_pairs"          # pose-pair cache (training/pose_pairs.py)
+    input: str = "rerender"                 # rerender (Rotate-and-Render) | profile (pix2pix turns the head)
+    generator: str = "pix2pix_mobile"       # pix2pix_unet256 | pix2pix_unet128 | pix2pix_mobile
+    generator_kwargs: dict = field(default_factory=dict)
+    ndf: int = 64
+    n_layers_d: int = 3                     # 3 = 70x70 PatchGAN
+    norm_d: str = "batch"                   # pix2pix's discriminator uses BatchNorm
+    crop_size: int | None = None            # None: the generator's input size (256, or 128 for U-Net-128)
+    load_size: int | None = None            # None: crop_size * 286 / 256 (pix2pix's jitter)
+    batch_size: int = 4                     # pix2pix used 1; >= 4 keeps BatchNorm statistics sane
+    n_epochs: int = 100
+    n_epochs_decay: int = 100
+    steps_per_epoch: int | None = None      # cap (None: train pairs // batch_size)
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    gan_mode: str = "vanilla"               # vanilla (the paper) | lsgan
+    lambda_l1: float = 100.0
+    seed: int = 0
+    log_every: int = 100
+    sample_every: int = 1000
+    eval_every: int = 0                     # steps between held-out metrics (0: epoch ends and the end)
+    save_every: int = 0                     # steps between mid-epoch checkpoints (0: epoch ends only)
+    n_samples: int = 4
+    runs_dir: str = "runs"
+    # runtime only (see RUNTIME_FIELDS)
+    resume: str | None = None
+    stop_after_steps: int | None = None
+    time_limit_min: float | None = None
+    threads: int | None = None
+    num_workers: int = 2
+    device: str = "auto"
+    progress: bool = True
+
+
+@torch.no_grad()
+def evaluate(G: nn.Module, dataset: PosePairDataset, device: torch.device, batch_size: int = 8,
+             buckets=YAW_BUCKETS) -> dict[str, dict[str, float]]:
+    """PSNR/SSIM of ``G(input)`` and of the input itself against the true frontal, per yaw bucket.
+
+    Args:
+        G: generator (run in eval mode, its mode restored afterwards).
+        dataset: held-out :class:`~training.pose_pairs.PosePairDataset` without augmentation.
+        device: where ``G`` lives.
+        batch_size: evaluation batch.
+        buckets: ``(lo, hi)`` absolute-yaw buckets in degrees.
+
+    Returns:
+        ``{bucket name or "all": {"n", "psnr", "ssim", "psnr_input", "ssim_input"}}`` with means over
+        pairs (PSNR in dB on uint8 images, data range 255; SSIM from ``skimage.metrics`` over RGB).
+
+    Raises:
+        ModuleNotFoundError: scikit-image is not installed (``pip install -e '.[train]'``).
+    """
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    mode = G.training
+    G.eval()
+    rows: list[tuple[str | None, float, float, float, float]] = []
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
+    for batch in loader:
+        out = to_uint8(G(batch["input"].to(device)))
+        inp, tgt = to_uint8(batch["input"]), to_uint8(batch["target"])
+        for o, x, y, yaw in zip(out, inp, tgt, batch["yaw"].tolist()):
+            rows.append((bucket_name(yaw, buckets),
+                         peak_signal_noise_ratio(y, o, data_range=255), structural_similarity(y, o, channel_axis=-1),
+                         peak_signal_noise_ratio(y, x, data_range=255), structural_similarity(y, x, channel_axis=-1)))
+    G.train(mode)
+    groups: dict[str, list] = {f"{lo:g}-{hi:g}": [] for lo, hi in buckets}
+    groups["all"] = rows
+    for r in rows:
+        if r[0] is not None:
+            groups[r[0]].append(r)
+    out: dict[str, dict[str, float]] = {}
+    for name, rs in groups.items():
+        if not rs:
+            continue
+        a = np.asarray([r[1:] for r in rs], np.float64)
+        out[name] = {"n": len(rs), "psnr": round(float(a[:, 0].mean()), 3), "ssim": round(float(a[:, 1].mean()), 4),
+                     "psnr_input": round(float(a[:, 2].mean()), 3), "ssim_input": round(float(a[:, 3].mean()), 4)}
+    return out
+
+
+@torch.no_grad()
+def sample_grid(G: nn.Module, dataset: PosePairDataset, n: int, device: torch.device) -> np.ndarray:
+    """Grid uint8 ``(n * S, 4 * S, 3)``: per row the rendered profile, the generator's input, ``G(input)``
+    and the true frontal, for the first ``n`` pairs of ``dataset`` (G in eval mode, mode restored)."""
+    mode = G.training
+    G.eval()
+    rows = []
+    for i in range(min(n, len(dataset))):
+        item = dataset[i]
+        pair = dataset.pairs[i]
+        s = item["input"].shape[-1]
+        profile = resize_square(load_image(dataset.root / pair["profile"]), s)
+        out = to_uint8(G(item["input"][None].to(device))[0])
+        rows.append(np.concatenate([profile, to_uint8(item["input"]), out, to_uint8(item["target"])], axis=1))
+    G.train(mode)
+    return np.concatenate(rows, axis=0)
+
+
+def _resolve_config(cfg: FrontalizeConfig) -> tuple[FrontalizeConfig, Path | None]:
+    if not cfg.resume:
+        return cfg, None
+    run = Path(cfg.resume)
+    if not (run / "last.pt").is_file() or not (run / "config.json").is_file():
+        raise FileNotFoundError(f"cannot resume: {run} has no last.pt and config.json")
+    stored = json.loads((run / "config.json").read_text())["config"]
+    names = {f.name for f in fields(FrontalizeConfig)}
+    merged = {k: v for k, v in stored.items() if k in names and k not in RUNTIME_FIELDS}
+    merged.update({k: getattr(cfg, k) for k in RUNTIME_FIELDS})
+    return FrontalizeConfig(**merged), run
+
+
+def train(cfg: FrontalizeConfig) -> Path:
+    """Train (or, with ``cfg.resume``, continue) a frontalization generator; see the module docstring.
+
+    Returns:
+        The run folder.
+
+    Raises:
+        FileNotFoundError: missing pose-pair cache or resume folder.
+        ValueError: bad configuration (gan_mode, input, a generator of another task, sizes).
+        UnknownModelError: unknown generator name.
+        CheckpointError: a resume checkpoint that does not fit.
+    """
+    cfg, resume_run = _resolve_config(cfg)
+    if not resume_run:
+        cfg = FrontalizeConfig(**{**asdict(cfg), "data": str(Path(cfg.data).resolve())})
+    if cfg.gan_mode not in ("lsgan", "vanilla"):
+        raise ValueError(f"gan_mode must be 'lsgan' or 'vanilla', got {cfg.gan_mode!r}")
+    spec = get_spec(cfg.generator)
+    if spec.task != "frontalize":
+        raise ValueError(f"generator {cfg.generator!r} is a {spec.task!r} model, not a frontalizer")
+    if cfg.batch_size < 1 or cfg.n_epochs < 0 or cfg.n_epochs_decay < 0 or cfg.n_epochs + cfg.n_epochs_decay < 1:
+        raise ValueError("need batch_size >= 1 and n_epochs + n_epochs_decay >= 1")
+    crop = int(cfg.crop_size or spec.input.shape[-1])
+    load = int(cfg.load_size or round(crop * 286 / 256))
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = _resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+
+    train_set = PosePairDataset(cfg.data, "train", cfg.input, load, crop, augment=True)
+    test_set = PosePairDataset(cfg.data, "test", cfg.input, crop, crop, augment=False)
+    steps_per_epoch = len(train_set) // cfg.batch_size
+    if cfg.steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, cfg.steps_per_epoch)
+    if steps_per_epoch < 1:
+        raise ValueError(f"{len(train_set)} training pairs are fewer than one batch of {cfg.batch_size}")
+    total_epochs = cfg.n_epochs + cfg.n_epochs_decay
+    total_steps = total_epochs * steps_per_epoch
+
+    gen_kwargs = {**spec.kwargs, **cfg.generator_kwargs}
+    G = create_model(cfg.generator, **cfg.generator_kwargs).to(device).train()
+    if gen_kwargs.get("norm") == "batch" and cfg.batch_size < 4:
+        warnings.warn(f"{cfg.generator} uses BatchNorm with batch_size={cfg.batch_size}: running statistics "
+                      "will be noisy; use batch_size >= 4", stacklevel=2)
+    d_kwargs = {"input_nc": gen_kwargs.get("input_nc", 3) + gen_kwargs.get("output_nc", 3), "ndf": cfg.ndf,
+                "n_layers": cfg.n_layers_d, "norm": cfg.norm_d}
+    D = NLayerDiscriminator(**d_kwargs).to(device).train()
+    nets = nn.ModuleDict({"G": G, "D": D})
+    opt_G = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    opt_D = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+
+    command = " ".join(shlex.quote(a) for a in sys.argv)
+    step = 0
+    if resume_run:
+        run = resume_run
+        ckpt = load_checkpoint(run / "last.pt", arch=STATE_ARCH)
+        try:
+            nets.load_state_dict(ckpt["state_dict"])
+        except RuntimeError as exc:
+            raise CheckpointError(f"{run / 'last.pt'} does not fit the configured networks: {exc}") from None
+        meta = ckpt["meta"]
+        opt_G.load_state_dict(meta["opt_G"])
+        opt_D.load_state_dict(meta["opt_D"])
+        torch.set_rng_state(meta["rng"])
+        step = int(meta["step"])
+    else:
+        run = new_run_dir(cfg.runs_dir, "frontalize")
+        index = load_index(cfg.data)
+        write_json(run / "config.json", {
+            "config": asdict(cfg), "command": command, "generator_config": gen_kwargs,
+            "discriminator_config": d_kwargs, "crop_size": crop, "load_size": load,
+            "pairs": {"train": len(train_set), "test": len(test_set)}, "data_counts": index.get("counts"),
+            "data_config": index.get("config"), "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
+        })
+    (run / "samples").mkdir(exist_ok=True)
+    log = _AppendingLog(run / "metrics.csv")
+    eval_log = _AppendingLog(run / "eval.csv")
+
+    def run_eval() -> dict[str, Any]:
+        res = evaluate(G, test_set, device)
+        for name, r in res.items():
+            eval_log.log(step=step, bucket=name, **r)
+        write_json(run / "eval.json", {"step": step, "input": cfg.input, "metrics": res})
+        return res
+
+    def save(final: bool, metrics: dict[str, Any] | None) -> None:
+        epoch_now = round(step / steps_per_epoch, 4)
+        meta = {"step": step, "epoch": epoch_now, "opt_G": opt_G.state_dict(), "opt_D": opt_D.state_dict(),
+                "rng": torch.get_rng_state()}
+        save_checkpoint(run / "last.pt", nets, STATE_ARCH, {**d_kwargs, "generator": cfg.generator, **gen_kwargs}, meta)
+        prov = {"task": "frontalize", "input": cfg.input, "data": cfg.data, "step": step, "epoch": epoch_now,
+                "total_epochs": total_epochs, "finished": final, "command": command,
+                "config": {k: v for k, v in asdict(cfg).items() if k not in RUNTIME_FIELDS},
+                "metrics": metrics, "version": f"{time.strftime('%Y.%m.%d')}-run{run.name}-step{step}"}
+        save_checkpoint(run / "G.pt", G, cfg.generator, gen_kwargs, prov)
+
+    window: dict[str, list[float]] = {}
+    t_start = t_window = time.time()
+    steps_this_call = 0
+    bar = tqdm(total=total_steps, initial=step, disable=not cfg.progress or None, desc="frontalize", mininterval=5)
+    stop = False
+    metrics = None
+    while step < total_steps and not stop:
+        epoch, offset = divmod(step, steps_per_epoch)
+        for group in opt_G.param_groups + opt_D.param_groups:
+            group["lr"] = cfg.lr * lr_factor(epoch, cfg.n_epochs, cfg.n_epochs_decay)
+        perm = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
+        perm = perm[: steps_per_epoch * cfg.batch_size][offset * cfg.batch_size:]
+        loader = DataLoader(Subset(train_set, perm.tolist()), batch_size=cfg.batch_size, shuffle=False,
+                            drop_last=True, num_workers=cfg.num_workers, pin_memory=device.type == "cuda")
+        for batch in loader:
+            x = batch["input"].to(device, non_blocking=True)
+            y = batch["target"].to(device, non_blocking=True)
+            losses: dict[str, torch.Tensor] = {}
+            # --- generator
+            _set_requires_grad([D], False)
+            fake = G(x)
+            losses["G_gan"] = gan_loss(D(torch.cat([x, fake], 1)), True, cfg.gan_mode)
+            losses["G_l1"] = F.l1_loss(fake, y) * cfg.lambda_l1
+            loss_G = losses["G_gan"] + losses["G_l1"]
+            opt_G.zero_grad(set_to_none=True)
+            loss_G.backward()
+            opt_G.step()
+            # --- discriminator
+            _set_requires_grad([D], True)
+            losses["D_real"] = gan_loss(D(torch.cat([x, y], 1)), True, cfg.gan_mode)
+            losses["D_fake"] = gan_loss(D(torch.cat([x, fake.detach()], 1)), False, cfg.gan_mode)
+            loss_D = 0.5 * (losses["D_real"] + losses["D_fake"])
+            opt_D.zero_grad(set_to_none=True)
+            loss_D.backward()
+            opt_D.step()
+
+            step += 1
+            steps_this_call += 1
+            bar.update(1)
+            for k, v in losses.items():
+                window.setdefault(k, []).append(float(v.detach()))
+            if step % cfg.log_every == 0 or step == total_steps:
+                now = time.time()
+                row = {"step": step, "epoch": round(step / steps_per_epoch, 4), "lr": f"{opt_G.param_groups[0]['lr']:.3e}"}
+                row.update({k: round(float(np.mean(v)), 5) for k, v in window.items()})
+                row["sec_per_step"] = round((now - t_window) / len(window["G_l1"]), 4)
+                log.log(**row)
+                bar.set_postfix(L1=row["G_l1"], D=round(row["D_real"] + row["D_fake"], 3), refresh=False)
+                window, t_window = {}, now
+            end_of_epoch = step % steps_per_epoch == 0
+            out_of_time = cfg.time_limit_min is not None and time.time() - t_start > 60 * cfg.time_limit_min
+            stop = (cfg.stop_after_steps is not None and steps_this_call >= cfg.stop_after_steps) or out_of_time
+            last = step == total_steps
+            if step % cfg.sample_every == 0 or end_of_epoch or last or stop:
+                save_image(run / "samples" / f"step_{step:07d}.png", sample_grid(G, test_set, cfg.n_samples, device))
+            if (cfg.eval_every and step % cfg.eval_every == 0) or (not cfg.eval_every and end_of_epoch) or last or stop:
+                metrics = run_eval()
+            if end_of_epoch or stop or last or (cfg.save_every and step % cfg.save_every == 0):
+                save(final=last, metrics=metrics)
+            if stop:
+                break
+    bar.close()
+    done = "finished" if step >= total_steps else f"stopped at step {step}/{total_steps} (resume with --resume {run})"
+    print(f"run {run}: {done}", flush=True)
+    return run

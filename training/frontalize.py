@@ -324,7 +324,8 @@ def train(cfg: FrontalizeConfig) -> Path:
                 window.setdefault(k, []).append(float(v.detach()))
             if step % cfg.log_every == 0 or step == total_steps:
                 now = time.time()
-                row = {"step": step, "epoch": round(step / steps_per_epoch, 4), "lr": f"{opt_G.param_groups[0]['lr']:.3e}"}
+                row = {"step": step, "epoch": round(step / steps_per_epoch, 4),
+                       "lr": f"{opt_G.param_groups[0]['lr']:.3e}"}
                 row.update({k: round(float(np.mean(v)), 5) for k, v in window.items()})
                 row["sec_per_step"] = round((now - t_window) / len(window["G_l1"]), 4)
                 log.log(**row)

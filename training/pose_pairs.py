@@ -244,7 +244,8 @@ def build_pose_pairs(cfg: PosePairConfig) -> Path:
             yaw_mesh = mesh_yaw(rotated.image, detector, mesh) if cfg.measure_yaw else None
             pairs.append({
                 "id": pid, "face": face, "source": path.name, "split": split, "yaw": round(yaw, 3),
-                "bucket": bucket_name(yaw, buckets), "source_yaw": round(yaw0, 2), "yaw_mesh": None if yaw_mesh is None else round(yaw_mesh, 2),
+                "bucket": bucket_name(yaw, buckets), "source_yaw": round(yaw0, 2),
+                "yaw_mesh": None if yaw_mesh is None else round(yaw_mesh, 2),
                 "shift": round(rotated.shift, 2), "covered": round(float(rotated.covered.mean()), 4),
                 "visible": round(float(rotated.visible[scene.kind == 0].sum()) / max(1, n_face_tri), 4),
                 "frontal": f"frontal/{face}.png", "profile": f"profile/{pid}.png", "rerender": f"rerender/{pid}.png",

@@ -103,7 +103,8 @@ class UnetGenerator(nn.Module):
         for i in range(num_downs):
             c_in = input_nc if i == 0 else ch[i - 1]
             layers: list[nn.Module] = [] if i == 0 else [nn.LeakyReLU(0.2, True)]
-            layers.append(nn.Conv2d(c_in, ch[i], 4, stride=2, padding=1, bias=bias))  # no bias with BN, as the authors' code
+            # no bias before BatchNorm, and none on the outermost/innermost either, as the authors' code
+            layers.append(nn.Conv2d(c_in, ch[i], 4, stride=2, padding=1, bias=bias))
             if 0 < i < num_downs - 1:
                 layers.append(_norm(norm, ch[i]))
             self.down.append(nn.Sequential(*layers))

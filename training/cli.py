@@ -202,3 +202,108 @@ def age(epochs: int, batch_size: int, lr: float, size: str, loss: str, faces: st
     if install:
         dest = install_weights(run / "best.pt", get_spec("age_resnet").default_weights_path)
         click.echo(f"installed default weights: {dest} (provenance: {dest.with_suffix('.json')})")
+
+
+@train.command("frontalize-pairs")
+@click.option("--faces", type=click.IntRange(1), default=100, show_default=True,
+              help="Near-frontal faces to use; each gives one pair per yaw bucket.")
+@click.option("--dest", type=click.Path(file_okay=False, path_type=Path), default=Path("cache/pose_pairs"),
+              show_default=True, help="Cache folder (git-ignored); its index.json is replaced.")
+@click.option("--source", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
+              help="UTKFace folder [default: $FACEFORGE_DATA/utkface or ../shared/data/utkface].")
+@click.option("--size", type=click.IntRange(32), default=256, show_default=True, help="Crop side.")
+@click.option("--max-source-yaw", type=click.FloatRange(0, 45, min_open=True), default=8.0, show_default=True,
+              help="Keep faces whose Face Mesh yaw is below this (degrees).")
+@click.option("--test-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True,
+              help="Faces held out for metrics.")
+@click.option("--margin", type=click.FloatRange(0), default=0.25, show_default=True,
+              help="Head ring outside the landmarks' hull (fraction of the hull's radius).")
+@click.option("--pivot-depth", type=float, default=0.1, show_default=True,
+              help="Rotation axis behind the cheek contour, in face widths.")
+@click.option("--no-measure-yaw", is_flag=True, help="Skip Face Mesh on each profile (yaw_mesh = null).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--threads", type=click.IntRange(1), default=1, show_default=True, help="LiteRT threads.")
+def frontalize_pairs(faces: int, dest: Path, source: Path | None, size: int, max_source_yaw: float,
+                     test_fraction: float, margin: float, pivot_depth: float, no_measure_yaw: bool, seed: int,
+                     threads: int) -> None:
+    """Synthesize frontalization pairs from near-frontal UTKFace faces (Rotate-and-Render style).
+
+    Each face is turned to one yaw per bucket (15-30, 30-45, 45-60, 60-75 degrees, random side),
+    rendered (profile) and rendered back to frontal (rerender); the aligned face is the target.
+
+    \b
+    Examples:
+      faceforge train frontalize-pairs --faces 100            # smoke set, ~1 s per face
+      faceforge train frontalize-pairs --faces 8000 --dest cache/pose_pairs_8k
+    """
+    from faceforge.errors import FaceforgeError
+    from training.pose_pairs import PosePairConfig, build_pose_pairs
+
+    cfg = PosePairConfig(source=str(source or ""), dest=str(dest), faces=faces, size=size,
+                         max_source_yaw=max_source_yaw, test_fraction=test_fraction, margin=margin,
+                         pivot_depth=pivot_depth, measure_yaw=not no_measure_yaw, seed=seed, threads=threads)
+    try:
+        out = build_pose_pairs(cfg)
+    except (FileNotFoundError, ValueError, FaceforgeError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"pose pairs: {out} (index: {out / 'index.json'}, grid: {out / 'grid.png'})")
+
+
+@train.command("frontalize")
+@click.option("--data", type=click.Path(file_okay=False, path_type=Path), default=Path("cache/pose_pairs"),
+              show_default=True, help="Pose-pair cache made by `faceforge train frontalize-pairs`.")
+@click.option("--input", "input_kind", type=click.Choice(["rerender", "profile"]), default="rerender",
+              show_default=True, help="rerender: the profile rendered back to frontal (Rotate-and-Render); "
+                                      "profile: the rendered profile itself (pix2pix turns the head).")
+@click.option("--generator", type=click.Choice(["pix2pix_mobile", "pix2pix_unet256", "pix2pix_unet128"]),
+              default="pix2pix_mobile", show_default=True)
+@click.option("--ngf", type=click.IntRange(1), default=None, help="Generator width [default: the spec's].")
+@click.option("--epochs", type=click.IntRange(0), default=100, show_default=True, help="Epochs at the initial lr.")
+@click.option("--epochs-decay", type=click.IntRange(0), default=100, show_default=True,
+              help="Epochs of linear lr decay to 0.")
+@click.option("--steps-per-epoch", type=click.IntRange(1), default=None, help="Cap on steps per epoch.")
+@click.option("--batch-size", type=click.IntRange(1), default=4, show_default=True)
+@click.option("--lr", type=click.FloatRange(0, min_open=True), default=2e-4, show_default=True)
+@click.option("--lambda-l1", type=click.FloatRange(0), default=100.0, show_default=True)
+@click.option("--gan-mode", type=click.Choice(["vanilla", "lsgan"]), default="vanilla", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--runs-dir", type=click.Path(file_okay=False), default="runs", show_default=True)
+@click.option("--resume", type=click.Path(file_okay=False, exists=True), default=None,
+              help="Continue the run in this folder from its last.pt (its stored config is used).")
+@click.option("--time-limit", type=click.FloatRange(0, min_open=True), default=None,
+              help="Stop and save after this many minutes (resume later).")
+@click.option("--stop-after", type=click.IntRange(1), default=None, help="Stop and save after N steps.")
+@click.option("--log-every", type=click.IntRange(1), default=100, show_default=True)
+@click.option("--sample-every", type=click.IntRange(1), default=1000, show_default=True)
+@click.option("--eval-every", type=click.IntRange(0), default=0, show_default=True,
+              help="Steps between held-out PSNR/SSIM (0: at epoch ends).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--workers", type=click.IntRange(0), default=2, show_default=True, help="DataLoader workers.")
+@click.option("--threads", type=click.IntRange(1), default=None, help="torch CPU threads.")
+def frontalize(data: Path, input_kind: str, generator: str, ngf: int | None, epochs: int, epochs_decay: int,
+               steps_per_epoch: int | None, batch_size: int, lr: float, lambda_l1: float, gan_mode: str, seed: int,
+               runs_dir: str, resume: str | None, time_limit: float | None, stop_after: int | None, log_every: int,
+               sample_every: int, eval_every: int, device: str, workers: int, threads: int | None) -> None:
+    """Train a pix2pix frontalization generator (L1 x 100 + PatchGAN) on synthesized pose pairs.
+
+    \b
+    Examples:
+      faceforge train frontalize --stop-after 5 --workers 0      # smoke run
+      faceforge train frontalize --generator pix2pix_unet256 --time-limit 9
+      faceforge train frontalize --resume runs/frontalize/000 --time-limit 9
+    """
+    from faceforge.errors import FaceforgeError
+    from training.frontalize import FrontalizeConfig, train as run_training
+
+    cfg = FrontalizeConfig(
+        data=str(data), input=input_kind, generator=generator,
+        generator_kwargs={"ngf": ngf} if ngf is not None else {}, n_epochs=epochs, n_epochs_decay=epochs_decay,
+        steps_per_epoch=steps_per_epoch, batch_size=batch_size, lr=lr, lambda_l1=lambda_l1, gan_mode=gan_mode,
+        seed=seed, runs_dir=runs_dir, resume=resume, time_limit_min=time_limit, stop_after_steps=stop_after,
+        log_every=log_every, sample_every=sample_every, eval_every=eval_every, device=device, num_workers=workers,
+        threads=threads)
+    try:
+        run = run_training(cfg)
+    except (FileNotFoundError, ValueError, FaceforgeError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"run folder: {run}")

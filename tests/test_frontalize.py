@@ -1,0 +1,297 @@
+"""Frontalization: U-Net generators (shapes, MACs, BatchNorm folding), the 3D yaw renderer on a
+synthetic face and on a real UTKFace face, pose-pair synthesis, and the pix2pix trainer (smoke + resume)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from faceforge.faces.rotate import (SYMMETRIC_PAIRS, build_scene, estimate_yaw, head_pivot, render_yaw,
+                                    rotate_and_render, rotate_yaw, warp_triangles)
+from faceforge.models import create_model, get_spec, list_models
+from faceforge.models.cyclegan import complexity, fold_batchnorm
+from faceforge.models.pix2pix import MobileUnetGenerator, UnetGenerator
+
+# --------------------------------------------------------------------------------------------------
+# networks
+
+
+def test_registered_and_mobile_within_budget():
+    assert {"pix2pix_unet256", "pix2pix_unet128", "pix2pix_mobile"} <= set(list_models("frontalize"))
+    assert get_spec("pix2pix_unet128").input.shape == (3, 128, 128)
+    mob = complexity(create_model("pix2pix_mobile"), (1, 3, 256, 256))
+    assert mob["macs"] <= 3e9 and mob["macs"] == mob["macs_output_pixel"]  # no transposed convolutions
+    assert 1e6 < mob["params"] < 5e6
+
+
+@pytest.mark.slow
+def test_full_unet_complexity():
+    c256 = complexity(create_model("pix2pix_unet256"), (1, 3, 256, 256))
+    assert 54.3e6 < c256["params"] < 54.5e6  # the paper's U-Net-256: 54.4 M
+    assert 5e9 < c256["macs"] < 7e9 and 17e9 < c256["macs_output_pixel"] < 19e9
+    c128 = complexity(create_model("pix2pix_unet128"), (1, 3, 128, 128))
+    assert 41e6 < c128["params"] < 43e6 and c128["macs"] < c256["macs"] / 3
+
+
+@pytest.mark.parametrize("factory", [UnetGenerator, MobileUnetGenerator])
+def test_unet_shapes_range_and_eval_determinism(factory):
+    g = factory(num_downs=5, ngf=8).eval()
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        y1, y2 = g(x), g(x)
+    assert y1.shape == (2, 3, 32, 32) and torch.isfinite(y1).all() and y1.abs().max() < 1
+    assert torch.equal(y1, y2)  # dropout off in eval mode
+    assert any(isinstance(m, torch.nn.Dropout) for m in g.modules())
+
+
+def test_mobile_unet_batchnorm_folds():
+    g = MobileUnetGenerator(num_downs=5, ngf=8).train()
+    with torch.no_grad():  # give the BatchNorms non-trivial running statistics
+        for _ in range(3):
+            g(torch.randn(4, 3, 32, 32))
+    g.eval()
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        before = g(x)
+        fold_batchnorm(g)
+        after = g(x)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in g.modules())
+    assert torch.allclose(before, after, atol=1e-5)
+    assert not any(isinstance(m, torch.nn.ConvTranspose2d) for m in g.modules())
+
+
+def test_unet_rejects_bad_arguments():
+    with pytest.raises(ValueError):
+        UnetGenerator(num_downs=1)
+    with pytest.raises(ValueError):
+        MobileUnetGenerator(norm="group")
+    with pytest.raises(ValueError):
+        MobileUnetGenerator(upsample="pixelshuffle")
+
+
+# --------------------------------------------------------------------------------------------------
+# renderer on a synthetic face
+
+
+def synthetic_face(size: int = 128, seed: int = 0) -> np.ndarray:
+    """(468, 3) points on the front of an ellipsoid head, mirror-symmetric at SYMMETRIC_PAIRS,
+    cheek contours (234, 454) at the widest points: a stand-in for Face Mesh landmarks."""
+    rng = np.random.default_rng(seed)
+    r = 0.3 * size
+    c = size / 2
+    u = rng.uniform(-0.95, 0.95, 468)
+    v = rng.uniform(-0.95, 0.95, 468)
+    keep = u ** 2 + v ** 2 < 0.9
+    u[~keep] *= 0.6
+    v[~keep] *= 0.6
+    pts = np.column_stack([c + r * u, c + 1.2 * r * v, -r * np.sqrt(np.clip(1 - u ** 2 - v ** 2, 0, 1))])
+    for a, b in SYMMETRIC_PAIRS:
+        pts[b] = pts[a] * (-1, 1, 1) + (2 * c, 0, 0)
+    pts[234] = (c - r, c, 0.0)
+    pts[454] = (c + r, c, 0.0)
+    return pts
+
+
+def textured(size: int = 128) -> np.ndarray:
+    y, x = np.mgrid[0:size, 0:size]
+    img = np.stack([127 + 100 * np.sin(x / 5.0), 127 + 100 * np.cos(y / 7.0), (x * 2 + y) % 256], -1)
+    return img.astype(np.uint8)
+
+
+def test_estimate_yaw_recovers_a_rotation():
+    pts = synthetic_face()
+    assert abs(estimate_yaw(pts)) < 1e-6
+    px, pz, width = head_pivot(pts, 0.1)
+    assert width == pytest.approx(0.6 * 128)
+    for yaw in (-60.0, -20.0, 35.0, 70.0):
+        assert estimate_yaw(rotate_yaw(pts, yaw, (px, pz))) == pytest.approx(yaw, abs=1e-6)
+    # positive yaw moves points in front of the axis (the nose) to the right
+    nose = np.array([[64.0, 64.0, -40.0]])
+    assert rotate_yaw(nose, 30, (64.0, 10.0))[0, 0] > 64.0
+
+
+def test_warp_identity_and_coverage():
+    img = textured(64)
+    xy = np.array([[0, 0], [64, 0], [64, 64], [0, 64]], float)
+    tris = np.array([[0, 1, 2], [0, 2, 3]])
+    out, covered = warp_triangles(img, xy, xy, tris, np.arange(2), (64, 64))
+    assert covered.all() and np.array_equal(out, img)
+    out, covered = warp_triangles(img, xy, xy, tris, np.array([0]), (64, 64))  # half drawn
+    assert 0.4 < covered.mean() < 0.6 and (out[~covered] == 0).all()
+
+
+def test_yaw_zero_render_reproduces_input():
+    img, pts = textured(), synthetic_face()
+    scene = build_scene(pts, (128, 128))
+    assert set(np.unique(scene.kind)) == {0, 1, 2}
+    r = render_yaw(img, scene, 0.0)
+    assert r.covered.all() and r.visible.all() and np.array_equal(r.image, img)
+    rot, back = rotate_and_render(img, scene, 0.0)
+    assert np.array_equal(back.image, img)
+
+
+def test_rotation_changes_the_image_and_drops_back_facing_triangles():
+    img, pts = textured(), synthetic_face()
+    scene = build_scene(pts, (128, 128), pivot_depth=0.1)
+    face = scene.kind == 0
+    small = render_yaw(img, scene, 15.0)
+    large = render_yaw(img, scene, 70.0)
+    diff = np.abs(large.image.astype(int) - img).mean()
+    assert diff > 20
+    assert (~large.visible[face]).sum() > (~small.visible[face]).sum()
+    # the dropped triangles are on the far side: image right for a positive yaw (the nose turns right)
+    centres = scene.points[scene.triangles, 0].mean(1)
+    assert centres[face & ~large.visible].mean() > scene.pivot[0]
+    mirrored = render_yaw(img, scene, -70.0)
+    assert centres[face & ~mirrored.visible].mean() < scene.pivot[0]
+    # the way back restores the frontal geometry but not the hidden texture
+    _, back = rotate_and_render(img, scene, 70.0)
+    err_back = np.abs(back.image.astype(int) - img).mean()
+    assert 0 < err_back < diff and back.covered.all()
+    assert (back.visible == large.visible).all()
+
+
+def test_scene_rejects_bad_points():
+    with pytest.raises(ValueError):
+        build_scene(np.zeros((10, 3)), (64, 64))
+    with pytest.raises(ValueError):
+        estimate_yaw(np.full((468, 3), np.nan))
+
+
+# --------------------------------------------------------------------------------------------------
+# real faces (UTKFace + Face Mesh)
+
+
+@pytest.fixture(scope="module")
+def face_tools():
+    from faceforge.errors import MissingDependencyError
+    from training.pose_pairs import _face_tools
+
+    try:
+        return _face_tools(1)
+    except MissingDependencyError as exc:
+        pytest.skip(f"Face Mesh / BlazeFace files absent: {exc}")
+
+
+@pytest.fixture(scope="module")
+def utkface(data_dir) -> Path:
+    path = data_dir / "utkface"
+    if not path.is_dir():
+        pytest.skip(f"UTKFace not found at {path}")
+    return path
+
+
+@pytest.mark.data
+def test_real_face_render_and_measured_yaw(utkface, face_tools):
+    from faceforge.imaging import load_image
+    from training.pose_pairs import frontal_sample, mesh_yaw
+
+    detector, mesh = face_tools
+    for path in sorted(utkface.iterdir())[:40]:
+        crop, pts, yaw0 = frontal_sample(load_image(path), detector, mesh, 256)
+        if abs(yaw0) < 8:
+            break
+    else:
+        pytest.skip("no near-frontal face among the first 40 UTKFace files")
+    assert crop.shape == (256, 256, 3) and pts.shape == (468, 3)
+    assert ((pts[:, :2] > 0) & (pts[:, :2] < 256)).all(1).mean() > 0.9  # the tight template may cut the chin
+    scene = build_scene(pts, (256, 256))
+    assert np.array_equal(render_yaw(crop, scene, 0.0).image, crop)
+    rot, back = rotate_and_render(crop, scene, 40.0)
+    assert np.abs(rot.image.astype(int) - crop).mean() > np.abs(back.image.astype(int) - crop).mean() > 0
+    measured = mesh_yaw(rot.image, detector, mesh)
+    assert measured is not None and 10 < measured - yaw0 < 45  # Face Mesh sees the turn, same side
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_build_pose_pairs_is_deterministic(utkface, face_tools, tmp_path):
+    from training.pose_pairs import PosePairConfig, PosePairDataset, build_pose_pairs, load_index
+
+    runs = []
+    for name in ("a", "b"):
+        cfg = PosePairConfig(source=str(utkface), dest=str(tmp_path / name), faces=2, size=64, measure_yaw=False,
+                             test_fraction=0.5, grid_faces=2, progress=False, seed=3)
+        runs.append(load_index(build_pose_pairs(cfg)))
+    a, b = runs
+    assert a["counts"]["faces"] == 2 and len(a["pairs"]) == 8
+    assert [(p["source"], p["yaw"], p["split"]) for p in a["pairs"]] == [(p["source"], p["yaw"], p["split"])
+                                                                         for p in b["pairs"]]
+    buckets = sorted(p["bucket"] for p in a["pairs"][:4])
+    assert buckets == ["15-30", "30-45", "45-60", "60-75"]
+    for p in a["pairs"]:
+        assert abs(p["source_yaw"]) < 8 and 0.99 < p["covered"] <= 1 and 0 < p["visible"] < 1
+        for key in ("frontal", "profile", "rerender"):
+            assert (tmp_path / "a" / p[key]).read_bytes() == (tmp_path / "b" / p[key]).read_bytes()
+    assert (tmp_path / "a" / "grid.png").is_file()
+    ds = PosePairDataset(tmp_path / "a", "all", "profile", 72, 64, augment=True)
+    item = ds[0]
+    assert item["input"].shape == item["target"].shape == (3, 64, 64)
+
+
+# --------------------------------------------------------------------------------------------------
+# trainer
+
+
+def _tiny_cache(root: Path, n_faces: int = 4, size: int = 32) -> Path:
+    """A pose-pair cache of random images in the index.json layout (no Face Mesh needed)."""
+    from faceforge.imaging import save_image
+    from training.pose_pairs import INDEX_VERSION, YAW_BUCKETS, bucket_name
+
+    rng = np.random.default_rng(0)
+    pairs = []
+    for f in range(n_faces):
+        face = f"{f:05d}"
+        save_image(root / "frontal" / f"{face}.png", rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
+        for j, (lo, hi) in enumerate(YAW_BUCKETS):
+            pid = f"{face}_{j}"
+            for kind in ("profile", "rerender"):
+                save_image(root / kind / f"{pid}.png", rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
+            yaw = float((lo + hi) / 2) * (-1) ** j
+            pairs.append({"id": pid, "face": face, "source": f"{face}.jpg", "split": "test" if f == 0 else "train",
+                          "yaw": yaw, "bucket": bucket_name(yaw), "frontal": f"frontal/{face}.png",
+                          "profile": f"profile/{pid}.png", "rerender": f"rerender/{pid}.png"})
+    (root / "index.json").write_text(json.dumps({"version": INDEX_VERSION, "config": {}, "counts": {}, "pairs": pairs}))
+    return root
+
+
+def test_trainer_smoke_and_resume(tmp_path):
+    pytest.importorskip("skimage")
+    from faceforge.checkpoints import load_checkpoint
+    from training.frontalize import FrontalizeConfig, train
+
+    data = _tiny_cache(tmp_path / "pairs")
+    common = dict(num_workers=0, threads=1, progress=False)
+    cfg = FrontalizeConfig(data=str(data), generator="pix2pix_mobile",
+                           generator_kwargs={"ngf": 8, "num_downs": 5}, ndf=8, crop_size=32, load_size=36,
+                           batch_size=4, n_epochs=1, n_epochs_decay=1, log_every=1, sample_every=100,
+                           runs_dir=str(tmp_path / "runs"), stop_after_steps=2, **common)
+    run = train(cfg)
+    assert load_checkpoint(run / "last.pt")["meta"]["step"] == 2
+    ev = json.loads((run / "eval.json").read_text())
+    assert ev["step"] == 2 and set(ev["metrics"]) == {"15-30", "30-45", "45-60", "60-75", "all"}
+    assert ev["metrics"]["all"]["n"] == 4 and np.isfinite(ev["metrics"]["all"]["psnr"])
+    assert list((run / "samples").glob("*.png"))
+
+    run2 = train(FrontalizeConfig(resume=str(run), stop_after_steps=2, **common))
+    assert run2 == run
+    assert load_checkpoint(run / "last.pt")["meta"]["step"] == 4
+    steps = [int(line.split(",")[0]) for line in (run / "metrics.csv").read_text().splitlines()[1:]]
+    assert steps == [1, 2, 3, 4]
+    g = create_model("pix2pix_mobile", weights=run / "G.pt")
+    assert g.faceforge_meta["task"] == "frontalize" and g.faceforge_meta["step"] == 4
+    with torch.no_grad():
+        assert g(torch.zeros(1, 3, 32, 32)).shape == (1, 3, 32, 32)
+
+
+def test_trainer_rejects_a_generator_of_another_task(tmp_path):
+    from training.frontalize import FrontalizeConfig, train
+
+    data = _tiny_cache(tmp_path / "pairs", n_faces=2)
+    with pytest.raises(ValueError, match="not a frontalizer"):
+        train(FrontalizeConfig(data=str(data), generator="cyclegan_mobile", runs_dir=str(tmp_path / "runs"),
+                               progress=False, num_workers=0))

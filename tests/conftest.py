@@ -22,6 +22,17 @@ def shared_data_dir() -> Path:
     return Path(env).expanduser() if env else REPO_ROOT.parent / "shared" / "data"
 
 
+@pytest.fixture
+def one_torch_thread():
+    """Run the test with one PyTorch CPU thread (small models: less thread overhead, and CI's two
+    cores are not oversubscribed), restoring the previous count afterwards."""
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     """The shared data folder; skips the test when it is absent."""

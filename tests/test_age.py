@@ -14,17 +14,12 @@ from click.testing import CliRunner
 from faceforge.age import AgeEstimator, preprocess_crops
 from faceforge.errors import WeightsNotFoundError
 from faceforge.imaging import save_image
-from faceforge.models import create_model, get_spec, list_models
+from faceforge.models import get_spec, list_models
 from faceforge.models.agenet import AgeNet, expected_age
 from training.age import AgeConfig, age_loss, age_report, split_records, train
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

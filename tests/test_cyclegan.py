@@ -27,12 +27,7 @@ from training.unpaired import (UnpairedImageFolder, build_age_split, parse_utkfa
                                utkface_dir)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # --------------------------------------------------------------------------------------------------

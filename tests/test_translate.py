@@ -29,12 +29,7 @@ from faceforge.translate import (TASKS, FaceTranslator, get_task, load_generator
 PROBLEM = "application/problem+json"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _tiny(arch: str = "cyclegan_mobile", seed: int = 0) -> nn.Module:

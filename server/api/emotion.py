@@ -10,7 +10,7 @@ from faceforge.errors import (ImageTooSmallError, InvalidFieldError, MissingFiel
                               NotAnImageError, TooManyBytesError, TooManyPixelsError, TruncatedImageError,
                               UnsupportedFormatError, WeightsNotFoundError, CheckpointError)
 from faceforge.imaging import decode_image
-from server.api import get_config, get_hub
+from server.api import get_config, get_hub, require_upload
 from server.hub import public_weights_name
 from server.schemas import EMOTION_PATH, IMAGE_FIELD, MAX_FACES_FIELD, keypoint_names
 
@@ -47,12 +47,7 @@ def emotion():
     """
     config = get_config()
     t0 = time.perf_counter()
-    upload = request.files.get(IMAGE_FIELD)
-    if upload is None:
-        hint = "" if request.mimetype == "multipart/form-data" else (
-            f" (the request is {request.mimetype or 'without a body'}; send multipart/form-data)")
-        raise MissingFieldError(f"the multipart field {IMAGE_FIELD!r} with the image file is missing{hint}",
-                                field=IMAGE_FIELD)
+    upload = require_upload(IMAGE_FIELD)
     max_faces = _max_faces(config.max_faces)
     data = upload.read(config.max_bytes + 1)
     rgb = decode_image(data, max_bytes=config.max_bytes, max_pixels=config.max_pixels, min_side=config.min_side)

@@ -29,7 +29,7 @@ from faceforge.errors import (CheckpointError, ImageTooSmallError, InvalidFieldE
                               TruncatedImageError, UnsupportedFormatError, WeightsNotFoundError)
 from faceforge.imaging import decode_image
 
-from server.api import EXTENSION_KEY, get_config, get_hub
+from server.api import EXTENSION_KEY, get_config, get_hub, require_upload
 from server.errors import JobNotFinishedError, JobNotFoundError, QueueFullError
 from server.jobs import Job, JobQueue
 from server.schemas import JOB_TASKS, JOBS_PATH, SEED_MAX, task_path
@@ -145,11 +145,9 @@ def _choice(fields: dict[str, Any], name: str, choices: tuple[str, ...], default
 
 def _image(name: str, required: bool = True) -> bytes | None:
     """The uploaded file's bytes, decoded once here so a bad image is a synchronous 4xx."""
-    upload = request.files.get(name)
-    if upload is None:
-        if required:
-            raise MissingFieldError(f"the multipart field {name!r} with an image file is missing", field=name)
+    if not required and name not in request.files:
         return None
+    upload = require_upload(name)
     config = get_config()
     data = upload.read(config.max_bytes + 1)
     decode_image(data, max_bytes=config.max_bytes, max_pixels=config.max_pixels, min_side=config.min_side)

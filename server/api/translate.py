@@ -40,7 +40,7 @@ from faceforge.errors import (CheckpointError, FaceSelectionError, ImageTooSmall
                               TooManyPixelsError, TruncatedImageError, UnknownTaskError, UnsupportedFormatError,
                               WeightsNotFoundError)
 from faceforge.imaging import decode_image, encode_image
-from server.api import get_config, get_hub
+from server.api import get_config, get_hub, require_upload
 from server.hub import public_weights_name
 from server.schemas import (DIRECTION_FIELD, FACES_FIELD, FORMAT_FIELD, IMAGE_FIELD, POSTFILTER_FIELD,
                             RESPONSE_FIELD, TASK_FIELD, TRANSLATE_FORMATS, TRANSLATE_PATH, TRANSLATE_RESPONSES,
@@ -89,12 +89,7 @@ def translate():
 
     config = get_config()
     t0 = time.perf_counter()
-    upload = request.files.get(IMAGE_FIELD)
-    if upload is None:
-        hint = "" if request.mimetype == "multipart/form-data" else (
-            f" (the request is {request.mimetype or 'without a body'}; send multipart/form-data)")
-        raise MissingFieldError(f"the multipart field {IMAGE_FIELD!r} with the image file is missing{hint}",
-                                field=IMAGE_FIELD)
+    upload = require_upload(IMAGE_FIELD)
     task = get_task((request.form.get(TASK_FIELD) or "age").strip())
     try:
         selection = parse_face_selection(request.form.get(FACES_FIELD))

@@ -233,7 +233,7 @@ def frontalize_pairs(faces: int, dest: Path, source: Path | None, size: int, max
 
     \b
     Examples:
-      faceforge train frontalize-pairs --faces 100            # smoke set, ~1 s per face
+      faceforge train frontalize-pairs --faces 100            # smoke set, ~0.3 CPU-s per face
       faceforge train frontalize-pairs --faces 8000 --dest cache/pose_pairs_8k
     """
     from faceforge.errors import FaceforgeError

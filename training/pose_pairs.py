@@ -33,6 +33,13 @@ Cache layout (under a git-ignored folder, default ``cache/pose_pairs``)::
     landmarks.npz         <face> -> float32 (468, 3) landmarks in the frontal crop's pixels
     grid.png              rows of faces: frontal, then (profile, rerender) per yaw bucket
 
+Measured on the first 100-face build (seed 0; 144 chips scanned, 44 rejected as not frontal, 0 without
+a face; 0.27 CPU-seconds per face with ``measure_yaw``): Face Mesh re-run on the profiles finds the
+face in 100 / 95 / 79 / 37 % of the 15-30 / 30-45 / 45-60 / 60-75 buckets and estimates a median
+0.73 / 0.75 / 0.70 / 0.57 of the applied yaw, always on the right side (99 %): either Face Mesh
+underestimates turned heads or the renderer under-turns them (its depth is Face Mesh's own); so the
+applied yaw and the yaw a real-photo pipeline would measure differ, and both are stored.
+
 Command line: ``faceforge train frontalize-pairs`` (or ``python -m training.pose_pairs``).
 """
 

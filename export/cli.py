@@ -53,17 +53,20 @@ def _parse_bounds(items: tuple[str, ...]) -> dict:
 
 
 def summary_table(report) -> str:
-    """Plain-text table: format, file, KB, top-1 agreement, accuracy (file / PyTorch), validation, status."""
-    rows = [("format", "file", "KB", "agreement", "accuracy (file/torch)", "validation", "status")]
+    """Plain-text table: format, file, KB, top-1 agreement (all inputs; inputs that are not near ties),
+    accuracy (file / PyTorch), validation, status."""
+    rows = [("format", "file", "KB", "agreement", "clear margin", "accuracy (file/torch)", "validation", "status")]
     for o in report.outcomes:
         p, a = o.parity, o.artifact
         size = f"{o.bytes / 1024:.1f}" if o.bytes else "-"
         agree = f"{100 * p.top1_agreement:.2f}%" if p and p.top1_agreement is not None else (
             f"{p.psnr_db:.1f} dB" if p and p.psnr_db is not None else "-")
+        clear = (f"{100 * p.top1_agreement_clear:.2f}% of {100 * (1 - p.near_tie_fraction):.1f}%"
+                 if p and p.top1_agreement_clear is not None else "-")
         acc = f"{100 * p.accuracy:.2f}% / {100 * p.accuracy_pytorch:.2f}%" if p and p.accuracy is not None else "-"
         valid = "run" if o.format.runs_on_linux else "inspected+proxy"
         rel = o.format.relpath(report.model)
-        rows.append((o.format.name, rel, size, agree, acc, valid, "ok" if o.ok else "FAILED"))
+        rows.append((o.format.name, rel, size, agree, clear, acc, valid, "ok" if o.ok else "FAILED"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))

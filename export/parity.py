@@ -24,6 +24,11 @@ from export.formats import ExportFormat, ParityBounds
 from faceforge.errors import ParityError
 
 
+NEAR_TIE_MARGIN = 0.1
+"""Top-2 logit margin (PyTorch) below which an input counts as a near tie in the parity figures: about
+one int8 output step of a classifier whose logits span ~[-10, 10] (2 * 10 / 255 = 0.078)."""
+
+
 @dataclass
 class ParityResult:
     """Fidelity figures of one exported file (fractions in [0, 1]; accuracy drop in points).
@@ -39,6 +44,9 @@ class ParityResult:
         accuracy_drop_points: ``100 * (accuracy_pytorch - accuracy)``.
         prob_max_abs_error: max absolute difference of softmax probabilities.
         prob_mean_abs_error: mean absolute difference of softmax probabilities.
+        near_tie_fraction: fraction of inputs whose PyTorch top-2 logit margin is below
+            :data:`NEAR_TIE_MARGIN` (about one int8 output step), where any rounding may flip top-1.
+        top1_agreement_clear: top-1 agreement on the other inputs (margin >= :data:`NEAR_TIE_MARGIN`).
         psnr_db: image models: mean PSNR (dB) vs PyTorch; ``psnr_min_db`` the worst image.
         bounds: the bounds applied.
         passed: whether every bound holds.
@@ -55,6 +63,8 @@ class ParityResult:
     accuracy_drop_points: float | None = None
     prob_max_abs_error: float | None = None
     prob_mean_abs_error: float | None = None
+    near_tie_fraction: float | None = None
+    top1_agreement_clear: float | None = None
     psnr_db: float | None = None
     psnr_min_db: float | None = None
     bounds: dict | None = None
@@ -137,7 +147,13 @@ def compare(fmt: ExportFormat, reference: np.ndarray, outputs: np.ndarray, label
         p_ref = softmax(reference)
         p_out = outputs.astype(np.float32) if output_values == "probabilities" else softmax(outputs)
         top_ref, top_out = reference.argmax(1), outputs.argmax(1)
-        res.top1_agreement = float((top_ref == top_out).mean())
+        same = top_ref == top_out
+        res.top1_agreement = float(same.mean())
+        if reference.shape[1] > 1:
+            top2 = np.sort(reference, axis=1)[:, -2:]
+            clear = (top2[:, 1] - top2[:, 0]) >= NEAR_TIE_MARGIN
+            res.near_tie_fraction = float(1 - clear.mean())
+            res.top1_agreement_clear = float(same[clear].mean()) if clear.any() else None
         err = np.abs(p_ref - p_out)
         res.prob_max_abs_error, res.prob_mean_abs_error = float(err.max()), float(err.mean())
         if res.top1_agreement < bounds.min_top1_agreement:

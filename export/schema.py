@@ -118,6 +118,8 @@ SCHEMA: dict = {
                 "accuracy_drop_points": {"type": "number"},
                 "prob_max_abs_error": {"type": "number", "minimum": 0},
                 "prob_mean_abs_error": {"type": "number", "minimum": 0},
+                "near_tie_fraction": {"type": "number", "minimum": 0, "maximum": 1},
+                "top1_agreement_clear": {"type": "number", "minimum": 0, "maximum": 1},
                 "psnr_db": {"type": "number"},
                 "psnr_min_db": {"type": "number"},
                 "bounds": {"type": "object"},

@@ -134,6 +134,11 @@ def test_compare_figures_and_bounds():
     assert not res.passed and "agreement" in res.failures[0]
     with pytest.raises(ParityError, match="tflite_int8"):
         parity.enforce([res])
+    assert res.near_tie_fraction == 0 and res.top1_agreement_clear == 0.75  # all margins are 2
+    tie = ref.copy()
+    tie[3] = [1.0, 0.95, 0.0]  # the flipped input is a near tie (margin 0.05)
+    res = parity.compare(fmt, tie, out, labels, classifier=True)
+    assert res.near_tie_fraction == 0.25 and res.top1_agreement_clear == 1.0
     same = parity.compare(fmt, ref, ref, labels, classifier=True)
     assert same.passed and same.prob_max_abs_error == 0
     img = np.zeros((2, 3, 4, 4), np.float32)

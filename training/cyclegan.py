@@ -31,15 +31,13 @@ networks, optimizers, image pools, RNG state) from which ``resume`` continues.
 
 from __future__ import annotations
 
-import csv
 import json
 import shlex
 import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -53,7 +51,7 @@ from faceforge.errors import CheckpointError
 from faceforge.imaging import load_image, save_image
 from faceforge.models import create_model, get_spec
 from faceforge.models.cyclegan import NLayerDiscriminator
-from training.runs import MetricsLog, new_run_dir, write_json
+from training.runs import MetricsLog, new_run_dir, resolve_device, resume_config, set_requires_grad, write_json
 from training.unpaired import UnpairedImageFolder, list_images, resize_square, to_tensor, to_uint8
 
 STATE_ARCH = "cyclegan_training_state"
@@ -180,28 +178,6 @@ def lr_factor(epoch: int, n_epochs: int, n_epochs_decay: int) -> float:
     return max(0.0, 1.0 - (epoch - n_epochs + 1) / (n_epochs_decay + 1))
 
 
-def _set_requires_grad(nets: list[nn.Module], flag: bool) -> None:
-    for net in nets:
-        for p in net.parameters():
-            p.requires_grad_(flag)
-
-
-def _resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-class _AppendingLog(MetricsLog):
-    """:class:`~training.runs.MetricsLog` that continues an existing CSV (resume) instead of truncating it."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(path)
-        if path.is_file() and path.stat().st_size:
-            with path.open(newline="") as f:
-                self._fields = next(csv.reader(f))
-
-
 def _fixed_samples(cfg: CycleGANConfig) -> dict[str, torch.Tensor]:
     """First ``n_samples`` images of testA/testB (trainA/trainB when absent), resized to crop_size."""
     out = {}
@@ -238,26 +214,12 @@ def _load_teacher(run: Path, device: torch.device) -> tuple[nn.Module, nn.Module
         path = run / f"{name}.pt"
         arch = load_checkpoint(path)["arch"]
         g = create_model(arch, weights=path).to(device).eval()
-        _set_requires_grad([g], False)
+        set_requires_grad([g], False)
         gens.append(g)
     d_state = None
     if (run / "last.pt").is_file():
         d_state = load_checkpoint(run / "last.pt", arch=STATE_ARCH)["state_dict"]
     return gens[0], gens[1], d_state
-
-
-def _resolve_config(cfg: CycleGANConfig) -> tuple[CycleGANConfig, Path | None]:
-    """For a resume, the run's stored config with this invocation's runtime fields."""
-    if not cfg.resume:
-        return cfg, None
-    run = Path(cfg.resume)
-    if not (run / "last.pt").is_file() or not (run / "config.json").is_file():
-        raise FileNotFoundError(f"cannot resume: {run} has no last.pt and config.json")
-    stored = json.loads((run / "config.json").read_text())["config"]
-    names = {f.name for f in fields(CycleGANConfig)}
-    merged = {k: v for k, v in stored.items() if k in names and k not in RUNTIME_FIELDS}
-    merged.update({k: getattr(cfg, k) for k in RUNTIME_FIELDS})
-    return CycleGANConfig(**merged), run
 
 
 def train(cfg: CycleGANConfig) -> Path:
@@ -276,7 +238,7 @@ def train(cfg: CycleGANConfig) -> Path:
         UnknownModelError: unknown generator name.
         CheckpointError: a resume/teacher checkpoint that does not fit.
     """
-    cfg, resume_run = _resolve_config(cfg)
+    cfg, resume_run = resume_config(cfg, cfg.resume, RUNTIME_FIELDS)
     if not resume_run:  # store absolute paths, so that a resume works from any working directory
         cfg = CycleGANConfig(**{**asdict(cfg), "dataroot": str(Path(cfg.dataroot).resolve()),
                                 "teacher": str(Path(cfg.teacher).resolve()) if cfg.teacher else None})
@@ -289,7 +251,7 @@ def train(cfg: CycleGANConfig) -> Path:
         raise ValueError("need batch_size >= 1 and n_epochs + n_epochs_decay >= 1")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = _resolve_device(cfg.device)
+    device = resolve_device(cfg.device)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -359,7 +321,7 @@ def train(cfg: CycleGANConfig) -> Path:
             "mode": "distillation" if teacher else "cyclegan",
         })
     (run / "samples").mkdir(exist_ok=True)
-    log = _AppendingLog(run / "metrics.csv")
+    log = MetricsLog(run / "metrics.csv", append=True)
     samples = _fixed_samples(cfg)
 
     def save(final: bool = False) -> None:
@@ -380,7 +342,7 @@ def train(cfg: CycleGANConfig) -> Path:
             g = nets[name]
             save_checkpoint(run / f"{name}.pt", g, cfg.generator, gen_kwargs, {**prov, "direction": direction})
 
-    gen_nets, disc_nets = [G_A, G_B], [D_A, D_B]
+    disc_nets = [D_A, D_B]
     lam_idt = cfg.lambda_identity * cfg.lambda_cycle
     window: dict[str, list[float]] = {}
     t_start = t_window = time.time()
@@ -401,7 +363,7 @@ def train(cfg: CycleGANConfig) -> Path:
             real_B = batch["B"].to(device, non_blocking=True)
             losses: dict[str, torch.Tensor] = {}
             # --- generators
-            _set_requires_grad(disc_nets, False)
+            set_requires_grad(disc_nets, False)
             fake_B, fake_A = G_A(real_A), G_B(real_B)
             losses["G_A_gan"] = gan_loss(D_A(fake_B), True, cfg.gan_mode)
             losses["G_B_gan"] = gan_loss(D_B(fake_A), True, cfg.gan_mode)
@@ -421,7 +383,7 @@ def train(cfg: CycleGANConfig) -> Path:
             loss_G.backward()
             opt_G.step()
             # --- discriminators, on the history of generated images
-            _set_requires_grad(disc_nets, True)
+            set_requires_grad(disc_nets, True)
             fb, fa = pool_B.query(fake_B.detach()), pool_A.query(fake_A.detach())
             losses["D_A"] = 0.5 * (gan_loss(D_A(real_B), True, cfg.gan_mode) + gan_loss(D_A(fb), False, cfg.gan_mode))
             losses["D_B"] = 0.5 * (gan_loss(D_B(real_A), True, cfg.gan_mode) + gan_loss(D_B(fa), False, cfg.gan_mode))

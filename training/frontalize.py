@@ -33,12 +33,11 @@ from which ``resume`` continues.
 
 from __future__ import annotations
 
-import json
 import shlex
 import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,9 +54,9 @@ from faceforge.imaging import load_image, save_image
 from faceforge.models import create_model, get_spec
 from faceforge.models.cyclegan import NLayerDiscriminator
 # shared trainer helpers live in the CycleGAN trainer for now (one copy; to move to training/runs.py)
-from training.cyclegan import _AppendingLog, _resolve_device, _set_requires_grad, gan_loss, lr_factor
+from training.cyclegan import gan_loss, lr_factor
 from training.pose_pairs import YAW_BUCKETS, PosePairDataset, bucket_name, load_index
-from training.runs import new_run_dir, write_json
+from training.runs import MetricsLog, new_run_dir, resolve_device, resume_config, set_requires_grad, write_json
 from training.unpaired import resize_square, to_uint8
 
 STATE_ARCH = "frontalize_training_state"
@@ -172,19 +171,6 @@ def sample_grid(G: nn.Module, dataset: PosePairDataset, n: int, device: torch.de
     return np.concatenate(rows, axis=0)
 
 
-def _resolve_config(cfg: FrontalizeConfig) -> tuple[FrontalizeConfig, Path | None]:
-    if not cfg.resume:
-        return cfg, None
-    run = Path(cfg.resume)
-    if not (run / "last.pt").is_file() or not (run / "config.json").is_file():
-        raise FileNotFoundError(f"cannot resume: {run} has no last.pt and config.json")
-    stored = json.loads((run / "config.json").read_text())["config"]
-    names = {f.name for f in fields(FrontalizeConfig)}
-    merged = {k: v for k, v in stored.items() if k in names and k not in RUNTIME_FIELDS}
-    merged.update({k: getattr(cfg, k) for k in RUNTIME_FIELDS})
-    return FrontalizeConfig(**merged), run
-
-
 def train(cfg: FrontalizeConfig) -> Path:
     """Train (or, with ``cfg.resume``, continue) a frontalization generator; see the module docstring.
 
@@ -197,7 +183,7 @@ def train(cfg: FrontalizeConfig) -> Path:
         UnknownModelError: unknown generator name.
         CheckpointError: a resume checkpoint that does not fit.
     """
-    cfg, resume_run = _resolve_config(cfg)
+    cfg, resume_run = resume_config(cfg, cfg.resume, RUNTIME_FIELDS)
     if not resume_run:
         cfg = FrontalizeConfig(**{**asdict(cfg), "data": str(Path(cfg.data).resolve())})
     if cfg.gan_mode not in ("lsgan", "vanilla"):
@@ -211,7 +197,7 @@ def train(cfg: FrontalizeConfig) -> Path:
     load = int(cfg.load_size or round(crop * 286 / 256))
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = _resolve_device(cfg.device)
+    device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
 
     train_set = PosePairDataset(cfg.data, "train", cfg.input, load, crop, augment=True)
@@ -260,8 +246,8 @@ def train(cfg: FrontalizeConfig) -> Path:
             "data_config": index.get("config"), "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
         })
     (run / "samples").mkdir(exist_ok=True)
-    log = _AppendingLog(run / "metrics.csv")
-    eval_log = _AppendingLog(run / "eval.csv")
+    log = MetricsLog(run / "metrics.csv", append=True)
+    eval_log = MetricsLog(run / "eval.csv", append=True)
 
     def run_eval() -> dict[str, Any]:
         res = evaluate(G, test_set, device)
@@ -300,7 +286,7 @@ def train(cfg: FrontalizeConfig) -> Path:
             y = batch["target"].to(device, non_blocking=True)
             losses: dict[str, torch.Tensor] = {}
             # --- generator
-            _set_requires_grad([D], False)
+            set_requires_grad([D], False)
             fake = G(x)
             losses["G_gan"] = gan_loss(D(torch.cat([x, fake], 1)), True, cfg.gan_mode)
             losses["G_l1"] = F.l1_loss(fake, y) * cfg.lambda_l1
@@ -309,7 +295,7 @@ def train(cfg: FrontalizeConfig) -> Path:
             loss_G.backward()
             opt_G.step()
             # --- discriminator
-            _set_requires_grad([D], True)
+            set_requires_grad([D], True)
             losses["D_real"] = gan_loss(D(torch.cat([x, y], 1)), True, cfg.gan_mode)
             losses["D_fake"] = gan_loss(D(torch.cat([x, fake.detach()], 1)), False, cfg.gan_mode)
             loss_D = 0.5 * (losses["D_real"] + losses["D_fake"])

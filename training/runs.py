@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Iterable, TypeVar
+
+if TYPE_CHECKING:
+    import torch
+
+C = TypeVar("C")
 
 
 def new_run_dir(root: str | Path, family: str) -> Path:
@@ -24,11 +30,19 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 class MetricsLog:
-    """Append rows of metrics to a CSV file, writing the header on the first row."""
+    """Append rows of metrics to a CSV file, writing the header on the first row.
 
-    def __init__(self, path: Path) -> None:
+    Args:
+        path: the CSV file.
+        append: continue an existing file (a resumed run) with its header, instead of truncating it.
+    """
+
+    def __init__(self, path: Path, append: bool = False) -> None:
         self.path = path
         self._fields: list[str] | None = None
+        if append and path.is_file() and path.stat().st_size:
+            with path.open(newline="") as f:
+                self._fields = next(csv.reader(f))
 
     def log(self, **row: Any) -> None:
         if self._fields is None:
@@ -37,3 +51,47 @@ class MetricsLog:
                 csv.DictWriter(f, self._fields).writeheader()
         with self.path.open("a", newline="") as f:
             csv.DictWriter(f, self._fields).writerow(row)
+
+
+def resume_config(cfg: C, resume: str | Path | None, runtime_fields: Iterable[str]) -> tuple[C, Path | None]:
+    """The config to continue a run with: the run's stored ``config.json`` (so a resume trains the
+    same model on the same data) with this invocation's ``runtime_fields`` (device, workers, limits).
+
+    Args:
+        cfg: this invocation's config (a dataclass instance).
+        resume: the run folder to continue, or ``None`` for a new run.
+        runtime_fields: field names taken from ``cfg`` rather than from the stored config.
+
+    Returns:
+        ``(config, run folder)``; ``(cfg, None)`` when ``resume`` is ``None``.
+
+    Raises:
+        FileNotFoundError: the folder has no ``last.pt`` and ``config.json``.
+    """
+    if not resume:
+        return cfg, None
+    run = Path(resume)
+    if not (run / "last.pt").is_file() or not (run / "config.json").is_file():
+        raise FileNotFoundError(f"cannot resume: {run} has no last.pt and config.json")
+    stored = json.loads((run / "config.json").read_text())["config"]
+    runtime = set(runtime_fields)
+    names = {f.name for f in fields(cfg)}
+    merged = {k: v for k, v in stored.items() if k in names and k not in runtime}
+    merged.update({k: getattr(cfg, k) for k in runtime})
+    return type(cfg)(**merged), run
+
+
+def resolve_device(name: str) -> "torch.device":
+    """``"auto"`` -> CUDA when available, else CPU; anything else as ``torch.device(name)``."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def set_requires_grad(nets: Iterable["torch.nn.Module"], flag: bool) -> None:
+    """Switch gradients of every parameter of ``nets`` on or off (e.g. freeze D during the G step)."""
+    for net in nets:
+        for p in net.parameters():
+            p.requires_grad_(flag)

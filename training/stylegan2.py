@@ -1,0 +1,699 @@
+"""Train (or fine-tune) a StyleGAN2 generator on a folder of aligned faces.
+
+Objective and schedule (Karras et al., "Analyzing and Improving the Image Quality of StyleGAN",
+CVPR 2020, arXiv:1912.04958, sections 2-3 and appendix B; defaults of the "auto" configuration of
+Karras et al., "Training Generative Adversarial Networks with Limited Data", NeurIPS 2020,
+arXiv:2006.06676, appendix D.2; written for faceforge from the papers):
+
+- **Non-saturating logistic loss** (Goodfellow et al. 2014): ``G`` minimises ``softplus(-D(G(z)))``,
+  ``D`` minimises ``softplus(D(G(z))) + softplus(-D(x))``.
+- **R1** on reals (Mescheder et al. 2018): ``gamma / 2 * |grad_x D(x)|^2``, **lazy**: computed every
+  ``r1_interval`` (16) D steps (the iterations ``i`` with ``i % 16 == 0``, 0-based) and multiplied by
+  the interval so its expected strength is unchanged; D's Adam then runs with ``lr * c`` and
+  ``betas ** c``, ``c = interval / (interval + 1)`` (paper appendix B). ``r1_gamma=None`` picks the
+  "auto" heuristic ``0.0002 * resolution^2 / batch_size``.
+- **Path-length regularization** (optional, ``pl_weight`` > 0; 2 in the paper): every ``pl_interval``
+  (4) G steps, on half a batch, ``(|J_w^T y| - a)^2`` with ``y`` Gaussian image noise scaled by
+  ``1/sqrt(H W)`` and ``a`` an exponential moving average (decay 0.01) of the lengths; also lazy and
+  multiplied by the interval, with G's Adam adjusted the same way.
+- **Style-mixing regularization** (StyleGAN, Karras et al. 2019, section 3.1): with probability 0.9
+  a batch uses two latents with one random crossover layer in ``[1, num_ws)``.
+- **EMA of G** (``G_ema``, what is sampled and shipped): after every step
+  ``G_ema <- beta * G_ema + (1 - beta) * G`` with ``beta = 0.5 ** (batch_size / (ema_kimg * 1000))``,
+  i.e. a **half-life of ema_kimg thousand images**; with ``ema_rampup`` the half-life is capped at
+  ``ema_rampup * images seen so far`` (so early on G_ema follows G closely); buffers (``w_avg``) are
+  copied. ``ema_kimg=None`` picks "auto": ``batch_size * 10 / 32``.
+- Adam ``lr = 0.0025``, ``betas = (0, 0.99)``, ``eps = 1e-8`` for both networks.
+- **Augmentation**: x-flips only (the chips are aligned and symmetric enough). Adaptive discriminator
+  augmentation (ADA) is out of scope here: with ~24k UTKFace faces D overfits slowly; for the few
+  hundred cartoon faces of a fine-tune the run is short (a few kimg) instead.
+- **Mixed precision** on CUDA (``amp="auto"``): the main G and D passes run under ``torch.autocast``
+  in bfloat16 (same exponent range as float32, so no loss scaling and no ``conv_clamp``); the lazy
+  regularizers run in float32.
+
+Quality: the sliced Wasserstein distance on Laplacian-pyramid patches (:mod:`faceforge.metrics`) of
+``swd_images`` images of ``G_ema`` (constant noise, fixed seeds) against the same number of real
+training images, every ``swd_every`` steps and at the start and end of a call; columns ``swd_<res>``
+and ``swd_avg`` (x 1e3, lower is better) of ``metrics.csv``. FID cannot be computed offline (its
+Inception weights are not reachable); see :mod:`faceforge.metrics` for why SWD.
+
+Data: every image of ``data`` (default ``<data root>/utkface``: 23,707 aligned 200x200 chips), centre-
+cropped to a square, resized to the resolution (area averaging) and held in memory as uint8 once; the
+array is cached under ``cache_dir`` so a resume does not decode the folder again.
+
+Fine-tuning (toonify, Pinkney & Adler 2020, arXiv:2010.05334): ``finetune_from`` = a run folder or
+its ``last.pt`` (G, D and G_ema continue), or any StyleGAN2 generator checkpoint faceforge loads
+(faceforge ``G_ema.pt``, rosinality ``.pt``, NVlabs ``.pkl``: G and G_ema start from it, D is fresh as
+those files' discriminators are not converted). The architecture comes from the checkpoint; the data
+(e.g. ``../shared/data/cartoon/anime_faces``) is resized to its resolution. The resulting ``G_ema.pt``
+has the base's architecture, so ``faceforge.stylegan.toonify(base, finetuned, swap_resolution)`` works.
+
+Run folder (``runs/stylegan2/<NNN>/``, :mod:`training.runs`): ``config.json`` (resolved config, command,
+network configs, data), ``metrics.csv`` (losses, EMA beta, seconds, SWD), ``samples/step_<N>.png``
+(``G_ema`` on fixed z, constant noise), ``G_ema.pt`` (faceforge checkpoint:
+``create_model("stylegan2", weights=run / "G_ema.pt")``) and ``last.pt`` (G, D, G_ema, both optimizers,
+step, path-length mean, torch/CUDA/data RNG states) from which ``resume`` continues exactly.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import math
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from faceforge.checkpoints import load_checkpoint, load_stylegan2, save_checkpoint
+from faceforge.errors import CheckpointError
+from faceforge.imaging import load_image, save_image
+from faceforge.metrics import SWDReference
+from faceforge.models.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
+from training.runs import MetricsLog, new_run_dir, resolve_device, resume_config, set_requires_grad, write_json
+
+FAMILY = "stylegan2"
+STATE_ARCH = "stylegan2_training_state"
+"""``arch`` of ``last.pt``: ``nn.ModuleDict({"G", "D", "G_ema"})`` (not a registered model)."""
+
+RUNTIME_FIELDS = ("resume", "stop_after_steps", "time_limit_min", "threads", "device", "progress", "cache_dir")
+"""Config fields that only steer this invocation; on resume every other field comes from the run."""
+
+NETWORK_FIELDS = ("resolution", "z_dim", "w_dim", "channel_base", "channel_max", "mapping_layers")
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # 32 px, 1.05 M G parameters (128 feature maps up to 16 px, 64 at 32 px): measured 0.40 s/step (wall) at
+    # batch 16 with 2 threads, 0.70 CPU-s/step with 1 thread, on a 2-core machine shared with other jobs.
+    "cpu": dict(resolution=32, z_dim=128, w_dim=128, channel_base=2048, channel_max=128, mapping_layers=2,
+                batch_size=16, total_kimg=300.0, swd_every=2000, sample_every=500),
+    # 64 / 128 px with the "auto" configuration of StyleGAN2-ADA (channel_base 16384, map 2, batch 32).
+    "gpu": dict(resolution=64, z_dim=512, w_dim=512, channel_base=16384, channel_max=512, mapping_layers=2,
+                batch_size=32, total_kimg=2000.0, swd_every=2000, sample_every=500),
+    "gpu128": dict(resolution=128, z_dim=512, w_dim=512, channel_base=16384, channel_max=512, mapping_layers=2,
+                   batch_size=32, total_kimg=2000.0, swd_every=2000, sample_every=500),
+    # tests and smoke runs
+    "tiny": dict(resolution=16, z_dim=16, w_dim=16, channel_base=128, channel_max=16, mapping_layers=2,
+                 batch_size=4, total_kimg=0.1, swd_every=0, sample_every=10, swd_images=16),
+}
+"""Named starting points; explicit options override single fields (``faceforge train stylegan2 --help``)."""
+
+
+@dataclass
+class StyleGAN2TrainConfig:
+    """Training configuration (all fields land in the run folder's ``config.json``)."""
+
+    data: str = ""                          # image folder; "" = <data root>/utkface
+    preset: str = "cpu"                     # name in PRESETS the defaults came from (informational)
+    resolution: int = 32                    # power of two >= 8
+    z_dim: int = 128
+    w_dim: int = 128
+    channel_base: int = 2048                # feature maps at r: min(channel_base // r, channel_max)
+    channel_max: int = 128
+    mapping_layers: int = 2                 # 8 in the paper; 2 in StyleGAN2-ADA's "auto" config
+    batch_size: int = 16
+    total_kimg: float = 300.0               # training length in thousands of real images shown to D
+    lr: float = 0.0025
+    beta1: float = 0.0
+    beta2: float = 0.99
+    r1_gamma: float | None = None           # None: 0.0002 * resolution^2 / batch_size ("auto")
+    r1_interval: int = 16                   # lazy R1: every N D steps
+    pl_weight: float = 0.0                  # path-length regularization weight (2 in the paper; 0 = off)
+    pl_interval: int = 4                    # lazy path length: every N G steps
+    pl_decay: float = 0.01
+    pl_batch_shrink: int = 2
+    style_mixing_prob: float = 0.9
+    ema_kimg: float | None = None           # G_ema half-life in kimg; None: batch_size * 10 / 32 ("auto")
+    ema_rampup: float | None = 0.05         # cap the half-life at this fraction of the images seen
+    mirror: bool = True                     # random x-flips of the reals
+    amp: str = "auto"                       # auto (bf16 autocast on CUDA) | off | bf16
+    fused_modconv: bool = False             # grouped-conv modulation in training (False: faster here)
+    limit: int | None = None                # use only N images (seeded subset)
+    finetune_from: str | None = None        # run folder / last.pt / G checkpoint to start from
+    seed: int = 0
+    log_every: int = 100
+    sample_every: int = 500
+    n_samples: int = 32                     # sample grid images (8 per row)
+    swd_every: int = 2000                   # steps between SWD evaluations (0: off)
+    swd_images: int = 2048                  # images per set for SWD
+    swd_descriptors: int = 64               # 7x7 descriptors per image and pyramid level
+    save_every: int = 500                   # steps between last.pt / G_ema.pt saves
+    runs_dir: str = "runs"
+    # runtime only (see RUNTIME_FIELDS)
+    resume: str | None = None
+    stop_after_steps: int | None = None
+    time_limit_min: float | None = None
+    threads: int | None = None
+    device: str = "auto"
+    progress: bool = True
+    cache_dir: str | None = "cache/stylegan2"
+
+    def resolved_r1_gamma(self) -> float:
+        """R1 weight gamma (the "auto" heuristic when unset)."""
+        return self.r1_gamma if self.r1_gamma is not None else 0.0002 * self.resolution ** 2 / self.batch_size
+
+    def resolved_ema_kimg(self) -> float:
+        """G_ema half-life in kimg (the "auto" heuristic when unset)."""
+        return self.ema_kimg if self.ema_kimg is not None else self.batch_size * 10 / 32
+
+
+def config_from_preset(preset: str = "cpu", **overrides: Any) -> StyleGAN2TrainConfig:
+    """A config from :data:`PRESETS` with ``overrides`` (``None`` values are ignored).
+
+    Raises:
+        ValueError: unknown preset or field.
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; valid: {', '.join(PRESETS)}")
+    names = {f.name for f in fields(StyleGAN2TrainConfig)}
+    unknown = set(overrides) - names
+    if unknown:
+        raise ValueError(f"unknown config fields: {sorted(unknown)}")
+    values = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}, "preset": preset}
+    return StyleGAN2TrainConfig(**values)
+
+
+# --------------------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------------------
+def _square(rgb: np.ndarray) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    s = min(h, w)
+    return rgb[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
+
+
+def load_image_set(folder: str | Path, resolution: int, limit: int | None = None, seed: int = 0,
+                   cache_dir: str | Path | None = None, progress: bool = False) -> np.ndarray:
+    """Every image of ``folder`` as one uint8 array, centre-cropped square and resized.
+
+    Args:
+        folder: images (``.jpg .jpeg .png .bmp .webp``, any size; alpha composited over white).
+        resolution: output side.
+        limit: keep a seeded random subset of this many files.
+        seed: seed of that subset.
+        cache_dir: where to keep the array as ``.npy`` (keyed by folder, file names, resolution); ``None``
+            = no cache.
+        progress: tqdm bar while decoding.
+
+    Returns:
+        uint8 ``(N, resolution, resolution, 3)`` RGB, files in name order.
+
+    Raises:
+        FileNotFoundError: the folder does not exist or holds no images.
+    """
+    from training.unpaired import list_images, resize_square
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder not found: {folder} (pass --data, or set FACEFORGE_DATA to a "
+                                "folder holding utkface/)")
+    files = list_images(folder)
+    if not files:
+        raise FileNotFoundError(f"no images in {folder}")
+    if limit is not None and limit < len(files):
+        idx = np.sort(np.random.default_rng(seed).choice(len(files), limit, replace=False))
+        files = [files[i] for i in idx]
+    key = hashlib.sha1("\n".join([str(folder.resolve()), str(resolution), *[f.name for f in files]]).encode())
+    cache = Path(cache_dir) / f"{folder.name}_{resolution}px_{len(files)}_{key.hexdigest()[:12]}.npy" \
+        if cache_dir else None
+    if cache is not None and cache.is_file():
+        return np.load(cache)
+    out = np.empty((len(files), resolution, resolution, 3), np.uint8)
+    for i, f in enumerate(tqdm(files, desc=f"loading {folder.name}", disable=not progress, mininterval=5)):
+        out[i] = resize_square(_square(load_image(f)), resolution)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".tmp.npy")
+        np.save(tmp, out)
+        tmp.replace(cache)
+    return out
+
+
+class ImageSampler:
+    """Random minibatches of an in-memory uint8 image set, with optional x-flips.
+
+    Args:
+        images: uint8 ``(N, R, R, 3)``.
+        device: where batches (and, on CUDA, the whole set) live.
+        mirror: flip each sampled image left-right with probability 1/2.
+        seed: seed of the sampler's own torch generator (saved and restored with a run).
+
+    ``sample(n)`` returns float32 ``(n, 3, R, R)`` in [-1, 1] (``p / 127.5 - 1``), indices with replacement.
+    """
+
+    def __init__(self, images: np.ndarray, device: torch.device, mirror: bool = True, seed: int = 0) -> None:
+        data = torch.from_numpy(np.ascontiguousarray(images))
+        self.data = data.to(device) if device.type == "cuda" else data
+        self.device, self.mirror = device, mirror
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return self.data.shape[0]
+
+    def sample(self, n: int) -> torch.Tensor:
+        idx = torch.randint(0, len(self), (n,), generator=self.generator)
+        flip = torch.rand(n, generator=self.generator) < 0.5
+        x = self.data[idx.to(self.data.device)].to(self.device).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+        if self.mirror:
+            x = torch.where(flip.to(self.device)[:, None, None, None], x.flip(3), x)
+        return x.contiguous()
+
+
+# --------------------------------------------------------------------------------------------------
+# The training step
+# --------------------------------------------------------------------------------------------------
+def lazy_adam(params, lr: float, betas: tuple[float, float], interval: int | None) -> torch.optim.Adam:
+    """Adam for a network regularised every ``interval`` steps: ``lr * c``, ``betas ** c`` with
+    ``c = interval / (interval + 1)`` (StyleGAN2 appendix B); plain Adam when ``interval`` is ``None``."""
+    c = interval / (interval + 1) if interval else 1.0
+    return torch.optim.Adam(params, lr=lr * c, betas=(betas[0] ** c, betas[1] ** c), eps=1e-8)
+
+
+class StyleGAN2Trainer:
+    """One StyleGAN2 training iteration at a time: G main, G path length (lazy), D main, D R1 (lazy),
+    then the EMA update; see the module docstring for the losses.
+
+    Args:
+        G: generator (trained in place).
+        D: discriminator (trained in place).
+        cfg: the config (batch size, learning rates, regularization, EMA, mixing, amp).
+        device: where the networks run.
+        G_ema: starting EMA generator (default: a copy of ``G``).
+
+    Attributes:
+        step: iterations done (0-based index of the next one); ``nimg = step * batch_size``.
+        pl_mean: running mean of path lengths (0-d float32 tensor).
+    """
+
+    def __init__(self, G: StyleGAN2Generator, D: StyleGAN2Discriminator, cfg: StyleGAN2TrainConfig,
+                 device: torch.device, G_ema: StyleGAN2Generator | None = None) -> None:
+        self.cfg, self.device = cfg, device
+        self.G, self.D = G.to(device).train(), D.to(device).train()
+        self.G_ema = (copy.deepcopy(G) if G_ema is None else G_ema).to(device).eval()
+        self.G_ema.requires_grad_(False)
+        self.r1_gamma = cfg.resolved_r1_gamma()
+        betas = (cfg.beta1, cfg.beta2)
+        self.opt_G = lazy_adam(G.parameters(), cfg.lr, betas, cfg.pl_interval if cfg.pl_weight > 0 else None)
+        self.opt_D = lazy_adam(D.parameters(), cfg.lr, betas, cfg.r1_interval if self.r1_gamma > 0 else None)
+        self.pl_mean = torch.zeros([], device=device)
+        self.step = 0
+        if cfg.amp not in ("auto", "off", "bf16"):
+            raise ValueError(f"amp must be 'auto', 'off' or 'bf16', got {cfg.amp!r}")
+        self.amp = device.type == "cuda" and cfg.amp != "off" or cfg.amp == "bf16"
+
+    # -- helpers
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
+
+    def sample_ws(self, n: int) -> torch.Tensor:
+        """``(n, num_ws, w_dim)`` styles of fresh z, with style mixing at ``style_mixing_prob``."""
+        G = self.G
+        z = torch.randn(n, G.z_dim, device=self.device)
+        ws = G.mapping(z)
+        if self.cfg.style_mixing_prob > 0 and float(torch.rand(())) < self.cfg.style_mixing_prob:
+            cutoff = int(torch.randint(1, G.num_ws, ()))
+            ws2 = G.mapping(torch.randn(n, G.z_dim, device=self.device), update_w_avg=False)
+            ws = torch.cat([ws[:, :cutoff], ws2[:, cutoff:]], dim=1)
+        return ws
+
+    def _synth(self, ws: torch.Tensor) -> torch.Tensor:
+        return self.G.synthesis(ws, noise_mode="random", fused=self.cfg.fused_modconv)
+
+    def ema_beta(self, nimg: int | None = None) -> float:
+        """EMA decay for the update after ``nimg`` images (default: now):
+        ``0.5 ** (batch / min(ema_kimg * 1000, ema_rampup * nimg))``."""
+        nimg = self.step * self.cfg.batch_size if nimg is None else nimg
+        ema_nimg = self.cfg.resolved_ema_kimg() * 1000
+        if self.cfg.ema_rampup is not None:
+            ema_nimg = min(ema_nimg, nimg * self.cfg.ema_rampup)
+        return 0.5 ** (self.cfg.batch_size / max(ema_nimg, 1e-8))
+
+    @torch.no_grad()
+    def update_ema(self, beta: float | None = None) -> float:
+        """``G_ema <- beta * G_ema + (1 - beta) * G`` for parameters; buffers copied. Returns beta."""
+        beta = self.ema_beta() if beta is None else beta
+        for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
+            p_ema.copy_(p.detach().lerp(p_ema, beta))
+        for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
+            b_ema.copy_(b)
+        return beta
+
+    def r1_due(self, step: int | None = None) -> bool:
+        """Whether lazy R1 runs at iteration ``step`` (0-based): ``gamma > 0`` and ``step % r1_interval == 0``."""
+        step = self.step if step is None else step
+        return self.r1_gamma > 0 and step % self.cfg.r1_interval == 0
+
+    def pl_due(self, step: int | None = None) -> bool:
+        """Whether lazy path-length regularization runs at iteration ``step``."""
+        step = self.step if step is None else step
+        return self.cfg.pl_weight > 0 and step % self.cfg.pl_interval == 0
+
+    # -- one iteration
+    def train_step(self, real: torch.Tensor) -> dict[str, float]:
+        """One iteration on a batch of reals.
+
+        Args:
+            real: float32 ``(batch_size, 3, R, R)`` in [-1, 1] on ``device``.
+
+        Returns:
+            Scalars of this iteration: ``G_loss``, ``D_loss``, ``D_real`` / ``D_fake`` (mean logits),
+            ``ema_beta``, plus ``R1`` (mean squared gradient norm) and ``PL`` / ``pl_mean`` on the
+            iterations where the lazy regularizers ran.
+        """
+        cfg, G, D = self.cfg, self.G, self.D
+        n = real.shape[0]
+        out: dict[str, float] = {}
+
+        # G main: non-saturating loss
+        set_requires_grad([D], False)
+        with self._autocast():
+            logits = D(self._synth(self.sample_ws(n)))
+        loss = F.softplus(-logits.float()).mean()
+        self.opt_G.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_G.step()
+        out["G_loss"] = float(loss.detach())
+
+        # G reg: path length, lazy (float32)
+        if self.pl_due():
+            m = max(1, n // cfg.pl_batch_shrink)
+            ws = self.sample_ws(m)
+            img = self._synth(ws)
+            noise = torch.randn_like(img) / math.sqrt(img.shape[2] * img.shape[3])
+            (grad,) = torch.autograd.grad((img * noise).sum(), ws, create_graph=True)
+            lengths = grad.square().sum(2).mean(1).sqrt()
+            with torch.no_grad():
+                self.pl_mean.copy_(self.pl_mean.lerp(lengths.mean(), cfg.pl_decay))
+            penalty = (lengths - self.pl_mean).square().mean()
+            self.opt_G.zero_grad(set_to_none=True)
+            (penalty * cfg.pl_weight * cfg.pl_interval).backward()
+            self.opt_G.step()
+            out["PL"] = float(penalty.detach())
+            out["pl_mean"] = float(self.pl_mean)
+
+        # D main
+        set_requires_grad([D], True)
+        with torch.no_grad(), self._autocast():
+            fake = self._synth(self.sample_ws(n))
+        with self._autocast():
+            logits_fake = D(fake).float()
+            logits_real = D(real).float()
+        loss = F.softplus(logits_fake).mean() + F.softplus(-logits_real).mean()
+        self.opt_D.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_D.step()
+        out.update(D_loss=float(loss.detach()), D_real=float(logits_real.detach().mean()),
+                   D_fake=float(logits_fake.detach().mean()))
+
+        # D reg: R1 on reals, lazy (float32)
+        if self.r1_due():
+            x = real.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(D(x).sum(), x, create_graph=True)
+            r1 = grad.square().sum(dim=[1, 2, 3]).mean()
+            self.opt_D.zero_grad(set_to_none=True)
+            (r1 * (self.r1_gamma / 2) * cfg.r1_interval).backward()
+            self.opt_D.step()
+            out["R1"] = float(r1.detach())
+
+        out["ema_beta"] = self.update_ema()
+        self.step += 1
+        return out
+
+    # -- state
+    def state(self) -> tuple[nn.Module, dict[str, Any]]:
+        """``(ModuleDict {G, D, G_ema}, meta)`` for ``last.pt``; meta holds optimizers, step, RNG."""
+        meta = {"step": self.step, "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict(),
+                "pl_mean": self.pl_mean.detach().cpu().clone()}
+        return nn.ModuleDict({"G": self.G, "D": self.D, "G_ema": self.G_ema}), meta
+
+    def load_state(self, state_dict: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        """Inverse of :meth:`state`.
+
+        Raises:
+            CheckpointError: the tensors do not fit the networks.
+        """
+        nets = nn.ModuleDict({"G": self.G, "D": self.D, "G_ema": self.G_ema})
+        try:
+            nets.load_state_dict(state_dict)
+        except RuntimeError as exc:
+            raise CheckpointError(f"training state does not fit the configured networks: {exc}") from None
+        self.opt_G.load_state_dict(meta["opt_G"])
+        self.opt_D.load_state_dict(meta["opt_D"])
+        self.pl_mean.copy_(meta["pl_mean"])
+        self.step = int(meta["step"])
+
+
+# --------------------------------------------------------------------------------------------------
+# Building networks, fine-tuning sources
+# --------------------------------------------------------------------------------------------------
+def network_configs(cfg: StyleGAN2TrainConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Constructor arguments of G and D for ``cfg``."""
+    g = {k: getattr(cfg, k) for k in NETWORK_FIELDS}
+    d = {"resolution": cfg.resolution, "channel_base": cfg.channel_base, "channel_max": cfg.channel_max,
+         "mbstd_group_size": min(4, cfg.batch_size)}
+    return g, d
+
+
+def load_finetune_source(source: str | Path) -> dict[str, Any]:
+    """Read the networks to fine-tune from.
+
+    Args:
+        source: a stylegan2 run folder (its ``last.pt``), a ``last.pt`` itself, or a StyleGAN2 generator
+            checkpoint of any format :func:`faceforge.checkpoints.load_stylegan2` reads.
+
+    Returns:
+        ``{"G_config", "G", "G_ema", "D_config" | None, "D" | None, "source"}`` with state dicts.
+
+    Raises:
+        FileNotFoundError: nothing at ``source``.
+        CheckpointError: not a StyleGAN2 checkpoint.
+    """
+    path = Path(source)
+    if path.is_dir():
+        path = path / "last.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"fine-tuning source not found: {source} (a stylegan2 run folder, its last.pt, "
+                                "or a StyleGAN2 generator checkpoint)")
+    try:
+        ckpt = load_checkpoint(path, arch=STATE_ARCH)
+    except CheckpointError:
+        ckpt = None
+    if ckpt is not None:
+        sd = ckpt["state_dict"]
+        part = {name: {k[len(name) + 1:]: v for k, v in sd.items() if k.startswith(name + ".")}
+                for name in ("G", "D", "G_ema")}
+        return {"G_config": ckpt["config"]["G"], "D_config": ckpt["config"]["D"], "G": part["G"],
+                "G_ema": part["G_ema"], "D": part["D"], "source": str(path)}
+    g = load_stylegan2(path)
+    return {"G_config": g["config"], "G": g["state_dict"], "G_ema": g["state_dict"], "D_config": None, "D": None,
+            "source": str(path)}
+
+
+def _load_into(net: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{what} does not fit: {exc}") from None
+
+
+# --------------------------------------------------------------------------------------------------
+# Samples and SWD
+# --------------------------------------------------------------------------------------------------
+@torch.no_grad()
+def sample_grid(G: StyleGAN2Generator, z: torch.Tensor, cols: int = 8, batch: int = 64) -> np.ndarray:
+    """uint8 grid of ``G(z)`` (constant noise, no truncation), ``cols`` images per row."""
+    from faceforge.stylegan import image_grid, to_uint8
+
+    imgs = np.concatenate([to_uint8(G.synthesis(G.mapping(z[i:i + batch], update_w_avg=False), noise_mode="const"))
+                           for i in range(0, len(z), batch)])
+    rows = len(imgs) // cols
+    return image_grid(imgs[:rows * cols], rows, cols)
+
+
+@torch.no_grad()
+def generate_uint8(G: StyleGAN2Generator, n: int, seed: int, device: torch.device, batch: int = 64) -> np.ndarray:
+    """``n`` images of ``G`` from z drawn with a private seeded generator (the global RNG is untouched)."""
+    from faceforge.stylegan import to_uint8
+
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for i in range(0, n, batch):
+        z = torch.randn(min(batch, n - i), G.z_dim, generator=gen).to(device)
+        out.append(to_uint8(G.synthesis(G.mapping(z, update_w_avg=False), noise_mode="const")))
+    return np.concatenate(out)
+
+
+def swd_columns(resolution: int) -> list[str]:
+    """The SWD columns of ``metrics.csv`` for a resolution: ``swd_<res>`` per pyramid level, ``swd_avg``."""
+    low = min(16, resolution)
+    return [f"swd_{r}" for r in (resolution >> i for i in range(8)) if r >= low] + ["swd_avg"]
+
+
+# --------------------------------------------------------------------------------------------------
+# The training loop
+# --------------------------------------------------------------------------------------------------
+def train(cfg: StyleGAN2TrainConfig) -> Path:
+    """Train (or, with ``cfg.resume``, continue; with ``cfg.finetune_from``, fine-tune) a StyleGAN2.
+
+    Returns:
+        The run folder.
+
+    Raises:
+        FileNotFoundError: missing data, resume folder or fine-tuning source.
+        ValueError: bad configuration.
+        CheckpointError: a checkpoint that does not fit.
+    """
+    cfg, resume_run = resume_config(cfg, cfg.resume, RUNTIME_FIELDS)
+    source = None
+    if not resume_run:
+        from training.data import data_root
+
+        data = Path(cfg.data) if cfg.data else data_root() / "utkface"
+        updates: dict[str, Any] = {"data": str(data.resolve())}
+        if cfg.finetune_from:
+            source = load_finetune_source(cfg.finetune_from)
+            updates.update({k: source["G_config"][k] for k in NETWORK_FIELDS if k in source["G_config"]})
+            updates["finetune_from"] = str(Path(cfg.finetune_from).resolve())
+        cfg = StyleGAN2TrainConfig(**{**asdict(cfg), **updates})
+    if cfg.batch_size < 1 or cfg.total_kimg <= 0 or cfg.r1_interval < 1 or cfg.pl_interval < 1:
+        raise ValueError("need batch_size >= 1, total_kimg > 0 and intervals >= 1")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    torch.manual_seed(cfg.seed)
+
+    g_kwargs, d_kwargs = network_configs(cfg)
+    if source is not None:
+        g_kwargs = dict(source["G_config"])
+        d_kwargs = dict(source["D_config"] or d_kwargs)
+    elif resume_run:
+        state_ckpt = load_checkpoint(resume_run / "last.pt", arch=STATE_ARCH)
+        g_kwargs, d_kwargs = state_ckpt["config"]["G"], state_ckpt["config"]["D"]
+    G = StyleGAN2Generator(**g_kwargs)
+    D = StyleGAN2Discriminator(**d_kwargs)
+    G_ema = None
+    if source is not None:
+        _load_into(G, source["G"], f"generator of {source['source']}")
+        G_ema = StyleGAN2Generator(**g_kwargs)
+        _load_into(G_ema, source["G_ema"], f"G_ema of {source['source']}")
+        if source["D"] is not None:
+            _load_into(D, source["D"], f"discriminator of {source['source']}")
+    trainer = StyleGAN2Trainer(G, D, cfg, device, G_ema)
+
+    images = load_image_set(cfg.data, cfg.resolution, cfg.limit, cfg.seed, cfg.cache_dir, cfg.progress)
+    if len(images) < 2:
+        raise ValueError(f"{cfg.data} holds {len(images)} usable image(s); need at least 2")
+    sampler = ImageSampler(images, device, cfg.mirror, seed=cfg.seed + 1)
+    total_steps = math.ceil(cfg.total_kimg * 1000 / cfg.batch_size)
+    command = " ".join(shlex.quote(a) for a in sys.argv)
+
+    if resume_run:
+        run = resume_run
+        meta = state_ckpt["meta"]
+        trainer.load_state(state_ckpt["state_dict"], meta)
+        del state_ckpt
+        torch.set_rng_state(meta["rng"])
+        if device.type == "cuda" and meta.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(meta["cuda_rng"], device)
+        sampler.generator.set_state(meta["data_rng"])
+    else:
+        run = new_run_dir(cfg.runs_dir, FAMILY)
+        write_json(run / "config.json", {
+            "config": asdict(cfg), "command": command, "generator_config": g_kwargs,
+            "discriminator_config": d_kwargs, "r1_gamma": trainer.r1_gamma, "ema_kimg": cfg.resolved_ema_kimg(),
+            "images": len(images), "total_steps": total_steps,
+            "finetune_from": source["source"] if source else None,
+            "G_params": sum(p.numel() for p in G.parameters()), "D_params": sum(p.numel() for p in D.parameters()),
+        })
+    (run / "samples").mkdir(exist_ok=True)
+    log = MetricsLog(run / "metrics.csv", append=True)
+    loss_cols = ["G_loss", "D_loss", "D_real", "D_fake", "R1", "PL", "pl_mean"]
+    swd_cols = swd_columns(cfg.resolution)
+    columns = ["step", "kimg", *loss_cols, "ema_beta", "sec_per_step", "seconds", *swd_cols]
+    sample_z = torch.randn(cfg.n_samples, G.z_dim, generator=torch.Generator().manual_seed(cfg.seed + 7)).to(device)
+
+    swd_ref = None
+    if cfg.swd_every:
+        n_swd = min(cfg.swd_images, len(images))
+        pick = np.sort(np.random.default_rng(cfg.seed + 3).choice(len(images), n_swd, replace=False))
+        swd_ref = SWDReference.from_images(images[pick], cfg.swd_descriptors, min(16, cfg.resolution), seed=0)
+
+    def measure_swd() -> dict[str, float]:
+        fake = generate_uint8(trainer.G_ema, swd_ref.num_images, seed=cfg.seed + 11, device=device)
+        return swd_ref.distance(fake)
+
+    last_metrics: dict[str, Any] = {}
+
+    def save(final: bool) -> None:
+        nets, meta = trainer.state()
+        meta.update(kimg=round(trainer.step * cfg.batch_size / 1000, 3), rng=torch.get_rng_state(),
+                    cuda_rng=torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+                    data_rng=sampler.generator.get_state(), finished=final)
+        save_checkpoint(run / "last.pt", nets, STATE_ARCH, {"G": g_kwargs, "D": d_kwargs}, meta)
+        prov = {"task": "generate", "data": cfg.data, "images": len(images), "step": trainer.step,
+                "kimg": meta["kimg"], "total_kimg": cfg.total_kimg, "finished": final, "command": command,
+                "finetune_from": cfg.finetune_from,
+                "config": {k: v for k, v in asdict(cfg).items() if k not in RUNTIME_FIELDS},
+                "metrics": last_metrics or None,
+                "version": f"{time.strftime('%Y.%m.%d')}-run{run.name}-kimg{meta['kimg']:g}"}
+        save_checkpoint(run / "G_ema.pt", trainer.G_ema, "stylegan2", g_kwargs, prov)
+
+    def write_row(window: dict[str, list[float]], n_steps: int, seconds: float, swd: dict[str, float] | None) -> None:
+        row: dict[str, Any] = {c: "" for c in columns}
+        row.update(step=trainer.step, kimg=round(trainer.step * cfg.batch_size / 1000, 3), seconds=round(seconds, 2),
+                   sec_per_step=round(seconds / n_steps, 4) if n_steps else "")
+        for k, v in window.items():
+            row[k] = round(float(np.mean(v)), 5)
+        if swd:
+            row.update(swd)
+        log.log(**row)
+
+    t_start = t_window = time.time()
+    if swd_ref is not None and trainer.step == 0:
+        last_metrics.update(measure_swd())
+        write_row({}, 0, time.time() - t_window, last_metrics)
+        t_window = time.time()
+    window: dict[str, list[float]] = {}
+    steps_this_call = steps_in_window = 0
+    bar = tqdm(total=total_steps, initial=trainer.step, disable=not cfg.progress or None, desc="stylegan2",
+               mininterval=5)
+    while trainer.step < total_steps:
+        losses = trainer.train_step(sampler.sample(cfg.batch_size))
+        steps_this_call += 1
+        steps_in_window += 1
+        bar.update(1)
+        for k, v in losses.items():
+            window.setdefault(k, []).append(v)
+        step = trainer.step
+        out_of_time = cfg.time_limit_min is not None and time.time() - t_start > 60 * cfg.time_limit_min
+        stop = (cfg.stop_after_steps is not None and steps_this_call >= cfg.stop_after_steps) or out_of_time
+        last = step >= total_steps
+        swd = None
+        if swd_ref is not None and (step % cfg.swd_every == 0 or last):
+            swd = measure_swd()
+            last_metrics.update(swd)
+        if step % cfg.log_every == 0 or swd is not None or stop or last:
+            write_row(window, steps_in_window, time.time() - t_window, swd)
+            bar.set_postfix(G=round(float(np.mean(window["G_loss"])), 3),
+                            D=round(float(np.mean(window["D_loss"])), 3), refresh=False)
+            window, steps_in_window, t_window = {}, 0, time.time()
+        if step % cfg.sample_every == 0 or stop or last:
+            save_image(run / "samples" / f"step_{step:07d}.png", sample_grid(trainer.G_ema, sample_z))
+        if (cfg.save_every and step % cfg.save_every == 0) or stop or last:
+            save(final=last)
+        if stop:
+            break
+    bar.close()
+    done = "finished" if trainer.step >= total_steps else \
+        f"stopped at step {trainer.step}/{total_steps} (resume with --resume {run})"
+    print(f"run {run}: {done}", flush=True)
+    return run

@@ -42,14 +42,11 @@ from __future__ import annotations
 
 import json
 import math
-import shlex
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -58,7 +55,7 @@ from tqdm import tqdm
 from faceforge.checkpoints import save_checkpoint
 from faceforge.models import create_model, get_spec
 from faceforge.models.agenet import expected_age
-from training.runs import MetricsLog, new_run_dir, write_json
+from training.runs import MetricsLog, command_line, new_run_dir, write_json
 
 MODEL_NAME = "age_resnet"
 AGE_GROUPS = ((0, 17), (18, 29), (30, 44), (45, 59), (60, None))
@@ -314,7 +311,7 @@ def train(cfg: AgeConfig) -> Path:
     prep_s = time.time() - t_start
 
     run = new_run_dir(cfg.runs_dir, "age")
-    command = " ".join(shlex.quote(a) for a in sys.argv)
+    command = command_line()
     write_json(run / "config.json", {**asdict(cfg), "data_resolved": str(src.resolve()), "command": command,
                                      "records": len(records), "malformed": len(malformed), "no_face": len(no_face),
                                      "ages_clipped_to": num_bins - 1, "prepare_seconds": round(prep_s, 1)})

@@ -32,8 +32,6 @@ networks, optimizers, image pools, RNG state) from which ``resume`` continues.
 from __future__ import annotations
 
 import json
-import shlex
-import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -51,7 +49,8 @@ from faceforge.errors import CheckpointError
 from faceforge.imaging import load_image, save_image
 from faceforge.models import create_model, get_spec
 from faceforge.models.cyclegan import NLayerDiscriminator
-from training.runs import MetricsLog, new_run_dir, resolve_device, resume_config, set_requires_grad, write_json
+from training.runs import (MetricsLog, command_line, new_run_dir, resolve_device, resume_config, set_requires_grad,
+                           write_json)
 from training.unpaired import UnpairedImageFolder, list_images, resize_square, to_tensor, to_uint8
 
 STATE_ARCH = "cyclegan_training_state"
@@ -295,7 +294,7 @@ def train(cfg: CycleGANConfig) -> Path:
     opt_D = torch.optim.Adam(list(D_A.parameters()) + list(D_B.parameters()), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
     pool_A, pool_B = ImagePool(cfg.pool_size), ImagePool(cfg.pool_size)  # generated A / generated B images
 
-    command = " ".join(shlex.quote(a) for a in sys.argv)
+    command = command_line()
     step = 0
     if resume_run:
         run = resume_run

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import shlex
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,7 +26,7 @@ from faceforge.checkpoints import save_checkpoint
 from faceforge.models import create_model, get_spec
 from faceforge.models.mini_xception import FER2013_LABELS
 from training.data import load_fer2013
-from training.runs import MetricsLog, new_run_dir, write_json
+from training.runs import MetricsLog, command_line, new_run_dir, write_json
 
 
 @dataclass
@@ -137,7 +135,7 @@ def train(cfg: EmotionConfig) -> Path:
         torch.set_num_threads(cfg.threads)
     root = Path(cfg.data_root) if cfg.data_root else None
     run = new_run_dir(cfg.runs_dir, "emotion")
-    command = " ".join(shlex.quote(a) for a in sys.argv)
+    command = command_line()
     write_json(run / "config.json", {**asdict(cfg), "command": command})
 
     images, labels = load_fer2013("train", root, limit=cfg.limit, seed=cfg.seed)

@@ -33,8 +33,6 @@ from which ``resume`` continues.
 
 from __future__ import annotations
 
-import shlex
-import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -56,7 +54,8 @@ from faceforge.models.cyclegan import NLayerDiscriminator
 # shared trainer helpers live in the CycleGAN trainer for now (one copy; to move to training/runs.py)
 from training.cyclegan import gan_loss, lr_factor
 from training.pose_pairs import YAW_BUCKETS, PosePairDataset, bucket_name, load_index
-from training.runs import MetricsLog, new_run_dir, resolve_device, resume_config, set_requires_grad, write_json
+from training.runs import (MetricsLog, command_line, new_run_dir, resolve_device, resume_config, set_requires_grad,
+                           write_json)
 from training.unpaired import resize_square, to_uint8
 
 STATE_ARCH = "frontalize_training_state"
@@ -222,7 +221,7 @@ def train(cfg: FrontalizeConfig) -> Path:
     opt_G = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
     opt_D = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
 
-    command = " ".join(shlex.quote(a) for a in sys.argv)
+    command = command_line()
     step = 0
     if resume_run:
         run = resume_run

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import shlex
+import sys
 from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, TypeVar
@@ -22,6 +24,15 @@ def new_run_dir(root: str | Path, family: str) -> Path:
     run = base / f"{max(taken, default=-1) + 1:03d}"
     run.mkdir()
     return run
+
+
+def command_line(argv: list[str] | None = None) -> str:
+    """The invoking command as a shell-quoted string for provenance, the program named by its base
+    name (``faceforge train emotion ...``, not the virtual environment's absolute path)."""
+    args = list(sys.argv if argv is None else argv)
+    if args:
+        args[0] = Path(args[0]).name
+    return " ".join(shlex.quote(a) for a in args)
 
 
 def write_json(path: Path, obj: Any) -> None:

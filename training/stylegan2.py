@@ -131,7 +131,7 @@ class StyleGAN2TrainConfig:
     pl_batch_shrink: int = 2
     style_mixing_prob: float = 0.9
     ema_kimg: float | None = None           # G_ema half-life in kimg; None: batch_size * 10 / 32 ("auto")
-    ema_rampup: float | None = 0.05         # cap the half-life at this fraction of the images seen
+    ema_rampup: float | None = 0.05         # cap the half-life at this fraction of the images seen (0/None: off)
     mirror: bool = True                     # random x-flips of the reals
     amp: str = "auto"                       # auto (bf16 autocast on CUDA) | off | bf16
     fused_modconv: bool = False             # grouped-conv modulation in training (False: faster here)
@@ -331,7 +331,7 @@ class StyleGAN2Trainer:
         ``0.5 ** (batch / min(ema_kimg * 1000, ema_rampup * nimg))``."""
         nimg = self.step * self.cfg.batch_size if nimg is None else nimg
         ema_nimg = self.cfg.resolved_ema_kimg() * 1000
-        if self.cfg.ema_rampup is not None:
+        if self.cfg.ema_rampup:
             ema_nimg = min(ema_nimg, nimg * self.cfg.ema_rampup)
         return 0.5 ** (self.cfg.batch_size / max(ema_nimg, 1e-8))
 

@@ -1,0 +1,226 @@
+"""StyleGAN2 trainer (training/stylegan2.py), the SWD metric (faceforge/metrics.py) and the fine-tuning
+path used by toonify, on tiny synthetic images (16 px, a few thousand parameters)."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from faceforge.checkpoints import load_checkpoint
+from faceforge.imaging import load_image, save_image
+from faceforge.metrics import SWDReference, laplacian_pyramid, swd
+from faceforge.models import create_model
+from faceforge.models.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
+from training.stylegan2 import (STATE_ARCH, StyleGAN2Trainer, config_from_preset, load_image_set, network_configs,
+                                swd_columns, train)
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def _blobs(n: int, size: int, seed: int) -> np.ndarray:
+    """Synthetic "faces": a coloured ellipse with two dark eyes on a coloured background, uint8 NHWC."""
+    rng = np.random.default_rng(seed)
+    out = np.empty((n, size, size, 3), np.uint8)
+    for i in range(n):
+        img = np.full((size, size, 3), rng.integers(0, 255, 3), np.uint8)
+        c = size // 2 + rng.integers(-size // 8, size // 8 + 1, 2)
+        axes = (int(size * rng.uniform(0.2, 0.35)), int(size * rng.uniform(0.3, 0.45)))
+        cv2.ellipse(img, (int(c[0]), int(c[1])), axes, 0, 0, 360, [int(v) for v in rng.integers(0, 255, 3)], -1)
+        for dx in (-1, 1):
+            cv2.circle(img, (int(c[0] + dx * axes[0] // 2), int(c[1] - axes[1] // 4)), max(1, size // 16), (20, 20, 20), -1)
+        out[i] = img
+    return out
+
+
+@pytest.fixture(scope="module")
+def faces_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("faces")
+    for i, img in enumerate(_blobs(24, 24, seed=0)):  # 24 px files: the loader resizes them to 16
+        save_image(folder / f"{i:03d}.png", img)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def toon_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("toons")
+    for i, img in enumerate(_blobs(8, 40, seed=1)):
+        rgba = np.dstack([img, np.full(img.shape[:2], 255, np.uint8)])  # RGBA like the Twemoji set
+        save_image(folder / f"t{i}.png", rgba)
+    return folder
+
+
+def _cfg(tmp_path, data, **kw):
+    base = dict(data=str(data), runs_dir=str(tmp_path / "runs"), device="cpu", progress=False, cache_dir=None,
+                log_every=1)
+    return config_from_preset("tiny", **{**base, **kw})
+
+
+def _tiny_trainer(**kw) -> StyleGAN2Trainer:
+    cfg = config_from_preset("tiny", **kw)
+    g, d = network_configs(cfg)
+    torch.manual_seed(0)
+    return StyleGAN2Trainer(StyleGAN2Generator(**g), StyleGAN2Discriminator(**d), cfg, torch.device("cpu"))
+
+
+# --------------------------------------------------------------------------------------------------
+# SWD
+# --------------------------------------------------------------------------------------------------
+def test_swd_zero_on_itself_and_grows_with_distortion():
+    a, b = _blobs(64, 32, seed=0), _blobs(64, 32, seed=1)
+    kw = dict(descriptors_per_image=32, num_projections=128)
+    assert swd(a, a, **kw) == {"swd_32": 0.0, "swd_16": 0.0, "swd_avg": 0.0}
+    same_kind = swd(a, b, **kw)["swd_avg"]
+    blurred = [swd(a, np.stack([cv2.GaussianBlur(x, (0, 0), s) for x in b]), **kw)["swd_avg"] for s in (0.7, 1.5, 3.0)]
+    rng = np.random.default_rng(0)
+    noisy = [swd(a, np.clip(b + rng.normal(0, s, b.shape), 0, 255).astype(np.uint8), **kw)["swd_avg"]
+             for s in (10, 40, 120)]
+    assert 0 < same_kind < blurred[0] < blurred[1] < blurred[2]
+    assert same_kind < noisy[0] < noisy[1] < noisy[2]
+
+
+def test_swd_reference_levels_and_errors():
+    imgs = _blobs(8, 64, seed=2)
+    assert [lev.shape[-1] for lev in laplacian_pyramid(torch.zeros(1, 3, 64, 64))] == [64, 32, 16]
+    ref = SWDReference.from_images(imgs, descriptors_per_image=8)
+    assert ref.level_resolutions == [64, 32, 16] and swd_columns(64) == ["swd_64", "swd_32", "swd_16", "swd_avg"]
+    out = ref.distance(torch.from_numpy(imgs).permute(0, 3, 1, 2).float(), num_projections=16)  # float NCHW input
+    assert out["swd_avg"] == 0.0
+    with pytest.raises(ValueError, match="need 8 images"):
+        ref.distance(imgs[:4])
+
+
+# --------------------------------------------------------------------------------------------------
+# The step: lazy regularization, EMA
+# --------------------------------------------------------------------------------------------------
+def test_lazy_regularizers_fire_on_their_steps():
+    tr = _tiny_trainer(r1_interval=4, pl_weight=2.0, pl_interval=3)
+    real = torch.rand(4, 3, 16, 16) * 2 - 1
+    fired = [tr.train_step(real) for _ in range(9)]
+    assert [i for i, o in enumerate(fired) if "R1" in o] == [0, 4, 8]
+    assert [i for i, o in enumerate(fired) if "PL" in o] == [0, 3, 6]
+    # Adam of a lazily regularised network runs with lr * c and betas ** c, c = k / (k + 1)
+    assert tr.opt_D.param_groups[0]["lr"] == pytest.approx(0.0025 * 4 / 5)
+    assert tr.opt_D.param_groups[0]["betas"][1] == pytest.approx(0.99 ** (4 / 5))
+    assert tr.opt_G.param_groups[0]["lr"] == pytest.approx(0.0025 * 3 / 4)
+    assert tr.r1_gamma == pytest.approx(0.0002 * 16 ** 2 / 4)  # the "auto" heuristic
+    off = _tiny_trainer(r1_gamma=0.0)
+    assert not any("R1" in off.train_step(real) for _ in range(2)) and "PL" not in off.train_step(real)
+
+
+def test_ema_moves_toward_g_by_the_documented_beta():
+    tr = _tiny_trainer(batch_size=4, ema_kimg=0.01, ema_rampup=0)   # half-life 10 images
+    beta = tr.ema_beta()
+    assert beta == pytest.approx(0.5 ** (4 / 10))
+    assert beta ** (10 / 4) == pytest.approx(0.5)                      # half-life of ema_kimg * 1000 images
+    before = [p.clone() for p in tr.G_ema.parameters()]
+    with torch.no_grad():
+        for p in tr.G.parameters():
+            p.add_(torch.randn_like(p))
+    assert tr.update_ema() == beta
+    for p_old, p_ema, p in zip(before, tr.G_ema.parameters(), tr.G.parameters()):
+        torch.testing.assert_close(p_ema, beta * p_old + (1 - beta) * p)
+    ramp = _tiny_trainer(batch_size=4, ema_kimg=10.0, ema_rampup=0.05)
+    assert ramp.ema_beta(nimg=0) == 0.0                                # step 0: G_ema := G
+    assert ramp.ema_beta(nimg=400) == pytest.approx(0.5 ** (4 / 20))  # capped at 5% of 400 images
+
+
+# --------------------------------------------------------------------------------------------------
+# The loop: run folder, resume, fine-tuning, CLI
+# --------------------------------------------------------------------------------------------------
+def test_train_writes_run_folder_and_changes_weights(tmp_path, faces_dir):
+    run = train(_cfg(tmp_path, faces_dir, stop_after_steps=3, swd_every=2, swd_images=12, sample_every=2))
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["config"]["resolution"] == 16 and cfg["images"] == 24 and cfg["total_steps"] == 25
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    assert [r["step"] for r in rows] == ["0", "1", "2", "3"]
+    assert rows[0]["swd_avg"] and rows[2]["swd_avg"] and not rows[1]["swd_avg"]   # start, every 2, at the end
+    assert rows[1]["R1"] and not rows[2]["R1"] and float(rows[1]["G_loss"]) > 0
+    assert sorted(p.name for p in (run / "samples").iterdir()) == ["step_0000002.png", "step_0000003.png"]
+    assert load_image(run / "samples" / "step_0000003.png").shape == (4 * 16, 8 * 16, 3)  # 32 samples, 8 a row
+    state = load_checkpoint(run / "last.pt", arch=STATE_ARCH)
+    g_kwargs = state["config"]["G"]
+    torch.manual_seed(0)                                          # the trainer's initialisation
+    init = StyleGAN2Generator(**g_kwargs).state_dict()
+    changed = [k for k, v in init.items() if not torch.equal(v, state["state_dict"][f"G.{k}"])]
+    assert any(k.startswith("synthesis.") for k in changed) and any(k.startswith("mapping.fc") for k in changed)
+    G = create_model("stylegan2", weights=run / "G_ema.pt")          # the shipped artefact loads by registry
+    assert G.resolution == 16 and G.faceforge_meta["step"] == 3 and "swd_avg" in G.faceforge_meta["metrics"]
+
+
+def test_resume_continues_step_count_and_rng(tmp_path, faces_dir):
+    kw = dict(r1_interval=2, pl_weight=1.0, pl_interval=3, swd_every=0)
+    straight = train(_cfg(tmp_path / "a", faces_dir, stop_after_steps=5, **kw))
+    split = train(_cfg(tmp_path / "b", faces_dir, stop_after_steps=2, **kw))
+    from training.stylegan2 import StyleGAN2TrainConfig
+    train(StyleGAN2TrainConfig(resume=str(split), stop_after_steps=3, device="cpu", progress=False, cache_dir=None))
+    a = load_checkpoint(straight / "last.pt")
+    b = load_checkpoint(split / "last.pt")
+    assert a["meta"]["step"] == b["meta"]["step"] == 5
+    for k, v in a["state_dict"].items():
+        torch.testing.assert_close(b["state_dict"][k], v, rtol=0, atol=1e-6, msg=k)
+    assert torch.equal(a["meta"]["data_rng"], b["meta"]["data_rng"]) and torch.equal(a["meta"]["rng"], b["meta"]["rng"])
+    steps = [r["step"] for r in csv.DictReader((split / "metrics.csv").open())]
+    assert steps == ["1", "2", "3", "4", "5"]
+
+
+def test_finetune_starts_from_the_given_weights_and_toonifies(tmp_path, faces_dir, toon_dir):
+    from faceforge.stylegan import generate, toonify
+
+    base_run = train(_cfg(tmp_path / "base", faces_dir, stop_after_steps=2, swd_every=0))
+    base_state = load_checkpoint(base_run / "last.pt")["state_dict"]
+    # from a G checkpoint: G and G_ema start from it, D is fresh; the architecture is the checkpoint's
+    ft = train(_cfg(tmp_path / "ft", toon_dir, finetune_from=str(base_run / "G_ema.pt"), resolution=32,
+                    channel_base=999, lr=1e-9, stop_after_steps=1, swd_every=0))
+    cfg = json.loads((ft / "config.json").read_text())
+    assert cfg["config"]["resolution"] == 16 and cfg["config"]["channel_base"] == 128
+    assert cfg["finetune_from"].endswith("G_ema.pt") and cfg["images"] == 8
+    state = load_checkpoint(ft / "last.pt")["state_dict"]
+    for k in ("synthesis.b16.conv1.weight", "mapping.fc0.weight"):
+        torch.testing.assert_close(state[f"G.{k}"], base_state[f"G_ema.{k}"], rtol=0, atol=1e-5)
+    assert not torch.allclose(state["D.fromrgb.weight"], base_state["D.fromrgb.weight"])
+    # from a run folder: D continues too
+    ft2 = train(_cfg(tmp_path / "ft2", toon_dir, finetune_from=str(base_run), lr=1e-9, stop_after_steps=1,
+                     swd_every=0))
+    state2 = load_checkpoint(ft2 / "last.pt")["state_dict"]
+    torch.testing.assert_close(state2["D.fromrgb.weight"], base_state["D.fromrgb.weight"], rtol=0, atol=1e-5)
+    torch.testing.assert_close(state2["G.synthesis.b8.conv0.weight"], base_state["G.synthesis.b8.conv0.weight"],
+                               rtol=0, atol=1e-5)
+    # the fine-tuned G_ema plugs into toonify with the base
+    base = create_model("stylegan2", weights=base_run / "G_ema.pt")
+    toon = create_model("stylegan2", weights=ft / "G_ema.pt")
+    mixed = toonify(base, toon, swap_resolution=8)
+    assert generate(mixed, [0, 1]).shape == (2, 16, 16, 3)
+
+
+def test_load_image_set_crops_resizes_and_caches(tmp_path, toon_dir):
+    imgs = load_image_set(toon_dir, 16, cache_dir=tmp_path / "cache")
+    assert imgs.shape == (8, 16, 16, 3) and imgs.dtype == np.uint8
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == 1
+    np.testing.assert_array_equal(load_image_set(toon_dir, 16, cache_dir=tmp_path / "cache"), imgs)
+    assert load_image_set(toon_dir, 16, limit=3).shape[0] == 3
+    with pytest.raises(FileNotFoundError, match="image folder not found"):
+        load_image_set(tmp_path / "nope", 16)
+
+
+def test_cli_train_and_install(tmp_path, faces_dir, monkeypatch):
+    from faceforge.cli import main
+    import faceforge.models.registry as registry
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(registry, "WEIGHTS_DIR", tmp_path / "weights")
+    (tmp_path / "weights").mkdir()
+    args = ["train", "stylegan2", "--preset", "tiny", "--data", str(faces_dir), "--stop-after", "2", "--device", "cpu",
+            "--swd-every", "0", "--runs-dir", str(tmp_path / "runs"), "--install"]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    prov = json.loads((tmp_path / "weights" / "stylegan2_utkface.json").read_text())
+    assert prov["arch"] == "stylegan2" and prov["model_config"]["resolution"] == 16 and prov["step"] == 2
+    assert (tmp_path / "cache" / "stylegan2").is_dir()            # the decoded set is cached for resumes
+    res = CliRunner().invoke(main, ["train", "stylegan2", "--data", str(tmp_path / "missing")])
+    assert res.exit_code != 0 and "image folder not found" in res.output

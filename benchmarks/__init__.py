@@ -4,6 +4,7 @@
 - :mod:`benchmarks.emotion_latency`   on-device style (LiteRT, ONNX Runtime) vs server round trip.
 - :mod:`benchmarks.detections`        BlazeFace detections on the shared real photos.
 - :mod:`benchmarks.translate_quality` age shift and identity of the CycleGAN translators.
+- :mod:`benchmarks.stylegan_latency`  StyleGAN2 generation latency/throughput by resolution and batch.
 """
 
 from pathlib import Path

@@ -8,6 +8,7 @@ import click
 
 from benchmarks import RESULTS_DIR
 from benchmarks.detections import main as detections
+from benchmarks.stylegan_latency import main as stylegan_latency
 from benchmarks.translate_quality import main as translate_quality
 
 
@@ -56,3 +57,4 @@ def emotion_accuracy(weights: str, no_peer: bool, out_dir: Path) -> None:
 
 bench.add_command(detections, "detections")
 bench.add_command(translate_quality, "translate-quality")
+bench.add_command(stylegan_latency, "stylegan-latency")

@@ -224,3 +224,20 @@ def test_cli_train_and_install(tmp_path, faces_dir, monkeypatch):
     assert (tmp_path / "cache" / "stylegan2").is_dir()            # the decoded set is cached for resumes
     res = CliRunner().invoke(main, ["train", "stylegan2", "--data", str(tmp_path / "missing")])
     assert res.exit_code != 0 and "image folder not found" in res.output
+
+
+def test_stylegan_latency_benchmark_smoke(tmp_path):
+    from faceforge.cli import main
+
+    args = ["bench", "stylegan-latency", "--resolutions", "8,16", "--batch-sizes", "1,2", "--repeats", "2",
+            "--warmup", "0", "--threads", "1", "--device", "cpu", "--channel-base", "64", "--channel-max", "8",
+            "--z-dim", "8", "--out", str(tmp_path), "--name", "sg"]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    doc = json.loads((tmp_path / "sg.json").read_text())
+    assert len(doc["rows"]) == 2 * 2 * 2 and doc["device"] == "cpu" and doc["config"]["channel_base"] == 64
+    row = doc["rows"][-1]
+    assert row["resolution"] == 16 and row["batch_size"] == 2 and row["modulation"] == "unfused"
+    assert row["images_per_s"] == pytest.approx(2 / row["median_s"], rel=0.01) and row["macs_per_image"] > 0
+    assert "| 16 | 2 | unfused |" in (tmp_path / "sg.md").read_text()
+    assert load_image(tmp_path / "sg.png").shape[2] == 3

@@ -141,7 +141,9 @@ def test_train_writes_run_folder_and_changes_weights(tmp_path, faces_dir):
     assert [r["step"] for r in rows] == ["0", "1", "2", "3"]
     assert rows[0]["swd_avg"] and rows[2]["swd_avg"] and not rows[1]["swd_avg"]   # start, every 2, at the end
     assert rows[1]["R1"] and not rows[2]["R1"] and float(rows[1]["G_loss"]) > 0
-    assert sorted(p.name for p in (run / "samples").iterdir()) == ["step_0000002.png", "step_0000003.png"]
+    assert float(rows[3]["sec_per_step"]) > 0 and float(rows[3]["seconds"]) >= float(rows[3]["sec_per_step"])
+    assert sorted(p.name for p in (run / "samples").iterdir()) == ["step_0000000.png", "step_0000002.png",
+                                                                 "step_0000003.png"]
     assert load_image(run / "samples" / "step_0000003.png").shape == (4 * 16, 8 * 16, 3)  # 32 samples, 8 a row
     state = load_checkpoint(run / "last.pt", arch=STATE_ARCH)
     g_kwargs = state["config"]["G"]

@@ -647,10 +647,12 @@ def train(cfg: StyleGAN2TrainConfig) -> Path:
                 "version": f"{time.strftime('%Y.%m.%d')}-run{run.name}-kimg{meta['kimg']:g}"}
         save_checkpoint(run / "G_ema.pt", trainer.G_ema, "stylegan2", g_kwargs, prov)
 
-    def write_row(window: dict[str, list[float]], n_steps: int, seconds: float, swd: dict[str, float] | None) -> None:
+    def write_row(window: dict[str, list[float]], step_seconds: list[float], seconds: float,
+                  swd: dict[str, float] | None) -> None:
+        """One metrics row: window means; sec_per_step = training steps only; seconds = wall since the last row."""
         row: dict[str, Any] = {c: "" for c in columns}
         row.update(step=trainer.step, kimg=round(trainer.step * cfg.batch_size / 1000, 3), seconds=round(seconds, 2),
-                   sec_per_step=round(seconds / n_steps, 4) if n_steps else "")
+                   sec_per_step=round(float(np.mean(step_seconds)), 4) if step_seconds else "")
         for k, v in window.items():
             row[k] = round(float(np.mean(v)), 5)
         if swd:
@@ -658,18 +660,24 @@ def train(cfg: StyleGAN2TrainConfig) -> Path:
         log.log(**row)
 
     t_start = t_window = time.time()
+    if trainer.step == 0:
+        save_image(run / "samples" / "step_0000000.png", sample_grid(trainer.G_ema, sample_z))
     if swd_ref is not None and trainer.step == 0:
         last_metrics.update(measure_swd())
-        write_row({}, 0, time.time() - t_window, last_metrics)
+        write_row({}, [], time.time() - t_window, last_metrics)
         t_window = time.time()
     window: dict[str, list[float]] = {}
-    steps_this_call = steps_in_window = 0
+    steps_this_call = 0
+    step_seconds: list[float] = []
     bar = tqdm(total=total_steps, initial=trainer.step, disable=not cfg.progress or None, desc="stylegan2",
                mininterval=5)
     while trainer.step < total_steps:
+        t_step = time.time()
         losses = trainer.train_step(sampler.sample(cfg.batch_size))
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        step_seconds.append(time.time() - t_step)
         steps_this_call += 1
-        steps_in_window += 1
         bar.update(1)
         for k, v in losses.items():
             window.setdefault(k, []).append(v)
@@ -682,10 +690,10 @@ def train(cfg: StyleGAN2TrainConfig) -> Path:
             swd = measure_swd()
             last_metrics.update(swd)
         if step % cfg.log_every == 0 or swd is not None or stop or last:
-            write_row(window, steps_in_window, time.time() - t_window, swd)
+            write_row(window, step_seconds, time.time() - t_window, swd)
             bar.set_postfix(G=round(float(np.mean(window["G_loss"])), 3),
                             D=round(float(np.mean(window["D_loss"])), 3), refresh=False)
-            window, steps_in_window, t_window = {}, 0, time.time()
+            window, step_seconds, t_window = {}, [], time.time()
         if step % cfg.sample_every == 0 or stop or last:
             save_image(run / "samples" / f"step_{step:07d}.png", sample_grid(trainer.G_ema, sample_z))
         if (cfg.save_every and step % cfg.save_every == 0) or stop or last:

@@ -130,7 +130,8 @@ def markdown(doc: dict[str, Any]) -> str:
     lines = [f"# StyleGAN2 generation latency ({doc['date']})", "",
              f"Device: {doc['device']} ({dev}); torch {doc['torch']}; median of {doc['repeats']} calls after "
              f"{doc['warmup']} warm-up; random weights; config {json.dumps(doc['config'])}.", "",
-             "| resolution | batch | modulation | params | GMACs/image | median s/call | p10-p90 s | ms/image | images/s |",
+             "| resolution | batch | modulation | params | GMACs/image | median s/call | p10-p90 s | ms/image "
+             "| images/s |",
              "| ---: | ---: | --- | ---: | ---: | ---: | --- | ---: | ---: |"]
     for r in doc["rows"]:
         gmacs = f"{r['macs_per_image'] / 1e9:.3f}" if r["macs_per_image"] else "-"

@@ -33,8 +33,6 @@ Procedure (following the paper's description; written for faceforge, not copied)
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
-
 import numpy as np
 import torch
 import torch.nn.functional as F

@@ -33,7 +33,8 @@ def _blobs(n: int, size: int, seed: int) -> np.ndarray:
         axes = (int(size * rng.uniform(0.2, 0.35)), int(size * rng.uniform(0.3, 0.45)))
         cv2.ellipse(img, (int(c[0]), int(c[1])), axes, 0, 0, 360, [int(v) for v in rng.integers(0, 255, 3)], -1)
         for dx in (-1, 1):
-            cv2.circle(img, (int(c[0] + dx * axes[0] // 2), int(c[1] - axes[1] // 4)), max(1, size // 16), (20, 20, 20), -1)
+            eye = (int(c[0] + dx * axes[0] // 2), int(c[1] - axes[1] // 4))
+            cv2.circle(img, eye, max(1, size // 16), (20, 20, 20), -1)
         out[i] = img
     return out
 

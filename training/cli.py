@@ -328,7 +328,8 @@ def frontalize(data: Path, input_kind: str, generator: str, ngf: int | None, epo
 @click.option("--batch-size", type=click.IntRange(1), default=None)
 @click.option("--kimg", "total_kimg", type=click.FloatRange(0, min_open=True), default=None,
               help="Training length in thousands of real images [preset; 10 when fine-tuning].")
-@click.option("--lr", type=click.FloatRange(0, min_open=True), default=None, help="Adam lr [0.0025; 0.002 fine-tuning].")
+@click.option("--lr", type=click.FloatRange(0, min_open=True), default=None,
+              help="Adam lr [0.0025; 0.002 fine-tuning].")
 @click.option("--r1-gamma", type=click.FloatRange(0), default=None,
               help="R1 weight [auto: 0.0002 * resolution^2 / batch].")
 @click.option("--pl-weight", type=click.FloatRange(0), default=None,
@@ -354,7 +355,8 @@ def frontalize(data: Path, input_kind: str, generator: str, ngf: int | None, epo
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--threads", type=click.IntRange(1), default=None, help="torch CPU threads.")
 @click.option("--install", is_flag=True,
-              help="Copy the run's G_ema.pt to faceforge/weights/ as the default stylegan2 weights (+ provenance JSON).")
+              help="Copy the run's G_ema.pt to faceforge/weights/ as the default stylegan2 weights "
+                   "(+ provenance JSON).")
 def stylegan2(preset: str, data: Path | None, finetune_from: Path | None, install: bool, no_mirror: bool,
               time_limit: float | None, stop_after: int | None, **fields) -> None:
     """Train a StyleGAN2 on aligned faces (UTKFace by default), or fine-tune one (toonify).

@@ -367,7 +367,7 @@ class StyleGAN2Trainer:
             ``ema_beta``, plus ``R1`` (mean squared gradient norm) and ``PL`` / ``pl_mean`` on the
             iterations where the lazy regularizers ran.
         """
-        cfg, G, D = self.cfg, self.G, self.D
+        cfg, D = self.cfg, self.D
         n = real.shape[0]
         out: dict[str, float] = {}
 

@@ -60,8 +60,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import math
-import shlex
-import sys
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -78,7 +76,8 @@ from faceforge.errors import CheckpointError
 from faceforge.imaging import load_image, save_image
 from faceforge.metrics import SWDReference
 from faceforge.models.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
-from training.runs import MetricsLog, new_run_dir, resolve_device, resume_config, set_requires_grad, write_json
+from training.runs import (MetricsLog, command_line, new_run_dir, resolve_device, resume_config,
+                           set_requires_grad, write_json)
 
 FAMILY = "stylegan2"
 STATE_ARCH = "stylegan2_training_state"
@@ -594,7 +593,7 @@ def train(cfg: StyleGAN2TrainConfig) -> Path:
         raise ValueError(f"{cfg.data} holds {len(images)} usable image(s); need at least 2")
     sampler = ImageSampler(images, device, cfg.mirror, seed=cfg.seed + 1)
     total_steps = math.ceil(cfg.total_kimg * 1000 / cfg.batch_size)
-    command = " ".join(shlex.quote(a) for a in sys.argv)
+    command = command_line()
 
     if resume_run:
         run = resume_run

@@ -57,7 +57,7 @@ def summary_table(report) -> str:
     accuracy (file / PyTorch), validation, status."""
     rows = [("format", "file", "KB", "agreement", "clear margin", "accuracy (file/torch)", "validation", "status")]
     for o in report.outcomes:
-        p, a = o.parity, o.artifact
+        p = o.parity
         size = f"{o.bytes / 1024:.1f}" if o.bytes else "-"
         agree = f"{100 * p.top1_agreement:.2f}%" if p and p.top1_agreement is not None else (
             f"{p.psnr_db:.1f} dB" if p and p.psnr_db is not None else "-")

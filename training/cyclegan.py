@@ -45,12 +45,11 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from faceforge.checkpoints import load_checkpoint, save_checkpoint
-from faceforge.errors import CheckpointError
 from faceforge.imaging import load_image, save_image
 from faceforge.models import create_model, get_spec
 from faceforge.models.cyclegan import NLayerDiscriminator
-from training.runs import (MetricsLog, command_line, new_run_dir, resolve_device, resume_config, set_requires_grad,
-                           write_json)
+from training.runs import (MetricsLog, command_line, new_run_dir, resolve_device, restore_training_state,
+                           resume_config, set_requires_grad, write_json)
 from training.unpaired import UnpairedImageFolder, list_images, resize_square, to_tensor, to_uint8
 
 STATE_ARCH = "cyclegan_training_state"
@@ -298,17 +297,9 @@ def train(cfg: CycleGANConfig) -> Path:
     step = 0
     if resume_run:
         run = resume_run
-        ckpt = load_checkpoint(run / "last.pt", arch=STATE_ARCH)
-        try:
-            nets.load_state_dict(ckpt["state_dict"])
-        except RuntimeError as exc:
-            raise CheckpointError(f"{run / 'last.pt'} does not fit the configured networks: {exc}") from None
-        meta = ckpt["meta"]
-        opt_G.load_state_dict(meta["opt_G"])
-        opt_D.load_state_dict(meta["opt_D"])
+        meta = restore_training_state(run, nets, {"opt_G": opt_G, "opt_D": opt_D}, STATE_ARCH)
         pool_A.load(meta["pool_A"], device)
         pool_B.load(meta["pool_B"], device)
-        torch.set_rng_state(meta["rng"])
         step = int(meta["step"])
     else:
         run = new_run_dir(cfg.runs_dir, "cyclegan")

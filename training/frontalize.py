@@ -46,16 +46,15 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
-from faceforge.checkpoints import load_checkpoint, save_checkpoint
-from faceforge.errors import CheckpointError
+from faceforge.checkpoints import save_checkpoint
 from faceforge.imaging import load_image, save_image
 from faceforge.models import create_model, get_spec
 from faceforge.models.cyclegan import NLayerDiscriminator
 # shared trainer helpers live in the CycleGAN trainer for now (one copy; to move to training/runs.py)
 from training.cyclegan import gan_loss, lr_factor
 from training.pose_pairs import YAW_BUCKETS, PosePairDataset, bucket_name, load_index
-from training.runs import (MetricsLog, command_line, new_run_dir, resolve_device, resume_config, set_requires_grad,
-                           write_json)
+from training.runs import (MetricsLog, command_line, new_run_dir, resolve_device, restore_training_state,
+                           resume_config, set_requires_grad, write_json)
 from training.unpaired import resize_square, to_uint8
 
 STATE_ARCH = "frontalize_training_state"
@@ -225,15 +224,7 @@ def train(cfg: FrontalizeConfig) -> Path:
     step = 0
     if resume_run:
         run = resume_run
-        ckpt = load_checkpoint(run / "last.pt", arch=STATE_ARCH)
-        try:
-            nets.load_state_dict(ckpt["state_dict"])
-        except RuntimeError as exc:
-            raise CheckpointError(f"{run / 'last.pt'} does not fit the configured networks: {exc}") from None
-        meta = ckpt["meta"]
-        opt_G.load_state_dict(meta["opt_G"])
-        opt_D.load_state_dict(meta["opt_D"])
-        torch.set_rng_state(meta["rng"])
+        meta = restore_training_state(run, nets, {"opt_G": opt_G, "opt_D": opt_D}, STATE_ARCH)
         step = int(meta["step"])
     else:
         run = new_run_dir(cfg.runs_dir, "frontalize")

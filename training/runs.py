@@ -106,3 +106,37 @@ def set_requires_grad(nets: Iterable["torch.nn.Module"], flag: bool) -> None:
     for net in nets:
         for p in net.parameters():
             p.requires_grad_(flag)
+
+
+def restore_training_state(run: Path, nets: "torch.nn.Module", optimizers: dict[str, "torch.optim.Optimizer"],
+                           arch: str) -> dict[str, Any]:
+    """Load ``<run>/last.pt`` into ``nets`` and ``optimizers`` and restore torch's CPU RNG, so a resumed
+    run continues where it stopped.
+
+    Args:
+        run: the run folder.
+        nets: the module holding every trained network (e.g. an ``nn.ModuleDict``), as saved.
+        optimizers: ``{meta key: optimizer}``, e.g. ``{"opt_G": opt_G, "opt_D": opt_D}``.
+        arch: the training-state architecture tag the checkpoint was saved with.
+
+    Returns:
+        The checkpoint's ``meta`` (``step`` and whatever else the trainer saved).
+
+    Raises:
+        CheckpointError: the file is not such a training state, or does not fit ``nets``.
+    """
+    import torch
+
+    from faceforge.checkpoints import load_checkpoint
+    from faceforge.errors import CheckpointError
+
+    ckpt = load_checkpoint(run / "last.pt", arch=arch)
+    try:
+        nets.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"{run / 'last.pt'} does not fit the configured networks: {exc}") from None
+    meta = ckpt["meta"]
+    for key, opt in optimizers.items():
+        opt.load_state_dict(meta[key])
+    torch.set_rng_state(meta["rng"])
+    return meta

@@ -1,0 +1,644 @@
+"""Whole-photo face frontalization with a pix2pix U-Net generator trained on synthesized pose pairs.
+
+Pipeline (one call of :meth:`Frontalizer.frontalize`)::
+
+    RGB uint8 (H, W, 3)
+      --detect (full-range BlazeFace: copes with turned heads)-->  faces, highest score first
+      --select (all | largest | indices)-->                         the faces to frontalize
+      --Face Mesh (468 3D landmarks)-->                             yaw, roll
+      --pose-tolerant crop (landmark box, R x R)-->                 RGB crop uint8 (R, R, 3), R = 256
+      --rerender to frontal (input mode "rerender" only)-->         RGB uint8 (R, R, 3)
+      --resize to S, p / 127.5 - 1, generator-->                    float32 (N, 3, S, S) in (-1, 1)
+      --(x + 1) * 127.5, round-->                                   frontal crops uint8 (N, S, S, 3)
+
+The generator is a pix2pix U-Net (P. Isola, J.-Y. Zhu, T. Zhou, A. A. Efros, "Image-to-Image
+Translation with Conditional Adversarial Networks", CVPR 2017, arXiv:1611.07004;
+:mod:`faceforge.models.pix2pix`) trained by :mod:`training.frontalize` on pairs synthesized by
+:mod:`training.pose_pairs` in the spirit of Rotate-and-Render (H. Zhou, J. Liu, Z. Liu, Y. Liu,
+X. Wang, "Rotate-and-Render: Unsupervised Photorealistic Face Rotation from Single-View Images",
+CVPR 2020, arXiv:2003.08124). What the generator saw in training decides each step here:
+
+- **Crop.** A training profile is the ``utkface``-aligned frontal crop with the head turned and
+  re-centred so that the bounding box of its 468 projected landmarks has the frontal's centre; a
+  yaw leaves the box's height unchanged (:func:`faceforge.faces.rotate.render_yaw`). So a turned
+  head in a photo is cropped by its landmark box: in-plane roll removed (:func:`face_roll`), the
+  box's height scaled to :data:`BOX_HEIGHT` of the crop side and its centre put at
+  :data:`BOX_CENTRE` (:func:`pose_tolerant_matrix`). Those numbers are the medians of the frontal
+  landmark boxes of the first pose-pair build (100 UTKFace faces aligned on ``utkface`` at 256 px:
+  centre (0.507, 0.468), IQR 0.49-0.53 and 0.45-0.48; height 0.966, IQR 0.94-0.98), x symmetrized to
+  0.5. The BlazeFace keypoints' template is *not* used: on a turned head the eyes, nose and mouth
+  crowd to one side, and a similarity fit to a frontal template shrinks and shifts the face.
+- **Rerender** (generators trained with ``input="rerender"``, the default): training fed the
+  generator the profile warped back to frontal without a visibility test
+  (:func:`~faceforge.faces.rotate.rotate_and_render`'s way back). :func:`rerender_frontal` does the
+  same to a real profile: the landmarks are turned by ``-yaw`` about the head axis to a frontal
+  set, triangulated as in training (:func:`~faceforge.faces.rotate.build_scene`), and every triangle
+  samples the profile crop where that triangle lies at ``yaw`` (the observed landmarks), back to
+  front by frontal depth, holes inpainted. ``input="profile"`` generators get the crop itself.
+- **Size.** Pairs are rendered at the cache's side (256) and resized to the generator's crop side
+  (``training.unpaired.resize_square``: area when shrinking); here likewise (:data:`RENDER_SIZE`
+  unless the run folder says otherwise).
+
+Yaw (:attr:`FrontalizedFace.yaw`): Face Mesh's estimate (:func:`~faceforge.faces.rotate.estimate_yaw`)
+in degrees, **positive when the nose points to the image's right** (the subject turned to their own
+left), 0 for a frontal face. Face Mesh underestimates turned heads: on the synthesized profiles it
+measured a median 0.57-0.75 of the applied yaw (see :mod:`training.pose_pairs`), so the rerender
+under-turns a little, as the generator's training inputs do not (they are rendered with the applied
+yaw); the generator has to absorb that. A face whose ``|yaw|`` exceeds the trained range
+(:attr:`Frontalizer.max_yaw`, the largest training yaw, 75 degrees by default) is still frontalized but
+flagged ``in_range=False`` with a warning: expect a poor result.
+
+Weights (``weights=`` of :class:`Frontalizer`, ``--weights`` of ``faceforge frontalize``,
+``FACEFORGE_FRONTALIZE_WEIGHTS`` for the server and the CLI) may be:
+
+- a **run folder** of ``faceforge train frontalize`` (``G.pt``; its ``config.json`` gives the input
+  mode, crop size, cache side and yaw buckets);
+- a **generator checkpoint** (``G.pt`` or an installed copy); its ``meta`` gives ``input`` and
+  ``config.crop_size``; a ``config.json`` beside it is read as for a run folder;
+- a training state ``last.pt`` (``arch="frontalize_training_state"``): its generator;
+- ``"default"``: ``faceforge/weights/pix2pix_frontalize.pt``. No trained weights ship yet, so this
+  raises :class:`~faceforge.errors.WeightsNotFoundError` until a generator is installed there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from faceforge.checkpoints import load_checkpoint
+from faceforge.errors import CheckpointError, NoFaceError, WeightsNotFoundError
+from faceforge.models import get_spec
+from faceforge.models.registry import WEIGHTS_DIR
+from faceforge.translate import select_faces
+
+if TYPE_CHECKING:  # imported lazily at run time: the detector and Face Mesh load LiteRT
+    from faceforge.faces.detect import Face, FaceDetector
+    from faceforge.faces.landmarks import FaceMesh
+
+__all__ = ["ENV_VAR", "DEFAULT_WEIGHTS_PATH", "INPUT_MODES", "BOX_CENTRE", "BOX_HEIGHT", "TRAINED_MAX_YAW",
+           "resolve_weights", "load_generator", "face_roll", "pose_tolerant_matrix", "rerender_frontal",
+           "FrontalizedFace", "FrontalizationResult", "Frontalizer"]
+
+ENV_VAR = "FACEFORGE_FRONTALIZE_WEIGHTS"
+"""Environment variable naming the frontalization weights (read by the CLI and the server config)."""
+
+DEFAULT_WEIGHTS_PATH = WEIGHTS_DIR / "pix2pix_frontalize.pt"
+"""Where installed default weights would live (none ship yet)."""
+
+TRAINING_STATE_ARCH = "frontalize_training_state"
+"""``arch`` of the trainer's ``last.pt`` (:data:`training.frontalize.STATE_ARCH`; repeated here so the
+library does not import the training package)."""
+
+INPUT_MODES = ("rerender", "profile")
+"""Generator input modes (``FrontalizeConfig.input``)."""
+
+BOX_CENTRE = (0.5, 0.4677)
+"""Centre ``(x, y)`` of the 468 Face Mesh landmarks' box in a training crop, fraction of the side."""
+
+BOX_HEIGHT = 0.9655
+"""Height of the 468 landmarks' box in a training crop, fraction of the side (yaw does not change it)."""
+
+RENDER_SIZE = 256
+"""Side of the pose-pair cache (``PosePairConfig.size``): where crops are rerendered before resizing."""
+
+TRAINED_MAX_YAW = 75.0
+"""Largest training yaw (degrees) of the default pose-pair buckets (15-30 ... 60-75)."""
+
+NUM_FACE_POINTS = 468
+
+
+def resolve_weights(weights: str | Path | None = None, environ: dict[str, str] | None = None) -> Path:
+    """Where the frontalization weights are: ``weights`` if given (``"default"``: the installed file),
+    else ``$FACEFORGE_FRONTALIZE_WEIGHTS``, else the installed default.
+
+    Returns:
+        The existing file or folder.
+
+    Raises:
+        WeightsNotFoundError: the resolved path does not exist (no trained default is installed yet);
+            the message names ``FACEFORGE_FRONTALIZE_WEIGHTS`` and how to train.
+    """
+    environ = os.environ if environ is None else environ
+    chosen = weights if weights not in (None, "") else environ.get(ENV_VAR) or "default"
+    if str(chosen) == "default":
+        if not DEFAULT_WEIGHTS_PATH.exists():
+            raise WeightsNotFoundError(
+                f"no trained frontalization weights are installed (expected {DEFAULT_WEIGHTS_PATH}); train a "
+                f"generator with `faceforge train frontalize` and point {ENV_VAR} (or --weights) at its run "
+                f"folder", path=str(DEFAULT_WEIGHTS_PATH), env=ENV_VAR)
+        return DEFAULT_WEIGHTS_PATH
+    path = Path(chosen).expanduser()
+    if not path.exists():
+        raise WeightsNotFoundError(f"frontalization weights not found: {path} (set {ENV_VAR} or --weights to a "
+                                   f"`faceforge train frontalize` run folder or its G.pt)", path=str(path), env=ENV_VAR)
+    return path
+
+
+def _build(arch: str, config: dict[str, Any], state_dict: dict[str, torch.Tensor], source: str) -> nn.Module:
+    spec = get_spec(arch)
+    if spec.task != "frontalize":
+        raise CheckpointError(f"{source} holds a {arch!r} model ({spec.task}), not a frontalization generator")
+    accepted = set(inspect.signature(spec.factory).parameters)
+    kwargs = {**spec.kwargs, **{k: v for k, v in config.items() if k in accepted}}
+    model = spec.factory(**kwargs)
+    try:
+        model.load_state_dict(state_dict, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{source} does not fit {arch!r}: {str(exc).splitlines()[0]}") from None
+    model.faceforge_config = kwargs
+    model.faceforge_arch = arch
+    return model.eval()
+
+
+def _read_run_config(folder: Path) -> dict[str, Any]:
+    path = folder / "config.json"
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def load_generator(weights: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """Load a frontalization generator (see the module docstring for the accepted layouts).
+
+    Args:
+        weights: run folder, ``G.pt``-style checkpoint or training state ``last.pt``.
+
+    Returns:
+        ``(generator, info)``: the module in eval mode on the CPU (with ``faceforge_arch`` and
+        ``faceforge_config``), and ``info`` with ``input`` (``"rerender"`` or ``"profile"``;
+        ``"rerender"`` when nothing says), ``crop_size`` (int or ``None``), ``render_size`` (the pose-pair
+        cache side, or ``None``), ``max_yaw`` (largest training yaw or ``None``), ``meta`` (the
+        checkpoint's provenance) and ``file`` (the checkpoint read).
+
+    Raises:
+        WeightsNotFoundError: the path does not exist, or a folder without ``G.pt`` / ``last.pt``.
+        CheckpointError: not a faceforge checkpoint of a frontalization generator, tensors that do
+            not fit, or an unknown input mode.
+    """
+    path = Path(weights).expanduser()
+    if path.is_dir():
+        file = next((path / n for n in ("G.pt", "last.pt") if (path / n).is_file()), None)
+        if file is None:
+            raise WeightsNotFoundError(f"{path} holds no generator (G.pt of a `faceforge train frontalize` run)",
+                                       path=str(path), env=ENV_VAR)
+    elif path.is_file():
+        file = path
+    else:
+        raise WeightsNotFoundError(f"frontalization weights not found: {path}", path=str(path), env=ENV_VAR)
+    ckpt = load_checkpoint(file)
+    meta = dict(ckpt.get("meta", {}))
+    if ckpt["arch"] == TRAINING_STATE_ARCH:
+        config = ckpt.get("config", {})
+        arch = config.get("generator")
+        if not arch:
+            raise CheckpointError(f"{file}: training state without a 'generator' name in its config")
+        part = {k[2:]: v for k, v in ckpt["state_dict"].items() if k.startswith("G.")}
+        model = _build(arch, config, part, f"{file} [G]")
+        meta = {k: v for k, v in meta.items() if k in ("git_commit", "step", "epoch")}
+    else:
+        model = _build(ckpt["arch"], ckpt.get("config", {}), ckpt["state_dict"], str(file))
+    run = _read_run_config(file.parent)
+    run_cfg = run.get("config") or {}
+    data_cfg = run.get("data_config") or {}
+    mode = meta.get("input") or run_cfg.get("input") or "rerender"
+    if mode not in INPUT_MODES:
+        raise CheckpointError(f"{file}: unknown generator input mode {mode!r} (expected one of {INPUT_MODES})")
+    crop = (meta.get("config") or {}).get("crop_size") or run.get("crop_size") or run_cfg.get("crop_size")
+    buckets = data_cfg.get("buckets")
+    max_yaw = float(max(hi for _, hi in buckets)) if buckets else None
+    info = {"input": mode, "crop_size": int(crop) if crop else None,
+            "render_size": int(data_cfg["size"]) if data_cfg.get("size") else None, "max_yaw": max_yaw,
+            "meta": meta, "file": file}
+    return model, info
+
+
+# --------------------------------------------------------------------------------------------------
+# Geometry: roll, the pose-tolerant crop, rerendering to frontal
+
+_SYMMETRIC = ((33, 263), (133, 362), (234, 454), (61, 291), (127, 356), (93, 323), (58, 288), (70, 300), (105, 334))
+# the pairs of faceforge.faces.rotate.SYMMETRIC_PAIRS (kept in step by tests/test_frontalize_photo.py)
+
+
+def face_roll(points: np.ndarray) -> float:
+    """In-plane rotation (roll) of a face from Face Mesh landmarks, degrees.
+
+    The direction of the summed subject's-right-to-left vectors of the mirrored landmark pairs in the
+    image plane; a pure yaw shortens those vectors but does not turn them (orthographic view), so
+    the angle is the roll alone. Positive when the subject's left side (image right) is lower (y down).
+
+    Args:
+        points: float ``(468, 2+)`` landmarks in pixels.
+    """
+    pts = np.asarray(points, np.float64)
+    v = sum(pts[b, :2] - pts[a, :2] for a, b in _SYMMETRIC)
+    return float(np.degrees(np.arctan2(v[1], v[0])))
+
+
+def pose_tolerant_matrix(points: np.ndarray, size: int, centre: tuple[float, float] = BOX_CENTRE,
+                         height: float = BOX_HEIGHT) -> np.ndarray:
+    """Similarity transform image -> crop that frames a face by its landmark box, at any yaw.
+
+    The landmarks are rotated by ``-roll`` (:func:`face_roll`); the crop scale puts their box's height
+    at ``height * size`` and the box's centre at ``centre * size`` (see the module docstring for why
+    the box and not the keypoint template).
+
+    Args:
+        points: float ``(468, 2+)`` Face Mesh landmarks in image pixels (continuous coordinates).
+        size: crop side ``S``.
+        centre: box centre in the crop, fractions of ``S``.
+        height: box height in the crop, fraction of ``S``.
+
+    Returns:
+        float64 ``(2, 3)`` ``[x', y'] = M @ [x, y, 1]`` in continuous pixel coordinates (as
+        :class:`faceforge.faces.align.AlignedFace.matrix`; use :func:`faceforge.faces.align.to_opencv`
+        for ``cv2.warpAffine``).
+
+    Raises:
+        ValueError: fewer than 468 points, or a degenerate (zero-height) landmark box.
+    """
+    pts = np.asarray(points, np.float64)
+    if pts.ndim != 2 or pts.shape[0] < NUM_FACE_POINTS or pts.shape[1] < 2:
+        raise ValueError(f"points must be (468, 2+) Face Mesh landmarks, got {pts.shape}")
+    xy = pts[:NUM_FACE_POINTS, :2]
+    t = np.radians(-face_roll(xy))
+    rot = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
+    q = xy @ rot.T
+    lo, hi = q.min(0), q.max(0)
+    if hi[1] - lo[1] < 1e-6:
+        raise ValueError("degenerate landmarks: zero-height box")
+    s = height * size / (hi[1] - lo[1])
+    box_centre = (lo + hi) / 2
+    return np.column_stack([s * rot, np.asarray(centre, np.float64) * size - s * box_centre])
+
+
+def rerender_frontal(crop: np.ndarray, points: np.ndarray, yaw: float, margin: float = 0.25,
+                     pivot_depth: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    """Warp a turned face back to frontal the way the training inputs were made (no visibility test).
+
+    The landmarks are turned by ``-yaw`` about the head axis (:func:`~faceforge.faces.rotate.head_pivot`)
+    and re-centred on their box (as :func:`~faceforge.faces.rotate.render_yaw` does); that frontal set
+    is triangulated with a head ring and an image frame (:func:`~faceforge.faces.rotate.build_scene`,
+    the training defaults ``margin=0.25``, ``pivot_depth=0.1``); each triangle is then drawn at its
+    frontal place sampling ``crop`` where it lies at ``yaw`` (the scene turned by ``+yaw`` and
+    re-centred, i.e. the observed landmarks), back to front by frontal depth, as the way back of
+    :func:`~faceforge.faces.rotate.rotate_and_render`: parts hidden in the profile take the colours of
+    what covered them. Uncovered pixels are inpainted (Telea).
+
+    Args:
+        crop: uint8 ``(R, R, 3)`` RGB crop of the turned face.
+        points: float ``(468, 3)`` Face Mesh ``(x, y, z)`` in crop pixels (``z`` scaled like ``x``).
+        yaw: the face's yaw in degrees (sign of :func:`~faceforge.faces.rotate.estimate_yaw`).
+        margin, pivot_depth: see :func:`~faceforge.faces.rotate.build_scene`.
+
+    Returns:
+        ``(image, covered)``: uint8 ``(R, R, 3)`` and the bool ``(R, R)`` mask of pixels drawn from a
+        triangle. ``yaw = 0`` returns (nearly) ``crop``.
+
+    Raises:
+        ValueError: bad crop or points.
+    """
+    from faceforge.faces.rotate import build_scene, head_pivot, rotate_yaw, warp_triangles
+
+    if not isinstance(crop, np.ndarray) or crop.dtype != np.uint8 or crop.ndim != 3 or crop.shape[2] != 3:
+        raise ValueError("crop must be a uint8 (R, R, 3) array")
+    pts = np.asarray(points, np.float64)[:NUM_FACE_POINTS]
+
+    def centre_x(x: np.ndarray) -> float:
+        return float((x.min() + x.max()) / 2)
+
+    px, pz, _ = head_pivot(pts, pivot_depth)
+    front = rotate_yaw(pts, -float(yaw), (px, pz))
+    front[:, 0] += centre_x(pts[:, 0]) - centre_x(front[:, 0])
+    h, w = crop.shape[:2]
+    scene = build_scene(front, (w, h), margin=margin, pivot_depth=pivot_depth)
+    src = scene.points.copy()
+    n = scene.n_moving
+    src[:n] = rotate_yaw(src[:n], float(yaw), scene.pivot)
+    src[:n, 0] += centre_x(front[:, 0]) - centre_x(src[:NUM_FACE_POINTS, 0])
+    depth = np.where(scene.kind == 2, np.inf, scene.points[scene.triangles, 2].mean(1))
+    order = np.argsort(-depth, kind="stable")
+    out, covered = warp_triangles(crop, src[:, :2], scene.points[:, :2], scene.triangles, order, (w, h))
+    if not covered.all():
+        out = cv2.inpaint(out, (~covered).astype(np.uint8), 3, cv2.INPAINT_TELEA)
+    return out, covered
+
+
+def _resize(rgb: np.ndarray, size: int) -> np.ndarray:
+    """As ``training.unpaired.resize_square``: area when shrinking, bicubic when enlarging."""
+    if rgb.shape[0] == size and rgb.shape[1] == size:
+        return rgb
+    shrink = size < min(rgb.shape[:2])
+    return cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
+
+
+# --------------------------------------------------------------------------------------------------
+# The frontalizer
+
+
+@dataclass
+class FrontalizedFace:
+    """One detected face of a frontalized photo.
+
+    Attributes:
+        index: position in the detector's list (highest score first); what ``faces=`` selects by.
+        box: float32 ``(4,)`` ``xmin, ymin, xmax, ymax`` detector box in pixels of the input image.
+        score: detector confidence in [0, 1].
+        selected: whether the face was asked for.
+        frontalized: whether a frontal crop was produced (``False``: not selected, or Face Mesh
+            rejected the face; see ``warning``).
+        yaw: Face Mesh yaw estimate in degrees, positive when the nose points to the image's right
+            (``None`` when not measured).
+        roll: in-plane rotation in degrees (:func:`face_roll`), ``None`` when not measured.
+        in_range: ``|yaw|`` within the trained range (``False`` also when not measured).
+        warning: why the result may be poor or missing, else ``None``.
+        matrix: float64 ``(2, 3)`` image -> input crop transform (:func:`pose_tolerant_matrix`, crop side
+            ``R``), or ``None``.
+        crop: uint8 ``(R, R, 3)`` pose-tolerant crop of the photo, or ``None``.
+        rerender: uint8 ``(R, R, 3)`` crop warped back to frontal (input mode ``rerender``), or ``None``.
+        output: uint8 ``(S, S, 3)`` the generator's frontal face, or ``None``.
+    """
+
+    index: int
+    box: np.ndarray
+    score: float
+    selected: bool
+    frontalized: bool = False
+    yaw: float | None = None
+    roll: float | None = None
+    in_range: bool = False
+    warning: str | None = None
+    matrix: np.ndarray | None = None
+    crop: np.ndarray | None = None
+    rerender: np.ndarray | None = None
+    output: np.ndarray | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (no pixel arrays): index, box, score, selected, frontalized, yaw, roll,
+        in_range, warning."""
+        return {"index": self.index, "box": [round(float(v), 2) for v in self.box], "score": round(float(self.score), 4),
+                "selected": self.selected, "frontalized": self.frontalized,
+                "yaw": None if self.yaw is None else round(float(self.yaw), 2),
+                "roll": None if self.roll is None else round(float(self.roll), 2),
+                "in_range": self.in_range, "warning": self.warning}
+
+
+@dataclass
+class FrontalizationResult:
+    """Result of :meth:`Frontalizer.frontalize`.
+
+    Attributes:
+        faces: every detected face (frontalized or not), detector order.
+        timings_ms: wall-clock milliseconds of ``detect``, ``landmarks`` (Face Mesh, crop),
+            ``render`` (rerender) and ``generate`` (tensor conversion and generator).
+    """
+
+    faces: list[FrontalizedFace]
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def frontalized(self) -> list[FrontalizedFace]:
+        """The faces with a frontal crop."""
+        return [f for f in self.faces if f.frontalized]
+
+
+class Frontalizer:
+    """Frontalize the faces of whole photos with a pix2pix generator (Isola et al., CVPR 2017) trained
+    on Rotate-and-Render-style pose pairs (Zhou et al., CVPR 2020); see the module docstring.
+
+    Loads the generator once; the detector (full-range BlazeFace) and Face Mesh are built on first use
+    unless given. :meth:`frontalize` may be called from several threads (Face Mesh and the detector
+    lock their interpreters).
+
+    Args:
+        weights: run folder, generator checkpoint, training state or ``"default"`` (the installed
+            weights; none ship yet). ``$FACEFORGE_FRONTALIZE_WEIGHTS`` is *not* read here (the CLI and
+            the server resolve it; see :func:`resolve_weights`).
+        size: generator input side ``S``; default the training crop size (checkpoint or run config),
+            else the generator spec's (256). Multiple of 4, >= 16.
+        render_size: side ``R`` of the pose-tolerant crop and the rerender; default the pose-pair
+            cache's side from the run config, else :data:`RENDER_SIZE` (256).
+        max_yaw: largest ``|yaw|`` treated as in range; default the run's largest training yaw, else
+            :data:`TRAINED_MAX_YAW`.
+        detector: a detector to reuse; default ``FaceDetector("full")``.
+        mesh: a :class:`~faceforge.faces.landmarks.FaceMesh` to reuse; default one on ``detector``.
+        device: torch device of the generator.
+        num_threads: LiteRT threads for the detector and Face Mesh built here.
+
+    Raises:
+        WeightsNotFoundError: the weights are absent.
+        CheckpointError: not a frontalization generator checkpoint.
+        ValueError: bad ``size``/``render_size``/``max_yaw``.
+
+    Example:
+        >>> from faceforge.imaging import load_image, save_image
+        >>> fr = Frontalizer(weights="runs/frontalize/001")              # doctest: +SKIP
+        >>> result = fr.frontalize(load_image("profile.jpg"), "largest")  # doctest: +SKIP
+        >>> face = result.frontalized[0]; print(face.yaw)                 # doctest: +SKIP
+        >>> save_image("frontal.png", face.output)                        # doctest: +SKIP
+    """
+
+    def __init__(self, weights: str | Path = "default", size: int | None = None, render_size: int | None = None,
+                 max_yaw: float | None = None, detector: FaceDetector | None = None, mesh: FaceMesh | None = None,
+                 device: str | torch.device = "cpu", num_threads: int | None = None) -> None:
+        self.weights_path = resolve_weights(weights, environ={})
+        self.device = torch.device(device)
+        self.generator, info = load_generator(self.weights_path)
+        self.generator.to(self.device)
+        self.file: Path = info["file"]
+        self.meta: dict[str, Any] = info["meta"]
+        self.input_mode: str = info["input"]
+        self.arch: str = self.generator.faceforge_arch
+        self.input_spec = get_spec(self.arch).input
+        self.size = int(size or info["crop_size"] or self.input_spec.shape[-1])
+        self.render_size = int(render_size or info["render_size"] or max(RENDER_SIZE, self.size))
+        if self.size < 16 or self.size % 4 or self.render_size < 32:
+            raise ValueError(f"size must be a multiple of 4 >= 16 and render_size >= 32, got {self.size}, "
+                             f"{self.render_size}")
+        self.max_yaw = float(max_yaw if max_yaw is not None else info["max_yaw"] or TRAINED_MAX_YAW)
+        if not 0 < self.max_yaw < 90:
+            raise ValueError(f"max_yaw must be in (0, 90) degrees, got {self.max_yaw}")
+        self.version = str(self.meta["version"]) if self.meta.get("version") else \
+            "sha256:" + hashlib.sha256(self.file.read_bytes()).hexdigest()[:12]
+        self._detector = detector
+        self._mesh = mesh
+        self._threads = num_threads
+
+    @property
+    def detector(self) -> FaceDetector:
+        """The face detector (full-range BlazeFace, built on first use when none was given)."""
+        if self._detector is None:
+            from faceforge.faces.detect import FaceDetector
+            self._detector = FaceDetector("full", num_threads=self._threads)
+        return self._detector
+
+    @property
+    def mesh(self) -> FaceMesh:
+        """Face Mesh (built on first use when none was given)."""
+        if self._mesh is None:
+            from faceforge.faces.landmarks import FaceMesh
+            self._mesh = FaceMesh(self.detector, num_threads=self._threads)
+        return self._mesh
+
+    @torch.inference_mode()
+    def frontalize_crops(self, crops: np.ndarray | Sequence[np.ndarray], batch_size: int = 8) -> np.ndarray:
+        """Run the generator on prepared inputs (rerendered or pose-tolerant crops, by the input mode).
+
+        Args:
+            crops: uint8 RGB ``(N, R, R, 3)`` or a sequence of ``(R, R, 3)``; resized to ``S`` when ``R != S``.
+            batch_size: faces per forward pass.
+
+        Returns:
+            uint8 ``(N, S, S, 3)`` RGB frontal faces.
+
+        Raises:
+            ValueError: bad dtype/shape.
+        """
+        items = [np.asarray(c) for c in crops]
+        if not items:
+            return np.zeros((0, self.size, self.size, 3), np.uint8)
+        for c in items:
+            if c.dtype != np.uint8 or c.ndim != 3 or c.shape[2] != 3 or c.shape[0] != c.shape[1]:
+                raise ValueError(f"crops must be uint8 (R, R, 3), got {c.dtype} {c.shape}")
+        batch = np.stack([_resize(c, self.size) for c in items])
+        scale, offset = np.float32(self.input_spec.scale), np.float32(self.input_spec.offset)
+        outs = []
+        for i in range(0, len(batch), batch_size):
+            x = torch.from_numpy(np.ascontiguousarray(batch[i:i + batch_size]).astype(np.float32) * scale + offset)
+            y = self.generator(x.permute(0, 3, 1, 2).to(self.device)).float().clamp(-1, 1)
+            outs.append(((y - offset) / scale).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
+        return np.concatenate(outs)
+
+    def prepare(self, rgb: np.ndarray, face: Face) -> FrontalizedFace:
+        """Face Mesh, yaw, pose-tolerant crop and (input mode ``rerender``) the rerender of one face.
+
+        Args:
+            rgb: uint8 ``(H, W, 3)`` RGB photo.
+            face: a detected face in it.
+
+        Returns:
+            A :class:`FrontalizedFace` (``index`` -1) with ``yaw``, ``roll``, ``in_range``, ``matrix``,
+            ``crop`` and ``rerender`` set (``output`` not yet), or with ``warning`` set and no crop when
+            Face Mesh rejects the face. Never raises for a face Face Mesh cannot read.
+        """
+        result, crop_pts = self._crop(rgb, face)
+        if self.input_mode == "rerender" and result.crop is not None:
+            result.rerender, _ = rerender_frontal(result.crop, crop_pts, result.yaw)
+        return result
+
+    def _crop(self, rgb: np.ndarray, face: Face) -> tuple[FrontalizedFace, np.ndarray | None]:
+        from faceforge.faces.align import to_opencv
+        from faceforge.faces.rotate import estimate_yaw
+
+        result = FrontalizedFace(index=-1, box=np.asarray(face.box, np.float32), score=float(face.score), selected=True)
+        try:
+            pts = self.mesh.landmarks_3d(rgb, face).astype(np.float64)
+        except NoFaceError:
+            result.warning = "Face Mesh rejected the detected face; not frontalized"
+            return result, None
+        yaw = estimate_yaw(pts)
+        result.yaw, result.roll = yaw, face_roll(pts)
+        result.in_range = abs(yaw) <= self.max_yaw
+        if not result.in_range:
+            result.warning = (f"estimated yaw {yaw:+.0f} deg is beyond the trained range (|yaw| <= {self.max_yaw:g}); "
+                              "the frontal face is unreliable")
+        r = self.render_size
+        m = pose_tolerant_matrix(pts, r)
+        result.matrix = m
+        result.crop = cv2.warpAffine(np.ascontiguousarray(rgb), to_opencv(m), (r, r), flags=cv2.INTER_LINEAR,
+                                     borderMode=cv2.BORDER_REPLICATE)
+        scale = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
+        return result, np.column_stack([pts[:, :2] @ m[:, :2].T + m[:, 2], pts[:, 2] * scale])
+
+    def frontalize(self, rgb: np.ndarray, faces: str | Sequence[int] = "all", detected: Sequence[Face] | None = None,
+                   max_faces: int | None = None) -> FrontalizationResult:
+        """Detect the faces of a photo and frontalize the selected ones.
+
+        Args:
+            rgb: uint8 ``(H, W, 3)`` RGB photo (e.g. from :func:`faceforge.imaging.decode_image`).
+            faces: ``"all"``, ``"largest"`` or 0-based indices into the detector's faces (highest score
+                first), as a sequence or a string such as ``"0,2"``
+                (:func:`faceforge.translate.select_faces`).
+            detected: faces already found in ``rgb`` (skips detection), detector order.
+            max_faces: frontalize at most this many selected faces, highest detector score first.
+
+        Returns:
+            :class:`FrontalizationResult`: every detected face with its yaw and, when frontalized,
+            its uint8 ``(S, S, 3)`` frontal crop. Faces beyond the trained yaw range are frontalized and
+            flagged (``in_range=False``, ``warning``, plus a :class:`UserWarning`), never an error.
+
+        Raises:
+            ValueError: bad image or selection string, ``max_faces < 1``.
+            NoFaceError: no face detected.
+            FaceSelectionError: a selected index is not among the detected faces.
+        """
+        if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+            raise ValueError("rgb must be a uint8 (H, W, 3) array")
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        found = list(self.detector.detect(rgb)) if detected is None else list(detected)
+        t1 = time.perf_counter()
+        timings["detect"] = (t1 - t0) * 1e3
+        if not found:
+            raise NoFaceError(f"no face found in the {rgb.shape[1]}x{rgb.shape[0]} image")
+        chosen = select_faces(found, faces)
+        if max_faces is not None:
+            if max_faces < 1:
+                raise ValueError(f"max_faces must be >= 1, got {max_faces}")
+            chosen = chosen[:max_faces]
+        out_faces = []
+        t_mesh = t_render = 0.0
+        for i, face in enumerate(found):
+            if i not in chosen:
+                out_faces.append(FrontalizedFace(index=i, box=np.asarray(face.box, np.float32),
+                                                 score=float(face.score), selected=False))
+                continue
+            ta = time.perf_counter()
+            prepared, crop_pts = self._crop(rgb, face)
+            tb = time.perf_counter()
+            if self.input_mode == "rerender" and prepared.crop is not None:
+                prepared.rerender, _ = rerender_frontal(prepared.crop, crop_pts, prepared.yaw)
+            tc = time.perf_counter()
+            t_mesh += tb - ta
+            t_render += tc - tb
+            prepared.index = i
+            if prepared.warning and prepared.crop is not None:
+                warnings.warn(f"face {i}: {prepared.warning}", UserWarning, stacklevel=2)
+            out_faces.append(prepared)
+        timings["landmarks"] = t_mesh * 1e3
+        timings["render"] = t_render * 1e3
+        t2 = time.perf_counter()
+        ready = [f for f in out_faces if f.crop is not None]
+        inputs = [f.rerender if self.input_mode == "rerender" else f.crop for f in ready]
+        outputs = self.frontalize_crops(inputs)
+        for f, o in zip(ready, outputs):
+            f.output, f.frontalized = o, True
+        timings["generate"] = (time.perf_counter() - t2) * 1e3
+        return FrontalizationResult(faces=out_faces, timings_ms=timings)
+
+    @property
+    def weights_source(self) -> str:
+        """``"default"`` or the weights path."""
+        return "default" if self.weights_path == DEFAULT_WEIGHTS_PATH else str(self.weights_path)
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready description: generator arch, version, weights, input mode, sizes, trained yaw range."""
+        provenance = {k: self.meta[k] for k in ("data", "step", "epoch", "total_epochs", "finished", "input",
+                                                "git_commit") if k in self.meta}
+        return {"task": "frontalize", "name": self.arch, "version": self.version, "weights": self.weights_source,
+                "input": self.input_mode, "size": self.size, "render_size": self.render_size,
+                "max_yaw": self.max_yaw, "crop": "pose-tolerant landmark box", "provenance": provenance}

@@ -20,6 +20,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "detect": ("faceforge.faces.cli:detect", "Detect faces in a photo and save an annotated copy."),
     "models": ("faceforge.cli:models", "List registered models, their inputs and default weights."),
     "translate": ("faceforge.translate_cli:translate", "Translate the faces of a photo (CycleGAN; task: age)."),
+    "frontalize": ("faceforge.frontalize_cli:frontalize",
+                   "Predict the frontal face of turned faces in a photo (pix2pix, pose-pair trained)."),
     "train": ("training.cli:train", "Train faceforge's models."),
     "export": ("export.cli:export", "Export light models to ONNX, TFLite/LiteRT and Core ML with parity checks."),
     "stylegan": ("faceforge.stylegan_cli:stylegan", "StyleGAN2: generate, style-mix, toonify, project, morph faces."),

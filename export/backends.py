@@ -272,12 +272,84 @@ def export_tflite_fp16(job: ExportJob, path: Path) -> Artifact:
                            "GPU delegates may run float16."])
 
 
+def _annotate_tanh(gm: torch.fx.GraphModule) -> None:
+    """Give every ``aten.tanh`` whose input is quantized a fixed int8 output: scale 1/128, zero point 0.
+
+    TFLite's int8 TANH kernel requires exactly these output parameters (the range [-1, 1) in 256
+    steps; LiteRT op-version table). litert-torch's PT2E quantizer (0.10) annotates sigmoid and
+    softmax this way but not tanh, so without this pass a generator's output is dequantized before a
+    float TANH and the file is not full-integer.
+    """
+    from torchao.quantization.pt2e.quantizer import FixedQParamsQuantizationSpec, QuantizationAnnotation
+
+    spec = FixedQParamsQuantizationSpec(dtype=torch.int8, scale=1 / 128, zero_point=0, quant_min=-128,
+                                        quant_max=127, qscheme=torch.per_tensor_affine)
+    for node in gm.graph.nodes:
+        if node.op != "call_function" or node.target not in (torch.ops.aten.tanh.default,):
+            continue
+        src = node.args[0]
+        annotation = src.meta.get("quantization_annotation") if isinstance(src, torch.fx.Node) else None
+        if annotation is None or annotation.output_qspec is None:
+            continue
+        old = node.meta.get("quantization_annotation")
+        if old is not None and old._annotated:
+            continue
+        node.meta["quantization_annotation"] = QuantizationAnnotation(output_qspec=spec, _annotated=True)
+
+
+@try_export("tflite_dynint8")
+def export_tflite_dynint8(job: ExportJob, path: Path) -> Artifact:
+    """Export a dynamic-range int8 ``.tflite``: int8 weights, float32 activations and I/O.
+
+    litert-torch's ``full_dynamic_recipe`` (ai-edge-quantizer ``MIN_MAX_UNIFORM_QUANT``, int8 symmetric
+    per-channel weights, ``compute_precision=INTEGER`` without explicit dequantize): convolutions keep
+    int8 weights and run as LiteRT "hybrid" kernels that quantize their float input on the fly (range
+    measured per inference), so no calibration data is needed. Ops the quantizer does not cover stay
+    float; the notes list how many weight tensors are int8.
+    """
+    _litert_quiet()
+    litert_torch = require("litert_torch")
+    from litert_torch.generative.quantize import quant_recipes
+
+    wrapper, kwargs = _tflite_wrapper(job)
+    litert_torch.convert(wrapper, sample_kwargs=kwargs,
+                         quant_config=quant_recipes.full_dynamic_recipe()).export(str(path))
+    int8_weights = _count_int8_constants(path)
+    artifact = _finish_tflite(job, "tflite_dynint8", path,
+                              [f"dynamic-range int8: {int8_weights} int8 weight tensors (per-channel symmetric), "
+                               "activations quantized per inference inside the kernels, float32 input/output; "
+                               "no calibration data"])
+    if artifact.input.dtype != "float32" or artifact.output.dtype != "float32":
+        raise ExportError(f"tflite_dynint8: expected float32 input and output, got {artifact.input.dtype} "
+                          f"and {artifact.output.dtype}")
+    if int8_weights == 0:
+        raise ExportError("tflite_dynint8: no int8 weight tensor in the file (the quantizer changed nothing)")
+    return artifact
+
+
+def _count_int8_constants(path: Path) -> int:
+    """Number of int8 constant tensors (tensors backed by a non-empty buffer) in a ``.tflite`` file."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.Model.GetRootAs(bytearray(Path(path).read_bytes()), 0)
+    count = 0
+    for g in range(model.SubgraphsLength()):
+        sub = model.Subgraphs(g)
+        for i in range(sub.TensorsLength()):
+            t = sub.Tensors(i)
+            if t.Type() == schema.TensorType.INT8 and model.Buffers(t.Buffer()).DataLength() > 0:
+                count += 1
+    return count
+
+
 @try_export("tflite_int8")
 def export_tflite_int8(job: ExportJob, path: Path) -> Artifact:
     """Export a full-integer int8 ``.tflite`` (int8 input and output) by PT2E static quantization.
 
     Weights: int8 per-channel symmetric; activations: int8 per-tensor affine, ranges from histogram
-    observers run over ``job.calibration`` one sample at a time. Output: int8 logits.
+    observers run over ``job.calibration`` one sample at a time. Output: int8 logits (classifiers) or
+    an int8 image (image-to-image models; a final tanh gets TFLite's fixed int8 TANH output
+    parameters, scale 1/128 and zero point 0).
 
     Raises:
         ExportError: no calibration data, or the produced file's input/output are not int8.
@@ -301,11 +373,14 @@ def export_tflite_int8(job: ExportJob, path: Path) -> Artifact:
     class Quantizer(PT2EQuantizer):
         """litert-torch's quantizer, plus a second pass so a softmax fed through a reshape (the
         classifier's flatten) gets its fixed int8 output parameters: the stock pass annotates softmax
-        before reshapes inherit their producer's parameters, and then skips it."""
+        before reshapes inherit their producer's parameters, and then skips it. Also annotates tanh
+        (image generators' last op), which the stock quantizer leaves in float: see
+        :func:`_annotate_tanh`."""
 
         def annotate(self, model):
             model = super().annotate(model)
             OP_TO_ANNOTATOR["fixed_qparams"](model, self.global_config)
+            _annotate_tanh(model)
             propagate_annotation(model)
             return model
 

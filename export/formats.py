@@ -50,7 +50,7 @@ class ExportFormat:
         suffix: file suffix, e.g. ``".tflite"``, ``".mlpackage.zip"``.
         tag: file-name tag: files are ``<model>_<tag><suffix>`` (``<model><suffix>`` if empty).
         precision: ``"fp32"``, ``"fp16"`` (weights; see ``description``), ``"int8"`` (full integer) or
-            ``"int8w"`` (int8 weights, float compute).
+            ``"int8w"`` (int8 weights, float activations: Core ML int8 weights, LiteRT dynamic range).
         platform: ``"android"``, ``"ios"`` or ``"any"``.
         folder: sub-folder of the output directory (``android``, ``ios``, ``onnx``).
         runs_on_linux: whether this machine can run the file itself (else ``proxy`` stands in).
@@ -91,8 +91,11 @@ class ExportFormat:
 
 
 _FLOAT = ParityBounds(min_top1_agreement=0.999, max_accuracy_drop=0.1, min_psnr_db=60.0)
-_HALF = ParityBounds(min_top1_agreement=0.999, max_accuracy_drop=0.2, min_psnr_db=40.0)
-_INT8 = ParityBounds(min_top1_agreement=0.99, max_accuracy_drop=1.0, min_psnr_db=28.0)
+_HALF = ParityBounds(min_top1_agreement=0.999, max_accuracy_drop=0.2, min_psnr_db=50.0)
+_INT8 = ParityBounds(min_top1_agreement=0.99, max_accuracy_drop=1.0, min_psnr_db=35.0)
+# PSNR bounds (image-to-image models, issue 3): >= 50 dB for fp16 files, >= 35 dB for every int8 kind
+# (dynamic-range, full-integer, int8 weights). For scale: int8 output rounding alone (step 1/128 of
+# [-1, 1], about one 8-bit pixel level) costs ~59 dB, so 35 dB leaves room for the inner layers.
 # Measured on the shipped mini_xception (7,178 FER2013 test faces; 5.3 % of them are near ties, PyTorch
 # top-2 logit margin < 0.1, about one int8 output step of 0.100):
 #   tflite_int8 (full integer): 97.35 % agreement overall, 99.22 % on the clear-margin faces, accuracy
@@ -112,6 +115,10 @@ FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
     ExportFormat("tflite_fp16", ".tflite", "fp16", "fp16", "android", "android", True,
                  backends.export_tflite_fp16, _HALF, runner=runtime.tflite_runner,
                  description="LiteRT float16 weights (float32 I/O and CPU compute), NHWC input"),
+    ExportFormat("tflite_dynint8", ".tflite", "dynint8", "int8w", "android", "android", True,
+                 backends.export_tflite_dynint8, _INT8, runner=runtime.tflite_runner,
+                 description="LiteRT dynamic-range int8: int8 weights, float activations quantized per "
+                             "inference in the kernels, float32 I/O, NHWC input"),
     ExportFormat("tflite_int8", ".tflite", "int8", "int8", "android", "android", True,
                  backends.export_tflite_int8, _INT8, needs_calibration=True, runner=runtime.tflite_runner,
                  description="LiteRT full-integer int8 (int8 input and output), NHWC input"),

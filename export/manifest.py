@@ -47,6 +47,7 @@ RUNTIMES = {
     "onnx": "ONNX Runtime (Mobile or desktop), CPU provider",
     "tflite_fp32": "LiteRT (TensorFlow Lite) interpreter; XNNPACK on CPU, GPU delegate possible",
     "tflite_fp16": "LiteRT (TensorFlow Lite) interpreter; XNNPACK on CPU, GPU delegate possible",
+    "tflite_dynint8": "LiteRT (TensorFlow Lite) interpreter; CPU hybrid (dynamic-range) int8 kernels",
     "tflite_int8": "LiteRT (TensorFlow Lite) interpreter; XNNPACK or NNAPI/vendor int8 delegates",
     "coreml_fp16": "Core ML (iOS 16+ / macOS 13+), ML Program",
     "coreml_int8w": "Core ML (iOS 16+ / macOS 13+), ML Program",

@@ -2,7 +2,12 @@
 
 Static int8 quantization needs inputs like the ones the phone will feed: for ``mini_xception`` that is
 real FER2013 training faces (48x48 grayscale) mapped with the model's input spec
-(``x = gray * scale + offset``, i.e. ``gray / 127.5 - 1``). Parity uses the FER2013 test split.
+(``x = gray * scale + offset``, i.e. ``gray / 127.5 - 1``). Parity uses the FER2013 test split. For the
+CycleGAN generators (``cyclegan_*``, task ``translate``) it is young (18-29) UTKFace faces: the
+"aligned & cropped" 200x200 chips, whose median framing *is* faceforge's ``"utkface"`` template
+(:func:`training.unpaired.measure_utkface_template`), resized to the generator's input size and mapped
+with ``x = pixel / 127.5 - 1``; the test split is the held-out 10 % that
+:func:`training.unpaired.build_age_split` (seed 0) puts in ``testA``.
 
 The data root is ``$FACEFORGE_DATA`` (default ``<repo>/../shared/data``, see :mod:`training.data`).
 When the data is absent, :func:`representative_dataset` raises :class:`~faceforge.errors.ExportError`
@@ -10,7 +15,9 @@ instead of quietly calibrating on noise; ``source="random"`` (CLI ``--calibratio
 explicit opt-in meant for tests.
 
 To add a model: write a loader ``(split, limit, seed) -> (images uint8 (N, H, W) or (N, H, W, 3),
-labels (N,) int64 or None)`` and register it in :data:`DATA_SOURCES` under the model's registry name.
+labels (N,) int64 or None)`` and register it in :data:`DATA_SOURCES` under the model's registry name
+or a shell-style pattern of names (``"cyclegan_*"``; exact names win). Images of another size than
+the model's input are resized (area averaging when shrinking, bicubic when enlarging).
 """
 
 from __future__ import annotations
@@ -36,10 +43,82 @@ def _fer2013(split: str, limit: int | None, seed: int) -> tuple[np.ndarray, np.n
     return load_fer2013(split, limit=limit, seed=seed)
 
 
+UTKFACE_YOUNG = (18, 29)
+"""Age range (inclusive) of the faces the translators are fed: domain A of the default age task."""
+UTKFACE_SPLIT_SEED = 0
+UTKFACE_TEST_FRACTION = 0.1
+
+
+def _utkface_young(split: str, limit: int | None, seed: int) -> tuple[np.ndarray, None]:
+    """Young (18-29) UTKFace chips, RGB uint8 ``(N, 200, 200, 3)``, no labels.
+
+    ``split="test"``: the held-out 10 % of :func:`training.unpaired.build_age_split` with its default
+    seed 0 (its ``testA`` when run on the full folder: faces a translator trained on that split never
+    saw); ``"train"``: the other 90 %. ``limit``: a ``seed``-ed random subset of that many.
+
+    Raises:
+        FileNotFoundError: no ``utkface`` folder under the data root.
+    """
+    import random
+
+    from training.unpaired import _split_indices, in_age_range, scan_utkface, utkface_dir
+    from faceforge.imaging import load_image
+
+    records, _ = scan_utkface(utkface_dir())
+    young = [r for r in records if in_age_range(r.age, UTKFACE_YOUNG)]
+    if not young:
+        raise FileNotFoundError(f"no UTKFace faces aged {UTKFACE_YOUNG[0]}-{UTKFACE_YOUNG[1]} in {utkface_dir()}")
+    # the same draw as build_age_split (domain A is split first, from a fresh Random(seed))
+    train_idx, test_idx = _split_indices(len(young), UTKFACE_TEST_FRACTION, random.Random(UTKFACE_SPLIT_SEED))
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+    chosen = [young[i] for i in (test_idx if split == "test" else train_idx)]
+    if limit is not None and limit < len(chosen):
+        pick = np.sort(np.random.default_rng(seed).choice(len(chosen), limit, replace=False))
+        chosen = [chosen[i] for i in pick]
+    return np.stack([load_image(r.path) for r in chosen]), None
+
+
 DATA_SOURCES: dict[str, tuple[str, Loader]] = {
     "mini_xception": ("FER2013 (Goodfellow et al. 2013), folders fer2013/{train,test}/<class>/*.jpg", _fer2013),
+    "cyclegan_*": ("UTKFace young faces (ages 18-29; Zhang et al. 2017), aligned & cropped 200x200 chips "
+                   "(the 'utkface' template is their median framing) resized to the generator's input, "
+                   "held-out 10 % = build_age_split testA (seed 0), utkface/*.jpg.chip.jpg", _utkface_young),
 }
-"""Model name -> (description, loader) of its real data."""
+"""Model name (or ``fnmatch`` pattern of names) -> (description, loader) of its real data."""
+
+
+def data_source(name: str) -> tuple[str, Loader] | None:
+    """The ``(description, loader)`` registered for model ``name``: its exact entry, else the first
+    pattern (in insertion order) that matches, else ``None``."""
+    import fnmatch
+
+    if name in DATA_SOURCES:
+        return DATA_SOURCES[name]
+    for key, value in DATA_SOURCES.items():
+        if any(c in key for c in "*?[") and fnmatch.fnmatchcase(name, key):
+            return value
+    return None
+
+
+def data_description(name: str) -> str:
+    """Short name of ``name``'s real data (the description up to its first comma), or ``"real data"``."""
+    source = data_source(name)
+    return source[0].split(",")[0] if source else "real data"
+
+
+def resize_images(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize uint8 ``(N, H, W)`` or ``(N, H, W, C)`` images to ``size = (H', W')`` (area averaging when
+    shrinking, bicubic when enlarging, as :func:`training.unpaired.resize_square`); unchanged if equal."""
+    import cv2
+
+    h, w = size
+    if images.shape[1:3] == (h, w):
+        return images
+    shrink = h < images.shape[1] and w < images.shape[2]
+    interp = cv2.INTER_AREA if shrink else cv2.INTER_CUBIC
+    out = np.stack([cv2.resize(im, (w, h), interpolation=interp) for im in images])
+    return out.reshape(len(images), h, w, *images.shape[3:])
 
 
 def preprocess(images: np.ndarray, spec: ModelSpec) -> np.ndarray:
@@ -85,15 +164,17 @@ def random_images(spec: ModelSpec, n: int, seed: int = 0) -> np.ndarray:
 
 
 def _load_real(spec: ModelSpec, split: str, limit: int | None, seed: int, purpose: str):
-    if spec.name not in DATA_SOURCES:
+    source = data_source(spec.name)
+    if source is None:
         raise ExportError(f"no real-data source registered for {spec.name!r} ({purpose}); add a loader to "
                           "export.calibration.DATA_SOURCES")
-    what, loader = DATA_SOURCES[spec.name]
+    what, loader = source
     try:
-        return loader(split, limit, seed)
+        images, labels = loader(split, limit, seed)
     except FileNotFoundError as exc:
         raise ExportError(f"{purpose} needs {what} and it is not available: {exc}. Set FACEFORGE_DATA "
                           "to the data folder.", model=spec.name) from None
+    return resize_images(images, tuple(spec.input.shape[1:])), labels
 
 
 def representative_dataset(spec: ModelSpec, size: int = 500, seed: int = 0,

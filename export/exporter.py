@@ -136,7 +136,7 @@ def embedded_metadata(spec: ModelSpec, version: str) -> dict[str, str]:
 def _describe_parity_set(spec: ModelSpec, limit: int | None, source: str, n: int) -> str:
     if source == "random":
         return f"{n} synthetic images (random, seeded)"
-    what = calib.DATA_SOURCES.get(spec.name, ("real data",))[0].split(",")[0]
+    what = calib.data_description(spec.name)
     return f"{what} test split, {'all' if limit is None else 'random subset of'} {n} images"
 
 
@@ -191,7 +191,7 @@ def run_export(model: str = "mini_xception", formats: Iterable[ExportFormat] = (
         job.calibration_description = (
             f"{len(job.calibration)} RANDOM synthetic images (seed {seed}; tests only)"
             if calibration_source == "random" else
-            f"{calib.DATA_SOURCES[spec.name][0].split(',')[0]} train split, seeded random subset "
+            f"{calib.data_description(spec.name)} train split, seeded random subset "
             f"(seed {seed}), preprocessed as the model input")
         provenance = {**provenance, "calibration": job.calibration_description}
     x, labels = calib.parity_dataset(spec, parity_limit, seed, parity_source)

@@ -390,7 +390,8 @@ class FrontalizedFace:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (no pixel arrays): index, box, score, selected, frontalized, yaw, roll,
         in_range, warning."""
-        return {"index": self.index, "box": [round(float(v), 2) for v in self.box], "score": round(float(self.score), 4),
+        return {"index": self.index, "box": [round(float(v), 2) for v in self.box],
+                "score": round(float(self.score), 4),
                 "selected": self.selected, "frontalized": self.frontalized,
                 "yaw": None if self.yaw is None else round(float(self.yaw), 2),
                 "roll": None if self.roll is None else round(float(self.roll), 2),

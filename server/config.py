@@ -44,6 +44,9 @@ class Config:
         translate_age_weights: weights of ``POST /v1/translate`` task ``age``: ``"default"`` (the
             installed ``faceforge/weights/cyclegan_age.pt``; none ships yet), a run folder of
             ``faceforge train cyclegan`` or a generator checkpoint (``FACEFORGE_TRANSLATE_AGE_WEIGHTS``).
+        frontalize_weights: weights of ``POST /v1/frontalize``: ``"default"`` (the installed
+            ``faceforge/weights/pix2pix_frontalize.pt``; none ships yet), a run folder of
+            ``faceforge train frontalize`` or its ``G.pt`` (``FACEFORGE_FRONTALIZE_WEIGHTS``).
         detector_model: BlazeFace variant, ``"short"``, ``"full"`` or ``"auto"``
             (``FACEFORGE_DETECTOR_MODEL``).
         torch_threads: PyTorch intra-op threads, set for the whole process when the classifier
@@ -80,6 +83,7 @@ class Config:
     max_faces: int = 10
     emotion_weights: str = "default"
     translate_age_weights: str = "default"
+    frontalize_weights: str = "default"
     detector_model: str = "auto"
     torch_threads: int | None = 1
     detector_threads: int | None = None

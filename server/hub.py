@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from faceforge.emotion import EmotionRecognizer
     from faceforge.faces.detect import FaceDetector
     from faceforge.faces.landmarks import FaceMesh
+    from faceforge.frontalize import Frontalizer
     from faceforge.models.stylegan2 import StyleGAN2Generator
     from faceforge.translate import FaceTranslator
 
@@ -50,6 +51,7 @@ class ModelHub:
         self._stylegan: dict[str, StyleGAN2Generator] = {}
         self._face_mesh: FaceMesh | None = None
         self._translators: dict[str, FaceTranslator] = {}
+        self._frontalizer: Frontalizer | None = None
 
     def detector(self) -> FaceDetector:
         """The shared BlazeFace detector, built on first use.
@@ -115,6 +117,35 @@ class ModelHub:
                         torch.set_num_threads(self.config.torch_threads)
                     self._translators[spec.name] = translator
         return translator
+
+    def frontalizer(self) -> "Frontalizer":
+        """The shared frontalizer (pix2pix generator, its own full-range detector and Face Mesh), built on
+        first use from ``Config.frontalize_weights``.
+
+        Raises:
+            WeightsNotFoundError: no weights installed/configured (503; none ship yet).
+            CheckpointError: the weights are not a frontalization generator.
+        """
+        if self._frontalizer is None:
+            from faceforge.errors import WeightsNotFoundError
+            from faceforge.frontalize import ENV_VAR, Frontalizer, resolve_weights
+
+            with self._lock:
+                if self._frontalizer is None:
+                    setting = self.config.frontalize_weights
+                    try:  # FACEFORGE_FRONTALIZE_WEIGHTS already read by Config
+                        weights = resolve_weights(setting, environ={})
+                    except WeightsNotFoundError as exc:  # the client sees no server paths
+                        raise WeightsNotFoundError(
+                            "no frontalization weights are installed: the server operator must train a generator "
+                            f"(`faceforge train frontalize`) and set {ENV_VAR} to its run folder",
+                            task="frontalize", weights=public_weights_name(setting)) from exc
+                    frontalizer = Frontalizer(weights=weights, num_threads=self.config.detector_threads)
+                    if self.config.torch_threads:
+                        import torch
+                        torch.set_num_threads(self.config.torch_threads)
+                    self._frontalizer = frontalizer
+        return self._frontalizer
 
     def _translate_tasks_to_warm(self) -> list[str]:
         """Tasks whose weights are configured explicitly or installed (absent default weights do not make
@@ -218,7 +249,8 @@ class ModelHub:
     @property
     def loaded(self) -> dict[str, bool]:
         return {"detector": self._detector is not None, "mini_xception": self._emotion is not None,
-                **{f"translate:{t}": True for t in self._translators}}
+                **{f"translate:{t}": True for t in self._translators},
+                **({"frontalize": True} if self._frontalizer is not None else {})}
 
     def describe(self) -> list[dict[str, Any]]:
         """One JSON-ready entry per registered model: spec, input, weights, loaded state, version."""

@@ -113,6 +113,51 @@ def _translate_operation(config: Config, errors: Iterable[type[FaceforgeError]])
     }
 
 
+def _frontalize_operation(config: Config, errors: Iterable[type[FaceforgeError]]) -> dict[str, Any]:
+    """``POST /v1/frontalize``: JSON with every face's frontal crop (default) or one face's PNG."""
+    string = {"type": "string"}
+    fields = {
+        schemas.IMAGE_FIELD: {"type": "string", "contentMediaType": "application/octet-stream",
+                              "description": "the photo (JPEG, PNG, WebP, BMP, ...)"},
+        schemas.FACES_FIELD: {**string, "default": "all", "pattern": r"^(all|largest|\d+(,\d+)*)$",
+                              "description": f"which faces to frontalize: `all` (at most {config.max_faces}, "
+                                             "highest detector score first), `largest` (largest box), or 0-based "
+                                             "indices `0,2` in detector order"},
+        schemas.RESPONSE_FIELD: {**string, "enum": list(schemas.FRONTALIZE_RESPONSES), "default": "json",
+                                 "description": "`json`: FrontalizeResponse, every face with box, yaw, roll, "
+                                                "range flag and its frontal crop as base64 PNG; `image`: the "
+                                                "frontal crop PNG of the one selected face (`faces=largest` or "
+                                                "one index), yaw in headers"},
+    }
+    headers = {name: {"description": text, "schema": {"type": "string"}}
+               for name, text in schemas.FRONTALIZE_HEADERS.items()}
+    return {
+        "operationId": "frontalizeFaces",
+        "summary": "Predict the frontal face of turned faces in a photo (pix2pix on synthesized pose pairs)",
+        "description": (
+            "Pipeline: decode (EXIF orientation applied) -> full-range BlazeFace detection -> face selection -> "
+            "Face Mesh (468 3D landmarks) -> yaw estimate -> pose-tolerant crop framed by the landmark box -> "
+            "(generators trained on rerendered inputs) warp back to frontal as Rotate-and-Render does (Zhou et "
+            "al., CVPR 2020) -> pix2pix U-Net generator (Isola et al., CVPR 2017). Yaw is in degrees, positive "
+            "when the nose points to the image's right; a face turned beyond the trained range is frontalized "
+            "and flagged (`in_range: false`, `warning`). No trained weights ship yet: without "
+            "`FACEFORGE_FRONTALIZE_WEIGHTS` the endpoint answers 503 `weights-not-found`. Limits: "
+            f"{config.max_bytes} bytes, {config.max_pixels} pixels, at most {config.max_faces} faces."),
+        "requestBody": {"required": True, "content": {"multipart/form-data": {
+            "schema": {"type": "object", "required": [schemas.IMAGE_FIELD], "properties": fields},
+            "encoding": {schemas.IMAGE_FIELD: {"contentType": "image/*, application/octet-stream"}},
+        }}},
+        "responses": {
+            "200": {"description": "JSON (`response=json`, the default) or one frontal crop (`response=image`)",
+                    "headers": headers,
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/FrontalizeResponse"}},
+                                "image/png": {"schema": {"type": "string", "contentMediaType": "image/png"}}}},
+            **_error_responses(errors),
+        },
+        "tags": ["frontalize"],
+    }
+
+
 def _job_paths(config: Config) -> dict[str, Any]:
     """``POST /v1/<task>`` for each heavy task, ``GET /v1/jobs/{job_id}`` and its images."""
     from server.api import jobs
@@ -169,7 +214,7 @@ def _job_paths(config: Config) -> dict[str, Any]:
 
 def build_openapi(config: Config | None = None) -> dict[str, Any]:
     """Return the OpenAPI 3.1.0 document (a JSON-serializable dict) for a server with ``config``."""
-    from server.api import docs, emotion, health, models, translate
+    from server.api import docs, emotion, frontalize, health, models, translate
 
     config = config or Config()
     labels = ", ".join(FER2013_LABELS)
@@ -199,6 +244,7 @@ def build_openapi(config: Config | None = None) -> dict[str, Any]:
     paths = {
         schemas.EMOTION_PATH: {"post": emotion_op},
         schemas.TRANSLATE_PATH: {"post": _translate_operation(config, translate.ERRORS)},
+        schemas.FRONTALIZE_PATH: {"post": _frontalize_operation(config, frontalize.ERRORS)},
         schemas.MODELS_PATH: {"get": {
             "operationId": "listModels", "summary": "Registered models, loaded or not, with weights "
                                                     "version, provenance and input spec",
@@ -242,6 +288,7 @@ def build_openapi(config: Config | None = None) -> dict[str, Any]:
             "Problem": problem,
             "EmotionResponse": schemas.emotion_response_schema(),
             "TranslateResponse": schemas.translate_response_schema(),
+            "FrontalizeResponse": schemas.frontalize_response_schema(),
             "ModelsResponse": schemas.models_response_schema(),
             "Health": schemas.health_schema(),
             "JobAccepted": schemas.job_accepted_schema(),
@@ -249,6 +296,7 @@ def build_openapi(config: Config | None = None) -> dict[str, Any]:
         }},
         "x-problem-types": [{"type": _type(cls), "title": cls.title, "status": cls.status}
                             for cls in problem_types()],
-        "tags": [{"name": "emotion"}, {"name": "translate"}, {"name": "heavy"}, {"name": "models"},
+        "tags": [{"name": "emotion"}, {"name": "translate"}, {"name": "frontalize"}, {"name": "heavy"},
+                 {"name": "models"},
                  {"name": "operations"}],
     }

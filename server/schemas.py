@@ -16,6 +16,7 @@ EMOTION_PATH = "/v1/emotion"
 MODELS_PATH = "/v1/models"
 OPENAPI_PATH = "/v1/openapi.json"
 TRANSLATE_PATH = "/v1/translate"
+FRONTALIZE_PATH = "/v1/frontalize"
 HEALTH_PATH = "/healthz"
 READY_PATH = "/readyz"
 
@@ -48,6 +49,21 @@ TRANSLATE_HEADERS = {
     "Server-Timing": "W3C Server Timing, e.g. 'decode;dur=3.1, detect;dur=40.2, ...' (milliseconds)",
 }
 """Headers of a ``response=image`` answer of ``/v1/translate``."""
+
+FRONTALIZE_RESPONSES = ("json", "image")
+"""``/v1/frontalize``: ``json`` (default; every face, frontal crops base64 PNG) or ``image`` (one face's PNG)."""
+FRONTALIZE_TIMING_STEPS = ("decode", "detect", "landmarks", "render", "generate", "encode", "total")
+"""Keys of ``timings_ms`` (and ``Server-Timing`` entries) of ``/v1/frontalize``, milliseconds."""
+FRONTALIZE_HEADERS = {
+    "X-Faceforge-Faces-Detected": "number of faces detected",
+    "X-Faceforge-Face-Index": "index (detector order) of the returned face",
+    "X-Faceforge-Yaw": "Face Mesh yaw estimate in degrees, positive when the nose points to the image's right",
+    "X-Faceforge-Yaw-In-Range": "true or false: |yaw| within the trained range",
+    "X-Faceforge-Model": "generator architecture, e.g. pix2pix_mobile",
+    "X-Faceforge-Model-Version": "generator weights version",
+    "Server-Timing": "W3C Server Timing (milliseconds)",
+}
+"""Headers of a ``response=image`` answer of ``/v1/frontalize``."""
 
 TIMING_STEPS = ("decode", "detect", "align", "classify", "total")
 """Keys of ``timings_ms`` in the emotion response, milliseconds of wall-clock time each."""
@@ -207,6 +223,48 @@ def translate_response_schema() -> dict[str, Any]:
         "faces": {"type": "array", "items": translate_face_schema(), "minItems": 1,
                   "description": "every detected face, highest detector score first"},
         "timings_ms": _strict_object({step: {"type": "number", "minimum": 0} for step in TRANSLATE_TIMING_STEPS}),
+    })
+
+
+def frontalize_face_schema() -> dict[str, Any]:
+    number_or_null = {"type": ["number", "null"]}
+    return _strict_object({
+        "index": {"type": "integer", "minimum": 0, "description": "detector order, highest score first; "
+                                                                  "what the faces field selects by"},
+        "box": {"type": "array", "items": {"type": "number"}, "minItems": 4, "maxItems": 4,
+                "description": "detector box xmin, ymin, xmax, ymax in pixels"},
+        "score": {"type": "number", "minimum": 0, "maximum": 1, "description": "detector confidence"},
+        "selected": {"type": "boolean", "description": "whether the face was asked for"},
+        "frontalized": {"type": "boolean", "description": "whether `image` holds a frontal crop"},
+        "yaw": {**number_or_null, "description": "Face Mesh yaw estimate, degrees; positive when the nose points "
+                                                 "to the image's right (the subject turned to their own left)"},
+        "roll": {**number_or_null, "description": "in-plane rotation, degrees"},
+        "in_range": {"type": "boolean", "description": "|yaw| within the generator's trained range"},
+        "warning": {"type": ["string", "null"], "description": "why the result may be poor or missing"},
+        "image": {"oneOf": [{"type": "null"}, _strict_object({
+            "width": {"type": "integer", "minimum": 1},
+            "height": {"type": "integer", "minimum": 1},
+            "media_type": {"type": "string", "enum": ["image/png"]},
+            "data": {"type": "string", "contentEncoding": "base64", "description": "the frontal crop, PNG"},
+        })]},
+    })
+
+
+def frontalize_response_schema() -> dict[str, Any]:
+    """Body of a successful ``POST /v1/frontalize`` with ``response=json``."""
+    return _strict_object({
+        "model": _strict_object({
+            "name": {"type": "string", "description": "generator architecture (registry name)"},
+            "version": {"type": "string"},
+            "weights": {"type": "string", "description": "'default' or a weights file/folder name"},
+            "input": {"type": "string", "enum": ["rerender", "profile"],
+                      "description": "what the generator is fed: the crop warped back to frontal, or the crop"},
+            "size": {"type": "integer", "description": "frontal crop side in pixels"},
+            "max_yaw": {"type": "number", "description": "largest |yaw| of the training pairs, degrees"},
+        }),
+        "faces": {"type": "array", "items": frontalize_face_schema(), "minItems": 1,
+                  "description": "every detected face, highest detector score first"},
+        "timings_ms": _strict_object({step: {"type": "number", "minimum": 0} for step in FRONTALIZE_TIMING_STEPS}),
     })
 
 

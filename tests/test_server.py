@@ -217,7 +217,8 @@ def test_openapi_document(client):
     assert doc["openapi"].startswith("3.1")
     jobs = {schemas.task_path(t) for t in schemas.JOB_TASKS} | {schemas.JOBS_PATH + "/{job_id}",
                                                                 schemas.JOBS_PATH + "/{job_id}/images/{index}"}
-    assert set(doc["paths"]) == {schemas.EMOTION_PATH, schemas.TRANSLATE_PATH, schemas.MODELS_PATH,
+    assert set(doc["paths"]) == {schemas.EMOTION_PATH, schemas.TRANSLATE_PATH, schemas.FRONTALIZE_PATH,
+                                 schemas.MODELS_PATH,
                                  schemas.HEALTH_PATH, schemas.READY_PATH, schemas.OPENAPI_PATH} | jobs
     for schema in doc["components"]["schemas"].values():
         Draft202012Validator.check_schema(schema)

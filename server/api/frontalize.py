@@ -1,0 +1,126 @@
+"""``POST /v1/frontalize``: multipart photo -> the frontal face of each selected (turned) face.
+
+Request (``multipart/form-data``; field names in :mod:`server.schemas`):
+
+=============  =========  ===========================================================================
+field          default    meaning
+=============  =========  ===========================================================================
+``image``      required   the photo (JPEG, PNG, WebP, ...), limits of :class:`~server.config.Config`
+``faces``      ``all``    ``all``, ``largest`` or 0-based indices ``0,2`` (detector order, highest
+                          score first); ``all`` frontalizes at most ``Config.max_faces`` faces
+``response``   ``json``   ``json``: every detected face with box, yaw, roll, range flag and, when
+                          frontalized, its frontal crop as base64 PNG; ``image``: the PNG of one face
+                          (the request must select exactly one: ``faces=largest`` or one index)
+=============  =========  ===========================================================================
+
+``response=json`` answers with :func:`server.schemas.frontalize_response_schema`. ``response=image``
+answers ``200`` ``image/png`` with the headers of :data:`server.schemas.FRONTALIZE_HEADERS`.
+
+Yaw is Face Mesh's estimate in degrees, positive when the nose points to the image's right. A face
+turned beyond the trained range is frontalized all the same and flagged (``in_range: false`` and a
+``warning``; header ``X-Faceforge-Yaw-In-Range: false``).
+
+Errors: no weights configured -> 503 ``weights-not-found`` (none ship yet: set
+``FACEFORGE_FRONTALIZE_WEIGHTS`` to a ``faceforge train frontalize`` run folder); no face -> 422
+``no-face`` (also for ``response=image`` when Face Mesh rejects the selected face); an index beyond
+the detected faces -> 422 ``bad-face-selection``; ``response=image`` selecting several faces -> 400
+``invalid-field``.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+import warnings
+
+from flask import Blueprint, current_app, jsonify, request
+
+from faceforge.errors import (CheckpointError, FaceSelectionError, ImageTooSmallError, InvalidFieldError,
+                              MissingFieldError, NoFaceError, NotAnImageError, TooManyBytesError,
+                              TooManyPixelsError, TruncatedImageError, UnsupportedFormatError,
+                              WeightsNotFoundError)
+from faceforge.imaging import decode_image, encode_image
+from server.api import get_config, get_hub, require_upload
+from server.hub import public_weights_name
+from server.schemas import (FACES_FIELD, FRONTALIZE_PATH, FRONTALIZE_RESPONSES, FRONTALIZE_TIMING_STEPS,
+                            IMAGE_FIELD, RESPONSE_FIELD)
+
+bp = Blueprint("frontalize", __name__)
+
+ERRORS = (MissingFieldError, InvalidFieldError, NotAnImageError, TruncatedImageError, UnsupportedFormatError,
+          TooManyBytesError, TooManyPixelsError, ImageTooSmallError, NoFaceError, FaceSelectionError,
+          WeightsNotFoundError, CheckpointError)
+"""Errors this endpoint answers with (besides 404/405/500), listed in the OpenAPI document."""
+
+
+def _response_kind() -> str:
+    raw = request.form.get(RESPONSE_FIELD)
+    if raw is None or not raw.strip():
+        return "json"
+    value = raw.strip().lower()
+    if value not in FRONTALIZE_RESPONSES:
+        raise InvalidFieldError(f"{RESPONSE_FIELD} must be one of {', '.join(FRONTALIZE_RESPONSES)}, got {raw!r}",
+                                field=RESPONSE_FIELD, valid=list(FRONTALIZE_RESPONSES))
+    return value
+
+
+@bp.post(FRONTALIZE_PATH)
+def frontalize():
+    """Frontalize the selected faces of the uploaded photo; see the module docstring for fields and answers."""
+    from faceforge.translate import parse_face_selection
+
+    config = get_config()
+    t0 = time.perf_counter()
+    upload = require_upload(IMAGE_FIELD)
+    try:
+        selection = parse_face_selection(request.form.get(FACES_FIELD))
+    except ValueError as exc:
+        raise InvalidFieldError(str(exc), field=FACES_FIELD) from None
+    if isinstance(selection, tuple) and len(selection) > config.max_faces:
+        raise InvalidFieldError(f"at most {config.max_faces} faces per request, {len(selection)} requested",
+                                field=FACES_FIELD)
+    kind = _response_kind()
+    data = upload.read(config.max_bytes + 1)
+    rgb = decode_image(data, max_bytes=config.max_bytes, max_pixels=config.max_pixels, min_side=config.min_side)
+    t_decoded = time.perf_counter()
+
+    t_load = time.perf_counter()
+    frontalizer = get_hub().frontalizer()  # loads once; not part of the timings
+    load_s = time.perf_counter() - t_load
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # out-of-range yaw is reported per face
+        result = frontalizer.frontalize(rgb, faces=selection, max_faces=config.max_faces)
+    selected = [f for f in result.faces if f.selected]
+    if kind == "image" and len(selected) != 1:
+        raise InvalidFieldError(f"response=image returns one face, but {len(selected)} are selected; send "
+                                f"faces=largest or one index (0-{len(result.faces) - 1})", field=FACES_FIELD)
+    t_enc = time.perf_counter()
+    encoded = {f.index: encode_image(f.output, "png") for f in result.frontalized}
+    t_end = time.perf_counter()
+    timings = {"decode": (t_decoded - t0) * 1e3, **result.timings_ms, "encode": (t_end - t_enc) * 1e3,
+               "total": (t_end - t0 - load_s) * 1e3}
+    timings = {k: round(float(timings[k]), 3) for k in FRONTALIZE_TIMING_STEPS}
+    if kind == "image":
+        face = selected[0]
+        if not face.frontalized:
+            raise NoFaceError(f"face {face.index} could not be frontalized: {face.warning}", face=face.index)
+        response = current_app.response_class(encoded[face.index], status=200, mimetype="image/png")
+        response.headers["X-Faceforge-Faces-Detected"] = str(len(result.faces))
+        response.headers["X-Faceforge-Face-Index"] = str(face.index)
+        response.headers["X-Faceforge-Yaw"] = f"{face.yaw:.2f}"
+        response.headers["X-Faceforge-Yaw-In-Range"] = "true" if face.in_range else "false"
+        response.headers["X-Faceforge-Model"] = frontalizer.arch
+        response.headers["X-Faceforge-Model-Version"] = frontalizer.version
+        response.headers["Server-Timing"] = ", ".join(f"{k};dur={v}" for k, v in timings.items())
+        return response
+    model = {"name": frontalizer.arch, "version": frontalizer.version,
+             "weights": public_weights_name(frontalizer.weights_source), "input": frontalizer.input_mode,
+             "size": frontalizer.size, "max_yaw": frontalizer.max_yaw}
+    faces = []
+    for f in result.faces:
+        image = None
+        if f.index in encoded:
+            image = {"width": int(f.output.shape[1]), "height": int(f.output.shape[0]), "media_type": "image/png",
+                     "data": base64.b64encode(encoded[f.index]).decode("ascii")}
+        faces.append({**f.to_dict(), "image": image})
+    return jsonify(model=model, faces=faces, timings_ms=timings)

@@ -1,0 +1,254 @@
+"""Whole-photo frontalization: geometry helpers, the Frontalizer on the astronaut photo and on a turned
+rendering of it, weights layouts and errors, ``faceforge frontalize`` and ``POST /v1/frontalize``.
+
+The generator is a tiny random ``pix2pix_mobile`` (ngf 4, 5 levels, 64 px) saved here: no trained
+weights ship yet, so the tests check the pipeline's geometry and the API's contract, not the look.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from jsonschema import Draft202012Validator
+from PIL import Image
+
+from faceforge.checkpoints import save_checkpoint
+from faceforge.errors import CheckpointError, NoFaceError, PROBLEM_TYPE_PREFIX, WeightsNotFoundError
+from faceforge.frontalize import (ENV_VAR, Frontalizer, _SYMMETRIC, face_roll, load_generator,
+                                  pose_tolerant_matrix, rerender_frontal, resolve_weights)
+from faceforge.models import create_model
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+PROBLEM = "application/problem+json"
+SIZE, RENDER = 64, 128
+
+
+def _save(path, input_mode="rerender", arch="pix2pix_mobile"):
+    torch.manual_seed(0)
+    g = create_model(arch, ngf=4, num_downs=5)
+    return save_checkpoint(path, g, arch, g.faceforge_config, {"input": input_mode, "config": {"crop_size": SIZE}})
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    return _save(tmp_path_factory.mktemp("fr") / "G.pt")
+
+
+@pytest.fixture(scope="module")
+def frontalizer(weights):
+    return Frontalizer(weights, render_size=RENDER, num_threads=1)
+
+
+@pytest.fixture(scope="module")
+def astronaut_png(astronaut_rgb) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(astronaut_rgb).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def blank_png() -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.full((96, 128, 3), 200, np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------------------------------
+# geometry
+
+
+def test_symmetric_pairs_match_rotate():
+    from faceforge.faces.rotate import SYMMETRIC_PAIRS
+    assert _SYMMETRIC == SYMMETRIC_PAIRS
+
+
+def _synthetic_points(yaw=0.0, roll=0.0):
+    """A 468-point 'face': random points in an ellipse, mirrored pairs placed symmetrically."""
+    rng = np.random.default_rng(0)
+    pts = np.column_stack([rng.uniform(-40, 40, 468), rng.uniform(-50, 50, 468), rng.uniform(-10, 10, 468)])
+    for a, b in _SYMMETRIC:
+        pts[b] = pts[a] * [-1, 1, 1]
+    pts[[p[0] for p in _SYMMETRIC], 0] = -np.abs(pts[[p[0] for p in _SYMMETRIC], 0]) - 5
+    pts[[p[1] for p in _SYMMETRIC], 0] = -pts[[p[0] for p in _SYMMETRIC], 0]
+    t = np.radians(roll)
+    rot = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
+    pts[:, :2] = pts[:, :2] @ rot.T + [300, 200]
+    return pts
+
+
+def test_roll_and_pose_tolerant_matrix():
+    pts = _synthetic_points(roll=12.0)
+    assert face_roll(pts) == pytest.approx(12.0, abs=1e-6)
+    m = pose_tolerant_matrix(pts, 200)
+    xy = pts[:, :2] @ m[:, :2].T + m[:, 2]
+    # roll removed, box height and centre where the template says
+    assert face_roll(np.column_stack([xy, pts[:, 2]])) == pytest.approx(0.0, abs=1e-6)
+    assert (xy[:, 1].max() - xy[:, 1].min()) == pytest.approx(0.9655 * 200, rel=1e-6)
+    assert (xy.min(0) + xy.max(0)) / 2 == pytest.approx([100.0, 0.4677 * 200], abs=1e-6)
+    with pytest.raises(ValueError):
+        pose_tolerant_matrix(pts[:10], 200)
+
+
+def test_rerender_at_zero_yaw_is_nearly_the_crop(frontalizer, astronaut_rgb):
+    face = frontalizer.detector.detect(astronaut_rgb)[0]
+    prepared, pts = frontalizer._crop(astronaut_rgb, face)
+    back, covered = rerender_frontal(prepared.crop, pts, 0.0)
+    assert back.shape == prepared.crop.shape and back.dtype == np.uint8 and covered.mean() > 0.95
+    assert np.abs(back.astype(int) - prepared.crop.astype(int)).mean() < 2.0
+
+
+# --------------------------------------------------------------------------------------------------
+# weights
+
+
+def test_resolve_weights_names_the_env_var(tmp_path, weights):
+    with pytest.raises(WeightsNotFoundError) as info:
+        resolve_weights(None, environ={})
+    assert ENV_VAR in str(info.value)
+    with pytest.raises(WeightsNotFoundError):
+        resolve_weights(tmp_path / "absent", environ={})
+    assert resolve_weights(None, environ={ENV_VAR: str(weights)}) == weights
+
+
+def test_load_generator_layouts(tmp_path, weights):
+    run = tmp_path / "run"
+    _save(run / "G.pt", input_mode="profile")
+    data_config = {"size": 96, "buckets": [[15, 30], [30, 45]]}
+    (run / "config.json").write_text(json.dumps({"crop_size": SIZE, "data_config": data_config}))
+    g, info = load_generator(run)
+    assert info["input"] == "profile" and info["crop_size"] == SIZE and info["render_size"] == 96
+    assert info["max_yaw"] == 45.0 and not g.training
+    with pytest.raises(WeightsNotFoundError):
+        load_generator(tmp_path)  # a folder without G.pt
+    other = create_model("cyclegan_mobile", ngf=4, n_blocks=1)
+    save_checkpoint(tmp_path / "cg.pt", other, "cyclegan_mobile", other.faceforge_config)
+    with pytest.raises(CheckpointError, match="not a frontalization generator"):
+        load_generator(tmp_path / "cg.pt")
+
+
+# --------------------------------------------------------------------------------------------------
+# the frontalizer
+
+
+def test_frontalize_astronaut(frontalizer, astronaut_rgb):
+    result = frontalizer.frontalize(astronaut_rgb)
+    face = result.faces[0]
+    assert face.frontalized and face.in_range and face.warning is None
+    assert face.output.shape == (SIZE, SIZE, 3) and face.output.dtype == np.uint8
+    assert face.crop.shape == (RENDER, RENDER, 3) and face.rerender.shape == (RENDER, RENDER, 3)
+    assert abs(face.yaw) < 10 and face.box.shape == (4,)
+    assert set(result.timings_ms) == {"detect", "landmarks", "render", "generate"}
+    assert json.dumps(face.to_dict())
+
+
+def test_turned_face_sign_and_out_of_range_flag(frontalizer, astronaut_rgb):
+    from faceforge.faces.rotate import build_scene, render_yaw
+
+    face = frontalizer.detector.detect(astronaut_rgb)[0]
+    prepared, pts = frontalizer._crop(astronaut_rgb, face)
+    turned = render_yaw(prepared.crop, build_scene(pts, (RENDER, RENDER)), 40.0).image
+    photo = np.pad(turned, ((64, 64), (64, 64), (0, 0)), mode="edge")
+    got = frontalizer.frontalize(photo, faces="largest").frontalized[0]
+    assert got.yaw > 10  # nose to the image's right -> positive
+    strict = Frontalizer(frontalizer.weights_path, render_size=RENDER, max_yaw=5.0,
+                         detector=frontalizer.detector, mesh=frontalizer.mesh)
+    with pytest.warns(UserWarning, match="beyond the trained range"):
+        flagged = strict.frontalize(photo, faces="largest").faces
+    chosen = [f for f in flagged if f.selected][0]
+    assert chosen.frontalized and not chosen.in_range and "trained range" in chosen.warning
+
+
+def test_no_face_raises(frontalizer):
+    with pytest.raises(NoFaceError):
+        frontalizer.frontalize(np.full((96, 128, 3), 200, np.uint8))
+
+
+def test_cli(tmp_path, weights, astronaut_png):
+    from faceforge.cli import main
+
+    photo = tmp_path / "astro.png"
+    photo.write_bytes(astronaut_png)
+    out = tmp_path / "front.png"
+    result = CliRunner().invoke(main, ["frontalize", str(photo), "-o", str(out), "--weights", str(weights), "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output[result.output.index("{"):])
+    assert doc["faces"][0]["output"] == str(out) and Image.open(out).size == (SIZE, SIZE)
+    missing = CliRunner().invoke(main, ["frontalize", str(photo)], env={ENV_VAR: ""})
+    assert missing.exit_code != 0 and ENV_VAR in missing.output
+
+
+# --------------------------------------------------------------------------------------------------
+# the endpoint
+
+
+@pytest.fixture(scope="module")
+def client(weights):
+    from server import create_app
+    return create_app({"frontalize_weights": str(weights), "torch_threads": None, "max_faces": 2,
+                       "detector_threads": 1}).test_client()
+
+
+def _post(client, data: bytes, **form):
+    from server import schemas
+    return client.post(schemas.FRONTALIZE_PATH, data={"image": (io.BytesIO(data), "photo.png"), **form},
+                       content_type="multipart/form-data")
+
+
+def _problem(response, status: int, slug: str) -> dict:
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == PROBLEM
+    body = response.get_json(force=True)
+    assert body["type"] == PROBLEM_TYPE_PREFIX + slug and body["status"] == status
+    return body
+
+
+def test_api_json_answer(client, astronaut_png):
+    from server import schemas
+
+    response = _post(client, astronaut_png)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    body = response.get_json()
+    Draft202012Validator(schemas.frontalize_response_schema()).validate(body)
+    face = body["faces"][0]
+    assert face["frontalized"] and face["in_range"] and abs(face["yaw"]) < 10
+    png = Image.open(io.BytesIO(base64.b64decode(face["image"]["data"])))
+    assert png.size == (SIZE, SIZE) and body["model"]["input"] == "rerender"
+
+
+def test_api_image_answer(client, astronaut_png):
+    response = _post(client, astronaut_png, faces="largest", response="image")
+    assert response.status_code == 200 and response.mimetype == "image/png"
+    assert Image.open(io.BytesIO(response.data)).size == (SIZE, SIZE)
+    assert response.headers["X-Faceforge-Face-Index"] == "0"
+    assert abs(float(response.headers["X-Faceforge-Yaw"])) < 10
+    assert response.headers["X-Faceforge-Yaw-In-Range"] == "true"
+
+
+def test_api_errors(client, astronaut_png, blank_png):
+    _problem(_post(client, blank_png), 422, "no-face")
+    _problem(_post(client, astronaut_png, faces="3"), 422, "bad-face-selection")
+    _problem(_post(client, astronaut_png, response="gif"), 400, "invalid-field")
+
+
+def test_api_weights_not_found_is_503(astronaut_png):
+    from faceforge.frontalize import DEFAULT_WEIGHTS_PATH
+    from server import create_app
+    client = create_app({"frontalize_weights": "default", "torch_threads": None}).test_client()
+    body = _problem(_post(client, astronaut_png), 503, "weights-not-found")
+    assert ENV_VAR in body["detail"] and str(DEFAULT_WEIGHTS_PATH.parent) not in str(body)
+
+
+def test_openapi_documents_frontalize(client):
+    from server import schemas
+
+    doc = client.get(schemas.OPENAPI_PATH).get_json()
+    op = doc["paths"][schemas.FRONTALIZE_PATH]["post"]
+    assert {"200", "400", "422", "503"} <= set(op["responses"])
+    assert "FrontalizeResponse" in doc["components"]["schemas"]

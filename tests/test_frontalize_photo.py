@@ -252,3 +252,46 @@ def test_openapi_documents_frontalize(client):
     op = doc["paths"][schemas.FRONTALIZE_PATH]["post"]
     assert {"200", "400", "422", "503"} <= set(op["responses"])
     assert "FrontalizeResponse" in doc["components"]["schemas"]
+
+
+# --------------------------------------------------------------------------------------------------
+# identity per yaw bucket in the trainer's evaluation
+
+
+def _tiny_pairs(root, size=48):
+    from faceforge.imaging import save_image
+    from training.pose_pairs import INDEX_VERSION, YAW_BUCKETS, bucket_name
+
+    rng = np.random.default_rng(0)
+    pairs = []
+    save_image(root / "frontal" / "00000.png", rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
+    for j, (lo, hi) in enumerate(YAW_BUCKETS[:2]):
+        pid = f"00000_{j}"
+        for kind in ("profile", "rerender"):
+            save_image(root / kind / f"{pid}.png", rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
+        yaw = (lo + hi) / 2
+        pairs.append({"id": pid, "face": "00000", "split": "test", "yaw": yaw, "bucket": bucket_name(yaw),
+                      "frontal": "frontal/00000.png", "profile": f"profile/{pid}.png",
+                      "rerender": f"rerender/{pid}.png"})
+    (root / "index.json").write_text(json.dumps({"version": INDEX_VERSION, "config": {}, "pairs": pairs}))
+    return root
+
+
+def test_evaluate_identity_columns(tmp_path):
+    pytest.importorskip("skimage")
+    from faceforge import identity
+    from training.frontalize import evaluate
+    from training.pose_pairs import PosePairDataset
+
+    ds = PosePairDataset(_tiny_pairs(tmp_path), "test", "rerender", 48, 48)
+    torch.manual_seed(0)
+    g = create_model("pix2pix_mobile", ngf=4, num_downs=4)
+    plain = evaluate(g, ds, torch.device("cpu"), identity=False)
+    assert set(plain) == {"15-30", "30-45", "all"} and "id_output" not in plain["all"]
+    if not identity.is_available():
+        return  # skipped cleanly: evaluate(identity=None) leaves the columns out
+    res = evaluate(g, ds, torch.device("cpu"))
+    for name in ("15-30", "30-45", "all"):
+        r = res[name]
+        assert {"id_output", "id_input", "id_profile", "id_same_output", "id_same_profile"} <= set(r)
+        assert r["id_output"] >= 0 and 0 <= r["id_same_profile"] <= 1

@@ -23,6 +23,13 @@ Metrics (every ``eval_every`` steps and at the end): PSNR and SSIM (``skimage.me
 over the three channels with the default 7x7 window) of ``G(input)`` against the true frontal on the
 held-out pairs, per yaw bucket (15-30, 30-45, 45-60, 60-75) and overall, beside the same figures for
 the input itself (what a generator must beat); rows in ``eval.csv``, the latest in ``eval.json``.
+When dlib is installed (``pip install -e '.[metrics]'``, :mod:`faceforge.identity`), also identity:
+the mean dlib embedding distance of ``G(input)``, of the generator's input and of the rendered profile
+to the true frontal (``id_output``, ``id_input``, ``id_profile``) and the share of pairs below dlib's
+same-person threshold 0.6 (``id_same_output``, ``id_same_profile``) per bucket; the issue asks that
+``id_output`` be clearly below ``id_profile``. All crops share the ``utkface`` framing, so each is
+embedded from the same fixed face rectangle (:data:`faceforge.identity.UTKFACE_BOX`). Without dlib
+these columns are absent.
 
 Run folder (``runs/frontalize/<NNN>/``, :mod:`training.runs`): ``config.json``, ``metrics.csv``
 (losses), ``eval.csv``/``eval.json``, ``samples/step_<N>.png`` (rows: profile | input | G(input) |
@@ -105,8 +112,9 @@ class FrontalizeConfig:
 
 @torch.no_grad()
 def evaluate(G: nn.Module, dataset: PosePairDataset, device: torch.device, batch_size: int = 8,
-             buckets=YAW_BUCKETS) -> dict[str, dict[str, float]]:
-    """PSNR/SSIM of ``G(input)`` and of the input itself against the true frontal, per yaw bucket.
+             buckets=YAW_BUCKETS, identity: bool | None = None) -> dict[str, dict[str, float]]:
+    """PSNR/SSIM of ``G(input)`` and of the input itself against the true frontal, per yaw bucket, and
+    (with dlib) identity distances.
 
     Args:
         G: generator (run in eval mode, its mode restored afterwards).
@@ -114,27 +122,45 @@ def evaluate(G: nn.Module, dataset: PosePairDataset, device: torch.device, batch
         device: where ``G`` lives.
         batch_size: evaluation batch.
         buckets: ``(lo, hi)`` absolute-yaw buckets in degrees.
+        identity: compute the dlib identity columns; ``None``: when :func:`faceforge.identity.is_available`
+            (skipped silently otherwise); ``True`` without dlib raises.
 
     Returns:
-        ``{bucket name or "all": {"n", "psnr", "ssim", "psnr_input", "ssim_input"}}`` with means over
-        pairs (PSNR in dB on uint8 images, data range 255; SSIM from ``skimage.metrics`` over RGB).
+        ``{bucket name or "all": {"n", "psnr", "ssim", "psnr_input", "ssim_input"[, "id_output",
+        "id_input", "id_profile", "id_same_output", "id_same_profile"]}}`` with means over pairs (PSNR
+        in dB on uint8 images, data range 255; SSIM from ``skimage.metrics`` over RGB; ``id_*``: dlib
+        embedding distances to the true frontal, lower = more alike; ``id_same_*``: fraction below 0.6).
 
     Raises:
         ModuleNotFoundError: scikit-image is not installed (``pip install -e '.[train]'``).
+        MissingDependencyError: ``identity=True`` without dlib and its model files.
     """
     from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+    from faceforge import identity as ident
+
+    if identity is None:
+        identity = ident.is_available()
     mode = G.training
     G.eval()
-    rows: list[tuple[str | None, float, float, float, float]] = []
+    rows: list[tuple] = []
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
+    k = 0  # index into dataset.pairs (the loader keeps the dataset's order)
     for batch in loader:
         out = to_uint8(G(batch["input"].to(device)))
         inp, tgt = to_uint8(batch["input"]), to_uint8(batch["target"])
         for o, x, y, yaw in zip(out, inp, tgt, batch["yaw"].tolist()):
-            rows.append((bucket_name(yaw, buckets),
-                         peak_signal_noise_ratio(y, o, data_range=255), structural_similarity(y, o, channel_axis=-1),
-                         peak_signal_noise_ratio(y, x, data_range=255), structural_similarity(y, x, channel_axis=-1)))
+            row = (bucket_name(yaw, buckets),
+                   peak_signal_noise_ratio(y, o, data_range=255), structural_similarity(y, o, channel_axis=-1),
+                   peak_signal_noise_ratio(y, x, data_range=255), structural_similarity(y, x, channel_axis=-1))
+            if identity:
+                profile = resize_square(load_image(dataset.root / dataset.pairs[k]["profile"]), y.shape[0])
+                e_y, e_o, e_x, e_p = ident.embed_many([y, o, x, profile])
+                d_o, d_x, d_p = (ident.distance(e, e_y) for e in (e_o, e_x, e_p))
+                row += (d_o, d_x, d_p, float(d_o < ident.SAME_PERSON_THRESHOLD),
+                        float(d_p < ident.SAME_PERSON_THRESHOLD))
+            rows.append(row)
+            k += 1
     G.train(mode)
     groups: dict[str, list] = {f"{lo:g}-{hi:g}": [] for lo, hi in buckets}
     groups["all"] = rows
@@ -148,6 +174,11 @@ def evaluate(G: nn.Module, dataset: PosePairDataset, device: torch.device, batch
         a = np.asarray([r[1:] for r in rs], np.float64)
         out[name] = {"n": len(rs), "psnr": round(float(a[:, 0].mean()), 3), "ssim": round(float(a[:, 1].mean()), 4),
                      "psnr_input": round(float(a[:, 2].mean()), 3), "ssim_input": round(float(a[:, 3].mean()), 4)}
+        if identity:
+            m = a[:, 4:].mean(0)
+            out[name].update(id_output=round(float(m[0]), 4), id_input=round(float(m[1]), 4),
+                             id_profile=round(float(m[2]), 4), id_same_output=round(float(m[3]), 4),
+                             id_same_profile=round(float(m[4]), 4))
     return out
 
 

@@ -159,6 +159,13 @@ class ModelHub:
                 tasks.append(name)
         return tasks
 
+    def _frontalize_to_warm(self) -> bool:
+        """Whether frontalization weights are configured explicitly or installed (absent default weights
+        do not make the server unready: only ``/v1/frontalize`` answers 503 then)."""
+        from faceforge.frontalize import DEFAULT_WEIGHTS_PATH
+
+        return self.config.frontalize_weights != "default" or DEFAULT_WEIGHTS_PATH.exists()
+
     def stylegan(self, which: str = "base") -> "StyleGAN2Generator":
         """The shared StyleGAN2 generator (``"base"``: ``Config.stylegan2_weights``; ``"toon"``: the
         cartoon fine-tune ``Config.stylegan2_toon_weights``), loaded on first use, eval mode.
@@ -236,6 +243,11 @@ class ModelHub:
 
         loaders = [("detector", detector), ("mini_xception", emotion)]
         loaders += [(f"translate:{t}", lambda t=t: translate(t)) for t in self._translate_tasks_to_warm()]
+        if self._frontalize_to_warm():
+            def frontalize() -> None:
+                frontalizer = self.frontalizer()
+                frontalizer.frontalize_crops(np.zeros((1, frontalizer.size, frontalizer.size, 3), np.uint8))
+            loaders.append(("frontalize", frontalize))
         for name, load in loaders:
             try:
                 load()
@@ -289,5 +301,11 @@ class ModelHub:
                     entry.update(loaded=True, served=True)
                     entry["weights"].update(configured=public_weights_name(info["weights"]), available=True,
                                             version=info["version"], provenance={"task": task, **info["provenance"]})
+            if self._frontalizer is not None and self._frontalizer.arch == name:  # what /v1/frontalize runs
+                info = self._frontalizer.describe()
+                entry.update(loaded=True, served=True)
+                entry["weights"].update(configured=public_weights_name(info["weights"]), available=True,
+                                        version=info["version"], provenance={"task": "frontalize",
+                                                                             **info["provenance"]})
             entries.append(entry)
         return entries

@@ -295,3 +295,10 @@ def test_evaluate_identity_columns(tmp_path):
         r = res[name]
         assert {"id_output", "id_input", "id_profile", "id_same_output", "id_same_profile"} <= set(r)
         assert r["id_output"] >= 0 and 0 <= r["id_same_profile"] <= 1
+
+
+def test_models_lists_the_loaded_frontalizer(client, astronaut_png):
+    assert _post(client, astronaut_png).status_code == 200
+    entries = {m["name"]: m for m in client.get("/v1/models").get_json()["models"]}
+    entry = entries["pix2pix_mobile"]
+    assert entry["loaded"] and entry["served"] and entry["weights"]["provenance"]["task"] == "frontalize"

@@ -171,9 +171,14 @@ def _output_record(spec: ModelSpec, info: TensorInfo, values: str = "logits") ->
                    meaning="unnormalized class scores in label order; probabilities = softmax(logits), "
                            "predicted class = argmax")
     else:
-        rec.update(values="image", value_range=list(spec.input.value_range),
+        lo, hi = spec.input.value_range
+        scale = 255.0 / (hi - lo)
+        rec.update(values="image", value_range=[lo, hi], colour=spec.input.colour,
                    meaning="image in value_range; pixel = (y - value_range[0]) * 255 / "
-                           "(value_range[1] - value_range[0])")
+                           "(value_range[1] - value_range[0])",
+                   denormalization={"scale": scale, "offset": -lo * scale,
+                                    "formula": "pixel = clamp(round(y * scale + offset), 0, 255) "
+                                               "(y after dequantization for int8 outputs)"})
     if info.quantization:
         rec["quantization"] = {**info.quantization, "formula": "y = scale * (q - zero_point)"}
     return rec
@@ -269,8 +274,22 @@ def copy_licenses(root: Path) -> None:
             shutil.copyfile(src, dest / src.name)
 
 
+WEIGHTS_NOTES = (
+    ("mini_xception", "faceforge weights: Apache-2.0; trained on FER2013 (research use, see note)",
+     "LICENSES/FER2013-weights-NOTE.md"),
+    ("cyclegan_", "faceforge weights: Apache-2.0; trained on UTKFace (non-commercial research use, see note)",
+     "LICENSES/UTKFace-weights-NOTE.md"),
+)
+"""(model-name prefix, license line, note file) of faceforge's own weights, by the data they learned from."""
+
+
 def license_records(model_files: list[str], detector_files: list[str]) -> list[dict[str, Any]]:
-    """The manifest's ``licenses`` records for faceforge's model files and the detector files."""
+    """The manifest's ``licenses`` records for faceforge's model files and the detector files.
+
+    Model files are matched to :data:`WEIGHTS_NOTES` by the model name their file name starts with
+    (``<folder>/<model>_<tag><suffix>``); files of no listed family get the FER2013 note, as before
+    this table existed.
+    """
     model_files = sorted(model_files)
     records = [
         {"applies_to": sorted(detector_files), "license": "Apache-2.0", "copyright": "Google LLC",
@@ -278,10 +297,15 @@ def license_records(model_files: list[str], detector_files: list[str]) -> list[d
         {"applies_to": sorted(detector_files) + model_files, "license": "Apache-2.0 (full text)",
          "file": "LICENSES/Apache-2.0.txt"},
     ]
-    if model_files:
-        records.append({"applies_to": model_files,
-                        "license": "faceforge weights: Apache-2.0; trained on FER2013 (research use, see note)",
-                        "copyright": "faceforge authors", "file": "LICENSES/FER2013-weights-NOTE.md"})
+    groups: dict[int, list[str]] = {}
+    for f in model_files:
+        stem = f.rsplit("/", 1)[-1]
+        index = next((i for i, (prefix, _, _) in enumerate(WEIGHTS_NOTES) if stem.startswith(prefix)), 0)
+        groups.setdefault(index, []).append(f)
+    for index in sorted(groups):
+        _, text, note = WEIGHTS_NOTES[index]
+        records.append({"applies_to": groups[index], "license": text, "copyright": "faceforge authors",
+                        "file": note})
     return records
 
 

@@ -22,7 +22,8 @@ from faceforge.errors import FaceforgeError
               help="Which faces: all, largest, or 0-based indices such as 0,2 (highest detector score first).")
 @click.option("--save-input/--no-save-input", default=False, show_default=True,
               help="Also write the generator's input (pose-tolerant crop or rerender) as <stem>_<index>_input<suffix>.")
-@click.option("--json", "as_json", is_flag=True, help="Print the faces (box, yaw, roll, range flag) and timings as JSON.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the faces (box, yaw, roll, range flag) and timings as JSON.")
 def frontalize(photo: Path, output: Path | None, weights: str | None, selection: str, save_input: bool,
                as_json: bool) -> None:
     """Frontalize the faces in PHOTO with a pix2pix generator and save the frontal crops.

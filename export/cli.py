@@ -55,7 +55,8 @@ def _parse_bounds(items: tuple[str, ...]) -> dict:
 def summary_table(report) -> str:
     """Plain-text table: format, file, KB, top-1 agreement (all inputs; inputs that are not near ties),
     accuracy (file / PyTorch), validation, status."""
-    rows = [("format", "file", "KB", "agreement", "clear margin", "accuracy (file/torch)", "validation", "status")]
+    rows = [("format", "file", "KB", "agreement/PSNR", "clear margin", "accuracy (file/torch)", "validation",
+             "status")]
     for o in report.outcomes:
         p = o.parity
         size = f"{o.bytes / 1024:.1f}" if o.bytes else "-"
@@ -113,6 +114,11 @@ def export(model: str, formats_text: str, weights: str, out: Path, calibration_s
       faceforge export                                   # all formats, trained weights -> mobile_assets/
       faceforge export --formats tflite_int8,coreml_fp16
       faceforge export --weights runs/emotion/000/best.pt --out /tmp/assets --parity-set 1000
+      faceforge export cyclegan_mobile --weights runs/cyclegan/000/G_A.pt --parity-set 200 \\
+          --formats onnx,tflite_fp16,tflite_dynint8,tflite_int8,coreml_fp16,coreml_int8w
+
+    Image-to-image models (no labels, e.g. cyclegan_mobile) are compared by PSNR against PyTorch on
+    real aligned faces (young UTKFace faces for cyclegan_*), with the per-format bounds of the table.
     """
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("faceforge").setLevel(logging.INFO if verbose else logging.WARNING)

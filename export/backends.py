@@ -184,17 +184,27 @@ def embed_tflite_metadata(path: Path, metadata: dict[str, str], name: str = TFLI
         metadata: key -> text pairs, stored as one UTF-8 JSON object.
         name: metadata entry name.
 
+    Weight data stored after the flatbuffer (``Buffer.offset``/``size``, which ai-edge-quantizer 0.x
+    writes once its weights reach 256 KiB, e.g. the 256x256 ``cyclegan_mobile``) is moved back inside
+    the flatbuffer, since the object-API round trip would otherwise drop it; the interpreter reads
+    both forms.
+
     Raises:
-        ExportError: the file keeps weight data outside the flatbuffer (buffer offsets, used for
-            models over 2 GB), which a flatbuffer round trip would drop.
+        ExportError: the file is too large to hold its weights inside one flatbuffer (2 GB).
     """
     import flatbuffers
     from ai_edge_litert import schema_py_generated as schema
 
     buf = path.read_bytes()
     model = schema.ModelT.InitFromPackedBuf(bytearray(buf), 0)
-    if any(getattr(b, "offset", 0) for b in model.buffers or []):
-        raise ExportError(f"{path.name} stores buffers outside the flatbuffer; cannot embed metadata")
+    external = [b for b in model.buffers or [] if getattr(b, "offset", 0) > 1]
+    if external:
+        if len(buf) > 2**31 - 2**24:
+            raise ExportError(f"{path.name} ({len(buf)} bytes) keeps its weights outside the flatbuffer and is "
+                              "too large to inline them; cannot embed metadata")
+        for b in external:  # offsets count from the start of the file
+            b.data = np.frombuffer(buf, dtype=np.uint8, count=b.size, offset=b.offset).copy()
+            b.offset, b.size = 0, 0
     def entry_name(m) -> str:
         return m.name.decode() if isinstance(m.name, bytes) else m.name
 
@@ -328,7 +338,8 @@ def export_tflite_dynint8(job: ExportJob, path: Path) -> Artifact:
 
 
 def _count_int8_constants(path: Path) -> int:
-    """Number of int8 constant tensors (tensors backed by a non-empty buffer) in a ``.tflite`` file."""
+    """Number of int8 constant tensors (backed by buffer data, inline or after the flatbuffer) in a
+    ``.tflite`` file."""
     from ai_edge_litert import schema_py_generated as schema
 
     model = schema.Model.GetRootAs(bytearray(Path(path).read_bytes()), 0)
@@ -337,7 +348,8 @@ def _count_int8_constants(path: Path) -> int:
         sub = model.Subgraphs(g)
         for i in range(sub.TensorsLength()):
             t = sub.Tensors(i)
-            if t.Type() == schema.TensorType.INT8 and model.Buffers(t.Buffer()).DataLength() > 0:
+            data = model.Buffers(t.Buffer())
+            if t.Type() == schema.TensorType.INT8 and (data.DataLength() > 0 or data.Offset() > 1):
                 count += 1
     return count
 

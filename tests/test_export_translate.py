@@ -205,6 +205,28 @@ def test_round_trip_psnr_meets_the_row_bound(tiny, name):
 
 @pytest.mark.slow
 @pytest.mark.export
+def test_fp16_weights_over_256_kib_are_inlined_so_metadata_can_be_embedded(tmp_path):
+    """ai-edge-quantizer writes weights of >= 256 KiB after the flatbuffer (buffer offsets); the
+    metadata writer moves them back inside. ngf 32 (the real width) with 2 blocks: ~180 k parameters."""
+    pytest.importorskip("litert_torch", reason="export toolchain not installed")
+    from export.backends import read_tflite_metadata
+    from export.exporter import embedded_metadata
+
+    spec = dataclasses.replace(TINY_SPEC, kwargs={**TINY_SPEC.kwargs, "ngf": 32})
+    torch.manual_seed(0)
+    model = spec.factory(**spec.kwargs).eval()
+    assert 2 * sum(p.numel() for p in model.parameters()) > 256 * 1024
+    job = ExportJob(model, spec, "test", embedded_metadata(spec, "test"))
+    fmt = FORMATS["tflite_fp16"]
+    art = fmt.backend(job, tmp_path / "big_fp16.tflite")
+    assert read_tflite_metadata(art.path)["name"] == TINY
+    x, _ = calibration.parity_dataset(spec, 4, seed=2, source="random")
+    res = parity.measure(fmt, art.path, art.input, art.output, model, x, None, classifier=False)
+    assert res.passed, res.failures
+
+
+@pytest.mark.slow
+@pytest.mark.export
 def test_run_export_writes_a_valid_manifest_for_a_translator(tiny, tmp_path):
     pytest.importorskip("litert_torch", reason="export toolchain not installed")
     pytest.importorskip("onnxruntime", reason="export toolchain not installed")

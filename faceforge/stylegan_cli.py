@@ -12,9 +12,8 @@ import click
 import numpy as np
 
 WEIGHTS = click.option("--weights", envvar="FACEFORGE_STYLEGAN2_WEIGHTS", required=True,
-                       type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                       help="StyleGAN2 generator (faceforge .pt, rosinality .pt, NVlabs .pkl) "
-                            "[env FACEFORGE_STYLEGAN2_WEIGHTS].")
+                       help="StyleGAN2 generator: 'default' (faceforge's 32 px UTKFace model) or a file "
+                            "(faceforge .pt, rosinality .pt, NVlabs .pkl) [env FACEFORGE_STYLEGAN2_WEIGHTS].")
 OUTPUT = click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
                       help="Output PNG.")
 PSI = click.option("--psi", type=click.FloatRange(-1, 2), default=1.0, show_default=True, help="Truncation psi.")
@@ -32,9 +31,22 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def _load(path: Path):
-    from faceforge.models import create_model
-    return create_model("stylegan2", weights=path)
+def _load(weights: str | Path):
+    """The generator for ``--weights``: ``"default"`` or an existing file.
+
+    Raises:
+        click.BadParameter: the file does not exist, or no default weights ship.
+    """
+    from faceforge.models import create_model, get_spec
+
+    if str(weights) == "default":
+        path = get_spec("stylegan2").default_weights_path
+        if path is None or not path.is_file():
+            raise click.BadParameter("faceforge ships no default StyleGAN2 weights here", param_hint="--weights")
+        return create_model("stylegan2", weights="default")
+    if not Path(weights).is_file():
+        raise click.BadParameter(f"{weights} is not a file", param_hint="--weights")
+    return create_model("stylegan2", weights=Path(weights))
 
 
 def _save(images: np.ndarray, output: Path, emoji: bool = False) -> None:
@@ -170,8 +182,8 @@ def project(weights: Path, image: Path, steps: int, w_plus: bool, noise: bool, a
 
 @stylegan.command()
 @click.argument("images", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--weights", envvar="FACEFORGE_STYLEGAN2_WEIGHTS", type=click.Path(dir_okay=False, path_type=Path),
-              help="Generator for --seeds (latent morph).")
+@click.option("--weights", envvar="FACEFORGE_STYLEGAN2_WEIGHTS",
+              help="Generator for --seeds (latent morph): 'default' or a file.")
 @click.option("--seeds", help="Two seeds A,B for a latent morph (instead of two images).")
 @click.option("--frames", type=click.IntRange(2, 64), default=7, show_default=True)
 @click.option("--size", type=int, default=256, show_default=True, help="Aligned face side (Delaunay).")

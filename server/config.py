@@ -59,8 +59,9 @@ class Config:
             (``FACEFORGE_WARM_UP``, default false).
         stylegan2_weights: StyleGAN2 generator for the heavy endpoints, any file
             :func:`faceforge.checkpoints.load_stylegan2` reads (faceforge ``.pt``, rosinality ``.pt``,
-            NVlabs ``.pkl``) (``FACEFORGE_STYLEGAN2_WEIGHTS``). Unset: the heavy endpoints answer 503
-            ``weights-not-found`` (faceforge ships no trained StyleGAN2 yet).
+            NVlabs ``.pkl``), or ``"default"``: faceforge's small 32 px UTKFace generator
+            (``FACEFORGE_STYLEGAN2_WEIGHTS``). Unset: the heavy endpoints answer 503 ``weights-not-found``
+            (the shipped generator is a CPU-trained stand-in, so serving it is an explicit choice).
         stylegan2_toon_weights: the same generator fine-tuned on cartoon faces, for ``/v1/toonify``
             (``FACEFORGE_STYLEGAN2_TOON_WEIGHTS``).
         stylegan2_template: face template photos are aligned to before projection and Delaunay

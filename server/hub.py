@@ -195,9 +195,16 @@ class ModelHub:
         value = getattr(self.config, key)
         what = "StyleGAN2 generator" if which == "base" else "cartoon fine-tuned StyleGAN2 generator"
         if not value:
-            raise WeightsNotFoundError(f"no {what} is configured: faceforge ships no trained StyleGAN2 weights "
-                                       f"yet; set {env} to a faceforge, rosinality .pt or NVlabs .pkl file",
-                                       model="stylegan2")
+            raise WeightsNotFoundError(f"no {what} is configured: set {env} to 'default' (faceforge's small "
+                                       f"32 px UTKFace generator, base only) or to a faceforge, rosinality .pt "
+                                       f"or NVlabs .pkl file", model="stylegan2")
+        if value == "default":  # the generator faceforge ships (base only; no cartoon fine-tune ships)
+            from faceforge.models import get_spec
+
+            path = get_spec("stylegan2").default_weights_path
+            if which != "base" or path is None or not path.is_file():
+                raise WeightsNotFoundError(f"faceforge ships no default {what} ({env}=default)", model="stylegan2")
+            return path
         path = Path(value).expanduser()
         if not path.is_file():
             raise WeightsNotFoundError(f"the {what} weights file {path.name} does not exist ({env})",
@@ -266,6 +273,8 @@ class ModelHub:
 
     def describe(self) -> list[dict[str, Any]]:
         """One JSON-ready entry per registered model: spec, input, weights, loaded state, version."""
+        from faceforge.errors import FaceforgeError
+
         entries = []
         for name in list_models():
             spec = get_spec(name)
@@ -282,7 +291,10 @@ class ModelHub:
                 entry["loaded"] = "base" in self._stylegan
                 if self.config.stylegan2_weights:
                     entry["weights"]["configured"] = public_weights_name(self.config.stylegan2_weights)
-                    entry["weights"]["available"] = Path(self.config.stylegan2_weights).expanduser().is_file()
+                    try:
+                        entry["weights"]["available"] = self.stylegan_weights_path("base").is_file()
+                    except FaceforgeError:
+                        entry["weights"]["available"] = False
                 if "base" in self._stylegan:
                     meta = getattr(self._stylegan["base"], "faceforge_meta", {}) or {}
                     entry["weights"]["version"] = str(meta["version"]) if meta.get("version") else None

@@ -217,6 +217,22 @@ def test_weights_not_configured_is_503(tmp_path, weights):
     assert_problem(no_toon.post("/v1/toonify", json={"seeds": [1]}), 503, "weights-not-found")
 
 
+def test_shipped_default_generator_serves_by_configuration():
+    from faceforge.models import get_spec
+
+    path = get_spec("stylegan2").default_weights_path
+    if path is None or not path.is_file():
+        pytest.skip("faceforge ships no default StyleGAN2 weights in this checkout")
+    client = create_app({"stylegan2_weights": "default", "torch_threads": None}).test_client()
+    got = images_of(wait(client, submit(client, "generate", json={"seeds": [5], "psi": 0.7})))
+    G = create_model("stylegan2", weights="default")
+    assert len(got) == 1 and np.array_equal(got[0], S.generate(G, [5], psi=0.7)[0])
+    assert got[0].shape == (G.resolution, G.resolution, 3) and got[0].std() > 5  # an image, not a flat field
+    # no cartoon fine-tune ships: toonify with "default" is a clear 503, not a crash
+    toon = create_app({"stylegan2_weights": "default", "stylegan2_toon_weights": "default"}).test_client()
+    assert_problem(toon.post("/v1/toonify", json={"seeds": [1]}), 503, "weights-not-found")
+
+
 def test_failed_job_carries_its_problem(client):
     blank = {"image": (io.BytesIO(encode_png(np.full((64, 64, 3), 128, np.uint8))), "blank.png"), "steps": "2"}
     body = wait(client, submit(client, "project", data=blank, content_type="multipart/form-data"))

@@ -63,7 +63,6 @@ Weights (``weights=`` of :class:`Frontalizer`, ``--weights`` of ``faceforge fron
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import os
 import time
@@ -80,7 +79,7 @@ from torch import nn
 from faceforge.checkpoints import load_checkpoint
 from faceforge.errors import CheckpointError, NoFaceError, WeightsNotFoundError
 from faceforge.models import get_spec
-from faceforge.models.registry import WEIGHTS_DIR
+from faceforge.models.registry import WEIGHTS_DIR, build_from_state
 from faceforge.translate import select_faces
 
 if TYPE_CHECKING:  # imported lazily at run time: the detector and Face Mesh load LiteRT
@@ -146,22 +145,6 @@ def resolve_weights(weights: str | Path | None = None, environ: dict[str, str] |
     return path
 
 
-def _build(arch: str, config: dict[str, Any], state_dict: dict[str, torch.Tensor], source: str) -> nn.Module:
-    spec = get_spec(arch)
-    if spec.task != "frontalize":
-        raise CheckpointError(f"{source} holds a {arch!r} model ({spec.task}), not a frontalization generator")
-    accepted = set(inspect.signature(spec.factory).parameters)
-    kwargs = {**spec.kwargs, **{k: v for k, v in config.items() if k in accepted}}
-    model = spec.factory(**kwargs)
-    try:
-        model.load_state_dict(state_dict, strict=True)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{source} does not fit {arch!r}: {str(exc).splitlines()[0]}") from None
-    model.faceforge_config = kwargs
-    model.faceforge_arch = arch
-    return model.eval()
-
-
 def _read_run_config(folder: Path) -> dict[str, Any]:
     path = folder / "config.json"
     if not path.is_file():
@@ -208,10 +191,11 @@ def load_generator(weights: str | Path) -> tuple[nn.Module, dict[str, Any]]:
         if not arch:
             raise CheckpointError(f"{file}: training state without a 'generator' name in its config")
         part = {k[2:]: v for k, v in ckpt["state_dict"].items() if k.startswith("G.")}
-        model = _build(arch, config, part, f"{file} [G]")
+        model = build_from_state(arch, config, part, f"{file} [G]", task="frontalize")
         meta = {k: v for k, v in meta.items() if k in ("git_commit", "step", "epoch")}
     else:
-        model = _build(ckpt["arch"], ckpt.get("config", {}), ckpt["state_dict"], str(file))
+        model = build_from_state(ckpt["arch"], ckpt.get("config", {}), ckpt["state_dict"], str(file),
+                                 task="frontalize")
     run = _read_run_config(file.parent)
     run_cfg = run.get("config") or {}
     data_cfg = run.get("data_config") or {}

@@ -41,7 +41,6 @@ Image Processing", sec. 3.6) that restores edge contrast. Sigmas scale with the 
 from __future__ import annotations
 
 import hashlib
-import inspect
 import os
 import time
 from dataclasses import dataclass, field
@@ -57,7 +56,7 @@ from faceforge.checkpoints import load_checkpoint
 from faceforge.errors import (CheckpointError, FaceSelectionError, NoFaceError, UnknownTaskError,
                               WeightsNotFoundError)
 from faceforge.models import get_spec
-from faceforge.models.registry import WEIGHTS_DIR
+from faceforge.models.registry import WEIGHTS_DIR, build_from_state
 
 if TYPE_CHECKING:  # imported lazily at run time: the detector loads LiteRT
     from faceforge.faces.detect import Face, FaceDetector
@@ -179,26 +178,11 @@ def resolve_weights(task: str | TranslateTask, weights: str | Path | None = None
 # Loading generators
 
 
-def _build_generator(arch: str, config: dict[str, Any], state_dict: dict[str, torch.Tensor], source: str) -> nn.Module:
-    spec = get_spec(arch)
-    if spec.task != "translate":
-        raise CheckpointError(f"{source} holds a {arch!r} model ({spec.task}), not a translation generator")
-    accepted = set(inspect.signature(spec.factory).parameters)
-    kwargs = {**spec.kwargs, **{k: v for k, v in config.items() if k in accepted}}
-    model = spec.factory(**kwargs)
-    try:
-        model.load_state_dict(state_dict, strict=True)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{source} does not fit {arch!r}: {str(exc).splitlines()[0]}") from None
-    model.faceforge_config = kwargs
-    return model.eval()
-
-
 def _from_generator_file(path: Path) -> tuple[str, nn.Module, dict[str, Any]]:
     ckpt = load_checkpoint(path)
     if ckpt["arch"] == TRAINING_STATE_ARCH:
         raise CheckpointError(f"{path} is a training state; load it with load_generators")
-    model = _build_generator(ckpt["arch"], ckpt.get("config", {}), ckpt["state_dict"], str(path))
+    model = build_from_state(ckpt["arch"], ckpt.get("config", {}), ckpt["state_dict"], str(path), task="translate")
     meta = dict(ckpt.get("meta", {}))
     direction = meta.get("direction", "A->B")
     if direction not in DIRECTIONS:
@@ -250,7 +234,7 @@ def load_generators(weights: str | Path) -> tuple[dict[str, nn.Module], dict[str
             meta = {k: v for k, v in meta.items() if k in ("git_commit", "step", "epoch")}
             for prefix, direction in (("G_A.", "A->B"), ("G_B.", "B->A")):
                 part = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
-                model = _build_generator(arch, config, part, f"{path} [{prefix[:-1]}]")
+                model = build_from_state(arch, config, part, f"{path} [{prefix[:-1]}]", task="translate")
                 model.faceforge_meta = {**meta, "direction": direction}
                 model.faceforge_arch = arch
                 generators[direction] = model

@@ -129,7 +129,7 @@ def test_load_generator_layouts(tmp_path, weights):
         load_generator(tmp_path)  # a folder without G.pt
     other = create_model("cyclegan_mobile", ngf=4, n_blocks=1)
     save_checkpoint(tmp_path / "cg.pt", other, "cyclegan_mobile", other.faceforge_config)
-    with pytest.raises(CheckpointError, match="not a frontalization generator"):
+    with pytest.raises(CheckpointError, match="not a 'frontalize' model"):
         load_generator(tmp_path / "cg.pt")
 
 

@@ -161,7 +161,7 @@ def test_load_generators_layouts(tmp_path, run_dir):
     # errors: another task's checkpoint, an empty folder, a missing path
     m = create_model("mini_xception")
     save_checkpoint(tmp_path / "emotion.pt", m, "mini_xception", m.faceforge_config)
-    with pytest.raises(CheckpointError, match="not a translation generator"):
+    with pytest.raises(CheckpointError, match="not a 'translate' model"):
         load_generators(tmp_path / "emotion.pt")
     (tmp_path / "empty").mkdir()
     with pytest.raises(WeightsNotFoundError):

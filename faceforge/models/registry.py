@@ -191,3 +191,39 @@ def create_model(name: str, weights: str | Path | None = None, **kwargs: Any) ->
         model.faceforge_meta = ckpt.get("meta", {})
     model.faceforge_config = config
     return model.eval()
+
+
+def build_from_state(arch: str, config: dict[str, Any], state_dict: dict[str, Any], source: str,
+                     task: str | None = None) -> nn.Module:
+    """Build registered model ``arch`` from a stored constructor ``config`` and load ``state_dict``
+    (e.g. one network out of a training state that holds several), in eval mode.
+
+    Config keys the constructor does not take (training-only fields) are ignored; missing ones come
+    from the spec. The result carries ``faceforge_config`` and ``faceforge_arch``.
+
+    Args:
+        arch: registry name.
+        config: stored constructor arguments.
+        state_dict: the network's tensors.
+        source: where they come from, for error messages (file, or file and part).
+        task: if given, the spec's task must be this (e.g. ``"translate"``).
+
+    Raises:
+        UnknownModelError: unknown ``arch``.
+        CheckpointError: the model is of another task, or the tensors do not fit.
+    """
+    import inspect
+
+    spec = get_spec(arch)
+    if task is not None and spec.task != task:
+        raise CheckpointError(f"{source} holds a {arch!r} model (task {spec.task!r}), not a {task!r} model")
+    accepted = set(inspect.signature(spec.factory).parameters)
+    kwargs = {**spec.kwargs, **{k: v for k, v in config.items() if k in accepted}}
+    model = spec.factory(**kwargs)
+    try:
+        model.load_state_dict(state_dict, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{source} does not fit {arch!r}: {str(exc).splitlines()[0]}") from None
+    model.faceforge_config = kwargs
+    model.faceforge_arch = arch
+    return model.eval()

@@ -7,10 +7,15 @@ handlers raise, which the OpenAPI document lists as that operation's responses.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from flask import current_app, request
 from werkzeug.datastructures import FileStorage
 
-from faceforge.errors import MissingFieldError
+if TYPE_CHECKING:
+    import numpy as np
+
+from faceforge.errors import InvalidFieldError, MissingFieldError
 
 from server.config import Config
 from server.hub import ModelHub
@@ -40,3 +45,40 @@ def require_upload(field: str) -> FileStorage:
             f" (the request is {request.mimetype or 'without a body'}; send multipart/form-data)")
         raise MissingFieldError(f"the multipart field {field!r} with the image file is missing{hint}", field=field)
     return upload
+
+
+def read_upload(upload: FileStorage) -> tuple[bytes, "np.ndarray"]:
+    """Read and decode an uploaded image within the app's byte, pixel and size limits.
+
+    Returns:
+        ``(file bytes, RGB uint8 (H, W, 3))`` (EXIF orientation applied, alpha flattened).
+
+    Raises:
+        TooManyBytesError, TooManyPixelsError, ImageTooSmallError, NotAnImageError, TruncatedImageError,
+        UnsupportedFormatError: see :func:`faceforge.imaging.decode_image`.
+    """
+    from faceforge.imaging import decode_image
+
+    config = get_config()
+    data = upload.read(config.max_bytes + 1)
+    rgb = decode_image(data, max_bytes=config.max_bytes, max_pixels=config.max_pixels, min_side=config.min_side)
+    return data, rgb
+
+
+def face_selection(field: str):
+    """The face selection in form field ``field`` (``all``, ``largest`` or indices such as ``0,2``; see
+    :func:`faceforge.translate.parse_face_selection`), at most ``Config.max_faces`` indices.
+
+    Raises:
+        InvalidFieldError: unparsable, or more indices than ``Config.max_faces``.
+    """
+    from faceforge.translate import parse_face_selection
+
+    limit = get_config().max_faces
+    try:
+        selection = parse_face_selection(request.form.get(field))
+    except ValueError as exc:
+        raise InvalidFieldError(str(exc), field=field) from None
+    if isinstance(selection, tuple) and len(selection) > limit:
+        raise InvalidFieldError(f"at most {limit} faces per request, {len(selection)} requested", field=field)
+    return selection

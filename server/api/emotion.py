@@ -9,8 +9,7 @@ from flask import Blueprint, jsonify, request
 from faceforge.errors import (ImageTooSmallError, InvalidFieldError, MissingFieldError, NoFaceError,
                               NotAnImageError, TooManyBytesError, TooManyPixelsError, TruncatedImageError,
                               UnsupportedFormatError, WeightsNotFoundError, CheckpointError)
-from faceforge.imaging import decode_image
-from server.api import get_config, get_hub, require_upload
+from server.api import get_config, get_hub, read_upload, require_upload
 from server.hub import public_weights_name
 from server.schemas import EMOTION_PATH, IMAGE_FIELD, MAX_FACES_FIELD, keypoint_names
 
@@ -49,8 +48,7 @@ def emotion():
     t0 = time.perf_counter()
     upload = require_upload(IMAGE_FIELD)
     max_faces = _max_faces(config.max_faces)
-    data = upload.read(config.max_bytes + 1)
-    rgb = decode_image(data, max_bytes=config.max_bytes, max_pixels=config.max_pixels, min_side=config.min_side)
+    _, rgb = read_upload(upload)
     t_decoded = time.perf_counter()
 
     t_load = time.perf_counter()

@@ -39,8 +39,8 @@ from faceforge.errors import (CheckpointError, FaceSelectionError, ImageTooSmall
                               MissingFieldError, NoFaceError, NotAnImageError, TooManyBytesError,
                               TooManyPixelsError, TruncatedImageError, UnsupportedFormatError,
                               WeightsNotFoundError)
-from faceforge.imaging import decode_image, encode_image
-from server.api import get_config, get_hub, require_upload
+from faceforge.imaging import encode_image
+from server.api import face_selection, get_config, get_hub, read_upload, require_upload
 from server.hub import public_weights_name
 from server.schemas import (FACES_FIELD, FRONTALIZE_PATH, FRONTALIZE_RESPONSES, FRONTALIZE_TIMING_STEPS,
                             IMAGE_FIELD, RESPONSE_FIELD)
@@ -67,21 +67,12 @@ def _response_kind() -> str:
 @bp.post(FRONTALIZE_PATH)
 def frontalize():
     """Frontalize the selected faces of the uploaded photo; see the module docstring for fields and answers."""
-    from faceforge.translate import parse_face_selection
-
     config = get_config()
     t0 = time.perf_counter()
     upload = require_upload(IMAGE_FIELD)
-    try:
-        selection = parse_face_selection(request.form.get(FACES_FIELD))
-    except ValueError as exc:
-        raise InvalidFieldError(str(exc), field=FACES_FIELD) from None
-    if isinstance(selection, tuple) and len(selection) > config.max_faces:
-        raise InvalidFieldError(f"at most {config.max_faces} faces per request, {len(selection)} requested",
-                                field=FACES_FIELD)
+    selection = face_selection(FACES_FIELD)
     kind = _response_kind()
-    data = upload.read(config.max_bytes + 1)
-    rgb = decode_image(data, max_bytes=config.max_bytes, max_pixels=config.max_pixels, min_side=config.min_side)
+    _, rgb = read_upload(upload)
     t_decoded = time.perf_counter()
 
     t_load = time.perf_counter()

@@ -27,9 +27,8 @@ from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from faceforge.errors import (CheckpointError, ImageTooSmallError, InvalidFieldError, MissingFieldError,
                               NoFaceError, NotAnImageError, TooManyBytesError, TooManyPixelsError,
                               TruncatedImageError, UnsupportedFormatError, WeightsNotFoundError)
-from faceforge.imaging import decode_image
 
-from server.api import EXTENSION_KEY, get_config, get_hub, require_upload
+from server.api import EXTENSION_KEY, get_config, get_hub, read_upload, require_upload
 from server.errors import JobNotFinishedError, JobNotFoundError, QueueFullError
 from server.jobs import Job, JobQueue
 from server.schemas import JOB_TASKS, JOBS_PATH, SEED_MAX, task_path
@@ -148,9 +147,7 @@ def _image(name: str, required: bool = True) -> bytes | None:
     if not required and name not in request.files:
         return None
     upload = require_upload(name)
-    config = get_config()
-    data = upload.read(config.max_bytes + 1)
-    decode_image(data, max_bytes=config.max_bytes, max_pixels=config.max_pixels, min_side=config.min_side)
+    data, _ = read_upload(upload)
     return data
 
 

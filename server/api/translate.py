@@ -39,8 +39,8 @@ from faceforge.errors import (CheckpointError, FaceSelectionError, ImageTooSmall
                               MissingFieldError, NoFaceError, NotAnImageError, TooManyBytesError,
                               TooManyPixelsError, TruncatedImageError, UnknownTaskError, UnsupportedFormatError,
                               WeightsNotFoundError)
-from faceforge.imaging import decode_image, encode_image
-from server.api import get_config, get_hub, require_upload
+from faceforge.imaging import encode_image
+from server.api import face_selection, get_config, get_hub, read_upload, require_upload
 from server.hub import public_weights_name
 from server.schemas import (DIRECTION_FIELD, FACES_FIELD, FORMAT_FIELD, IMAGE_FIELD, POSTFILTER_FIELD,
                             RESPONSE_FIELD, TASK_FIELD, TRANSLATE_FORMATS, TRANSLATE_PATH, TRANSLATE_RESPONSES,
@@ -85,25 +85,18 @@ def _flag(name: str) -> bool:
 @bp.post(TRANSLATE_PATH)
 def translate():
     """Translate the selected faces of the uploaded photo; see the module docstring for fields and answers."""
-    from faceforge.translate import DIRECTIONS, get_task, parse_face_selection
+    from faceforge.translate import DIRECTIONS, get_task
 
     config = get_config()
     t0 = time.perf_counter()
     upload = require_upload(IMAGE_FIELD)
     task = get_task((request.form.get(TASK_FIELD) or "age").strip())
-    try:
-        selection = parse_face_selection(request.form.get(FACES_FIELD))
-    except ValueError as exc:
-        raise InvalidFieldError(str(exc), field=FACES_FIELD) from None
-    if isinstance(selection, tuple) and len(selection) > config.max_faces:
-        raise InvalidFieldError(f"at most {config.max_faces} faces per request, {len(selection)} requested",
-                                field=FACES_FIELD)
+    selection = face_selection(FACES_FIELD)
     direction = _choice(DIRECTION_FIELD, DIRECTIONS, "A->B")
     apply_postfilter = _flag(POSTFILTER_FIELD)
     fmt = _choice(FORMAT_FIELD, TRANSLATE_FORMATS, "png")
     response_kind = _choice(RESPONSE_FIELD, TRANSLATE_RESPONSES, "image")
-    data = upload.read(config.max_bytes + 1)
-    rgb = decode_image(data, max_bytes=config.max_bytes, max_pixels=config.max_pixels, min_side=config.min_side)
+    _, rgb = read_upload(upload)
     t_decoded = time.perf_counter()
 
     t_load = time.perf_counter()

@@ -13,6 +13,35 @@ def train() -> None:
     """Train faceforge's models (run folders under --runs-dir hold config, metrics, checkpoints)."""
 
 
+def _stack(*options):
+    """Apply several click options as one decorator (top to bottom as written)."""
+    def decorate(f):
+        for option in reversed(options):
+            f = option(f)
+        return f
+    return decorate
+
+
+run_control_options = _stack(
+    click.option("--runs-dir", type=click.Path(file_okay=False), default="runs", show_default=True),
+    click.option("--resume", type=click.Path(file_okay=False, exists=True), default=None,
+                 help="Continue the run in this folder from its last.pt (its stored config is used)."),
+    click.option("--time-limit", type=click.FloatRange(0, min_open=True), default=None,
+                 help="Stop and save after this many minutes (resume later)."),
+    click.option("--stop-after", type=click.IntRange(1), default=None, help="Stop and save after N steps."),
+    click.option("--log-every", type=click.IntRange(1), default=100, show_default=True),
+    click.option("--sample-every", type=click.IntRange(1), default=1000, show_default=True),
+)
+"""Run folder, resume and stopping options shared by the step-based GAN trainers."""
+
+device_options = _stack(
+    click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
+    click.option("--workers", type=click.IntRange(0), default=2, show_default=True, help="DataLoader workers."),
+    click.option("--threads", type=click.IntRange(1), default=None, help="torch CPU threads."),
+)
+"""Where the GAN trainers compute."""
+
+
 @train.command("emotion")
 @click.option("--epochs", type=click.IntRange(1), default=60, show_default=True, help="Passes over FER2013 train.")
 @click.option("--batch-size", type=click.IntRange(8), default=128, show_default=True)
@@ -110,19 +139,10 @@ def install_weights(checkpoint: Path, dest: Path) -> Path:
               help="Run folder of a trained teacher: distil into --generator (L1 to the teacher + GAN).")
 @click.option("--lambda-distill", type=click.FloatRange(0), default=10.0, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--runs-dir", type=click.Path(file_okay=False), default="runs", show_default=True)
-@click.option("--resume", type=click.Path(file_okay=False, exists=True), default=None,
-              help="Continue the run in this folder from its last.pt (its stored config is used).")
-@click.option("--time-limit", type=click.FloatRange(0, min_open=True), default=None,
-              help="Stop and save after this many minutes (resume later).")
-@click.option("--stop-after", type=click.IntRange(1), default=None, help="Stop and save after N steps.")
-@click.option("--log-every", type=click.IntRange(1), default=100, show_default=True)
-@click.option("--sample-every", type=click.IntRange(1), default=1000, show_default=True)
+@run_control_options
 @click.option("--save-every", type=click.IntRange(0), default=0, show_default=True,
               help="Steps between mid-epoch checkpoints (0: at epoch ends only).")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--workers", type=click.IntRange(0), default=2, show_default=True, help="DataLoader workers.")
-@click.option("--threads", type=click.IntRange(1), default=None, help="torch CPU threads.")
+@device_options
 def cyclegan(dataroot: Path | None, generator: str, ngf: int | None, n_blocks: int | None, epochs: int,
              epochs_decay: int, steps_per_epoch: int | None, batch_size: int, lr: float, lambda_cycle: float,
              lambda_identity: float, pool_size: int, load_size: int, crop_size: int, teacher: str | None,
@@ -267,19 +287,10 @@ def frontalize_pairs(faces: int, dest: Path, source: Path | None, size: int, max
 @click.option("--lambda-l1", type=click.FloatRange(0), default=100.0, show_default=True)
 @click.option("--gan-mode", type=click.Choice(["vanilla", "lsgan"]), default="vanilla", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--runs-dir", type=click.Path(file_okay=False), default="runs", show_default=True)
-@click.option("--resume", type=click.Path(file_okay=False, exists=True), default=None,
-              help="Continue the run in this folder from its last.pt (its stored config is used).")
-@click.option("--time-limit", type=click.FloatRange(0, min_open=True), default=None,
-              help="Stop and save after this many minutes (resume later).")
-@click.option("--stop-after", type=click.IntRange(1), default=None, help="Stop and save after N steps.")
-@click.option("--log-every", type=click.IntRange(1), default=100, show_default=True)
-@click.option("--sample-every", type=click.IntRange(1), default=1000, show_default=True)
+@run_control_options
 @click.option("--eval-every", type=click.IntRange(0), default=0, show_default=True,
               help="Steps between held-out PSNR/SSIM (0: at epoch ends).")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--workers", type=click.IntRange(0), default=2, show_default=True, help="DataLoader workers.")
-@click.option("--threads", type=click.IntRange(1), default=None, help="torch CPU threads.")
+@device_options
 def frontalize(data: Path, input_kind: str, generator: str, ngf: int | None, epochs: int, epochs_decay: int,
                steps_per_epoch: int | None, batch_size: int, lr: float, lambda_l1: float, gan_mode: str, seed: int,
                runs_dir: str, resume: str | None, time_limit: float | None, stop_after: int | None, log_every: int,

@@ -192,15 +192,21 @@ def test_w_avg_is_an_ema_tracked_in_training_only():
 
 def test_registry_spec_and_create_model():
     spec = get_spec("stylegan2")
-    assert spec.task == "generate" and spec.default_weights is None
-    assert "not trained" in spec.description.lower()
+    assert spec.task == "generate" and spec.default_weights == "stylegan2_utkface32.pt"
+    if spec.default_weights_path.is_file():  # the shipped generator loads with its own (32 px) config
+        g_default = create_model("stylegan2", weights="default")
+        assert g_default.resolution == 32 and g_default.faceforge_meta["data"]
+        with torch.no_grad():
+            img = g_default(torch.randn(2, g_default.z_dim), psi=0.7)
+        assert img.shape == (2, 3, 32, 32) and torch.isfinite(img).all()
     assert spec.input.kind == "latent" and spec.input.shape == (spec.kwargs["z_dim"],)
     d = spec.input.to_dict()
     assert "scale" not in d and "colour" not in d and d["layout"] == "NC"
     g = create_model("stylegan2", resolution=8, z_dim=Z, w_dim=Z, channel_base=64, channel_max=8)
     assert g(z_batch(1)).shape == (1, 3, 8, 8)
+    assert get_spec("pix2pix_mobile").default_weights is None  # a spec that ships none: a clear error
     with pytest.raises(CheckpointError, match="ships no default weights"):
-        create_model("stylegan2", weights="default")
+        create_model("pix2pix_mobile", weights="default")
 
 
 @pytest.mark.export

@@ -699,11 +699,13 @@ register_model(ModelSpec(
     kwargs=dict(DEFAULT_CONFIG),
     input=InputSpec(shape=(DEFAULT_CONFIG["z_dim"],), layout="NC", kind="latent",
                     distribution="z ~ N(0, I), float32 (N, z_dim); output (N, 3, R, R) RGB in ~[-1, 1]"),
-    default_weights=None,
+    default_weights="stylegan2_utkface32.pt",
     weights_loader=_load_stylegan2_weights,
     source="Karras et al. 2020, 'Analyzing and Improving the Image Quality of StyleGAN', CVPR "
            "(arXiv:1912.04958), config F",
-    license="Apache-2.0 (architecture code); weights: none shipped yet",
-    description="StyleGAN2 face generator, 64 px default config; default weights NOT trained yet "
-                "(weights=None); loads faceforge, rosinality .pt and NVlabs stylegan2-ada .pkl files",
+    license="Apache-2.0 (architecture code); default weights trained by faceforge on UTKFace "
+            "(non-commercial research data)",
+    description="StyleGAN2 face generator (64 px default config for new models); the shipped default is a "
+                "small 32 px generator trained on UTKFace on a CPU (see its provenance JSON); loads "
+                "faceforge, rosinality .pt and NVlabs stylegan2-ada .pkl files",
 ))

@@ -222,7 +222,11 @@ def test_cli_train_and_install(tmp_path, faces_dir, monkeypatch):
             "--swd-every", "0", "--runs-dir", str(tmp_path / "runs"), "--install"]
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 0, res.output
-    prov = json.loads((tmp_path / "weights" / "stylegan2_utkface.json").read_text())
+    from faceforge.models import get_spec
+
+    installed = get_spec("stylegan2").default_weights_path  # under the patched WEIGHTS_DIR
+    assert installed.parent == tmp_path / "weights" and installed.is_file()
+    prov = json.loads(installed.with_suffix(".json").read_text())
     assert prov["arch"] == "stylegan2" and prov["model_config"]["resolution"] == 16 and prov["step"] == 2
     assert (tmp_path / "cache" / "stylegan2").is_dir()            # the decoded set is cached for resumes
     res = CliRunner().invoke(main, ["train", "stylegan2", "--data", str(tmp_path / "missing")])

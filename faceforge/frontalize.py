@@ -80,7 +80,7 @@ from faceforge.checkpoints import load_checkpoint
 from faceforge.errors import CheckpointError, NoFaceError, WeightsNotFoundError
 from faceforge.models import get_spec
 from faceforge.models.registry import WEIGHTS_DIR, build_from_state
-from faceforge.translate import select_faces
+from faceforge.translate import detect_and_select
 
 if TYPE_CHECKING:  # imported lazily at run time: the detector and Face Mesh load LiteRT
     from faceforge.faces.detect import Face, FaceDetector
@@ -575,16 +575,9 @@ class Frontalizer:
             raise ValueError("rgb must be a uint8 (H, W, 3) array")
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        found = list(self.detector.detect(rgb)) if detected is None else list(detected)
+        found, chosen = detect_and_select(self.detector, rgb, faces, max_faces, detected)
         t1 = time.perf_counter()
         timings["detect"] = (t1 - t0) * 1e3
-        if not found:
-            raise NoFaceError(f"no face found in the {rgb.shape[1]}x{rgb.shape[0]} image")
-        chosen = select_faces(found, faces)
-        if max_faces is not None:
-            if max_faces < 1:
-                raise ValueError(f"max_faces must be >= 1, got {max_faces}")
-            chosen = chosen[:max_faces]
         out_faces = []
         t_mesh = t_render = 0.0
         for i, face in enumerate(found):

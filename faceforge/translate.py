@@ -310,6 +310,36 @@ def select_faces(faces: Sequence[Any], selection: str | Sequence[int] = "all") -
     return indices
 
 
+def detect_and_select(detector: Any, rgb: np.ndarray, selection: str | Sequence[int] = "all",
+                      max_faces: int | None = None, detected: Sequence[Any] | None = None) -> tuple[list[Any], list[int]]:
+    """Detect faces in ``rgb`` (unless ``detected`` is given) and pick the ones to process.
+
+    Args:
+        detector: a :class:`~faceforge.faces.detect.FaceDetector` (anything with ``detect(rgb)``).
+        rgb: uint8 ``(H, W, 3)`` photo.
+        selection: see :func:`select_faces`.
+        max_faces: keep at most this many of the chosen indices (detector order: highest score first).
+        detected: faces already detected on ``rgb`` (skips the detector).
+
+    Returns:
+        ``(all faces found, chosen indices into them)``.
+
+    Raises:
+        NoFaceError: no face found.
+        FaceSelectionError: a selected index is not among the faces found.
+        ValueError: ``max_faces < 1`` or a bad selection.
+    """
+    found = list(detector.detect(rgb)) if detected is None else list(detected)
+    if not found:
+        raise NoFaceError(f"no face found in the {rgb.shape[1]}x{rgb.shape[0]} image")
+    chosen = select_faces(found, selection)
+    if max_faces is not None:
+        if max_faces < 1:
+            raise ValueError(f"max_faces must be >= 1, got {max_faces}")
+        chosen = chosen[:max_faces]
+    return found, chosen
+
+
 def postfilter(rgb: np.ndarray, blur_sigma: float | None = None, sharpen_sigma: float | None = None,
                amount: float = 0.6) -> np.ndarray:
     """The seed project's smoothing: a Gaussian blur, then an unsharp mask.
@@ -560,16 +590,9 @@ class FaceTranslator:
         self._generator(direction)  # fail before the detector runs
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
-        found = list(self.detector.detect(rgb)) if detected is None else list(detected)
+        found, chosen = detect_and_select(self.detector, rgb, faces, max_faces, detected)
         t1 = time.perf_counter()
         timings["detect"] = (t1 - t0) * 1e3
-        if not found:
-            raise NoFaceError(f"no face found in the {rgb.shape[1]}x{rgb.shape[0]} image")
-        chosen = select_faces(found, faces)
-        if max_faces is not None:
-            if max_faces < 1:
-                raise ValueError(f"max_faces must be >= 1, got {max_faces}")
-            chosen = chosen[:max_faces]  # indices are in detector order: highest score first
         aligned = [align_face(rgb, found[i], self.size, template=FACE_TEMPLATE) for i in chosen]
         t2 = time.perf_counter()
         timings["align"] = (t2 - t1) * 1e3

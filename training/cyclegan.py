@@ -49,7 +49,7 @@ from faceforge.imaging import load_image, save_image
 from faceforge.models import create_model, get_spec
 from faceforge.models.cyclegan import NLayerDiscriminator
 from training.runs import (MetricsLog, command_line, new_run_dir, resolve_device, restore_training_state,
-                           resume_config, set_requires_grad, write_json)
+                           epoch_steps, resume_config, set_requires_grad, write_json)
 from training.unpaired import UnpairedImageFolder, list_images, resize_square, to_tensor, to_uint8
 
 STATE_ARCH = "cyclegan_training_state"
@@ -257,11 +257,7 @@ def train(cfg: CycleGANConfig) -> Path:
     torch.manual_seed(cfg.seed)
 
     dataset = UnpairedImageFolder(cfg.dataroot, "train", cfg.load_size, cfg.crop_size, augment=True)
-    steps_per_epoch = len(dataset) // cfg.batch_size
-    if cfg.steps_per_epoch:
-        steps_per_epoch = min(steps_per_epoch, cfg.steps_per_epoch)
-    if steps_per_epoch < 1:
-        raise ValueError(f"{len(dataset)} images are fewer than one batch of {cfg.batch_size}")
+    steps_per_epoch = epoch_steps(len(dataset), cfg.batch_size, cfg.steps_per_epoch, "images")
     total_epochs = cfg.n_epochs + cfg.n_epochs_decay
     total_steps = total_epochs * steps_per_epoch
 

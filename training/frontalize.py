@@ -61,7 +61,7 @@ from faceforge.models.cyclegan import NLayerDiscriminator
 from training.cyclegan import gan_loss, lr_factor
 from training.pose_pairs import YAW_BUCKETS, PosePairDataset, bucket_name, load_index
 from training.runs import (MetricsLog, command_line, new_run_dir, resolve_device, restore_training_state,
-                           resume_config, set_requires_grad, write_json)
+                           epoch_steps, resume_config, set_requires_grad, write_json)
 from training.unpaired import resize_square, to_uint8
 
 STATE_ARCH = "frontalize_training_state"
@@ -231,11 +231,7 @@ def train(cfg: FrontalizeConfig) -> Path:
 
     train_set = PosePairDataset(cfg.data, "train", cfg.input, load, crop, augment=True)
     test_set = PosePairDataset(cfg.data, "test", cfg.input, crop, crop, augment=False)
-    steps_per_epoch = len(train_set) // cfg.batch_size
-    if cfg.steps_per_epoch:
-        steps_per_epoch = min(steps_per_epoch, cfg.steps_per_epoch)
-    if steps_per_epoch < 1:
-        raise ValueError(f"{len(train_set)} training pairs are fewer than one batch of {cfg.batch_size}")
+    steps_per_epoch = epoch_steps(len(train_set), cfg.batch_size, cfg.steps_per_epoch, "training pairs")
     total_epochs = cfg.n_epochs + cfg.n_epochs_decay
     total_steps = total_epochs * steps_per_epoch
 

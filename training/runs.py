@@ -140,3 +140,17 @@ def restore_training_state(run: Path, nets: "torch.nn.Module", optimizers: dict[
         opt.load_state_dict(meta[key])
     torch.set_rng_state(meta["rng"])
     return meta
+
+
+def epoch_steps(n_items: int, batch_size: int, cap: int | None = None, what: str = "items") -> int:
+    """Full batches per epoch (``n_items // batch_size``), at most ``cap`` when given.
+
+    Raises:
+        ValueError: fewer than one full batch of ``what``.
+    """
+    steps = n_items // batch_size
+    if cap:
+        steps = min(steps, cap)
+    if steps < 1:
+        raise ValueError(f"{n_items} {what} are fewer than one batch of {batch_size}")
+    return steps

@@ -49,3 +49,22 @@ def astronaut_rgb() -> np.ndarray:
     rgb = skimage_data.astronaut()
     rgb.setflags(write=False)
     return rgb
+
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+
+@pytest.fixture(scope="session")
+def expect_problem():
+    """``expect_problem(response, status, slug) -> body``: assert an RFC 9457 problem answer with this
+    status and ``type`` slug, and return its JSON body."""
+    from faceforge.errors import PROBLEM_TYPE_PREFIX
+
+    def check(response, status: int, slug: str) -> dict:
+        assert response.status_code == status, response.get_data(as_text=True)
+        assert response.mimetype == PROBLEM_MEDIA_TYPE
+        body = response.get_json(force=True)
+        assert body["type"] == PROBLEM_TYPE_PREFIX + slug and body["status"] == status
+        return body
+
+    return check

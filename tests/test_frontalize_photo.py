@@ -19,7 +19,7 @@ from jsonschema import Draft202012Validator
 from PIL import Image
 
 from faceforge.checkpoints import save_checkpoint
-from faceforge.errors import CheckpointError, NoFaceError, PROBLEM_TYPE_PREFIX, WeightsNotFoundError
+from faceforge.errors import CheckpointError, NoFaceError, WeightsNotFoundError
 from faceforge.frontalize import (ENV_VAR, Frontalizer, _SYMMETRIC, face_roll, load_generator,
                                   pose_tolerant_matrix, rerender_frontal, resolve_weights)
 from faceforge.models import create_model
@@ -201,14 +201,6 @@ def _post(client, data: bytes, **form):
                        content_type="multipart/form-data")
 
 
-def _problem(response, status: int, slug: str) -> dict:
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.mimetype == PROBLEM
-    body = response.get_json(force=True)
-    assert body["type"] == PROBLEM_TYPE_PREFIX + slug and body["status"] == status
-    return body
-
-
 def test_api_json_answer(client, astronaut_png):
     from server import schemas
 
@@ -231,17 +223,17 @@ def test_api_image_answer(client, astronaut_png):
     assert response.headers["X-Faceforge-Yaw-In-Range"] == "true"
 
 
-def test_api_errors(client, astronaut_png, blank_png):
-    _problem(_post(client, blank_png), 422, "no-face")
-    _problem(_post(client, astronaut_png, faces="3"), 422, "bad-face-selection")
-    _problem(_post(client, astronaut_png, response="gif"), 400, "invalid-field")
+def test_api_errors(client, astronaut_png, blank_png, expect_problem):
+    expect_problem(_post(client, blank_png), 422, "no-face")
+    expect_problem(_post(client, astronaut_png, faces="3"), 422, "bad-face-selection")
+    expect_problem(_post(client, astronaut_png, response="gif"), 400, "invalid-field")
 
 
-def test_api_weights_not_found_is_503(astronaut_png):
+def test_api_weights_not_found_is_503(astronaut_png, expect_problem):
     from faceforge.frontalize import DEFAULT_WEIGHTS_PATH
     from server import create_app
     client = create_app({"frontalize_weights": "default", "torch_threads": None}).test_client()
-    body = _problem(_post(client, astronaut_png), 503, "weights-not-found")
+    body = expect_problem(_post(client, astronaut_png), 503, "weights-not-found")
     assert ENV_VAR in body["detail"] and str(DEFAULT_WEIGHTS_PATH.parent) not in str(body)
 
 

@@ -19,7 +19,7 @@ from PIL import Image
 from torch import nn
 
 from faceforge.checkpoints import save_checkpoint
-from faceforge.errors import (CheckpointError, FaceSelectionError, PROBLEM_TYPE_PREFIX, UnknownTaskError,
+from faceforge.errors import (CheckpointError, FaceSelectionError, UnknownTaskError,
                               WeightsNotFoundError)
 from faceforge.faces.detect import Face
 from faceforge.models import create_model
@@ -265,18 +265,10 @@ def _post(client, data: bytes, **form):
                        content_type="multipart/form-data")
 
 
-def _problem(response, status: int, slug: str) -> dict:
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.mimetype == PROBLEM
-    body = response.get_json(force=True)
-    assert body["type"] == PROBLEM_TYPE_PREFIX + slug and body["status"] == status
-    return body
-
-
-def test_api_weights_not_found_is_503_without_server_paths(astronaut_jpeg, tmp_path):
+def test_api_weights_not_found_is_503_without_server_paths(astronaut_jpeg, tmp_path, expect_problem):
     from server import create_app
     client = create_app({"translate_age_weights": str(tmp_path / "absent"), "torch_threads": None}).test_client()
-    body = _problem(_post(client, astronaut_jpeg), 503, "weights-not-found")
+    body = expect_problem(_post(client, astronaut_jpeg), 503, "weights-not-found")
     assert "FACEFORGE_TRANSLATE_AGE_WEIGHTS" in body["detail"] and str(tmp_path) not in str(body)
     # an explicitly configured path that is absent is a misconfiguration /readyz reports (an absent
     # *default* is not: the server stays ready and only /v1/translate answers 503)
@@ -284,17 +276,17 @@ def test_api_weights_not_found_is_503_without_server_paths(astronaut_jpeg, tmp_p
     assert ready.status_code == 503 and "translate:age" in ready.get_json()["checks"]
 
 
-def test_api_request_errors(client, astronaut_jpeg):
-    body = _problem(_post(client, astronaut_jpeg, task="hair"), 400, "unknown-task")
+def test_api_request_errors(client, astronaut_jpeg, expect_problem):
+    body = expect_problem(_post(client, astronaut_jpeg, task="hair"), 400, "unknown-task")
     assert body["valid"] == ["age"]
-    _problem(_post(client, astronaut_jpeg, faces="biggest"), 400, "invalid-field")
-    _problem(_post(client, astronaut_jpeg, faces="0,1,2"), 400, "invalid-field")  # over max_faces=2
-    _problem(_post(client, astronaut_jpeg, format="gif"), 400, "invalid-field")
-    _problem(_post(client, astronaut_jpeg, postfilter="maybe"), 400, "invalid-field")
-    _problem(_post(client, astronaut_jpeg, faces="4"), 422, "bad-face-selection")
-    _problem(_post(client, np.zeros(10, np.uint8).tobytes()), 400, "not-an-image")
+    expect_problem(_post(client, astronaut_jpeg, faces="biggest"), 400, "invalid-field")
+    expect_problem(_post(client, astronaut_jpeg, faces="0,1,2"), 400, "invalid-field")  # over max_faces=2
+    expect_problem(_post(client, astronaut_jpeg, format="gif"), 400, "invalid-field")
+    expect_problem(_post(client, astronaut_jpeg, postfilter="maybe"), 400, "invalid-field")
+    expect_problem(_post(client, astronaut_jpeg, faces="4"), 422, "bad-face-selection")
+    expect_problem(_post(client, np.zeros(10, np.uint8).tobytes()), 400, "not-an-image")
     from server import schemas
-    _problem(client.post(schemas.TRANSLATE_PATH, data={"task": "age"}, content_type="multipart/form-data"),
+    expect_problem(client.post(schemas.TRANSLATE_PATH, data={"task": "age"}, content_type="multipart/form-data"),
              400, "missing-field")
 
 

@@ -30,6 +30,7 @@ the same four methods, registered under a name, chosen by configuration: ``submi
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import threading
@@ -91,7 +92,9 @@ class JobQueue:
         raise NotImplementedError
 
     def get(self, job_id: str) -> Job:
-        """The job's current record.
+        """A snapshot of the job's record: a copy taken at one instant, so its fields agree with each
+        other (never ``queued`` with a ``started`` time, or ``running`` with a ``finished`` time) and do
+        not change while the caller reads them.
 
         Raises:
             JobNotFoundError: unknown id or expired (404).
@@ -157,9 +160,10 @@ class InProcessJobQueue(JobQueue):
         return job
 
     def get(self, job_id: str) -> Job:
-        with self._lock:
+        with self._lock:  # the worker updates a record under this lock; copy it whole under it too
             self._expire(time.time())
             job = self._jobs.get(job_id)
+            job = None if job is None else dataclasses.replace(job)
         if job is None:
             raise JobNotFoundError(f"no job {job_id!r}: unknown id, or finished more than {self.ttl_s:.0f} s ago",
                                    job_id=job_id)

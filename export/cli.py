@@ -99,10 +99,13 @@ def summary_table(report) -> str:
               "(logged, and recorded in the manifest next to the figures). Repeatable.")
 @click.option("--no-manifest", is_flag=True, help="Only write and check the model files (no detector, licenses, "
               "manifest).")
+@click.option("--size", type=click.IntRange(16), default=None,
+              help="Input side for image-to-image models (e.g. 128 or 256) [default: the size the checkpoint "
+                   "was trained at, else the spec's].")
 @click.option("-v", "--verbose", is_flag=True, help="Log every step and show the converters' own progress.")
 def export(model: str, formats_text: str, weights: str, out: Path, calibration_size: int, calibration_source: str,
            parity_set: str, parity_source: str, seed: int, threads: int, bound_overrides: tuple[str, ...],
-           no_manifest: bool, verbose: bool) -> None:
+           no_manifest: bool, size: int | None, verbose: bool) -> None:
     """Export MODEL (default mini_xception) to phone formats, check parity, update the manifest.
 
     Every file is written to a temporary folder, run (LiteRT, ONNX Runtime) or inspected (Core ML,
@@ -158,8 +161,8 @@ def export(model: str, formats_text: str, weights: str, out: Path, calibration_s
                             calibration_source=calibration_source, parity_limit=parity_limit,
                             parity_source=parity_source, seed=seed, threads=threads,
                             write_manifest=not no_manifest, command=command.strip(), progress=True,
-                            bounds=bounds)
-    except FileNotFoundError as exc:
+                            bounds=bounds, size=size)
+    except (FileNotFoundError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     except FaceforgeError as exc:
         partial = getattr(exc, "report", None)

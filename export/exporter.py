@@ -8,6 +8,8 @@ time (if they are still there, unchanged).
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import logging
 import os
@@ -113,6 +115,31 @@ def load_weights(spec: ModelSpec, weights: str, seed: int = 0) -> tuple[torch.nn
     return model, provenance, version
 
 
+def trained_size(net: torch.nn.Module, spec: ModelSpec) -> int | None:
+    """The crop side an image-to-image checkpoint was trained at (its ``meta.config.crop_size``), or
+    ``None`` (classifiers, latent models, random weights, checkpoints that do not record it)."""
+    if spec.labels or spec.input.kind != "image":
+        return None
+    size = ((getattr(net, "faceforge_meta", None) or {}).get("config") or {}).get("crop_size")
+    return int(size) if size else None
+
+
+def with_input_size(spec: ModelSpec, size: int | None) -> ModelSpec:
+    """``spec`` with a square input of side ``size`` (``None``: unchanged). Only for fully convolutional
+    image-to-image models, which run at any multiple of 4 (two stride-2 stages).
+
+    Raises:
+        ValueError: a classifier or latent model, or ``size`` not a positive multiple of 4.
+    """
+    if size is None or tuple(spec.input.shape[1:]) == (size, size):
+        return spec
+    if spec.labels or spec.input.kind != "image":
+        raise ValueError(f"{spec.name} has a fixed input {spec.input.shape}; size applies to image-to-image models")
+    if size < 16 or size % 4:
+        raise ValueError(f"size must be a multiple of 4 and >= 16, got {size}")
+    return dataclasses.replace(spec, input=dataclasses.replace(spec.input, shape=(spec.input.shape[0], size, size)))
+
+
 def embedded_metadata(spec: ModelSpec, version: str) -> dict[str, str]:
     """Key -> text pairs embedded in every exported file (ONNX, TFLite, Core ML)."""
     i = spec.input
@@ -144,7 +171,7 @@ def run_export(model: str = "mini_xception", formats: Iterable[ExportFormat] = (
                out: Path = Path("mobile_assets"), calibration_size: int = 500, calibration_source: str = "data",
                parity_limit: int | None = None, parity_source: str = "data", seed: int = 0, threads: int = 1,
                write_manifest: bool = True, command: str = "", progress: bool = False,
-               bounds: dict[str, ParityBounds] | None = None) -> ExportReport:
+               bounds: dict[str, ParityBounds] | None = None, size: int | None = None) -> ExportReport:
     """Export ``model`` in ``formats`` into ``out``, check parity, write the manifest; all or nothing.
 
     Args:
@@ -162,6 +189,9 @@ def run_export(model: str = "mini_xception", formats: Iterable[ExportFormat] = (
         command: the command line, recorded in the manifest.
         progress: show a tqdm bar.
         bounds: per-format parity bounds replacing the table's (recorded in the manifest with a note).
+        size: input side in pixels for image-to-image models (fully convolutional; e.g. 128 or 256).
+            ``None``: the crop size the checkpoint was trained at (``meta.config.crop_size``), else the
+            spec's. The exported graph has this fixed input shape.
 
     Returns:
         The :class:`ExportReport`.
@@ -169,6 +199,7 @@ def run_export(model: str = "mini_xception", formats: Iterable[ExportFormat] = (
     Raises:
         ExportError: a backend failed (nothing in ``out`` is replaced); ``ParityError`` when a file
             misses its bounds; ``WeightsNotFoundError`` etc. from :func:`load_weights`.
+        ValueError: ``size`` given for a classifier or latent model, or not a positive multiple of 4.
     """
     formats = list(formats)
     if not formats:
@@ -176,6 +207,7 @@ def run_export(model: str = "mini_xception", formats: Iterable[ExportFormat] = (
     spec = get_spec(model)
     out = Path(out)
     net, provenance, version = load_weights(spec, weights, seed)
+    spec = with_input_size(spec, size if size is not None else trained_size(net, spec))
     report = ExportReport(model, version, out=out)
 
     template = None

@@ -305,3 +305,41 @@ def test_diagnose_ranks_the_layers_an_outlier_channel_passes_through(one_torch_t
     assert not any(n.endswith(("model.0", "model.12")) for n in names)  # padding, nearest resize: exact
     text = format_report(report, top=3)
     assert "all int8" in text and len(text.splitlines()) == 5
+
+
+# --- input size: the crop size the generator was trained at ----------------------------------------------
+def test_export_input_size_follows_the_training_crop_unless_given():
+    from export.exporter import trained_size, with_input_size
+
+    net = torch.nn.Identity()
+    assert trained_size(net, BASE) is None  # no checkpoint meta
+    net.faceforge_meta = {"config": {"crop_size": 128}}
+    assert trained_size(net, BASE) == 128
+    assert trained_size(net, get_spec("mini_xception")) is None  # classifiers keep their fixed input
+    spec = with_input_size(BASE, 128)
+    assert spec.input.shape == (3, 128, 128) and spec.name == BASE.name and BASE.input.shape == (3, 256, 256)
+    assert with_input_size(BASE, None) is BASE and with_input_size(BASE, 256) is BASE
+    with pytest.raises(ValueError, match="multiple of 4"):
+        with_input_size(BASE, 130)
+    with pytest.raises(ValueError, match="fixed input"):
+        with_input_size(get_spec("mini_xception"), 64)
+
+
+@pytest.mark.slow
+@pytest.mark.export
+def test_onnx_export_runs_at_the_size_the_checkpoint_was_trained_at(tiny, tmp_path):
+    pytest.importorskip("onnxruntime", reason="export toolchain not installed")
+    from faceforge.checkpoints import save_checkpoint
+    from export.exporter import run_export
+
+    model, *_ = tiny
+    ckpt = save_checkpoint(tmp_path / "g.pt", model, TINY, TINY_SPEC.kwargs,
+                           meta={"version": "test", "config": {"crop_size": 32}})
+    report = run_export(TINY, [FORMATS["onnx"]], weights=str(ckpt), out=tmp_path / "a", parity_limit=4,
+                        parity_source="random", write_manifest=False)
+    (outcome,) = report.outcomes
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(outcome.artifact.path))
+    assert session.get_inputs()[0].shape[1:] == [3, 32, 32]  # NCHW as PyTorch
+    assert outcome.ok and outcome.parity.psnr_db >= 50

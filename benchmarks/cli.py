@@ -8,6 +8,7 @@ import click
 
 from benchmarks import RESULTS_DIR
 from benchmarks.detections import main as detections
+from benchmarks.generator_latency import main as generator_latency
 from benchmarks.jobs_roundtrip import main as jobs_roundtrip
 from benchmarks.stylegan_latency import main as stylegan_latency
 from benchmarks.translate_quality import main as translate_quality
@@ -59,4 +60,5 @@ def emotion_accuracy(weights: str, no_peer: bool, out_dir: Path) -> None:
 bench.add_command(detections, "detections")
 bench.add_command(translate_quality, "translate-quality")
 bench.add_command(stylegan_latency, "stylegan-latency")
+bench.add_command(generator_latency, "generator-latency")
 bench.add_command(jobs_roundtrip, "jobs-roundtrip")

@@ -31,21 +31,24 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def _load(weights: str | Path):
-    """The generator for ``--weights``: ``"default"`` or an existing file.
+def _load(weights: str | Path, toon: bool = False):
+    """The generator for ``--weights`` (or ``--toon`` with ``toon=True``): ``"default"`` or an existing file.
 
     Raises:
         click.BadParameter: the file does not exist, or no default weights ship.
     """
     from faceforge.models import create_model, get_spec
+    from faceforge.models.stylegan2 import default_toon_weights_path
 
+    hint = "--toon" if toon else "--weights"
     if str(weights) == "default":
-        path = get_spec("stylegan2").default_weights_path
+        path = default_toon_weights_path() if toon else get_spec("stylegan2").default_weights_path
         if path is None or not path.is_file():
-            raise click.BadParameter("faceforge ships no default StyleGAN2 weights here", param_hint="--weights")
-        return create_model("stylegan2", weights="default")
+            raise click.BadParameter(f"faceforge ships no default {'cartoon ' if toon else ''}StyleGAN2 weights "
+                                     f"here", param_hint=hint)
+        return create_model("stylegan2", weights=path)
     if not Path(weights).is_file():
-        raise click.BadParameter(f"{weights} is not a file", param_hint="--weights")
+        raise click.BadParameter(f"{weights} is not a file", param_hint=hint)
     return create_model("stylegan2", weights=Path(weights))
 
 
@@ -110,21 +113,21 @@ def mix(weights: Path, rows: str, cols: str, resolution: int, psi: float, output
 @stylegan.command()
 @WEIGHTS
 @click.option("--toon", "toon_weights", envvar="FACEFORGE_STYLEGAN2_TOON_WEIGHTS", required=True,
-              type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="The generator fine-tuned on cartoon faces [env FACEFORGE_STYLEGAN2_TOON_WEIGHTS].")
+              help="The generator fine-tuned on cartoon faces: 'default' (faceforge's 32 px anime fine-tune of "
+                   "the default generator) or a file [env FACEFORGE_STYLEGAN2_TOON_WEIGHTS].")
 @click.option("--seeds", default="0-3", show_default=True)
 @click.option("--swap-resolution", type=int, default=16, show_default=True,
               help="Blocks up to this resolution come from the cartoon model (structure).")
 @click.option("--structure-from", type=click.Choice(["finetuned", "base"]), default="finetuned", show_default=True)
 @PSI
 @OUTPUT
-def toonify(weights: Path, toon_weights: Path, seeds: str, swap_resolution: int, structure_from: str,
+def toonify(weights: Path, toon_weights: str, seeds: str, swap_resolution: int, structure_from: str,
             psi: float, output: Path) -> None:
     """Toonify (Pinkney & Adler 2020): rows = base model, toonified model."""
     from faceforge import stylegan as S
 
     base = _load(weights)
-    blended = S.toonify(base, _load(toon_weights), swap_resolution, structure_from)
+    blended = S.toonify(base, _load(toon_weights, toon=True), swap_resolution, structure_from)
     seed_list = parse_seeds(seeds)
     images = np.concatenate([S.generate(base, seed_list, psi), S.generate(blended, seed_list, psi)])
     from faceforge.imaging import save_image

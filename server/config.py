@@ -62,8 +62,8 @@ class Config:
             NVlabs ``.pkl``), or ``"default"``: faceforge's small 32 px UTKFace generator
             (``FACEFORGE_STYLEGAN2_WEIGHTS``). Unset: the heavy endpoints answer 503 ``weights-not-found``
             (the shipped generator is a CPU-trained stand-in, so serving it is an explicit choice).
-        stylegan2_toon_weights: the same generator fine-tuned on cartoon faces, for ``/v1/toonify``
-            (``FACEFORGE_STYLEGAN2_TOON_WEIGHTS``).
+        stylegan2_toon_weights: the same generator fine-tuned on cartoon faces, for ``/v1/toonify``, or
+            ``"default"``: the anime fine-tune of the default generator (``FACEFORGE_STYLEGAN2_TOON_WEIGHTS``).
         stylegan2_template: face template photos are aligned to before projection and Delaunay
             morphs, the framing of the generator's training data (``FACEFORGE_STYLEGAN2_TEMPLATE``,
             default ``utkface``).

@@ -196,13 +196,14 @@ class ModelHub:
         what = "StyleGAN2 generator" if which == "base" else "cartoon fine-tuned StyleGAN2 generator"
         if not value:
             raise WeightsNotFoundError(f"no {what} is configured: set {env} to 'default' (faceforge's small "
-                                       f"32 px UTKFace generator, base only) or to a faceforge, rosinality .pt "
+                                       f"32 px UTKFace generator / its anime fine-tune) or to a faceforge, rosinality .pt "
                                        f"or NVlabs .pkl file", model="stylegan2")
-        if value == "default":  # the generator faceforge ships (base only; no cartoon fine-tune ships)
+        if value == "default":  # the generators faceforge ships: 32 px UTKFace and its anime fine-tune
             from faceforge.models import get_spec
+            from faceforge.models.stylegan2 import default_toon_weights_path
 
-            path = get_spec("stylegan2").default_weights_path
-            if which != "base" or path is None or not path.is_file():
+            path = get_spec("stylegan2").default_weights_path if which == "base" else default_toon_weights_path()
+            if path is None or not path.is_file():
                 raise WeightsNotFoundError(f"faceforge ships no default {what} ({env}=default)", model="stylegan2")
             return path
         path = Path(value).expanduser()

@@ -228,7 +228,25 @@ def test_shipped_default_generator_serves_by_configuration():
     G = create_model("stylegan2", weights="default")
     assert len(got) == 1 and np.array_equal(got[0], S.generate(G, [5], psi=0.7)[0])
     assert got[0].shape == (G.resolution, G.resolution, 3) and got[0].std() > 5  # an image, not a flat field
-    # no cartoon fine-tune ships: toonify with "default" is a clear 503, not a crash
+
+
+def test_shipped_toon_generator_serves_by_configuration(monkeypatch, tmp_path):
+    from faceforge.models import get_spec, stylegan2 as sg
+
+    toon_path = sg.default_toon_weights_path()
+    if not toon_path.is_file() or get_spec("stylegan2").default_weights_path is None:
+        pytest.skip("faceforge ships no default cartoon StyleGAN2 weights in this checkout")
+    client = create_app({"stylegan2_weights": "default", "stylegan2_toon_weights": "default",
+                         "torch_threads": None}).test_client()
+    got = images_of(wait(client, submit(client, "toonify", json={"seeds": [3], "psi": 0.7,
+                                                                       "swap_resolution": 16})))
+    base = create_model("stylegan2", weights="default")
+    expected = S.generate(S.toonify(base, create_model("stylegan2", weights=toon_path), 16), [3], psi=0.7)
+    assert len(got) == 1 and np.array_equal(got[0], expected[0])
+    # toonified, not the base face again
+    assert not np.array_equal(expected[0], S.generate(base, [3], psi=0.7)[0])
+    # a checkout without the file: "default" is a clear 503, not a crash
+    monkeypatch.setattr(sg, "DEFAULT_TOON_WEIGHTS", "absent.pt")
     toon = create_app({"stylegan2_weights": "default", "stylegan2_toon_weights": "default"}).test_client()
     assert_problem(toon.post("/v1/toonify", json={"seeds": [1]}), 503, "weights-not-found")
 

@@ -366,8 +366,8 @@ def frontalize(data: Path, input_kind: str, generator: str, ngf: int | None, epo
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--threads", type=click.IntRange(1), default=None, help="torch CPU threads.")
 @click.option("--install", is_flag=True,
-              help="Copy the run's G_ema.pt to faceforge/weights/ as the default stylegan2 weights "
-                   "(+ provenance JSON).")
+              help="Copy the run's G_ema.pt to faceforge/weights/ as the default stylegan2 weights, or with "
+                   "--finetune-from as the default cartoon weights for toonify (+ provenance JSON).")
 def stylegan2(preset: str, data: Path | None, finetune_from: Path | None, install: bool, no_mirror: bool,
               time_limit: float | None, stop_after: int | None, **fields) -> None:
     """Train a StyleGAN2 on aligned faces (UTKFace by default), or fine-tune one (toonify).
@@ -402,7 +402,11 @@ def stylegan2(preset: str, data: Path | None, finetune_from: Path | None, instal
         raise click.ClickException(str(exc)) from None
     click.echo(f"run folder: {run}")
     if install:
-        dest = get_spec("stylegan2").default_weights_path or WEIGHTS_DIR / "stylegan2_utkface.pt"
+        if finetune_from is not None:
+            from faceforge.models.stylegan2 import default_toon_weights_path
+            dest = default_toon_weights_path()
+        else:
+            dest = get_spec("stylegan2").default_weights_path or WEIGHTS_DIR / "stylegan2_utkface.pt"
         dest = install_weights(run / "G_ema.pt", dest)
-        click.echo(f"installed: {dest} (provenance: {dest.with_suffix('.json')}); the registry ships it as default "
-                   f"once faceforge/models/stylegan2.py names it in default_weights")
+        click.echo(f"installed: {dest} (provenance: {dest.with_suffix('.json')}); '--weights default' "
+                   f"{'--toon default ' if finetune_from is not None else ''}now loads it")

@@ -46,6 +46,7 @@ ONNX file with a dynamic batch dimension; the fused graph bakes ``N`` into ``gro
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -690,6 +691,18 @@ DEFAULT_CONFIG = {"resolution": 64, "z_dim": 256, "w_dim": 256, "channel_base": 
 def _load_stylegan2_weights(path, arch: str = "stylegan2"):
     from faceforge.checkpoints import load_stylegan2  # local: checkpoints imports the registry
     return load_stylegan2(path, arch=arch)
+
+
+DEFAULT_TOON_WEIGHTS = "stylegan2_anime32.pt"
+"""The cartoon fine-tune of the default generator that faceforge ships for toonify (Pinkney & Adler 2020),
+in ``faceforge/weights/``; ``"default"`` as ``--toon`` / ``FACEFORGE_STYLEGAN2_TOON_WEIGHTS`` names it."""
+
+
+def default_toon_weights_path() -> Path:
+    """Where the shipped cartoon fine-tune lives (:data:`DEFAULT_TOON_WEIGHTS`); it may be absent."""
+    from faceforge.models.registry import WEIGHTS_DIR
+
+    return Path(WEIGHTS_DIR) / DEFAULT_TOON_WEIGHTS
 
 
 register_model(ModelSpec(

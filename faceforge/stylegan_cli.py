@@ -52,7 +52,7 @@ def _load(weights: str | Path, toon: bool = False):
     return create_model("stylegan2", weights=Path(weights))
 
 
-def _save(images: np.ndarray, output: Path, emoji: bool = False) -> None:
+def _save(images: np.ndarray, output: Path, emoji: bool = False, cols: int | None = None) -> None:
     from faceforge import stylegan as S
     from faceforge.imaging import save_image
 
@@ -61,7 +61,11 @@ def _save(images: np.ndarray, output: Path, emoji: bool = False) -> None:
             raise click.ClickException("--emoji writes one face: give one seed")
         save_image(output.with_suffix(".png"), S.personal_emoji(images[0]))
     else:
-        save_image(output, images[0] if len(images) == 1 else S.image_grid(images, 1, len(images)))
+        cols = min(cols or len(images), len(images))
+        rows = -(-len(images) // cols)
+        if rows * cols > len(images):  # pad the last row with black tiles
+            images = np.concatenate([images, np.zeros((rows * cols - len(images), *images.shape[1:]), images.dtype)])
+        save_image(output, images[0] if len(images) == 1 else S.image_grid(images, rows, cols))
     click.echo(f"wrote {output}")
 
 
@@ -85,11 +89,12 @@ def stylegan() -> None:
 @click.option("--seeds", default="0-7", show_default=True, help="Seeds, e.g. 0-7,42.")
 @PSI
 @click.option("--emoji", is_flag=True, help="Write the face as an RGBA personal emoji (one seed).")
+@click.option("--cols", type=click.IntRange(1), default=None, help="Faces per row of the grid [default: all in one row].")
 @OUTPUT
-def generate(weights: Path, seeds: str, psi: float, emoji: bool, output: Path) -> None:
+def generate(weights: Path, seeds: str, psi: float, emoji: bool, cols: int | None, output: Path) -> None:
     """Faces of people who do not exist, one per seed."""
     from faceforge import stylegan as S
-    _save(S.generate(_load(weights), parse_seeds(seeds), psi=psi), output, emoji)
+    _save(S.generate(_load(weights), parse_seeds(seeds), psi=psi), output, emoji, cols)
 
 
 @stylegan.command()

@@ -281,6 +281,11 @@ def test_cli_generate_mix_and_latent_morph(G, tmp_path):
     strip = np.asarray(Image.open(out))
     assert strip.shape == (R, 4 * R, 3)
     assert np.array_equal(strip[:, 3 * R:], S.generate(G, [7], psi=0.7)[0])
+    result = runner.invoke(main, ["stylegan", "generate", "--weights", str(weights), "--seeds", "0-2,7", "--cols", "3",
+                                  "--psi", "0.7", "-o", str(out)])
+    grid = np.asarray(Image.open(out))
+    assert result.exit_code == 0 and grid.shape == (2 * R, 3 * R, 3)
+    assert np.array_equal(grid[R:, :R], strip[:, 3 * R:]) and not grid[R:, R:].any()  # padded with black
     result = runner.invoke(main, ["stylegan", "mix", "--weights", str(weights), "--rows", "1,2", "--cols", "3",
                                   "-o", str(tmp_path / "mix.png")])
     assert result.exit_code == 0, result.output

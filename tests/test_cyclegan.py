@@ -19,7 +19,8 @@ from faceforge.checkpoints import load_checkpoint
 from faceforge.faces.align import TEMPLATES
 from faceforge.faces.detect import Face
 from faceforge.imaging import load_image, save_image
-from faceforge.models import create_model, get_spec, list_models
+from faceforge import translate
+from faceforge.models import create_model, get_spec, list_models, registry
 from faceforge.models.cyclegan import (MobileResnetGenerator, NLayerDiscriminator, ResnetGenerator, complexity,
                                        fold_batchnorm)
 from training.cyclegan import CycleGANConfig, ImagePool, gan_loss, lr_factor, train
@@ -127,7 +128,9 @@ def test_registry_specs():
         spec = get_spec(name)
         assert spec.input.shape == (3, 256, 256) and spec.input.colour == "rgb"
         assert spec.input.value_range == (-1.0, 1.0) and spec.input.face_template in TEMPLATES
-        assert spec.default_weights is None and spec.labels is None
+        assert spec.labels is None
+        # the server's ResNet default is the age task's file; the mobile default is what export ships
+        assert spec.default_weights == (None if name == "cyclegan_resnet9" else "cyclegan_age_mobile.pt")
         assert isinstance(create_model(name, ngf=4, n_blocks=1), cls)
 
 
@@ -244,15 +247,24 @@ def test_distillation_uses_teacher_and_no_cycle_loss(tmp_path):
     assert json.loads((student / "config.json").read_text())["mode"] == "distillation"
 
 
-def test_cli_trains_one_step_of_the_resnet_generator(tmp_path):
+def test_cli_trains_one_step_of_the_resnet_generator_and_installs_it(tmp_path, monkeypatch):
     from training.cli import train as train_group
 
     data = _make_domains(tmp_path / "data")
     args = ["cyclegan", "--data", str(data), "--ngf", "4", "--n-blocks", "1",
             "--load-size", "34", "--crop-size", "32", "--batch-size", "2", "--epochs", "1", "--epochs-decay", "0",
             "--stop-after", "1", "--workers", "0", "--runs-dir", str(tmp_path / "runs")]
-    result = CliRunner().invoke(train_group, args)
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    monkeypatch.setattr(registry, "WEIGHTS_DIR", weights)
+    monkeypatch.setattr(translate, "WEIGHTS_DIR", weights)
+    result = CliRunner().invoke(train_group, args + ["--install"])
     assert result.exit_code == 0, result.output
+    # --install: G_A (young -> old) becomes the age task's default, with provenance
+    installed = load_checkpoint(weights / "cyclegan_age.pt", arch="cyclegan_resnet9")
+    assert installed["meta"]["direction"] == "A->B" and installed["meta"]["config"]["crop_size"] == 32
+    assert json.loads((weights / "cyclegan_age.json").read_text())["arch"] == "cyclegan_resnet9"
+    assert translate.resolve_weights("age", "default", environ={}) == weights / "cyclegan_age.pt"
     g_b = load_checkpoint(tmp_path / "runs" / "cyclegan" / "000" / "G_B.pt", arch="cyclegan_resnet9")
     assert g_b["config"]["ngf"] == 4 and g_b["meta"]["direction"] == "B->A"
     bad = CliRunner().invoke(train_group, ["cyclegan", "--data", str(tmp_path / "missing"), "--workers", "0",

@@ -105,7 +105,8 @@ def install_weights(checkpoint: Path, dest: Path) -> Path:
     if metrics_csv.is_file():
         with metrics_csv.open() as f:
             rows = list(csv.DictReader(f))
-        record["training_minutes"] = round(sum(float(r["seconds"]) for r in rows) / 60, 1)
+        if rows and "seconds" in rows[0]:
+            record["training_minutes"] = round(sum(float(r["seconds"]) for r in rows) / 60, 1)
         for column in ("val_acc", "val_mae"):
             if rows and column in rows[0]:
                 record[f"{column}_by_epoch"] = [float(r[column]) for r in rows]
@@ -143,12 +144,16 @@ def install_weights(checkpoint: Path, dest: Path) -> Path:
 @click.option("--save-every", type=click.IntRange(0), default=0, show_default=True,
               help="Steps between mid-epoch checkpoints (0: at epoch ends only).")
 @device_options
+@click.option("--install", is_flag=True,
+              help="Copy the run's G_A.pt to faceforge/weights/ as the default aging weights (ResNet: "
+                   "cyclegan_age.pt, served by /v1/translate; mobile: cyclegan_age_mobile.pt, exported to "
+                   "phones), with a provenance JSON.")
 def cyclegan(dataroot: Path | None, generator: str, ngf: int | None, n_blocks: int | None, epochs: int,
              epochs_decay: int, steps_per_epoch: int | None, batch_size: int, lr: float, lambda_cycle: float,
              lambda_identity: float, pool_size: int, load_size: int, crop_size: int, teacher: str | None,
              lambda_distill: float, seed: int, runs_dir: str, resume: str | None, time_limit: float | None,
              stop_after: int | None, log_every: int, sample_every: int, save_every: int, device: str,
-             workers: int, threads: int | None) -> None:
+             workers: int, threads: int | None, install: bool) -> None:
     """Train a CycleGAN translator A -> B (G_A.pt) and B -> A (G_B.pt) on unpaired image folders.
 
     \b
@@ -177,6 +182,38 @@ def cyclegan(dataroot: Path | None, generator: str, ngf: int | None, n_blocks: i
     except (FileNotFoundError, ValueError, FaceforgeError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"run folder: {run}")
+    if install:
+        dest = install_translator(Path(run))
+        click.echo(f"installed default weights: {dest} (provenance: {dest.with_suffix('.json')})")
+
+
+def install_translator(run: Path) -> Path:
+    """Install a finished aging run's ``G_A.pt`` (young -> old) as faceforge's default weights.
+
+    ResNet generators go to the ``age`` task's file (``faceforge/weights/cyclegan_age.pt``, what
+    ``FaceTranslator("age")`` and ``/v1/translate`` load by default); mobile generators to
+    ``cyclegan_mobile``'s registry default (``cyclegan_age_mobile.pt``, what ``faceforge export
+    cyclegan_mobile`` exports by default).
+
+    Raises:
+        FileNotFoundError: the run has no ``G_A.pt``.
+        ValueError: the generator is neither kind.
+    """
+    from faceforge.checkpoints import load_checkpoint
+    from faceforge.models import get_spec
+    from faceforge.translate import TASKS
+
+    source = run / "G_A.pt"
+    if not source.is_file():
+        raise FileNotFoundError(f"{source} not found: train first")
+    arch = load_checkpoint(source)["arch"]
+    if arch == "cyclegan_resnet9":
+        dest = TASKS["age"].default_weights_path
+    elif arch == "cyclegan_mobile":
+        dest = get_spec("cyclegan_mobile").default_weights_path
+    else:
+        raise ValueError(f"{source} holds a {arch!r}, not a CycleGAN aging generator")
+    return install_weights(source, dest)
 
 
 @train.command("age")

@@ -436,7 +436,7 @@ register_model(ModelSpec(
 register_model(ModelSpec(
     name="cyclegan_mobile", task="translate", factory=MobileResnetGenerator,
     kwargs={"input_nc": 3, "output_nc": 3, "ngf": 32, "n_blocks": 9, "norm": "batch", "upsample": "nearest"},
-    input=_INPUT, default_weights=None,
+    input=_INPUT, default_weights="cyclegan_age_mobile.pt",
     source="faceforge; depthwise-separable blocks after GAN Compression (Li et al., CVPR 2020), "
            "resize-convolution (Odena et al., Distill 2016), BatchNorm folding (Jacob et al., CVPR 2018)",
     description="mobile CycleGAN generator (phones), 256x256 RGB -> RGB in [-1, 1]; 0.43 M params, 2.84 GMACs",

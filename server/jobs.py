@@ -30,8 +30,10 @@ the same four methods, registered under a name, chosen by configuration: ``submi
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
+import math
 import queue
 import threading
 import time
@@ -118,7 +120,9 @@ class InProcessJobQueue(JobQueue):
         workers: worker threads (>= 1).
         max_queued: jobs that may wait (not counting running ones); one more raises QueueFullError.
         ttl_s: seconds a finished job is kept.
-        retry_after_s: the ``Retry-After`` hint of a 429.
+        retry_after_s: the ``Retry-After`` hint of a 429 before any job has finished; afterwards the hint
+            is estimated as the time to drain the queue: ``ceil(max_queued * median run time of the last
+            32 jobs / workers)`` seconds, at least 1.
     """
 
     def __init__(self, runner: Runner, workers: int = 1, max_queued: int = 16, ttl_s: float = 600.0,
@@ -132,6 +136,15 @@ class InProcessJobQueue(JobQueue):
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._closed = False
+        self._run_times: collections.deque[float] = collections.deque(maxlen=32)  # seconds, recent jobs
+
+    def retry_after(self) -> int:
+        """Seconds a client turned away (429) should wait: the estimated time to drain a full queue."""
+        with self._lock:
+            times = sorted(self._run_times)
+        if not times:
+            return self.retry_after_s
+        return max(1, math.ceil(self.max_queued * times[len(times) // 2] / self.workers))
 
     def _start_workers(self) -> None:
         if not self._threads:
@@ -154,9 +167,14 @@ class InProcessJobQueue(JobQueue):
             try:
                 self._queue.put_nowait(job.id)
             except queue.Full:
-                raise QueueFullError(f"{self.max_queued} jobs are already waiting; retry in about "
-                                     f"{self.retry_after_s} s", retry_after=self.retry_after_s) from None
-            self._jobs[job.id] = job
+                full = True
+            else:
+                full = False
+                self._jobs[job.id] = job
+        if full:
+            wait = self.retry_after()
+            raise QueueFullError(f"{self.max_queued} jobs are already waiting; retry in about {wait} s",
+                                 retry_after=wait)
         return job
 
     def get(self, job_id: str) -> Job:
@@ -205,6 +223,7 @@ class InProcessJobQueue(JobQueue):
                          "status": 500, "detail": "the job failed; the error was logged"}
             with self._lock:
                 job.result, job.error, job.status, job.finished = result, error, status, time.time()
+                self._run_times.append(job.finished - job.started)
                 job.payload = None  # drop uploaded images once done
 
 

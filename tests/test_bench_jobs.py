@@ -51,7 +51,7 @@ def test_jobs_roundtrip_benchmark(tmp_path, default_weights, astronaut_rgb):
     assert (k1["clients"], k1["accepted"], k1["rejected"]) == (1, 1, 0)
     assert k3["clients"] == 3 and k3["accepted"] + k3["rejected"] == 3 and k3["other"] == 0
     # one worker busy with a 16-image job and one waiting slot: the third simultaneous client is refused
-    assert k3["rejected"] >= 1 and k3["accepted"] >= 1 and k3["retry_after_s"] == [5]
+    assert k3["rejected"] >= 1 and k3["accepted"] >= 1 and all(s >= 1 for s in k3["retry_after_s"])
     assert k3["rejected_without_retry_after"] == 0
     for row in (k1, k3):
         assert row["all_accepted_succeeded"] and row["succeeded"] == row["accepted"] and not row["errors"]

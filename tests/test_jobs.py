@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import copy
 import io
+import math
 import threading
 import time
 
@@ -283,7 +284,13 @@ def test_full_queue_is_429_with_retry_after(app):
         assert client.get(urls[2]).get_json()["status"] == "queued"
         release.set()
         assert all(wait(client, url)["status"] == "succeeded" for url in urls)
-        assert app.extensions["faceforge"]["jobs"].stats()["succeeded"] == 3
+        queue_ = app.extensions["faceforge"]["jobs"]
+        assert queue_.stats()["succeeded"] == 3
+        # once jobs have finished, the hint is the time to drain a full queue (2 x median run / 1 worker)
+        runs = sorted(queue_._run_times)
+        assert len(runs) == 3 and queue_.retry_after() == max(1, math.ceil(2 * runs[1]))
+        queue_._run_times.extend([30.0] * 3)
+        assert queue_.retry_after() == 60
     finally:
         release.set()
         app.extensions["faceforge"]["jobs"].close()

@@ -247,6 +247,23 @@ def test_distillation_uses_teacher_and_no_cycle_loss(tmp_path):
     assert json.loads((student / "config.json").read_text())["mode"] == "distillation"
 
 
+def test_init_from_starts_every_network_from_an_earlier_run(tmp_path):
+    from faceforge.errors import CheckpointError
+
+    data = _make_domains(tmp_path / "data")
+    first = train(_tiny_config(data, tmp_path / "runs", stop_after_steps=1))
+    # zero steps of training would be equal; one step at lr 1e-12 must stay (numerically) equal too
+    second = train(_tiny_config(data, tmp_path / "runs", stop_after_steps=1, init_from=str(first), lr=1e-12,
+                                lambda_identity=0.0))
+    a, b = load_checkpoint(first / "last.pt")["state_dict"], load_checkpoint(second / "last.pt")["state_dict"]
+    assert a.keys() == b.keys()
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a if "running" not in k and "num_batches" not in k)
+    assert json.loads((second / "config.json").read_text())["config"]["init_from"] == str(first)
+    with pytest.raises(CheckpointError, match="do not fit"):
+        train(_tiny_config(data, tmp_path / "runs", stop_after_steps=1, init_from=str(first),
+                           generator_kwargs={"ngf": 2, "n_blocks": 1}))
+
+
 def test_cli_trains_one_step_of_the_resnet_generator_and_installs_it(tmp_path, monkeypatch):
     from training.cli import train as train_group
 

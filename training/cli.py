@@ -139,6 +139,9 @@ def install_weights(checkpoint: Path, dest: Path) -> Path:
 @click.option("--teacher", type=click.Path(file_okay=False, exists=True), default=None,
               help="Run folder of a trained teacher: distil into --generator (L1 to the teacher + GAN).")
 @click.option("--lambda-distill", type=click.FloatRange(0), default=10.0, show_default=True)
+@click.option("--init-from", type=click.Path(exists=True), default=None,
+              help="Start all four networks from this cyclegan run folder / last.pt (weights only: new "
+                   "optimizers and schedule), e.g. a second stage with other loss weights.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @run_control_options
 @click.option("--save-every", type=click.IntRange(0), default=0, show_default=True,
@@ -151,9 +154,9 @@ def install_weights(checkpoint: Path, dest: Path) -> Path:
 def cyclegan(dataroot: Path | None, generator: str, ngf: int | None, n_blocks: int | None, epochs: int,
              epochs_decay: int, steps_per_epoch: int | None, batch_size: int, lr: float, lambda_cycle: float,
              lambda_identity: float, pool_size: int, load_size: int, crop_size: int, teacher: str | None,
-             lambda_distill: float, seed: int, runs_dir: str, resume: str | None, time_limit: float | None,
-             stop_after: int | None, log_every: int, sample_every: int, save_every: int, device: str,
-             workers: int, threads: int | None, install: bool) -> None:
+             lambda_distill: float, init_from: str | None, seed: int, runs_dir: str, resume: str | None,
+             time_limit: float | None, stop_after: int | None, log_every: int, sample_every: int, save_every: int,
+             device: str, workers: int, threads: int | None, install: bool) -> None:
     """Train a CycleGAN translator A -> B (G_A.pt) and B -> A (G_B.pt) on unpaired image folders.
 
     \b
@@ -174,8 +177,8 @@ def cyclegan(dataroot: Path | None, generator: str, ngf: int | None, n_blocks: i
         dataroot=str(dataroot or ""), generator=generator, generator_kwargs=overrides, n_epochs=epochs,
         n_epochs_decay=epochs_decay, steps_per_epoch=steps_per_epoch, batch_size=batch_size, lr=lr,
         lambda_cycle=lambda_cycle, lambda_identity=lambda_identity, pool_size=pool_size, load_size=load_size,
-        crop_size=crop_size, teacher=teacher, lambda_distill=lambda_distill, seed=seed, runs_dir=runs_dir,
-        resume=resume, time_limit_min=time_limit, stop_after_steps=stop_after, log_every=log_every,
+        crop_size=crop_size, teacher=teacher, lambda_distill=lambda_distill, init_from=init_from, seed=seed,
+        runs_dir=runs_dir, resume=resume, time_limit_min=time_limit, stop_after_steps=stop_after, log_every=log_every,
         sample_every=sample_every, save_every=save_every, device=device, num_workers=workers, threads=threads)
     try:
         run = run_training(cfg)

@@ -21,6 +21,10 @@ the student generators learn ``lambda_distill * |G(x) - T(x)|_1`` towards the fr
 paired target, as in GAN Compression, Li et al., CVPR 2020, without its perceptual terms). The
 discriminators start from the teacher run's discriminators when their shapes fit.
 
+Continued training (``init_from=<run folder>``): all four networks start from that run's ``last.pt``
+(weights only; new optimizers, image pools and lr schedule), e.g. a second stage with a weaker
+identity term once the first has learned to keep the face.
+
 Run folder (``runs/cyclegan/<NNN>/``, :mod:`training.runs`): ``config.json`` (resolved config,
 command, data sizes), ``metrics.csv`` (losses every ``log_every`` steps), ``samples/step_<N>.png``
 (rows ``real A | G_A(A) | G_B(G_A(A)) | real B | G_B(B) | G_A(G_B(B))`` on fixed images, generators in
@@ -45,6 +49,7 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from faceforge.checkpoints import load_checkpoint, save_checkpoint
+from faceforge.errors import CheckpointError
 from faceforge.imaging import load_image, save_image
 from faceforge.models import create_model, get_spec
 from faceforge.models.cyclegan import NLayerDiscriminator
@@ -83,6 +88,7 @@ class CycleGANConfig:
     lambda_identity: float = 0.5            # multiplies lambda_cycle; 0 disables the identity loss
     pool_size: int = 50
     teacher: str | None = None              # run folder of a trained teacher -> distillation
+    init_from: str | None = None            # run folder / last.pt: start G_A, G_B, D_A, D_B from its weights
     lambda_distill: float = 10.0            # weight of |G(x) - T(x)|_1 when distilling
     seed: int = 0
     log_every: int = 100                    # steps between metrics rows
@@ -284,6 +290,18 @@ def train(cfg: CycleGANConfig) -> Path:
                 except RuntimeError:
                     warnings.warn(f"teacher {name} does not fit the student's discriminator; starting it fresh",
                                   stacklevel=2)
+
+    if cfg.init_from and not resume_run:  # weights only: fresh optimizers, pools and schedule
+        state_path = Path(cfg.init_from)
+        state_path = state_path / "last.pt" if state_path.is_dir() else state_path
+        if not state_path.is_file():
+            raise FileNotFoundError(f"--init-from: {state_path} not found (a cyclegan run folder or its last.pt)")
+        state = load_checkpoint(state_path, arch=STATE_ARCH)
+        try:
+            nets.load_state_dict(state["state_dict"])
+        except RuntimeError as exc:
+            raise CheckpointError(f"--init-from {state_path}: its networks do not fit this configuration "
+                                  f"({str(exc).splitlines()[0]})") from None
 
     opt_G = torch.optim.Adam(list(G_A.parameters()) + list(G_B.parameters()), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
     opt_D = torch.optim.Adam(list(D_A.parameters()) + list(D_B.parameters()), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))

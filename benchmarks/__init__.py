@@ -9,6 +9,35 @@
 - :mod:`benchmarks.jobs_roundtrip`    heavy-job API over HTTP: round trip per endpoint, concurrent clients.
 """
 
+from __future__ import annotations
+
+import json
 from pathlib import Path
+from typing import Any, Callable
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def parse_ints(text: str) -> list[int]:
+    """``"1,4,16"`` -> ``[1, 4, 16]`` (empty items ignored).
+
+    Raises:
+        ValueError: an item is not an integer.
+    """
+    try:
+        return [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise ValueError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def write_results(doc: dict[str, Any], out_dir: str | Path, name: str, markdown: Callable[[dict], str],
+                  plot: Callable[[dict, Path], Any] | None = None) -> Path:
+    """Write ``<out_dir>/<name>.json`` (``doc``), ``<name>.md`` (``markdown(doc)``) and, with ``plot``,
+    ``<name>.png`` (``plot(doc, path)``); create ``out_dir``. Returns ``out_dir``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"{name}.json").write_text(json.dumps(doc, indent=1) + "\n")
+    (out_dir / f"{name}.md").write_text(markdown(doc))
+    if plot is not None:
+        plot(doc, out_dir / f"{name}.png")
+    return out_dir

@@ -67,7 +67,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from benchmarks import RESULTS_DIR
+from benchmarks import RESULTS_DIR, parse_ints, write_results
 from benchmarks.emotion_latency import NETWORKS, NEW_CONNECTION_RTTS, Stat
 
 DEFAULT_NAME = "generator_latency"
@@ -605,12 +605,7 @@ def run(sizes: Sequence[int] = (256, 128), threads: Sequence[int] = (1, 2),
         "on_device_steps": steps, "skipped": skipped,
     }
     doc["networks"], doc["assumptions"] = network_model(doc)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / f"{name}.json").write_text(json.dumps(doc, indent=1) + "\n")
-    (out_dir / f"{name}.md").write_text(markdown(doc))
-    if plot:
-        write_plot(doc, out_dir / f"{name}.png")
+    write_results(doc, out_dir, name, markdown, write_plot if plot else None)
     return doc
 
 
@@ -801,13 +796,6 @@ def write_plot(doc: dict[str, Any], path: Path) -> None:
 # CLI
 
 
-def _ints(text: str) -> list[int]:
-    try:
-        return [int(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        raise ValueError(f"expected comma-separated integers, got {text!r}") from None
-
-
 def _command():
     import click
 
@@ -842,7 +830,7 @@ def _command():
         from faceforge.errors import FaceforgeError
 
         try:
-            run(_ints(sizes), _ints(threads), [f.strip() for f in formats.split(",") if f.strip()],
+            run(parse_ints(sizes), parse_ints(threads), [f.strip() for f in formats.split(",") if f.strip()],
                 [f.strip() for f in families.split(",") if f.strip()], translate_weights, frontalize_weights,
                 repeats, warmup, assets=assets, photo=None if photo == "none" else photo,
                 round_trips=not no_round_trip, out_dir=out_dir, name=name)

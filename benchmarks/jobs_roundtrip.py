@@ -54,7 +54,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from benchmarks import RESULTS_DIR
+from benchmarks import RESULTS_DIR, parse_ints, write_results
 
 DEFAULT_NAME = "jobs_roundtrip"
 DEFAULT_PHOTO = Path("photos") / "portraits" / "obama.jpg"
@@ -477,12 +477,7 @@ def run(weights: str = "default", toon_weights: str | None = None, photo: str | 
                         "job_workers": workers, "burst_seeds": burst_seeds, "poll_ms": poll_ms,
                         "server": "werkzeug threaded, loopback, same process", "client": "requests.Session"},
            "endpoints": endpoints, "concurrency": concurrency, "disconnects": disconnects}
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / f"{name}.json").write_text(json.dumps(doc, indent=2) + "\n")
-    (out_dir / f"{name}.md").write_text(markdown(doc))
-    if plot:
-        write_plot(doc, out_dir / f"{name}.png")
+    write_results(doc, out_dir, name, markdown, write_plot if plot else None)
     return doc
 
 
@@ -584,10 +579,6 @@ def write_plot(doc: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def _ints(text: str) -> list[int]:
-    return [int(t) for t in text.split(",") if t.strip()]
-
-
 def _command():
     import click
 
@@ -620,7 +611,7 @@ def _command():
         """Heavy-job API over real HTTP: round trip per StyleGAN2 endpoint and concurrent clients (429s)."""
         try:
             run(weights, toon_weights, None if photo in ("", "none") else photo, repeats, warmup, project_steps,
-                _ints(clients), max_jobs, workers, burst_seeds, poll_ms, threads, timeout_s, out_dir, name,
+                parse_ints(clients), max_jobs, workers, burst_seeds, poll_ms, threads, timeout_s, out_dir, name,
                 not no_plot)
         except (ValueError, FileNotFoundError, JobRequestError, TimeoutError) as exc:
             raise click.ClickException(str(exc)) from None

@@ -28,7 +28,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from benchmarks import RESULTS_DIR
+from benchmarks import RESULTS_DIR, parse_ints, write_results
 
 DEFAULT_NAME = "stylegan_latency"
 
@@ -115,12 +115,7 @@ def run(resolutions: Sequence[int] = (32, 64, 128, 256), batch_sizes: Sequence[i
            "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
            "torch": torch.__version__, "threads": torch.get_num_threads(), "repeats": repeats, "warmup": warmup,
            "config": base, "weights": "random (speed does not depend on the values)", "rows": rows}
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / f"{name}.json").write_text(json.dumps(doc, indent=2) + "\n")
-    (out_dir / f"{name}.md").write_text(markdown(doc))
-    if plot:
-        write_plot(doc, out_dir / f"{name}.png")
+    write_results(doc, out_dir, name, markdown, write_plot if plot else None)
     return doc
 
 
@@ -166,10 +161,6 @@ def write_plot(doc: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def _ints(text: str) -> list[int]:
-    return [int(t) for t in text.split(",") if t.strip()]
-
-
 def _command():
     import click
 
@@ -194,7 +185,7 @@ def _command():
                                     ("z_dim", z_dim), ("w_dim", z_dim)) if v is not None}
         mods = ("fused", "unfused") if modulation == "both" else (modulation,)
         try:
-            run(_ints(resolutions), _ints(batch_sizes), repeats, warmup, threads, device, config, mods, out_dir, name)
+            run(parse_ints(resolutions), parse_ints(batch_sizes), repeats, warmup, threads, device, config, mods, out_dir, name)
         except ValueError as exc:
             raise click.ClickException(str(exc)) from None
         click.echo(f"wrote {Path(out_dir) / name}.json|md|png")

@@ -55,6 +55,29 @@ PROBLEM_MEDIA_TYPE = "application/problem+json"
 
 
 @pytest.fixture(scope="session")
+def estimate_batchnorm():
+    """``estimate_batchnorm(model, spec, n, seed) -> model``: reset every BatchNorm's running statistics and
+    estimate them (cumulative average) on ``n`` synthetic inputs of ``spec``, so that a randomly initialised
+    model's outputs depend on its input; returns the model in eval mode."""
+    import torch
+
+    from export import calibration
+
+    def estimate(model, spec, n: int, seed: int):
+        x = torch.from_numpy(calibration.preprocess(calibration.random_images(spec, n, seed), spec))
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.momentum = None
+                m.reset_running_stats()
+        model.train()
+        with torch.no_grad():
+            model(x)
+        return model.eval()
+
+    return estimate
+
+
+@pytest.fixture(scope="session")
 def expect_problem():
     """``expect_problem(response, status, slug) -> body``: assert an RFC 9457 problem answer with this
     status and ``type`` slug, and return its JSON body."""

@@ -184,26 +184,12 @@ def test_failed_export_leaves_existing_files_untouched(tmp_path, monkeypatch):
 
 
 # --- round trips through the real toolchain ------------------------------------------------------------------
-def _informative_random_model(seed: int = 0) -> torch.nn.Module:
-    """Random weights; BatchNorm statistics estimated on synthetic faces so outputs depend on the input."""
-    torch.manual_seed(seed)
-    model = create_model("mini_xception")
-    x = torch.from_numpy(calibration.preprocess(calibration.random_images(SPEC, 256, seed + 100), SPEC))
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.momentum = None
-            m.reset_running_stats()
-    model.train()
-    with torch.no_grad():
-        model(x)
-    return model.eval()
-
-
 @pytest.fixture(scope="module")
-def round_trip(tmp_path_factory):
+def round_trip(tmp_path_factory, estimate_batchnorm):
     pytest.importorskip("litert_torch", reason="export toolchain not installed (pip install -e '.[export]')")
     pytest.importorskip("onnxruntime", reason="export toolchain not installed")
-    model = _informative_random_model()
+    torch.manual_seed(0)  # random weights; BatchNorm statistics from synthetic faces
+    model = estimate_batchnorm(create_model("mini_xception"), SPEC, 256, 100)
     calib = calibration.representative_dataset(SPEC, 48, seed=1, source="random")
     x, _ = calibration.parity_dataset(SPEC, 128, seed=2, source="random")
     with torch.no_grad():

@@ -133,29 +133,16 @@ def test_license_records_name_the_data_each_model_learned_from():
 
 
 # --- round trips through the real toolchain ------------------------------------------------------------------
-def _informative_tiny_model(seed: int = 0) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    model = TINY_SPEC.factory(**TINY_SPEC.kwargs)
-    x = torch.from_numpy(calibration.preprocess(calibration.random_images(TINY_SPEC, 64, seed + 100), TINY_SPEC))
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.momentum = None
-            m.reset_running_stats()
-    model.train()
-    with torch.no_grad():
-        model(x)
-    return model.eval()
-
-
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
+def tiny(tmp_path_factory, estimate_batchnorm):
     """The tiny generator registered as ``cyclegan_mobile_tiny`` for the module, its checkpoint, a job,
     parity inputs and PyTorch's outputs."""
     from faceforge.checkpoints import save_checkpoint
 
     mp = pytest.MonkeyPatch()
     mp.setitem(registry._REGISTRY, TINY, TINY_SPEC)
-    model = _informative_tiny_model()
+    torch.manual_seed(0)
+    model = estimate_batchnorm(TINY_SPEC.factory(**TINY_SPEC.kwargs), TINY_SPEC, 64, 100)
     tmp = tmp_path_factory.mktemp("translate_export")
     ckpt = save_checkpoint(tmp / "tiny.pt", model, TINY, TINY_SPEC.kwargs, meta={"version": "test"})
     calib = calibration.representative_dataset(TINY_SPEC, 32, seed=1, source="random")
@@ -271,7 +258,7 @@ def test_a_missed_psnr_bound_fails_loudly_and_writes_nothing(tiny, tmp_path):
 
 
 # --- per-layer int8 error (export.diagnose) ---------------------------------------------------------------
-def test_diagnose_ranks_the_layers_an_outlier_channel_passes_through(one_torch_thread):
+def test_diagnose_ranks_the_layers_an_outlier_channel_passes_through(one_torch_thread, estimate_batchnorm):
     """One channel with a +40 offset after the second downsampling widens the int8 range of every
     tensor it reaches (ReLU ``model.9``, residual blocks ``model.10``/``model.11``): they rank near the
     top. On the clean tiny model the fake-quantized whole model gave 47.8 dB against 48.5 dB for the
@@ -282,15 +269,7 @@ def test_diagnose_ranks_the_layers_an_outlier_channel_passes_through(one_torch_t
     model = TINY_SPEC.factory(**TINY_SPEC.kwargs)
     with torch.no_grad():
         model.model[8].bias[0] += 40.0  # BatchNorm shift of channel 0 before ReLU model.9
-    x0 = torch.from_numpy(calibration.preprocess(calibration.random_images(TINY_SPEC, 32, 100), TINY_SPEC))
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.momentum = None
-            m.reset_running_stats()
-    model.train()
-    with torch.no_grad():
-        model(x0)
-    model.eval()
+    estimate_batchnorm(model, TINY_SPEC, 32, 100)
     calib = calibration.representative_dataset(TINY_SPEC, 8, seed=1, source="random")
     x, _ = calibration.parity_dataset(TINY_SPEC, 4, seed=2, source="random")
     report = layer_errors(model, calib, x)

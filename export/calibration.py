@@ -7,7 +7,10 @@ CycleGAN generators (``cyclegan_*``, task ``translate``) it is young (18-29) UTK
 "aligned & cropped" 200x200 chips, whose median framing *is* faceforge's ``"utkface"`` template
 (:func:`training.unpaired.measure_utkface_template`), resized to the generator's input size and mapped
 with ``x = pixel / 127.5 - 1``; the test split is the held-out 10 % that
-:func:`training.unpaired.build_age_split` (seed 0) puts in ``testA``.
+:func:`training.unpaired.build_age_split` (seed 0) puts in ``testA``. For the frontalizers
+(``pix2pix_*``) it is the generator's real input: UTKFace faces of a pose-pair cache
+(:mod:`training.pose_pairs`) turned and rendered back to frontal, train split for calibration and
+the held-out faces for parity (:func:`_pose_pairs`).
 
 The data root is ``$FACEFORGE_DATA`` (default ``<repo>/../shared/data``, see :mod:`training.data`).
 When the data is absent, :func:`representative_dataset` raises :class:`~faceforge.errors.ExportError`
@@ -23,6 +26,8 @@ the model's input are resized (area averaging when shrinking, bicubic when enlar
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -79,11 +84,57 @@ def _utkface_young(split: str, limit: int | None, seed: int) -> tuple[np.ndarray
     return np.stack([load_image(r.path) for r in chosen]), None
 
 
+POSE_PAIRS_ENV = "FACEFORGE_POSE_PAIRS"
+"""Environment variable naming the pose-pair cache the frontalizers are calibrated and checked on."""
+
+
+def pose_pairs_dir() -> Path:
+    """The pose-pair cache: ``$FACEFORGE_POSE_PAIRS`` or ``<repo>/cache/pose_pairs`` (may not exist)."""
+    from training.data import REPO_ROOT
+
+    env = os.environ.get(POSE_PAIRS_ENV)
+    return Path(env) if env else REPO_ROOT / "cache" / "pose_pairs"
+
+
+def _pose_pairs(split: str, limit: int | None, seed: int) -> tuple[np.ndarray, None]:
+    """Frontalizer inputs: the **rerendered** UTKFace faces of a pose-pair cache
+    (:mod:`training.pose_pairs`; real faces turned 15-75 degrees and warped back to frontal, which is
+    what :class:`faceforge.frontalize.Frontalizer` feeds the generator), RGB uint8 ``(N, S, S, 3)``.
+
+    ``split``: the cache's face-level ``"train"``/``"test"`` split (faces a generator trained on that
+    cache never saw are in ``"test"``); ``limit``: a ``seed``-ed random subset, drawn across all yaw
+    buckets.
+
+    Raises:
+        FileNotFoundError: no cache (the message says how to build one or point at one).
+    """
+    from faceforge.imaging import load_image
+    from training.pose_pairs import load_index
+
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+    root = pose_pairs_dir()
+    try:
+        index = load_index(root)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no pose-pair cache at {root}: build one with `faceforge train frontalize-pairs "
+                                f"--dest {root}` or set {POSE_PAIRS_ENV}") from None
+    pairs = [p for p in index["pairs"] if p["split"] == split]
+    if not pairs:
+        raise FileNotFoundError(f"the pose-pair cache at {root} has no {split!r} pairs")
+    if limit is not None and limit < len(pairs):
+        pick = np.sort(np.random.default_rng(seed).choice(len(pairs), limit, replace=False))
+        pairs = [pairs[i] for i in pick]
+    return np.stack([load_image(root / p["rerender"]) for p in pairs]), None
+
+
 DATA_SOURCES: dict[str, tuple[str, Loader]] = {
     "mini_xception": ("FER2013 (Goodfellow et al. 2013), folders fer2013/{train,test}/<class>/*.jpg", _fer2013),
     "cyclegan_*": ("UTKFace young faces (ages 18-29; Zhang et al. 2017), aligned & cropped 200x200 chips "
                    "(the 'utkface' template is their median framing) resized to the generator's input, "
                    "held-out 10 % = build_age_split testA (seed 0), utkface/*.jpg.chip.jpg", _utkface_young),
+    "pix2pix_*": ("UTKFace pose pairs (rerendered inputs of near-frontal faces turned 15-75 degrees), "
+                  "held-out faces = the cache's test split, $FACEFORGE_POSE_PAIRS or cache/pose_pairs", _pose_pairs),
 }
 """Model name (or ``fnmatch`` pattern of names) -> (description, loader) of its real data."""
 

@@ -94,7 +94,7 @@ ENV_VAR = "FACEFORGE_FRONTALIZE_WEIGHTS"
 """Environment variable naming the frontalization weights (read by the CLI and the server config)."""
 
 DEFAULT_WEIGHTS_PATH = WEIGHTS_DIR / "pix2pix_frontalize.pt"
-"""Where installed default weights would live (none ship yet)."""
+"""faceforge's trained default (``pix2pix_mobile``'s registry default; provenance in the ``.json`` beside it)."""
 
 TRAINING_STATE_ARCH = "frontalize_training_state"
 """``arch`` of the trainer's ``last.pt`` (:data:`training.frontalize.STATE_ARCH`; repeated here so the
@@ -198,7 +198,8 @@ def load_generator(weights: str | Path) -> tuple[nn.Module, dict[str, Any]]:
                                  task="frontalize")
     run = _read_run_config(file.parent)
     run_cfg = run.get("config") or {}
-    data_cfg = run.get("data_config") or {}
+    # an installed copy carries the pose-pair cache's config in its meta (no config.json beside it)
+    data_cfg = run.get("data_config") or meta.get("data_config") or {}
     mode = meta.get("input") or run_cfg.get("input") or "rerender"
     if mode not in INPUT_MODES:
         raise CheckpointError(f"{file}: unknown generator input mode {mode!r} (expected one of {INPUT_MODES})")

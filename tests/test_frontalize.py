@@ -295,3 +295,72 @@ def test_trainer_rejects_a_generator_of_another_task(tmp_path):
     with pytest.raises(ValueError, match="not a frontalizer"):
         train(FrontalizeConfig(data=str(data), generator="cyclegan_mobile", runs_dir=str(tmp_path / "runs"),
                                progress=False, num_workers=0))
+
+
+def test_trainer_checks_the_crop_against_the_levels(tmp_path):
+    from training.frontalize import FrontalizeConfig, train
+
+    data = _tiny_cache(tmp_path / "pairs", n_faces=2)
+    with pytest.raises(ValueError, match="multiple of 2\\^num_downs = 64"):
+        train(FrontalizeConfig(data=str(data), generator="pix2pix_mobile", generator_kwargs={"num_downs": 6},
+                               crop_size=32, runs_dir=str(tmp_path / "runs"), progress=False, num_workers=0))
+
+
+def test_finished_run_installs_as_the_default(tmp_path, monkeypatch):
+    pytest.importorskip("skimage")
+    import faceforge.models.registry as registry
+    from faceforge.frontalize import load_generator
+    from training.cli import install_frontalizer
+    from training.frontalize import FrontalizeConfig, train
+
+    monkeypatch.setattr(registry, "WEIGHTS_DIR", tmp_path / "weights")
+    (tmp_path / "weights").mkdir()
+    data = _tiny_cache(tmp_path / "pairs")
+    cfg = FrontalizeConfig(data=str(data), generator="pix2pix_mobile", generator_kwargs={"ngf": 8, "num_downs": 5},
+                           ndf=8, crop_size=32, batch_size=4, n_epochs=1, n_epochs_decay=0, log_every=1,
+                           sample_every=100, runs_dir=str(tmp_path / "runs"), num_workers=0, threads=1,
+                           progress=False, stop_after_steps=1)
+    run = train(cfg)
+    with pytest.raises(ValueError, match="has not finished"):
+        install_frontalizer(run)
+    train(FrontalizeConfig(resume=str(run), num_workers=0, threads=1, progress=False))
+    dest = install_frontalizer(run)
+    assert dest == tmp_path / "weights" / "pix2pix_frontalize.pt"
+    record = json.loads(dest.with_suffix(".json").read_text())
+    assert record["finished"] and record["training_config"]["crop_size"] == 32 and record["training_minutes"] >= 0
+    g = create_model("pix2pix_mobile", weights="default")  # the registry default now loads it
+    assert g.faceforge_config["num_downs"] == 5
+    _, info = load_generator(dest)  # no config.json beside the installed copy: the meta carries the cache's side
+    assert info["crop_size"] == 32 and info["render_size"] is None and info["max_yaw"] is None  # tiny cache: no config
+    with pytest.raises(ValueError, match="only pix2pix_mobile"):
+        from faceforge.checkpoints import save_checkpoint
+        other = tmp_path / "other"
+        other.mkdir()
+        unet = create_model("pix2pix_unet128", ngf=4)
+        save_checkpoint(other / "G.pt", unet, "pix2pix_unet128", unet.faceforge_config, {"finished": True})
+        install_frontalizer(other)
+
+
+def test_frontalizer_calibration_data_are_the_cache_rerenders(tmp_path, monkeypatch):
+    import dataclasses
+
+    from export.calibration import parity_dataset, representative_dataset
+    from faceforge.errors import ExportError
+    from faceforge.imaging import load_image
+
+    spec = get_spec("pix2pix_mobile")
+    spec = dataclasses.replace(spec, input=dataclasses.replace(spec.input, shape=(3, 32, 32)))
+    monkeypatch.setenv("FACEFORGE_POSE_PAIRS", str(tmp_path / "absent"))
+    with pytest.raises(ExportError, match="frontalize-pairs"):
+        representative_dataset(spec, 4)
+    root = _tiny_cache(tmp_path / "pairs")
+    monkeypatch.setenv("FACEFORGE_POSE_PAIRS", str(root))
+    x, labels = parity_dataset(spec)  # the held-out face: 4 rerenders
+    index = json.loads((root / "index.json").read_text())
+    test = [p for p in index["pairs"] if p["split"] == "test"]
+    expected = np.stack([load_image(root / p["rerender"]) for p in test]).transpose(0, 3, 1, 2) / 127.5 - 1
+    assert labels is None and np.allclose(x, expected, atol=1e-6)
+    cal = representative_dataset(spec, 5, seed=1)
+    assert cal.shape == (5, 3, 32, 32) and cal.dtype == np.float32
+    train_ids = {load_image(root / p["rerender"]).tobytes() for p in index["pairs"] if p["split"] == "train"}
+    assert all(np.round((c.transpose(1, 2, 0) + 1) * 127.5).astype(np.uint8).tobytes() in train_ids for c in cal)

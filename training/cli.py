@@ -82,11 +82,12 @@ def emotion(epochs: int, batch_size: int, lr: float, weight_decay: float, label_
         click.echo(f"installed default weights: {dest} (provenance: {dest.with_suffix('.json')})")
 
 
-def install_weights(checkpoint: Path, dest: Path) -> Path:
+def install_weights(checkpoint: Path, dest: Path, run: Path | None = None) -> Path:
     """Copy a run's checkpoint to ``dest`` and write its provenance beside it as ``<dest>.json``.
 
     The JSON repeats the checkpoint's ``meta`` (command, data, epochs, seed, metrics, git commit) so
-    that how the shipped weights were made is readable without loading them.
+    that how the shipped weights were made is readable without loading them. ``run``: the run folder
+    (default: the checkpoint's folder), whose ``metrics.csv`` gives the training time.
     """
     from faceforge.checkpoints import load_checkpoint
     from training.runs import write_json
@@ -99,14 +100,18 @@ def install_weights(checkpoint: Path, dest: Path) -> Path:
     ckpt = load_checkpoint(checkpoint)
     meta = dict(ckpt["meta"])
     record = {"file": dest.name, "arch": ckpt["arch"], "model_config": ckpt["config"],
-              "run": checkpoint.parent.as_posix(), **{k: v for k, v in meta.items() if k != "config"},
+              "run": (run or checkpoint.parent).as_posix(), **{k: v for k, v in meta.items() if k != "config"},
               "training_config": meta.get("config")}
-    metrics_csv = checkpoint.parent / "metrics.csv"
+    metrics_csv = (run or checkpoint.parent) / "metrics.csv"
     if metrics_csv.is_file():
         with metrics_csv.open() as f:
             rows = list(csv.DictReader(f))
         if rows and "seconds" in rows[0]:
             record["training_minutes"] = round(sum(float(r["seconds"]) for r in rows) / 60, 1)
+        elif rows and "sec_per_step" in rows[0]:  # step-logged trainers: seconds per step over each window
+            steps = [0] + [int(r["step"]) for r in rows]
+            record["training_minutes"] = round(sum(float(r["sec_per_step"]) * (b - a) for r, a, b in
+                                                   zip(rows, steps, steps[1:])) / 60, 1)
         for column in ("val_acc", "val_mae"):
             if rows and column in rows[0]:
                 record[f"{column}_by_epoch"] = [float(r[column]) for r in rows]
@@ -185,6 +190,53 @@ def cyclegan(dataroot: Path | None, generator: str, ngf: int | None, n_blocks: i
     except (FileNotFoundError, ValueError, FaceforgeError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"run folder: {run}")
+    if install:
+        try:
+            dest = install_frontalizer(Path(run))
+        except (FileNotFoundError, ValueError) as exc:
+            raise click.ClickException(str(exc)) from None
+        click.echo(f"installed default weights: {dest} (provenance: {dest.with_suffix('.json')})")
+
+
+def install_frontalizer(run: Path) -> Path:
+    """Install a finished frontalization run's ``G.pt`` as faceforge's default weights
+    (``pix2pix_mobile``'s registry default, ``faceforge/weights/pix2pix_frontalize.pt``: what
+    ``Frontalizer("default")``, ``/v1/frontalize`` and ``faceforge export pix2pix_mobile`` load).
+
+    The run's pose-pair cache config (side, yaw buckets, template) is added to the checkpoint's meta
+    when absent, so the installed copy renders at the trained side without the run folder.
+
+    Raises:
+        FileNotFoundError: the run has no ``G.pt``.
+        ValueError: the run has not finished, or its generator is not ``pix2pix_mobile`` (the server
+            U-Nets are served from their run folder: ``FACEFORGE_FRONTALIZE_WEIGHTS``).
+    """
+    import json
+    import tempfile
+
+    from faceforge.checkpoints import load_checkpoint, save_checkpoint
+    from faceforge.models import get_spec
+    from faceforge.models.registry import build_from_state
+
+    source = run / "G.pt"
+    if not source.is_file():
+        raise FileNotFoundError(f"{source} not found: train first")
+    ckpt = load_checkpoint(source)
+    meta = dict(ckpt.get("meta") or {})
+    if ckpt["arch"] != "pix2pix_mobile":
+        raise ValueError(f"{source} holds a {ckpt['arch']!r}; only pix2pix_mobile is installed as the default "
+                         "(serve others with FACEFORGE_FRONTALIZE_WEIGHTS=<run folder>)")
+    if not meta.get("finished"):
+        raise ValueError(f"{run} has not finished (step {meta.get('step')}): resume it first")
+    if not meta.get("data_config"):
+        run_config = json.loads((run / "config.json").read_text()) if (run / "config.json").is_file() else {}
+        data = run_config.get("data_config") or {}
+        meta["data_config"] = {k: data.get(k) for k in ("size", "buckets", "template")}
+    G = build_from_state(ckpt["arch"], ckpt["config"], ckpt["state_dict"], str(source), task="frontalize")
+    with tempfile.TemporaryDirectory() as tmp:
+        staged = Path(tmp) / "G.pt"
+        save_checkpoint(staged, G, ckpt["arch"], ckpt["config"], meta)
+        return install_weights(staged, get_spec("pix2pix_mobile").default_weights_path, run=run)
     if install:
         dest = install_translator(Path(run))
         click.echo(f"installed default weights: {dest} (provenance: {dest.with_suffix('.json')})")
@@ -318,6 +370,13 @@ def frontalize_pairs(faces: int, dest: Path, source: Path | None, size: int, max
 @click.option("--generator", type=click.Choice(["pix2pix_mobile", "pix2pix_unet256", "pix2pix_unet128"]),
               default="pix2pix_mobile", show_default=True)
 @click.option("--ngf", type=click.IntRange(1), default=None, help="Generator width [default: the spec's].")
+@click.option("--num-downs", type=click.IntRange(2), default=None,
+              help="U-Net levels [default: the spec's; the crop side must be a multiple of 2^levels, "
+                   "so 7 at 128 px].")
+@click.option("--crop-size", type=click.IntRange(16), default=None,
+              help="Training crop side [default: the generator's input side, 256 (128 for U-Net-128)].")
+@click.option("--ndf", type=click.IntRange(1), default=64, show_default=True,
+              help="PatchGAN width (the discriminator dominates a step's cost: 32 is ~4x cheaper).")
 @click.option("--epochs", type=click.IntRange(0), default=100, show_default=True, help="Epochs at the initial lr.")
 @click.option("--epochs-decay", type=click.IntRange(0), default=100, show_default=True,
               help="Epochs of linear lr decay to 0.")
@@ -330,25 +389,33 @@ def frontalize_pairs(faces: int, dest: Path, source: Path | None, size: int, max
 @run_control_options
 @click.option("--eval-every", type=click.IntRange(0), default=0, show_default=True,
               help="Steps between held-out PSNR/SSIM (0: at epoch ends).")
+@click.option("--install", is_flag=True,
+              help="When the run has finished, install its mobile generator as faceforge's default "
+                   "(faceforge/weights/pix2pix_frontalize.pt). With --resume of a finished run: install only.")
 @device_options
-def frontalize(data: Path, input_kind: str, generator: str, ngf: int | None, epochs: int, epochs_decay: int,
+def frontalize(data: Path, input_kind: str, generator: str, ngf: int | None, num_downs: int | None,
+               crop_size: int | None, ndf: int, epochs: int, epochs_decay: int,
                steps_per_epoch: int | None, batch_size: int, lr: float, lambda_l1: float, gan_mode: str, seed: int,
                runs_dir: str, resume: str | None, time_limit: float | None, stop_after: int | None, log_every: int,
-               sample_every: int, eval_every: int, device: str, workers: int, threads: int | None) -> None:
+               sample_every: int, eval_every: int, install: bool, device: str, workers: int,
+               threads: int | None) -> None:
     """Train a pix2pix frontalization generator (L1 x 100 + PatchGAN) on synthesized pose pairs.
 
     \b
     Examples:
       faceforge train frontalize --stop-after 5 --workers 0      # smoke run
       faceforge train frontalize --generator pix2pix_unet256 --time-limit 9
+      faceforge train frontalize --data cache/pose_pairs_128 --crop-size 128 --num-downs 7   # CPU config
       faceforge train frontalize --resume runs/frontalize/000 --time-limit 9
+      faceforge train frontalize --resume runs/frontalize/000 --install     # a finished run: install it
     """
     from faceforge.errors import FaceforgeError
     from training.frontalize import FrontalizeConfig, train as run_training
 
     cfg = FrontalizeConfig(
         data=str(data), input=input_kind, generator=generator,
-        generator_kwargs={"ngf": ngf} if ngf is not None else {}, n_epochs=epochs, n_epochs_decay=epochs_decay,
+        generator_kwargs={k: v for k, v in (("ngf", ngf), ("num_downs", num_downs)) if v is not None},
+        crop_size=crop_size, ndf=ndf, n_epochs=epochs, n_epochs_decay=epochs_decay,
         steps_per_epoch=steps_per_epoch, batch_size=batch_size, lr=lr, lambda_l1=lambda_l1, gan_mode=gan_mode,
         seed=seed, runs_dir=runs_dir, resume=resume, time_limit_min=time_limit, stop_after_steps=stop_after,
         log_every=log_every, sample_every=sample_every, eval_every=eval_every, device=device, num_workers=workers,

@@ -224,6 +224,12 @@ def train(cfg: FrontalizeConfig) -> Path:
         raise ValueError("need batch_size >= 1 and n_epochs + n_epochs_decay >= 1")
     crop = int(cfg.crop_size or spec.input.shape[-1])
     load = int(cfg.load_size or round(crop * 286 / 256))
+    levels = int({**spec.kwargs, **cfg.generator_kwargs}.get("num_downs", 1))
+    if crop < 16 or crop % 2 ** levels or load < crop:
+        raise ValueError(f"crop_size {crop} must be a multiple of 2^num_downs = {2 ** levels} (pass --num-downs "
+                         f"{max(1, crop.bit_length() - 1)} or another crop size) and load_size {load} >= crop_size")
+    # the checkpoints' provenance records the sizes actually used (export and the Frontalizer read crop_size)
+    cfg = FrontalizeConfig(**{**asdict(cfg), "crop_size": crop, "load_size": load})
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
@@ -262,6 +268,9 @@ def train(cfg: FrontalizeConfig) -> Path:
             "pairs": {"train": len(train_set), "test": len(test_set)}, "data_counts": index.get("counts"),
             "data_config": index.get("config"), "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
         })
+    # the cache's side and yaw buckets travel in G.pt: the Frontalizer renders at that side and flags yaws
+    # beyond the buckets even for an installed copy without this run's config.json
+    data_config = {k: (load_index(cfg.data).get("config") or {}).get(k) for k in ("size", "buckets", "template")}
     (run / "samples").mkdir(exist_ok=True)
     log = MetricsLog(run / "metrics.csv", append=True)
     eval_log = MetricsLog(run / "eval.csv", append=True)
@@ -281,7 +290,8 @@ def train(cfg: FrontalizeConfig) -> Path:
         prov = {"task": "frontalize", "input": cfg.input, "data": cfg.data, "step": step, "epoch": epoch_now,
                 "total_epochs": total_epochs, "finished": final, "command": command,
                 "config": {k: v for k, v in asdict(cfg).items() if k not in RUNTIME_FIELDS},
-                "metrics": metrics, "version": f"{time.strftime('%Y.%m.%d')}-run{run.name}-step{step}"}
+                "metrics": metrics, "data_config": data_config,
+                "version": f"{time.strftime('%Y.%m.%d')}-run{run.name}-step{step}"}
         save_checkpoint(run / "G.pt", G, cfg.generator, gen_kwargs, prov)
 
     window: dict[str, list[float]] = {}

@@ -4,6 +4,7 @@
 - :mod:`benchmarks.emotion_latency`   on-device style (LiteRT, ONNX Runtime) vs server round trip.
 - :mod:`benchmarks.detections`        BlazeFace detections on the shared real photos.
 - :mod:`benchmarks.translate_quality` age shift and identity of the CycleGAN translators.
+- :mod:`benchmarks.frontalize_quality` PSNR/SSIM/identity per yaw bucket of a frontalizer; real-photo grid.
 - :mod:`benchmarks.stylegan_latency`  StyleGAN2 generation latency/throughput by resolution and batch.
 - :mod:`benchmarks.generator_latency` CycleGAN / pix2pix generators: on-device files vs server, 256 and 128.
 - :mod:`benchmarks.jobs_roundtrip`    heavy-job API over HTTP: round trip per endpoint, concurrent clients.

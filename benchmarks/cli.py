@@ -8,6 +8,7 @@ import click
 
 from benchmarks import RESULTS_DIR
 from benchmarks.detections import main as detections
+from benchmarks.frontalize_quality import main as frontalize_quality
 from benchmarks.generator_latency import main as generator_latency
 from benchmarks.jobs_roundtrip import main as jobs_roundtrip
 from benchmarks.stylegan_latency import main as stylegan_latency
@@ -59,6 +60,7 @@ def emotion_accuracy(weights: str, no_peer: bool, out_dir: Path) -> None:
 
 bench.add_command(detections, "detections")
 bench.add_command(translate_quality, "translate-quality")
+bench.add_command(frontalize_quality, "frontalize-quality")
 bench.add_command(stylegan_latency, "stylegan-latency")
 bench.add_command(generator_latency, "generator-latency")
 bench.add_command(jobs_roundtrip, "jobs-roundtrip")

@@ -56,8 +56,9 @@ Weights (``weights=`` of :class:`Frontalizer`, ``--weights`` of ``faceforge fron
 - a **generator checkpoint** (``G.pt`` or an installed copy); its ``meta`` gives ``input`` and
   ``config.crop_size``; a ``config.json`` beside it is read as for a run folder;
 - a training state ``last.pt`` (``arch="frontalize_training_state"``): its generator;
-- ``"default"``: ``faceforge/weights/pix2pix_frontalize.pt``. No trained weights ship yet, so this
-  raises :class:`~faceforge.errors.WeightsNotFoundError` until a generator is installed there.
+- ``"default"``: ``faceforge/weights/pix2pix_frontalize.pt``, faceforge's trained mobile U-Net
+  (``faceforge train frontalize ... --install``; provenance and metrics in the ``.json`` beside it).
+  A missing file raises :class:`~faceforge.errors.WeightsNotFoundError`.
 """
 
 from __future__ import annotations
@@ -412,7 +413,7 @@ class Frontalizer:
 
     Args:
         weights: run folder, generator checkpoint, training state or ``"default"`` (the installed
-            weights; none ship yet). ``$FACEFORGE_FRONTALIZE_WEIGHTS`` is *not* read here (the CLI and
+            weights). ``$FACEFORGE_FRONTALIZE_WEIGHTS`` is *not* read here (the CLI and
             the server resolve it; see :func:`resolve_weights`).
         size: generator input side ``S``; default the training crop size (checkpoint or run config),
             else the generator spec's (256). Multiple of 4, >= 16.

@@ -17,7 +17,7 @@ from faceforge.errors import FaceforgeError
                    "[default: <photo>_frontal.png beside the photo].")
 @click.option("--weights", default=None,
               help="Run folder of `faceforge train frontalize` (G.pt), a generator checkpoint, or 'default' "
-                   "[default: $FACEFORGE_FRONTALIZE_WEIGHTS, else the installed weights; none ship yet].")
+                   "[default: $FACEFORGE_FRONTALIZE_WEIGHTS, else the shipped weights].")
 @click.option("--faces", "selection", default="all", show_default=True,
               help="Which faces: all, largest, or 0-based indices such as 0,2 (highest detector score first).")
 @click.option("--save-input/--no-save-input", default=False, show_default=True,

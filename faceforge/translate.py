@@ -27,9 +27,9 @@ Weights (``weights=`` of :class:`FaceTranslator`, ``--weights`` of ``faceforge t
   ``faceforge/weights/cyclegan_age.pt``): the direction its ``meta["direction"]`` states (``A->B`` if
   it states none);
 - a training state ``last.pt`` (``arch="cyclegan_training_state"``): both generators;
-- ``"default"``: the task's installed file under ``faceforge/weights/`` (:data:`TASKS`). No trained
-  default weights ship yet, so this raises :class:`~faceforge.errors.WeightsNotFoundError` until a
-  trained generator is installed there.
+- ``"default"``: the task's shipped file under ``faceforge/weights/`` (:data:`TASKS`; ``age``:
+  ``cyclegan_age.pt``, provenance in the ``.json`` beside it). A missing file raises
+  :class:`~faceforge.errors.WeightsNotFoundError`.
 
 Post-filter (``postfilter=True``): the seed project smoothed its CycleGAN outputs with "a Gaussian
 filter plus sharpening". Its numbers are not available; :func:`postfilter` uses a light Gaussian blur

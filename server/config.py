@@ -42,10 +42,10 @@ class Config:
         emotion_weights: ``"default"`` or a checkpoint path for mini_xception
             (``FACEFORGE_EMOTION_WEIGHTS``).
         translate_age_weights: weights of ``POST /v1/translate`` task ``age``: ``"default"`` (the
-            installed ``faceforge/weights/cyclegan_age.pt``; none ships yet), a run folder of
+            shipped ``faceforge/weights/cyclegan_age.pt``), a run folder of
             ``faceforge train cyclegan`` or a generator checkpoint (``FACEFORGE_TRANSLATE_AGE_WEIGHTS``).
         frontalize_weights: weights of ``POST /v1/frontalize``: ``"default"`` (the installed
-            ``faceforge/weights/pix2pix_frontalize.pt``; none ships yet), a run folder of
+            shipped ``faceforge/weights/pix2pix_frontalize.pt``), a run folder of
             ``faceforge train frontalize`` or its ``G.pt`` (``FACEFORGE_FRONTALIZE_WEIGHTS``).
         detector_model: BlazeFace variant, ``"short"``, ``"full"`` or ``"auto"``
             (``FACEFORGE_DETECTOR_MODEL``).

@@ -123,7 +123,7 @@ class ModelHub:
         first use from ``Config.frontalize_weights``.
 
         Raises:
-            WeightsNotFoundError: no weights installed/configured (503; none ship yet).
+            WeightsNotFoundError: the configured weights are absent (503).
             CheckpointError: the weights are not a frontalization generator.
         """
         if self._frontalizer is None:

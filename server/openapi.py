@@ -94,7 +94,8 @@ def _translate_operation(config: Config, errors: Iterable[type[FaceforgeError]])
             "(Zhu et al., ICCV 2017) -> optional Gaussian + unsharp post-filter -> paste back with a feathered "
             "mask; pixels outside the translated faces' squares are unchanged. The answer is chosen by the "
             "`response` field (not the Accept header): the photo bytes, or JSON with the photo base64 plus "
-            "the faces. No trained weights ship yet: without `FACEFORGE_TRANSLATE_AGE_WEIGHTS` the endpoint "
+            "the faces. faceforge ships trained aging weights; when the configured weights "
+            "(`FACEFORGE_TRANSLATE_AGE_WEIGHTS`, default: the shipped ones) are absent the endpoint "
             f"answers 503 `weights-not-found`. Limits: {config.max_bytes} bytes, {config.max_pixels} pixels, "
             f"at most {config.max_faces} faces translated."),
         "requestBody": {"required": True, "content": {"multipart/form-data": {
@@ -140,8 +141,9 @@ def _frontalize_operation(config: Config, errors: Iterable[type[FaceforgeError]]
             "(generators trained on rerendered inputs) warp back to frontal as Rotate-and-Render does (Zhou et "
             "al., CVPR 2020) -> pix2pix U-Net generator (Isola et al., CVPR 2017). Yaw is in degrees, positive "
             "when the nose points to the image's right; a face turned beyond the trained range is frontalized "
-            "and flagged (`in_range: false`, `warning`). No trained weights ship yet: without "
-            "`FACEFORGE_FRONTALIZE_WEIGHTS` the endpoint answers 503 `weights-not-found`. Limits: "
+            "and flagged (`in_range: false`, `warning`). faceforge ships a trained mobile U-Net (128 px); "
+            "when the configured weights (`FACEFORGE_FRONTALIZE_WEIGHTS`, default: the shipped ones) are absent "
+            "the endpoint answers 503 `weights-not-found`. Limits: "
             f"{config.max_bytes} bytes, {config.max_pixels} pixels, at most {config.max_faces} faces."),
         "requestBody": {"required": True, "content": {"multipart/form-data": {
             "schema": {"type": "object", "required": [schemas.IMAGE_FIELD], "properties": fields},

@@ -7,6 +7,7 @@ astronaut portrait (512x512 RGB, one face), a real photo that needs no shared da
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -91,3 +92,31 @@ def expect_problem():
         return body
 
     return check
+
+
+def make_tiny_pose_pairs(root: Path, n_faces: int = 4, size: int = 32) -> Path:
+    """A pose-pair cache of random images in the index.json layout (no Face Mesh needed)."""
+    from faceforge.imaging import save_image
+    from training.pose_pairs import INDEX_VERSION, YAW_BUCKETS, bucket_name
+
+    rng = np.random.default_rng(0)
+    pairs = []
+    for f in range(n_faces):
+        face = f"{f:05d}"
+        save_image(root / "frontal" / f"{face}.png", rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
+        for j, (lo, hi) in enumerate(YAW_BUCKETS):
+            pid = f"{face}_{j}"
+            for kind in ("profile", "rerender"):
+                save_image(root / kind / f"{pid}.png", rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
+            yaw = float((lo + hi) / 2) * (-1) ** j
+            pairs.append({"id": pid, "face": face, "source": f"{face}.jpg", "split": "test" if f == 0 else "train",
+                          "yaw": yaw, "bucket": bucket_name(yaw), "frontal": f"frontal/{face}.png",
+                          "profile": f"profile/{pid}.png", "rerender": f"rerender/{pid}.png"})
+    (root / "index.json").write_text(json.dumps({"version": INDEX_VERSION, "config": {}, "counts": {}, "pairs": pairs}))
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_pose_pairs():
+    """:func:`make_tiny_pose_pairs`: ``(root, n_faces=4, size=32) -> root``, a random-image pose-pair cache."""
+    return make_tiny_pose_pairs

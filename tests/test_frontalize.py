@@ -237,34 +237,12 @@ def test_build_pose_pairs_is_deterministic(utkface, face_tools, tmp_path):
 # trainer
 
 
-def _tiny_cache(root: Path, n_faces: int = 4, size: int = 32) -> Path:
-    """A pose-pair cache of random images in the index.json layout (no Face Mesh needed)."""
-    from faceforge.imaging import save_image
-    from training.pose_pairs import INDEX_VERSION, YAW_BUCKETS, bucket_name
-
-    rng = np.random.default_rng(0)
-    pairs = []
-    for f in range(n_faces):
-        face = f"{f:05d}"
-        save_image(root / "frontal" / f"{face}.png", rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
-        for j, (lo, hi) in enumerate(YAW_BUCKETS):
-            pid = f"{face}_{j}"
-            for kind in ("profile", "rerender"):
-                save_image(root / kind / f"{pid}.png", rng.integers(0, 256, (size, size, 3), dtype=np.uint8))
-            yaw = float((lo + hi) / 2) * (-1) ** j
-            pairs.append({"id": pid, "face": face, "source": f"{face}.jpg", "split": "test" if f == 0 else "train",
-                          "yaw": yaw, "bucket": bucket_name(yaw), "frontal": f"frontal/{face}.png",
-                          "profile": f"profile/{pid}.png", "rerender": f"rerender/{pid}.png"})
-    (root / "index.json").write_text(json.dumps({"version": INDEX_VERSION, "config": {}, "counts": {}, "pairs": pairs}))
-    return root
-
-
-def test_trainer_smoke_and_resume(tmp_path):
+def test_trainer_smoke_and_resume(tmp_path, tiny_pose_pairs):
     pytest.importorskip("skimage")
     from faceforge.checkpoints import load_checkpoint
     from training.frontalize import FrontalizeConfig, train
 
-    data = _tiny_cache(tmp_path / "pairs")
+    data = tiny_pose_pairs(tmp_path / "pairs")
     common = dict(num_workers=0, threads=1, progress=False)
     cfg = FrontalizeConfig(data=str(data), generator="pix2pix_mobile",
                            generator_kwargs={"ngf": 8, "num_downs": 5}, ndf=8, crop_size=32, load_size=36,
@@ -288,25 +266,25 @@ def test_trainer_smoke_and_resume(tmp_path):
         assert g(torch.zeros(1, 3, 32, 32)).shape == (1, 3, 32, 32)
 
 
-def test_trainer_rejects_a_generator_of_another_task(tmp_path):
+def test_trainer_rejects_a_generator_of_another_task(tmp_path, tiny_pose_pairs):
     from training.frontalize import FrontalizeConfig, train
 
-    data = _tiny_cache(tmp_path / "pairs", n_faces=2)
+    data = tiny_pose_pairs(tmp_path / "pairs", n_faces=2)
     with pytest.raises(ValueError, match="not a frontalizer"):
         train(FrontalizeConfig(data=str(data), generator="cyclegan_mobile", runs_dir=str(tmp_path / "runs"),
                                progress=False, num_workers=0))
 
 
-def test_trainer_checks_the_crop_against_the_levels(tmp_path):
+def test_trainer_checks_the_crop_against_the_levels(tmp_path, tiny_pose_pairs):
     from training.frontalize import FrontalizeConfig, train
 
-    data = _tiny_cache(tmp_path / "pairs", n_faces=2)
+    data = tiny_pose_pairs(tmp_path / "pairs", n_faces=2)
     with pytest.raises(ValueError, match="multiple of 2\\^num_downs = 64"):
         train(FrontalizeConfig(data=str(data), generator="pix2pix_mobile", generator_kwargs={"num_downs": 6},
                                crop_size=32, runs_dir=str(tmp_path / "runs"), progress=False, num_workers=0))
 
 
-def test_finished_run_installs_as_the_default(tmp_path, monkeypatch):
+def test_finished_run_installs_as_the_default(tmp_path, monkeypatch, tiny_pose_pairs):
     pytest.importorskip("skimage")
     import faceforge.models.registry as registry
     from faceforge.frontalize import load_generator
@@ -315,7 +293,7 @@ def test_finished_run_installs_as_the_default(tmp_path, monkeypatch):
 
     monkeypatch.setattr(registry, "WEIGHTS_DIR", tmp_path / "weights")
     (tmp_path / "weights").mkdir()
-    data = _tiny_cache(tmp_path / "pairs")
+    data = tiny_pose_pairs(tmp_path / "pairs")
     cfg = FrontalizeConfig(data=str(data), generator="pix2pix_mobile", generator_kwargs={"ngf": 8, "num_downs": 5},
                            ndf=8, crop_size=32, batch_size=4, n_epochs=1, n_epochs_decay=0, log_every=1,
                            sample_every=100, runs_dir=str(tmp_path / "runs"), num_workers=0, threads=1,
@@ -341,7 +319,7 @@ def test_finished_run_installs_as_the_default(tmp_path, monkeypatch):
         install_frontalizer(other)
 
 
-def test_frontalizer_calibration_data_are_the_cache_rerenders(tmp_path, monkeypatch):
+def test_frontalizer_calibration_data_are_the_cache_rerenders(tmp_path, monkeypatch, tiny_pose_pairs):
     import dataclasses
 
     from export.calibration import parity_dataset, representative_dataset
@@ -353,7 +331,7 @@ def test_frontalizer_calibration_data_are_the_cache_rerenders(tmp_path, monkeypa
     monkeypatch.setenv("FACEFORGE_POSE_PAIRS", str(tmp_path / "absent"))
     with pytest.raises(ExportError, match="frontalize-pairs"):
         representative_dataset(spec, 4)
-    root = _tiny_cache(tmp_path / "pairs")
+    root = tiny_pose_pairs(tmp_path / "pairs")
     monkeypatch.setenv("FACEFORGE_POSE_PAIRS", str(root))
     x, labels = parity_dataset(spec)  # the held-out face: 4 rerenders
     index = json.loads((root / "index.json").read_text())

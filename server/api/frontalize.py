@@ -20,8 +20,8 @@ Yaw is Face Mesh's estimate in degrees, positive when the nose points to the ima
 turned beyond the trained range is frontalized all the same and flagged (``in_range: false`` and a
 ``warning``; header ``X-Faceforge-Yaw-In-Range: false``).
 
-Errors: no weights configured -> 503 ``weights-not-found`` (none ship yet: set
-``FACEFORGE_FRONTALIZE_WEIGHTS`` to a ``faceforge train frontalize`` run folder); no face -> 422
+Errors: the configured weights are absent -> 503 ``weights-not-found`` (the shipped default deleted, or
+``FACEFORGE_FRONTALIZE_WEIGHTS`` pointing nowhere); no face -> 422
 ``no-face`` (also for ``response=image`` when Face Mesh rejects the selected face); an index beyond
 the detected faces -> 422 ``bad-face-selection``; ``response=image`` selecting several faces -> 400
 ``invalid-field``.

@@ -23,8 +23,8 @@ Server Timing: ``decode;dur=12.3, detect;dur=...``, milliseconds). ``response=js
 :func:`server.schemas.translate_response_schema`. A client that needs the boxes asks for JSON; one that
 only shows the picture takes the bytes (no base64 overhead).
 
-Errors: no trained weights for the task -> 503 ``weights-not-found`` (none ship yet: set
-``FACEFORGE_TRANSLATE_AGE_WEIGHTS`` to a run folder); unknown task -> 400 ``unknown-task`` with
+Errors: the task's configured weights are absent -> 503 ``weights-not-found`` (the shipped default
+deleted, or ``FACEFORGE_TRANSLATE_AGE_WEIGHTS`` pointing nowhere); unknown task -> 400 ``unknown-task`` with
 ``valid``; an index beyond the detected faces -> 422 ``bad-face-selection``.
 """
 

@@ -1,0 +1,70 @@
+"""``benchmarks.frontalize_quality`` end to end on a tiny random generator: per-bucket tables from the
+held-out pairs of a pose-pair cache, the pair grid, and the real-photo part on the (near-frontal)
+astronaut, listed below the yaw threshold and left out above it."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from faceforge.checkpoints import save_checkpoint
+from faceforge.imaging import load_image, save_image
+from faceforge.models import create_model
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def generator(tmp_path_factory):
+    torch.manual_seed(0)
+    g = create_model("pix2pix_mobile", ngf=4, num_downs=5)
+    path = tmp_path_factory.mktemp("g") / "G.pt"
+    return save_checkpoint(path, g, "pix2pix_mobile", g.faceforge_config, {"input": "rerender",
+                                                                            "config": {"crop_size": 32}})
+
+
+def test_pairs_table_and_grid(tmp_path, generator, tiny_pose_pairs):
+    pytest.importorskip("skimage")
+    from benchmarks.frontalize_quality import markdown, run
+
+    cache = tiny_pose_pairs(tmp_path / "pairs", n_faces=3)
+    doc = run(str(generator), cache, out_dir=tmp_path / "out", figures=tmp_path / "fig", identity=False)
+    assert doc["pairs"] == {"cache": str(cache), "test_pairs": 4, "test_faces": 1}
+    assert set(doc["metrics"]) == {"15-30", "30-45", "45-60", "60-75", "all"}
+    assert all(r["n"] == 1 for k, r in doc["metrics"].items() if k != "all")
+    # the input's PSNR against the frontal is recomputed independently here
+    index = json.loads((cache / "index.json").read_text())
+    p = next(p for p in index["pairs"] if p["split"] == "test" and p["bucket"] == "15-30")
+    x, y = (load_image(cache / p[k]).astype(np.float64) for k in ("rerender", "frontal"))
+    assert doc["metrics"]["15-30"]["psnr_input"] == pytest.approx(10 * np.log10(255 ** 2 / ((x - y) ** 2).mean()),
+                                                                  abs=1e-3)
+    assert json.loads((tmp_path / "out" / "frontalize_quality.json").read_text())["metrics"] == doc["metrics"]
+    md = (tmp_path / "out" / "frontalize_quality.md").read_text()
+    assert md == markdown(doc) and "| 60-75 | 1 |" in md and "id profile" in md
+    grid = load_image(tmp_path / "fig" / "frontalize_quality_pairs.png")
+    assert grid.shape == (32, 13 * 32, 3)  # one face: 4 x (profile, input, output) + frontal
+
+
+def test_photos_list_turned_faces(tmp_path, generator, astronaut_rgb, tiny_pose_pairs):
+    pytest.importorskip("skimage")
+    from benchmarks.frontalize_quality import run
+    from faceforge.errors import MissingDependencyError
+
+    photos = tmp_path / "photos"
+    save_image(photos / "frontal.png", astronaut_rgb)
+    cache = tiny_pose_pairs(tmp_path / "pairs", n_faces=2)
+    try:
+        doc = run(str(generator), cache, photos=[photos], min_yaw=0.0, photo_faces_n=2, out_dir=tmp_path / "out",
+                  figures=tmp_path / "fig", identity=False)
+    except MissingDependencyError as exc:
+        pytest.skip(f"detector files absent: {exc}")
+    turned = doc["photos"]["turned"]
+    assert doc["photos"]["faces_total"] == 1 and len(turned) == 1
+    assert turned[0]["file"] == "photos/frontal.png" and abs(turned[0]["yaw"]) < 15
+    assert load_image(tmp_path / "fig" / "frontalize_quality_photos.png").shape == (32, 2 * 3 * 32, 3)
+    doc = run(str(generator), cache, photos=[photos], min_yaw=15.0, out_dir=tmp_path / "out",
+              figures=tmp_path / "fig2", identity=False)
+    assert doc["photos"]["turned"] == [] and not (tmp_path / "fig2" / "frontalize_quality_photos.png").exists()

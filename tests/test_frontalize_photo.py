@@ -297,3 +297,22 @@ def test_models_lists_the_loaded_frontalizer(client, astronaut_png):
     entries = {m["name"]: m for m in client.get("/v1/models").get_json()["models"]}
     entry = entries["pix2pix_mobile"]
     assert entry["loaded"] and entry["served"] and entry["weights"]["provenance"]["task"] == "frontalize"
+
+
+def test_shipped_default_weights(astronaut_rgb):
+    """The installed generator loads by default at its trained size and, on a frontal face, gives back
+    that face (a random or broken generator does not: ~10 dB)."""
+    from faceforge.frontalize import DEFAULT_WEIGHTS_PATH
+
+    if not DEFAULT_WEIGHTS_PATH.is_file():
+        pytest.skip("no frontalization weights installed in this checkout")
+    fz = Frontalizer("default", num_threads=1)
+    assert fz.weights_source == "default" and fz.meta.get("finished") is True
+    assert fz.size == fz.meta["config"]["crop_size"] and fz.render_size == fz.meta["data_config"]["size"]
+    assert fz.max_yaw == 75
+    (face,) = fz.frontalize(astronaut_rgb).frontalized
+    assert abs(face.yaw) < 10 and face.output.shape == (fz.size, fz.size, 3)
+    from faceforge.frontalize import _resize
+    ref = _resize(face.rerender, fz.size).astype(np.float64)
+    psnr = 10 * np.log10(255 ** 2 / ((face.output.astype(np.float64) - ref) ** 2).mean())
+    assert psnr > 20, psnr

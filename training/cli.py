@@ -191,53 +191,6 @@ def cyclegan(dataroot: Path | None, generator: str, ngf: int | None, n_blocks: i
         raise click.ClickException(str(exc)) from None
     click.echo(f"run folder: {run}")
     if install:
-        try:
-            dest = install_frontalizer(Path(run))
-        except (FileNotFoundError, ValueError) as exc:
-            raise click.ClickException(str(exc)) from None
-        click.echo(f"installed default weights: {dest} (provenance: {dest.with_suffix('.json')})")
-
-
-def install_frontalizer(run: Path) -> Path:
-    """Install a finished frontalization run's ``G.pt`` as faceforge's default weights
-    (``pix2pix_mobile``'s registry default, ``faceforge/weights/pix2pix_frontalize.pt``: what
-    ``Frontalizer("default")``, ``/v1/frontalize`` and ``faceforge export pix2pix_mobile`` load).
-
-    The run's pose-pair cache config (side, yaw buckets, template) is added to the checkpoint's meta
-    when absent, so the installed copy renders at the trained side without the run folder.
-
-    Raises:
-        FileNotFoundError: the run has no ``G.pt``.
-        ValueError: the run has not finished, or its generator is not ``pix2pix_mobile`` (the server
-            U-Nets are served from their run folder: ``FACEFORGE_FRONTALIZE_WEIGHTS``).
-    """
-    import json
-    import tempfile
-
-    from faceforge.checkpoints import load_checkpoint, save_checkpoint
-    from faceforge.models import get_spec
-    from faceforge.models.registry import build_from_state
-
-    source = run / "G.pt"
-    if not source.is_file():
-        raise FileNotFoundError(f"{source} not found: train first")
-    ckpt = load_checkpoint(source)
-    meta = dict(ckpt.get("meta") or {})
-    if ckpt["arch"] != "pix2pix_mobile":
-        raise ValueError(f"{source} holds a {ckpt['arch']!r}; only pix2pix_mobile is installed as the default "
-                         "(serve others with FACEFORGE_FRONTALIZE_WEIGHTS=<run folder>)")
-    if not meta.get("finished"):
-        raise ValueError(f"{run} has not finished (step {meta.get('step')}): resume it first")
-    if not meta.get("data_config"):
-        run_config = json.loads((run / "config.json").read_text()) if (run / "config.json").is_file() else {}
-        data = run_config.get("data_config") or {}
-        meta["data_config"] = {k: data.get(k) for k in ("size", "buckets", "template")}
-    G = build_from_state(ckpt["arch"], ckpt["config"], ckpt["state_dict"], str(source), task="frontalize")
-    with tempfile.TemporaryDirectory() as tmp:
-        staged = Path(tmp) / "G.pt"
-        save_checkpoint(staged, G, ckpt["arch"], ckpt["config"], meta)
-        return install_weights(staged, get_spec("pix2pix_mobile").default_weights_path, run=run)
-    if install:
         dest = install_translator(Path(run))
         click.echo(f"installed default weights: {dest} (provenance: {dest.with_suffix('.json')})")
 
@@ -425,6 +378,60 @@ def frontalize(data: Path, input_kind: str, generator: str, ngf: int | None, num
     except (FileNotFoundError, ValueError, FaceforgeError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"run folder: {run}")
+    if install:
+        try:
+            dest = install_frontalizer(Path(run))
+        except (FileNotFoundError, ValueError) as exc:
+            raise click.ClickException(str(exc)) from None
+        click.echo(f"installed default weights: {dest} (provenance: {dest.with_suffix('.json')})")
+
+
+def install_frontalizer(run: Path) -> Path:
+    """Install a finished frontalization run's ``G.pt`` as faceforge's default weights
+    (``pix2pix_mobile``'s registry default, ``faceforge/weights/pix2pix_frontalize.pt``: what
+    ``Frontalizer("default")``, ``/v1/frontalize`` and ``faceforge export pix2pix_mobile`` load).
+
+    The run's pose-pair cache config (side, yaw buckets, template) is added to the checkpoint's meta
+    when absent, so the installed copy renders at the trained side without the run folder.
+
+    Raises:
+        FileNotFoundError: the run has no ``G.pt``.
+        ValueError: the run has not finished, or its generator is not ``pix2pix_mobile`` (the server
+            U-Nets are served from their run folder: ``FACEFORGE_FRONTALIZE_WEIGHTS``).
+    """
+    import json
+    import tempfile
+
+    from faceforge.checkpoints import load_checkpoint, save_checkpoint
+    from faceforge.models import get_spec
+    from faceforge.models.registry import build_from_state
+
+    source = run / "G.pt"
+    if not source.is_file():
+        raise FileNotFoundError(f"{source} not found: train first")
+    ckpt = load_checkpoint(source)
+    meta = dict(ckpt.get("meta") or {})
+    if ckpt["arch"] != "pix2pix_mobile":
+        raise ValueError(f"{source} holds a {ckpt['arch']!r}; only pix2pix_mobile is installed as the default "
+                         "(serve others with FACEFORGE_FRONTALIZE_WEIGHTS=<run folder>)")
+    if not meta.get("finished"):
+        raise ValueError(f"{run} has not finished (step {meta.get('step')}): resume it first")
+    if not meta.get("data_config"):
+        run_config = json.loads((run / "config.json").read_text()) if (run / "config.json").is_file() else {}
+        data = run_config.get("data_config") or {}
+        meta["data_config"] = {k: data.get(k) for k in ("size", "buckets", "template")}
+    G = build_from_state(ckpt["arch"], ckpt["config"], ckpt["state_dict"], str(source), task="frontalize")
+    with tempfile.TemporaryDirectory() as tmp:
+        staged = Path(tmp) / "G.pt"
+        save_checkpoint(staged, G, ckpt["arch"], ckpt["config"], meta)
+        dest = install_weights(staged, get_spec("pix2pix_mobile").default_weights_path, run=run)
+    if (run / "config.json").is_file():  # what the pairs were: counts and synthesis settings of the cache
+        record = json.loads(dest.with_suffix(".json").read_text())
+        run_config = json.loads((run / "config.json").read_text())
+        record.update(pose_pairs={"counts": run_config.get("data_counts"), "config": run_config.get("data_config")},
+                      pairs_used=run_config.get("pairs"))
+        dest.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
+    return dest
 
 
 @train.command("stylegan2")

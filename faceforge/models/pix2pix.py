@@ -254,5 +254,5 @@ register_model(ModelSpec(
     source="faceforge; pix2pix U-Net (Isola et al. 2017) with depthwise-separable convolutions (Howard et al. "
            "2017), resize-convolution (Odena et al. 2016), BatchNorm folding (Jacob et al. 2018)",
     description="mobile U-Net frontalization generator (phones), 256x256 RGB -> RGB in [-1, 1]; "
-                "3.49 M params, 1.43 GMACs",
+                "3.49 M params, 1.43 GMACs (the shipped weights: 128x128, 7 levels, 2.68 M params, 0.36 GMACs)",
 ))

@@ -109,7 +109,12 @@ def test_rerender_at_zero_yaw_is_nearly_the_crop(frontalizer, astronaut_rgb):
 # weights
 
 
-def test_resolve_weights_names_the_env_var(tmp_path, weights):
+def test_resolve_weights_names_the_env_var(tmp_path, weights, monkeypatch):
+    import faceforge.frontalize as frontalize
+
+    assert resolve_weights(None, environ={}) == frontalize.DEFAULT_WEIGHTS_PATH or \
+        not frontalize.DEFAULT_WEIGHTS_PATH.exists()
+    monkeypatch.setattr(frontalize, "DEFAULT_WEIGHTS_PATH", tmp_path / "pix2pix_frontalize.pt")  # a checkout without it
     with pytest.raises(WeightsNotFoundError) as info:
         resolve_weights(None, environ={})
     assert ENV_VAR in str(info.value)
@@ -171,7 +176,8 @@ def test_no_face_raises(frontalizer):
         frontalizer.frontalize(np.full((96, 128, 3), 200, np.uint8))
 
 
-def test_cli(tmp_path, weights, astronaut_png):
+def test_cli(tmp_path, weights, astronaut_png, monkeypatch):
+    import faceforge.frontalize as frontalize
     from faceforge.cli import main
 
     photo = tmp_path / "astro.png"
@@ -181,6 +187,11 @@ def test_cli(tmp_path, weights, astronaut_png):
     assert result.exit_code == 0, result.output
     doc = json.loads(result.output[result.output.index("{"):])
     assert doc["faces"][0]["output"] == str(out) and Image.open(out).size == (SIZE, SIZE)
+    if frontalize.DEFAULT_WEIGHTS_PATH.is_file():  # the shipped weights by default, at their trained size
+        shipped = CliRunner().invoke(main, ["frontalize", str(photo), "-o", str(tmp_path / "d.png")], env={ENV_VAR: ""})
+        assert shipped.exit_code == 0, shipped.output
+        assert Image.open(tmp_path / "d.png").size == (128, 128)
+    monkeypatch.setattr(frontalize, "DEFAULT_WEIGHTS_PATH", tmp_path / "absent.pt")  # a checkout without them
     missing = CliRunner().invoke(main, ["frontalize", str(photo)], env={ENV_VAR: ""})
     assert missing.exit_code != 0 and ENV_VAR in missing.output
 

@@ -204,9 +204,9 @@ def test_registry_spec_and_create_model():
     assert "scale" not in d and "colour" not in d and d["layout"] == "NC"
     g = create_model("stylegan2", resolution=8, z_dim=Z, w_dim=Z, channel_base=64, channel_max=8)
     assert g(z_batch(1)).shape == (1, 3, 8, 8)
-    assert get_spec("pix2pix_mobile").default_weights is None  # a spec that ships none: a clear error
+    assert get_spec("pix2pix_unet256").default_weights is None  # a spec that ships none: a clear error
     with pytest.raises(CheckpointError, match="ships no default weights"):
-        create_model("pix2pix_mobile", weights="default")
+        create_model("pix2pix_unet256", weights="default")
 
 
 @pytest.mark.export

@@ -342,3 +342,25 @@ def test_frontalizer_calibration_data_are_the_cache_rerenders(tmp_path, monkeypa
     assert cal.shape == (5, 3, 32, 32) and cal.dtype == np.float32
     train_ids = {load_image(root / p["rerender"]).tobytes() for p in index["pairs"] if p["split"] == "train"}
     assert all(np.round((c.transpose(1, 2, 0) + 1) * 127.5).astype(np.uint8).tobytes() in train_ids for c in cal)
+
+
+def test_a_run_in_training_is_not_resumed_twice(tmp_path, tiny_pose_pairs):
+    import os
+
+    from training.frontalize import FrontalizeConfig, train
+    from training.runs import LOCK_NAME
+
+    data = tiny_pose_pairs(tmp_path / "pairs", n_faces=2)
+    common = dict(num_workers=0, threads=1, progress=False)
+    run = train(FrontalizeConfig(data=str(data), generator="pix2pix_mobile", generator_kwargs={"ngf": 4, "num_downs": 5},
+                                 ndf=4, crop_size=32, batch_size=4, n_epochs=2, n_epochs_decay=0,
+                                 runs_dir=str(tmp_path / "runs"), stop_after_steps=1, **common))
+    assert not (run / LOCK_NAME).exists()  # released when training stops
+    (run / LOCK_NAME).write_text(f"{os.getppid()}\n")  # a live process (pytest's parent) holds the run
+    before = (run / "last.pt").read_bytes()
+    with pytest.raises(RuntimeError, match=f"process {os.getppid()}"):
+        train(FrontalizeConfig(resume=str(run), stop_after_steps=1, **common))
+    assert (run / "last.pt").read_bytes() == before  # nothing written
+    (run / LOCK_NAME).write_text("999999999\n")  # a lock left by a killed trainer is taken over
+    train(FrontalizeConfig(resume=str(run), stop_after_steps=1, **common))
+    assert (run / "last.pt").read_bytes() != before and not (run / LOCK_NAME).exists()

@@ -375,7 +375,7 @@ def frontalize(data: Path, input_kind: str, generator: str, ngf: int | None, num
         threads=threads)
     try:
         run = run_training(cfg)
-    except (FileNotFoundError, ValueError, FaceforgeError) as exc:
+    except (FileNotFoundError, ValueError, RuntimeError, FaceforgeError) as exc:  # RuntimeError: run_lock
         raise click.ClickException(str(exc)) from None
     click.echo(f"run folder: {run}")
     if install:

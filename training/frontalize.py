@@ -61,7 +61,7 @@ from faceforge.models.cyclegan import NLayerDiscriminator
 from training.cyclegan import gan_loss, lr_factor
 from training.pose_pairs import YAW_BUCKETS, PosePairDataset, bucket_name, load_index
 from training.runs import (MetricsLog, command_line, new_run_dir, resolve_device, restore_training_state,
-                           epoch_steps, resume_config, set_requires_grad, write_json)
+                           epoch_steps, resume_config, run_lock, set_requires_grad, write_json)
 from training.unpaired import resize_square, to_uint8
 
 STATE_ARCH = "frontalize_training_state"
@@ -294,69 +294,70 @@ def train(cfg: FrontalizeConfig) -> Path:
                 "version": f"{time.strftime('%Y.%m.%d')}-run{run.name}-step{step}"}
         save_checkpoint(run / "G.pt", G, cfg.generator, gen_kwargs, prov)
 
-    window: dict[str, list[float]] = {}
-    t_start = t_window = time.time()
-    steps_this_call = 0
-    bar = tqdm(total=total_steps, initial=step, disable=not cfg.progress or None, desc="frontalize", mininterval=5)
-    stop = False
-    metrics = None
-    while step < total_steps and not stop:
-        epoch, offset = divmod(step, steps_per_epoch)
-        for group in opt_G.param_groups + opt_D.param_groups:
-            group["lr"] = cfg.lr * lr_factor(epoch, cfg.n_epochs, cfg.n_epochs_decay)
-        perm = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
-        perm = perm[: steps_per_epoch * cfg.batch_size][offset * cfg.batch_size:]
-        loader = DataLoader(Subset(train_set, perm.tolist()), batch_size=cfg.batch_size, shuffle=False,
-                            drop_last=True, num_workers=cfg.num_workers, pin_memory=device.type == "cuda")
-        for batch in loader:
-            x = batch["input"].to(device, non_blocking=True)
-            y = batch["target"].to(device, non_blocking=True)
-            losses: dict[str, torch.Tensor] = {}
-            # --- generator
-            set_requires_grad([D], False)
-            fake = G(x)
-            losses["G_gan"] = gan_loss(D(torch.cat([x, fake], 1)), True, cfg.gan_mode)
-            losses["G_l1"] = F.l1_loss(fake, y) * cfg.lambda_l1
-            loss_G = losses["G_gan"] + losses["G_l1"]
-            opt_G.zero_grad(set_to_none=True)
-            loss_G.backward()
-            opt_G.step()
-            # --- discriminator
-            set_requires_grad([D], True)
-            losses["D_real"] = gan_loss(D(torch.cat([x, y], 1)), True, cfg.gan_mode)
-            losses["D_fake"] = gan_loss(D(torch.cat([x, fake.detach()], 1)), False, cfg.gan_mode)
-            loss_D = 0.5 * (losses["D_real"] + losses["D_fake"])
-            opt_D.zero_grad(set_to_none=True)
-            loss_D.backward()
-            opt_D.step()
+    with run_lock(run):  # a second trainer on this run (e.g. --resume while this one evaluates) is refused
+        window: dict[str, list[float]] = {}
+        t_start = t_window = time.time()
+        steps_this_call = 0
+        bar = tqdm(total=total_steps, initial=step, disable=not cfg.progress or None, desc="frontalize", mininterval=5)
+        stop = False
+        metrics = None
+        while step < total_steps and not stop:
+            epoch, offset = divmod(step, steps_per_epoch)
+            for group in opt_G.param_groups + opt_D.param_groups:
+                group["lr"] = cfg.lr * lr_factor(epoch, cfg.n_epochs, cfg.n_epochs_decay)
+            perm = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
+            perm = perm[: steps_per_epoch * cfg.batch_size][offset * cfg.batch_size:]
+            loader = DataLoader(Subset(train_set, perm.tolist()), batch_size=cfg.batch_size, shuffle=False,
+                                drop_last=True, num_workers=cfg.num_workers, pin_memory=device.type == "cuda")
+            for batch in loader:
+                x = batch["input"].to(device, non_blocking=True)
+                y = batch["target"].to(device, non_blocking=True)
+                losses: dict[str, torch.Tensor] = {}
+                # --- generator
+                set_requires_grad([D], False)
+                fake = G(x)
+                losses["G_gan"] = gan_loss(D(torch.cat([x, fake], 1)), True, cfg.gan_mode)
+                losses["G_l1"] = F.l1_loss(fake, y) * cfg.lambda_l1
+                loss_G = losses["G_gan"] + losses["G_l1"]
+                opt_G.zero_grad(set_to_none=True)
+                loss_G.backward()
+                opt_G.step()
+                # --- discriminator
+                set_requires_grad([D], True)
+                losses["D_real"] = gan_loss(D(torch.cat([x, y], 1)), True, cfg.gan_mode)
+                losses["D_fake"] = gan_loss(D(torch.cat([x, fake.detach()], 1)), False, cfg.gan_mode)
+                loss_D = 0.5 * (losses["D_real"] + losses["D_fake"])
+                opt_D.zero_grad(set_to_none=True)
+                loss_D.backward()
+                opt_D.step()
 
-            step += 1
-            steps_this_call += 1
-            bar.update(1)
-            for k, v in losses.items():
-                window.setdefault(k, []).append(float(v.detach()))
-            if step % cfg.log_every == 0 or step == total_steps:
-                now = time.time()
-                row = {"step": step, "epoch": round(step / steps_per_epoch, 4),
-                       "lr": f"{opt_G.param_groups[0]['lr']:.3e}"}
-                row.update({k: round(float(np.mean(v)), 5) for k, v in window.items()})
-                row["sec_per_step"] = round((now - t_window) / len(window["G_l1"]), 4)
-                log.log(**row)
-                bar.set_postfix(L1=row["G_l1"], D=round(row["D_real"] + row["D_fake"], 3), refresh=False)
-                window, t_window = {}, now
-            end_of_epoch = step % steps_per_epoch == 0
-            out_of_time = cfg.time_limit_min is not None and time.time() - t_start > 60 * cfg.time_limit_min
-            stop = (cfg.stop_after_steps is not None and steps_this_call >= cfg.stop_after_steps) or out_of_time
-            last = step == total_steps
-            if step % cfg.sample_every == 0 or end_of_epoch or last or stop:
-                save_image(run / "samples" / f"step_{step:07d}.png", sample_grid(G, test_set, cfg.n_samples, device))
-            if (cfg.eval_every and step % cfg.eval_every == 0) or (not cfg.eval_every and end_of_epoch) or last or stop:
-                metrics = run_eval()
-            if end_of_epoch or stop or last or (cfg.save_every and step % cfg.save_every == 0):
-                save(final=last, metrics=metrics)
-            if stop:
-                break
-    bar.close()
+                step += 1
+                steps_this_call += 1
+                bar.update(1)
+                for k, v in losses.items():
+                    window.setdefault(k, []).append(float(v.detach()))
+                if step % cfg.log_every == 0 or step == total_steps:
+                    now = time.time()
+                    row = {"step": step, "epoch": round(step / steps_per_epoch, 4),
+                           "lr": f"{opt_G.param_groups[0]['lr']:.3e}"}
+                    row.update({k: round(float(np.mean(v)), 5) for k, v in window.items()})
+                    row["sec_per_step"] = round((now - t_window) / len(window["G_l1"]), 4)
+                    log.log(**row)
+                    bar.set_postfix(L1=row["G_l1"], D=round(row["D_real"] + row["D_fake"], 3), refresh=False)
+                    window, t_window = {}, now
+                end_of_epoch = step % steps_per_epoch == 0
+                out_of_time = cfg.time_limit_min is not None and time.time() - t_start > 60 * cfg.time_limit_min
+                stop = (cfg.stop_after_steps is not None and steps_this_call >= cfg.stop_after_steps) or out_of_time
+                last = step == total_steps
+                if step % cfg.sample_every == 0 or end_of_epoch or last or stop:
+                    save_image(run / "samples" / f"step_{step:07d}.png", sample_grid(G, test_set, cfg.n_samples, device))
+                if (cfg.eval_every and step % cfg.eval_every == 0) or (not cfg.eval_every and end_of_epoch) or last or stop:
+                    metrics = run_eval()
+                if end_of_epoch or stop or last or (cfg.save_every and step % cfg.save_every == 0):
+                    save(final=last, metrics=metrics)
+                if stop:
+                    break
+        bar.close()
     done = "finished" if step >= total_steps else f"stopped at step {step}/{total_steps} (resume with --resume {run})"
     print(f"run {run}: {done}", flush=True)
     return run

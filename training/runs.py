@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shlex
 import sys
+from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, TypeVar
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, TypeVar
 
 if TYPE_CHECKING:
     import torch
@@ -154,3 +156,43 @@ def epoch_steps(n_items: int, batch_size: int, cap: int | None = None, what: str
     if steps < 1:
         raise ValueError(f"{n_items} {what} are fewer than one batch of {batch_size}")
     return steps
+
+
+LOCK_NAME = "train.lock"
+"""File in a run folder while a trainer works in it: the process id, one line."""
+
+
+@contextmanager
+def run_lock(run: Path) -> Iterator[None]:
+    """Hold ``run/train.lock`` while training in ``run``, so that a second trainer (e.g. a ``--resume``
+    started while the first is still evaluating) cannot continue the same run from a stale state.
+
+    A lock left by a process that no longer exists (a killed run) is taken over.
+
+    Raises:
+        RuntimeError: another live process holds the run; the message names its pid.
+    """
+    lock = Path(run) / LOCK_NAME
+    if lock.is_file():
+        try:
+            pid = int(lock.read_text().strip() or 0)
+        except (OSError, ValueError):
+            pid = 0
+        if pid and pid != os.getpid() and _alive(pid):
+            raise RuntimeError(f"{run} is being trained by process {pid} ({lock}); wait for it to end, or "
+                               f"delete the lock if that process is not a trainer")
+    lock.write_text(f"{os.getpid()}\n")
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True

@@ -187,7 +187,7 @@ def cyclegan(dataroot: Path | None, generator: str, ngf: int | None, n_blocks: i
         sample_every=sample_every, save_every=save_every, device=device, num_workers=workers, threads=threads)
     try:
         run = run_training(cfg)
-    except (FileNotFoundError, ValueError, FaceforgeError) as exc:
+    except (FileNotFoundError, ValueError, RuntimeError, FaceforgeError) as exc:  # RuntimeError: run_lock
         raise click.ClickException(str(exc)) from None
     click.echo(f"run folder: {run}")
     if install:
@@ -512,7 +512,7 @@ def stylegan2(preset: str, data: Path | None, finetune_from: Path | None, instal
                                  finetune_from=str(finetune_from) if finetune_from else None,
                                  stop_after_steps=stop_after, time_limit_min=time_limit, **fields)
         run = run_training(cfg)
-    except (FileNotFoundError, ValueError, FaceforgeError) as exc:
+    except (FileNotFoundError, ValueError, RuntimeError, FaceforgeError) as exc:  # RuntimeError: run_lock
         raise click.ClickException(str(exc)) from None
     click.echo(f"run folder: {run}")
     if install:

@@ -54,7 +54,7 @@ from faceforge.imaging import load_image, save_image
 from faceforge.models import create_model, get_spec
 from faceforge.models.cyclegan import NLayerDiscriminator
 from training.runs import (MetricsLog, command_line, new_run_dir, resolve_device, restore_training_state,
-                           epoch_steps, resume_config, set_requires_grad, write_json)
+                           epoch_steps, resume_config, run_lock, set_requires_grad, write_json)
 from training.unpaired import UnpairedImageFolder, list_images, resize_square, to_tensor, to_uint8
 
 STATE_ARCH = "cyclegan_training_state"
@@ -348,78 +348,79 @@ def train(cfg: CycleGANConfig) -> Path:
 
     disc_nets = [D_A, D_B]
     lam_idt = cfg.lambda_identity * cfg.lambda_cycle
-    window: dict[str, list[float]] = {}
-    t_start = t_window = time.time()
-    steps_this_call = 0
-    bar = tqdm(total=total_steps, initial=step, disable=not cfg.progress or None, desc="cyclegan", mininterval=5)
-    stop = False
-    while step < total_steps and not stop:
-        epoch, offset = divmod(step, steps_per_epoch)
-        for group in opt_G.param_groups + opt_D.param_groups:
-            group["lr"] = cfg.lr * lr_factor(epoch, cfg.n_epochs, cfg.n_epochs_decay)
-        perm = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
-        perm = perm[: steps_per_epoch * cfg.batch_size][offset * cfg.batch_size:]
-        loader = DataLoader(Subset(dataset, perm.tolist()), batch_size=cfg.batch_size, shuffle=False, drop_last=True,
-                            num_workers=cfg.num_workers, pin_memory=device.type == "cuda",
-                            persistent_workers=False)
-        for batch in loader:
-            real_A = batch["A"].to(device, non_blocking=True)
-            real_B = batch["B"].to(device, non_blocking=True)
-            losses: dict[str, torch.Tensor] = {}
-            # --- generators
-            set_requires_grad(disc_nets, False)
-            fake_B, fake_A = G_A(real_A), G_B(real_B)
-            losses["G_A_gan"] = gan_loss(D_A(fake_B), True, cfg.gan_mode)
-            losses["G_B_gan"] = gan_loss(D_B(fake_A), True, cfg.gan_mode)
-            if teacher is not None:
-                with torch.no_grad():
-                    t_B, t_A = teacher[0](real_A), teacher[1](real_B)
-                losses["distill_A"] = F.l1_loss(fake_B, t_B) * cfg.lambda_distill
-                losses["distill_B"] = F.l1_loss(fake_A, t_A) * cfg.lambda_distill
-            else:
-                losses["cycle_A"] = F.l1_loss(G_B(fake_B), real_A) * cfg.lambda_cycle
-                losses["cycle_B"] = F.l1_loss(G_A(fake_A), real_B) * cfg.lambda_cycle
-                if lam_idt > 0:
-                    losses["idt_A"] = F.l1_loss(G_A(real_B), real_B) * lam_idt
-                    losses["idt_B"] = F.l1_loss(G_B(real_A), real_A) * lam_idt
-            loss_G = sum(losses.values())
-            opt_G.zero_grad(set_to_none=True)
-            loss_G.backward()
-            opt_G.step()
-            # --- discriminators, on the history of generated images
-            set_requires_grad(disc_nets, True)
-            fb, fa = pool_B.query(fake_B.detach()), pool_A.query(fake_A.detach())
-            losses["D_A"] = 0.5 * (gan_loss(D_A(real_B), True, cfg.gan_mode) + gan_loss(D_A(fb), False, cfg.gan_mode))
-            losses["D_B"] = 0.5 * (gan_loss(D_B(real_A), True, cfg.gan_mode) + gan_loss(D_B(fa), False, cfg.gan_mode))
-            opt_D.zero_grad(set_to_none=True)
-            (losses["D_A"] + losses["D_B"]).backward()
-            opt_D.step()
+    with run_lock(run):  # refuse a second trainer on this run (see training.runs.run_lock)
+        window: dict[str, list[float]] = {}
+        t_start = t_window = time.time()
+        steps_this_call = 0
+        bar = tqdm(total=total_steps, initial=step, disable=not cfg.progress or None, desc="cyclegan", mininterval=5)
+        stop = False
+        while step < total_steps and not stop:
+            epoch, offset = divmod(step, steps_per_epoch)
+            for group in opt_G.param_groups + opt_D.param_groups:
+                group["lr"] = cfg.lr * lr_factor(epoch, cfg.n_epochs, cfg.n_epochs_decay)
+            perm = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
+            perm = perm[: steps_per_epoch * cfg.batch_size][offset * cfg.batch_size:]
+            loader = DataLoader(Subset(dataset, perm.tolist()), batch_size=cfg.batch_size, shuffle=False, drop_last=True,
+                                num_workers=cfg.num_workers, pin_memory=device.type == "cuda",
+                                persistent_workers=False)
+            for batch in loader:
+                real_A = batch["A"].to(device, non_blocking=True)
+                real_B = batch["B"].to(device, non_blocking=True)
+                losses: dict[str, torch.Tensor] = {}
+                # --- generators
+                set_requires_grad(disc_nets, False)
+                fake_B, fake_A = G_A(real_A), G_B(real_B)
+                losses["G_A_gan"] = gan_loss(D_A(fake_B), True, cfg.gan_mode)
+                losses["G_B_gan"] = gan_loss(D_B(fake_A), True, cfg.gan_mode)
+                if teacher is not None:
+                    with torch.no_grad():
+                        t_B, t_A = teacher[0](real_A), teacher[1](real_B)
+                    losses["distill_A"] = F.l1_loss(fake_B, t_B) * cfg.lambda_distill
+                    losses["distill_B"] = F.l1_loss(fake_A, t_A) * cfg.lambda_distill
+                else:
+                    losses["cycle_A"] = F.l1_loss(G_B(fake_B), real_A) * cfg.lambda_cycle
+                    losses["cycle_B"] = F.l1_loss(G_A(fake_A), real_B) * cfg.lambda_cycle
+                    if lam_idt > 0:
+                        losses["idt_A"] = F.l1_loss(G_A(real_B), real_B) * lam_idt
+                        losses["idt_B"] = F.l1_loss(G_B(real_A), real_A) * lam_idt
+                loss_G = sum(losses.values())
+                opt_G.zero_grad(set_to_none=True)
+                loss_G.backward()
+                opt_G.step()
+                # --- discriminators, on the history of generated images
+                set_requires_grad(disc_nets, True)
+                fb, fa = pool_B.query(fake_B.detach()), pool_A.query(fake_A.detach())
+                losses["D_A"] = 0.5 * (gan_loss(D_A(real_B), True, cfg.gan_mode) + gan_loss(D_A(fb), False, cfg.gan_mode))
+                losses["D_B"] = 0.5 * (gan_loss(D_B(real_A), True, cfg.gan_mode) + gan_loss(D_B(fa), False, cfg.gan_mode))
+                opt_D.zero_grad(set_to_none=True)
+                (losses["D_A"] + losses["D_B"]).backward()
+                opt_D.step()
 
-            step += 1
-            steps_this_call += 1
-            bar.update(1)
-            losses["G"] = loss_G.detach()
-            for k, v in losses.items():
-                window.setdefault(k, []).append(float(v.detach()))
-            if step % cfg.log_every == 0 or step == total_steps:
-                now = time.time()
-                row = {"step": step, "epoch": round(step / steps_per_epoch, 4),
-                       "lr": f"{opt_G.param_groups[0]['lr']:.3e}"}
-                row.update({k: round(float(np.mean(v)), 5) for k, v in window.items()})
-                row["sec_per_step"] = round((now - t_window) / len(window["G"]), 4)
-                log.log(**row)
-                bar.set_postfix(G=row["G"], D_A=row["D_A"], D_B=row["D_B"], refresh=False)
-                window, t_window = {}, now
-            end_of_epoch = step % steps_per_epoch == 0
-            if step % cfg.sample_every == 0 or end_of_epoch or step == total_steps:
-                save_image(run / "samples" / f"step_{step:07d}.png", sample_grid(G_A, G_B, samples, device))
-            out_of_time = cfg.time_limit_min is not None and time.time() - t_start > 60 * cfg.time_limit_min
-            stop = (cfg.stop_after_steps is not None and steps_this_call >= cfg.stop_after_steps) or out_of_time
-            if end_of_epoch or stop or step == total_steps or (cfg.save_every and step % cfg.save_every == 0):
-                save(final=step == total_steps)
-            if stop:
-                break
-    bar.close()
+                step += 1
+                steps_this_call += 1
+                bar.update(1)
+                losses["G"] = loss_G.detach()
+                for k, v in losses.items():
+                    window.setdefault(k, []).append(float(v.detach()))
+                if step % cfg.log_every == 0 or step == total_steps:
+                    now = time.time()
+                    row = {"step": step, "epoch": round(step / steps_per_epoch, 4),
+                           "lr": f"{opt_G.param_groups[0]['lr']:.3e}"}
+                    row.update({k: round(float(np.mean(v)), 5) for k, v in window.items()})
+                    row["sec_per_step"] = round((now - t_window) / len(window["G"]), 4)
+                    log.log(**row)
+                    bar.set_postfix(G=row["G"], D_A=row["D_A"], D_B=row["D_B"], refresh=False)
+                    window, t_window = {}, now
+                end_of_epoch = step % steps_per_epoch == 0
+                if step % cfg.sample_every == 0 or end_of_epoch or step == total_steps:
+                    save_image(run / "samples" / f"step_{step:07d}.png", sample_grid(G_A, G_B, samples, device))
+                out_of_time = cfg.time_limit_min is not None and time.time() - t_start > 60 * cfg.time_limit_min
+                stop = (cfg.stop_after_steps is not None and steps_this_call >= cfg.stop_after_steps) or out_of_time
+                if end_of_epoch or stop or step == total_steps or (cfg.save_every and step % cfg.save_every == 0):
+                    save(final=step == total_steps)
+                if stop:
+                    break
+        bar.close()
     done = "finished" if step >= total_steps else f"stopped at step {step}/{total_steps} (resume with --resume {run})"
     print(f"run {run}: {done}", flush=True)
     return run

@@ -77,7 +77,7 @@ from faceforge.imaging import load_image, save_image
 from faceforge.metrics import SWDReference
 from faceforge.models.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
 from training.runs import (MetricsLog, command_line, new_run_dir, resolve_device, resume_config,
-                           set_requires_grad, write_json)
+                           run_lock, set_requires_grad, write_json)
 
 FAMILY = "stylegan2"
 STATE_ARCH = "stylegan2_training_state"
@@ -665,41 +665,42 @@ def train(cfg: StyleGAN2TrainConfig) -> Path:
         last_metrics.update(measure_swd())
         write_row({}, [], time.time() - t_window, last_metrics)
         t_window = time.time()
-    window: dict[str, list[float]] = {}
-    steps_this_call = 0
-    step_seconds: list[float] = []
-    bar = tqdm(total=total_steps, initial=trainer.step, disable=not cfg.progress or None, desc="stylegan2",
-               mininterval=5)
-    while trainer.step < total_steps:
-        t_step = time.time()
-        losses = trainer.train_step(sampler.sample(cfg.batch_size))
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        step_seconds.append(time.time() - t_step)
-        steps_this_call += 1
-        bar.update(1)
-        for k, v in losses.items():
-            window.setdefault(k, []).append(v)
-        step = trainer.step
-        out_of_time = cfg.time_limit_min is not None and time.time() - t_start > 60 * cfg.time_limit_min
-        stop = (cfg.stop_after_steps is not None and steps_this_call >= cfg.stop_after_steps) or out_of_time
-        last = step >= total_steps
-        swd = None
-        if swd_ref is not None and (step % cfg.swd_every == 0 or last):
-            swd = measure_swd()
-            last_metrics.update(swd)
-        if step % cfg.log_every == 0 or swd is not None or stop or last:
-            write_row(window, step_seconds, time.time() - t_window, swd)
-            bar.set_postfix(G=round(float(np.mean(window["G_loss"])), 3),
-                            D=round(float(np.mean(window["D_loss"])), 3), refresh=False)
-            window, step_seconds, t_window = {}, [], time.time()
-        if step % cfg.sample_every == 0 or stop or last:
-            save_image(run / "samples" / f"step_{step:07d}.png", sample_grid(trainer.G_ema, sample_z))
-        if (cfg.save_every and step % cfg.save_every == 0) or stop or last:
-            save(final=last)
-        if stop:
-            break
-    bar.close()
+    with run_lock(run):  # refuse a second trainer on this run (see training.runs.run_lock)
+        window: dict[str, list[float]] = {}
+        steps_this_call = 0
+        step_seconds: list[float] = []
+        bar = tqdm(total=total_steps, initial=trainer.step, disable=not cfg.progress or None, desc="stylegan2",
+                   mininterval=5)
+        while trainer.step < total_steps:
+            t_step = time.time()
+            losses = trainer.train_step(sampler.sample(cfg.batch_size))
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            step_seconds.append(time.time() - t_step)
+            steps_this_call += 1
+            bar.update(1)
+            for k, v in losses.items():
+                window.setdefault(k, []).append(v)
+            step = trainer.step
+            out_of_time = cfg.time_limit_min is not None and time.time() - t_start > 60 * cfg.time_limit_min
+            stop = (cfg.stop_after_steps is not None and steps_this_call >= cfg.stop_after_steps) or out_of_time
+            last = step >= total_steps
+            swd = None
+            if swd_ref is not None and (step % cfg.swd_every == 0 or last):
+                swd = measure_swd()
+                last_metrics.update(swd)
+            if step % cfg.log_every == 0 or swd is not None or stop or last:
+                write_row(window, step_seconds, time.time() - t_window, swd)
+                bar.set_postfix(G=round(float(np.mean(window["G_loss"])), 3),
+                                D=round(float(np.mean(window["D_loss"])), 3), refresh=False)
+                window, step_seconds, t_window = {}, [], time.time()
+            if step % cfg.sample_every == 0 or stop or last:
+                save_image(run / "samples" / f"step_{step:07d}.png", sample_grid(trainer.G_ema, sample_z))
+            if (cfg.save_every and step % cfg.save_every == 0) or stop or last:
+                save(final=last)
+            if stop:
+                break
+        bar.close()
     done = "finished" if trainer.step >= total_steps else \
         f"stopped at step {trainer.step}/{total_steps} (resume with --resume {run})"
     print(f"run {run}: {done}", flush=True)

@@ -41,22 +41,12 @@ DEFAULT_NAME = "frontalize_quality"
 FIGURES_DIR = RESULTS_DIR / "figures"
 
 
-def _label(tile: np.ndarray, text: str) -> np.ndarray:
-    import cv2
-
-    out = tile.copy()
-    scale = max(0.3, tile.shape[0] / 320)
-    cv2.putText(out, text, (3, int(14 * scale / 0.4)), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
-    cv2.putText(out, text, (3, int(14 * scale / 0.4)), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1,
-                cv2.LINE_AA)
-    return out
-
-
 def pair_grid(frontalizer: Any, dataset: Any, n_faces: int) -> np.ndarray:
     """Rows: held-out faces; per yaw bucket the rendered profile, the generator's input and its output,
     then the true frontal. uint8 ``(n * S, (3 * buckets + 1) * S, 3)``."""
-    from training.unpaired import resize_square
     from faceforge.imaging import load_image
+    from training.pose_pairs import label_tile
+    from training.unpaired import resize_square
 
     s = frontalizer.size
     by_face: dict[str, list[dict]] = {}
@@ -70,8 +60,8 @@ def pair_grid(frontalizer: Any, dataset: Any, n_faces: int) -> np.ndarray:
         tiles = []
         for p, x, o in zip(pairs, inputs, outputs):
             profile = resize_square(load_image(dataset.root / p["profile"]), s)
-            tiles += [_label(profile, f"{p['yaw']:+.0f}"), _label(x, "input"), _label(o, "output")]
-        tiles.append(_label(resize_square(load_image(dataset.root / pairs[0]["frontal"]), s), "frontal"))
+            tiles += [label_tile(profile, f"{p['yaw']:+.0f}"), label_tile(x, "input"), label_tile(o, "output")]
+        tiles.append(label_tile(resize_square(load_image(dataset.root / pairs[0]["frontal"]), s), "frontal"))
         rows.append(np.concatenate(tiles, axis=1))
     return np.concatenate(rows, axis=0)
 
@@ -115,10 +105,12 @@ def photo_faces(frontalizer: Any, folders: Sequence[Path], min_yaw: float) -> tu
 
 def photo_grid(tiles: list[tuple], n: int, per_row: int = 2) -> np.ndarray | None:
     """The ``n`` most turned faces, ``per_row`` (crop | rerender | output) triples per row."""
+    from training.pose_pairs import label_tile
+
     if not tiles:
         return None
     chosen = sorted(tiles, key=lambda t: -t[0])[:n]
-    triples = [np.concatenate([_label(c, label), _label(r, "rerender"), _label(o, "output")], axis=1)
+    triples = [np.concatenate([label_tile(c, label), label_tile(r, "rerender"), label_tile(o, "output")], axis=1)
                for _, c, r, o, label in chosen]
     while len(triples) % per_row:
         triples.append(np.zeros_like(triples[0]))

@@ -416,8 +416,8 @@ def install_frontalizer(run: Path) -> Path:
                          "(serve others with FACEFORGE_FRONTALIZE_WEIGHTS=<run folder>)")
     if not meta.get("finished"):
         raise ValueError(f"{run} has not finished (step {meta.get('step')}): resume it first")
+    run_config = json.loads((run / "config.json").read_text()) if (run / "config.json").is_file() else {}
     if not meta.get("data_config"):
-        run_config = json.loads((run / "config.json").read_text()) if (run / "config.json").is_file() else {}
         data = run_config.get("data_config") or {}
         meta["data_config"] = {k: data.get(k) for k in ("size", "buckets", "template")}
     G = build_from_state(ckpt["arch"], ckpt["config"], ckpt["state_dict"], str(source), task="frontalize")
@@ -425,9 +425,8 @@ def install_frontalizer(run: Path) -> Path:
         staged = Path(tmp) / "G.pt"
         save_checkpoint(staged, G, ckpt["arch"], ckpt["config"], meta)
         dest = install_weights(staged, get_spec("pix2pix_mobile").default_weights_path, run=run)
-    if (run / "config.json").is_file():  # what the pairs were: counts and synthesis settings of the cache
+    if run_config:  # what the pairs were: counts and synthesis settings of the cache
         record = json.loads(dest.with_suffix(".json").read_text())
-        run_config = json.loads((run / "config.json").read_text())
         record.update(pose_pairs={"counts": run_config.get("data_counts"), "config": run_config.get("data_config")},
                       pairs_used=run_config.get("pairs"))
         dest.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")

@@ -54,7 +54,8 @@ from faceforge.imaging import load_image, save_image
 from faceforge.models import create_model, get_spec
 from faceforge.models.cyclegan import NLayerDiscriminator
 from training.runs import (MetricsLog, command_line, new_run_dir, resolve_device, restore_training_state,
-                           epoch_steps, resume_config, run_lock, set_requires_grad, write_json)
+                           epoch_steps, resume_config, run_lock, set_requires_grad, window_row,
+                           write_json)
 from training.unpaired import UnpairedImageFolder, list_images, resize_square, to_tensor, to_uint8
 
 STATE_ARCH = "cyclegan_training_state"
@@ -404,10 +405,7 @@ def train(cfg: CycleGANConfig) -> Path:
                     window.setdefault(k, []).append(float(v.detach()))
                 if step % cfg.log_every == 0 or step == total_steps:
                     now = time.time()
-                    row = {"step": step, "epoch": round(step / steps_per_epoch, 4),
-                           "lr": f"{opt_G.param_groups[0]['lr']:.3e}"}
-                    row.update({k: round(float(np.mean(v)), 5) for k, v in window.items()})
-                    row["sec_per_step"] = round((now - t_window) / len(window["G"]), 4)
+                    row = window_row(window, step, steps_per_epoch, opt_G.param_groups[0]["lr"], now - t_window, "G")
                     log.log(**row)
                     bar.set_postfix(G=row["G"], D_A=row["D_A"], D_B=row["D_B"], refresh=False)
                     window, t_window = {}, now

@@ -61,7 +61,8 @@ from faceforge.models.cyclegan import NLayerDiscriminator
 from training.cyclegan import gan_loss, lr_factor
 from training.pose_pairs import YAW_BUCKETS, PosePairDataset, bucket_name, load_index
 from training.runs import (MetricsLog, command_line, new_run_dir, resolve_device, restore_training_state,
-                           epoch_steps, resume_config, run_lock, set_requires_grad, write_json)
+                           epoch_steps, resume_config, run_lock, set_requires_grad, window_row,
+                           write_json)
 from training.unpaired import resize_square, to_uint8
 
 STATE_ARCH = "frontalize_training_state"
@@ -254,6 +255,7 @@ def train(cfg: FrontalizeConfig) -> Path:
     opt_D = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
 
     command = command_line()
+    index = load_index(cfg.data)
     step = 0
     if resume_run:
         run = resume_run
@@ -261,7 +263,6 @@ def train(cfg: FrontalizeConfig) -> Path:
         step = int(meta["step"])
     else:
         run = new_run_dir(cfg.runs_dir, "frontalize")
-        index = load_index(cfg.data)
         write_json(run / "config.json", {
             "config": asdict(cfg), "command": command, "generator_config": gen_kwargs,
             "discriminator_config": d_kwargs, "crop_size": crop, "load_size": load,
@@ -270,7 +271,7 @@ def train(cfg: FrontalizeConfig) -> Path:
         })
     # the cache's side and yaw buckets travel in G.pt: the Frontalizer renders at that side and flags yaws
     # beyond the buckets even for an installed copy without this run's config.json
-    data_config = {k: (load_index(cfg.data).get("config") or {}).get(k) for k in ("size", "buckets", "template")}
+    data_config = {k: (index.get("config") or {}).get(k) for k in ("size", "buckets", "template")}
     (run / "samples").mkdir(exist_ok=True)
     log = MetricsLog(run / "metrics.csv", append=True)
     eval_log = MetricsLog(run / "eval.csv", append=True)
@@ -338,10 +339,7 @@ def train(cfg: FrontalizeConfig) -> Path:
                     window.setdefault(k, []).append(float(v.detach()))
                 if step % cfg.log_every == 0 or step == total_steps:
                     now = time.time()
-                    row = {"step": step, "epoch": round(step / steps_per_epoch, 4),
-                           "lr": f"{opt_G.param_groups[0]['lr']:.3e}"}
-                    row.update({k: round(float(np.mean(v)), 5) for k, v in window.items()})
-                    row["sec_per_step"] = round((now - t_window) / len(window["G_l1"]), 4)
+                    row = window_row(window, step, steps_per_epoch, opt_G.param_groups[0]["lr"], now - t_window, "G_l1")
                     log.log(**row)
                     bar.set_postfix(L1=row["G_l1"], D=round(row["D_real"] + row["D_fake"], 3), refresh=False)
                     window, t_window = {}, now

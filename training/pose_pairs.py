@@ -150,7 +150,8 @@ def mesh_yaw(rgb: np.ndarray, detector: Any, mesh: Any) -> float | None:
         return None
 
 
-def _label(tile: np.ndarray, text: str) -> np.ndarray:
+def label_tile(tile: np.ndarray, text: str) -> np.ndarray:
+    """A copy of uint8 ``tile`` with ``text`` written top left (white on a black outline)."""
     out = tile.copy()
     scale = max(0.35, tile.shape[0] / 320)
     cv2.putText(out, text, (4, int(16 * scale) + 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
@@ -168,11 +169,11 @@ def pair_grid(dest: Path, pairs: list[dict[str, Any]], n_faces: int = 8, tile: i
     rows = []
     for face in list(faces)[:n_faces]:
         ps = sorted(faces[face], key=lambda p: abs(p["yaw"]))
-        row = [_label(resize_square(load_image(dest / ps[0]["frontal"]), tile), "frontal")]
+        row = [label_tile(resize_square(load_image(dest / ps[0]["frontal"]), tile), "frontal")]
         for p in ps:
             text = f"{p['yaw']:+.0f}" + (f" ({p['yaw_mesh']:+.0f})" if p.get("yaw_mesh") is not None else "")
-            row.append(_label(resize_square(load_image(dest / p["profile"]), tile), text))
-            row.append(_label(resize_square(load_image(dest / p["rerender"]), tile), "back"))
+            row.append(label_tile(resize_square(load_image(dest / p["profile"]), tile), text))
+            row.append(label_tile(resize_square(load_image(dest / p["rerender"]), tile), "back"))
         rows.append(np.concatenate(row, axis=1))
     width = max(r.shape[1] for r in rows)
     rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0))) for r in rows]

@@ -158,6 +158,19 @@ def epoch_steps(n_items: int, batch_size: int, cap: int | None = None, what: str
     return steps
 
 
+def window_row(window: dict[str, list[float]], step: int, steps_per_epoch: int, lr: float, seconds: float,
+               count_key: str) -> dict[str, Any]:
+    """One ``metrics.csv`` row from the losses logged since the last row: ``step``, ``epoch``, ``lr``, the
+    mean of each loss in ``window`` (5 decimals) and ``sec_per_step`` (``seconds`` over the number of
+    values under ``count_key``)."""
+    import numpy as np
+
+    row: dict[str, Any] = {"step": step, "epoch": round(step / steps_per_epoch, 4), "lr": f"{lr:.3e}"}
+    row.update({k: round(float(np.mean(v)), 5) for k, v in window.items()})
+    row["sec_per_step"] = round(seconds / len(window[count_key]), 4)
+    return row
+
+
 LOCK_NAME = "train.lock"
 """File in a run folder while a trainer works in it: the process id, one line."""
 

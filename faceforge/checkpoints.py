@@ -8,6 +8,10 @@ Format (a ``torch.save`` file)::
      "state_dict": {...},                # tensors only
      "meta": {"data": ..., "epochs": ..., "metrics": {...}, "command": ..., "git_commit": ...}}
 
+Shipped weights may store their floating-point tensors as float16 (``meta["storage_dtype"] ==
+"float16"``, written by :func:`to_fp16_storage`) to halve the repository's size; :func:`load_checkpoint`
+returns them as float32, so every caller sees the same dtype whatever the storage.
+
 Loading uses ``torch.load(weights_only=True)``, so a checkpoint can never run code. Converters for
 published formats (rosinality StyleGAN2 ``.pt``, NVlabs ``.pkl``, GPEN ``.pth``) live in this module
 as ``convert_<format>`` functions returning this same dict.
@@ -105,7 +109,48 @@ def load_checkpoint(path: str | Path, arch: str | None = None) -> dict[str, Any]
     if arch is not None and ckpt.get("arch") != arch:
         raise CheckpointError(f"{path} holds a {ckpt.get('arch')!r} checkpoint, expected {arch!r}",
                               expected=arch, found=ckpt.get("arch"))
+    state = ckpt.get("state_dict")
+    if isinstance(state, dict):
+        ckpt["state_dict"] = {k: v.float() if torch.is_tensor(v) and v.dtype == torch.float16 else v
+                              for k, v in state.items()}
     return ckpt
+
+
+def to_fp16_storage(src: str | Path, dst: str | Path | None = None) -> Path:
+    """Rewrite a faceforge checkpoint with its float32 tensors stored as float16 (half the bytes).
+
+    Integer tensors (e.g. BatchNorm's ``num_batches_tracked``) are kept as they are. The file records
+    ``meta["storage_dtype"] = "float16"``; :func:`load_checkpoint` upcasts to float32 on load. Only use
+    it where the model's outputs allow the rounding (relative error <= 2**-11 per weight): check the
+    model's figures after conversion.
+
+    Args:
+        src: a faceforge checkpoint.
+        dst: where to write; ``None`` overwrites ``src`` (atomically).
+
+    Returns:
+        The path written.
+
+    Raises:
+        FileNotFoundError, CheckpointError: as :func:`load_checkpoint`.
+    """
+    src = Path(src)
+    dst = Path(dst) if dst is not None else src
+    load_checkpoint(src)  # validates the format, raises the documented errors
+    ckpt = torch.load(src, map_location="cpu", weights_only=True)  # as stored (no upcast)
+    ckpt["state_dict"] = {k: v.half() if torch.is_tensor(v) and v.dtype == torch.float32 else v
+                          for k, v in ckpt["state_dict"].items()}
+    ckpt["meta"] = {**ckpt.get("meta", {}), "storage_dtype": "float16"}
+    fd, tmp = tempfile.mkstemp(dir=dst.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(ckpt, tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, dst)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return dst
 
 
 # ==================================================================================================

@@ -6,14 +6,32 @@ instead of breaking the others.
 
 To add a command: write a click command object in its own module and add ``name: "module:attr"``
 to :data:`COMMANDS`.
+
+Exit codes, the same for every command:
+
+- ``0``: done.
+- ``1``: runtime error: the input cannot be used (not an image, truncated, no face), a model or
+  weights file is unusable, a server cannot be reached, an output cannot be written. One line,
+  ``Error: <reason>``, on stderr; no traceback. Every :class:`~faceforge.errors.FaceforgeError` and
+  ``OSError`` (missing files, refused connections) that a command lets through ends this way.
+- ``2``: usage error: unknown command or option, an option value out of range (click's own checks).
+
+A bug in faceforge itself (any other exception, including an ``ImportError`` of faceforge's own
+modules) keeps its traceback: it is never disguised as "not installed" or as the user's mistake.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+import re
 
 import click
+
+from faceforge.errors import FaceforgeError
+
+OWN_PACKAGES = ("faceforge", "training", "export", "server", "benchmarks")
+"""Top-level packages of faceforge itself: an ImportError naming one of them is a bug, not a missing extra."""
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("faceforge.demo:demo", "Run the emotion feature end to end on a photo (on-device style and server)."),
@@ -45,6 +63,11 @@ class LazyGroup(click.Group):
             cmd = getattr(importlib.import_module(module), attr)
         except ImportError as exc:
             missing = exc.name or str(exc)
+            if missing.split(".")[0] in OWN_PACKAGES and missing != module.split(".")[0]:
+                raise  # faceforge's own code is broken: show the real error
+            if missing.split(".")[0] in OWN_PACKAGES:
+                # the command's package itself is absent (e.g. an install without training/)
+                missing = module
 
             @click.command(name, help=f"{short_help} (unavailable: {missing} is not installed)")
             def unavailable() -> None:
@@ -53,10 +76,35 @@ class LazyGroup(click.Group):
             return unavailable
         return cmd
 
+    def invoke(self, ctx: click.Context):  # noqa: D102 - see the module docstring (exit codes)
+        try:
+            return super().invoke(ctx)
+        except FaceforgeError as exc:
+            raise click.ClickException(one_line(exc)) from None
+        except OSError as exc:
+            raise click.ClickException(one_line(exc)) from None
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         # Use the static short help so `faceforge --help` imports nothing heavy.
         with formatter.section("Commands"):
             formatter.write_dl([(n, h) for n, (_, h) in COMMANDS.items()])
+
+
+def one_line(exc: BaseException) -> str:
+    """The user-facing reason of ``exc`` on one line (first line of its message, or its type).
+
+    ``FileNotFoundError`` from ``open()`` carries the path: it reads "file not found: PATH".
+    """
+    if isinstance(exc, FileNotFoundError) and exc.filename:
+        return f"file not found: {exc.filename}"
+    text = str(exc).strip()
+    if isinstance(exc, OSError) and type(exc).__module__.startswith(("requests", "urllib3")):
+        request = getattr(exc, "request", None)
+        where = f" at {request.url}" if getattr(request, "url", None) else ""
+        errno = re.search(r"\[Errno -?\d+\] [^'\")]+", text)
+        text = f"cannot reach the server{where}: {errno.group(0) if errno else type(exc).__name__}"
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return first if len(first) <= 400 else first[:397] + "..."
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -17,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -90,20 +91,28 @@ def running_server(mode: str, weights: str | None) -> Iterator[str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "faceforge.cli", "serve", "--port", str(port), "--warm-up"]
+    cmd = [sys.executable, "-m", "faceforge", "serve", "--port", str(port), "--warm-up"]
     if weights:
         cmd += ["--emotion-weights", weights]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # stderr goes to a file, not a pipe: a chatty server could otherwise fill the pipe and block.
+    log = tempfile.TemporaryFile(mode="w+")
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until_healthy(url, timeout=90)
+        wait_until_healthy(url, timeout=90, process=proc)
         yield url
-    except TimeoutError:
+    except TimeoutError as exc:
         proc.kill()
-        raise click.ClickException(f"the server subprocess did not start: {proc.stderr.read()[-800:]}") from None
-    finally:
-        proc.terminate()
         proc.wait(timeout=10)
+        log.seek(0)
+        tail = " ".join(log.read().split())[-600:]
+        raise click.ClickException(f"the server subprocess did not start ({exc}): "
+                                   f"{tail or 'it printed nothing'}") from None
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=10)
+        log.close()
 
 
 def _format_probs(probs: dict[str, float], k: int = 3) -> str:
@@ -112,7 +121,7 @@ def _format_probs(probs: dict[str, float], k: int = 3) -> str:
 
 
 @click.command("demo")
-@click.argument("photo", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("photo", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("demo_annotated.jpg"),
               show_default=True, help="Where to save the annotated image.")
 @click.option("--server", "server_mode", default="inprocess", show_default=True,

@@ -46,6 +46,7 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from faceforge.errors import (
+    ImageError,
     ImageTooSmallError,
     NotAnImageError,
     TooManyBytesError,
@@ -242,7 +243,7 @@ def load_image(path: str | os.PathLike, *, max_bytes: int | None = DEFAULT_MAX_B
 
     Raises:
         FileNotFoundError: ``path`` does not exist (or is not a file).
-        The errors of :func:`decode_image`.
+        The errors of :func:`decode_image`, their message prefixed with ``path``.
     """
     path = Path(path)
     if not path.is_file():
@@ -250,7 +251,12 @@ def load_image(path: str | os.PathLike, *, max_bytes: int | None = DEFAULT_MAX_B
     size = path.stat().st_size
     if max_bytes is not None and size > max_bytes:
         raise TooManyBytesError(f"{path} is {size} bytes; the limit is {max_bytes}", bytes=size, limit=max_bytes)
-    return decode_image(path.read_bytes(), max_bytes=max_bytes, max_pixels=max_pixels, min_side=min_side)
+    try:
+        return decode_image(path.read_bytes(), max_bytes=max_bytes, max_pixels=max_pixels, min_side=min_side)
+    except ImageError as exc:  # name the file: a command reading several images must say which one failed
+        exc.detail = f"{path}: {exc.detail}"
+        exc.args = (exc.detail, *exc.args[1:])
+        raise
 
 
 def _check_rgb(rgb: np.ndarray) -> np.ndarray:

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-WEIGHTS = click.option("--weights", envvar="FACEFORGE_STYLEGAN2_WEIGHTS", required=True,
+WEIGHTS = click.option("--weights", envvar="FACEFORGE_STYLEGAN2_WEIGHTS", default="default", show_default=True,
                        help="StyleGAN2 generator: 'default' (faceforge's 32 px UTKFace model) or a file "
                             "(faceforge .pt, rosinality .pt, NVlabs .pkl) [env FACEFORGE_STYLEGAN2_WEIGHTS].")
 OUTPUT = click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
@@ -75,12 +75,17 @@ def stylegan() -> None:
 
     \b
     Examples:
-      faceforge stylegan generate --weights g.pt --seeds 0-7 --psi 0.7 -o faces.png
-      faceforge stylegan mix --weights g.pt --rows 1,2 --cols 3-6 -o mix.png
-      faceforge stylegan toonify --weights g.pt --toon toon.pt --seeds 0-3 -o toon.png
-      faceforge stylegan project --weights g.pt me.jpg -o me_projected.png
-      faceforge stylegan morph --weights g.pt --seeds 1,2 --frames 7 -o morph.png
+      faceforge stylegan generate --seeds 0-7 --psi 0.7 -o faces.png   # shipped 32 px generator
+      faceforge stylegan mix --rows 1,2 --cols 3-6 -o mix.png
+      faceforge stylegan toonify --seeds 0-3 -o toon.png                # shipped anime fine-tune
+      faceforge stylegan project me.jpg -o me_projected.png
+      faceforge stylegan morph --seeds 1,2 --frames 7 -o morph.png
       faceforge stylegan morph a.jpg b.jpg --frames 7 -o morph.png      # Delaunay, no weights needed
+      faceforge stylegan generate --weights stylegan2-ffhq-config-f.pt --seeds 0-3 -o ffhq.png
+
+    \b
+    Every command takes --weights: 'default' (the shipped generator) or a published checkpoint
+    (rosinality .pt, NVlabs .pkl) or a faceforge .pt; env FACEFORGE_STYLEGAN2_WEIGHTS.
     """
 
 
@@ -117,7 +122,7 @@ def mix(weights: Path, rows: str, cols: str, resolution: int, psi: float, output
 
 @stylegan.command()
 @WEIGHTS
-@click.option("--toon", "toon_weights", envvar="FACEFORGE_STYLEGAN2_TOON_WEIGHTS", required=True,
+@click.option("--toon", "toon_weights", envvar="FACEFORGE_STYLEGAN2_TOON_WEIGHTS", default="default", show_default=True,
               help="The generator fine-tuned on cartoon faces: 'default' (faceforge's 32 px anime fine-tune of "
                    "the default generator) or a file [env FACEFORGE_STYLEGAN2_TOON_WEIGHTS].")
 @click.option("--seeds", default="0-3", show_default=True)
@@ -190,7 +195,7 @@ def project(weights: Path, image: Path, steps: int, w_plus: bool, noise: bool, a
 
 @stylegan.command()
 @click.argument("images", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--weights", envvar="FACEFORGE_STYLEGAN2_WEIGHTS",
+@click.option("--weights", envvar="FACEFORGE_STYLEGAN2_WEIGHTS", default="default", show_default=True,
               help="Generator for --seeds (latent morph): 'default' or a file.")
 @click.option("--seeds", help="Two seeds A,B for a latent morph (instead of two images).")
 @click.option("--frames", type=click.IntRange(2, 64), default=7, show_default=True)
@@ -205,13 +210,11 @@ def morph(images: tuple[Path, ...], weights: Path | None, seeds: str | None, fra
 
     ts = np.linspace(0, 1, frames)
     if seeds:
-        if weights is None:
-            raise click.UsageError("--seeds needs --weights")
         G = _load(weights)
         ws = S.seed_ws(G, parse_seeds(seeds)[:2], psi)
         return _save(S.morph_latent(G, ws[0], ws[1], ts), output)
     if len(images) != 2:
-        raise click.UsageError("give two images, or --seeds A,B with --weights")
+        raise click.UsageError("give two images, or --seeds A,B")
     from faceforge.faces.align import align_face
     from faceforge.faces.detect import FaceDetector
     from faceforge.faces.landmarks import FaceMesh

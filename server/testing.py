@@ -12,6 +12,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import subprocess
 import threading
 import time
 import urllib.error
@@ -25,15 +26,22 @@ from werkzeug.serving import make_server
 from server.schemas import HEALTH_PATH
 
 
-def wait_until_healthy(base_url: str, timeout: float = 10.0) -> None:
+def wait_until_healthy(base_url: str, timeout: float = 10.0, process: "subprocess.Popen | None" = None) -> None:
     """Poll ``GET {base_url}/healthz`` until it answers 200.
 
+    Args:
+        base_url: e.g. ``http://127.0.0.1:8000``.
+        timeout: seconds.
+        process: the server process, when this caller started it: if it exits, waiting stops at once.
+
     Raises:
-        TimeoutError: no 200 within ``timeout`` seconds.
+        TimeoutError: no 200 within ``timeout`` seconds, or ``process`` exited (its exit code is named).
     """
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise TimeoutError(f"the server process exited with code {process.returncode}")
         try:
             with urllib.request.urlopen(base_url + HEALTH_PATH, timeout=1.0) as response:
                 if response.status == 200:

@@ -34,8 +34,119 @@ def server_weights(tmp_path_factory) -> list[str]:
 def test_help_lists_every_command(runner):
     result = runner.invoke(main, ["--help"])
     assert result.exit_code == 0
-    for name in COMMANDS:
-        assert name in result.output
+    import re
+
+    listed = set(re.findall(r"^  (\S+)", result.output.split("Commands:")[1], flags=re.M))
+    assert listed == set(COMMANDS)
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_every_command_target_imports_and_has_help(name):
+    """Each COMMANDS entry names a real click command (an import failure here is a bug, not 'not installed')."""
+    import importlib
+
+    import click
+
+    module, attr = COMMANDS[name][0].split(":")
+    cmd = getattr(importlib.import_module(module), attr)
+    assert isinstance(cmd, click.Command)
+    result = CliRunner().invoke(main, [name, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "unavailable" not in result.output
+
+
+def test_lazy_group_does_not_disguise_broken_own_code(monkeypatch):
+    """An ImportError inside faceforge's own code surfaces as is; a missing third-party module does not."""
+    import sys
+    import types
+
+    from faceforge import cli as cli_module
+
+    broken = types.ModuleType("faceforge._broken_cmd")
+    monkeypatch.setitem(sys.modules, "faceforge._broken_cmd", None)  # importing it raises ImportError
+    monkeypatch.setitem(cli_module.COMMANDS, "broken", ("faceforge._broken_cmd:cmd", "broken"))
+    monkeypatch.setitem(cli_module.COMMANDS, "needs-extra", ("no_such_third_party_pkg:cmd", "needs an extra"))
+    with pytest.raises(ImportError):
+        main.get_command(None, "broken")
+    unavailable = main.get_command(None, "needs-extra")
+    result = CliRunner().invoke(unavailable, [])
+    assert result.exit_code == 1 and "no_such_third_party_pkg" in result.output and "not installed" in result.output
+    del broken
+
+
+def test_python_dash_m_faceforge_runs_the_same_group():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "faceforge", "--help"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "Commands:" in out.stdout and "demo" in out.stdout
+
+
+def _not_an_image(tmp_path: Path) -> Path:
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("this is a text file, not a photo")
+    return bad
+
+
+# Each command given a file that is not an image: exit 1, one line naming the file, no traceback.
+BAD_IMAGE_COMMANDS = {
+    "detect": lambda p, out: ["detect", p, "-o", out],
+    "translate": lambda p, out: ["translate", p, "-o", out],
+    "frontalize": lambda p, out: ["frontalize", p, "-o", out],
+    "stylegan project": lambda p, out: ["stylegan", "project", p, "-o", out, "--steps", "1"],
+    "stylegan morph": lambda p, out: ["stylegan", "morph", p, p, "-o", out],
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_IMAGE_COMMANDS))
+def test_not_an_image_is_one_line_exit_1(runner, tmp_path, name):
+    bad = _not_an_image(tmp_path)
+    out = tmp_path / "out.png"
+    result = runner.invoke(main, BAD_IMAGE_COMMANDS[name](str(bad), str(out)))
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output and result.exception is None or isinstance(result.exception, SystemExit)
+    error_lines = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(error_lines) == 1 and "notes.jpg" in error_lines[0] and "not an image" in error_lines[0]
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("argv", [["detect", "{missing}"], ["translate", "{missing}"], ["demo", "{missing}"],
+                                  ["stylegan", "project", "{missing}", "-o", "{out}"]])
+def test_missing_input_file_is_usage_error_exit_2(runner, tmp_path, argv):
+    missing, out = tmp_path / "absent.jpg", tmp_path / "out.png"
+    result = runner.invoke(main, [a.format(missing=missing, out=out) for a in argv])
+    assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def test_not_a_checkpoint_is_one_line_exit_1(runner, tmp_path):
+    weights = tmp_path / "weights.pt"
+    weights.write_bytes(b"\x80\x04not really a pickle")
+    result = runner.invoke(main, ["stylegan", "generate", "--weights", str(weights), "--seeds", "0",
+                                  "-o", str(tmp_path / "g.png")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1 and result.output.startswith("Error:")
+
+
+def test_stylegan_weights_default_to_the_shipped_generator(runner, tmp_path):
+    if not get_spec("stylegan2").default_weights_path.is_file():
+        pytest.skip("no shipped StyleGAN2 weights in this checkout")
+    out = tmp_path / "faces.png"
+    result = runner.invoke(main, ["stylegan", "generate", "--seeds", "0-1", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert out.is_file()
+
+
+def test_unreachable_server_is_one_line_exit_1(runner, tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    result = runner.invoke(main, ["demo", "-o", str(tmp_path / "out.jpg"), "--server", f"http://127.0.0.1:{port}"])
+    assert result.exit_code == 1
+    (line,) = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert "cannot reach the server" in line and str(port) in line and len(line) < 300
 
 
 def test_unknown_command_fails(runner):
@@ -50,10 +161,10 @@ def test_models_lists_mini_xception(runner):
     assert "mini_xception" in result.output and "(1, 48, 48)" in result.output
 
 
-def test_demo_missing_photo_exits_with_one_line_reason(runner, tmp_path):
+def test_demo_missing_photo_is_a_usage_error(runner, tmp_path):
     result = runner.invoke(main, ["demo", str(tmp_path / "nope.jpg")])
-    assert result.exit_code == 1
-    assert "photo not found" in result.output
+    assert result.exit_code == 2
+    assert "does not exist" in result.output
     assert "Traceback" not in result.output
 
 

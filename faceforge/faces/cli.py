@@ -31,6 +31,9 @@ def detect(photo: Path, output: Path | None, no_output: bool, model: str, min_sc
         faceforge detect group.jpg                 # table + group_faces.jpg
         faceforge detect selfie.png -o out.png --model short
         faceforge detect photo.jpg --json --no-output
+
+    Exit code 1 when no face is found (the table or JSON is still printed), as for every command's
+    runtime errors; 2 for usage errors.
     """
     from faceforge.faces.detect import KEYPOINT_NAMES, FaceDetector
     from faceforge.faces.draw import annotate
@@ -57,6 +60,8 @@ def detect(photo: Path, output: Path | None, no_output: bool, model: str, min_sc
             "image": str(photo), "width": width, "height": height, "model": model,
             "detect_ms": round(elapsed_ms, 1), "annotated": str(written) if written else None,
             "faces": [f.to_dict() for f in faces]}, indent=1))
+        if not faces:
+            raise click.ClickException(f"no face found in {photo} (min score {min_score})")
         return
     click.echo(f"{photo} ({width}x{height}): {len(faces)} face(s) in {elapsed_ms:.0f} ms [{model}]")
     for i, face in enumerate(faces):
@@ -65,3 +70,5 @@ def detect(photo: Path, output: Path | None, no_output: bool, model: str, min_sc
         click.echo(f"  #{i + 1} score {face.score:.2f}  box ({x0:.0f}, {y0:.0f})-({x1:.0f}, {y1:.0f})  {eyes}")
     if written:
         click.echo(f"annotated image: {written}")
+    if not faces:  # the table / JSON above still reports the empty result; the exit code says "nothing found"
+        raise click.ClickException(f"no face found in {photo} (min score {min_score})")

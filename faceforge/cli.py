@@ -40,6 +40,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "translate": ("faceforge.translate_cli:translate", "Translate the faces of a photo (CycleGAN; task: age)."),
     "frontalize": ("faceforge.frontalize_cli:frontalize",
                    "Predict the frontal face of turned faces in a photo (pix2pix, pose-pair trained)."),
+    "swap": ("faceforge.swap_cli:swap", "Put the face of one photo onto the faces of another (classical swap)."),
     "train": ("training.cli:train", "Train faceforge's models."),
     "export": ("export.cli:export", "Export light models to ONNX, TFLite/LiteRT and Core ML with parity checks."),
     "stylegan": ("faceforge.stylegan_cli:stylegan", "StyleGAN2: generate, style-mix, toonify, project, morph faces."),

@@ -1,0 +1,118 @@
+"""``faceforge swap``: put the face of one photo onto the faces of another (classical swap, no training)."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import click
+
+from faceforge.errors import FaceforgeError
+from faceforge.swap import BLENDS, DEFAULT_BLEND, DEFAULT_MAX_YAW_GAP, MIN_SOURCE_FACE
+
+
+def _alpha_of(path: Path, shape: tuple[int, int]):
+    """The upright alpha channel of an image file (uint8 ``(H, W)``), or ``None`` when it has none."""
+    import numpy as np
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(path) as im:
+            if not (im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info):
+                return None
+            im = ImageOps.exif_transpose(im) or im
+            alpha = np.asarray(im.convert("RGBA"))[..., 3]
+    except Exception:  # noqa: BLE001 - the image already decoded; an odd alpha is simply not kept
+        return None
+    return alpha if alpha.shape == shape and alpha.min() < 255 else None
+
+
+@click.command("swap")
+@click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("target", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Image to write (.png/.jpg/.webp) [default: <target>_swap.png beside TARGET].")
+@click.option("--faces", "selection", default="all", show_default=True,
+              help="Target faces: all, largest, or 0-based indices such as 0,2 (highest detector score first). "
+                   "With 'all', faces that cannot be swapped are skipped and listed.")
+@click.option("--source-face", type=click.IntRange(0), default=None,
+              help="Which face of SOURCE to use (0-based, detector order) [default: the largest].")
+@click.option("--blend", type=click.Choice(BLENDS), default=DEFAULT_BLEND, show_default=True,
+              help="poisson: seamlessClone; laplacian: multi-band pyramid; feather: alpha ramp.")
+@click.option("--max-yaw-gap", type=click.FloatRange(0, 90, min_open=True), default=DEFAULT_MAX_YAW_GAP,
+              show_default=True, help="Largest yaw difference (degrees, Face Mesh estimate) between source and target.")
+@click.option("--allow-pose-gap", is_flag=True, help="Swap beyond --max-yaw-gap with a warning instead of refusing.")
+@click.option("--min-source-face", type=click.IntRange(16), default=MIN_SOURCE_FACE, show_default=True,
+              help="Smallest source face, detector box width in pixels.")
+@click.option("--colour/--no-colour", default=True, show_default=True,
+              help="Match the source's skin tone to the target (Reinhard, Lab).")
+@click.option("--quality", type=click.IntRange(1, 100), default=92, show_default=True, help="JPEG/WebP quality.")
+@click.option("--json", "as_json", is_flag=True, help="Print the source, the target faces and timings as JSON.")
+def swap(source: Path, target: Path, output: Path | None, selection: str, source_face: int | None, blend: str,
+         max_yaw_gap: float, allow_pose_gap: bool, min_source_face: int, colour: bool, quality: int,
+         as_json: bool) -> None:
+    """Put the face of SOURCE onto the faces of TARGET and save the result.
+
+    Classical swap: Face Mesh landmarks, Delaunay triangles, per-triangle affine warp, Reinhard colour
+    transfer, Poisson / Laplacian / feathered blending. It refuses (exit 1) when no face is found,
+    the source face is too small, a target face is the source face, or the yaw gap exceeds
+    --max-yaw-gap; options out of range and SOURCE = TARGET are usage errors (exit 2). A PNG/WebP
+    output keeps TARGET's transparency.
+
+    \b
+    Examples:
+      faceforge swap me.jpg group.jpg -o group_me.png
+      faceforge swap me.jpg portrait.png --faces largest --blend laplacian --json
+      faceforge swap me.jpg turned.jpg --max-yaw-gap 20 --allow-pose-gap
+    """
+    from faceforge.cli import one_line
+    from faceforge.imaging import load_image, save_image
+    from faceforge.swap import FaceSwapper
+    from faceforge.translate import parse_face_selection
+
+    try:
+        same = source.resolve() == target.resolve() or source.read_bytes() == target.read_bytes()
+    except OSError as exc:
+        raise click.ClickException(f"cannot read the images: {exc}") from None
+    if same:
+        raise click.UsageError("SOURCE and TARGET are the same image; give a photo of another face as SOURCE")
+    try:
+        faces = parse_face_selection(selection)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--faces'") from None
+    try:
+        swapper = FaceSwapper(blend=blend, max_yaw_gap=max_yaw_gap, allow_pose_gap=allow_pose_gap,
+                              min_source_face=min_source_face, colour=colour)
+        src = load_image(source)
+        tgt = load_image(target)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # reported per face below
+            result = swapper.swap(src, tgt, faces=faces, source_face=source_face)
+    except (FaceforgeError, ValueError, OSError) as exc:
+        raise click.ClickException(one_line(exc)) from None
+    written = output or target.with_name(f"{target.stem}_swap.png")
+    image = result.image
+    if written.suffix.lower() in (".png", ".webp"):
+        alpha = _alpha_of(target, image.shape[:2])
+        if alpha is not None:
+            import numpy as np
+            image = np.dstack([image, alpha])
+    try:
+        save_image(written, image, quality=quality)
+    except (ValueError, OSError) as exc:
+        raise click.ClickException(f"cannot write {written}: {exc}") from None
+    if as_json:
+        click.echo(json.dumps({"source": str(source), "target": str(target), "output": str(written),
+                               "method": swapper.describe(), "source_face": result.source.to_dict(),
+                               "faces": [f.to_dict() for f in result.faces],
+                               "timings_ms": {k: round(v, 1) for k, v in result.timings_ms.items()}}, indent=1))
+        return
+    done = [f.index for f in result.swapped]
+    click.echo(f"{len(result.faces)} face(s) found in {target.name}, swapped {done} with the source face "
+               f"(yaw {result.source.yaw:+.0f} deg, {blend}) -> {written}")
+    for f in result.faces:
+        if f.skipped:
+            click.echo(f"  face {f.index} skipped: {f.skipped}")
+        elif f.warning:
+            click.echo(f"  face {f.index} warning: {f.warning}")

@@ -1,0 +1,305 @@
+"""Classical face swap (faceforge/swap.py) and ``faceforge swap``: the algorithm's pieces on synthetic
+arrays, real swaps (scikit-image's astronaut as the target, a shared portrait as the source), every
+refusal, and the CLI's exit codes."""
+
+from __future__ import annotations
+
+import warnings
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from faceforge.errors import FaceSelectionError, NoFaceError
+from faceforge.swap import (BLENDS, MIN_SOURCE_FACE, FaceSwapper, FaceTooSmallError, PoseGapError, SameFaceError,
+                            delaunay_triangles, feather_blend, hull_mask, laplacian_blend, poisson_blend,
+                            reinhard_transfer, same_face, swap_face)
+
+# --------------------------------------------------------------------------------------------------
+# pieces, on synthetic arrays
+
+
+def test_delaunay_triangles_cover_the_hull_with_index_triples():
+    rng = np.random.default_rng(0)
+    pts = np.vstack([[[0, 0], [100, 0], [100, 80], [0, 80]], rng.uniform(5, 75, (40, 2))])
+    tris = delaunay_triangles(pts)
+    assert tris.dtype == np.int64 and tris.shape[1] == 3 and tris.min() >= 0 and tris.max() < len(pts)
+    # a triangulation of n points with h on the hull has 2n - 2 - h triangles
+    hull = len(cv2.convexHull(pts.astype(np.float32)))
+    assert len(tris) == 2 * len(pts) - 2 - hull
+    p = pts[tris]
+    area = 0.5 * np.abs((p[:, 1, 0] - p[:, 0, 0]) * (p[:, 2, 1] - p[:, 0, 1])
+                        - (p[:, 1, 1] - p[:, 0, 1]) * (p[:, 2, 0] - p[:, 0, 0]))
+    assert area.sum() == pytest.approx(100 * 80, rel=1e-6)
+    with pytest.raises(ValueError):
+        delaunay_triangles(np.array([[0, 0], [1, 1], [2, 2]], float))
+
+
+def test_reinhard_transfer_matches_the_reference_statistics_inside_the_mask():
+    rng = np.random.default_rng(1)
+    image = np.clip(rng.normal(90, 20, (64, 64, 3)), 0, 255).astype(np.uint8)
+    reference = np.clip(rng.normal((180, 140, 120), 12, (64, 64, 3)), 0, 255).astype(np.uint8)
+    mask = np.zeros((64, 64), bool)
+    mask[8:56, 8:56] = True
+    out = reinhard_transfer(image, reference, mask)
+    lab = [cv2.cvtColor(x.astype(np.float32) / 255, cv2.COLOR_RGB2Lab)[mask] for x in (out, reference)]
+    assert np.abs(lab[0].mean(0) - lab[1].mean(0)).max() < 1.0
+    assert np.abs(lab[0].std(0) - lab[1].std(0)).max() < 1.5
+    with pytest.raises(ValueError):
+        reinhard_transfer(image, reference[:32], mask)
+
+
+def test_blends_keep_the_background_outside_and_the_foreground_inside():
+    rng = np.random.default_rng(2)
+    fg = rng.integers(0, 256, (96, 128, 3), dtype=np.uint8)
+    bg = rng.integers(0, 256, (96, 128, 3), dtype=np.uint8)
+    assert np.array_equal(laplacian_blend(fg, bg, np.ones((96, 128))), fg)
+    assert np.array_equal(laplacian_blend(fg, bg, np.zeros((96, 128))), bg)
+    alpha = np.zeros((96, 128), np.float32)
+    alpha[30:60, 40:90] = 1
+    lap = laplacian_blend(fg, bg, cv2.GaussianBlur(alpha, (0, 0), 3), levels=3)
+    assert np.array_equal(lap[:, :10], bg[:, :10])  # far from the mask: exactly the background
+    assert np.array_equal(feather_blend(fg, bg, alpha)[alpha == 1], fg[alpha == 1])
+    mask = alpha > 0
+    poi = poisson_blend(fg, bg, mask)
+    assert poi.shape == bg.shape and poi.dtype == np.uint8
+    assert np.array_equal(poi[~mask], bg[~mask])
+    # Poisson keeps the foreground's gradients: a constant offset inside the mask disappears
+    flat = np.full((96, 128, 3), 100, np.uint8)
+    shifted = flat.copy()
+    shifted[20:70, 30:100] = 160
+    assert np.abs(poisson_blend(shifted, flat, mask).astype(int) - 100).max() <= 2
+    with pytest.raises(ValueError):
+        laplacian_blend(fg, bg[:50], alpha)
+
+
+def test_hull_mask_fills_the_convex_hull():
+    pts = np.array([[10, 10], [50, 10], [50, 40], [10, 40], [30, 25]], float)
+    m = hull_mask(pts, (60, 70))
+    assert m.dtype == np.uint8 and m.shape == (60, 70)
+    assert m[25, 30] == 255 and m[5, 5] == 0 and m[45, 30] == 0
+    assert abs(int((m > 0).sum()) - 40 * 30) < 80
+
+
+# --------------------------------------------------------------------------------------------------
+# real photos
+
+
+@pytest.fixture(scope="module")
+def swapper():
+    from faceforge.faces.detect import FaceDetector
+    from faceforge.faces.landmarks import FaceMesh
+
+    detector = FaceDetector(num_threads=1)
+    return FaceSwapper(detector=detector, mesh=FaceMesh(detector, num_threads=1))
+
+
+@pytest.fixture(scope="module")
+def portrait(data_dir):
+    """A shared real portrait (Barack Obama, face ~290 px): the source face."""
+    from faceforge.imaging import load_image
+
+    path = data_dir / "photos" / "portraits" / "obama.jpg"
+    if not path.is_file():
+        pytest.skip(f"shared portrait {path} not found")
+    return load_image(path)
+
+
+def _face_box(swapper, rgb, index=0):
+    return swapper.detector.detect(rgb)[index].box
+
+
+@pytest.mark.parametrize("blend", BLENDS)
+def test_swap_changes_the_face_and_nothing_far_from_it(swapper, portrait, astronaut_rgb, blend):
+    swapper.blend = blend
+    try:
+        result = swapper.swap(portrait, astronaut_rgb)
+    finally:
+        swapper.blend = "poisson"
+    out = result.image
+    assert out.shape == astronaut_rgb.shape and out.dtype == np.uint8
+    assert [f.swapped for f in result.faces] == [True] and result.source.faces_found == 1
+    x0, y0, x1, y1 = _face_box(swapper, astronaut_rgb)
+    w = x1 - x0
+    inner = (slice(int(y0 + 0.3 * w), int(y1 - 0.2 * w)), slice(int(x0 + 0.2 * w), int(x1 - 0.2 * w)))
+    diff = np.abs(out.astype(np.int16) - astronaut_rgb.astype(np.int16))
+    assert diff[inner].mean() > 8, "the face region did not change"
+    far = np.ones(out.shape[:2], bool)
+    far[max(0, int(y0 - 0.5 * w)):int(y1 + 0.5 * w), max(0, int(x0 - 0.5 * w)):int(x1 + 0.5 * w)] = False
+    assert far.sum() > 0.5 * far.size and diff[far].max() == 0, "pixels far from the face changed"
+    # the swapped face keeps the target's pose: Face Mesh finds it where the target's face was
+    box = _face_box(swapper, out)
+    assert np.abs(box - np.array([x0, y0, x1, y1])).max() < 0.15 * w
+
+
+def test_swap_face_keeps_shape_on_a_non_square_image(swapper, portrait, astronaut_rgb):
+    target = np.ascontiguousarray(np.pad(astronaut_rgb, ((0, 37), (101, 0), (0, 0)), mode="edge"))
+    src = swapper.prepare_source(portrait)
+    t_pts = swapper.mesh.landmarks_3d(target, swapper.detector.detect(target)[0])
+    out, weight = swap_face(portrait, src.points, target, t_pts, blend="feather", return_mask=True)
+    assert out.shape == target.shape and out.dtype == np.uint8
+    assert weight.shape == target.shape[:2] and weight.max() == pytest.approx(1.0, abs=0.05)
+    assert np.array_equal(out[weight == 0], target[weight == 0])
+    moved = np.abs(out.astype(int) - target).sum(-1) > 0
+    assert not moved[:, :101].any() and not moved[-37:].any()
+
+
+def test_same_face_tells_copies_from_other_photos(swapper, portrait, astronaut_rgb):
+    from faceforge.imaging import decode_image, encode_image
+
+    det, mesh = swapper.detector, swapper.mesh
+    a = mesh.landmarks_3d(astronaut_rgb, det.detect(astronaut_rgb)[0])
+    copy = decode_image(encode_image(astronaut_rgb, "jpeg", 80))
+    assert same_face(astronaut_rgb, a, copy, mesh.landmarks_3d(copy, det.detect(copy)[0]))[0]
+    p = mesh.landmarks_3d(portrait, det.detect(portrait)[0])
+    different, mad = same_face(astronaut_rgb, a, portrait, p)
+    assert not different and mad > 20
+
+
+# --------------------------------------------------------------------------------------------------
+# refusals
+
+
+def test_no_face_in_source_or_target(swapper, astronaut_rgb):
+    grey = np.full((256, 256, 3), 128, np.uint8)
+    with pytest.raises(NoFaceError, match="source"):
+        swapper.swap(grey, astronaut_rgb)
+    flipped = np.ascontiguousarray(astronaut_rgb[:, ::-1])
+    with pytest.raises(NoFaceError, match="target"):
+        swapper.swap(flipped, grey)
+
+
+def test_source_face_too_small_states_the_minimum(swapper, portrait, astronaut_rgb):
+    small = cv2.resize(portrait, None, fx=0.16, fy=0.16, interpolation=cv2.INTER_AREA)  # face ~46 px
+    width = _face_box(swapper, small)[2] - _face_box(swapper, small)[0]
+    assert width < MIN_SOURCE_FACE
+    with pytest.raises(FaceTooSmallError, match=f"at least {MIN_SOURCE_FACE} px") as info:
+        swapper.swap(small, astronaut_rgb)
+    assert info.value.status == 422 and info.value.extra["role"] == "source"
+
+
+def test_source_equal_to_target_is_refused(swapper, astronaut_rgb):
+    with pytest.raises(SameFaceError, match="source face itself"):
+        swapper.swap(astronaut_rgb, astronaut_rgb)
+    from faceforge.imaging import decode_image, encode_image
+    with pytest.raises(SameFaceError):
+        swapper.swap(decode_image(encode_image(astronaut_rgb, "jpeg", 85)), astronaut_rgb)
+
+
+def test_all_faces_skips_the_source_face_but_named_faces_raise(swapper, portrait, astronaut_rgb):
+    """Target: the astronaut beside the portrait (scaled to the same height); source: the astronaut."""
+    scaled = cv2.resize(portrait, (int(portrait.shape[1] * 512 / portrait.shape[0]), 512), interpolation=cv2.INTER_AREA)
+    target = np.ascontiguousarray(np.concatenate([astronaut_rgb, scaled], axis=1))
+    result = swapper.swap(astronaut_rgb, target)
+    by_side = sorted(result.faces, key=lambda f: f.box[0])
+    assert [f.swapped for f in by_side] == [False, True]
+    assert "source face itself" in by_side[0].skipped
+    assert np.array_equal(result.image[:, :512], astronaut_rgb)
+    with pytest.raises(SameFaceError):
+        swapper.swap(astronaut_rgb, target, faces=[by_side[0].index])
+    with pytest.raises(FaceSelectionError):
+        swapper.swap(astronaut_rgb, target, faces="7")
+
+
+def test_yaw_gap_refused_with_both_yaws_and_the_limit_or_warned(swapper, portrait, astronaut_rgb):
+    from faceforge.faces.rotate import build_scene, render_yaw
+
+    pts = swapper.mesh.landmarks_3d(astronaut_rgb, swapper.detector.detect(astronaut_rgb)[0])
+    turned = render_yaw(astronaut_rgb, build_scene(pts, (512, 512)), 60.0).image  # Face Mesh reads ~+45 deg
+    strict = FaceSwapper(detector=swapper.detector, mesh=swapper.mesh, max_yaw_gap=30)
+    with pytest.raises(PoseGapError) as info:
+        strict.swap(portrait, turned)
+    err = info.value
+    message = str(err)
+    assert f"{err.extra['source_yaw']:+.0f} deg" in message and f"{err.extra['target_yaw']:+.0f} deg" in message
+    assert "limit of 30 deg" in message and err.extra["gap"] > 30 and err.status == 422
+    loose = FaceSwapper(detector=swapper.detector, mesh=swapper.mesh, max_yaw_gap=30, allow_pose_gap=True)
+    with pytest.warns(UserWarning, match="swapped anyway"):
+        result = loose.swap(portrait, turned)
+    assert result.faces[0].swapped and "limit of 30 deg" in result.faces[0].warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert FaceSwapper(detector=swapper.detector, mesh=swapper.mesh, max_yaw_gap=80).swap(portrait, turned).swapped
+
+
+@pytest.mark.parametrize("kwargs", [{"blend": "clone"}, {"max_yaw_gap": 0}, {"max_yaw_gap": 91},
+                                    {"min_source_face": 8}])
+def test_out_of_range_options(kwargs):
+    with pytest.raises(ValueError):
+        FaceSwapper(**kwargs)
+
+
+def test_errors_are_problem_documents():
+    for cls, slug in ((PoseGapError, "pose-gap-too-large"), (FaceTooSmallError, "face-too-small"),
+                      (SameFaceError, "same-source-and-target")):
+        problem = cls("detail", face=1).to_problem()
+        assert problem["status"] == 422 and problem["type"].endswith(slug) and problem["face"] == 1
+
+
+# --------------------------------------------------------------------------------------------------
+# CLI
+
+
+def _error_lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if line.startswith("Error:")]
+
+
+def test_cli_swaps_and_keeps_alpha(tmp_path, portrait, astronaut_rgb):
+    from faceforge.cli import main
+    from faceforge.imaging import save_image
+
+    src = save_image(tmp_path / "src.jpg", portrait)
+    alpha = np.full(astronaut_rgb.shape[:2], 255, np.uint8)
+    alpha[:40] = 0
+    tgt = tmp_path / "tgt.png"
+    Image.fromarray(np.dstack([astronaut_rgb, alpha])).save(tgt)
+    out = tmp_path / "out.png"
+    result = CliRunner().invoke(main, ["swap", str(src), str(tgt), "-o", str(out), "--blend", "laplacian", "--json"])
+    assert result.exit_code == 0, result.output
+    written = np.asarray(Image.open(out))
+    assert written.shape == (512, 512, 4) and np.array_equal(written[..., 3], alpha)
+    assert '"swapped": true' in result.output
+    jpg = tmp_path / "out.jpg"
+    result = CliRunner().invoke(main, ["swap", str(src), str(tgt), "-o", str(jpg)])
+    assert result.exit_code == 0 and "swapped [0]" in result.output
+    assert np.asarray(Image.open(jpg)).shape == (512, 512, 3)
+
+
+def test_cli_exit_codes_and_one_line_errors(tmp_path, portrait, astronaut_rgb):
+    from faceforge.cli import main
+    from faceforge.imaging import save_image
+
+    src = save_image(tmp_path / "src.png", portrait)
+    tgt = save_image(tmp_path / "tgt.png", astronaut_rgb)
+    grey = save_image(tmp_path / "grey.png", np.full((128, 128, 3), 128, np.uint8))
+    copy = tmp_path / "copy.png"
+    copy.write_bytes(tgt.read_bytes())
+    runner = CliRunner()
+    usage = {
+        "same file": [str(tgt), str(tgt)],
+        "same bytes": [str(tgt), str(copy)],
+        "yaw gap range": [str(src), str(tgt), "--max-yaw-gap", "120"],
+        "blend": [str(src), str(tgt), "--blend", "clone"],
+        "faces syntax": [str(src), str(tgt), "--faces", "first"],
+        "min source": [str(src), str(tgt), "--min-source-face", "4"],
+    }
+    for name, args in usage.items():
+        r = runner.invoke(main, ["swap", *args, "-o", str(tmp_path / "x.png")])
+        assert r.exit_code == 2, (name, r.output)
+        assert len(_error_lines(r.output)) == 1 and "Traceback" not in r.output, name
+    runtime = {
+        "no face in source": ([str(grey), str(tgt)], "source"),
+        "no face in target": ([str(src), str(grey)], "target"),
+        "face index": ([str(src), str(tgt), "--faces", "3"], "out of range"),
+        "small source": ([str(src), str(tgt), "--min-source-face", "400"], "at least 400 px"),
+        "not an image": ([str(src), str(tmp_path / "bad.png")], "bad.png"),
+    }
+    (tmp_path / "bad.png").write_bytes(b"not an image at all")
+    for name, (args, words) in runtime.items():
+        r = runner.invoke(main, ["swap", *args, "-o", str(tmp_path / "x.png")])
+        assert r.exit_code == 1, (name, r.output)
+        lines = _error_lines(r.output)
+        assert len(lines) == 1 and words in lines[0] and len(r.output.strip().splitlines()) == 1, (name, r.output)
+    assert not (tmp_path / "x.png").exists()

@@ -41,6 +41,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "frontalize": ("faceforge.frontalize_cli:frontalize",
                    "Predict the frontal face of turned faces in a photo (pix2pix, pose-pair trained)."),
     "swap": ("faceforge.swap_cli:swap", "Put the face of one photo onto the faces of another (classical swap)."),
+    "restore": ("faceforge.restore_cli:restore",
+                "Restore the faces of a photo (GPEN blind face restoration, or classical filters)."),
     "train": ("training.cli:train", "Train faceforge's models."),
     "export": ("export.cli:export", "Export light models to ONNX, TFLite/LiteRT and Core ML with parity checks."),
     "stylegan": ("faceforge.stylegan_cli:stylegan", "StyleGAN2: generate, style-mix, toonify, project, morph faces."),
@@ -123,16 +125,51 @@ def main() -> None:
 
 
 @click.command()
-@click.option("--task", default=None, help="Only models of this task (e.g. emotion).")
-def models(task: str | None) -> None:
-    """List registered models with their input spec and default weights."""
-    from faceforge.models import get_spec, list_models
+@click.option("--task", default=None, help="Only models of this task (e.g. emotion, translate, generate).")
+@click.option("--json", "as_json", is_flag=True, help="Print architectures and model cards as JSON.")
+def models(task: str | None, as_json: bool) -> None:
+    """List architectures and the pretrained weights (model cards) faceforge has, truthfully.
 
-    for name in list_models(task):
-        spec = get_spec(name)
-        weights = spec.default_weights_path
-        state = "present" if weights and weights.is_file() else "missing"
-        i = spec.input
-        click.echo(f"{name:16s} task={spec.task:10s} input={i.layout} {i.shape} {i.colour} {i.value_range} "
-                   f"weights={spec.default_weights} ({state})")
-        click.echo(f"{'':16s} {spec.description}; source: {spec.source}")
+    A card is named ``arch.tag``; ``--weights default`` of a command loads the architecture's default
+    card, ``--weights arch.tag`` another one. "where" says which copy ``default`` loads: ``user``
+    (installed by ``faceforge train ... --install``), ``package`` (shipped) or ``-`` (not available:
+    the card's train command makes it).
+
+    \b
+    Examples:
+      faceforge models
+      faceforge models --task translate
+      faceforge models --json | python -m json.tool
+    """
+    import json
+
+    from faceforge.models import cards, get_spec, list_models
+
+    archs = [get_spec(n) for n in list_models()]
+    chosen = cards.list_cards(task)
+    if task is not None:
+        archs = [a for a in archs if a.task == task or any(c.arch == a.name for c in chosen)]
+    if as_json:
+        click.echo(json.dumps({
+            "architectures": [{"name": a.name, "task": a.task, "input": a.input.to_dict(), "source": a.source,
+                               "description": a.description,
+                               "default_card": a.default_card.name if a.default_card else None} for a in archs],
+            "cards": [c.to_dict() for c in chosen]}, indent=1))
+        return
+    click.echo("Architectures (default configuration; a card may be trained at another size):")
+    for a in archs:
+        i = a.input
+        card = a.default_card.name if a.default_card else "-"
+        click.echo(f"  {a.name:17s} {a.task:10s} {i.layout} {str(i.shape):15s} {i.colour or '':4s} "
+                   f"default weights: {card}")
+        click.echo(f"  {'':17s} {a.description}; source: {a.source}")
+    click.echo("\nModel cards (pretrained weights):")
+    click.echo(f"  {'card':26s} {'task':10s} {'trained at':10s} {'where':7s} {'file':26s} data terms")
+    for c in chosen:
+        d = c.to_dict()
+        size = f"{d['input_size']} px" if d["input_size"] else "-"
+        click.echo(f"  {c.name:26s} {c.task:10s} {size:10s} {d['location'] or '-':7s} {c.file:26s} "
+                   f"{c.data_terms or '-'}")
+        if not d["available"]:
+            click.echo(f"  {'':26s} not available here: {d['train_command'] or 'no train command'}"
+                       + (f" (or set {c.env})" if c.env else ""))

@@ -79,23 +79,23 @@ from torch import nn
 
 from faceforge.checkpoints import load_checkpoint
 from faceforge.errors import CheckpointError, NoFaceError, WeightsNotFoundError
-from faceforge.models import get_spec
-from faceforge.models.registry import WEIGHTS_DIR, build_from_state
+from faceforge.models import cards, get_spec
+from faceforge.models.registry import build_from_state
 from faceforge.translate import detect_and_select
 
 if TYPE_CHECKING:  # imported lazily at run time: the detector and Face Mesh load LiteRT
     from faceforge.faces.detect import Face, FaceDetector
     from faceforge.faces.landmarks import FaceMesh
 
-__all__ = ["ENV_VAR", "DEFAULT_WEIGHTS_PATH", "INPUT_MODES", "BOX_CENTRE", "BOX_HEIGHT", "TRAINED_MAX_YAW",
+__all__ = ["ENV_VAR", "CARD", "default_weights_path", "INPUT_MODES", "BOX_CENTRE", "BOX_HEIGHT", "TRAINED_MAX_YAW",
            "resolve_weights", "load_generator", "face_roll", "pose_tolerant_matrix", "rerender_frontal",
            "FrontalizedFace", "FrontalizationResult", "Frontalizer"]
 
 ENV_VAR = "FACEFORGE_FRONTALIZE_WEIGHTS"
 """Environment variable naming the frontalization weights (read by the CLI and the server config)."""
 
-DEFAULT_WEIGHTS_PATH = WEIGHTS_DIR / "pix2pix_frontalize.pt"
-"""faceforge's trained default (``pix2pix_mobile``'s registry default; provenance in the ``.json`` beside it)."""
+CARD = "pix2pix_mobile.frontalize"
+"""Model card of the default frontalizer (:mod:`faceforge.models.cards`; provenance in the ``.json`` beside it)."""
 
 TRAINING_STATE_ARCH = "frontalize_training_state"
 """``arch`` of the trainer's ``last.pt`` (:data:`training.frontalize.STATE_ARCH`; repeated here so the
@@ -119,6 +119,12 @@ TRAINED_MAX_YAW = 75.0
 NUM_FACE_POINTS = 468
 
 
+def default_weights_path() -> Path:
+    """The default frontalizer's file: the installed copy, else the shipped one (which may not exist)."""
+    card = cards.get_card(CARD)
+    return card.path or card.package_path
+
+
 def resolve_weights(weights: str | Path | None = None, environ: dict[str, str] | None = None) -> Path:
     """Where the frontalization weights are: ``weights`` if given (``"default"``: the installed file),
     else ``$FACEFORGE_FRONTALIZE_WEIGHTS``, else the installed default.
@@ -132,13 +138,10 @@ def resolve_weights(weights: str | Path | None = None, environ: dict[str, str] |
     """
     environ = os.environ if environ is None else environ
     chosen = weights if weights not in (None, "") else environ.get(ENV_VAR) or "default"
-    if str(chosen) == "default":
-        if not DEFAULT_WEIGHTS_PATH.exists():
-            raise WeightsNotFoundError(
-                f"no trained frontalization weights are installed (expected {DEFAULT_WEIGHTS_PATH}); train a "
-                f"generator with `faceforge train frontalize` and point {ENV_VAR} (or --weights) at its run "
-                f"folder", path=str(DEFAULT_WEIGHTS_PATH), env=ENV_VAR)
-        return DEFAULT_WEIGHTS_PATH
+    if str(chosen) == "default" or str(chosen) in cards.CARDS:
+        return cards.resolve(str(chosen), CARD, environ={},
+                             hint=f"train a generator with `faceforge train frontalize --install`, or point "
+                                  f"{ENV_VAR} (or --weights) at its run folder")
     path = Path(chosen).expanduser()
     if not path.exists():
         raise WeightsNotFoundError(f"frontalization weights not found: {path} (set {ENV_VAR} or --weights to a "
@@ -613,7 +616,7 @@ class Frontalizer:
     @property
     def weights_source(self) -> str:
         """``"default"`` or the weights path."""
-        return "default" if self.weights_path == DEFAULT_WEIGHTS_PATH else str(self.weights_path)
+        return "default" if self.weights_path == default_weights_path() else str(self.weights_path)
 
     def describe(self) -> dict[str, Any]:
         """JSON-ready description: generator arch, version, weights, input mode, sizes, trained yaw range."""

@@ -55,8 +55,8 @@ from torch import nn
 from faceforge.checkpoints import load_checkpoint
 from faceforge.errors import (CheckpointError, FaceSelectionError, NoFaceError, UnknownTaskError,
                               WeightsNotFoundError)
-from faceforge.models import get_spec
-from faceforge.models.registry import WEIGHTS_DIR, build_from_state
+from faceforge.models import cards, get_spec
+from faceforge.models.registry import build_from_state
 
 if TYPE_CHECKING:  # imported lazily at run time: the detector loads LiteRT
     from faceforge.faces.detect import Face, FaceDetector
@@ -87,14 +87,14 @@ class TranslateTask:
         name: task name, e.g. ``"age"``.
         description: one line for help texts and the OpenAPI document.
         domains: ``(A, B)`` human-readable names of the two image domains.
-        default_weights: file name under ``faceforge/weights/`` of the installed generator (``None``:
-            the task ships no default).
+        card: the model card (:mod:`faceforge.models.cards`) of the task's default generator
+            (``None``: the task ships no default).
     """
 
     name: str
     description: str
     domains: tuple[str, str]
-    default_weights: str | None = None
+    card: str | None = None
 
     @property
     def env_var(self) -> str:
@@ -108,8 +108,11 @@ class TranslateTask:
 
     @property
     def default_weights_path(self) -> Path | None:
-        """Absolute path of the installed default weights (may not exist), or ``None``."""
-        return WEIGHTS_DIR / self.default_weights if self.default_weights else None
+        """The default generator's file (installed copy, else the shipped one; may not exist), or ``None``."""
+        if self.card is None:
+            return None
+        card = cards.get_card(self.card)
+        return card.path or card.package_path
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description,
@@ -119,7 +122,7 @@ class TranslateTask:
 TASKS: dict[str, TranslateTask] = {
     "age": TranslateTask(
         "age", "aging: CycleGAN between young (18-29, A) and old (60+, B) UTKFace faces; A->B ages a face",
-        ("young (18-29)", "old (60+)"), default_weights="cyclegan_age.pt"),
+        ("young (18-29)", "old (60+)"), card="cyclegan_resnet9.age"),
 }
 """Known tasks by name. To add one: train a CycleGAN on its two domains (``trainA/ trainB/``), add a
 :class:`TranslateTask` here, and a ``translate_<task>_weights`` field to :class:`server.config.Config`."""
@@ -159,14 +162,14 @@ def resolve_weights(task: str | TranslateTask, weights: str | Path | None = None
     task = get_task(task) if isinstance(task, str) else task
     environ = os.environ if environ is None else environ
     chosen = weights if weights not in (None, "") else environ.get(task.env_var) or "default"
-    if str(chosen) == "default":
-        path = task.default_weights_path
-        if path is None or not path.exists():
-            raise WeightsNotFoundError(
-                f"no trained weights are installed for task {task.name!r} (expected {path}); train a translator "
-                f"with `faceforge train cyclegan` and point {task.env_var} (or --weights) at its run folder, "
-                f"or copy its G_A.pt to {path}", path=str(path) if path else None, task=task.name)
-        return path
+    if str(chosen) == "default" or str(chosen) in cards.CARDS:
+        if task.card is None and str(chosen) == "default":
+            raise WeightsNotFoundError(f"task {task.name!r} ships no default generator; set {task.env_var} "
+                                       f"(or --weights) to a `faceforge train cyclegan` run folder",
+                                       task=task.name, env=task.env_var)
+        return cards.resolve(str(chosen), task.card or str(chosen), environ={},
+                             hint=f"train a translator with `faceforge train cyclegan --install`, or point "
+                                  f"{task.env_var} (or --weights) at its run folder")
     path = Path(chosen).expanduser()
     if not path.exists():
         raise WeightsNotFoundError(f"weights for task {task.name!r} not found: {path}", path=str(path),

@@ -162,9 +162,9 @@ class ModelHub:
     def _frontalize_to_warm(self) -> bool:
         """Whether frontalization weights are configured explicitly or installed (absent default weights
         do not make the server unready: only ``/v1/frontalize`` answers 503 then)."""
-        from faceforge.frontalize import DEFAULT_WEIGHTS_PATH
+        from faceforge.frontalize import default_weights_path
 
-        return self.config.frontalize_weights != "default" or DEFAULT_WEIGHTS_PATH.exists()
+        return self.config.frontalize_weights != "default" or default_weights_path().exists()
 
     def stylegan(self, which: str = "base") -> "StyleGAN2Generator":
         """The shared StyleGAN2 generator (``"base"``: ``Config.stylegan2_weights``; ``"toon"``: the

@@ -34,6 +34,27 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(autouse=True)
+def isolated_faceforge_home(tmp_path_factory, monkeypatch):
+    """Every test sees an empty user weights folder (``$FACEFORGE_HOME``): nothing a developer installed
+    with ``--install`` changes a test, and an install under test never reaches the real user folder."""
+    monkeypatch.setenv("FACEFORGE_HOME", str(tmp_path_factory.mktemp("faceforge_home")))
+
+
+@pytest.fixture
+def without_card(monkeypatch):
+    """``without_card(name)``: model card ``name`` behaves as in a checkout that does not ship its file."""
+    import dataclasses
+
+    from faceforge.models import cards
+
+    def hide(name: str) -> None:
+        card = cards.get_card(name)
+        monkeypatch.setitem(cards.CARDS, name, dataclasses.replace(card, file=f"absent_{card.file}"))
+
+    return hide
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     """The shared data folder; skips the test when it is absent."""

@@ -20,7 +20,7 @@ from faceforge.faces.align import TEMPLATES
 from faceforge.faces.detect import Face
 from faceforge.imaging import load_image, save_image
 from faceforge import translate
-from faceforge.models import create_model, get_spec, list_models, registry
+from faceforge.models import create_model, get_spec, list_models
 from faceforge.models.cyclegan import (MobileResnetGenerator, NLayerDiscriminator, ResnetGenerator, complexity,
                                        fold_batchnorm)
 from training.cyclegan import CycleGANConfig, ImagePool, gan_loss, lr_factor, train
@@ -130,7 +130,7 @@ def test_registry_specs():
         assert spec.input.value_range == (-1.0, 1.0) and spec.input.face_template in TEMPLATES
         assert spec.labels is None
         # the server's ResNet default is the age task's file; the mobile default is what export ships
-        assert spec.default_weights == (None if name == "cyclegan_resnet9" else "cyclegan_age_mobile.pt")
+        assert spec.default_card.file == ("cyclegan_age.pt" if name == "cyclegan_resnet9" else "cyclegan_age_mobile.pt")
         assert isinstance(create_model(name, ngf=4, n_blocks=1), cls)
 
 
@@ -271,10 +271,8 @@ def test_cli_trains_one_step_of_the_resnet_generator_and_installs_it(tmp_path, m
     args = ["cyclegan", "--data", str(data), "--ngf", "4", "--n-blocks", "1",
             "--load-size", "34", "--crop-size", "32", "--batch-size", "2", "--epochs", "1", "--epochs-decay", "0",
             "--stop-after", "1", "--workers", "0", "--runs-dir", str(tmp_path / "runs")]
-    weights = tmp_path / "weights"
-    weights.mkdir()
-    monkeypatch.setattr(registry, "WEIGHTS_DIR", weights)
-    monkeypatch.setattr(translate, "WEIGHTS_DIR", weights)
+    monkeypatch.setenv("FACEFORGE_HOME", str(tmp_path / "home"))
+    weights = tmp_path / "home" / "weights"  # --install writes to the user weights folder, never the package
     result = CliRunner().invoke(train_group, args + ["--install"])
     assert result.exit_code == 0, result.output
     # --install: G_A (young -> old) becomes the age task's default, with provenance

@@ -14,7 +14,6 @@ from faceforge.checkpoints import save_checkpoint
 from faceforge.emotion import EmotionRecognizer, EmotionResult, preprocess_faces
 from faceforge.errors import CheckpointError, NoFaceError, WeightsNotFoundError
 from faceforge.models import get_spec
-from faceforge.models import registry
 from faceforge.models.mini_xception import FER2013_LABELS
 from server.testing import make_random_emotion_checkpoint
 
@@ -57,8 +56,8 @@ def test_preprocess_rejects_bad_input(bad):
 
 
 # --------------------------------------------------------------------------- loading errors
-def test_missing_default_weights_is_a_clear_error(tmp_path, monkeypatch):
-    monkeypatch.setattr(registry, "WEIGHTS_DIR", tmp_path)  # an empty weights folder
+def test_missing_default_weights_is_a_clear_error(without_card):
+    without_card("mini_xception.fer2013")  # a checkout without the shipped file
     with pytest.raises(WeightsNotFoundError, match="faceforge train emotion") as info:
         EmotionRecognizer("default", detector=object())
     assert isinstance(info.value, CheckpointError) and info.value.status == 503

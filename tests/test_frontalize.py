@@ -286,13 +286,10 @@ def test_trainer_checks_the_crop_against_the_levels(tmp_path, tiny_pose_pairs):
 
 def test_finished_run_installs_as_the_default(tmp_path, monkeypatch, tiny_pose_pairs):
     pytest.importorskip("skimage")
-    import faceforge.models.registry as registry
     from faceforge.frontalize import load_generator
     from training.cli import install_frontalizer
     from training.frontalize import FrontalizeConfig, train
 
-    monkeypatch.setattr(registry, "WEIGHTS_DIR", tmp_path / "weights")
-    (tmp_path / "weights").mkdir()
     data = tiny_pose_pairs(tmp_path / "pairs")
     cfg = FrontalizeConfig(data=str(data), generator="pix2pix_mobile", generator_kwargs={"ngf": 8, "num_downs": 5},
                            ndf=8, crop_size=32, batch_size=4, n_epochs=1, n_epochs_decay=0, log_every=1,
@@ -303,7 +300,9 @@ def test_finished_run_installs_as_the_default(tmp_path, monkeypatch, tiny_pose_p
         install_frontalizer(run)
     train(FrontalizeConfig(resume=str(run), num_workers=0, threads=1, progress=False))
     dest = install_frontalizer(run)
-    assert dest == tmp_path / "weights" / "pix2pix_frontalize.pt"
+    from faceforge.models import cards
+
+    assert dest == cards.user_weights_dir() / "pix2pix_frontalize.pt"  # the user folder, never the package
     record = json.loads(dest.with_suffix(".json").read_text())
     assert record["finished"] and record["training_config"]["crop_size"] == 32 and record["training_minutes"] >= 0
     g = create_model("pix2pix_mobile", weights="default")  # the registry default now loads it

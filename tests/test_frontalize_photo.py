@@ -9,6 +9,7 @@ check the pipeline's geometry and the API's contract fast; the shipped weights' 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import json
 
@@ -19,6 +20,7 @@ from click.testing import CliRunner
 from jsonschema import Draft202012Validator
 from PIL import Image
 
+from faceforge.models import cards
 from faceforge.checkpoints import save_checkpoint
 from faceforge.errors import CheckpointError, NoFaceError, WeightsNotFoundError
 from faceforge.frontalize import (ENV_VAR, Frontalizer, _SYMMETRIC, face_roll, load_generator,
@@ -109,12 +111,12 @@ def test_rerender_at_zero_yaw_is_nearly_the_crop(frontalizer, astronaut_rgb):
 # weights
 
 
-def test_resolve_weights_names_the_env_var(tmp_path, weights, monkeypatch):
+def test_resolve_weights_names_the_env_var(tmp_path, weights, without_card):
     import faceforge.frontalize as frontalize
 
-    assert resolve_weights(None, environ={}) == frontalize.DEFAULT_WEIGHTS_PATH or \
-        not frontalize.DEFAULT_WEIGHTS_PATH.exists()
-    monkeypatch.setattr(frontalize, "DEFAULT_WEIGHTS_PATH", tmp_path / "pix2pix_frontalize.pt")  # a checkout without it
+    assert resolve_weights(None, environ={}) == frontalize.default_weights_path() or \
+        not frontalize.default_weights_path().exists()
+    without_card(frontalize.CARD)  # a checkout without it
     with pytest.raises(WeightsNotFoundError) as info:
         resolve_weights(None, environ={})
     assert ENV_VAR in str(info.value)
@@ -187,11 +189,12 @@ def test_cli(tmp_path, weights, astronaut_png, monkeypatch):
     assert result.exit_code == 0, result.output
     doc = json.loads(result.output[result.output.index("{"):])
     assert doc["faces"][0]["output"] == str(out) and Image.open(out).size == (SIZE, SIZE)
-    if frontalize.DEFAULT_WEIGHTS_PATH.is_file():  # the shipped weights by default, at their trained size
+    if frontalize.default_weights_path().is_file():  # the shipped weights by default, at their trained size
         shipped = CliRunner().invoke(main, ["frontalize", str(photo), "-o", str(tmp_path / "d.png")], env={ENV_VAR: ""})
         assert shipped.exit_code == 0, shipped.output
         assert Image.open(tmp_path / "d.png").size == (128, 128)
-    monkeypatch.setattr(frontalize, "DEFAULT_WEIGHTS_PATH", tmp_path / "absent.pt")  # a checkout without them
+    monkeypatch.setitem(cards.CARDS, frontalize.CARD, dataclasses.replace(cards.get_card(frontalize.CARD),
+                                                                          file="absent.pt"))  # a checkout without them
     missing = CliRunner().invoke(main, ["frontalize", str(photo)], env={ENV_VAR: ""})
     assert missing.exit_code != 0 and ENV_VAR in missing.output
 
@@ -245,7 +248,8 @@ def test_api_weights_not_found_is_503(astronaut_png, expect_problem, monkeypatch
     import faceforge.frontalize as frontalize
     from server import create_app
     # a checkout whose default weights are missing (deleted, or a partial clone)
-    monkeypatch.setattr(frontalize, "DEFAULT_WEIGHTS_PATH", tmp_path / "weights" / "pix2pix_frontalize.pt")
+    monkeypatch.setitem(cards.CARDS, frontalize.CARD, dataclasses.replace(cards.get_card(frontalize.CARD),
+                                                                          file="absent.pt"))
     client = create_app({"frontalize_weights": "default", "torch_threads": None}).test_client()
     body = expect_problem(_post(client, astronaut_png), 503, "weights-not-found")
     assert ENV_VAR in body["detail"] and str(tmp_path) not in str(body)  # no server paths leak
@@ -313,9 +317,9 @@ def test_models_lists_the_loaded_frontalizer(client, astronaut_png):
 def test_shipped_default_weights(astronaut_rgb):
     """The installed generator loads by default at its trained size and, on a frontal face, gives back
     that face (a random or broken generator does not: ~10 dB)."""
-    from faceforge.frontalize import DEFAULT_WEIGHTS_PATH
+    from faceforge.frontalize import default_weights_path
 
-    if not DEFAULT_WEIGHTS_PATH.is_file():
+    if not default_weights_path().is_file():
         pytest.skip("no frontalization weights installed in this checkout")
     fz = Frontalizer("default", num_threads=1)
     assert fz.weights_source == "default" and fz.meta.get("finished") is True

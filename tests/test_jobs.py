@@ -231,7 +231,7 @@ def test_shipped_default_generator_serves_by_configuration():
     assert got[0].shape == (G.resolution, G.resolution, 3) and got[0].std() > 5  # an image, not a flat field
 
 
-def test_shipped_toon_generator_serves_by_configuration(monkeypatch, tmp_path):
+def test_shipped_toon_generator_serves_by_configuration(monkeypatch, tmp_path, without_card):
     from faceforge.models import get_spec, stylegan2 as sg
 
     toon_path = sg.default_toon_weights_path()
@@ -247,7 +247,7 @@ def test_shipped_toon_generator_serves_by_configuration(monkeypatch, tmp_path):
     # toonified, not the base face again
     assert not np.array_equal(expected[0], S.generate(base, [3], psi=0.7)[0])
     # a checkout without the file: "default" is a clear 503, not a crash
-    monkeypatch.setattr(sg, "DEFAULT_TOON_WEIGHTS", "absent.pt")
+    without_card(sg.TOON_CARD)
     toon = create_app({"stylegan2_weights": "default", "stylegan2_toon_weights": "default"}).test_client()
     assert_problem(toon.post("/v1/toonify", json={"seeds": [1]}), 503, "weights-not-found")
 

@@ -192,7 +192,7 @@ def test_w_avg_is_an_ema_tracked_in_training_only():
 
 def test_registry_spec_and_create_model():
     spec = get_spec("stylegan2")
-    assert spec.task == "generate" and spec.default_weights == "stylegan2_utkface32.pt"
+    assert spec.task == "generate" and spec.default_card.name == "stylegan2.utkface32"
     if spec.default_weights_path.is_file():  # the shipped generator loads with its own (32 px) config
         g_default = create_model("stylegan2", weights="default")
         assert g_default.resolution == 32 and g_default.faceforge_meta["data"]
@@ -204,7 +204,7 @@ def test_registry_spec_and_create_model():
     assert "scale" not in d and "colour" not in d and d["layout"] == "NC"
     g = create_model("stylegan2", resolution=8, z_dim=Z, w_dim=Z, channel_base=64, channel_max=8)
     assert g(z_batch(1)).shape == (1, 3, 8, 8)
-    assert get_spec("pix2pix_unet256").default_weights is None  # a spec that ships none: a clear error
+    assert get_spec("pix2pix_unet256").default_card is None  # a spec that ships none: a clear error
     with pytest.raises(CheckpointError, match="ships no default weights"):
         create_model("pix2pix_unet256", weights="default")
 

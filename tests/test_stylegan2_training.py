@@ -213,19 +213,17 @@ def test_load_image_set_crops_resizes_and_caches(tmp_path, toon_dir):
 
 def test_cli_train_and_install(tmp_path, faces_dir, monkeypatch):
     from faceforge.cli import main
-    import faceforge.models.registry as registry
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(registry, "WEIGHTS_DIR", tmp_path / "weights")
-    (tmp_path / "weights").mkdir()
+    monkeypatch.setenv("FACEFORGE_HOME", str(tmp_path / "home"))
     args = ["train", "stylegan2", "--preset", "tiny", "--data", str(faces_dir), "--stop-after", "2", "--device", "cpu",
             "--swd-every", "0", "--runs-dir", str(tmp_path / "runs"), "--install"]
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 0, res.output
     from faceforge.models import get_spec
 
-    installed = get_spec("stylegan2").default_weights_path  # under the patched WEIGHTS_DIR
-    assert installed.parent == tmp_path / "weights" and installed.is_file()
+    installed = get_spec("stylegan2").default_weights_path  # the user folder's copy now wins over the package's
+    assert installed == tmp_path / "home" / "weights" / "stylegan2_utkface32.pt" and installed.is_file()
     prov = json.loads(installed.with_suffix(".json").read_text())
     assert prov["arch"] == "stylegan2" and prov["model_config"]["resolution"] == 16 and prov["step"] == 2
     assert (tmp_path / "cache" / "stylegan2").is_dir()            # the decoded set is cached for resumes

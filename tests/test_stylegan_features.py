@@ -298,7 +298,7 @@ def test_cli_generate_mix_and_latent_morph(G, tmp_path):
     assert result.exit_code != 0 and "seeds" in result.output
 
 
-def test_cli_toonify_with_a_file_and_the_shipped_default(G, tmp_path, monkeypatch):
+def test_cli_toonify_with_a_file_and_the_shipped_default(G, tmp_path, monkeypatch, without_card):
     from click.testing import CliRunner
     from PIL import Image
 
@@ -320,6 +320,6 @@ def test_cli_toonify_with_a_file_and_the_shipped_default(G, tmp_path, monkeypatc
                                   "-o", str(out)])
     assert result.exit_code != 0 and "--toon" in result.output and "no.pt is not a file" in result.output
     # 'default' names the shipped anime fine-tune; a checkout without it gets a clear usage error
-    monkeypatch.setattr(sg, "DEFAULT_TOON_WEIGHTS", "absent.pt")
+    without_card(sg.TOON_CARD)
     result = runner.invoke(main, ["stylegan", "toonify", "--weights", str(base), "--toon", "default", "-o", str(out)])
     assert result.exit_code != 0 and "ships no default cartoon StyleGAN2 weights" in result.output

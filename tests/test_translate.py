@@ -8,7 +8,6 @@ check the pipeline's geometry and the API's contract, never the look of the outp
 from __future__ import annotations
 
 import base64
-import dataclasses
 import io
 
 import numpy as np
@@ -123,7 +122,7 @@ def test_postfilter_smooths_noise_and_keeps_shape():
 # weights
 
 
-def test_tasks_and_resolve_weights(tmp_path, run_dir):
+def test_tasks_and_resolve_weights(tmp_path, run_dir, without_card):
     assert "age" in TASKS and get_task("age").env_var == "FACEFORGE_TRANSLATE_AGE_WEIGHTS"
     with pytest.raises(UnknownTaskError) as info:
         get_task("gender")
@@ -135,9 +134,9 @@ def test_tasks_and_resolve_weights(tmp_path, run_dir):
         resolve_weights("age", tmp_path / "missing.pt", environ={})
     # the installed default (faceforge ships cyclegan_age.pt); when absent, a 503-type error naming the variable
     assert get_task("age").default_weights_path.name == "cyclegan_age.pt"
-    absent = dataclasses.replace(get_task("age"), default_weights="absent.pt")
+    without_card(get_task("age").card)
     with pytest.raises(WeightsNotFoundError, match="FACEFORGE_TRANSLATE_AGE_WEIGHTS") as info:
-        resolve_weights(absent, "default", environ={})
+        resolve_weights("age", "default", environ={})
     assert info.value.status == 503
 
 

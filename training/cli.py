@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import click
@@ -57,7 +56,8 @@ device_options = _stack(
               help="Data root holding fer2013/{train,test} [default: $FACEFORGE_DATA or ../shared/data].")
 @click.option("--runs-dir", type=click.Path(file_okay=False), default="runs", show_default=True)
 @click.option("--install", is_flag=True,
-              help="Copy the best checkpoint to faceforge/weights/ as the new default weights.")
+              help="Install the best checkpoint as the default weights (card mini_xception.fer2013) in the "
+                   "user weights folder ($FACEFORGE_HOME/weights or the platform's user data folder).")
 def emotion(epochs: int, batch_size: int, lr: float, weight_decay: float, label_smoothing: float,
             erase_prob: float, seed: int, limit: int | None, data_root: Path | None,
             runs_dir: str, install: bool) -> None:
@@ -67,7 +67,6 @@ def emotion(epochs: int, batch_size: int, lr: float, weight_decay: float, label_
     Example:
       faceforge train emotion --epochs 60 --install
     """
-    from faceforge.models import get_spec
     from training.emotion import EmotionConfig, train as run_training
 
     try:
@@ -78,19 +77,29 @@ def emotion(epochs: int, batch_size: int, lr: float, weight_decay: float, label_
         raise click.ClickException(str(exc)) from None
     click.echo(f"run folder: {run}")
     if install:
-        dest = install_weights(run / "best.pt", get_spec("mini_xception").default_weights_path)
+        dest = install_weights(run / "best.pt", "mini_xception.fer2013")
         click.echo(f"installed default weights: {dest} (provenance: {dest.with_suffix('.json')})")
 
 
-def install_weights(checkpoint: Path, dest: Path, run: Path | None = None) -> Path:
-    """Copy a run's checkpoint to ``dest`` and write its provenance beside it as ``<dest>.json``.
+def install_weights(checkpoint: Path, card: str, run: Path | None = None) -> Path:
+    """Install a run's checkpoint as model card ``card``'s default, with its provenance beside it.
 
+    The file goes to the user weights folder (:func:`faceforge.models.cards.user_weights_dir`:
+    ``$FACEFORGE_HOME/weights`` or platformdirs' user data folder), never into the package; from then
+    on ``"default"`` loads it. To ship it, copy the file and its JSON into ``faceforge/weights/``.
     The JSON repeats the checkpoint's ``meta`` (command, data, epochs, seed, metrics, git commit) so
-    that how the shipped weights were made is readable without loading them. ``run``: the run folder
+    that how the weights were made is readable without loading them. ``run``: the run folder
     (default: the checkpoint's folder), whose ``metrics.csv`` gives the training time.
+
+    Returns:
+        The installed file.
+
+    Raises:
+        FileNotFoundError, CheckpointError: ``checkpoint`` is missing or not a faceforge checkpoint.
+        UnknownModelError: ``card`` is not a model card.
     """
     from faceforge.checkpoints import load_checkpoint
-    from training.runs import write_json
+    from faceforge.models import cards
 
     import csv
     import platform
@@ -99,7 +108,8 @@ def install_weights(checkpoint: Path, dest: Path, run: Path | None = None) -> Pa
 
     ckpt = load_checkpoint(checkpoint)
     meta = dict(ckpt["meta"])
-    record = {"file": dest.name, "arch": ckpt["arch"], "model_config": ckpt["config"],
+    card = cards.get_card(card)
+    record = {"file": card.file, "card": card.name, "arch": ckpt["arch"], "model_config": ckpt["config"],
               "run": (run or checkpoint.parent).as_posix(), **{k: v for k, v in meta.items() if k != "config"},
               "training_config": meta.get("config")}
     metrics_csv = (run or checkpoint.parent) / "metrics.csv"
@@ -116,9 +126,7 @@ def install_weights(checkpoint: Path, dest: Path, run: Path | None = None) -> Pa
             if rows and column in rows[0]:
                 record[f"{column}_by_epoch"] = [float(r[column]) for r in rows]
     record["machine"] = f"{platform.machine()} CPU, torch {torch.__version__}, {torch.get_num_threads()} threads"
-    shutil.copyfile(checkpoint, dest)
-    write_json(dest.with_suffix(".json"), record)
-    return dest
+    return cards.install(checkpoint, card, provenance=record)
 
 
 @train.command("cyclegan")
@@ -153,8 +161,8 @@ def install_weights(checkpoint: Path, dest: Path, run: Path | None = None) -> Pa
               help="Steps between mid-epoch checkpoints (0: at epoch ends only).")
 @device_options
 @click.option("--install", is_flag=True,
-              help="Copy the run's G_A.pt to faceforge/weights/ as the default aging weights (ResNet: "
-                   "cyclegan_age.pt, served by /v1/translate; mobile: cyclegan_age_mobile.pt, exported to "
+              help="Install the run's G_A.pt as the default aging weights in the user weights folder (ResNet: "
+                   "card cyclegan_resnet9.age, served by /v1/translate; mobile: cyclegan_mobile.age, exported to "
                    "phones), with a provenance JSON.")
 def cyclegan(dataroot: Path | None, generator: str, ngf: int | None, n_blocks: int | None, epochs: int,
              epochs_decay: int, steps_per_epoch: int | None, batch_size: int, lr: float, lambda_cycle: float,
@@ -198,17 +206,15 @@ def cyclegan(dataroot: Path | None, generator: str, ngf: int | None, n_blocks: i
 def install_translator(run: Path) -> Path:
     """Install a finished aging run's ``G_A.pt`` (young -> old) as faceforge's default weights.
 
-    ResNet generators go to the ``age`` task's file (``faceforge/weights/cyclegan_age.pt``, what
-    ``FaceTranslator("age")`` and ``/v1/translate`` load by default); mobile generators to
-    ``cyclegan_mobile``'s registry default (``cyclegan_age_mobile.pt``, what ``faceforge export
-    cyclegan_mobile`` exports by default).
+    ResNet generators become card ``cyclegan_resnet9.age`` (what ``FaceTranslator("age")`` and
+    ``/v1/translate`` load by default); mobile generators ``cyclegan_mobile.age`` (what ``faceforge
+    export cyclegan_mobile`` exports by default). Both go to the user weights folder.
 
     Raises:
         FileNotFoundError: the run has no ``G_A.pt``.
         ValueError: the generator is neither kind.
     """
     from faceforge.checkpoints import load_checkpoint
-    from faceforge.models import get_spec
     from faceforge.translate import TASKS
 
     source = run / "G_A.pt"
@@ -216,12 +222,12 @@ def install_translator(run: Path) -> Path:
         raise FileNotFoundError(f"{source} not found: train first")
     arch = load_checkpoint(source)["arch"]
     if arch == "cyclegan_resnet9":
-        dest = TASKS["age"].default_weights_path
+        card = TASKS["age"].card
     elif arch == "cyclegan_mobile":
-        dest = get_spec("cyclegan_mobile").default_weights_path
+        card = "cyclegan_mobile.age"
     else:
         raise ValueError(f"{source} holds a {arch!r}, not a CycleGAN aging generator")
-    return install_weights(source, dest)
+    return install_weights(source, card)
 
 
 @train.command("age")
@@ -244,7 +250,7 @@ def install_translator(run: Path) -> Path:
               help="UTKFace folder [default: $FACEFORGE_DATA/utkface or ../shared/data/utkface].")
 @click.option("--runs-dir", type=click.Path(file_okay=False), default="runs", show_default=True)
 @click.option("--threads", type=click.IntRange(1), default=None, help="torch CPU threads.")
-@click.option("--install", is_flag=True, help="Copy best.pt to faceforge/weights/ as the default age weights.")
+@click.option("--install", is_flag=True, help="Install best.pt as the default age weights (card age_resnet.utkface, user weights folder).")
 def age(epochs: int, batch_size: int, lr: float, size: str, loss: str, faces: str, holdout: tuple[str, ...],
         seed: int, limit: int | None, data: Path | None, runs_dir: str, threads: int | None, install: bool) -> None:
     """Train the age estimator (age_resnet, DEX head) on UTKFace; reports MAE on a held-out split.
@@ -254,7 +260,6 @@ def age(epochs: int, batch_size: int, lr: float, size: str, loss: str, faces: st
       faceforge train age --epochs 1 --limit 500          # smoke run
       faceforge train age --holdout data/utkface_age/testA --holdout data/utkface_age/testB --install
     """
-    from faceforge.models import get_spec
     from training.age import AgeConfig, train as run_training
 
     try:
@@ -265,7 +270,7 @@ def age(epochs: int, batch_size: int, lr: float, size: str, loss: str, faces: st
         raise click.ClickException(str(exc)) from None
     click.echo(f"run folder: {run}")
     if install:
-        dest = install_weights(run / "best.pt", get_spec("age_resnet").default_weights_path)
+        dest = install_weights(run / "best.pt", "age_resnet.utkface")
         click.echo(f"installed default weights: {dest} (provenance: {dest.with_suffix('.json')})")
 
 
@@ -344,7 +349,7 @@ def frontalize_pairs(faces: int, dest: Path, source: Path | None, size: int, max
               help="Steps between held-out PSNR/SSIM (0: at epoch ends).")
 @click.option("--install", is_flag=True,
               help="When the run has finished, install its mobile generator as faceforge's default "
-                   "(faceforge/weights/pix2pix_frontalize.pt). With --resume of a finished run: install only.")
+                   "(card pix2pix_mobile.frontalize, user weights folder). With --resume of a finished run: install only.")
 @device_options
 def frontalize(data: Path, input_kind: str, generator: str, ngf: int | None, num_downs: int | None,
                crop_size: int | None, ndf: int, epochs: int, epochs_decay: int,
@@ -403,7 +408,6 @@ def install_frontalizer(run: Path) -> Path:
     import tempfile
 
     from faceforge.checkpoints import load_checkpoint, save_checkpoint
-    from faceforge.models import get_spec
     from faceforge.models.registry import build_from_state
 
     source = run / "G.pt"
@@ -424,7 +428,7 @@ def install_frontalizer(run: Path) -> Path:
     with tempfile.TemporaryDirectory() as tmp:
         staged = Path(tmp) / "G.pt"
         save_checkpoint(staged, G, ckpt["arch"], ckpt["config"], meta)
-        dest = install_weights(staged, get_spec("pix2pix_mobile").default_weights_path, run=run)
+        dest = install_weights(staged, "pix2pix_mobile.frontalize", run=run)
     if run_config:  # what the pairs were: counts and synthesis settings of the cache
         record = json.loads(dest.with_suffix(".json").read_text())
         record.update(pose_pairs={"counts": run_config.get("data_counts"), "config": run_config.get("data_config")},
@@ -479,7 +483,7 @@ def install_frontalizer(run: Path) -> Path:
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--threads", type=click.IntRange(1), default=None, help="torch CPU threads.")
 @click.option("--install", is_flag=True,
-              help="Copy the run's G_ema.pt to faceforge/weights/ as the default stylegan2 weights, or with "
+              help="Install the run's G_ema.pt as the default stylegan2 weights (user weights folder), or with "
                    "--finetune-from as the default cartoon weights for toonify (+ provenance JSON).")
 def stylegan2(preset: str, data: Path | None, finetune_from: Path | None, install: bool, no_mirror: bool,
               time_limit: float | None, stop_after: int | None, **fields) -> None:
@@ -500,7 +504,6 @@ def stylegan2(preset: str, data: Path | None, finetune_from: Path | None, instal
     """
     from faceforge.errors import FaceforgeError
     from faceforge.models import get_spec
-    from faceforge.models.registry import WEIGHTS_DIR
     from training.stylegan2 import config_from_preset, train as run_training
 
     if finetune_from is not None:  # a short fine-tune: small lr, few kimg unless told otherwise
@@ -515,11 +518,9 @@ def stylegan2(preset: str, data: Path | None, finetune_from: Path | None, instal
         raise click.ClickException(str(exc)) from None
     click.echo(f"run folder: {run}")
     if install:
-        if finetune_from is not None:
-            from faceforge.models.stylegan2 import default_toon_weights_path
-            dest = default_toon_weights_path()
-        else:
-            dest = get_spec("stylegan2").default_weights_path or WEIGHTS_DIR / "stylegan2_utkface.pt"
-        dest = install_weights(run / "G_ema.pt", dest)
+        from faceforge.models.stylegan2 import TOON_CARD
+
+        dest = install_weights(run / "G_ema.pt", TOON_CARD if finetune_from is not None
+                               else get_spec("stylegan2").default_card.name)
         click.echo(f"installed: {dest} (provenance: {dest.with_suffix('.json')}); '--weights default' "
                    f"{'--toon default ' if finetune_from is not None else ''}now loads it")

@@ -119,7 +119,6 @@ register_model(ModelSpec(
     kwargs={"in_channels": 3, "widths": (32, 64, 128, 256), "blocks": (1, 1, 1, 1), "num_bins": AGE_BINS,
             "dropout": 0.2},
     input=InputSpec(shape=(3, 64, 64), colour="rgb", value_range=(-1.0, 1.0), face_template="utkface"),
-    default_weights="age_resnet_utkface.pt",
     source="ResNet basic blocks (He et al., CVPR 2016); DEX expected-value head over 101 age bins (Rothe et al., "
            "ICCVW 2015); DLDL-v2 loss (Gao et al., IJCAI 2018)",
     description="age estimator, 64x64 RGB face (utkface template) -> 101 age-bin logits, expected age in years; "

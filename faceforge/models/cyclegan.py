@@ -428,7 +428,7 @@ _INPUT = InputSpec(shape=(3, 256, 256), colour="rgb", value_range=(-1.0, 1.0), f
 register_model(ModelSpec(
     name="cyclegan_resnet9", task="translate", factory=ResnetGenerator,
     kwargs={"input_nc": 3, "output_nc": 3, "ngf": 64, "n_blocks": 9, "norm": "instance"},
-    input=_INPUT, default_weights=None,
+    input=_INPUT,
     source="Zhu, Park, Isola, Efros, ICCV 2017 (arXiv:1703.10593); Johnson et al., ECCV 2016",
     description="CycleGAN ResNet-9 generator (server), 256x256 RGB -> RGB in [-1, 1]; 11.4 M params, 49.55 GMACs",
 ))
@@ -436,7 +436,7 @@ register_model(ModelSpec(
 register_model(ModelSpec(
     name="cyclegan_mobile", task="translate", factory=MobileResnetGenerator,
     kwargs={"input_nc": 3, "output_nc": 3, "ngf": 32, "n_blocks": 9, "norm": "batch", "upsample": "nearest"},
-    input=_INPUT, default_weights="cyclegan_age_mobile.pt",
+    input=_INPUT,
     source="faceforge; depthwise-separable blocks after GAN Compression (Li et al., CVPR 2020), "
            "resize-convolution (Odena et al., Distill 2016), BatchNorm folding (Jacob et al., CVPR 2018)",
     description="mobile CycleGAN generator (phones), 256x256 RGB -> RGB in [-1, 1]; 0.43 M params, 2.84 GMACs",

@@ -99,7 +99,6 @@ register_model(ModelSpec(
     kwargs={"num_classes": 7, "in_channels": 1},
     input=InputSpec(shape=(1, 48, 48), colour="gray", value_range=(-1.0, 1.0), face_template="fer2013"),
     labels=FER2013_LABELS,
-    default_weights="mini_xception_fer2013.pt",
     source="Arriaga, Ploeger, Valdenegro 2017, arXiv:1710.07557 (mini-Xception)",
     license="Apache-2.0 (weights trained by faceforge on FER2013, research use)",
     description="Facial-emotion recognition, 7 FER2013 classes, 48x48 grayscale aligned face",

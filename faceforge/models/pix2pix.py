@@ -250,7 +250,6 @@ register_model(ModelSpec(
     kwargs={"input_nc": 3, "output_nc": 3, "num_downs": 8, "ngf": 64, "max_mult": 8, "norm": "batch",
             "upsample": "nearest", "dropout": 0.5},
     input=InputSpec(shape=(3, 256, 256), colour="rgb", value_range=(-1.0, 1.0), face_template="utkface"),
-    default_weights="pix2pix_frontalize.pt",
     source="faceforge; pix2pix U-Net (Isola et al. 2017) with depthwise-separable convolutions (Howard et al. "
            "2017), resize-convolution (Odena et al. 2016), BatchNorm folding (Jacob et al. 2018)",
     description="mobile U-Net frontalization generator (phones), 256x256 RGB -> RGB in [-1, 1]; "

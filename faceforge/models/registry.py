@@ -26,6 +26,7 @@ from typing import Any, Callable
 from torch import nn
 
 from faceforge.errors import CheckpointError, UnknownModelError
+from faceforge.models import cards
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
@@ -89,7 +90,8 @@ class ModelSpec:
         kwargs: constructor arguments of the default configuration.
         input: the :class:`InputSpec`.
         labels: class names in output order, or ``None`` for image-to-image models.
-        default_weights: file name under ``faceforge/weights/`` of faceforge's own trained weights.
+        default_weights: fallback file name under ``faceforge/weights/`` for a family that has no
+            model card yet; a card (:mod:`faceforge.models.cards`) always wins over it.
         source: paper or reference implementation the architecture follows.
         license: license of the default weights.
         description: one line for ``faceforge models`` and ``GET /v1/models``.
@@ -110,8 +112,17 @@ class ModelSpec:
     weights_loader: Callable[..., dict[str, Any]] | None = None
 
     @property
+    def default_card(self) -> "cards.ModelCard | None":
+        """The model card ``"default"`` loads for this architecture, or ``None``."""
+        return cards.default_card(self.name)
+
+    @property
     def default_weights_path(self) -> Path | None:
-        """Absolute path of the default weights, or ``None`` if the spec ships none."""
+        """The file ``"default"`` loads: the default card's installed copy, else its shipped one (which
+        may not exist); ``None`` if the architecture has no default weights at all."""
+        card = self.default_card
+        if card is not None:
+            return card.path or card.package_path
         return WEIGHTS_DIR / self.default_weights if self.default_weights else None
 
 

@@ -693,16 +693,17 @@ def _load_stylegan2_weights(path, arch: str = "stylegan2"):
     return load_stylegan2(path, arch=arch)
 
 
-DEFAULT_TOON_WEIGHTS = "stylegan2_anime32.pt"
-"""The cartoon fine-tune of the default generator that faceforge ships for toonify (Pinkney & Adler 2020),
-in ``faceforge/weights/``; ``"default"`` as ``--toon`` / ``FACEFORGE_STYLEGAN2_TOON_WEIGHTS`` names it."""
+TOON_CARD = "stylegan2.anime32"
+"""Model card of the cartoon fine-tune of the default generator that faceforge ships for toonify
+(Pinkney & Adler 2020); ``"default"`` as ``--toon`` / ``FACEFORGE_STYLEGAN2_TOON_WEIGHTS`` names it."""
 
 
 def default_toon_weights_path() -> Path:
-    """Where the shipped cartoon fine-tune lives (:data:`DEFAULT_TOON_WEIGHTS`); it may be absent."""
-    from faceforge.models.registry import WEIGHTS_DIR
+    """The cartoon fine-tune's file (:data:`TOON_CARD`): installed copy, else the shipped one; it may be absent."""
+    from faceforge.models import cards
 
-    return Path(WEIGHTS_DIR) / DEFAULT_TOON_WEIGHTS
+    card = cards.get_card(TOON_CARD)
+    return card.path or card.package_path
 
 
 register_model(ModelSpec(
@@ -712,7 +713,6 @@ register_model(ModelSpec(
     kwargs=dict(DEFAULT_CONFIG),
     input=InputSpec(shape=(DEFAULT_CONFIG["z_dim"],), layout="NC", kind="latent",
                     distribution="z ~ N(0, I), float32 (N, z_dim); output (N, 3, R, R) RGB in ~[-1, 1]"),
-    default_weights="stylegan2_utkface32.pt",
     weights_loader=_load_stylegan2_weights,
     source="Karras et al. 2020, 'Analyzing and Improving the Image Quality of StyleGAN', CVPR "
            "(arXiv:1912.04958), config F",

@@ -35,8 +35,11 @@ This is the landmark-based swap of the tutorials (e.g. S. Mallick, "Face Swap us
   ``cv2.seamlessClone`` (``NORMAL_CLONE``); ``laplacian``: P. J. Burt, E. H. Adelson, "A Multiresolution
   Spline with Application to Image Mosaics", ACM ToG 2(4), 1983, written here
   (:func:`laplacian_blend`); ``feather``: alpha blending with the feathered mask (:func:`feather_blend`).
-  The mask is the convex hull of the target's landmarks (what the warp covers), eroded by
-  :data:`MASK_ERODE` of the face size and feathered by :data:`MASK_FEATHER`.
+  The mask is the convex hull of the target's landmarks (what the warp covers) with all but the lowest
+  30 % of the forehead left out (:func:`face_mask_points`: hair there is common on both faces) and the
+  target's mouth opening left out (:data:`MOUTH_INNER`: the target's teeth stay, the source's lips are
+  not stretched over an open mouth), eroded by :data:`MASK_ERODE` of the face size and feathered by
+  :data:`MASK_FEATHER`.
 
 **Pose limit.** A 2D piecewise-affine warp cannot turn a head: the source's visible side is stretched
 over the target's, and self-occlusion (the far cheek, the nose's side) is wrong. The design notes
@@ -91,7 +94,7 @@ if TYPE_CHECKING:  # imported lazily: the detector loads LiteRT
 
 __all__ = ["BLENDS", "DEFAULT_BLEND", "DEFAULT_MAX_YAW_GAP", "MIN_SOURCE_FACE", "MIN_TARGET_FACE",
            "PoseGapError", "FaceTooSmallError", "SameFaceError", "delaunay_triangles", "warp_face",
-           "hull_mask", "reinhard_transfer", "laplacian_blend", "feather_blend", "poisson_blend",
+           "hull_mask", "face_mask_points", "reinhard_transfer", "laplacian_blend", "feather_blend", "poisson_blend",
            "estimate_pitch", "face_pose", "same_face", "swap_face", "SourceFace", "SwappedFace", "SwapResult",
            "FaceSwapper"]
 
@@ -116,6 +119,13 @@ MASK_ERODE = 0.04
 seam lies inside the face rather than on its outline."""
 MASK_FEATHER = 0.06
 """Gaussian feathering of the mask (sigma), fraction of the face size."""
+FOREHEAD_KEEP = 0.3
+"""Share of the landmark hull's forehead (above the eyebrows) the mask keeps (:func:`face_mask_points`)."""
+MOUTH_INNER = (78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87, 178, 88, 95)
+"""Face Mesh inner-lip contour (MediaPipe ``FACEMESH_LIPS``, inner ring), in polygon order: the mouth
+opening, which keeps the target's pixels (teeth, tongue) so an open target mouth is not filled with
+the source's stretched lips."""
+_BROWS, _CHIN, _FOREHEAD = (105, 334), 152, 10
 SAME_FACE_MAD = 8.0
 """Mean absolute difference (uint8 levels) below which two landmark-aligned faces are the same face
 (:func:`same_face`: 1.0-3.4 for copies of one photo, >= 11.7 for different photos on the shared photos)."""
@@ -219,6 +229,34 @@ def hull_mask(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     mask = np.zeros(shape, np.uint8)
     cv2.fillConvexPoly(mask, hull, 255, lineType=cv2.LINE_8, shift=4)
     return mask
+
+
+def face_mask_points(points: np.ndarray, forehead: float = FOREHEAD_KEEP) -> np.ndarray:
+    """Face Mesh landmarks with the forehead lowered, whose convex hull is the swap's mask.
+
+    Face Mesh's hull reaches half-way up the forehead, where hair (bangs, a hairline) often lies: on
+    the source it would be pasted onto the target's forehead, on the target it puts the mask's border
+    (and Poisson's boundary values) on hair. Every landmark above the eyebrows (landmarks 105, 334;
+    "up" is the chin-to-forehead direction 152 -> 10, so roll does not matter) is moved down to
+    ``forehead`` of its height above them.
+
+    Args:
+        points: float ``(468, 2+)`` landmarks; fewer than 468 rows are returned unchanged.
+        forehead: 1 keeps the hull as is, 0 cuts it at the eyebrows.
+
+    Returns:
+        float64 ``(K, 2)``.
+    """
+    pts = _check_points(points)[:, :2].copy()
+    if len(pts) < 468 or forehead >= 1.0:
+        return pts
+    up = pts[_FOREHEAD] - pts[_CHIN]
+    up /= max(float(np.linalg.norm(up)), 1e-6)
+    brow = pts[list(_BROWS)].mean(0)
+    height = (pts - brow) @ up
+    above = height > 0
+    pts[above] -= (1.0 - forehead) * height[above, None] * up
+    return pts
 
 
 def warp_face(source: np.ndarray, source_xy: np.ndarray, target_xy: np.ndarray, triangles: np.ndarray,
@@ -491,6 +529,7 @@ def _face_size(points: np.ndarray) -> float:
 
 def swap_face(source: np.ndarray, source_points: np.ndarray, target: np.ndarray, target_points: np.ndarray,
               blend: str = DEFAULT_BLEND, triangles: np.ndarray | None = None, colour: bool = True,
+              forehead: float = FOREHEAD_KEEP, keep_mouth: bool = True,
               return_mask: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Put the source face onto one target face (no detection, no checks): warp, colour, blend.
 
@@ -508,6 +547,8 @@ def swap_face(source: np.ndarray, source_points: np.ndarray, target: np.ndarray,
         blend: ``"poisson"``, ``"laplacian"`` or ``"feather"``.
         triangles: int ``(T, 3)`` over the landmarks; default :func:`delaunay_triangles` of the source's.
         colour: apply :func:`reinhard_transfer` (skin tone of the target).
+        forehead: share of the forehead the mask keeps (:func:`face_mask_points`), in [0, 1].
+        keep_mouth: keep the target's mouth opening (:data:`MOUTH_INNER`; 468-point landmarks only).
         return_mask: also return the float32 ``(H, W)`` blend weight in [0, 1] (where the face went).
 
     Returns:
@@ -524,6 +565,8 @@ def swap_face(source: np.ndarray, source_points: np.ndarray, target: np.ndarray,
         raise ValueError(f"source and target have {len(s_pts)} and {len(t_pts)} landmarks")
     if blend not in BLENDS:
         raise ValueError(f"blend must be one of {', '.join(BLENDS)}, got {blend!r}")
+    if not 0.0 <= forehead <= 1.0:
+        raise ValueError(f"forehead must be in [0, 1], got {forehead}")
     tris = delaunay_triangles(s_pts) if triangles is None else np.asarray(triangles, np.int64)
     h, w = target.shape[:2]
     size = _face_size(t_pts)
@@ -557,11 +600,20 @@ def swap_face(source: np.ndarray, source_points: np.ndarray, target: np.ndarray,
     depth = t_pts[:, 2] if t_pts.shape[1] >= 3 else None
     warped, covered = warp_face(src, s_xy, t_xy, tris, (region.shape[1], region.shape[0]), depth)
 
-    hull = hull_mask(t_xy, region.shape[:2]) > 0
+    hull = hull_mask(face_mask_points(t_xy, forehead), region.shape[:2]) > 0
     inside = hull & covered
     erode = max(1, int(round(MASK_ERODE * size)))
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * erode + 1, 2 * erode + 1))
-    core = cv2.erode(inside.astype(np.uint8), kernel) > 0
+    outer = cv2.erode(inside.astype(np.uint8), kernel) > 0
+    core, hole = outer, None
+    if keep_mouth and len(t_xy) >= 468:
+        mouth = np.zeros(region.shape[:2], np.uint8)
+        cv2.fillPoly(mouth, [np.round((t_xy[list(MOUTH_INNER)] - 0.5) * 16).astype(np.int32)], 1, cv2.LINE_8, shift=4)
+        k = max(1, erode // 2)
+        opened = cv2.dilate(mouth, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1))) > 0
+        if opened.any():
+            core = outer & ~opened
+            hole = cv2.GaussianBlur(opened.astype(np.float32), (0, 0), max(0.5, k / 2))
     if not core.any():
         return (out, weight_full) if return_mask else out
     if colour:
@@ -570,21 +622,21 @@ def swap_face(source: np.ndarray, source_points: np.ndarray, target: np.ndarray,
     # fill what the warp did not cover with the target, so blurred bands do not pull in black
     warped = np.where(covered[..., None], warped, region)
     sigma = max(0.5, MASK_FEATHER * size)
+    # the Poisson solve makes the border seamless; its light feather only hides the mask's staircase
+    alpha = cv2.GaussianBlur(outer.astype(np.float32), (0, 0), max(0.5, 0.3 * sigma) if blend == "poisson" else sigma)
+    alpha *= inside
+    if hole is not None:
+        alpha *= 1.0 - hole
     if blend == "poisson":
-        # the Poisson solve makes the border seamless; a light feather hides the mask's staircase
-        cloned = poisson_blend(warped, region, core)
-        alpha = cv2.GaussianBlur(core.astype(np.float32), (0, 0), max(0.5, 0.3 * sigma)) * inside
-        blended = feather_blend(cloned, region, alpha)
+        blended = feather_blend(poisson_blend(warped, region, core), region, alpha)
+    elif blend == "laplacian":
+        levels = int(np.clip(np.floor(np.log2(max(size, 2) / 8.0)), 1, 6))
+        blended = laplacian_blend(warped, region, alpha, levels)
+        # the coarse bands reach a little past the mask; keep the target exact beyond the hull
+        reach = cv2.dilate(inside.astype(np.uint8), kernel) > 0
+        blended[~reach] = region[~reach]
     else:
-        alpha = cv2.GaussianBlur(core.astype(np.float32), (0, 0), sigma) * inside
-        if blend == "laplacian":
-            levels = int(np.clip(np.floor(np.log2(max(size, 2) / 8.0)), 1, 6))
-            blended = laplacian_blend(warped, region, alpha, levels)
-            # the coarse bands reach a little past the mask; keep the target exact beyond the hull
-            reach = cv2.dilate(inside.astype(np.uint8), kernel) > 0
-            blended[~reach] = region[~reach]
-        else:
-            blended = feather_blend(warped, region, alpha)
+        blended = feather_blend(warped, region, alpha)
     out[y0:y1, x0:x1] = blended
     if return_mask:
         weight_full[y0:y1, x0:x1] = alpha

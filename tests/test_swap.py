@@ -146,6 +146,25 @@ def test_swap_face_keeps_shape_on_a_non_square_image(swapper, portrait, astronau
     assert not moved[:, :101].any() and not moved[-37:].any()
 
 
+def test_mask_leaves_out_the_upper_forehead_and_the_open_mouth(swapper, portrait, astronaut_rgb):
+    from faceforge.swap import MOUTH_INNER, face_mask_points
+
+    t_pts = swapper.mesh.landmarks_3d(portrait, swapper.detector.detect(portrait)[0])  # smiling, teeth visible
+    lowered = face_mask_points(t_pts, 0.5)
+    assert lowered[10, 1] > t_pts[10, 1] + 5 and np.allclose(lowered[152], t_pts[152, :2])
+    assert np.array_equal(face_mask_points(t_pts, 1.0), t_pts[:, :2])
+    src = swapper.prepare_source(astronaut_rgb)
+    out, weight = swap_face(astronaut_rgb, src.points, portrait, t_pts, blend="feather", return_mask=True)
+    mouth = np.zeros(portrait.shape[:2], np.uint8)
+    cv2.fillPoly(mouth, [np.round(t_pts[list(MOUTH_INNER), :2]).astype(np.int32)], 1)
+    mouth = cv2.erode(mouth, np.ones((9, 9), np.uint8)) > 0
+    assert mouth.sum() > 500  # the teeth
+    assert weight[mouth].max() < 0.05 and np.abs(out[mouth].astype(int) - portrait[mouth]).max() <= 8
+    assert weight[int(t_pts[4, 1]), int(t_pts[4, 0])] > 0.99  # the nose is swapped
+    with pytest.raises(ValueError):
+        swap_face(astronaut_rgb, src.points, portrait, t_pts, forehead=1.5)
+
+
 def test_same_face_tells_copies_from_other_photos(swapper, portrait, astronaut_rgb):
     from faceforge.imaging import decode_image, encode_image
 

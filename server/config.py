@@ -68,7 +68,24 @@ class Config:
             morphs, the framing of the generator's training data (``FACEFORGE_STYLEGAN2_TEMPLATE``,
             default ``utkface``).
         job_backend: where heavy jobs run (``FACEFORGE_JOB_BACKEND``): ``inprocess`` (worker threads
-            in this process, the default); see :data:`server.jobs.JOB_BACKENDS` for adding e.g. Celery.
+            in this process, the default; refuses to start under a multi-process server, see
+            :func:`server.jobs.web_processes`) or ``celery`` (records and results in Redis at
+            ``redis_url``, tasks run by ``faceforge worker`` processes; :mod:`server.celery_backend`).
+        redis_url: Redis of the ``celery`` backend: Celery broker and job store
+            (``FACEFORGE_REDIS_URL``, default ``redis://127.0.0.1:6379/0``).
+        job_time_limit_s: hard time limit of one job run on a Celery worker, in seconds; the task gets a
+            soft limit (``SoftTimeLimitExceeded``, reported as a failed job) at 90 % of it
+            (``FACEFORGE_JOB_TIME_LIMIT_S``, default 600). Enforced by the prefork pool only.
+        job_visibility_timeout_s: seconds an unacknowledged Celery message stays invisible before Redis
+            redelivers it (a worker died without rejecting it); must be >= 2 x ``job_time_limit_s``
+            so a slow but live run is never duplicated (``FACEFORGE_JOB_VISIBILITY_TIMEOUT_S``;
+            ``None``: exactly 2 x ``job_time_limit_s``).
+        job_restore_interval_s: seconds between the workers' sweeps that put messages past the
+            visibility timeout back on their queue (``FACEFORGE_JOB_RESTORE_INTERVAL_S``, default 10).
+        job_max_attempts: times a Celery job may be started; a job whose worker died that often is
+            reported ``failed`` instead of being run again (``FACEFORGE_JOB_MAX_ATTEMPTS``, default 3).
+        web_processes: web server processes serving this app (``FACEFORGE_WEB_PROCESSES``); ``None``
+            detects gunicorn's worker count. The ``inprocess`` backend refuses to start when > 1.
         job_workers: worker threads of the in-process backend (``FACEFORGE_JOB_WORKERS``, default 1).
         max_jobs: jobs that may wait in the queue; one more is answered 429 (``FACEFORGE_MAX_JOBS``,
             default 16).
@@ -98,18 +115,35 @@ class Config:
     job_ttl_s: int = 600
     max_images: int = 16
     max_project_steps: int = 1000
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    job_time_limit_s: int = 600
+    job_visibility_timeout_s: int | None = None
+    job_restore_interval_s: int = 10
+    job_max_attempts: int = 3
+    web_processes: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_bytes", "max_pixels", "min_side", "max_faces", "job_workers", "max_jobs", "job_ttl_s",
-                     "max_images", "max_project_steps"):
+                     "max_images", "max_project_steps", "job_time_limit_s", "job_restore_interval_s",
+                     "job_max_attempts"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"config {name} must be >= 1, got {getattr(self, name)}")
-        for name in ("torch_threads", "detector_threads"):
+        for name in ("torch_threads", "detector_threads", "web_processes"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"config {name} must be >= 1 or None, got {value}")
+        if self.job_visibility_timeout_s is not None and self.job_visibility_timeout_s < 2 * self.job_time_limit_s:
+            raise ValueError(f"config job_visibility_timeout_s must be >= 2 x job_time_limit_s "
+                             f"({2 * self.job_time_limit_s}), got {self.job_visibility_timeout_s}: a shorter one "
+                             f"redelivers jobs that are still running")
         if self.detector_model not in ("short", "full", "auto"):
             raise ValueError(f"config detector_model must be short, full or auto, got {self.detector_model!r}")
+
+    @property
+    def visibility_timeout_s(self) -> int:
+        """The Celery broker's visibility timeout in seconds (``job_visibility_timeout_s`` or 2 x the hard
+        time limit)."""
+        return self.job_visibility_timeout_s or 2 * self.job_time_limit_s
 
     @property
     def max_content_length(self) -> int:

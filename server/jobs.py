@@ -14,18 +14,19 @@ Backends (``Config.job_backend``, env ``FACEFORGE_JOB_BACKEND``), registered in 
 
 ``inprocess`` (default)
     :class:`InProcessJobQueue`: a bounded ``queue.Queue(maxsize=max_jobs)`` feeding ``job_workers``
-    daemon threads (started on the first submit, so a pre-forking server starts them in each worker
-    process); job records in a dict, expired lazily. One process, no extra services; jobs are lost if
-    the process stops, and each server process has its own queue (poll the process you submitted to:
-    run one process, or put a sticky load balancer in front).
+    daemon threads (started on the first submit); job records in a dict, expired lazily. One process,
+    no extra services: the embedded demo and ``faceforge serve``. Jobs are lost if the process stops,
+    and a second process would not know the first one's jobs, so this backend **refuses to start
+    under a multi-process server** (:func:`web_processes`: ``FACEFORGE_WEB_PROCESSES``, or gunicorn's
+    ``-w`` when gunicorn loads the app) with a ``ValueError`` naming the fix.
 
-Adding a distributed backend (e.g. Celery with a Redis broker and result store) is a new class with
-the same four methods, registered under a name, chosen by configuration: ``submit`` sends
-``run_task(task, payload)`` to a Celery task and returns the Celery task id (refusing with
-:class:`~server.errors.QueueFullError` when the broker's queue length exceeds ``max_jobs``);
-``get`` maps ``AsyncResult.state`` PENDING/STARTED/SUCCESS/FAILURE to queued/running/succeeded/failed;
-``result_expires`` = ``job_ttl_s``; GPU worker processes build their own ``ModelHub`` from
-``Config.from_env()``. The HTTP layer and the tasks do not change.
+``celery``
+    :class:`server.celery_backend.CeleryJobQueue`: records, payloads and results in Redis
+    (``FACEFORGE_REDIS_URL``) with a TTL, tasks run by ``faceforge worker`` processes; any web process
+    answers any job id, jobs survive web restarts and worker crashes (re-run, idempotent by job id).
+
+A backend is a factory ``(config, runner) -> JobQueue`` in :data:`JOB_BACKENDS`; the HTTP layer and
+the tasks do not change.
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ import collections
 import dataclasses
 import logging
 import math
+import os
 import queue
+import sys
 import threading
 import time
 import uuid
@@ -227,18 +230,63 @@ class InProcessJobQueue(JobQueue):
                 job.payload = None  # drop uploaded images once done
 
 
-JOB_BACKENDS: dict[str, Callable[..., JobQueue]] = {"inprocess": InProcessJobQueue}
-"""Job backend name -> factory ``(runner, workers, max_queued, ttl_s) -> JobQueue``."""
+def web_processes(config: Any = None) -> int | None:
+    """How many processes serve this app: ``config.web_processes`` (``FACEFORGE_WEB_PROCESSES``) when
+    set; else, when gunicorn is loading the app (gunicorn's master sets ``SERVER_SOFTWARE=gunicorn/<v>``
+    in the environment), its worker count (``-w``), read from the gunicorn application or worker object
+    whose call loads the app (``load_wsgi``, or the master's with ``--preload``); else ``None``
+    (not known to be more than this process).
+
+    Workers added later with gunicorn's ``TTIN`` signal are not seen; other pre-forking servers
+    (uWSGI, ...) are not detected: set ``FACEFORGE_WEB_PROCESSES`` for them.
+    """
+    configured = getattr(config, "web_processes", None)
+    if configured:
+        return int(configured)
+    if not os.environ.get("SERVER_SOFTWARE", "").startswith("gunicorn"):
+        return None
+    frame = sys._getframe(1)
+    while frame is not None:
+        owner = frame.f_locals.get("self")
+        workers = getattr(getattr(owner, "cfg", None), "workers", None)
+        if isinstance(workers, int) and type(owner).__module__.startswith("gunicorn"):
+            return workers
+        frame = frame.f_back
+    log.warning("SERVER_SOFTWARE says gunicorn, but its worker count was not found; set FACEFORGE_WEB_PROCESSES")
+    return None
+
+
+def _inprocess_backend(config: Any, runner: Runner) -> JobQueue:
+    processes = web_processes(config)
+    if processes is not None and processes > 1:
+        raise ValueError(
+            f"the in-process job backend keeps jobs inside one process, but this app is served by {processes} "
+            f"processes (gunicorn -w {processes} or FACEFORGE_WEB_PROCESSES): polls would reach the wrong process "
+            f"and answer 404. Set FACEFORGE_JOB_BACKEND=celery and FACEFORGE_REDIS_URL and run `faceforge "
+            f"worker` (README, production), or serve with one process (-w 1)")
+    return InProcessJobQueue(runner, workers=config.job_workers, max_queued=config.max_jobs, ttl_s=config.job_ttl_s)
+
+
+def _celery_backend(config: Any, runner: Runner) -> JobQueue:
+    from server.celery_backend import CeleryJobQueue
+
+    return CeleryJobQueue.from_config(config, runner)
+
+
+JOB_BACKENDS: dict[str, Callable[[Any, Runner], JobQueue]] = {"inprocess": _inprocess_backend,
+                                                               "celery": _celery_backend}
+"""Job backend name -> factory ``(config, runner) -> JobQueue``."""
 
 
 def make_job_queue(config: Any, runner: Runner) -> JobQueue:
     """The job queue ``config.job_backend`` names, sized by ``config``.
 
     Raises:
-        ValueError: unknown backend name.
+        ValueError: unknown backend name, or the ``inprocess`` backend under a multi-process server.
+        MissingDependencyError: the ``celery`` backend without celery / redis-py installed.
     """
     factory = JOB_BACKENDS.get(config.job_backend)
     if factory is None:
         raise ValueError(f"unknown job backend {config.job_backend!r} (FACEFORGE_JOB_BACKEND); available: "
                          f"{', '.join(JOB_BACKENDS)}")
-    return factory(runner, workers=config.job_workers, max_queued=config.max_jobs, ttl_s=config.job_ttl_s)
+    return factory(config, runner)

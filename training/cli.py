@@ -524,3 +524,54 @@ def stylegan2(preset: str, data: Path | None, finetune_from: Path | None, instal
                                else get_spec("stylegan2").default_card.name)
         click.echo(f"installed: {dest} (provenance: {dest.with_suffix('.json')}); '--weights default' "
                    f"{'--toon default ' if finetune_from is not None else ''}now loads it")
+
+
+@train.command("gpen")
+@click.option("--data", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder of aligned faces [default: $FACEFORGE_DATA/utkface or ../shared/data/utkface]; files whose "
+                   "name's CRC-32 is 0 mod 20 are held out for benchmarks.")
+@click.option("--size", type=click.Choice(["16", "32", "64", "128", "256", "512"]), default="64", show_default=True,
+              help="Face side in pixels (64 or 128 on a CPU).")
+@click.option("--style-dim", type=click.IntRange(1), default=256, show_default=True)
+@click.option("--channel-multiplier", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True)
+@click.option("--narrow", type=click.FloatRange(0, min_open=True), default=0.125, show_default=True,
+              help="Width factor (published GPEN-BFR-256: 0.5; 512: 1).")
+@click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True)
+@click.option("--steps", "total_steps", type=click.IntRange(1), default=20000, show_default=True)
+@click.option("--lr", type=click.FloatRange(0, min_open=True), default=0.002, show_default=True)
+@click.option("--lambda-adv", type=click.FloatRange(0), default=0.1, show_default=True)
+@click.option("--lambda-l1", type=click.FloatRange(0), default=1.0, show_default=True)
+@click.option("--lambda-id", type=click.FloatRange(0), default=0.1, show_default=True,
+              help="Identity loss (needs faceforge.models.dlib_resnet; skipped with a note otherwise).")
+@click.option("--lambda-feat", type=click.FloatRange(0), default=0.1, show_default=True)
+@click.option("--r1-gamma", type=click.FloatRange(0), default=10.0, show_default=True)
+@click.option("--limit", type=click.IntRange(2), default=None, help="Use only N training images (seeded subset).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--eval-every", type=click.IntRange(1), default=500, show_default=True,
+              help="Steps between held-out PSNR evaluations (moderate severity, 64 faces).")
+@click.option("--save-every", type=click.IntRange(0), default=250, show_default=True)
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help="Cache of the decoded faces (.npy).")
+@run_control_options
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--threads", type=click.IntRange(1), default=None, help="torch CPU threads.")
+def gpen(data: Path | None, size: str, time_limit: float | None, stop_after: int | None, **fields) -> None:
+    """Train GPEN blind face restoration on faces degraded on the fly (faceforge.degrade).
+
+    Run folder <runs-dir>/gpen/<NNN>/: config.json, metrics.csv (losses, held-out PSNR), samples/*.png,
+    G_ema.pt (faceforge restore --weights ...), last.pt (--resume).
+
+    \b
+    Examples:
+      faceforge train gpen --size 64 --threads 2 --time-limit 60 --runs-dir /tmp/runs
+      faceforge train gpen --resume /tmp/runs/gpen/000 --time-limit 60
+      faceforge restore photo.jpg -o restored.jpg --weights /tmp/runs/gpen/000/G_ema.pt
+    """
+    from faceforge.errors import FaceforgeError
+    from training.gpen import GPENTrainConfig, train as run_training
+
+    try:
+        run = run_training(GPENTrainConfig(data=str(data) if data else "", size=int(size), stop_after_steps=stop_after,
+                                           time_limit_min=time_limit, **fields))
+    except (FileNotFoundError, ValueError, RuntimeError, FaceforgeError) as exc:  # RuntimeError: run_lock
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"run folder: {run}  (restore with: faceforge restore PHOTO --weights {run / 'G_ema.pt'})")

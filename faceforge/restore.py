@@ -1,0 +1,507 @@
+"""Whole-photo blind face restoration: GPEN on every (chosen) face, pasted back without seams.
+
+Pipeline (one call of :meth:`FaceRestorer.restore`)::
+
+    RGB uint8 (H, W, 3)
+      --canvas: the photo, or its Lanczos upscale x k (--upscale k)-->      background, untouched otherwise
+      --detect (BlazeFace), select (all | largest | indices)-->           the faces to restore
+      --align (the restorer's template, S x S: S = the model's size)-->   crops (N, S, S, 3) from the photo
+      --restore: GPEN (p / 127.5 - 1 -> G -> clamp -> pixels), or the classical filter chain
+      --colour matching (Lab mean of the restored face := the input face's, under the mask)
+      --paste back (inverse similarity warp x k, soft mask)-->            canvas with restored faces
+      --grayscale in -> grayscale out (BT.601 luma in all channels)
+
+Restorers (``method``):
+
+``gpen``
+    :class:`faceforge.models.gpen.GPEN` (Yang, Ren, Xie, Zhang, CVPR 2021). Weights: a faceforge
+    checkpoint (``G_ema.pt`` of ``faceforge train gpen``, or its run folder) or a published
+    GPEN-BFR-256 / -512 ``.pth`` (converted on load, :func:`faceforge.models.gpen.load_gpen`). Chosen by
+    ``weights=`` (``--weights``), else ``$FACEFORGE_GPEN_WEIGHTS``, else ``"default"`` =
+    ``faceforge/weights/gpen_restore.pt``, which faceforge does not ship: without weights
+    :func:`resolve_weights` raises :class:`~faceforge.errors.WeightsNotFoundError` saying how to provide
+    them. faceforge's own weights are aligned on the ``utkface`` template (the framing of their training
+    chips); converted published weights on :data:`GPEN_FFHQ_TEMPLATE` (the reference's 5-point template:
+    ArcFace's 96x112 points squared to 112 and padded by 25 % each side, yangxy/GPEN ``align_faces.py``).
+``classical``
+    Always available, no weights: each face is cut from the (upscaled) canvas at its own resolution (no
+    resampling loss), denoised with OpenCV's non-local means (Buades, Coll, Morel, CVPR 2005;
+    ``cv2.fastNlMeansDenoisingColored``, h = hColor = 5) and sharpened with an unsharp mask (sigma 1 px at
+    128 px, amount 0.8); the background upscale is Lanczos (``cv2.INTER_LANCZOS4``).
+
+Paste-back: the crop is warped back with its inverse similarity transform and blended with a soft mask:
+1 inside a square inset by :data:`MASK_INSET` of the side, Gaussian-blurred with sigma
+:data:`MASK_SIGMA` of the side (the reference uses a rectangle inset 26/512 with two 101-px Gaussians of
+sigma 4 at 512). Only pixels under the warped mask change. :func:`boundary_difference` measures the seam:
+the mean absolute difference, restored photo vs canvas, within 3 px of the mask's ``alpha = 0.5`` contour
+(both sides); :attr:`RestorationResult.seam` reports it per photo.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from faceforge.errors import WeightsNotFoundError
+from faceforge.faces.align import EYES_NOSE_MOUTH, FaceTemplate, align_face, get_template, to_opencv, umeyama
+from faceforge.translate import detect_and_select
+
+if TYPE_CHECKING:
+    from faceforge.faces.detect import Face, FaceDetector
+
+__all__ = ["ENV_VAR", "METHODS", "GPEN_FFHQ_TEMPLATE", "MASK_INSET", "MASK_SIGMA", "default_weights_path",
+           "resolve_weights", "load_restorer", "classical_restore", "soft_mask", "match_colour", "is_grayscale",
+           "boundary_difference", "RestoredFace", "RestorationResult", "FaceRestorer"]
+
+ENV_VAR = "FACEFORGE_GPEN_WEIGHTS"
+"""Environment variable naming the GPEN weights (a file or a ``faceforge train gpen`` run folder)."""
+METHODS = ("gpen", "classical")
+MASK_INSET = 0.06
+"""Soft mask: fraction of the crop side left out at each edge before blurring."""
+MASK_SIGMA = 0.03
+"""Soft mask: Gaussian sigma as a fraction of the crop side."""
+
+_GPEN_POINTS = np.array([[30.29459953 + 8, 51.69630051], [65.53179932 + 8, 51.50139999],
+                         [48.02519989 + 8, 71.73660278],
+                         [(33.54930115 + 62.72990036) / 2 + 8, (92.3655014 + 92.20410156) / 2]])
+GPEN_FFHQ_TEMPLATE = FaceTemplate(
+    "gpen_ffhq", (_GPEN_POINTS + 28.0) / 168.0, EYES_NOSE_MOUTH,
+    "yangxy/GPEN align_faces.py: ArcFace 96x112 5-point reference, squared to 112 (x + 8), inner padding "
+    "0.25 (+28 px, side 168); mouth corners averaged to BlazeFace's mouth centre")
+"""Framing of the published GPEN models' crops (eyes 0.39 / 0.61 of the side at height 0.47)."""
+
+NO_WEIGHTS_HINT = (f"pass --weights PATH (a G_ema.pt or run folder of `faceforge train gpen`, or a published "
+                   f"GPEN-BFR-256/-512 .pth) or set {ENV_VAR}; --method classical needs no weights")
+
+
+def default_weights_path() -> Path:
+    """``faceforge/weights/gpen_restore.pt`` (what ``"default"`` names; not shipped, may be absent)."""
+    from faceforge.models.gpen import DEFAULT_WEIGHTS
+    from faceforge.models.registry import WEIGHTS_DIR
+
+    return Path(WEIGHTS_DIR) / DEFAULT_WEIGHTS
+
+
+def resolve_weights(weights: str | Path | None = None, environ: dict[str, str] | None = None) -> Path:
+    """Where the GPEN weights are: ``weights`` if given, else ``$FACEFORGE_GPEN_WEIGHTS``, else ``"default"``.
+
+    A run folder resolves to its ``G_ema.pt``.
+
+    Raises:
+        WeightsNotFoundError: nothing there; the one-line message says how to provide weights.
+    """
+    environ = os.environ if environ is None else environ
+    chosen = weights if weights not in (None, "") else environ.get(ENV_VAR) or "default"
+    if str(chosen) == "default":
+        path = default_weights_path()
+        if not path.is_file():
+            raise WeightsNotFoundError(f"no face-restoration weights are configured ({path.name} is not installed): "
+                                       f"{NO_WEIGHTS_HINT}", path=str(path))
+        return path
+    path = Path(chosen).expanduser()
+    if path.is_dir():
+        path = path / "G_ema.pt"
+    if not path.is_file():
+        raise WeightsNotFoundError(f"face-restoration weights not found: {path}; {NO_WEIGHTS_HINT}", path=str(path))
+    return path
+
+
+def load_restorer(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, FaceTemplate, dict[str, Any]]:
+    """Load a GPEN restorer: ``(model in eval mode, alignment template, meta)``.
+
+    Raises:
+        FileNotFoundError: no such file.
+        CheckpointError: not a GPEN checkpoint (faceforge or published layout).
+    """
+    from faceforge.models.gpen import GPEN, load_gpen
+
+    ckpt = load_gpen(path)
+    model = GPEN(**ckpt["config"])
+    model.load_state_dict(ckpt["state_dict"], strict=True)
+    meta = dict(ckpt.get("meta", {}))
+    name = meta.get("face_template") or ("gpen_ffhq" if meta.get("converted_from") else "utkface")
+    template = GPEN_FFHQ_TEMPLATE if name == "gpen_ffhq" else get_template(name)
+    model.faceforge_meta = meta
+    return model.to(device).eval(), template, meta
+
+
+# --------------------------------------------------------------------------------------------------
+# Pixel operations
+
+
+def _check_rgb(rgb: Any, what: str = "rgb") -> np.ndarray:
+    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"{what} must be a uint8 (H, W, 3) array")
+    return rgb
+
+
+def classical_restore(crop: np.ndarray, h: float = 5.0, sharpen_sigma: float | None = None,
+                      amount: float = 0.8) -> np.ndarray:
+    """Non-local means denoising (``cv2.fastNlMeansDenoisingColored``, template 7, search 21) then an unsharp
+    mask ``y = d + amount (d - G_sigma * d)``.
+
+    Args:
+        crop: uint8 ``(H, W, 3)`` RGB.
+        h: filter strength for luminance and colour (OpenCV's ``h`` / ``hColor``; 0 skips denoising).
+        sharpen_sigma: unsharp blur sigma in pixels; default ``max(0.6, H / 128)``.
+        amount: unsharp strength (0 = none).
+
+    Returns:
+        uint8 ``(H, W, 3)`` RGB.
+
+    Raises:
+        ValueError: bad image or negative parameters.
+    """
+    crop = _check_rgb(crop, "crop")
+    if h < 0 or amount < 0 or (sharpen_sigma is not None and sharpen_sigma <= 0):
+        raise ValueError("h and amount must be >= 0, sharpen_sigma > 0")
+    x = np.ascontiguousarray(crop)
+    if h > 0:
+        bgr = cv2.fastNlMeansDenoisingColored(cv2.cvtColor(x, cv2.COLOR_RGB2BGR), None, h, h, 7, 21)
+        x = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    if amount > 0:
+        sigma = max(0.6, crop.shape[0] / 128) if sharpen_sigma is None else float(sharpen_sigma)
+        f = x.astype(np.float32)
+        f = f + amount * (f - cv2.GaussianBlur(f, (0, 0), sigma, borderType=cv2.BORDER_REFLECT_101))
+        x = np.clip(np.rint(f), 0, 255).astype(np.uint8)
+    return x
+
+
+def soft_mask(size: int, inset: float = MASK_INSET, sigma: float = MASK_SIGMA) -> np.ndarray:
+    """Blending mask of a ``size x size`` crop: 1 in the square inset by ``inset * size``, blurred with a
+    Gaussian of ``sigma * size`` px; float32 ``(size, size)`` in [0, 1] (0 = hard edge when ``sigma = 0``)."""
+    if not (0 <= inset < 0.5 and sigma >= 0):
+        raise ValueError(f"need 0 <= inset < 0.5 and sigma >= 0, got {inset}, {sigma}")
+    m = np.zeros((size, size), np.float32)
+    a = int(round(inset * size))
+    m[a:size - a, a:size - a] = 1.0
+    if sigma > 0:
+        m = cv2.GaussianBlur(m, (0, 0), sigma * size, borderType=cv2.BORDER_CONSTANT)
+    return np.clip(m, 0.0, 1.0)
+
+
+def match_colour(restored: np.ndarray, reference: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """Shift ``restored``'s CIE Lab mean onto ``reference``'s (weighted by ``weights``), keeping its detail.
+
+    A restorer can drift in brightness or tint; the degraded input's low-frequency colour is reliable, so
+    only the means move (the spread, i.e. the restored contrast, is kept). Both images uint8 ``(S, S, 3)``
+    RGB of the same size; ``weights`` float ``(S, S)`` (default: uniform). Returns uint8 ``(S, S, 3)``.
+    """
+    restored, reference = _check_rgb(restored, "restored"), _check_rgb(reference, "reference")
+    if restored.shape != reference.shape:
+        reference = cv2.resize(reference, restored.shape[1::-1], interpolation=cv2.INTER_AREA)
+    w = np.ones(restored.shape[:2], np.float32) if weights is None else weights.astype(np.float32)
+    if w.shape != restored.shape[:2]:
+        w = cv2.resize(w, restored.shape[1::-1], interpolation=cv2.INTER_LINEAR)
+    total = float(w.sum())
+    if total <= 0:
+        return restored.copy()
+    lab_r = cv2.cvtColor(restored.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
+    lab_i = cv2.cvtColor(reference.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
+    shift = ((lab_i - lab_r) * w[..., None]).reshape(-1, 3).sum(0) / total
+    out = cv2.cvtColor(lab_r + shift.astype(np.float32), cv2.COLOR_LAB2RGB)
+    return np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8)
+
+
+def is_grayscale(rgb: np.ndarray, tolerance: float = 2.0) -> bool:
+    """Whether a photo is gray (a black-and-white picture stored as RGB): the mean absolute channel
+    difference is below 0.5 and its 99.5th percentile at most ``tolerance`` grey levels (JPEG chroma noise)."""
+    rgb = _check_rgb(rgb)
+    x = rgb[:: max(1, rgb.shape[0] // 256), :: max(1, rgb.shape[1] // 256)].astype(np.int16)
+    d = np.maximum(np.abs(x[..., 0] - x[..., 1]), np.abs(x[..., 1] - x[..., 2]))
+    return float(d.mean()) < 0.5 and float(np.percentile(d, 99.5)) <= tolerance
+
+
+def _to_gray(rgb: np.ndarray) -> np.ndarray:
+    return np.repeat(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
+
+
+def boundary_difference(before: np.ndarray, after: np.ndarray, alpha: np.ndarray, width: int = 3) -> float:
+    """Seam measure: mean absolute difference (grey levels, averaged over channels) between ``after`` and
+    ``before`` across the paste mask's boundary: on the pixels within ``width`` px (chessboard distance) of the
+    mask's ``alpha = 0.5`` contour, inside and outside.
+
+    A pasted face whose colour and brightness continue the photo's leaves little difference there; a
+    tinted, shifted or badly blended face shows as a large one. ``before``/``after``: uint8 ``(h, w, 3)`` of
+    the same region, ``alpha`` float ``(h, w)`` in [0, 1]. Returns ``nan`` when the mask has no boundary.
+    """
+    inside = (alpha >= 0.5).astype(np.uint8)
+    kernel = np.ones((2 * width + 1, 2 * width + 1), np.uint8)
+    ring = cv2.dilate(inside, kernel).astype(bool) & ~cv2.erode(inside, kernel, borderValue=1).astype(bool)
+    if not ring.any():
+        return float("nan")
+    diff = np.abs(after.astype(np.float32) - before.astype(np.float32)).mean(axis=2)
+    return float(diff[ring].mean())
+
+
+def _paste(canvas: np.ndarray, crop: np.ndarray, inverse: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]]:
+    """Blend ``crop`` (S x S) into ``canvas`` with ``inverse`` (crop -> canvas, continuous coordinates) and the
+    crop-space ``mask``. Returns ``(new canvas, alpha of the changed box (h, w) float32, box (x0, y0, x1, y1))``;
+    only pixels under the mask change."""
+    s = crop.shape[0]
+    h, w = canvas.shape[:2]
+    corners = np.array([[0, 0, 1], [s, 0, 1], [0, s, 1], [s, s, 1]], np.float64) @ inverse.T
+    x0 = int(np.clip(np.floor(corners[:, 0].min()) - 1, 0, w))
+    y0 = int(np.clip(np.floor(corners[:, 1].min()) - 1, 0, h))
+    x1 = int(np.clip(np.ceil(corners[:, 0].max()) + 2, 0, w))
+    y1 = int(np.clip(np.ceil(corners[:, 1].max()) + 2, 0, h))
+    out = canvas.copy()
+    if x1 <= x0 or y1 <= y0:
+        return out, np.zeros((0, 0), np.float32), (0, 0, 0, 0)
+    shift = inverse.copy()
+    shift[:, 2] -= (x0, y0)
+    m = to_opencv(shift)
+    roi = (x1 - x0, y1 - y0)
+    warped = cv2.warpAffine(np.ascontiguousarray(crop), m, roi, flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    alpha = cv2.warpAffine(mask, m, roi, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    region = out[y0:y1, x0:x1].astype(np.float32)
+    blended = region + alpha[..., None] * (warped.astype(np.float32) - region)
+    out[y0:y1, x0:x1] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    return out, alpha, (x0, y0, x1, y1)
+
+
+# --------------------------------------------------------------------------------------------------
+# Results and the restorer
+
+
+@dataclass
+class RestoredFace:
+    """One detected face of a restored photo.
+
+    Attributes:
+        index: position in the detector's list (what ``faces=`` selects by).
+        box: float32 ``(4,)`` ``xmin, ymin, xmax, ymax`` in pixels of the input photo.
+        keypoints: float32 ``(6, 2)`` pixels.
+        score: detector confidence.
+        restored: whether this face was restored (selected).
+        crop: uint8 ``(S, S, 3)`` aligned input crop, or ``None``.
+        output: uint8 ``(S, S, 3)`` restored crop as pasted (after colour matching), or ``None``.
+        face_side: the face's template square side in pixels of the input photo (0 if not restored).
+        seam: :func:`boundary_difference` of this face's paste (grey levels; ``nan`` if not restored).
+    """
+
+    index: int
+    box: np.ndarray
+    keypoints: np.ndarray
+    score: float
+    restored: bool
+    crop: np.ndarray | None = None
+    output: np.ndarray | None = None
+    face_side: float = 0.0
+    seam: float = float("nan")
+
+    def to_dict(self, keypoint_names: Sequence[str] | None = None) -> dict[str, Any]:
+        points = [[float(x), float(y)] for x, y in np.asarray(self.keypoints)]
+        return {"index": self.index, "box": [float(v) for v in self.box],
+                "keypoints": dict(zip(keypoint_names, points)) if keypoint_names else points,
+                "score": float(self.score), "restored": self.restored, "face_side": round(float(self.face_side), 1),
+                "seam": None if np.isnan(self.seam) else round(float(self.seam), 3)}
+
+
+@dataclass
+class RestorationResult:
+    """Result of :meth:`FaceRestorer.restore`.
+
+    Attributes:
+        image: uint8 ``(k H, k W, 3)`` RGB (``k`` = ``upscale``).
+        faces: every detected face, detector order.
+        method: ``"gpen"`` or ``"classical"``.
+        upscale: background scale factor ``k``.
+        grayscale: the input was gray, so the output is too.
+        timings_ms: ``detect``, ``align``, ``restore``, ``paste`` in milliseconds.
+    """
+
+    image: np.ndarray
+    faces: list[RestoredFace]
+    method: str
+    upscale: int
+    grayscale: bool
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def restored(self) -> list[RestoredFace]:
+        return [f for f in self.faces if f.restored]
+
+    @property
+    def seam(self) -> float:
+        """Mean :func:`boundary_difference` over the restored faces (``nan`` without any)."""
+        values = [f.seam for f in self.restored if not np.isnan(f.seam)]
+        return float(np.mean(values)) if values else float("nan")
+
+
+class FaceRestorer:
+    """Restore the faces of whole photos (see the module docstring).
+
+    Args:
+        method: ``"gpen"`` (needs weights) or ``"classical"`` (always works).
+        weights: for ``gpen``: a checkpoint file, a run folder or ``"default"``; ``None`` reads
+            ``$FACEFORGE_GPEN_WEIGHTS`` (then ``"default"``), see :func:`resolve_weights`.
+        upscale: background scale ``k`` (1 = untouched; 2-4: Lanczos upscale, faces pasted at k x).
+        detector: a face detector to reuse (default: ``FaceDetector()`` on first use).
+        device: torch device of GPEN.
+        colour_match: apply :func:`match_colour` to each restored face.
+        environ: environment for :func:`resolve_weights` (default ``os.environ``).
+
+    Raises:
+        ValueError: unknown method, ``upscale`` outside 1-8.
+        WeightsNotFoundError: ``gpen`` without weights (the message says how to provide them).
+        CheckpointError: the weights are not a GPEN checkpoint.
+    """
+
+    def __init__(self, method: str = "gpen", weights: str | Path | None = None, upscale: int = 1,
+                 detector: FaceDetector | None = None, device: str | torch.device = "cpu",
+                 colour_match: bool = True, environ: dict[str, str] | None = None) -> None:
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+        if int(upscale) != upscale or not 1 <= upscale <= 8:
+            raise ValueError(f"upscale must be an integer in 1-8, got {upscale}")
+        self.method, self.upscale, self.colour_match = method, int(upscale), colour_match
+        self.device = torch.device(device)
+        self._detector = detector
+        self.model: nn.Module | None = None
+        self.weights_path: Path | None = None
+        self.meta: dict[str, Any] = {}
+        if method == "gpen":
+            self.weights_path = resolve_weights(weights, environ)
+            self.model, self.template, self.meta = load_restorer(self.weights_path, self.device)
+            self.size = int(self.model.size)
+        else:
+            self.template, self.size = get_template("utkface"), 0
+
+    @property
+    def detector(self) -> FaceDetector:
+        if self._detector is None:
+            from faceforge.faces.detect import FaceDetector
+            self._detector = FaceDetector()
+        return self._detector
+
+    @property
+    def version(self) -> str:
+        if self.method == "classical":
+            return "opencv-nlmeans+unsharp"
+        if self.meta.get("version"):
+            return str(self.meta["version"])
+        digest = hashlib.sha256(self.weights_path.read_bytes()).hexdigest()[:12]
+        return f"sha256:{digest}"
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready description of the restorer."""
+        return {"method": self.method, "version": self.version, "size": self.size or None,
+                "face_template": self.template.name, "upscale": self.upscale,
+                "weights": str(self.weights_path) if self.weights_path else None}
+
+    @torch.inference_mode()
+    def restore_crops(self, crops: np.ndarray | Sequence[np.ndarray], batch_size: int = 8) -> np.ndarray:
+        """Restore aligned faces (no detection, no paste back, no colour matching).
+
+        Args:
+            crops: uint8 RGB ``(N, S, S, 3)`` (for ``gpen``: S = the model's size, aligned on
+                :attr:`template`; ``classical``: any S).
+
+        Returns:
+            uint8 ``(N, S, S, 3)``.
+
+        Raises:
+            ValueError: bad dtype or shape.
+        """
+        batch = np.stack([np.asarray(c) for c in crops]) if not isinstance(crops, np.ndarray) else crops
+        if batch.size == 0:
+            return np.zeros((0, max(self.size, 1), max(self.size, 1), 3), np.uint8)
+        if batch.dtype != np.uint8 or batch.ndim != 4 or batch.shape[-1] != 3 or batch.shape[1] != batch.shape[2]:
+            raise ValueError(f"crops must be uint8 (N, S, S, 3), got {batch.dtype} {batch.shape}")
+        if self.method == "classical":
+            return np.stack([classical_restore(c) for c in batch])
+        if batch.shape[1] != self.size:
+            raise ValueError(f"GPEN-{self.size} needs {self.size} x {self.size} crops, got {batch.shape[1]}")
+        outs = []
+        for i in range(0, len(batch), batch_size):
+            x = torch.from_numpy(np.ascontiguousarray(batch[i:i + batch_size])).permute(0, 3, 1, 2).float()
+            y = self.model(x.div(127.5).sub(1.0).to(self.device)).float().clamp(-1, 1)
+            outs.append(((y + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
+        return np.concatenate(outs)
+
+    def restore(self, rgb: np.ndarray, faces: str | Sequence[int] = "all", detected: Sequence[Face] | None = None,
+                max_faces: int | None = None) -> RestorationResult:
+        """Detect the faces of a photo, restore the selected ones, paste them back.
+
+        Args:
+            rgb: uint8 ``(H, W, 3)`` RGB photo.
+            faces: ``"all"``, ``"largest"`` or 0-based indices (``"0,2"``), detector order.
+            detected: faces already found in ``rgb`` (skips detection).
+            max_faces: restore at most this many of the selected faces.
+
+        Returns:
+            :class:`RestorationResult` (the image is ``upscale`` times the input's size).
+
+        Raises:
+            ValueError: bad image or selection.
+            NoFaceError: no face detected.
+            FaceSelectionError: a selected index is not among the detected faces.
+        """
+        rgb = _check_rgb(rgb)
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        found, chosen = detect_and_select(self.detector, rgb, faces, max_faces, detected)
+        t1 = time.perf_counter()
+        timings["detect"] = (t1 - t0) * 1e3
+        k = self.upscale
+        gray = is_grayscale(rgb)
+        canvas = rgb if k == 1 else cv2.resize(rgb, (rgb.shape[1] * k, rgb.shape[0] * k),
+                                               interpolation=cv2.INTER_LANCZOS4)
+        # Align every chosen face: GPEN at its size from the photo; classical at the face's own resolution
+        # from the (upscaled) canvas. inverses[j]: crop -> canvas, continuous pixel coordinates.
+        crops, inverses, sides = [], [], []
+        for i in chosen:
+            kps = np.asarray(found[i].keypoints, np.float64)
+            unit = umeyama(kps[list(self.template.indices)], self.template.points(1.0))
+            side = 1.0 / float(np.sqrt(abs(np.linalg.det(unit[:, :2]))))  # template square side in photo px
+            if self.method == "gpen":
+                a = align_face(rgb, kps, self.size, template=self.template)
+                inverse = a.inverse * k
+            else:
+                size = int(np.clip(round(side * k / 4) * 4, 32, 1024))
+                a = align_face(canvas, kps * k, size, template=self.template)
+                inverse = a.inverse
+            crops.append(a.image)
+            inverses.append(inverse)
+            sides.append(side)
+        t2 = time.perf_counter()
+        timings["align"] = (t2 - t1) * 1e3
+        outputs = list(self.restore_crops(crops)) if self.method == "gpen" else [classical_restore(c) for c in crops]
+        t3 = time.perf_counter()
+        timings["restore"] = (t3 - t2) * 1e3
+        image = canvas.copy()
+        seams: dict[int, float] = {}
+        pasted: dict[int, np.ndarray] = {}
+        for i, crop, out, inv in zip(chosen, crops, outputs, inverses):
+            mask = soft_mask(out.shape[0])
+            if self.colour_match:
+                out = match_colour(out, crop, mask)
+            if gray:
+                out = _to_gray(out)
+            before = image
+            image, alpha, (x0, y0, x1, y1) = _paste(image, out, inv, mask)
+            seams[i] = boundary_difference(before[y0:y1, x0:x1], image[y0:y1, x0:x1], alpha)
+            pasted[i] = out
+        if gray:
+            image = _to_gray(image)
+        timings["paste"] = (time.perf_counter() - t3) * 1e3
+        by_index = {i: (c, s) for i, c, s in zip(chosen, crops, sides)}
+        result_faces = []
+        for i, face in enumerate(found):
+            c, s = by_index.get(i, (None, 0.0))
+            result_faces.append(RestoredFace(
+                index=i, box=np.asarray(face.box, np.float32), keypoints=np.asarray(face.keypoints, np.float32),
+                score=float(face.score), restored=i in by_index, crop=c, output=pasted.get(i), face_side=float(s),
+                seam=seams.get(i, float("nan"))))
+        return RestorationResult(image=image, faces=result_faces, method=self.method, upscale=k, grayscale=gray,
+                                 timings_ms=timings)

@@ -1,0 +1,207 @@
+"""Whole-photo face restoration (faceforge/restore.py) and ``faceforge restore`` (faceforge/restore_cli.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+import faceforge.restore as restore_mod
+from faceforge.checkpoints import save_checkpoint
+from faceforge.errors import WeightsNotFoundError
+from faceforge.imaging import load_image, save_image
+from faceforge.models.gpen import GPEN, GPENStyledConv
+from faceforge.restore import (ENV_VAR, GPEN_FFHQ_TEMPLATE, FaceRestorer, _paste, boundary_difference,
+                               classical_restore, is_grayscale, match_colour, resolve_weights, soft_mask)
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture
+def no_default(tmp_path, monkeypatch):
+    """A checkout without installed default restoration weights."""
+    monkeypatch.setattr(restore_mod, "default_weights_path", lambda: tmp_path / "gpen_restore.pt")
+    monkeypatch.delenv(ENV_VAR, raising=False)
+
+
+@pytest.fixture(scope="module")
+def gpen_weights(tmp_path_factory):
+    """A tiny random GPEN-32 saved as ``faceforge train gpen`` saves G_ema.pt (a run folder)."""
+    run = tmp_path_factory.mktemp("gpen_run")
+    torch.manual_seed(0)
+    config = {"size": 32, "style_dim": 16, "n_mlp": 8, "channel_multiplier": 1, "narrow": 1 / 32}
+    g = GPEN(**config)
+    for m in g.modules():
+        if isinstance(m, GPENStyledConv):
+            m.noise_strength.data.fill_(0.5)
+    save_checkpoint(run / "G_ema.pt", g, "gpen", config, {"face_template": "utkface", "version": "test-1"})
+    return run
+
+
+@pytest.fixture(scope="module")
+def detector():
+    from faceforge.faces.detect import FaceDetector
+    return FaceDetector(num_threads=1)
+
+
+@pytest.fixture(scope="module")
+def astronaut_faces(detector, astronaut_rgb):
+    faces = detector.detect(astronaut_rgb)
+    assert len(faces) == 1
+    return faces
+
+
+@pytest.fixture
+def astronaut_png(tmp_path, astronaut_rgb):
+    return save_image(tmp_path / "astronaut.png", astronaut_rgb)
+
+
+# --------------------------------------------------------------------------------------------------
+# weights
+
+
+def test_resolve_weights_order_and_the_missing_weights_message(tmp_path, gpen_weights, no_default):
+    with pytest.raises(WeightsNotFoundError) as info:
+        resolve_weights(None, environ={})
+    message = str(info.value)
+    assert "\n" not in message and "--weights" in message and ENV_VAR in message and "classical" in message
+    assert resolve_weights(None, environ={ENV_VAR: str(gpen_weights)}) == gpen_weights / "G_ema.pt"
+    assert resolve_weights(gpen_weights / "G_ema.pt", environ={ENV_VAR: "/elsewhere"}) == gpen_weights / "G_ema.pt"
+    with pytest.raises(WeightsNotFoundError, match="not found"):
+        resolve_weights(tmp_path / "absent.pt", environ={})
+
+
+def test_cli_without_weights_says_so_in_one_line(astronaut_png, no_default):
+    from faceforge.cli import main
+
+    result = CliRunner().invoke(main, ["restore", str(astronaut_png), "-o", str(astronaut_png.with_name("o.png"))])
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and ENV_VAR in lines[0] and "--weights" in lines[0]
+    assert not astronaut_png.with_name("o.png").exists()
+
+
+def test_converted_weights_use_the_gpen_template(tmp_path):
+    from test_gpen import reference_layout  # tests/ is on sys.path (rootdir conftest, prepend import mode)
+
+    path = tmp_path / "GPEN-BFR-16.pth"
+    torch.save(reference_layout(16), path)
+    r = FaceRestorer(weights=path, detector=object())
+    assert r.size == 16 and r.template is GPEN_FFHQ_TEMPLATE
+    assert r.restore_crops(np.zeros((2, 16, 16, 3), np.uint8)).shape == (2, 16, 16, 3)
+    # eyes 0.39 / 0.61 of the side, mouth below the nose (the reference's framing)
+    pts = GPEN_FFHQ_TEMPLATE.keypoints
+    assert pts[0, 0] == pytest.approx(0.3946, abs=1e-3) and pts[1, 0] == pytest.approx(0.6044, abs=1e-3)
+    assert pts[3, 1] > pts[2, 1] > pts[0, 1]
+
+
+# --------------------------------------------------------------------------------------------------
+# building blocks
+
+
+def test_soft_mask_and_colour_matching():
+    m = soft_mask(64)
+    assert m.shape == (64, 64) and m[32, 32] == pytest.approx(1, abs=1e-3) and m[0, 0] < 0.01
+    assert np.all(np.diff(m[32, :32]) >= -1e-6)  # rises monotonically towards the centre
+    rng = np.random.default_rng(0)
+    ref = rng.integers(60, 200, (32, 32, 3), dtype=np.uint8)
+    tinted = np.clip(ref.astype(int) + [30, -20, 10], 0, 255).astype(np.uint8)
+    fixed = match_colour(tinted, ref)
+    assert np.abs(fixed.reshape(-1, 3).mean(0) - ref.reshape(-1, 3).mean(0)).max() < 3.0  # Lab vs RGB means
+    assert np.abs(tinted.reshape(-1, 3).mean(0) - ref.reshape(-1, 3).mean(0)).max() > 15
+
+
+def test_seam_measure_soft_mask_and_colour_matching_beat_a_hard_paste():
+    """Mean absolute difference across the mask boundary: a face pasted 40 grey levels too bright leaves a seam
+    (soft or hard mask alike: about half the offset); colour matching removes it."""
+    rng = np.random.default_rng(1)
+    photo = np.clip(rng.normal(128, 20, (96, 96, 3)), 0, 255).astype(np.uint8)
+    inverse = np.array([[1.0, 0, 16], [0, 1.0, 16]])  # crop (64 px) -> photo
+    crop = photo[16:80, 16:80]
+    restored = np.clip(crop.astype(int) + 40, 0, 255).astype(np.uint8)  # brighter, like a drifting restorer
+    seams = {}
+    for name, mask, face in (("hard", soft_mask(64, inset=0.06, sigma=0.0), restored),
+                             ("soft", soft_mask(64), restored),
+                             ("soft+colour", soft_mask(64), match_colour(restored, crop, soft_mask(64)))):
+        out, alpha, (x0, y0, x1, y1) = _paste(photo, face, inverse, mask)
+        seams[name] = boundary_difference(photo[y0:y1, x0:x1], out[y0:y1, x0:x1], alpha)
+        assert np.array_equal(out[:8], photo[:8])  # outside the mask nothing changes
+    assert 12 < seams["hard"] < 28 and 12 < seams["soft"] < 28
+    assert seams["soft+colour"] < 0.1 * seams["soft"]
+
+
+def test_grayscale_detection_and_classical_filter():
+    rng = np.random.default_rng(2)
+    color = rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)
+    gray = np.repeat(color[..., :1], 3, axis=2)
+    assert is_grayscale(gray) and not is_grayscale(color)
+    noisy = np.clip(np.full((64, 64, 3), 120.0) + rng.normal(0, 12, (64, 64, 3)), 0, 255).astype(np.uint8)
+    assert classical_restore(noisy).std() < 0.5 * noisy.std()  # non-local means removes the noise
+    with pytest.raises(ValueError):
+        classical_restore(noisy.astype(np.float32))
+
+
+# --------------------------------------------------------------------------------------------------
+# whole photos
+
+
+def test_classical_restore_of_a_photo_keeps_the_background(astronaut_rgb, astronaut_faces, detector):
+    r = FaceRestorer(method="classical", detector=detector)
+    result = r.restore(astronaut_rgb, detected=astronaut_faces)
+    assert result.image.shape == astronaut_rgb.shape and result.method == "classical" and not result.grayscale
+    face = result.restored[0]
+    x0, y0, x1, y1 = face.box
+    changed = np.any(result.image != astronaut_rgb, axis=2)
+    assert changed.any()
+    ys, xs = np.nonzero(changed)  # only a square around the face changes
+    cx, cy, half = (x0 + x1) / 2, (y0 + y1) / 2, 1.5 * max(x1 - x0, y1 - y0)
+    assert abs(xs - cx).max() < half and abs(ys - cy).max() < half
+    assert result.seam < 3.0  # grey levels across the mask boundary
+
+
+def test_gpen_restore_upscale_and_grayscale(astronaut_rgb, astronaut_faces, gpen_weights, detector):
+    r = FaceRestorer(weights=gpen_weights, upscale=2, detector=detector)
+    assert r.describe()["version"] == "test-1" and r.size == 32
+    result = r.restore(astronaut_rgb, detected=astronaut_faces)
+    assert result.image.shape == (1024, 1024, 3) and result.restored[0].output.shape == (32, 32, 3)
+    corner = result.image[:100, :100].astype(int)  # background: the Lanczos upscale, untouched by the paste
+    import cv2
+    lanczos = cv2.resize(astronaut_rgb, (1024, 1024), interpolation=cv2.INTER_LANCZOS4)[:100, :100].astype(int)
+    assert np.array_equal(corner, lanczos)
+    gray_in = np.repeat(astronaut_rgb.mean(axis=2, keepdims=True).astype(np.uint8), 3, axis=2)
+    gray = FaceRestorer(weights=gpen_weights, detector=detector).restore(gray_in, detected=astronaut_faces)
+    assert gray.grayscale and np.array_equal(gray.image[..., 0], gray.image[..., 1])
+    assert np.array_equal(gray.image[..., 1], gray.image[..., 2]) and not np.array_equal(gray.image, gray_in)
+
+
+def test_face_selection_and_errors(astronaut_rgb, astronaut_faces, gpen_weights, detector):
+    from faceforge.errors import FaceSelectionError
+
+    r = FaceRestorer(weights=gpen_weights, detector=detector)
+    with pytest.raises(FaceSelectionError):
+        r.restore(astronaut_rgb, faces=[3], detected=astronaut_faces)
+    with pytest.raises(ValueError):
+        r.restore(astronaut_rgb.astype(np.float32), detected=astronaut_faces)
+    with pytest.raises(ValueError, match="method"):
+        FaceRestorer(method="magic")
+    with pytest.raises(ValueError, match="crops"):
+        r.restore_crops(np.zeros((1, 16, 16, 3), np.uint8))
+
+
+@pytest.mark.slow
+def test_cli_restores_a_photo(tmp_path, astronaut_png, gpen_weights, monkeypatch):
+    import json
+
+    from faceforge.cli import main
+
+    out = tmp_path / "restored.png"
+    monkeypatch.setenv(ENV_VAR, str(gpen_weights))
+    result = CliRunner().invoke(main, ["restore", str(astronaut_png), "-o", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output[result.output.index("{"):])
+    assert doc["model"]["method"] == "gpen" and doc["faces"][0]["restored"] and doc["seam"] is not None
+    assert load_image(out).shape == (512, 512, 3)
+    classical = CliRunner().invoke(main, ["restore", str(astronaut_png), "-o", str(out), "--method", "classical",
+                                          "--upscale", "2"])
+    assert classical.exit_code == 0 and load_image(out).shape == (1024, 1024, 3)

@@ -1,0 +1,587 @@
+"""Train GPEN (blind face restoration) on aligned faces degraded on the fly (default: UTKFace chips).
+
+Model: :class:`faceforge.models.gpen.GPEN` (Yang, Ren, Xie, Zhang, CVPR 2021). Discriminator: faceforge's
+StyleGAN2 residual discriminator (:class:`~faceforge.models.stylegan2.StyleGAN2Discriminator`; the GPEN
+reference uses the same architecture). Inputs are made by :mod:`faceforge.degrade` (blur, downsampling
+x1-x8, noise, JPEG 30-100, 10 % grayscale of input *and* target), drawn per sample from a seeded numpy
+generator whose state is saved with the run.
+
+Losses (reference ``train_simple.py`` of yangxy/GPEN, facts only; weights as in GFPGAN, Wang et al. 2021):
+
+- **non-saturating adversarial**: G minimises ``lambda_adv * softplus(-D(G(y)))``; D minimises
+  ``softplus(D(G(y))) + softplus(-D(x))`` (Goodfellow et al. 2014);
+- **R1** on real faces, lazy (Mescheder et al. 2018; StyleGAN2 appendix B): ``gamma / 2 * |grad_x D(x)|^2``
+  every ``r1_interval`` (16) steps, multiplied by the interval; D's Adam uses ``lr * c``, ``betas ** c``,
+  ``c = 16 / 17`` (:func:`training.stylegan2.lazy_adam`); ``gamma = 10`` as the reference;
+- **L1** ``lambda_l1 * |G(y) - x|_1`` on [-1, 1] images (the reference uses SmoothL1 with weight 1);
+- **identity** ``lambda_id * |e(G(y)) - e(x)|^2`` and **face-feature** ``lambda_feat * mean_l |f_l(G(y)) -
+  f_l(x)|_1`` with ``e`` / ``f_l`` the embedding and intermediate maps of the PyTorch port of dlib's face
+  recognition ResNet (``faceforge.models.dlib_resnet``, written separately; the reference uses ArcFace
+  IR-SE50, which is not available here). When that module (or its weights) is absent the two terms are
+  skipped and the run's ``config.json`` and log say so (:func:`load_identity_network`);
+- **EMA** of G (``G_ema``, what is saved and served): ``G_ema <- beta G_ema + (1 - beta) G`` with a half-life
+  of ``ema_kimg`` thousand images (reference: ``0.5 ** (32 / 10000)`` per step), ramped up over the first
+  images (half-life at most 5 % of the images seen).
+
+Adam ``lr = 0.002``, ``betas = (0, 0.99)`` (reference) for both networks.
+
+Data split: every UTKFace file whose name's CRC-32 is ``0 mod 20`` (5 %, 1,185 of 23,707 chips) is held
+out (:func:`utkface_split`); training never sees them, and ``benchmarks/restore_quality.py`` measures on
+them. Images are centre-cropped square, resized to ``size`` (area) and kept in memory as uint8 (cached as
+``.npy`` under ``cache_dir``).
+
+Run folder (``<runs_dir>/gpen/<NNN>/``, :mod:`training.runs`): ``config.json``, ``metrics.csv`` (losses, R1,
+EMA beta, seconds per step, and every ``eval_every`` steps ``val_psnr`` / ``val_psnr_input`` of ``G_ema``
+on 64 held-out faces at the ``moderate`` benchmark severity), ``samples/step_<N>.png`` (rows of held-out
+faces: degraded | restored | clean, at mild / moderate / severe), ``G_ema.pt`` (faceforge checkpoint,
+``arch="gpen"``: what ``faceforge restore --weights`` loads) and ``last.pt`` (G, D, G_ema, optimizers, step,
+torch and degradation RNG states) from which ``resume`` continues.
+
+On a CPU: 64 px (``size=64``, the default small configuration, ~1.9 M generator parameters) trains at
+~1 s per batch of 8 on 2 cores; 128 px is supported (``size=128``) and about 4x slower.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib
+import logging
+import math
+import time
+import zlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from faceforge.checkpoints import load_checkpoint, save_checkpoint
+from faceforge.degrade import SEVERITIES, TRAINING, degrade_fixed, degrade_pair
+from faceforge.errors import CheckpointError
+from faceforge.imaging import load_image, save_image
+from faceforge.models.gpen import GPEN, GPEN_ARCH, gpen_channels
+from faceforge.models.stylegan2 import StyleGAN2Discriminator
+from training.runs import (MetricsLog, command_line, new_run_dir, resolve_device, resume_config, run_lock,
+                           set_requires_grad, write_json)
+from training.stylegan2 import lazy_adam
+
+log = logging.getLogger(__name__)
+
+FAMILY = "gpen"
+STATE_ARCH = "gpen_training_state"
+"""``arch`` of ``last.pt``: ``nn.ModuleDict {G, D, G_ema}`` (not a registered model)."""
+RUNTIME_FIELDS = ("resume", "stop_after_steps", "time_limit_min", "threads", "device", "progress")
+"""Config fields that only steer this invocation; on resume every other field comes from the run."""
+HOLDOUT_MODULUS = 20
+"""A file is held out when ``crc32(name) % HOLDOUT_MODULUS == 0`` (5 %)."""
+FACE_TEMPLATE = "utkface"
+"""Framing of the training faces (UTKFace chips): restore aligns photos on this template for our weights."""
+
+
+@dataclass
+class GPENTrainConfig:
+    """Training configuration (every field lands in the run's ``config.json``)."""
+
+    data: str = ""                          # folder of aligned faces [default: <data root>/utkface]
+    size: int = 64                          # side in pixels (power of two >= 16)
+    style_dim: int = 256
+    n_mlp: int = 8
+    channel_multiplier: float = 1
+    narrow: float = 0.125
+    batch_size: int = 8
+    total_steps: int = 20000
+    lr: float = 0.002
+    beta1: float = 0.0
+    beta2: float = 0.99
+    lambda_adv: float = 0.1
+    lambda_l1: float = 1.0
+    lambda_id: float = 0.1                  # identity term (skipped without faceforge.models.dlib_resnet)
+    lambda_feat: float = 0.1                # face-feature term (same network)
+    r1_gamma: float = 10.0
+    r1_interval: int = 16
+    ema_kimg: float = 10.0
+    ema_rampup: float = 0.05
+    mirror: bool = True
+    limit: int | None = None                # use only N training images (seeded subset)
+    seed: int = 0
+    log_every: int = 50
+    sample_every: int = 500
+    eval_every: int = 500
+    save_every: int = 250
+    n_val: int = 64
+    runs_dir: str = "runs"
+    cache_dir: str | None = None            # where the decoded image array is cached (None: no cache)
+    # runtime only (RUNTIME_FIELDS)
+    resume: str | None = None
+    stop_after_steps: int | None = None
+    time_limit_min: float | None = None
+    threads: int | None = None
+    device: str = "auto"
+    progress: bool = True
+
+    def generator_config(self) -> dict[str, Any]:
+        return {"size": self.size, "style_dim": self.style_dim, "n_mlp": self.n_mlp,
+                "channel_multiplier": self.channel_multiplier, "narrow": self.narrow}
+
+    def discriminator_config(self) -> dict[str, Any]:
+        """StyleGAN2 residual D with GPEN's widths: ``min(base // r, max)`` = C[r] of the generator."""
+        top = gpen_channels(self.size, self.channel_multiplier, self.narrow)
+        return {"resolution": self.size, "channel_base": top * self.size,
+                "channel_max": gpen_channels(4, self.channel_multiplier, self.narrow),
+                "mbstd_group_size": min(4, self.batch_size)}
+
+
+# --------------------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------------------
+def is_held_out(name: str) -> bool:
+    """Whether a file name belongs to the held-out split (``crc32(name) % 20 == 0``)."""
+    return zlib.crc32(Path(name).name.encode()) % HOLDOUT_MODULUS == 0
+
+
+def utkface_split(files: Sequence[Path]) -> tuple[list[Path], list[Path]]:
+    """``(train, held_out)`` by :func:`is_held_out` on the file names, order kept."""
+    train = [f for f in files if not is_held_out(f.name)]
+    test = [f for f in files if is_held_out(f.name)]
+    return train, test
+
+
+def _square(rgb: np.ndarray) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    s = min(h, w)
+    return rgb[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
+
+
+def load_faces(files: Sequence[Path], size: int, cache_dir: str | Path | None = None,
+               progress: bool = False) -> np.ndarray:
+    """Decode ``files``, centre-crop square, resize to ``size`` (area / bicubic): uint8 ``(N, size, size, 3)``.
+
+    Cached as ``<cache_dir>/gpen_<size>px_<N>_<hash>.npy`` when ``cache_dir`` is given.
+    """
+    from training.unpaired import resize_square
+
+    key = hashlib.sha1("\n".join([str(size), *[str(Path(f).resolve()) for f in files]]).encode()).hexdigest()[:12]
+    cache = Path(cache_dir) / f"gpen_{size}px_{len(files)}_{key}.npy" if cache_dir else None
+    if cache is not None and cache.is_file():
+        return np.load(cache)
+    out = np.empty((len(files), size, size, 3), np.uint8)
+    for i, f in enumerate(tqdm(files, desc="loading faces", disable=not progress or None, mininterval=5)):
+        out[i] = resize_square(_square(load_image(f)), size)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".tmp.npy")
+        np.save(tmp, out)
+        tmp.replace(cache)
+    return out
+
+
+def to_tensor(batch: np.ndarray) -> torch.Tensor:
+    """uint8 ``(N, H, W, 3)`` -> float32 ``(N, 3, H, W)`` in [-1, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """float ``(N, 3, H, W)`` in ~[-1, 1] -> uint8 ``(N, H, W, 3)`` (clamped, rounded)."""
+    return ((x.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+class PairSampler:
+    """Random (degraded, clean) minibatches of an in-memory uint8 face set.
+
+    Each sample: a uniformly drawn face, flipped left-right with probability 1/2 (``mirror``), degraded by
+    :func:`faceforge.degrade.degrade_pair` with the :data:`~faceforge.degrade.TRAINING` distribution.
+    All randomness comes from one ``numpy.random.Generator`` (:attr:`rng`, state saved with the run).
+
+    ``sample(n) -> (lq, hq)``, float32 ``(n, 3, S, S)`` in [-1, 1].
+    """
+
+    def __init__(self, images: np.ndarray, mirror: bool = True, seed: int = 0) -> None:
+        self.images, self.mirror = images, mirror
+        self.rng = np.random.default_rng(seed)
+
+    def sample(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        hq, lq = [], []
+        for i in self.rng.integers(0, len(self.images), n):
+            x = self.images[i]
+            if self.mirror and self.rng.uniform() < 0.5:
+                x = x[:, ::-1]
+            target, degraded, _ = degrade_pair(np.ascontiguousarray(x), self.rng, TRAINING)
+            hq.append(target)
+            lq.append(degraded)
+        return to_tensor(np.stack(lq)), to_tensor(np.stack(hq))
+
+
+# --------------------------------------------------------------------------------------------------
+# Identity / face-feature hooks (optional network)
+# --------------------------------------------------------------------------------------------------
+IDENTITY_MODULE = "faceforge.models.dlib_resnet"
+_IDENTITY_LOADERS = ("load_pretrained", "load_dlib_resnet", "load", "create")
+
+
+def load_identity_network(device: torch.device | str = "cpu") -> tuple[nn.Module | None, str]:
+    """The frozen PyTorch face-identity network for the identity and face-feature losses, if available.
+
+    Looks for :data:`IDENTITY_MODULE` (the PyTorch port of dlib's face recognition ResNet, another
+    faceforge module) and calls the first of its loader functions :data:`_IDENTITY_LOADERS` that exists
+    with no arguments. The network must map float ``(N, 3, H, W)`` RGB in [0, 255] (dlib's input) to
+    ``(N, 128)`` embeddings; a ``features(x) -> list of maps`` method, if present, feeds the face-feature
+    loss.
+
+    Returns:
+        ``(network or None, note)``: ``note`` says what was loaded or why the terms are skipped.
+    """
+    try:
+        module = importlib.import_module(IDENTITY_MODULE)
+    except ImportError as exc:
+        return None, f"identity and face-feature losses skipped: {IDENTITY_MODULE} is not available ({exc})"
+    for name in _IDENTITY_LOADERS:
+        loader = getattr(module, name, None)
+        if callable(loader):
+            try:
+                net = loader()
+            except Exception as exc:  # noqa: BLE001 - missing weights etc.: skip the terms, say why
+                return None, f"identity and face-feature losses skipped: {IDENTITY_MODULE}.{name}() failed: {exc}"
+            if isinstance(net, nn.Module):
+                net = net.to(device).eval()
+                net.requires_grad_(False)
+                return net, f"identity losses use {IDENTITY_MODULE}.{name}()"
+    return None, (f"identity and face-feature losses skipped: {IDENTITY_MODULE} has none of "
+                  f"{', '.join(_IDENTITY_LOADERS)} returning an nn.Module")
+
+
+class IdentityLoss(nn.Module):
+    """Identity and face-feature distances through a frozen face-recognition network.
+
+    The faces (``utkface``-aligned, [-1, 1]) are cut to dlib's face box on that template
+    (:data:`faceforge.identity.UTKFACE_BOX`), resized to ``chip`` px (bilinear, antialiased) and scaled to
+    [0, 255]; ``forward(out, target) -> (identity, feature)``: mean squared embedding distance, and the mean
+    L1 distance of the network's intermediate maps (0 when it exposes none).
+    """
+
+    def __init__(self, net: nn.Module, chip: int = 150) -> None:
+        super().__init__()
+        from faceforge.identity import UTKFACE_BOX
+
+        self.net, self.chip, self.box = net, chip, UTKFACE_BOX
+
+    def _prep(self, x: torch.Tensor) -> torch.Tensor:
+        s = x.shape[-1]
+        l, t, r, b = (round(v * s) for v in self.box)
+        x = x[..., t:b, l:r]
+        x = F.interpolate(x, size=(self.chip, self.chip), mode="bilinear", align_corners=False, antialias=True)
+        return (x.clamp(-1, 1) + 1) * 127.5
+
+    def forward(self, out: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        a, b = self._prep(out), self._prep(target)
+        with torch.no_grad():
+            eb = self.net(b)
+        ea = self.net(a)
+        identity = (ea - eb).square().sum(1).mean()
+        feature = out.new_zeros(())
+        if hasattr(self.net, "features"):
+            fa = self.net.features(a)
+            with torch.no_grad():
+                fb = self.net.features(b)
+            feature = sum(F.l1_loss(x, y) for x, y in zip(fa, fb)) / max(1, len(fa))
+        return identity, feature
+
+
+# --------------------------------------------------------------------------------------------------
+# The training step
+# --------------------------------------------------------------------------------------------------
+class GPENTrainer:
+    """One GPEN iteration at a time: D main, D R1 (lazy), G (adversarial + L1 [+ identity + feature]), EMA.
+
+    Args:
+        G: the restorer; D: the discriminator (trained in place).
+        cfg: the config.
+        device: where everything runs.
+        identity: an :class:`IdentityLoss`, or ``None`` (terms skipped).
+
+    Attributes:
+        step: iterations done.
+    """
+
+    def __init__(self, G: GPEN, D: StyleGAN2Discriminator, cfg: GPENTrainConfig, device: torch.device,
+                 identity: IdentityLoss | None = None) -> None:
+        self.cfg, self.device = cfg, device
+        self.G, self.D = G.to(device).train(), D.to(device).train()
+        self.G_ema = copy.deepcopy(G).eval()
+        self.G_ema.requires_grad_(False)
+        self.identity = identity
+        betas = (cfg.beta1, cfg.beta2)
+        self.opt_G = lazy_adam(G.parameters(), cfg.lr, betas, None)
+        self.opt_D = lazy_adam(D.parameters(), cfg.lr, betas, cfg.r1_interval if cfg.r1_gamma > 0 else None)
+        self.step = 0
+
+    def ema_beta(self) -> float:
+        """``0.5 ** (batch / min(ema_kimg * 1000, ema_rampup * images seen))``."""
+        nimg = (self.step + 1) * self.cfg.batch_size
+        half = self.cfg.ema_kimg * 1000
+        if self.cfg.ema_rampup:
+            half = min(half, self.cfg.ema_rampup * nimg)
+        return 0.5 ** (self.cfg.batch_size / max(half, 1e-8))
+
+    @torch.no_grad()
+    def update_ema(self) -> float:
+        beta = self.ema_beta()
+        for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
+            p_ema.copy_(p.detach().lerp(p_ema, beta))
+        for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
+            b_ema.copy_(b)
+        return beta
+
+    def train_step(self, lq: torch.Tensor, hq: torch.Tensor) -> dict[str, float]:
+        """One iteration on degraded ``lq`` and clean ``hq`` (float32 ``(N, 3, S, S)`` in [-1, 1] on ``device``).
+
+        Returns:
+            ``D_loss``, ``D_real``, ``D_fake``, ``G_adv``, ``L1``, ``G_loss``, ``ema_beta``; ``R1`` on the lazy
+            steps; ``ID`` and ``feat`` when the identity network is loaded.
+        """
+        cfg, G, D = self.cfg, self.G, self.D
+        out: dict[str, float] = {}
+        # D main
+        set_requires_grad([D], True)
+        with torch.no_grad():
+            fake = G(lq)
+        logits_fake, logits_real = D(fake), D(hq)
+        loss_d = F.softplus(logits_fake).mean() + F.softplus(-logits_real).mean()
+        self.opt_D.zero_grad(set_to_none=True)
+        loss_d.backward()
+        self.opt_D.step()
+        out.update(D_loss=float(loss_d.detach()), D_real=float(logits_real.detach().mean()),
+                   D_fake=float(logits_fake.detach().mean()))
+        # D R1, lazy
+        if cfg.r1_gamma > 0 and self.step % cfg.r1_interval == 0:
+            x = hq.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(D(x).sum(), x, create_graph=True)
+            r1 = grad.square().sum(dim=[1, 2, 3]).mean()
+            self.opt_D.zero_grad(set_to_none=True)
+            (r1 * (cfg.r1_gamma / 2) * cfg.r1_interval).backward()
+            self.opt_D.step()
+            out["R1"] = float(r1.detach())
+        # G
+        set_requires_grad([D], False)
+        fake = G(lq)
+        adv = F.softplus(-D(fake)).mean()
+        l1 = F.l1_loss(fake, hq)
+        loss_g = cfg.lambda_adv * adv + cfg.lambda_l1 * l1
+        if self.identity is not None and (cfg.lambda_id > 0 or cfg.lambda_feat > 0):
+            ident, feat = self.identity(fake, hq)
+            loss_g = loss_g + cfg.lambda_id * ident + cfg.lambda_feat * feat
+            out.update(ID=float(ident.detach()), feat=float(feat.detach()))
+        self.opt_G.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.opt_G.step()
+        out.update(G_adv=float(adv.detach()), L1=float(l1.detach()), G_loss=float(loss_g.detach()))
+        out["ema_beta"] = self.update_ema()
+        self.step += 1
+        return out
+
+    def state(self) -> tuple[nn.Module, dict[str, Any]]:
+        """``(ModuleDict {G, D, G_ema}, meta with step and both optimizers)`` for ``last.pt``."""
+        return (nn.ModuleDict({"G": self.G, "D": self.D, "G_ema": self.G_ema}),
+                {"step": self.step, "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict()})
+
+    def load_state(self, state_dict: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        """Inverse of :meth:`state`.
+
+        Raises:
+            CheckpointError: the tensors do not fit.
+        """
+        try:
+            nn.ModuleDict({"G": self.G, "D": self.D, "G_ema": self.G_ema}).load_state_dict(state_dict)
+        except RuntimeError as exc:
+            raise CheckpointError(f"training state does not fit the configured networks: {exc}") from None
+        self.opt_G.load_state_dict(meta["opt_G"])
+        self.opt_D.load_state_dict(meta["opt_D"])
+        self.step = int(meta["step"])
+
+
+# --------------------------------------------------------------------------------------------------
+# Evaluation and samples
+# --------------------------------------------------------------------------------------------------
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean PSNR (dB, data range 255) over a batch of uint8 images ``(N, H, W, 3)``."""
+    err = ((a.astype(np.float64) - b.astype(np.float64)) ** 2).reshape(len(a), -1).mean(1)
+    return float(np.mean(10 * np.log10(255.0 ** 2 / np.maximum(err, 1e-10))))
+
+
+@torch.no_grad()
+def restore_batch(G: nn.Module, lq: np.ndarray, device: torch.device, batch: int = 32) -> np.ndarray:
+    """Run ``G`` (eval mode, restored afterwards) on uint8 ``(N, S, S, 3)`` faces: uint8 ``(N, S, S, 3)``."""
+    mode = G.training
+    G.eval()
+    outs = [to_uint8(G(to_tensor(lq[i:i + batch]).to(device))) for i in range(0, len(lq), batch)]
+    G.train(mode)
+    return np.concatenate(outs) if outs else np.zeros_like(lq)
+
+
+def fixed_degradations(clean: np.ndarray, severity: str, seed: int = 0) -> np.ndarray:
+    """The benchmark degradation of each face (:func:`faceforge.degrade.degrade_fixed`, index = position)."""
+    return np.stack([degrade_fixed(x, severity, seed, i)[0] for i, x in enumerate(clean)])
+
+
+def sample_grid(G: nn.Module, clean: np.ndarray, device: torch.device) -> np.ndarray:
+    """Rows = faces; per severity (mild, moderate, severe): degraded | restored; then clean.
+    uint8 ``(n S, 7 S, 3)``."""
+    cols = []
+    for sev in SEVERITIES:
+        lq = fixed_degradations(clean, sev, seed=1)
+        cols += [lq, restore_batch(G, lq, device)]
+    cols.append(clean)
+    return np.concatenate([np.concatenate([c[i] for c in cols], axis=1) for i in range(len(clean))], axis=0)
+
+
+# --------------------------------------------------------------------------------------------------
+# Training loop
+# --------------------------------------------------------------------------------------------------
+def train(cfg: GPENTrainConfig) -> Path:
+    """Train (or, with ``cfg.resume``, continue) a GPEN restorer; see the module docstring.
+
+    Returns:
+        The run folder.
+
+    Raises:
+        FileNotFoundError: missing data or resume folder.
+        ValueError: bad configuration, or too few images.
+        CheckpointError: a resume state that does not fit.
+        RuntimeError: another live trainer holds the run (``train.lock``).
+    """
+    from training.data import data_root
+    from training.unpaired import list_images
+
+    cfg, resume_run = resume_config(cfg, cfg.resume, RUNTIME_FIELDS)
+    if not resume_run:
+        data = Path(cfg.data) if cfg.data else data_root() / "utkface"
+        cfg = GPENTrainConfig(**{**asdict(cfg), "data": str(data.resolve())})
+    if cfg.batch_size < 1 or cfg.total_steps < 1 or cfg.r1_interval < 1:
+        raise ValueError("need batch_size >= 1, total_steps >= 1 and r1_interval >= 1")
+    torch.manual_seed(cfg.seed)
+    G = GPEN(**cfg.generator_config())  # validates size / channels (ValueError)
+    D = StyleGAN2Discriminator(**cfg.discriminator_config())
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+
+    folder = Path(cfg.data)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"face folder not found: {folder} (pass --data, or set FACEFORGE_DATA to a folder "
+                                "holding utkface/)")
+    train_files, held_out = utkface_split(list_images(folder))
+    if cfg.limit is not None and cfg.limit < len(train_files):
+        pick = np.sort(np.random.default_rng(cfg.seed).choice(len(train_files), cfg.limit, replace=False))
+        train_files = [train_files[i] for i in pick]
+    if len(train_files) < 2:
+        raise ValueError(f"{folder} holds {len(train_files)} training image(s) outside the held-out split; need >= 2")
+    images = load_faces(train_files, cfg.size, cfg.cache_dir, cfg.progress)
+    val_files = held_out[: cfg.n_val] or train_files[: cfg.n_val]
+    val_clean = load_faces(val_files, cfg.size)
+    val_lq = fixed_degradations(val_clean, "moderate", seed=0)
+    sampler = PairSampler(images, cfg.mirror, seed=cfg.seed + 1)
+
+    if cfg.lambda_id > 0 or cfg.lambda_feat > 0:
+        ident_net, ident_note = load_identity_network(device)
+    else:
+        ident_net, ident_note = None, "identity and face-feature losses off (lambda_id = lambda_feat = 0)"
+    log.info(ident_note)
+    print(ident_note, flush=True)
+    identity = IdentityLoss(ident_net) if ident_net is not None else None
+    trainer = GPENTrainer(G, D, cfg, device, identity)
+    g_kwargs, d_kwargs = cfg.generator_config(), cfg.discriminator_config()
+    command = command_line()
+
+    if resume_run:
+        run = resume_run
+        state = load_checkpoint(run / "last.pt", arch=STATE_ARCH)
+        trainer.load_state(state["state_dict"], state["meta"])
+        torch.set_rng_state(state["meta"]["rng"])
+        sampler.rng.bit_generator.state = state["meta"]["data_rng"]
+        del state
+    else:
+        run = new_run_dir(cfg.runs_dir, FAMILY)
+        write_json(run / "config.json", {
+            "config": asdict(cfg), "command": command, "generator_config": g_kwargs,
+            "discriminator_config": d_kwargs, "train_images": len(images), "held_out_images": len(held_out),
+            "val_images": len(val_clean), "identity": ident_note, "degradation": asdict(TRAINING),
+            "G_params": sum(p.numel() for p in G.parameters()), "D_params": sum(p.numel() for p in D.parameters()),
+        })
+    (run / "samples").mkdir(exist_ok=True)
+    metrics = MetricsLog(run / "metrics.csv", append=True)
+    columns = ["step", "kimg", "D_loss", "D_real", "D_fake", "R1", "G_adv", "L1", "ID", "feat", "G_loss", "ema_beta",
+               "sec_per_step", "val_psnr", "val_psnr_input"]
+    grid_faces = val_clean[:6]
+    last_eval: dict[str, float] = {}
+
+    def evaluate() -> dict[str, float]:
+        restored = restore_batch(trainer.G_ema, val_lq, device)
+        return {"val_psnr": round(psnr(restored, val_clean), 3), "val_psnr_input": round(psnr(val_lq, val_clean), 3)}
+
+    def save(final: bool) -> None:
+        nets, meta = trainer.state()
+        meta.update(rng=torch.get_rng_state(), data_rng=sampler.rng.bit_generator.state, finished=final)
+        save_checkpoint(run / "last.pt", nets, STATE_ARCH, {"G": g_kwargs, "D": d_kwargs}, meta)
+        prov = {"task": "restore", "data": cfg.data, "train_images": len(images), "step": trainer.step,
+                "kimg": round(trainer.step * cfg.batch_size / 1000, 3), "finished": final, "command": command,
+                "face_template": FACE_TEMPLATE, "identity": ident_note, "metrics": last_eval or None,
+                "config": {k: v for k, v in asdict(cfg).items() if k not in RUNTIME_FIELDS},
+                "version": f"{time.strftime('%Y.%m.%d')}-run{run.name}-step{trainer.step}"}
+        save_checkpoint(run / "G_ema.pt", trainer.G_ema, GPEN_ARCH, g_kwargs, prov)
+
+    def write_row(window: dict[str, list[float]], seconds: list[float], ev: dict[str, float] | None) -> None:
+        row: dict[str, Any] = {c: "" for c in columns}
+        row.update(step=trainer.step, kimg=round(trainer.step * cfg.batch_size / 1000, 3),
+                   sec_per_step=round(float(np.mean(seconds)), 4) if seconds else "")
+        row.update({k: round(float(np.mean(v)), 5) for k, v in window.items() if k in row})
+        if ev:
+            row.update(ev)
+        metrics.log(**row)
+
+    with run_lock(run):
+        if trainer.step == 0:
+            last_eval = evaluate()
+            write_row({}, [], last_eval)
+            save_image(run / "samples" / "step_0000000.png", sample_grid(trainer.G_ema, grid_faces, device))
+        t_start = time.time()
+        window: dict[str, list[float]] = {}
+        seconds: list[float] = []
+        steps_this_call = 0
+        bar = tqdm(total=cfg.total_steps, initial=trainer.step, disable=not cfg.progress or None, desc="gpen",
+                   mininterval=5)
+        while trainer.step < cfg.total_steps:
+            t0 = time.time()
+            lq, hq = sampler.sample(cfg.batch_size)
+            losses = trainer.train_step(lq.to(device), hq.to(device))
+            seconds.append(time.time() - t0)
+            steps_this_call += 1
+            bar.update(1)
+            for k, v in losses.items():
+                window.setdefault(k, []).append(v)
+            step = trainer.step
+            last = step >= cfg.total_steps
+            out_of_time = cfg.time_limit_min is not None and time.time() - t_start > 60 * cfg.time_limit_min
+            stop = (cfg.stop_after_steps is not None and steps_this_call >= cfg.stop_after_steps) or out_of_time
+            ev = None
+            if step % cfg.eval_every == 0 or stop or last:
+                ev = last_eval = evaluate()
+            if step % cfg.log_every == 0 or ev is not None:
+                write_row(window, seconds, ev)
+                bar.set_postfix(L1=round(float(np.mean(window["L1"])), 4), **({"psnr": ev["val_psnr"]} if ev else {}),
+                                refresh=False)
+                window, seconds = {}, []
+            if step % cfg.sample_every == 0 or stop or last:
+                save_image(run / "samples" / f"step_{step:07d}.png", sample_grid(trainer.G_ema, grid_faces, device))
+            if (cfg.save_every and step % cfg.save_every == 0) or stop or last:
+                save(final=last)
+            if stop:
+                break
+        bar.close()
+    done = "finished" if trainer.step >= cfg.total_steps else \
+        f"stopped at step {trainer.step}/{cfg.total_steps} (resume with --resume {run})"
+    print(f"run {run}: {done}", flush=True)
+    return run

@@ -47,6 +47,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("export.cli:export", "Export light models to ONNX, TFLite/LiteRT and Core ML with parity checks."),
     "stylegan": ("faceforge.stylegan_cli:stylegan", "StyleGAN2: generate, style-mix, toonify, project, morph faces."),
     "serve": ("server.cli:serve", "Run the Flask server (heavy models and light-model fallback)."),
+    "worker": ("server.worker:worker", "Run a Celery worker for heavy jobs (FACEFORGE_JOB_BACKEND=celery)."),
     "bench": ("benchmarks.cli:bench", "Measure on-device vs server latency and model accuracy."),
 }
 

@@ -298,6 +298,10 @@ def test_worker_command_arguments():
     assert not any(a.startswith("--concurrency") for a in worker_argv("heavy", 4, "solo", "INFO", None))
     result = CliRunner().invoke(worker, ["--queues", "medium"])
     assert result.exit_code != 0 and "unknown queue medium" in result.output
+    from faceforge.cli import main
+
+    result = CliRunner().invoke(main, ["worker", "--help"])
+    assert result.exit_code == 0 and "--pool" in result.output and "celery" in result.output.lower()
 
 
 # ------------------------------------------------------------------------------ a real Redis

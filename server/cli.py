@@ -1,8 +1,10 @@
 """``faceforge serve``: run the HTTP server (Flask's development server).
 
-For production use gunicorn instead (every worker process loads its own models on first use)::
+For production use gunicorn instead (every worker process loads its own models on first use), with
+the Celery job backend and ``faceforge worker`` processes (README, production)::
 
-    gunicorn -w 2 -k gthread --threads 4 -b 0.0.0.0:8000 'server:create_app()'
+    FACEFORGE_JOB_BACKEND=celery FACEFORGE_REDIS_URL=redis://127.0.0.1:6379/0 \
+        gunicorn -w 2 -k gthread --threads 4 -b 0.0.0.0:8000 'server:create_app()'
 """
 
 from __future__ import annotations
@@ -36,8 +38,9 @@ def serve(host: str, port: int, threaded: bool, warm_up: bool | None, max_faces:
       faceforge serve --host 0.0.0.0 --port 8080 --warm-up
       curl -F image=@photo.jpg http://127.0.0.1:8000/v1/emotion
     \b
-    Production:
+    Production (README): FACEFORGE_JOB_BACKEND=celery FACEFORGE_REDIS_URL=redis://...
       gunicorn -w 2 -k gthread --threads 4 -b 0.0.0.0:8000 'server:create_app()'
+      faceforge worker --queues light,heavy
     """
     from server import create_app
     from server.config import Config

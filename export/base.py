@@ -20,6 +20,7 @@ from torch import nn
 
 from faceforge.errors import ExportError
 from faceforge.models.registry import ModelSpec
+from faceforge.ondevice.specs import TensorInfo  # noqa: F401  (re-exported: part of the exporter API)
 
 log = logging.getLogger("faceforge.export")
 
@@ -50,26 +51,6 @@ class ExportJob:
     def sample_shape(self) -> tuple[int, int, int, int]:
         """Export-time input shape ``(1, C, H, W)`` (batch 1: one aligned face per call on the phone)."""
         return (1, *self.spec.input.shape)
-
-
-@dataclass
-class TensorInfo:
-    """One input or output tensor of an exported file, as read back from the file itself.
-
-    Attributes:
-        name: tensor (or feature) name in the file.
-        shape: shape in the file's own layout, e.g. ``[1, 48, 48, 1]``.
-        layout: ``"NHWC"``, ``"NCHW"`` or ``"NC"`` (class scores).
-        dtype: ``"float32"``, ``"float16"``, ``"int8"`` or ``"uint8"``.
-        quantization: ``{"scale": float, "zero_point": int}`` for integer tensors
-            (``real = scale * (q - zero_point)``), else ``None``.
-    """
-
-    name: str
-    shape: list[int]
-    layout: str
-    dtype: str
-    quantization: dict[str, float | int] | None = None
 
 
 @dataclass

@@ -19,8 +19,9 @@ from typing import Callable
 
 from torch import nn
 
-from export import backends, runtime
+from export import backends
 from export.base import Backend, TensorInfo
+from faceforge.ondevice import runners as runtime
 
 
 @dataclass(frozen=True)

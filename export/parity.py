@@ -4,7 +4,7 @@ Classifiers: top-1 agreement with PyTorch, accuracy of each against the labels, 
 absolute error of the softmax probabilities. Image-to-image models: PSNR of the file's output vs
 PyTorch's (both mapped from the model's value range to [0, 255]; mean and worst image).
 
-Files this machine can run are run through :mod:`export.runtime` with the input/output records read back
+Files this machine can run are run through :mod:`faceforge.ondevice.runners` with the input/output records read back
 from the file (so the layout and quantization the manifest states are exercised too). Core ML files
 cannot run on Linux: their row's PyTorch proxy (the same fp16 cast / per-channel int8 weight rounding)
 is measured instead, and the result says so.

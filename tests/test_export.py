@@ -3,7 +3,7 @@
 Round trips (``@pytest.mark.export``, ~1 min on 2 cores) export a randomly initialised mini-Xception
 whose BatchNorm statistics are estimated on synthetic faces (so its predictions vary with the input,
 unlike a fresh network whose outputs are nearly constant) and run each file with the runtime's own
-API, independently of :mod:`export.runtime`, against PyTorch. The last test checks that the int8
+API, independently of :mod:`faceforge.ondevice.runners`, against PyTorch. The last test checks that the int8
 file in ``mobile_assets/``, fed exactly as ``manifest.json`` says, predicts what PyTorch predicts on
 real FER2013 test faces.
 """

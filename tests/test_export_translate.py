@@ -96,7 +96,6 @@ def test_psnr_compare_enforces_the_row_bound():
 
 
 def test_image_model_manifest_entry_validates(tmp_path):
-    pytest.importorskip("faceforge.faces.align")
     template = mf.face_template("utkface", SIZE)
     path = tmp_path / "android" / f"{TINY}_int8.tflite"
     path.parent.mkdir()

@@ -3,7 +3,7 @@
 The app looks up ``(model, format)`` in the manifest and takes everything from that entry: the file,
 the input layout, dtype and quantization, the labels, the alignment template. So does
 :class:`OnDeviceClassifier`, which the demo and the benchmarks use for their on-device path; the
-runners underneath (:mod:`export.runtime`) check that the file's own tensors agree with the manifest,
+runners underneath (:mod:`faceforge.ondevice.runners`) check that the file's own tensors agree with the manifest,
 so a manifest that lies fails here.
 """
 
@@ -67,8 +67,8 @@ class OnDeviceClassifier:
     """
 
     def __init__(self, assets: str | Path, entry: dict[str, Any], num_threads: int = 1) -> None:
-        from export.base import TensorInfo
-        from export.runtime import onnx_runner, tflite_runner
+        from faceforge.ondevice.runners import onnx_runner, tflite_runner
+        from faceforge.ondevice.specs import TensorInfo
 
         self.entry = entry
         self.path = Path(assets) / entry["file"]

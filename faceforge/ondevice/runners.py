@@ -1,11 +1,13 @@
-"""Adapters from the PyTorch input convention to :mod:`faceforge.runtime` (LiteRT, ONNX Runtime).
+"""On-device runners: PyTorch's input convention in, the file's runtime (LiteRT, ONNX Runtime) underneath.
 
 A runner takes the PyTorch model's input — ``(N, C, H, W)`` float32 in the model's value range — and
 returns the PyTorch output convention (``(N, K)`` scores or ``(N, C, H, W)`` images), float32. In
 between, :class:`faceforge.runtime.LiteRTModel` / :class:`~faceforge.runtime.OnnxModel` (the code the
 demo and the benchmarks use) quantize and dequantize with the file's own parameters; this module
 transposes to the file's layout and first checks that the file matches the input/output record
-(:class:`~export.base.TensorInfo`, what the manifest will state): shape, dtype, quantization.
+(:class:`~faceforge.ondevice.specs.TensorInfo`, what the manifest states): shape, dtype, quantization.
+Export parity (``export/parity.py``), the demo's on-device path and the benchmarks all run files
+through these two functions.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from typing import Callable
 
 import numpy as np
 
-from export.base import TensorInfo
 from faceforge.errors import ExportError
+from faceforge.ondevice.specs import TensorInfo
 
 Runner = Callable[[np.ndarray], np.ndarray]
 

@@ -11,6 +11,7 @@ from benchmarks.detections import main as detections
 from benchmarks.frontalize_quality import main as frontalize_quality
 from benchmarks.generator_latency import main as generator_latency
 from benchmarks.jobs_roundtrip import main as jobs_roundtrip
+from benchmarks.restore_quality import main as restore_quality
 from benchmarks.stylegan_latency import main as stylegan_latency
 from benchmarks.swap_quality import main as swap_quality
 from benchmarks.translate_quality import main as translate_quality
@@ -65,4 +66,5 @@ bench.add_command(frontalize_quality, "frontalize-quality")
 bench.add_command(stylegan_latency, "stylegan-latency")
 bench.add_command(generator_latency, "generator-latency")
 bench.add_command(jobs_roundtrip, "jobs-roundtrip")
+bench.add_command(restore_quality, "restore-quality")
 bench.add_command(swap_quality, "swap-quality")

@@ -39,7 +39,8 @@ import cv2
 import numpy as np
 
 __all__ = ["REFERENCE_SIDE", "DegradationConfig", "DegradationParams", "TRAINING", "SEVERITIES", "sample_params",
-           "gaussian_kernel", "apply_degradation", "degrade", "degrade_pair", "severity_rng", "degrade_fixed"]
+           "gaussian_kernel", "apply_degradation_lowres", "apply_degradation", "degrade", "degrade_pair",
+           "severity_rng", "degrade_fixed", "degrade_fixed_lowres"]
 
 REFERENCE_SIDE = 128
 """Image side (pixels) at which the blur sigmas of a config are given; they scale with ``side / 128``."""
@@ -191,16 +192,12 @@ def _check(rgb: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(rgb)
 
 
-def apply_degradation(rgb: np.ndarray, params: DegradationParams, rng: np.random.Generator) -> np.ndarray:
-    """Degrade one image with fixed parameters (the noise image is drawn from ``rng``).
+def apply_degradation_lowres(rgb: np.ndarray, params: DegradationParams, rng: np.random.Generator) -> np.ndarray:
+    """Steps 1-4 (and 6) of the degradation: blur, downsample, noise, JPEG; the image stays small.
 
-    Args:
-        rgb: uint8 ``(H, W, 3)`` RGB.
-        params: the degradation (:func:`sample_params`).
-        rng: source of the noise.
-
-    Returns:
-        uint8 ``(H, W, 3)`` RGB, same size (gray in all channels when ``params.grayscale``).
+    Returns uint8 ``(round(H / s), round(W / s), 3)`` RGB (gray in all channels when ``params.grayscale``):
+    what an upscaler baseline (bicubic, Lanczos) starts from. :func:`apply_degradation` is this followed by
+    the bilinear upsampling back to ``H x W``; both draw the same noise from ``rng``.
 
     Raises:
         ValueError: not a uint8 RGB image.
@@ -219,18 +216,37 @@ def apply_degradation(rgb: np.ndarray, params: DegradationParams, rng: np.random
         noise = rng.normal(0.0, params.noise, x.shape[:2] + (1,) if params.grayscale else x.shape)
         x = x + noise.astype(np.float32)
     x = np.clip(np.rint(x), 0, 255).astype(np.uint8)
-    if x.ndim == 2:
-        x = x[..., None]
     if params.jpeg < 100:
         ok, buf = cv2.imencode(".jpg", cv2.cvtColor(np.ascontiguousarray(x), cv2.COLOR_RGB2BGR),
                                [cv2.IMWRITE_JPEG_QUALITY, int(params.jpeg)])
         if not ok:  # pragma: no cover - libjpeg does not fail on valid arrays
             raise RuntimeError("JPEG encoding failed")
         x = cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-    if x.shape[:2] != (h, w):
-        x = cv2.resize(x, (w, h), interpolation=cv2.INTER_LINEAR)
     if params.grayscale:  # JPEG chroma may have tinted it a little
         x = _gray(np.ascontiguousarray(x))
+    return np.ascontiguousarray(x)
+
+
+def apply_degradation(rgb: np.ndarray, params: DegradationParams, rng: np.random.Generator) -> np.ndarray:
+    """Degrade one image with fixed parameters (the noise image is drawn from ``rng``).
+
+    Args:
+        rgb: uint8 ``(H, W, 3)`` RGB.
+        params: the degradation (:func:`sample_params`).
+        rng: source of the noise.
+
+    Returns:
+        uint8 ``(H, W, 3)`` RGB, same size (gray in all channels when ``params.grayscale``).
+
+    Raises:
+        ValueError: not a uint8 RGB image.
+    """
+    h, w = _check(rgb).shape[:2]
+    x = apply_degradation_lowres(rgb, params, rng)
+    if x.shape[:2] != (h, w):
+        x = cv2.resize(x, (w, h), interpolation=cv2.INTER_LINEAR)
+        if params.grayscale:
+            x = _gray(x)
     return np.ascontiguousarray(x)
 
 
@@ -270,3 +286,16 @@ def degrade_fixed(rgb: np.ndarray, severity: str, seed: int = 0, index: int = 0)
         ValueError: unknown severity or a bad image.
     """
     return degrade(rgb, severity_rng(severity, seed, index), SEVERITIES[severity])
+
+
+def degrade_fixed_lowres(rgb: np.ndarray, severity: str, seed: int = 0, index: int = 0) -> tuple[np.ndarray, DegradationParams]:
+    """:func:`degrade_fixed` before its final upsampling (same parameters, same noise):
+    ``(small uint8 (round(H / s), round(W / s), 3), params)``, for upscaler baselines.
+
+    Raises:
+        ValueError: unknown severity or a bad image.
+    """
+    rgb = _check(rgb)
+    rng = severity_rng(severity, seed, index)
+    params = sample_params(rng, max(rgb.shape[:2]), SEVERITIES[severity])
+    return apply_degradation_lowres(rgb, params, rng), params

@@ -378,3 +378,15 @@ def test_held_out_split_is_stable():
     train, test = utkface_split(names)
     assert len(train) + len(test) == 2000 and 60 < len(test) < 140
     assert all(is_held_out(p.name) for p in test) and not any(is_held_out(p.name) for p in train)
+
+
+def test_lowres_stage_is_the_fixed_degradation_before_upsampling():
+    from faceforge.degrade import degrade_fixed_lowres
+
+    x = _face(64, 3)
+    for sev in SEVERITIES:
+        full, p = degrade_fixed(x, sev, seed=2, index=7)
+        small, q = degrade_fixed_lowres(x, sev, seed=2, index=7)
+        assert p == q and small.shape[0] == round(64 / p.downsample)
+        up = small if small.shape[:2] == (64, 64) else cv2.resize(small, (64, 64), interpolation=cv2.INTER_LINEAR)
+        assert np.array_equal(full, up)

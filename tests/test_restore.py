@@ -205,3 +205,30 @@ def test_cli_restores_a_photo(tmp_path, astronaut_png, gpen_weights, monkeypatch
     classical = CliRunner().invoke(main, ["restore", str(astronaut_png), "-o", str(out), "--method", "classical",
                                           "--upscale", "2"])
     assert classical.exit_code == 0 and load_image(out).shape == (1024, 1024, 3)
+
+
+def test_benchmark_helpers_rank_the_severities(tmp_path):
+    from benchmarks.restore_quality import baseline_methods, evaluate, grid, markdown, sharpness
+
+    rng = np.random.default_rng(3)
+    clean = np.stack([np.clip(cv2_blobs(rng), 0, 255).astype(np.uint8) for _ in range(4)])
+    metrics, outputs = evaluate(clean, baseline_methods(32), ("mild", "severe"), seed=0, identity=False)
+    assert set(metrics["mild"]) == {"input", "bicubic", "lanczos", "nlmeans+usm"}
+    assert metrics["mild"]["input"]["psnr"] > metrics["severe"]["input"]["psnr"]
+    assert metrics["mild"]["lanczos"]["ssim"] > metrics["severe"]["lanczos"]["ssim"]
+    assert outputs["severe"]["bicubic"].shape == clean.shape
+    assert grid(clean, outputs, 2, ["input", "lanczos"]).shape == (64, 32 * 5, 3)
+    flat = np.full((32, 32, 3), 100, np.uint8)
+    assert sharpness(flat) == 0 and sharpness(clean[0]) > 0
+    doc = {"faces": 4, "size": 32, "seed": 0, "restorer": None, "metrics": metrics, "seconds": 1.0, "machine": "x"}
+    assert "| lanczos |" in markdown(doc) and "baselines only" in markdown(doc)
+
+
+def cv2_blobs(rng) -> np.ndarray:
+    import cv2
+
+    img = np.full((32, 32, 3), rng.integers(30, 220, 3), np.float64)
+    cv2.circle(img, (16, 16), 10, [float(v) for v in rng.integers(0, 255, 3)], -1)
+    cv2.circle(img, (12, 13), 2, (10.0, 10.0, 10.0), -1)
+    cv2.circle(img, (20, 13), 2, (10.0, 10.0, 10.0), -1)
+    return img + rng.normal(0, 6, img.shape)

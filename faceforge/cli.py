@@ -41,6 +41,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "frontalize": ("faceforge.frontalize_cli:frontalize",
                    "Predict the frontal face of turned faces in a photo (pix2pix, pose-pair trained)."),
     "swap": ("faceforge.swap_cli:swap", "Put the face of one photo onto the faces of another (classical swap)."),
+    "provenance": ("faceforge.provenance:provenance",
+                   "Check images for faceforge's AI-made marks (IPTC metadata, invisible watermark)."),
     "restore": ("faceforge.restore_cli:restore",
                 "Restore the faces of a photo (GPEN blind face restoration, or classical filters)."),
     "train": ("training.cli:train", "Train faceforge's models."),

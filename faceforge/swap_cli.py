@@ -32,7 +32,7 @@ def _alpha_of(path: Path, shape: tuple[int, int]):
 @click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("target", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Image to write (.png/.jpg/.webp) [default: <target>_swap.png beside TARGET].")
+              help="Image to write (.png/.jpg/.webp, with provenance marks) [default: <target>_swap.png beside TARGET].")
 @click.option("--faces", "selection", default="all", show_default=True,
               help="Target faces: all, largest, or 0-based indices such as 0,2 (highest detector score first). "
                    "With 'all', faces that cannot be swapped are skipped and listed.")
@@ -58,7 +58,9 @@ def swap(source: Path, target: Path, output: Path | None, selection: str, source
     transfer, Poisson / Laplacian / feathered blending. It refuses (exit 1) when no face is found,
     the source face is too small, a target face is the source face, or the yaw gap exceeds
     --max-yaw-gap; options out of range and SOURCE = TARGET are usage errors (exit 2). A PNG/WebP
-    output keeps TARGET's transparency.
+    output keeps TARGET's transparency. The output says it is AI-edited: IPTC DigitalSourceType
+    compositeSynthetic in its XMP metadata and an invisible watermark (`faceforge provenance check`).
+    Use it only on faces whose owners agreed.
 
     \b
     Examples:
@@ -67,7 +69,8 @@ def swap(source: Path, target: Path, output: Path | None, selection: str, source
       faceforge swap me.jpg turned.jpg --max-yaw-gap 20 --allow-pose-gap
     """
     from faceforge.cli import one_line
-    from faceforge.imaging import load_image, save_image
+    from faceforge.imaging import load_image
+    from faceforge.provenance import SWAP_SOURCE_TYPE, save_marked
     from faceforge.swap import FaceSwapper
     from faceforge.translate import parse_face_selection
 
@@ -99,18 +102,23 @@ def swap(source: Path, target: Path, output: Path | None, selection: str, source
             import numpy as np
             image = np.dstack([image, alpha])
     try:
-        save_image(written, image, quality=quality)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            save_marked(written, image, quality=quality, source_type=SWAP_SOURCE_TYPE)
     except (ValueError, OSError) as exc:
         raise click.ClickException(f"cannot write {written}: {exc}") from None
+    provenance_note = "; ".join(str(w.message) for w in caught) or None
     if as_json:
         click.echo(json.dumps({"source": str(source), "target": str(target), "output": str(written),
                                "method": swapper.describe(), "source_face": result.source.to_dict(),
-                               "faces": [f.to_dict() for f in result.faces],
+                               "faces": [f.to_dict() for f in result.faces], "provenance_warning": provenance_note,
                                "timings_ms": {k: round(v, 1) for k, v in result.timings_ms.items()}}, indent=1))
         return
     done = [f.index for f in result.swapped]
     click.echo(f"{len(result.faces)} face(s) found in {target.name}, swapped {done} with the source face "
                f"(yaw {result.source.yaw:+.0f} deg, {blend}) -> {written}")
+    if provenance_note:
+        click.echo(f"  provenance: {provenance_note}")
     for f in result.faces:
         if f.skipped:
             click.echo(f"  face {f.index} skipped: {f.skipped}")

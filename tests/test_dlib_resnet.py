@@ -173,10 +173,10 @@ def test_identity_loss_and_feature_loss_are_differentiable(one_torch_thread):
 @needs_dat
 def test_installed_weights_convert_and_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("FACEFORGE_CACHE_DIR", str(tmp_path / "cache"))
-    model = dr.load_dlib_resnet()
+    model = dr.load_dlib_resnet(cache=True)
     cached = list((tmp_path / "cache" / "dlib_resnet").glob("*.pt"))
     assert len(cached) == 1
-    again = dr.load_dlib_resnet()  # from the cache
+    again = dr.load_dlib_resnet(cache=True)  # from the cache
     for (k, v), (k2, v2) in zip(model.state_dict().items(), again.state_dict().items()):
         assert k == k2 and torch.equal(v, v2)
     assert sum(p.numel() for p in model.parameters()) == 5_614_592

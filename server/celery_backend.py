@@ -49,7 +49,7 @@ Celery documentation "Using Redis" / "Tasks: acks_late" and kombu's Redis transp
   :func:`queue_for`, so light jobs are not stuck behind projections; each queue holds at most
   ``max_jobs`` waiting jobs.
 * Soft time limit at 90 % of ``job_time_limit_s`` (the job fails with a timeout problem); the hard limit
-  kills the child and the job is reported failed too (:meth:`JobTask.on_failure`).
+  kills the child and the job is reported failed too (``JobTask.on_failure`` in :func:`make_celery`).
 """
 
 from __future__ import annotations
@@ -433,6 +433,10 @@ def execute_job(store: RedisJobStore, job_id: str, runner: Runner, worker: str |
     A :class:`~faceforge.errors.FaceforgeError` becomes the job's problem; the soft time limit a
     ``time limit`` problem; any other exception a generic ``internal-error`` (logged, never shown).
     """
+    try:
+        from celery.exceptions import SoftTimeLimitExceeded
+    except ImportError:  # running without Celery (tests, a custom runner): no soft limit exists
+        SoftTimeLimitExceeded = ()  # noqa: N806
     worker = worker or worker_id()
     started = store.start(job_id, worker)
     if started is None:
@@ -444,12 +448,12 @@ def execute_job(store: RedisJobStore, job_id: str, runner: Runner, worker: str |
         result = runner(task, payload)
     except FaceforgeError as exc:
         error = exc.to_problem()
-    except Exception as exc:  # noqa: BLE001 - a failed job must not take the worker down
-        if type(exc).__name__ == "SoftTimeLimitExceeded":
-            error = _problem(InternalError("the job ran past its time limit and was stopped"))
-        else:
-            log.exception("job %s (%s) failed", job_id, task)
-            error = _problem(InternalError("the job failed; the error was logged"))
+    except SoftTimeLimitExceeded:
+        log.warning("job %s (%s) ran past its soft time limit", job_id, task)
+        error = _problem(InternalError("the job ran past its time limit and was stopped"))
+    except Exception:  # noqa: BLE001 - a failed job must not take the worker down
+        log.exception("job %s (%s) failed", job_id, task)
+        error = _problem(InternalError("the job failed; the error was logged"))
     store.finish(job_id, result=result, error=error, run_s=time.perf_counter() - t0, worker=worker)
     return "failed" if error is not None else "succeeded"
 
@@ -535,22 +539,19 @@ def make_celery(config: "Config") -> "Celery":
     try:
         from celery import Celery, Task
         from celery.exceptions import TimeLimitExceeded
-        from billiard.exceptions import WorkerLostError
     except ImportError as exc:
         raise MissingDependencyError("the celery job backend needs celery and redis-py: "
                                      "pip install -e '.[serve]'") from exc
 
     class JobTask(Task):
-        """Reports what the task body cannot: the hard time limit (the pool killed the child) and a
-        worker lost without requeueing. Runs in the worker's main process."""
+        """Reports what the task body cannot: the hard time limit (the pool killed the child; Celery calls
+        ``on_failure`` in the worker's main process then). Every other outcome is recorded by
+        :func:`execute_job` itself; a lost worker's job is requeued (``reject_on_worker_lost``)."""
 
         def on_failure(self, exc, task_id, args, kwargs, einfo):  # noqa: D401 - Celery hook
-            if isinstance(exc, TimeLimitExceeded):
-                detail = f"the job ran past its hard time limit of {config.job_time_limit_s} s and was killed"
-            elif isinstance(exc, WorkerLostError):
-                detail = "the job's worker process stopped while running it"
-            else:
+            if not isinstance(exc, TimeLimitExceeded):
                 return
+            detail = f"the job ran past its hard time limit of {config.job_time_limit_s} s and was killed"
             job_id = args[0] if args else task_id
             try:
                 RedisJobStore.from_config(config).finish(job_id, error=_problem(InternalError(detail)))

@@ -131,8 +131,7 @@ def test_a_job_whose_worker_died_runs_again_until_max_attempts(store, fake):
 
 
 def test_failures_carry_their_problem_and_hide_internals(store):
-    class SoftTimeLimitExceeded(Exception):  # what Celery raises inside the task at the soft limit
-        pass
+    from celery.exceptions import SoftTimeLimitExceeded  # raised inside the task at the soft limit
 
     def runner(task, payload):
         if payload["kind"] == "typed":
@@ -321,3 +320,20 @@ def test_broker_message_holds_only_the_job_id(redis_server, redis_client):
     assert 0 < redis_client.ttl(queue.store.record_key(job.id)) <= cb.live_ttl_s(config)
     assert queue.get(job.id).status == "queued" and queue.stats()["queued"] == 1
     queue.close()
+
+
+def test_hard_time_limit_is_recorded_by_the_task_class(redis_server, redis_client):
+    """Celery calls ``on_failure`` of the task in the worker's main process when the pool killed a child at
+    the hard limit; the job must then be ``failed``, not ``running`` forever."""
+    from celery.exceptions import TimeLimitExceeded
+
+    config = Config(job_backend="celery", redis_url=redis_server.url, job_time_limit_s=30)
+    store = cb.RedisJobStore.from_config(config)
+    job = store.create("project", {"image": b"x"}, cb.HEAVY_QUEUE)
+    store.start(job.id, "w/1")
+    task = cb.make_celery(config).tasks[cb.TASK_NAME]
+    task.on_failure(RuntimeError("other"), job.id, [job.id], {}, None)
+    assert store.get(job.id).status == "running"  # only the hard limit is handled there
+    task.on_failure(TimeLimitExceeded(30), job.id, [job.id], {}, None)
+    failed = store.get(job.id)
+    assert failed.status == "failed" and "hard time limit of 30 s" in failed.error["detail"]

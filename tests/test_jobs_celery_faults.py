@@ -202,9 +202,16 @@ def cluster(tmp_path_factory, redis_server):
 
 
 def test_polls_over_two_web_processes_never_404(cluster):
-    seeds = list(range(8))
-    ids = [cluster.submit("generate", json={"seeds": [s], "psi": 0.7}) for s in seeds]
-    ids += [cluster.project(steps=10) for _ in range(2)]
+    from concurrent.futures import ThreadPoolExecutor
+
+    from jsonschema import Draft202012Validator
+
+    from server.schemas import job_schema
+
+    validator = Draft202012Validator(job_schema())
+    with ThreadPoolExecutor(4) as pool:  # concurrent submissions: the web processes' threads share Celery
+        ids = list(pool.map(lambda s: cluster.submit("generate", json={"seeds": [s], "psi": 0.7}), range(8)))
+        ids += list(pool.map(lambda _: cluster.project(steps=10), range(2)))
     cluster.access_log.write_text("")
     answers: Counter = Counter()
     seen: dict[str, list[str]] = {job_id: [] for job_id in ids}
@@ -220,7 +227,10 @@ def test_polls_over_two_web_processes_never_404(cluster):
             with lock:
                 answers[response.status_code] += 1
                 if response.status_code == 200:
-                    seen[job_id].append(response.json()["status"])
+                    body = response.json()
+                    if not validator.is_valid(body):
+                        answers["invalid body"] += 1
+                    seen[job_id].append(body["status"])
             time.sleep(0.01)  # leave the worker some CPU on a 2-core machine
 
     threads = [threading.Thread(target=poller, args=(k,)) for k in range(4)]

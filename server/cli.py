@@ -44,6 +44,7 @@ def serve(host: str, port: int, threaded: bool, warm_up: bool | None, max_faces:
     """
     from server import create_app
     from server.config import Config
+    from server.security import QuietRequestHandler
 
     overrides = {k: v for k, v in {"max_faces": max_faces, "emotion_weights": emotion_weights,
                                    "warm_up": warm_up}.items() if v is not None}
@@ -55,4 +56,5 @@ def serve(host: str, port: int, threaded: bool, warm_up: bool | None, max_faces:
     if config.warm_up:  # already loaded by create_app; report the outcome
         for name, state in app.extensions["faceforge"]["hub"].warm_up().items():
             click.echo(f"{name}: {state}", err=True)
-    app.run(host=host, port=port, threaded=threaded, debug=False, load_dotenv=False)
+    app.run(host=host, port=port, threaded=threaded, debug=False, load_dotenv=False,
+            request_handler=QuietRequestHandler)  # Server: faceforge, no Werkzeug/Python versions

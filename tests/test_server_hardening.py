@@ -1,0 +1,94 @@
+"""Response hardening (issue 15): security headers on every answer, no version banner from the
+development server, and a cached ``/readyz`` that runs no inference once ready."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from server import create_app, schemas
+from server.api import health
+
+
+def test_security_headers_on_answers_and_problems():
+    client = create_app().test_client()
+    for response in (client.get(schemas.HEALTH_PATH), client.get("/no/such/route"),
+                     client.post("/v1/generate", json={"seeds": [1]})):
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.headers["Cache-Control"] == "no-store"
+    assert client.get("/no/such/route").status_code == 404
+
+
+def test_dev_server_sends_no_version_banner():
+    requests = pytest.importorskip("requests")
+    from werkzeug.serving import make_server
+
+    from server.security import QuietRequestHandler
+
+    server = make_server("127.0.0.1", 0, create_app(), threaded=True, request_handler=QuietRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{server.server_port}"
+        for response in (requests.get(base + schemas.HEALTH_PATH, timeout=10),
+                         requests.get(base + "/" + "x" * 70_000, timeout=10)):  # 414 from the HTTP parser
+            banner = response.headers.get("Server", "")
+            assert banner == "faceforge" and "Werkzeug" not in banner and "Python" not in banner
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_serve_command_uses_the_quiet_handler(monkeypatch):
+    from click.testing import CliRunner
+    from flask import Flask
+
+    from server.cli import serve
+    from server.security import QuietRequestHandler
+
+    seen = {}
+    monkeypatch.setattr(Flask, "run", lambda self, **kw: seen.update(kw))
+    result = CliRunner().invoke(serve, ["--port", "0", "--no-warm-up"])
+    assert result.exit_code == 0, result.output
+    assert seen["request_handler"] is QuietRequestHandler and seen["port"] == 0
+
+
+def test_readyz_is_cached_once_ready(monkeypatch):
+    app = create_app()
+    hub = app.extensions["faceforge"]["hub"]
+    calls = []
+
+    def warm_up():
+        calls.append(time.monotonic())
+        time.sleep(0.05)
+        return {"detector": "ok", "mini_xception": "ok"}
+
+    monkeypatch.setattr(hub, "warm_up", warm_up)
+    client = app.test_client()
+    answers = []
+    threads = [threading.Thread(target=lambda: answers.append(app.test_client().get(schemas.READY_PATH)))
+               for _ in range(4)]  # concurrent first probes run one check
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    answers += [client.get(schemas.READY_PATH) for _ in range(20)]
+    assert len(calls) == 1 and all(r.status_code == 200 for r in answers)
+    assert answers[-1].get_json() == {"status": "ready", "models": {"detector": "ok", "mini_xception": "ok"}}
+
+
+def test_readyz_rechecks_a_failure_after_a_while(monkeypatch):
+    app = create_app()
+    hub = app.extensions["faceforge"]["hub"]
+    reports = [{"mini_xception": "urn:faceforge:problem:weights-not-found: absent"}, {"mini_xception": "ok"}]
+    calls = []
+    monkeypatch.setattr(hub, "warm_up", lambda: calls.append(1) or reports[min(len(calls) - 1, 1)])
+    monkeypatch.setattr(health, "READY_RECHECK_S", 0.2)
+    client = app.test_client()
+    assert client.get(schemas.READY_PATH).status_code == 503
+    assert client.get(schemas.READY_PATH).status_code == 503 and len(calls) == 1  # within the recheck delay
+    time.sleep(0.25)
+    assert client.get(schemas.READY_PATH).status_code == 200 and len(calls) == 2  # weights installed since
+    assert client.get(schemas.READY_PATH).status_code == 200 and len(calls) == 2

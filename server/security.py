@@ -5,14 +5,21 @@
   ``Cache-Control: no-store``: results are people's faces and their analyses, and a job result or
   image must not stay in a shared or browser cache after its TTL (RFC 9111 section 5.2.2.5).
 * ``faceforge serve`` (Werkzeug's development server) answers ``Server: faceforge`` instead of
-  ``Werkzeug/<version> Python/<version>`` (:class:`QuietRequestHandler`). gunicorn announces only
-  ``gunicorn``, without a version.
+  ``Werkzeug/<version> Python/<version>``, and the errors its HTTP parser answers before the app sees
+  the request (400 malformed request line, 414 URI too long, 431 header line too long / too many
+  headers) are ``application/problem+json`` like every app error (:class:`QuietRequestHandler`).
+  gunicorn announces only ``gunicorn``, without a version; its own parser errors stay HTML.
 """
 
 from __future__ import annotations
 
+import json
+from http import HTTPStatus
+
 from flask import Flask, Response
 from werkzeug.serving import WSGIRequestHandler
+
+from faceforge.errors import PROBLEM_TYPE_PREFIX, RequestError
 
 SERVER_NAME = "faceforge"
 """What the ``Server`` header of the development server says."""
@@ -36,8 +43,32 @@ def install(app: Flask) -> None:
 
 
 class QuietRequestHandler(WSGIRequestHandler):
-    """Werkzeug's request handler without the version banner: ``Server: faceforge`` on every answer,
-    error pages of the HTTP parser (400, 414, 431) included."""
+    """Werkzeug's request handler without the version banner (``Server: faceforge`` on every answer)
+    and with problem+json (RFC 9457) instead of ``http.server``'s HTML error page for the errors its
+    parser answers itself; ``type`` is ``bad-request`` for 4xx (as the app's other HTTP-layer errors),
+    ``internal-error`` for 5xx."""
 
     def version_string(self) -> str:
         return SERVER_NAME
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        try:
+            title, default_detail = self.responses[code]
+        except KeyError:
+            title, default_detail = "Error", ""
+        detail = message or explain or default_detail
+        self.log_error("code %d, message %s", code, detail)
+        self.send_response(code, title)
+        self.send_header("Connection", "close")
+        body = b""
+        if code >= 200 and code not in (HTTPStatus.NO_CONTENT, HTTPStatus.RESET_CONTENT, HTTPStatus.NOT_MODIFIED):
+            slug = RequestError.slug if code < 500 else "internal-error"
+            body = json.dumps({"type": PROBLEM_TYPE_PREFIX + slug, "title": title, "status": int(code),
+                               "detail": detail}).encode()
+            self.send_header("Content-Type", "application/problem+json")
+            self.send_header("Content-Length", str(len(body)))
+            for name, value in SECURITY_HEADERS.items():
+                self.send_header(name, value)
+        self.end_headers()
+        if self.command != "HEAD" and body:
+            self.wfile.write(body)

@@ -7,6 +7,7 @@ import threading
 import time
 
 import pytest
+from jsonschema import Draft202012Validator
 
 from server import create_app, schemas
 from server.api import health
@@ -32,10 +33,18 @@ def test_dev_server_sends_no_version_banner():
     thread.start()
     try:
         base = f"http://127.0.0.1:{server.server_port}"
-        for response in (requests.get(base + schemas.HEALTH_PATH, timeout=10),
-                         requests.get(base + "/" + "x" * 70_000, timeout=10)):  # 414 from the HTTP parser
+        long_uri = requests.get(base + "/" + "x" * 70_000, timeout=10)  # answered by the HTTP parser
+        long_header = requests.get(base + schemas.HEALTH_PATH, headers={"X-Big": "y" * 70_000}, timeout=10)
+        for response in (requests.get(base + schemas.HEALTH_PATH, timeout=10), long_uri, long_header):
             banner = response.headers.get("Server", "")
             assert banner == "faceforge" and "Werkzeug" not in banner and "Python" not in banner
+        for response, status in ((long_uri, 414), (long_header, 431)):
+            assert response.status_code == status
+            assert response.headers["Content-Type"] == "application/problem+json"
+            body = response.json()
+            assert body["status"] == status and body["type"] == "urn:faceforge:problem:bad-request"
+            assert body["title"] and body["detail"] and "<" not in response.text
+            Draft202012Validator(schemas.problem_schema()).validate(body)
     finally:
         server.shutdown()
         server.server_close()

@@ -263,3 +263,33 @@ def test_identity_embeds_without_dlib(astronaut_crops, monkeypatch):
     assert (identity.distance(e[0], e[1:]) < 0.6).all()
     chip = identity.chip_from_aligned(astronaut_crops[0])
     assert chip.shape == (150, 150, 3) and chip.dtype == np.uint8
+
+
+@needs_dlib
+def test_identity_backends_agree(astronaut_crops):
+    from faceforge import identity
+
+    torch_e = identity.embed_many(astronaut_crops)
+    dlib_e = identity.embed_many(astronaut_crops, backend="dlib")
+    assert np.abs(torch_e - dlib_e).max() <= 1e-3
+    with pytest.raises(ValueError):
+        identity.embed(astronaut_crops[0], backend="tf")
+
+
+def test_chip_from_aligned_tensor_matches_the_numpy_chip_and_has_gradients(astronaut_crops):
+    import cv2
+
+    from faceforge import identity
+
+    crop = cv2.resize(astronaut_crops[0], (200, 200), interpolation=cv2.INTER_AREA)
+    x = torch.from_numpy(crop).permute(2, 0, 1)[None].float().requires_grad_(True)
+    chip = identity.chip_from_aligned_tensor(x)
+    assert chip.shape == (1, 3, 150, 150)
+    ref = identity.chip_from_aligned(crop).astype(np.float32)
+    got = chip[0].detach().permute(1, 2, 0).numpy()
+    # same geometry; dlib truncates to uint8 (-0.5 on average) and blacks out the partial border pixels
+    assert np.abs(got[10:-10, 10:-10] - ref[10:-10, 10:-10]).mean() < 1.0
+    chip.sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    with pytest.raises(ValueError):
+        identity.chip_from_aligned_tensor(x[0])

@@ -22,9 +22,10 @@ import cv2
 import numpy as np
 import torch
 
-from faceforge.errors import NoFaceError, WeightsNotFoundError
+from faceforge.errors import WeightsNotFoundError
 from faceforge.models import create_model, get_spec
 from faceforge.models.agenet import expected_age
+from faceforge.pipelines.base import FacePipeline
 
 if TYPE_CHECKING:
     from faceforge.faces.detect import FaceDetector
@@ -75,8 +76,11 @@ class FaceAge:
     age: float
 
 
-class AgeEstimator:
+class AgeEstimator(FacePipeline):
     """Estimate ages of aligned faces (:meth:`predict_crops`) or of every face in a photo (:meth:`predict`).
+
+    A :class:`~faceforge.pipelines.FacePipeline`: template alignment on ``utkface``, model step
+    ``estimate``, no paste back.
 
     Args:
         weights: ``"default"`` (``faceforge/weights/age_resnet_utkface.pt``, installed by
@@ -102,7 +106,15 @@ class AgeEstimator:
         self.model = create_model(MODEL_NAME, weights=self.weights_path).to(self.device).eval()
         self.meta: dict[str, Any] = dict(getattr(self.model, "faceforge_meta", {}))
         self.size = int(self.meta.get("input_size") or self.spec.input.shape[1])
+        self.crop_size = self.size
         self._detector = detector
+
+    face_template = FACE_TEMPLATE
+    model_step = "estimate"
+
+    def run_model(self, inputs: list[np.ndarray], **_: Any) -> np.ndarray:
+        """The model step of :meth:`run`: :meth:`predict_crops`, float32 ``(N,)`` ages in years."""
+        return self.predict_crops(inputs)
 
     def _resolve(self, weights: str | Path | None) -> Path | None:
         if weights is None:
@@ -126,13 +138,6 @@ class AgeEstimator:
         if self.meta.get("version"):
             return str(self.meta["version"])
         return "sha256:" + hashlib.sha256(self.weights_path.read_bytes()).hexdigest()[:12]
-
-    @property
-    def detector(self) -> FaceDetector:
-        if self._detector is None:
-            from faceforge.faces.detect import FaceDetector
-            self._detector = FaceDetector()
-        return self._detector
 
     @torch.inference_mode()
     def predict_distribution(self, crops: np.ndarray | Sequence[np.ndarray], batch_size: int = 256) -> np.ndarray:
@@ -176,16 +181,9 @@ class AgeEstimator:
             ValueError: bad image.
             NoFaceError: no face found.
         """
-        from faceforge.faces.align import align_face
-
-        if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-            raise ValueError("rgb must be a uint8 (H, W, 3) array")
-        faces = list(self.detector.detect(rgb))[:max_faces]
-        if not faces:
-            raise NoFaceError(f"no face found in the {rgb.shape[1]}x{rgb.shape[0]} image")
-        ages = self.predict_crops([align_face(rgb, f, self.size, FACE_TEMPLATE).image for f in faces])
-        return [FaceAge(box=np.asarray(f.box, np.float32), score=float(f.score), age=float(a))
-                for f, a in zip(faces, ages)]
+        run = self.run(rgb, "all", max_faces=max_faces)
+        return [FaceAge(box=np.asarray(j.face.box, np.float32), score=float(j.face.score), age=float(j.output))
+                for j in run.jobs]
 
     def describe(self) -> dict[str, Any]:
         """Name, version, input size, template and the checkpoint's metrics."""

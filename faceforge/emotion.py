@@ -20,7 +20,6 @@ surprise, neutral.
 from __future__ import annotations
 
 import hashlib
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
@@ -29,9 +28,10 @@ import cv2
 import numpy as np
 import torch
 
-from faceforge.errors import NoFaceError, WeightsNotFoundError
+from faceforge.errors import WeightsNotFoundError
 from faceforge.models import create_model, get_spec
 from faceforge.models.registry import InputSpec, ModelSpec
+from faceforge.pipelines.base import FacePipeline
 
 if TYPE_CHECKING:  # imported lazily at run time: the detector loads LiteRT
     from faceforge.faces.detect import Face, FaceDetector
@@ -146,8 +146,11 @@ class EmotionResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
-class EmotionRecognizer:
+class EmotionRecognizer(FacePipeline):
     """Facial-emotion recognition over whole photos: detect, align, classify (7 FER2013 classes).
+
+    A :class:`~faceforge.pipelines.FacePipeline`: template alignment on ``fer2013`` at 48 px, model
+    step ``classify``, no paste back.
 
     Loads the classifier (and, unless given, a :class:`~faceforge.faces.detect.FaceDetector`) once
     at construction; :meth:`predict` and :meth:`classify_crops` may then be called from several
@@ -186,7 +189,13 @@ class EmotionRecognizer:
         if detector is None:
             from faceforge.faces.detect import FaceDetector
             detector = FaceDetector()
-        self.detector = detector
+        self._detector = detector
+
+    model_step = "classify"
+
+    def run_model(self, inputs: list[np.ndarray], **_: Any) -> np.ndarray:
+        """The model step of :meth:`run`: :meth:`classify_crops`, float32 ``(N, 7)`` probabilities."""
+        return self.classify_crops(inputs)
 
     # ------------------------------------------------------------------ loading
     def _resolve_weights(self, weights: str | Path | None) -> Path | None:
@@ -281,32 +290,17 @@ class EmotionRecognizer:
             ValueError: ``rgb`` is not a uint8 ``(H, W, 3)`` array, or ``max_faces < 1``.
             NoFaceError: the detector found no face.
         """
-        from faceforge.faces.align import align_face
-
-        if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-            raise ValueError("rgb must be a uint8 (H, W, 3) array")
         if max_faces is not None and max_faces < 1:
             raise ValueError(f"max_faces must be >= 1, got {max_faces}")
-        timings: dict[str, float] = {}
-        t0 = time.perf_counter()
-        faces = self.detect(rgb)
-        t1 = time.perf_counter()
-        timings["detect"] = (t1 - t0) * 1e3
-        if not faces:
-            raise NoFaceError(f"no face found in the {rgb.shape[1]}x{rgb.shape[0]} image")
-        faces = sorted(faces, key=lambda f: -float(f.score))[:max_faces]
-        crops = [align_face(rgb, face, self.crop_size, template=self.face_template).image for face in faces]
-        t2 = time.perf_counter()
-        timings["align"] = (t2 - t1) * 1e3
-        probs = self.classify_crops(crops)
-        timings["classify"] = (time.perf_counter() - t2) * 1e3
+        run = self.run(rgb, "all", max_faces=max_faces)  # the detector's order: highest score first
         results = [
-            FaceEmotion(box=np.asarray(face.box, np.float32), keypoints=np.asarray(face.keypoints, np.float32),
-                        score=float(face.score), probabilities=dict(zip(self.labels, map(float, p))),
-                        label=self.labels[int(np.argmax(p))])
-            for face, p in zip(faces, probs)
+            FaceEmotion(box=np.asarray(j.face.box, np.float32), keypoints=np.asarray(j.face.keypoints, np.float32),
+                        score=float(j.face.score), probabilities=dict(zip(self.labels, map(float, j.output))),
+                        label=self.labels[int(np.argmax(j.output))])
+            for j in run.jobs
         ]
-        return EmotionResult(faces=results, image_size=(int(rgb.shape[1]), int(rgb.shape[0])), timings_ms=timings)
+        return EmotionResult(faces=results, image_size=(int(rgb.shape[1]), int(rgb.shape[0])),
+                             timings_ms=run.timings_ms)
 
     def describe(self) -> dict[str, Any]:
         """JSON-ready description of the loaded model: name, version, weights, labels, input spec."""

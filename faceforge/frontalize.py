@@ -81,7 +81,7 @@ from faceforge.checkpoints import load_checkpoint
 from faceforge.errors import CheckpointError, NoFaceError, WeightsNotFoundError
 from faceforge.models import cards, get_spec
 from faceforge.models.registry import build_from_state
-from faceforge.translate import detect_and_select
+from faceforge.pipelines.base import FaceJob, FacePipeline
 
 if TYPE_CHECKING:  # imported lazily at run time: the detector and Face Mesh load LiteRT
     from faceforge.faces.detect import Face, FaceDetector
@@ -406,9 +406,12 @@ class FrontalizationResult:
         return [f for f in self.faces if f.frontalized]
 
 
-class Frontalizer:
+class Frontalizer(FacePipeline):
     """Frontalize the faces of whole photos with a pix2pix generator (Isola et al., CVPR 2017) trained
     on Rotate-and-Render-style pose pairs (Zhou et al., CVPR 2020); see the module docstring.
+
+    A :class:`~faceforge.pipelines.FacePipeline` whose preparation is Face Mesh, a pose-tolerant crop
+    and the rerender (steps ``landmarks`` and ``render``), model step ``generate``, no paste back.
 
     Loads the generator once; the detector (full-range BlazeFace) and Face Mesh are built on first use
     unless given. :meth:`frontalize` may be called from several threads (Face Mesh and the detector
@@ -467,6 +470,38 @@ class Frontalizer:
         self._detector = detector
         self._mesh = mesh
         self._threads = num_threads
+
+    model_step = "generate"
+
+    def prepare_faces(self, rgb: np.ndarray, found: Sequence[Face], chosen: Sequence[int],
+                      timings: dict[str, float]) -> list[FaceJob]:
+        """Face Mesh, yaw, pose-tolerant crop and (input mode ``rerender``) the rerender of each chosen
+        face; ``job.extra["face"]`` holds its :class:`FrontalizedFace`, ``job.input`` is ``None`` when
+        Face Mesh rejected it. Times ``landmarks`` and ``render``."""
+        jobs = []
+        t_mesh = t_render = 0.0
+        for i in chosen:
+            ta = time.perf_counter()
+            prepared, crop_pts = self._crop(rgb, found[i])
+            tb = time.perf_counter()
+            if self.input_mode == "rerender" and prepared.crop is not None:
+                prepared.rerender, _ = rerender_frontal(prepared.crop, crop_pts, prepared.yaw)
+            t_mesh += tb - ta
+            t_render += time.perf_counter() - tb
+            prepared.index = i
+            if prepared.warning and prepared.crop is not None:
+                warnings.warn(f"face {i}: {prepared.warning}", UserWarning, stacklevel=4)
+            model_input = None if prepared.crop is None else (
+                prepared.rerender if self.input_mode == "rerender" else prepared.crop)
+            jobs.append(FaceJob(index=i, face=found[i], input=model_input, warning=prepared.warning,
+                                extra={"face": prepared}))
+        timings["landmarks"] = t_mesh * 1e3
+        timings["render"] = t_render * 1e3
+        return jobs
+
+    def run_model(self, inputs: list[np.ndarray], **_: Any) -> np.ndarray:
+        """The model step of :meth:`run`: :meth:`frontalize_crops`."""
+        return self.frontalize_crops(inputs)
 
     @property
     def detector(self) -> FaceDetector:
@@ -576,42 +611,19 @@ class Frontalizer:
             NoFaceError: no face detected.
             FaceSelectionError: a selected index is not among the detected faces.
         """
-        if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-            raise ValueError("rgb must be a uint8 (H, W, 3) array")
-        timings: dict[str, float] = {}
-        t0 = time.perf_counter()
-        found, chosen = detect_and_select(self.detector, rgb, faces, max_faces, detected)
-        t1 = time.perf_counter()
-        timings["detect"] = (t1 - t0) * 1e3
+        run = self.run(rgb, faces, detected=detected, max_faces=max_faces)
         out_faces = []
-        t_mesh = t_render = 0.0
-        for i, face in enumerate(found):
-            if i not in chosen:
+        for i, face in enumerate(run.found):
+            job = run.job(i)
+            if job is None:
                 out_faces.append(FrontalizedFace(index=i, box=np.asarray(face.box, np.float32),
                                                  score=float(face.score), selected=False))
                 continue
-            ta = time.perf_counter()
-            prepared, crop_pts = self._crop(rgb, face)
-            tb = time.perf_counter()
-            if self.input_mode == "rerender" and prepared.crop is not None:
-                prepared.rerender, _ = rerender_frontal(prepared.crop, crop_pts, prepared.yaw)
-            tc = time.perf_counter()
-            t_mesh += tb - ta
-            t_render += tc - tb
-            prepared.index = i
-            if prepared.warning and prepared.crop is not None:
-                warnings.warn(f"face {i}: {prepared.warning}", UserWarning, stacklevel=2)
+            prepared = job.extra["face"]
+            if job.output is not None:
+                prepared.output, prepared.frontalized = job.output, True
             out_faces.append(prepared)
-        timings["landmarks"] = t_mesh * 1e3
-        timings["render"] = t_render * 1e3
-        t2 = time.perf_counter()
-        ready = [f for f in out_faces if f.crop is not None]
-        inputs = [f.rerender if self.input_mode == "rerender" else f.crop for f in ready]
-        outputs = self.frontalize_crops(inputs)
-        for f, o in zip(ready, outputs):
-            f.output, f.frontalized = o, True
-        timings["generate"] = (time.perf_counter() - t2) * 1e3
-        return FrontalizationResult(faces=out_faces, timings_ms=timings)
+        return FrontalizationResult(faces=out_faces, timings_ms=run.timings_ms)
 
     @property
     def weights_source(self) -> str:

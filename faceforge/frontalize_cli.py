@@ -40,7 +40,7 @@ def frontalize(photo: Path, output: Path | None, weights: str | None, selection:
 
     from faceforge.frontalize import Frontalizer, resolve_weights
     from faceforge.imaging import load_image, save_image
-    from faceforge.translate import parse_face_selection
+    from faceforge.faces.select import parse_face_selection
 
     try:
         faces = parse_face_selection(selection)

@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
@@ -53,10 +52,11 @@ import torch
 from torch import nn
 
 from faceforge.checkpoints import load_checkpoint
-from faceforge.errors import (CheckpointError, FaceSelectionError, NoFaceError, UnknownTaskError,
-                              WeightsNotFoundError)
+from faceforge.errors import CheckpointError, UnknownTaskError, WeightsNotFoundError
+from faceforge.faces.select import detect_and_select, parse_face_selection, select_faces  # noqa: F401 (re-exported)
 from faceforge.models import cards, get_spec
 from faceforge.models.registry import build_from_state
+from faceforge.pipelines.base import FacePipeline
 
 if TYPE_CHECKING:  # imported lazily at run time: the detector loads LiteRT
     from faceforge.faces.detect import Face, FaceDetector
@@ -255,94 +255,6 @@ def load_generators(weights: str | Path) -> tuple[dict[str, nn.Module], dict[str
 # Face selection and the post-filter
 
 
-def parse_face_selection(text: str | None) -> str | tuple[int, ...]:
-    """Parse a face selection: ``"all"`` (default for ``None``/empty), ``"largest"``, or comma-separated
-    0-based indices into the detector's faces (highest score first), e.g. ``"0,2"``.
-
-    Returns:
-        ``"all"``, ``"largest"`` or a sorted tuple of distinct indices.
-
-    Raises:
-        ValueError: anything else (negative or non-integer indices, empty items).
-    """
-    if text is None or not str(text).strip():
-        return "all"
-    value = str(text).strip().lower()
-    if value in ("all", "largest"):
-        return value
-    try:
-        indices = [int(part) for part in value.split(",")]
-    except ValueError:
-        raise ValueError(f"faces must be 'all', 'largest' or comma-separated indices such as '0,2', got {text!r}") from None
-    if any(i < 0 for i in indices):
-        raise ValueError(f"face indices must be >= 0, got {text!r}")
-    return tuple(sorted(set(indices)))
-
-
-def select_faces(faces: Sequence[Any], selection: str | Sequence[int] = "all") -> list[int]:
-    """Indices of ``faces`` to translate.
-
-    Args:
-        faces: detected faces (objects with ``box`` ``(4,)``), in the detector's order.
-        selection: ``"all"``, ``"largest"`` (largest box area; the first on ties), or indices (a
-            sequence of ints, or a string parsed by :func:`parse_face_selection`).
-
-    Returns:
-        Sorted list of indices into ``faces``.
-
-    Raises:
-        ValueError: a malformed selection string.
-        FaceSelectionError: an index outside ``[0, len(faces))``; the problem's ``faces`` member holds
-            the number of faces found.
-    """
-    if isinstance(selection, str):
-        selection = parse_face_selection(selection)
-    if selection == "all":
-        return list(range(len(faces)))
-    if selection == "largest":
-        if not faces:
-            return []
-        areas = [float((f.box[2] - f.box[0]) * (f.box[3] - f.box[1])) for f in faces]
-        return [int(np.argmax(areas))]
-    indices = sorted({int(i) for i in selection})
-    bad = [i for i in indices if not 0 <= i < len(faces)]
-    if bad:
-        raise FaceSelectionError(f"face indices {bad} are out of range: the image has {len(faces)} face(s), "
-                                 f"indices 0-{len(faces) - 1} (highest detector score first)",
-                                 faces=len(faces), requested=indices)
-    return indices
-
-
-def detect_and_select(detector: Any, rgb: np.ndarray, selection: str | Sequence[int] = "all",
-                      max_faces: int | None = None, detected: Sequence[Any] | None = None) -> tuple[list[Any], list[int]]:
-    """Detect faces in ``rgb`` (unless ``detected`` is given) and pick the ones to process.
-
-    Args:
-        detector: a :class:`~faceforge.faces.detect.FaceDetector` (anything with ``detect(rgb)``).
-        rgb: uint8 ``(H, W, 3)`` photo.
-        selection: see :func:`select_faces`.
-        max_faces: keep at most this many of the chosen indices (detector order: highest score first).
-        detected: faces already detected on ``rgb`` (skips the detector).
-
-    Returns:
-        ``(all faces found, chosen indices into them)``.
-
-    Raises:
-        NoFaceError: no face found.
-        FaceSelectionError: a selected index is not among the faces found.
-        ValueError: ``max_faces < 1`` or a bad selection.
-    """
-    found = list(detector.detect(rgb)) if detected is None else list(detected)
-    if not found:
-        raise NoFaceError(f"no face found in the {rgb.shape[1]}x{rgb.shape[0]} image")
-    chosen = select_faces(found, selection)
-    if max_faces is not None:
-        if max_faces < 1:
-            raise ValueError(f"max_faces must be >= 1, got {max_faces}")
-        chosen = chosen[:max_faces]
-    return found, chosen
-
-
 def postfilter(rgb: np.ndarray, blur_sigma: float | None = None, sharpen_sigma: float | None = None,
                amount: float = 0.6) -> np.ndarray:
     """The seed project's smoothing: a Gaussian blur, then an unsharp mask.
@@ -436,8 +348,11 @@ class TranslationResult:
         return [f for f in self.faces if f.translated]
 
 
-class FaceTranslator:
+class FaceTranslator(FacePipeline):
     """Translate the faces of whole photos with a CycleGAN generator (Zhu et al., ICCV 2017).
+
+    A :class:`~faceforge.pipelines.FacePipeline`: template alignment on ``utkface``, model step
+    ``translate``, feathered paste back.
 
     Loads the generator(s) and, unless given, a :class:`~faceforge.faces.detect.FaceDetector` once;
     :meth:`translate` and :meth:`translate_crops` may then be called from several threads.
@@ -484,17 +399,19 @@ class FaceTranslator:
         if self.size < 16 or self.size % 4:
             raise ValueError(f"size must be a multiple of 4 and >= 16 (128 or 256), got {self.size}")
         self.feather = float(feather)
+        self.crop_size = self.size
         self.input_spec = get_spec(self.arch).input
         self.version = self._version()
         self._detector = detector
 
-    @property
-    def detector(self) -> FaceDetector:
-        """The face detector (built on first use when none was given)."""
-        if self._detector is None:
-            from faceforge.faces.detect import FaceDetector
-            self._detector = FaceDetector()
-        return self._detector
+    face_template = FACE_TEMPLATE
+    model_step = "translate"
+    pastes = True
+
+    def run_model(self, inputs: list[np.ndarray], direction: str = "A->B", apply_postfilter: bool = False,
+                  **_: Any) -> np.ndarray:
+        """The model step of :meth:`run`: :meth:`translate_crops`."""
+        return self.translate_crops(inputs, direction, apply_postfilter)
 
     @property
     def directions(self) -> tuple[str, ...]:
@@ -586,37 +503,18 @@ class FaceTranslator:
             NoFaceError: no face detected.
             FaceSelectionError: a selected index is not among the detected faces.
         """
-        from faceforge.faces.align import align_face, paste_back
-
-        if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-            raise ValueError("rgb must be a uint8 (H, W, 3) array")
         self._generator(direction)  # fail before the detector runs
-        timings: dict[str, float] = {}
-        t0 = time.perf_counter()
-        found, chosen = detect_and_select(self.detector, rgb, faces, max_faces, detected)
-        t1 = time.perf_counter()
-        timings["detect"] = (t1 - t0) * 1e3
-        aligned = [align_face(rgb, found[i], self.size, template=FACE_TEMPLATE) for i in chosen]
-        t2 = time.perf_counter()
-        timings["align"] = (t2 - t1) * 1e3
-        outputs = self.translate_crops([a.image for a in aligned], direction, apply_postfilter)
-        t3 = time.perf_counter()
-        timings["translate"] = (t3 - t2) * 1e3
-        image = rgb
-        for a, out in zip(aligned, outputs):
-            image = paste_back(image, out, a, feather=self.feather)
-        if not chosen:
-            image = rgb.copy()
-        timings["paste"] = (time.perf_counter() - t3) * 1e3
-        by_index = {i: (a, o) for i, a, o in zip(chosen, aligned, outputs)}
+        run = self.run(rgb, faces, detected=detected, max_faces=max_faces, direction=direction,
+                       apply_postfilter=apply_postfilter)
         result_faces = []
-        for i, face in enumerate(found):
-            a, o = by_index.get(i, (None, None))
+        for i, face in enumerate(run.found):
+            job = run.job(i)
             result_faces.append(TranslatedFace(
                 index=i, box=np.asarray(face.box, np.float32), keypoints=np.asarray(face.keypoints, np.float32),
-                score=float(face.score), translated=i in by_index, crop=None if a is None else a.image, output=o))
-        return TranslationResult(image=image, faces=result_faces, direction=direction, postfilter=apply_postfilter,
-                                 timings_ms=timings)
+                score=float(face.score), translated=job is not None, crop=None if job is None else job.input,
+                output=None if job is None else job.output))
+        return TranslationResult(image=run.image, faces=result_faces, direction=direction, postfilter=apply_postfilter,
+                                 timings_ms=run.timings_ms)
 
     @property
     def weights_source(self) -> str:

@@ -67,12 +67,12 @@ def read_upload(upload: FileStorage) -> tuple[bytes, "np.ndarray"]:
 
 def face_selection(field: str):
     """The face selection in form field ``field`` (``all``, ``largest`` or indices such as ``0,2``; see
-    :func:`faceforge.translate.parse_face_selection`), at most ``Config.max_faces`` indices.
+    :func:`faceforge.faces.select.parse_face_selection`), at most ``Config.max_faces`` indices.
 
     Raises:
         InvalidFieldError: unparsable, or more indices than ``Config.max_faces``.
     """
-    from faceforge.translate import parse_face_selection
+    from faceforge.faces.select import parse_face_selection
 
     limit = get_config().max_faces
     try:

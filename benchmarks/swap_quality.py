@@ -313,15 +313,16 @@ def markdown(doc: dict[str, Any]) -> str:
                      f"{r['id_dist_source']:.3f} | {r['id_dist_target']:.3f} | {100 * r['same_person_source']:.1f} % | "
                      f"{fmt(r.get('yaw_err'), '.2f')} | {fmt(r.get('pitch_err'), '.2f')} | {fmt(r.get('roll_err'), '.2f')} | "
                      f"{fmt(r.get('expression_err'), '.2f')} | {r.get('refused', '-')} | {fmt(r.get('ms_per_face'), '.1f')} |")
-    lines += ["", f"## By yaw gap ({doc['bucket_method']})", "",
-              "| yaw gap (deg) | pairs | ID top-1 | id dist to source | id dist to target | yaw err | expression err |",
-              "|---|---|---|---|---|---|---|"]
-    for name, r in doc["buckets"].items():
-        if not r["n"]:
-            lines.append(f"| {name} | 0 | - | - | - | - | - |")
-            continue
-        lines.append(f"| {name} | {r['n']} | {100 * r['id_top1']:.1f} % | {r['id_dist_source']:.3f} | "
-                     f"{r['id_dist_target']:.3f} | {r['yaw_err']:.2f} | {r['expression_err']:.2f} |")
+    lines += ["", "## By yaw gap (Face Mesh estimate, degrees)", "",
+              "| method | yaw gap | pairs | ID top-1 | id dist to source | id dist to target | yaw err | expression err |",
+              "|---|---|---|---|---|---|---|---|"]
+    for method, rows in doc["buckets"].items():
+        for name, r in rows.items():
+            if not r["n"]:
+                lines.append(f"| {method} | {name} | 0 | - | - | - | - | - |")
+                continue
+            lines.append(f"| {method} | {name} | {r['n']} | {100 * r['id_top1']:.1f} % | {r['id_dist_source']:.3f} | "
+                         f"{r['id_dist_target']:.3f} | {r['yaw_err']:.2f} | {r['expression_err']:.2f} |")
     lines += ["", f"Yaw gaps of the pairs: median {doc['yaw_gap']['median']:.1f}, 90th percentile "
               f"{doc['yaw_gap']['p90']:.1f}, max {doc['yaw_gap']['max']:.1f} degrees.", "",
               f"Took {doc['seconds']:.0f} s on this machine ({doc['machine']}).", ""]
@@ -380,7 +381,7 @@ def run(data: Path, n: int = 500, seed: int = 0, blends: Sequence[str] = ("poiss
         "source itself (ceiling)": summarize(emb_src, emb_src, emb_tgt, None, None),
     }
     buckets: dict[str, dict] = {}
-    bucket_method = f"classical {DEFAULT_BLEND if DEFAULT_BLEND in blends else blends[0]}"
+    grid_method = f"classical {DEFAULT_BLEND if DEFAULT_BLEND in blends else blends[0]}"
     for blend in blends:
         fn = classical_method(swapper, blend)
         outs, ms = [], []
@@ -393,14 +394,14 @@ def run(data: Path, n: int = 500, seed: int = 0, blends: Sequence[str] = ("poiss
         row["refused"] = int((gaps > swapper.max_yaw_gap).sum())
         row["ms_per_face"] = float(np.median(ms))
         methods[f"classical {blend}"] = row
-        if f"classical {blend}" == bucket_method:
-            for lo, hi in YAW_BUCKETS:
-                idx = np.nonzero((gaps >= lo) & (gaps < hi))[0]
-                buckets[f"{lo}-{hi}"] = (summarize(m["embedding"], emb_src, emb_tgt, m["pose"], m["expression"], idx)
-                                         if len(idx) else {"n": 0})
+        buckets[f"classical {blend}"] = {
+            f"{lo}-{hi}": (summarize(m["embedding"], emb_src, emb_tgt, m["pose"], m["expression"], idx) if len(idx)
+                           else {"n": 0})
+            for lo, hi in YAW_BUCKETS for idx in [np.nonzero((gaps >= lo) & (gaps < hi))[0]]}
+        if f"classical {blend}" == grid_method:
             figures_dir = Path(figures)
             figures_dir.mkdir(parents=True, exist_ok=True)
-            # a look at the benchmark's own pairs: source | target | swap, 8 pairs per block, by yaw gap
+            # a look at the benchmark's own pairs: source | target | swap, 16 pairs spread over the yaw gaps
             order = np.argsort(gaps)[np.linspace(0, len(gaps) - 1, 16).astype(int)]
             from training.pose_pairs import label_tile
             tiles = [np.concatenate([label_tile(sources[i]["rgb"], "source"), label_tile(targets[i]["rgb"], "target"),
@@ -410,7 +411,7 @@ def run(data: Path, n: int = 500, seed: int = 0, blends: Sequence[str] = ("poiss
     doc: dict[str, Any] = {
         "pairs": {"n": n, "seed": seed, "min_age": min_age, "tried": tried, "data": str(data),
                   "sources": [s["path"].name for s in sources], "targets": [t["path"].name for t in targets]},
-        "max_yaw_gap": swapper.max_yaw_gap, "methods": methods, "bucket_method": bucket_method, "buckets": buckets,
+        "max_yaw_gap": swapper.max_yaw_gap, "methods": methods, "buckets": buckets, "grid_method": grid_method,
         "yaw_gap": {"median": float(np.median(gaps)), "p90": float(np.percentile(gaps, 90)), "max": float(gaps.max())},
         "seconds": round(time.perf_counter() - t_start, 1),
         "machine": f"{platform.machine()}, {platform.python_implementation()} {platform.python_version()}",

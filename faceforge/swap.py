@@ -100,7 +100,11 @@ __all__ = ["BLENDS", "DEFAULT_BLEND", "DEFAULT_MAX_YAW_GAP", "MIN_SOURCE_FACE", 
 
 BLENDS = ("poisson", "laplacian", "feather")
 """Blending modes: Poisson (``cv2.seamlessClone``), Laplacian pyramid, feathered alpha."""
-DEFAULT_BLEND = "poisson"
+DEFAULT_BLEND = "laplacian"
+"""The default blend. Poisson is the classic choice, but on the shared portraits it pulls the target's
+border into the face: hair or shadow on the mask's border darkens the eyes (dark "raccoon" patches), and
+an occluder's edge in the source (bangs) brightens the skin below it; the Laplacian blend shows neither
+and scored at least as well on identity (``benchmarks/results/swap_quality.md``)."""
 
 DEFAULT_MAX_YAW_GAP = 30.0
 """Largest accepted ``|yaw(source) - yaw(target)|`` in degrees of Face Mesh's estimate (see the module
@@ -746,7 +750,7 @@ class FaceSwapper:
     """Classical face swap on whole photos (see the module docstring).
 
     Args:
-        blend: ``"poisson"`` (default), ``"laplacian"`` or ``"feather"``.
+        blend: ``"laplacian"`` (default, :data:`DEFAULT_BLEND`), ``"poisson"`` or ``"feather"``.
         max_yaw_gap: largest ``|yaw(source) - yaw(target)|`` in degrees, in ``(0, 90]``.
         allow_pose_gap: swap beyond ``max_yaw_gap`` with a warning instead of refusing.
         min_source_face: smallest source face box width in pixels (>= 16).
@@ -759,7 +763,7 @@ class FaceSwapper:
 
     Example:
         >>> from faceforge.imaging import load_image, save_image
-        >>> swapper = FaceSwapper(blend="poisson")                          # doctest: +SKIP
+        >>> swapper = FaceSwapper(blend="laplacian")                        # doctest: +SKIP
         >>> result = swapper.swap(load_image("me.jpg"), load_image("group.jpg"))  # doctest: +SKIP
         >>> save_image("swapped.png", result.image)                          # doctest: +SKIP
     """

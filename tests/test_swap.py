@@ -113,11 +113,12 @@ def _face_box(swapper, rgb, index=0):
 
 @pytest.mark.parametrize("blend", BLENDS)
 def test_swap_changes_the_face_and_nothing_far_from_it(swapper, portrait, astronaut_rgb, blend):
+    default = swapper.blend
     swapper.blend = blend
     try:
         result = swapper.swap(portrait, astronaut_rgb)
     finally:
-        swapper.blend = "poisson"
+        swapper.blend = default
     out = result.image
     assert out.shape == astronaut_rgb.shape and out.dtype == np.uint8
     assert [f.swapped for f in result.faces] == [True] and result.source.faces_found == 1
@@ -197,6 +198,16 @@ def test_source_face_too_small_states_the_minimum(swapper, portrait, astronaut_r
     with pytest.raises(FaceTooSmallError, match=f"at least {MIN_SOURCE_FACE} px") as info:
         swapper.swap(small, astronaut_rgb)
     assert info.value.status == 422 and info.value.extra["role"] == "source"
+
+
+def test_target_face_too_small(swapper, portrait, astronaut_rgb):
+    from faceforge.swap import MIN_TARGET_FACE
+
+    tiny = cv2.resize(astronaut_rgb, None, fx=0.2, fy=0.2, interpolation=cv2.INTER_AREA)
+    target = np.ascontiguousarray(np.pad(tiny, ((100, 100), (100, 100), (0, 0)), mode="edge"))  # face ~18 px
+    with pytest.raises(FaceTooSmallError, match=f"target face 0 is .* at least {MIN_TARGET_FACE} px") as info:
+        swapper.swap(portrait, target)
+    assert info.value.extra["role"] == "target"
 
 
 def test_source_equal_to_target_is_refused(swapper, astronaut_rgb):

@@ -207,6 +207,98 @@ def test_converter_round_trip(tmp_path, size, mult, narrow):
     assert convert_gpen_state_dict({f"module.{k}": v for k, v in sd.items()})["config"]["size"] == size
 
 
+def upfirdn2d_literal(x, f, up=1, down=1, pad=(0, 0), gain=1.0):
+    """upfirdn2d by its definition: zero-insert by ``up``, pad, true convolution with ``f * gain``, subsample."""
+    n, c, h, w = x.shape
+    if up > 1:
+        z = torch.zeros(n, c, h * up, w * up)
+        z[:, :, ::up, ::up] = x
+        x = z
+    x = F.pad(x, [pad[0], pad[1], pad[0], pad[1]])
+    k = (f * gain).flip([0, 1])
+    return F.conv2d(x, k.expand(c, 1, *k.shape), groups=c)[:, :, ::down, ::down]
+
+
+def gpen_reference_forward(sd, img):
+    """An independent forward pass over the *published key names*, following the reference FullGenerator's
+    operations: ConvLayer (blur pad (2, 2) + EqualConv2d stride 2, FusedLeakyReLU), EqualLinear (scale
+    lr_mul / sqrt(fan_in), fused lrelu), PixelNorm + 8 EqualLinear (lr_mul 0.01), modulated convs with the
+    scale on the weight, transposed-conv upsampling + blur, NoiseInjection(isconcat) of the encoder maps in
+    the order noise[1:] of [f4, f4, f8, f8, ...], skip ToRGB."""
+    lrelu = lambda x, b: F.leaky_relu(x + b.reshape(1, -1, *([1] * (x.ndim - 2))), 0.2) * math.sqrt(2)  # noqa: E731
+    feats, x = [], img
+    w0 = sd["ecd0.0.0.weight"]
+    x = lrelu(F.conv2d(x, w0 / math.sqrt(w0[0].numel())), sd["ecd0.0.1.bias"])
+    feats.append(x)
+    k = 1
+    while f"ecd{k}.0.1.weight" in sd:
+        w = sd[f"ecd{k}.0.1.weight"]
+        x = upfirdn2d_literal(x, sd[f"ecd{k}.0.0.kernel"], pad=(2, 2))
+        x = lrelu(F.conv2d(x, w / math.sqrt(w[0].numel()), stride=2), sd[f"ecd{k}.0.2.bias"])
+        feats.append(x)
+        k += 1
+    fl = sd["final_linear.0.weight"]
+    z = lrelu(F.linear(x.flatten(1), fl / math.sqrt(fl.shape[1])), sd["final_linear.0.bias"])
+    z = z * torch.rsqrt(z.square().mean(1, keepdim=True) + 1e-8)
+    i = 1
+    while f"generator.style.{i}.weight" in sd:
+        w = sd[f"generator.style.{i}.weight"]
+        z = lrelu(F.linear(z, w * (0.01 / math.sqrt(w.shape[1]))), sd[f"generator.style.{i}.bias"] * 0.01)
+        i += 1
+    noise = [f for f in feats for _ in range(2)][::-1][1:]  # f4, f8, f8, f16, f16, ...
+
+    def modconv(name, x, demod=True, up=False):
+        weight = sd[f"{name}.conv.weight"][0]
+        cin, ks = weight.shape[1], weight.shape[-1]
+        m = sd[f"{name}.conv.modulation.weight"]
+        style = F.linear(z, m / math.sqrt(m.shape[1]), sd[f"{name}.conv.modulation.bias"])
+        outs = []
+        for n in range(x.shape[0]):
+            wt = weight / math.sqrt(cin * ks * ks) * style[n].reshape(1, -1, 1, 1)
+            if demod:
+                wt = wt * torch.rsqrt(wt.square().sum([1, 2, 3], keepdim=True) + 1e-8)
+            if up:
+                y = F.conv_transpose2d(x[n:n + 1], wt.transpose(0, 1), stride=2)
+                y = upfirdn2d_literal(y, sd[f"{name}.conv.blur.kernel"], pad=(1, 1))
+            else:
+                y = F.conv2d(x[n:n + 1], wt, padding=ks // 2)
+            outs.append(y)
+        return torch.cat(outs)
+
+    def styled(name, x, nz, up=False):
+        x = torch.cat([modconv(name, x, up=up), sd[f"{name}.noise.weight"] * nz], 1)
+        return lrelu(x, sd[f"{name}.activate.bias"])
+
+    def to_rgb(name, x, skip=None):
+        out = modconv(name, x, demod=False) + sd[f"{name}.bias"]
+        if skip is not None:
+            out = out + upfirdn2d_literal(skip, sd[f"{name}.upsample.kernel"], up=2, pad=(2, 1))
+        return out
+
+    x = sd["generator.input.input"].repeat(img.shape[0], 1, 1, 1)
+    x = styled("generator.conv1", x, noise[0])
+    out = to_rgb("generator.to_rgb1", x)
+    j = 0
+    while f"generator.to_rgbs.{j}.conv.weight" in sd:
+        x = styled(f"generator.convs.{2 * j}", x, noise[1 + 2 * j], up=True)
+        x = styled(f"generator.convs.{2 * j + 1}", x, noise[2 + 2 * j])
+        out = to_rgb(f"generator.to_rgbs.{j}", x, out)
+        j += 1
+    return out
+
+
+@pytest.mark.parametrize("size,mult", [(16, 1), (64, 2)])
+def test_converted_model_reproduces_the_reference_computation(size, mult):
+    sd = reference_layout(size, 32, 8, mult, 1 / 32, seed=3)
+    model = GPEN(**convert_gpen_state_dict(sd)["config"])
+    model.load_state_dict(convert_gpen_state_dict(sd)["state_dict"])
+    x = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with torch.no_grad():
+        ours, ref = model.eval()(x), gpen_reference_forward(sd, x)
+    assert ref.shape == ours.shape and ref.abs().mean() > 0.05
+    torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-4)
+
+
 def test_converter_errors_name_what_was_expected(tmp_path):
     sd = reference_layout()
     with pytest.raises(CheckpointError, match="generator.style"):

@@ -285,7 +285,7 @@ def test_inprocess_backend_refuses_a_multi_process_server(monkeypatch):
     assert web_processes(Config()) is None
 
 
-def test_worker_command_arguments():
+def test_worker_command_arguments(monkeypatch):
     from click.testing import CliRunner
 
     from server.worker import queue_names, worker, worker_argv
@@ -297,6 +297,12 @@ def test_worker_command_arguments():
     assert not any(a.startswith("--concurrency") for a in worker_argv("heavy", 4, "solo", "INFO", None))
     result = CliRunner().invoke(worker, ["--queues", "medium"])
     assert result.exit_code != 0 and "unknown queue medium" in result.output
+    import server.worker
+
+    monkeypatch.setenv("FACEFORGE_REDIS_URL", "redis://10.0.0.9:6390/3")
+    monkeypatch.setattr(server.worker, "_APP", None)
+    assert server.worker.app.conf.broker_url == "redis://10.0.0.9:6390/3"  # celery -A server.worker
+    assert cb.TASK_NAME in server.worker.app.tasks
     from faceforge.cli import main
 
     result = CliRunner().invoke(main, ["worker", "--help"])
@@ -337,3 +343,15 @@ def test_hard_time_limit_is_recorded_by_the_task_class(redis_server, redis_clien
     task.on_failure(TimeLimitExceeded(30), job.id, [job.id], {}, None)
     failed = store.get(job.id)
     assert failed.status == "failed" and "hard time limit of 30 s" in failed.error["detail"]
+
+
+def test_finished_jobs_expire_after_their_ttl_in_redis(redis_server, redis_client):
+    """Redis itself drops a finished job's record and images ``job_ttl_s`` after the finish (404 then)."""
+    store = cb.RedisJobStore(redis_client, ttl_s=1, live_ttl_s=60)
+    job = store.create("generate", {"seeds": [1]}, cb.LIGHT_QUEUE)
+    assert cb.execute_job(store, job.id, run_ok) == "succeeded"
+    assert store.get(job.id).result.images == [png(1), png(2)]
+    time.sleep(1.3)
+    with pytest.raises(JobNotFoundError):
+        store.get(job.id)
+    assert not redis_client.exists(store.record_key(job.id), store.image_key(job.id, 0), store.payload_key(job.id))

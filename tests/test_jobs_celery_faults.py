@@ -263,7 +263,7 @@ def test_polls_over_two_web_processes_never_404(cluster):
         ranks = [order[s] for s in history]
         assert ranks == sorted(ranks)
     assert statuses["queued"] + statuses["running"] > 0  # live jobs were polled, not only finished ones
-    assert len(pids) == 2 and min(pids.values()) >= 0.1 * total, pids  # both web processes answered
+    assert len(pids) == 2 and min(pids.values()) >= max(50, 0.05 * total), pids  # both web processes answered
     # the result is the model's output, whichever process ran it
     from faceforge import stylegan as S
     from faceforge.models import create_model

@@ -10,6 +10,7 @@ from benchmarks import RESULTS_DIR
 from benchmarks.detections import main as detections
 from benchmarks.frontalize_quality import main as frontalize_quality
 from benchmarks.generator_latency import main as generator_latency
+from benchmarks.identity_parity import main as identity_parity
 from benchmarks.jobs_roundtrip import main as jobs_roundtrip
 from benchmarks.restore_quality import main as restore_quality
 from benchmarks.stylegan_latency import main as stylegan_latency
@@ -68,3 +69,4 @@ bench.add_command(generator_latency, "generator-latency")
 bench.add_command(jobs_roundtrip, "jobs-roundtrip")
 bench.add_command(restore_quality, "restore-quality")
 bench.add_command(swap_quality, "swap-quality")
+bench.add_command(identity_parity, "identity-parity")

@@ -291,6 +291,75 @@ def group_grid(swapper: Any, source_rgb: np.ndarray, folder: Path, width: int = 
 # --------------------------------------------------------------------------------------------------
 
 
+TURNED_YAWS = (0.0, 15.0, 30.0, 45.0, 60.0)
+"""Applied (true) yaws of the turned-target experiment, degrees."""
+
+
+def turned_experiment(swapper: Any, sources: list[dict], targets: list[dict], emb_src: np.ndarray, n: int,
+                      yaws: Sequence[float] = TURNED_YAWS, blend: str = "laplacian") -> tuple[dict[str, dict], list]:
+    """Swaps onto targets turned by known yaws: the basis of the yaw-gap limit.
+
+    UTKFace faces are nearly all frontal, so the main table has few large gaps. Here each of the first
+    ``n`` targets is re-rendered turned by each applied yaw (:func:`faceforge.faces.rotate.render_yaw`,
+    the renderer of the frontalization pairs), and the source is swapped onto it. A turned face is
+    harder for the embedding itself, so the *source* rendered at the same yaw (the perfect swap) is
+    measured beside it: the swap's identity loss is its distance to the source minus that floor.
+
+    Returns:
+        ``(rows by applied yaw, grid tiles)``.
+    """
+    from faceforge.errors import FaceforgeError
+    from faceforge.faces.rotate import build_scene, estimate_yaw, render_yaw
+
+    run_swap = classical_method(swapper, blend)
+    rows: dict[str, dict] = {}
+    tiles: list = []
+    for yaw in yaws:
+        d_swap, d_floor, gaps, ranks, yaw_err = [], [], [], [], []
+        for i in range(min(n, len(targets))):
+            src, tgt = sources[i], targets[i]
+            try:
+                turned = render_yaw(tgt["rgb"], build_scene(tgt["source"].points, tgt["rgb"].shape[1::-1]), yaw).image
+                faces = swapper.detector.detect(turned)
+                if not faces:
+                    continue
+                face = max(faces, key=lambda f: f.width * f.height)
+                pts = swapper.mesh.landmarks_3d(turned, face).astype(np.float64)
+                t_item = {"rgb": turned, "face": face, "source": type(tgt["source"])(
+                    image=turned, points=pts, triangles=tgt["source"].triangles, yaw=estimate_yaw(pts),
+                    box=np.asarray(face.box, np.float32))}
+                out, _ = run_swap(src, t_item)
+                s_turned = render_yaw(src["rgb"], build_scene(src["source"].points, src["rgb"].shape[1::-1]), yaw).image
+                s_faces = swapper.detector.detect(s_turned)
+                if not s_faces:
+                    continue
+                e_out = _embedding(out, face)
+                e_floor = _embedding(s_turned, max(s_faces, key=lambda f: f.width * f.height))
+                out_pts = swapper.mesh.landmarks_3d(out, face).astype(np.float64)
+            except (FaceforgeError, ValueError):
+                continue
+            d = np.linalg.norm(emb_src - e_out, axis=1)
+            ranks.append(int((d < d[i]).sum()))
+            d_swap.append(float(d[i]))
+            d_floor.append(float(np.linalg.norm(emb_src[i] - e_floor)))
+            gaps.append(abs(src["source"].yaw - t_item["source"].yaw))
+            yaw_err.append(_angle_diff(estimate_yaw(out_pts), t_item["source"].yaw))
+            if i < 3:
+                from training.pose_pairs import label_tile
+                tiles.append((yaw, i, label_tile(turned, f"target {yaw:+.0f}"), label_tile(out, f"gap {gaps[-1]:.0f}")))
+        if not d_swap:
+            rows[f"{yaw:g}"] = {"n": 0}
+            continue
+        r = np.asarray(ranks)
+        rows[f"{yaw:g}"] = {"n": len(d_swap), "measured_gap_median": float(np.median(gaps)),
+                            "id_top1": float((r == 0).mean()), "id_dist_source": float(np.mean(d_swap)),
+                            "floor_dist_source": float(np.mean(d_floor)),
+                            "excess": float(np.mean(np.asarray(d_swap) - np.asarray(d_floor))),
+                            "yaw_err": float(np.mean(yaw_err)),
+                            "refused_at_limit": float(np.mean(np.asarray(gaps) > swapper.max_yaw_gap))}
+    return rows, tiles
+
+
 def markdown(doc: dict[str, Any]) -> str:
     """The results as Markdown tables."""
     p = doc["pairs"]
@@ -323,6 +392,20 @@ def markdown(doc: dict[str, Any]) -> str:
                 continue
             lines.append(f"| {method} | {name} | {r['n']} | {100 * r['id_top1']:.1f} % | {r['id_dist_source']:.3f} | "
                          f"{r['id_dist_target']:.3f} | {r['yaw_err']:.2f} | {r['expression_err']:.2f} |")
+    if doc.get("turned"):
+        lines += ["", f"## Turned targets ({doc['turned_method']}, first {doc['turned_n']} pairs)", "",
+                  "Each target re-rendered turned by the applied yaw (Rotate-and-Render style warp), the source swapped "
+                  "onto it. Floor: the source itself rendered at that yaw (a perfect swap), which the embedding also "
+                  "finds harder; excess = swap distance minus floor.", "",
+                  "| applied yaw | pairs | measured gap (median) | refused at the limit | ID top-1 | id dist to source "
+                  "| floor | excess | yaw err |", "|---|---|---|---|---|---|---|---|---|"]
+        for yaw, r in doc["turned"].items():
+            if not r["n"]:
+                lines.append(f"| {yaw} | 0 | - | - | - | - | - | - | - |")
+                continue
+            lines.append(f"| {yaw} | {r['n']} | {r['measured_gap_median']:.1f} | {100 * r['refused_at_limit']:.0f} % | "
+                         f"{100 * r['id_top1']:.1f} % | {r['id_dist_source']:.3f} | {r['floor_dist_source']:.3f} | "
+                         f"{r['excess']:+.3f} | {r['yaw_err']:.2f} |")
     lines += ["", f"Yaw gaps of the pairs: median {doc['yaw_gap']['median']:.1f}, 90th percentile "
               f"{doc['yaw_gap']['p90']:.1f}, max {doc['yaw_gap']['max']:.1f} degrees.", "",
               f"Took {doc['seconds']:.0f} s on this machine ({doc['machine']}).", ""]
@@ -348,7 +431,7 @@ def markdown(doc: dict[str, Any]) -> str:
 
 def run(data: Path, n: int = 500, seed: int = 0, blends: Sequence[str] = ("poisson", "laplacian", "feather"),
         min_age: int = 18, photos: Path | None = None, out_dir: Path = RESULTS_DIR, figures: Path = FIGURES_DIR,
-        name: str = DEFAULT_NAME) -> dict[str, Any]:
+        name: str = DEFAULT_NAME, turned: int = 100) -> dict[str, Any]:
     """Measure, write the results and figures, return the results document.
 
     Raises:
@@ -416,6 +499,20 @@ def run(data: Path, n: int = 500, seed: int = 0, blends: Sequence[str] = ("poiss
         "seconds": round(time.perf_counter() - t_start, 1),
         "machine": f"{platform.machine()}, {platform.python_implementation()} {platform.python_version()}",
     }
+    if turned:
+        t_method = grid_method.split(" ", 1)[1]
+        doc["turned"], tiles = turned_experiment(swapper, sources, targets, emb_src, turned, blend=t_method)
+        doc["turned_n"], doc["turned_method"] = turned, grid_method
+        if tiles:
+            figures_dir = Path(figures)
+            figures_dir.mkdir(parents=True, exist_ok=True)
+            by_pair: dict[int, list] = {}
+            for yaw, i, t_tile, o_tile in tiles:
+                by_pair.setdefault(i, []).append(np.concatenate([t_tile, o_tile], axis=0))
+            width = max(len(v) for v in by_pair.values())
+            rows_img = [np.concatenate(v + [np.zeros_like(v[0])] * (width - len(v)), axis=1) for v in by_pair.values()]
+            save_image(figures_dir / f"{name}_turned.png", np.concatenate(rows_img, axis=0))
+    doc["seconds"] = round(time.perf_counter() - t_start, 1)
     if photos is not None:
         photos = Path(photos)
         if not photos.is_dir():
@@ -448,6 +545,8 @@ def run(data: Path, n: int = 500, seed: int = 0, blends: Sequence[str] = ("poiss
 @click.option("--blends", default="poisson,laplacian,feather", show_default=True,
               help="Comma-separated classical blends to measure.")
 @click.option("--min-age", type=click.IntRange(0), default=18, show_default=True, help="Youngest face used.")
+@click.option("--turned", type=click.IntRange(0), default=100, show_default=True,
+              help="Pairs of the turned-target experiment (targets re-rendered at known yaws; 0 skips it).")
 @click.option("--photos", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Shared photos folder holding portraits/ and groups/ (e.g. ../shared/data/photos) for the grids.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=RESULTS_DIR,
@@ -455,8 +554,8 @@ def run(data: Path, n: int = 500, seed: int = 0, blends: Sequence[str] = ("poiss
 @click.option("--figures", type=click.Path(file_okay=False, path_type=Path), default=FIGURES_DIR, show_default=True,
               help="Where the grids go (git-ignored by default: they show data for test use only).")
 @click.option("--name", default=DEFAULT_NAME, show_default=True)
-def main(data: Path | None, n: int, seed: int, blends: str, min_age: int, photos: Path | None, out_dir: Path,
-         figures: Path, name: str) -> None:
+def main(data: Path | None, n: int, seed: int, blends: str, min_age: int, turned: int, photos: Path | None,
+         out_dir: Path, figures: Path, name: str) -> None:
     """ID retrieval, identity distances, pose and expression errors of face swaps on UTKFace pairs; real-photo grids."""
     import os
 
@@ -467,7 +566,7 @@ def main(data: Path | None, n: int, seed: int, blends: str, min_age: int, photos
         data = (Path(root).expanduser() if root else Path(__file__).resolve().parents[2] / "shared" / "data") / "utkface"
     try:
         doc = run(data, n, seed, [b.strip() for b in blends.split(",") if b.strip()], min_age, photos, out_dir,
-                  figures, name)
+                  figures, name, turned=turned)
     except (FileNotFoundError, ValueError, FaceforgeError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(markdown(doc))

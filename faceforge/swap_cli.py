@@ -11,6 +11,8 @@ import click
 from faceforge.errors import FaceforgeError
 from faceforge.swap import BLENDS, DEFAULT_BLEND, DEFAULT_MAX_YAW_GAP, MIN_SOURCE_FACE
 
+OUTPUT_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+
 
 def _alpha_of(path: Path, shape: tuple[int, int]):
     """The upright alpha channel of an image file (uint8 ``(H, W)``), or ``None`` when it has none."""
@@ -39,7 +41,8 @@ def _alpha_of(path: Path, shape: tuple[int, int]):
 @click.option("--source-face", type=click.IntRange(0), default=None,
               help="Which face of SOURCE to use (0-based, detector order) [default: the largest].")
 @click.option("--blend", type=click.Choice(BLENDS), default=DEFAULT_BLEND, show_default=True,
-              help="poisson: seamlessClone; laplacian: multi-band pyramid; feather: alpha ramp.")
+              help="laplacian: multi-band pyramid; poisson: seamlessClone (can pull hair or shadow on the face's "
+                   "border into it); feather: alpha ramp.")
 @click.option("--max-yaw-gap", type=click.FloatRange(0, 90, min_open=True), default=DEFAULT_MAX_YAW_GAP,
               show_default=True, help="Largest yaw difference (degrees, Face Mesh estimate) between source and target.")
 @click.option("--allow-pose-gap", is_flag=True, help="Swap beyond --max-yaw-gap with a warning instead of refusing.")
@@ -80,6 +83,9 @@ def swap(source: Path, target: Path, output: Path | None, selection: str, source
         raise click.ClickException(f"cannot read the images: {exc}") from None
     if same:
         raise click.UsageError("SOURCE and TARGET are the same image; give a photo of another face as SOURCE")
+    if output is not None and output.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise click.BadParameter(f"the output must be one of {', '.join(OUTPUT_SUFFIXES)} (they carry the provenance "
+                                 f"metadata), got {output.name!r}", param_hint="'-o' / '--output'")
     try:
         faces = parse_face_selection(selection)
     except ValueError as exc:

@@ -314,9 +314,10 @@ def test_cli_exit_codes_and_one_line_errors(tmp_path, portrait, astronaut_rgb):
         "blend": [str(src), str(tgt), "--blend", "clone"],
         "faces syntax": [str(src), str(tgt), "--faces", "first"],
         "min source": [str(src), str(tgt), "--min-source-face", "4"],
+        "output format": [str(src), str(tgt), "-o", str(tmp_path / "x.bmp")],
     }
     for name, args in usage.items():
-        r = runner.invoke(main, ["swap", *args, "-o", str(tmp_path / "x.png")])
+        r = runner.invoke(main, ["swap", *args] + ([] if "-o" in args else ["-o", str(tmp_path / "x.png")]))
         assert r.exit_code == 2, (name, r.output)
         assert len(_error_lines(r.output)) == 1 and "Traceback" not in r.output, name
     runtime = {

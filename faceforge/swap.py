@@ -912,6 +912,8 @@ class FaceSwapper:
         except NoFaceError:
             raise NoFaceError(f"no face was found in the target image ({target.shape[1]}x{target.shape[0]})",
                               role="target") from None
+        if not chosen:
+            raise ValueError("no target face is selected (faces= is empty)")
         t2 = time.perf_counter()
         timings["detect"] = (t2 - t1) * 1e3
         results = [SwappedFace(index=i, box=np.asarray(f.box, np.float32), score=float(f.score), selected=i in chosen)

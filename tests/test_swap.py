@@ -231,6 +231,8 @@ def test_all_faces_skips_the_source_face_but_named_faces_raise(swapper, portrait
         swapper.swap(astronaut_rgb, target, faces=[by_side[0].index])
     with pytest.raises(FaceSelectionError):
         swapper.swap(astronaut_rgb, target, faces="7")
+    with pytest.raises(ValueError, match="no target face"):
+        swapper.swap(astronaut_rgb, target, faces=[])
 
 
 def test_yaw_gap_refused_with_both_yaws_and_the_limit_or_warned(swapper, portrait, astronaut_rgb):

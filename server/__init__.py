@@ -56,7 +56,7 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
     Raises:
         ValueError: unknown config key or invalid value.
     """
-    from server import errors, security
+    from server import access, errors, security
     from server.api import EXTENSION_KEY, docs, emotion, frontalize, health, jobs, models, translate
     from server.hub import ModelHub
     from server.jobs import make_job_queue
@@ -74,6 +74,7 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
         app.register_blueprint(module.bp)
     errors.register_error_handlers(app)
     security.install(app)  # nosniff, Cache-Control: no-store
+    access.install(app, config)  # API keys, rate limits, CORS (each only when configured)
     if config.warm_up:
         hub.warm_up()
     return app

@@ -25,8 +25,11 @@ import click
               help="Most faces analysed per request [default: FACEFORGE_MAX_FACES or 10].")
 @click.option("--emotion-weights", default=None,
               help="'default' or a mini_xception checkpoint path [default: FACEFORGE_EMOTION_WEIGHTS].")
+@click.option("--new-api-key", "new_key_name", default=None, metavar="NAME",
+              help="Print a new random API key for NAME and its FACEFORGE_API_KEYS entry (the key's "
+                   "SHA-256), then exit.")
 def serve(host: str, port: int, threaded: bool, warm_up: bool | None, max_faces: int | None,
-          emotion_weights: str | None) -> None:
+          emotion_weights: str | None, new_key_name: str | None) -> None:
     """Serve the faceforge HTTP API (development server).
 
     Settings come from FACEFORGE_* environment variables (see server.config.Config); options given
@@ -42,6 +45,16 @@ def serve(host: str, port: int, threaded: bool, warm_up: bool | None, max_faces:
       gunicorn -w 2 -k gthread --threads 4 -b 0.0.0.0:8000 'server:create_app()'
       faceforge worker --queues light,heavy
     """
+    if new_key_name is not None:
+        from server.access import new_api_key
+
+        try:
+            key, entry = new_api_key(new_key_name)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--new-api-key") from None
+        click.echo(f"API key (give it to {new_key_name}; it is not stored anywhere): {key}")
+        click.echo(f"FACEFORGE_API_KEYS entry (comma-separate several): {entry}")
+        return
     from server import create_app
     from server.config import Config
     from server.security import QuietRequestHandler

@@ -86,6 +86,21 @@ class Config:
             reported ``failed`` instead of being run again (``FACEFORGE_JOB_MAX_ATTEMPTS``, default 3).
         web_processes: web server processes serving this app (``FACEFORGE_WEB_PROCESSES``); ``None``
             detects gunicorn's worker count. The ``inprocess`` backend refuses to start when > 1.
+        api_keys: accepted API keys as ``name:sha256hex`` entries, comma-separated: the SHA-256 hex
+            digest of each key, never the key (``FACEFORGE_API_KEYS``; make one with
+            ``faceforge serve --new-api-key NAME``). Set: every endpoint but ``/healthz``, ``/readyz`` and
+            ``/v1/openapi.json`` needs ``Authorization: Bearer <key>`` or ``X-API-Key: <key>`` (else 401).
+            Unset (default, the embedded demo): no keys.
+        require_api_key: refuse to start without ``api_keys`` (``FACEFORGE_REQUIRE_API_KEY``, default
+            false; the README's production command sets it).
+        rate_limit: flask-limiter limits of the POST requests of one API key (or, without keys, one
+            client address), e.g. ``"60/minute;1000/hour"`` (``FACEFORGE_RATE_LIMIT``; unset: none).
+            Over it: 429 ``rate-limited`` with ``Retry-After``.
+        rate_limit_storage: where the counters live, a ``limits`` storage URI
+            (``FACEFORGE_RATE_LIMIT_STORAGE``); unset: ``redis_url`` with the ``celery`` backend (shared by
+            every web process), else ``memory://`` (one process).
+        cors_origins: origins allowed to call the API from a browser, comma-separated, or ``*``
+            (``FACEFORGE_CORS_ORIGINS``; unset: no CORS headers, same-origin pages only).
         job_workers: worker threads of the in-process backend (``FACEFORGE_JOB_WORKERS``, default 1).
         max_jobs: jobs that may wait in the queue; one more is answered 429 (``FACEFORGE_MAX_JOBS``,
             default 16).
@@ -121,6 +136,11 @@ class Config:
     job_restore_interval_s: int = 10
     job_max_attempts: int = 3
     web_processes: int | None = None
+    api_keys: str | None = None
+    require_api_key: bool = False
+    rate_limit: str | None = None
+    rate_limit_storage: str | None = None
+    cors_origins: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_bytes", "max_pixels", "min_side", "max_faces", "job_workers", "max_jobs", "job_ttl_s",

@@ -61,6 +61,23 @@ class QueueFullError(FaceforgeError):
     status = 429
 
 
+class UnauthorizedError(FaceforgeError):
+    """No or an unknown API key (``server.access``); answered with ``WWW-Authenticate: Bearer``."""
+
+    slug = "unauthorized"
+    title = "A valid API key is required"
+    status = 401
+
+
+class RateLimitedError(FaceforgeError):
+    """The API key (or client address) used up its rate limit; ``extra["retry_after"]`` seconds go into
+    a ``Retry-After`` header."""
+
+    slug = "rate-limited"
+    title = "Too many requests for this API key; retry later"
+    status = 429
+
+
 class InternalError(FaceforgeError):
     slug = "internal-error"
     title = "Internal server error"
@@ -85,8 +102,10 @@ def problem_response(error: FaceforgeError) -> Response:
     response = current_app.response_class(json.dumps(body), status=error.status, mimetype=PROBLEM_MEDIA_TYPE)
     if isinstance(error, MethodNotAllowedError) and error.extra.get("allowed"):
         response.headers["Allow"] = ", ".join(error.extra["allowed"])
-    if isinstance(error, QueueFullError) and error.extra.get("retry_after"):
+    if isinstance(error, (QueueFullError, RateLimitedError)) and error.extra.get("retry_after"):
         response.headers["Retry-After"] = str(int(error.extra["retry_after"]))
+    if isinstance(error, UnauthorizedError):
+        response.headers["WWW-Authenticate"] = 'Bearer realm="faceforge"'
     return response
 
 

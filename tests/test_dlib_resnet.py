@@ -254,15 +254,73 @@ def test_chip_without_dlib_matches_dlib_get_face_chip(astronaut_crops, astronaut
 
 
 @needs_dat
-def test_identity_embeds_without_dlib(astronaut_crops, monkeypatch):
+def test_identity_embeds_without_dlib(astronaut_crops, monkeypatch, tmp_path):
     from faceforge import identity
 
+    with_dlib = identity.embed_many(astronaut_crops) if identity.has_dlib() else None
+    monkeypatch.setenv("FACEFORGE_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(identity, "has_dlib", lambda: False)
     e = identity.embed_many(astronaut_crops)
     assert e.shape == (3, 128) and np.isfinite(e).all()
     assert (identity.distance(e[0], e[1:]) < 0.6).all()
+    if with_dlib is not None:  # ported landmarks + chip: the same embedding
+        assert np.abs(e - with_dlib).max() < 1e-6
     chip = identity.chip_from_aligned(astronaut_crops[0])
     assert chip.shape == (150, 150, 3) and chip.dtype == np.uint8
+
+
+def _tiny_predictor(seed: int = 0):
+    from faceforge.models.dlib_shape_predictor import ShapePredictor
+
+    rng = np.random.default_rng(seed)
+    levels, trees, depth, parts, feats = 2, 3, 2, 5, 6
+    n_splits = 2 ** depth - 1
+    return ShapePredictor(
+        initial_shape=rng.uniform(0.2, 0.8, (parts, 2)).astype(np.float32),
+        splits_idx=rng.integers(0, feats, (levels, trees, n_splits, 2)).astype(np.int32),
+        splits_thresh=rng.normal(0, 20, (levels, trees, n_splits)).astype(np.float32),
+        leaves=rng.normal(0, 0.01, (levels, trees, n_splits + 1, parts, 2)).astype(np.float32),
+        anchor_idx=rng.integers(0, parts, (levels, feats)).astype(np.int64),
+        deltas=rng.normal(0, 0.05, (levels, feats, 2)).astype(np.float32))
+
+
+def test_shape_predictor_file_round_trip_and_errors(tmp_path, astronaut_rgb):
+    from faceforge.models.dlib_shape_predictor import read_shape_predictor, write_shape_predictor
+
+    pred = _tiny_predictor()
+    path = tmp_path / "sp.dat"
+    data = write_shape_predictor(pred)
+    path.write_bytes(data)
+    back = read_shape_predictor(path)
+    for k, v in pred.__dict__.items():
+        np.testing.assert_array_equal(getattr(back, k), v)
+    pts = back(astronaut_rgb, (150, 60, 350, 260))
+    assert pts.shape == (5, 2) and pts.dtype == np.int64
+    assert (pts >= 100).all() and (pts <= 400).all()  # mean shape (0.2-0.8 of the box) + small leaves
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated"):
+        read_shape_predictor(path)
+    path.write_bytes(data + b"\x01\x00")
+    with pytest.raises(CheckpointError, match="unexpected bytes"):
+        read_shape_predictor(path)
+
+
+@needs_dlib
+def test_ported_shape_predictor_matches_dlib(astronaut_crops, astronaut_rgb, tmp_path, monkeypatch):
+    from faceforge import identity
+    from faceforge.models.dlib_shape_predictor import load_shape_predictor
+
+    monkeypatch.setenv("FACEFORGE_CACHE_DIR", str(tmp_path / "cache"))
+    pred = load_shape_predictor(identity.model_paths()["landmarks"])  # parses (about 2 s), caches
+    again = load_shape_predictor(identity.model_paths()["landmarks"])  # from the .npz
+    np.testing.assert_array_equal(pred.leaves, again.leaves)
+    m = identity._load()
+    boxes = [(img, identity._fixed_box(img.shape[1], img.shape[0])) for img in astronaut_crops]
+    boxes += [(astronaut_rgb, (r.left(), r.top(), r.right(), r.bottom())) for r in m["detector"](astronaut_rgb, 1)]
+    for img, box in boxes:
+        shape = m["landmarks"](img, m["dlib"].rectangle(*box))
+        ref = np.array([[shape.part(i).x, shape.part(i).y] for i in range(5)])
+        np.testing.assert_array_equal(again(img, box), ref)
 
 
 @needs_dlib

@@ -56,7 +56,7 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
     Raises:
         ValueError: unknown config key or invalid value.
     """
-    from server import access, errors, security
+    from server import access, decode_budget, errors, security
     from server.api import EXTENSION_KEY, docs, emotion, frontalize, health, jobs, models, translate
     from server.hub import ModelHub
     from server.jobs import make_job_queue
@@ -75,6 +75,7 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
     errors.register_error_handlers(app)
     security.install(app)  # nosniff, Cache-Control: no-store
     access.install(app, config)  # API keys, rate limits, CORS (each only when configured)
+    decode_budget.install(app, config.decode_budget_mb * 2**20, config.decode_wait_s)
     if config.warm_up:
         hub.warm_up()
     return app

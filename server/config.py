@@ -35,7 +35,13 @@ class Config:
         max_bytes: largest accepted image upload in bytes (``FACEFORGE_MAX_BYTES``, default 25 MiB).
             The HTTP layer rejects bodies above ``max_bytes + 64 KiB`` before reading them.
         max_pixels: largest accepted decoded image, width x height (``FACEFORGE_MAX_PIXELS``, default
-            64 MP); guards against decompression bombs.
+            32 MP: 24 and 32 MP photos pass; decoding costs ~14 bytes per pixel, 420 MiB at the limit);
+            checked on the header before decoding; guards against decompression bombs.
+        decode_budget_mb: MiB of decode memory all concurrent requests of one process may use; a decode
+            that does not fit waits (``FACEFORGE_DECODE_BUDGET_MB``, default 1024; see
+            :mod:`server.decode_budget`).
+        decode_wait_s: seconds a decode waits for budget before the request is answered 503
+            ``server-busy`` with ``Retry-After`` (``FACEFORGE_DECODE_WAIT_S``, default 10).
         min_side: smallest accepted image side in pixels (``FACEFORGE_MIN_SIDE``, default 16).
         max_faces: most faces analysed per request; a request's ``max_faces`` may only lower it
             (``FACEFORGE_MAX_FACES``, default 10).
@@ -111,7 +117,7 @@ class Config:
     """
 
     max_bytes: int = 25 * 2**20
-    max_pixels: int = 64_000_000
+    max_pixels: int = 32_000_000
     min_side: int = 16
     max_faces: int = 10
     emotion_weights: str = "default"
@@ -141,17 +147,21 @@ class Config:
     rate_limit: str | None = None
     rate_limit_storage: str | None = None
     cors_origins: str | None = None
+    decode_budget_mb: int = 1024
+    decode_wait_s: int = 10
 
     def __post_init__(self) -> None:
         for name in ("max_bytes", "max_pixels", "min_side", "max_faces", "job_workers", "max_jobs", "job_ttl_s",
                      "max_images", "max_project_steps", "job_time_limit_s", "job_restore_interval_s",
-                     "job_max_attempts"):
+                     "job_max_attempts", "decode_budget_mb"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"config {name} must be >= 1, got {getattr(self, name)}")
         for name in ("torch_threads", "detector_threads", "web_processes"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"config {name} must be >= 1 or None, got {value}")
+        if self.decode_wait_s < 0:
+            raise ValueError(f"config decode_wait_s must be >= 0, got {self.decode_wait_s}")
         if self.job_visibility_timeout_s is not None and self.job_visibility_timeout_s < 2 * self.job_time_limit_s:
             raise ValueError(f"config job_visibility_timeout_s must be >= 2 x job_time_limit_s "
                              f"({2 * self.job_time_limit_s}), got {self.job_visibility_timeout_s}: a shorter one "

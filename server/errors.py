@@ -78,6 +78,15 @@ class RateLimitedError(FaceforgeError):
     status = 429
 
 
+class ServerBusyError(FaceforgeError):
+    """Decoding the upload would overrun the process's decode memory budget for too long
+    (``server.decode_budget``); ``extra["retry_after"]`` seconds go into a ``Retry-After`` header."""
+
+    slug = "server-busy"
+    title = "The server is busy decoding other images; retry later"
+    status = 503
+
+
 class InternalError(FaceforgeError):
     slug = "internal-error"
     title = "Internal server error"
@@ -102,7 +111,7 @@ def problem_response(error: FaceforgeError) -> Response:
     response = current_app.response_class(json.dumps(body), status=error.status, mimetype=PROBLEM_MEDIA_TYPE)
     if isinstance(error, MethodNotAllowedError) and error.extra.get("allowed"):
         response.headers["Allow"] = ", ".join(error.extra["allowed"])
-    if isinstance(error, (QueueFullError, RateLimitedError)) and error.extra.get("retry_after"):
+    if isinstance(error, (QueueFullError, RateLimitedError, ServerBusyError)) and error.extra.get("retry_after"):
         response.headers["Retry-After"] = str(int(error.extra["retry_after"]))
     if isinstance(error, UnauthorizedError):
         response.headers["WWW-Authenticate"] = 'Bearer realm="faceforge"'

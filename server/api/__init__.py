@@ -56,11 +56,16 @@ def read_upload(upload: FileStorage) -> tuple[bytes, "np.ndarray"]:
     Raises:
         TooManyBytesError, TooManyPixelsError, ImageTooSmallError, NotAnImageError, TruncatedImageError,
         UnsupportedFormatError: see :func:`faceforge.imaging.decode_image`.
+        ServerBusyError: the process's decode memory budget stayed full (:mod:`server.decode_budget`).
     """
     from faceforge.imaging import decode_image
 
+    from server.decode_budget import reserve
+
     config = get_config()
     data = upload.read(config.max_bytes + 1)
+    if len(data) <= config.max_bytes:
+        reserve(current_app, data, config.max_pixels)  # released when the request ends
     rgb = decode_image(data, max_bytes=config.max_bytes, max_pixels=config.max_pixels, min_side=config.min_side)
     return data, rgb
 

@@ -143,7 +143,41 @@ def face_template(name: str, size: int) -> dict[str, Any]:
                         "bilinear warp to size x size (area-shrunk first when the face is over 2x the crop), "
                         "border replicated")
     record["pixel_convention"] = "continuous coordinates: pixel i covers [i, i + 1) (as the detector's keypoints)"
+    record.update(ALIGNMENT_STEPS)
     return record
+
+
+PARITY_INPUT = ("pre-cropped model inputs: the dataset's faces, already at the model's input size and framing, "
+                "fed directly (no detection, no alignment), normalized (and quantized) as input states; the "
+                "reference is the PyTorch model on the same float inputs")
+"""How every parity figure of the manifest is measured (issue: with or without detection)."""
+
+ALIGNMENT_STEPS: dict[str, Any] = {
+    "steps": [
+        "M = umeyama(detector keypoints[indices], keypoints_px): 2x3 similarity, continuous coordinates",
+        "s = sqrt(|det(M[:, :2])|), crop px per image px",
+        "if s < 0.5 (face over 2x the crop): area-shrink a region first (area_shrink below); else warp the image",
+        "crop = warpAffine(source, M_opencv, (size, size), bilinear, border replicate)",
+    ],
+    "area_shrink": {
+        "when": "s < 0.5",
+        "region": "bounding box of the crop's 4 corners (0,0), (size,0), (0,size), (size,size) mapped by "
+                  "inverse(M), grown by pad = 2 / s px on every side; x0 = clip(floor(min x - pad), 0, W - 1), "
+                  "y0 likewise, x1 = clip(ceil(max x + pad), x0 + 1, W), y1 likewise (x1, y1 exclusive)",
+        "factor": "f = min(1, 2 s); new_w = max(1, round((x1 - x0) f)), new_h = max(1, round((y1 - y0) f))",
+        "resize": "OpenCV INTER_AREA of image[y0:y1, x0:x1] to new_w x new_h",
+        "matrix": "M_small = M @ inverse([[fx, 0, -fx x0], [0, fy, -fy y0], [0, 0, 1]]) with fx = new_w / (x1 - x0), "
+                  "fy = new_h / (y1 - y0); warp the shrunk region with M_small instead of M",
+    },
+    "opencv_matrix": "OpenCV pixel centres are integers: M_opencv = M with t += A @ (0.5, 0.5) - (0.5, 0.5)",
+    "handedness": "right_eye is the subject's right eye: the one on the image's left (smaller x) in an "
+                  "unmirrored photo; a front-camera preview that is mirrored must be un-mirrored first",
+    "pre_cropped_faces": "an input that already is an aligned size x size face of this template (e.g. the "
+                         "FER2013 test images for the emotion model) goes to the model as is: no detection, "
+                         "no alignment; the parity figures of this entry were measured that way (see "
+                         "parity.input)",
+}
+"""The alignment an app performs, step by step (reproduced by tests/test_app_contract.py)."""
 
 
 # --- model entries ------------------------------------------------------------------------------------
@@ -201,7 +235,7 @@ def model_entry(spec: ModelSpec, fmt: ExportFormat, artifact: Artifact, parity: 
         template: :func:`face_template` record.
     """
     path = Path(artifact.path)
-    parity_rec = {**parity.to_dict(), "dataset": parity_dataset}
+    parity_rec = {**parity.to_dict(), "dataset": parity_dataset, "input": PARITY_INPUT}
     parity_rec.pop("format", None)
     return {
         "name": spec.name, "task": spec.task, "version": version, "description": spec.description,

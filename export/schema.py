@@ -112,6 +112,7 @@ SCHEMA: dict = {
                 "compared": {"type": "string"},
                 "images": {"type": "integer", "minimum": 1},
                 "dataset": {"type": "string"},
+                "input": {"type": "string"},
                 "top1_agreement": {"type": "number", "minimum": 0, "maximum": 1},
                 "accuracy": {"type": "number", "minimum": 0, "maximum": 1},
                 "accuracy_pytorch": {"type": "number", "minimum": 0, "maximum": 1},

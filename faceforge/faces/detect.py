@@ -509,9 +509,11 @@ def detector_info(model: str = "auto") -> dict[str, Any]:
         "input": {
             "name": inp["name"], "shape": [int(v) for v in inp["shape"]], "layout": "NHWC", "dtype": "float32",
             "colour": "rgb", "value_range": [-1.0, 1.0], "scale": 1 / 127.5, "offset": -1.0,
-            "resize": "letterbox: scale = input_side / max(width, height); resize (area when shrinking, "
-                      "bilinear when enlarging) to round(width*scale) x round(height*scale); centre with "
-                      "pad_x = (side - new_width) // 2, pad_y = (side - new_height) // 2; pad black (-1.0)",
+            "resize": "letterbox: scale = input_side / max(width, height); new_width = min(side, max(1, "
+                      "round(width * scale))), new_height likewise; resize (OpenCV INTER_AREA when scale < 1, "
+                      "INTER_LINEAR otherwise) to new_width x new_height; centre with "
+                      "pad_x = (side - new_width) // 2, pad_y = (side - new_height) // 2; pad black (pixel 0, "
+                      "i.e. -1.0); then x = pixel / 127.5 - 1 in float32",
         },
         "anchors": {
             "calculator": "MediaPipe SsdAnchorsCalculator", "count": cfg.num_anchors,
@@ -535,14 +537,21 @@ def detector_info(model: str = "auto") -> dict[str, Any]:
             "x_center": f"dx / {s} * anchor_w + anchor_x", "y_center": f"dy / {s} * anchor_h + anchor_y",
             "width": f"w / {s} * anchor_w", "height": f"h / {s} * anchor_h",
             "keypoint_x": f"kx / {s} * anchor_w + anchor_x", "keypoint_y": f"ky / {s} * anchor_h + anchor_y",
-            "units": "normalized to the letterboxed input; image px = (v * side - pad) / scale",
+            "units": "normalized to the letterboxed input; image px: x = (v * side - pad_x) / scale_x, "
+                     "y = (v * side - pad_y) / scale_y with scale_x = new_width / width, "
+                     "scale_y = new_height / height (per axis: the rounding of new_width/new_height matters)",
             "score_clip": cfg.score_clip,
+            "arithmetic": "float32 for regressors, anchors, boxes, keypoints and the NMS weights (float64 "
+                          "only for the sigmoid, to avoid overflow); float64 decoding moves keypoints by "
+                          "~1e-4 px, enough to change a 48 px crop by one grey level",
         },
         "thresholds": {"min_score": cfg.min_score},
         "nms": {"type": "weighted (MediaPipe NonMaxSuppressionCalculator WEIGHTED)", "iou_threshold": cfg.nms_iou,
                 "overlap": "intersection over union",
                 "merge": "score-weighted mean of box and keypoints of the cluster; score = cluster max"},
         "keypoints": list(KEYPOINT_NAMES),
+        "keypoint_handedness": "the subject's own right/left: right_eye is on the image's left (smaller x) in an "
+                               "unmirrored photo",
     }
     if model == "auto":
         info["tiling"] = {
@@ -550,7 +559,13 @@ def detector_info(model: str = "auto") -> dict[str, Any]:
             "tile_side": AUTO_TILE_SIDE, "overlap": AUTO_TILE_OVERLAP,
             "layout": "tiles of tile_side (clamped to the image) on an even grid covering the image with "
                       "at least `overlap` shared between neighbours",
+            "tile_starts": "per axis of length L with tile side t = min(tile_side, L): [0] if L <= t; else "
+                           "step = t * (1 - overlap), n = ceil((L - t) / step) + 1, start_i = round(i * (L - t) / "
+                           "(n - 1)) for i = 0..n-1 (round half to even); tiles row-major (y outer, x inner)",
             "drop": "tile detections whose box comes within 2 px of an inner tile border",
+            "drop_rule": "in tile pixels, keep a detection only if xmin > 2 (when the tile's x0 > 0), ymin > 2 "
+                         "(y0 > 0), xmax < tile_width - 2 (tile right edge < image width), ymax < "
+                         "tile_height - 2 (bottom edge < image height); then add (x0, y0) to boxes and keypoints",
             "merge": "one weighted NMS over the whole-image and tile detections",
         }
         info["close_up_pass"] = {

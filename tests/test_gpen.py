@@ -440,7 +440,7 @@ def test_identity_hook_is_optional(monkeypatch):
 def test_identity_loss_with_a_stand_in_network():
     from training.gpen import IdentityLoss
 
-    class Net(torch.nn.Module):  # [0, 255] RGB (N, 3, 150, 150) -> (N, 4), with features
+    class Net(torch.nn.Module):  # [0, 255] RGB chips (N, 3, 150, 150) -> (N, 4), with features
         def __init__(self):
             super().__init__()
             self.conv = torch.nn.Conv2d(3, 4, 5, stride=5)
@@ -452,7 +452,7 @@ def test_identity_loss_with_a_stand_in_network():
             return self.features(x)[0].mean((2, 3))
 
     loss = IdentityLoss(Net().requires_grad_(False))
-    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
     same_id, same_feat = loss(x, x)
     assert float(same_id) == 0 and float(same_feat) == 0
     out = (x + 0.5 * torch.randn_like(x)).requires_grad_(True)
@@ -482,3 +482,21 @@ def test_lowres_stage_is_the_fixed_degradation_before_upsampling():
         assert p == q and small.shape[0] == round(64 / p.downsample)
         up = small if small.shape[:2] == (64, 64) else cv2.resize(small, (64, 64), interpolation=cv2.INTER_LINEAR)
         assert np.array_equal(full, up)
+
+
+@pytest.mark.slow
+def test_train_with_the_identity_network(tmp_path):
+    """Two steps at 32 px with the identity and face-feature terms of faceforge.models.dlib_resnet."""
+    from training.gpen import load_identity_network, train
+
+    net, note = load_identity_network()
+    if net is None:
+        pytest.skip(note)
+    folder = tmp_path / "faces"
+    for i in range(8):
+        save_image(folder / f"{i:03d}.png", _face(40, i))
+    run = train(_cfg(tmp_path, folder, size=32, total_steps=2, lambda_id=0.1, lambda_feat=0.1, eval_every=2))
+    with open(run / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert float(rows[-1]["ID"]) > 0 and float(rows[-1]["feat"]) > 0
+    assert "dlib_resnet" in json.loads((run / "config.json").read_text())["identity"]

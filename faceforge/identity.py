@@ -135,7 +135,10 @@ def is_available() -> bool:
 def has_dlib() -> bool:
     """True when ``dlib`` (``dlib-bin``) can be imported: its landmark regressor, chip extraction and HOG
     detector (``detect=True``) are then used, and ``backend="dlib"`` is possible."""
-    return importlib.util.find_spec("dlib") is not None
+    try:
+        return importlib.util.find_spec("dlib") is not None
+    except (ImportError, ValueError):  # ValueError: sys.modules["dlib"] is None (import blocked)
+        return False
 
 
 def embedding_backend() -> str:

@@ -150,7 +150,7 @@ def test_truncated_wrong_and_missing_files_give_clear_errors(tmp_path):
 
 def test_identity_loss_and_feature_loss_are_differentiable(one_torch_thread):
     torch.manual_seed(0)
-    net, ops = _random_network(1)
+    net, _ = _random_network(1)
     model = dr.DlibFaceResNet(**SMALL).load_dlib_network(net).eval().requires_grad_(False)
     a = (torch.rand(1, 3, 150, 150) * 255).requires_grad_(True)
     b = torch.rand(1, 3, 150, 150) * 255

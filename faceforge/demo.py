@@ -159,9 +159,7 @@ def _demo(photo: Path | None, output: Path, server_mode: str, assets: Path, fmt:
           weights: str | None, as_json: bool) -> None:
     import requests
 
-    from faceforge.emotion import preprocess_faces
     from faceforge.errors import NoFaceError
-    from faceforge.faces.align import align_face
     from faceforge.faces.detect import FaceDetector
     from faceforge.faces.draw import annotate
     from faceforge.imaging import decode_image, encode_image, save_image
@@ -190,9 +188,9 @@ def _demo(photo: Path | None, output: Path, server_mode: str, assets: Path, fmt:
         t2 = time.perf_counter()
         if not faces:
             raise NoFaceError(f"no face found in {name} ({rgb.shape[1]}x{rgb.shape[0]})")
-        crops = [align_face(rgb, f, classifier.input_size, template=classifier.face_template).image for f in faces]
+        crops = classifier.align(rgb, faces)  # template, size, colour, normalization: from the manifest entry
         t3 = time.perf_counter()
-        local_probs = classifier(preprocess_faces(crops))
+        local_probs = classifier(classifier.preprocess(crops))
         t4 = time.perf_counter()
         timings = {"decode": (t1 - t0) * 1e3, "detect": (t2 - t1) * 1e3, "align": (t3 - t2) * 1e3,
                    "classify": (t4 - t3) * 1e3, "total": (t4 - t0) * 1e3}

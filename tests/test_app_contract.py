@@ -53,20 +53,34 @@ def test_manifest_states_every_step_the_app_needs(app):
         assert "no detection" in e["parity"]["input"]
 
 
+def test_faceforge_on_device_path_reads_the_template_and_normalization_from_the_manifest(app, astronaut_rgb):
+    import copy
+
+    from faceforge.faces.detect import FaceDetector
+    from faceforge.ondevice import OnDeviceClassifier
+
+    entry = app.entry("mini_xception", "tflite_int8")
+    face = FaceDetector(num_threads=1).detect(astronaut_rgb)[:1]
+    ours = OnDeviceClassifier(ASSETS, entry)
+    crop = ours.align(astronaut_rgb, face)[0]
+    assert np.array_equal(crop, app.align(astronaut_rgb, face[0].keypoints, entry["face_alignment"]))
+    assert np.array_equal(ours.preprocess([crop]).reshape(-1), (app.model_input(crop, {**entry, "input": {
+        **entry["input"], "dtype": "float32"}})).reshape(-1))
+    moved = copy.deepcopy(entry)  # a manifest whose template sits 10 % lower gives another crop
+    moved["face_alignment"]["keypoints"] = [[x, y + 0.1] for x, y in entry["face_alignment"]["keypoints"]]
+    assert not np.array_equal(OnDeviceClassifier(ASSETS, moved).align(astronaut_rgb, face)[0], crop)
+
+
 @pytest.mark.data
 @pytest.mark.slow
 def test_whole_photo_emotion_matches_faceforge_on_device_path(app, data_dir):
-    from faceforge.emotion import preprocess_faces
-    from faceforge.faces.align import align_face
     from faceforge.faces.detect import FaceDetector
     from faceforge.imaging import load_image
-    from faceforge.models import get_spec
     from faceforge.ondevice import OnDeviceClassifier
 
     entry = app.entry("mini_xception", "tflite_int8")
     ours = OnDeviceClassifier(ASSETS, entry)
     detector = FaceDetector("auto", num_threads=1)
-    spec = get_spec("mini_xception")
     faces = same_label = 0
     worst_box = worst_prob = 0.0
     for path in _photos(data_dir):
@@ -79,8 +93,7 @@ def test_whole_photo_emotion_matches_faceforge_on_device_path(app, data_dir):
             worst_box = max(worst_box, box_err)
             assert box_err <= 2.0, f"{path.name} face {i}: box differs by {box_err:.2f} px"
             p_app = app.classify(app.align(rgb, kps[i], entry["face_alignment"]), entry)
-            crop = align_face(rgb, face, entry["face_alignment"]["size"], template=entry["face_alignment"]["template"])
-            p_ours = ours(preprocess_faces([crop.image], spec.input))[0]
+            p_ours = ours(ours.preprocess(ours.align(rgb, [face])))[0]  # the demo's on-device path
             worst_prob = max(worst_prob, float(np.abs(p_app - p_ours).max()))
             faces += 1
             same_label += int(np.argmax(p_app) == np.argmax(p_ours))

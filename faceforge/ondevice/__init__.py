@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
+import cv2
 import numpy as np
 
 from faceforge.errors import ManifestError
@@ -90,7 +91,57 @@ class OnDeviceClassifier:
         self.face_template: str = entry["face_alignment"]["template"]
         self.input_size: int = int(entry["face_alignment"]["size"])
         self.version: str = str(entry.get("version"))
+        self._template = self._template_from_manifest(entry["face_alignment"])
         self._logits = entry["output"].get("values") == "logits"
+
+    @staticmethod
+    def _template_from_manifest(record: dict[str, Any]):
+        """The alignment template as the manifest states it (its keypoints, not faceforge's table)."""
+        from faceforge.faces.align import FaceTemplate
+        from faceforge.faces.detect import KEYPOINT_NAMES
+
+        try:
+            indices = tuple(KEYPOINT_NAMES.index(n) for n in record["detector_keypoints"])
+            return FaceTemplate(name=record["template"], keypoints=np.asarray(record["keypoints"], np.float64),
+                                indices=indices, source="mobile_assets/manifest.json")
+        except (KeyError, ValueError) as exc:
+            raise ManifestError(f"face_alignment record unusable: {exc}") from None
+
+    def align(self, rgb: np.ndarray, faces: Sequence[Any]) -> list[np.ndarray]:
+        """Crop each detected face as the entry's ``face_alignment`` says (template keypoints and size
+        from the manifest): uint8 ``(S, S, 3)`` crops.
+
+        Raises:
+            ValueError: bad image or keypoints.
+        """
+        from faceforge.faces.align import align_face
+
+        return [align_face(rgb, f, self.input_size, template=self._template).image for f in faces]
+
+    def preprocess(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        """uint8 RGB (or gray) crops -> float32 ``(N, C, S, S)`` normalized as the entry's ``input`` says
+        (colour conversion to gray with BT.601 luma when ``colour == "gray"``, then ``scale``/``offset``);
+        :meth:`__call__` quantizes with the file's own parameters.
+
+        Raises:
+            ValueError: crops of another size than the entry's.
+        """
+        inp = self.entry["input"]
+        norm = inp["normalization"]
+        out = []
+        for crop in crops:
+            crop = np.asarray(crop)
+            if crop.shape[:2] != (self.input_size, self.input_size):
+                raise ValueError(f"crop is {crop.shape[:2]}, the entry takes {self.input_size}x{self.input_size}")
+            if crop.ndim == 2:
+                crop = crop[..., None]
+            if inp["colour"] == "gray" and crop.shape[-1] == 3:
+                crop = cv2.cvtColor(np.ascontiguousarray(crop), cv2.COLOR_RGB2GRAY)[..., None]
+            out.append(crop.astype(np.float32) * np.float32(norm["scale"]) + np.float32(norm["offset"]))
+        if not out:
+            channels = 1 if inp["colour"] == "gray" else 3
+            return np.zeros((0, channels, self.input_size, self.input_size), np.float32)
+        return np.ascontiguousarray(np.stack(out).transpose(0, 3, 1, 2))
 
     @classmethod
     def from_manifest(cls, assets: str | Path, model: str, fmt: str, num_threads: int = 1) -> "OnDeviceClassifier":

@@ -26,6 +26,11 @@ over-sharpened or noisy); identity distance = Euclidean distance between the dli
 threshold 0.6. The goals of the issue are checked in the Markdown: >= 2 dB PSNR over the best baseline at
 ``moderate``; identity closer to the clean face than the degraded input on every severity.
 
+With ``--photos``: every face of every photo in those folders is restored whole (detect, align, restore,
+paste back at ``--photo-upscale``) by ``classical`` and, with weights, ``gpen``; the seam of each paste
+(:func:`faceforge.restore.boundary_difference`) is tabulated per photo and method, and the smallest faces
+make ``<figures>/<name>_photos.png`` (Lanczos | classical | gpen).
+
 Writes ``<out>/<name>.json|md`` and ``<figures>/<name>.png`` (rows of faces: clean | per severity input,
 best baseline, gpen; git-ignored: it shows UTKFace faces). Example::
 
@@ -154,6 +159,64 @@ def grid(clean: np.ndarray, outputs: dict[str, dict[str, np.ndarray]], rows: int
     return np.concatenate(tiles, axis=0)
 
 
+def photo_faces(restorers: dict[str, Any], folders: list[Path], upscale: int = 2, tile: int = 96,
+                max_faces: int = 12) -> tuple[list[dict[str, Any]], np.ndarray | None]:
+    """Restore every face of every photo in ``folders`` with each restorer (at ``upscale``) and measure the
+    paste-back seam (:func:`faceforge.restore.boundary_difference`, per face).
+
+    Returns:
+        ``(rows, grid)``: per photo and method the faces restored, their face side in the photo and the
+        mean seam (grey levels); the grid shows up to ``max_faces`` faces, smallest first, as tiles of
+        ``tile`` px: the photo's face upscaled with Lanczos | each method's result (None without faces).
+    """
+    from faceforge.errors import NoFaceError
+    from faceforge.faces.detect import FaceDetector
+    from faceforge.imaging import load_image
+    from training.unpaired import list_images
+
+    detector = FaceDetector()
+    rows, tiles = [], []
+    for folder in folders:
+        for path in list_images(Path(folder)):
+            rgb = load_image(path)
+            try:
+                found = detector.detect(rgb)
+            except NoFaceError:
+                found = []
+            if not found:
+                continue
+            results = {}
+            for name, r in restorers.items():
+                res = r.restore(rgb, detected=found)
+                results[name] = res
+                seams = [f.seam for f in res.restored if not np.isnan(f.seam)]
+                rows.append({"photo": f"{Path(folder).name}/{path.name}", "method": name, "faces": len(res.restored),
+                             "face_side_median": round(float(np.median([f.face_side for f in res.restored])), 1),
+                             "seam_mean": round(float(np.mean(seams)), 3) if seams else None,
+                             "seam_max": round(float(np.max(seams)), 3) if seams else None})
+            lanczos = cv2.resize(rgb, (rgb.shape[1] * upscale, rgb.shape[0] * upscale), interpolation=cv2.INTER_LANCZOS4)
+            for f in found:
+                x0, y0, x1, y1 = (np.asarray(f.box) * upscale).astype(int)
+                c = ((x0 + x1) // 2, (y0 + y1) // 2)
+                half = max(8, int(0.75 * max(x1 - x0, y1 - y0)))
+                box = (max(0, c[0] - half), max(0, c[1] - half), c[0] + half, c[1] + half)
+
+                def cut(img: np.ndarray) -> np.ndarray:
+                    part = img[box[1]:box[3], box[0]:box[2]]
+                    return cv2.resize(part, (tile, tile), interpolation=cv2.INTER_CUBIC if part.shape[0] < tile
+                                      else cv2.INTER_AREA)
+
+                side = float(max(f.box[2] - f.box[0], f.box[3] - f.box[1]))
+                tiles.append((side, np.concatenate([cut(lanczos)] + [cut(res.image) for res in results.values()], axis=1)))
+    if not tiles:
+        return rows, None
+    chosen = [t for _, t in sorted(tiles, key=lambda t: t[0])[:max_faces]]
+    per_row = 2
+    while len(chosen) % per_row:
+        chosen.append(np.zeros_like(chosen[0]))
+    return rows, np.concatenate([np.concatenate(chosen[i:i + per_row], axis=1) for i in range(0, len(chosen), per_row)])
+
+
 def _restorer_line(r: dict[str, Any] | None) -> str:
     if not r:
         return "none (baselines only)"
@@ -186,13 +249,23 @@ def markdown(doc: dict[str, Any]) -> str:
                 lines.append(f"- identity at {sev}: gpen {g['gpen']:.3f} vs input {g['input']:.3f}: "
                              f"**{'closer' if g['met'] else 'not closer'}**")
         lines.append("")
+    photos = doc.get("photos")
+    if photos:
+        lines += [f"## Real photos (x{photos['upscale']} upscale; seam = mean absolute difference, restored vs "
+                  "Lanczos canvas, within 3 px of the paste mask's boundary, grey levels)", "",
+                  "| photo | method | faces | median face side (px) | seam mean | seam max |", "|---|---|---|---|---|---|"]
+        for r in photos["rows"]:
+            lines.append(f"| {r['photo']} | {r['method']} | {r['faces']} | {r['face_side_median']} | "
+                         f"{r['seam_mean']} | {r['seam_max']} |")
+        lines.append("")
     lines += [f"Took {doc['seconds']:.0f} s on {doc['machine']}.", ""]
     return "\n".join(lines)
 
 
 def run(weights: str | None = None, data: Path | None = None, faces: int = 500, size: int | None = None,
         seed: int = 0, identity: bool | None = None, grid_rows: int = 8, out_dir: Path = RESULTS_DIR,
-        figures: Path = FIGURES_DIR, name: str = DEFAULT_NAME) -> dict[str, Any]:
+        figures: Path = FIGURES_DIR, name: str = DEFAULT_NAME, photos: tuple[Path, ...] = (),
+        photo_upscale: int = 2) -> dict[str, Any]:
     """Measure, write ``<out_dir>/<name>.json|md`` and the grid, return the results document.
 
     Raises:
@@ -246,6 +319,18 @@ def run(weights: str | None = None, data: Path | None = None, faces: int = 500, 
     figures.mkdir(parents=True, exist_ok=True)
     shown = ["input", "lanczos", "nlmeans+usm"] + (["gpen"] if restorer else [])
     save_image(figures / f"{name}.png", grid(clean, outputs, grid_rows, shown))
+    if photos:
+        from faceforge.restore import FaceRestorer
+
+        restorers = {"classical": FaceRestorer(method="classical", upscale=photo_upscale)}
+        if weights:
+            restorers["gpen"] = FaceRestorer(method="gpen", weights=weights, upscale=photo_upscale)
+        rows, photo_grid = photo_faces(restorers, list(photos), photo_upscale)
+        doc["photos"] = {"folders": [str(p) for p in photos], "upscale": photo_upscale, "rows": rows,
+                         "grid_columns": ["lanczos", *restorers]}
+        if photo_grid is not None:
+            save_image(figures / f"{name}_photos.png", photo_grid)
+        doc["seconds"] = round(time.perf_counter() - t0, 1)
     write_results(doc, out_dir, name, markdown)
     return doc
 
@@ -261,18 +346,23 @@ def run(weights: str | None = None, data: Path | None = None, faces: int = 500, 
 @click.option("--seed", type=int, default=0, show_default=True, help="Degradation seed.")
 @click.option("--no-identity", is_flag=True, help="Skip the dlib identity columns.")
 @click.option("--grid-rows", type=click.IntRange(1), default=8, show_default=True)
+@click.option("--photos", multiple=True, type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="Folder of real photos to restore whole (repeatable), e.g. ../shared/data/photos/portraits: "
+                   "seam per face and a grid of the smallest faces (Lanczos | classical | gpen).")
+@click.option("--photo-upscale", type=click.IntRange(1, 8), default=2, show_default=True)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=RESULTS_DIR,
               show_default=True)
 @click.option("--figures", type=click.Path(file_okay=False, path_type=Path), default=FIGURES_DIR, show_default=True,
               help="Where the grid goes (git-ignored by default: it shows UTKFace faces).")
 @click.option("--name", default=DEFAULT_NAME, show_default=True)
 def main(weights: str | None, data: Path | None, faces: int, size: int | None, seed: int, no_identity: bool,
-         grid_rows: int, out_dir: Path, figures: Path, name: str) -> None:
+         grid_rows: int, photos: tuple[Path, ...], photo_upscale: int, out_dir: Path, figures: Path, name: str) -> None:
     """PSNR/SSIM/sharpness/identity of GPEN vs bicubic, Lanczos and NL-means + unsharp at three severities."""
     from faceforge.errors import FaceforgeError
 
     try:
-        doc = run(weights, data, faces, size, seed, False if no_identity else None, grid_rows, out_dir, figures, name)
+        doc = run(weights, data, faces, size, seed, False if no_identity else None, grid_rows, out_dir, figures, name,
+                  photos, photo_upscale)
     except (FileNotFoundError, ValueError, FaceforgeError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(markdown(doc))

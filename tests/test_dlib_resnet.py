@@ -35,6 +35,14 @@ def _dlib():
     return dlib
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _cache_dir(tmp_path_factory):
+    """One converted-weights cache for the module's tests (never the user's cache)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FACEFORGE_CACHE_DIR", str(tmp_path_factory.mktemp("ff_cache")))
+        yield
+
+
 needs_dat = pytest.mark.skipif(not _installed(), reason=f"face-recognition-models is not installed ({dr.INSTALL_HINT})")
 needs_dlib = pytest.mark.skipif(_dlib() is None or not _installed(),
                                 reason="dlib-bin and face-recognition-models are needed (pip install -e '.[metrics]')")
@@ -258,7 +266,6 @@ def test_identity_embeds_without_dlib(astronaut_crops, monkeypatch, tmp_path):
     from faceforge import identity
 
     with_dlib = identity.embed_many(astronaut_crops) if identity.has_dlib() else None
-    monkeypatch.setenv("FACEFORGE_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(identity, "has_dlib", lambda: False)
     e = identity.embed_many(astronaut_crops)
     assert e.shape == (3, 128) and np.isfinite(e).all()
@@ -310,8 +317,7 @@ def test_ported_shape_predictor_matches_dlib(astronaut_crops, astronaut_rgb, tmp
     from faceforge import identity
     from faceforge.models.dlib_shape_predictor import load_shape_predictor
 
-    monkeypatch.setenv("FACEFORGE_CACHE_DIR", str(tmp_path / "cache"))
-    pred = load_shape_predictor(identity.model_paths()["landmarks"])  # parses (about 2 s), caches
+    pred = load_shape_predictor(identity.model_paths()["landmarks"])  # parsed (about 2 s) or cached
     again = load_shape_predictor(identity.model_paths()["landmarks"])  # from the .npz
     np.testing.assert_array_equal(pred.leaves, again.leaves)
     m = identity._load()

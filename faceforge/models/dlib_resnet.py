@@ -38,6 +38,10 @@ Input here: float ``(N, 3, H, W)`` RGB in **[0, 255]** (H = W = 150 for dlib's e
 chip ``dlib.get_face_chip(img, shape, 150, 0.25)`` cuts; other sides run, e.g. for a loss on 128 px
 crops, but then the embedding is not calibrated to dlib's 0.6 threshold).
 
+Parity (``benchmarks/results/identity_parity.md``) was measured on CPU in float32. On CUDA, PyTorch's
+default TF32 convolutions (``torch.backends.cudnn.allow_tf32``) round more coarsely; set it to False
+when the embedding is used as a metric there (not measured: no GPU was available).
+
 Weights' terms: the davisking/dlib-models README (measurement and losses here; not shipped).
 """
 

@@ -38,6 +38,10 @@ Input here: float ``(N, 3, H, W)`` RGB in **[0, 255]** (H = W = 150 for dlib's e
 chip ``dlib.get_face_chip(img, shape, 150, 0.25)`` cuts; other sides run, e.g. for a loss on 128 px
 crops, but then the embedding is not calibrated to dlib's 0.6 threshold).
 
+Cross-check of the conversion against an independent port, the TF.js weights of the npm package
+``@vladmandic/face-api`` 1.7.15 (``face_recognition_model``, 8-bit quantised for most layers): the
+same 29 convolutions in the same order and shapes; the 8 float32 filter banks are equal, the 21
+quantised ones and the 29 affine scales within half a quantisation step, the fc within 1.8e-4.
 Parity (``benchmarks/results/identity_parity.md``) was measured on CPU in float32. On CUDA, PyTorch's
 default TF32 convolutions (``torch.backends.cudnn.allow_tf32``) round more coarsely; set it to False
 when the embedding is used as a metric there (not measured: no GPU was available).

@@ -6,11 +6,12 @@ Usage::
     app = create_app({"max_faces": 5})       # dict or Config overrides; FACEFORGE_* env otherwise
 
 Development: ``faceforge serve --port 8000`` (Flask's threaded dev server). Production (gunicorn, two
-worker processes with four threads each; every worker loads its own models on first use; heavy jobs
-on Celery workers with Redis, since the in-process job backend refuses more than one process)::
+gevent worker processes, so slow clients hold no thread; every worker loads its own models on first
+use; heavy jobs on Celery workers with Redis, since the in-process job backend refuses more than one
+process and gevent)::
 
     FACEFORGE_JOB_BACKEND=celery FACEFORGE_REDIS_URL=redis://127.0.0.1:6379/0 \
-        gunicorn -w 2 -k gthread --threads 4 -b 0.0.0.0:8000 'server:create_app()'
+        gunicorn -w 2 -k gevent --worker-connections 1000 -b 0.0.0.0:8000 'server:create_app()'
     faceforge worker --queues light,heavy          # same FACEFORGE_* environment
 
 Layout: :mod:`server.config` (Config from the environment), :mod:`server.hub` (models, loaded lazily

@@ -4,7 +4,7 @@ For production use gunicorn instead (every worker process loads its own models o
 the Celery job backend and ``faceforge worker`` processes (README, production)::
 
     FACEFORGE_JOB_BACKEND=celery FACEFORGE_REDIS_URL=redis://127.0.0.1:6379/0 \
-        gunicorn -w 2 -k gthread --threads 4 -b 0.0.0.0:8000 'server:create_app()'
+        gunicorn -w 2 -k gevent --worker-connections 1000 -b 0.0.0.0:8000 'server:create_app()'
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def serve(host: str, port: int, threaded: bool, warm_up: bool | None, max_faces:
       curl -F image=@photo.jpg http://127.0.0.1:8000/v1/emotion
     \b
     Production (README): FACEFORGE_JOB_BACKEND=celery FACEFORGE_REDIS_URL=redis://...
-      gunicorn -w 2 -k gthread --threads 4 -b 0.0.0.0:8000 'server:create_app()'
+      gunicorn -w 2 -k gevent --worker-connections 1000 -b 0.0.0.0:8000 'server:create_app()'
       faceforge worker --queues light,heavy
     """
     if new_key_name is not None:

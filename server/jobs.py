@@ -18,7 +18,8 @@ Backends (``Config.job_backend``, env ``FACEFORGE_JOB_BACKEND``), registered in 
     no extra services: the embedded demo and ``faceforge serve``. Jobs are lost if the process stops,
     and a second process would not know the first one's jobs, so this backend **refuses to start
     under a multi-process server** (:func:`web_processes`: ``FACEFORGE_WEB_PROCESSES``, or gunicorn's
-    ``-w`` when gunicorn loads the app) with a ``ValueError`` naming the fix.
+    ``-w`` when gunicorn loads the app) with a ``ValueError`` naming the fix, and under gevent
+    (``gunicorn -k gevent``), where its job threads would be green threads stalling every request.
 
 ``celery``
     :class:`server.celery_backend.CeleryJobQueue`: records, payloads and results in Redis
@@ -264,7 +265,18 @@ def _inprocess_backend(config: Any, runner: Runner) -> JobQueue:
             f"processes (gunicorn -w {processes} or FACEFORGE_WEB_PROCESSES): polls would reach the wrong process "
             f"and answer 404. Set FACEFORGE_JOB_BACKEND=celery and FACEFORGE_REDIS_URL and run `faceforge "
             f"worker` (README, production), or serve with one process (-w 1)")
+    if _green_threads():
+        raise ValueError(
+            "the in-process job backend runs jobs on threads of the web process, but this process runs on "
+            "gevent (gunicorn -k gevent), where a job's seconds of computation would stall every other request: "
+            "set FACEFORGE_JOB_BACKEND=celery (README, production), or use -k gthread")
     return InProcessJobQueue(runner, workers=config.job_workers, max_queued=config.max_jobs, ttl_s=config.job_ttl_s)
+
+
+def _green_threads() -> bool:
+    """Whether gevent has monkey-patched ``threading`` in this process (gunicorn's gevent worker)."""
+    monkey = sys.modules.get("gevent.monkey")
+    return bool(monkey is not None and monkey.is_module_patched("threading"))
 
 
 def _celery_backend(config: Any, runner: Runner) -> JobQueue:

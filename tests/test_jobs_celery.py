@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import sys
 import time
 import types
 
@@ -283,6 +284,11 @@ def test_inprocess_backend_refuses_a_multi_process_server(monkeypatch):
         boot(worker)
     monkeypatch.delenv("SERVER_SOFTWARE")
     assert web_processes(Config()) is None
+    # under gevent (gunicorn -k gevent) the job threads would be green threads: refused too
+    monkeypatch.setitem(sys.modules, "gevent.monkey", types.SimpleNamespace(is_module_patched=lambda m: True))
+    with pytest.raises(ValueError, match="gevent"):
+        create_app({"web_processes": 1})
+    assert create_app({"job_backend": "celery"}).extensions["faceforge"]["jobs"].max_queued >= 1
 
 
 def test_worker_command_arguments(monkeypatch):

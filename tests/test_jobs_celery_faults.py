@@ -1,6 +1,7 @@
 """Fault tests of the ``celery`` job backend with real processes, all on loopback: a real
-``redis-server`` (``tests/redis_server.py``), the web app under ``gunicorn -w 2 -k gthread`` (the
-README's production command) and ``faceforge worker`` subprocesses (Celery, prefork and solo pools).
+``redis-server`` (``tests/redis_server.py``), the web app under ``gunicorn -w 2 -k gevent`` (the
+README's production command; ``-k gthread`` where gevent is not installed) and ``faceforge worker``
+subprocesses (Celery, prefork and solo pools).
 
 The jobs are real tasks with faceforge's shipped 32 px StyleGAN2 (``FACEFORGE_STYLEGAN2_WEIGHTS=default``):
 ``generate`` (light queue, milliseconds) and ``project`` of an uploaded image without alignment
@@ -19,6 +20,7 @@ Marked ``faults`` (select or deselect with ``-m faults``) and ``slow``: about a 
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import os
 import re
@@ -44,6 +46,9 @@ from server import celery_backend as cb  # noqa: E402
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
+WEB_WORKER_CLASS = ("-k", "gevent", "--worker-connections", "1000") if importlib.util.find_spec("gevent") \
+    else ("-k", "gthread", "--threads", "4")
+"""The README's production worker class (gevent: slow clients cannot hold every thread), gthread without it."""
 TIME_LIMIT_S = 8  # hard limit of a job run; visibility timeout 2 x = 16 s
 PROJECT_STEPS = 60
 FIGURES: dict[str, object] = {}
@@ -94,7 +99,7 @@ class Cluster:
     def start_web(self, env: dict[str, str] | None = None, workers: int = 2) -> subprocess.Popen:
         self.web_log.write_text("")
         process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-w", str(workers), "-k", "gthread", "--threads", "4",
+            [sys.executable, "-m", "gunicorn", "-w", str(workers), *WEB_WORKER_CLASS,
              "-b", f"127.0.0.1:{self.port}", "--graceful-timeout", "10", "--access-logfile", str(self.access_log),
              "--access-logformat", "%(p)s %(s)s %(m)s %(U)s", "--error-logfile", str(self.web_log),
              "server:create_app()"],

@@ -59,7 +59,7 @@ def benchmark_photos(data_root: Path | None = None) -> list[tuple[str, bytes]]:
                    if p.suffix.lower() in (".jpg", ".jpeg", ".png")) if root.is_dir() else []
     if files:
         return [(f"{p.parent.name}/{p.name}", p.read_bytes()) for p in files]
-    from faceforge.demo import default_photo_bytes
+    from faceforge.cli.demo import default_photo_bytes
 
     return [("astronaut.png", default_photo_bytes())]
 
@@ -87,7 +87,7 @@ def run(assets: Path | None = None, repeats: int = 5, threads: tuple[int, ...] =
     import requests
 
     from export.formats import FORMATS
-    from faceforge.demo import DEFAULT_ASSETS
+    from faceforge.cli.demo import DEFAULT_ASSETS
     from faceforge.emotion import preprocess_faces
     from faceforge.faces.align import align_face
     from faceforge.faces.detect import FaceDetector

@@ -498,7 +498,7 @@ def run(sizes: Sequence[int] = (256, 128), threads: Sequence[int] = (1, 2),
     """
     import torch
 
-    from faceforge.demo import DEFAULT_ASSETS
+    from faceforge.cli.demo import DEFAULT_ASSETS
 
     fmts = _check_args(sizes, threads, formats, families)
     threads = [int(t) for t in threads]

@@ -329,7 +329,7 @@ def test_paste_back_changes_only_the_face_region(detectors, astronaut_rgb, crop_
 def test_detect_cli(tmp_path, astronaut_rgb):
     from click.testing import CliRunner
 
-    from faceforge.faces.cli import detect
+    from faceforge.cli.detect import detect
     from faceforge.imaging import load_image, save_image
 
     photo = save_image(tmp_path / "astronaut.png", astronaut_rgb)

@@ -4,7 +4,7 @@ Layers, bottom up: ``faceforge`` (core: imaging, faces, models, pipelines, on-de
 ``training``, ``export``, ``server``, ``benchmarks`` (stages). A stage may import the core and, where
 documented, another stage's public API; the core imports no stage. The command-line layer is the one
 exception: it wires stages together (``faceforge serve`` starts the server, ``faceforge train`` the
-trainers), so its modules, listed in :data:`CLI_MODULES`, may import them.
+trainers), so ``faceforge/cli/`` may import them.
 """
 
 from __future__ import annotations
@@ -14,11 +14,15 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ("training", "export", "server", "benchmarks")
-CLI_MODULES = {
-    "faceforge.cli", "faceforge.__main__", "faceforge.demo", "faceforge.translate_cli", "faceforge.frontalize_cli",
-    "faceforge.stylegan_cli", "faceforge.faces.cli", "faceforge.swap_cli", "faceforge.restore_cli",
-}
-"""The command-line layer (the modules behind ``faceforge.cli.COMMANDS``)."""
+CLI_PACKAGE = "faceforge.cli"
+"""The command-line layer: ``faceforge/cli/`` (the group, ``demo`` and the per-task commands)."""
+
+CLI_MODULES = {"faceforge.__main__", "faceforge.swap_cli", "faceforge.restore_cli"}
+"""Command modules not yet moved into ``faceforge/cli/`` (written while the package was being made)."""
+
+
+def _is_cli(name: str) -> bool:
+    return name == CLI_PACKAGE or name.startswith(CLI_PACKAGE + ".") or name in CLI_MODULES
 
 KNOWN_LAZY_CYCLES = [
     # create_model() loads checkpoints; the StyleGAN2 converters in checkpoints.py build StyleGAN2
@@ -120,7 +124,7 @@ def _cycles(graph: dict[str, set[str]]) -> list[set[str]]:
 def test_core_imports_no_stage():
     mods = _modules()
     offenders = [f"{path.relative_to(REPO)}:{line} imports {imported}"
-                 for name, path in sorted(mods.items()) if name not in CLI_MODULES
+                 for name, path in sorted(mods.items()) if not _is_cli(name)
                  for imported, line in _imports(name, path, mods, module_level_only=False)
                  if imported.split(".")[0] in STAGES]
     assert not offenders, "the core imports a stage:\n" + "\n".join(offenders)
@@ -139,6 +143,6 @@ def test_no_new_cycles_through_function_level_imports():
 def test_the_walker_sees_function_level_imports(tmp_path):
     """The checks above would pass vacuously if imports inside functions were missed."""
     mods = _modules()
-    found = _imports("faceforge.demo", mods["faceforge.demo"], mods, module_level_only=False)
+    found = _imports("faceforge.cli.demo", mods["faceforge.cli.demo"], mods, module_level_only=False)
     assert any(imported.startswith("server") for imported, _ in found)  # demo's lazy server import
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [{"a", "b", "c"}]

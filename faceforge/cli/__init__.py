@@ -34,11 +34,11 @@ OWN_PACKAGES = ("faceforge", "training", "export", "server", "benchmarks")
 """Top-level packages of faceforge itself: an ImportError naming one of them is a bug, not a missing extra."""
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("faceforge.demo:demo", "Run the emotion feature end to end on a photo (on-device style and server)."),
-    "detect": ("faceforge.faces.cli:detect", "Detect faces in a photo and save an annotated copy."),
+    "demo": ("faceforge.cli.demo:demo", "Run the emotion feature end to end on a photo (on-device style and server)."),
+    "detect": ("faceforge.cli.detect:detect", "Detect faces in a photo and save an annotated copy."),
     "models": ("faceforge.cli:models", "List registered models, their inputs and default weights."),
-    "translate": ("faceforge.translate_cli:translate", "Translate the faces of a photo (CycleGAN; task: age)."),
-    "frontalize": ("faceforge.frontalize_cli:frontalize",
+    "translate": ("faceforge.cli.translate:translate", "Translate the faces of a photo (CycleGAN; task: age)."),
+    "frontalize": ("faceforge.cli.frontalize:frontalize",
                    "Predict the frontal face of turned faces in a photo (pix2pix, pose-pair trained)."),
     "swap": ("faceforge.swap_cli:swap", "Put the face of one photo onto the faces of another (classical swap)."),
     "provenance": ("faceforge.provenance:provenance",
@@ -47,7 +47,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
                 "Restore the faces of a photo (GPEN blind face restoration, or classical filters)."),
     "train": ("training.cli:train", "Train faceforge's models."),
     "export": ("export.cli:export", "Export light models to ONNX, TFLite/LiteRT and Core ML with parity checks."),
-    "stylegan": ("faceforge.stylegan_cli:stylegan", "StyleGAN2: generate, style-mix, toonify, project, morph faces."),
+    "stylegan": ("faceforge.cli.stylegan:stylegan", "StyleGAN2: generate, style-mix, toonify, project, morph faces."),
     "serve": ("server.cli:serve", "Run the Flask server (heavy models and light-model fallback)."),
     "worker": ("server.worker:worker", "Run a Celery worker for heavy jobs (FACEFORGE_JOB_BACKEND=celery)."),
     "bench": ("benchmarks.cli:bench", "Measure on-device vs server latency and model accuracy."),

@@ -28,7 +28,7 @@ import numpy as np
 
 from faceforge.errors import FaceforgeError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_ASSETS = REPO_ROOT / "mobile_assets"
 DEFAULT_PHOTO_NAME = "astronaut (scikit-image, public domain)"
 

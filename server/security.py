@@ -8,7 +8,10 @@
   ``Werkzeug/<version> Python/<version>``, and the errors its HTTP parser answers before the app sees
   the request (400 malformed request line, 414 URI too long, 431 header line too long / too many
   headers) are ``application/problem+json`` like every app error (:class:`QuietRequestHandler`).
-  gunicorn announces only ``gunicorn``, without a version; its own parser errors stay HTML.
+  gunicorn announces only ``gunicorn``, without a version; its own parser errors (400 malformed
+  request, 414 request line over ``--limit-request-line``, 431 headers over their limits, 501) are
+  problem+json too: :func:`problem_json_from_gunicorn` replaces ``gunicorn.util.write_error``, which
+  gunicorn's workers call for them, in every process that builds the app.
 """
 
 from __future__ import annotations
@@ -38,8 +41,43 @@ def add_security_headers(response: Response) -> Response:
 
 
 def install(app: Flask) -> None:
-    """Add :func:`add_security_headers` to ``app`` (called by :func:`server.create_app`)."""
+    """Add :func:`add_security_headers` to ``app`` and, when gunicorn runs this process, make its parser
+    errors problem+json (:func:`problem_json_from_gunicorn`). Called by :func:`server.create_app`."""
     app.after_request(add_security_headers)
+    problem_json_from_gunicorn()
+
+
+def problem_body(status: int, title: str, detail: str | None) -> bytes:
+    """The RFC 9457 JSON of an error answered below the app: ``bad-request`` for 4xx, ``internal-error``
+    for 5xx (the app's own slugs for errors of the HTTP layer)."""
+    slug = RequestError.slug if status < 500 else "internal-error"
+    return json.dumps({"type": PROBLEM_TYPE_PREFIX + slug, "title": title, "status": int(status),
+                       "detail": detail or title}).encode()
+
+
+def _gunicorn_write_problem(sock, status_int, reason, mesg):  # gunicorn.util.write_error's signature
+    import gunicorn.util
+
+    reason = str(reason).replace("\r", " ").replace("\n", " ")
+    body = problem_body(int(status_int), reason, str(mesg) if mesg else None)
+    head = (f"HTTP/1.1 {int(status_int)} {reason}\r\nConnection: close\r\n"
+            f"Content-Type: application/problem+json\r\nContent-Length: {len(body)}\r\n"
+            f"X-Content-Type-Options: nosniff\r\n\r\n")
+    gunicorn.util.write_nonblock(sock, head.encode("latin-1", "replace") + body)
+
+
+def problem_json_from_gunicorn() -> bool:
+    """When this process runs gunicorn (``gunicorn.workers.base`` imported), make gunicorn's own error
+    answers problem+json by replacing ``gunicorn.util.write_error`` (looked up at call time by
+    ``Worker.handle_error``); return whether it did. Checked against real gunicorn processes in
+    ``tests/test_server_hardening.py``."""
+    import sys
+
+    util = sys.modules.get("gunicorn.util")
+    if util is None or "gunicorn.workers.base" not in sys.modules or not hasattr(util, "write_error"):
+        return False
+    util.write_error = _gunicorn_write_problem
+    return True
 
 
 class QuietRequestHandler(WSGIRequestHandler):
@@ -62,9 +100,7 @@ class QuietRequestHandler(WSGIRequestHandler):
         self.send_header("Connection", "close")
         body = b""
         if code >= 200 and code not in (HTTPStatus.NO_CONTENT, HTTPStatus.RESET_CONTENT, HTTPStatus.NOT_MODIFIED):
-            slug = RequestError.slug if code < 500 else "internal-error"
-            body = json.dumps({"type": PROBLEM_TYPE_PREFIX + slug, "title": title, "status": int(code),
-                               "detail": detail}).encode()
+            body = problem_body(code, title, detail)
             self.send_header("Content-Type", "application/problem+json")
             self.send_header("Content-Length", str(len(body)))
             for name, value in SECURITY_HEADERS.items():

@@ -101,3 +101,61 @@ def test_readyz_rechecks_a_failure_after_a_while(monkeypatch):
     time.sleep(0.25)
     assert client.get(schemas.READY_PATH).status_code == 200 and len(calls) == 2  # weights installed since
     assert client.get(schemas.READY_PATH).status_code == 200 and len(calls) == 2
+
+
+@pytest.mark.slow
+def test_gunicorn_parser_errors_are_problem_json(tmp_path):
+    """A real gunicorn process: its own 400/414/431 answers (before the app sees the request) are
+    problem+json with nosniff, not gunicorn's HTML page."""
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    pytest.importorskip("gunicorn")
+    from redis_server import free_port
+
+    port = free_port()
+    log = tmp_path / "web.log"
+    web = subprocess.Popen([sys.executable, "-m", "gunicorn", "-w", "1", "-k", "gthread", "-b", f"127.0.0.1:{port}",
+                            "--error-logfile", str(log), "server:create_app()"], cwd=tmp_path, env=dict(os.environ),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+
+    def raw(request: bytes) -> tuple[int, dict[str, str], bytes]:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(request)
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        headers = dict(line.split(": ", 1) for line in lines[1:])
+        return int(lines[0].split()[1]), headers, body
+
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            text = log.read_text() if log.exists() else ""
+            assert web.poll() is None, text
+            if "Booting worker" in text:
+                try:
+                    if raw(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")[0] == 200:
+                        break
+                except OSError:
+                    pass
+            time.sleep(0.1)
+        cases = {414: b"GET /" + b"x" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+                 431: b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"y" * 9000 + b"\r\n\r\n",
+                 400: b"GET / HTTP/9.9 extra\r\nHost: x\r\n\r\n"}
+        for status, request in cases.items():
+            code, headers, body = raw(request)
+            assert code == status, (code, body[:200])
+            assert headers["Content-Type"] == "application/problem+json" and headers["X-Content-Type-Options"] == "nosniff"
+            problem = json.loads(body)
+            assert problem["status"] == status and problem["type"] == "urn:faceforge:problem:bad-request"
+            Draft202012Validator(schemas.problem_schema()).validate(problem)
+            assert b"<html" not in body
+    finally:
+        web.terminate()
+        web.wait(20)

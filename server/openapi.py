@@ -17,8 +17,8 @@ from faceforge.models.mini_xception import FER2013_LABELS
 
 from server import schemas
 from server.config import Config
-from server.errors import (PROBLEM_MEDIA_TYPE, InternalError, MethodNotAllowedError, RouteNotFoundError,
-                           problem_types)
+from server.errors import (PROBLEM_MEDIA_TYPE, InternalError, MethodNotAllowedError, RateLimitedError,
+                           RouteNotFoundError, ServerBusyError, UnauthorizedError, problem_types)
 
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 COMMON_ERRORS = (RouteNotFoundError, MethodNotAllowedError, InternalError)
@@ -214,6 +214,48 @@ def _job_paths(config: Config) -> dict[str, Any]:
     return paths
 
 
+SECURITY_SCHEMES = {"bearer": {"type": "http", "scheme": "bearer", "description": "an API key"},
+                    "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}}
+"""How a request presents its API key (:mod:`server.access`)."""
+
+
+def _add_error(operation: dict[str, Any], cls: type[FaceforgeError]) -> None:
+    """Add ``cls`` to ``operation``'s responses, merged into an existing entry of the same status."""
+    status = str(cls.status)
+    entry = _error_responses([cls])[status]
+    existing = operation["responses"].get(status)
+    if existing is None:
+        operation["responses"][status] = entry
+        return
+    examples = existing["content"][PROBLEM_MEDIA_TYPE]["examples"]
+    if cls.slug not in examples:
+        examples.update(entry["content"][PROBLEM_MEDIA_TYPE]["examples"])
+        existing["description"] = existing["description"][:-1] + f"; `{cls.slug}`: {cls.title})"
+
+
+def _add_access_errors(paths: dict[str, Any], config: Config) -> list[dict[str, list]]:
+    """The answers of :mod:`server.access` and :mod:`server.decode_budget` on each operation: 401 with
+    API keys on (and a ``security`` requirement), 429 ``rate-limited`` on POSTs with a rate limit, 503
+    ``server-busy`` on uploads. Returns the document-level ``security`` (empty: no keys)."""
+    from server.access import PUBLIC_PATHS
+
+    keys = bool(config.api_keys)
+    security = [{"bearer": []}, {"apiKey": []}] if keys else []
+    for path, item in paths.items():
+        for method, operation in item.items():
+            if path in PUBLIC_PATHS:
+                if keys:
+                    operation["security"] = []  # public: no key needed
+                continue
+            if keys:
+                _add_error(operation, UnauthorizedError)
+            if method == "post" and config.rate_limit:
+                _add_error(operation, RateLimitedError)
+            if "multipart/form-data" in operation.get("requestBody", {}).get("content", {}):
+                _add_error(operation, ServerBusyError)
+    return security
+
+
 def build_openapi(config: Config | None = None) -> dict[str, Any]:
     """Return the OpenAPI 3.1.0 document (a JSON-serializable dict) for a server with ``config``."""
     from server.api import docs, emotion, frontalize, health, models, translate
@@ -270,6 +312,7 @@ def build_openapi(config: Config | None = None) -> dict[str, Any]:
             "tags": ["operations"]}},
         **_job_paths(config),
     }
+    security = _add_access_errors(paths, config)
     problem = schemas.problem_schema()
     problem["properties"]["type"]["examples"] = [_type(cls) for cls in problem_types()]
     return {
@@ -286,7 +329,8 @@ def build_openapi(config: Config | None = None) -> dict[str, Any]:
             "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
         },
         "paths": paths,
-        "components": {"schemas": {
+        **({"security": security} if security else {}),
+        "components": {**({"securitySchemes": SECURITY_SCHEMES} if security else {}), "schemas": {
             "Problem": problem,
             "EmotionResponse": schemas.emotion_response_schema(),
             "TranslateResponse": schemas.translate_response_schema(),

@@ -100,3 +100,21 @@ def test_serve_prints_a_new_key_that_the_server_accepts(expect_problem):
     assert entry == f"dave:{hash_api_key(key)}"
     client = create_app({"api_keys": entry}).test_client()
     expect_problem(client.post(EMOTION, headers={"Authorization": f"Bearer {key}"}), 400, "missing-field")
+
+
+def test_openapi_documents_keys_limits_and_busy():
+    validator = pytest.importorskip("openapi_spec_validator")
+    plain = create_app().test_client().get(schemas.OPENAPI_PATH).get_json()
+    assert "security" not in plain and "securitySchemes" not in plain["components"]
+    assert "401" not in plain["paths"][EMOTION]["post"]["responses"]
+    assert "server-busy" in plain["paths"][EMOTION]["post"]["responses"]["503"]["description"]
+    doc = create_app({"api_keys": KEYS, "rate_limit": "5/minute"}).test_client().get(
+        schemas.OPENAPI_PATH, headers={"X-API-Key": KEY_A}).get_json()
+    validator.validate(doc)
+    assert doc["security"] == [{"bearer": []}, {"apiKey": []}] and "bearer" in doc["components"]["securitySchemes"]
+    post = doc["paths"][EMOTION]["post"]["responses"]
+    assert "401" in post and "429" in post and "unauthorized" in post["401"]["content"]["application/problem+json"]["examples"]
+    generate = doc["paths"]["/v1/generate"]["post"]["responses"]["429"]["content"]["application/problem+json"]
+    assert {"queue-full", "rate-limited"} <= set(generate["examples"])  # merged into one 429 entry
+    assert doc["paths"][schemas.HEALTH_PATH]["get"]["security"] == []
+    assert "429" not in doc["paths"][f"{schemas.JOBS_PATH}/{{job_id}}"]["get"]["responses"]

@@ -60,6 +60,7 @@ import math
 import os
 import re
 import socket
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -522,10 +523,16 @@ def init_worker_process(config: "Config", warm_up: bool = True) -> _ProcessState
     return _PROCESS
 
 
+_PROCESS_LOCK = threading.Lock()
+
+
 def process_state(config: "Config") -> _ProcessState:
-    """This process's state, built on first use (and again after a fork)."""
+    """This process's state, built on first use (and again after a fork); once, also when the first
+    tasks of a ``-P threads`` pool (which sends no ``worker_process_init``) arrive together."""
     if _PROCESS is None or _PROCESS_PID != os.getpid():
-        return init_worker_process(config)
+        with _PROCESS_LOCK:
+            if _PROCESS is None or _PROCESS_PID != os.getpid():
+                return init_worker_process(config)
     return _PROCESS
 
 

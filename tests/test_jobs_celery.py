@@ -361,3 +361,28 @@ def test_finished_jobs_expire_after_their_ttl_in_redis(redis_server, redis_clien
     with pytest.raises(JobNotFoundError):
         store.get(job.id)
     assert not redis_client.exists(store.record_key(job.id), store.image_key(job.id, 0), store.payload_key(job.id))
+
+
+def test_a_worker_process_builds_its_models_once(monkeypatch):
+    """``-P threads`` sends no ``worker_process_init``: concurrent first tasks must still build one hub."""
+    import threading
+
+    calls = []
+
+    def init(config, warm_up=True):
+        calls.append(config)
+        time.sleep(0.1)
+        state = cb._ProcessState(store=None, runner=run_ok)
+        monkeypatch.setattr(cb, "_PROCESS", state)
+        monkeypatch.setattr(cb, "_PROCESS_PID", __import__("os").getpid())
+        return state
+
+    monkeypatch.setattr(cb, "_PROCESS", None)
+    monkeypatch.setattr(cb, "init_worker_process", init)
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(cb.process_state(Config()))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert len(calls) == 1 and len(got) == 4 and all(g is got[0] for g in got)

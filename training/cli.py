@@ -443,9 +443,10 @@ def install_frontalizer(run: Path) -> Path:
                    "networks, batch 32, bf16); tiny: smoke runs. Options below override single fields.")
 @click.option("--data", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder of aligned faces [default: $FACEFORGE_DATA/utkface or ../shared/data/utkface].")
-@click.option("--finetune-from", type=click.Path(exists=True, path_type=Path), default=None,
-              help="Start from a stylegan2 run folder / last.pt (G, D, G_ema) or a StyleGAN2 generator checkpoint "
-                   "(faceforge, rosinality .pt, NVlabs .pkl: fresh D); the architecture comes from it. For toonify.")
+@click.option("--finetune-from", default=None, metavar="default|PATH",
+              help="Start from a stylegan2 run folder / last.pt (G, D, G_ema), a StyleGAN2 generator checkpoint "
+                   "(faceforge, rosinality .pt, NVlabs .pkl: fresh D) or 'default' (the shipped generator); the "
+                   "architecture comes from it. For toonify and your own faces (faceforge prepare).")
 @click.option("--resolution", type=click.IntRange(8), default=None, help="Output side (power of two).")
 @click.option("--z-dim", type=click.IntRange(1), default=None)
 @click.option("--w-dim", type=click.IntRange(1), default=None)
@@ -506,6 +507,13 @@ def stylegan2(preset: str, data: Path | None, finetune_from: Path | None, instal
     from faceforge.models import get_spec
     from training.stylegan2 import config_from_preset, train as run_training
 
+    if finetune_from is not None:
+        from faceforge.models import cards
+
+        finetune_from = (cards.resolve("default", get_spec("stylegan2").default_card) if finetune_from == "default"
+                         else Path(finetune_from))
+        if not finetune_from.exists():
+            raise click.BadParameter(f"{finetune_from} does not exist", param_hint="--finetune-from")
     if finetune_from is not None:  # a short fine-tune: small lr, few kimg unless told otherwise
         fields["total_kimg"] = fields["total_kimg"] or 10.0
         fields["lr"] = fields["lr"] or 0.002

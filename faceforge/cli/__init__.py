@@ -45,6 +45,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                    "Check images for faceforge's AI-made marks (IPTC metadata, invisible watermark)."),
     "restore": ("faceforge.restore_cli:restore",
                 "Restore the faces of a photo (GPEN blind face restoration, or classical filters)."),
+    "prepare": ("faceforge.cli.prepare:prepare",
+                "Turn a folder of photos into aligned training faces (drops duplicates, small, turned)."),
     "train": ("training.cli:train", "Train faceforge's models."),
     "export": ("export.cli:export", "Export light models to ONNX, TFLite/LiteRT and Core ML with parity checks."),
     "stylegan": ("faceforge.cli.stylegan:stylegan", "StyleGAN2: generate, style-mix, toonify, project, morph faces."),

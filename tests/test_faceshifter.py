@@ -1,0 +1,259 @@
+"""FaceShifter AEI-Net: shapes, the AAD formula, the taotaonice G_latest.pth converter, the identity-size
+check, and the trainer (smoke run + resume)."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from faceforge.checkpoints import load_checkpoint
+from faceforge.errors import CheckpointError
+from faceforge.models import create_model, get_spec
+from faceforge.models.faceshifter import (AADLayer, AEINet, MultiscaleDiscriminator, aei_channels, attribute_loss,
+                                          check_identity_dim, convert_taotaonice_state_dict, hinge_d_loss,
+                                          hinge_g_loss, load_faceshifter)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(one_torch_thread):
+    yield
+
+
+# --------------------------------------------------------------------------------------------------
+# Architecture
+
+
+def test_published_channel_table():
+    """size 256, width 1 is the reference's AEI_Net: MLAttrEncoder 32..1024 and AADGenerator's AAD_ResBlk table."""
+    ch = aei_channels(256, 1)
+    assert ch["encoder"] == [32, 64, 128, 256, 512, 1024, 1024]
+    assert ch["attributes"] == [1024, 2048, 1024, 512, 256, 128, 64, 64]
+    assert ch["generator"] == [1024, 1024, 1024, 512, 256, 128, 64, 3]
+
+
+@pytest.mark.parametrize("size", [64, 128])
+def test_forward_shapes_and_range(size):
+    torch.manual_seed(0)
+    net = AEINet(size=size, width=0.125, id_dim=128).eval()
+    y, z = net(torch.rand(2, 3, size, size) * 2 - 1, torch.randn(2, 128))
+    assert y.shape == (2, 3, size, size) and y.abs().max() < 1
+    levels = int(np.log2(size))
+    assert [t.shape[-1] for t in z] == [2 ** k for k in range(1, levels + 1)]
+    assert [t.shape[1] for t in z] == aei_channels(size, 0.125)["attributes"]
+    # the identity is used through its direction only (L2-normalised)
+    z_id = torch.randn(2, 128)
+    x = torch.rand(2, 3, size, size) * 2 - 1
+    assert torch.allclose(net(x, z_id)[0], net(x, 3.7 * z_id)[0], atol=1e-5)
+    # and it does change the output
+    assert (net(x, z_id)[0] - net(x, torch.randn(2, 128))[0]).abs().max() > 1e-3
+
+
+def test_aad_layer_matches_the_paper_formula():
+    torch.manual_seed(1)
+    layer = AADLayer(6, 5, 7)
+    h, za, zi = torch.randn(2, 6, 4, 4), torch.randn(2, 5, 4, 4), torch.randn(2, 7)
+    hn = (h - h.mean((2, 3), keepdim=True)) / torch.sqrt(h.var((2, 3), unbiased=False, keepdim=True) + 1e-5)
+    a = F.conv2d(za, layer.att_gamma.weight, layer.att_gamma.bias) * hn + F.conv2d(za, layer.att_beta.weight,
+                                                                                 layer.att_beta.bias)
+    i = (zi @ layer.id_gamma.weight.T + layer.id_gamma.bias)[:, :, None, None] * hn + \
+        (zi @ layer.id_beta.weight.T + layer.id_beta.bias)[:, :, None, None]
+    m = torch.sigmoid(F.conv2d(hn, layer.mask.weight, layer.mask.bias))
+    assert torch.allclose(layer(h, za, zi), (1 - m) * a + m * i, atol=1e-5)
+    assert torch.allclose(layer.attention(h), m, atol=1e-6)
+
+
+@pytest.mark.parametrize("bad", [32, 100, 48, "64", 0])
+def test_bad_size_is_refused(bad):
+    with pytest.raises(ValueError, match="power of two >= 64"):
+        AEINet(size=bad)
+
+
+def test_wrong_inputs_are_refused():
+    net = AEINet(size=64, width=0.125, id_dim=128)
+    with pytest.raises(ValueError, match=r"\(N, 3, 64, 64\)"):
+        net(torch.zeros(1, 3, 32, 32), torch.zeros(1, 128))
+    with pytest.raises(ValueError, match="id_dim=128"):
+        net(torch.zeros(1, 3, 64, 64), torch.zeros(1, 512))
+
+
+def test_discriminator_and_losses():
+    d = MultiscaleDiscriminator(64, ndf=8)
+    logits = d(torch.zeros(2, 3, 64, 64))
+    assert len(logits) == 3 and all(t.shape[:2] == (2, 1) for t in logits)
+    assert logits[0].shape[-1] > logits[2].shape[-1]
+    big, small = [torch.full((2, 1, 3, 3), 5.0)], [torch.full((2, 1, 3, 3), -5.0)]
+    assert float(hinge_d_loss(big, small)) == 0.0  # both sides beyond the margin
+    assert float(hinge_d_loss(small, big)) == pytest.approx(0.5 * (6 + 6))
+    assert float(hinge_g_loss(big)) == 0.0 and float(hinge_g_loss(small)) == pytest.approx(6.0)
+    za = [torch.zeros(2, 4, 2, 2), torch.zeros(2, 2, 4, 4)]
+    zb = [torch.ones(2, 4, 2, 2), torch.full((2, 2, 4, 4), 2.0)]
+    assert float(attribute_loss(za, zb)) == pytest.approx(0.5 * (1 + 4))
+
+
+def test_registered_and_create_model_round_trip(tmp_path):
+    from faceforge.checkpoints import save_checkpoint
+
+    spec = get_spec("faceshifter")
+    assert spec.task == "swap" and spec.input.face_template == "utkface"
+    net = AEINet(size=64, width=0.125, id_dim=128)
+    path = save_checkpoint(tmp_path / "g.pt", net, "faceshifter", {"size": 64, "width": 0.125, "id_dim": 128})
+    loaded = create_model("faceshifter", weights=path)
+    x, z = torch.rand(1, 3, 64, 64) * 2 - 1, torch.randn(1, 128)
+    net.eval()
+    assert torch.equal(loaded(x, z)[0], net(x, z)[0])
+
+
+# --------------------------------------------------------------------------------------------------
+# taotaonice/FaceShifter G_latest.pth, constructed here from the reference's documented layout
+# (network/AEI_Net.py MLAttrEncoder / AADGenerator(c_id), network/AADLayer.py AADLayer / AAD_ResBlk)
+
+# published (cin, cout, c_attr) of AADGenerator.AADBlk1..8 and MLAttrEncoder's convs / deconvs
+REF_BLOCKS = [(1024, 1024, 1024), (1024, 1024, 2048), (1024, 1024, 1024), (1024, 512, 512), (512, 256, 256),
+              (256, 128, 128), (128, 64, 64), (64, 3, 64)]
+REF_CONVS = [(3, 32), (32, 64), (64, 128), (128, 256), (256, 512), (512, 1024), (1024, 1024)]
+REF_DECONVS = [(1024, 1024), (2048, 512), (1024, 256), (512, 128), (256, 64), (128, 32)]
+
+
+def reference_state(div: int, c_id: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    """A random AEI_Net(c_id).state_dict() with the reference's key names, every width divided by ``div``
+    (the RGB channels stay 3)."""
+    g = torch.Generator().manual_seed(seed)
+
+    def c(n: int) -> int:
+        return n if n == 3 else n // div
+
+    def r(*shape: int, scale: float = 0.2) -> torch.Tensor:
+        return torch.randn(*shape, generator=g) * scale
+
+    sd: dict[str, torch.Tensor] = {}
+
+    def bn(prefix: str, n: int) -> None:
+        sd[f"{prefix}.weight"] = 1 + r(n, scale=0.05)
+        sd[f"{prefix}.bias"] = r(n, scale=0.05)
+        sd[f"{prefix}.running_mean"] = r(n, scale=0.05)
+        sd[f"{prefix}.running_var"] = 1 + torch.rand(n, generator=g) * 0.1
+        sd[f"{prefix}.num_batches_tracked"] = torch.tensor(1000)
+
+    for i, (ci, co) in enumerate(REF_CONVS, start=1):
+        sd[f"encoder.conv{i}.0.weight"] = r(c(co), c(ci), 4, 4)
+        bn(f"encoder.conv{i}.1", c(co))
+    for j, (ci, co) in enumerate(REF_DECONVS, start=1):
+        sd[f"encoder.deconv{j}.deconv.weight"] = r(c(ci), c(co), 4, 4)  # ConvTranspose2d: (in, out, k, k)
+        bn(f"encoder.deconv{j}.bn", c(co))
+    sd["generator.up1.weight"] = r(c_id, c(1024), 2, 2)
+    sd["generator.up1.bias"] = r(c(1024))
+    for k, (ci, co, ca) in enumerate(REF_BLOCKS, start=1):
+        aads = ["AAD1", "AAD2"] + (["AAD3"] if ci != co else [])
+        for a in aads:
+            p = f"generator.AADBlk{k}.{a}"
+            sd[f"{p}.conv1.weight"], sd[f"{p}.conv1.bias"] = r(c(ci), c(ca), 1, 1), 1 + r(c(ci))
+            sd[f"{p}.conv2.weight"], sd[f"{p}.conv2.bias"] = r(c(ci), c(ca), 1, 1), r(c(ci))
+            sd[f"{p}.fc1.weight"], sd[f"{p}.fc1.bias"] = r(c(ci), c_id), 1 + r(c(ci))
+            sd[f"{p}.fc2.weight"], sd[f"{p}.fc2.bias"] = r(c(ci), c_id), r(c(ci))
+            sd[f"{p}.conv_h.weight"], sd[f"{p}.conv_h.bias"] = r(1, c(ci), 1, 1), r(1)
+        sd[f"generator.AADBlk{k}.conv1.weight"] = r(c(ci), c(ci), 3, 3, scale=0.05)
+        sd[f"generator.AADBlk{k}.conv2.weight"] = r(c(co), c(ci), 3, 3, scale=0.05)
+        if ci != co:
+            sd[f"generator.AADBlk{k}.conv3.weight"] = r(c(co), c(ci), 3, 3, scale=0.05)
+    return sd
+
+
+def reference_forward(sd: dict[str, torch.Tensor], xt: torch.Tensor, z_id: torch.Tensor) -> torch.Tensor:
+    """The reference AEI_Net.forward (eval mode), written functionally on the reference's keys."""
+    def bn(x, p):
+        return F.batch_norm(x, sd[f"{p}.running_mean"], sd[f"{p}.running_var"], sd[f"{p}.weight"], sd[f"{p}.bias"],
+                            False, 0.0, 1e-5)
+
+    feats, x = [], xt
+    for i in range(1, 8):
+        x = F.leaky_relu(bn(F.conv2d(x, sd[f"encoder.conv{i}.0.weight"], stride=2, padding=1), f"encoder.conv{i}.1"), 0.1)
+        feats.append(x)
+    attrs = [feats[-1]]
+    for j in range(1, 7):
+        y = F.conv_transpose2d(attrs[-1], sd[f"encoder.deconv{j}.deconv.weight"], stride=2, padding=1)
+        attrs.append(torch.cat([F.leaky_relu(bn(y, f"encoder.deconv{j}.bn"), 0.1), feats[-1 - j]], 1))
+    attrs.append(F.interpolate(attrs[-1], scale_factor=2, mode="bilinear", align_corners=True))
+
+    def aad(h, za, p):
+        h = F.instance_norm(h)
+        a = F.conv2d(za, sd[f"{p}.conv1.weight"], sd[f"{p}.conv1.bias"]) * h + F.conv2d(za, sd[f"{p}.conv2.weight"],
+                                                                                      sd[f"{p}.conv2.bias"])
+        gi = F.linear(z_id, sd[f"{p}.fc1.weight"], sd[f"{p}.fc1.bias"])[:, :, None, None]
+        bi = F.linear(z_id, sd[f"{p}.fc2.weight"], sd[f"{p}.fc2.bias"])[:, :, None, None]
+        m = torch.sigmoid(F.conv2d(h, sd[f"{p}.conv_h.weight"], sd[f"{p}.conv_h.bias"]))
+        return (1 - m) * a + m * (gi * h + bi)
+
+    m = F.conv_transpose2d(z_id[:, :, None, None], sd["generator.up1.weight"], sd["generator.up1.bias"])
+    for k in range(1, 9):
+        p, za = f"generator.AADBlk{k}", attrs[k - 1]
+        x = F.conv2d(F.relu(aad(m, za, f"{p}.AAD1")), sd[f"{p}.conv1.weight"], padding=1)
+        x = F.conv2d(F.relu(aad(x, za, f"{p}.AAD2")), sd[f"{p}.conv2.weight"], padding=1)
+        if f"{p}.conv3.weight" in sd:
+            m = F.conv2d(F.relu(aad(m, za, f"{p}.AAD3")), sd[f"{p}.conv3.weight"], padding=1)
+        m = x + m
+        if k < 8:
+            m = F.interpolate(m, scale_factor=2, mode="bilinear", align_corners=True)
+    return torch.tanh(m)
+
+
+def test_converter_consumes_every_reference_key_and_reproduces_the_reference(tmp_path):
+    sd = reference_state(div=32, c_id=512)
+    path = tmp_path / "G_latest.pth"
+    torch.save(sd, path)
+    ckpt = load_faceshifter(path)
+    assert ckpt["config"] == {"size": 256, "width": 1 / 32, "id_dim": 512}
+    assert len(ckpt["state_dict"]) == len(sd)  # every key consumed, none invented
+    assert "ArcFace" in ckpt["meta"]["identity"]
+    model = create_model("faceshifter", weights=path)
+    assert model.id_dim == 512 and model.size == 256
+    torch.manual_seed(0)
+    xt = torch.rand(2, 3, 256, 256) * 2 - 1
+    z_id = F.normalize(torch.randn(2, 512), dim=1)  # the reference feeds unit ArcFace embeddings
+    with torch.no_grad():
+        ours, _ = model(xt, z_id)
+        ref = reference_forward(sd, xt, z_id)
+    assert ours.std() > 0.05  # not a saturated or constant output
+    assert (ours - ref).abs().max() < 1e-4
+    # a DataParallel-saved file loads too
+    torch.save({f"module.{k}": v for k, v in sd.items()}, tmp_path / "dp.pth")
+    assert load_faceshifter(tmp_path / "dp.pth")["config"]["id_dim"] == 512
+
+
+def test_converted_published_layout_is_refused_with_the_dlib_identity(tmp_path):
+    sd = reference_state(div=32, c_id=512)
+    torch.save(sd, tmp_path / "G_latest.pth")
+    model = create_model("faceshifter", weights=tmp_path / "G_latest.pth")
+    with pytest.raises(CheckpointError, match="512-D identity.*128-D.*ArcFace"):
+        check_identity_dim(model, 128, "dlib's ResNet")
+    check_identity_dim(AEINet(64, 0.125, 128), 128)  # matching sizes pass
+
+
+def test_converter_errors_name_what_was_expected(tmp_path):
+    sd = reference_state(div=32, c_id=128)
+    with pytest.raises(CheckpointError, match="taotaonice/FaceShifter AEI_Net state dict"):
+        convert_taotaonice_state_dict({"conv.weight": torch.zeros(1)})
+    with pytest.raises(CheckpointError, match="found a list"):
+        convert_taotaonice_state_dict([1, 2])
+    missing = dict(sd)
+    del missing["generator.AADBlk4.AAD3.fc2.bias"]
+    with pytest.raises(CheckpointError, match=r"missing tensor 'generator\.AADBlk4\.AAD3\.fc2\.bias'"):
+        convert_taotaonice_state_dict(missing)
+    extra = {**sd, "generator.AADBlk9.conv1.weight": torch.zeros(1)}
+    with pytest.raises(CheckpointError, match="not part of an AEI-Net"):
+        convert_taotaonice_state_dict(extra)
+    bad = {**sd, "generator.AADBlk2.AAD1.conv1.weight": torch.zeros(32, 32, 1, 1)}
+    with pytest.raises(CheckpointError, match=r"AADBlk2\.AAD1\.conv1\.weight has shape \(32, 32, 1, 1\)"):
+        convert_taotaonice_state_dict(bad)
+    torch.save({"G": "not tensors"}, tmp_path / "x.pth")
+    with pytest.raises(CheckpointError, match="not a tensor"):
+        load_faceshifter(tmp_path / "x.pth")
+    (tmp_path / "junk.pth").write_bytes(b"not a torch file")
+    with pytest.raises(CheckpointError, match="weights_only"):
+        load_faceshifter(tmp_path / "junk.pth")
+    with pytest.raises(FileNotFoundError):
+        load_faceshifter(tmp_path / "absent.pth")

@@ -100,7 +100,7 @@ class Cluster:
         self.web_log.write_text("")
         process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-w", str(workers), *WEB_WORKER_CLASS,
-             "-b", f"127.0.0.1:{self.port}", "--graceful-timeout", "10", "--access-logfile", str(self.access_log),
+             "-b", f"127.0.0.1:{self.port}", "--graceful-timeout", "3", "--access-logfile", str(self.access_log),
              "--access-logformat", "%(p)s %(s)s %(m)s %(U)s", "--error-logfile", str(self.web_log),
              "server:create_app()"],
             env=env or self.env, cwd=self.folder, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)

@@ -45,6 +45,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
                    "Check images for faceforge's AI-made marks (IPTC metadata, invisible watermark)."),
     "restore": ("faceforge.restore_cli:restore",
                 "Restore the faces of a photo (GPEN blind face restoration, or classical filters)."),
+    "makeup": ("faceforge.cli.makeup:makeup", "Move a reference face's lip, eye-shadow and skin colours onto a photo."),
     "prepare": ("faceforge.cli.prepare:prepare",
                 "Turn a folder of photos into aligned training faces (drops duplicates, small, turned)."),
     "train": ("training.cli:train", "Train faceforge's models."),

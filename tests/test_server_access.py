@@ -113,7 +113,8 @@ def test_openapi_documents_keys_limits_and_busy():
     validator.validate(doc)
     assert doc["security"] == [{"bearer": []}, {"apiKey": []}] and "bearer" in doc["components"]["securitySchemes"]
     post = doc["paths"][EMOTION]["post"]["responses"]
-    assert "401" in post and "429" in post and "unauthorized" in post["401"]["content"]["application/problem+json"]["examples"]
+    assert "401" in post and "429" in post
+    assert "unauthorized" in post["401"]["content"]["application/problem+json"]["examples"]
     generate = doc["paths"]["/v1/generate"]["post"]["responses"]["429"]["content"]["application/problem+json"]
     assert {"queue-full", "rate-limited"} <= set(generate["examples"])  # merged into one 429 entry
     assert doc["paths"][schemas.HEALTH_PATH]["get"]["security"] == []

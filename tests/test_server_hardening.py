@@ -151,7 +151,8 @@ def test_gunicorn_parser_errors_are_problem_json(tmp_path):
         for status, request in cases.items():
             code, headers, body = raw(request)
             assert code == status, (code, body[:200])
-            assert headers["Content-Type"] == "application/problem+json" and headers["X-Content-Type-Options"] == "nosniff"
+            assert headers["Content-Type"] == "application/problem+json"
+            assert headers["X-Content-Type-Options"] == "nosniff"
             problem = json.loads(body)
             assert problem["status"] == status and problem["type"] == "urn:faceforge:problem:bad-request"
             Draft202012Validator(schemas.problem_schema()).validate(problem)

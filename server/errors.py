@@ -121,7 +121,13 @@ def problem_response(error: FaceforgeError) -> Response:
 def _from_http(exc: HTTPException) -> FaceforgeError:
     if isinstance(exc, RequestEntityTooLarge):
         limit = current_app.config.get("MAX_CONTENT_LENGTH")
-        return TooManyBytesError(f"the request body is larger than the limit of {limit} bytes", limit=limit)
+        from server.config import MULTIPART_OVERHEAD_BYTES
+
+        image_limit = (limit or 0) - MULTIPART_OVERHEAD_BYTES
+        return TooManyBytesError(f"the request body is larger than {limit} bytes: an uploaded image may have "
+                                 f"at most {image_limit} bytes ({image_limit / 2 ** 20:.0f} MiB; "
+                                 f"FACEFORGE_MAX_BYTES), plus {MULTIPART_OVERHEAD_BYTES} bytes for the rest of "
+                                 f"the form", limit=image_limit, body_limit=limit)
     if isinstance(exc, NotFound):
         return RouteNotFoundError(f"no endpoint at {request.path}")
     if isinstance(exc, MethodNotAllowed):

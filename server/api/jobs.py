@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import json
 import struct
 from typing import Any
 
@@ -60,12 +61,54 @@ def get_jobs() -> JobQueue:
 def _fields() -> dict[str, Any]:
     if request.mimetype == "multipart/form-data" or request.form:
         return request.form.to_dict()
-    body = request.get_json(silent=True)
-    if body is None:
+    raw = request.get_data(cache=True)
+    if not raw or not (request.mimetype == "application/json" or request.mimetype.endswith("+json")):
         raise MissingFieldError("send a JSON object (Content-Type: application/json) or a multipart form")
+    body = parse_json_body(raw)
     if not isinstance(body, dict):
         raise InvalidFieldError("the JSON body must be an object")
     return body
+
+
+MAX_JSON_DEPTH = 32
+"""Deepest nesting of arrays/objects a JSON body may have (the API's deepest is 2)."""
+
+
+def parse_json_body(raw: bytes) -> Any:
+    """Decode a request body as UTF-8 JSON (RFC 8259), nested at most :data:`MAX_JSON_DEPTH` levels.
+
+    The depth is checked on the raw text before parsing, so a 2,000-level body costs one linear scan
+    instead of the parser's recursion (which raised ``RecursionError`` -> 500 before).
+
+    Raises:
+        InvalidFieldError: not UTF-8, nested too deeply, or not JSON; the detail says which and where.
+    """
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidFieldError(f"the JSON body is not valid UTF-8 (byte {exc.start})") from None
+    depth = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                raise InvalidFieldError(f"the JSON body is nested deeper than {MAX_JSON_DEPTH} levels")
+        elif ch in "]}":
+            depth -= 1
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise InvalidFieldError(f"the JSON body is not valid JSON: {exc}") from None
 
 
 def _int_list(fields: dict[str, Any], name: str, lo: int, hi: int, required: bool = True) -> list[int] | None:
@@ -169,6 +212,9 @@ def _parse(task: str) -> dict[str, Any]:
             raise InvalidFieldError(f"the matrix may hold at most {4 * config.max_images} tiles", field="row_seeds")
         crossover = _integer(f, "crossover", -1, 0, 64)
         resolution = _integer(f, "resolution", -1, 4, 1024)
+        if resolution >= 0 and resolution & (resolution - 1):
+            raise InvalidFieldError(f"resolution must be a power of two (4, 8, ... up to the generator's side), "
+                                    f"got {resolution}", field="resolution")
         return {"row_seeds": rows, "col_seeds": cols, "psi": psi,
                 "crossover": None if crossover < 0 else crossover,
                 "resolution": None if resolution < 0 else resolution}

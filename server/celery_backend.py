@@ -22,7 +22,8 @@ key                                value                                        
 ``faceforge:runtimes:<queue>``     list: ``"<run seconds> <worker>"`` of the last 32 runs
 =================================  ==========================================================  ==========
 
-The live TTL (queued or running records) is ``job_ttl_s + job_max_attempts x visibility timeout``,
+The live TTL (queued or running records) is ``job_ttl_s + max_jobs x job_time_limit_s +
+job_max_attempts x visibility timeout`` (a full queue drained by one worker, plus every redelivery),
 renewed at each start, so a job that no worker ever takes is dropped eventually instead of piling up.
 
 The Celery message carries only the job id (``args=[id]``, ``task_id=id``), never the payload or an
@@ -420,9 +421,11 @@ class RedisJobStore:
 
 
 def live_ttl_s(config: "Config") -> int:
-    """Seconds a queued or running record lives after its last change: ``job_ttl_s`` + one visibility
-    timeout per allowed attempt (a redelivery can take that long)."""
-    return int(config.job_ttl_s + config.job_max_attempts * config.visibility_timeout_s)
+    """Seconds a queued or running record lives after its last change: ``job_ttl_s``, plus the longest
+    wait in a full queue with one worker (``max_jobs x job_time_limit_s``), plus one visibility timeout
+    per allowed attempt (a redelivery can take that long)."""
+    return int(config.job_ttl_s + config.max_jobs * config.job_time_limit_s
+               + config.job_max_attempts * config.visibility_timeout_s)
 
 
 def soft_time_limit_s(config: "Config") -> float:

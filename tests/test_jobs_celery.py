@@ -251,7 +251,7 @@ def test_celery_settings_follow_the_delivery_rules():
     assert s["task_acks_late"] and s["task_reject_on_worker_lost"] and s["worker_prefetch_multiplier"] == 1
     assert s["broker_transport_options"]["visibility_timeout"] >= 2 * s["task_time_limit"] == 200
     assert s["task_soft_time_limit"] == 90 and s["result_expires"] == 300 and s["task_ignore_result"]
-    assert cb.live_ttl_s(config) == 300 + 3 * 200
+    assert cb.live_ttl_s(config) == 300 + 16 * 100 + 3 * 200  # TTL + a full queue + every redelivery
     with pytest.raises(ValueError, match="2 x job_time_limit_s"):
         Config(job_time_limit_s=100, job_visibility_timeout_s=150)
     env = {"FACEFORGE_JOB_BACKEND": "celery", "FACEFORGE_REDIS_URL": "redis://h:1/2",

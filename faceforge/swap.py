@@ -136,7 +136,10 @@ SAME_FACE_MAD = 8.0
 SAME_FACE_SIDE = 64
 """Side in pixels of the frame :func:`same_face` compares in."""
 STD_RATIO_RANGE = (0.5, 2.0)
-"""Clamp of the per-channel std ratio of :func:`reinhard_transfer` (an extreme ratio amplifies noise)."""
+"""Clamp of the lightness (L*) std ratio of :func:`reinhard_transfer`: an extreme ratio amplifies noise."""
+CHROMA_RATIO_MAX = 2.0
+"""Upper clamp of the a*, b* std ratios; no lower one, so a grey target (a black-and-white photo) turns
+the source's face grey instead of keeping half its colour."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -303,18 +306,24 @@ def warp_face(source: np.ndarray, source_xy: np.ndarray, target_xy: np.ndarray, 
 
 
 def reinhard_transfer(image: np.ndarray, reference: np.ndarray, mask: np.ndarray,
-                      ratio_range: tuple[float, float] = STD_RATIO_RANGE) -> np.ndarray:
+                      ratio_range: tuple[float, float] = STD_RATIO_RANGE,
+                      chroma_max: float = CHROMA_RATIO_MAX, robust: bool = True) -> np.ndarray:
     """Match the colour statistics of ``image`` to ``reference`` inside ``mask`` (Reinhard et al. 2001).
 
     In CIE L*a*b* (``cv2.COLOR_RGB2Lab`` of float RGB in [0, 1]: L in [0, 100]) each channel becomes
-    ``(x - mean_img) * clip(std_ref / std_img, *ratio_range) + mean_ref``, the means and standard
+    ``(x - mean_img) * r + mean_ref`` with ``r = std_ref / std_img`` clipped to ``ratio_range`` for L* and
+    to ``[0, chroma_max]`` for a*, b* (a grey reference makes a grey result), the means and standard
     deviations taken over the mask's pixels of each image; applied to every pixel of ``image``.
 
     Args:
         image: uint8 ``(h, w, 3)`` RGB, e.g. the warped source face.
         reference: uint8 ``(h, w, 3)`` RGB, e.g. the target face region (same size).
         mask: bool or uint8 ``(h, w)``: pixels whose statistics count (non-zero).
-        ratio_range: clamp of the std ratio.
+        ratio_range: clamp of the L* std ratio.
+        chroma_max: upper clamp of the a*, b* std ratios.
+        robust: use the median for the mean and half the 15.9-84.1 percentile range for the standard
+            deviation (equal for a normal distribution), so that a few outlying pixels in the mask (a
+            drawn line, a strand of hair, a glasses frame) do not set the colour.
 
     Returns:
         uint8 ``(h, w, 3)`` RGB (``image`` unchanged when the mask has fewer than 16 pixels).
@@ -331,9 +340,17 @@ def reinhard_transfer(image: np.ndarray, reference: np.ndarray, mask: np.ndarray
         return image.copy()
     lab_i = cv2.cvtColor(image.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
     lab_r = cv2.cvtColor(reference.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
-    mi, si = lab_i[m].mean(0), lab_i[m].std(0)
-    mr, sr = lab_r[m].mean(0), lab_r[m].std(0)
-    ratio = np.clip(sr / np.maximum(si, 1e-3), *ratio_range)
+    def stats(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if not robust:
+            return values.mean(0), values.std(0)
+        p16, p50, p84 = np.percentile(values, (15.87, 50.0, 84.13), axis=0)
+        return p50, (p84 - p16) / 2.0
+
+    mi, si = stats(lab_i[m])
+    mr, sr = stats(lab_r[m])
+    ratio = sr / np.maximum(si, 1e-3)
+    ratio[0] = np.clip(ratio[0], *ratio_range)
+    ratio[1:] = np.clip(ratio[1:], 0.0, chroma_max)
     lab = (lab_i - mi) * ratio + mr
     lab[..., 0] = np.clip(lab[..., 0], 0, 100)
     rgb = cv2.cvtColor(lab.astype(np.float32), cv2.COLOR_Lab2RGB)

@@ -49,6 +49,11 @@ def test_reinhard_transfer_matches_the_reference_statistics_inside_the_mask():
     assert np.abs(lab[0].std(0) - lab[1].std(0)).max() < 1.5
     with pytest.raises(ValueError):
         reinhard_transfer(image, reference[:32], mask)
+    # a black-and-white reference turns a colourful face grey (no lower clamp on the chroma ratio)
+    grey = np.repeat(np.clip(rng.normal(120, 25, (64, 64, 1)), 0, 255).astype(np.uint8), 3, axis=2)
+    colourful = np.clip(rng.normal((200, 120, 60), 30, (64, 64, 3)), 0, 255).astype(np.uint8)
+    out = reinhard_transfer(colourful, grey, mask)
+    assert np.abs(out.astype(int) - out.mean(-1, keepdims=True)).max() <= 3
 
 
 def test_blends_keep_the_background_outside_and_the_foreground_inside():

@@ -92,7 +92,7 @@ def summary_table(report) -> str:
 @click.option("--parity-source", type=click.Choice(["data", "random"]), default="data", show_default=True,
               help="'random' = synthetic parity inputs without labels (tests only).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the calibration and parity subsets.")
-@click.option("--threads", type=click.IntRange(1, 64), default=1, show_default=True,
+@click.option("--threads", type=click.IntRange(1, 256), default=os.cpu_count() or 1, show_default="all cores",
               help="CPU threads for PyTorch and the runtimes.")
 @click.option("--bound", "bound_overrides", multiple=True, metavar="FORMAT.FIELD=VALUE",
               help="Replace one parity bound of the formats table, e.g. tflite_int8.min_top1_agreement=0.97 "

@@ -280,6 +280,8 @@ def run_export(model: str = "mini_xception", formats: Iterable[ExportFormat] = (
             error.report = report  # for the CLI's summary table
             raise error
 
+        if command:  # each entry keeps the command that made it (the manifest's generator.command is the last one)
+            provenance = {**provenance, "export_command": command}
         if write_manifest:
             detectors = mf.copy_detectors(tmp)
             mf.copy_licenses(tmp)

@@ -417,3 +417,19 @@ def test_whole_photo_swap_refusals(tmp_path, small_generator, small_identity):
         sw.swap_crops(np.zeros((2, 64, 64, 3), np.uint8), torch.zeros(3, 16))
     with pytest.raises(ValueError, match=r"\(N, 64, 64, 3\)"):
         sw.swap_crops(np.zeros((1, 32, 32, 3), np.uint8), torch.zeros(1, 16))
+
+
+def test_id_center_measures_the_cosine_about_the_mean_embedding(tmp_path, faces_dir, small_identity):
+    from training.faceshifter import FaceShifterTrainer, mean_embedding, train
+
+    faces = np.stack([_face(64, i) for i in range(6)])
+    mu = mean_embedding(small_identity, faces, n=4, seed=0)
+    assert mu.shape == (16,)
+    trainer = FaceShifterTrainer(AEINet(64, 0.0625, 16), MultiscaleDiscriminator(64, ndf=4), small_identity,
+                                 _cfg(tmp_path, faces_dir), torch.device("cpu"), id_mean=mu)
+    a, b = torch.randn(3, 16), torch.randn(3, 16)
+    assert torch.allclose(trainer.identity_cosine(a, b), F.cosine_similarity(a - mu, b - mu, dim=1))
+    run = train(_cfg(tmp_path, faces_dir, total_steps=1, id_center=True, id_center_faces=4, eval_every=1,
+                     sample_every=1), identity=small_identity)
+    config = json.loads((run / "config.json").read_text())
+    assert config["config"]["id_center"] is True and config["id_mean_norm"] > 0

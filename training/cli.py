@@ -602,6 +602,9 @@ def gpen(data: Path | None, size: str, time_limit: float | None, stop_after: int
 @click.option("--lambda-rec", type=click.FloatRange(0), default=10.0, show_default=True)
 @click.option("--same-fraction", type=click.FloatRange(0, 1), default=0.2, show_default=True,
               help="Share of pairs whose source is the target itself (reconstruction term).")
+@click.option("--id-center", is_flag=True,
+              help="Identity cosine about the training faces' mean dlib embedding (dlib's embeddings of different "
+                   "people have cosine ~0.85, so plain 1 - cos is a weak signal).")
 @click.option("--limit", type=click.IntRange(2), default=None, help="Use only N training images (seeded subset).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--eval-every", type=click.IntRange(1), default=500, show_default=True,

@@ -226,7 +226,8 @@ def test_cli_train_and_install(tmp_path, faces_dir, monkeypatch):
     assert installed == tmp_path / "home" / "weights" / "stylegan2_utkface32.pt" and installed.is_file()
     prov = json.loads(installed.with_suffix(".json").read_text())
     assert prov["arch"] == "stylegan2" and prov["model_config"]["resolution"] == 16 and prov["step"] == 2
-    assert (tmp_path / "cache" / "stylegan2").is_dir()            # the decoded set is cached for resumes
+    assert any((tmp_path / "home" / "cache" / "stylegan2").iterdir())  # decoded set cached for resumes (user cache)
+    assert not (tmp_path / "cache").exists()                          # never in the working directory
     res = CliRunner().invoke(main, ["train", "stylegan2", "--data", str(tmp_path / "missing")])
     assert res.exit_code != 0 and "image folder not found" in res.output
 

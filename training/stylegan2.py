@@ -39,7 +39,8 @@ Inception weights are not reachable); see :mod:`faceforge.metrics` for why SWD.
 
 Data: every image of ``data`` (default ``<data root>/utkface``: 23,707 aligned 200x200 chips), centre-
 cropped to a square, resized to the resolution (area averaging) and held in memory as uint8 once; the
-array is cached under ``cache_dir`` so a resume does not decode the folder again.
+array is cached under ``cache_dir`` (default: faceforge's user cache folder, ``$FACEFORGE_HOME/cache`` or
+platformdirs', never the working tree) so a resume does not decode the folder again.
 
 Fine-tuning (toonify, Pinkney & Adler 2020, arXiv:2010.05334): ``finetune_from`` = a run folder or
 its ``last.pt`` (G, D and G_ema continue), or any StyleGAN2 generator checkpoint faceforge loads
@@ -61,7 +62,7 @@ import copy
 import hashlib
 import math
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,7 @@ from faceforge.checkpoints import load_checkpoint, load_stylegan2, save_checkpoi
 from faceforge.errors import CheckpointError
 from faceforge.imaging import load_image, save_image
 from faceforge.metrics import SWDReference
+from faceforge.models.cards import user_cache_dir
 from faceforge.models.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
 from training.runs import (MetricsLog, command_line, new_run_dir, resolve_device, resume_config,
                            run_lock, set_requires_grad, write_json)
@@ -152,7 +154,7 @@ class StyleGAN2TrainConfig:
     threads: int | None = None
     device: str = "auto"
     progress: bool = True
-    cache_dir: str | None = "cache/stylegan2"
+    cache_dir: str | None = field(default_factory=lambda: str(user_cache_dir() / "stylegan2"))
 
     def resolved_r1_gamma(self) -> float:
         """R1 weight gamma (the "auto" heuristic when unset)."""

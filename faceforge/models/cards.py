@@ -33,7 +33,7 @@ from typing import Any, Mapping
 from faceforge.errors import UnknownModelError, WeightsNotFoundError
 
 __all__ = ["PACKAGE_WEIGHTS_DIR", "ModelCard", "CARDS", "get_card", "list_cards", "default_card",
-           "user_weights_dir", "resolve", "install"]
+           "user_weights_dir", "user_cache_dir", "resolve", "install"]
 
 PACKAGE_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 """The weights that ship inside the package (read-only for faceforge)."""
@@ -215,6 +215,18 @@ def user_weights_dir(environ: Mapping[str, str] | None = None) -> Path:
     import platformdirs
 
     return Path(platformdirs.user_data_dir("faceforge", appauthor=False)) / "weights"
+
+
+def user_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """faceforge's cache folder (decoded data sets, converted weights): ``$FACEFORGE_HOME/cache``, else
+    platformdirs' user cache dir. Never inside the working tree; not created here."""
+    environ = os.environ if environ is None else environ
+    home = environ.get(HOME_ENV)
+    if home:
+        return Path(home).expanduser() / "cache"
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("faceforge", appauthor=False))
 
 
 def resolve(weights: str | os.PathLike | None, card: str | ModelCard, *,

@@ -13,6 +13,7 @@ from benchmarks.generator_latency import main as generator_latency
 from benchmarks.identity_parity import main as identity_parity
 from benchmarks.jobs_roundtrip import main as jobs_roundtrip
 from benchmarks.restore_quality import main as restore_quality
+from benchmarks.server_load import main as server_load
 from benchmarks.stylegan_latency import main as stylegan_latency
 from benchmarks.swap_quality import main as swap_quality
 from benchmarks.translate_quality import main as translate_quality
@@ -70,3 +71,4 @@ bench.add_command(jobs_roundtrip, "jobs-roundtrip")
 bench.add_command(restore_quality, "restore-quality")
 bench.add_command(swap_quality, "swap-quality")
 bench.add_command(identity_parity, "identity-parity")
+bench.add_command(server_load, "server-load")

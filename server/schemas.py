@@ -271,16 +271,18 @@ def frontalize_response_schema() -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------------
 # Heavy tasks: asynchronous jobs (server.api.jobs)
 # ---------------------------------------------------------------------------------------------------
-JOB_TASKS = ("generate", "style-mix", "toonify", "project", "morph")
-"""Heavy tasks; each is submitted with ``POST /v1/<task>``."""
+JOB_TASKS = ("generate", "style-mix", "toonify", "project", "morph", "swap", "virtual-model")
+"""Heavy tasks; each is submitted with ``POST /v1/<task>`` (pipelines: ``POST /v1/pipelines/<task>``)."""
+PIPELINE_TASKS = ("virtual-model",)
+"""Jobs that chain several models; their path is ``/v1/pipelines/<task>``."""
 JOBS_PATH = "/v1/jobs"
 JOB_STATUSES = ("queued", "running", "succeeded", "failed")
 SEED_MAX = 2**32 - 1
 
 
 def task_path(task: str) -> str:
-    """``POST`` path of a heavy task, e.g. ``/v1/style-mix``."""
-    return f"/{API_VERSION}/{task}"
+    """``POST`` path of a heavy task, e.g. ``/v1/style-mix``, ``/v1/pipelines/virtual-model``."""
+    return f"/{API_VERSION}/pipelines/{task}" if task in PIPELINE_TASKS else f"/{API_VERSION}/{task}"
 
 
 def _seeds(description: str) -> dict[str, Any]:
@@ -328,6 +330,25 @@ def job_request_schemas(max_steps: int = 1000) -> dict[str, dict[str, Any]]:
         "project": {"type": "object", "required": ["image"], "properties": {
             "image": image, "steps": steps, "align": align,
             "w_plus": {"type": "boolean", "default": False, "description": "optimise W+ instead of W"}}},
+        "swap": {"type": "object", "required": ["source", "target"], "properties": {
+            "source": {**image, "description": "photo of the source face (its largest face)"},
+            "target": {**image, "description": "photo whose faces get the source face"},
+            "faces": {"type": "string", "default": "all",
+                      "description": "target faces: all, largest, or 0-based indices such as 0,2"},
+            "blend": {"type": "string", "enum": ["laplacian", "poisson", "feather"], "default": "laplacian"},
+            "max_yaw_gap": {"type": "number", "exclusiveMinimum": 0, "maximum": 90, "default": 30,
+                            "description": "refuse faces turned further from the source than this (degrees)"},
+            "allow_pose_gap": {"type": "boolean", "default": False,
+                               "description": "swap beyond max_yaw_gap with a warning instead of skipping"},
+            "restore": {"type": "boolean", "default": False,
+                        "description": "restore the swapped faces (GPEN when configured, else classical)"}}},
+        "virtual-model": {"type": "object", "required": ["image"], "properties": {
+            "image": {**image, "description": "the product photo; returned unchanged when it has no face"},
+            "source": {**image, "description": "photo of the identity (or give source_seed)"},
+            "source_seed": {"type": "integer", "minimum": 0, "maximum": SEED_MAX,
+                            "description": "a generated person (shipped StyleGAN2) instead of a source photo"},
+            "faces": {"type": "string", "enum": ["all", "largest"], "default": "all"},
+            "restore": {"type": "string", "enum": ["auto", "classical", "none"], "default": "auto"}}},
         "morph": {"type": "object", "properties": {
             "mode": {"type": "string", "enum": ["delaunay", "latent"],
                      "description": "default: 'delaunay' for two images, 'latent' for two seeds"},

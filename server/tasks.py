@@ -14,7 +14,13 @@ toonify        seeds or image (+ steps, align), psi, swap_resolution,           
                structure_from, output                                               [photo, toon]
 project        image, steps, w_plus, align                                          [photo, result]
 morph          mode latent: seeds [a, b] or images; mode delaunay: images; t list    one per t
+swap           source, target (images), faces, blend, max_yaw_gap, allow_pose_gap,  [swapped photo]
+               restore
+virtual-model  image, source (image) or source_seed, faces, restore                 [result photo]
 =============  ===================================================================  ===============
+
+``swap`` and ``virtual-model`` results are PNGs marked as AI-made (:mod:`faceforge.provenance`); a
+``virtual-model`` photo without a face comes back unchanged (``data.status`` = ``no-face``).
 """
 
 from __future__ import annotations
@@ -150,12 +156,80 @@ def morph_task(hub: ModelHub, p: Mapping[str, Any]) -> TaskResult:
     return TaskResult(_png(morph_latent(G, wa, wb, ts)), {"mode": "latent", "t": ts})
 
 
+def _marked_png(rgb: np.ndarray, description: str) -> bytes:
+    """PNG marked as AI-made (IPTC compositeSynthetic + invisible watermark, :mod:`faceforge.provenance`)."""
+    import warnings
+
+    from faceforge.provenance import SWAP_SOURCE_TYPE, encode_marked
+
+    with warnings.catch_warnings():  # a watermark that cannot be embedded (tiny image) is reported by `check`
+        warnings.simplefilter("ignore")
+        return encode_marked(np.ascontiguousarray(rgb), "png", source_type=SWAP_SOURCE_TYPE, description=description)
+
+
+def _restorer(hub: ModelHub, mode: str):
+    """``FaceRestorer`` for ``mode`` ``auto`` (GPEN if configured, else classical), ``classical``; ``None``
+    for ``none``."""
+    from faceforge.errors import FaceforgeError
+    from faceforge.restore import FaceRestorer
+
+    if mode == "none":
+        return None
+    if mode == "auto":
+        try:
+            return FaceRestorer(method="gpen", detector=hub.detector())
+        except FaceforgeError:
+            pass
+    return FaceRestorer(method="classical", detector=hub.detector())
+
+
+def swap_task(hub: ModelHub, p: Mapping[str, Any]) -> TaskResult:
+    from faceforge.swap import FaceSwapper
+
+    swapper = FaceSwapper(blend=p["blend"], max_yaw_gap=p["max_yaw_gap"], allow_pose_gap=p["allow_pose_gap"],
+                          detector=hub.detector(), mesh=hub.face_mesh())
+    target = _decode(hub, p["target"])
+    result = swapper.swap(_decode(hub, p["source"]), target, faces=p["faces"])
+    image, swapped = result.image, [f.index for f in result.faces if f.swapped]
+    restorer = _restorer(hub, "auto") if p["restore"] and swapped else None
+    if restorer is not None:
+        image = restorer.restore(image, faces=swapped).image
+    return TaskResult([_marked_png(image, "faceforge face swap")], {
+        "faces": [f.to_dict() for f in result.faces], "swapped": len(swapped), "blend": result.blend,
+        "restored": None if restorer is None else restorer.method})
+
+
+def virtual_model_task(hub: ModelHub, p: Mapping[str, Any]) -> TaskResult:
+    from faceforge.swap import FaceSwapper
+    from faceforge.virtual_model import screen, source_from_seed
+
+    rgb = _decode(hub, p["image"])
+    found = screen(hub.detector(), rgb)
+    if not found:  # passed through: the photo's own bytes, as uploaded
+        return TaskResult([encode_image(rgb, "png")], {"status": "no-face", "faces": 0, "swapped": 0})
+    source = _decode(hub, p["source"]) if p["source"] is not None else source_from_seed(
+        p["source_seed"], hub.stylegan_weights_path("base"))
+    swapper = FaceSwapper(detector=hub.detector(), mesh=hub.face_mesh())
+    result = swapper.swap(source, rgb, faces=p["faces"], detected=found)
+    swapped = [f.index for f in result.faces if f.swapped]
+    image = result.image
+    restorer = _restorer(hub, p["restore"]) if swapped else None
+    if restorer is not None:
+        image = restorer.restore(image, faces=swapped, detected=found).image
+    skipped = [f"face {f.index}: {f.skipped}" for f in result.faces if f.skipped]
+    return TaskResult([_marked_png(image, "faceforge virtual model") if swapped else encode_image(rgb, "png")], {
+        "status": "swapped" if swapped else "unchanged", "faces": len(found), "swapped": len(swapped),
+        "skipped": skipped, "restored": None if restorer is None else restorer.method})
+
+
 TASKS: dict[str, Callable[[ModelHub, Mapping[str, Any]], TaskResult]] = {
     "generate": generate_task,
     "style-mix": style_mix_task,
     "toonify": toonify_task,
     "project": project_task,
     "morph": morph_task,
+    "swap": swap_task,
+    "virtual-model": virtual_model_task,
 }
 """Task name (the endpoint's last path segment) -> function."""
 

@@ -28,6 +28,7 @@ from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from faceforge.errors import (CheckpointError, ImageTooSmallError, InvalidFieldError, MissingFieldError,
                               NoFaceError, NotAnImageError, TooManyBytesError, TooManyPixelsError,
                               TruncatedImageError, UnsupportedFormatError, WeightsNotFoundError)
+from faceforge.faces.select import parse_face_selection
 
 from server.api import EXTENSION_KEY, get_config, get_hub, read_upload, require_upload
 from server.errors import JobNotFinishedError, JobNotFoundError, QueueFullError
@@ -229,6 +230,28 @@ def _parse(task: str) -> dict[str, Any]:
     if task == "project":
         hub.stylegan_weights_path("base")
         return {"image": _image("image"), "steps": steps, "align": align, "w_plus": _flag(f, "w_plus", False)}
+    if task == "swap":
+        faces = f.get("faces") or "all"
+        try:
+            parse_face_selection(str(faces))
+        except ValueError as exc:
+            raise InvalidFieldError(str(exc), field="faces") from None
+        return {"source": _image("source"), "target": _image("target"), "faces": str(faces),
+                "blend": _choice(f, "blend", ("laplacian", "poisson", "feather"), "laplacian"),
+                "max_yaw_gap": _number(f, "max_yaw_gap", 30.0, 0.001, 90.0),
+                "allow_pose_gap": _flag(f, "allow_pose_gap", False), "restore": _flag(f, "restore", False)}
+    if task == "virtual-model":
+        source = _image("source", required=False)
+        seed = None
+        if source is None:
+            hub.stylegan_weights_path("base")
+            seed = _integer(f, "source_seed", -1, 0, SEED_MAX)
+            if seed < 0:
+                raise MissingFieldError("give a source photo (multipart `source`) or `source_seed`",
+                                        field="source")
+        return {"image": _image("image"), "source": source, "source_seed": seed,
+                "faces": _choice(f, "faces", ("all", "largest"), "all"),
+                "restore": _choice(f, "restore", ("auto", "classical", "none"), "auto")}
     # morph
     has_images = "image_a" in request.files or "image_b" in request.files
     mode = _choice(f, "mode", ("delaunay", "latent"), "delaunay" if has_images else "latent")

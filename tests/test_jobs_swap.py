@@ -1,0 +1,74 @@
+"""Face swap and the virtual-model pipeline as jobs: POST /v1/swap, POST /v1/pipelines/virtual-model."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+import pytest
+
+from faceforge.imaging import encode_image
+from faceforge.models import get_spec
+from server import create_app, schemas
+from test_jobs import assert_problem, images_of, submit, wait  # tests/ is on sys.path
+
+pytestmark = pytest.mark.skipif(not get_spec("stylegan2").default_weights_path.is_file(),
+                                reason="no shipped StyleGAN2 generator (the generated source face)")
+
+
+@pytest.fixture(scope="module")
+def client():
+    app = create_app({"stylegan2_weights": "default", "torch_threads": None, "job_workers": 1})
+    yield app.test_client()
+    app.extensions["faceforge"]["jobs"].close()  # no job thread outlives the module
+
+
+@pytest.fixture(scope="module")
+def source_png():
+    from faceforge.virtual_model import source_from_seed
+
+    return encode_image(source_from_seed(3), "png")
+
+
+def _file(data: bytes, name: str = "a.png"):
+    return io.BytesIO(data), name
+
+
+def test_paths_and_schemas():
+    assert schemas.task_path("virtual-model") == "/v1/pipelines/virtual-model"
+    assert schemas.task_path("swap") == "/v1/swap"
+    requests = schemas.job_request_schemas()
+    assert requests["swap"]["required"] == ["source", "target"] and "source_seed" in requests["virtual-model"]["properties"]
+
+
+def test_swap_job_returns_a_marked_swapped_photo(client, source_png, astronaut_rgb):
+    from faceforge.provenance import check
+
+    url = submit(client, "swap", data={"source": _file(source_png), "target": _file(encode_image(astronaut_rgb, "png")),
+                                       "faces": "largest"}, content_type="multipart/form-data")
+    body = wait(client, url)
+    (image,) = images_of(body)
+    assert image.shape == astronaut_rgb.shape and body["result"]["data"]["swapped"] == 1
+    assert np.abs(image[60:180, 170:280].astype(int) - astronaut_rgb[60:180, 170:280]).mean() > 5
+    png = base64.b64decode(body["result"]["images"][0]["png_base64"])
+    assert check(png, watermark=False).ai_made
+
+
+def test_virtual_model_job_passes_a_product_photo_through(client):
+    product = np.full((240, 320, 3), 180, np.uint8)
+    url = submit(client, "virtual-model", data={"image": _file(encode_image(product, "png")), "source_seed": "3"},
+                 content_type="multipart/form-data")
+    body = wait(client, url)
+    (image,) = images_of(body)
+    assert body["result"]["data"]["status"] == "no-face" and np.array_equal(image, product)
+
+
+def test_bad_requests(client, source_png):
+    assert_problem(client.post("/v1/swap", data={"source": _file(source_png)}, content_type="multipart/form-data"),
+                   400, "missing-field")
+    assert_problem(client.post("/v1/swap", data={"source": _file(source_png), "target": _file(source_png),
+                                                 "faces": "x"}, content_type="multipart/form-data"),
+                   400, "invalid-field")
+    assert_problem(client.post("/v1/pipelines/virtual-model", data={"image": _file(source_png)},
+                               content_type="multipart/form-data"), 400, "missing-field")

@@ -395,8 +395,10 @@ def markdown(doc: dict[str, Any]) -> str:
     if doc.get("turned"):
         lines += ["", f"## Turned targets ({doc['turned_method']}, first {doc['turned_n']} pairs)", "",
                   "Each target re-rendered turned by the applied yaw (Rotate-and-Render style warp), the source swapped "
-                  "onto it. Floor: the source itself rendered at that yaw (a perfect swap), which the embedding also "
-                  "finds harder; excess = swap distance minus floor.", "",
+                  "onto it; the measured gap is Face Mesh's (it reads turned heads low). Floor: the source itself "
+                  "rendered at that yaw, what the embedding gives a turned view of the right person; from 45 degrees "
+                  "the render's own artefacts (stretched far cheek, holes) put it near or above the swap, so it is "
+                  "indicative only; excess = swap distance minus floor.", "",
                   "| applied yaw | pairs | measured gap (median) | refused at the limit | ID top-1 | id dist to source "
                   "| floor | excess | yaw err |", "|---|---|---|---|---|---|---|---|---|"]
         for yaw, r in doc["turned"].items():
@@ -411,7 +413,8 @@ def markdown(doc: dict[str, Any]) -> str:
               f"Took {doc['seconds']:.0f} s on this machine ({doc['machine']}).", ""]
     if doc.get("photos"):
         ph = doc["photos"]
-        lines += ["## Real photos", "", f"Grids (git-ignored): {', '.join(ph['figures'])}.", ""]
+        figs = ph["figures"] + [f for f in [doc.get("turned_figure")] if f]
+        lines += ["## Real photos", "", f"Grids (git-ignored): {', '.join(figs)}.", ""]
         refused = [r for r in ph.get("portraits", []) if not r["swapped"]]
         if refused:
             lines += ["Portrait pairs not swapped:", ""] + [f"- {r['source']} -> {r['target']}: {r['reason']}" for r in refused] + [""]
@@ -512,6 +515,7 @@ def run(data: Path, n: int = 500, seed: int = 0, blends: Sequence[str] = ("poiss
             width = max(len(v) for v in by_pair.values())
             rows_img = [np.concatenate(v + [np.zeros_like(v[0])] * (width - len(v)), axis=1) for v in by_pair.values()]
             save_image(figures_dir / f"{name}_turned.png", np.concatenate(rows_img, axis=0))
+            doc["turned_figure"] = f"{name}_turned.png"
     doc["seconds"] = round(time.perf_counter() - t_start, 1)
     if photos is not None:
         photos = Path(photos)

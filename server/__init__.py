@@ -58,7 +58,7 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
         ValueError: unknown config key or invalid value.
     """
     from server import access, decode_budget, errors, security
-    from server.api import EXTENSION_KEY, docs, emotion, frontalize, health, jobs, models, translate
+    from server.api import EXTENSION_KEY, app as web_app, docs, emotion, frontalize, health, jobs, models, translate
     from server.hub import ModelHub
     from server.jobs import make_job_queue
     from server.tasks import make_runner
@@ -71,7 +71,7 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
     hub = ModelHub(config)
     # heavy jobs: the queue starts its worker threads on the first submit; models load inside jobs
     app.extensions[EXTENSION_KEY] = {"config": config, "hub": hub, "jobs": make_job_queue(config, make_runner(hub))}
-    for module in (health, emotion, translate, frontalize, models, docs, jobs):
+    for module in (health, emotion, translate, frontalize, models, docs, jobs, web_app):
         app.register_blueprint(module.bp)
     errors.register_error_handlers(app)
     security.install(app)  # nosniff, Cache-Control: no-store

@@ -1,0 +1,196 @@
+// The page: pick a photo, run emotion on the device (pipeline.js + LiteRT.js), fall back to the server.
+//
+// Query options (for trying the fallback and for the browser tests): ?device=off (no on-device path),
+// ?format=tflite_fp32 (that manifest entry of mini_xception instead of the first usable of PREFERENCE), ?threads=N (LiteRT.js CPU threads).
+import * as pipeline from "./pipeline.js";
+import { hasDtype, initRuntime, loadModel } from "./runtime.js";
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+const ASSETS = "assets/";
+const SERVER = new URL("../v1/emotion", location.href).href;
+const MODEL = "mini_xception";
+const RETRIES = 2;
+const PREFERENCE = ["tflite_int8", "tflite_fp16", "tflite_fp32"]; // smallest first
+
+const state = { device: null, deviceError: null, file: null, image: null };
+
+// ------------------------------------------------------------------------------------------ on-device
+async function startDevice() {
+  if (params.get("device") === "off") throw new Error("turned off on this page (?device=off)");
+  const manifest = await (await fetch(ASSETS + "manifest.json")).json();
+  const entries = manifest.models.filter((e) => e.name === MODEL && e.file.endsWith(".tflite"));
+  // the smallest file whose tensors LiteRT.js can carry (its Tensor has no int8: the int8 file is skipped)
+  const order = params.get("format") ? [params.get("format")] : PREFERENCE;
+  const usable = (e) => hasDtype(e.input.dtype) && hasDtype(e.output.dtype);
+  const entry = order.map((f) => entries.find((e) => e.format === f)).find((e) => e && usable(e));
+  if (!entry) throw new Error(`no ${MODEL} entry among ${order.join(", ")} that LiteRT.js can run (int8 tensors are not supported)`);
+  state.skipped = order.filter((f) => f !== entry.format && order.indexOf(f) < order.indexOf(entry.format));
+  const want = Number(params.get("threads")) || Math.min(4, navigator.hardwareConcurrency || 1);
+  const runtime = await initRuntime(new URL("wasm/", location.href).href, want);
+  const load = (file) => loadModel(ASSETS + file, runtime.threads);
+  const detectors = {};
+  for (const d of manifest.detectors) detectors[d.model] = await load(d.file);
+  const model = await load(entry.file);
+  const size = (shape) => shape.reduce((a, b) => a * b, 1);
+  const runDetector = async (spec, input) => {
+    const outs = await detectors[spec.model].run(input, spec.input.shape);
+    const pick = (rec) => outs.find((o) => o.length === size(rec.shape));
+    return { regressors: pick(spec.outputs.regressors), classificators: pick(spec.outputs.classificators) };
+  };
+  const runModel = async (e, x) => (await model.run(x, e.input.shape))[0];
+  // one warm-up run, so the first photo's latency is the model's, not Wasm compilation's
+  const blank = pipeline.makeImage(64, 64, 3);
+  await pipeline.emotion(manifest, entry, blank, runDetector, runModel);
+  return { manifest, entry, runtime, runDetector, runModel };
+}
+
+async function runDevice(image) {
+  const d = state.device;
+  const t0 = performance.now();
+  const faces = await pipeline.emotion(d.manifest, d.entry, image, d.runDetector, d.runModel);
+  const ms = performance.now() - t0;
+  const labels = d.entry.output.labels;
+  return {
+    path: "on-device", latency_ms: ms, entry: `${d.entry.name} ${d.entry.format}`, file: d.entry.file,
+    runtime: `LiteRT.js Wasm (${d.runtime.variant}, ${d.runtime.threads} thread${d.runtime.threads > 1 ? "s" : ""})`,
+    faces: faces.map((f) => ({ box: f.box, score: f.score, label: f.label,
+      probabilities: Object.fromEntries(labels.map((l, i) => [l, f.probabilities[i]])) })),
+  };
+}
+
+// ------------------------------------------------------------------------------------------ server
+/** A problem+json answer (RFC 9457) as one sentence. */
+export function problemSentence(problem, status) {
+  const title = problem && problem.title ? String(problem.title).replace(/\.$/, "") : `The server answered ${status}`;
+  const detail = problem && problem.detail ? String(problem.detail).replace(/\.$/, "") : "";
+  return detail ? `${title}: ${detail}.` : `${title}.`;
+}
+
+class ServerError extends Error {}
+
+async function runServer(file) {
+  const t0 = performance.now();
+  for (let attempt = 0; ; attempt++) {
+    const form = new FormData();
+    form.append("image", file, file.name || "photo");
+    let r;
+    try { r = await fetch(SERVER, { method: "POST", body: form }); }
+    catch (e) { throw new ServerError(`The server could not be reached (${e.message}).`); }
+    if (r.ok) {
+      const body = await r.json();
+      return { path: "server", latency_ms: performance.now() - t0, entry: `${body.model.name} ${body.model.version}`,
+        runtime: "POST /v1/emotion", faces: body.faces.map((f) => ({ box: f.box, score: f.score, label: f.label, probabilities: f.probabilities })) };
+    }
+    const retryAfter = Number(r.headers.get("Retry-After"));
+    if ((r.status === 429 || r.status === 503) && attempt < RETRIES && retryAfter >= 0 && retryAfter <= 30) {
+      showNotice(`The server is busy; trying again in ${retryAfter} s.`);
+      await new Promise((ok) => setTimeout(ok, retryAfter * 1000));
+      continue;
+    }
+    let problem = null;
+    try { problem = await r.json(); } catch { /* not JSON */ }
+    throw new ServerError(problemSentence(problem, r.status));
+  }
+}
+
+// ------------------------------------------------------------------------------------------ UI
+function showError(text) { const e = $("error"); e.textContent = text; e.hidden = !text; }
+function showNotice(text) { $("runtime").textContent = text; }
+
+async function decode(file) {
+  const bitmap = await createImageBitmap(file, { colorSpaceConversion: "none", premultiplyAlpha: "none", imageOrientation: "from-image" });
+  const c = $("original");
+  c.width = bitmap.width; c.height = bitmap.height;
+  const ctx = c.getContext("2d", { willReadFrequently: true });
+  ctx.drawImage(bitmap, 0, 0);
+  const rgba = ctx.getImageData(0, 0, c.width, c.height).data;
+  return pipeline.rgbaToRgb(rgba, c.width, c.height);
+}
+
+function draw(result) {
+  const src = $("original"), c = $("annotated");
+  c.width = src.width; c.height = src.height;
+  const ctx = c.getContext("2d");
+  ctx.drawImage(src, 0, 0);
+  const lw = Math.max(2, Math.round(Math.max(c.width, c.height) / 250));
+  ctx.lineWidth = lw; ctx.font = `${Math.max(12, 6 * lw)}px system-ui, sans-serif`; ctx.textBaseline = "bottom";
+  const colour = result.path === "server" ? "#e8710a" : "#0a9d58";
+  result.faces.forEach((f, i) => {
+    const [x0, y0, x1, y1] = f.box;
+    ctx.strokeStyle = colour; ctx.strokeRect(x0, y0, x1 - x0, y1 - y0);
+    const text = `${i}: ${f.label} ${(100 * f.probabilities[f.label]).toFixed(0)} %`;
+    const tw = ctx.measureText(text).width + 2 * lw, th = Math.max(12, 6 * lw) + lw;
+    const ty = y0 - th >= 0 ? y0 : y1 + th;
+    ctx.fillStyle = colour; ctx.fillRect(x0 - lw / 2, ty - th, tw, th);
+    ctx.fillStyle = "#fff"; ctx.fillText(text, x0 + lw, ty - lw / 2);
+  });
+  $("path").textContent = `${result.path === "server" ? "Server" : "On device"}: ${result.runtime}, ` +
+    `${result.entry} — ${result.latency_ms.toFixed(1)} ms${result.note ? ` (${result.note})` : ""}`;
+  const body = $("faces").querySelector("tbody");
+  body.replaceChildren(...result.faces.map((f, i) => {
+    const tr = document.createElement("tr");
+    for (const v of [i, f.label, f.probabilities[f.label].toFixed(3), f.box.map((v) => v.toFixed(1)).join(", "), f.score.toFixed(3)]) {
+      const td = document.createElement("td"); td.textContent = v; tr.append(td);
+    }
+    return tr;
+  }));
+  $("faces").hidden = false;
+  if (!result.faces.length) showError("No face was found in this photo.");
+  const out = $("result-json");
+  out.textContent = JSON.stringify(result);
+  out.dataset.path = result.path;
+  document.body.dataset.state = "done";
+}
+
+async function run(kind) {
+  if (!state.file) return;
+  document.body.dataset.state = "running";
+  showError("");
+  try {
+    if (kind === "device") {
+      if (!state.image) throw new Error("the browser could not decode this file as an image");
+      draw(await runDevice(state.image));
+      return;
+    }
+    draw(await runServer(state.file));
+  } catch (e) {
+    if (kind === "device") { // automatic fallback
+      const result = await runServer(state.file).catch((s) => { showError(s.message); document.body.dataset.state = "error"; return null; });
+      if (result) { result.note = `on-device failed: ${e.message}`; draw(result); }
+      return;
+    }
+    showError(e instanceof ServerError ? e.message : `The request failed: ${e.message}.`);
+    document.body.dataset.state = "error";
+  }
+}
+
+async function pick(file) {
+  state.file = file; state.image = null;
+  $("run-server").disabled = false;
+  try { state.image = await decode(file); } catch { /* the server says why */ }
+  $("run-device").disabled = !(state.device && state.image);
+  await run(state.device ? "device" : "server");
+}
+
+function wire() {
+  $("file").addEventListener("change", (e) => e.target.files[0] && pick(e.target.files[0]));
+  const drop = $("drop");
+  drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove("over"); if (e.dataTransfer.files[0]) pick(e.dataTransfer.files[0]); });
+  $("run-device").addEventListener("click", () => run("device"));
+  $("run-server").addEventListener("click", () => run("server"));
+}
+
+wire();
+document.body.dataset.state = "loading";
+startDevice().then((d) => {
+  state.device = d;
+  showNotice(`On device: ${d.entry.name} ${d.entry.format} and BlazeFace on LiteRT.js Wasm (${d.runtime.variant}, ` +
+    `${d.runtime.threads} thread${d.runtime.threads > 1 ? "s" : ""}${crossOriginIsolated ? ", cross-origin isolated" : ""})` +
+    (state.skipped && state.skipped.length ? `; ${state.skipped.join(", ")} skipped (LiteRT.js has no int8 tensors).` : "."));
+}).catch((e) => {
+  state.deviceError = e.message;
+  showNotice(`On device unavailable (${e.message}): photos go to the server.`);
+}).finally(() => { document.body.dataset.state = "ready"; document.body.dataset.device = state.device ? "on" : "off"; });

@@ -367,3 +367,26 @@ def test_bench_summary_retrieval_and_expression_error():
     moved[13, :2] += 40.0  # one of 468 landmarks moves by half an inter-ocular distance (40 px at scale 2)
     assert 0.05 < expression_error(moved, pts) < 0.5  # percent of the IOD, averaged over all landmarks
     assert utkface_age("26_1_0_20170116.jpg.chip.jpg") == 26 and utkface_age("bad.jpg") is None
+
+
+def test_cli_applies_exif_orientation(tmp_path, portrait, astronaut_rgb):
+    """A phone JPEG stored sideways with EXIF orientation 6 is swapped upright, at the upright size."""
+    from faceforge.cli import main
+    from faceforge.imaging import load_image, save_image
+
+    src = save_image(tmp_path / "src.jpg", portrait)
+    stored = Image.fromarray(np.ascontiguousarray(np.rot90(astronaut_rgb[:, :400], 1)))  # 400 wide, 512 high
+    exif = Image.Exif()
+    exif[274] = 6  # "rotate 90 degrees clockwise to display"
+    tgt = tmp_path / "sideways.jpg"
+    stored.save(tgt, quality=95, exif=exif)
+    upright = load_image(tgt)
+    assert upright.shape == (512, 400, 3)
+    out = tmp_path / "out.png"
+    result = CliRunner().invoke(main, ["swap", str(src), str(tgt), "-o", str(out)])
+    assert result.exit_code == 0 and "swapped [0]" in result.output, result.output
+    written = np.asarray(Image.open(out))
+    assert written.shape == (512, 400, 3)
+    # far below the face only the invisible watermark changes the pixels (a few levels)
+    far = np.abs(written[-60:].astype(int) - upright[-60:])
+    assert far.mean() < 3 and far.max() < 40, (far.mean(), far.max())

@@ -1,0 +1,159 @@
+"""The web client (``client/web``, served at ``/app``) in a real browser against a live ``faceforge serve``.
+
+Headless Debian Chromium driven by Playwright for Python (``executable_path``: Playwright's own browser
+download is not reachable here) loads the page from a werkzeug server on a free loopback port, uploads
+scikit-image's astronaut photo and reads the result the page writes into ``#result-json``:
+
+1. on-device (LiteRT.js Wasm running ``mobile_assets/`` files, pre/post-processing from the manifest in
+   ``client/web/src/pipeline.js``) against faceforge's Python on-device path for the same manifest entry
+   (``FaceDetector`` + ``OnDeviceClassifier.align/preprocess/__call__``): same number of faces, boxes within
+   2 px, same top label, probabilities within 0.02 — the bounds of ``tests/test_app_contract.py``;
+2. the fallback (``?device=off``): the page posts to ``/v1/emotion`` and shows the server's faces;
+3. an upload that is no image: the server's problem+json shown as a sentence.
+
+Skips with the reason when Chromium, Playwright or the built page (``npm ci && npm run build`` in
+client/web, which needs Node) is absent. The screenshot goes to the test's tmp dir.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ASSETS = ROOT / "mobile_assets"
+DIST = ROOT / "client" / "web" / "dist"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run"]
+
+pytest.importorskip("playwright.sync_api", reason="Playwright for Python not installed (pip install -e '.[dev]')")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not Path(CHROMIUM).is_file(), reason="no Chromium (apt-get install chromium)"),
+    pytest.mark.skipif(not (DIST / "index.html").is_file(),
+                       reason="client/web is not built: needs Node/npm, then `npm ci && npm run build` in client/web"),
+    pytest.mark.skipif(not (ASSETS / "manifest.json").is_file(), reason="mobile_assets/manifest.json not generated"),
+]
+
+
+@pytest.fixture(scope="module")
+def base_url():
+    from server import create_app
+    from server.testing import serve_in_thread
+
+    with serve_in_thread(create_app({})) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def astronaut_png(tmp_path_factory, astronaut_rgb) -> Path:
+    import cv2
+
+    path = tmp_path_factory.mktemp("web") / "astronaut.png"
+    assert cv2.imwrite(str(path), cv2.cvtColor(astronaut_rgb, cv2.COLOR_RGB2BGR))
+    return path
+
+
+def _open(browser, url: str):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    response = page.goto(url)
+    assert response is not None and response.ok, f"{url}: {response and response.status}"
+    page.wait_for_function("document.body.dataset.state === 'ready'", timeout=60_000)
+    return page, errors, response
+
+
+def _submit(page, path: Path) -> None:
+    page.set_input_files("#file", str(path))
+    page.wait_for_function("['done', 'error'].includes(document.body.dataset.state)", timeout=60_000)
+
+
+def _result(page) -> dict:
+    return json.loads(page.inner_text("#result-json"))
+
+
+def _python_on_device(rgb: np.ndarray, fmt: str):
+    """faceforge's own on-device path for manifest entry (mini_xception, fmt): faces and probabilities."""
+    from faceforge.faces.detect import FaceDetector
+    from faceforge.ondevice import OnDeviceClassifier, find_entry, load_manifest
+
+    clf = OnDeviceClassifier(ASSETS, find_entry(load_manifest(ASSETS), "mini_xception", fmt), num_threads=1)
+    faces = FaceDetector("auto", num_threads=1).detect(rgb)
+    probs = [clf(clf.preprocess(clf.align(rgb, [f])))[0] for f in faces]
+    return faces, probs, clf.labels
+
+
+def test_on_device_result_equals_the_python_on_device_path(browser, base_url, astronaut_png, astronaut_rgb, tmp_path):
+    page, errors, response = _open(browser, base_url + "/app/")
+    assert response.headers["cross-origin-opener-policy"] == "same-origin"
+    assert response.headers["cross-origin-embedder-policy"] == "require-corp"
+    assert page.evaluate("crossOriginIsolated") is True
+    assert page.evaluate("document.body.dataset.device") == "on", page.inner_text("#runtime")
+    _submit(page, astronaut_png)
+    shot = tmp_path / "web_client_on_device.png"
+    page.screenshot(path=str(shot), full_page=True)
+    print(f"\nscreenshot: {shot}")
+    result = _result(page)
+    assert result["path"] == "on-device", result
+    assert not errors, errors
+    name, fmt = result["entry"].split()
+    assert name == "mini_xception" and fmt.startswith("tflite_")
+
+    faces, probs, labels = _python_on_device(astronaut_rgb, fmt)
+    assert len(result["faces"]) == len(faces) >= 1
+    worst_box = worst_p = 0.0
+    for ours, face, p in zip(result["faces"], faces, probs):
+        worst_box = max(worst_box, float(np.abs(np.asarray(ours["box"]) - face.box).max()))
+        page_p = np.array([ours["probabilities"][label] for label in labels])
+        worst_p = max(worst_p, float(np.abs(page_p - p).max()))
+        assert ours["label"] == labels[int(np.argmax(p))]
+    print(f"page vs Python ({fmt}): {len(faces)} face(s), box {worst_box:.2e} px, probability {worst_p:.2e}, "
+          f"{result['runtime']}, {result['latency_ms']:.1f} ms")
+    assert worst_box <= 2.0
+    assert worst_p <= 0.02
+    assert "On device" in page.inner_text("#path") and "ms" in page.inner_text("#path")
+    page.close()
+
+
+def test_fallback_to_the_server_when_on_device_is_unavailable(browser, base_url, astronaut_png, astronaut_rgb):
+    page, errors, _ = _open(browser, base_url + "/app/?device=off")
+    assert "unavailable" in page.inner_text("#runtime")
+    _submit(page, astronaut_png)
+    result = _result(page)
+    assert result["path"] == "server" and result["runtime"] == "POST /v1/emotion", result
+    faces, probs, labels = _python_on_device(astronaut_rgb, "tflite_fp32")
+    assert len(result["faces"]) == len(faces)
+    assert np.abs(np.asarray(result["faces"][0]["box"]) - faces[0].box).max() <= 2.0
+    assert result["faces"][0]["label"] == "happy"
+    assert page.inner_text("#path").startswith("Server")
+    assert not errors, errors
+    page.close()
+
+
+def test_an_upload_that_is_no_image_is_answered_with_the_servers_sentence(browser, base_url, tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("not a photo\n")
+    page, errors, _ = _open(browser, base_url + "/app/")
+    _submit(page, text)
+    assert page.evaluate("document.body.dataset.state") == "error"
+    message = page.inner_text("#error")
+    # the on-device path cannot decode it, the server's problem+json (not-an-image, 400) is shown as a sentence
+    assert message == "The data is not an image: the data is not an image in any recognised format.", message
+    assert not errors, errors
+    page.close()

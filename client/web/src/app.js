@@ -167,6 +167,7 @@ async function run(kind) {
 
 async function pick(file) {
   state.file = file; state.image = null;
+  document.body.dataset.state = "running";
   $("run-server").disabled = false;
   try { state.image = await decode(file); } catch { /* the server says why */ }
   $("run-device").disabled = !(state.device && state.image);

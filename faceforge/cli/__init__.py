@@ -40,7 +40,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "translate": ("faceforge.cli.translate:translate", "Translate the faces of a photo (CycleGAN; task: age)."),
     "frontalize": ("faceforge.cli.frontalize:frontalize",
                    "Predict the frontal face of turned faces in a photo (pix2pix, pose-pair trained)."),
-    "swap": ("faceforge.swap_cli:swap", "Put the face of one photo onto the faces of another (classical swap)."),
+    "swap": ("faceforge.cli.swap:swap", "Put the face of one photo onto the faces of another (classical swap)."),
     "provenance": ("faceforge.provenance:provenance",
                    "Check images for faceforge's AI-made marks (IPTC metadata, invisible watermark)."),
     "restore": ("faceforge.restore_cli:restore",

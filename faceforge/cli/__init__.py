@@ -36,6 +36,8 @@ OWN_PACKAGES = ("faceforge", "training", "export", "server", "benchmarks")
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("faceforge.cli.demo:demo", "Run the emotion feature end to end on a photo (on-device style and server)."),
     "detect": ("faceforge.cli.detect:detect", "Detect faces in a photo and save an annotated copy."),
+    "emotion": ("faceforge.cli.emotion_video:emotion",
+                "Annotate a video (or camera) with each face's emotion, on-device files, smoothed across frames."),
     "models": ("faceforge.cli:models", "List registered models, their inputs and default weights."),
     "translate": ("faceforge.cli.translate:translate", "Translate the faces of a photo (CycleGAN; task: age)."),
     "frontalize": ("faceforge.cli.frontalize:frontalize",

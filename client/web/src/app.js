@@ -125,7 +125,8 @@ function draw(result) {
     ctx.fillStyle = colour; ctx.fillRect(x0 - lw / 2, ty - th, tw, th);
     ctx.fillStyle = "#fff"; ctx.fillText(text, x0 + lw, ty - lw / 2);
   });
-  $("path").textContent = `${result.path === "server" ? "Server" : "On device"}: ${result.runtime}, ` +
+  const where = { server: "Server", camera: "Camera, on device" }[result.path] || "On device";
+  $("path").textContent = `${where}: ${result.runtime}, ` +
     `${result.entry} — ${result.latency_ms.toFixed(1)} ms${result.note ? ` (${result.note})` : ""}`;
   const body = $("faces").querySelector("tbody");
   body.replaceChildren(...result.faces.map((f, i) => {
@@ -136,7 +137,7 @@ function draw(result) {
     return tr;
   }));
   $("faces").hidden = false;
-  if (!result.faces.length) showError("No face was found in this photo.");
+  showError(result.faces.length ? "" : "No face was found in this photo.");
   const out = $("result-json");
   out.textContent = JSON.stringify(result);
   out.dataset.path = result.path;
@@ -174,6 +175,53 @@ async function pick(file) {
   await run(state.device ? "device" : "server");
 }
 
+// ------------------------------------------------------------------------------------------ camera
+/** Real-time emotion from the camera, on the device: each frame detect + classify, frame rate shown.
+ * Frames are processed as the camera delivers them (unmirrored), so right_eye stays the subject's right. */
+async function toggleCamera() {
+  const button = $("camera");
+  if (state.camera) { state.camera.stop = true; return; }
+  showError("");
+  if (!state.device) { showError(`Real-time emotion runs on the device only, and it is unavailable here (${state.deviceError}).`); return; }
+  let stream;
+  try { stream = await navigator.mediaDevices.getUserMedia({ video: true, audio: false }); }
+  catch (e) { showError(`The camera could not be opened (${e.name}: ${e.message}).`); return; }
+  const video = $("video");
+  video.srcObject = stream;
+  await video.play();
+  const cam = state.camera = { stop: false, frames: 0 };
+  button.textContent = "Stop camera";
+  document.body.dataset.state = "camera";
+  const src = $("original"), ctx = src.getContext("2d", { willReadFrequently: true });
+  const times = [];
+  try {
+    while (!cam.stop) {
+      await new Promise((ok) => (video.requestVideoFrameCallback ? video.requestVideoFrameCallback(() => ok()) : requestAnimationFrame(ok)));
+      if (cam.stop || !video.videoWidth) continue;
+      src.width = video.videoWidth; src.height = video.videoHeight;
+      ctx.drawImage(video, 0, 0);
+      const image = pipeline.rgbaToRgb(ctx.getImageData(0, 0, src.width, src.height).data, src.width, src.height);
+      const result = await runDevice(image);
+      const now = performance.now();
+      times.push(now); while (times.length > 30) times.shift();
+      cam.frames++;
+      result.path = "camera";
+      result.frames = cam.frames;
+      result.fps = times.length > 1 ? (times.length - 1) * 1000 / (now - times[0]) : 0;
+      result.note = `${result.fps.toFixed(1)} frames/s, frame ${cam.frames}`;
+      draw(result);
+      document.body.dataset.state = "camera";
+    }
+  } catch (e) {
+    showError(`Real-time emotion stopped: ${e.message}.`);
+  } finally {
+    stream.getTracks().forEach((t) => t.stop());
+    state.camera = null;
+    button.textContent = "Camera";
+    document.body.dataset.state = "done";
+  }
+}
+
 function wire() {
   $("file").addEventListener("change", (e) => e.target.files[0] && pick(e.target.files[0]));
   const drop = $("drop");
@@ -182,12 +230,14 @@ function wire() {
   drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove("over"); if (e.dataTransfer.files[0]) pick(e.dataTransfer.files[0]); });
   $("run-device").addEventListener("click", () => run("device"));
   $("run-server").addEventListener("click", () => run("server"));
+  $("camera").addEventListener("click", () => toggleCamera());
 }
 
 wire();
 document.body.dataset.state = "loading";
 startDevice().then((d) => {
   state.device = d;
+  $("camera").disabled = !(navigator.mediaDevices && navigator.mediaDevices.getUserMedia);
   showNotice(`On device: ${d.entry.name} ${d.entry.format} and BlazeFace on LiteRT.js Wasm (${d.runtime.variant}, ` +
     `${d.runtime.threads} thread${d.runtime.threads > 1 ? "s" : ""}${crossOriginIsolated ? ", cross-origin isolated" : ""})` +
     (state.skipped && state.skipped.length ? `; ${state.skipped.join(", ")} skipped (LiteRT.js has no int8 tensors).` : "."));

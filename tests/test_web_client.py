@@ -51,13 +51,18 @@ def base_url():
 
 
 @pytest.fixture(scope="module")
-def browser():
+def playwright():
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
+    with sync_playwright() as p:  # one per module: Playwright's sync API cannot nest
+        yield p
+
+
+@pytest.fixture(scope="module")
+def browser(playwright):
+    b = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    yield b
+    b.close()
 
 
 @pytest.fixture(scope="module")
@@ -217,28 +222,26 @@ def _write_y4m(path: Path, rgb: np.ndarray, frames: int) -> None:
             f.write(b"FRAME\n" + cv2.cvtColor(np.roll(rgb, 2 * i, axis=1), cv2.COLOR_RGB2YUV_I420).tobytes())
 
 
-def test_real_time_emotion_from_a_fake_camera(base_url, astronaut_rgb, tmp_path):
+def test_real_time_emotion_from_a_fake_camera(playwright, base_url, astronaut_rgb, tmp_path):
     import cv2
-    from playwright.sync_api import sync_playwright
 
     clip = tmp_path / "camera.y4m"
     _write_y4m(clip, cv2.resize(astronaut_rgb, (256, 256), interpolation=cv2.INTER_AREA), 10)
     args = CHROMIUM_ARGS + ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
                             f"--use-file-for-fake-video-capture={clip}"]
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=args)
-        try:
-            page, errors, _ = _open(b, base_url + "/app/")
-            page.click("#camera")
-            page.wait_for_function("(() => { const t = document.getElementById('result-json').textContent;"
-                                   " return t && JSON.parse(t).frames >= 8; })()", timeout=60_000)
-            result, caption = _result(page), page.inner_text("#path")
-            page.screenshot(path=str(tmp_path / "web_client_camera.png"), full_page=True)
-            print(f"\ncamera: {result['frames']} frames, {result['fps']:.1f} frames/s, {tmp_path / 'web_client_camera.png'}")
-            page.click("#camera")  # stop
-            page.wait_for_function("document.body.dataset.state === 'done'", timeout=10_000)
-        finally:
-            b.close()
+    b = playwright.chromium.launch(executable_path=CHROMIUM, args=args)
+    try:
+        page, errors, _ = _open(b, base_url + "/app/")
+        page.click("#camera")
+        page.wait_for_function("(() => { const t = document.getElementById('result-json').textContent;"
+                               " return t && JSON.parse(t).frames >= 8; })()", timeout=60_000)
+        result, caption = _result(page), page.inner_text("#path")
+        page.screenshot(path=str(tmp_path / "web_client_camera.png"), full_page=True)
+        print(f"\ncamera: {result['frames']} frames, {result['fps']:.1f} frames/s, {tmp_path / 'web_client_camera.png'}")
+        page.click("#camera")  # stop
+        page.wait_for_function("document.body.dataset.state === 'done'", timeout=10_000)
+    finally:
+        b.close()
     assert result["path"] == "camera" and result["fps"] > 0
     assert len(result["faces"]) == 1 and result["faces"][0]["label"] == "happy"
     assert "Camera, on device" in caption and "frames/s" in caption, caption

@@ -18,6 +18,7 @@ from benchmarks.server_load import main as server_load
 from benchmarks.stylegan_latency import main as stylegan_latency
 from benchmarks.swap_quality import main as swap_quality
 from benchmarks.translate_quality import main as translate_quality
+from benchmarks.web_latency import main as web_latency
 
 
 @click.group()
@@ -74,3 +75,4 @@ bench.add_command(swap_quality, "swap-quality")
 bench.add_command(identity_parity, "identity-parity")
 bench.add_command(server_load, "server-load")
 bench.add_command(face_screening, "face-screening")
+bench.add_command(web_latency, "web-latency")

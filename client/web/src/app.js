@@ -233,6 +233,29 @@ function wire() {
   $("camera").addEventListener("click", () => toggleCamera());
 }
 
+/** Latency of each on-device model and of the whole photo pipeline (for `faceforge bench web-latency`):
+ * {threads, variant, models: {file: [ms per run]}, pipeline: [ms per run] (the current photo), server: [ms]}. */
+globalThis.faceforgeBench = async (repeats = 20) => {
+  const d = state.device;
+  if (!d) throw new Error(`on-device unavailable: ${state.deviceError}`);
+  const out = { threads: d.runtime.threads, variant: d.runtime.variant, entry: d.entry.format, models: {}, pipeline: [], server: [] };
+  const time = async (fn) => { const t0 = performance.now(); await fn(); return performance.now() - t0; };
+  for (const spec of d.manifest.detectors) {
+    const x = new Float32Array(spec.input.shape.reduce((a, b) => a * b, 1));
+    await d.runDetector(spec, x);
+    out.models[spec.file] = [];
+    for (let i = 0; i < repeats; i++) out.models[spec.file].push(await time(() => d.runDetector(spec, x)));
+  }
+  const x = new Float32Array(d.entry.input.shape.reduce((a, b) => a * b, 1));
+  out.models[d.entry.file] = [];
+  for (let i = 0; i < repeats; i++) out.models[d.entry.file].push(await time(() => d.runModel(d.entry, x)));
+  if (state.image) {
+    for (let i = 0; i < repeats; i++) out.pipeline.push((await runDevice(state.image)).latency_ms);
+    for (let i = 0; i < Math.min(repeats, 10); i++) out.server.push((await runServer(state.file)).latency_ms);
+  }
+  return out;
+};
+
 wire();
 document.body.dataset.state = "loading";
 startDevice().then((d) => {

@@ -1,7 +1,8 @@
 """``client/web/src/pipeline.js`` (the page's reader of the manifest) against OpenCV and ``tests/app_reader.py``.
 
 Runs the JavaScript module under Node (no browser) on scikit-image's astronaut photo and compares, value by
-value: INTER_AREA letterbox resizes (OpenCV's fast integer path and its general float32 path), RGB2GRAY,
+value: INTER_AREA letterbox resizes (OpenCV's fast integer path and its general float32 path), INTER_LINEAR
+enlargements (the letterbox of a photo smaller than the detector input), RGB2GRAY,
 warpAffine (bilinear, replicated border) for random similarities, the SSD anchors, tile starts, and for
 the detected face the aligned 48 px crop (area-shrink included) and the int8 / float32 model inputs. All must
 be identical (tolerance 0): an off-by-one grey level is what moved an int8 probability by 0.045 before the
@@ -39,6 +40,8 @@ const astro = P.makeImage(job.w, job.h, 3, raw("astro"));
 const out = {};
 const save = (n, a) => { fs.writeFileSync(`${dir}/js_${n}.bin`, Buffer.from(a.buffer, a.byteOffset, a.byteLength)); };
 for (const [n, w, h] of job.resizes) save(`area_${w}x${h}`, P.resizeArea(astro, w, h).data);
+const small = P.cropImage(astro, 200, 100, 300, 180);
+for (const [w, h] of job.linear) save(`lin_${w}x${h}`, P.resizeLinear(small, w, h).data);
 save("gray", P.rgbToGray(astro, P.lumaWeights(job.entry.input.colour_conversion)).data);
 job.warps.forEach((m, i) => save(`warp${i}`, P.warpAffine(astro, m, job.warp_size).data));
 out.anchors = Object.fromEntries(manifest.detectors.map((d) => [d.model, P.anchors(d).flat()]));
@@ -67,9 +70,10 @@ def test_pipeline_js_equals_opencv_and_the_app_reader(tmp_path, astronaut_rgb):
                       a * np.sin(th), a * np.cos(th), rng.uniform(-300, 50)])
     _, kps, _ = app.detect(rgb)
     resizes = [("lb_full", 192, 192), ("lb_short", 128, 128), ("odd", 173, 91)]
+    linear = [(192, 154), (128, 102), (77, 61), (300, 260)]  # letterbox of a small photo: INTER_LINEAR
     tiles = [[2000, 576, 0.25], [900, 576, 0.25], [500, 576, 0.25], [1428, 576, 0.25]]
     job = {"manifest": str(ASSETS / "manifest.json"), "w": rgb.shape[1], "h": rgb.shape[0], "entry": entry,
-           "resizes": resizes, "warps": warps, "warp_size": 160, "tiles": tiles, "kps": kps[0].tolist()}
+           "resizes": resizes, "linear": linear, "warps": warps, "warp_size": 160, "tiles": tiles, "kps": kps[0].tolist()}
     (tmp_path / "job.json").write_text(json.dumps(job))
     script = tmp_path / "run.mjs"
     script.write_text(SCRIPT)
@@ -84,6 +88,11 @@ def test_pipeline_js_equals_opencv_and_the_app_reader(tmp_path, astronaut_rgb):
     for _, w, h in resizes:
         ref = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
         assert np.array_equal(js(f"area_{w}x{h}", ref.shape), ref), f"INTER_AREA {w}x{h}"
+    small = np.ascontiguousarray(rgb[100:180, 200:300])
+    for w, h in linear:
+        ref = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+        got = js(f"lin_{w}x{h}", ref.shape)
+        assert np.array_equal(got, ref), f"INTER_LINEAR {w}x{h}: {(got != ref).sum()} values differ"
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     assert np.array_equal(js("gray", gray.shape), gray)
     for i, m in enumerate(warps):

@@ -13,8 +13,8 @@
 // loudly if the sentence changes. The OpenCV arithmetic (float32 bilinear warp, float32 INTER_AREA
 // tables, 15-bit fixed-point luma) follows OpenCV's imgproc sources
 // (resize.cpp, warp_kernels.simd.hpp, color_rgb.simd.hpp of OpenCV 5.0, the version faceforge runs); those are
-// what the manifest means by "OpenCV INTER_AREA", "warpAffine" and "COLOR_RGB2GRAY". Checked bit-exact against
-// cv2 5.0 except INTER_LINEAR resize (used only for images smaller than a detector input): up to 1 grey level.
+// what the manifest means by "OpenCV INTER_AREA / INTER_LINEAR", "warpAffine" and "COLOR_RGB2GRAY"; each is
+// checked value for value against cv2 5.0 by tests/test_web_pipeline.py.
 
 const f32 = Math.fround;
 
@@ -119,20 +119,25 @@ export function resizeArea(img, nw, nh) {
   return out;
 }
 
-/** OpenCV resize(..., INTER_LINEAR) for uint8 (11-bit fixed-point weights, scalar rounding). */
+/** OpenCV resize(..., INTER_LINEAR) for uint8 (resize.cpp): float32 source positions (d + 0.5) * scale - 0.5,
+ * 11-bit weights round(2048 (1 - f)), round(2048 f); columns clamped to the image (weight 2048 on the edge),
+ * rows not (an edge row's weights stay fractional, its neighbour index is clamped); vertical pass as OpenCV's
+ * SIMD kernel: ((b0 (r0 >> 4)) >> 16) + ((b1 (r1 >> 4)) >> 16) + 2) >> 2. */
 export function resizeLinear(img, nw, nh) {
   const { width: w, height: h, channels: cn } = img, src = img.data, out = makeImage(nw, nh, cn);
-  const coefs = (ssize, dsize) => {
+  const coefs = (ssize, dsize, clampEdge) => {
     const scale = ssize / dsize, idx = new Int32Array(dsize), a = new Int32Array(2 * dsize);
     for (let d = 0; d < dsize; d++) {
-      let f = (d + 0.5) * scale - 0.5, s = Math.floor(f); f -= s;
-      if (s < 0) { f = 0; s = 0; }
-      if (s >= ssize - 1) { f = 0; s = ssize - 1; }
-      idx[d] = s; a[2 * d] = roundHalfEven(f32(1 - f32(f)) * 2048); a[2 * d + 1] = roundHalfEven(f32(f) * 2048);
+      let f = f32((d + 0.5) * scale - 0.5);
+      let s = Math.floor(f); f = f32(f - s);
+      if (clampEdge && s < 0) { f = 0; s = 0; }
+      if (clampEdge && s >= ssize - 1) { f = 0; s = ssize - 1; }
+      idx[d] = s; a[2 * d] = roundHalfEven(f32(f32(1 - f) * 2048)); a[2 * d + 1] = roundHalfEven(f32(f * 2048));
     }
     return [idx, a];
   };
-  const [xi, xa] = coefs(w, nw), [yi, ya] = coefs(h, nh);
+  const [xi, xa] = coefs(w, nw, true), [yi, ya] = coefs(h, nh, false);
+  const cl = (v, hi) => (v < 0 ? 0 : v > hi ? hi : v);
   const hrow = (y) => {
     const r = new Int32Array(nw * cn);
     for (let x = 0; x < nw; x++) for (let c = 0; c < cn; c++) {
@@ -142,9 +147,9 @@ export function resizeLinear(img, nw, nh) {
     return r;
   };
   for (let y = 0; y < nh; y++) {
-    const r0 = hrow(yi[y]), r1 = hrow(Math.min(yi[y] + 1, h - 1));
+    const r0 = hrow(cl(yi[y], h - 1)), r1 = hrow(cl(yi[y] + 1, h - 1)), b0 = ya[2 * y], b1 = ya[2 * y + 1];
     for (let i = 0; i < nw * cn; i++) {
-      const v = (r0[i] * ya[2 * y] + r1[i] * ya[2 * y + 1] + (1 << 21)) >> 22;
+      const v = (Math.floor(b0 * (r0[i] >> 4) / 65536) + Math.floor(b1 * (r1[i] >> 4) / 65536) + 2) >> 2;
       out.data[y * nw * cn + i] = Math.max(0, Math.min(255, v));
     }
   }

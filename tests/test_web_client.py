@@ -46,7 +46,7 @@ def base_url():
     from server import create_app
     from server.testing import serve_in_thread
 
-    with serve_in_thread(create_app({})) as url:
+    with serve_in_thread(create_app({"stylegan2_weights": "default"})) as url:  # shipped 32 px generator
         yield url
 
 
@@ -246,3 +246,33 @@ def test_real_time_emotion_from_a_fake_camera(playwright, base_url, astronaut_rg
     assert len(result["faces"]) == 1 and result["faces"][0]["label"] == "happy"
     assert "Camera, on device" in caption and "frames/s" in caption, caption
     assert not errors, errors
+
+
+def test_server_features_and_a_heavy_job_with_cancellation(browser, base_url, astronaut_png, tmp_path):
+    page, errors, _ = _open(browser, base_url + "/app/")
+    page.select_option("#feature", "age")
+    _submit(page, astronaut_png)
+    aged = _result(page)
+    assert aged["path"] == "server" and aged["runtime"] == "POST /v1/translate", aged
+    assert (aged["width"], aged["height"]) == (512, 512)  # the whole photo, its face translated
+    page.evaluate("document.body.dataset.state = 'submitted'")
+    page.select_option("#feature", "frontalize")  # re-runs on the same photo
+    page.wait_for_function("['done', 'error'].includes(document.body.dataset.state)", timeout=60_000)
+    front = _result(page)
+    assert front["runtime"] == "POST /v1/frontalize" and front["width"] == front["height"], front
+    page.evaluate("document.body.dataset.state = 'submitted'")
+    # Cancel right after submitting (in one task, so the 0.4 s job cannot finish first): the page stops following it
+    page.evaluate("document.getElementById('generate').click(); document.getElementById('cancel').click()")
+    page.wait_for_function("['cancelled', 'done', 'error'].includes(document.body.dataset.state)", timeout=60_000)
+    assert page.evaluate("document.body.dataset.state") == "cancelled", (page.inner_text("#progress"), page.inner_text("#path"), page.inner_text("#error"))
+    assert "cancelled here" in page.inner_text("#progress")
+    page.click("#generate")
+    page.wait_for_function("['done', 'error'].includes(document.body.dataset.state)", timeout=60_000)
+    job = _result(page)
+    assert job["runtime"] == "job POST /v1/generate" and job["width"] == 32, (job, page.inner_text("#error"))
+    assert "succeeded" in page.inner_text("#progress")
+    page.screenshot(path=str(tmp_path / "web_client_generate.png"), full_page=True)
+    print(f"\naging {aged['latency_ms']:.0f} ms, frontalize {front['latency_ms']:.0f} ms, generate job "
+          f"{job['latency_ms']:.0f} ms; {tmp_path / 'web_client_generate.png'}")
+    assert not errors, errors
+    page.close()

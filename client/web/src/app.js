@@ -8,7 +8,7 @@ import { hasDtype, initRuntime, loadModel } from "./runtime.js";
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const ASSETS = "assets/";
-const SERVER = new URL("../v1/emotion", location.href).href;
+const SERVER = new URL("../", location.href).href; // the API root: /v1/... below it
 const MODEL = "mini_xception";
 const RETRIES = 2;
 const PREFERENCE = ["tflite_int8", "tflite_fp16", "tflite_fp32"]; // smallest first
@@ -71,19 +71,24 @@ class ServerError extends Error {}
 
 async function runServer(file) {
   const t0 = performance.now();
+  const form = new FormData();
+  form.append("image", file, file.name || "photo");
+  const body = await (await post("/v1/emotion", form)).json();
+  return { path: "server", latency_ms: performance.now() - t0, entry: `${body.model.name} ${body.model.version}`,
+    runtime: "POST /v1/emotion", faces: body.faces.map((f) => ({ box: f.box, score: f.score, label: f.label, probabilities: f.probabilities })) };
+}
+
+/** POST a form or JSON to a server path, retrying 429/503 after Retry-After; the Response, or a ServerError. */
+async function post(path, body) {
+  const url = new URL(path, SERVER).href;
   for (let attempt = 0; ; attempt++) {
-    const form = new FormData();
-    form.append("image", file, file.name || "photo");
     let r;
-    try { r = await fetch(SERVER, { method: "POST", body: form }); }
+    const init = body instanceof FormData ? { method: "POST", body } : { method: "POST", body: JSON.stringify(body), headers: { "Content-Type": "application/json" } };
+    try { r = await fetch(url, init); }
     catch (e) { throw new ServerError(`The server could not be reached (${e.message}).`); }
-    if (r.ok) {
-      const body = await r.json();
-      return { path: "server", latency_ms: performance.now() - t0, entry: `${body.model.name} ${body.model.version}`,
-        runtime: "POST /v1/emotion", faces: body.faces.map((f) => ({ box: f.box, score: f.score, label: f.label, probabilities: f.probabilities })) };
-    }
+    if (r.ok) return r;
     const retryAfter = Number(r.headers.get("Retry-After"));
-    if ((r.status === 429 || r.status === 503) && attempt < RETRIES && retryAfter >= 0 && retryAfter <= 30) {
+    if ((r.status === 429 || r.status === 503) && r.headers.has("Retry-After") && attempt < RETRIES && retryAfter <= 30) {
       showNotice(`The server is busy; trying again in ${retryAfter} s.`);
       await new Promise((ok) => setTimeout(ok, retryAfter * 1000));
       continue;
@@ -92,6 +97,73 @@ async function runServer(file) {
     try { problem = await r.json(); } catch { /* not JSON */ }
     throw new ServerError(problemSentence(problem, r.status));
   }
+}
+
+/** Aging / frontalization on the server: the returned picture is the result. */
+async function runServerImage(feature, file) {
+  const form = new FormData();
+  form.append("image", file, file.name || "photo");
+  form.append("response", "image");
+  if (feature === "frontalize") form.append("faces", "largest");
+  const t0 = performance.now();
+  const r = await post(feature === "age" ? "/v1/translate" : "/v1/frontalize", form);
+  const blob = await r.blob();
+  return { path: "server", feature, latency_ms: performance.now() - t0, blob,
+    runtime: `POST ${feature === "age" ? "/v1/translate" : "/v1/frontalize"}`, entry: r.headers.get("X-Faceforge-Model") || feature };
+}
+
+/** A heavy task as a server job: submit, poll GET /v1/jobs/<id> showing its status, stop on Cancel. */
+async function runJob() {
+  const seed = Math.floor(Math.random() * 1000);
+  const t0 = performance.now();
+  const progress = $("progress"), cancel = $("cancel");
+  state.job = { cancelled: false };
+  const job = state.job;
+  cancel.hidden = false; progress.hidden = false;
+  document.body.dataset.state = "running";
+  showError("");
+  try {
+    const submitted = await (await post("/v1/generate", { seeds: [seed] })).json();
+    let status = submitted;
+    while (!["succeeded", "failed"].includes(status.status)) {
+      if (job.cancelled) {
+        progress.textContent = `Job ${submitted.id} left (cancelled here; the server finishes it and drops it after its TTL).`;
+        document.body.dataset.state = "cancelled";
+        return;
+      }
+      progress.textContent = `Job ${submitted.id}: ${status.status}, ${((performance.now() - t0) / 1000).toFixed(1)} s`;
+      await new Promise((ok) => setTimeout(ok, 300));
+      const r = await fetch(new URL(submitted.url, location.href));
+      status = await r.json();
+      if (!r.ok) throw new ServerError(problemSentence(status, r.status));
+    }
+    if (status.status === "failed") throw new ServerError(problemSentence(status.error, 500));
+    progress.textContent = `Job ${submitted.id}: succeeded in ${((performance.now() - t0) / 1000).toFixed(1)} s`;
+    const img = status.result.images[0];
+    const blob = await (await fetch(`data:${img.media_type};base64,${img.png_base64}`)).blob();
+    await drawImageResult({ path: "server", feature: "generate", latency_ms: performance.now() - t0, blob,
+      runtime: "job POST /v1/generate", entry: `StyleGAN2 seed ${seed}` });
+  } catch (e) {
+    showError(e instanceof ServerError ? e.message : `The job failed: ${e.message}.`);
+    document.body.dataset.state = "error";
+  } finally { cancel.hidden = true; state.job = null; }
+}
+
+async function drawImageResult(result) {
+  const bitmap = await createImageBitmap(result.blob);
+  const c = $("annotated");
+  const scale = Math.max(1, Math.floor(256 / Math.max(bitmap.width, bitmap.height)));  // small faces: enlarge
+  c.width = bitmap.width * scale; c.height = bitmap.height * scale;
+  const ctx = c.getContext("2d");
+  ctx.imageSmoothingEnabled = false;
+  ctx.drawImage(bitmap, 0, 0, c.width, c.height);
+  $("path").textContent = `Server: ${result.runtime}, ${result.entry} — ${result.latency_ms.toFixed(1)} ms`;
+  $("faces").hidden = true;
+  const out = $("result-json");
+  out.textContent = JSON.stringify({ path: result.path, feature: result.feature, latency_ms: result.latency_ms,
+    runtime: result.runtime, entry: result.entry, width: bitmap.width, height: bitmap.height });
+  out.dataset.path = result.path;
+  document.body.dataset.state = "done";
 }
 
 // ------------------------------------------------------------------------------------------ UI
@@ -148,6 +220,12 @@ async function run(kind) {
   if (!state.file) return;
   document.body.dataset.state = "running";
   showError("");
+  const feature = $("feature").value;
+  if (feature === "age" || feature === "frontalize") {
+    try { await drawImageResult(await runServerImage(feature, state.file)); }
+    catch (e) { showError(e instanceof ServerError ? e.message : `The request failed: ${e.message}.`); document.body.dataset.state = "error"; }
+    return;
+  }
   try {
     if (kind === "device") {
       if (!state.image) throw new Error("the browser could not decode this file as an image");
@@ -231,6 +309,9 @@ function wire() {
   $("run-device").addEventListener("click", () => run("device"));
   $("run-server").addEventListener("click", () => run("server"));
   $("camera").addEventListener("click", () => toggleCamera());
+  $("generate").addEventListener("click", () => runJob());
+  $("cancel").addEventListener("click", () => { if (state.job) state.job.cancelled = true; });
+  $("feature").addEventListener("change", () => { if (state.file && $("feature").value !== "generate") run(state.device ? "device" : "server"); });
 }
 
 /** Latency of each on-device model and of the whole photo pipeline (for `faceforge bench web-latency`):

@@ -150,6 +150,12 @@ def test_fallback_to_the_server_when_on_device_is_unavailable(browser, base_url,
     assert page.inner_text("#path").startswith("Server")
     assert not errors, errors
     page.close()
+    page, errors, _ = _open(browser, base_url + "/app/?budget_ms=0.001")  # a device too slow for the budget
+    assert "too slow here" in page.inner_text("#runtime"), page.inner_text("#runtime")
+    _submit(page, astronaut_png)
+    assert _result(page)["path"] == "server"
+    assert not errors, errors
+    page.close()
 
 
 def test_an_upload_that_is_no_image_is_answered_with_the_servers_sentence(browser, base_url, tmp_path):

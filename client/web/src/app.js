@@ -1,6 +1,7 @@
 // The page: pick a photo, run emotion on the device (pipeline.js + LiteRT.js), fall back to the server.
 //
 // Query options (for trying the fallback and for the browser tests): ?device=off (no on-device path),
+// ?budget_ms=X (the on-device latency budget, default BUDGET_MS),
 // ?format=tflite_fp32 (that manifest entry of mini_xception instead of the first usable of PREFERENCE), ?threads=N (LiteRT.js CPU threads).
 import * as pipeline from "./pipeline.js";
 import { hasDtype, initRuntime, loadModel } from "./runtime.js";
@@ -12,6 +13,7 @@ const SERVER = new URL("../", location.href).href; // the API root: /v1/... belo
 const MODEL = "mini_xception";
 const RETRIES = 2;
 const PREFERENCE = ["tflite_int8", "tflite_fp16", "tflite_fp32"]; // smallest first
+const BUDGET_MS = 500; // one pass of detectors + classifier; above it the server answers (a policy, not a model number)
 
 const state = { device: null, deviceError: null, file: null, image: null };
 
@@ -39,10 +41,16 @@ async function startDevice() {
     return { regressors: pick(spec.outputs.regressors), classificators: pick(spec.outputs.classificators) };
   };
   const runModel = async (e, x) => (await model.run(x, e.input.shape))[0];
-  // one warm-up run, so the first photo's latency is the model's, not Wasm compilation's
+  // warm-up (Wasm compilation, buffers), then the measured budget: one pass of each detector and the
+  // classifier must fit BUDGET_MS (?budget_ms=), else this device is too slow and photos go to the server
   const blank = pipeline.makeImage(64, 64, 3);
   await pipeline.emotion(manifest, entry, blank, runDetector, runModel);
-  return { manifest, entry, runtime, runDetector, runModel };
+  const t0 = performance.now();
+  for (const d of manifest.detectors) await runDetector(d, new Float32Array(size(d.input.shape)));
+  await runModel(entry, new Float32Array(size(entry.input.shape)));
+  const measured = performance.now() - t0, budget = Number(params.get("budget_ms")) || BUDGET_MS;
+  if (measured > budget) throw new Error(`too slow here: ${measured.toFixed(1)} ms for one pass of the models, budget ${budget} ms`);
+  return { manifest, entry, runtime, runDetector, runModel, measured };
 }
 
 async function runDevice(image) {
@@ -343,7 +351,8 @@ startDevice().then((d) => {
   state.device = d;
   $("camera").disabled = !(navigator.mediaDevices && navigator.mediaDevices.getUserMedia);
   showNotice(`On device: ${d.entry.name} ${d.entry.format} and BlazeFace on LiteRT.js Wasm (${d.runtime.variant}, ` +
-    `${d.runtime.threads} thread${d.runtime.threads > 1 ? "s" : ""}${crossOriginIsolated ? ", cross-origin isolated" : ""})` +
+    `${d.runtime.threads} thread${d.runtime.threads > 1 ? "s" : ""}${crossOriginIsolated ? ", cross-origin isolated" : ""}; ` +
+    `${d.measured.toFixed(1)} ms per pass of the models)` +
     (state.skipped && state.skipped.length ? `; ${state.skipped.join(", ")} skipped (LiteRT.js has no int8 tensors).` : "."));
 }).catch((e) => {
   state.deviceError = e.message;

@@ -219,9 +219,11 @@ export function letterbox(img, spec) {
   const padX = Math.floor((side - nw) / 2), padY = Math.floor((side - nh) / 2);
   // "x = pixel / 127.5 - 1 in float32": the divisor and offset are the entry's 1 / scale and offset
   const div = f32(1 / spec.input.scale), off = spec.input.offset;
-  const x = new Float32Array(side * side * 3).fill(f32(f32(0 / div) + off));
-  for (let yy = 0; yy < nh; yy++) for (let xx = 0; xx < nw; xx++) for (let c = 0; c < 3; c++) {
-    x[((yy + padY) * side + xx + padX) * 3 + c] = f32(f32(resized.data[(yy * nw + xx) * 3 + c] / div) + off);
+  const cn = spec.input.shape[3];
+  if (spec.input.layout !== "NHWC" || cn !== img.channels) throw new Error(`manifest: detector input ${spec.input.layout} with ${cn} channels is not implemented`);
+  const x = new Float32Array(side * side * cn).fill(f32(f32(0 / div) + off));
+  for (let yy = 0; yy < nh; yy++) for (let xx = 0; xx < nw; xx++) for (let c = 0; c < cn; c++) {
+    x[((yy + padY) * side + xx + padX) * cn + c] = f32(f32(resized.data[(yy * nw + xx) * cn + c] / div) + off);
   }
   return { input: x, side, padX, padY, scaleX: f32(nw / w), scaleY: f32(nh / h) };
 }
@@ -229,13 +231,13 @@ export function letterbox(img, spec) {
 /** Decode raw detector outputs (float32 arrays) into image-pixel faces with score >= minScore. */
 export function decode(spec, lb, regressors, logits, anc, minScore) {
   const clip = spec.decoding.score_clip, s = f32(lb.side), faces = [];
-  const nk = (spec.outputs.regressors.shape[2] - 4) / 2;
+  const per = spec.outputs.regressors.shape[2], nk = (per - 4) / 2; // 4 box values, then (x, y) per keypoint
   const ix = (v) => f32(f32(f32(v * s) - lb.padX) / lb.scaleX), iy = (v) => f32(f32(f32(v * s) - lb.padY) / lb.scaleY);
   for (let i = 0; i < anc.length; i++) {
     const l = Math.max(-clip, Math.min(clip, logits[i]));
     const score = f32(1 / (1 + Math.exp(-l)));
     if (!(score >= minScore)) continue;
-    const r = regressors.subarray(i * 16, i * 16 + 16), [ax, ay] = anc[i];
+    const r = regressors.subarray(i * per, i * per + per), [ax, ay] = anc[i];
     const cx = f32(f32(r[0] / s) + ax), cy = f32(f32(r[1] / s) + ay), bw = f32(r[2] / s), bh = f32(r[3] / s);
     const box = [ix(f32(cx - f32(bw / 2))), iy(f32(cy - f32(bh / 2))), ix(f32(cx + f32(bw / 2))), iy(f32(cy + f32(bh / 2)))];
     const kps = [];
@@ -301,7 +303,7 @@ export function tileStarts(length, tile, overlap) {
  * The manifest's `auto` detector policy on an RGB image.
  * @param manifest the parsed manifest.json
  * @param img RGB image
- * @param run async (detectorEntry, Float32Array NHWC input) -> {regressors: Float32Array (N*16), classificators: Float32Array (N)}
+ * @param run async (detectorEntry, Float32Array NHWC input) -> {regressors: Float32Array (N * per-anchor values), classificators: Float32Array (N)}
  * @returns faces {box [x0, y0, x1, y1] px, kps [[x, y] x 6] px, score}, best score first
  */
 export async function detect(manifest, img, run) {

@@ -467,6 +467,10 @@ def execute_job(store: RedisJobStore, job_id: str, runner: Runner, worker: str |
 
 
 # ---------------------------------------------------------------------------------- Celery
+WORKER_PROC_ALIVE_TIMEOUT_S = 60.0
+"""Seconds a new pool process may take to start (models included) before Celery kills it."""
+
+
 def celery_settings(config: "Config") -> dict[str, Any]:
     """The Celery configuration of :func:`make_celery` (see the module docstring for why each)."""
     return {
@@ -490,6 +494,9 @@ def celery_settings(config: "Config") -> dict[str, Any]:
         "task_create_missing_queues": True,
         "worker_send_task_events": False,
         "task_send_sent_event": False,
+        # a pool child loads its models in worker_process_init before it reports UP; Celery's default of
+        # 4 s killed children over and over on a loaded 2-core machine (seen in the kill -9 fault test)
+        "worker_proc_alive_timeout": WORKER_PROC_ALIVE_TIMEOUT_S,
     }
 
 

@@ -74,10 +74,15 @@ def astronaut_png(tmp_path_factory, astronaut_rgb) -> Path:
     return path
 
 
-def _open(browser, url: str):
+def _open(browser, url: str, console: bool = False):
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
+    if console:
+        page.on("console", lambda m: print("console:", m.type, m.text[:300]))
+        page.on("request", lambda r: print("request:", r.method, r.url[:120]))
+        page.on("requestfailed", lambda r: print("failed:", r.url[:120], r.failure))
+        page.on("response", lambda r: print("response:", r.status, r.url[:120]))
     response = page.goto(url)
     assert response is not None and response.ok, f"{url}: {response and response.status}"
     page.wait_for_function("document.body.dataset.state === 'ready'", timeout=60_000)
@@ -282,3 +287,54 @@ def test_server_features_and_a_heavy_job_with_cancellation(browser, base_url, as
           f"{job['latency_ms']:.0f} ms; {tmp_path / 'web_client_generate.png'}")
     assert not errors, errors
     page.close()
+
+
+def test_static_build_on_another_host_calls_a_keyed_server_through_cors(browser, astronaut_png, tmp_path):
+    """dist/ on its own static host (with mobile_assets/ copied as assets/), the API elsewhere with API keys and
+    CORS for that origin: with the key typed in, the server answers; without it, its 401 is a sentence."""
+    import functools
+    import http.server
+    import threading
+
+    from server import create_app
+    from server.access import new_api_key
+    from server.testing import serve_in_thread
+
+    site = tmp_path / "site"
+    shutil.copytree(DIST, site)
+    shutil.copytree(ASSETS, site / "assets", ignore=shutil.ignore_patterns("ios", "onnx"))
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map, ".js": "text/javascript",
+                          ".wasm": "application/wasm"}
+
+        def end_headers(self):
+            self.send_header("Cross-Origin-Opener-Policy", "same-origin")
+            self.send_header("Cross-Origin-Embedder-Policy", "require-corp")
+            super().end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    static = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(site)))
+    threading.Thread(target=static.serve_forever, daemon=True).start()
+    origin = f"http://127.0.0.1:{static.server_port}"
+    key, entry = new_api_key("web")
+    try:
+        with serve_in_thread(create_app({"api_keys": entry, "cors_origins": origin})) as api:
+            page, errors, _ = _open(browser, f"{origin}/?device=off&server={api}/")
+            page.fill("#api-key", key)
+            _submit(page, astronaut_png)
+            result = _result(page)
+            assert result["path"] == "server" and result["faces"][0]["label"] == "happy", (result, page.inner_text("#error"))
+            page.fill("#api-key", "")
+            _submit(page, astronaut_png)
+            message = page.inner_text("#error")
+            assert page.evaluate("document.body.dataset.state") == "error" and message.endswith("."), message
+            assert "API key" in message or "unauthorized" in message.lower(), message
+            print(f"\nwithout the key: {message}")
+            assert not errors, errors
+            page.close()
+    finally:
+        static.shutdown()
+        static.server_close()

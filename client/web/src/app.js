@@ -1,7 +1,8 @@
 // The page: pick a photo, run emotion on the device (pipeline.js + LiteRT.js), fall back to the server.
 //
 // Query options (for trying the fallback and for the browser tests): ?device=off (no on-device path),
-// ?budget_ms=X (the on-device latency budget, default BUDGET_MS),
+// ?budget_ms=X (the on-device latency budget, default BUDGET_MS), ?server=URL (the API's root when the page is
+// hosted elsewhere),
 // ?format=tflite_fp32 (that manifest entry of mini_xception instead of the first usable of PREFERENCE), ?threads=N (LiteRT.js CPU threads).
 import * as pipeline from "./pipeline.js";
 import { hasDtype, initRuntime, loadModel } from "./runtime.js";
@@ -9,7 +10,17 @@ import { hasDtype, initRuntime, loadModel } from "./runtime.js";
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const ASSETS = "assets/";
-const SERVER = new URL("../", location.href).href; // the API root: /v1/... below it
+// the API root (/v1/... below it): this page's server, or ?server=URL when the page is hosted elsewhere
+// (that server must list this page's origin in FACEFORGE_CORS_ORIGINS)
+const SERVER = new URL(params.get("server") || "../", location.href).href;
+const KEY_STORE = "faceforge-api-key"; // sessionStorage: gone when the tab closes
+
+/** Request headers with the API key the user typed (Authorization: Bearer), if any. */
+function authHeaders() {
+  const key = ($("api-key").value || "").trim();
+  try { if (key) sessionStorage.setItem(KEY_STORE, key); else sessionStorage.removeItem(KEY_STORE); } catch { /* storage off */ }
+  return key ? { Authorization: `Bearer ${key}` } : {};
+}
 const MODEL = "mini_xception";
 const RETRIES = 2;
 const PREFERENCE = ["tflite_int8", "tflite_fp16", "tflite_fp32"]; // smallest first
@@ -91,7 +102,8 @@ async function post(path, body) {
   const url = new URL(path, SERVER).href;
   for (let attempt = 0; ; attempt++) {
     let r;
-    const init = body instanceof FormData ? { method: "POST", body } : { method: "POST", body: JSON.stringify(body), headers: { "Content-Type": "application/json" } };
+    const init = body instanceof FormData ? { method: "POST", body, headers: authHeaders() }
+      : { method: "POST", body: JSON.stringify(body), headers: { "Content-Type": "application/json", ...authHeaders() } };
     try { r = await fetch(url, init); }
     catch (e) { throw new ServerError(`The server could not be reached (${e.message}).`); }
     if (r.ok) return r;
@@ -141,7 +153,7 @@ async function runJob() {
       }
       progress.textContent = `Job ${submitted.id}: ${status.status}, ${((performance.now() - t0) / 1000).toFixed(1)} s`;
       await new Promise((ok) => setTimeout(ok, 300));
-      const r = await fetch(new URL(submitted.url, location.href));
+      const r = await fetch(new URL(submitted.url, SERVER), { headers: authHeaders() });
       status = await r.json();
       if (!r.ok) throw new ServerError(problemSentence(status, r.status));
     }
@@ -309,7 +321,12 @@ async function toggleCamera() {
 }
 
 function wire() {
-  $("file").addEventListener("change", (e) => e.target.files[0] && pick(e.target.files[0]));
+  try { $("api-key").value = sessionStorage.getItem(KEY_STORE) || ""; } catch { /* storage off */ }
+  $("file").addEventListener("change", (e) => {
+    const f = e.target.files[0];
+    e.target.value = ""; // picking the same file again runs again
+    if (f) pick(f);
+  });
   const drop = $("drop");
   drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));

@@ -84,7 +84,7 @@ def main(threads: str, repeats: int, chromium: str | None, out_dir: Path) -> Non
             browser = p.chromium.launch(executable_path=chromium, args=ARGS)
             for n in counts:
                 page = browser.new_page()
-                page.goto(f"{url}/app/?threads={n}")
+                page.goto(f"{url}/app/?threads={n}&budget_ms=60000")  # measure, never fall back
                 page.wait_for_function("document.body.dataset.state === 'ready'", timeout=60_000)
                 page.set_input_files("#file", str(photo))
                 page.wait_for_function("document.body.dataset.state === 'done'", timeout=60_000)

@@ -7,7 +7,7 @@ API keys (``FACEFORGE_API_KEYS``)
     nothing to brute-force, unlike passwords). A request sends ``Authorization: Bearer <key>`` or
     ``X-API-Key: <key>``; the digest is compared with every configured one in constant time
     (:func:`hmac.compare_digest`). Public without a key: :data:`PUBLIC_PATHS` (probes, the OpenAPI
-    document) and CORS preflights (``OPTIONS``). Missing or unknown key: 401 ``unauthorized`` with
+    document), the reference web client under ``/app`` (static files) and CORS preflights (``OPTIONS``). Missing or unknown key: 401 ``unauthorized`` with
     ``WWW-Authenticate: Bearer``. No keys configured (the embedded demo, ``faceforge serve``): open.
 
 Rate limits (``FACEFORGE_RATE_LIMIT``)
@@ -46,6 +46,9 @@ if TYPE_CHECKING:
     from server.config import Config
 
 PUBLIC_PATHS = frozenset({HEALTH_PATH, READY_PATH, OPENAPI_PATH})
+APP_PREFIX = "/app"
+"""The reference web client (``server/api/app.py``): a static page and the phone files it runs, the
+same files every app build ships, so they are public; the API calls the page makes carry a key."""
 """Paths served without an API key and never rate limited."""
 
 _ENTRY = re.compile(r"([A-Za-z0-9_.@-]{1,64}):([0-9a-fA-F]{64})\Z")
@@ -111,7 +114,9 @@ def identify(keys: dict[str, str], key: str | None) -> str | None:
 
 
 def _is_public() -> bool:
-    return request.path in PUBLIC_PATHS or request.method == "OPTIONS"
+    path = request.path
+    return (path in PUBLIC_PATHS or request.method == "OPTIONS" or path == APP_PREFIX
+            or path.startswith(APP_PREFIX + "/"))
 
 
 def install(app: Flask, config: "Config") -> None:

@@ -119,3 +119,11 @@ def test_openapi_documents_keys_limits_and_busy():
     assert {"queue-full", "rate-limited"} <= set(generate["examples"])  # merged into one 429 entry
     assert doc["paths"][schemas.HEALTH_PATH]["get"]["security"] == []
     assert "429" not in doc["paths"][f"{schemas.JOBS_PATH}/{{job_id}}"]["get"]["responses"]
+
+
+def test_the_reference_page_is_public_but_its_api_calls_are_not(expect_problem):
+    client = create_app({"api_keys": KEYS, "require_api_key": True}).test_client()
+    for path in ("/app", "/app/", "/app/assets/manifest.json"):
+        assert client.get(path).status_code != 401, path
+    expect_problem(client.post("/v1/emotion"), 401, "unauthorized")
+    assert client.get("/apple").status_code == 401  # only /app itself and what is under it

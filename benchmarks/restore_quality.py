@@ -300,7 +300,8 @@ def run(weights: str | None = None, data: Path | None = None, faces: int = 500, 
     metrics, outputs = evaluate(clean, methods, tuple(SEVERITIES), seed, identity)
     doc: dict[str, Any] = {
         "faces": len(clean), "size": size, "seed": seed, "data": data.name, "first_face": names[0],
-        "restorer": restorer.describe() if restorer else None, "metrics": metrics,
+        "restorer": ({**restorer.describe(), "weights": Path(restorer.weights_path).name} if restorer else None),
+        "metrics": metrics,
         "seconds": round(time.perf_counter() - t0, 1),
         "machine": f"{platform.machine()} CPU, torch {torch.__version__}, {torch.get_num_threads()} threads",
     }
@@ -326,7 +327,7 @@ def run(weights: str | None = None, data: Path | None = None, faces: int = 500, 
         if weights:
             restorers["gpen"] = FaceRestorer(method="gpen", weights=weights, upscale=photo_upscale)
         rows, photo_grid = photo_faces(restorers, list(photos), photo_upscale)
-        doc["photos"] = {"folders": [str(p) for p in photos], "upscale": photo_upscale, "rows": rows,
+        doc["photos"] = {"folders": [Path(p).name for p in photos], "upscale": photo_upscale, "rows": rows,
                          "grid_columns": ["lanczos", *restorers]}
         if photo_grid is not None:
             save_image(figures / f"{name}_photos.png", photo_grid)

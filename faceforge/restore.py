@@ -83,12 +83,16 @@ NO_WEIGHTS_HINT = (f"pass --weights PATH (a G_ema.pt or run folder of `faceforge
                    f"GPEN-BFR-256/-512 .pth) or set {ENV_VAR}; --method classical needs no weights")
 
 
-def default_weights_path() -> Path:
-    """``faceforge/weights/gpen_restore.pt`` (what ``"default"`` names; not shipped, may be absent)."""
-    from faceforge.models.gpen import DEFAULT_WEIGHTS
-    from faceforge.models.registry import WEIGHTS_DIR
+CARD = "gpen.utkface64"
+"""Model card of the default restorer (:mod:`faceforge.models.cards`; not shipped: train or configure it)."""
 
-    return Path(WEIGHTS_DIR) / DEFAULT_WEIGHTS
+
+def default_weights_path() -> Path:
+    """The file ``"default"`` names: the card's installed copy, else its package path (not shipped, may be absent)."""
+    from faceforge.models import cards
+
+    card = cards.get_card(CARD)
+    return card.path or card.package_path
 
 
 def resolve_weights(weights: str | Path | None = None, environ: dict[str, str] | None = None) -> Path:

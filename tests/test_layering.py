@@ -17,7 +17,7 @@ STAGES = ("training", "export", "server", "benchmarks")
 CLI_PACKAGE = "faceforge.cli"
 """The command-line layer: ``faceforge/cli/`` (the group, ``demo`` and the per-task commands)."""
 
-CLI_MODULES = {"faceforge.__main__", "faceforge.restore_cli"}
+CLI_MODULES = {"faceforge.__main__"}
 """Command modules not yet moved into ``faceforge/cli/`` (written while the package was being made)."""
 
 

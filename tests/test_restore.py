@@ -1,4 +1,4 @@
-"""Whole-photo face restoration (faceforge/restore.py) and ``faceforge restore`` (faceforge/restore_cli.py)."""
+"""Whole-photo face restoration (faceforge/restore.py) and ``faceforge restore`` (faceforge/cli/restore.py)."""
 
 from __future__ import annotations
 

@@ -45,7 +45,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "swap": ("faceforge.cli.swap:swap", "Put the face of one photo onto the faces of another (classical swap)."),
     "provenance": ("faceforge.provenance:provenance",
                    "Check images for faceforge's AI-made marks (IPTC metadata, invisible watermark)."),
-    "restore": ("faceforge.restore_cli:restore",
+    "restore": ("faceforge.cli.restore:restore",
                 "Restore the faces of a photo (GPEN blind face restoration, or classical filters)."),
     "virtual-model": ("faceforge.cli.virtual_model:virtual_model",
                       "Put one identity (a photo or a generated person) on every product photo's model."),

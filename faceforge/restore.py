@@ -509,3 +509,42 @@ class FaceRestorer:
                 seam=seams.get(i, float("nan"))))
         return RestorationResult(image=image, faces=result_faces, method=self.method, upscale=k, grayscale=gray,
                                  timings_ms=timings)
+
+
+def restore_last(rgb: np.ndarray, faces: Sequence[Any], method: str = "auto",
+                 detector: FaceDetector | None = None) -> tuple[np.ndarray, str]:
+    """Restoration as the last step of another face pipeline (translate, swap, virtual model).
+
+    Args:
+        rgb: uint8 ``(H, W, 3)``, the other pipeline's output photo.
+        faces: the faces that pipeline changed, as detected on its input (objects with ``box``,
+            ``keypoints`` ``(6, 2)`` and ``score``; e.g. :class:`~faceforge.translate.TranslatedFace`).
+        method: ``"auto"`` (GPEN when weights are configured, else classical), ``"gpen"`` or ``"classical"``.
+        detector: reused for nothing but construction (no detection runs: the faces are given).
+
+    Returns:
+        ``(restored photo, method used)``; the photo unchanged when ``faces`` is empty.
+
+    Raises:
+        WeightsNotFoundError: ``method="gpen"`` without weights.
+        ValueError: an unknown method.
+    """
+    from faceforge.errors import FaceforgeError
+    from faceforge.faces.detect import Face
+
+    if method not in ("auto", *METHODS):
+        raise ValueError(f"method must be auto, {', '.join(METHODS)}; got {method!r}")
+    if not faces:
+        return rgb, "none"
+    restorer = None
+    if method in ("auto", "gpen"):
+        try:
+            restorer = FaceRestorer(method="gpen", detector=detector)
+        except FaceforgeError:
+            if method == "gpen":
+                raise
+    if restorer is None:
+        restorer = FaceRestorer(method="classical", detector=detector)
+    given = [Face(box=np.asarray(f.box, np.float32), keypoints=np.asarray(f.keypoints, np.float32),
+                  score=float(f.score)) for f in faces]
+    return restorer.restore(rgb, faces="all", detected=given).image, restorer.method

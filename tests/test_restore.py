@@ -232,3 +232,20 @@ def cv2_blobs(rng) -> np.ndarray:
     cv2.circle(img, (12, 13), 2, (10.0, 10.0, 10.0), -1)
     cv2.circle(img, (20, 13), 2, (10.0, 10.0, 10.0), -1)
     return img + rng.normal(0, 6, img.shape)
+
+
+def test_restore_last_restores_only_the_given_faces(astronaut_rgb):
+    from faceforge.faces.detect import FaceDetector
+    from faceforge.restore import restore_last
+
+    detector = FaceDetector(num_threads=1)
+    faces = detector.detect(astronaut_rgb)
+    same, method = restore_last(astronaut_rgb, [], "classical", detector=detector)
+    assert same is astronaut_rgb and method == "none"
+    out, method = restore_last(astronaut_rgb, faces, "classical", detector=detector)
+    assert method == "classical" and out.shape == astronaut_rgb.shape
+    x0, y0, x1, y1 = (int(v) for v in faces[0].box)
+    assert np.abs(out[y0:y1, x0:x1].astype(int) - astronaut_rgb[y0:y1, x0:x1]).mean() > 0.5   # the face changed
+    assert np.array_equal(out[-40:], astronaut_rgb[-40:])                                      # the rest did not
+    with pytest.raises(ValueError):
+        restore_last(astronaut_rgb, faces, "magic")

@@ -51,10 +51,12 @@ def _alpha_of(path: Path, shape: tuple[int, int]):
 @click.option("--colour/--no-colour", default=True, show_default=True,
               help="Match the source's skin tone to the target (Reinhard, Lab).")
 @click.option("--quality", type=click.IntRange(1, 100), default=92, show_default=True, help="JPEG/WebP quality.")
+@click.option("--restore", "restore_method", type=click.Choice(["none", "auto", "gpen", "classical"]), default="none",
+              show_default=True, help="Restore the swapped faces last (auto: GPEN when configured, else classical).")
 @click.option("--json", "as_json", is_flag=True, help="Print the source, the target faces and timings as JSON.")
 def swap(source: Path, target: Path, output: Path | None, selection: str, source_face: int | None, blend: str,
          max_yaw_gap: float, allow_pose_gap: bool, min_source_face: int, colour: bool, quality: int,
-         as_json: bool) -> None:
+         restore_method: str, as_json: bool) -> None:
     """Put the face of SOURCE onto the faces of TARGET and save the result.
 
     Classical swap: Face Mesh landmarks, Delaunay triangles, per-triangle affine warp, Reinhard colour
@@ -95,13 +97,19 @@ def swap(source: Path, target: Path, output: Path | None, selection: str, source
                               min_source_face=min_source_face, colour=colour)
         src = load_image(source)
         tgt = load_image(target)
+        found = swapper.detector.detect(tgt)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # reported per face below
-            result = swapper.swap(src, tgt, faces=faces, source_face=source_face)
+            result = swapper.swap(src, tgt, faces=faces, source_face=source_face, detected=found)
+        image = result.image
+        if restore_method != "none":
+            from faceforge.restore import restore_last
+
+            image, _ = restore_last(image, [found[f.index] for f in result.swapped], restore_method,
+                                    detector=swapper.detector)
     except (FaceforgeError, ValueError, OSError) as exc:
         raise click.ClickException(one_line(exc)) from None
     written = output or target.with_name(f"{target.stem}_swap.png")
-    image = result.image
     if written.suffix.lower() in (".png", ".webp"):
         alpha = _alpha_of(target, image.shape[:2])
         if alpha is not None:

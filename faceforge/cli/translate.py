@@ -29,9 +29,12 @@ from faceforge.errors import FaceforgeError
 @click.option("--feather", type=click.FloatRange(0, 0.5), default=0.1, show_default=True,
               help="Paste-back blending ramp, fraction of the crop side.")
 @click.option("--quality", type=click.IntRange(1, 100), default=92, show_default=True, help="JPEG/WebP quality.")
+@click.option("--restore", "restore_method", type=click.Choice(["none", "auto", "gpen", "classical"]), default="none",
+              show_default=True, help="Restore the translated faces last (auto: GPEN when configured, else classical).")
 @click.option("--json", "as_json", is_flag=True, help="Print the faces and timings as JSON.")
 def translate(photo: Path, task: str, output: Path | None, weights: str | None, selection: str, direction: str,
-              postfilter: bool, size: str | None, feather: float, quality: int, as_json: bool) -> None:
+              postfilter: bool, size: str | None, feather: float, quality: int, restore_method: str,
+              as_json: bool) -> None:
     """Translate the faces in PHOTO with a CycleGAN generator and save the edited photo.
 
     \b
@@ -50,6 +53,11 @@ def translate(photo: Path, task: str, output: Path | None, weights: str | None, 
                                     size=int(size) if size else None, feather=feather)
         rgb = load_image(photo)
         result = translator.translate(rgb, faces=faces, direction=direction, apply_postfilter=postfilter)
+        if restore_method != "none":
+            from faceforge.restore import restore_last
+
+            restored, _ = restore_last(result.image, result.translated, restore_method, detector=translator.detector)
+            result.image = restored
     except (FaceforgeError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     written = output or photo.with_name(f"{photo.stem}_{task_obj.name}.jpg")

@@ -271,7 +271,7 @@ def frontalize_response_schema() -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------------
 # Heavy tasks: asynchronous jobs (server.api.jobs)
 # ---------------------------------------------------------------------------------------------------
-JOB_TASKS = ("generate", "style-mix", "toonify", "project", "morph", "swap", "virtual-model")
+JOB_TASKS = ("generate", "style-mix", "toonify", "project", "morph", "swap", "virtual-model", "restore")
 """Heavy tasks; each is submitted with ``POST /v1/<task>`` (pipelines: ``POST /v1/pipelines/<task>``)."""
 PIPELINE_TASKS = ("virtual-model",)
 """Jobs that chain several models; their path is ``/v1/pipelines/<task>``."""
@@ -342,6 +342,14 @@ def job_request_schemas(max_steps: int = 1000) -> dict[str, dict[str, Any]]:
                                "description": "swap beyond max_yaw_gap with a warning instead of skipping"},
             "restore": {"type": "boolean", "default": False,
                         "description": "restore the swapped faces (GPEN when configured, else classical)"}}},
+        "restore": {"type": "object", "required": ["image"], "properties": {
+            "image": {**image, "description": "the photo whose faces to restore"},
+            "faces": {"type": "string", "default": "all",
+                      "description": "all, largest, or 0-based indices such as 0,2"},
+            "method": {"type": "string", "enum": ["auto", "gpen", "classical"], "default": "auto",
+                       "description": "auto: GPEN when FACEFORGE_GPEN_WEIGHTS is configured, else classical"},
+            "upscale": {"type": "integer", "minimum": 1, "maximum": 4, "default": 1,
+                        "description": "upscale the whole photo (background: Lanczos) by this factor"}}},
         "virtual-model": {"type": "object", "required": ["image"], "properties": {
             "image": {**image, "description": "the product photo; returned unchanged when it has no face"},
             "source": {**image, "description": "photo of the identity (or give source_seed)"},

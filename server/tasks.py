@@ -17,6 +17,7 @@ morph          mode latent: seeds [a, b] or images; mode delaunay: images; t lis
 swap           source, target (images), faces, blend, max_yaw_gap, allow_pose_gap,  [swapped photo]
                restore
 virtual-model  image, source (image) or source_seed, faces, restore                 [result photo]
+restore        image, faces, method (auto | gpen | classical), upscale              [restored photo]
 =============  ===================================================================  ===============
 
 ``swap`` and ``virtual-model`` results are PNGs marked as AI-made (:mod:`faceforge.provenance`); a
@@ -222,6 +223,24 @@ def virtual_model_task(hub: ModelHub, p: Mapping[str, Any]) -> TaskResult:
         "skipped": skipped, "restored": None if restorer is None else restorer.method})
 
 
+def restore_task(hub: ModelHub, p: Mapping[str, Any]) -> TaskResult:
+    from faceforge.errors import FaceforgeError
+    from faceforge.restore import FaceRestorer
+
+    restorer = None
+    if p["method"] in ("auto", "gpen"):
+        try:
+            restorer = FaceRestorer(method="gpen", upscale=p["upscale"], detector=hub.detector())
+        except FaceforgeError:
+            if p["method"] == "gpen":
+                raise
+    restorer = restorer or FaceRestorer(method="classical", upscale=p["upscale"], detector=hub.detector())
+    result = restorer.restore(_decode(hub, p["image"]), faces=p["faces"])
+    return TaskResult([encode_image(result.image, "png")], {
+        "method": restorer.method, "restored": len(result.restored), "faces": len(result.faces),
+        "seam": None if np.isnan(result.seam) else round(float(result.seam), 2)})
+
+
 TASKS: dict[str, Callable[[ModelHub, Mapping[str, Any]], TaskResult]] = {
     "generate": generate_task,
     "style-mix": style_mix_task,
@@ -230,6 +249,7 @@ TASKS: dict[str, Callable[[ModelHub, Mapping[str, Any]], TaskResult]] = {
     "morph": morph_task,
     "swap": swap_task,
     "virtual-model": virtual_model_task,
+    "restore": restore_task,
 }
 """Task name (the endpoint's last path segment) -> function."""
 

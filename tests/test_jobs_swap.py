@@ -72,3 +72,15 @@ def test_bad_requests(client, source_png):
                    400, "invalid-field")
     assert_problem(client.post("/v1/pipelines/virtual-model", data={"image": _file(source_png)},
                                content_type="multipart/form-data"), 400, "missing-field")
+
+
+def test_restore_job(client, astronaut_rgb):
+    url = submit(client, "restore", data={"image": _file(encode_image(astronaut_rgb, "png")), "method": "classical"},
+                 content_type="multipart/form-data")
+    body = wait(client, url)
+    (image,) = images_of(body)
+    data = body["result"]["data"]
+    assert image.shape == astronaut_rgb.shape and data["method"] == "classical" and data["restored"] == 1
+    assert_problem(client.post("/v1/restore", data={"image": _file(encode_image(astronaut_rgb, "png")),
+                                                    "method": "gpen"}, content_type="multipart/form-data"),
+                   503, "weights-not-found")

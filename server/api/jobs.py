@@ -240,6 +240,19 @@ def _parse(task: str) -> dict[str, Any]:
                 "blend": _choice(f, "blend", ("laplacian", "poisson", "feather"), "laplacian"),
                 "max_yaw_gap": _number(f, "max_yaw_gap", 30.0, 0.001, 90.0),
                 "allow_pose_gap": _flag(f, "allow_pose_gap", False), "restore": _flag(f, "restore", False)}
+    if task == "restore":
+        faces = f.get("faces") or "all"
+        try:
+            parse_face_selection(str(faces))
+        except ValueError as exc:
+            raise InvalidFieldError(str(exc), field="faces") from None
+        method = _choice(f, "method", ("auto", "gpen", "classical"), "auto")
+        if method == "gpen":
+            from faceforge.restore import resolve_weights
+
+            resolve_weights(None)  # 503 weights-not-found at submit, not a failed job later
+        return {"image": _image("image"), "faces": str(faces), "method": method,
+                "upscale": _integer(f, "upscale", 1, 1, 4)}
     if task == "virtual-model":
         source = _image("source", required=False)
         seed = None

@@ -511,6 +511,30 @@ class FaceRestorer:
                                  timings_ms=timings)
 
 
+def make_restorer(method: str = "auto", detector: FaceDetector | None = None, upscale: int = 1,
+                  weights: str | Path | None = None) -> "FaceRestorer | None":
+    """The restorer ``method`` names: ``"auto"`` (GPEN when weights are configured, else classical),
+    ``"gpen"``, ``"classical"``, or ``None`` for ``"none"``.
+
+    Raises:
+        WeightsNotFoundError: ``"gpen"`` without weights.
+        ValueError: an unknown method.
+    """
+    from faceforge.errors import FaceforgeError
+
+    if method == "none":
+        return None
+    if method not in ("auto", *METHODS):
+        raise ValueError(f"method must be auto, none, {', '.join(METHODS)}; got {method!r}")
+    if method in ("auto", "gpen"):
+        try:
+            return FaceRestorer(method="gpen", weights=weights, upscale=upscale, detector=detector)
+        except FaceforgeError:
+            if method == "gpen":
+                raise
+    return FaceRestorer(method="classical", upscale=upscale, detector=detector)
+
+
 def restore_last(rgb: np.ndarray, faces: Sequence[Any], method: str = "auto",
                  detector: FaceDetector | None = None) -> tuple[np.ndarray, str]:
     """Restoration as the last step of another face pipeline (translate, swap, virtual model).
@@ -529,22 +553,13 @@ def restore_last(rgb: np.ndarray, faces: Sequence[Any], method: str = "auto",
         WeightsNotFoundError: ``method="gpen"`` without weights.
         ValueError: an unknown method.
     """
-    from faceforge.errors import FaceforgeError
     from faceforge.faces.detect import Face
 
     if method not in ("auto", *METHODS):
         raise ValueError(f"method must be auto, {', '.join(METHODS)}; got {method!r}")
     if not faces:
         return rgb, "none"
-    restorer = None
-    if method in ("auto", "gpen"):
-        try:
-            restorer = FaceRestorer(method="gpen", detector=detector)
-        except FaceforgeError:
-            if method == "gpen":
-                raise
-    if restorer is None:
-        restorer = FaceRestorer(method="classical", detector=detector)
+    restorer = make_restorer(method, detector)
     given = [Face(box=np.asarray(f.box, np.float32), keypoints=np.asarray(f.keypoints, np.float32),
                   score=float(f.score)) for f in faces]
     return restorer.restore(rgb, faces="all", detected=given).image, restorer.method

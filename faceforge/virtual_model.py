@@ -170,17 +170,9 @@ class VirtualModel:
         self.restorer = self._restorer(restore, restore_weights)
 
     def _restorer(self, restore: str, weights: str | Path | None):
-        from faceforge.restore import FaceRestorer
+        from faceforge.restore import make_restorer
 
-        if restore == "none":
-            return None
-        if restore in ("gpen", "auto"):
-            try:
-                return FaceRestorer(method="gpen", weights=weights, detector=self.detector)
-            except FaceforgeError:
-                if restore == "gpen":
-                    raise
-        return FaceRestorer(method="classical", detector=self.detector)
+        return make_restorer(restore, self.detector, weights=weights)
 
     @property
     def restore_method(self) -> str:

@@ -168,20 +168,11 @@ def _marked_png(rgb: np.ndarray, description: str) -> bytes:
         return encode_marked(np.ascontiguousarray(rgb), "png", source_type=SWAP_SOURCE_TYPE, description=description)
 
 
-def _restorer(hub: ModelHub, mode: str):
-    """``FaceRestorer`` for ``mode`` ``auto`` (GPEN if configured, else classical), ``classical``; ``None``
-    for ``none``."""
-    from faceforge.errors import FaceforgeError
-    from faceforge.restore import FaceRestorer
+def _restorer(hub: ModelHub, mode: str, upscale: int = 1):
+    """:func:`faceforge.restore.make_restorer` with the hub's detector."""
+    from faceforge.restore import make_restorer
 
-    if mode == "none":
-        return None
-    if mode == "auto":
-        try:
-            return FaceRestorer(method="gpen", detector=hub.detector())
-        except FaceforgeError:
-            pass
-    return FaceRestorer(method="classical", detector=hub.detector())
+    return make_restorer(mode, hub.detector(), upscale)
 
 
 def swap_task(hub: ModelHub, p: Mapping[str, Any]) -> TaskResult:
@@ -224,17 +215,7 @@ def virtual_model_task(hub: ModelHub, p: Mapping[str, Any]) -> TaskResult:
 
 
 def restore_task(hub: ModelHub, p: Mapping[str, Any]) -> TaskResult:
-    from faceforge.errors import FaceforgeError
-    from faceforge.restore import FaceRestorer
-
-    restorer = None
-    if p["method"] in ("auto", "gpen"):
-        try:
-            restorer = FaceRestorer(method="gpen", upscale=p["upscale"], detector=hub.detector())
-        except FaceforgeError:
-            if p["method"] == "gpen":
-                raise
-    restorer = restorer or FaceRestorer(method="classical", upscale=p["upscale"], detector=hub.detector())
+    restorer = _restorer(hub, p["method"], p["upscale"])
     result = restorer.restore(_decode(hub, p["image"]), faces=p["faces"])
     return TaskResult([encode_image(result.image, "png")], {
         "method": restorer.method, "restored": len(result.restored), "faces": len(result.faces),

@@ -17,6 +17,19 @@ from pathlib import Path
 from typing import Any, Callable
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+REPO_ROOT = RESULTS_DIR.parents[1]
+
+
+def display_path(path: str | Path) -> str:
+    """``path`` as results files record it: relative to the repository (``data/...``) or to its parent
+    (``../shared/data/...``), never an absolute path of the measuring machine; other paths: the name."""
+    resolved = Path(path).resolve()
+    for base, prefix in ((REPO_ROOT, ""), (REPO_ROOT.parent, "../")):
+        try:
+            return prefix + resolved.relative_to(base).as_posix()
+        except ValueError:
+            continue
+    return resolved.name
 
 
 def parse_ints(text: str) -> list[int]:

@@ -39,7 +39,7 @@ from typing import Any
 import click
 import numpy as np
 
-from benchmarks import RESULTS_DIR, write_results
+from benchmarks import RESULTS_DIR, display_path, write_results
 
 FOLDERS = ("portraits", "portraits_256", "groups")
 THRESHOLD = 0.6
@@ -204,7 +204,7 @@ def run(data_dir: Path, n_utkface: int = 250, seed: int = 0, threads: int = 1, o
             "pairs_vs_dlib": free_pairs},
         "setup": {"seed": seed, "torch_threads": threads, "torch": torch.__version__,
                   "dlib": __import__("dlib").__version__, "cpu": platform.processor() or platform.machine(),
-                  "cores": os.cpu_count(), "data": str(data_dir)},
+                  "cores": os.cpu_count(), "data": display_path(data_dir)},
     }
     write_results(doc, out_dir, "identity_parity", markdown)
     print(markdown(doc))

@@ -51,7 +51,7 @@ import click
 import cv2
 import numpy as np
 
-from benchmarks import RESULTS_DIR, write_results
+from benchmarks import RESULTS_DIR, display_path, write_results
 
 DEFAULT_NAME = "swap_quality"
 FIGURES_DIR = RESULTS_DIR / "figures"
@@ -495,7 +495,7 @@ def run(data: Path, n: int = 500, seed: int = 0, blends: Sequence[str] = ("poiss
             grid = np.concatenate([np.concatenate(tiles[i:i + 4], axis=1) for i in range(0, 16, 4)], axis=0)
             save_image(figures_dir / f"{name}_utkface.png", grid)
     doc: dict[str, Any] = {
-        "pairs": {"n": n, "seed": seed, "min_age": min_age, "tried": tried, "data": str(data),
+        "pairs": {"n": n, "seed": seed, "min_age": min_age, "tried": tried, "data": display_path(data),
                   "sources": [s["path"].name for s in sources], "targets": [t["path"].name for t in targets]},
         "max_yaw_gap": swapper.max_yaw_gap, "methods": methods, "buckets": buckets, "grid_method": grid_method,
         "yaw_gap": {"median": float(np.median(gaps)), "p90": float(np.percentile(gaps, 90)), "max": float(gaps.max())},

@@ -34,7 +34,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from benchmarks import RESULTS_DIR
+from benchmarks import RESULTS_DIR, display_path
 
 DEFAULT_NAME = "translate_quality"
 
@@ -150,7 +150,7 @@ def run(generators: dict[str, str | Path], age_weights: str | Path, young: Path,
 
     results: dict[str, Any] = {
         "task": task, "direction": direction, "postfilter": postfilter, "faces": len(crops), "size": size,
-        "young_folder": str(Path(young).resolve()), "limit": limit,
+        "young_folder": display_path(young), "limit": limit,
         "estimator": {**estimator.describe(), "overlap": _estimator_overlap(age_weights, names)
                       if str(age_weights) != "default" else {"checked": False}},
         "age_before": _summary(before),

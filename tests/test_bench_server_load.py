@@ -42,3 +42,4 @@ def test_a_real_run_against_gunicorn_with_the_inprocess_backend(tmp_path):
     assert b["heavy"][0]["succeeded"] == 1 and b["heavy"][0]["lost"] == 0
     assert b["rss_mib"] > 50 and doc["compute_ms"] > 0
     assert (tmp_path / "server_load.md").is_file() and (tmp_path / "server_load.png").is_file()
+

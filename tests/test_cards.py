@@ -29,12 +29,14 @@ def test_every_card_names_a_registered_architecture_and_every_shipped_file_exist
 
 
 def test_shipped_json_carries_no_absolute_path_of_the_build_machine():
+    """Weights JSONs, checkpoint-side provenance, the manifest and the committed benchmark results."""
     import re
 
     absolute = re.compile(r'"(/(work|home|root|tmp|Users|mnt)/|[A-Z]:\\\\)')
     shipped = [c.package_path.with_suffix(".json") for c in cards.CARDS.values() if c.package_path.is_file()]
     manifest = cards.PACKAGE_WEIGHTS_DIR.parents[1] / "mobile_assets" / "manifest.json"
-    for path in shipped + ([manifest] if manifest.is_file() else []):
+    results = sorted((cards.PACKAGE_WEIGHTS_DIR.parents[1] / "benchmarks" / "results").glob("*.json"))
+    for path in shipped + ([manifest] if manifest.is_file() else []) + results:
         found = absolute.search(path.read_text())
         assert found is None, f"{path.name} holds an absolute path: {found.group(0) if found else ''}"
 

@@ -21,7 +21,6 @@ Writes ``<out>/face_screening.{json,md}``.
 from __future__ import annotations
 
 import json
-import os
 import random
 from pathlib import Path
 from typing import Any
@@ -35,10 +34,6 @@ NOT_FOR_BACKGROUND = {"kit_with_rose.jpg", "obama_partial_face.jpg"}
 """Portraits whose background crops could show a face: two people; a face cut by the frame (its box
 does not bound the face: a first run drew a "background" crop with part of the face in it)."""
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-
-
-def _data_root() -> Path:
-    return Path(os.environ.get("FACEFORGE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
 def background_crops(rgb: np.ndarray, box: np.ndarray, n: int, rng: random.Random) -> list[np.ndarray]:
@@ -71,7 +66,9 @@ def run(utkface: int = 200, crops_per_photo: int = 12, seed: int = 0, out_dir: P
     from faceforge.imaging import load_image
     from faceforge.virtual_model import screen, screening_scores
 
-    root = _data_root()
+    from training.data import data_root
+
+    root = data_root()
     portraits = sorted(p for p in (root / "photos" / "portraits").glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not portraits:
         raise FileNotFoundError(f"no shared photos under {root} (set FACEFORGE_DATA)")

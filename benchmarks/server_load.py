@@ -284,8 +284,9 @@ def run(clients: Sequence[int] = (1, 4, 16, 64), duration_s: float = 10.0, jobs:
     from faceforge.cli.demo import default_photo_bytes
 
     if photo is None:
-        data_root = Path(os.environ.get("FACEFORGE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-        candidate = data_root / "photos" / "portraits" / "obama.jpg"
+        from training.data import data_root
+
+        candidate = data_root() / "photos" / "portraits" / "obama.jpg"
         photo_bytes, photo_name = (candidate.read_bytes(), candidate.name) if candidate.is_file() else \
             (default_photo_bytes(), "astronaut")
     else:

@@ -65,7 +65,7 @@ from faceforge.imaging import save_image
 from faceforge.models.faceshifter import (FACESHIFTER_ARCH, AEINet, MultiscaleDiscriminator, attribute_loss,
                                           check_identity_dim, hinge_d_loss, hinge_g_loss)
 from training.gpen import load_faces, to_tensor, to_uint8, utkface_split
-from training.runs import (MetricsLog, command_line, new_run_dir, resolve_device, resume_config, run_lock,
+from training.runs import (MetricsLog, command_line, kimg_row, new_run_dir, resolve_device, resume_config, run_lock,
                            set_requires_grad, write_json)
 
 log = logging.getLogger(__name__)
@@ -416,13 +416,7 @@ def train(cfg: FaceShifterTrainConfig, identity: IdentityEncoder | None = None) 
         save_checkpoint(run / "G.pt", trainer.G, FACESHIFTER_ARCH, g_kwargs, prov)
 
     def write_row(window: dict[str, list[float]], seconds: list[float], ev: dict[str, float] | None) -> None:
-        row: dict[str, Any] = {c: "" for c in columns}
-        row.update(step=trainer.step, kimg=round(trainer.step * cfg.batch_size / 1000, 3),
-                   sec_per_step=round(float(np.mean(seconds)), 4) if seconds else "")
-        row.update({k: round(float(np.mean(v)), 5) for k, v in window.items() if k in row})
-        if ev:
-            row.update(ev)
-        metrics.log(**row)
+        metrics.log(**kimg_row(columns, trainer.step, cfg.batch_size, window, seconds, ev))
 
     def eval_and_sample(sample: bool) -> dict[str, float]:
         ev, imgs = evaluate(trainer.G, trainer.identity, val_faces, device)

@@ -48,7 +48,6 @@ import copy
 import hashlib
 import importlib
 import logging
-import math
 import time
 import zlib
 from dataclasses import asdict, dataclass
@@ -67,7 +66,7 @@ from faceforge.errors import CheckpointError
 from faceforge.imaging import load_image, save_image
 from faceforge.models.gpen import GPEN, GPEN_ARCH, gpen_channels
 from faceforge.models.stylegan2 import StyleGAN2Discriminator
-from training.runs import (MetricsLog, command_line, new_run_dir, resolve_device, resume_config, run_lock,
+from training.runs import (MetricsLog, command_line, kimg_row, new_run_dir, resolve_device, resume_config, run_lock,
                            set_requires_grad, write_json)
 from training.stylegan2 import lazy_adam
 
@@ -534,13 +533,7 @@ def train(cfg: GPENTrainConfig) -> Path:
         save_checkpoint(run / "G_ema.pt", trainer.G_ema, GPEN_ARCH, g_kwargs, prov)
 
     def write_row(window: dict[str, list[float]], seconds: list[float], ev: dict[str, float] | None) -> None:
-        row: dict[str, Any] = {c: "" for c in columns}
-        row.update(step=trainer.step, kimg=round(trainer.step * cfg.batch_size / 1000, 3),
-                   sec_per_step=round(float(np.mean(seconds)), 4) if seconds else "")
-        row.update({k: round(float(np.mean(v)), 5) for k, v in window.items() if k in row})
-        if ev:
-            row.update(ev)
-        metrics.log(**row)
+        metrics.log(**kimg_row(columns, trainer.step, cfg.batch_size, window, seconds, ev))
 
     with run_lock(run):
         if trainer.step == 0:

@@ -171,6 +171,22 @@ def window_row(window: dict[str, list[float]], step: int, steps_per_epoch: int, 
     return row
 
 
+def kimg_row(columns: list[str], step: int, batch_size: int, window: dict[str, list[float]],
+             step_seconds: list[float], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One ``metrics.csv`` row of a step-counted GAN trainer (GPEN, FaceShifter): every column present
+    (blank when unknown), ``step``, ``kimg`` (images seen / 1000), ``sec_per_step`` (mean of
+    ``step_seconds``), the mean of each loss in ``window`` that is a column (5 decimals), then ``extra``
+    (e.g. held-out figures)."""
+    import numpy as np
+
+    row: dict[str, Any] = {c: "" for c in columns}
+    row.update(step=step, kimg=round(step * batch_size / 1000, 3),
+               sec_per_step=round(float(np.mean(step_seconds)), 4) if step_seconds else "")
+    row.update({k: round(float(np.mean(v)), 5) for k, v in window.items() if k in row})
+    row.update(extra or {})
+    return row
+
+
 LOCK_NAME = "train.lock"
 """File in a run folder while a trainer works in it: the process id, one line."""
 

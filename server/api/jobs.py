@@ -186,6 +186,16 @@ def _choice(fields: dict[str, Any], name: str, choices: tuple[str, ...], default
     return raw
 
 
+def _faces(fields: dict[str, Any]) -> str:
+    """The ``faces`` selection (``all``, ``largest``, ``0,2``), checked here so a bad one is a 400 at submit."""
+    faces = str(fields.get("faces") or "all")
+    try:
+        parse_face_selection(faces)
+    except ValueError as exc:
+        raise InvalidFieldError(str(exc), field="faces") from None
+    return faces
+
+
 def _image(name: str, required: bool = True) -> bytes | None:
     """The uploaded file's bytes, decoded once here so a bad image is a synchronous 4xx."""
     if not required and name not in request.files:
@@ -231,27 +241,17 @@ def _parse(task: str) -> dict[str, Any]:
         hub.stylegan_weights_path("base")
         return {"image": _image("image"), "steps": steps, "align": align, "w_plus": _flag(f, "w_plus", False)}
     if task == "swap":
-        faces = f.get("faces") or "all"
-        try:
-            parse_face_selection(str(faces))
-        except ValueError as exc:
-            raise InvalidFieldError(str(exc), field="faces") from None
-        return {"source": _image("source"), "target": _image("target"), "faces": str(faces),
+        return {"source": _image("source"), "target": _image("target"), "faces": _faces(f),
                 "blend": _choice(f, "blend", ("laplacian", "poisson", "feather"), "laplacian"),
                 "max_yaw_gap": _number(f, "max_yaw_gap", 30.0, 0.001, 90.0),
                 "allow_pose_gap": _flag(f, "allow_pose_gap", False), "restore": _flag(f, "restore", False)}
     if task == "restore":
-        faces = f.get("faces") or "all"
-        try:
-            parse_face_selection(str(faces))
-        except ValueError as exc:
-            raise InvalidFieldError(str(exc), field="faces") from None
         method = _choice(f, "method", ("auto", "gpen", "classical"), "auto")
         if method == "gpen":
             from faceforge.restore import resolve_weights
 
             resolve_weights(None)  # 503 weights-not-found at submit, not a failed job later
-        return {"image": _image("image"), "faces": str(faces), "method": method,
+        return {"image": _image("image"), "faces": _faces(f), "method": method,
                 "upscale": _integer(f, "upscale", 1, 1, 4)}
     if task == "virtual-model":
         source = _image("source", required=False)

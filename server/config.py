@@ -64,7 +64,7 @@ class Config:
         warm_up: load the models inside ``create_app`` instead of at the first request
             (``FACEFORGE_WARM_UP``, default false).
         stylegan2_weights: StyleGAN2 generator for the heavy endpoints, any file
-            :func:`faceforge.checkpoints.load_stylegan2` reads (faceforge ``.pt``, rosinality ``.pt``,
+            :func:`faceforge.models.stylegan2_convert.load_stylegan2` reads (faceforge ``.pt``, rosinality ``.pt``,
             NVlabs ``.pkl``), or ``"default"``: faceforge's small 32 px UTKFace generator
             (``FACEFORGE_STYLEGAN2_WEIGHTS``). Unset: the heavy endpoints answer 503 ``weights-not-found``
             (the shipped generator is a CPU-trained stand-in, so serving it is an explicit choice).

@@ -18,12 +18,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from faceforge.checkpoints import (convert_nvlabs_stylegan2_ada, convert_rosinality_stylegan2, load_stylegan2,
-                                   save_checkpoint)
+from faceforge.checkpoints import save_checkpoint
 from faceforge.errors import CheckpointError
 from faceforge.models import create_model, get_spec
 from faceforge.models.stylegan2 import (StyleGAN2Discriminator, StyleGAN2Generator, fir_filter, make_filter,
                                         mix_styles, modulated_conv2d, upsample2d, downsample2d)
+from faceforge.models.stylegan2_convert import (convert_nvlabs_stylegan2_ada, convert_rosinality_stylegan2,
+                                                load_stylegan2)
 
 torch.set_num_threads(1)
 Z = 16  # latent size of the tiny configs
@@ -552,3 +553,16 @@ def test_wrong_formats_are_clear_errors(tmp_path):
         create_model("stylegan2", weights=ff)
     with pytest.raises(FileNotFoundError):
         create_model("stylegan2", weights=tmp_path / "absent.pkl")
+
+
+def test_moved_converter_names_still_import_from_checkpoints():
+    """``faceforge.checkpoints.load_stylegan2`` (used by callers written before the move) forwards to
+    ``faceforge.models.stylegan2_convert`` with a DeprecationWarning; other names still fail."""
+    from faceforge import checkpoints
+    from faceforge.models import stylegan2_convert
+
+    with pytest.warns(DeprecationWarning, match="stylegan2_convert"):
+        assert checkpoints.load_stylegan2 is stylegan2_convert.load_stylegan2
+    with pytest.raises(AttributeError):
+        checkpoints.no_such_name  # noqa: B018
+    assert get_spec("stylegan2").weights_loader is stylegan2_convert.load_stylegan2

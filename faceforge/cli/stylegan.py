@@ -1,6 +1,6 @@
 """``faceforge stylegan``: the StyleGAN2 features of :mod:`faceforge.stylegan` from the command line.
 
-Every command takes ``--weights`` (any file :func:`faceforge.checkpoints.load_stylegan2` reads; env
+Every command takes ``--weights`` (any file :func:`faceforge.models.stylegan2_convert.load_stylegan2` reads; env
 ``FACEFORGE_STYLEGAN2_WEIGHTS``) and writes one PNG (a strip or grid when there are several images).
 """
 

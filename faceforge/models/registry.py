@@ -25,6 +25,7 @@ from typing import Any, Callable
 
 from torch import nn
 
+from faceforge.checkpoints import load_checkpoint
 from faceforge.errors import CheckpointError, UnknownModelError
 from faceforge.models import cards
 
@@ -141,6 +142,23 @@ def register_model(spec: ModelSpec) -> ModelSpec:
     return spec
 
 
+def set_weights_loader(name: str, loader: Callable[..., dict[str, Any]]) -> ModelSpec:
+    """Install ``loader`` as the ``weights_loader`` of the registered model ``name`` and return the new spec.
+
+    For converters that live above the network module (they build the network, so the network module
+    cannot name them without an import cycle), e.g. :mod:`faceforge.models.stylegan2_convert`.
+
+    Raises:
+        UnknownModelError: no model of that name is registered.
+        ValueError: the spec already has a (different) loader.
+    """
+    spec = get_spec(name)
+    if spec.weights_loader is not None and spec.weights_loader is not loader:
+        raise ValueError(f"model {name!r} already has a weights loader ({spec.weights_loader.__qualname__})")
+    _REGISTRY[name] = dataclasses.replace(spec, weights_loader=loader)
+    return _REGISTRY[name]
+
+
 def list_models(task: str | None = None) -> list[str]:
     """Registered model names, sorted; only those of ``task`` when given."""
     return sorted(n for n, s in _REGISTRY.items() if task is None or s.task == task)
@@ -178,8 +196,6 @@ def create_model(name: str, weights: str | Path | None = None, **kwargs: Any) ->
         FileNotFoundError: the weights file does not exist.
         CheckpointError: the checkpoint is of another architecture, or its tensors do not fit.
     """
-    from faceforge.checkpoints import load_checkpoint  # local: checkpoints imports this module
-
     spec = get_spec(name)
     config = {**spec.kwargs, **kwargs}
     ckpt = None

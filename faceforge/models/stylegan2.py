@@ -4,7 +4,7 @@ Source: Karras, Laine, Aittala, Hellsten, Lehtinen, Aila, "Analyzing and Improvi
 StyleGAN", CVPR 2020 (arXiv:1912.04958), configuration "F" (skip generator, residual discriminator).
 Written for faceforge from the paper; the parameter layout follows the published NVlabs
 stylegan2-ada-pytorch naming (``mapping.fc{i}``, ``synthesis.b{res}.conv0|conv1|torgb``) so that
-published checkpoints convert with a renaming only (see :mod:`faceforge.checkpoints`).
+published checkpoints convert with a renaming only (see :mod:`faceforge.models.stylegan2_convert`).
 
 Overview (R = output resolution, a power of two >= 8; ``num_ws = 2 * log2(R) - 2``)::
 
@@ -688,11 +688,6 @@ DEFAULT_CONFIG = {"resolution": 64, "z_dim": 256, "w_dim": 256, "channel_base": 
                   "mapping_layers": 8}
 
 
-def _load_stylegan2_weights(path, arch: str = "stylegan2"):
-    from faceforge.checkpoints import load_stylegan2  # local: checkpoints imports the registry
-    return load_stylegan2(path, arch=arch)
-
-
 TOON_CARD = "stylegan2.anime32"
 """Model card of the cartoon fine-tune of the default generator that faceforge ships for toonify
 (Pinkney & Adler 2020); ``"default"`` as ``--toon`` / ``FACEFORGE_STYLEGAN2_TOON_WEIGHTS`` names it."""
@@ -713,7 +708,7 @@ register_model(ModelSpec(
     kwargs=dict(DEFAULT_CONFIG),
     input=InputSpec(shape=(DEFAULT_CONFIG["z_dim"],), layout="NC", kind="latent",
                     distribution="z ~ N(0, I), float32 (N, z_dim); output (N, 3, R, R) RGB in ~[-1, 1]"),
-    weights_loader=_load_stylegan2_weights,
+    # weights_loader: faceforge.models.stylegan2_convert.load_stylegan2, installed by that module
     source="Karras et al. 2020, 'Analyzing and Improving the Image Quality of StyleGAN', CVPR "
            "(arXiv:1912.04958), config F",
     license="Apache-2.0 (architecture code); default weights trained by faceforge on UTKFace "

@@ -51,6 +51,17 @@ Celery documentation "Using Redis" / "Tasks: acks_late" and kombu's Redis transp
   ``max_jobs`` waiting jobs.
 * Soft time limit at 90 % of ``job_time_limit_s`` (the job fails with a timeout problem); the hard limit
   kills the child and the job is reported failed too (``JobTask.on_failure`` in :func:`make_celery`).
+
+Cancellation (``DELETE /v1/jobs/<id>``, :meth:`CeleryJobQueue.cancel`): the record turns ``cancelled`` in
+one Redis transaction (payload deleted, out of the waiting/running sets), so a later delivery of its
+message is acknowledged without running (:meth:`RedisJobStore.start` treats ``cancelled`` as finished) and
+a run that returns afterwards cannot overwrite it (:meth:`RedisJobStore.finish`). Then the task is revoked
+through Celery's control broadcast: a queued message is dropped by the workers that receive it; a running
+task gets ``terminate=True, signal="SIGUSR1"``, which a prefork pool child turns into
+``SoftTimeLimitExceeded`` inside the task (billiard's soft-timeout handler), so the computation stops
+between two Python bytecodes (not inside a long C call such as one convolution) and the child lives on
+with its loaded models. ``-P solo`` and ``-P threads`` workers cannot terminate a task: there the run
+goes on to its end and only its outcome is discarded.
 """
 
 from __future__ import annotations
@@ -70,7 +81,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 from faceforge.errors import FaceforgeError, MissingDependencyError
 
 from server.errors import InternalError, JobNotFoundError, NotReadyError, QueueFullError
-from server.jobs import STATUSES, Job, JobQueue, Runner, TaskResult
+from server.jobs import FINISHED_STATUSES, STATUSES, Job, JobQueue, Runner, TaskResult, finished_error
 
 if TYPE_CHECKING:
     import redis
@@ -91,7 +102,10 @@ REDIS_RETRY_S = 2.0
 REDIS_RETRIES = 150
 """Retries of such a delivery (5 minutes at :data:`REDIS_RETRY_S`) before Celery gives up on it."""
 RUNTIMES_KEPT = 32
-FINISHED = ("succeeded", "failed")
+FINISHED = FINISHED_STATUSES
+REVOKE_SIGNAL = "SIGUSR1"
+"""What a revoke sends to the pool child running a cancelled task: billiard's soft-timeout signal, so the
+task sees ``SoftTimeLimitExceeded`` and its process survives (SIGTERM would kill it and its models)."""
 _JOB_ID = re.compile(r"[0-9a-f]{32}\Z")
 
 
@@ -317,7 +331,57 @@ class RedisJobStore:
         counts = pipe.execute()
         n = len(QUEUES)
         return {"queued": int(sum(counts[:n])), "running": int(counts[n]),
-                "succeeded": int(counts[n + 1]), "failed": int(counts[n + 2])}
+                **{status: int(counts[n + 1 + i]) for i, status in enumerate(FINISHED)}}
+
+    def cancel(self, job_id: str) -> tuple[Job, str]:
+        """Mark a queued or running job ``cancelled`` in one transaction: ``finished`` = now, the record's
+        TTL becomes ``ttl_s``, the payload is deleted, the id leaves the waiting and running sets and joins
+        ``finished:cancelled``. Returns the job's snapshot and the status it had before (``queued``,
+        ``running``, or ``cancelled`` when it already was: then nothing changes).
+
+        Raises:
+            JobNotFoundError: not a job id, unknown, or expired.
+            JobFinishedError: the job already succeeded or failed (nothing changes).
+        """
+        import redis
+
+        self.get(job_id)  # JobNotFoundError for ids that are no job ids before any WATCH
+        record = self.record_key(job_id)
+        while True:
+            with self.client.pipeline(transaction=True) as pipe:
+                try:
+                    pipe.watch(record)
+                    fields = pipe.hgetall(record)
+                    if not fields:
+                        pipe.reset()
+                        raise JobNotFoundError(f"no job {job_id!r}: unknown id, or finished more than "
+                                               f"{self.ttl_s} s ago", job_id=job_id)
+                    before = fields[b"status"].decode()
+                    if before in FINISHED:
+                        pipe.reset()
+                        job = self.get(job_id)
+                        if before == "cancelled":
+                            return job, before
+                        raise finished_error(job)
+                    queue = fields.get(b"queue", b"").decode()
+                    now = time.time()
+                    pipe.multi()
+                    pipe.hset(record, mapping={"status": "cancelled", "finished": repr(now), "images": 0})
+                    pipe.expire(record, self.ttl_s)
+                    pipe.delete(self.payload_key(job_id))
+                    pipe.zrem(self.RUNNING_KEY, job_id)
+                    pipe.zrem(self.waiting_key(queue), job_id)
+                    pipe.zadd(self.finished_key("cancelled"), {job_id: now})
+                    pipe.zremrangebyscore(self.finished_key("cancelled"), "-inf", now - self.ttl_s)
+                    pipe.execute()
+                    return self.get(job_id), before
+                except redis.WatchError:
+                    continue
+
+    def status(self, job_id: str) -> str | None:
+        """The job's status as stored now, or None when there is no record."""
+        value = self.client.hget(self.record_key(job_id), "status")
+        return None if value is None else value.decode()
 
     # ------------------------------------------------------------------------------ worker side
     def start(self, job_id: str, worker: str) -> tuple[str, dict[str, Any]] | None:
@@ -456,13 +520,19 @@ def execute_job(store: RedisJobStore, job_id: str, runner: Runner, worker: str |
         result = runner(task, payload)
     except FaceforgeError as exc:
         error = exc.to_problem()
-    except SoftTimeLimitExceeded:
+    except SoftTimeLimitExceeded:  # the soft time limit, or a revoke of a cancelled job (REVOKE_SIGNAL)
+        if store.status(job_id) == "cancelled":
+            log.info("job %s (%s) stopped: it was cancelled", job_id, task)
+            return "cancelled"
         log.warning("job %s (%s) ran past its soft time limit", job_id, task)
         error = _problem(InternalError("the job ran past its time limit and was stopped"))
     except Exception:  # noqa: BLE001 - a failed job must not take the worker down
         log.exception("job %s (%s) failed", job_id, task)
         error = _problem(InternalError("the job failed; the error was logged"))
-    store.finish(job_id, result=result, error=error, run_s=time.perf_counter() - t0, worker=worker)
+    if not store.finish(job_id, result=result, error=error, run_s=time.perf_counter() - t0, worker=worker):
+        status = store.status(job_id)  # cancelled while it ran (or expired): the outcome is discarded
+        log.info("job %s (%s) finished, but its record is %s; outcome discarded", job_id, task, status or "gone")
+        return status
     return "failed" if error is not None else "succeeded"
 
 
@@ -609,15 +679,19 @@ class CeleryJobQueue(JobQueue):
         send: ``send(job_id, queue)`` publishes the job's message (``None``: through ``celery_app``).
         celery_app: the app of :func:`make_celery` (``send`` defaults to its ``send_task``).
         expires_s: seconds after which an unstarted message is discarded by the worker.
+        revoke: ``revoke(job_id, terminate)`` revokes a cancelled job's task (``None``: Celery's control
+            ``revoke``, with ``signal=REVOKE_SIGNAL`` when ``terminate``; nothing without ``celery_app``).
     """
 
     def __init__(self, store: RedisJobStore, send: Callable[[str, str], None] | None = None,
-                 celery_app: "Celery | None" = None, expires_s: float | None = None) -> None:
+                 celery_app: "Celery | None" = None, expires_s: float | None = None,
+                 revoke: Callable[[str, bool], None] | None = None) -> None:
         if send is None and celery_app is None:
             raise ValueError("give send or celery_app")
         self.store, self.celery_app = store, celery_app
         self.expires_s = expires_s or store.live_ttl_s
         self._send = send or self._send_task
+        self._revoke = revoke or self._revoke_task
 
     @classmethod
     def from_config(cls, config: "Config", runner: Runner | None = None) -> "CeleryJobQueue":
@@ -666,6 +740,35 @@ class CeleryJobQueue(JobQueue):
             return self.store.get(job_id)
         except redis.RedisError as exc:
             raise self._unreachable(exc) from None
+
+    def _revoke_task(self, job_id: str, terminate: bool) -> None:
+        if self.celery_app is not None:
+            self.celery_app.control.revoke(job_id, terminate=terminate, signal=REVOKE_SIGNAL)
+
+    def cancel(self, job_id: str) -> Job:
+        """Cancel a job (see the module docstring, "Cancellation"): the store's record first (the truth
+        every web process and worker reads), then a revoke broadcast to the workers (terminating the run
+        when the job was running). A revoke that cannot be sent is logged, not raised: the record is
+        already ``cancelled``, so a queued job still never runs; a running one then computes to its end.
+
+        Raises:
+            JobNotFoundError: unknown or expired id (404).
+            JobFinishedError: the job already succeeded or failed (409).
+            NotReadyError: Redis is unreachable (503).
+        """
+        import redis
+
+        try:
+            job, before = self.store.cancel(job_id)
+        except redis.RedisError as exc:
+            raise self._unreachable(exc) from None
+        if before in ("queued", "running"):
+            try:
+                self._revoke(job_id, before == "running")
+            except Exception as exc:  # noqa: BLE001 - the record already says cancelled
+                log.warning("job %s cancelled, but its revoke could not be sent: %s: %s", job_id,
+                            type(exc).__name__, exc)
+        return job
 
     def stats(self) -> dict[str, int]:
         return self.store.stats()

@@ -53,6 +53,14 @@ class JobNotFinishedError(FaceforgeError):
     status = 409
 
 
+class JobFinishedError(FaceforgeError):
+    """``DELETE /v1/jobs/<id>`` of a job that already succeeded or failed: there is nothing to cancel."""
+
+    slug = "job-finished"
+    title = "The job has already finished, so it cannot be cancelled"
+    status = 409
+
+
 class QueueFullError(FaceforgeError):
     """The heavy-job queue is full; ``extra["retry_after"]`` seconds go into a ``Retry-After`` header."""
 

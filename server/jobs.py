@@ -4,7 +4,10 @@ Heavy tasks (StyleGAN2 generation, projection, ...) take seconds on a CPU, so th
 request thread: ``POST /v1/<task>`` validates the request, calls :meth:`JobQueue.submit` and answers
 ``202 Accepted`` with the job id; the client polls ``GET /v1/jobs/<id>``. A job belongs to the queue,
 not to the request, so it finishes (and its result waits ``job_ttl_s`` seconds) even when the client
-disconnects or never polls.
+disconnects or never polls. ``DELETE /v1/jobs/<id>`` cancels a job (:meth:`JobQueue.cancel`): a queued job
+never runs, a running one is marked ``cancelled`` at once (what actually stops depends on the backend: see
+:meth:`InProcessJobQueue.cancel` and :meth:`server.celery_backend.CeleryJobQueue.cancel`), a finished one
+answers 409.
 
 A job is ``(task, payload)``: ``task`` a name in :data:`server.tasks.TASKS`, ``payload`` a dict of JSON
 values and ``bytes`` (uploaded images), so it can cross a process boundary as is. Running it is
@@ -47,11 +50,13 @@ from typing import Any, Callable, Mapping
 
 from faceforge.errors import FaceforgeError
 
-from server.errors import JobNotFoundError, QueueFullError
+from server.errors import JobFinishedError, JobNotFoundError, QueueFullError
 
 log = logging.getLogger(__name__)
 
-STATUSES = ("queued", "running", "succeeded", "failed")
+STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+FINISHED_STATUSES = ("succeeded", "failed", "cancelled")
+"""Terminal states: the record changes no more (and expires ``job_ttl_s`` after ``finished``)."""
 
 
 @dataclass
@@ -107,12 +112,45 @@ class JobQueue:
         """
         raise NotImplementedError
 
+    def cancel(self, job_id: str) -> Job:
+        """Cancel a job and return a snapshot of its record, now ``cancelled`` (``finished`` = the time of
+        the cancel; the record keeps its task and times and expires ``ttl_s`` later like any finished job).
+        A queued job never runs. A running job is marked cancelled at once and its result, should the
+        task still return one, is discarded; whether its computation stops depends on the backend.
+        Cancelling a job that is already ``cancelled`` returns its record again (idempotent).
+
+        Raises:
+            JobNotFoundError: unknown id or expired (404).
+            JobFinishedError: the job already succeeded or failed (409); nothing changes.
+        """
+        raise NotImplementedError
+
     def stats(self) -> dict[str, int]:
         """Counts by status (for monitoring)."""
         raise NotImplementedError
 
     def close(self) -> None:
         """Stop accepting work and release resources (worker threads finish their current job)."""
+
+
+def finished_error(job: Job) -> JobFinishedError:
+    """The 409 of cancelling ``job``, which already succeeded or failed."""
+    return JobFinishedError(f"job {job.id} already {job.status}; only queued or running jobs can be cancelled",
+                            job_id=job.id, job_status=job.status)
+
+
+_current = threading.local()
+
+
+def cancel_requested() -> bool:
+    """Inside a task run by :class:`InProcessJobQueue`: whether its job was cancelled since it started.
+
+    The cooperative flag of the in-process backend: a task that works in steps (an optimisation loop) may
+    call this between steps and return early. No task of :mod:`server.tasks` calls it yet, so today a
+    cancelled running job computes to its end and only its result is discarded. Outside a job thread: False.
+    """
+    event = getattr(_current, "cancelled", None)
+    return bool(event is not None and event.is_set())
 
 
 class InProcessJobQueue(JobQueue):
@@ -141,6 +179,7 @@ class InProcessJobQueue(JobQueue):
         self._threads: list[threading.Thread] = []
         self._closed = False
         self._run_times: collections.deque[float] = collections.deque(maxlen=32)  # seconds, recent jobs
+        self._cancel_events: dict[str, threading.Event] = {}  # running job id -> its cooperative flag
 
     def retry_after(self) -> int:
         """Seconds a client turned away (429) should wait: the estimated time to drain a full queue."""
@@ -191,6 +230,32 @@ class InProcessJobQueue(JobQueue):
                                    job_id=job_id)
         return job
 
+    def cancel(self, job_id: str) -> Job:
+        """Cancel a job (see :meth:`JobQueue.cancel`). What stops, exactly:
+
+        * ``queued``: the job is marked ``cancelled`` and its payload dropped; its id stays in the bounded
+          queue until a worker thread takes it and skips it (it still counts towards ``max_queued`` until
+          then, at the cost of one lookup).
+        * ``running``: the record is ``cancelled`` at once and the task's cooperative flag is set
+          (:func:`cancel_requested`). A Python thread cannot be interrupted, so the task computes on until
+          it checks that flag or returns (no task checks it yet: it runs to its end); its worker thread is
+          busy until then, and its result or error is discarded.
+        """
+        with self._lock:
+            self._expire(time.time())
+            job = self._jobs.get(job_id)
+            if job is None:
+                raise JobNotFoundError(f"no job {job_id!r}: unknown id, or finished more than {self.ttl_s:.0f} s "
+                                       f"ago", job_id=job_id)
+            if job.status in ("succeeded", "failed"):
+                raise finished_error(job)
+            if job.status != "cancelled":
+                event = self._cancel_events.get(job_id)
+                if event is not None:
+                    event.set()
+                job.status, job.finished, job.payload = "cancelled", time.time(), None
+            return dataclasses.replace(job)
+
     def stats(self) -> dict[str, int]:
         with self._lock:
             counts = {status: 0 for status in STATUSES}
@@ -212,11 +277,13 @@ class InProcessJobQueue(JobQueue):
                 return
             with self._lock:
                 job = self._jobs.get(job_id)
-                if job is None:
+                if job is None or job.status != "queued":  # expired, or cancelled while it waited
                     continue
                 job.status, job.started = "running", time.time()
+                payload = job.payload or {}
+                _current.cancelled = self._cancel_events[job_id] = threading.Event()
             try:
-                result = self.runner(job.task, job.payload or {})
+                result = self.runner(job.task, payload)
                 status, error = "succeeded", None
             except FaceforgeError as exc:
                 result, status, error = None, "failed", exc.to_problem()
@@ -226,6 +293,11 @@ class InProcessJobQueue(JobQueue):
                 error = {"type": "urn:faceforge:problem:internal-error", "title": "Internal server error",
                          "status": 500, "detail": "the job failed; the error was logged"}
             with self._lock:
+                _current.cancelled = None
+                del self._cancel_events[job_id]
+                if job.status == "cancelled":  # cancelled while it ran: its outcome is discarded
+                    log.info("job %s (%s) was cancelled while running; its outcome is discarded", job.id, job.task)
+                    continue
                 job.result, job.error, job.status, job.finished = result, error, status, time.time()
                 self._run_times.append(job.finished - job.started)
                 job.payload = None  # drop uploaded images once done

@@ -161,7 +161,7 @@ def _frontalize_operation(config: Config, errors: Iterable[type[FaceforgeError]]
 
 
 def _job_paths(config: Config) -> dict[str, Any]:
-    """``POST /v1/<task>`` for each heavy task, ``GET /v1/jobs/{job_id}`` and its images."""
+    """``POST /v1/<task>`` for each heavy task, ``GET`` / ``DELETE /v1/jobs/{job_id}`` and its images."""
     from server.api import jobs
 
     requests = schemas.job_request_schemas(config.max_project_steps)
@@ -204,6 +204,19 @@ def _job_paths(config: Config) -> dict[str, Any]:
         "parameters": [{"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}],
         "responses": {"200": _json({"$ref": "#/components/schemas/Job"}, "The job"),
                       **_error_responses(jobs.ERRORS)},
+        "tags": ["heavy"]}, "delete": {
+        "operationId": "cancelJob",
+        "summary": "Cancel a queued or running job (its record stays, status `cancelled`)",
+        "description": "A queued job is cancelled and never runs. A running job is marked `cancelled` at once and "
+                       "its result is discarded; what stops depends on the backend: `celery` revokes the task "
+                       "(prefork workers: SIGUSR1 to the child running it, which ends the computation as a soft "
+                       "time limit would), `inprocess` sets a cooperative flag that tasks may check between "
+                       "steps (the computation itself runs to its end on its thread). Cancelling a cancelled "
+                       "job answers its record again; a job that already succeeded or failed answers 409 "
+                       f"`job-finished`. The record expires {config.job_ttl_s} s after the cancel.",
+        "parameters": [{"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "responses": {"200": _json({"$ref": "#/components/schemas/Job"}, "The job, now cancelled"),
+                      **_error_responses(jobs.CANCEL_ERRORS)},
         "tags": ["heavy"]}}
     paths[schemas.JOBS_PATH + "/{job_id}/images/{index}"] = {"get": {
         "operationId": "getJobImage", "summary": "One result image of a succeeded job as PNG",

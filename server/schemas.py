@@ -276,7 +276,7 @@ JOB_TASKS = ("generate", "style-mix", "toonify", "project", "morph", "swap", "vi
 PIPELINE_TASKS = ("virtual-model",)
 """Jobs that chain several models; their path is ``/v1/pipelines/<task>``."""
 JOBS_PATH = "/v1/jobs"
-JOB_STATUSES = ("queued", "running", "succeeded", "failed")
+JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 SEED_MAX = 2**32 - 1
 
 

@@ -340,6 +340,107 @@ def test_worker_survives_failing_jobs():
     queue.close()
 
 
+def test_cancel_queued_running_and_finished_jobs():
+    """A queued job never runs; a running one is cancelled at once, its task sees the cooperative flag and its
+    result is discarded; finished jobs answer JobFinishedError; other jobs and their results are kept."""
+    from server.errors import JobFinishedError
+    from server.jobs import cancel_requested
+
+    release, started, ran, saw_flag = threading.Event(), threading.Event(), [], []
+
+    def runner(task, payload):
+        ran.append(payload["n"])
+        if payload["n"] == 1:
+            started.set()
+            deadline = time.monotonic() + 10
+            while not cancel_requested() and time.monotonic() < deadline:  # a task working in steps
+                time.sleep(0.005)
+            saw_flag.append(cancel_requested())
+            release.wait(10)
+            return TaskResult([encode_png(np.zeros((4, 4, 3), np.uint8))], {"n": 1})
+        if payload["n"] == 4:
+            raise NoFaceError("nobody here")
+        return TaskResult([], {"n": payload["n"]})
+
+    queue = InProcessJobQueue(runner, workers=1, max_queued=4, ttl_s=60)
+    try:
+        running = queue.submit("generate", {"n": 1})
+        assert started.wait(5)
+        queued = queue.submit("generate", {"n": 2})
+        later = queue.submit("generate", {"n": 3})
+        failing = queue.submit("project", {"n": 4})
+        cancelled = queue.cancel(queued.id)
+        assert cancelled.status == "cancelled" and cancelled.started is None and cancelled.finished is not None
+        assert cancelled.payload is None and cancelled.task == "generate"
+        stopped = queue.cancel(running.id)
+        assert stopped.status == "cancelled" and stopped.started is not None and stopped.finished >= stopped.started
+        assert queue.cancel(running.id).finished == stopped.finished  # cancelling again changes nothing
+        release.set()
+        deadline = time.monotonic() + 5
+        while queue.get(failing.id).status != "failed" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert ran == [1, 3, 4] and saw_flag == [True]  # job 2 never ran
+        assert queue.get(running.id).status == "cancelled" and queue.get(running.id).result is None
+        assert queue.get(queued.id).status == "cancelled"
+        assert queue.get(later.id).status == "succeeded" and queue.get(later.id).result.data == {"n": 3}
+        for done in (later, failing):
+            with pytest.raises(JobFinishedError) as exc:
+                queue.cancel(done.id)
+            assert exc.value.status == 409 and exc.value.extra["job_status"] == queue.get(done.id).status
+        assert queue.get(later.id).result.data == {"n": 3}  # a refused cancel changes nothing
+        assert queue.stats() == {"queued": 0, "running": 0, "succeeded": 1, "failed": 1, "cancelled": 2}
+        with pytest.raises(JobNotFoundError):
+            queue.cancel("0" * 32)
+        assert not cancel_requested()  # outside a job thread
+    finally:
+        release.set()
+        queue.close()
+
+
+def test_cancel_over_http(app):
+    """DELETE /v1/jobs/<id>: 200 with the cancelled record (schema-valid), 409 job-finished once it finished,
+    404 for unknown ids; a cancelled job has no images (409 job-not-finished); the OpenAPI operation."""
+    release, started = threading.Event(), threading.Event()
+
+    def blocking(task, payload):
+        started.set()
+        release.wait(10)
+        return TaskResult([encode_png(np.zeros((4, 4, 3), np.uint8))], {"task": task})
+
+    jobs = app.extensions["faceforge"]["jobs"]
+    app.extensions["faceforge"]["jobs"] = InProcessJobQueue(blocking, workers=1, max_queued=2)
+    try:
+        client = app.test_client()
+        running = submit(client, "generate", json={"seeds": [1]})
+        assert started.wait(5)
+        queued = submit(client, "generate", json={"seeds": [2]})
+        for url, before in ((queued, "queued"), (running, "running")):
+            assert client.get(url).get_json()["status"] == before
+            response = client.delete(url)
+            assert response.status_code == 200, response.get_data(as_text=True)
+            body = response.get_json()
+            Draft202012Validator(schemas.job_schema()).validate(body)
+            assert body["status"] == "cancelled" and body["result"] is None and body["expires_at"]
+            assert client.get(url).get_json()["status"] == "cancelled"
+            assert_problem(client.get(url + "/images/0"), 409, "job-not-finished")
+        assert client.get(queued).get_json()["started_at"] is None
+        assert client.delete(queued).get_json()["status"] == "cancelled"  # again: the same record
+        release.set()
+        done = submit(client, "generate", json={"seeds": [3]})
+        assert wait(client, done)["status"] == "succeeded"
+        body = assert_problem(client.delete(done), 409, "job-finished")
+        assert body["job_status"] == "succeeded" and "cannot be cancelled" in body["title"]
+        assert client.get(done).get_json()["status"] == "succeeded"
+        assert_problem(client.delete(f"{schemas.JOBS_PATH}/{'0' * 32}"), 404, "job-not-found")
+        assert client.get(running).get_json()["status"] == "cancelled"  # its late result was discarded
+    finally:
+        release.set()
+        app.extensions["faceforge"]["jobs"].close()
+        app.extensions["faceforge"]["jobs"] = jobs
+    op = client.get(schemas.OPENAPI_PATH).get_json()["paths"][schemas.JOBS_PATH + "/{job_id}"]["delete"]
+    assert op["operationId"] == "cancelJob" and {"200", "404", "409"} <= set(op["responses"])
+
+
 def test_http_clients_disconnect_and_concurrent_clients(app):
     requests = pytest.importorskip("requests")
     from server.testing import serve_in_thread

@@ -90,7 +90,7 @@ def test_job_lifecycle_images_under_their_own_keys_and_ttls(store, fake):
     for key in (store.record_key(job.id), store.image_key(job.id, 0), store.image_key(job.id, 1)):
         assert 0 < fake.ttl(key) <= 60  # job_ttl_s from the finish
     assert not fake.exists(store.payload_key(job.id)) and store.waiting(cb.HEAVY_QUEUE) == 0
-    assert store.stats() == {"queued": 0, "running": 0, "succeeded": 1, "failed": 0}
+    assert store.stats() == {"queued": 0, "running": 0, "succeeded": 1, "failed": 0, "cancelled": 0}
     fake.delete(store.record_key(job.id))  # as the TTL would
     with pytest.raises(JobNotFoundError):
         store.get(job.id)
@@ -179,6 +179,90 @@ def test_finish_is_written_once(store):
     assert store.get(job.id).result.data == {"first": True}
 
 
+def test_cancel_in_the_store_queued_running_and_finished(store, fake):
+    """A cancelled queued job never runs when its message arrives; a running one's late outcome is discarded
+    (a revoke's SoftTimeLimitExceeded included); finished jobs raise JobFinishedError; the record stays."""
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    from server.errors import JobFinishedError
+
+    calls = []
+    queued = store.create("project", {"image": b"upload", "n": 1}, cb.HEAVY_QUEUE)
+    job, before = store.cancel(queued.id)
+    assert before == "queued" and job.status == "cancelled" and job.started is None and job.finished
+    assert not fake.exists(store.payload_key(queued.id)) and store.waiting(cb.HEAVY_QUEUE) == 0
+    assert 0 < fake.ttl(store.record_key(queued.id)) <= 60  # a finished record's TTL from now
+    assert cb.execute_job(store, queued.id, lambda t, p: calls.append(p) or run_ok(t, p)) is None  # message later
+    assert calls == [] and store.get(queued.id).status == "cancelled"
+    assert store.cancel(queued.id)[1] == "cancelled"  # idempotent
+
+    running = store.create("generate", {"n": 2}, cb.LIGHT_QUEUE)
+
+    def cancelled_meanwhile(task, payload):
+        assert store.cancel(running.id)[1] == "running"  # DELETE arrives while it runs
+        return run_ok(task, payload)
+
+    assert cb.execute_job(store, running.id, cancelled_meanwhile, worker="w/1") == "cancelled"
+    got = store.get(running.id)
+    assert got.status == "cancelled" and got.result is None and got.started <= got.finished
+    assert not fake.exists(store.image_key(running.id, 0))  # the late images were never written
+    assert fake.zscore(store.RUNNING_KEY, running.id) is None
+
+    revoked = store.create("project", {"n": 3}, cb.HEAVY_QUEUE)
+
+    def interrupted(task, payload):
+        store.cancel(revoked.id)
+        raise SoftTimeLimitExceeded()  # what REVOKE_SIGNAL raises inside a prefork child
+
+    assert cb.execute_job(store, revoked.id, interrupted) == "cancelled"
+    assert store.get(revoked.id).error is None
+
+    done = store.create("generate", {"n": 4}, cb.LIGHT_QUEUE)
+    cb.execute_job(store, done.id, run_ok)
+    with pytest.raises(JobFinishedError) as exc:
+        store.cancel(done.id)
+    assert exc.value.status == 409 and exc.value.extra["job_status"] == "succeeded"
+    assert store.get(done.id).result.images == [png(1), png(2)]  # nothing of it lost
+    with pytest.raises(JobNotFoundError):
+        store.cancel("0" * 32)
+    with pytest.raises(JobNotFoundError):
+        store.cancel("not-a-job-id")
+    assert store.stats() == {"queued": 0, "running": 0, "succeeded": 1, "failed": 0, "cancelled": 3}
+
+
+def test_queue_cancel_revokes_and_terminates_only_running_tasks(store):
+    sent, revoked = [], []
+    queue = cb.CeleryJobQueue(store, send=lambda job_id, q: sent.append(job_id),
+                              revoke=lambda job_id, terminate: revoked.append((job_id, terminate)))
+    waiting, running = queue.submit("generate", {"seeds": [1]}), queue.submit("project", {"image": b"x"})
+    store.start(running.id, "w/1")
+    assert queue.cancel(waiting.id).status == "cancelled" and queue.cancel(running.id).status == "cancelled"
+    assert queue.cancel(running.id).status == "cancelled"  # again: no second revoke
+    assert revoked == [(waiting.id, False), (running.id, True)]
+
+    def broker_down(job_id, terminate):
+        raise ConnectionError("broker down")
+
+    down = cb.CeleryJobQueue(store, send=lambda job_id, q: None, revoke=broker_down)
+    job = down.submit("generate", {"seeds": [2]})
+    assert down.cancel(job.id).status == "cancelled"  # the record is the truth; the revoke is best effort
+    assert cb.execute_job(store, job.id, run_ok) is None
+
+    class Control:
+        def __init__(self):
+            self.calls = []
+
+        def revoke(self, job_id, **kw):
+            self.calls.append((job_id, kw))
+
+    app = types.SimpleNamespace(control=Control())
+    real = cb.CeleryJobQueue(store, send=lambda job_id, q: None, celery_app=app)
+    job = real.submit("project", {"image": b"y"})
+    store.start(job.id, "w/2")
+    real.cancel(job.id)
+    assert app.control.calls == [(job.id, {"terminate": True, "signal": "SIGUSR1"})]
+
+
 # ------------------------------------------------------------------------------ queue + HTTP
 def test_submit_sends_only_the_job_id_and_undoes_a_failed_send(store):
     sent = []
@@ -222,7 +306,16 @@ def test_http_api_on_the_celery_backend(fake, monkeypatch):
                         .headers["Location"]).get_json()
     assert failed["status"] == "failed" and failed["error"]["type"] == PROBLEM_TYPE_PREFIX + "no-face"
     assert client.get(f"{schemas.JOBS_PATH}/{'0' * 32}").status_code == 404
+    done = accepted.headers["Location"]
+    finished = client.delete(done)
+    assert finished.status_code == 409 and finished.get_json()["type"] == PROBLEM_TYPE_PREFIX + "job-finished"
     stuck = cb.CeleryJobQueue(store, send=lambda job_id, q: None)  # nobody consumes: the queue fills
+    app.extensions["faceforge"]["jobs"] = stuck
+    waiting = client.post("/v1/generate", json={"seeds": [7]}).headers["Location"]
+    cancelled = client.delete(waiting)
+    assert cancelled.status_code == 200 and cancelled.get_json()["status"] == "cancelled"
+    assert client.get(waiting).get_json()["status"] == "cancelled" and client.get(done).get_json()["status"] == "succeeded"
+    assert client.delete(f"{schemas.JOBS_PATH}/{'0' * 32}").status_code == 404
     app.extensions["faceforge"]["jobs"] = stuck
     assert [client.post("/v1/generate", json={"seeds": [1]}).status_code for _ in range(3)] == [202, 202, 429]
     full = client.post("/v1/generate", json={"seeds": [1]})

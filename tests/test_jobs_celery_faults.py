@@ -12,7 +12,8 @@ What is checked, one test each: polls spread over both gunicorn workers never an
 job; ``kill -9`` of the pool child running a job -> the job is re-run and succeeds; a TERM to a
 worker drains its running job (exit 0, no SIGABRT) and leaves the waiting one queued; ``kill -9`` of a
 whole solo worker -> another worker takes the job after the visibility timeout and it succeeds;
-restarting (and HUP-reloading) the web server keeps finished results; a failing task is ``failed``
+restarting (and HUP-reloading) the web server keeps finished results; ``DELETE`` of a running job stops it in
+its pool child (revoke, SIGUSR1) and a cancelled queued one never runs; a failing task is ``failed``
 with its problem; the in-process backend refuses ``gunicorn -w 2``.
 
 Marked ``faults`` (select or deselect with ``-m faults``) and ``slow``: about a minute in all.
@@ -303,6 +304,36 @@ def test_kill_9_of_the_pool_child_running_a_job_reruns_it(cluster):
     assert record["attempts"] == "2" and cluster.running_pid(job_id) != child
     assert cluster.workers["w1"].poll() is None  # the worker itself lives on, with a new child
     assert len(body["result"]["images"]) == 2
+
+
+def test_cancel_stops_the_running_job_in_its_pool_child_and_the_queued_one_never_runs(cluster):
+    """DELETE of a running job: the revoke's SIGUSR1 stops the computation in the pool child, which lives on
+    (same pid) and takes the next job at once; DELETE of a queued job: its message is skipped, never run."""
+    long_job = cluster.project(steps=PROJECT_STEPS * 6)  # several seconds, below the soft time limit
+    behind = cluster.project()
+    cluster.wait_status(long_job, ("running",))
+    child = cluster.running_pid(long_job)
+    time.sleep(0.5)
+    cancelled = requests.delete(f"{cluster.base}/v1/jobs/{behind}", timeout=30)
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled", cancelled.text
+    t0 = time.monotonic()
+    stopped = requests.delete(f"{cluster.base}/v1/jobs/{long_job}", timeout=30)
+    assert stopped.status_code == 200 and stopped.json()["status"] == "cancelled", stopped.text
+    after = cluster.submit("generate", json={"seeds": [5]})
+    body = cluster.wait_status(after, ("succeeded", "failed"), timeout=60)
+    freed_s = time.monotonic() - t0
+    log = (cluster.folder / "w1.log").read_text(errors="replace")
+    FIGURES["cancel_running"] = {"seconds_from_cancel_to_next_job_done": round(freed_s, 2),
+                                 "same_pool_child": cluster.running_pid(after) == child}
+    assert body["status"] == "succeeded", body["error"]
+    assert cluster.running_pid(after) == child  # the child survived the revoke with its models
+    assert f"job {long_job} (project) stopped: it was cancelled" in log, cluster.tail(cluster.folder / "w1.log")
+    assert freed_s < 0.9 * TIME_LIMIT_S - 1  # stopped by the revoke, not by the soft time limit
+    assert cluster.poll(long_job)["status"] == "cancelled" and cluster.poll(long_job)["result"] is None
+    assert cluster.poll(behind)["started_at"] is None and "attempts" in cluster.record(behind)
+    assert cluster.record(behind)["attempts"] == "0"  # never started
+    finished = requests.delete(f"{cluster.base}/v1/jobs/{after}", timeout=30)
+    assert finished.status_code == 409 and finished.headers["Content-Type"].startswith("application/problem+json")
 
 
 def test_term_drains_then_a_killed_solo_worker_is_redelivered(cluster):

@@ -5,6 +5,10 @@ Tasks (:data:`server.schemas.JOB_TASKS`): ``generate``, ``style-mix``, ``toonify
 configured: 503 ``weights-not-found``; queue full: 429 ``queue-full`` with ``Retry-After``), then runs
 on the job backend (:mod:`server.jobs`), never on the request thread.
 
+Cancel: ``DELETE /v1/jobs/<id>`` -> 200 with the job, now ``cancelled`` (a queued job never runs; a running
+one is marked cancelled at once, its result discarded; what stops depends on the backend, see
+:meth:`server.jobs.JobQueue.cancel`); 409 ``job-finished`` when it already succeeded or failed.
+
 Results: ``GET /v1/jobs/<id>`` returns the status, timings and, once ``succeeded``, every image as
 base64 PNG inside the JSON (one round trip on a phone network) plus a ``url`` per image,
 ``GET /v1/jobs/<id>/images/<index>``, that returns the raw ``image/png`` bytes. A failed job carries
@@ -31,7 +35,7 @@ from faceforge.errors import (CheckpointError, ImageTooSmallError, InvalidFieldE
 from faceforge.faces.select import parse_face_selection
 
 from server.api import EXTENSION_KEY, get_config, get_hub, read_upload, require_upload
-from server.errors import JobNotFinishedError, JobNotFoundError, QueueFullError
+from server.errors import JobFinishedError, JobNotFinishedError, JobNotFoundError, QueueFullError
 from server.jobs import Job, JobQueue
 from server.schemas import JOB_TASKS, JOBS_PATH, SEED_MAX, task_path
 
@@ -45,6 +49,8 @@ JOB_FAILURES = (NoFaceError, WeightsNotFoundError, CheckpointError)
 """Problems a failed job may carry in ``error`` (the GET itself answers 200)."""
 ERRORS = (JobNotFoundError,)
 """Errors of ``GET /v1/jobs/<id>``."""
+CANCEL_ERRORS = (JobNotFoundError, JobFinishedError)
+"""Errors of ``DELETE /v1/jobs/<id>``."""
 IMAGE_ERRORS = (JobNotFoundError, JobNotFinishedError)
 """Errors of ``GET /v1/jobs/<id>/images/<index>``."""
 
@@ -345,6 +351,12 @@ def job_to_dict(job: Job, ttl_s: float) -> dict[str, Any]:
 def job_status(job_id: str):
     """Status, timings and (when succeeded) the result of a job; 404 problem for unknown/expired ids."""
     return jsonify(job_to_dict(get_jobs().get(job_id), get_config().job_ttl_s))
+
+
+@bp.delete(JOBS_PATH + "/<job_id>")
+def job_cancel(job_id: str):
+    """Cancel a queued or running job: 200 with its record (``cancelled``); 409 problem once it finished."""
+    return jsonify(job_to_dict(get_jobs().cancel(job_id), get_config().job_ttl_s))
 
 
 @bp.get(JOBS_PATH + "/<job_id>/images/<int:index>")

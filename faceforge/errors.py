@@ -105,6 +105,42 @@ class FaceSelectionError(FaceforgeError):
     status = 422
 
 
+# --- face swap (faceforge.swap; the FaceShifter swapper raises the face errors above) ------------------
+class SwapError(FaceforgeError):
+    """The chosen faces cannot be swapped (they were found; the swap refuses them). Base of the swap's
+    own refusals, so a caller can catch them together; each subclass keeps its own ``slug``."""
+
+    slug = "swap-refused"
+    title = "The faces cannot be swapped"
+    status = 422
+
+
+class PoseGapError(SwapError):
+    """The source and target faces are turned too differently for a 2D warp
+    (:data:`faceforge.swap.DEFAULT_MAX_YAW_GAP`).
+
+    ``extra``: ``source_yaw``, ``target_yaw``, ``gap``, ``limit`` (degrees), ``face`` (target index)."""
+
+    slug = "pose-gap-too-large"
+    title = "The source and target faces are turned too differently for the classical swap"
+    status = 422
+
+
+class FaceTooSmallError(SwapError):
+    """A face is below the size the swap needs; ``extra``: ``role``, ``width``, ``minimum`` (pixels)."""
+
+    slug = "face-too-small"
+    title = "The face is too small to swap"
+    status = 422
+
+
+class SameFaceError(SwapError):
+    """Source and target are the same image or the same face; swapping would change nothing."""
+
+    slug = "same-source-and-target"
+    title = "The source and target are the same face"
+    status = 422
+
 # --- models and checkpoints -------------------------------------------------------------------------
 class UnknownModelError(FaceforgeError, KeyError):
     slug = "unknown-model"

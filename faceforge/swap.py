@@ -76,8 +76,11 @@ FaceSelectionError     a selected index is not among the target's faces
 ValueError             bad arrays, unknown blend, out-of-range options
 =====================  ======================================================================
 
-The three errors defined here subclass :class:`~faceforge.errors.FaceforgeError` with their own
-``slug``/``status`` (422), so the server answers them as problem documents like every other error.
+The swap's own refusals (:class:`~faceforge.errors.PoseGapError`, :class:`~faceforge.errors.FaceTooSmallError`,
+:class:`~faceforge.errors.SameFaceError`; base :class:`~faceforge.errors.SwapError`, status 422) live in
+:mod:`faceforge.errors` with the project's other errors (re-exported here), so the CLI ends them in one
+line with exit code 1 and the server answers them as problem documents (listed in its OpenAPI document)
+like every other error.
 """
 
 from __future__ import annotations
@@ -90,14 +93,15 @@ from typing import TYPE_CHECKING, Any, Sequence
 import cv2
 import numpy as np
 
-from faceforge.errors import FaceforgeError, FaceSelectionError, NoFaceError
+from faceforge.errors import (FaceSelectionError, FaceTooSmallError, NoFaceError, PoseGapError,
+                              SameFaceError, SwapError)
 
 if TYPE_CHECKING:  # imported lazily: the detector loads LiteRT
     from faceforge.faces.detect import Face, FaceDetector
     from faceforge.faces.landmarks import FaceMesh
 
 __all__ = ["BLENDS", "DEFAULT_BLEND", "DEFAULT_MAX_YAW_GAP", "MIN_SOURCE_FACE", "MIN_TARGET_FACE",
-           "PoseGapError", "FaceTooSmallError", "SameFaceError", "delaunay_triangles", "warp_face",
+           "PoseGapError", "FaceTooSmallError", "SameFaceError", "SwapError", "delaunay_triangles", "warp_face",
            "hull_mask", "face_mask_points", "reinhard_transfer", "laplacian_blend", "feather_blend", "poisson_blend",
            "estimate_pitch", "face_pose", "same_face", "swap_face", "SourceFace", "SwappedFace", "SwapResult",
            "FaceSwapper"]
@@ -144,36 +148,6 @@ STD_RATIO_RANGE = (0.5, 2.0)
 CHROMA_RATIO_MAX = 2.0
 """Upper clamp of the a*, b* std ratios; no lower one, so a grey target (a black-and-white photo) turns
 the source's face grey instead of keeping half its colour."""
-
-
-# --------------------------------------------------------------------------------------------------
-# Errors
-
-
-class PoseGapError(FaceforgeError):
-    """The source and target faces are turned too differently for a 2D warp (see :data:`DEFAULT_MAX_YAW_GAP`).
-
-    ``extra``: ``source_yaw``, ``target_yaw``, ``gap``, ``limit`` (degrees), ``face`` (target index)."""
-
-    slug = "pose-gap-too-large"
-    title = "The source and target faces are turned too differently for the classical swap"
-    status = 422
-
-
-class FaceTooSmallError(FaceforgeError):
-    """A face is below the size the swap needs; ``extra``: ``role``, ``width``, ``minimum`` (pixels)."""
-
-    slug = "face-too-small"
-    title = "The face is too small to swap"
-    status = 422
-
-
-class SameFaceError(FaceforgeError):
-    """Source and target are the same image or the same face; swapping would change nothing."""
-
-    slug = "same-source-and-target"
-    title = "The source and target are the same face"
-    status = 422
 
 
 # --------------------------------------------------------------------------------------------------

@@ -74,6 +74,22 @@ def test_bad_requests(client, source_png):
                                content_type="multipart/form-data"), 400, "missing-field")
 
 
+def test_swap_refusal_fails_the_job_with_its_problem(client, astronaut_rgb):
+    """A refusal of the swap (faceforge.errors.SameFaceError) is the failed job's problem document."""
+    jpg = io.BytesIO()
+    from PIL import Image
+
+    Image.fromarray(astronaut_rgb).save(jpg, "JPEG", quality=95)
+    url = submit(client, "swap", data={"source": _file(encode_image(astronaut_rgb, "png")),
+                                       "target": _file(jpg.getvalue(), "a.jpg"), "faces": "largest"},
+                 content_type="multipart/form-data")
+    body = wait(client, url)
+    assert body["status"] == "failed", body
+    error = body["error"]
+    assert error["type"].endswith(":same-source-and-target") and error["status"] == 422, error
+    assert "source face itself" in error["detail"]
+
+
 def test_restore_job(client, astronaut_rgb):
     url = submit(client, "restore", data={"image": _file(encode_image(astronaut_rgb, "png")), "method": "classical"},
                  content_type="multipart/form-data")

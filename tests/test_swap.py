@@ -269,10 +269,31 @@ def test_out_of_range_options(kwargs):
 
 
 def test_errors_are_problem_documents():
+    from faceforge import errors
+    from server.errors import problem_types
+
+    listed = problem_types()  # what the server's OpenAPI document lists
     for cls, slug in ((PoseGapError, "pose-gap-too-large"), (FaceTooSmallError, "face-too-small"),
                       (SameFaceError, "same-source-and-target")):
         problem = cls("detail", face=1).to_problem()
         assert problem["status"] == 422 and problem["type"].endswith(slug) and problem["face"] == 1
+        assert getattr(errors, cls.__name__) is cls and issubclass(cls, errors.SwapError)  # one hierarchy
+        assert cls in listed, cls
+
+
+def test_cli_same_face_refusal_is_one_line_exit_1(tmp_path, astronaut_rgb):
+    """The same photo in two encodings (different bytes): the swap's SameFaceError, one line, exit 1."""
+    from faceforge.cli import main
+    from faceforge.imaging import save_image
+
+    src = save_image(tmp_path / "a.png", astronaut_rgb)
+    tgt = tmp_path / "a.jpg"
+    Image.fromarray(astronaut_rgb).save(tgt, quality=95)
+    r = CliRunner().invoke(main, ["swap", str(src), str(tgt), "-o", str(tmp_path / "x.png"), "--faces", "largest"])
+    assert r.exit_code == 1, r.output
+    lines = _error_lines(r.output)
+    assert len(lines) == 1 and "source face itself" in lines[0] and len(r.output.strip().splitlines()) == 1, r.output
+    assert not (tmp_path / "x.png").exists()
 
 
 # --------------------------------------------------------------------------------------------------

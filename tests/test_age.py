@@ -153,3 +153,30 @@ def test_train_age_on_real_utkface(tmp_path, data_dir):
     run = train(AgeConfig(epochs=1, batch_size=64, limit=300, data=str(utk), runs_dir=str(tmp_path), progress=False))
     report = json.loads((run / "test_report.json").read_text())
     assert report["n"] == 30 and 0 < report["mae"] < 60
+
+
+def test_small_widths_time_limit_resume_and_ship(tmp_path, fake_utkface):
+    from faceforge.checkpoints import load_checkpoint
+    from training.age import ship
+
+    cfg = AgeConfig(epochs=2, batch_size=16, data=str(fake_utkface), runs_dir=str(tmp_path / "runs"),
+                    progress=False, widths=[8, 16, 32, 64], time_limit=0)
+    run = train(cfg)
+    assert (run / "last.pt").is_file() and not (run / "test_report.json").exists()  # stopped after epoch 1
+    with pytest.raises(FileNotFoundError):
+        ship(run, tmp_path / "w")
+    train(AgeConfig(resume=str(run), progress=False))
+    rows = (run / "metrics.csv").read_text().strip().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["1", "2"]
+    est = AgeEstimator(run / "best.pt")
+    assert sum(p.numel() for p in est.model.parameters()) < 100_000  # the small widths, not the registry's 1.25 M
+    dest = ship(run, tmp_path / "w", note="test")
+    assert dest.name == "age_resnet_utkface.pt"
+    assert load_checkpoint(dest)["meta"]["storage_dtype"] == "float16"
+    record = json.loads(dest.with_suffix(".json").read_text())
+    assert record["card"] == "age_resnet.utkface" and record["epochs"] == 2 and record["training_minutes"] >= 0
+    assert len(record["val_mae_by_epoch"]) == 2 and record["metrics"]["test_mae"] == record["test_report"]["mae"]
+    assert str(tmp_path) not in dest.with_suffix(".json").read_text()  # no machine paths in a shipped file
+    fp16 = AgeEstimator(dest).predict_crops(np.full((2, 64, 64, 3), 128, np.uint8))
+    fp32 = est.predict_crops(np.full((2, 64, 64, 3), 128, np.uint8))
+    assert np.abs(fp16 - fp32).max() < 0.5

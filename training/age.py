@@ -33,9 +33,14 @@ rate, batch-level augmentation (flip, small affine, brightness/contrast), the ch
 validation MAE is kept and evaluated once on the test part.
 
 Run folder ``runs/age/<NNN>/`` (:mod:`training.runs`): ``config.json``, ``split.json``, ``metrics.csv``
-(per epoch: losses, train/val MAE, lr, seconds), ``best.pt`` (faceforge checkpoint of ``age_resnet``
-with provenance and metrics in ``meta``) and ``test_report.json`` (MAE, CS(5), per age group, mean
-prediction of young and old faces).
+(per epoch: losses, train/val MAE, lr, seconds), ``last.pt`` (training state after the latest epoch),
+``best.pt`` (faceforge checkpoint of ``age_resnet`` with provenance and metrics in ``meta``) and
+``test_report.json`` (MAE, CS(5), per age group, mean prediction of young and old faces).
+
+Resumable: ``time_limit`` (minutes) ends a run after the epoch that passes it, leaving ``last.pt``;
+``resume=<run folder>`` continues it with the stored configuration (same split, same schedule) until
+``epochs`` are done, then evaluates. :func:`ship` writes the float16 copy that ships in the package
+(``faceforge/weights/age_resnet_utkface.pt``) and its provenance JSON.
 """
 
 from __future__ import annotations
@@ -86,6 +91,17 @@ class AgeConfig:
     runs_dir: str = "runs"
     data: str | None = None          # UTKFace folder [default: <data root>/utkface]
     progress: bool = True
+    widths: list[int] | None = None  # AgeNet stage widths [default: the registry's 32, 64, 128, 256]
+    resume: str | None = None        # run folder to continue from its last.pt (runtime field)
+    time_limit: float | None = None  # minutes of training after which the run stops, resumable (runtime)
+
+
+RUNTIME_FIELDS = ("threads", "progress", "resume", "time_limit")
+"""Fields a resumed run takes from the new invocation; all others come from the run's ``config.json``."""
+
+STATE_ARCH = "age_training_state"
+"""``arch`` of ``last.pt``: the network, AdamW's state, the epoch, the best validation MAE so far and the
+RNG states, saved after every epoch so that a stopped run continues where it was."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -268,22 +284,49 @@ def _holdout_names(folders: Sequence[str]) -> set[str]:
     return names
 
 
+def _model_kwargs(cfg: AgeConfig) -> dict[str, Any]:
+    kwargs = dict(get_spec(MODEL_NAME).kwargs)
+    if cfg.widths:
+        if len(cfg.widths) != len(kwargs["blocks"]) or min(cfg.widths) < 1:
+            raise ValueError(f"widths must be {len(kwargs['blocks'])} positive integers, got {cfg.widths}")
+        kwargs["widths"] = tuple(int(w) for w in cfg.widths)
+    return kwargs
+
+
+def _save_state(path: Path, model: torch.nn.Module, kwargs: dict[str, Any], opt: torch.optim.Optimizer,
+                gen: torch.Generator, epoch: int, best_mae: float, best_epoch: int) -> None:
+    """``last.pt``: a faceforge checkpoint (arch :data:`STATE_ARCH`) holding what a resume needs."""
+    save_checkpoint(path, model, STATE_ARCH, kwargs,
+                    {"epoch": epoch, "best_mae": best_mae, "best_epoch": best_epoch, "opt": opt.state_dict(),
+                     "rng": torch.get_rng_state(), "gen": gen.get_state()})
+
+
 def train(cfg: AgeConfig) -> Path:
     """Train, keep the lowest-validation-MAE checkpoint, evaluate it on the test part.
 
+    With ``cfg.resume`` (a run folder holding ``last.pt``), continue that run with its stored
+    configuration (only :data:`RUNTIME_FIELDS` come from ``cfg``). With ``cfg.time_limit`` the run stops
+    after the first epoch that ends past the limit, without evaluating; resume it to finish.
+
     Returns:
-        The run folder (``config.json``, ``split.json``, ``metrics.csv``, ``best.pt``, ``test_report.json``).
+        The run folder (``config.json``, ``split.json``, ``metrics.csv``, ``last.pt``, ``best.pt`` and, once
+        all epochs are done, ``test_report.json``).
 
     Raises:
-        FileNotFoundError: the UTKFace folder (or a holdout folder) is absent.
+        FileNotFoundError: the UTKFace folder (or a holdout folder, or the resume folder's state) is absent.
         ValueError: bad configuration, or too few images for one batch.
+        CheckpointError: a ``last.pt`` that is not an age training state.
+        RuntimeError: another live process is training the resume folder.
     """
+    from training.runs import resume_config, run_lock
     from training.unpaired import scan_utkface, utkface_dir
 
+    cfg, resume_run = resume_config(cfg, cfg.resume, RUNTIME_FIELDS)
     if cfg.loss not in ("dldl", "dex", "l1"):
         raise ValueError(f"loss must be 'dldl', 'dex' or 'l1', got {cfg.loss!r}")
     if cfg.size < 32 or cfg.size % 4:
         raise ValueError(f"size must be a multiple of 4 >= 32 (64 or 96), got {cfg.size}")
+    kwargs = _model_kwargs(cfg)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -295,8 +338,7 @@ def train(cfg: AgeConfig) -> Path:
     if cfg.limit is not None and cfg.limit < len(records):
         pick = np.sort(np.random.default_rng(cfg.seed).choice(len(records), cfg.limit, replace=False))
         records = [records[i] for i in pick]
-    spec = get_spec(MODEL_NAME)
-    num_bins = spec.kwargs["num_bins"]
+    num_bins = kwargs["num_bins"]
 
     images, kept = load_faces([r.path for r in records], cfg.size, cfg.faces, progress=cfg.progress)
     no_face = [records[i].path.name for i in sorted(set(range(len(records))) - set(kept.tolist()))]
@@ -310,22 +352,40 @@ def train(cfg: AgeConfig) -> Path:
                          f"({cfg.batch_size}) to train and one image each to validate and test")
     prep_s = time.time() - t_start
 
-    run = new_run_dir(cfg.runs_dir, "age")
     command = command_line()
-    write_json(run / "config.json", {**asdict(cfg), "data_resolved": str(src.resolve()), "command": command,
-                                     "records": len(records), "malformed": len(malformed), "no_face": len(no_face),
-                                     "ages_clipped_to": num_bins - 1, "prepare_seconds": round(prep_s, 1)})
-    write_json(run / "split.json", {
-        "source": str(src.resolve()), "seed": cfg.seed, "val_fraction": cfg.val_fraction,
-        "test_fraction": cfg.test_fraction, "limit": cfg.limit, "faces": cfg.faces,
-        "holdout_folders": [str(Path(h).resolve()) for h in cfg.holdout],
-        "holdout_in_test": sum(n in holdout for n in names),
-        "counts": {k: len(v) for k, v in parts.items()}, "no_face": no_face,
-        **{k: [names[i] for i in v] for k, v in parts.items()}})
+    if resume_run is None:
+        run = new_run_dir(cfg.runs_dir, "age")
+        write_json(run / "config.json", {**asdict(cfg), "config": asdict(cfg), "data_resolved": str(src.resolve()),
+                                         "command": command, "records": len(records), "malformed": len(malformed),
+                                         "no_face": len(no_face), "ages_clipped_to": num_bins - 1,
+                                         "prepare_seconds": round(prep_s, 1)})
+        write_json(run / "split.json", {
+            "source": str(src.resolve()), "seed": cfg.seed, "val_fraction": cfg.val_fraction,
+            "test_fraction": cfg.test_fraction, "limit": cfg.limit, "faces": cfg.faces,
+            "holdout_folders": [str(Path(h).resolve()) for h in cfg.holdout],
+            "holdout_in_test": sum(n in holdout for n in names),
+            "counts": {k: len(v) for k, v in parts.items()}, "no_face": no_face,
+            **{k: [names[i] for i in v] for k, v in parts.items()}})
+    else:
+        run = resume_run
+        stored = json.loads((run / "split.json").read_text())
+        if any(stored.get(k) != [names[i] for i in v] for k, v in parts.items()):
+            raise ValueError(f"{run}: the data no longer gives the stored split (split.json); cannot resume")
     print(f"run {run}: {len(tr)} train / {len(va)} val / {len(te)} test faces ({cfg.faces}, {cfg.size}px; "
           f"prepared in {prep_s:.1f} s)", flush=True)
 
-    model = create_model(MODEL_NAME)
+    with run_lock(run):
+        return _fit(cfg, run, kwargs, images, ages, tr, va, te, src, command, resume_run is not None, t_start)
+
+
+def _fit(cfg: AgeConfig, run: Path, kwargs: dict[str, Any], images: np.ndarray, ages: np.ndarray, tr: np.ndarray,
+         va: np.ndarray, te: np.ndarray, src: Path, command: str, resumed: bool, t_start: float) -> Path:
+    import warnings
+
+    from faceforge.checkpoints import load_checkpoint
+    from faceforge.errors import CheckpointError
+
+    model = create_model(MODEL_NAME, **kwargs)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = len(tr) // cfg.batch_size  # full batches only (stable BatchNorm statistics)
     total_steps = cfg.epochs * steps_per_epoch
@@ -335,10 +395,28 @@ def train(cfg: AgeConfig) -> Path:
     else:  # a handful of smoke-run steps: constant learning rate
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
     gen = torch.Generator().manual_seed(cfg.seed)
+    best_mae, best_epoch, start_epoch = math.inf, -1, 0
+    if resumed:
+        state = load_checkpoint(run / "last.pt", arch=STATE_ARCH)
+        try:
+            model.load_state_dict(state["state_dict"])
+        except RuntimeError as exc:
+            raise CheckpointError(f"{run / 'last.pt'} does not fit the configured network: {exc}") from None
+        meta = state["meta"]
+        opt.load_state_dict(meta["opt"])
+        torch.set_rng_state(meta["rng"])
+        gen.set_state(meta["gen"])
+        start_epoch, best_mae, best_epoch = int(meta["epoch"]), float(meta["best_mae"]), int(meta["best_epoch"])
+        with warnings.catch_warnings():  # fast-forward the schedule (its state is not a plain tensor dict)
+            warnings.simplefilter("ignore", UserWarning)
+            for _ in range(start_epoch * steps_per_epoch):
+                sched.step()
+        print(f"resumed {run} after epoch {start_epoch} (best val MAE {best_mae:.3f} at epoch {best_epoch})",
+              flush=True)
     x_tr, y_tr = torch.from_numpy(images[tr]), torch.from_numpy(ages[tr])
-    log = MetricsLog(run / "metrics.csv")
-    best_mae, best_epoch = math.inf, -1
-    for epoch in range(cfg.epochs):
+    log = MetricsLog(run / "metrics.csv", append=resumed)
+    t_train = time.time()
+    for epoch in range(start_epoch, cfg.epochs):
         model.train()
         perm = torch.randperm(len(tr), generator=gen)
         t0, loss_sum, abs_sum = time.time(), 0.0, 0.0
@@ -362,7 +440,12 @@ def train(cfg: AgeConfig) -> Path:
         print(" ".join(f"{k}={v}" for k, v in row.items()), flush=True)
         if val_mae < best_mae:
             best_mae, best_epoch = val_mae, epoch + 1
-            save_checkpoint(run / "best.pt", model, MODEL_NAME, spec.kwargs, {"epoch": epoch + 1, "val_mae": val_mae})
+            save_checkpoint(run / "best.pt", model, MODEL_NAME, kwargs, {"epoch": epoch + 1, "val_mae": val_mae})
+        _save_state(run / "last.pt", model, kwargs, opt, gen, epoch + 1, best_mae, best_epoch)
+        if (cfg.time_limit is not None and epoch + 1 < cfg.epochs
+                and time.time() - t_train > 60 * cfg.time_limit):
+            print(f"time limit reached after epoch {epoch + 1}/{cfg.epochs}; continue with resume={run}", flush=True)
+            return run
 
     best = create_model(MODEL_NAME, weights=run / "best.pt")
     report = age_report(ages[te], predict_ages(best, images[te]))
@@ -371,15 +454,131 @@ def train(cfg: AgeConfig) -> Path:
     meta = {
         "task": "age", "data": f"UTKFace ({src.resolve()}), {len(tr)} train / {len(va)} val / {len(te)} test "
         f"faces (seeded split {cfg.seed}, split.json in the run folder), faces={cfg.faces}, ages clipped to "
-        f"{num_bins - 1}", "command": command, "epochs": cfg.epochs, "best_epoch": best_epoch, "seed": cfg.seed,
-        "input_size": cfg.size, "config": asdict(cfg),
+        f"{kwargs['num_bins'] - 1}", "command": command, "epochs": cfg.epochs, "best_epoch": best_epoch,
+        "seed": cfg.seed, "input_size": cfg.size, "config": asdict(cfg),
         "metrics": {"val_mae": round(best_mae, 3), "test_mae": report["mae"], "test_cs5": report["cs5"],
                     "test_groups": report["groups"]},
         "params": sum(p.numel() for p in best.parameters()),
         "version": f"{time.strftime('%Y.%m.%d')}-run{run.name}",
     }
-    save_checkpoint(run / "best.pt", best, MODEL_NAME, spec.kwargs, meta)
+    save_checkpoint(run / "best.pt", best, MODEL_NAME, kwargs, meta)
     total_s = time.time() - t_start
     print(json.dumps({"run": str(run), "val_mae": round(best_mae, 3), "test_mae": report["mae"],
                       "test_cs5": report["cs5"], "seconds": round(total_s, 1)}), flush=True)
     return run
+
+
+def ship(run: str | Path, dest_dir: str | Path, note: str = "") -> Path:
+    """Write a finished run's ``best.pt`` as the float16 file that ships (card ``age_resnet.utkface``)
+    and its provenance JSON beside it.
+
+    The JSON holds the command(s), data, epochs, metrics, ``training_minutes`` (sum of ``metrics.csv``
+    seconds), the machine, the run folder's name (no absolute path) and the largest change float16
+    rounding made to a weight (``storage.max_abs_weight_change``; the test MAE of the float16 file is
+    measured by the caller, e.g. ``tests/test_age.py``).
+
+    Args:
+        run: a finished run folder (``best.pt``, ``test_report.json``, ``metrics.csv``).
+        dest_dir: folder to write ``age_resnet_utkface.pt`` / ``.json`` to (e.g. ``faceforge/weights``).
+        note: free text for the JSON (e.g. how the run was scheduled).
+
+    Returns:
+        The ``.pt`` written.
+
+    Raises:
+        FileNotFoundError: the run is not finished (no ``test_report.json``).
+    """
+    import csv
+    import platform
+
+    from faceforge.checkpoints import load_checkpoint, to_fp16_storage
+    from faceforge.models import cards
+
+    run = Path(run)
+    if not (run / "test_report.json").is_file():
+        raise FileNotFoundError(f"{run} is not a finished age run (no test_report.json); resume it first")
+    card = cards.get_card("age_resnet.utkface")
+    dest = Path(dest_dir) / card.file
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    to_fp16_storage(run / "best.pt", dest)
+    ckpt32, ckpt16 = load_checkpoint(run / "best.pt"), load_checkpoint(dest)
+    change = max(float((a.float() - ckpt16["state_dict"][k].float()).abs().max())
+                 for k, a in ckpt32["state_dict"].items() if torch.is_tensor(a) and a.is_floating_point())
+    meta = dict(ckpt32["meta"])
+    with (run / "metrics.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    record = {"file": card.file, "card": card.name, "arch": ckpt32["arch"], "model_config": ckpt32["config"],
+              "run": f"{run.parent.name}/{run.name}", **{k: v for k, v in meta.items() if k != "config"},
+              "training_config": meta.get("config"),
+              "training_minutes": round(sum(float(r["seconds"]) for r in rows) / 60, 1),
+              "val_mae_by_epoch": [float(r["val_mae"]) for r in rows],
+              "test_report": json.loads((run / "test_report.json").read_text()),
+              "machine": f"{platform.machine()} CPU, torch {torch.__version__}, "
+                         f"{(meta.get('config') or {}).get('threads') or 'default'} threads",
+              "storage": {"dtype": "float16", "bytes": dest.stat().st_size, "max_abs_weight_change": change},
+              "note": note}
+    if isinstance(record["training_config"], dict):  # no machine-specific paths in a shipped file
+        record["training_config"] = {**record["training_config"], "runs_dir": "runs", "resume": None,
+                                     "data": None if record["training_config"].get("data") is None else "utkface",
+                                     "holdout": [f"{Path(h).parent.name}/{Path(h).name}"
+                                                 for h in record["training_config"].get("holdout", [])]}
+    src = src_dir_of(meta)
+    if src:
+        record["data"] = str(record["data"]).replace(src, Path(src).name)
+    dest.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
+    return dest
+
+
+def src_dir_of(meta: dict[str, Any]) -> str | None:
+    """The UTKFace folder named in a checkpoint meta's ``data`` text (``"UTKFace (<folder>), ..."``), or None."""
+    text = str(meta.get("data", ""))
+    if text.startswith("UTKFace (") and ")" in text:
+        return text[len("UTKFace ("):text.index(")")]
+    return None
+
+
+def _main() -> None:  # pragma: no cover - thin CLI
+    import click
+
+    @click.group()
+    def cli() -> None:
+        """Train (resumably) and ship the age estimator; `faceforge train age` is the plain entry point."""
+
+    @cli.command("train")
+    @click.option("--epochs", type=click.IntRange(1), default=30, show_default=True)
+    @click.option("--batch-size", type=click.IntRange(8), default=128, show_default=True)
+    @click.option("--lr", type=float, default=3e-3, show_default=True)
+    @click.option("--size", type=click.IntRange(32), default=64, show_default=True)
+    @click.option("--widths", default=None, help="AgeNet stage widths, e.g. 16,32,64,128 [32,64,128,256].")
+    @click.option("--holdout", multiple=True, type=click.Path(file_okay=False, exists=True))
+    @click.option("--limit", type=click.IntRange(100), default=None)
+    @click.option("--data", type=click.Path(file_okay=False), default=None)
+    @click.option("--runs-dir", default="runs", show_default=True)
+    @click.option("--threads", type=click.IntRange(1), default=None)
+    @click.option("--time-limit", type=float, default=None, help="Minutes; stop after the epoch past it.")
+    @click.option("--resume", type=click.Path(file_okay=False, exists=True), default=None, help="Run folder.")
+    def train_cmd(epochs, batch_size, lr, size, widths, holdout, limit, data, runs_dir, threads, time_limit,
+                  resume) -> None:
+        """Train age_resnet on UTKFace chips; resumable."""
+        cfg = AgeConfig(epochs=epochs, batch_size=batch_size, lr=lr, size=size,
+                        widths=[int(w) for w in widths.split(",")] if widths else None, holdout=list(holdout),
+                        limit=limit, data=data, runs_dir=runs_dir, threads=threads, time_limit=time_limit,
+                        resume=resume, progress=False)
+        try:
+            click.echo(f"run folder: {train(cfg)}")
+        except (FileNotFoundError, ValueError, RuntimeError) as exc:
+            raise click.ClickException(str(exc)) from None
+
+    @cli.command("ship")
+    @click.argument("run", type=click.Path(file_okay=False, exists=True))
+    @click.option("--dest", type=click.Path(file_okay=False), default="faceforge/weights", show_default=True)
+    @click.option("--note", default="")
+    def ship_cmd(run, dest, note) -> None:
+        """Write RUN's best.pt as float16 + provenance JSON into DEST."""
+        click.echo(str(ship(run, dest, note)))
+
+    cli()
+
+
+if __name__ == "__main__":
+    _main()

@@ -70,6 +70,9 @@ class Config:
             (the shipped generator is a CPU-trained stand-in, so serving it is an explicit choice).
         stylegan2_toon_weights: the same generator fine-tuned on cartoon faces, for ``/v1/toonify``, or
             ``"default"``: the anime fine-tune of the default generator (``FACEFORGE_STYLEGAN2_TOON_WEIGHTS``).
+        stylegan2_directions: attribute edit directions of the base generator for ``/v1/edit``: a JSON file of
+            ``faceforge stylegan directions``, or ``"default"``: those shipped for the default generator
+            (``FACEFORGE_STYLEGAN2_DIRECTIONS``); directions of another generator answer 503.
         stylegan2_template: face template photos are aligned to before projection and Delaunay
             morphs, the framing of the generator's training data (``FACEFORGE_STYLEGAN2_TEMPLATE``,
             default ``utkface``).
@@ -130,6 +133,7 @@ class Config:
     stylegan2_weights: str | None = None
     stylegan2_toon_weights: str | None = None
     stylegan2_template: str = "utkface"
+    stylegan2_directions: str = "default"
     job_backend: str = "inprocess"
     job_workers: int = 1
     max_jobs: int = 16

@@ -271,7 +271,8 @@ def frontalize_response_schema() -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------------
 # Heavy tasks: asynchronous jobs (server.api.jobs)
 # ---------------------------------------------------------------------------------------------------
-JOB_TASKS = ("generate", "style-mix", "toonify", "project", "morph", "swap", "virtual-model", "restore")
+JOB_TASKS = ("generate", "style-mix", "toonify", "project", "morph", "swap", "virtual-model", "restore",
+             "edit")
 """Heavy tasks; each is submitted with ``POST /v1/<task>`` (pipelines: ``POST /v1/pipelines/<task>``)."""
 PIPELINE_TASKS = ("virtual-model",)
 """Jobs that chain several models; their path is ``/v1/pipelines/<task>``."""
@@ -327,6 +328,21 @@ def job_request_schemas(max_steps: int = 1000) -> dict[str, dict[str, Any]]:
             "structure_from": {"type": "string", "enum": ["finetuned", "base"], "default": "finetuned",
                                "description": "Toonify (Pinkney & Adler 2020): cartoon structure from the "
                                               "fine-tuned model, photo-realistic rendering from the base"}}},
+        "edit": {"type": "object", "required": ["attribute"], "properties": {
+            "attribute": {"type": "string", "enum": ["age", "gender", "smile"],
+                          "description": "InterFaceGAN direction in W: age (+ older), gender (+ more feminine), "
+                                         "smile (+ more smiling); those in Config.stylegan2_directions"},
+            "seeds": _seeds("faces to edit (JSON); or upload `image` (multipart) to edit a projected photo"),
+            "image": image, "steps": steps, "align": align,
+            "w_plus": {"type": "boolean", "default": False, "description": "project the photo into W+"},
+            "strengths": {"type": "array", "items": {"type": "number", "minimum": -10, "maximum": 10}, "minItems": 1,
+                          "default": [-2, -1, 0, 1, 2],
+                          "description": "edit strengths in standard deviations of generated faces along the "
+                                         "direction (form: comma-separated); seeds x strengths <= 4 x max_images"},
+            "condition": {"type": "array", "items": {"type": "string", "enum": ["age", "gender", "smile"]},
+                          "description": "attributes kept fixed: their directions are projected out "
+                                         "(form: comma-separated)"},
+            "psi": _psi()}},
         "project": {"type": "object", "required": ["image"], "properties": {
             "image": image, "steps": steps, "align": align,
             "w_plus": {"type": "boolean", "default": False, "description": "optimise W+ instead of W"}}},

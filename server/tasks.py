@@ -18,6 +18,8 @@ swap           source, target (images), faces, blend, max_yaw_gap, allow_pose_ga
                restore
 virtual-model  image, source (image) or source_seed, faces, restore                 [result photo]
 restore        image, faces, method (auto | gpen | classical), upscale              [restored photo]
+edit           seeds or image (+ steps, align, w_plus), attribute, strengths,        per seed x strength,
+               condition, psi                                                       or [photo, edits]
 =============  ===================================================================  ===============
 
 ``swap`` and ``virtual-model`` results are PNGs marked as AI-made (:mod:`faceforge.provenance`); a
@@ -157,6 +159,68 @@ def morph_task(hub: ModelHub, p: Mapping[str, Any]) -> TaskResult:
     return TaskResult(_png(morph_latent(G, wa, wb, ts)), {"mode": "latent", "t": ts})
 
 
+_DIRECTIONS: dict[tuple[str, str, int, float], Any] = {}
+
+
+def edit_directions(hub: ModelHub):
+    """The attribute directions (:class:`faceforge.editing.Directions`) of the configured base generator,
+    from ``Config.stylegan2_directions``; cached per (directions file, generator file, size, mtime).
+
+    Raises:
+        WeightsNotFoundError: no generator configured, the directions file is absent or unreadable, or it
+            belongs to another generator (503: the operator must run ``faceforge stylegan directions``).
+    """
+    from pathlib import Path
+
+    from faceforge.editing import Directions, default_directions_path, file_sha256
+    from faceforge.errors import CheckpointError, WeightsNotFoundError
+
+    weights = hub.stylegan_weights_path("base")
+    setting = hub.config.stylegan2_directions or "default"
+    path = default_directions_path() if setting == "default" else Path(setting).expanduser()
+    stat = weights.stat()
+    key = (str(path), str(weights), stat.st_size, stat.st_mtime)
+    if key not in _DIRECTIONS:
+        hint = ("the server operator must find directions for it (`faceforge stylegan directions --weights "
+                "GENERATOR -o DIRECTIONS.json`) and set FACEFORGE_STYLEGAN2_DIRECTIONS")
+        try:
+            directions = Directions.load(path)
+        except CheckpointError as exc:  # WeightsNotFoundError included; no server path in the answer
+            raise WeightsNotFoundError(f"no usable edit directions ({path.name}): {hint}", model="stylegan2") from exc
+        want = directions.meta.get("generator_sha256")
+        if want and file_sha256(weights) != want:
+            raise WeightsNotFoundError(f"the edit directions {path.name} belong to another generator than "
+                                       f"{weights.name}: {hint}", model="stylegan2")
+        _DIRECTIONS[key] = directions
+    return _DIRECTIONS[key]
+
+
+def edit_task(hub: ModelHub, p: Mapping[str, Any]) -> TaskResult:
+    from faceforge.editing import edit
+    from faceforge.stylegan import project, seed_ws
+
+    G = hub.stylegan("base")
+    directions = edit_directions(hub)
+    data: dict[str, Any] = {"attribute": p["attribute"], "strengths": list(p["strengths"]),
+                            "condition": list(p["condition"]),
+                            "strength_unit": "standard deviations of generated faces along the direction",
+                            "score": directions[p["attribute"]].info.get("score")}
+    first: list[np.ndarray] = []
+    if p.get("image") is not None:
+        crop, _ = _face_crop(hub, _decode(hub, p["image"]), G.resolution, p["align"])
+        result = project(G, crop, steps=p["steps"], w_plus=p["w_plus"])
+        ws, first = result.ws, [crop]
+        data.update(steps=p["steps"], loss=result.losses[-1],
+                    layout="image 0: the aligned photo; then its projection at each strength")
+    else:
+        ws = seed_ws(G, p["seeds"], psi=p["psi"])
+        data.update(seeds=list(p["seeds"]), psi=p["psi"],
+                    layout="row-major: image i * len(strengths) + j = seed i at strength j")
+    images = edit(G, ws, directions, p["attribute"], p["strengths"], condition=p["condition"])
+    images = images.reshape(-1, *images.shape[2:])
+    return TaskResult(_png(np.concatenate([np.stack(first), images]) if first else images), data)
+
+
 def _marked_png(rgb: np.ndarray, description: str) -> bytes:
     """PNG marked as AI-made (IPTC compositeSynthetic + invisible watermark, :mod:`faceforge.provenance`)."""
     import warnings
@@ -231,6 +295,7 @@ TASKS: dict[str, Callable[[ModelHub, Mapping[str, Any]], TaskResult]] = {
     "swap": swap_task,
     "virtual-model": virtual_model_task,
     "restore": restore_task,
+    "edit": edit_task,
 }
 """Task name (the endpoint's last path segment) -> function."""
 

@@ -233,3 +233,153 @@ def morph(images: tuple[Path, ...], weights: Path | None, seeds: str | None, fra
         crops.append(aligned.image)
         points.append(pts @ aligned.matrix[:, :2].T + aligned.matrix[:, 2])
     _save(S.morph_delaunay(crops[0], crops[1], points[0], points[1], ts), output)
+
+
+def parse_strengths(text: str, frames: int) -> list[float]:
+    """``"3"`` -> ``frames`` values from -3 to 3; ``"-2,0,2"`` -> that list."""
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected a number S or a list like -2,0,2, got {text!r}",
+                                 param_hint="--strength") from None
+    if not values or any(not np.isfinite(v) or abs(v) > 20 for v in values):
+        raise click.BadParameter(f"strengths must be numbers in [-20, 20], got {text!r}", param_hint="--strength")
+    if len(values) == 1:
+        s = abs(values[0])
+        return [round(float(v), 4) for v in np.linspace(-s, s, frames)]
+    return values
+
+
+def _directions(path: str, G, weights: str):
+    from faceforge.editing import Directions
+    from faceforge.errors import CheckpointError, WeightsNotFoundError
+    from faceforge.models import get_spec
+
+    try:
+        dirs = Directions.load(path)
+        file = get_spec("stylegan2").default_weights_path if str(weights) == "default" else Path(weights)
+        dirs.check(G, file)
+    except (WeightsNotFoundError, CheckpointError) as exc:
+        raise click.ClickException(str(exc.detail if hasattr(exc, "detail") else exc)) from None
+    return dirs
+
+
+DIRECTIONS = click.option("--directions", "directions_file", envvar="FACEFORGE_STYLEGAN2_DIRECTIONS", default="default",
+                          show_default=True,
+                          help="Directions file (JSON from `stylegan directions`): 'default' = those shipped for the "
+                               "default generator [env FACEFORGE_STYLEGAN2_DIRECTIONS].")
+
+
+@stylegan.command()
+@WEIGHTS
+@click.argument("image", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--seeds", default=None, help="Generated faces to edit [default: 0-3 when no IMAGE/--latent].")
+@click.option("--latent", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Edit a projection saved by `stylegan project --latent` instead.")
+@click.option("--attribute", type=click.Choice(["age", "gender", "smile"]), required=True,
+              help="age: + older; gender: + more feminine; smile: + more smiling.")
+@click.option("--strength", default="3", show_default=True,
+              help="S: --frames strengths from -S to S; or a list such as -2,0,2 (units: standard deviations "
+                   "of the generated faces along the direction).")
+@click.option("--frames", type=click.IntRange(2, 16), default=5, show_default=True)
+@click.option("--condition", default="", help="Attributes to keep fixed, comma-separated (e.g. gender).")
+@DIRECTIONS
+@click.option("--steps", type=click.IntRange(1, 10000), default=300, show_default=True, help="Projection steps (IMAGE).")
+@click.option("--w-plus", is_flag=True, help="Project into W+ (IMAGE).")
+@click.option("--align/--no-align", default=True, show_default=True)
+@click.option("--template", default="utkface", show_default=True)
+@PSI
+@OUTPUT
+def edit(weights: str, image: Path | None, seeds: str | None, latent: Path | None, attribute: str, strength: str,
+         frames: int, condition: str, directions_file: str, steps: int, w_plus: bool, align: bool, template: str,
+         psi: float, output: Path) -> None:
+    """Edit age, gender or smile (InterFaceGAN directions in W): one row per face, one column per strength.
+
+    \b
+    Examples:
+      faceforge stylegan edit --seeds 0-3 --attribute age --strength 3 -o older.png
+      faceforge stylegan edit me.jpg --attribute smile --strength -2,0,2 -o smile.png   # projects first
+      faceforge stylegan edit --seeds 5 --attribute age --condition gender -o age_same_gender.png
+    """
+    import torch
+
+    from faceforge import stylegan as S
+    from faceforge.editing import edit as do_edit
+
+    if sum(x is not None for x in (image, seeds, latent)) > 1:
+        raise click.UsageError("give one of IMAGE, --seeds or --latent")
+    strengths = parse_strengths(strength, frames)
+    conditions = [c.strip() for c in condition.split(",") if c.strip()]
+    G = _load(weights)
+    dirs = _directions(directions_file, G, weights)
+    target = None
+    if image is not None:
+        target = _aligned(image, G.resolution, align, template)
+        with click.progressbar(length=steps, label="projecting") as bar:
+            result = S.project(G, target, steps=steps, w_plus=w_plus, callback=lambda step, loss: bar.update(1))
+        ws = result.ws
+    elif latent is not None:
+        try:
+            ws = torch.load(latent, map_location="cpu", weights_only=True)["ws"]
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
+            raise click.BadParameter(f"{latent} is not a latent file of `stylegan project --latent` ({exc})",
+                                     param_hint="--latent") from None
+        ws = torch.as_tensor(ws, dtype=torch.float32).reshape(-1, G.num_ws, G.w_dim) if ws.numel() % (
+            G.num_ws * G.w_dim) == 0 else None
+        if ws is None:
+            raise click.BadParameter(f"{latent} does not hold (N, {G.num_ws}, {G.w_dim}) styles", param_hint="--latent")
+    else:
+        ws = S.seed_ws(G, parse_seeds(seeds or "0-3"), psi)
+    try:
+        images = do_edit(G, ws, dirs, attribute, strengths, condition=conditions)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    n, k = images.shape[:2]
+    tiles = images.reshape(n * k, *images.shape[2:])
+    if target is not None:  # [photo | edits]
+        tiles = np.concatenate([target[None], tiles])
+        k += 1
+    _save(tiles, output, cols=k)
+    click.echo(f"{attribute} strengths {', '.join(f'{s:g}' for s in strengths)}"
+               + (f" (conditioned on {', '.join(conditions)})" if conditions else ""))
+
+
+@stylegan.command()
+@WEIGHTS
+@click.option("--attributes", default="age,gender,smile", show_default=True)
+@click.option("--samples", type=click.IntRange(100, 1_000_000), default=10000, show_default=True)
+@click.option("--ratio", type=click.FloatRange(0.01, 0.5), default=0.2, show_default=True,
+              help="Share of the samples at each end of the scores the SVM separates.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Output JSON.")
+def directions(weights: str, attributes: str, samples: int, ratio: float, seed: int, output: Path) -> None:
+    """Find InterFaceGAN edit directions for a generator with faceforge's classifiers (age, gender, smile)."""
+    import shlex
+    import sys
+
+    from faceforge.editing import directions_for_generator
+    from faceforge.errors import FaceforgeError
+    from faceforge.models import get_spec
+
+    G = _load(weights)
+    file = get_spec("stylegan2").default_weights_path if str(weights) == "default" else Path(weights)
+    names = [a.strip() for a in attributes.split(",") if a.strip()]
+    command = "faceforge stylegan directions " + " ".join(
+        shlex.quote(Path(a).name if a.startswith("/") else a) for a in sys.argv[3:]) if len(sys.argv) > 2 else ""
+    with click.progressbar(length=samples, label="scoring samples") as bar:
+        state = {"done": 0}
+
+        def progress(done: int, total: int) -> None:
+            bar.update(done - state["done"])
+            state["done"] = done
+
+        try:
+            dirs = directions_for_generator(G, file, names, samples=samples, seed=seed, ratio=ratio,
+                                            command=command, progress=progress)
+        except (ValueError, FaceforgeError) as exc:
+            raise click.ClickException(str(exc)) from None
+    dirs.save(output)
+    for name, d in dirs.directions.items():
+        click.echo(f"{name}: boundary accuracy {d.info['val_accuracy']}, score-projection r "
+                   f"{d.info['projection_score_pearson_r']}")
+    click.echo(f"wrote {output}")

@@ -1,7 +1,8 @@
 """Heavy tasks as asynchronous jobs: ``POST /v1/<task>`` -> 202 + job id; poll ``GET /v1/jobs/<id>``.
 
 Tasks (:data:`server.schemas.JOB_TASKS`): ``generate``, ``style-mix``, ``toonify``, ``project``,
-``morph``. A submission is validated here, synchronously (bad fields: 400; no StyleGAN2 weights
+``morph``, ``swap``, ``virtual-model``, ``restore``, ``edit`` (attribute edits: InterFaceGAN directions,
+:mod:`faceforge.editing`). A submission is validated here, synchronously (bad fields: 400; no StyleGAN2 weights
 configured: 503 ``weights-not-found``; queue full: 429 ``queue-full`` with ``Retry-After``), then runs
 on the job backend (:mod:`server.jobs`), never on the request thread.
 
@@ -243,6 +244,29 @@ def _parse(task: str) -> dict[str, Any]:
         return {"seeds": seeds, "image": image, "steps": steps, "align": align, "psi": psi, "output": output,
                 "swap_resolution": _integer(f, "swap_resolution", TOONIFY_DEFAULT_SWAP, 0, 4096),
                 "structure_from": _choice(f, "structure_from", ("finetuned", "base"), "finetuned")}
+    if task == "edit":
+        from server.tasks import edit_directions
+
+        directions = edit_directions(hub)  # 503 at submit when none fit the configured generator
+        if not f.get("attribute"):
+            raise MissingFieldError(f"the field 'attribute' is missing ({', '.join(directions.attributes)})",
+                                    field="attribute")
+        attribute = _choice(f, "attribute", directions.attributes, "")
+        image = _image("image", required=False)
+        seeds = None if image is not None else _seeds(f, "seeds")
+        raw = f.get("strengths")
+        strengths = [-2.0, -1.0, 0.0, 1.0, 2.0] if raw is None or raw == "" else _floats(raw, "strengths", -10.0, 10.0)
+        if (len(seeds) if seeds else 1) * len(strengths) > 4 * config.max_images:
+            raise InvalidFieldError(f"seeds x strengths may make at most {4 * config.max_images} images",
+                                    field="strengths")
+        condition = f.get("condition") or []
+        if isinstance(condition, str):
+            condition = [c.strip() for c in condition.split(",") if c.strip()]
+        if not isinstance(condition, list) or any(c not in directions.attributes or c == attribute for c in condition):
+            raise InvalidFieldError(f"condition must list other attributes of {', '.join(directions.attributes)}",
+                                    field="condition")
+        return {"seeds": seeds, "image": image, "steps": steps, "align": align, "w_plus": _flag(f, "w_plus", False),
+                "psi": psi, "attribute": attribute, "strengths": strengths, "condition": condition}
     if task == "project":
         hub.stylegan_weights_path("base")
         return {"image": _image("image"), "steps": steps, "align": align, "w_plus": _flag(f, "w_plus", False)}
@@ -292,14 +316,15 @@ def _parse(task: str) -> dict[str, Any]:
     return payload
 
 
-def _floats(raw: Any) -> list[float]:
+def _floats(raw: Any, name: str = "t", lo: float = 0.0, hi: float = 1.0) -> list[float]:
     items = raw.split(",") if isinstance(raw, str) else raw if isinstance(raw, list) else [raw]
     try:
         values = [float(v) for v in items if not isinstance(v, bool)]
     except (TypeError, ValueError):
         values = []
-    if not values or len(values) != len(items) or any(not 0.0 <= v <= 1.0 for v in values):
-        raise InvalidFieldError(f"t must be a non-empty list of numbers in [0, 1], got {raw!r}", field="t")
+    if not values or len(values) != len(items) or any(not lo <= v <= hi for v in values):
+        raise InvalidFieldError(f"{name} must be a non-empty list of numbers in [{lo:g}, {hi:g}], got {raw!r}",
+                                field=name)
     return values
 
 

@@ -39,6 +39,7 @@ the mean absolute difference, restored photo vs canvas, within 3 px of the mask'
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import time
@@ -53,7 +54,7 @@ from torch import nn
 
 from faceforge.errors import WeightsNotFoundError
 from faceforge.faces.align import EYES_NOSE_MOUTH, FaceTemplate, align_face, get_template, to_opencv, umeyama
-from faceforge.translate import detect_and_select
+from faceforge.pipelines.base import FaceJob, FacePipeline
 
 if TYPE_CHECKING:
     from faceforge.faces.detect import Face, FaceDetector
@@ -342,8 +343,13 @@ class RestorationResult:
         return float(np.mean(values)) if values else float("nan")
 
 
-class FaceRestorer:
-    """Restore the faces of whole photos (see the module docstring).
+class FaceRestorer(FacePipeline):
+    """Restore the faces of whole photos (see the module docstring): a
+    :class:`~faceforge.pipelines.FacePipeline` whose preparation (step ``align``) makes the canvas (the
+    photo, or its Lanczos upscale) and aligns each face on the restorer's template, whose model step
+    (``restore``) is GPEN or the classical filter chain, and whose paste back (``paste``) colour-matches
+    each face and blends it into the canvas with :func:`soft_mask`. Each photo runs on a shallow copy of
+    the restorer (the canvas is per photo; the model and the detector are shared).
 
     Args:
         method: ``"gpen"`` (needs weights) or ``"classical"`` (always works).
@@ -369,6 +375,8 @@ class FaceRestorer:
         if int(upscale) != upscale or not 1 <= upscale <= 8:
             raise ValueError(f"upscale must be an integer in 1-8, got {upscale}")
         self.method, self.upscale, self.colour_match = method, int(upscale), colour_match
+        self._canvas: np.ndarray | None = None  # per photo, set on the copy that runs it
+        self._gray = False
         self.device = torch.device(device)
         self._detector = detector
         self.model: nn.Module | None = None
@@ -380,13 +388,8 @@ class FaceRestorer:
             self.size = int(self.model.size)
         else:
             self.template, self.size = get_template("utkface"), 0
-
-    @property
-    def detector(self) -> FaceDetector:
-        if self._detector is None:
-            from faceforge.faces.detect import FaceDetector
-            self._detector = FaceDetector()
-        return self._detector
+        self.crop_size = self.size  # 0 for classical: each face is cut at its own resolution
+        self.face_template = self.template.name
 
     @property
     def version(self) -> str:
@@ -433,6 +436,80 @@ class FaceRestorer:
             outs.append(((y + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
         return np.concatenate(outs)
 
+    # ------------------------------------------------------------------ the pipeline's steps
+    model_step = "restore"
+    pastes = True
+
+    def run(self, rgb: np.ndarray, faces: str | Sequence[int] = "all", *, detected: Sequence[Face] | None = None,
+            max_faces: int | None = None, **options: Any):
+        """:meth:`FacePipeline.run <faceforge.pipelines.FacePipeline.run>` on a shallow copy of the restorer
+        (the canvas is per photo). Returns the :class:`~faceforge.pipelines.PipelineRun`; :meth:`restore`
+        turns it into a :class:`RestorationResult`."""
+        return self._run(rgb, faces, detected, max_faces, options)[0]
+
+    def _run(self, rgb, faces, detected, max_faces, options):
+        worker = copy.copy(self)
+        run = FacePipeline.run(worker, rgb, faces, detected=detected, max_faces=max_faces, **options)
+        return run, worker
+
+    def prepare_faces(self, rgb: np.ndarray, found: Sequence[Face], chosen: Sequence[int],
+                      timings: dict[str, float]) -> list[FaceJob]:
+        """Make the canvas, then align every chosen face: GPEN at its size from the photo; classical at the
+        face's own resolution (its template square x upscale, a multiple of 4 in 32-1024 px) from the
+        canvas. ``job.extra``: ``inverse`` (crop -> canvas, continuous pixel coordinates) and ``side`` (the
+        face's template square side in photo pixels). Step ``align``."""
+        t0 = time.perf_counter()
+        k = self.upscale
+        self._gray = is_grayscale(rgb)
+        self._canvas = canvas = rgb if k == 1 else cv2.resize(rgb, (rgb.shape[1] * k, rgb.shape[0] * k),
+                                                              interpolation=cv2.INTER_LANCZOS4)
+        jobs = []
+        for i in chosen:
+            kps = np.asarray(found[i].keypoints, np.float64)
+            unit = umeyama(kps[list(self.template.indices)], self.template.points(1.0))
+            side = 1.0 / float(np.sqrt(abs(np.linalg.det(unit[:, :2]))))  # template square side in photo px
+            if self.method == "gpen":
+                a = align_face(rgb, kps, self.size, template=self.template)
+                inverse = a.inverse * k
+            else:
+                size = int(np.clip(round(side * k / 4) * 4, 32, 1024))
+                a = align_face(canvas, kps * k, size, template=self.template)
+                inverse = a.inverse
+            jobs.append(FaceJob(index=i, face=found[i], aligned=a, input=a.image,
+                                extra={"inverse": inverse, "side": side}))
+        timings[self.align_step] = (time.perf_counter() - t0) * 1e3
+        return jobs
+
+    def run_model(self, inputs: list[np.ndarray], **_: Any) -> list[np.ndarray]:
+        """The model step: GPEN (:meth:`restore_crops`) or :func:`classical_restore` per crop."""
+        if self.method == "gpen":
+            return list(self.restore_crops(inputs))
+        return [classical_restore(c) for c in inputs]
+
+    def paste_canvas(self, rgb: np.ndarray) -> np.ndarray:
+        """A copy of the canvas :meth:`prepare_faces` made (the photo, or its upscale)."""
+        return (rgb if self._canvas is None else self._canvas).copy()
+
+    def paste(self, image: np.ndarray, job: FaceJob) -> np.ndarray:
+        """Colour-match the restored face to its input crop (:func:`match_colour`, under the mask), make it
+        grey for a grey photo, blend it in with :func:`soft_mask`; ``job.extra`` gains ``pasted`` (the crop
+        as pasted) and ``seam`` (:func:`boundary_difference`, grey levels)."""
+        out = job.output
+        mask = soft_mask(out.shape[0])
+        if self.colour_match:
+            out = match_colour(out, job.input, mask)
+        if self._gray:
+            out = _to_gray(out)
+        before = image
+        image, alpha, (x0, y0, x1, y1) = _paste(image, out, job.extra["inverse"], mask)
+        job.extra["seam"] = boundary_difference(before[y0:y1, x0:x1], image[y0:y1, x0:x1], alpha)
+        job.extra["pasted"] = out
+        return image
+
+    def finish(self, image: np.ndarray, rgb: np.ndarray) -> np.ndarray:
+        """Grayscale in -> grayscale out (BT.601 luma in all channels)."""
+        return _to_gray(image) if self._gray else image
+
     def restore(self, rgb: np.ndarray, faces: str | Sequence[int] = "all", detected: Sequence[Face] | None = None,
                 max_faces: int | None = None) -> RestorationResult:
         """Detect the faces of a photo, restore the selected ones, paste them back.
@@ -451,64 +528,18 @@ class FaceRestorer:
             NoFaceError: no face detected.
             FaceSelectionError: a selected index is not among the detected faces.
         """
-        rgb = _check_rgb(rgb)
-        timings: dict[str, float] = {}
-        t0 = time.perf_counter()
-        found, chosen = detect_and_select(self.detector, rgb, faces, max_faces, detected)
-        t1 = time.perf_counter()
-        timings["detect"] = (t1 - t0) * 1e3
-        k = self.upscale
-        gray = is_grayscale(rgb)
-        canvas = rgb if k == 1 else cv2.resize(rgb, (rgb.shape[1] * k, rgb.shape[0] * k),
-                                               interpolation=cv2.INTER_LANCZOS4)
-        # Align every chosen face: GPEN at its size from the photo; classical at the face's own resolution
-        # from the (upscaled) canvas. inverses[j]: crop -> canvas, continuous pixel coordinates.
-        crops, inverses, sides = [], [], []
-        for i in chosen:
-            kps = np.asarray(found[i].keypoints, np.float64)
-            unit = umeyama(kps[list(self.template.indices)], self.template.points(1.0))
-            side = 1.0 / float(np.sqrt(abs(np.linalg.det(unit[:, :2]))))  # template square side in photo px
-            if self.method == "gpen":
-                a = align_face(rgb, kps, self.size, template=self.template)
-                inverse = a.inverse * k
-            else:
-                size = int(np.clip(round(side * k / 4) * 4, 32, 1024))
-                a = align_face(canvas, kps * k, size, template=self.template)
-                inverse = a.inverse
-            crops.append(a.image)
-            inverses.append(inverse)
-            sides.append(side)
-        t2 = time.perf_counter()
-        timings["align"] = (t2 - t1) * 1e3
-        outputs = list(self.restore_crops(crops)) if self.method == "gpen" else [classical_restore(c) for c in crops]
-        t3 = time.perf_counter()
-        timings["restore"] = (t3 - t2) * 1e3
-        image = canvas.copy()
-        seams: dict[int, float] = {}
-        pasted: dict[int, np.ndarray] = {}
-        for i, crop, out, inv in zip(chosen, crops, outputs, inverses):
-            mask = soft_mask(out.shape[0])
-            if self.colour_match:
-                out = match_colour(out, crop, mask)
-            if gray:
-                out = _to_gray(out)
-            before = image
-            image, alpha, (x0, y0, x1, y1) = _paste(image, out, inv, mask)
-            seams[i] = boundary_difference(before[y0:y1, x0:x1], image[y0:y1, x0:x1], alpha)
-            pasted[i] = out
-        if gray:
-            image = _to_gray(image)
-        timings["paste"] = (time.perf_counter() - t3) * 1e3
-        by_index = {i: (c, s) for i, c, s in zip(chosen, crops, sides)}
+        run, worker = self._run(rgb, faces, detected, max_faces, {})
         result_faces = []
-        for i, face in enumerate(found):
-            c, s = by_index.get(i, (None, 0.0))
+        for i, face in enumerate(run.found):
+            job = run.job(i)
             result_faces.append(RestoredFace(
                 index=i, box=np.asarray(face.box, np.float32), keypoints=np.asarray(face.keypoints, np.float32),
-                score=float(face.score), restored=i in by_index, crop=c, output=pasted.get(i), face_side=float(s),
-                seam=seams.get(i, float("nan"))))
-        return RestorationResult(image=image, faces=result_faces, method=self.method, upscale=k, grayscale=gray,
-                                 timings_ms=timings)
+                score=float(face.score), restored=job is not None, crop=None if job is None else job.input,
+                output=None if job is None else job.extra.get("pasted"),
+                face_side=0.0 if job is None else float(job.extra["side"]),
+                seam=float("nan") if job is None else job.extra.get("seam", float("nan"))))
+        return RestorationResult(image=run.image, faces=result_faces, method=self.method, upscale=self.upscale,
+                                 grayscale=worker._gray, timings_ms=run.timings_ms)
 
 
 def make_restorer(method: str = "auto", detector: FaceDetector | None = None, upscale: int = 1,

@@ -160,6 +160,25 @@ def test_classical_restore_of_a_photo_keeps_the_background(astronaut_rgb, astron
     assert result.seam < 3.0  # grey levels across the mask boundary
 
 
+def test_the_restorer_is_a_face_pipeline_with_per_photo_state(astronaut_rgb, astronaut_faces, gpen_weights, detector):
+    """FaceRestorer runs FacePipeline's steps (timings per step); the canvas and the grey flag live on
+    the copy that ran the photo, so a grey photo after a colour one (or concurrently) is not affected."""
+    from faceforge.pipelines import FacePipeline
+
+    r = FaceRestorer(weights=gpen_weights, upscale=2, detector=detector)
+    assert isinstance(r, FacePipeline) and r.crop_size == 32 and r.model_step == "restore"
+    run = r.run(astronaut_rgb, detected=astronaut_faces)
+    assert list(run.timings_ms) == ["detect", "align", "restore", "paste"] and run.image.shape == (1024, 1024, 3)
+    (job,) = run.jobs
+    assert job.input.shape == job.output.shape == job.extra["pasted"].shape == (32, 32, 3) and job.extra["seam"] >= 0
+    gray_in = np.repeat(astronaut_rgb.mean(axis=2, keepdims=True).astype(np.uint8), 3, axis=2)
+    gray = r.restore(gray_in, detected=astronaut_faces)
+    colour = r.restore(astronaut_rgb, detected=astronaut_faces)
+    assert gray.grayscale and not colour.grayscale and r._canvas is None and not r._gray
+    assert np.array_equal(colour.image[:100, :100], run.image[:100, :100])
+    assert not np.array_equal(colour.image[..., 0], colour.image[..., 1])
+
+
 def test_gpen_restore_upscale_and_grayscale(astronaut_rgb, astronaut_faces, gpen_weights, detector):
     r = FaceRestorer(weights=gpen_weights, upscale=2, detector=detector)
     assert r.describe()["version"] == "test-1" and r.size == 32

@@ -2,7 +2,8 @@
 
 See :mod:`faceforge.pipelines.base`. The tasks themselves (:class:`faceforge.emotion.EmotionRecognizer`,
 :class:`faceforge.age.AgeEstimator`, :class:`faceforge.translate.FaceTranslator`,
-:class:`faceforge.frontalize.Frontalizer`) are its subclasses.
+:class:`faceforge.frontalize.Frontalizer`, :class:`faceforge.restore.FaceRestorer`,
+:class:`faceforge.faceshifter.FaceShifterSwapper`) are its subclasses.
 """
 
 from faceforge.pipelines.base import FaceJob, FacePipeline, PipelineRun, check_rgb

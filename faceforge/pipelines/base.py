@@ -2,18 +2,26 @@
 
 Every face task is this pipeline with its own model step (and, where needed, its own preparation):
 
-=================  =============================  =================  ==============================
-task               prepare (per selected face)    model step         output
-=================  =============================  =================  ==============================
-emotion            template alignment (48 px)     ``classify``       probabilities per face
-age                template alignment (64 px)     ``estimate``       an age per face
-translate          template alignment             ``translate``      the photo, faces pasted back
-frontalize         Face Mesh, pose crop, rerender ``generate``       a frontal crop per face
-=================  =============================  =================  ==============================
+==================  ==============================  ===============  =====================================
+task                prepare (per selected face)     model step       output
+==================  ==============================  ===============  =====================================
+emotion             template alignment (48 px)      ``classify``     probabilities per face
+age                 template alignment (64 px)      ``estimate``     an age per face
+translate           template alignment              ``translate``    the photo, faces pasted back
+frontalize          Face Mesh, pose crop, rerender  ``generate``     a frontal crop per face
+swap (FaceShifter)  template alignment              ``swap``         the photo, faces pasted back
+restore             own template; upscaled canvas   ``restore``      the (upscaled) photo, soft-mask paste
+swap (classical)    Face Mesh, size/pose checks     none (``swap``)  the photo, faces warped in place
+==================  ==============================  ===============  =====================================
 
 A subclass sets :attr:`FacePipeline.face_template`, :attr:`crop_size`, :attr:`model_step` and
 :attr:`pastes`, and implements :meth:`FacePipeline.run_model`; it overrides
-:meth:`FacePipeline.prepare_faces` only when a face needs more than a template alignment.
+:meth:`FacePipeline.prepare_faces` only when a face needs more than a template alignment, and
+:meth:`FacePipeline.paste_canvas` / :meth:`FacePipeline.paste` / :meth:`FacePipeline.finish` when its
+paste back is its own (the restorer's upscaled canvas and soft mask, the classical swap's in-place blend).
+A subclass that keeps per-photo state between the steps (the restorer's canvas, the swap's source face)
+runs each photo on a shallow copy of itself (``FacePipeline.run(copy.copy(self), ...)``), so one instance
+serves concurrent callers.
 :meth:`FacePipeline.run` returns a :class:`PipelineRun` that the task turns into its own result type.
 
 Timings are wall-clock milliseconds per step (``decode`` when the pipeline decoded the bytes itself,
@@ -56,7 +64,8 @@ class FaceJob:
         index: 0-based index among the detected faces (highest detector score first).
         face: the detection (box, keypoints, score).
         aligned: the template alignment (crop + matrix) when the pipeline made one, else ``None``.
-        input: the model's input for this face, uint8 ``(S, S, C)``; ``None`` when the face was skipped.
+        input: the model's input for this face, uint8 ``(S, S, C)`` (the classical swap: the face's
+            float64 ``(468, 3)`` Face Mesh landmarks); ``None`` when the face was skipped.
         output: the model's output for this face (a crop, a probability row, an age...).
         warning: why the face was skipped or is unreliable, else ``None``.
         extra: task-specific values (e.g. the frontalizer's yaw).
@@ -147,11 +156,21 @@ class FacePipeline:
         """The model step: one output per input (same order). Subclasses implement it."""
         raise NotImplementedError
 
+    def paste_canvas(self, rgb: np.ndarray) -> np.ndarray:
+        """The picture the outputs are pasted into (pipelines with :attr:`pastes`): by default a copy of
+        ``rgb``; a subclass may return another new array, e.g. the restorer's upscaled photo."""
+        return rgb.copy()
+
     def paste(self, image: np.ndarray, job: FaceJob) -> np.ndarray:
         """Paste one output back (default: feathered inverse warp of a template alignment)."""
         from faceforge.faces.align import paste_back
 
         return paste_back(image, job.output, job.aligned, feather=self.feather)
+
+    def finish(self, image: np.ndarray, rgb: np.ndarray) -> np.ndarray:
+        """Last step of the paste, after every face (default: none), e.g. the restorer turning the result
+        grey again for a grey photo. ``rgb`` is the input photo."""
+        return image
 
     # ------------------------------------------------------------------ the pipeline
     def run(self, rgb: np.ndarray, faces: str | Sequence[int] = "all", *, detected: Sequence["Face"] | None = None,
@@ -188,9 +207,10 @@ class FacePipeline:
         image = None
         if self.pastes:
             t2 = time.perf_counter()
-            image = rgb.copy()
+            image = self.paste_canvas(rgb)
             for job in ready:
                 image = self.paste(image, job)
+            image = self.finish(image, rgb)
             timings["paste"] = (time.perf_counter() - t2) * 1e3
         return PipelineRun(image=image, found=list(found), chosen=list(chosen), jobs=jobs, timings_ms=timings)
 

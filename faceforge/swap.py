@@ -85,6 +85,7 @@ like every other error.
 
 from __future__ import annotations
 
+import copy
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -95,6 +96,8 @@ import numpy as np
 
 from faceforge.errors import (FaceSelectionError, FaceTooSmallError, NoFaceError, PoseGapError,
                               SameFaceError, SwapError)
+from faceforge.faces.select import parse_face_selection
+from faceforge.pipelines.base import FaceJob, FacePipeline, PipelineRun
 
 if TYPE_CHECKING:  # imported lazily: the detector loads LiteRT
     from faceforge.faces.detect import Face, FaceDetector
@@ -741,8 +744,15 @@ class SwapResult:
         return [f for f in self.faces if f.swapped]
 
 
-class FaceSwapper:
+class FaceSwapper(FacePipeline):
     """Classical face swap on whole photos (see the module docstring).
+
+    A :class:`~faceforge.pipelines.FacePipeline`: detect and select the target faces; preparation
+    (step ``landmarks``) runs Face Mesh on each and refuses or skips it (size, same face, yaw gap); there
+    is no model (the model step passes the landmarks on); the paste warps, colour-matches and blends the
+    source face into the photo in place (:func:`swap_face`). :attr:`SwapResult.timings_ms` reports the
+    model step and the paste together as ``swap``. Each photo runs on a shallow copy of the swapper that
+    holds its source face (detector and Face Mesh are shared).
 
     Args:
         blend: ``"laplacian"`` (default, :data:`DEFAULT_BLEND`), ``"poisson"`` or ``"feather"``.
@@ -780,14 +790,8 @@ class FaceSwapper:
         self.colour = bool(colour)
         self._detector = detector
         self._mesh = mesh
-
-    @property
-    def detector(self) -> FaceDetector:
-        """The face detector (built on first use when none was given)."""
-        if self._detector is None:
-            from faceforge.faces.detect import FaceDetector
-            self._detector = FaceDetector()
-        return self._detector
+        self._source: SourceFace | None = None  # per photo, set on the copy that runs it
+        self._selection: str | tuple[int, ...] = "all"
 
     @property
     def mesh(self) -> FaceMesh:
@@ -834,38 +838,120 @@ class FaceSwapper:
         return SourceFace(image=rgb, points=pts, triangles=delaunay_triangles(pts), yaw=estimate_yaw(pts),
                           box=np.asarray(chosen.box, np.float32), index=index, faces_found=len(found))
 
-    def _check_face(self, source: SourceFace, target: np.ndarray, face: Face, result: SwappedFace) -> Exception | None:
-        """Measure one target face; return the reason it must not be swapped, or ``None``."""
+    def _check_face(self, source: SourceFace, target: np.ndarray, job: FaceJob) -> Exception | None:
+        """Measure one target face (``job.extra``: ``points``, ``yaw``, ``yaw_gap``; ``job.warning`` when
+        swapped beyond the yaw limit); return the reason it must not be swapped, or ``None``."""
         from faceforge.faces.rotate import estimate_yaw
 
+        face, index = job.face, job.index
         width = float(face.box[2] - face.box[0])
         if width < MIN_TARGET_FACE:
-            return FaceTooSmallError(f"target face {result.index} is {width:.0f} px wide; the swap needs at least "
+            return FaceTooSmallError(f"target face {index} is {width:.0f} px wide; the swap needs at least "
                                      f"{MIN_TARGET_FACE} px", role="target", width=round(width, 1),
-                                     minimum=MIN_TARGET_FACE, face=result.index)
+                                     minimum=MIN_TARGET_FACE, face=index)
         try:
             pts = self.mesh.landmarks_3d(target, face).astype(np.float64)
         except NoFaceError:
-            return NoFaceError(f"Face Mesh found no usable face at target face {result.index}", role="target",
-                               face=result.index)
-        result.points = pts
-        result.yaw = estimate_yaw(pts)
-        result.yaw_gap = abs(result.yaw - source.yaw)
+            return NoFaceError(f"Face Mesh found no usable face at target face {index}", role="target",
+                               face=index)
+        yaw = estimate_yaw(pts)
+        gap = abs(yaw - source.yaw)
+        job.extra.update(points=pts, yaw=yaw, yaw_gap=gap)
         same, mad = same_face(source.image, source.points, target, pts)
         if same:
-            return SameFaceError(f"target face {result.index} is the source face itself (mean difference {mad:.1f} "
-                                 f"levels); give a different photo as the source", face=result.index)
-        if result.yaw_gap > self.max_yaw_gap:
-            text = (f"the source face has yaw {source.yaw:+.0f} deg and target face {result.index} yaw "
-                    f"{result.yaw:+.0f} deg: a gap of {result.yaw_gap:.0f} deg, above the classical swap's limit of "
+            return SameFaceError(f"target face {index} is the source face itself (mean difference {mad:.1f} "
+                                 f"levels); give a different photo as the source", face=index)
+        if gap > self.max_yaw_gap:
+            text = (f"the source face has yaw {source.yaw:+.0f} deg and target face {index} yaw "
+                    f"{yaw:+.0f} deg: a gap of {gap:.0f} deg, above the classical swap's limit of "
                     f"{self.max_yaw_gap:g} deg")
             if not self.allow_pose_gap:
                 return PoseGapError(text + " (allow it with --allow-pose-gap / allow_pose_gap=True, expect "
                                     "a distorted face)", source_yaw=round(source.yaw, 1),
-                                    target_yaw=round(result.yaw, 1), gap=round(result.yaw_gap, 1),
-                                    limit=self.max_yaw_gap, face=result.index)
-            result.warning = text + "; swapped anyway (allow_pose_gap): expect a distorted face"
+                                    target_yaw=round(yaw, 1), gap=round(gap, 1),
+                                    limit=self.max_yaw_gap, face=index)
+            job.warning = text + "; swapped anyway (allow_pose_gap): expect a distorted face"
         return None
+
+    # ------------------------------------------------------------------ the pipeline's steps
+    align_step = "landmarks"
+    model_step = "swap"
+    pastes = True
+
+    def prepare_faces(self, rgb: np.ndarray, found: Sequence[Face], chosen: Sequence[int],
+                      timings: dict[str, float]) -> list[FaceJob]:
+        """Face Mesh and the checks of :meth:`_check_face` for every chosen target face (step ``landmarks``).
+
+        A face that passes gets its landmarks as ``job.input``; one that fails is skipped (``input``
+        ``None``, ``job.extra["skipped"]`` = the error's message) when all faces were asked for and another
+        face passes; otherwise the first failure is raised.
+
+        Raises:
+            ValueError: no face is selected.
+            NoFaceError, FaceTooSmallError, SameFaceError, PoseGapError: see above.
+        """
+        if not chosen:
+            raise ValueError("no target face is selected (faces= is empty)")
+        t0 = time.perf_counter()
+        jobs, problems = [], []
+        for i in chosen:
+            job = FaceJob(index=i, face=found[i])
+            problem = self._check_face(self._source, rgb, job)
+            if problem is None:
+                job.input = job.extra["points"]
+            else:
+                job.extra["skipped"] = job.warning = str(problem)
+                problems.append(problem)
+            jobs.append(job)
+        timings[self.align_step] = (time.perf_counter() - t0) * 1e3
+        if problems and (self._selection != "all" or not any(j.input is not None for j in jobs)):
+            raise problems[0]
+        return jobs
+
+    def run_model(self, inputs: list[np.ndarray], **_: Any) -> list[np.ndarray]:
+        """No model: the target landmarks go on to :meth:`paste`."""
+        return list(inputs)
+
+    def paste(self, image: np.ndarray, job: FaceJob) -> np.ndarray:
+        """:func:`swap_face` of the source face onto this target face of ``image`` (in place of the
+        previous faces' result, so overlapping faces blend over each other in order)."""
+        src = self._source
+        return swap_face(src.image, src.points, image, job.output, blend=self.blend, triangles=src.triangles,
+                         colour=self.colour)
+
+    def run(self, rgb: np.ndarray, faces: str | Sequence[int] = "all", *, detected: Sequence[Face] | None = None,
+            max_faces: int | None = None, source: np.ndarray | SourceFace | None = None,
+            source_face: int | None = None, **options: Any) -> PipelineRun:
+        """The pipeline behind :meth:`swap`: :meth:`FacePipeline.run <faceforge.pipelines.FacePipeline.run>` on
+        a shallow copy of the swapper that holds the source face. ``rgb`` is the target photo; ``source`` (a
+        photo or a :class:`SourceFace`, required) and ``source_face`` as in :meth:`swap`.
+
+        Returns:
+            The :class:`~faceforge.pipelines.PipelineRun` (``timings_ms``: ``source``, ``detect``,
+            ``landmarks``, ``swap`` (0: no model), ``paste``).
+
+        Raises:
+            As :meth:`swap`.
+        """
+        if source is None:
+            raise ValueError("run needs source= (a photo, or a SourceFace from prepare_source); or call swap()")
+        _check_rgb(rgb, "target")
+        selection = parse_face_selection(faces) if isinstance(faces, str) else tuple(faces)
+        t0 = time.perf_counter()
+        if not isinstance(source, SourceFace):
+            source = self.prepare_source(source, source_face)
+        t_source = (time.perf_counter() - t0) * 1e3
+        worker = copy.copy(self)
+        worker._source, worker._selection = source, selection
+        try:
+            run = FacePipeline.run(worker, rgb, selection, detected=detected, max_faces=max_faces, **options)
+        except NoFaceError as exc:
+            if exc.extra.get("role"):  # Face Mesh refused a target face (prepare_faces)
+                raise
+            raise NoFaceError(f"no face was found in the target image ({rgb.shape[1]}x{rgb.shape[0]})",
+                              role="target") from None
+        run.timings_ms = {"source": t_source, **run.timings_ms}
+        return run
 
     def swap(self, source: np.ndarray | SourceFace, target: np.ndarray, faces: str | Sequence[int] = "all",
              source_face: int | None = None, detected: Sequence[Face] | None = None,
@@ -892,49 +978,30 @@ class FaceSwapper:
                 and which are skipped).
             FaceSelectionError: a selected index is not among the target's faces.
         """
-        from faceforge.translate import detect_and_select, parse_face_selection
-
         _check_rgb(target, "target")
         selection = parse_face_selection(faces) if isinstance(faces, str) else tuple(faces)
-        timings: dict[str, float] = {}
-        t0 = time.perf_counter()
         if not isinstance(source, SourceFace):
+            t0 = time.perf_counter()
             source = self.prepare_source(source, source_face)
-        t1 = time.perf_counter()
-        timings["source"] = (t1 - t0) * 1e3
-        try:
-            found, chosen = detect_and_select(self.detector, target, selection, max_faces, detected)
-        except NoFaceError:
-            raise NoFaceError(f"no face was found in the target image ({target.shape[1]}x{target.shape[0]})",
-                              role="target") from None
-        if not chosen:
-            raise ValueError("no target face is selected (faces= is empty)")
-        t2 = time.perf_counter()
-        timings["detect"] = (t2 - t1) * 1e3
-        results = [SwappedFace(index=i, box=np.asarray(f.box, np.float32), score=float(f.score), selected=i in chosen)
-                   for i, f in enumerate(found)]
-        problems: list[Exception] = []
-        ok: list[SwappedFace] = []
-        for i in chosen:
-            problem = self._check_face(source, target, found[i], results[i])
-            if problem is None:
-                ok.append(results[i])
-            else:
-                results[i].skipped = str(problem)
-                problems.append(problem)
-        t3 = time.perf_counter()
-        timings["landmarks"] = (t3 - t2) * 1e3
-        if problems and (selection != "all" or not ok):
-            raise problems[0]
-        image = target.copy()
-        for r in ok:
-            image = swap_face(source.image, source.points, image, r.points, blend=self.blend,
-                              triangles=source.triangles, colour=self.colour)
-            r.swapped = True
-            if r.warning:
-                warnings.warn(f"face {r.index}: {r.warning}", UserWarning, stacklevel=2)
-        timings["swap"] = (time.perf_counter() - t3) * 1e3
-        return SwapResult(image=image, faces=results, source=source, blend=self.blend, timings_ms=timings)
+            t_source = (time.perf_counter() - t0) * 1e3
+        else:
+            t_source = 0.0
+        run = self.run(target, selection, detected=detected, max_faces=max_faces, source=source)
+        results = []
+        for i, f in enumerate(run.found):
+            job = run.job(i)
+            extra = {} if job is None else job.extra
+            swapped = job is not None and job.input is not None
+            results.append(SwappedFace(
+                index=i, box=np.asarray(f.box, np.float32), score=float(f.score), selected=job is not None,
+                swapped=swapped, yaw=extra.get("yaw"), yaw_gap=extra.get("yaw_gap"), skipped=extra.get("skipped"),
+                warning=job.warning if swapped else None, points=extra.get("points")))
+            if swapped and job.warning:
+                warnings.warn(f"face {i}: {job.warning}", UserWarning, stacklevel=2)
+        t = run.timings_ms
+        timings = {"source": t_source, "detect": t["detect"], "landmarks": t["landmarks"],
+                   "swap": t["swap"] + t["paste"]}
+        return SwapResult(image=run.image, faces=results, source=source, blend=self.blend, timings_ms=timings)
 
     def describe(self) -> dict[str, Any]:
         """JSON-ready settings: method, blend, max_yaw_gap, allow_pose_gap, min_source_face, colour."""

@@ -140,6 +140,25 @@ def test_swap_changes_the_face_and_nothing_far_from_it(swapper, portrait, astron
     assert np.abs(box - np.array([x0, y0, x1, y1])).max() < 0.15 * w
 
 
+def test_the_swapper_is_a_face_pipeline(swapper, portrait, astronaut_rgb):
+    """FaceSwapper runs FacePipeline's steps: Face Mesh as the preparation, the warp and blend as the paste;
+    the source face lives on the copy that ran the photo, not on the swapper."""
+    from faceforge.pipelines import FacePipeline
+
+    assert isinstance(swapper, FacePipeline)
+    with pytest.raises(ValueError, match="source="):
+        swapper.run(astronaut_rgb)
+    source = swapper.prepare_source(portrait)
+    run = swapper.run(astronaut_rgb, "largest", source=source)
+    assert list(run.timings_ms) == ["source", "detect", "landmarks", "swap", "paste"] and swapper._source is None
+    (job,) = run.jobs
+    assert job.input.shape == (468, 3) and job.output is job.input and abs(job.extra["yaw_gap"]) < 30
+    result = swapper.swap(source, astronaut_rgb, faces="largest")
+    assert np.array_equal(result.image, run.image) and list(result.timings_ms) == ["source", "detect", "landmarks",
+                                                                                   "swap"]
+    assert np.array_equal(result.faces[0].points, job.extra["points"]) and result.faces[0].swapped
+
+
 def test_swap_face_keeps_shape_on_a_non_square_image(swapper, portrait, astronaut_rgb):
     target = np.ascontiguousarray(np.pad(astronaut_rgb, ((0, 37), (101, 0), (0, 0)), mode="edge"))
     src = swapper.prepare_source(portrait)

@@ -44,31 +44,63 @@ def setup(tmp_path_factory, astronaut_rgb):
     return root, age_ckpt
 
 
-def test_translate_quality_smoke(setup):
+def test_translate_quality_smoke(setup, astronaut_rgb):
     from benchmarks.translate_quality import run
 
     root, age_ckpt = setup
+    save_image(root / "photos" / "astronaut.png", astronaut_rgb)
     res = run({"mobile": root / "run", "single": root / "run" / "G_A.pt"}, age_ckpt, root / "young",
-              old=root / "young", limit=4, out_dir=root / "out", name="tq", grid_rows=3)
-    for suffix in (".json", ".md", "_grid.png"):
-        assert (root / "out" / f"tq{suffix}").is_file()
+              old=root / "young", limit=4, out_dir=root / "out", name="tq", grid_rows=3, figures=root / "fig",
+              options={"single": {"feather": 0.2}}, photos=[root / "photos"], gray_faces=2)
+    for path in (root / "out" / "tq.json", root / "out" / "tq.md", root / "fig" / "tq_grid.jpg",
+                 root / "fig" / "tq_photos.jpg"):
+        assert path.is_file()
     assert res["faces"] == 4 and res["size"] == 128
     assert res["estimator"]["overlap"] == {"checked": True, "in_estimator_train_or_val": 1, "in_estimator_test": 0}
     assert res["true_age"]["mean"] == pytest.approx(21.5)
     g = res["generators"]["mobile"]
     assert g["params"] == sum(p.numel() for p in create_model("cyclegan_mobile", ngf=4, n_blocks=1).parameters())
     assert g["age_shift"]["mean"] == pytest.approx(g["age_after"]["mean"] - res["age_before"]["mean"], abs=1e-2)
-    # same weights through a run folder or the generator file: same figures
+    assert g["age_shift_beyond_blur_control"]["mean"] == pytest.approx(
+        g["age_shift"]["mean"] - g["blur_control_age_shift"]["mean"], abs=1e-2)
+    assert g["sharpness_ratio"]["n"] == 4 and g["sharpness_ratio"]["median"] >= 0
+    assert g["blur_control_sigma"]["n"] == 4 and g["blur_control_sigma"]["median"] > 0  # random nets blur
+    # same weights through a run folder or the generator file: same figures; the option reached the constructor
     assert res["generators"]["single"]["age_after"] == g["age_after"]
+    assert res["generators"]["single"]["options"] == {"constructor": {"feather": 0.2}, "call": {}}
+    # realism: the inputs are the reference set itself here, so their distance is 0; outputs are farther
+    sets = res["realism"]["sets"]
+    assert sets["young inputs"]["swd"]["swd_avg"] == 0.0 and sets["mobile"]["swd"]["swd_avg"] > 0
+    assert {"mobile", "mobile blur control", "single", "single blur control"} <= set(sets)
+    assert g["gray_inputs"]["n"] == 2 and g["gray_inputs"]["output_chroma_max"]["n"] == 2
+    photos = g["photos"]
+    assert photos["faces"] == 1 and photos["seam_ratio"]["n"] == 1 and photos["rows"][0]["file"] == "photos/astronaut.png"
+    assert photos["sharpness_ratio"]["median"] > 0 and not photos["rows"][0]["gray_photo"]
     from faceforge import identity
     if identity.is_available():
         assert 0 <= g["same_person_fraction"] <= 1 and g["identity_distance"]["median"] > 0
+        assert "kernel_identity" in sets["mobile"]
     else:
         assert "identity_distance" not in g
     md = (root / "out" / "tq.md").read_text()
-    assert "| mobile | cyclegan_mobile |" in md
-    grid = np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(root / "out" / "tq_grid.png"))
-    assert grid.shape == (24 + 3 * 128, 3 * 128, 3)
+    assert "| mobile | - | cyclegan_mobile |" in md and "feather=0.2" in md and "blur control" in md
+    assert str(root) not in (root / "out" / "tq.json").read_text()  # no absolute paths in results
+    grid = np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(root / "fig" / "tq_grid.jpg"))
+    assert grid.shape == (24 + 3 * 128, 5 * 128, 3)  # input | (output | blur control) per generator
+
+
+def test_translate_quality_options_are_routed_and_checked():
+    from benchmarks.translate_quality import parse_options, route_options
+
+    opts = parse_options(["feather=0.3", "after:apply_postfilter=true", "after:mode=detail"], ["before", "after"])
+    assert opts == {"before": {"feather": 0.3}, "after": {"feather": 0.3, "apply_postfilter": True, "mode": "detail"}}
+    assert route_options({"feather": 0.3, "batch_size": 4}) == ({"feather": 0.3}, {"batch_size": 4})
+    with pytest.raises(ValueError, match="no option"):
+        route_options({"no_such_option": 1})
+    with pytest.raises(ValueError):
+        parse_options(["x:feather=1"], ["before"])
+    with pytest.raises(ValueError):
+        parse_options(["feather"], ["before"])
 
 
 def test_translate_quality_cli(setup):

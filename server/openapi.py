@@ -171,13 +171,15 @@ def _job_paths(config: Config) -> dict[str, Any]:
         "toonify": "Toonify seeds or a photo (layer-swapped base + cartoon fine-tuned StyleGAN2)",
         "project": "Project a face photo into StyleGAN2's W or W+ (optimisation)",
         "morph": "Morph two faces: Delaunay landmark morph of two photos, or latent interpolation",
+        "makeup": "Makeup transfer: the reference face's lip, eye-shadow and skin colours onto the target's faces "
+                  "(Face Mesh regions, Lab colour transfer)",
         "edit": "Edit age, gender or smile of seeds or a projected photo (InterFaceGAN directions in W)",
         "restore": "Blind face restoration of every (or the chosen) face of a photo, pasted back (GPEN or classical)",
         "swap": "Classical face swap: the source photo's face onto the target's faces (AI-made marks on the PNG)",
         "virtual-model": "Virtual model: screen, swap the identity onto the photo's faces, restore, mark "
                          "(no face: the photo comes back unchanged)",
     }
-    multipart = {"toonify", "project", "morph", "swap", "virtual-model", "restore", "edit"}
+    multipart = {"toonify", "project", "morph", "swap", "virtual-model", "restore", "edit", "makeup"}
     accepted = {"description": "Job accepted; poll the `Location` URL",
                 "headers": {"Location": {"schema": {"type": "string"}, "description": "GET /v1/jobs/{id}"}},
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/JobAccepted"}}}}

@@ -272,7 +272,7 @@ def frontalize_response_schema() -> dict[str, Any]:
 # Heavy tasks: asynchronous jobs (server.api.jobs)
 # ---------------------------------------------------------------------------------------------------
 JOB_TASKS = ("generate", "style-mix", "toonify", "project", "morph", "swap", "virtual-model", "restore",
-             "edit")
+             "edit", "makeup")
 """Heavy tasks; each is submitted with ``POST /v1/<task>`` (pipelines: ``POST /v1/pipelines/<task>``)."""
 PIPELINE_TASKS = ("virtual-model",)
 """Jobs that chain several models; their path is ``/v1/pipelines/<task>``."""
@@ -328,6 +328,17 @@ def job_request_schemas(max_steps: int = 1000) -> dict[str, dict[str, Any]]:
             "structure_from": {"type": "string", "enum": ["finetuned", "base"], "default": "finetuned",
                                "description": "Toonify (Pinkney & Adler 2020): cartoon structure from the "
                                               "fine-tuned model, photo-realistic rendering from the base"}}},
+        "makeup": {"type": "object", "required": ["target", "reference"], "properties": {
+            "target": {**image, "description": "photo whose faces get the makeup"},
+            "reference": {**image, "description": "photo of the made-up reference face (its largest face)"},
+            "faces": {"type": "string", "default": "all",
+                      "description": "target faces: all, largest, or 0-based indices such as 0,2"},
+            "strength": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.8,
+                         "description": "blend of the transferred colours (0: unchanged)"},
+            "regions": {"type": "array", "items": {"type": "string", "enum": ["lips", "eyes", "skin"]},
+                        "default": ["lips", "eyes", "skin"],
+                        "description": "regions to transfer (form: comma-separated): lips, eyes (eye shadow), "
+                                       "skin (foundation tint)"}}},
         "edit": {"type": "object", "required": ["attribute"], "properties": {
             "attribute": {"type": "string", "enum": ["age", "gender", "smile"],
                           "description": "InterFaceGAN direction in W: age (+ older), gender (+ more feminine), "

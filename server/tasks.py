@@ -20,6 +20,7 @@ virtual-model  image, source (image) or source_seed, faces, restore             
 restore        image, faces, method (auto | gpen | classical), upscale              [restored photo]
 edit           seeds or image (+ steps, align, w_plus), attribute, strengths,        per seed x strength,
                condition, psi                                                       or [photo, edits]
+makeup         target, reference (images), faces, strength, regions                [made-up photo]
 =============  ===================================================================  ===============
 
 ``swap`` and ``virtual-model`` results are PNGs marked as AI-made (:mod:`faceforge.provenance`); a
@@ -286,6 +287,18 @@ def restore_task(hub: ModelHub, p: Mapping[str, Any]) -> TaskResult:
         "seam": None if np.isnan(result.seam) else round(float(result.seam), 2)})
 
 
+def makeup_task(hub: ModelHub, p: Mapping[str, Any]) -> TaskResult:
+    from faceforge.makeup import MakeupTransfer
+
+    transfer = MakeupTransfer(strength=p["strength"], regions=p["regions"], detector=hub.detector(),
+                              mesh=hub.face_mesh())
+    result = transfer.apply(_decode(hub, p["target"]), _decode(hub, p["reference"]), faces=p["faces"])
+    return TaskResult([encode_image(result.image, "png")], {
+        "regions": list(result.regions), "strength": p["strength"], "faces": result.faces,
+        "made_up": sum(bool(f["made_up"]) for f in result.faces),
+        "timings_ms": {k: round(float(v), 1) for k, v in result.timings_ms.items()}})
+
+
 TASKS: dict[str, Callable[[ModelHub, Mapping[str, Any]], TaskResult]] = {
     "generate": generate_task,
     "style-mix": style_mix_task,
@@ -296,6 +309,7 @@ TASKS: dict[str, Callable[[ModelHub, Mapping[str, Any]], TaskResult]] = {
     "virtual-model": virtual_model_task,
     "restore": restore_task,
     "edit": edit_task,
+    "makeup": makeup_task,
 }
 """Task name (the endpoint's last path segment) -> function."""
 

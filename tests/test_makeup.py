@@ -95,3 +95,50 @@ def test_cli(tmp_path, painted, astronaut_rgb):
     assert "makeup on 1 of 1 face(s)" in result.output and out.is_file()
     bad = CliRunner().invoke(main, ["makeup", str(target), str(ref), "--regions", "hair"])
     assert bad.exit_code == 2 and "regions" in bad.output
+
+
+# ------------------------------------------------------------------------------ server: POST /v1/makeup ---
+@pytest.fixture(scope="module")
+def client():
+    from server import create_app
+
+    app = create_app({"torch_threads": None})  # no StyleGAN2 weights: makeup needs none
+    yield app.test_client()
+    app.extensions["faceforge"]["jobs"].close()
+
+
+def _form(**files_and_fields):
+    import io
+
+    return {k: (io.BytesIO(v), f"{k}.png") if isinstance(v, bytes) else v for k, v in files_and_fields.items()}
+
+
+def test_makeup_job(client, transfer, painted, astronaut_rgb):
+    from test_jobs import images_of, submit, wait  # tests/ is on sys.path
+
+    target = np.ascontiguousarray(astronaut_rgb[:, ::-1])
+    form = _form(target=encode_image(target, "png"), reference=encode_image(painted[0], "png"), regions="lips",
+                 strength="1")
+    body = wait(client, submit(client, "makeup", data=form, content_type="multipart/form-data"))
+    (image,) = images_of(body)
+    face = transfer.detector.detect(target)[0]
+    lips = (region_masks(transfer.mesh.landmarks(target, face), target.shape[:2])["lips"] > 0.5).astype(np.float32)
+    assert image.shape == target.shape and _redness(image, lips) > _redness(target, lips) + 10
+    data = body["result"]["data"]
+    assert data["made_up"] == 1 and data["regions"] == ["lips"] and data["strength"] == 1.0
+
+
+def test_makeup_job_validation_and_failures(client, astronaut_rgb):
+    from test_jobs import assert_problem, submit, wait
+
+    png = encode_image(astronaut_rgb, "png")
+    assert_problem(client.post("/v1/makeup", data=_form(target=png), content_type="multipart/form-data"), 400,
+                   "missing-field")
+    for field, value in (("regions", "hair"), ("strength", "2"), ("faces", "x")):
+        response = client.post("/v1/makeup", data=_form(target=png, reference=png, **{field: value}),
+                               content_type="multipart/form-data")
+        assert_problem(response, 400, "invalid-field")
+    wall = encode_image(np.full((200, 200, 3), 128, np.uint8), "png")
+    body = wait(client, submit(client, "makeup", data=_form(target=png, reference=wall),
+                               content_type="multipart/form-data"))
+    assert body["status"] == "failed" and body["error"]["type"].endswith("no-face")

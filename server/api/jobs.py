@@ -275,6 +275,16 @@ def _parse(task: str) -> dict[str, Any]:
                 "blend": _choice(f, "blend", ("laplacian", "poisson", "feather"), "laplacian"),
                 "max_yaw_gap": _number(f, "max_yaw_gap", 30.0, 0.001, 90.0),
                 "allow_pose_gap": _flag(f, "allow_pose_gap", False), "restore": _flag(f, "restore", False)}
+    if task == "makeup":
+        from faceforge.makeup import REGIONS
+
+        raw = f.get("regions") or list(REGIONS)
+        regions = [r.strip() for r in raw.split(",") if r.strip()] if isinstance(raw, str) else raw
+        if not isinstance(regions, list) or not regions or any(r not in REGIONS for r in regions):
+            raise InvalidFieldError(f"regions must be a non-empty list of {', '.join(REGIONS)}, got {raw!r}",
+                                    field="regions")
+        return {"target": _image("target"), "reference": _image("reference"), "faces": _faces(f),
+                "strength": _number(f, "strength", 0.8, 0.0, 1.0), "regions": regions}
     if task == "restore":
         method = _choice(f, "method", ("auto", "gpen", "classical"), "auto")
         if method == "gpen":

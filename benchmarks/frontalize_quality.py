@@ -15,7 +15,17 @@ On **real photos** (``--photos``, e.g. ``../shared/data/photos/portraits``): eve
 :class:`faceforge.frontalize.Frontalizer` (full-range BlazeFace, Face Mesh yaw, pose-tolerant crop,
 rerender, generator); the faces whose estimated ``|yaw|`` is at least ``--min-yaw`` are listed with
 their yaw, and the most turned ones make a grid (crop | rerender | output). No true frontal exists
-there, so these are shown, not scored.
+there, so these are shown, and scored only by figures that need none (issue 14), on every frontalized face:
+
+- **sharpness ratio** (variance of the Laplacian in a central face ellipse, :mod:`faceforge.metrics`) of the
+  output against the input crop and against the rerender (what the camera saw, warped), both resampled to
+  the output's side; with the face's own size in the photo (the output is always the generator's side);
+- **grayscale in -> grayscale out**: the chroma of the outputs of gray photos (:func:`faceforge.metrics.max_chroma`);
+- **realism** (``--real-frontal``, e.g. ``data/utkface_age/testA`` or ``../shared/data/utkface``): the
+  reference-normalised SWD from the outputs to real near-frontal faces cut the same way (the frontalizer's
+  own pose-tolerant crop of faces with Face Mesh ``|yaw| < 10``), beside the same distance between two
+  disjoint sets of such real faces (real-vs-real) and from the generator's inputs (the rerenders);
+- the **seam** figure does not apply: the frontalizer returns crops and pastes nothing back.
 
 Writes ``<out>/<name>.json`` and ``<name>.md``; the grids go to ``<figures>/<name>_pairs.png`` and
 ``<name>_photos.png`` (default ``benchmarks/results/figures/``, git-ignored: they show UTKFace faces and
@@ -35,7 +45,7 @@ from typing import Any, Sequence
 import click
 import numpy as np
 
-from benchmarks import RESULTS_DIR, write_results
+from benchmarks import RESULTS_DIR, display_path, write_results
 
 DEFAULT_NAME = "frontalize_quality"
 FIGURES_DIR = RESULTS_DIR / "figures"
@@ -66,14 +76,27 @@ def pair_grid(frontalizer: Any, dataset: Any, n_faces: int) -> np.ndarray:
     return np.concatenate(rows, axis=0)
 
 
-def photo_faces(frontalizer: Any, folders: Sequence[Path], min_yaw: float) -> tuple[list[dict], list[tuple], int]:
+PHOTO_FACE_ELLIPSE = ((0.5, 0.5), (0.38, 0.45))
+"""Face-region ellipse on the frontalizer's pose-tolerant crops (centre, semi-axes; fractions of the side)."""
+
+
+def photo_faces(frontalizer: Any, folders: Sequence[Path], min_yaw: float,
+                quality: list[dict] | None = None, sets: dict[str, list] | None = None
+                ) -> tuple[list[dict], list[tuple], int]:
     """Frontalize every face of every image in ``folders``.
+
+    Args:
+        quality: when a list, one row per frontalized face is appended (file, face, yaw, face size in the
+            photo, sharpness ratios of the output against the crop and the rerender, gray photo, chroma).
+        sets: when a dict, ``"outputs"`` and ``"inputs"`` (the generator's inputs) get each face's image at
+            the output side (for the realism distances).
 
     Returns:
         ``(rows, tiles, total)``: per frontalized face with ``|yaw| >= min_yaw`` a JSON row (file, face
         index, yaw, roll, in_range, score) and ``(|yaw|, crop, rerender, output, label)`` for the grid;
         ``total`` the number of faces frontalized.
     """
+    from faceforge.metrics import face_region_mask, laplacian_variance, max_chroma
     import warnings
 
     from faceforge.errors import NoFaceError
@@ -92,7 +115,26 @@ def photo_faces(frontalizer: Any, folders: Sequence[Path], min_yaw: float) -> tu
             except (NoFaceError, ValueError):
                 continue
             total += len(result.frontalized)
+            gray = max_chroma(rgb, percentile=99.9) <= 3
             for f in result.frontalized:
+                if quality is not None or sets is not None:
+                    out = f.output
+                    crop = resize_square(f.crop, out.shape[0])
+                    back = resize_square(f.rerender if f.rerender is not None else f.crop, out.shape[0])
+                    mask = face_region_mask(out.shape[0], PHOTO_FACE_ELLIPSE)
+                    v_out, v_crop, v_back = laplacian_variance([out, crop, back], mask)
+                    x0, y0, x1, y1 = (float(v) for v in f.box)
+                    if quality is not None:
+                        quality.append({
+                            "file": f"{Path(folder).name}/{path.name}", "face": f.index, "yaw": round(f.yaw, 1),
+                            "face_px": round(max(x1 - x0, y1 - y0), 1), "output_px": int(out.shape[0]),
+                            "sharpness_vs_crop": round(v_out / v_crop, 4) if v_crop > 0 else None,
+                            "sharpness_vs_rerender": round(v_out / v_back, 4) if v_back > 0 else None,
+                            "gray_photo": bool(gray),
+                            **({"output_chroma_p99": max_chroma(out, percentile=99)} if gray else {})})
+                    if sets is not None:
+                        sets.setdefault("outputs", []).append(out)
+                        sets.setdefault("inputs", []).append(back)
                 if abs(f.yaw) < min_yaw:
                     continue
                 rows.append({"file": f"{Path(folder).name}/{path.name}", "face": f.index, "yaw": round(f.yaw, 1),
@@ -101,6 +143,55 @@ def photo_faces(frontalizer: Any, folders: Sequence[Path], min_yaw: float) -> tu
                 back = f.rerender if f.rerender is not None else f.crop
                 tiles.append((abs(f.yaw), resize_square(f.crop, s), resize_square(back, s), f.output, label))
     return rows, tiles, total
+
+
+def frontal_reference(frontalizer: Any, folder: Path, n: int, max_yaw: float = 10.0) -> np.ndarray:
+    """Up to ``n`` real near-frontal faces (Face Mesh ``|yaw| < max_yaw``) of the images in ``folder``
+    (sorted by name; the largest face of each), cut by the frontalizer's own pose-tolerant crop and
+    resized to its output side: uint8 ``(M, S, S, 3)``, ``M <= n``.
+
+    Raises:
+        FileNotFoundError: the folder does not exist.
+    """
+    from faceforge.imaging import load_image
+    from training.unpaired import list_images, resize_square
+
+    if not Path(folder).is_dir():
+        raise FileNotFoundError(f"real frontal face folder not found: {folder}")
+    out = []
+    for path in list_images(Path(folder)):
+        if len(out) >= n:
+            break
+        rgb = load_image(path)
+        faces = frontalizer.detector.detect(rgb)
+        if not faces:
+            continue
+        f = frontalizer.prepare(rgb, faces[0])
+        if f.crop is not None and f.yaw is not None and abs(f.yaw) < max_yaw:
+            out.append(resize_square(f.crop, frontalizer.size))
+    return np.stack(out) if out else np.zeros((0, frontalizer.size, frontalizer.size, 3), np.uint8)
+
+
+def photo_realism(frontalizer: Any, sets: dict[str, list], folder: Path, n: int) -> dict[str, Any]:
+    """Reference-normalised SWD (x 1e3) from the photo outputs and inputs to real near-frontal faces
+    (:func:`frontal_reference`), beside two disjoint real sets (real-vs-real), on ``min(faces, n)`` images."""
+    from faceforge.metrics import swd
+
+    outputs = np.stack(sets.get("outputs", [])) if sets.get("outputs") else None
+    if outputs is None or len(outputs) < 2:
+        return {"skipped": "fewer than 2 frontalized photo faces"}
+    m = min(len(outputs), n)
+    real = frontal_reference(frontalizer, folder, 2 * m)
+    if len(real) < 2 * m:
+        m = len(real) // 2
+    if m < 2:
+        return {"skipped": f"fewer than 4 near-frontal faces found in {folder}"}
+    a, b = real[:m], real[m:2 * m]
+    return {"reference": f"{display_path(folder)} (near-frontal, |yaw| < 10, frontalizer crops)", "n": m,
+            "swd_normalize": "reference",
+            "sets": {"real frontal (real-vs-real)": swd(a, b, normalize="reference"),
+                     "inputs (rerender)": swd(a, np.stack(sets["inputs"][:m]), normalize="reference"),
+                     "outputs": swd(a, outputs[:m], normalize="reference")}}
 
 
 def photo_grid(tiles: list[tuple], n: int, per_row: int = 2) -> np.ndarray | None:
@@ -121,8 +212,51 @@ def photo_grid(tiles: list[tuple], n: int, per_row: int = 2) -> np.ndarray | Non
 def markdown(doc: dict[str, Any]) -> str:
     """The results as Markdown tables."""
     g = doc["generator"]
-    lines = [f"# Frontalization quality: {g['name']} ({g['weights']}, {g['input']} input, {g['size']} px)", "",
-             f"Held-out synthesized pairs: {doc['pairs']['test_pairs']} pairs of {doc['pairs']['test_faces']} "
+    lines = [f"# Frontalization quality: {g['name']} ({g['weights']}, {g['input']} input, {g['size']} px)", ""]
+    if doc.get("pairs") is None:
+        lines += ["Held-out synthesized pairs: not measured in this run (no pose-pair cache given).", ""]
+    else:
+        lines += _pair_lines(doc)
+    lines += _photo_lines(doc)
+    return "\n".join(lines)
+
+
+def _q(s: dict[str, Any] | None) -> str:
+    if not s or not s.get("n"):
+        return "n/a"
+    return f"{s['median']:.2f} [{s['q1']:.2f}, {s['q3']:.2f}]"
+
+
+def _photo_quality_lines(doc: dict[str, Any]) -> list[str]:
+    pq = (doc.get("photos") or {}).get("quality")
+    if not pq:
+        return []
+    lines = ["### Figures blur cannot pass (every frontalized photo face)", "",
+             "Sharpness ratio = variance of the Laplacian in a central face ellipse, output / input, both at the "
+             f"output's {pq['output_px']} px; the faces themselves are {_q(pq['face_px'])} px (median [q1, q3]) "
+             "in their photos. Seam: not applicable (no paste back).", "",
+             "| faces | sharpness vs the crop | sharpness vs the rerender | gray-photo faces | their output chroma p99 "
+             "(median, max) |", "|---:|---:|---:|---:|---:|",
+             f"| {pq['faces']} | {_q(pq['sharpness_vs_crop'])} | {_q(pq['sharpness_vs_rerender'])} | "
+             f"{pq['gray_faces']} | " + (f"{pq['gray_output_chroma_p99']['median']:.1f}, "
+                                          f"{pq['gray_output_chroma_max_of_p99']:.1f} |" if pq['gray_faces'] else "- |"),
+             ""]
+    real = doc["photos"].get("realism")
+    if real and "sets" in real:
+        lines += [f"Realism: SWD x 1e3 (reference-normalised) to {real['n']} real near-frontal faces "
+                  f"({real['reference']}); lower is better, real-vs-real is the floor.", "",
+                  "| set | SWD avg | per level (finest first) |", "|---|---:|---|"]
+        for label, d in real["sets"].items():
+            lines.append(f"| {label} | {d['swd_avg']:.1f} | "
+                         + ", ".join(f"{v:.0f}" for k, v in d.items() if k != "swd_avg") + " |")
+        lines.append("")
+    elif real:
+        lines += [f"Realism: {real.get('skipped')}.", ""]
+    return lines
+
+
+def _pair_lines(doc: dict[str, Any]) -> list[str]:
+    lines = [f"Held-out synthesized pairs: {doc['pairs']['test_pairs']} pairs of {doc['pairs']['test_faces']} "
              f"UTKFace faces never seen in training ({doc['pairs']['cache']}). PSNR (dB) / SSIM against the true "
              "frontal; identity = mean dlib embedding distance to the true frontal (lower = more alike; "
              "same-person threshold 0.6) and the share of pairs under 0.6.", "",
@@ -136,6 +270,11 @@ def markdown(doc: dict[str, Any]) -> str:
         lines.append(f"| {name} | {r['n']} | {r['psnr_input']:.2f} | **{r['psnr']:.2f}** | {r['ssim_input']:.3f} | "
                      f"**{r['ssim']:.3f}** | {idc} |")
     lines += ["", f"Evaluation took {doc['seconds']:.0f} s on this machine ({doc['machine']}).", ""]
+    return lines
+
+
+def _photo_lines(doc: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
     photos = doc.get("photos")
     if photos is not None:
         lines += [f"## Real photos ({', '.join(photos['folders'])})", "",
@@ -146,14 +285,21 @@ def markdown(doc: dict[str, Any]) -> str:
             lines.append(f"| {r['file']} | {r['face']} | {r['yaw']:+.1f} | {r['roll']:+.1f} | "
                          f"{'yes' if r['in_range'] else 'no'} |")
         lines.append("")
-    return "\n".join(lines)
+        lines += _photo_quality_lines(doc)
+    return lines
 
 
-def run(weights: str = "default", pairs: Path = Path("cache/pose_pairs"), limit: int | None = None,
+def run(weights: str = "default", pairs: Path | None = Path("cache/pose_pairs"), limit: int | None = None,
         photos: Sequence[Path] = (), min_yaw: float = 15.0, grid_faces: int = 6, photo_faces_n: int = 8,
         out_dir: Path = RESULTS_DIR, figures: Path = FIGURES_DIR, name: str = DEFAULT_NAME,
-        identity: bool | None = None) -> dict[str, Any]:
+        identity: bool | None = None, real_frontal: Path | None = None, real_limit: int = 250) -> dict[str, Any]:
     """Measure, write the results and figures, return the results document.
+
+    Args:
+        pairs: pose-pair cache (``None``: skip the held-out pair tables).
+        real_frontal: folder of real face photos whose near-frontal faces are the realism reference for
+            the photo outputs (``None``: no realism figure).
+        real_limit: at most this many photo outputs (and twice as many real faces) in the realism figure.
 
     Raises:
         WeightsNotFoundError: no such weights.
@@ -171,28 +317,46 @@ def run(weights: str = "default", pairs: Path = Path("cache/pose_pairs"), limit:
     for folder in photos:
         if not Path(folder).is_dir():
             raise FileNotFoundError(f"photo folder not found: {folder}")
+    from faceforge.metrics import summarize
+
     fz = Frontalizer(weights)
-    dataset = PosePairDataset(pairs, "test", fz.input_mode, fz.size, fz.size, augment=False)
     t0 = time.perf_counter()
-    subset = dataset if limit is None else _Limited(dataset, limit)
-    metrics = evaluate(fz.generator, subset, torch.device("cpu"), identity=identity)
-    seconds = time.perf_counter() - t0
     doc: dict[str, Any] = {
         "generator": {**{k: v for k, v in fz.describe().items() if k in ("name", "version", "input", "size",
                                                                           "render_size")},
                       "weights": fz.weights_source},
-        "pairs": {"cache": str(pairs), "test_pairs": len(subset),
-                  "test_faces": len({p["face"] for p in subset.pairs})},
-        "metrics": metrics, "seconds": round(seconds, 1),
+        "pairs": None, "metrics": None,
         "machine": f"{platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads",
     }
     figures = Path(figures)
     figures.mkdir(parents=True, exist_ok=True)
-    save_image(figures / f"{name}_pairs.png", pair_grid(fz, subset, grid_faces))
+    if pairs is not None:
+        dataset = PosePairDataset(pairs, "test", fz.input_mode, fz.size, fz.size, augment=False)
+        subset = dataset if limit is None else _Limited(dataset, limit)
+        doc["metrics"] = evaluate(fz.generator, subset, torch.device("cpu"), identity=identity)
+        doc["pairs"] = {"cache": str(pairs), "test_pairs": len(subset),
+                        "test_faces": len({p["face"] for p in subset.pairs})}
+        save_image(figures / f"{name}_pairs.png", pair_grid(fz, subset, grid_faces))
+    doc["seconds"] = round(time.perf_counter() - t0, 1)
     if photos:
-        rows, tiles, total = photo_faces(fz, photos, min_yaw)
-        doc["photos"] = {"folders": [str(Path(p)) for p in photos], "min_yaw": min_yaw, "turned": rows,
+        quality: list[dict] = []
+        sets: dict[str, list] = {}
+        rows, tiles, total = photo_faces(fz, photos, min_yaw, quality, sets)
+        doc["photos"] = {"folders": [display_path(p) for p in photos], "min_yaw": min_yaw, "turned": rows,
                          "faces_total": total}
+        gray = [q for q in quality if q["gray_photo"]]
+        doc["photos"]["quality"] = {
+            "faces": len(quality), "output_px": fz.size, "face_px": summarize([q["face_px"] for q in quality]),
+            "sharpness_vs_crop": summarize([q["sharpness_vs_crop"] for q in quality
+                                            if q["sharpness_vs_crop"] is not None]),
+            "sharpness_vs_rerender": summarize([q["sharpness_vs_rerender"] for q in quality
+                                                if q["sharpness_vs_rerender"] is not None]),
+            "gray_faces": len(gray), "gray_output_chroma_p99": summarize([q["output_chroma_p99"] for q in gray]),
+            "gray_output_chroma_max_of_p99": max((q["output_chroma_p99"] for q in gray), default=0.0),
+            "seam": "not applicable: the frontalizer returns crops, it pastes nothing back",
+            "rows": quality}
+        if real_frontal is not None:
+            doc["photos"]["realism"] = photo_realism(fz, sets, Path(real_frontal), real_limit)
         grid = photo_grid(tiles, photo_faces_n)
         if grid is not None:
             save_image(figures / f"{name}_photos.png", grid)
@@ -237,19 +401,28 @@ class _Limited:
 @click.option("--figures", type=click.Path(file_okay=False, path_type=Path), default=FIGURES_DIR, show_default=True,
               help="Where the grids go (git-ignored by default: they show data for test use only).")
 @click.option("--name", default=DEFAULT_NAME, show_default=True)
+@click.option("--no-pairs", is_flag=True, help="Skip the held-out pose-pair tables (real photos only).")
+@click.option("--real-frontal", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
+              help="Folder of real face photos (e.g. data/utkface_age/testA): their near-frontal faces are the "
+                   "realism reference for the photo outputs.")
+@click.option("--real-limit", type=click.IntRange(2), default=250, show_default=True,
+              help="At most this many photo outputs in the realism figure (twice as many real faces).")
 def main(weights: str, pairs: Path, limit: int | None, photos: tuple[Path, ...], min_yaw: float, grid_faces: int,
-         photo_faces: int, no_identity: bool, out_dir: Path, figures: Path, name: str) -> None:
-    """PSNR/SSIM and dlib identity per yaw bucket on held-out pose pairs, and a real-photo grid."""
+         photo_faces: int, no_identity: bool, out_dir: Path, figures: Path, name: str, no_pairs: bool,
+         real_frontal: Path | None, real_limit: int) -> None:
+    """PSNR/SSIM and dlib identity per yaw bucket on held-out pose pairs; on real photos the yaw list, a
+    grid, sharpness ratios, grayscale chroma and a realism distance beside real-vs-real."""
     from faceforge.errors import FaceforgeError
 
     try:
-        doc = run(weights, pairs, limit, photos, min_yaw, grid_faces, photo_faces, out_dir, figures, name,
-                  identity=False if no_identity else None)
+        doc = run(weights, None if no_pairs else pairs, limit, photos, min_yaw, grid_faces, photo_faces, out_dir,
+                  figures, name, identity=False if no_identity else None, real_frontal=real_frontal,
+                  real_limit=real_limit)
     except (FileNotFoundError, ValueError, FaceforgeError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(markdown(doc))
-    click.echo(f"results: {out_dir / name}.json|md; figures: {figures}/{name}_pairs.png"
-               + (f", {name}_photos.png" if photos else ""))
+    click.echo(f"results: {out_dir / name}.json|md; figures: {figures}/"
+               + ", ".join(([f"{name}_pairs.png"] if not no_pairs else []) + ([f"{name}_photos.png"] if photos else [])))
 
 
 if __name__ == "__main__":

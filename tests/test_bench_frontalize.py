@@ -68,3 +68,36 @@ def test_photos_list_turned_faces(tmp_path, generator, astronaut_rgb, tiny_pose_
     doc = run(str(generator), cache, photos=[photos], min_yaw=15.0, out_dir=tmp_path / "out",
               figures=tmp_path / "fig2", identity=False)
     assert doc["photos"]["turned"] == [] and not (tmp_path / "fig2" / "frontalize_quality_photos.png").exists()
+
+
+def test_photo_quality_figures_without_pairs(tmp_path, generator, astronaut_rgb):
+    """Real photos only (no pose-pair cache): sharpness ratios, the gray photo's chroma, realism against
+    real near-frontal faces beside real-vs-real."""
+    import cv2
+
+    from benchmarks.frontalize_quality import markdown, run
+    from faceforge.errors import MissingDependencyError
+
+    photos, real = tmp_path / "photos", tmp_path / "real"
+    save_image(photos / "frontal.png", astronaut_rgb)
+    gray = np.repeat(cv2.cvtColor(astronaut_rgb, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
+    save_image(photos / "gray.png", gray)
+    rng = np.random.default_rng(0)
+    for i in range(4):  # jittered copies of the near-frontal astronaut as the "real frontal" folder
+        save_image(real / f"{i}.png", np.clip(astronaut_rgb.astype(int) + rng.integers(-6, 7, astronaut_rgb.shape),
+                                              0, 255).astype(np.uint8))
+    try:
+        doc = run(str(generator), None, photos=[photos], min_yaw=0.0, out_dir=tmp_path / "out",
+                  figures=tmp_path / "fig", identity=False, real_frontal=real)
+    except MissingDependencyError as exc:
+        pytest.skip(f"detector files absent: {exc}")
+    assert doc["pairs"] is None and doc["metrics"] is None
+    q = doc["photos"]["quality"]
+    assert q["faces"] == 2 and q["sharpness_vs_crop"]["n"] == 2 and q["gray_faces"] == 1
+    assert q["output_px"] == 32 and q["face_px"]["median"] > 100  # the face is far larger than the output
+    assert q["gray_output_chroma_p99"]["n"] == 1 and "not applicable" in q["seam"]
+    sets = doc["photos"]["realism"]["sets"]
+    assert set(sets) == {"real frontal (real-vs-real)", "inputs (rerender)", "outputs"}
+    assert sets["outputs"]["swd_avg"] > 0
+    md = markdown(doc)
+    assert "not measured in this run" in md and "real-vs-real" in md and "sharpness vs the crop" in md

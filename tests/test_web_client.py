@@ -9,7 +9,11 @@ scikit-image's astronaut photo and reads the result the page writes into ``#resu
    (``FaceDetector`` + ``OnDeviceClassifier.align/preprocess/__call__``): same number of faces, boxes within
    2 px, same top label, probabilities within 0.02 — the bounds of ``tests/test_app_contract.py``;
 2. the fallback (``?device=off``): the page posts to ``/v1/emotion`` and shows the server's faces;
-3. an upload that is no image: the server's problem+json shown as a sentence.
+3. an upload that is no image: the server's problem+json shown as a sentence;
+4. the heavy tasks as server jobs (generate; restore, swap with its second picker and toonify on a shared
+   photo), Cancel sending ``DELETE /v1/jobs/<id>`` (a queued and a running job, the server's record checked),
+   and retries on 429/503 honouring ``Retry-After`` (answers injected with Playwright's ``page.route``;
+   the retry's delay measured, the number of retries bounded).
 
 Skips with the reason when Chromium, Playwright or the built page (``npm ci && npm run build`` in
 client/web, which needs Node) is absent. The screenshot goes to the test's tmp dir.
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -43,11 +48,19 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def base_url():
+def server_app():
     from server import create_app
+
+    app = create_app({"stylegan2_weights": "default", "stylegan2_toon_weights": "default"})  # shipped 32 px
+    yield app
+    app.extensions["faceforge"]["jobs"].close()
+
+
+@pytest.fixture(scope="module")
+def base_url(server_app):
     from server.testing import serve_in_thread
 
-    with serve_in_thread(create_app({"stylegan2_weights": "default"})) as url:  # shipped 32 px generator
+    with serve_in_thread(server_app) as url:
         yield url
 
 
@@ -260,7 +273,7 @@ def test_real_time_emotion_from_a_fake_camera(playwright, base_url, astronaut_rg
     assert not errors, errors
 
 
-def test_server_features_and_a_heavy_job_with_cancellation(browser, base_url, astronaut_png, tmp_path):
+def test_server_features_and_a_generate_job(browser, base_url, astronaut_png, tmp_path):
     page, errors, _ = _open(browser, base_url + DEVICE_PAGE)
     page.select_option("#feature", "age")
     _submit(page, astronaut_png)
@@ -273,11 +286,6 @@ def test_server_features_and_a_heavy_job_with_cancellation(browser, base_url, as
     front = _result(page)
     assert front["runtime"] == "POST /v1/frontalize" and front["width"] == front["height"], front
     page.evaluate("document.body.dataset.state = 'submitted'")
-    # Cancel right after submitting (in one task, so the 0.4 s job cannot finish first): the page stops following it
-    page.evaluate("document.getElementById('generate').click(); document.getElementById('cancel').click()")
-    page.wait_for_function("['cancelled', 'done', 'error'].includes(document.body.dataset.state)", timeout=60_000)
-    assert page.evaluate("document.body.dataset.state") == "cancelled", (page.inner_text("#progress"), page.inner_text("#path"), page.inner_text("#error"))
-    assert "cancelled here" in page.inner_text("#progress")
     page.click("#generate")
     page.wait_for_function("['done', 'error'].includes(document.body.dataset.state)", timeout=60_000)
     job = _result(page)
@@ -286,6 +294,182 @@ def test_server_features_and_a_heavy_job_with_cancellation(browser, base_url, as
     page.screenshot(path=str(tmp_path / "web_client_generate.png"), full_page=True)
     print(f"\naging {aged['latency_ms']:.0f} ms, frontalize {front['latency_ms']:.0f} ms, generate job "
           f"{job['latency_ms']:.0f} ms; {tmp_path / 'web_client_generate.png'}")
+    assert not errors, errors
+    page.close()
+
+
+@pytest.mark.data
+def test_heavy_jobs_restore_swap_and_toonify_on_a_shared_photo(browser, base_url, data_dir, tmp_path):
+    """The page's heavy tasks end to end on the live server (real tasks, shipped models): restore and toonify of
+    a shared portrait, and a swap of another portrait's face onto it (second picker), each through the job API
+    with its progress line; the returned photo is drawn."""
+    from PIL import Image
+
+    target = data_dir / "photos" / "portraits" / "obama.jpg"
+    source = data_dir / "photos" / "portraits" / "biden.jpg"
+    size = Image.open(target).size
+    page, errors, _ = _open(browser, base_url + DEVICE_PAGE + "&toon_steps=5")  # 5 projection steps: ~17 s here
+    progress: list[str] = []
+    page.expose_function("reportProgress", lambda text: progress.append(text))
+    page.evaluate("new MutationObserver(() => reportProgress(document.getElementById('progress').textContent))"
+                  ".observe(document.getElementById('progress'), {childList: true, characterData: true, subtree: true})")
+    page.select_option("#feature", "restore")
+    assert page.is_hidden("#source-label")
+    _submit(page, target)
+    restored = _result(page)
+    assert restored["runtime"] == "job POST /v1/restore", (restored, page.inner_text("#error"))
+    assert (restored["width"], restored["height"]) == size and restored["entry"].endswith("1 of 1 face(s)"), restored
+    assert any("(restore): running" in t or "(restore): queued" in t for t in progress), progress
+    page.screenshot(path=str(tmp_path / "web_client_restore.png"), full_page=True)
+
+    page.evaluate("document.body.dataset.state = 'submitted'")
+    page.select_option("#feature", "swap")  # no source face yet: the page asks for it
+    page.wait_for_function("['done', 'error'].includes(document.body.dataset.state)", timeout=30_000)
+    assert "source face" in page.inner_text("#error"), page.inner_text("#error")
+    assert page.is_visible("#source-label")
+    page.evaluate("document.body.dataset.state = 'submitted'")
+    page.set_input_files("#source", str(source))
+    page.wait_for_function("['done', 'error'].includes(document.body.dataset.state)", timeout=60_000)
+    swapped = _result(page)
+    assert swapped["runtime"] == "job POST /v1/swap", (swapped, page.inner_text("#error"))
+    assert (swapped["width"], swapped["height"]) == size and swapped["entry"].startswith("swap, 1 face(s)"), swapped
+    shot = tmp_path / "web_client_swap.png"
+    page.screenshot(path=str(shot), full_page=True)
+
+    page.evaluate("document.body.dataset.state = 'submitted'")
+    page.select_option("#feature", "toonify")  # the photo, projected then rendered by the toon generator
+    page.wait_for_function("['done', 'error'].includes(document.body.dataset.state)", timeout=180_000)
+    toon = _result(page)
+    assert toon["runtime"] == "job POST /v1/toonify" and toon["width"] == 32, (toon, page.inner_text("#error"))
+    assert toon["entry"] == "Toonify of the photo, 5 projection steps", toon
+    print(f"\nrestore {restored['latency_ms']:.0f} ms (run {restored['run_ms']:.0f}), swap {swapped['latency_ms']:.0f} ms "
+          f"(run {swapped['run_ms']:.0f}), toonify {toon['latency_ms']:.0f} ms (run {toon['run_ms']:.0f}); {shot}")
+    assert not errors, errors
+    page.close()
+
+
+@pytest.fixture
+def held_jobs(server_app):
+    """The live server's job queue replaced by one whose task waits until released: a job stays running (and the
+    next one queued) as long as a test needs; yields (queue, started event, release event, task names run, tasks
+    returned)."""
+    import threading
+
+    from server.jobs import InProcessJobQueue, TaskResult
+
+    started, release, ran, returned = threading.Event(), threading.Event(), [], []
+
+    def held(task, payload):
+        ran.append(task)
+        started.set()
+        release.wait(30)
+        returned.append(task)
+        return TaskResult([], {})
+
+    jobs = server_app.extensions["faceforge"]["jobs"]
+    queue = server_app.extensions["faceforge"]["jobs"] = InProcessJobQueue(held, workers=1, max_queued=4)
+    try:
+        yield queue, started, release, ran, returned
+    finally:
+        release.set()
+        queue.close()
+        server_app.extensions["faceforge"]["jobs"] = jobs
+
+
+def _job_id(page) -> str:
+    page.wait_for_function("/Job [0-9a-f]{32}/.test(document.getElementById('progress').textContent)", timeout=30_000)
+    import re
+
+    return re.search(r"Job ([0-9a-f]{32})", page.inner_text("#progress")).group(1)
+
+
+def test_cancel_sends_delete_and_the_server_cancels_the_job(browser, base_url, astronaut_png, held_jobs):
+    """Cancel on a running restore job and on a queued generate job: the page sends DELETE /v1/jobs/<id>, the
+    server's record is cancelled (the queued one never runs), and the page says so."""
+    requests = pytest.importorskip("requests")
+    queue, started, release, ran, returned = held_jobs
+    blocker = queue.submit("generate", {})  # holds the only worker: the page's generate job stays queued
+    assert started.wait(10)
+    page, errors, _ = _open(browser, base_url + DEVICE_PAGE)
+    methods = []
+    page.on("request", lambda r: methods.append((r.method, r.url)) if "/v1/jobs/" in r.url else None)
+    page.evaluate("document.body.dataset.state = 'submitted'")
+    page.click("#generate")
+    queued_id = _job_id(page)
+    assert requests.get(f"{base_url}/v1/jobs/{queued_id}", timeout=10).json()["status"] == "queued"
+    page.click("#cancel")
+    page.wait_for_function("['cancelled', 'done', 'error'].includes(document.body.dataset.state)", timeout=30_000)
+    assert page.evaluate("document.body.dataset.state") == "cancelled", (page.inner_text("#progress"), page.inner_text("#error"))
+    assert "cancelled on the server" in page.inner_text("#progress") and "it was queued" in page.inner_text("#progress")
+    assert requests.get(f"{base_url}/v1/jobs/{queued_id}", timeout=10).json()["status"] == "cancelled"
+    assert ("DELETE", f"{base_url}/v1/jobs/{queued_id}") in methods
+    release.set()  # the blocker returns; the worker skips the cancelled job
+    deadline = time.monotonic() + 10
+    while not returned and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert returned == ["generate"] and queue.get(blocker.id).status == "succeeded"
+    release.clear()
+    started.clear()
+    page.select_option("#feature", "restore")
+    page.evaluate("document.body.dataset.state = 'submitted'")
+    page.set_input_files("#file", str(astronaut_png))  # a photo: the restore job is submitted and runs
+    running_id = _job_id(page)
+    assert started.wait(10)
+    page.wait_for_function(f"document.getElementById('progress').textContent.includes('{running_id} (restore): running')",
+                           timeout=30_000)
+    page.click("#cancel")
+    page.wait_for_function("['cancelled', 'done', 'error'].includes(document.body.dataset.state)", timeout=30_000)
+    assert page.evaluate("document.body.dataset.state") == "cancelled", page.inner_text("#error")
+    assert "it was running" in page.inner_text("#progress")
+    body = requests.get(f"{base_url}/v1/jobs/{running_id}", timeout=10).json()
+    assert body["status"] == "cancelled" and body["started_at"] is not None
+    assert ran == ["generate", "restore"]  # the cancelled queued generate job never ran
+    assert not errors, errors
+    page.close()
+
+
+def test_retry_after_is_honoured_on_429_and_503_and_bounded(browser, base_url, astronaut_png):
+    """Playwright answers the page's POST /v1/emotion itself: first 429 + Retry-After: 1, then the real server.
+    The retry comes >= 1 s after the 429, the waiting sentence is shown meanwhile; a server that keeps
+    answering 503 + Retry-After: 1 gets RETRIES (2) retries, then its sentence."""
+    page, errors, _ = _open(browser, base_url + "/app/?device=off")
+    seen: list[tuple[float, str]] = []
+    busy = {"left": 1, "status": 429}
+
+    def handle(route):
+        seen.append((time.monotonic(), route.request.method))
+        if busy["left"] > 0:
+            busy["left"] -= 1
+            route.fulfill(status=busy["status"], headers={"Retry-After": "1", "Content-Type": "application/problem+json"},
+                          body=json.dumps({"type": "urn:faceforge:problem:queue-full", "title": "Too many requests",
+                                           "status": busy["status"], "detail": "the test server is busy"}))
+        else:
+            route.continue_()
+
+    page.route("**/v1/emotion", handle)
+    page.evaluate("document.body.dataset.state = 'submitted'")
+    page.set_input_files("#file", str(astronaut_png))
+    page.wait_for_function("!document.getElementById('notice').hidden", timeout=30_000)
+    notice = page.inner_text("#notice")
+    page.wait_for_function("['done', 'error'].includes(document.body.dataset.state)", timeout=60_000)
+    result = _result(page)
+    assert result["path"] == "server" and result["faces"][0]["label"] == "happy", (result, page.inner_text("#error"))
+    assert notice == "The server is busy (429); trying again in 1 s (retry 1 of 2).", notice
+    assert len(seen) == 2 and seen[1][0] - seen[0][0] >= 1.0, seen
+    assert page.evaluate("document.getElementById('notice').hidden") is True
+    gap_429 = seen[1][0] - seen[0][0]
+
+    seen.clear()
+    busy.update(left=10, status=503)
+    page.evaluate("document.body.dataset.state = 'submitted'")
+    page.set_input_files("#file", str(astronaut_png))
+    page.wait_for_function("['done', 'error'].includes(document.body.dataset.state)", timeout=60_000)
+    message = page.inner_text("#error")
+    assert page.evaluate("document.body.dataset.state") == "error"
+    assert message == "Too many requests: the test server is busy. Try again in 1 s.", message
+    gaps = [b[0] - a[0] for a, b in zip(seen, seen[1:])]
+    assert len(seen) == 3 and min(gaps) >= 1.0, seen  # the first try + 2 retries, each after Retry-After
+    print(f"\nretry after 429: {gap_429:.2f} s; 503 x3: gaps {[round(g, 2) for g in gaps]} s, then: {message}")
     assert not errors, errors
     page.close()
 

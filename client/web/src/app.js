@@ -3,7 +3,8 @@
 // Query options (for trying the fallback and for the browser tests): ?device=off (no on-device path),
 // ?budget_ms=X (the on-device latency budget, default BUDGET_MS), ?server=URL (the API's root when the page is
 // hosted elsewhere),
-// ?format=tflite_fp32 (that manifest entry of mini_xception instead of the first usable of PREFERENCE), ?threads=N (LiteRT.js CPU threads).
+// ?format=tflite_fp32 (that manifest entry of mini_xception instead of the first usable of PREFERENCE), ?threads=N (LiteRT.js CPU threads),
+// ?toon_steps=N (projection steps when toonifying a photo, default TOON_STEPS).
 import * as pipeline from "./pipeline.js";
 import { hasDtype, initRuntime, loadModel } from "./runtime.js";
 
@@ -22,11 +23,14 @@ function authHeaders() {
   return key ? { Authorization: `Bearer ${key}` } : {};
 }
 const MODEL = "mini_xception";
-const RETRIES = 2;
+const RETRIES = 2; // retries of one request answered 429/503 with Retry-After (then its sentence is shown)
+const RETRY_MAX_S = 30; // a longer Retry-After is not waited for: the sentence says when to try again
+const POLL_MS = 300;
+const TOON_STEPS = 50; // projection steps of a toonified photo (?toon_steps=): about a minute on a 2-core CPU server
 const PREFERENCE = ["tflite_int8", "tflite_fp16", "tflite_fp32"]; // smallest first
 const BUDGET_MS = 500; // one pass of detectors + classifier; above it the server answers (a policy, not a model number)
 
-const state = { device: null, deviceError: null, file: null, image: null };
+const state = { device: null, deviceError: null, file: null, image: null, source: null, job: null };
 
 // ------------------------------------------------------------------------------------------ on-device
 async function startDevice() {
@@ -97,26 +101,48 @@ async function runServer(file) {
     runtime: "POST /v1/emotion", faces: body.faces.map((f) => ({ box: f.box, score: f.score, label: f.label, probabilities: f.probabilities })) };
 }
 
-/** POST a form or JSON to a server path, retrying 429/503 after Retry-After; the Response, or a ServerError. */
-async function post(path, body) {
+/** A request to a server path (JSON body, FormData, or none), retried at most RETRIES times when answered 429
+ * or 503 with a Retry-After of at most RETRY_MAX_S seconds (delta-seconds or an HTTP date), waiting that long
+ * and saying so in #notice; the Response (ok, or a status in `accept`), else a ServerError with the problem's
+ * sentence. */
+async function request(method, path, body, accept = []) {
   const url = new URL(path, SERVER).href;
-  for (let attempt = 0; ; attempt++) {
-    let r;
-    const init = body instanceof FormData ? { method: "POST", body, headers: authHeaders() }
-      : { method: "POST", body: JSON.stringify(body), headers: { "Content-Type": "application/json", ...authHeaders() } };
-    try { r = await fetch(url, init); }
-    catch (e) { throw new ServerError(`The server could not be reached (${e.message}).`); }
-    if (r.ok) return r;
-    const retryAfter = Number(r.headers.get("Retry-After"));
-    if ((r.status === 429 || r.status === 503) && r.headers.has("Retry-After") && attempt < RETRIES && retryAfter <= 30) {
-      showNotice(`The server is busy; trying again in ${retryAfter} s.`);
-      await new Promise((ok) => setTimeout(ok, retryAfter * 1000));
-      continue;
+  const notice = $("notice");
+  try {
+    for (let attempt = 0; ; attempt++) {
+      const init = { method, headers: authHeaders() };
+      if (body instanceof FormData) init.body = body;
+      else if (body !== undefined) { init.body = JSON.stringify(body); init.headers["Content-Type"] = "application/json"; }
+      let r;
+      try { r = await fetch(url, init); }
+      catch (e) { throw new ServerError(`The server could not be reached (${e.message}).`); }
+      if (r.ok || accept.includes(r.status)) return r;
+      const wait = retryAfterSeconds(r.headers.get("Retry-After"));
+      if ((r.status === 429 || r.status === 503) && wait !== null && wait <= RETRY_MAX_S && attempt < RETRIES) {
+        notice.textContent = `The server is busy (${r.status}); trying again in ${wait} s (retry ${attempt + 1} of ${RETRIES}).`;
+        notice.hidden = false;
+        await r.body?.cancel();
+        await new Promise((ok) => setTimeout(ok, wait * 1000));
+        continue;
+      }
+      let problem = null;
+      try { problem = await r.json(); } catch { /* not JSON */ }
+      const sentence = problemSentence(problem, r.status);
+      if (wait !== null && (r.status === 429 || r.status === 503)) {
+        throw new ServerError(`${sentence} Try again in ${wait} s.`);
+      }
+      throw new ServerError(sentence);
     }
-    let problem = null;
-    try { problem = await r.json(); } catch { /* not JSON */ }
-    throw new ServerError(problemSentence(problem, r.status));
-  }
+  } finally { notice.hidden = true; }
+}
+const post = (path, body) => request("POST", path, body);
+
+/** Seconds of a Retry-After header (RFC 9110 10.2.3: delta-seconds or an HTTP date), or null. */
+export function retryAfterSeconds(value) {
+  if (value === null || value === undefined || value === "") return null;
+  if (/^\d+$/.test(value.trim())) return Number(value.trim());
+  const when = Date.parse(value);
+  return Number.isNaN(when) ? null : Math.max(0, Math.ceil((when - Date.now()) / 1000));
 }
 
 /** Aging / frontalization on the server: the returned picture is the result. */
@@ -132,41 +158,100 @@ async function runServerImage(feature, file) {
     runtime: `POST ${feature === "age" ? "/v1/translate" : "/v1/frontalize"}`, entry: r.headers.get("X-Faceforge-Model") || feature };
 }
 
-/** A heavy task as a server job: submit, poll GET /v1/jobs/<id> showing its status, stop on Cancel. */
-async function runJob() {
+// ------------------------------------------------------------------------------------------ heavy jobs
+/** The heavy tasks the server runs as jobs (server/api/jobs.py): what the page sends for each. */
+const JOBS = {
+  generate: { path: "/v1/generate", label: "StyleGAN2 generation" },
+  toonify: { path: "/v1/toonify", label: "Toonify (StyleGAN2 layer swap)" },
+  restore: { path: "/v1/restore", label: "face restoration" },
+  swap: { path: "/v1/swap", label: "face swap" },
+};
+const FINAL = ["succeeded", "failed", "cancelled"];
+
+/** The request of a heavy job: {path, body, entry(data)}; an Error with a sentence when an input is missing. */
+function jobRequest(task) {
   const seed = Math.floor(Math.random() * 1000);
-  const t0 = performance.now();
+  const photo = () => {
+    if (!state.file) throw new ServerError(`Choose a photo first: ${JOBS[task].label} works on a photo.`);
+    return state.file;
+  };
+  if (task === "generate") return { path: JOBS.generate.path, body: { seeds: [seed] }, entry: () => `StyleGAN2 seed ${seed}` };
+  if (task === "toonify") {
+    if (!state.file) return { path: JOBS.toonify.path, body: { seeds: [seed] }, entry: () => `Toonify seed ${seed}` };
+    const form = new FormData();
+    form.append("image", state.file, state.file.name || "photo");
+    form.append("steps", String(Number(params.get("toon_steps")) || TOON_STEPS));
+    return { path: JOBS.toonify.path, body: form, entry: (d) => `Toonify of the photo, ${d.steps} projection steps` };
+  }
+  if (task === "restore") {
+    const form = new FormData();
+    form.append("image", photo(), state.file.name || "photo");
+    form.append("method", "auto");
+    return { path: JOBS.restore.path, body: form, entry: (d) => `restore ${d.method}, ${d.restored} of ${d.faces} face(s)` };
+  }
+  if (task === "swap") {
+    const target = photo();
+    if (!state.source) throw new ServerError("Choose the source face's photo (Source face) for the swap.");
+    const form = new FormData();
+    form.append("source", state.source, state.source.name || "source");
+    form.append("target", target, target.name || "target");
+    return { path: JOBS.swap.path, body: form, entry: (d) => `swap, ${d.swapped} face(s), ${d.blend} blend` };
+  }
+  throw new Error(`no job ${task}`);
+}
+
+/** A heavy task as a server job: submit, poll GET /v1/jobs/<id> showing its status and elapsed time, and on
+ * Cancel send DELETE /v1/jobs/<id> (the server cancels it; a job that finished first is shown instead). */
+async function runJob(task) {
+  if (state.job) { showError("A job is still running: wait for it or cancel it first."); return; }
   const progress = $("progress"), cancel = $("cancel");
-  state.job = { cancelled: false };
-  const job = state.job;
+  const job = state.job = { cancel: false, wake: null };
+  const t0 = performance.now();
+  const elapsed = () => `${((performance.now() - t0) / 1000).toFixed(1)} s`;
   cancel.hidden = false; progress.hidden = false;
+  progress.textContent = `Submitting the ${JOBS[task].label} job…`;
   document.body.dataset.state = "running";
   showError("");
   try {
-    const submitted = await (await post("/v1/generate", { seeds: [seed] })).json();
+    const spec = jobRequest(task);
+    const submitted = await (await post(spec.path, spec.body)).json();
     let status = submitted;
-    while (!["succeeded", "failed"].includes(status.status)) {
-      if (job.cancelled) {
-        progress.textContent = `Job ${submitted.id} left (cancelled here; the server finishes it and drops it after its TTL).`;
-        document.body.dataset.state = "cancelled";
-        return;
+    while (!FINAL.includes(status.status)) {
+      if (job.cancel) {
+        const r = await request("DELETE", submitted.url, undefined, [409]);
+        if (r.status !== 409) { status = await r.json(); break; }
+        job.cancel = false; // it finished first: show its result
+        progress.textContent = `Job ${submitted.id} had already finished; its result follows.`;
+      } else {
+        progress.textContent = `Job ${submitted.id} (${task}): ${status.status}, ${elapsed()}`;
+        await new Promise((ok) => { job.wake = ok; setTimeout(ok, POLL_MS); });
+        if (job.cancel) continue;
       }
-      progress.textContent = `Job ${submitted.id}: ${status.status}, ${((performance.now() - t0) / 1000).toFixed(1)} s`;
-      await new Promise((ok) => setTimeout(ok, 300));
-      const r = await fetch(new URL(submitted.url, SERVER), { headers: authHeaders() });
-      status = await r.json();
-      if (!r.ok) throw new ServerError(problemSentence(status, r.status));
+      status = await (await request("GET", submitted.url)).json();
     }
-    if (status.status === "failed") throw new ServerError(problemSentence(status.error, 500));
-    progress.textContent = `Job ${submitted.id}: succeeded in ${((performance.now() - t0) / 1000).toFixed(1)} s`;
-    const img = status.result.images[0];
+    if (status.status === "cancelled") {
+      progress.textContent = `Job ${submitted.id} (${task}) cancelled on the server after ${elapsed()} (it was ${status.started_at ? "running" : "queued"}).`;
+      document.body.dataset.state = "cancelled";
+      return;
+    }
+    if (status.status === "failed") throw new ServerError(problemSentence(status.error, status.error && status.error.status));
+    progress.textContent = `Job ${submitted.id} (${task}): succeeded in ${elapsed()}`;
+    const images = status.result.images, img = images[images.length - 1]; // toonify of a photo: [crop, toon]
     const blob = await (await fetch(`data:${img.media_type};base64,${img.png_base64}`)).blob();
-    await drawImageResult({ path: "server", feature: "generate", latency_ms: performance.now() - t0, blob,
-      runtime: "job POST /v1/generate", entry: `StyleGAN2 seed ${seed}` });
+    await drawImageResult({ path: "server", feature: task, latency_ms: performance.now() - t0, blob,
+      runtime: `job POST ${spec.path}`, entry: spec.entry(status.result.data), job: submitted.id,
+      run_ms: status.timings_ms.run });
   } catch (e) {
     showError(e instanceof ServerError ? e.message : `The job failed: ${e.message}.`);
     document.body.dataset.state = "error";
   } finally { cancel.hidden = true; state.job = null; }
+}
+
+function cancelJob() {
+  if (!state.job) return;
+  state.job.cancel = true;
+  $("progress").textContent = "Cancelling the job on the server…";
+  if (state.job.wake) state.job.wake();
 }
 
 async function drawImageResult(result) {
@@ -181,7 +266,7 @@ async function drawImageResult(result) {
   $("faces").hidden = true;
   const out = $("result-json");
   out.textContent = JSON.stringify({ path: result.path, feature: result.feature, latency_ms: result.latency_ms,
-    runtime: result.runtime, entry: result.entry, width: bitmap.width, height: bitmap.height });
+    runtime: result.runtime, entry: result.entry, width: bitmap.width, height: bitmap.height, job: result.job, run_ms: result.run_ms });
   out.dataset.path = result.path;
   document.body.dataset.state = "done";
 }
@@ -189,6 +274,7 @@ async function drawImageResult(result) {
 // ------------------------------------------------------------------------------------------ UI
 function showError(text) { const e = $("error"); e.textContent = text; e.hidden = !text; }
 function showNotice(text) { $("runtime").textContent = text; }
+function showSourcePicker() { $("source-label").hidden = $("feature").value !== "swap"; }
 
 async function decode(file) {
   const bitmap = await createImageBitmap(file, { colorSpaceConversion: "none", premultiplyAlpha: "none", imageOrientation: "from-image" });
@@ -241,6 +327,7 @@ async function run(kind) {
   document.body.dataset.state = "running";
   showError("");
   const feature = $("feature").value;
+  if (feature in JOBS) { await runJob(feature); return; }
   if (feature === "age" || feature === "frontalize") {
     try { await drawImageResult(await runServerImage(feature, state.file)); }
     catch (e) { showError(e instanceof ServerError ? e.message : `The request failed: ${e.message}.`); document.body.dataset.state = "error"; }
@@ -334,9 +421,21 @@ function wire() {
   $("run-device").addEventListener("click", () => run("device"));
   $("run-server").addEventListener("click", () => run("server"));
   $("camera").addEventListener("click", () => toggleCamera());
-  $("generate").addEventListener("click", () => runJob());
-  $("cancel").addEventListener("click", () => { if (state.job) state.job.cancelled = true; });
-  $("feature").addEventListener("change", () => { if (state.file && $("feature").value !== "generate") run(state.device ? "device" : "server"); });
+  $("generate").addEventListener("click", () => runJob("generate"));
+  $("cancel").addEventListener("click", () => cancelJob());
+  $("source").addEventListener("change", (e) => {
+    const f = e.target.files[0];
+    e.target.value = "";
+    if (!f) return;
+    state.source = f;
+    if (state.file && $("feature").value === "swap") run("server");
+  });
+  $("feature").addEventListener("change", () => {
+    showSourcePicker();
+    const feature = $("feature").value;
+    if (state.file && feature !== "generate") run(state.device ? "device" : "server"); // swap without a source: says so
+  });
+  showSourcePicker();
 }
 
 /** Latency of each on-device model and of the whole photo pipeline (for `faceforge bench web-latency`):

@@ -525,6 +525,11 @@ def ship(run: str | Path, dest_dir: str | Path, note: str = "") -> Path:
     src = src_dir_of(meta)
     if src:
         record["data"] = str(record["data"]).replace(src, Path(src).name)
+    runs_root = str(run.resolve().parent.parent)  # <runs_dir>: a machine path, written as "runs"
+    first = json.loads((run / "config.json").read_text()).get("command", "") if (run / "config.json").is_file() else ""
+    record["command"] = (first or str(meta.get("command", ""))).replace(runs_root, "runs")
+    if first and meta.get("command") and meta["command"] != first:
+        record["finished_by"] = str(meta["command"]).replace(runs_root, "runs")
     dest.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
     return dest
 

@@ -29,8 +29,10 @@ options to one of them, ``--option LABEL:KEY=VALUE`` (``--option KEY=VALUE`` for
 JSON, else strings). A key that :class:`~faceforge.translate.FaceTranslator`'s constructor takes goes
 there, any other to :meth:`~faceforge.translate.FaceTranslator.translate_crops` and the whole-photo
 :meth:`~faceforge.pipelines.FacePipeline.run`; the options used are recorded in the results. ``--crop-size``
-feeds the crops at another side than the generator's (e.g. 256 px faces to a translator that keeps full
-resolution); the metrics are then computed at that side.
+measures at another side than the generator's (e.g. the 256 px faces of ``data/utkface_age``): by default
+the crops are resized to the generator's side and its outputs back (what the whole-photo path does to a
+large face), and ``--option LABEL:feed=full`` hands them over at full size instead (for a translator mode
+that keeps the full-resolution face and adds the generator's change to it).
 
 Faces: aligned crops on the ``utkface`` template, ``testA/`` of the split written by
 ``python -m training.unpaired utkface-age --dest data/utkface_age`` (held out from CycleGAN training and,
@@ -62,6 +64,11 @@ from benchmarks import RESULTS_DIR, display_path
 
 DEFAULT_NAME = "translate_quality"
 FIGURES_DIR = RESULTS_DIR / "figures"
+FEEDS = ("generator", "full")
+"""How crops reach ``translate_crops`` when ``--crop-size`` differs from the generator's side (option
+``feed``): ``generator`` (default) resizes them to the generator's side and the outputs back (area /
+bicubic), as the whole-photo path effectively does for a face larger than the crop; ``full`` hands the
+crops over at ``--crop-size`` (for a translator mode that keeps the full-resolution face itself)."""
 
 
 def load_crops(folder: Path, size: int, limit: int | None) -> tuple[np.ndarray, list[str]]:
@@ -178,6 +185,10 @@ def route_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, An
     fixed = {"self", "task", "weights", "crops", "direction"}
     c_kw, t_kw = {}, {}
     for k, v in options.items():
+        if k == "feed":  # the benchmark's own option: how crops reach translate_crops
+            if v not in FEEDS:
+                raise ValueError(f"feed must be one of {', '.join(FEEDS)}, got {v!r}")
+            continue
         if k in fixed:
             raise ValueError(f"option {k!r} is set by the benchmark itself")
         if k in ctor:
@@ -404,8 +415,12 @@ def run(generators: dict[str, str | Path], age_weights: str | Path, young: Path,
     photo_tiles: list[np.ndarray] = []
     for label, tr in translators.items():
         ctor_kw, call_kw = routed[label]
+        feed = options.get(label, {}).get("feed", "generator")
+        fed = crops if feed == "full" or tr.size == size else np.stack(
+            [cv2.resize(c, (tr.size, tr.size), interpolation=cv2.INTER_AREA if size > tr.size else cv2.INTER_CUBIC)
+             for c in crops])
         t0 = time.perf_counter()
-        out = tr.translate_crops(crops, direction, apply_postfilter=postfilter, **call_kw)
+        out = tr.translate_crops(fed, direction, apply_postfilter=postfilter, **call_kw)
         seconds = time.perf_counter() - t0
         if out.shape[1] != size:
             out = np.stack([cv2.resize(o, (size, size), interpolation=cv2.INTER_AREA if o.shape[0] > size
@@ -420,7 +435,7 @@ def run(generators: dict[str, str | Path], age_weights: str | Path, young: Path,
         entry: dict[str, Any] = {
             "weights": str(generators[label]) if str(generators[label]) == "default" else display_path(generators[label]),
             "arch": tr.arch, "version": tr.version, "generator_size": tr.size,
-            "options": {"constructor": ctor_kw, "call": call_kw},
+            "options": {"constructor": ctor_kw, "call": call_kw, "feed": feed},
             "params": cost["params"], "gmacs": round(cost["macs"] / 1e9, 3),
             "seconds_per_face": round(seconds / len(crops), 4),
             "age_after": _summary(after), "age_shift": _summary(shift),
@@ -445,7 +460,9 @@ def run(generators: dict[str, str | Path], age_weights: str | Path, young: Path,
             results["realism"]["sets"][f"{label} blur control"] = _realism_sets(
                 ref, ref_feats, blurred[:n_ref], None if emb_blur is None else emb_blur[:n_ref], swd_size)
         if gray_in is not None and len(gray_in):
-            g_out = tr.translate_crops(gray_in, direction, apply_postfilter=postfilter, **call_kw)
+            g_fed = gray_in if feed == "full" or tr.size == size else np.stack(
+                [cv2.resize(c, (tr.size, tr.size), interpolation=cv2.INTER_AREA) for c in gray_in])
+            g_out = tr.translate_crops(g_fed, direction, apply_postfilter=postfilter, **call_kw)
             g_mask = face_region_mask(g_out.shape[1])
             entry["gray_inputs"] = {"n": len(gray_in),
                                     "output_chroma_max": summarize([max_chroma(o) for o in g_out]),

@@ -67,7 +67,7 @@ def test_translate_quality_smoke(setup, astronaut_rgb):
     assert g["blur_control_sigma"]["n"] == 4 and g["blur_control_sigma"]["median"] > 0  # random nets blur
     # same weights through a run folder or the generator file: same figures; the option reached the constructor
     assert res["generators"]["single"]["age_after"] == g["age_after"]
-    assert res["generators"]["single"]["options"] == {"constructor": {"feather": 0.2}, "call": {}}
+    assert res["generators"]["single"]["options"] == {"constructor": {"feather": 0.2}, "call": {}, "feed": "generator"}
     # realism: the inputs are the reference set itself here, so their distance is 0; outputs are farther
     sets = res["realism"]["sets"]
     assert sets["young inputs"]["swd"]["swd_avg"] == 0.0 and sets["mobile"]["swd"]["swd_avg"] > 0
@@ -95,6 +95,9 @@ def test_translate_quality_options_are_routed_and_checked():
     opts = parse_options(["feather=0.3", "after:apply_postfilter=true", "after:mode=detail"], ["before", "after"])
     assert opts == {"before": {"feather": 0.3}, "after": {"feather": 0.3, "apply_postfilter": True, "mode": "detail"}}
     assert route_options({"feather": 0.3, "batch_size": 4}) == ({"feather": 0.3}, {"batch_size": 4})
+    assert route_options({"feed": "full"}) == ({}, {})  # the benchmark's own option
+    with pytest.raises(ValueError, match="feed"):
+        route_options({"feed": "sideways"})
     with pytest.raises(ValueError, match="no option"):
         route_options({"no_such_option": 1})
     with pytest.raises(ValueError):

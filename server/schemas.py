@@ -279,6 +279,7 @@ PIPELINE_TASKS = ("virtual-model",)
 JOBS_PATH = "/v1/jobs"
 JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 SEED_MAX = 2**32 - 1
+"""Largest seed (numpy ``RandomState`` takes 32-bit seeds); :mod:`server.request_models` checks it."""
 
 
 def task_path(task: str) -> str:
@@ -286,110 +287,13 @@ def task_path(task: str) -> str:
     return f"/{API_VERSION}/pipelines/{task}" if task in PIPELINE_TASKS else f"/{API_VERSION}/{task}"
 
 
-def _seeds(description: str) -> dict[str, Any]:
-    return {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": SEED_MAX}, "minItems": 1,
-            "description": description + "; at most Config.max_images images per request. In multipart "
-                                         "forms: comma-separated integers"}
-
-
-def _psi() -> dict[str, Any]:
-    return {"type": "number", "minimum": -1, "maximum": 2, "default": 1.0,
-            "description": "truncation psi (1 = none, 0 = the average face; 0.5-0.7 trades variety for quality)"}
-
-
 def job_request_schemas(max_steps: int = 1000) -> dict[str, dict[str, Any]]:
-    """JSON (or multipart form) fields of each heavy task; the handlers enforce the same ranges."""
-    output = {"type": "string", "enum": ["image", "emoji"], "default": "image",
-              "description": "'emoji': RGBA PNG of the face on a transparent background, cropped (personal emoji)"}
-    steps = {"type": "integer", "minimum": 1, "maximum": max_steps, "default": 200,
-             "description": "projection optimisation steps"}
-    align = {"type": "boolean", "default": True,
-             "description": "detect the face and align it to Config.stylegan2_template (else: centre square)"}
-    image = {"type": "string", "contentMediaType": "application/octet-stream", "description": "image file"}
-    t = {"type": "array", "items": {"type": "number", "minimum": 0, "maximum": 1}, "minItems": 1,
-         "default": [0, 0.25, 0.5, 0.75, 1], "description": "blend factors, 0 = A, 1 = B (form: comma-separated)"}
-    return {
-        "generate": {"type": "object", "required": ["seeds"], "properties": {
-            "seeds": _seeds("one face per seed (numpy RandomState(seed).randn(z_dim), as NVlabs)"),
-            "psi": _psi(), "output": output}},
-        "style-mix": {"type": "object", "required": ["row_seeds", "col_seeds"], "properties": {
-            "row_seeds": _seeds("left column: sources of the fine styles"),
-            "col_seeds": _seeds("top row: sources of the coarse styles"),
-            "crossover": {"type": "integer", "minimum": 0, "description": "layers [0, crossover) come from "
-                                                                          "the column seed (default: up to 8x8)"},
-            "resolution": {"type": "integer", "enum": [4, 8, 16, 32, 64, 128, 256, 512, 1024],
-                           "description": "alternative to crossover: blocks up to this resolution"},
-            "psi": _psi()}},
-        "toonify": {"type": "object", "properties": {
-            "seeds": _seeds("faces to toonify (JSON); or upload `image` (multipart) to toonify a photo"),
-            "image": image, "steps": steps, "align": align, "psi": _psi(), "output": output,
-            "swap_resolution": {"type": "integer", "minimum": 0, "default": 16,
-                                "description": "blocks up to this resolution from the structure model"},
-            "structure_from": {"type": "string", "enum": ["finetuned", "base"], "default": "finetuned",
-                               "description": "Toonify (Pinkney & Adler 2020): cartoon structure from the "
-                                              "fine-tuned model, photo-realistic rendering from the base"}}},
-        "makeup": {"type": "object", "required": ["target", "reference"], "properties": {
-            "target": {**image, "description": "photo whose faces get the makeup"},
-            "reference": {**image, "description": "photo of the made-up reference face (its largest face)"},
-            "faces": {"type": "string", "default": "all",
-                      "description": "target faces: all, largest, or 0-based indices such as 0,2"},
-            "strength": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.8,
-                         "description": "blend of the transferred colours (0: unchanged)"},
-            "regions": {"type": "array", "items": {"type": "string", "enum": ["lips", "eyes", "skin"]},
-                        "default": ["lips", "eyes", "skin"],
-                        "description": "regions to transfer (form: comma-separated): lips, eyes (eye shadow), "
-                                       "skin (foundation tint)"}}},
-        "edit": {"type": "object", "required": ["attribute"], "properties": {
-            "attribute": {"type": "string", "enum": ["age", "gender", "smile"],
-                          "description": "InterFaceGAN direction in W: age (+ older), gender (+ more feminine), "
-                                         "smile (+ more smiling); those in Config.stylegan2_directions"},
-            "seeds": _seeds("faces to edit (JSON); or upload `image` (multipart) to edit a projected photo"),
-            "image": image, "steps": steps, "align": align,
-            "w_plus": {"type": "boolean", "default": False, "description": "project the photo into W+"},
-            "strengths": {"type": "array", "items": {"type": "number", "minimum": -10, "maximum": 10}, "minItems": 1,
-                          "default": [-2, -1, 0, 1, 2],
-                          "description": "edit strengths in standard deviations of generated faces along the "
-                                         "direction (form: comma-separated); seeds x strengths <= 4 x max_images"},
-            "condition": {"type": "array", "items": {"type": "string", "enum": ["age", "gender", "smile"]},
-                          "description": "attributes kept fixed: their directions are projected out "
-                                         "(form: comma-separated)"},
-            "psi": _psi()}},
-        "project": {"type": "object", "required": ["image"], "properties": {
-            "image": image, "steps": steps, "align": align,
-            "w_plus": {"type": "boolean", "default": False, "description": "optimise W+ instead of W"}}},
-        "swap": {"type": "object", "required": ["source", "target"], "properties": {
-            "source": {**image, "description": "photo of the source face (its largest face)"},
-            "target": {**image, "description": "photo whose faces get the source face"},
-            "faces": {"type": "string", "default": "all",
-                      "description": "target faces: all, largest, or 0-based indices such as 0,2"},
-            "blend": {"type": "string", "enum": ["laplacian", "poisson", "feather"], "default": "laplacian"},
-            "max_yaw_gap": {"type": "number", "exclusiveMinimum": 0, "maximum": 90, "default": 30,
-                            "description": "refuse faces turned further from the source than this (degrees)"},
-            "allow_pose_gap": {"type": "boolean", "default": False,
-                               "description": "swap beyond max_yaw_gap with a warning instead of skipping"},
-            "restore": {"type": "boolean", "default": False,
-                        "description": "restore the swapped faces (GPEN when configured, else classical)"}}},
-        "restore": {"type": "object", "required": ["image"], "properties": {
-            "image": {**image, "description": "the photo whose faces to restore"},
-            "faces": {"type": "string", "default": "all",
-                      "description": "all, largest, or 0-based indices such as 0,2"},
-            "method": {"type": "string", "enum": ["auto", "gpen", "classical"], "default": "auto",
-                       "description": "auto: GPEN when FACEFORGE_GPEN_WEIGHTS is configured, else classical"},
-            "upscale": {"type": "integer", "minimum": 1, "maximum": 4, "default": 1,
-                        "description": "upscale the whole photo (background: Lanczos) by this factor"}}},
-        "virtual-model": {"type": "object", "required": ["image"], "properties": {
-            "image": {**image, "description": "the product photo; returned unchanged when it has no face"},
-            "source": {**image, "description": "photo of the identity (or give source_seed)"},
-            "source_seed": {"type": "integer", "minimum": 0, "maximum": SEED_MAX,
-                            "description": "a generated person (shipped StyleGAN2) instead of a source photo"},
-            "faces": {"type": "string", "enum": ["all", "largest"], "default": "all"},
-            "restore": {"type": "string", "enum": ["auto", "classical", "none"], "default": "auto"}}},
-        "morph": {"type": "object", "properties": {
-            "mode": {"type": "string", "enum": ["delaunay", "latent"],
-                     "description": "default: 'delaunay' for two images, 'latent' for two seeds"},
-            "seeds": {**_seeds("two seeds A, B (latent mode, JSON)"), "maxItems": 2, "minItems": 2},
-            "image_a": image, "image_b": image, "t": t, "psi": _psi(), "steps": steps, "align": align}},
-    }
+    """JSON (or multipart form) fields of each heavy task: the JSON Schema of the pydantic models that
+    validate the submissions (:mod:`server.request_models`), so the document and the handlers agree by
+    construction; ``steps`` shows ``maximum = max_steps``."""
+    from server.request_models import job_request_schemas as from_models
+
+    return from_models(max_steps)
 
 
 def job_accepted_schema() -> dict[str, Any]:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import json
 import struct
 from typing import Any
 
@@ -33,12 +32,12 @@ from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from faceforge.errors import (CheckpointError, ImageTooSmallError, InvalidFieldError, MissingFieldError,
                               NoFaceError, NotAnImageError, TooManyBytesError, TooManyPixelsError,
                               TruncatedImageError, UnsupportedFormatError, WeightsNotFoundError)
-from faceforge.faces.select import parse_face_selection
 
+from server import request_models
 from server.api import EXTENSION_KEY, get_config, get_hub, read_upload, require_upload
 from server.errors import JobFinishedError, JobNotFinishedError, JobNotFoundError, QueueFullError
 from server.jobs import Job, JobQueue
-from server.schemas import JOB_TASKS, JOBS_PATH, SEED_MAX, task_path
+from server.schemas import JOB_TASKS, JOBS_PATH, task_path
 
 bp = Blueprint("jobs", __name__)
 
@@ -55,10 +54,6 @@ CANCEL_ERRORS = (JobNotFoundError, JobFinishedError)
 IMAGE_ERRORS = (JobNotFoundError, JobNotFinishedError)
 """Errors of ``GET /v1/jobs/<id>/images/<index>``."""
 
-TOONIFY_DEFAULT_SWAP = 16
-DEFAULT_STEPS = 200
-DEFAULT_T = (0.0, 0.25, 0.5, 0.75, 1.0)
-
 
 def get_jobs() -> JobQueue:
     """The :class:`~server.jobs.JobQueue` of the current app."""
@@ -72,135 +67,10 @@ def _fields() -> dict[str, Any]:
     raw = request.get_data(cache=True)
     if not raw or not (request.mimetype == "application/json" or request.mimetype.endswith("+json")):
         raise MissingFieldError("send a JSON object (Content-Type: application/json) or a multipart form")
-    body = parse_json_body(raw)
+    body = request_models.parse_json_body(raw)
     if not isinstance(body, dict):
         raise InvalidFieldError("the JSON body must be an object")
     return body
-
-
-MAX_JSON_DEPTH = 32
-"""Deepest nesting of arrays/objects a JSON body may have (the API's deepest is 2)."""
-
-
-def parse_json_body(raw: bytes) -> Any:
-    """Decode a request body as UTF-8 JSON (RFC 8259), nested at most :data:`MAX_JSON_DEPTH` levels.
-
-    The depth is checked on the raw text before parsing, so a 2,000-level body costs one linear scan
-    instead of the parser's recursion (which raised ``RecursionError`` -> 500 before).
-
-    Raises:
-        InvalidFieldError: not UTF-8, nested too deeply, or not JSON; the detail says which and where.
-    """
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InvalidFieldError(f"the JSON body is not valid UTF-8 (byte {exc.start})") from None
-    depth = 0
-    in_string = escaped = False
-    for ch in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "[{":
-            depth += 1
-            if depth > MAX_JSON_DEPTH:
-                raise InvalidFieldError(f"the JSON body is nested deeper than {MAX_JSON_DEPTH} levels")
-        elif ch in "]}":
-            depth -= 1
-    try:
-        return json.loads(text)
-    except ValueError as exc:
-        raise InvalidFieldError(f"the JSON body is not valid JSON: {exc}") from None
-
-
-def _int_list(fields: dict[str, Any], name: str, lo: int, hi: int, required: bool = True) -> list[int] | None:
-    raw = fields.get(name)
-    if raw is None or raw == "":
-        if required:
-            raise MissingFieldError(f"the field {name!r} is missing", field=name)
-        return None
-    items = raw.split(",") if isinstance(raw, str) else raw
-    try:
-        if not isinstance(items, list) or any(isinstance(v, (bool, float)) for v in items):
-            raise ValueError
-        values = [int(v) for v in items]
-    except (TypeError, ValueError):
-        raise InvalidFieldError(f"{name} must be a list of integers, got {raw!r}", field=name) from None
-    if not values or any(not lo <= v <= hi for v in values):
-        raise InvalidFieldError(f"{name} must be a non-empty list of integers in [{lo}, {hi}]", field=name)
-    return values
-
-
-def _seeds(fields: dict[str, Any], name: str, required: bool = True) -> list[int] | None:
-    seeds = _int_list(fields, name, 0, SEED_MAX, required)
-    limit = get_config().max_images
-    if seeds is not None and len(seeds) > limit:
-        raise InvalidFieldError(f"{name}: at most {limit} seeds per request, got {len(seeds)}", field=name)
-    return seeds
-
-
-def _number(fields: dict[str, Any], name: str, default: float, lo: float, hi: float) -> float:
-    raw = fields.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        if isinstance(raw, bool):
-            raise ValueError
-        value = float(raw)
-    except (TypeError, ValueError):
-        value = float("nan")
-    if not lo <= value <= hi:
-        raise InvalidFieldError(f"{name} must be a number in [{lo}, {hi}], got {raw!r}", field=name)
-    return value
-
-
-def _integer(fields: dict[str, Any], name: str, default: int, lo: int, hi: int) -> int:
-    raw = fields.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        if isinstance(raw, (bool, float)):
-            raise ValueError
-        value = int(raw)
-    except (TypeError, ValueError):
-        value = lo - 1
-    if not lo <= value <= hi:
-        raise InvalidFieldError(f"{name} must be an integer in [{lo}, {hi}], got {raw!r}", field=name)
-    return value
-
-
-def _flag(fields: dict[str, Any], name: str, default: bool) -> bool:
-    raw = fields.get(name)
-    if raw is None or raw == "":
-        return default
-    if isinstance(raw, bool):
-        return raw
-    if isinstance(raw, str) and raw.lower() in ("true", "1", "yes", "false", "0", "no"):
-        return raw.lower() in ("true", "1", "yes")
-    raise InvalidFieldError(f"{name} must be true or false, got {raw!r}", field=name)
-
-
-def _choice(fields: dict[str, Any], name: str, choices: tuple[str, ...], default: str) -> str:
-    raw = fields.get(name, default) or default
-    if raw not in choices:
-        raise InvalidFieldError(f"{name} must be one of {', '.join(choices)}, got {raw!r}", field=name)
-    return raw
-
-
-def _faces(fields: dict[str, Any]) -> str:
-    """The ``faces`` selection (``all``, ``largest``, ``0,2``), checked here so a bad one is a 400 at submit."""
-    faces = str(fields.get("faces") or "all")
-    try:
-        parse_face_selection(faces)
-    except ValueError as exc:
-        raise InvalidFieldError(str(exc), field="faces") from None
-    return faces
 
 
 def _image(name: str, required: bool = True) -> bytes | None:
@@ -214,128 +84,42 @@ def _image(name: str, required: bool = True) -> bytes | None:
 
 # ------------------------------------------------------------------------------------------ submit
 def _parse(task: str) -> dict[str, Any]:
+    """Validate a submission of ``task`` (:mod:`server.request_models`) and return the job's payload.
+
+    Order: the body (JSON or form), the configured weights the task needs (503 before any field is
+    looked at), the uploads (read and decoded: a bad image is a synchronous 4xx), then the fields.
+    """
     config, hub = get_config(), get_hub()
     f = _fields()
-    psi = _number(f, "psi", 1.0, -1.0, 2.0)
-    output = _choice(f, "output", ("image", "emoji"), "image")
-    steps = _integer(f, "steps", min(DEFAULT_STEPS, config.max_project_steps), 1, config.max_project_steps)
-    align = _flag(f, "align", True)
-    if task == "generate":
+    model = request_models.MODELS[task]
+    attributes = None
+    if task in ("generate", "style-mix", "toonify", "project"):
         hub.stylegan_weights_path("base")
-        return {"seeds": _seeds(f, "seeds"), "psi": psi, "output": output}
-    if task == "style-mix":
-        hub.stylegan_weights_path("base")
-        rows, cols = _seeds(f, "row_seeds"), _seeds(f, "col_seeds")
-        if (len(rows) + 1) * (len(cols) + 1) > 4 * config.max_images:
-            raise InvalidFieldError(f"the matrix may hold at most {4 * config.max_images} tiles", field="row_seeds")
-        crossover = _integer(f, "crossover", -1, 0, 64)
-        resolution = _integer(f, "resolution", -1, 4, 1024)
-        if resolution >= 0 and resolution & (resolution - 1):
-            raise InvalidFieldError(f"resolution must be a power of two (4, 8, ... up to the generator's side), "
-                                    f"got {resolution}", field="resolution")
-        return {"row_seeds": rows, "col_seeds": cols, "psi": psi,
-                "crossover": None if crossover < 0 else crossover,
-                "resolution": None if resolution < 0 else resolution}
     if task == "toonify":
-        hub.stylegan_weights_path("base")
         hub.stylegan_weights_path("toon")
-        image = _image("image", required=False)
-        seeds = None if image is not None else _seeds(f, "seeds")
-        return {"seeds": seeds, "image": image, "steps": steps, "align": align, "psi": psi, "output": output,
-                "swap_resolution": _integer(f, "swap_resolution", TOONIFY_DEFAULT_SWAP, 0, 4096),
-                "structure_from": _choice(f, "structure_from", ("finetuned", "base"), "finetuned")}
     if task == "edit":
         from server.tasks import edit_directions
 
-        directions = edit_directions(hub)  # 503 at submit when none fit the configured generator
-        if not f.get("attribute"):
-            raise MissingFieldError(f"the field 'attribute' is missing ({', '.join(directions.attributes)})",
-                                    field="attribute")
-        attribute = _choice(f, "attribute", directions.attributes, "")
-        image = _image("image", required=False)
-        seeds = None if image is not None else _seeds(f, "seeds")
-        raw = f.get("strengths")
-        strengths = [-2.0, -1.0, 0.0, 1.0, 2.0] if raw is None or raw == "" else _floats(raw, "strengths", -10.0, 10.0)
-        if (len(seeds) if seeds else 1) * len(strengths) > 4 * config.max_images:
-            raise InvalidFieldError(f"seeds x strengths may make at most {4 * config.max_images} images",
-                                    field="strengths")
-        condition = f.get("condition") or []
-        if isinstance(condition, str):
-            condition = [c.strip() for c in condition.split(",") if c.strip()]
-        if not isinstance(condition, list) or any(c not in directions.attributes or c == attribute for c in condition):
-            raise InvalidFieldError(f"condition must list other attributes of {', '.join(directions.attributes)}",
-                                    field="condition")
-        return {"seeds": seeds, "image": image, "steps": steps, "align": align, "w_plus": _flag(f, "w_plus", False),
-                "psi": psi, "attribute": attribute, "strengths": strengths, "condition": condition}
-    if task == "project":
-        hub.stylegan_weights_path("base")
-        return {"image": _image("image"), "steps": steps, "align": align, "w_plus": _flag(f, "w_plus", False)}
-    if task == "swap":
-        return {"source": _image("source"), "target": _image("target"), "faces": _faces(f),
-                "blend": _choice(f, "blend", ("laplacian", "poisson", "feather"), "laplacian"),
-                "max_yaw_gap": _number(f, "max_yaw_gap", 30.0, 0.001, 90.0),
-                "allow_pose_gap": _flag(f, "allow_pose_gap", False), "restore": _flag(f, "restore", False)}
-    if task == "makeup":
-        from faceforge.makeup import REGIONS
+        attributes = tuple(edit_directions(hub).attributes)  # 503 when none fit the configured generator
+    if task == "restore" and f.get("method") == "gpen":
+        from faceforge.restore import resolve_weights
 
-        raw = f.get("regions") or list(REGIONS)
-        regions = [r.strip() for r in raw.split(",") if r.strip()] if isinstance(raw, str) else raw
-        if not isinstance(regions, list) or not regions or any(r not in REGIONS for r in regions):
-            raise InvalidFieldError(f"regions must be a non-empty list of {', '.join(REGIONS)}, got {raw!r}",
-                                    field="regions")
-        return {"target": _image("target"), "reference": _image("reference"), "faces": _faces(f),
-                "strength": _number(f, "strength", 0.8, 0.0, 1.0), "regions": regions}
-    if task == "restore":
-        method = _choice(f, "method", ("auto", "gpen", "classical"), "auto")
-        if method == "gpen":
-            from faceforge.restore import resolve_weights
-
-            resolve_weights(None)  # 503 weights-not-found at submit, not a failed job later
-        return {"image": _image("image"), "faces": _faces(f), "method": method,
-                "upscale": _integer(f, "upscale", 1, 1, 4)}
-    if task == "virtual-model":
-        source = _image("source", required=False)
-        seed = None
-        if source is None:
-            hub.stylegan_weights_path("base")
-            seed = _integer(f, "source_seed", -1, 0, SEED_MAX)
-            if seed < 0:
-                raise MissingFieldError("give a source photo (multipart `source`) or `source_seed`",
-                                        field="source")
-        return {"image": _image("image"), "source": source, "source_seed": seed,
-                "faces": _choice(f, "faces", ("all", "largest"), "all"),
-                "restore": _choice(f, "restore", ("auto", "classical", "none"), "auto")}
-    # morph
-    has_images = "image_a" in request.files or "image_b" in request.files
-    mode = _choice(f, "mode", ("delaunay", "latent"), "delaunay" if has_images else "latent")
-    raw_t = f.get("t")
-    t = list(DEFAULT_T) if raw_t is None or raw_t == "" else _floats(raw_t)
-    if len(t) > config.max_images:
-        raise InvalidFieldError(f"t: at most {config.max_images} frames per request", field="t")
-    payload: dict[str, Any] = {"mode": mode, "t": t, "psi": psi, "steps": steps, "align": align,
-                               "seeds": None, "images": None}
-    if mode == "latent":
-        hub.stylegan_weights_path("base")
-    if mode == "latent" and not has_images:
-        seeds = _seeds(f, "seeds")
-        if len(seeds) != 2:
-            raise InvalidFieldError("seeds must hold exactly two seeds (A, B)", field="seeds")
-        payload["seeds"] = seeds
-    else:
-        payload["images"] = [_image("image_a"), _image("image_b")]
-    return payload
-
-
-def _floats(raw: Any, name: str = "t", lo: float = 0.0, hi: float = 1.0) -> list[float]:
-    items = raw.split(",") if isinstance(raw, str) else raw if isinstance(raw, list) else [raw]
+        resolve_weights(None)  # 503 weights-not-found at submit, not a failed job later
+    if task == "virtual-model" and "source" not in request.files:
+        hub.stylegan_weights_path("base")  # the source person is generated
+    uploads = {name: _image(name, required=model.model_fields[name].is_required()) for name in model.uploads}
+    limits = request_models.Limits(max_images=config.max_images, max_steps=config.max_project_steps,
+                                   attributes=attributes)
     try:
-        values = [float(v) for v in items if not isinstance(v, bool)]
-    except (TypeError, ValueError):
-        values = []
-    if not values or len(values) != len(items) or any(not lo <= v <= hi for v in values):
-        raise InvalidFieldError(f"{name} must be a non-empty list of numbers in [{lo:g}, {hi:g}], got {raw!r}",
-                                field=name)
-    return values
+        payload = request_models.validate_job_request(task, f, uploads, limits)
+    except MissingFieldError as exc:
+        name = exc.extra.get("field")
+        if name in model.uploads and exc.detail == request_models.missing_upload(name):
+            require_upload(name)  # the same sentence, with the hint for a request that is not multipart
+        raise
+    if task == "morph" and payload["mode"] == "latent":
+        hub.stylegan_weights_path("base")
+    return payload
 
 
 def _submit(task: str):

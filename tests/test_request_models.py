@@ -1,0 +1,111 @@
+"""The job API's pydantic request models (server/request_models.py): one source for validation and the
+OpenAPI request schemas; multipart strings and JSON values validate alike; errors name their field."""
+
+from __future__ import annotations
+
+import pytest
+from jsonschema import Draft202012Validator
+
+from faceforge.errors import InvalidFieldError, MissingFieldError
+from server import request_models as rm
+from server import schemas
+
+LIMITS = rm.Limits(max_images=4, max_steps=300, attributes=("age", "smile"))
+
+
+def _validate(task, fields, uploads=None, limits=LIMITS):
+    model = rm.MODELS[task]
+    given = {name: None for name in model.uploads}
+    given.update(uploads or {})
+    return rm.validate_job_request(task, fields, given, limits)
+
+
+def test_every_task_has_a_model_and_the_document_comes_from_it():
+    assert set(rm.MODELS) == set(schemas.JOB_TASKS)
+    docs = schemas.job_request_schemas(123)
+    for task, model in rm.MODELS.items():
+        schema = docs[task]
+        Draft202012Validator.check_schema(schema)
+        assert set(schema["properties"]) == set(model.model_fields), task
+        assert "title" not in str(schema) and "anyOf" not in str(schema), task  # the API's style
+        for name in model.uploads:
+            assert schema["properties"][name]["contentMediaType"] == "application/octet-stream"
+        if "steps" in schema["properties"]:
+            assert schema["properties"]["steps"]["maximum"] == 123 and schema["properties"]["steps"]["default"] == 200
+    assert docs["swap"]["required"] == ["source", "target"] and docs["edit"]["required"] == ["attribute"]
+    assert docs["style-mix"]["properties"]["crossover"] == {
+        "type": "integer", "minimum": 0, "maximum": 64,
+        "description": "layers [0, crossover) come from the column seed (default: up to 8x8)"}
+    docs["generate"]["properties"].clear()  # a copy: the next caller gets the full document
+    assert schemas.job_request_schemas(123)["generate"]["properties"]
+
+
+def test_multipart_strings_and_json_values_give_the_same_payload():
+    json_body = {"seeds": [1, 2], "psi": 0.5, "align": False, "steps": 7, "swap_resolution": 8}
+    form = {"seeds": "1, 2", "psi": "0.5", "align": "no", "steps": "7", "swap_resolution": "8"}
+    assert _validate("toonify", json_body) == _validate("toonify", form) == {
+        "seeds": [1, 2], "image": None, "steps": 7, "align": False, "psi": 0.5, "output": "image",
+        "swap_resolution": 8, "structure_from": "finetuned"}
+    edit = {"seeds": "3", "attribute": "age", "strengths": "-1,1", "condition": "smile", "w_plus": "TRUE"}
+    assert _validate("edit", edit) == {"seeds": [3], "image": None, "steps": 200, "align": True, "w_plus": True,
+                                       "psi": 1.0, "attribute": "age", "strengths": [-1.0, 1.0],
+                                       "condition": ["smile"]}
+    # absent, null and "" are all "not given"; the steps default follows the configured maximum
+    assert _validate("project", {"steps": ""}, {"image": b"png"}, rm.Limits(max_steps=50))["steps"] == 50
+    assert _validate("morph", {"seeds": [1, 2], "t": 0.5, "mode": None}) == {
+        "mode": "latent", "t": [0.5], "psi": 1.0, "steps": 200, "align": True, "seeds": [1, 2], "images": None}
+
+
+@pytest.mark.parametrize("task, fields, uploads, error, field, words", [
+    ("generate", {}, None, MissingFieldError, "seeds", "is missing"),
+    ("generate", {"seeds": [True]}, None, InvalidFieldError, "seeds", "list of integers"),
+    ("generate", {"seeds": [-1]}, None, InvalidFieldError, "seeds", "[0, 4294967295]"),
+    ("generate", {"seeds": [1, 2, 3, 4, 5]}, None, InvalidFieldError, "seeds", "at most 4 seeds"),
+    ("generate", {"seeds": [1], "psi": "nan"}, None, InvalidFieldError, "psi", "[-1.0, 2.0]"),
+    ("generate", {"seeds": [1], "output": "gif"}, None, InvalidFieldError, "output", "one of image, emoji"),
+    ("style-mix", {"row_seeds": [1], "col_seeds": [2], "resolution": 12}, None, InvalidFieldError, "resolution",
+     "power of two"),
+    ("style-mix", {"row_seeds": [1, 2, 3, 4], "col_seeds": [1, 2, 3, 4]}, None, InvalidFieldError, "row_seeds",
+     "16 tiles"),
+    ("toonify", {"seeds": [1], "steps": 301}, None, InvalidFieldError, "steps", "[1, 300]"),
+    ("toonify", {"seeds": [1], "align": "maybe"}, None, InvalidFieldError, "align", "true or false"),
+    ("edit", {"seeds": [1]}, None, MissingFieldError, "attribute", "(age, smile)"),
+    ("edit", {"seeds": [1], "attribute": "gender"}, None, InvalidFieldError, "attribute", "one of age, smile"),
+    ("edit", {"seeds": [1], "attribute": "age", "condition": ["age"]}, None, InvalidFieldError, "condition", ""),
+    ("swap", {"faces": "x"}, {"source": b"a", "target": b"b"}, InvalidFieldError, "faces", "comma-separated"),
+    ("swap", {"max_yaw_gap": "0"}, {"source": b"a", "target": b"b"}, InvalidFieldError, "max_yaw_gap", "(0.0, 90.0]"),
+    ("makeup", {"regions": "nose"}, {"target": b"a", "reference": b"b"}, InvalidFieldError, "regions",
+     "lips, eyes, skin"),
+    ("restore", {"upscale": "5"}, {"image": b"a"}, InvalidFieldError, "upscale", "[1, 4]"),
+    ("virtual-model", {}, {"image": b"a"}, MissingFieldError, "source", "source_seed"),
+    ("morph", {"seeds": [1, 2, 3], "t": [0, 1]}, None, InvalidFieldError, "seeds", "exactly two"),
+    ("morph", {"mode": "delaunay", "t": [0, 1]}, {"image_a": b"a"}, MissingFieldError, "image_b", "image_b"),
+    ("morph", {"seeds": [1, 2]}, None, InvalidFieldError, "t", "at most 4 frames"),
+])
+def test_errors_name_their_field(task, fields, uploads, error, field, words):
+    with pytest.raises(error) as info:
+        _validate(task, fields, uploads)
+    assert info.type is error and info.value.extra["field"] == field and words in info.value.detail, info.value.detail
+
+
+def test_the_document_and_the_validator_agree_on_json_bodies():
+    """A JSON body the document's schema refuses is refused by the validator, and one it accepts is
+    accepted (limits that depend on the configuration are left out: seed counts, matrix size)."""
+    docs = schemas.job_request_schemas(LIMITS.max_steps)
+    cases = [("generate", {"seeds": [1]}), ("generate", {"seeds": []}), ("generate", {"seeds": [1], "psi": 2.5}),
+             ("generate", {"seeds": [1], "output": "emoji"}), ("style-mix", {"row_seeds": [1], "col_seeds": [2],
+                                                                            "resolution": 8}),
+             ("style-mix", {"row_seeds": [1], "col_seeds": [2], "resolution": 12}),
+             ("style-mix", {"row_seeds": [1], "col_seeds": [2], "crossover": 65}),
+             ("toonify", {"seeds": [1], "steps": 300}), ("toonify", {"seeds": [1], "steps": 301}),
+             ("toonify", {"seeds": [1], "structure_from": "x"}), ("morph", {"seeds": [1, 2], "t": [0, 1]}),
+             ("morph", {"seeds": [1, 2], "t": [0, 1.5]}), ("edit", {"seeds": [1], "attribute": "age"}),
+             ("edit", {"seeds": [1], "attribute": "age", "strengths": [11]})]
+    for task, body in cases:
+        by_schema = Draft202012Validator(docs[task]).is_valid(body)
+        try:
+            _validate(task, body)
+            by_model = True
+        except (InvalidFieldError, MissingFieldError):
+            by_model = False
+        assert by_schema == by_model, (task, body, by_schema)

@@ -10,6 +10,11 @@ the median and the 10/90th percentiles of the latency per call, and images per s
 On CUDA (when present, or ``--device cuda``) every call is synchronised before the clock stops. Also
 reported: parameters and multiply-accumulates per image (``torch.utils.flop_counter``, MACs = FLOPs / 2).
 
+With ``weights`` (``--weights default`` or a generator file: faceforge ``.pt``, rosinality ``.pt``,
+NVlabs ``.pkl``) that trained generator is timed too, at its own resolution and configuration, end to
+end as users call it: :func:`faceforge.stylegan.generate` of ``batch`` seeds (seed -> z, mapping,
+synthesis with constant noise, uint8 conversion), one row per batch size and modulation.
+
 Writes ``<out>/<name>.json`` (machine, torch, threads, rows), ``<name>.md`` (a table) and
 ``<name>.png`` (latency per image vs resolution, one line per batch size and modulation). It never
 asserts speed. Example::
@@ -66,10 +71,29 @@ def time_generator(G, batch_size: int, repeats: int, warmup: int, device) -> dic
             "images_per_s": round(batch_size / median, 2)}
 
 
+def time_generate(G, batch_size: int, repeats: int, warmup: int) -> dict[str, float]:
+    """:func:`time_generator`'s figures for ``faceforge.stylegan.generate(G, batch_size seeds)`` (end to end)."""
+    from faceforge.stylegan import generate
+
+    seeds = list(range(batch_size))
+    times = []
+    for i in range(warmup + repeats):
+        t0 = time.perf_counter()
+        generate(G, seeds, batch_size=batch_size)
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    t = np.asarray(times)
+    median = float(np.median(t))
+    return {"median_s": round(median, 6), "p10_s": round(float(np.percentile(t, 10)), 6),
+            "p90_s": round(float(np.percentile(t, 90)), 6), "ms_per_image": round(1000 * median / batch_size, 3),
+            "images_per_s": round(batch_size / median, 2)}
+
+
 def run(resolutions: Sequence[int] = (32, 64, 128, 256), batch_sizes: Sequence[int] = (1, 4, 16),
         repeats: int = 10, warmup: int = 2, threads: int | None = None, device: str = "auto",
         config: dict[str, Any] | None = None, modulations: Sequence[str] = ("fused", "unfused"),
-        out_dir: Path = RESULTS_DIR, name: str = DEFAULT_NAME, plot: bool = True) -> dict[str, Any]:
+        out_dir: Path = RESULTS_DIR, name: str = DEFAULT_NAME, plot: bool = True,
+        weights: Sequence[str] = ()) -> dict[str, Any]:
     """Time generation for every resolution x batch size x modulation; write json/md/png.
 
     Args:
@@ -82,6 +106,7 @@ def run(resolutions: Sequence[int] = (32, 64, 128, 256), batch_sizes: Sequence[i
         modulations: ``fused`` and/or ``unfused``.
         out_dir, name: where to write ``<name>.json|md|png``.
         plot: write the PNG (matplotlib).
+        weights: trained generators to time end to end (``"default"`` or files), each at its own resolution.
 
     Returns:
         The JSON document (``{"machine", "device", "torch", "threads", "config", "rows": [...]}``).
@@ -107,14 +132,30 @@ def run(resolutions: Sequence[int] = (32, 64, 128, 256), batch_sizes: Sequence[i
             for bs in batch_sizes:
                 r = time_generator(G, int(bs), repeats, warmup, dev)
                 rows.append({"resolution": int(res), "batch_size": int(bs), "modulation": mod, "params": params,
-                             "macs_per_image": macs, **r})
+                             "macs_per_image": macs, "weights": "random", **r})
                 print(f"{res:>4} px  batch {bs:>3}  {mod:<7}  {r['ms_per_image']:>9.2f} ms/image  "
+                      f"{r['images_per_s']:>8.2f} images/s", flush=True)
+    from faceforge.models import create_model
+
+    for w in weights:
+        path = get_spec("stylegan2").default_weights_path if str(w) == "default" else Path(w)
+        G = create_model("stylegan2", weights=path).to(dev).eval()
+        params, macs = sum(p.numel() for p in G.parameters()), _macs_per_image(G, dev)
+        label = "default" if str(w) == "default" else Path(w).name
+        for mod in modulations:
+            G.fused_modconv = mod == "fused"
+            for bs in batch_sizes:
+                r = time_generate(G, int(bs), repeats, warmup)
+                rows.append({"resolution": G.resolution, "batch_size": int(bs), "modulation": mod, "params": params,
+                             "macs_per_image": macs, "weights": f"{label} (end to end)", **r})
+                print(f"{label}: {G.resolution:>4} px  batch {bs:>3}  {mod:<7}  {r['ms_per_image']:>9.2f} ms/image  "
                       f"{r['images_per_s']:>8.2f} images/s", flush=True)
     doc = {"benchmark": name, "date": time.strftime("%Y-%m-%d %H:%M"), "machine": platform.machine(),
            "processor": platform.processor() or None, "device": str(dev),
            "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
            "torch": torch.__version__, "threads": torch.get_num_threads(), "repeats": repeats, "warmup": warmup,
-           "config": base, "weights": "random (speed does not depend on the values)", "rows": rows}
+           "config": base, "weights": "random (speed does not depend on the values)",
+           "trained": [str(w) if str(w) == "default" else Path(w).name for w in weights], "rows": rows}
     write_results(doc, out_dir, name, markdown, write_plot if plot else None)
     return doc
 
@@ -125,12 +166,15 @@ def markdown(doc: dict[str, Any]) -> str:
     lines = [f"# StyleGAN2 generation latency ({doc['date']})", "",
              f"Device: {doc['device']} ({dev}); torch {doc['torch']}; median of {doc['repeats']} calls after "
              f"{doc['warmup']} warm-up; random weights; config {json.dumps(doc['config'])}.", "",
-             "| resolution | batch | modulation | params | GMACs/image | median s/call | p10-p90 s | ms/image "
-             "| images/s |",
-             "| ---: | ---: | --- | ---: | ---: | ---: | --- | ---: | ---: |"]
+             "Rows marked *end to end* time a trained generator through `faceforge.stylegan.generate` "
+             "(seeds -> uint8 images) at its own configuration.", "",
+             "| weights | resolution | batch | modulation | params | GMACs/image | median s/call | p10-p90 s "
+             "| ms/image | images/s |",
+             "| --- | ---: | ---: | --- | ---: | ---: | ---: | --- | ---: | ---: |"]
     for r in doc["rows"]:
         gmacs = f"{r['macs_per_image'] / 1e9:.3f}" if r["macs_per_image"] else "-"
-        lines.append(f"| {r['resolution']} | {r['batch_size']} | {r['modulation']} | {r['params']:,} | {gmacs} | "
+        lines.append(f"| {r.get('weights', 'random')} | {r['resolution']} | {r['batch_size']} | {r['modulation']} | "
+                     f"{r['params']:,} | {gmacs} | "
                      f"{r['median_s']:.4f} | {r['p10_s']:.4f}-{r['p90_s']:.4f} | {r['ms_per_image']:.2f} | "
                      f"{r['images_per_s']:.2f} |")
     return "\n".join(lines) + "\n"
@@ -144,9 +188,10 @@ def write_plot(doc: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    keys = sorted({(r["batch_size"], r["modulation"]) for r in doc["rows"]})
+    random_rows = [r for r in doc["rows"] if r.get("weights", "random") == "random"]
+    keys = sorted({(r["batch_size"], r["modulation"]) for r in random_rows})
     for bs, mod in keys:
-        pts = sorted((r["resolution"], r["ms_per_image"]) for r in doc["rows"]
+        pts = sorted((r["resolution"], r["ms_per_image"]) for r in random_rows
                      if r["batch_size"] == bs and r["modulation"] == mod)
         ax.plot(*zip(*pts), marker="o", linestyle="-" if mod == "fused" else "--", label=f"batch {bs}, {mod}")
     ax.set_xscale("log", base=2)
@@ -178,14 +223,17 @@ def _command():
     @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=RESULTS_DIR,
                   show_default=True)
     @click.option("--name", default=DEFAULT_NAME, show_default=True, help="Stem of the result files.")
+    @click.option("--weights", "weights", multiple=True,
+                  help="Also time this trained generator end to end ('default' or a file; repeatable).")
     def main(resolutions, batch_sizes, repeats, warmup, threads, device, modulation, channel_base, channel_max,
-             z_dim, out_dir, name) -> None:
+             z_dim, out_dir, name, weights) -> None:
         """StyleGAN2 generation latency and throughput by resolution and batch size (CPU; GPU when present)."""
         config = {k: v for k, v in (("channel_base", channel_base), ("channel_max", channel_max),
                                     ("z_dim", z_dim), ("w_dim", z_dim)) if v is not None}
         mods = ("fused", "unfused") if modulation == "both" else (modulation,)
         try:
-            run(parse_ints(resolutions), parse_ints(batch_sizes), repeats, warmup, threads, device, config, mods, out_dir, name)
+            run(parse_ints(resolutions), parse_ints(batch_sizes), repeats, warmup, threads, device, config, mods, out_dir,
+                name, weights=weights)
         except ValueError as exc:
             raise click.ClickException(str(exc)) from None
         click.echo(f"wrote {Path(out_dir) / name}.json|md|png")

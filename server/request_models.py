@@ -47,7 +47,8 @@ from faceforge.makeup import REGIONS as MAKEUP_REGIONS
 from server.schemas import SEED_MAX
 
 __all__ = ["Limits", "JobRequest", "MODELS", "MAX_JSON_DEPTH", "parse_json_body", "validate_job_request",
-           "job_request_schemas", "missing_upload", "DEFAULT_STEPS", "SEED_MAX"]
+           "job_request_schemas", "missing_upload", "DEFAULT_STEPS", "SEED_MAX", "FORMS", "validate_form",
+           "form_schemas"]
 
 DEFAULT_STEPS = 200
 """Projection steps when the request gives none (at most ``Config.max_project_steps``)."""
@@ -66,11 +67,13 @@ class Limits:
         max_images: ``Config.max_images`` (seeds per request; style-mix tiles and edit images: 4x).
         max_steps: ``Config.max_project_steps``.
         attributes: attributes of the configured edit directions (``None``: every :data:`EDIT_ATTRIBUTES`).
+        max_faces: ``Config.max_faces`` (faces per synchronous request).
     """
 
     max_images: int = 8
     max_steps: int = 1000
     attributes: tuple[str, ...] | None = None
+    max_faces: int = 16
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -494,11 +497,10 @@ def _range(prop: dict[str, Any], fmt=repr) -> str:
     return f"{'(' if lo_open else '['}{fmt(lo)}, {fmt(hi)}]"
 
 
-def _detail(task: str, name: str, error: dict[str, Any], raw: Any, limits: Limits) -> str:
-    """One line for a pydantic error on field ``name``, in the words of the field's JSON Schema."""
+def _detail(prop: dict[str, Any], name: str, error: dict[str, Any], raw: Any) -> str:
+    """One line for a pydantic error on field ``name``, in the words of the field's JSON Schema ``prop``."""
     if error["type"] == "value_error" and name == "faces":  # parse_face_selection's own sentence
         return str(error["ctx"]["error"])
-    prop = _schemas(limits.max_steps)[task]["properties"][name]
     kind = prop.get("type")
     if kind == "integer":
         return f"{name} must be an integer in {_range(prop, str)}, got {raw!r}"
@@ -546,8 +548,134 @@ def validate_job_request(task: str, fields: dict[str, Any], uploads: dict[str, b
         name = str(error["loc"][0]) if error["loc"] else ""
         if error["type"] == "missing":
             raise MissingFieldError(f"the field {name!r} is missing", field=name) from None
-        raise InvalidFieldError(_detail(task, name, error, data.get(name), limits), field=name or None) from None
+        raise _invalid(_schemas(limits.max_steps)[task]["properties"], name, error, data.get(name)) from None
     return request.payload()
+
+
+def _invalid(properties: dict[str, Any], name: str, error: dict[str, Any], raw: Any) -> InvalidFieldError:
+    """The problem for a pydantic error on field ``name``; a field with a fixed set of values lists it in
+    the problem's ``valid`` member."""
+    prop = properties.get(name, {})
+    valid = prop.get("enum") if prop.get("type") == "string" else None
+    return InvalidFieldError(_detail(prop, name, error, raw), field=name or None, valid=valid)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Forms of the synchronous endpoints (multipart: every value a string)
+# ---------------------------------------------------------------------------------------------------
+def _lower(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def _upper(value: Any) -> Any:
+    return value.strip().upper() if isinstance(value, str) else value
+
+
+def _stripped(value: Any) -> Any:
+    return value.strip() if isinstance(value, str) else value
+
+
+def _image_format(value: Any) -> Any:
+    value = _lower(value)
+    return "jpeg" if value == "jpg" else value
+
+
+def _toggle(value: Any) -> Any:
+    """A form switch: ``1/true/yes/on`` or ``0/false/no/off`` (any case, spaces ignored)."""
+    text = _lower(value)
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("not true or false")
+
+
+def _selection(value: Any) -> Any:
+    """A face selection, parsed: ``"all"``, ``"largest"`` or a tuple of indices."""
+    return parse_face_selection(str(value))  # ValueError -> its own message (see _detail)
+
+
+Selection = Annotated[str | tuple[int, ...], BeforeValidator(_selection), WithJsonSchema(
+    {"type": "string", "pattern": r"^(all|largest|\d+(,\d+)*)$"})]
+
+
+class FormRequest(BaseModel):
+    """Base of the synchronous endpoints' forms: unknown fields are ignored; blank values are "not given"."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    @model_validator(mode="after")
+    def _face_count(self, info: ValidationInfo) -> "FormRequest":
+        limit = _limits(info).max_faces
+        faces = getattr(self, "faces", None)
+        if isinstance(faces, tuple) and len(faces) > limit:
+            raise InvalidFieldError(f"at most {limit} faces per request, {len(faces)} requested", field="faces")
+        return self
+
+
+class EmotionForm(FormRequest):
+    max_faces: Annotated[int, Field(ge=1), BeforeValidator(_integer)] | None = Field(
+        None, description="analyse at most this many faces, highest detector score first (default: "
+                          "Config.max_faces)")
+
+    @model_validator(mode="after")
+    def _at_most_configured(self, info: ValidationInfo) -> "EmotionForm":
+        limit = _limits(info).max_faces
+        if self.max_faces is None:
+            self.max_faces = limit
+        elif self.max_faces > limit:
+            raise InvalidFieldError(f"max_faces must be an integer in [1, {limit}], got {self.max_faces!r}",
+                                    field="max_faces")
+        return self
+
+
+class TranslateForm(FormRequest):
+    task: Annotated[str, BeforeValidator(_stripped)] = Field(
+        "age", description="translation task (faceforge.translate.TASKS; unknown: 400 unknown-task)")
+    faces: Selection = "all"
+    direction: Annotated[Literal["A->B", "B->A"], BeforeValidator(_upper)] = "A->B"
+    postfilter: Annotated[bool, BeforeValidator(_toggle)] = False
+    format: Annotated[Literal["png", "jpeg"], BeforeValidator(_image_format)] = "png"
+    response: Annotated[Literal["image", "json"], BeforeValidator(_lower)] = "image"
+
+
+class FrontalizeForm(FormRequest):
+    faces: Selection = "all"
+    response: Annotated[Literal["json", "image"], BeforeValidator(_lower)] = "json"
+
+
+FORMS: dict[str, type[FormRequest]] = {"emotion": EmotionForm, "translate": TranslateForm,
+                                       "frontalize": FrontalizeForm}
+"""The form model of each synchronous endpoint (the image itself is the multipart file ``image``)."""
+
+
+def validate_form(endpoint: str, form: Any, limits: Limits) -> FormRequest:
+    """Validate a synchronous endpoint's multipart form (``request.form``; the file is read separately).
+
+    Raises:
+        InvalidFieldError: a field's value is refused (``field`` names it; ``valid`` lists a fixed set).
+    """
+    model = FORMS[endpoint]
+    data = {k: v for k, v in dict(form).items() if isinstance(v, str) and v.strip()}
+    try:
+        return model.model_validate(data, context=limits)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        name = str(error["loc"][0]) if error["loc"] else ""
+        raise _invalid(form_schemas(limits.max_faces)[endpoint]["properties"], name, error, data.get(name)) from None
+
+
+def form_schemas(max_faces: int = 16) -> dict[str, dict[str, Any]]:
+    """JSON Schema of each synchronous endpoint's form fields (the ``image`` file excluded), from
+    :data:`FORMS`; ``max_faces`` shows ``maximum`` = ``Config.max_faces``."""
+    out = {}
+    for endpoint, model in FORMS.items():
+        schema = _clean(model.model_json_schema())
+        if "max_faces" in schema["properties"]:
+            schema["properties"]["max_faces"] = {**schema["properties"]["max_faces"], "maximum": max_faces,
+                                                 "default": max_faces}
+        out[endpoint] = schema
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------

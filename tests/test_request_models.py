@@ -109,3 +109,39 @@ def test_the_document_and_the_validator_agree_on_json_bodies():
         except (InvalidFieldError, MissingFieldError):
             by_model = False
         assert by_schema == by_model, (task, body, by_schema)
+
+
+def test_synchronous_forms_fold_case_and_name_their_field():
+    limits = rm.Limits(max_faces=3)
+    form = rm.validate_form("translate", {"direction": " b->a ", "format": "JPG", "postfilter": "On", "faces": "0,2",
+                                          "response": "", "task": " age "}, limits)
+    assert (form.direction, form.format, form.postfilter, form.faces, form.response, form.task) == (
+        "B->A", "jpeg", True, (0, 2), "image", "age")
+    assert rm.validate_form("emotion", {}, limits).max_faces == 3
+    for endpoint, fields, field, words, valid in [
+            ("translate", {"format": "gif"}, "format", "one of png, jpeg", ["png", "jpeg"]),
+            ("translate", {"faces": "0,1,2,3"}, "faces", "at most 3 faces", None),
+            ("translate", {"postfilter": "maybe"}, "postfilter", "true or false", None),
+            ("frontalize", {"response": "xml"}, "response", "got 'xml'", ["image", "json"]),
+            ("emotion", {"max_faces": "0"}, "max_faces", "[1, 3]", None),
+            ("emotion", {"max_faces": "4"}, "max_faces", "[1, 3]", None)]:
+        with pytest.raises(InvalidFieldError) as info:
+            rm.validate_form(endpoint, fields, limits)
+        problem = info.value.to_problem()
+        assert problem["field"] == field and words in problem["detail"] and problem.get("valid") == valid, problem
+
+
+def test_the_documented_forms_are_the_models_fields():
+    """The OpenAPI document's multipart fields of the synchronous endpoints are the form models' fields
+    (plus the image file), with the same fixed values."""
+    from server import create_app
+
+    doc = create_app({"torch_threads": None}).test_client().get(schemas.OPENAPI_PATH).get_json()
+    forms = rm.form_schemas()
+    for endpoint, path in (("emotion", schemas.EMOTION_PATH), ("translate", schemas.TRANSLATE_PATH),
+                           ("frontalize", schemas.FRONTALIZE_PATH)):
+        documented = doc["paths"][path]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]
+        assert set(documented) == set(forms[endpoint]["properties"]) | {schemas.IMAGE_FIELD}, endpoint
+        for name, prop in forms[endpoint]["properties"].items():
+            if "enum" in prop and name != "task":
+                assert sorted(documented[name]["enum"]) == sorted(prop["enum"]), (endpoint, name)

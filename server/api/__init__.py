@@ -15,7 +15,7 @@ from werkzeug.datastructures import FileStorage
 if TYPE_CHECKING:
     import numpy as np
 
-from faceforge.errors import InvalidFieldError, MissingFieldError
+from faceforge.errors import MissingFieldError
 
 from server.config import Config
 from server.hub import ModelHub
@@ -70,20 +70,21 @@ def read_upload(upload: FileStorage) -> tuple[bytes, "np.ndarray"]:
     return data, rgb
 
 
-def face_selection(field: str):
-    """The face selection in form field ``field`` (``all``, ``largest`` or indices such as ``0,2``; see
-    :func:`faceforge.faces.select.parse_face_selection`), at most ``Config.max_faces`` indices.
+def request_limits(attributes: tuple[str, ...] | None = None):
+    """The configured limits the request models check (:class:`server.request_models.Limits`)."""
+    from server.request_models import Limits
+
+    config = get_config()
+    return Limits(max_images=config.max_images, max_steps=config.max_project_steps, attributes=attributes,
+                  max_faces=config.max_faces)
+
+
+def form_fields(endpoint: str):
+    """The current request's form, validated by the endpoint's model (:data:`server.request_models.FORMS`).
 
     Raises:
-        InvalidFieldError: unparsable, or more indices than ``Config.max_faces``.
+        InvalidFieldError: a refused value (``field`` names it; ``valid`` lists a fixed set of values).
     """
-    from faceforge.faces.select import parse_face_selection
+    from server.request_models import validate_form
 
-    limit = get_config().max_faces
-    try:
-        selection = parse_face_selection(request.form.get(field))
-    except ValueError as exc:
-        raise InvalidFieldError(str(exc), field=field) from None
-    if isinstance(selection, tuple) and len(selection) > limit:
-        raise InvalidFieldError(f"at most {limit} faces per request, {len(selection)} requested", field=field)
-    return selection
+    return validate_form(endpoint, request.form, request_limits())

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import time
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, jsonify
 
 from faceforge.errors import (ImageTooSmallError, InvalidFieldError, MissingFieldError, NoFaceError,
                               NotAnImageError, TooManyBytesError, TooManyPixelsError, TruncatedImageError,
                               UnsupportedFormatError, WeightsNotFoundError, CheckpointError)
-from server.api import get_config, get_hub, read_upload, require_upload
+from server.api import form_fields, get_hub, read_upload, require_upload
 from server.hub import public_weights_name
-from server.schemas import EMOTION_PATH, IMAGE_FIELD, MAX_FACES_FIELD, keypoint_names
+from server.schemas import EMOTION_PATH, IMAGE_FIELD, keypoint_names
 
 bp = Blueprint("emotion", __name__)
 
@@ -19,20 +19,6 @@ ERRORS = (MissingFieldError, InvalidFieldError, NotAnImageError, TruncatedImageE
           TooManyBytesError, TooManyPixelsError, ImageTooSmallError, NoFaceError, WeightsNotFoundError,
           CheckpointError)
 """Errors this endpoint answers with (besides 404/405/500), listed in the OpenAPI document."""
-
-
-def _max_faces(limit: int) -> int:
-    raw = request.form.get(MAX_FACES_FIELD)
-    if raw is None or raw == "":
-        return limit
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if not 1 <= value <= limit:
-        raise InvalidFieldError(f"{MAX_FACES_FIELD} must be an integer from 1 to {limit}, got {raw!r}",
-                                field=MAX_FACES_FIELD)
-    return value
 
 
 @bp.post(EMOTION_PATH)
@@ -44,10 +30,9 @@ def emotion():
 
     Response: see :func:`server.schemas.emotion_response_schema`; timings in milliseconds.
     """
-    config = get_config()
     t0 = time.perf_counter()
     upload = require_upload(IMAGE_FIELD)
-    max_faces = _max_faces(config.max_faces)
+    max_faces = form_fields("emotion").max_faces
     _, rgb = read_upload(upload)
     t_decoded = time.perf_counter()
 

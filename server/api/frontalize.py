@@ -33,17 +33,16 @@ import base64
 import time
 import warnings
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app, jsonify
 
 from faceforge.errors import (CheckpointError, FaceSelectionError, ImageTooSmallError, InvalidFieldError,
                               MissingFieldError, NoFaceError, NotAnImageError, TooManyBytesError,
                               TooManyPixelsError, TruncatedImageError, UnsupportedFormatError,
                               WeightsNotFoundError)
 from faceforge.imaging import encode_image
-from server.api import face_selection, get_config, get_hub, read_upload, require_upload
+from server.api import form_fields, get_config, get_hub, read_upload, require_upload
 from server.hub import public_weights_name
-from server.schemas import (FACES_FIELD, FRONTALIZE_PATH, FRONTALIZE_RESPONSES, FRONTALIZE_TIMING_STEPS,
-                            IMAGE_FIELD, RESPONSE_FIELD)
+from server.schemas import FACES_FIELD, FRONTALIZE_PATH, FRONTALIZE_TIMING_STEPS, IMAGE_FIELD
 
 bp = Blueprint("frontalize", __name__)
 
@@ -53,25 +52,14 @@ ERRORS = (MissingFieldError, InvalidFieldError, NotAnImageError, TruncatedImageE
 """Errors this endpoint answers with (besides 404/405/500), listed in the OpenAPI document."""
 
 
-def _response_kind() -> str:
-    raw = request.form.get(RESPONSE_FIELD)
-    if raw is None or not raw.strip():
-        return "json"
-    value = raw.strip().lower()
-    if value not in FRONTALIZE_RESPONSES:
-        raise InvalidFieldError(f"{RESPONSE_FIELD} must be one of {', '.join(FRONTALIZE_RESPONSES)}, got {raw!r}",
-                                field=RESPONSE_FIELD, valid=list(FRONTALIZE_RESPONSES))
-    return value
-
-
 @bp.post(FRONTALIZE_PATH)
 def frontalize():
     """Frontalize the selected faces of the uploaded photo; see the module docstring for fields and answers."""
     config = get_config()
     t0 = time.perf_counter()
     upload = require_upload(IMAGE_FIELD)
-    selection = face_selection(FACES_FIELD)
-    kind = _response_kind()
+    form = form_fields("frontalize")
+    selection, kind = form.faces, form.response
     _, rgb = read_upload(upload)
     t_decoded = time.perf_counter()
 

@@ -33,18 +33,16 @@ from __future__ import annotations
 import base64
 import time
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app, jsonify
 
 from faceforge.errors import (CheckpointError, FaceSelectionError, ImageTooSmallError, InvalidFieldError,
                               MissingFieldError, NoFaceError, NotAnImageError, TooManyBytesError,
                               TooManyPixelsError, TruncatedImageError, UnknownTaskError, UnsupportedFormatError,
                               WeightsNotFoundError)
 from faceforge.imaging import encode_image
-from server.api import face_selection, get_config, get_hub, read_upload, require_upload
+from server.api import form_fields, get_config, get_hub, read_upload, require_upload
 from server.hub import public_weights_name
-from server.schemas import (DIRECTION_FIELD, FACES_FIELD, FORMAT_FIELD, IMAGE_FIELD, POSTFILTER_FIELD,
-                            RESPONSE_FIELD, TASK_FIELD, TRANSLATE_FORMATS, TRANSLATE_PATH, TRANSLATE_RESPONSES,
-                            TRANSLATE_TIMING_STEPS, keypoint_names)
+from server.schemas import DIRECTION_FIELD, IMAGE_FIELD, TRANSLATE_PATH, TRANSLATE_TIMING_STEPS, keypoint_names
 
 bp = Blueprint("translate", __name__)
 
@@ -57,45 +55,18 @@ JPEG_QUALITY = 90
 MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg"}
 
 
-def _choice(name: str, choices: tuple[str, ...], default: str) -> str:
-    raw = request.form.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    value = raw.strip().upper() if name == DIRECTION_FIELD else raw.strip().lower()
-    if value == "JPG":
-        value = "jpeg"
-    if value not in choices:
-        raise InvalidFieldError(f"{name} must be one of {', '.join(choices)}, got {raw!r}", field=name,
-                                valid=list(choices))
-    return value
-
-
-def _flag(name: str) -> bool:
-    raw = request.form.get(name)
-    if raw is None or raw.strip() == "":
-        return False
-    value = raw.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise InvalidFieldError(f"{name} must be true or false, got {raw!r}", field=name)
-
-
 @bp.post(TRANSLATE_PATH)
 def translate():
     """Translate the selected faces of the uploaded photo; see the module docstring for fields and answers."""
-    from faceforge.translate import DIRECTIONS, get_task
+    from faceforge.translate import get_task
 
     config = get_config()
     t0 = time.perf_counter()
     upload = require_upload(IMAGE_FIELD)
-    task = get_task((request.form.get(TASK_FIELD) or "age").strip())
-    selection = face_selection(FACES_FIELD)
-    direction = _choice(DIRECTION_FIELD, DIRECTIONS, "A->B")
-    apply_postfilter = _flag(POSTFILTER_FIELD)
-    fmt = _choice(FORMAT_FIELD, TRANSLATE_FORMATS, "png")
-    response_kind = _choice(RESPONSE_FIELD, TRANSLATE_RESPONSES, "image")
+    form = form_fields("translate")
+    task = get_task(form.task)
+    selection, direction, apply_postfilter = form.faces, form.direction, form.postfilter
+    fmt, response_kind = form.format, form.response
     _, rgb = read_upload(upload)
     t_decoded = time.perf_counter()
 

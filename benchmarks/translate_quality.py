@@ -71,8 +71,10 @@ bicubic), as the whole-photo path effectively does for a face larger than the cr
 crops over at ``--crop-size`` (for a translator mode that keeps the full-resolution face itself)."""
 
 
-def load_crops(folder: Path, size: int, limit: int | None) -> tuple[np.ndarray, list[str]]:
-    """The first ``limit`` images of ``folder`` (sorted by name) as uint8 ``(N, size, size, 3)`` crops.
+def load_crops(folder: Path, size: int, limit: int | None, spread: int | None = None) -> tuple[np.ndarray, list[str]]:
+    """The first ``limit`` images of ``folder`` (sorted by name) as uint8 ``(N, size, size, 3)`` crops; with
+    ``spread``, that many images evenly spaced over the sorted list instead (UTKFace names start with the
+    age, so the first ones by name are not a fair sample of a folder that is not used whole).
 
     Raises:
         FileNotFoundError: the folder does not exist or holds no images.
@@ -84,6 +86,8 @@ def load_crops(folder: Path, size: int, limit: int | None) -> tuple[np.ndarray, 
     if not Path(folder).is_dir():
         raise FileNotFoundError(f"face folder not found: {folder}")
     files = list_images(folder)[:limit]
+    if spread is not None and len(files) > spread:
+        files = [files[i] for i in np.linspace(0, len(files) - 1, spread).round().astype(int)]
     if not files:
         raise FileNotFoundError(f"no images in {folder}")
     crops = []
@@ -292,6 +296,17 @@ def photo_metrics(translator: Any, folders: Sequence[Path], direction: str, call
     return rows, tiles
 
 
+def _translate(tr: Any, crops: np.ndarray, direction: str, postfilter: bool, call: dict[str, Any],
+               batch: int = 16) -> np.ndarray:
+    """The translator's model step on aligned crops, as the whole-photo path runs it
+    (:meth:`FaceTranslator.run_model`: the generator, and whatever the translator does around it, e.g. a
+    detail-transfer mode), in batches: uint8 ``(N, S', S', 3)``."""
+    outs = []
+    for i in range(0, len(crops), batch):
+        outs += list(tr.run_model(list(crops[i:i + batch]), direction=direction, apply_postfilter=postfilter, **call))
+    return np.stack(outs)
+
+
 def _gray(crops: np.ndarray) -> np.ndarray:
     import cv2
 
@@ -402,10 +417,11 @@ def run(generators: dict[str, str | Path], age_weights: str | Path, young: Path,
         realism: dict[str, Any] = {"reference": f"{display_path(old)} (first {n_ref})", "n": n_ref,
                                    "swd_size": swd_size, "swd_normalize": "reference", "sets": {}}
         if old_reference is not None:
-            other, _ = load_crops(old_reference, size, n_ref)
+            other, _ = load_crops(old_reference, size, None, spread=n_ref)
             if len(other) == n_ref:
                 realism["sets"]["real old (real-vs-real)"] = {
-                    "folder": display_path(old_reference), **_realism_sets(ref, ref_feats, other, embed(other), swd_size)}
+                    "folder": f"{display_path(old_reference)} ({n_ref} spread over the folder by name)",
+                    **_realism_sets(ref, ref_feats, other, embed(other), swd_size)}
         realism["sets"]["young inputs"] = _realism_sets(ref, ref_feats, crops[:n_ref],
                                                         None if emb_in is None else emb_in[:n_ref], swd_size)
         results["realism"] = realism
@@ -415,12 +431,12 @@ def run(generators: dict[str, str | Path], age_weights: str | Path, young: Path,
     photo_tiles: list[np.ndarray] = []
     for label, tr in translators.items():
         ctor_kw, call_kw = routed[label]
-        feed = options.get(label, {}).get("feed", "generator")
+        feed = options.get(label, {}).get("feed") or ("full" if getattr(tr, "detail", "off") != "off" else "generator")
         fed = crops if feed == "full" or tr.size == size else np.stack(
             [cv2.resize(c, (tr.size, tr.size), interpolation=cv2.INTER_AREA if size > tr.size else cv2.INTER_CUBIC)
              for c in crops])
         t0 = time.perf_counter()
-        out = tr.translate_crops(fed, direction, apply_postfilter=postfilter, **call_kw)
+        out = _translate(tr, fed, direction, postfilter, call_kw)
         seconds = time.perf_counter() - t0
         if out.shape[1] != size:
             out = np.stack([cv2.resize(o, (size, size), interpolation=cv2.INTER_AREA if o.shape[0] > size
@@ -436,6 +452,8 @@ def run(generators: dict[str, str | Path], age_weights: str | Path, young: Path,
             "weights": str(generators[label]) if str(generators[label]) == "default" else display_path(generators[label]),
             "arch": tr.arch, "version": tr.version, "generator_size": tr.size,
             "options": {"constructor": ctor_kw, "call": call_kw, "feed": feed},
+            "settings": {k: getattr(tr, k) for k in ("detail", "detail_sigma", "max_side", "feather", "size")
+                         if isinstance(getattr(tr, k, None), (int, float, str))},
             "params": cost["params"], "gmacs": round(cost["macs"] / 1e9, 3),
             "seconds_per_face": round(seconds / len(crops), 4),
             "age_after": _summary(after), "age_shift": _summary(shift),
@@ -462,7 +480,7 @@ def run(generators: dict[str, str | Path], age_weights: str | Path, young: Path,
         if gray_in is not None and len(gray_in):
             g_fed = gray_in if feed == "full" or tr.size == size else np.stack(
                 [cv2.resize(c, (tr.size, tr.size), interpolation=cv2.INTER_AREA) for c in gray_in])
-            g_out = tr.translate_crops(g_fed, direction, apply_postfilter=postfilter, **call_kw)
+            g_out = _translate(tr, g_fed, direction, postfilter, call_kw)
             g_mask = face_region_mask(g_out.shape[1])
             entry["gray_inputs"] = {"n": len(gray_in),
                                     "output_chroma_max": summarize([max_chroma(o) for o in g_out]),

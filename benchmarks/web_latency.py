@@ -2,7 +2,8 @@
 
 Headless Chromium (Debian's ``chromium``, through Playwright) opens ``/app/`` of a live ``faceforge serve``
 on loopback once per thread count (``?threads=N``: LiteRT.js loads its threaded Wasm only when the page is
-cross-origin isolated and N > 1), uploads the astronaut photo and calls the page's ``faceforgeBench``: each
+cross-origin isolated and N > 1) and classifier file (``?format=``, ``--formats``: the int8 file Android ships
+and the page's default fp16), uploads the astronaut photo and calls the page's ``faceforgeBench``: each
 model file of the on-device path on a zero input, the whole photo pipeline (detect + align + classify in
 the page) and the page's server round trip (``POST /v1/emotion``). The same files then run on Python's
 LiteRT interpreter (``ai_edge_litert``, XNNPACK) with the same thread counts. Medians and p90 in ms;
@@ -52,11 +53,13 @@ def _python_litert(path: Path, threads: int, repeats: int) -> list[float]:
 
 @click.command("web-latency")
 @click.option("--threads", default="1,2", show_default=True, help="Comma-separated thread counts.")
+@click.option("--formats", default="tflite_fp16,tflite_int8", show_default=True,
+              help="Comma-separated mini_xception manifest formats the page runs (?format=).")
 @click.option("--repeats", type=click.IntRange(1), default=20, show_default=True, help="Timed runs each.")
 @click.option("--chromium", default=None, help="Chromium executable [default: chromium on PATH].")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=RESULTS_DIR,
               show_default=True)
-def main(threads: str, repeats: int, chromium: str | None, out_dir: Path) -> None:
+def main(threads: str, formats: str, repeats: int, chromium: str | None, out_dir: Path) -> None:
     """In-page (LiteRT.js Wasm) latency per model at 1 and N threads, Python LiteRT beside it, and the
     page's server round trip. Needs Chromium, Playwright and a built client/web (npm run build)."""
     import cv2
@@ -75,6 +78,7 @@ def main(threads: str, repeats: int, chromium: str | None, out_dir: Path) -> Non
     except ImportError:
         raise click.ClickException("Playwright for Python is not installed (pip install playwright)") from None
     counts = [int(t) for t in threads.split(",")]
+    fmts = [f.strip() for f in formats.split(",") if f.strip()]
     out_dir.mkdir(parents=True, exist_ok=True)
     photo = out_dir / ".web_latency_astronaut.png"
     cv2.imwrite(str(photo), cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2BGR))
@@ -83,41 +87,49 @@ def main(threads: str, repeats: int, chromium: str | None, out_dir: Path) -> Non
         with serve_in_thread(create_app({})) as url, sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium, args=ARGS)
             for n in counts:
-                page = browser.new_page()
-                page.goto(f"{url}/app/?threads={n}&budget_ms=60000")  # measure, never fall back
-                page.wait_for_function("document.body.dataset.state === 'ready'", timeout=60_000)
-                page.set_input_files("#file", str(photo))
-                page.wait_for_function("document.body.dataset.state === 'done'", timeout=60_000)
-                if n == counts[0]:  # what the page showed (astronaut: public domain, NASA)
-                    page.screenshot(path=str(out_dir / "web_client.jpg"), type="jpeg", quality=80, full_page=True)
-                page_runs[n] = page.evaluate(f"faceforgeBench({repeats})")
-                page.close()
+                for fmt in fmts:
+                    page = browser.new_page()
+                    page.goto(f"{url}/app/?threads={n}&format={fmt}&budget_ms=60000")  # measure, never fall back
+                    page.wait_for_function("document.body.dataset.state === 'ready'", timeout=60_000)
+                    if page.evaluate("document.body.dataset.device") != "on":
+                        raise click.ClickException(f"{fmt}: {page.inner_text('#runtime')}")
+                    page.set_input_files("#file", str(photo))
+                    page.wait_for_function("document.body.dataset.state === 'done'", timeout=60_000)
+                    if n == counts[0] and fmt == fmts[0]:  # what the page showed (astronaut: public domain, NASA)
+                        page.screenshot(path=str(out_dir / "web_client.jpg"), type="jpeg", quality=80, full_page=True)
+                    page_runs[(n, fmt)] = page.evaluate(f"faceforgeBench({repeats})")
+                    page.close()
             version = browser.version
             browser.close()
     finally:
         photo.unlink(missing_ok=True)
     assets = ROOT / "mobile_assets"
-    files = list(next(iter(page_runs.values()))["models"])
+    files = list(dict.fromkeys(f for run in page_runs.values() for f in run["models"]))  # detectors, then classifiers
     python_runs = {n: {f: _python_litert(assets / f, n, repeats) for f in files} for n in counts}
+
+    def page_model(n: int, f: str) -> list[float]:
+        return next(run["models"][f] for (m, _), run in page_runs.items() if m == n and f in run["models"])
     lines = ["# Web client latency: LiteRT.js in the page vs Python LiteRT", "",
              f"Chromium {version}, headless, no GPU; {platform.machine()} CPU shared with other jobs (not a phone). "
              f"Medians / p90 in ms over {repeats} runs after a warm-up; zero inputs for the per-model rows; the "
              "pipeline and server rows on the 512x512 astronaut photo (1 face).", "",
-             "| what | " + " | ".join(f"page, {n} thread(s) ({page_runs[n]['variant']})" for n in counts) + " | "
+             "| what | " + " | ".join(f"page, {n} thread(s) ({page_runs[(n, fmts[0])]['variant']})" for n in counts) + " | "
              + " | ".join(f"Python LiteRT, {n} thread(s)" for n in counts) + " |",
              "|---|" + "---:|" * (2 * len(counts))]
     for f in files:
-        lines.append(f"| `{f}` | " + " | ".join(_stats(page_runs[n]["models"][f]) for n in counts) + " | "
+        lines.append(f"| `{f}` | " + " | ".join(_stats(page_model(n, f)) for n in counts) + " | "
                      + " | ".join(_stats(python_runs[n][f]) for n in counts) + " |")
-    lines.append("| whole photo in the page (detect auto + align + classify) | "
-                 + " | ".join(_stats(page_runs[n]["pipeline"]) for n in counts) + " |" + " - |" * len(counts))
+    for fmt in fmts:
+        lines.append(f"| whole photo in the page (detect auto + align + classify, {fmt}) | "
+                     + " | ".join(_stats(page_runs[(n, fmt)]["pipeline"]) for n in counts) + " |" + " - |" * len(counts))
     lines.append("| page's server round trip (POST /v1/emotion, loopback) | "
-                 + " | ".join(_stats(page_runs[n]["server"]) for n in counts) + " |" + " - |" * len(counts))
-    lines += ["", f"The page runs `{page_runs[counts[0]]['entry']}`: LiteRT.js 2.5.3 tensors have no int8, so the int8 "
-              "file Android ships is not usable in the browser."]
+                 + " | ".join(_stats(page_runs[(n, fmts[0])]["server"]) for n in counts) + " |" + " - |" * len(counts))
+    lines += ["", "LiteRT.js 2.5.3 as published has no int8 tensors; `npm run build` adds the int8 row to its vendored "
+              "copy (client/web/scripts/build.mjs), so the page can run the int8 file Android ships "
+              "(`?format=tflite_int8`); it runs fp16 by default (parity, README)."]
     (out_dir / "web_latency.md").write_text("\n".join(lines) + "\n")
     (out_dir / "web_latency.json").write_text(json.dumps(
-        {"chromium": version, "repeats": repeats, "page": {str(k): v for k, v in page_runs.items()},
+        {"chromium": version, "repeats": repeats, "page": {f"{n} {fmt}": v for (n, fmt), v in page_runs.items()},
          "python_litert": {str(k): v for k, v in python_runs.items()}}, indent=1))
     click.echo("\n".join(lines))
     click.echo(f"\nwritten: {out_dir / 'web_latency.md'}")

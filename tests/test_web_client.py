@@ -506,6 +506,10 @@ def test_retry_after_is_honoured_on_429_and_503_and_bounded(browser, base_url, a
     assert message == "Too many requests: the test server is busy. Try again in 1 s.", message
     gaps = [b[0] - a[0] for a, b in zip(seen, seen[1:])]
     assert len(seen) == 3 and min(gaps) >= 1.0, seen  # the first try + 2 retries, each after Retry-After
+    parsed = page.evaluate("""async () => { const { retryAfterSeconds: s } = await import('./app.js');
+        const inTen = new Date(Date.now() + 10_000).toUTCString();
+        return [s('3'), s(' 7 '), s(inTen), s('Wed, 21 Oct 2015 07:28:00 GMT'), s('soon'), s(null), s('')]; }""")
+    assert parsed[:2] == [3, 7] and 9 <= parsed[2] <= 11 and parsed[3:] == [0, None, None, None], parsed  # RFC 9110
     print(f"\nretry after 429: {gap_429:.2f} s; 503 x3: gaps {[round(g, 2) for g in gaps]} s, then: {message}")
     assert not errors, errors
     page.close()

@@ -435,6 +435,7 @@ function wire() {
     e.target.value = "";
     if (!f) return;
     state.source = f;
+    $("source-name").textContent = f.name || "chosen";
     if (state.file && $("feature").value === "swap") run("server");
   });
   $("feature").addEventListener("change", () => {

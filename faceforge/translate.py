@@ -31,6 +31,19 @@ Weights (``weights=`` of :class:`FaceTranslator`, ``--weights`` of ``faceforge t
   ``cyclegan_age.pt``, provenance in the ``.json`` beside it). A missing file raises
   :class:`~faceforge.errors.WeightsNotFoundError`.
 
+Detail transfer (``detail="transfer"``, the default): the generator works at its own size ``S``, the
+face often has more pixels than that, and a generator's output is softer than its input. So the
+selected face is aligned at *its own* resolution ``S_hi`` (the photo's pixels per template pixel,
+``S <= S_hi <= max_side``), shrunk to ``S`` (area averaging) for the generator, and only the generator's
+*change* is carried back: ``out = hi + up(G_sigma * (G(lo) - lo))``, with ``G_sigma`` a Gaussian of
+``detail_sigma`` generator pixels (the change's low-frequency bands: colour, shading, shape; the
+input's own fine detail is kept) and ``up`` a bilinear resize to ``S_hi``. This is a two-band
+Laplacian-pyramid blend (Burt & Adelson, "The Laplacian Pyramid as a Compact Image Code", IEEE Trans.
+Commun. 1983; "A Multiresolution Spline", ACM TOG 1983): low bands from the generator, high bands
+from the photo. Grayscale faces (all channels within 2 levels) get a grey change, so grayscale in is
+grayscale out. ``detail="off"`` pastes the generator's ``S`` x ``S`` output as it is (the earlier
+behaviour, and what the phone path in ``mobile_assets/`` does).
+
 Post-filter (``postfilter=True``): the seed project smoothed its CycleGAN outputs with "a Gaussian
 filter plus sharpening". Its numbers are not available; :func:`postfilter` uses a light Gaussian blur
 (sigma 0.8 px at 256) that removes the generator's high-frequency texture noise, followed by an unsharp
@@ -61,9 +74,13 @@ from faceforge.pipelines.base import FacePipeline
 if TYPE_CHECKING:  # imported lazily at run time: the detector loads LiteRT
     from faceforge.faces.detect import Face, FaceDetector
 
-__all__ = ["TranslateTask", "TASKS", "DIRECTIONS", "get_task", "resolve_weights", "load_generators",
-           "parse_face_selection", "select_faces", "postfilter", "TranslatedFace", "TranslationResult",
-           "FaceTranslator"]
+__all__ = ["TranslateTask", "TASKS", "DIRECTIONS", "DETAIL_MODES", "get_task", "resolve_weights",
+           "load_generators", "parse_face_selection", "select_faces", "postfilter", "is_grayscale",
+           "transfer_change", "TranslatedFace", "TranslationResult", "FaceTranslator"]
+
+DETAIL_MODES = ("transfer", "off")
+"""``detail=`` of :class:`FaceTranslator`: carry the generator's change onto the face at its own
+resolution (``transfer``), or paste the generator's output as it is (``off``)."""
 
 TRAINING_STATE_ARCH = "cyclegan_training_state"
 """``arch`` of a CycleGAN trainer's ``last.pt`` (:data:`training.cyclegan.STATE_ARCH`; repeated here so
@@ -289,6 +306,50 @@ def postfilter(rgb: np.ndarray, blur_sigma: float | None = None, sharpen_sigma: 
     return np.clip(np.rint(x), 0, 255).astype(np.uint8)
 
 
+def is_grayscale(rgb: np.ndarray, tolerance: int = 2) -> bool:
+    """Whether a uint8 ``(H, W, 3)`` RGB image is grey: every pixel's channels within ``tolerance`` levels."""
+    x = rgb.astype(np.int16)
+    return bool(max(np.abs(x[..., 0] - x[..., 1]).max(), np.abs(x[..., 1] - x[..., 2]).max()) <= tolerance)
+
+
+def transfer_change(hi: np.ndarray, lo: np.ndarray, out_lo: np.ndarray, sigma: float = 1.0) -> np.ndarray:
+    """Carry a generator's change onto the face at full resolution (see the module docstring).
+
+    ``hi + up(G_sigma * (out_lo - lo))``: the change ``out_lo - lo`` at the generator's size, low-passed
+    with a Gaussian of ``sigma`` px (OpenCV ``GaussianBlur``, reflected borders; 0: no low-pass),
+    resized bilinearly to ``hi``'s side and added. A grayscale ``hi`` (:func:`is_grayscale`) gets the
+    change's mean over channels, so it stays grey. Source: two-band Laplacian-pyramid blending, Burt &
+    Adelson 1983.
+
+    Args:
+        hi: uint8 ``(S_hi, S_hi, 3)`` face crop at its own resolution.
+        lo: uint8 ``(S, S, 3)``: ``hi`` shrunk to the generator's size (the generator's input).
+        out_lo: uint8 ``(S, S, 3)``: the generator's output for ``lo``.
+        sigma: low-pass sigma in generator pixels, >= 0.
+
+    Returns:
+        uint8 ``(S_hi, S_hi, 3)``.
+
+    Raises:
+        ValueError: shapes or dtypes that do not fit, or a negative sigma.
+    """
+    for name, a in (("hi", hi), ("lo", lo), ("out_lo", out_lo)):
+        if not isinstance(a, np.ndarray) or a.dtype != np.uint8 or a.ndim != 3 or a.shape[2] != 3:
+            raise ValueError(f"{name} must be a uint8 (H, W, 3) array")
+    if lo.shape != out_lo.shape:
+        raise ValueError(f"lo {lo.shape} and out_lo {out_lo.shape} differ")
+    if sigma < 0:
+        raise ValueError(f"sigma must be >= 0, got {sigma}")
+    delta = out_lo.astype(np.float32) - lo.astype(np.float32)
+    if sigma > 0:
+        delta = cv2.GaussianBlur(delta, (0, 0), float(sigma), borderType=cv2.BORDER_REFLECT_101)
+    if is_grayscale(hi):
+        delta = np.repeat(delta.mean(axis=2, keepdims=True), 3, axis=2)
+    if delta.shape[:2] != hi.shape[:2]:
+        delta = cv2.resize(delta, (hi.shape[1], hi.shape[0]), interpolation=cv2.INTER_LINEAR)
+    return np.clip(np.rint(hi.astype(np.float32) + delta), 0, 255).astype(np.uint8)
+
+
 # --------------------------------------------------------------------------------------------------
 # The translator
 
@@ -367,12 +428,17 @@ class FaceTranslator(FacePipeline):
         detector: a face detector to reuse; default ``FaceDetector()`` (built on first use).
         device: torch device of the generators.
         feather: width of the paste-back blending ramp, fraction of the crop side, in [0, 0.5].
+        detail: ``"transfer"`` (default: the generator's change carried onto the face at its own
+            resolution, see the module docstring) or ``"off"`` (paste the generator's output).
+        detail_sigma: low-pass sigma of the carried change, generator pixels (>= 0).
+        max_side: largest side in px of a face crop in ``transfer`` mode (bigger faces are worked on at
+            this side and scaled back by the paste).
 
     Raises:
         UnknownTaskError: unknown task.
         WeightsNotFoundError: the weights are absent (e.g. no trained default installed).
         CheckpointError: the file is not a translation generator checkpoint.
-        ValueError: bad ``size`` or ``feather``.
+        ValueError: bad ``size``, ``feather``, ``detail``, ``detail_sigma`` or ``max_side``.
 
     Example:
         >>> from faceforge.imaging import load_image, save_image
@@ -383,10 +449,16 @@ class FaceTranslator(FacePipeline):
 
     def __init__(self, task: str = "age", weights: str | Path = "default", size: int | None = None,
                  detector: FaceDetector | None = None, device: str | torch.device = "cpu",
-                 feather: float = 0.1) -> None:
+                 feather: float = 0.1, detail: str = "transfer", detail_sigma: float = 1.0,
+                 max_side: int = 1024) -> None:
         self.task = get_task(task)
         if not 0.0 <= feather <= 0.5:
             raise ValueError(f"feather must be in [0, 0.5], got {feather}")
+        if detail not in DETAIL_MODES:
+            raise ValueError(f"detail must be one of {DETAIL_MODES}, got {detail!r}")
+        if detail_sigma < 0:
+            raise ValueError(f"detail_sigma must be >= 0, got {detail_sigma}")
+        self.detail, self.detail_sigma = detail, float(detail_sigma)
         self.weights_path = resolve_weights(self.task, weights, environ={})
         self.device = torch.device(device)
         self.generators, self.meta = load_generators(self.weights_path)
@@ -400,6 +472,9 @@ class FaceTranslator(FacePipeline):
             raise ValueError(f"size must be a multiple of 4 and >= 16 (128 or 256), got {self.size}")
         self.feather = float(feather)
         self.crop_size = self.size
+        if int(max_side) != max_side or max_side < self.size:
+            raise ValueError(f"max_side must be an integer >= the generator size {self.size}, got {max_side}")
+        self.max_side = int(max_side)
         self.input_spec = get_spec(self.arch).input
         self.version = self._version()
         self._detector = detector
@@ -408,10 +483,48 @@ class FaceTranslator(FacePipeline):
     model_step = "translate"
     pastes = True
 
+    def prepare_faces(self, rgb: np.ndarray, found: Sequence["Face"], chosen: Sequence[int],
+                      timings: dict[str, float]) -> list:
+        """Template alignment; in ``transfer`` mode at the face's own resolution (a multiple of 4 between
+        the generator size and :attr:`max_side`: the photo's pixels per template pixel)."""
+        jobs = super().prepare_faces(rgb, found, chosen, timings)
+        if self.detail == "off":
+            return jobs
+        import time
+
+        from faceforge.faces.align import align_face
+
+        t0 = time.perf_counter()
+        for job in jobs:
+            scale = float(np.sqrt(abs(np.linalg.det(job.aligned.matrix[:, :2]))))  # crop px per photo px
+            side = min(self.max_side, int(np.ceil(self.size / max(scale, 1e-6) / 4)) * 4)
+            if side > self.size:
+                job.aligned = align_face(rgb, job.face, side, template=self.face_template)
+                job.input = job.aligned.image
+        timings[self.align_step] += (time.perf_counter() - t0) * 1e3
+        return jobs
+
     def run_model(self, inputs: list[np.ndarray], direction: str = "A->B", apply_postfilter: bool = False,
-                  **_: Any) -> np.ndarray:
-        """The model step of :meth:`run`: :meth:`translate_crops`."""
-        return self.translate_crops(inputs, direction, apply_postfilter)
+                  **_: Any) -> list[np.ndarray]:
+        """The model step of :meth:`run`: :meth:`translate_crops`, then (``transfer`` mode)
+        :func:`transfer_change` back onto each face at its own resolution."""
+        if self.detail == "off":
+            return list(self.translate_crops(inputs, direction, apply_postfilter))
+        lo = [c if c.shape[0] == self.size else cv2.resize(c, (self.size, self.size), interpolation=cv2.INTER_AREA)
+              for c in inputs]
+        out_lo = self.translate_crops(lo, direction, apply_postfilter)
+        return [transfer_change(hi, l, o, self.detail_sigma) for hi, l, o in zip(inputs, lo, out_lo)]
+
+    def paste(self, image: np.ndarray, job: Any) -> np.ndarray:
+        """Paste one face: ``transfer`` mode adds the change (output - input) to the photo with
+        :func:`~faceforge.faces.align.paste_change`, so the photo is never resampled; ``off`` blends
+        the generator's crop in (:func:`~faceforge.faces.align.paste_back`)."""
+        if self.detail == "off":
+            return super().paste(image, job)
+        from faceforge.faces.align import paste_change
+
+        change = job.output.astype(np.float32) - job.input.astype(np.float32)
+        return paste_change(image, change, job.aligned, feather=self.feather)
 
     @property
     def directions(self) -> tuple[str, ...]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import io
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -353,7 +354,7 @@ def test_openapi_documents_translate(client):
 def test_identity_generator_pastes_back_the_same_photo(run_dir, two_faces, detector):
     """Geometry check: with a generator that returns its input, align -> translate -> paste back must give
     the photo back up to two bilinear resamplings (a misplaced or mirrored paste would not)."""
-    tr = FaceTranslator("age", weights=run_dir, size=256, detector=detector)
+    tr = FaceTranslator("age", weights=run_dir, size=256, detector=detector, detail="off")
     tr.generators["A->B"] = nn.Identity()
     faces = detector.detect(two_faces)
     out = tr.translate(two_faces, detected=faces).image
@@ -362,3 +363,60 @@ def test_identity_generator_pastes_back_the_same_photo(run_dir, two_faces, detec
     err = (out.astype(float) - two_faces.astype(float))[changed]
     psnr = 10 * np.log10(255.0 ** 2 / np.mean(err ** 2))
     assert psnr > 30, psnr
+
+
+class _AddConstant(nn.Module):
+    """A stand-in generator that brightens by ``delta`` in its (-1, 1) range."""
+
+    def __init__(self, delta: float) -> None:
+        super().__init__()
+        self.delta = delta
+
+    def forward(self, x):
+        return (x + self.delta).clamp(-1, 1)
+
+
+def test_detail_transfer_keeps_the_photo_and_carries_only_the_change(run_dir, two_faces, detector):
+    """``detail="transfer"``: an identity generator gives the photo back exactly (nothing is resampled),
+    and a generator that brightens moves the face's pixels by that amount while keeping their detail."""
+    faces = detector.detect(two_faces)
+    tr = FaceTranslator("age", weights=run_dir, size=128, detector=detector)
+    assert tr.detail == "transfer"
+    tr.generators["A->B"] = nn.Identity()
+    result = tr.translate(two_faces, detected=faces, faces="largest")
+    np.testing.assert_array_equal(result.image, two_faces)
+    face = result.translated[0]
+    assert face.crop.shape[0] >= 128 and face.crop.shape[0] % 4 == 0  # the face's own resolution
+
+    tr.generators["A->B"] = _AddConstant(20 / 127.5)
+    out = tr.translate(two_faces, detected=faces, faces="largest").image.astype(np.float32)
+    diff = out - two_faces.astype(np.float32)
+    x0, y0, x1, y1 = [int(v) for v in faces[0].box]
+    inner = diff[y0 + (y1 - y0) // 4:y1 - (y1 - y0) // 4, x0 + (x1 - x0) // 4:x1 - (x1 - x0) // 4]
+    saturated = two_faces[y0 + (y1 - y0) // 4:y1 - (y1 - y0) // 4, x0 + (x1 - x0) // 4:x1 - (x1 - x0) // 4] > 230
+    assert abs(float(np.median(inner[~saturated])) - 20) <= 1.5
+    # the change is smooth: its Laplacian is tiny compared with the photo's own
+    lap = lambda a: cv2.Laplacian(a.mean(axis=2).astype(np.float32), cv2.CV_32F).var()  # noqa: E731
+    assert lap(diff) < 0.05 * lap(two_faces.astype(np.float32))
+    far = np.ones(diff.shape[:2], bool)
+    bw, bh = x1 - x0, y1 - y0
+    far[max(0, y0 - bh):y1 + bh, max(0, x0 - bw):x1 + bw] = False
+    assert np.all(diff[far] == 0)  # only the face's square changed
+
+
+def test_detail_transfer_keeps_grayscale_photos_gray(run_dir, two_faces, detector):
+    """Grayscale in, grayscale out: a generator that tints (red up, blue down) changes only the grey level."""
+    gray = np.repeat(cv2.cvtColor(two_faces, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
+    faces = detector.detect(gray)
+
+    class Tint(nn.Module):
+        def forward(self, x):
+            return (x + torch.tensor([0.3, 0.0, -0.2]).view(1, 3, 1, 1)).clamp(-1, 1)
+
+    tr = FaceTranslator("age", weights=run_dir, size=128, detector=detector)
+    tr.generators["A->B"] = Tint()
+    out = tr.translate(gray, detected=faces).image.astype(int)
+    assert np.abs(out - gray).max() > 5  # it did change
+    assert max(np.abs(out[..., 0] - out[..., 1]).max(), np.abs(out[..., 1] - out[..., 2]).max()) <= 1
+    with pytest.raises(ValueError, match="detail"):
+        FaceTranslator("age", weights=run_dir, detail="sharp")

@@ -56,7 +56,7 @@ from faceforge.errors import UnknownModelError
 from faceforge.faces.detect import KEYPOINT_NAMES
 
 __all__ = ["FaceTemplate", "TEMPLATES", "AlignedFace", "umeyama", "to_opencv", "get_template", "align_face",
-           "feather_mask", "paste_back"]
+           "feather_mask", "paste_back", "paste_change"]
 
 
 @dataclass(frozen=True)
@@ -327,6 +327,61 @@ def feather_mask(size: int, feather: float) -> np.ndarray:
     return np.minimum(ramp[:, None], ramp[None, :])
 
 
+def _paste_geometry(rgb: np.ndarray, side: int, aligned: AlignedFace):
+    """The photo region under a warped ``side`` x ``side`` crop and the OpenCV matrix crop -> region."""
+    k = aligned.size / side  # continuous coordinates scale by k between the two crop sizes
+    inverse = aligned.inverse @ np.array([[k, 0, 0], [0, k, 0], [0, 0, 1.0]])  # crop' pixels -> image pixels
+    h, w = rgb.shape[:2]
+    corners = np.array([[0, 0, 1], [side, 0, 1], [0, side, 1], [side, side, 1]], np.float64) @ inverse.T
+    x0 = int(np.clip(np.floor(corners[:, 0].min()) - 1, 0, w))
+    y0 = int(np.clip(np.floor(corners[:, 1].min()) - 1, 0, h))
+    x1 = int(np.clip(np.ceil(corners[:, 0].max()) + 2, 0, w))
+    y1 = int(np.clip(np.ceil(corners[:, 1].max()) + 2, 0, h))
+    shift = inverse.copy()
+    shift[:, 2] -= (x0, y0)
+    return (x0, y0, x1, y1), to_opencv(shift)
+
+
+def paste_change(rgb: np.ndarray, change: np.ndarray, aligned: AlignedFace, feather: float = 0.1) -> np.ndarray:
+    """Add a (smooth) change computed on an aligned crop to the photo, without resampling the photo.
+
+    ``out = rgb + alpha * warp(change)``: the change is warped with ``aligned.inverse`` (bilinear) and
+    weighted by the feathered mask of :func:`paste_back`; the photo's own pixels are never warped, so
+    its detail survives exactly where the change is zero and is not blurred where it is not (contrast:
+    :func:`paste_back` resamples the crop twice, align then paste, which halves the variance of the
+    Laplacian of a sharp face).
+
+    Args:
+        rgb: uint8 ``(H, W, 3)`` image the face was aligned from (not modified).
+        change: float32 ``(S', S', 3)`` change in uint8 levels (e.g. ``edited - crop``), any ``S'``.
+        aligned: the :class:`AlignedFace` returned by :func:`align_face`.
+        feather: width of the blending ramp as a fraction of the crop side, in [0, 0.5].
+
+    Returns:
+        A new uint8 ``(H, W, 3)`` image; pixels outside the warped crop are unchanged.
+
+    Raises:
+        ValueError: bad shapes/dtypes or ``feather`` outside [0, 0.5].
+    """
+    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError("rgb must be a uint8 (H, W, 3) array")
+    if (not isinstance(change, np.ndarray) or change.ndim != 3 or change.shape[2] != 3
+            or change.shape[0] != change.shape[1]):
+        raise ValueError("change must be a square (S, S, 3) array")
+    side = change.shape[0]
+    mask = feather_mask(side, feather)
+    (x0, y0, x1, y1), shift = _paste_geometry(rgb, side, aligned)
+    out = rgb.copy()
+    if x1 <= x0 or y1 <= y0:
+        return out
+    roi = (x1 - x0, y1 - y0)
+    weighted = np.ascontiguousarray(change.astype(np.float32) * mask[..., None])
+    warped = cv2.warpAffine(weighted, shift, roi, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                            borderValue=(0, 0, 0))
+    out[y0:y1, x0:x1] = np.clip(np.rint(out[y0:y1, x0:x1].astype(np.float32) + warped), 0, 255).astype(np.uint8)
+    return out
+
+
 def paste_back(rgb: np.ndarray, crop: np.ndarray, aligned: AlignedFace, feather: float = 0.1) -> np.ndarray:
     """Paste an (edited) crop back into the image it was aligned from, with a feathered edge.
 
@@ -354,22 +409,11 @@ def paste_back(rgb: np.ndarray, crop: np.ndarray, aligned: AlignedFace, feather:
         raise ValueError("crop must be a square uint8 (S, S, 3) array")
     side = crop.shape[0]
     mask = feather_mask(side, feather)
-    k = aligned.size / side  # continuous coordinates scale by k between the two crop sizes
-    to_aligned = np.array([[k, 0, 0], [0, k, 0], [0, 0, 1.0]])
-    inverse = aligned.inverse @ to_aligned  # crop' pixels -> image pixels
-    h, w = rgb.shape[:2]
-    corners = np.array([[0, 0, 1], [side, 0, 1], [0, side, 1], [side, side, 1]], np.float64) @ inverse.T
-    x0 = int(np.clip(np.floor(corners[:, 0].min()) - 1, 0, w))
-    y0 = int(np.clip(np.floor(corners[:, 1].min()) - 1, 0, h))
-    x1 = int(np.clip(np.ceil(corners[:, 0].max()) + 2, 0, w))
-    y1 = int(np.clip(np.ceil(corners[:, 1].max()) + 2, 0, h))
+    (x0, y0, x1, y1), shift = _paste_geometry(rgb, side, aligned)
     out = rgb.copy()
     if x1 <= x0 or y1 <= y0:
         return out
-    shift = inverse.copy()
-    shift[:, 2] -= (x0, y0)
     roi = (x1 - x0, y1 - y0)
-    shift = to_opencv(shift)
     warped = cv2.warpAffine(np.ascontiguousarray(crop), shift, roi, flags=cv2.INTER_LINEAR,
                             borderMode=cv2.BORDER_REPLICATE)
     alpha = cv2.warpAffine(mask, shift, roi, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,

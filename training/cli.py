@@ -55,12 +55,24 @@ device_options = _stack(
 @click.option("--data", "data_root", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Data root holding fer2013/{train,test} [default: $FACEFORGE_DATA or ../shared/data].")
 @click.option("--runs-dir", type=click.Path(file_okay=False), default="runs", show_default=True)
+@click.option("--teacher", default=None,
+              help="Knowledge-distillation teacher: a mini-Xception checkpoint, or 'default' (the shipped one).")
+@click.option("--kd-alpha", type=click.FloatRange(0, 1), default=0.7, show_default=True,
+              help="Weight of the distillation term (with --teacher).")
+@click.option("--kd-temperature", type=click.FloatRange(0, min_open=True), default=3.0, show_default=True)
+@click.option("--ema", "ema_decay", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
+              help="Keep and validate an exponential moving average of the weights with this decay per step.")
+@click.option("--init-from", default=None, help="Start from this checkpoint ('default': the shipped one).")
+@click.option("--threads", type=click.IntRange(1), default=None, help="torch CPU threads [default: torch's].")
+@click.option("--resume", type=click.Path(file_okay=False, exists=True), default=None,
+              help="Continue the run in this folder (its last.pt and config.json).")
 @click.option("--install", is_flag=True,
               help="Install the best checkpoint as the default weights (card mini_xception.fer2013) in the "
                    "user weights folder ($FACEFORGE_HOME/weights or the platform's user data folder).")
 def emotion(epochs: int, batch_size: int, lr: float, weight_decay: float, label_smoothing: float,
             erase_prob: float, seed: int, limit: int | None, data_root: Path | None,
-            runs_dir: str, install: bool) -> None:
+            runs_dir: str, teacher: str | None, kd_alpha: float, kd_temperature: float, ema_decay: float | None,
+            init_from: str | None, threads: int | None, resume: str | None, install: bool) -> None:
     """Train mini-Xception on FER2013 (7 emotions, 48x48 grayscale).
 
     \b
@@ -72,7 +84,10 @@ def emotion(epochs: int, batch_size: int, lr: float, weight_decay: float, label_
     try:
         run = run_training(EmotionConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                                          label_smoothing=label_smoothing, erase_prob=erase_prob, seed=seed, limit=limit,
-                                         data_root=str(data_root) if data_root else None, runs_dir=runs_dir))
+                                         data_root=str(data_root) if data_root else None, runs_dir=runs_dir,
+                                         teacher=teacher, kd_alpha=kd_alpha, kd_temperature=kd_temperature,
+                                         ema_decay=ema_decay, init_from=init_from, threads=threads),
+                           resume=resume)
     except FileNotFoundError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"run folder: {run}")

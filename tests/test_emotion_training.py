@@ -1,0 +1,93 @@
+"""The emotion trainer's distillation, weight EMA and resume (tiny synthetic FER2013-layout data)."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import training.emotion as emotion
+from faceforge.checkpoints import load_checkpoint
+from faceforge.models.mini_xception import FER2013_LABELS
+from training.emotion import EmotionConfig, WeightEMA, distillation_loss
+
+
+def test_distillation_loss_reduces_to_its_two_terms():
+    student, teacher = torch.randn(16, 7), torch.randn(16, 7)
+    labels = torch.randint(0, 7, (16,))
+    hard_only = EmotionConfig(kd_alpha=0.0, label_smoothing=0.0)
+    torch.testing.assert_close(distillation_loss(student, teacher, labels, hard_only), F.cross_entropy(student, labels))
+    soft_only = EmotionConfig(kd_alpha=1.0, kd_temperature=2.0)
+    assert distillation_loss(teacher, teacher, labels, soft_only).abs() < 1e-6  # KL of a distribution with itself
+    assert distillation_loss(student, teacher, labels, soft_only) > 0.01
+
+
+def test_weight_ema_follows_the_weights_and_copies_buffers():
+    net = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    ema = WeightEMA(net, decay=0.9)
+    before = ema.module[0].weight.clone()
+    with torch.no_grad():
+        net[0].weight.add_(1.0)
+        net[1].running_mean.fill_(5.0)
+    ema.update(net)
+    torch.testing.assert_close(ema.module[0].weight, before + 0.1)  # 0.9 * old + 0.1 * (old + 1)
+    assert torch.all(ema.module[1].running_mean == 5.0)
+    with pytest.raises(ValueError, match="decay"):
+        WeightEMA(net, decay=1.0)
+
+
+@pytest.fixture
+def tiny_fer(tmp_path):
+    """fer2013/{train,test}/<label>/*.png, 48x48 grayscale: each class a different brightness pattern."""
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 24), ("test", 6)):
+        for c, name in enumerate(FER2013_LABELS):
+            folder = tmp_path / "fer2013" / split / name
+            folder.mkdir(parents=True)
+            for i in range(n):
+                img = np.clip(rng.normal(30 * c + 20, 10, (48, 48)), 0, 255).astype(np.uint8)
+                cv2.imwrite(str(folder / f"{i}.png"), img)
+    return tmp_path
+
+
+def test_distilled_ema_run_resumes_after_an_interruption(tiny_fer, tmp_path, monkeypatch):
+    """A run stopped after epoch 1 continues from last.pt (same config, EMA and optimizer state) and
+    finishes with a test report that includes the flip-TTA figure."""
+    teacher = tmp_path / "teacher.pt"
+    from faceforge.checkpoints import save_checkpoint
+    from faceforge.models import create_model, get_spec
+
+    save_checkpoint(teacher, create_model("mini_xception"), "mini_xception", get_spec("mini_xception").kwargs, {})
+    cfg = EmotionConfig(epochs=2, batch_size=16, lr=1e-3, teacher=str(teacher), ema_decay=0.9, threads=1,
+                        runs_dir=str(tmp_path / "runs"), data_root=str(tiny_fer))
+    real_predict = emotion.predict_logits
+    calls = {"n": 0}
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:  # validation of epoch 2
+            raise KeyboardInterrupt
+        return real_predict(*args, **kwargs)
+
+    monkeypatch.setattr(emotion, "predict_logits", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        emotion.train(cfg)
+    run = tmp_path / "runs" / "emotion" / "000"
+    state = torch.load(run / "last.pt", weights_only=False)
+    assert state["epoch"] == 1 and state["ema"] is not None
+    assert not (run / "test_report.json").exists()
+
+    monkeypatch.setattr(emotion, "predict_logits", real_predict)
+    assert emotion.train(EmotionConfig(threads=1), resume=run) == run
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    report = json.loads((run / "test_report.json").read_text())
+    assert 0.0 <= report["flip_tta_accuracy"] <= 1.0 and report["n"] == 6 * 7
+    meta = load_checkpoint(run / "best.pt", arch="mini_xception")["meta"]
+    assert "distilled from" in meta["recipe"] and "weight EMA 0.9" in meta["recipe"]
+    assert "test_acc_flip_tta" in meta["metrics"]

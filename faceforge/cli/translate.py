@@ -28,13 +28,18 @@ from faceforge.errors import FaceforgeError
               help="Aligned crop side [default: the size the generator was trained at, else 256].")
 @click.option("--feather", type=click.FloatRange(0, 0.5), default=0.1, show_default=True,
               help="Paste-back blending ramp, fraction of the crop side.")
+@click.option("--detail", type=click.Choice(["transfer", "off"]), default="transfer", show_default=True,
+              help="transfer: carry the generator's change onto the face at its own resolution (keeps the "
+                   "photo's detail); off: paste the generator's output as it is.")
+@click.option("--detail-sigma", type=click.FloatRange(0), default=1.0, show_default=True,
+              help="Low-pass sigma of the carried change, in generator pixels (larger: only broad changes).")
 @click.option("--quality", type=click.IntRange(1, 100), default=92, show_default=True, help="JPEG/WebP quality.")
 @click.option("--restore", "restore_method", type=click.Choice(["none", "auto", "gpen", "classical"]), default="none",
               show_default=True, help="Restore the translated faces last (auto: GPEN when configured, else classical).")
 @click.option("--json", "as_json", is_flag=True, help="Print the faces and timings as JSON.")
 def translate(photo: Path, task: str, output: Path | None, weights: str | None, selection: str, direction: str,
-              postfilter: bool, size: str | None, feather: float, quality: int, restore_method: str,
-              as_json: bool) -> None:
+              postfilter: bool, size: str | None, feather: float, detail: str, detail_sigma: float, quality: int,
+              restore_method: str, as_json: bool) -> None:
     """Translate the faces in PHOTO with a CycleGAN generator and save the edited photo.
 
     \b
@@ -50,7 +55,8 @@ def translate(photo: Path, task: str, output: Path | None, weights: str | None, 
         task_obj = get_task(task)
         faces = parse_face_selection(selection)
         translator = FaceTranslator(task_obj.name, weights=resolve_weights(task_obj, weights),
-                                    size=int(size) if size else None, feather=feather)
+                                    size=int(size) if size else None, feather=feather, detail=detail,
+                                    detail_sigma=detail_sigma)
         rgb = load_image(photo)
         result = translator.translate(rgb, faces=faces, direction=direction, apply_postfilter=postfilter)
         if restore_method != "none":

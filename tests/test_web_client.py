@@ -326,18 +326,25 @@ def test_server_features_and_a_generate_job(browser, base_url, astronaut_png, tm
     job = _result(page)
     assert job["runtime"] == "job POST /v1/generate" and job["width"] == 32, (job, page.inner_text("#error"))
     assert "succeeded" in page.inner_text("#progress")
+    page.evaluate("document.body.dataset.state = 'submitted'")
+    page.select_option("#feature", "edit")  # an InterFaceGAN edit of a generated face: one face per strength
+    page.wait_for_function("['done', 'error'].includes(document.body.dataset.state)", timeout=60_000)
+    edited = _result(page)
+    assert page.is_visible("#attribute-label") and page.is_hidden("#source-label")
+    assert edited["runtime"] == "job POST /v1/edit" and edited["images"] == 5, (edited, page.inner_text("#error"))
+    assert edited["entry"].startswith("age of StyleGAN2 seed") and edited["entry"].endswith("-2, -1, 0, 1, 2 sigma")
     page.screenshot(path=str(tmp_path / "web_client_generate.png"), full_page=True)
     print(f"\naging {aged['latency_ms']:.0f} ms, frontalize {front['latency_ms']:.0f} ms, generate job "
-          f"{job['latency_ms']:.0f} ms; {tmp_path / 'web_client_generate.png'}")
+          f"{job['latency_ms']:.0f} ms, edit job {edited['latency_ms']:.0f} ms; {tmp_path / 'web_client_generate.png'}")
     assert not errors, errors
     page.close()
 
 
 @pytest.mark.data
-def test_heavy_jobs_restore_swap_and_toonify_on_a_shared_photo(browser, base_url, data_dir, tmp_path):
+def test_heavy_jobs_restore_swap_makeup_and_toonify_on_a_shared_photo(browser, base_url, data_dir, tmp_path):
     """The page's heavy tasks end to end on the live server (real tasks, shipped models): restore and toonify of
-    a shared portrait, and a swap of another portrait's face onto it (second picker), each through the job API
-    with its progress line; the returned photo is drawn."""
+    a shared portrait, a swap of another portrait's face onto it and a makeup transfer from a third (the second
+    picker), each through the job API with its progress line; the returned photo is drawn."""
     from PIL import Image
 
     target = data_dir / "photos" / "portraits" / "obama.jpg"
@@ -372,13 +379,25 @@ def test_heavy_jobs_restore_swap_and_toonify_on_a_shared_photo(browser, base_url
     page.screenshot(path=str(shot), full_page=True)
 
     page.evaluate("document.body.dataset.state = 'submitted'")
+    page.select_option("#feature", "makeup")  # the swap's source is no makeup reference: the page asks for one
+    page.wait_for_function("['done', 'error'].includes(document.body.dataset.state)", timeout=30_000)
+    assert "Makeup reference" in page.inner_text("#error") and page.inner_text("#source-title") == "Makeup reference"
+    page.evaluate("document.body.dataset.state = 'submitted'")
+    page.set_input_files("#source", str(data_dir / "photos" / "portraits" / "rose_leslie.jpg"))
+    page.wait_for_function("['done', 'error'].includes(document.body.dataset.state)", timeout=60_000)
+    made_up = _result(page)
+    assert made_up["runtime"] == "job POST /v1/makeup", (made_up, page.inner_text("#error"))
+    assert (made_up["width"], made_up["height"]) == size and made_up["entry"].endswith("1 face(s)"), made_up
+
+    page.evaluate("document.body.dataset.state = 'submitted'")
     page.select_option("#feature", "toonify")  # the photo, projected then rendered by the toon generator
     page.wait_for_function("['done', 'error'].includes(document.body.dataset.state)", timeout=180_000)
     toon = _result(page)
     assert toon["runtime"] == "job POST /v1/toonify" and toon["width"] == 32, (toon, page.inner_text("#error"))
     assert toon["entry"] == "Toonify of the photo, 5 projection steps", toon
     print(f"\nrestore {restored['latency_ms']:.0f} ms (run {restored['run_ms']:.0f}), swap {swapped['latency_ms']:.0f} ms "
-          f"(run {swapped['run_ms']:.0f}), toonify {toon['latency_ms']:.0f} ms (run {toon['run_ms']:.0f}); {shot}")
+          f"(run {swapped['run_ms']:.0f}), makeup {made_up['latency_ms']:.0f} ms (run {made_up['run_ms']:.0f}), "
+          f"toonify {toon['latency_ms']:.0f} ms (run {toon['run_ms']:.0f}); {shot}")
     assert not errors, errors
     page.close()
 

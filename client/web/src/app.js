@@ -171,9 +171,15 @@ const JOBS = {
   generate: { path: "/v1/generate", label: "StyleGAN2 generation" },
   toonify: { path: "/v1/toonify", label: "Toonify (StyleGAN2 layer swap)" },
   restore: { path: "/v1/restore", label: "face restoration" },
-  swap: { path: "/v1/swap", label: "face swap" },
+  swap: { path: "/v1/swap", label: "face swap", second: "Source face" },
+  makeup: { path: "/v1/makeup", label: "makeup transfer", second: "Makeup reference" },
+  edit: { path: "/v1/edit", label: "attribute edit (InterFaceGAN)" },
 };
+const NEEDS_NO_PHOTO = ["generate", "edit"]; // seeds only (toonify: a seed without a photo)
 const FINAL = ["succeeded", "failed", "cancelled"];
+
+/** The second photo chosen for `task` (a swap's source is not a makeup reference), or null. */
+const secondPhoto = (task) => (state.sourceFor === task ? state.source : null);
 
 /** The request of a heavy job: {path, body, entry(data)}; an Error with a sentence when an input is missing. */
 function jobRequest(task) {
@@ -198,11 +204,24 @@ function jobRequest(task) {
   }
   if (task === "swap") {
     const target = photo();
-    if (!state.source) throw new ServerError("Choose the source face's photo (Source face) for the swap.");
+    if (!secondPhoto("swap")) throw new ServerError("Choose the source face's photo (Source face) for the swap.");
     const form = new FormData();
     form.append("source", state.source, state.source.name || "source");
     form.append("target", target, target.name || "target");
     return { path: JOBS.swap.path, body: form, entry: (d) => `swap, ${d.swapped} face(s), ${d.blend} blend` };
+  }
+  if (task === "makeup") {
+    const target = photo();
+    if (!secondPhoto("makeup")) throw new ServerError("Choose the made-up reference face's photo (Makeup reference) for the makeup transfer.");
+    const form = new FormData();
+    form.append("target", target, target.name || "target");
+    form.append("reference", state.source, state.source.name || "reference");
+    return { path: JOBS.makeup.path, body: form, entry: (d) => `makeup (${d.regions.join(", ")}), ${d.made_up} face(s)` };
+  }
+  if (task === "edit") {
+    const attribute = $("attribute").value;
+    return { path: JOBS.edit.path, body: { seeds: [seed], attribute },
+      entry: (d) => `${attribute} of StyleGAN2 seed ${seed} at ${d.strengths.join(", ")} sigma` };
   }
   throw new Error(`no job ${task}`);
 }
@@ -243,9 +262,10 @@ async function runJob(task) {
     }
     if (status.status === "failed") throw new ServerError(problemSentence(status.error, status.error && status.error.status));
     progress.textContent = `Job ${submitted.id} (${task}): succeeded in ${elapsed()}`;
-    const images = status.result.images, img = images[images.length - 1]; // toonify of a photo: [crop, toon]
-    const blob = await (await fetch(`data:${img.media_type};base64,${img.png_base64}`)).blob();
-    await drawImageResult({ path: "server", feature: task, latency_ms: performance.now() - t0, blob,
+    // toonify of a photo answers [crop, toon]: the toon is shown; an edit answers one face per strength: all, in a row
+    const images = task === "edit" ? status.result.images : status.result.images.slice(-1);
+    const blobs = await Promise.all(images.map(async (img) => (await fetch(`data:${img.media_type};base64,${img.png_base64}`)).blob()));
+    await drawImageResult({ path: "server", feature: task, latency_ms: performance.now() - t0, blobs,
       runtime: `job POST ${spec.path}`, entry: spec.entry(status.result.data), job: submitted.id,
       run_ms: status.timings_ms.run });
   } catch (e) {
@@ -261,19 +281,22 @@ function cancelJob() {
   if (state.job.wake) state.job.wake();
 }
 
+/** The server's picture(s) beside the original: one image, or several of one size in a row (an edit's strengths). */
 async function drawImageResult(result) {
-  const bitmap = await createImageBitmap(result.blob);
+  const bitmaps = await Promise.all((result.blobs || [result.blob]).map((b) => createImageBitmap(b)));
+  const bitmap = bitmaps[0];
   const c = $("annotated");
   const scale = Math.max(1, Math.floor(256 / Math.max(bitmap.width, bitmap.height)));  // small faces: enlarge
-  c.width = bitmap.width * scale; c.height = bitmap.height * scale;
+  c.width = bitmap.width * scale * bitmaps.length; c.height = bitmap.height * scale;
   const ctx = c.getContext("2d");
   ctx.imageSmoothingEnabled = false;
-  ctx.drawImage(bitmap, 0, 0, c.width, c.height);
+  bitmaps.forEach((b, i) => ctx.drawImage(b, i * bitmap.width * scale, 0, bitmap.width * scale, c.height));
   $("path").textContent = `Server: ${result.runtime}, ${result.entry} — ${result.latency_ms.toFixed(1)} ms`;
   $("faces").hidden = true;
   const out = $("result-json");
   out.textContent = JSON.stringify({ path: result.path, feature: result.feature, latency_ms: result.latency_ms,
-    runtime: result.runtime, entry: result.entry, width: bitmap.width, height: bitmap.height, job: result.job, run_ms: result.run_ms });
+    runtime: result.runtime, entry: result.entry, width: bitmap.width, height: bitmap.height, images: bitmaps.length,
+    job: result.job, run_ms: result.run_ms });
   out.dataset.path = result.path;
   document.body.dataset.state = "done";
 }
@@ -281,7 +304,14 @@ async function drawImageResult(result) {
 // ------------------------------------------------------------------------------------------ UI
 function showError(text) { const e = $("error"); e.textContent = text; e.hidden = !text; }
 function showNotice(text) { $("runtime").textContent = text; }
-function showSourcePicker() { $("source-label").hidden = $("feature").value !== "swap"; }
+/** The second photo picker (swap: the source face; makeup: the reference) and the edit's attribute menu. */
+function showSourcePicker() {
+  const job = JOBS[$("feature").value];
+  $("source-label").hidden = !(job && job.second);
+  if (job && job.second) $("source-title").textContent = job.second;
+  $("source-name").textContent = secondPhoto($("feature").value) ? state.source.name || "chosen" : "";
+  $("attribute-label").hidden = $("feature").value !== "edit";
+}
 
 async function decode(file) {
   const bitmap = await createImageBitmap(file, { colorSpaceConversion: "none", premultiplyAlpha: "none", imageOrientation: "from-image" });
@@ -330,10 +360,10 @@ function draw(result) {
 }
 
 async function run(kind) {
-  if (!state.file) return;
+  const feature = $("feature").value;
+  if (!state.file && !NEEDS_NO_PHOTO.includes(feature)) return;
   document.body.dataset.state = "running";
   showError("");
-  const feature = $("feature").value;
   if (feature in JOBS) { await runJob(feature); return; }
   if (feature === "age" || feature === "frontalize") {
     try { await drawImageResult(await runServerImage(feature, state.file)); }
@@ -434,14 +464,15 @@ function wire() {
     const f = e.target.files[0];
     e.target.value = "";
     if (!f) return;
-    state.source = f;
+    state.source = f; state.sourceFor = $("feature").value;
     $("source-name").textContent = f.name || "chosen";
-    if (state.file && $("feature").value === "swap") run("server");
+    if (state.file && JOBS[$("feature").value]?.second) run("server");
   });
+  $("attribute").addEventListener("change", () => run("server"));
   $("feature").addEventListener("change", () => {
     showSourcePicker();
     const feature = $("feature").value;
-    if (state.file && feature !== "generate") run(state.device ? "device" : "server"); // swap without a source: says so
+    if (feature === "edit" || (state.file && feature !== "generate")) run(state.device ? "device" : "server"); // swap without a source: says so
   });
   showSourcePicker();
 }

@@ -8,6 +8,7 @@ import click
 
 from benchmarks import RESULTS_DIR
 from benchmarks.detections import main as detections
+from benchmarks.editing_effect import main as editing_effect
 from benchmarks.face_screening import main as face_screening
 from benchmarks.frontalize_quality import main as frontalize_quality
 from benchmarks.generator_latency import main as generator_latency
@@ -68,6 +69,7 @@ bench.add_command(detections, "detections")
 bench.add_command(translate_quality, "translate-quality")
 bench.add_command(frontalize_quality, "frontalize-quality")
 bench.add_command(stylegan_latency, "stylegan-latency")
+bench.add_command(editing_effect, "editing-effect")
 bench.add_command(generator_latency, "generator-latency")
 bench.add_command(jobs_roundtrip, "jobs-roundtrip")
 bench.add_command(restore_quality, "restore-quality")

@@ -1,0 +1,227 @@
+"""Measured effect of the attribute edits (issue 17, item 5): does an edit change its attribute, leave
+the others, and keep the person?
+
+For ``n`` generated faces (seeds ``seed0 ...``, truncation ``psi``) and every edit (an attribute, optionally
+conditioned on others), the faces are rendered at each strength (in sigmas of the population along the
+direction, :mod:`faceforge.editing`) and scored by the same classifiers the directions were found with:
+age in years and gender as the logit of "female" (:class:`faceforge.editing.AttributeClassifier`), smile
+as the logit of the emotion model's "happy" (:func:`faceforge.editing.smile_logits`). Reported per edit:
+
+- **change per unit of strength** of every attribute: the least-squares slope of score against
+  strength, per face, then the mean over faces (with the share of faces whose slope has the edit's sign);
+- **identity**: dlib's embedding distance (:mod:`faceforge.identity`) of each edited face to the same
+  face at strength 0, median / 90th percentile / share below 0.6 (dlib's same-person threshold), per
+  strength. For scale, the median distance between two *different* generated faces is reported too:
+  at the generator's 32 px an embedding separates people less than on photos.
+
+The classifiers that judge the edit are those that found the directions, so the slope shows the edit
+moves *their* score; :func:`run` can swap in others. Writes ``<out>/<name>.json|md``::
+
+    python -m benchmarks.editing_effect --faces 200 --strengths -2,-1,0,1,2
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from benchmarks import RESULTS_DIR, write_results
+
+DEFAULT_NAME = "editing_effect"
+DEFAULT_EDITS = ("age", "gender", "smile", "age|gender", "smile|gender,age")
+
+
+def _parse_edit(text: str) -> tuple[str, list[str]]:
+    attr, _, cond = text.partition("|")
+    return attr.strip(), [c.strip() for c in cond.split(",") if c.strip()]
+
+
+def projected_photos(G, folder: Path, limit: int, steps: int):
+    """Detect, align (``utkface`` template) and project into W the first ``limit`` photos of ``folder`` (name
+    order) that have a face: ``(names, ws (n, num_ws, w_dim) tensor, 128 px photo crops, projections)``."""
+    import torch
+
+    from faceforge import stylegan as S
+    from faceforge.faces.align import align_face
+    from faceforge.faces.detect import FaceDetector
+    from faceforge.imaging import load_image
+
+    detector = FaceDetector()
+    names, ws, crops, recon = [], [], [], []
+    for path in sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png")):
+        if len(names) >= limit:
+            break
+        rgb = load_image(path)
+        found = detector.detect(rgb)
+        if not found:
+            continue
+        result = S.project(G, align_face(rgb, found[0], G.resolution, template="utkface").image, steps=steps)
+        names.append(path.name)
+        ws.append(result.ws)
+        crops.append(align_face(rgb, found[0], 128, template="utkface").image)
+        recon.append(result.image)
+    if not names:
+        raise ValueError(f"no face found in the photos of {folder}")
+    return names, torch.cat(ws), np.stack(crops), np.stack(recon)
+
+
+def run(faces: int = 200, strengths: Sequence[float] = (-2, -1, 0, 1, 2), edits: Sequence[str] = DEFAULT_EDITS,
+        psi: float = 1.0, seed0: int = 100_000, threads: int | None = 1, out_dir: Path = RESULTS_DIR,
+        name: str = DEFAULT_NAME, photos: Path | None = None, photo_limit: int = 10,
+        steps: int = 150) -> dict[str, Any]:
+    """Measure every edit on ``faces`` generated faces and, with ``photos``, on the W projections of up to
+    ``photo_limit`` photos of that folder (``steps`` optimisation steps each); write json/md; return the
+    document.
+
+    Raises:
+        ValueError: ``strengths`` without 0, or no face in ``photos``.
+        WeightsNotFoundError, CheckpointError: the shipped generator, directions or classifiers are absent.
+    """
+    import torch
+
+    from faceforge import editing as E
+    from faceforge import identity
+    from faceforge import stylegan as S
+    from faceforge.emotion import EmotionRecognizer
+    from faceforge.models import create_model, get_spec
+
+    if threads:
+        torch.set_num_threads(threads)
+    strengths = [float(s) for s in strengths]
+    if 0.0 not in strengths:
+        raise ValueError("strengths must include 0 (the unedited face identity is measured against)")
+    weights = get_spec("stylegan2").default_weights_path
+    G = create_model("stylegan2", weights=weights).eval()
+    dirs = E.Directions.load()
+    dirs.check(G, weights)
+    clf, rec = E.AttributeClassifier(), EmotionRecognizer()
+    seeds = list(range(seed0, seed0 + faces))
+    t0 = time.time()
+    sets = [("generated", S.seed_ws(G, seeds, psi))]
+    photo_info = None
+    if photos is not None:
+        from benchmarks import display_path
+
+        names, pws, crops, recon = projected_photos(G, Path(photos), photo_limit, steps)
+        sets.append(("projected", pws))
+        to_photo = identity.distance(identity.embed_many(recon), identity.embed_many(crops))
+        photo_info = {"folder": display_path(photos), "photos": names, "steps": steps,
+                      "projection_to_photo_identity": {"median": round(float(np.median(to_photo)), 4),
+                                                       "share_below_0.6": round(float((to_photo < 0.6).mean()), 3)}}
+    base_emb = identity.embed_many(S.synthesize(G, sets[0][1]))
+    different = identity.distance(base_emb, np.roll(base_emb, 1, axis=0))  # each face vs the next seed's
+    k0 = strengths.index(0.0)
+    s = np.asarray(strengths)
+    rows = []
+    for kind, ws in sets:
+        n = len(ws)
+        for spec in edits:
+            attr, cond = _parse_edit(spec)
+            imgs = E.edit(G, ws, dirs, attr, strengths, condition=cond)            # (n, K, R, R, 3)
+            flat = imgs.reshape(-1, *imgs.shape[2:])
+            scores = E.attribute_scores(flat, E.ATTRIBUTES, clf, rec)
+            effect = {}
+            for a, v in scores.items():
+                v = v.reshape(n, len(strengths))
+                slope = ((v - v.mean(1, keepdims=True)) * (s - s.mean())).sum(1) / ((s - s.mean()) ** 2).sum()
+                effect[a] = {"slope_mean": round(float(slope.mean()), 4), "slope_std": round(float(slope.std()), 4),
+                             "share_positive": round(float((slope > 0).mean()), 3),
+                             "mean_by_strength": [round(float(x), 3) for x in v.mean(0)]}
+            emb = identity.embed_many(flat).reshape(n, len(strengths), -1)
+            dist = identity.distance(emb, emb[:, k0:k0 + 1])
+            ident = [{"strength": st, "median": round(float(np.median(dist[:, j])), 4),
+                      "p90": round(float(np.percentile(dist[:, j], 90)), 4),
+                      "share_below_0.6": round(float((dist[:, j] < identity.SAME_PERSON_THRESHOLD).mean()), 3)}
+                     for j, st in enumerate(strengths)]
+            rows.append({"faces": kind, "n": n, "edit": spec, "attribute": attr, "condition": cond,
+                         "sigma": round(dirs[attr].sigma, 4), "effect": effect, "identity": ident})
+            own = effect[attr]
+            at1 = ident[strengths.index(1.0)]["median"] if 1.0 in strengths else "-"
+            print(f"{kind:<9} {spec:<18} {attr} per unit strength {own['slope_mean']:+.3f} "
+                  f"({own['share_positive']:.0%} of faces up); identity median at +1: {at1}", flush=True)
+    doc = {"benchmark": name, "date": time.strftime("%Y-%m-%d %H:%M"), "machine": platform.machine(),
+           "torch": torch.__version__, "threads": torch.get_num_threads(), "generator": weights.name,
+           "directions": E.default_directions_path().name, "faces": faces, "seeds": [seeds[0], seeds[-1]],
+           "psi": psi, "photos": photo_info, "strengths": strengths,
+           "strength_unit": "standard deviations of generated faces along the direction",
+           "scores": E.SCORE_UNITS, "identity_backend": identity.embedding_backend(),
+           "different_faces_identity": {"median": round(float(np.median(different)), 4),
+                                        "p10": round(float(np.percentile(different, 10)), 4),
+                                        "share_below_0.6": round(float((different < 0.6).mean()), 3)},
+           "seconds": round(time.time() - t0, 1), "rows": rows}
+    write_results(doc, out_dir, name, markdown)
+    return doc
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    """Two tables: change of each score per unit strength, and identity distance by strength."""
+    d = doc["different_faces_identity"]
+    lines = [f"# Attribute edits: measured effect ({doc['date']})", "",
+             f"{doc['faces']} generated faces of `{doc['generator']}` (seeds {doc['seeds'][0]}-{doc['seeds'][1]}, "
+             f"psi {doc['psi']}), directions `{doc['directions']}`; strengths {doc['strengths']} "
+             f"({doc['strength_unit']}). Scores: age in years, gender = logit of female, smile = logit of the "
+             "emotion model's happy. Slope = least-squares change of the score per unit strength, per face, "
+             "mean over faces (share of faces going up in brackets). `a|b` = edit of a with b's direction "
+             "projected out.", "",
+             "| faces (n) | edit | age (years) | gender (logit) | smile (logit) |", "| --- | --- | ---: | ---: | ---: |"]
+    for r in doc["rows"]:
+        cells = [f"{r['effect'][a]['slope_mean']:+.2f} ({r['effect'][a]['share_positive']:.0%})"
+                 for a in ("age", "gender", "smile")]
+        lines.append(f"| {r['faces']} ({r['n']}) | {r['edit']} | " + " | ".join(cells) + " |")
+    lines += ["", f"Identity: dlib distance ({doc['identity_backend']} backend) of each edited face to the same face "
+                  f"at strength 0, median / 90th percentile / share < 0.6. For scale: two *different* generated faces "
+                  f"are {d['median']} apart at the median ({d['share_below_0.6']:.0%} of such pairs below 0.6) at "
+                  "this resolution.", "",
+              "| faces | edit | " + " | ".join(f"s = {v:g}" for v in doc["strengths"]) + " |",
+              "| --- | --- | " + " | ".join("---:" for _ in doc["strengths"]) + " |"]
+    for r in doc["rows"]:
+        lines.append(f"| {r['faces']} | {r['edit']} | " + " | ".join(
+            f"{i['median']:.3f} / {i['p90']:.3f} / {i['share_below_0.6']:.0%}" for i in r["identity"]) + " |")
+    if doc.get("photos"):
+        p = doc["photos"]
+        q = p["projection_to_photo_identity"]
+        lines += ["", f"Projected: {len(p['photos'])} photos of `{p['folder']}` aligned on the `utkface` template and "
+                      f"projected into W ({p['steps']} steps); the projection vs the photo's 128 px crop: identity "
+                      f"distance median {q['median']} ({q['share_below_0.6']:.0%} below 0.6)."]
+    return "\n".join(lines) + "\n"
+
+
+def _command():
+    import click
+
+    @click.command("editing-effect")
+    @click.option("--faces", type=click.IntRange(4), default=200, show_default=True)
+    @click.option("--strengths", default="-2,-1,0,1,2", show_default=True)
+    @click.option("--edits", default=",".join(e.replace(",", "+") for e in DEFAULT_EDITS), show_default=True,
+                  help="Edits separated by commas; 'a|b+c' = attribute a conditioned on b and c.")
+    @click.option("--psi", type=float, default=1.0, show_default=True)
+    @click.option("--threads", type=click.IntRange(1), default=1, show_default=True)
+    @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=RESULTS_DIR,
+                  show_default=True)
+    @click.option("--name", default=DEFAULT_NAME, show_default=True)
+    @click.option("--photos", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+                  help="Also edit W projections of this folder's photos (e.g. ../shared/data/photos/portraits_256).")
+    @click.option("--photo-limit", type=click.IntRange(1), default=10, show_default=True)
+    @click.option("--steps", type=click.IntRange(1), default=150, show_default=True, help="Projection steps.")
+    def main(faces, strengths, edits, psi, threads, out_dir, name, photos, photo_limit, steps) -> None:
+        """Attribute edits: score change per unit strength and identity kept (shipped generator)."""
+        from faceforge.errors import FaceforgeError
+
+        try:
+            run(faces, [float(s) for s in strengths.split(",")], [e.replace("+", ",") for e in edits.split(",")],
+                psi, 100_000, threads, out_dir, name, photos, photo_limit, steps)
+        except (ValueError, FaceforgeError) as exc:
+            raise click.ClickException(str(exc)) from None
+        click.echo(f"wrote {Path(out_dir) / name}.json|md")
+
+    return main
+
+
+main = _command()
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -30,7 +30,7 @@ console.log(`client/web/dist written (LiteRT.js ${version})`);
 // is not supported." while its signatures are read (CompiledModelSignatureRunner -> makeTensorDetails ->
 // getDataType), before the Wasm runtime is asked anything. The Wasm side takes int8 host tensors (the
 // runtime's element type INT8 = 9 and byte widths come from the C++ tensor type), and upstream's
-// src/datatypes.ts (google-ai-edge/LiteRT after 2.5.3, not yet on npm) has the int8 row. This adds that one
+// src/datatypes.ts (google-ai-edge/LiteRT, e.g. commit 06a57ccd40d5; not on npm as of 2.5.3) has the int8 row. This adds that one
 // row to the vendored copy, only where the table lacks it, and fails the build if the table is not found.
 function addInt8(file) {
   const src = fs.readFileSync(file, "utf8");

@@ -180,3 +180,19 @@ def test_small_widths_time_limit_resume_and_ship(tmp_path, fake_utkface):
     fp16 = AgeEstimator(dest).predict_crops(np.full((2, 64, 64, 3), 128, np.uint8))
     fp32 = est.predict_crops(np.full((2, 64, 64, 3), 128, np.uint8))
     assert np.abs(fp16 - fp32).max() < 0.5
+
+
+def test_shipped_estimator_loads_and_reads_a_real_face(astronaut_rgb):
+    """The shipped card age_resnet.utkface: float16 file under 1 MB with provenance, held-out figures, and a
+    plausible age for the astronaut portrait (Eileen Collins, born 1956, photographed in the 1990s)."""
+    from faceforge.models import cards
+
+    card = cards.get_card("age_resnet.utkface")
+    assert card.shipped and card.package_path.is_file() and card.package_path.stat().st_size < 1_000_000
+    prov = card.provenance()
+    assert prov["metrics"]["test_mae"] < 7 and prov["storage"]["dtype"] == "float16"
+    assert {"utkface_age/testA", "utkface_age/testB"} <= set(prov["training_config"]["holdout"])
+    est = AgeEstimator("default")
+    assert est.size == 64 and est.describe()["metrics"]["test_mae"] == prov["metrics"]["test_mae"]
+    faces = est.predict(astronaut_rgb)
+    assert len(faces) == 1 and 25 <= faces[0].age <= 60, faces[0].age

@@ -527,9 +527,13 @@ def ship(run: str | Path, dest_dir: str | Path, note: str = "") -> Path:
         record["data"] = str(record["data"]).replace(src, Path(src).name)
     runs_root = str(run.resolve().parent.parent)  # <runs_dir>: a machine path, written as "runs"
     first = json.loads((run / "config.json").read_text()).get("command", "") if (run / "config.json").is_file() else ""
-    record["command"] = (first or str(meta.get("command", ""))).replace(runs_root, "runs")
+    def tidy(cmd: str) -> str:  # "age.py ..." is how `python -m training.age ...` names itself in sys.argv
+        cmd = cmd.replace(runs_root, "runs")
+        return "python -m training.age" + cmd[len("age.py"):] if cmd.startswith("age.py ") else cmd
+
+    record["command"] = tidy(first or str(meta.get("command", "")))
     if first and meta.get("command") and meta["command"] != first:
-        record["finished_by"] = str(meta["command"]).replace(runs_root, "runs")
+        record["finished_by"] = tidy(str(meta["command"]))
     dest.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
     return dest
 

@@ -158,9 +158,10 @@ CARDS: dict[str, ModelCard] = {c.name: c for c in (
     ModelCard("mini_xception.fer2013", "mini_xception", "emotion", "mini_xception_fer2013.pt", input_size=48,
               template="fer", normalization="gray [-1, 1]", labels=EMOTION_LABELS, data_terms=FER2013_TERMS,
               env="FACEFORGE_EMOTION_WEIGHTS", train_command="faceforge train emotion --epochs 60 --install"),
-    ModelCard("age_resnet.utkface", "age_resnet", "age", "age_resnet_utkface.pt", shipped=False, input_size=64,
+    ModelCard("age_resnet.utkface", "age_resnet", "age", "age_resnet_utkface.pt", input_size=64,
               template="utkface", data_terms=UTKFACE_TERMS, env="FACEFORGE_AGE_WEIGHTS",
-              train_command="faceforge train age --install"),
+              train_command="python -m training.age train --epochs 8 --widths 16,32,64,128 "
+                            "--holdout data/utkface_age/testA --holdout data/utkface_age/testB"),
     ModelCard("cyclegan_resnet9.age", "cyclegan_resnet9", "translate", "cyclegan_age.pt", template="utkface",
               data_terms=UTKFACE_TERMS, env="FACEFORGE_TRANSLATE_AGE_WEIGHTS",
               train_command="faceforge train cyclegan --data data/utkface_age --install"),

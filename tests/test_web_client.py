@@ -88,8 +88,10 @@ def astronaut_png(tmp_path_factory, astronaut_rgb) -> Path:
     return path
 
 
-def _open(browser, url: str, console: bool = False):
+def _open(browser, url: str, console: bool = False, route=None):
     page = browser.new_page(viewport={"width": 1280, "height": 900})
+    if route is not None:  # (pattern, handler): answered by the test before the page loads
+        page.route(*route)
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     if console:
@@ -202,6 +204,31 @@ def test_an_upload_that_is_no_image_is_answered_with_the_servers_sentence(browse
     # the on-device path cannot decode it, the server's problem+json (not-an-image, 400) is shown as a sentence
     assert message == "The data is not an image: the data is not an image in any recognised format.", message
     assert not errors, errors
+    page.close()
+
+
+def test_published_litertjs_without_int8_falls_back(browser, base_url, astronaut_png):
+    """The page with @litertjs/core 2.5.3 exactly as published (no int8 row; served in place of the vendored copy):
+    its dtype probe leaves int8 out, so ?format=tflite_int8 turns the device path off with the reason and photos go
+    to the server, while the default fp16 file still runs on the device."""
+    published = ROOT / "client" / "web" / "node_modules" / "@litertjs" / "core" / "dist" / "index.js"
+    if not published.is_file():
+        pytest.skip("client/web/node_modules is not installed (npm ci)")
+    assert 'dtype: "int8"' not in published.read_text()[:5000]  # else this LiteRT.js maps int8 itself: nothing to test
+
+    def unpatched(route):
+        route.fulfill(path=str(published), content_type="text/javascript")
+
+    page, errors, _ = _open(browser, base_url + DEVICE_PAGE + "&format=tflite_int8", route=("**/vendor/litertjs-core.js", unpatched))
+    assert page.evaluate("document.body.dataset.device") == "off"
+    assert "whose tensors LiteRT.js carries here (float32, int32, uint8)" in page.inner_text("#runtime"), page.inner_text("#runtime")
+    _submit(page, astronaut_png)
+    assert _result(page)["path"] == "server"
+    page.close()
+    page, errors2, _ = _open(browser, base_url + DEVICE_PAGE, route=("**/vendor/litertjs-core.js", unpatched))
+    assert page.evaluate("document.body.dataset.device") == "on", page.inner_text("#runtime")
+    assert "tflite_fp16" in page.inner_text("#runtime")
+    assert not errors and not errors2, errors + errors2
     page.close()
 
 

@@ -12,7 +12,9 @@ machine the clients' Python competes with the jobs for the GIL, which is part of
    (2 x 2 seeds, a 3 x 3 matrix), ``toonify`` (1 seed; only when ``--toon-weights`` is given, else the row
    says why it was skipped), ``project`` (a face photo uploaded as multipart, ``--project-steps``
    optimisation steps, aligned by the detector; skipped when there is no photo) and ``morph`` (latent
-   mode, two seeds, 5 frames). Per request: ``POST`` latency (ms, until the 202 is read), time from
+   mode, two seeds, 5 frames), ``edit`` (1 seed, age at strengths -2, 0, 2; the server's directions
+   must belong to its generator, else the row is the 503) and ``makeup`` (the photo as target and
+   reference, all three regions; skipped without a photo). Per request: ``POST`` latency (ms, until the 202 is read), time from
    sending the ``POST`` to seeing ``succeeded`` while polling ``GET /v1/jobs/<id>`` every ``--poll-ms``
    (ms), the size of that final ``GET`` body (JSON with base64 PNGs, bytes) and of the PNGs in it
    (bytes), and the job's own ``timings_ms`` (``queued``, ``run``) as the server reports them. The first
@@ -59,8 +61,9 @@ from benchmarks import RESULTS_DIR, parse_ints, write_results
 DEFAULT_NAME = "jobs_roundtrip"
 DEFAULT_PHOTO = Path("photos") / "portraits" / "obama.jpg"
 """The project photo, relative to the shared data folder (``$FACEFORGE_DATA`` or ``../shared/data``)."""
-ENDPOINTS = ("generate", "style-mix", "toonify", "project", "morph")
+ENDPOINTS = ("generate", "style-mix", "toonify", "project", "morph", "edit", "makeup")
 MORPH_T = (0.0, 0.25, 0.5, 0.75, 1.0)
+EDIT_STRENGTHS = (-2.0, 0.0, 2.0)
 TERMINAL = ("succeeded", "failed")
 
 
@@ -95,9 +98,13 @@ def endpoint_requests(project_steps: int = 20, photo: bytes | None = None) -> di
         "style-mix": {"json": {"row_seeds": [1, 2], "col_seeds": [3, 4], "psi": 0.7}},
         "toonify": {"json": {"seeds": [1], "psi": 0.7}},
         "morph": {"json": {"seeds": [1, 2], "t": list(MORPH_T), "psi": 0.7}},
+        "edit": {"json": {"seeds": [1], "attribute": "age", "strengths": list(EDIT_STRENGTHS), "psi": 0.7}},
     }
     if photo is not None:
         reqs["project"] = {"data": {"steps": str(project_steps)}, "files": {"image": ("photo", photo)}}
+        # the photo's own makeup onto itself: the cost (detection, Face Mesh, transfer on both), not an effect
+        reqs["makeup"] = {"data": {"regions": "lips,eyes,skin"},
+                          "files": {"target": ("target", photo), "reference": ("reference", photo)}}
     return reqs
 
 
@@ -431,10 +438,11 @@ def run(weights: str = "default", toon_weights: str | None = None, photo: str | 
     if photo == "default":
         photo_path = default_photo()
         if photo_path is None:
-            skipped["project"] = f"no photo: shared data has no {DEFAULT_PHOTO} (set FACEFORGE_DATA or pass --photo)"
+            skipped["project"] = skipped["makeup"] = (f"no photo: shared data has no {DEFAULT_PHOTO} (set "
+                                                      "FACEFORGE_DATA or pass --photo)")
     elif photo is None:
         photo_path = None
-        skipped["project"] = "no photo given"
+        skipped["project"] = skipped["makeup"] = "no photo given"
     else:
         photo_path = Path(photo)
         if not photo_path.is_file():

@@ -41,7 +41,7 @@ def test_jobs_roundtrip_benchmark(tmp_path, default_weights, astronaut_rgb):
 
     rows = {r["endpoint"]: r for r in doc["endpoints"]}
     assert list(rows) == list(ENDPOINTS)
-    images = {"generate": 1, "style-mix": 1, "toonify": 1, "project": 2, "morph": 5}
+    images = {"generate": 1, "style-mix": 1, "toonify": 1, "project": 2, "morph": 5, "edit": 3, "makeup": 1}
     for task, row in rows.items():
         assert row["status"] == "ok", row
         assert row["done_ms"] >= row["run_ms"] > 0 and row["post_ms"] > 0 and row["polls"] >= 1

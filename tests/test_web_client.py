@@ -361,6 +361,15 @@ def test_server_features_and_a_generate_job(browser, base_url, astronaut_png, tm
     assert edited["runtime"] == "job POST /v1/edit" and edited["images"] == 5, (edited, page.inner_text("#error"))
     assert edited["entry"].startswith("age of StyleGAN2 seed") and edited["entry"].endswith("-2, -1, 0, 1, 2 sigma")
     page.screenshot(path=str(tmp_path / "web_client_generate.png"), full_page=True)
+    import cv2
+
+    blank = tmp_path / "blank.png"
+    assert cv2.imwrite(str(blank), np.full((96, 96, 3), 128, np.uint8))
+    page.select_option("#feature", "restore")  # runs on the astronaut at once; then a photo without a face
+    page.wait_for_function("['done', 'error'].includes(document.body.dataset.state)", timeout=60_000)
+    _submit(page, blank)  # the job fails on the server: its problem is the sentence
+    assert page.evaluate("document.body.dataset.state") == "error"
+    assert page.inner_text("#error") == "No face was found in the image: no face found in the 96x96 image.", page.inner_text("#error")
     print(f"\naging {aged['latency_ms']:.0f} ms, frontalize {front['latency_ms']:.0f} ms, generate job "
           f"{job['latency_ms']:.0f} ms, edit job {edited['latency_ms']:.0f} ms; {tmp_path / 'web_client_generate.png'}")
     assert not errors, errors

@@ -658,8 +658,9 @@ def _command():
     @click.option("--name", default=DEFAULT_NAME, show_default=True, help="Stem of the result files.")
     @click.option("--threads", type=click.IntRange(1), default=None, help="torch CPU threads.")
     @click.option("--option", "option_items", multiple=True,
-                  help="Translator option KEY=VALUE (every generator) or LABEL:KEY=VALUE (one); JSON values. "
-                       "Constructor keys go to FaceTranslator(...), others to translate_crops / the photo run.")
+                  help="Translator option KEY=VALUE (every generator) or LABEL:KEY=VALUE (one); JSON values, "
+                       "else strings. Constructor keys (e.g. detail=off) go to FaceTranslator(...), others to the "
+                       "model step; feed=generator|full is the benchmark's own (how --crop-size crops reach it).")
     @click.option("--crop-size", type=click.IntRange(16), default=None,
                   help="Side the crops are fed and measured at [the first generator's size].")
     @click.option("--photos", multiple=True, type=click.Path(file_okay=False, exists=True, path_type=Path),

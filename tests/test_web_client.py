@@ -240,8 +240,8 @@ def test_on_device_parity_on_the_shared_photos(browser, base_url, data_dir, fmt)
     page's default) and for the int8 file Android ships (``?format=tflite_int8``).
 
     int8 misses the 0.02 bound on a few faces (3 of 59 when measured: 0.022-0.033, all on robocup_team.png): the two
-    detectors' keypoints differ by ~1e-4 px (float32 BlazeFace in LiteRT.js's Wasm vs Python's LiteRT), which moves
-    a few pixels of the 48 px crop by one grey level, and one output step of the int8 file is 0.1 logit. What is
+    detectors' keypoints differ by ~1e-4 px (float32 BlazeFace in LiteRT.js's Wasm vs Python's LiteRT), which changes
+    a few pixels of the 48 px crop, and one output step of the int8 file is 0.1 logit. What is
     asserted for both: on every face Python's path fed the page's own keypoints gives the page's probabilities (to
     1e-5: alignment, quantization and the classifier agree exactly), and the keypoints agree to 1e-3 px."""
     import dataclasses

@@ -11,8 +11,11 @@ Backends (each ``(job, path) -> Artifact``, wrapped by :func:`export.base.try_ex
   (torchao ``prepare_pt2e``/``convert_pt2e`` with litert-torch's per-channel symmetric quantizer,
   histogram observers on the representative dataset): int8 weights and activations, int8 input and
   output tensors whose scale and zero point are read back from the written file.
-- :func:`export_coreml_fp16`, :func:`export_coreml_int8w` — coremltools ML Program (iOS 16+), float32
-  input and output set explicitly, fp16 compute; int8w adds per-channel symmetric int8 weights with
+- :func:`export_coreml_fp16`, :func:`export_coreml_int8w` — coremltools ML Program (iOS 16+), fp16
+  compute; image models take a Core ML image (``ct.ImageType``, gray or RGB, the normalization as its
+  ``scale`` and ``bias``), classifiers end in softmax with a classifier output carrying the labels
+  (``ct.ClassifierConfig``: ``label`` + ``label_probs``), so Vision's ``VNCoreMLRequest`` works without
+  glue code; other outputs are float32 arrays. int8w adds per-channel symmetric int8 weights with
   ``coremltools.optimize.coreml.linear_quantize_weights`` (``constexpr_affine_dequantize`` ops).
   Saved as ``.mlpackage`` and zipped (deterministic entry order and timestamps) so the manifest can
   give one size and one SHA-256 per file.
@@ -435,23 +438,50 @@ def _converter_output():
     return contextlib.redirect_stderr(io.StringIO())
 
 
+COREML_LABEL = "label"
+"""Core ML classifiers' predicted-label feature (a string); coremltools names the probabilities beside it
+``label_probs`` (label -> probability), the pair Vision's ``VNClassificationObservation`` reads."""
+
+
+def _coreml_classifier(job: ExportJob) -> bool:
+    """Whether the Core ML file is a classifier (labelled model with ``(N, classes)`` outputs)."""
+    return bool(job.spec.labels) and job.spec.input.kind == "image"
+
+
 def _coreml_convert(job: ExportJob):
     ct = require("coremltools")
     in_name, out_name = io_names(job)
     sample = torch.zeros(job.sample_shape)
+    model = nn.Sequential(job.model, nn.Softmax(dim=1)).eval() if _coreml_classifier(job) else job.model
     with torch.no_grad():
-        traced = torch.jit.trace(job.model, sample)
+        traced = torch.jit.trace(model, sample)
     with _converter_output():
         return _coreml_convert_traced(ct, job, traced, in_name, out_name)
 
 
 def _coreml_convert_traced(ct, job: ExportJob, traced, in_name: str, out_name: str):
+    """Image models take a Core ML image (``ct.ImageType``: gray or RGB pixels, the manifest's
+    normalization as its ``scale`` and ``bias``, applied in float32 before the fp16 cast, as an app
+    computes ``pixel * scale + offset``); classifiers end in softmax with a classifier output
+    (``ct.ClassifierConfig`` with the labels), so Vision's ``VNCoreMLRequest`` needs no glue code.
+    Latent inputs stay float32 tensors."""
+    spec_in = job.spec.input
+    if spec_in.kind == "image":
+        channels = job.sample_shape[1]
+        layout = ct.colorlayout.GRAYSCALE if spec_in.colour == "gray" else ct.colorlayout.RGB
+        bias = float(spec_in.offset) if channels == 1 else [float(spec_in.offset)] * channels
+        inputs = [ct.ImageType(name=in_name, shape=job.sample_shape, scale=float(spec_in.scale), bias=bias,
+                               color_layout=layout)]
+    else:
+        inputs = [ct.TensorType(name=in_name, shape=job.sample_shape, dtype=np.float32)]
+    extra: dict[str, Any] = {}
+    if _coreml_classifier(job):
+        extra["classifier_config"] = ct.ClassifierConfig(list(job.spec.labels), predicted_feature_name=COREML_LABEL)
+    else:
+        extra["outputs"] = [ct.TensorType(name=out_name, dtype=np.float32)]
     mlmodel = ct.convert(
-        traced, convert_to="mlprogram",
-        inputs=[ct.TensorType(name=in_name, shape=job.sample_shape, dtype=np.float32)],
-        outputs=[ct.TensorType(name=out_name, dtype=np.float32)],
-        compute_precision=ct.precision.FLOAT16,
-        minimum_deployment_target=getattr(ct.target, COREML_MIN_TARGET))
+        traced, convert_to="mlprogram", inputs=inputs, compute_precision=ct.precision.FLOAT16,
+        minimum_deployment_target=getattr(ct.target, COREML_MIN_TARGET), **extra)
     return mlmodel
 
 
@@ -462,7 +492,11 @@ def _coreml_set_metadata(mlmodel, job: ExportJob) -> None:
     mlmodel.short_description = job.spec.description
     mlmodel.version = job.version
     mlmodel.input_description[in_name] = job.metadata.get("input", "")
-    mlmodel.output_description[out_name] = job.metadata.get("output", "")
+    if _coreml_classifier(job):
+        mlmodel.output_description[COREML_LABEL] = "most probable label"
+        mlmodel.output_description[COREML_LABEL + "_probs"] = "probability of each label (softmax)"
+    else:
+        mlmodel.output_description[out_name] = job.metadata.get("output", "")
     for key, value in job.metadata.items():
         mlmodel.user_defined_metadata[key] = value
 
@@ -483,8 +517,16 @@ def zip_dir(src: Path, dest: Path) -> None:
     os.replace(tmp, dest)
 
 
-def inspect_coreml(mlmodel) -> dict[str, Any]:
+def inspect_coreml(mlmodel, classes: int | None = None) -> dict[str, Any]:
     """Read a converted Core ML model's program back (Core ML ``predict`` is macOS-only).
+
+    Args:
+        mlmodel: the converted model.
+        classes: number of labels of a classifier (the shape recorded for its probabilities).
+
+    Features: arrays ``{name, shape, dtype}``; an image input ``{name, kind: "image", dtype: "uint8",
+    color_space, shape: [1, C, H, W]}``; a classifier's outputs ``{name, kind: "label", dtype: "string"}``
+    and ``{name, kind: "classifier", dtype: "float64", shape: [1, classes]}``.
 
     Returns:
         ``{"spec_version", "ops" (type -> count), "inputs"/"outputs" ([{name, shape, dtype}]),
@@ -500,9 +542,20 @@ def inspect_coreml(mlmodel) -> dict[str, Any]:
     def features(descs) -> list[dict]:
         out = []
         for d in descs:
-            arr = d.type.multiArrayType
-            out.append({"name": d.name, "shape": list(arr.shape),
-                        "dtype": ft.ArrayFeatureType.ArrayDataType.Name(arr.dataType).lower()})
+            kind = d.type.WhichOneof("Type")
+            if kind == "imageType":
+                img = d.type.imageType
+                space = ft.ImageFeatureType.ColorSpace.Name(img.colorSpace)
+                out.append({"name": d.name, "kind": "image", "dtype": "uint8", "color_space": space,
+                            "shape": [1, 1 if space == "GRAYSCALE" else 3, int(img.height), int(img.width)]})
+            elif kind == "dictionaryType":  # label -> probability (Core ML doubles)
+                out.append({"name": d.name, "kind": "classifier", "dtype": "float64", "shape": [1, classes or 0]})
+            elif kind == "stringType":
+                out.append({"name": d.name, "kind": "label", "dtype": "string", "shape": [1]})
+            else:
+                arr = d.type.multiArrayType
+                out.append({"name": d.name, "shape": list(arr.shape),
+                            "dtype": ft.ArrayFeatureType.ArrayDataType.Name(arr.dataType).lower()})
         return out
 
     return {"spec_version": spec.specificationVersion, "ops": dict(sorted(ops.items())),
@@ -512,11 +565,22 @@ def inspect_coreml(mlmodel) -> dict[str, Any]:
             + ops.get("matmul", 0), "fp16_casts": ops.get("cast", 0)}
 
 
+def _coreml_expected_io(job: ExportJob) -> tuple[list[str], list[str]]:
+    """Feature dtypes a Core ML file of ``job`` must have: inputs, outputs."""
+    inputs = ["uint8"] if job.spec.input.kind == "image" else ["float32"]
+    outputs = ["string", "float64"] if _coreml_classifier(job) else ["float32"]
+    return inputs, outputs
+
+
 def _coreml_finish(job: ExportJob, fmt: str, mlmodel, path: Path, notes: list[str]) -> Artifact:
     _coreml_set_metadata(mlmodel, job)
-    info = inspect_coreml(mlmodel)
-    if [i["dtype"] for i in info["inputs"] + info["outputs"]] != ["float32", "float32"]:
-        raise ExportError(f"{fmt}: input/output dtypes are {info['inputs']} / {info['outputs']}, expected float32")
+    classifier = _coreml_classifier(job)
+    info = inspect_coreml(mlmodel, classes=len(job.spec.labels) if classifier else None)
+    want_in, want_out = _coreml_expected_io(job)
+    got_in, got_out = [i["dtype"] for i in info["inputs"]], [o["dtype"] for o in info["outputs"]]
+    if got_in != want_in or sorted(got_out) != sorted(want_out):
+        raise ExportError(f"{fmt}: input/output features are {info['inputs']} / {info['outputs']}, expected "
+                          f"{want_in} / {want_out}")
     if info["fp16_casts"] < 2:
         raise ExportError(f"{fmt}: no float32<->float16 casts found; compute precision is not fp16")
     if not path.name.endswith(".mlpackage.zip"):
@@ -525,21 +589,31 @@ def _coreml_finish(job: ExportJob, fmt: str, mlmodel, path: Path, notes: list[st
         package = Path(tmp) / path.name[: -len(".zip")]
         mlmodel.save(str(package))
         zip_dir(package, path)
-    in_name, out_name = io_names(job)
-    i, o = info["inputs"][0], info["outputs"][0]
-    return Artifact(fmt, path, TensorInfo(i["name"], i["shape"], "NCHW", i["dtype"]),
-                    TensorInfo(o["name"], o["shape"], output_layout(job, False), o["dtype"]),
+    i = info["inputs"][0]
+    o = next(f for f in info["outputs"] if f["dtype"] != "string")
+    kind_in = "image" if i.get("kind") == "image" else "tensor"
+    io_note = ("image input (ct.ImageType: the normalization is the model's scale and bias, feed the aligned "
+               f"uint8 face as a {i.get('color_space', '').lower()} CVPixelBuffer / CGImage)"
+               if kind_in == "image" else "float32 input")
+    out_note = (f"classifier output ({COREML_LABEL!r}: the most probable label, {o['name']!r}: label -> "
+                "probability, softmax inside the model; Vision returns VNClassificationObservation)"
+                if classifier else "float32 output")
+    return Artifact(fmt, path, TensorInfo(i["name"], i["shape"], "NCHW", i["dtype"], kind=kind_in),
+                    TensorInfo(o["name"], o["shape"], output_layout(job, False), o["dtype"],
+                               kind="classifier" if classifier else "tensor"),
                     embedded_metadata={"where": "Core ML user_defined_metadata (plus author, license, "
                                                 "version, short_description)", "keys": sorted(job.metadata)},
-                    inspection=info,
+                    inspection=info, output_values="probabilities" if classifier else
+                    ("logits" if job.spec.labels else "image"),
                     notes=notes + [f"ML Program, minimum deployment target {COREML_MIN_TARGET}, fp16 compute "
-                                   "with float32 input/output; zipped .mlpackage (unzip, then add the "
+                                   f"with {io_note} and {out_note}; zipped .mlpackage (unzip, then add the "
                                    ".mlpackage folder to Xcode)."])
 
 
 @try_export("coreml_fp16")
 def export_coreml_fp16(job: ExportJob, path: Path) -> Artifact:
-    """Export a Core ML ML Program with fp16 compute and float32 I/O, as ``<name>.mlpackage.zip``."""
+    """Export a Core ML ML Program with fp16 compute, as ``<name>.mlpackage.zip``: an image input (the
+    normalization as ImageType scale/bias) and, for classifiers, a classifier output with the labels."""
     mlmodel = _coreml_convert(job)
     return _coreml_finish(job, "coreml_fp16", mlmodel, path, [])
 
@@ -559,7 +633,8 @@ def _int8w_eligible(model: nn.Module) -> int:
 
 @try_export("coreml_int8w")
 def export_coreml_int8w(job: ExportJob, path: Path) -> Artifact:
-    """Export a Core ML ML Program with per-channel symmetric int8 weights (fp16 compute, float32 I/O).
+    """Export a Core ML ML Program with per-channel symmetric int8 weights (fp16 compute; inputs and
+    outputs as :func:`export_coreml_fp16`).
 
     Weight tensors of fewer than :data:`INT8W_MIN_ELEMENTS` elements stay fp16.
 

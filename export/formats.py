@@ -125,10 +125,12 @@ FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
                  description="LiteRT full-integer int8 (int8 input and output), NHWC input"),
     ExportFormat("coreml_fp16", ".mlpackage.zip", "fp16", "fp16", "ios", "ios", False,
                  backends.export_coreml_fp16, _HALF, proxy=backends.proxy_coreml_fp16,
-                 description="Core ML ML Program, fp16 compute, float32 I/O, NCHW (zipped .mlpackage)"),
+                 description="Core ML ML Program, fp16 compute, image input (normalization inside: ImageType scale/bias), "
+                             "classifier output with labels for classifiers, else float32 (zipped .mlpackage)"),
     ExportFormat("coreml_int8w", ".mlpackage.zip", "int8w", "int8w", "ios", "ios", False,
                  backends.export_coreml_int8w, _INT8, proxy=backends.proxy_coreml_int8w,
-                 description="Core ML ML Program, int8 weights, fp16 compute, float32 I/O (zipped .mlpackage)"),
+                 description="Core ML ML Program, int8 weights, fp16 compute, image input (normalization inside), "
+                             "classifier output with labels for classifiers, else float32 (zipped .mlpackage)"),
 )}
 
 

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from export.backends import COREML_LABEL
 from export.base import Artifact, TensorInfo
 from export.formats import ExportFormat
 from export.parity import ParityResult
@@ -192,11 +193,23 @@ def _input_record(spec: ModelSpec, info: TensorInfo) -> dict[str, Any]:
     if info.quantization:
         rec["quantization"] = {**info.quantization,
                                "formula": "q = clamp(round(x / scale) + zero_point, -128, 127), x normalized"}
+    if info.kind == "image":  # Core ML image feature: the file normalizes the pixels itself
+        rec["kind"] = "image"
+        rec["normalization"]["applied"] = (
+            "inside the model (Core ML ImageType scale and bias): give the aligned face's uint8 pixels as an "
+            "image (CVPixelBuffer / CGImage, " + ("one 8-bit gray channel" if i.colour == "gray" else "RGB") +
+            "); the app computes no normalization")
     return rec
 
 
 def _output_record(spec: ModelSpec, info: TensorInfo, values: str = "logits") -> dict[str, Any]:
     rec: dict[str, Any] = {"name": info.name, "shape": info.shape, "layout": info.layout, "dtype": info.dtype}
+    if info.kind == "classifier":  # Core ML classifier: a label feature and a label -> probability dictionary
+        rec.update(kind="classifier", predicted_feature=COREML_LABEL, values="probabilities", labels=list(spec.labels),
+                   meaning=f"Core ML classifier: {COREML_LABEL!r} is the most probable label (string), "
+                           f"{info.name!r} maps each label to its probability (softmax inside the model, "
+                           "doubles); Vision's VNCoreMLRequest returns them as VNClassificationObservation")
+        return rec
     if spec.labels and values == "probabilities":
         rec.update(values="probabilities", labels=list(spec.labels),
                    meaning="class probabilities in label order (softmax inside the model), predicted class = argmax")

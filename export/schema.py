@@ -51,7 +51,9 @@ SCHEMA: dict = {
             "required": ["scale", "offset"],
             "properties": {"scale": {"type": "number", "exclusiveMinimum": 0}, "offset": {"type": "number"},
                            "value_range": {**_NUMBER_LIST, "minItems": 2, "maxItems": 2},
-                           "formula": {"type": "string"}},
+                           "formula": {"type": "string"},
+                           "applied": {"type": "string", "description": "where the normalization happens when "
+                                                                         "not in the app (Core ML image inputs)"}},
         },
         "quantization": {
             "description": "integer tensor: real = scale * (q - zero_point)",
@@ -72,8 +74,11 @@ SCHEMA: dict = {
                 "colour_conversion": {"type": "string"},
                 "normalization": {"$ref": "#/$defs/normalization"},
                 "quantization": {"$ref": "#/$defs/quantization"},
+                "kind": {"enum": ["tensor", "image"],
+                         "description": "image: a Core ML image feature (uint8 pixels; normalization.applied "
+                                        "says the model normalizes them itself); absent: a tensor"},
             },
-            "if": {"properties": {"dtype": {"enum": ["int8", "uint8"]}}},
+            "if": {"properties": {"dtype": {"enum": ["int8", "uint8"]}, "kind": {"not": {"const": "image"}}}},
             "then": {"required": ["quantization"]},
         },
         "tensor_out": {
@@ -83,8 +88,12 @@ SCHEMA: dict = {
                 "name": {"type": "string"},
                 "shape": {**_INT_LIST, "minItems": 1},
                 "layout": {"enum": ["NC", "NHWC", "NCHW"]},
-                "dtype": {"enum": ["float32", "float16", "int8", "uint8"]},
+                "dtype": {"enum": ["float32", "float16", "float64", "int8", "uint8"]},
                 "values": {"enum": ["logits", "probabilities", "image"]},
+                "kind": {"enum": ["tensor", "classifier"],
+                         "description": "classifier: a Core ML classifier (predicted_feature holds the label; "
+                                        "this feature maps each label to its probability); absent: a tensor"},
+                "predicted_feature": {"type": "string"},
                 "meaning": {"type": "string"},
                 "labels": {"type": "array", "items": {"type": "string"}, "minItems": 1},
                 "value_range": {**_NUMBER_LIST, "minItems": 2, "maxItems": 2},

@@ -198,6 +198,14 @@ def round_trip(tmp_path_factory, estimate_batchnorm):
     return model, _job(model, calib), x, ref, tmp_path_factory.mktemp("export")
 
 
+def _unzipped(archive: Path, dest: Path) -> Path:
+    """The ``.mlpackage`` folder inside a zipped Core ML file, extracted under ``dest``."""
+    with zipfile.ZipFile(archive) as zf:
+        zf.extractall(dest)
+        root = zf.namelist()[0].split("/")[0]
+    return dest / root
+
+
 def _run_tflite_independently(path: Path, x_nchw: np.ndarray) -> np.ndarray:
     from ai_edge_litert.interpreter import Interpreter
 
@@ -267,9 +275,22 @@ def test_coreml_program_inspected_and_proxy_close(round_trip, name):
     fmt = FORMATS[name]
     art = fmt.backend(job, tmp / fmt.relpath("mini_xception"))
     info = art.inspection
-    assert [i["dtype"] for i in info["inputs"] + info["outputs"]] == ["float32", "float32"]
-    assert info["inputs"][0]["shape"] == [1, 1, 48, 48] and info["outputs"][0]["shape"] == [1, 7]
-    assert info["fp16_casts"] >= 2
+    # an image input (gray 48x48, the normalization as ImageType scale/bias) and a classifier output with labels
+    (image,) = info["inputs"]
+    assert image == {"name": "image", "kind": "image", "dtype": "uint8", "color_space": "GRAYSCALE",
+                     "shape": [1, 1, 48, 48]}
+    assert sorted((o["kind"], o["dtype"]) for o in info["outputs"]) == [("classifier", "float64"), ("label", "string")]
+    assert art.input.kind == "image" and art.output.kind == "classifier" and art.output.shape == [1, 7]
+    assert art.output_values == "probabilities" and info["fp16_casts"] >= 2
+    import coremltools as ct
+
+    spec = ct.models.MLModel(str(_unzipped(art.path, tmp / f"{name}_unzipped")), skip_model_load=True).get_spec()
+    assert spec.description.predictedFeatureName == "label"
+    program = str(spec.mlProgram)
+    assert all(f'"{label}"' in program for label in SPEC.labels)  # the class labels are in the file
+    scale = next(op for f in spec.mlProgram.functions.values() for b in f.block_specializations.values()
+                 for op in b.operations if op.type == "mul")
+    assert scale.outputs[0].name.startswith("image__scaled")  # pixel * scale (+ bias) before the network
     if name == "coreml_int8w":
         from export.backends import INT8W_MIN_ELEMENTS
 

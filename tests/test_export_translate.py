@@ -176,6 +176,9 @@ def test_round_trip_psnr_meets_the_row_bound(tiny, name):
     if name.startswith("coreml"):
         assert res.validation.startswith("inspected")
         assert art.inspection["outputs"][0]["shape"] == [1, 3, SIZE, SIZE]
+        assert art.inspection["inputs"] == [{"name": "image", "kind": "image", "dtype": "uint8", "color_space": "RGB",
+                                             "shape": [1, 3, SIZE, SIZE]}]  # ImageType, scale 2/255, bias -1
+        assert art.input.kind == "image" and art.output.kind == "tensor" and art.output.dtype == "float32"
         return
     layout = "NCHW" if name == "onnx" else "NHWC"
     assert art.input.layout == layout and art.output.layout == layout

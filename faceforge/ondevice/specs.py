@@ -23,6 +23,9 @@ class TensorInfo:
         dtype: ``"float32"``, ``"float16"``, ``"int8"`` or ``"uint8"``.
         quantization: ``{"scale": float, "zero_point": int}`` for integer tensors
             (``real = scale * (q - zero_point)``), else ``None``.
+        kind: ``"tensor"`` (a plain array), ``"image"`` (a Core ML image feature: uint8 pixels, the
+            normalization inside the model) or ``"classifier"`` (a Core ML classifier's probabilities:
+            label -> probability, with a predicted-label feature beside it).
     """
 
     name: str
@@ -30,3 +33,4 @@ class TensorInfo:
     layout: str
     dtype: str
     quantization: dict[str, float | int] | None = None
+    kind: str = "tensor"

@@ -3,6 +3,7 @@ step and resume on tiny synthetic domains, distillation, the unpaired dataset an
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import os
@@ -73,6 +74,48 @@ def test_mobile_generator_is_int8_friendly_and_shapes():
     assert nn.ConvTranspose2d not in kinds and nn.InstanceNorm2d not in kinds
     assert nn.Upsample in kinds and nn.BatchNorm2d in kinds
     assert any(isinstance(m, nn.Conv2d) and m.groups == m.in_channels > 1 for m in g.modules())  # depthwise
+
+
+@pytest.mark.parametrize("padding,shape", [(1, (2, 3, 5, 7)), (3, (1, 4, 8, 6)), (2, (1, 1, 3, 3))])
+def test_reflection_pad_concat_form_is_bit_identical(padding, shape):
+    from faceforge.models.cyclegan import ReflectionPad2d
+
+    x = torch.randn(shape)
+    ref = nn.ReflectionPad2d(padding)(x)
+    pad = ReflectionPad2d(padding, mode="concat")
+    assert isinstance(pad, nn.ReflectionPad2d)
+    assert torch.equal(pad(x), ref)
+    assert torch.equal(ReflectionPad2d(padding, mode="pad")(x), ref)
+    assert ReflectionPad2d(padding).resolved_mode() == "pad"  # eager: the single op
+    with pytest.raises(ValueError, match="mode"):
+        ReflectionPad2d(1, mode="mirror")
+
+
+def test_reflection_pad_auto_mode_follows_the_exporter():
+    from faceforge.models.cyclegan import ReflectionPad2d, set_pad_mode
+
+    pad = ReflectionPad2d(1)
+    ops = {str(n.target) for n in torch.export.export(pad, (torch.zeros(1, 2, 6, 6),)).graph.nodes}
+    assert any("cat" in o for o in ops) and not any("pad" in o for o in ops)  # litert-torch's path
+    ops = {str(n.target) for n in torch.export.export(set_pad_mode(pad, "pad"), (torch.zeros(1, 2, 6, 6),)).graph.nodes}
+    assert any("pad" in o for o in ops) and not any("cat" in o for o in ops)
+
+
+def test_mobile_generator_pad_modes_same_output_and_state_dict():
+    from faceforge.models.cyclegan import ReflectionPad2d, set_pad_mode
+
+    g = MobileResnetGenerator(ngf=4, n_blocks=2).eval()
+    assert sum(isinstance(m, ReflectionPad2d) for m in g.modules()) == 2 + 2 * 2 + 2
+    x = torch.rand(2, 3, 16, 20) * 2 - 1
+    with torch.no_grad():
+        a = g(x)
+        b = set_pad_mode(g, "concat")(x)
+    assert torch.equal(a, b)
+    # the old layout (torch's ReflectionPad2d) has the same parameters: old checkpoints load unchanged
+    keys = [k for k in g.state_dict()]
+    assert keys and all("pad" not in k for k in keys)
+    with pytest.raises(ValueError):
+        set_pad_mode(g, "nope")
 
 
 def test_mobile_generator_macs_within_phone_budget():
@@ -411,3 +454,28 @@ def test_real_utkface_alignment_lands_on_the_template(utkface_folder, tmp_path):
         faces = detector.detect(crop)
         assert faces, path.name
         assert np.abs(faces[0].keypoints[:4] - tpl).max() < 0.06 * 256, path.name
+
+
+@pytest.mark.slow
+@pytest.mark.export
+def test_litert_graph_of_the_mobile_generator_has_no_mirror_pad(tmp_path):
+    """XNNPACK has no MIRROR_PAD kernel: with the slice + concat padding the whole LiteRT graph but the
+    nearest-neighbour resizes runs as XNNPACK partitions; the old graph is split at every pad."""
+    pytest.importorskip("litert_torch")
+    pytest.importorskip("ai_edge_litert")
+    from benchmarks.generator_latency import export_at_size, tflite_graph
+    from export.formats import FORMATS
+    from faceforge.models.cyclegan import set_pad_mode
+
+    torch.manual_seed(0)
+    g = MobileResnetGenerator(ngf=4, n_blocks=1).eval()
+    new = export_at_size(g, "cyclegan_mobile", 32, [FORMATS["tflite_fp32"]], tmp_path / "new")["tflite_fp32"]
+    old = export_at_size(set_pad_mode(copy.deepcopy(g), "pad"), "cyclegan_mobile", 32, [FORMATS["tflite_fp32"]],
+                         tmp_path / "old")["tflite_fp32"]
+    after, before = tflite_graph(new, 1), tflite_graph(old, 1)
+    assert after["mirror_pads"] == 0 and before["mirror_pads"] == 2 + 2 * 1 + 2
+    assert after["delegate_partitions"] <= 3 < before["delegate_partitions"]
+    from faceforge.runtime import LiteRTModel
+
+    x = (np.random.default_rng(0).uniform(-1, 1, (1, 32, 32, 3))).astype(np.float32)
+    assert np.abs(LiteRTModel(new)(x) - LiteRTModel(old)(x)).max() < 1e-5

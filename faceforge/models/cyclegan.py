@@ -50,7 +50,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from faceforge.models.registry import InputSpec, ModelSpec, register_model
 
 __all__ = ["ResnetGenerator", "ResnetBlock", "NLayerDiscriminator", "MobileResnetGenerator",
-           "MobileResnetBlock", "init_weights", "complexity", "fold_batchnorm"]
+           "MobileResnetBlock", "ReflectionPad2d", "set_pad_mode", "init_weights", "complexity", "fold_batchnorm"]
 
 NORMS = ("instance", "batch", "none")
 
@@ -214,14 +214,98 @@ class NLayerDiscriminator(nn.Module):
 # Mobile generator
 
 
+PAD_MODES = ("auto", "pad", "concat")
+
+
+class ReflectionPad2d(nn.ReflectionPad2d):
+    """Reflection padding by ``padding`` pixels on all four sides, written so LiteRT's XNNPACK delegate runs it.
+
+    Numerically the same as :class:`torch.nn.ReflectionPad2d` (it is a subclass, so ``isinstance`` checks
+    and ``state_dict`` keys are unchanged; it has no parameters) in one of two formulations, both pure
+    copies of input values, so outputs are bit-identical:
+
+    - ``"pad"``: one ``reflection_pad2d`` op (ONNX ``Pad`` with ``mode="reflect"``, TFLite ``MIRROR_PAD``).
+    - ``"concat"``: ``padding`` rounds of ``cat([slice, x, slice])`` along W then H; round ``i`` (1-based)
+      prepends column / row ``2i - 1`` and appends ``n - 2i`` of the tensor padded so far, which is the
+      original's ``i`` and ``n - 1 - i`` (reflection along one axis commutes with the other, so the
+      corners come out right). The axes alternate so no two concatenations along one axis are adjacent:
+      the TFLite converter merges adjacent ones, and XNNPACK delegates a concatenation of at most four
+      inputs (``VisitConcatenationNode`` in TensorFlow Lite's ``xnnpack_delegate.cc``), not the
+      7-input one a merged 3-pixel pad would be.
+    - ``"auto"`` (default): ``"concat"`` while ``torch.export`` traces the model for a converter other
+      than ONNX (``torch.compiler.is_exporting()`` and not ``torch.onnx.is_in_onnx_export()``: the
+      litert-torch path), ``"pad"`` otherwise (eager PyTorch, ONNX, TorchScript for Core ML), where the
+      single op is the faster one.
+
+    Why: XNNPACK has no ``MIRROR_PAD`` kernel, so every reflection pad of ``cyclegan_mobile`` (22 of them)
+    ended an XNNPACK partition: the int8 file ran as 23 delegate partitions with the 22 pads on TFLite's
+    single-threaded builtin kernels, 4-5x slower than the same graph with these slices and
+    concatenations, which XNNPACK delegates (``benchmarks/results/generator_latency*.md``, "pad" rows).
+
+    Args:
+        padding: pixels added on each side (an int, smaller than the input's height and width).
+        mode: one of :data:`PAD_MODES`.
+
+    Shapes: ``(N, C, H, W) -> (N, C, H + 2 padding, W + 2 padding)``, any dtype.
+
+    Raises:
+        ValueError: ``padding`` not a non-negative int, or an unknown ``mode``.
+    """
+
+    def __init__(self, padding: int, mode: str = "auto") -> None:
+        if not isinstance(padding, int) or padding < 0:
+            raise ValueError(f"padding must be a non-negative int, got {padding!r}")
+        super().__init__(padding)
+        self.mode = mode
+        if mode not in PAD_MODES:
+            raise ValueError(f"mode must be one of {PAD_MODES}, got {mode!r}")
+
+    def resolved_mode(self) -> str:
+        """``"pad"`` or ``"concat"``: what :meth:`forward` runs now (``"auto"`` resolved as documented)."""
+        if self.mode != "auto":
+            return self.mode
+        return "concat" if torch.compiler.is_exporting() and not torch.onnx.is_in_onnx_export() else "pad"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.resolved_mode() == "pad":
+            return super().forward(x)
+        p = self.padding[0]
+        for i in range(1, p + 1):
+            for d in (-1, -2):
+                n = x.shape[d]
+                x = torch.cat([x.narrow(d, 2 * i - 1, 1), x, x.narrow(d, n - 2 * i, 1)], d)
+        return x
+
+    def extra_repr(self) -> str:
+        return f"{self.padding[0]}, mode={self.mode!r}"
+
+
+def set_pad_mode(model: nn.Module, mode: str) -> nn.Module:
+    """Set the formulation of every :class:`ReflectionPad2d` in ``model`` (in place; returns ``model``).
+
+    Outputs do not change (see :class:`ReflectionPad2d`); only the exported graph does. Used by the
+    latency benchmark to time the ``"pad"`` (MIRROR_PAD) and ``"concat"`` graphs side by side.
+
+    Raises:
+        ValueError: unknown ``mode``.
+    """
+    if mode not in PAD_MODES:
+        raise ValueError(f"mode must be one of {PAD_MODES}, got {mode!r}")
+    for m in model.modules():
+        if isinstance(m, ReflectionPad2d):
+            m.mode = mode
+    return model
+
+
 class SeparableConv(nn.Sequential):
-    """Reflection pad 1, depthwise 3x3 convolution (no bias), pointwise 1x1 convolution.
+    """Reflection pad 1 (:class:`ReflectionPad2d`), depthwise 3x3 convolution (no bias), pointwise 1x1
+    convolution.
 
     Shapes: ``(N, c_in, H, W) -> (N, c_out, H, W)``.
     """
 
     def __init__(self, c_in: int, c_out: int, bias: bool) -> None:
-        super().__init__(nn.ReflectionPad2d(1), nn.Conv2d(c_in, c_in, 3, groups=c_in, bias=False),
+        super().__init__(ReflectionPad2d(1), nn.Conv2d(c_in, c_in, 3, groups=c_in, bias=False),
                          nn.Conv2d(c_in, c_out, 1, bias=bias))
 
 
@@ -277,7 +361,8 @@ class MobileResnetGenerator(nn.Module):
     - **Depthwise-separable** residual blocks and upsampling convolutions (MobileNets; GAN
       Compression): the full ResNet-9 spends 43.5 of its 49.6 GMACs in dense 3x3 residual convolutions.
     - Only ReLU inside the network and tanh at the end (both have exact int8 kernels); reflection
-      padding is a gather (``MIRROR_PAD`` in TFLite), exact in int8.
+      padding is a copy, exact in int8, written as slices and concatenations in LiteRT graphs
+      (:class:`ReflectionPad2d`: XNNPACK has no ``MIRROR_PAD`` kernel).
 
     Args:
         input_nc: input channels.
@@ -309,7 +394,7 @@ class MobileResnetGenerator(nn.Module):
         if residual_scale is None:
             residual_scale = 0.2 if norm == "none" else 1.0
         bias = norm == "none" or norm == "instance"
-        layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(input_nc, ngf, 7, bias=bias),
+        layers: list[nn.Module] = [ReflectionPad2d(3), nn.Conv2d(input_nc, ngf, 7, bias=bias),
                                    _norm(norm, ngf), nn.ReLU(True)]
         for i in range(2):
             c = ngf * 2 ** i
@@ -320,7 +405,7 @@ class MobileResnetGenerator(nn.Module):
             up = (nn.Upsample(scale_factor=2, mode="nearest") if upsample == "nearest"
                   else nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False))
             layers += [up, SeparableConv(c, c // 2, bias), _norm(norm, c // 2), nn.ReLU(True)]
-        layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, output_nc, 7), nn.Tanh()]
+        layers += [ReflectionPad2d(3), nn.Conv2d(ngf, output_nc, 7), nn.Tanh()]
         self.model = nn.Sequential(*layers)
         init_weights(self)
 

@@ -240,13 +240,20 @@ def _photo_masks(shape: tuple[int, int], aligned: Any, side: int, feather: float
 
 
 def photo_metrics(translator: Any, folders: Sequence[Path], direction: str, call: dict[str, Any],
-                  postfilter: bool, tile: int = 128) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
+                  postfilter: bool, tile: int = 128, estimator: Any = None
+                  ) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
     """Whole-photo translation of every face of every image in ``folders``.
+
+    With ``estimator`` (an :class:`~faceforge.age.AgeEstimator`), each face also gets the photo-level
+    **blur control**: the input photo's paste square blurred (Gaussian, bisection) until its face region
+    is as sharp as the output photo's, and the estimator's age of the face aligned (``utkface`` template,
+    same detection) from the input, the output and the blurred photo.
 
     Returns:
         ``(rows, tiles)``: per face a row (file, face, side of the face in the photo, sharpness ratio in the
-        face region at the photo's resolution, seam ratio, gray photo flag and output chroma), and per face
-        a ``(tile, 2 * tile, 3)`` uint8 tile (input | output around the face, same square of the photo).
+        face region at the photo's resolution, seam ratio, gray photo flag and output chroma; ages and the
+        blur sigma with ``estimator``), and per face a ``(tile, 2 * tile, 3)`` uint8 tile (input | output
+        around the face, same square of the photo).
     """
     import warnings
 
@@ -254,7 +261,8 @@ def photo_metrics(translator: Any, folders: Sequence[Path], direction: str, call
 
     from faceforge.errors import NoFaceError
     from faceforge.imaging import load_image
-    from faceforge.metrics import laplacian_variance, max_chroma, paste_band, seam_ratio
+    from faceforge.faces.align import align_face
+    from faceforge.metrics import blur_to_sharpness, laplacian_variance, max_chroma, paste_band, seam_ratio
     from training.unpaired import list_images
 
     rows, tiles = [], []
@@ -285,8 +293,20 @@ def photo_metrics(translator: Any, folders: Sequence[Path], direction: str, call
                 if gray:
                     row["output_chroma_max"] = max_chroma(run.image, alpha > 0)
                     row["output_chroma_p99"] = max_chroma(run.image, alpha > 0, 99)
-                rows.append(row)
                 ys, xs = np.nonzero(alpha > 0)
+                if estimator is not None:
+                    a0, b0 = max(0, ys.min() - 8), max(0, xs.min() - 8)
+                    a1, b1 = min(rgb.shape[0], ys.max() + 9), min(rgb.shape[1], xs.max() + 9)
+                    fm = face[a0:a1, b0:b1]
+                    target = float(laplacian_variance(np.ascontiguousarray(run.image[a0:a1, b0:b1]), fm)[0])
+                    sub, sigma = blur_to_sharpness(np.ascontiguousarray(rgb[a0:a1, b0:b1]), target, fm)
+                    blurred = rgb.copy()
+                    blurred[a0:a1, b0:b1] = sub
+                    ages = estimator.predict_crops([align_face(im, job.face, estimator.size, "utkface").image
+                                                    for im in (rgb, run.image, blurred)])
+                    row.update(age_in=round(float(ages[0]), 2), age_out=round(float(ages[1]), 2),
+                               age_blur_control=round(float(ages[2]), 2), blur_sigma=round(float(sigma), 3))
+                rows.append(row)
                 cy, cx, half = (ys.min() + ys.max()) / 2, (xs.min() + xs.max()) / 2, (ys.max() - ys.min()) / 2 + 2
                 a, b = int(max(0, cy - half)), int(max(0, cx - half))
                 c, d = int(min(rgb.shape[0], cy + half)), int(min(rgb.shape[1], cx + half))
@@ -486,8 +506,10 @@ def run(generators: dict[str, str | Path], age_weights: str | Path, young: Path,
                                     "output_chroma_max": summarize([max_chroma(o) for o in g_out]),
                                     "output_chroma_p99_face": summarize([max_chroma(o, g_mask, 99) for o in g_out])}
         if photos:
-            rows, tiles = photo_metrics(tr, photos, direction, call_kw, postfilter)
+            rows, tiles = photo_metrics(tr, photos, direction, call_kw, postfilter, estimator=estimator)
             gray_rows = [r for r in rows if r["gray_photo"]]
+            shift = np.array([r["age_out"] - r["age_in"] for r in rows])
+            blur_shift = np.array([r["age_blur_control"] - r["age_in"] for r in rows])
             entry["photos"] = {
                 "folders": [display_path(p) for p in photos], "faces": len(rows),
                 "sharpness_ratio": summarize([r["sharpness_ratio"] for r in rows if r["sharpness_ratio"] is not None]),
@@ -495,6 +517,9 @@ def run(generators: dict[str, str | Path], age_weights: str | Path, young: Path,
                 "gray_faces": len(gray_rows),
                 "gray_output_chroma_max": summarize([r["output_chroma_max"] for r in gray_rows]),
                 "gray_output_chroma_p99": summarize([r["output_chroma_p99"] for r in gray_rows]),
+                "age_shift": summarize(shift), "blur_control_age_shift": summarize(blur_shift),
+                "age_shift_beyond_blur_control": summarize(shift - blur_shift),
+                "blur_control_sigma": summarize([r["blur_sigma"] for r in rows]),
                 "rows": rows,
             }
             photo_tiles.append(np.concatenate(tiles[:grid_rows], axis=0) if tiles else None)
@@ -613,6 +638,17 @@ def markdown(results: dict[str, Any]) -> str:
                 p = g["photos"]
                 lines.append(f"| {label} | {p['faces']} | {_q(p['sharpness_ratio'])} | {_q(p['seam_ratio'])} | "
                              f"{p['gray_faces']} | {_q(p['gray_output_chroma_p99'])} |")
+        if any("age_shift" in g.get("photos", {}) for g in gens.values()):
+            lines += ["", "Age on the photos (the estimator on the face aligned from the input, the output and the "
+                      "photo-level blur control: the input's paste square blurred until its face is as sharp as "
+                      "the output's), per face, median [q1, q3]:", "",
+                      "| generator | age shift | blur control shift | shift beyond blur control | blur sigma (px) |",
+                      "|---|---:|---:|---:|---:|"]
+            for label, g in gens.items():
+                p = g.get("photos", {})
+                if "age_shift" in p:
+                    lines.append(f"| {label} | {_q(p['age_shift'])} | {_q(p['blur_control_age_shift'])} | "
+                                 f"**{_q(p['age_shift_beyond_blur_control'])}** | {_q(p['blur_control_sigma'])} |")
     lines += ["", f"Grid: `{results['grid']}` (git-ignored; rows: faces; columns: input, then per generator its "
               "output and its blur control)"
               + (f"; real-photo faces: `{results['photo_grid']}` (input | output per generator)"

@@ -603,7 +603,8 @@ def kernel_distance(features_a: np.ndarray, features_b: np.ndarray, degree: int 
         features_a, features_b: float ``(N, d)`` and ``(M, d)``, ``N, M >= 2``.
         degree, coef0, gamma: kernel parameters (``gamma`` default ``1 / d``).
         subsets: random subsets averaged (KID's default 100 with 1000 images; 10 here).
-        subset_size: size of each subset (default ``min(N, M)``; drawn without replacement).
+        subset_size: size of each subset (default half of ``min(N, M)``, at least 2; drawn without
+            replacement, so the spread over subsets means something).
         seed: numpy seed of the subsets.
 
     Returns:
@@ -618,7 +619,7 @@ def kernel_distance(features_a: np.ndarray, features_b: np.ndarray, degree: int 
         raise ValueError(f"need (N, d) and (M, d) features with N, M >= 2, got {a.shape} and {b.shape}")
     d = a.shape[1]
     gamma = 1.0 / d if gamma is None else float(gamma)
-    m = min(len(a), len(b)) if subset_size is None else int(subset_size)
+    m = max(2, min(len(a), len(b)) // 2) if subset_size is None else int(subset_size)
     if not 2 <= m <= min(len(a), len(b)):
         raise ValueError(f"subset_size must be in [2, {min(len(a), len(b))}], got {m}")
     rng = np.random.default_rng(seed)

@@ -78,6 +78,9 @@ def test_translate_quality_smoke(setup, astronaut_rgb):
     photos = g["photos"]
     assert photos["faces"] == 1 and photos["seam_ratio"]["n"] == 1 and photos["rows"][0]["file"] == "photos/astronaut.png"
     assert photos["sharpness_ratio"]["median"] > 0 and not photos["rows"][0]["gray_photo"]
+    row = photos["rows"][0]  # the photo-level blur control: ages of input, output and blurred input
+    assert {"age_in", "age_out", "age_blur_control", "blur_sigma"} <= set(row)
+    assert photos["age_shift"]["median"] == pytest.approx(row["age_out"] - row["age_in"], abs=0.02)
     from faceforge import identity
     if identity.is_available():
         assert 0 <= g["same_person_fraction"] <= 1 and g["identity_distance"]["median"] > 0

@@ -292,6 +292,52 @@ def manifest_files(assets: Path | None, arch: str, size: int) -> dict[str, tuple
     return found
 
 
+PAD_GRAPHS = ("mirror_pad", "concat")
+"""How a generator's reflection padding (:class:`faceforge.models.cyclegan.ReflectionPad2d`) is written in
+the LiteRT files: ``mirror_pad`` = one TFLite ``MIRROR_PAD`` op per pad (the graph before the fix; XNNPACK
+has no kernel for it), ``concat`` = slices and concatenations XNNPACK delegates (the default; what the
+exporter writes). ONNX files are always the single ``Pad(mode="reflect")`` graph."""
+DEFAULT_PAD_GRAPH = "concat"
+
+
+def has_reflection_pads(model) -> bool:
+    """Whether ``model`` holds a :class:`faceforge.models.cyclegan.ReflectionPad2d` (whose graph can vary)."""
+    from faceforge.models.cyclegan import ReflectionPad2d
+
+    return any(isinstance(m, ReflectionPad2d) for m in model.modules())
+
+
+def pad_variant(model, pad_graph: str | None):
+    """``model`` itself (``None`` or ``"concat"``: the default ``"auto"`` padding) or a copy whose LiteRT
+    graph keeps ``MIRROR_PAD`` (``"mirror_pad"``). Outputs are bit-identical either way.
+
+    Raises:
+        ValueError: ``pad_graph`` not in :data:`PAD_GRAPHS`.
+    """
+    import copy
+
+    from faceforge.models.cyclegan import set_pad_mode
+
+    if pad_graph is None or pad_graph == "concat":
+        return model
+    if pad_graph not in PAD_GRAPHS:
+        raise ValueError(f"pad graph must be one of {', '.join(PAD_GRAPHS)}, got {pad_graph!r}")
+    return set_pad_mode(copy.deepcopy(model), "pad")
+
+
+def tflite_graph(path: Path, threads: int) -> dict[str, Any]:
+    """How LiteRT runs a ``.tflite`` file at ``threads`` threads with its default XNNPACK delegate:
+    ``{"delegate_partitions": XNNPACK partitions (DELEGATE nodes after delegation), "mirror_pads": MIRROR_PAD
+    ops in the file, "ops": operators in the file}``. A graph XNNPACK covers whole has one partition;
+    every op it cannot run splits the graph and runs on TFLite's builtin kernels."""
+    from faceforge.runtime import LiteRTModel
+
+    interp = LiteRTModel(path, num_threads=threads).interpreter
+    ops = [o["op_name"] for o in interp._get_ops_details()]
+    return {"delegate_partitions": ops.count("DELEGATE"), "mirror_pads": ops.count("MIRROR_PAD"),
+            "ops": len(ops) - ops.count("DELEGATE")}
+
+
 # --------------------------------------------------------------------------------------------------
 # Whole photo: the on-device steps and the server round trip
 
@@ -463,7 +509,8 @@ def run(sizes: Sequence[int] = (256, 128), threads: Sequence[int] = (1, 2),
         repeats: int = 5, warmup: int = 2, calibration_size: int = 32, assets: Path | None = None,
         photo: str | Path | None = "auto", round_trips: bool = True,
         model_kwargs: dict[str, dict[str, Any]] | None = None, out_dir: Path = RESULTS_DIR,
-        name: str = DEFAULT_NAME, plot: bool = True, seed: int = 0) -> dict[str, Any]:
+        name: str = DEFAULT_NAME, plot: bool = True, seed: int = 0,
+        pad_graphs: Sequence[str] = (DEFAULT_PAD_GRAPH,), rounds: int = 1) -> dict[str, Any]:
     """Measure every family x size (see the module docstring) and write ``<out_dir>/<name>.{json,md,png}``.
 
     Args:
@@ -486,6 +533,11 @@ def run(sizes: Sequence[int] = (256, 128), threads: Sequence[int] = (1, 2),
         out_dir, name: where to write the results.
         plot: write the PNG (matplotlib).
         seed: seed of the random weights and inputs.
+        pad_graphs: the LiteRT graphs of reflection padding to time for generators that have it
+            (:data:`PAD_GRAPHS`; ``("mirror_pad", "concat")`` times the graph before and after the XNNPACK
+            fix side by side). Rows carry ``pad_graph``, ``delegate_partitions`` and ``mirror_pads``.
+        rounds: on-device files are timed in this many round-robin rounds of ``repeats`` calls each (so a
+            load change on a shared machine hits every file alike); statistics over all calls.
 
     Returns:
         The JSON document written to ``<name>.json``.
@@ -502,6 +554,12 @@ def run(sizes: Sequence[int] = (256, 128), threads: Sequence[int] = (1, 2),
 
     fmts = _check_args(sizes, threads, formats, families)
     threads = [int(t) for t in threads]
+    bad = [g for g in pad_graphs if g not in PAD_GRAPHS]
+    if not pad_graphs or bad:
+        raise ValueError(f"pad graphs must be among {', '.join(PAD_GRAPHS)}, got {list(pad_graphs)}")
+    if int(rounds) < 1:
+        raise ValueError(f"rounds must be >= 1, got {rounds}")
+    rounds = int(rounds)
     weights = {"translate": translate_weights, "frontalize": frontalize_weights}
     given = {f: load_given_weights(f, weights[f]) if weights[f] else None for f in families}
     assets = DEFAULT_ASSETS if assets is None else assets
@@ -544,25 +602,42 @@ def run(sizes: Sequence[int] = (256, 128), threads: Sequence[int] = (1, 2),
                                        "ms": _stat(v)})
                         print(f"{family:<10} {size:>4}  server {role:<6} {arch:<17} {t}t  {Stat.of(v)} ms", flush=True)
 
-                # on-device: exported files of the mobile generator
+                # on-device: exported files of the mobile generator (per reflection-pad graph, see PAD_GRAPHS)
                 model, arch, config, note = built["mobile"]
-                listed = manifest_files(assets, arch, size) if given[family] is None else {}
-                to_export = [f for f in fmts if f.name not in listed]
-                files = {f: (p, "mobile_assets/" + e["file"]) for f, (p, e) in listed.items()
-                         if f in {x.name for x in fmts}}
-                if to_export:
-                    written = export_at_size(model, arch, size, to_export, tmp / f"{family}-{size}",
-                                             calibration_size, seed)
-                    files.update({f: (p, f"exported here ({note})") for f, p in written.items()})
-                for f in fmts:
-                    path, source = files[f.name]
+                padded = has_reflection_pads(model)
+                variants = list(pad_graphs) if padded else [None]
+                jobs = []  # (format, pad graph, path, source)
+                for k, variant in enumerate(variants):
+                    fm = [f for f in fmts if k == 0 or f.name.startswith("tflite")]  # ONNX: one graph only
+                    use_listed = given[family] is None and (not padded or variant == DEFAULT_PAD_GRAPH)
+                    listed = manifest_files(assets, arch, size) if use_listed else {}
+                    to_export = [f for f in fm if f.name not in listed]
+                    files = {f: (p, "mobile_assets/" + e["file"]) for f, (p, e) in listed.items()
+                             if f in {x.name for x in fm}}
+                    if to_export:
+                        written = export_at_size(pad_variant(model, variant), arch, size, to_export,
+                                                 tmp / f"{family}-{size}-{variant}", calibration_size, seed)
+                        files.update({f: (p, f"exported here ({note})") for f, p in written.items()})
+                    jobs += [(f, variant if f.name.startswith("tflite") else None, *files[f.name]) for f in fm]
+                times = {(i, t): [] for i in range(len(jobs)) for t in threads}
+                inputs = {}
+                for _ in range(rounds):  # round-robin, so a load change on the shared machine hits every file
+                    for i, (f, variant, path, source) in enumerate(jobs):
+                        for t in threads:
+                            v, inputs[i] = time_file(path, t, repeats, warmup, seed)
+                            times[i, t] += v
+                for i, (f, variant, path, source) in enumerate(jobs):
                     for t in threads:
-                        v, inp = time_file(path, t, repeats, warmup, seed)
-                        on_device.append({"family": family, "size": size, "model": arch, "format": f.name,
-                                          "precision": f.precision, "threads": t, "file": path.name,
-                                          "bytes": path.stat().st_size, "source": source, "input": inp,
-                                          "ms": _stat(v)})
-                        print(f"{family:<10} {size:>4}  device {f.name:<14} {t}t  {Stat.of(v)} ms", flush=True)
+                        v = times[i, t]
+                        row = {"family": family, "size": size, "model": arch, "format": f.name,
+                               "precision": f.precision, "threads": t, "file": path.name,
+                               "bytes": path.stat().st_size, "source": source, "input": inputs[i],
+                               "pad_graph": variant, "ms": _stat(v)}
+                        if path.suffix == ".tflite":
+                            row.update(tflite_graph(path, t))
+                        on_device.append(row)
+                        tag = f"{f.name}{'/' + variant if variant else ''}"
+                        print(f"{family:<10} {size:>4}  device {tag:<22} {t}t  {Stat.of(v)} ms", flush=True)
 
                 if photo_bytes is None:
                     continue
@@ -596,7 +671,8 @@ def run(sizes: Sequence[int] = (256, 128), threads: Sequence[int] = (1, 2),
         "benchmark": name, "date": time.strftime("%Y-%m-%d %H:%M"), "machine": platform.machine(),
         "processor": platform.processor() or None, "cpus": os.cpu_count(), "torch": torch.__version__,
         "runtimes": _runtime_versions(), "sizes": [int(s) for s in sizes], "threads": threads,
-        "formats": [f.name for f in fmts], "repeats": repeats, "warmup": warmup,
+        "formats": [f.name for f in fmts], "repeats": repeats, "warmup": warmup, "rounds": rounds,
+        "pad_graphs": list(pad_graphs),
         "weights": {f: (str(weights[f]) if weights[f] else None) for f in families},
         "weights_note": ("rows marked random run seeded random weights: speed does not depend on the values"
                          if any_random else "all rows run the given weights"),
@@ -605,6 +681,7 @@ def run(sizes: Sequence[int] = (256, 128), threads: Sequence[int] = (1, 2),
         "on_device_steps": steps, "skipped": skipped,
     }
     doc["networks"], doc["assumptions"] = network_model(doc)
+    doc["litert_onnx_ratios"] = litert_onnx_ratios(doc)
     write_results(doc, out_dir, name, markdown, write_plot if plot else None)
     return doc
 
@@ -647,8 +724,9 @@ def network_model(doc: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
                      and r["threads"] == t0 and not r["error"] and r["round_trip"]}
             if fmt is None or st is None or not trips:
                 continue
-            gen = next(r for r in doc["on_device"] if r["family"] == family and r["size"] == size
-                       and r["threads"] == t0 and r["format"] == fmt)["ms"]["median"]
+            cands = [r for r in doc["on_device"] if r["family"] == family and r["size"] == size
+                     and r["threads"] == t0 and r["format"] == fmt]
+            gen = next((r for r in cands if r.get("pad_graph") in (None, DEFAULT_PAD_GRAPH)), cands[0])["ms"]["median"]
             on_device = gen + sum(v["median"] for v in st["steps_ms"].values() if v)
             for net, (rtt, up_mbit, down_mbit) in NETWORKS.items():
                 row = {"family": family, "size": size, "network": net, "rtt_ms": rtt, "uplink_mbit_s": up_mbit,
@@ -675,6 +753,21 @@ def network_model(doc: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
     return rows, text
 
 
+def litert_onnx_ratios(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per LiteRT row: its median over the ONNX Runtime row's median of the same family, size and threads
+    (both timed in this run); empty without ONNX rows."""
+    onnx = {(r["family"], r["size"], r["threads"]): r["ms"]["median"] for r in doc["on_device"]
+            if r["format"] == "onnx"}
+    out = []
+    for r in doc["on_device"]:
+        ref = onnx.get((r["family"], r["size"], r["threads"]))
+        if r["format"].startswith("tflite") and ref:
+            out.append({"family": r["family"], "size": r["size"], "threads": r["threads"], "format": r["format"],
+                        "pad_graph": r.get("pad_graph"), "litert_ms": r["ms"]["median"], "onnx_ms": ref,
+                        "ratio": r["ms"]["median"] / ref})
+    return out
+
+
 # --------------------------------------------------------------------------------------------------
 # Output
 
@@ -698,12 +791,25 @@ def markdown(doc: dict[str, Any]) -> str:
         lines.append(f"| {m['family']} | {m['size']} | {m['role']} | {m['model']} | {m['params']:,} | "
                      f"{_gmacs(m['macs'])} | {_gmacs(m['macs_output_pixel'])} | {m['weights']} |")
     lines += ["", "## On-device style: mobile generator file, one invoke (input already in the file's dtype)", "",
-              "| family | size | format | input | file KB | threads | median / p90 ms |",
-              "|---|---:|---|---|---:|---:|---:|"]
+              "Reflection pad graph: `mirror_pad` = TFLite MIRROR_PAD ops (no XNNPACK kernel), `concat` = slices + "
+              "concatenations (delegated); XNNPACK partitions: DELEGATE nodes after delegation (1 = the whole "
+              "graph on XNNPACK).", "",
+              "| family | size | format | pad graph | input | file KB | threads | XNNPACK partitions | median / p90 ms |",
+              "|---|---:|---|---|---|---:|---:|---:|---:|"]
     for r in doc["on_device"]:
         inp = f"{'x'.join(map(str, r['input']['shape']))} {r['input']['dtype']}"
-        lines.append(f"| {r['family']} | {r['size']} | {r['format']} | {inp} | {r['bytes'] / 1024:.0f} | "
-                     f"{r['threads']} | {Stat(**r['ms'])} |")
+        parts = r.get("delegate_partitions")
+        lines.append(f"| {r['family']} | {r['size']} | {r['format']} | {r.get('pad_graph') or '-'} | {inp} | "
+                     f"{r['bytes'] / 1024:.0f} | {r['threads']} | {'-' if parts is None else parts} | "
+                     f"{Stat(**r['ms'])} |")
+    ratios = litert_onnx_ratios(doc)
+    if ratios:
+        lines += ["", "## LiteRT / ONNX Runtime (median over median, same run, same threads)", "",
+                  "| family | size | threads | format | pad graph | LiteRT ms | ONNX Runtime ms | ratio |",
+                  "|---|---:|---:|---|---|---:|---:|---:|"]
+        for q in ratios:
+            lines.append(f"| {q['family']} | {q['size']} | {q['threads']} | {q['format']} | {q['pad_graph'] or '-'} | "
+                         f"{q['litert_ms']:.2f} | {q['onnx_ms']:.2f} | {q['ratio']:.2f} |")
     lines += ["", "## Server: PyTorch generator forward (eval, inference_mode, float32 NCHW)", "",
               "| family | size | role | model | torch threads | median / p90 ms |", "|---|---:|---|---|---:|---:|"]
     for r in doc["server_torch"]:
@@ -758,7 +864,8 @@ def write_plot(doc: dict[str, Any], path: Path) -> None:
 
     n_rows = len(doc["on_device"]) + len(doc["server_torch"])
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(14, max(4.8, 0.22 * n_rows)))
-    bars = [(f"{r['family']} {r['size']} {r['format']} {r['threads']}t", r["ms"], "tab:blue") for r in doc["on_device"]]
+    bars = [(f"{r['family']} {r['size']} {r['format']}{'/' + r['pad_graph'] if r.get('pad_graph') else ''} "
+             f"{r['threads']}t", r["ms"], "tab:blue") for r in doc["on_device"]]
     bars += [(f"{r['family']} {r['size']} torch {r['role']} {r['threads']}t", r["ms"],
               "tab:red" if r["role"] == "full" else "tab:orange") for r in doc["server_torch"]]
     y = np.arange(len(bars))
@@ -811,6 +918,12 @@ def _command():
     @click.option("--families", default="translate,frontalize", show_default=True)
     @click.option("--repeats", type=click.IntRange(1), default=5, show_default=True)
     @click.option("--warmup", type=click.IntRange(0), default=2, show_default=True)
+    @click.option("--rounds", type=click.IntRange(1), default=1, show_default=True,
+                  help="Round-robin rounds of --repeats calls per on-device file (a shared machine's load hits "
+                       "every file alike).")
+    @click.option("--pad-graphs", default=DEFAULT_PAD_GRAPH, show_default=True,
+                  help="LiteRT graphs of reflection padding to time (mirror_pad: before the XNNPACK fix, concat: "
+                       "after); e.g. mirror_pad,concat.")
     @click.option("--photo", default="auto", show_default=True,
                   help="'auto' (first shared portrait with a face), a photo path, or 'none'.")
     @click.option("--no-round-trip", is_flag=True, help="Skip the HTTP round trips (and the network model).")
@@ -820,8 +933,8 @@ def _command():
     @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=RESULTS_DIR,
                   show_default=True)
     @click.option("--name", default=DEFAULT_NAME, show_default=True, help="Stem of the result files.")
-    def main(translate_weights, frontalize_weights, sizes, threads, formats, families, repeats, warmup, photo,
-             no_round_trip, assets, out_dir, name) -> None:
+    def main(translate_weights, frontalize_weights, sizes, threads, formats, families, repeats, warmup, rounds,
+             pad_graphs, photo, no_round_trip, assets, out_dir, name) -> None:
         """Latency of the image-to-image generators: on-device files (LiteRT fp16/int8, ONNX Runtime) vs server
         (PyTorch full and mobile, whole-photo HTTP round trip), at 256 and 128, plus phone networks.
 
@@ -833,7 +946,8 @@ def _command():
             run(parse_ints(sizes), parse_ints(threads), [f.strip() for f in formats.split(",") if f.strip()],
                 [f.strip() for f in families.split(",") if f.strip()], translate_weights, frontalize_weights,
                 repeats, warmup, assets=assets, photo=None if photo == "none" else photo,
-                round_trips=not no_round_trip, out_dir=out_dir, name=name)
+                round_trips=not no_round_trip, out_dir=out_dir, name=name, rounds=rounds,
+                pad_graphs=[g.strip() for g in pad_graphs.split(",") if g.strip()])
         except (ValueError, FileNotFoundError, FaceforgeError) as exc:
             raise click.ClickException(str(exc)) from None
         click.echo(f"wrote {Path(out_dir) / name}.json|md|png")

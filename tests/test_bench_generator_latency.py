@@ -68,3 +68,28 @@ def test_generator_latency_tiny_end_to_end(tmp_path, astronaut_rgb, one_torch_th
     assert len(doc["on_device_steps"]) == 2
     assert len(doc["networks"]) == 2 * 4
     assert all(n["on_device_ms"] > 0 and n["server_full_warm_ms"] > n["rtt_ms"] for n in doc["networks"])
+
+
+def test_pad_variants_and_litert_onnx_ratio():
+    import torch
+
+    from benchmarks.generator_latency import has_reflection_pads, litert_onnx_ratios, pad_variant
+    from faceforge.models import create_model
+
+    g = create_model("cyclegan_mobile", ngf=4, n_blocks=1)
+    assert has_reflection_pads(g) and not has_reflection_pads(create_model("pix2pix_mobile", ngf=4, num_downs=5))
+    old = pad_variant(g, "mirror_pad")
+    assert old is not g and pad_variant(g, "concat") is g
+    assert {m.mode for m in old.modules() if hasattr(m, "resolved_mode")} == {"pad"}
+    x = torch.rand(1, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(old(x), g(x))
+    with pytest.raises(ValueError, match="pad graph"):
+        pad_variant(g, "reflect")
+    row = {"family": "translate", "size": 128, "threads": 1}
+    doc = {"on_device": [{**row, "format": "onnx", "pad_graph": None, "ms": {"median": 20.0}},
+                         {**row, "format": "tflite_int8", "pad_graph": "mirror_pad", "ms": {"median": 45.0}},
+                         {**row, "format": "tflite_int8", "pad_graph": "concat", "ms": {"median": 10.0}},
+                         {**row, "threads": 2, "format": "tflite_int8", "pad_graph": "concat", "ms": {"median": 9.0}}]}
+    ratios = litert_onnx_ratios(doc)
+    assert [(q["pad_graph"], q["ratio"]) for q in ratios] == [("mirror_pad", 2.25), ("concat", 0.5)]

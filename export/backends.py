@@ -187,6 +187,16 @@ def embed_tflite_metadata(path: Path, metadata: dict[str, str], name: str = TFLI
         metadata: key -> text pairs, stored as one UTF-8 JSON object.
         name: metadata entry name.
 
+    See :func:`embed_tflite_entry` (which this calls) for the file's weights and the errors.
+    """
+    embed_tflite_entry(path, name, json.dumps(metadata, sort_keys=True).encode())
+
+
+def embed_tflite_entry(path: Path, name: str, data: bytes) -> None:
+    """Add (or replace) the ``Model.metadata`` entry ``name`` of a ``.tflite`` file, holding ``data``
+    (its own buffer), rewriting the file in place (atomically). Anything after the flatbuffer (an
+    appended zip of associated files) is dropped: append such files last.
+
     Weight data stored after the flatbuffer (``Buffer.offset``/``size``, which ai-edge-quantizer 0.x
     writes once its weights reach 256 KiB, e.g. the 256x256 ``cyclegan_mobile``) is moved back inside
     the flatbuffer, since the object-API round trip would otherwise drop it; the interpreter reads
@@ -213,7 +223,7 @@ def embed_tflite_metadata(path: Path, metadata: dict[str, str], name: str = TFLI
 
     model.metadata = [m for m in (model.metadata or []) if entry_name(m) != name]
     entry_buffer = schema.BufferT()
-    entry_buffer.data = np.frombuffer(json.dumps(metadata, sort_keys=True).encode(), dtype=np.uint8)
+    entry_buffer.data = np.frombuffer(data, dtype=np.uint8)
     model.buffers.append(entry_buffer)
     entry = schema.MetadataT()
     entry.name = name
@@ -243,6 +253,12 @@ def _finish_tflite(job: ExportJob, fmt: str, path: Path, notes: list[str], proba
     if probabilities and job.spec.labels:
         metadata["output"] = "probabilities (softmax inside the model) in label order"
     embed_tflite_metadata(path, metadata)
+    support = _tflite_support_description(job, probabilities)
+    if support is not None:  # TFLite Support ModelMetadata (Android Studio binding, Task Library), then its files
+        from export import tflite_metadata
+
+        embed_tflite_entry(path, tflite_metadata.METADATA_NAME, tflite_metadata.build_metadata(support))
+        tflite_metadata.append_associated_files(path, support)
     detail_in, detail_out = tflite_tensor_details(path)
     from ai_edge_litert.interpreter import Interpreter
 
@@ -251,13 +267,43 @@ def _finish_tflite(job: ExportJob, fmt: str, path: Path, notes: list[str], proba
     return Artifact(fmt, path, _tensor_info(detail_in, "NHWC", in_name),
                     _tensor_info(detail_out, output_layout(job, True), out_name),
                     embedded_metadata={"where": f"TFLite Model.metadata entry {TFLITE_METADATA_NAME!r} "
-                                                "(UTF-8 JSON)", "keys": sorted(job.metadata)},
+                                                "(UTF-8 JSON)" + (", and 'TFLITE_METADATA' (TFLite Support "
+                                                "ModelMetadata: image input, normalization mean/std, "
+                                                + ("labels.txt appended as an uncompressed zip" if job.spec.labels
+                                                   else "image output") + ")" if support is not None else ""),
+                                      "keys": sorted(job.metadata)},
                     inspection={"ops": dict(sorted(ops.items())), "signature": "serving_default"},
                     output_values=("probabilities" if probabilities else "logits") if job.spec.labels else "image",
-                    notes=notes + ["TFLite Support ModelMetadata (Task Library) is not written: its writer "
-                                   "(tflite-support 0.4.4) requires protobuf<4, incompatible with this "
-                                   "toolchain; labels and normalization are in the 'faceforge' JSON entry "
-                                   "and in this manifest."])
+                    notes=notes + ([] if support is not None else [
+                        "no TFLite Support ModelMetadata: the input is not an image"]) + [
+                        "TFLite Support metadata is written with flatbuffers from its schema (export/tflite_metadata.py): "
+                        "the tflite-support 0.4.4 writer pins protobuf<4 and needs libusb"])
+
+
+def _tflite_support_description(job: ExportJob, probabilities: bool):
+    """The TFLite Support metadata of an image model's file (``None`` for latent inputs): the input image
+    (colour space, size; normalization ``x = (pixel - mean) / std`` with ``mean = -offset / scale``,
+    ``std = 1 / scale``, the model's value range as Stats) and the output (labels file and [0, 1] range
+    for probabilities; the image and its range for image-to-image models)."""
+    from export import tflite_metadata as tm
+
+    i = job.spec.input
+    if i.kind != "image":
+        return None
+    channels, height, width = i.shape
+    in_name, out_name = io_names(job, probabilities)
+    mean, std = [-i.offset / i.scale] * channels, [1.0 / i.scale] * channels
+    source = tm.TensorDescription(in_name, job.metadata.get("input", "aligned face"), image=i.colour,
+                                  size=(width, height), mean=mean, std=std, value_range=tuple(i.value_range))
+    if job.spec.labels:
+        what = "probabilities (softmax) in label order" if probabilities else "logits (unnormalized scores) in label order"
+        target = tm.TensorDescription(out_name, what, labels=list(job.spec.labels),
+                                      value_range=(0.0, 1.0) if probabilities else None)
+    else:
+        target = tm.TensorDescription(out_name, job.metadata.get("output", "image"), image=i.colour,
+                                      size=(width, height), value_range=tuple(i.value_range))
+    return tm.ModelDescription(job.spec.name, job.spec.description, job.version, "faceforge", job.spec.license,
+                               [source], [target])
 
 
 @try_export("tflite_fp32")

@@ -310,6 +310,91 @@ def test_coreml_program_inspected_and_proxy_close(round_trip, name):
     assert res.prob_max_abs_error < 0.05
 
 
+class _Fb:
+    """A minimal reader of the TFLite Support ``ModelMetadata`` flatbuffer, by field slot (the schema's
+    declaration order, ``metadata_schema.fbs``), to check what :mod:`export.tflite_metadata` wrote."""
+
+    def __init__(self, buf: bytes, pos: int | None = None) -> None:
+        import flatbuffers
+
+        self.buf = bytearray(buf)
+        if pos is None:  # the root table
+            pos = flatbuffers.encode.Get(flatbuffers.packer.uoffset, self.buf, 0)
+        self.t = flatbuffers.table.Table(self.buf, pos)
+
+    def _o(self, slot: int) -> int:
+        return self.t.Offset(4 + 2 * slot)
+
+    def string(self, slot: int) -> str | None:
+        o = self._o(slot)
+        return self.t.String(o + self.t.Pos).decode() if o else None
+
+    def byte(self, slot: int) -> int:
+        import flatbuffers
+
+        o = self._o(slot)
+        return self.t.Get(flatbuffers.number_types.Uint8Flags, o + self.t.Pos) if o else 0
+
+    def table(self, slot: int) -> "_Fb | None":
+        o = self._o(slot)
+        return _Fb(self.buf, self.t.Indirect(o + self.t.Pos)) if o else None
+
+    def tables(self, slot: int) -> list["_Fb"]:
+        o = self._o(slot)
+        if not o:
+            return []
+        start = self.t.Vector(o)
+        return [_Fb(self.buf, self.t.Indirect(start + 4 * i)) for i in range(self.t.VectorLen(o))]
+
+    def floats(self, slot: int) -> list[float]:
+        import flatbuffers
+
+        o = self._o(slot)
+        start = self.t.Vector(o)
+        return [self.t.Get(flatbuffers.number_types.Float32Flags, start + 4 * i) for i in range(self.t.VectorLen(o))]
+
+
+@pytest.mark.export
+@pytest.mark.slow
+def test_tflite_files_carry_tflite_support_metadata(round_trip):
+    """The TFLITE_METADATA entry (M001 flatbuffer) describes the gray 48x48 input with the manifest's
+    normalization as mean/std and links labels.txt, appended as an uncompressed zip the interpreter ignores."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    from export import tflite_metadata as tm
+
+    model, job, x, ref, tmp = round_trip
+    fmt = FORMATS["tflite_fp32"]
+    art = fmt.backend(job, tmp / "support" / fmt.relpath("mini_xception"))
+    buf = art.path.read_bytes()
+    tfl = schema.Model.GetRootAs(bytearray(buf), 0)
+    entries = {tfl.Metadata(i).Name().decode(): tfl.Metadata(i).Buffer() for i in range(tfl.MetadataLength())}
+    data = tfl.Buffers(entries[tm.METADATA_NAME]).DataAsNumpy().tobytes()
+    assert data[4:8] == tm.FILE_IDENTIFIER
+    meta = _Fb(data)
+    assert (meta.string(0), meta.string(2), meta.string(4), meta.string(7)) == ("mini_xception", "t", "faceforge",
+                                                                                 "1.0.0")
+    (subgraph,) = meta.tables(3)
+    (image,) = subgraph.tables(2)
+    (scores,) = subgraph.tables(3)
+    content = image.table(3)
+    assert image.string(0) == "image" and content.byte(0) == tm.CONTENT_IMAGE
+    assert content.table(1).byte(0) == tm.COLOR_SPACE["gray"]
+    (unit,) = image.tables(4)
+    assert unit.byte(0) == tm.PROCESS_NORMALIZATION
+    mean, std = unit.table(1).floats(0), unit.table(1).floats(1)
+    scale, offset = SPEC.input.scale, SPEC.input.offset
+    assert np.allclose([-mean[0] / std[0], 1 / std[0]], [offset, scale])  # x = (p - mean) / std
+    assert image.table(5).floats(0) == [1.0] and image.table(5).floats(1) == [-1.0]
+    (labels_file,) = scores.tables(6)
+    assert labels_file.string(0) == tm.LABELS_FILE and labels_file.byte(2) == tm.FILE_TENSOR_AXIS_LABELS
+    with zipfile.ZipFile(art.path) as zf:
+        assert [i.compress_type for i in zf.infolist()] == [zipfile.ZIP_STORED]
+        assert zf.read(tm.LABELS_FILE).decode().split() == list(SPEC.labels)
+    res = parity.measure(fmt, art.path, art.input, art.output, model, x, None, reference=ref)  # still runs
+    assert res.top1_agreement == 1.0
+
+
 @pytest.mark.export
 def test_int8_backend_needs_calibration(tmp_path):
     pytest.importorskip("litert_torch", reason="export toolchain not installed")

@@ -40,8 +40,9 @@ selected face is aligned at *its own* resolution ``S_hi`` (the photo's pixels pe
 input's own fine detail is kept) and ``up`` a bilinear resize to ``S_hi``. This is a two-band
 Laplacian-pyramid blend (Burt & Adelson, "The Laplacian Pyramid as a Compact Image Code", IEEE Trans.
 Commun. 1983; "A Multiresolution Spline", ACM TOG 1983): low bands from the generator, high bands
-from the photo. Grayscale faces (all channels within 2 levels) get a grey change, so grayscale in is
-grayscale out. ``detail="off"`` pastes the generator's ``S`` x ``S`` output as it is (the earlier
+from the photo. The change's colour part is scaled by the face's own colourfulness (``mean_chroma /
+20``, at most 1): a grey face gets a grey change (grayscale in, grayscale out), a toned or faded print
+keeps most of its tone, a colour face takes the change in full. ``detail="off"`` pastes the generator's ``S`` x ``S`` output as it is (the earlier
 behaviour, and what the phone path in ``mobile_assets/`` does).
 
 Post-filter (``postfilter=True``): the seed project smoothed its CycleGAN outputs with "a Gaussian
@@ -75,7 +76,7 @@ if TYPE_CHECKING:  # imported lazily at run time: the detector loads LiteRT
     from faceforge.faces.detect import Face, FaceDetector
 
 __all__ = ["TranslateTask", "TASKS", "DIRECTIONS", "DETAIL_MODES", "get_task", "resolve_weights",
-           "load_generators", "parse_face_selection", "select_faces", "postfilter", "is_grayscale",
+           "load_generators", "parse_face_selection", "select_faces", "postfilter", "mean_chroma", "is_grayscale",
            "transfer_change", "TranslatedFace", "TranslationResult", "FaceTranslator"]
 
 DETAIL_MODES = ("transfer", "off")
@@ -306,10 +307,21 @@ def postfilter(rgb: np.ndarray, blur_sigma: float | None = None, sharpen_sigma: 
     return np.clip(np.rint(x), 0, 255).astype(np.uint8)
 
 
-def is_grayscale(rgb: np.ndarray, tolerance: int = 2) -> bool:
-    """Whether a uint8 ``(H, W, 3)`` RGB image is grey: every pixel's channels within ``tolerance`` levels."""
+def mean_chroma(rgb: np.ndarray) -> float:
+    """Mean chroma of a uint8 ``(H, W, 3)`` RGB image: per pixel, largest minus smallest channel, in uint8
+    levels, averaged. Grey images measure 0, a toned black-and-white face ~13, colour faces ~20-40."""
     x = rgb.astype(np.int16)
-    return bool(max(np.abs(x[..., 0] - x[..., 1]).max(), np.abs(x[..., 1] - x[..., 2]).max()) <= tolerance)
+    return float((x.max(axis=2) - x.min(axis=2)).mean())
+
+
+def is_grayscale(rgb: np.ndarray, tolerance: float = 1.0) -> bool:
+    """Whether a uint8 ``(H, W, 3)`` RGB image is grey: :func:`mean_chroma` at most ``tolerance`` levels."""
+    return mean_chroma(rgb) <= tolerance
+
+
+FULL_CHROMA = 20.0
+"""Mean chroma (uint8 levels) from which a face takes the generator's colour change in full (see
+:func:`transfer_change`)."""
 
 
 def transfer_change(hi: np.ndarray, lo: np.ndarray, out_lo: np.ndarray, sigma: float = 1.0) -> np.ndarray:
@@ -317,8 +329,9 @@ def transfer_change(hi: np.ndarray, lo: np.ndarray, out_lo: np.ndarray, sigma: f
 
     ``hi + up(G_sigma * (out_lo - lo))``: the change ``out_lo - lo`` at the generator's size, low-passed
     with a Gaussian of ``sigma`` px (OpenCV ``GaussianBlur``, reflected borders; 0: no low-pass),
-    resized bilinearly to ``hi``'s side and added. A grayscale ``hi`` (:func:`is_grayscale`) gets the
-    change's mean over channels, so it stays grey. Source: two-band Laplacian-pyramid blending, Burt &
+    resized bilinearly to ``hi``'s side and added. The change's colour part (its deviation from its mean
+    over channels) is scaled by ``min(1, mean_chroma(hi) / FULL_CHROMA)``, so a grey ``hi`` stays grey
+    and a faded one is not tinted by the generator's colour bias. Source: two-band Laplacian-pyramid blending, Burt &
     Adelson 1983.
 
     Args:
@@ -343,8 +356,8 @@ def transfer_change(hi: np.ndarray, lo: np.ndarray, out_lo: np.ndarray, sigma: f
     delta = out_lo.astype(np.float32) - lo.astype(np.float32)
     if sigma > 0:
         delta = cv2.GaussianBlur(delta, (0, 0), float(sigma), borderType=cv2.BORDER_REFLECT_101)
-    if is_grayscale(hi):
-        delta = np.repeat(delta.mean(axis=2, keepdims=True), 3, axis=2)
+    grey = delta.mean(axis=2, keepdims=True)
+    delta = grey + min(1.0, mean_chroma(hi) / FULL_CHROMA) * (delta - grey)
     if delta.shape[:2] != hi.shape[:2]:
         delta = cv2.resize(delta, (hi.shape[1], hi.shape[0]), interpolation=cv2.INTER_LINEAR)
     return np.clip(np.rint(hi.astype(np.float32) + delta), 0, 255).astype(np.uint8)

@@ -34,7 +34,7 @@ from faceforge.errors import (CheckpointError, ImageTooSmallError, InvalidFieldE
                               TruncatedImageError, UnsupportedFormatError, WeightsNotFoundError)
 
 from server import request_models
-from server.api import EXTENSION_KEY, get_config, get_hub, read_upload, require_upload
+from server.api import EXTENSION_KEY, get_config, get_hub, read_upload, request_limits, require_upload
 from server.errors import JobFinishedError, JobNotFinishedError, JobNotFoundError, QueueFullError
 from server.jobs import Job, JobQueue
 from server.schemas import JOB_TASKS, JOBS_PATH, task_path
@@ -89,7 +89,7 @@ def _parse(task: str) -> dict[str, Any]:
     Order: the body (JSON or form), the configured weights the task needs (503 before any field is
     looked at), the uploads (read and decoded: a bad image is a synchronous 4xx), then the fields.
     """
-    config, hub = get_config(), get_hub()
+    hub = get_hub()
     f = _fields()
     model = request_models.MODELS[task]
     attributes = None
@@ -108,8 +108,7 @@ def _parse(task: str) -> dict[str, Any]:
     if task == "virtual-model" and "source" not in request.files:
         hub.stylegan_weights_path("base")  # the source person is generated
     uploads = {name: _image(name, required=model.model_fields[name].is_required()) for name in model.uploads}
-    limits = request_models.Limits(max_images=config.max_images, max_steps=config.max_project_steps,
-                                   attributes=attributes)
+    limits = request_limits(attributes)
     try:
         payload = request_models.validate_job_request(task, f, uploads, limits)
     except MissingFieldError as exc:

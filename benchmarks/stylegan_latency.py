@@ -156,7 +156,8 @@ def run(resolutions: Sequence[int] = (32, 64, 128, 256), batch_sizes: Sequence[i
            "torch": torch.__version__, "threads": torch.get_num_threads(), "repeats": repeats, "warmup": warmup,
            "config": base, "weights": "random (speed does not depend on the values)",
            "trained": [str(w) if str(w) == "default" else Path(w).name for w in weights], "rows": rows}
-    write_results(doc, out_dir, name, markdown, write_plot if plot else None)
+    has_random = any(r["weights"] == "random" for r in rows)  # the plot is over resolutions of random configs
+    write_results(doc, out_dir, name, markdown, write_plot if plot and has_random else None)
     return doc
 
 

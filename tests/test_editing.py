@@ -242,3 +242,21 @@ def test_cli_refuses_directions_of_another_generator(tmp_path):
     result = CliRunner().invoke(main, ["stylegan", "edit", "--weights", str(weights), "--seeds", "1",
                                        "--attribute", "age", "-o", str(tmp_path / "x.png")])
     assert result.exit_code != 0 and "stylegan directions" in result.output
+
+
+def test_cli_directions_makes_a_file_edit_accepts(default_G, tmp_path):
+    from faceforge.cli import main
+
+    out = tmp_path / "dirs.json"
+    result = CliRunner().invoke(main, ["stylegan", "directions", "--attributes", "gender,smile", "--samples", "200",
+                                       "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    dirs = E.Directions.load(out)
+    assert dirs.attributes == ("gender", "smile") and dirs.meta["samples"] == 200
+    assert dirs.meta["generator_sha256"] == E.file_sha256(default_G[1]) and "/" not in dirs.meta["generator"]
+    assert dirs.meta["classifiers"]["age_gender"]["heldout"]["gender_accuracy"] > 0.8
+    edit = CliRunner().invoke(main, ["stylegan", "edit", "--directions", str(out), "--seeds", "1", "--attribute",
+                                     "gender", "--frames", "2", "-o", str(tmp_path / "g.png")])
+    assert edit.exit_code == 0, edit.output
+    bad = CliRunner().invoke(main, ["stylegan", "directions", "--attributes", "beauty", "-o", str(out)])
+    assert bad.exit_code == 2 and "--attributes" in bad.output

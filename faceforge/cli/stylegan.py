@@ -361,9 +361,13 @@ def directions(weights: str, attributes: str, samples: int, ratio: float, seed: 
     from faceforge.errors import FaceforgeError
     from faceforge.models import get_spec
 
+    from faceforge.editing import ATTRIBUTES
+
+    names = [a.strip() for a in attributes.split(",") if a.strip()]
+    if not names or any(a not in ATTRIBUTES for a in names):
+        raise click.BadParameter(f"choose from {', '.join(ATTRIBUTES)}, got {attributes!r}", param_hint="--attributes")
     G = _load(weights)
     file = get_spec("stylegan2").default_weights_path if str(weights) == "default" else Path(weights)
-    names = [a.strip() for a in attributes.split(",") if a.strip()]
     command = "faceforge stylegan directions " + " ".join(
         shlex.quote(Path(a).name if a.startswith("/") else a) for a in sys.argv[3:]) if len(sys.argv) > 2 else ""
     with click.progressbar(length=samples, label="scoring samples") as bar:

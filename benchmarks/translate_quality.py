@@ -347,7 +347,7 @@ def run(generators: dict[str, str | Path], age_weights: str | Path, young: Path,
         identity: bool = True, out_dir: Path = RESULTS_DIR, name: str = DEFAULT_NAME, grid_rows: int = 8,
         threads: int | None = None, options: dict[str, dict[str, Any]] | None = None, crop_size: int | None = None,
         old_reference: Path | None = None, photos: Sequence[Path] = (), gray_faces: int = 64,
-        figures: Path = FIGURES_DIR) -> dict[str, Any]:
+        figures: Path = FIGURES_DIR, note: str = "") -> dict[str, Any]:
     """Measure every generator on the same faces; write ``<name>.json|md`` and the grid JPEG.
 
     Args:
@@ -369,6 +369,7 @@ def run(generators: dict[str, str | Path], age_weights: str | Path, young: Path,
         photos: folders of real photos for the whole-photo figures.
         gray_faces: inputs made gray for the chroma test (0: skip).
         figures: folder of the grid JPEG.
+        note: free text printed under the title (e.g. what code state the "after" generator ran).
 
     Returns:
         The JSON-ready results dict.
@@ -410,7 +411,7 @@ def run(generators: dict[str, str | Path], age_weights: str | Path, young: Path,
     emb_in = embed(crops)
 
     results: dict[str, Any] = {
-        "task": task, "direction": direction, "postfilter": postfilter, "faces": len(crops), "size": size,
+        "note": note, "task": task, "direction": direction, "postfilter": postfilter, "faces": len(crops), "size": size,
         "young_folder": display_path(young), "limit": limit,
         "estimator": {**{k: v for k, v in estimator.describe().items() if k != "weights"},
                       "weights": "default" if str(age_weights) == "default" else display_path(age_weights),
@@ -568,6 +569,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"# Translation quality: task `{results['task']}` {results['direction']}, {results['faces']} held-out faces "
         f"at {results['size']} px{' + post-filter' if results['postfilter'] else ''}",
         "",
+        *([results["note"], ""] if results.get("note") else []),
         f"Faces: `{results['young_folder']}` (first {results['faces']} by name). Age estimator: `{est['name']}` "
         f"{est['version']} (input {est['input_size']} px"
         + (f"; test MAE {est['metrics']['test_mae']} years" if est.get("metrics") else "") + ")"
@@ -717,8 +719,9 @@ def _command():
                   help="Inputs made gray for the grayscale-in, grayscale-out check (0: skip).")
     @click.option("--figures", type=click.Path(file_okay=False, path_type=Path), default=FIGURES_DIR,
                   show_default=True, help="Folder of the grid JPEGs (git-ignored by default).")
+    @click.option("--note", default="", help="Free text printed under the title of the report.")
     def main(generator_items, age_weights, young, old, old_reference, limit, task, direction, postfilter, no_identity,
-             out_dir, name, threads, option_items, crop_size, photos, gray_faces, figures) -> None:
+             out_dir, name, threads, option_items, crop_size, photos, gray_faces, figures, note) -> None:
         """Age shift beyond a blur control, sharpness, realism, identity, seams and chroma of CycleGAN
         translators on held-out faces (and real photos); writes md/json and grid JPEGs."""
         from faceforge.errors import FaceforgeError
@@ -728,7 +731,7 @@ def _command():
             run(gens, age_weights, young, old=old, limit=limit, task=task,
                 direction=direction, postfilter=postfilter, identity=not no_identity, out_dir=out_dir, name=name,
                 threads=threads, options=parse_options(option_items, list(gens)), crop_size=crop_size,
-                old_reference=old_reference, photos=photos, gray_faces=gray_faces, figures=figures)
+                old_reference=old_reference, photos=photos, gray_faces=gray_faces, figures=figures, note=note)
         except (FaceforgeError, FileNotFoundError, ValueError) as exc:
             raise click.ClickException(str(exc)) from None
 

@@ -25,6 +25,14 @@ def _is_cli(name: str) -> bool:
     return name == CLI_PACKAGE or name.startswith(CLI_PACKAGE + ".") or name in CLI_MODULES
 
 
+DEPRECATED_ALIASES = {
+    # faceforge.checkpoints.load_stylegan2 & co. forward (importlib, PEP 562 __getattr__) to the module they
+    # moved to, for callers not yet updated (training/stylegan2.py). The edge is seen (see _imports) and left
+    # out of the cycle check only while such a caller exists: test_deprecated_aliases_are_still_needed.
+    ("faceforge.checkpoints", "faceforge.models.stylegan2_convert"): ("training/stylegan2.py", "load_stylegan2"),
+}
+
+
 def _modules() -> dict[str, Path]:
     mods = {}
     for path in (REPO / "faceforge").rglob("*.py"):
@@ -40,6 +48,8 @@ def _imports(name: str, path: Path, mods: dict[str, Path], module_level_only: bo
     nodes = tree.body if module_level_only else list(ast.walk(tree))
     found = []
     for node in nodes:
+        if isinstance(node, ast.Call) and _dynamic_import(node):  # importlib.import_module("pkg.mod")
+            found.append((node.args[0].value, node.lineno))
         if isinstance(node, ast.Import):
             found += [(alias.name, node.lineno) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -53,6 +63,14 @@ def _imports(name: str, path: Path, mods: dict[str, Path], module_level_only: bo
                 sub = f"{module}.{alias.name}"
                 found.append((sub if sub in mods else module, node.lineno))
     return found
+
+
+def _dynamic_import(node: ast.Call) -> bool:
+    """``importlib.import_module("literal")`` or ``__import__("literal")``: an import the statements miss."""
+    f = node.func
+    named = (isinstance(f, ast.Attribute) and f.attr == "import_module") or (isinstance(f, ast.Name) and
+                                                                              f.id in ("import_module", "__import__"))
+    return named and bool(node.args) and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)
 
 
 def _graph(module_level_only: bool) -> dict[str, set[str]]:
@@ -131,8 +149,22 @@ def test_no_import_cycles_through_function_level_imports():
     """No allowance: an import inside a function body still makes a cycle (the StyleGAN2 converters
     that closed checkpoints -> models.registry -> models.stylegan2 -> checkpoints moved to
     ``faceforge/models/stylegan2_convert.py``)."""
-    cycles = _cycles(_graph(module_level_only=False))
+    graph = _graph(module_level_only=False)
+    for source, target in DEPRECATED_ALIASES:
+        graph[source].discard(target)
+    cycles = _cycles(graph)
     assert cycles == [], f"import cycles (hidden by imports inside functions): {cycles}"
+
+
+def test_deprecated_aliases_are_still_needed():
+    """Each forwarding alias left out of the cycle check has a caller that still uses it; once the caller
+    imports from the new module, delete the alias (and its entry here)."""
+    graph = _graph(module_level_only=False)
+    for (source, target), (caller, name) in DEPRECATED_ALIASES.items():
+        assert target in graph[source], f"{source} no longer forwards to {target}: drop the entry"
+        text = (REPO / caller).read_text()
+        assert f"from {source} import" in text and name in text, (
+            f"{caller} no longer imports {name} from {source}: delete the alias in {source} and this entry")
 
 
 def test_stylegan2_converters_sit_above_format_and_network():
@@ -140,7 +172,8 @@ def test_stylegan2_converters_sit_above_format_and_network():
     and the checkpoint format imports no model."""
     graph = _graph(module_level_only=False)
     assert {"faceforge.checkpoints", "faceforge.models.stylegan2"} <= graph["faceforge.models.stylegan2_convert"]
-    assert not {m for m in graph["faceforge.checkpoints"] if m.startswith("faceforge.models")}
+    aliases = {target for source, target in DEPRECATED_ALIASES if source == "faceforge.checkpoints"}
+    assert not {m for m in graph["faceforge.checkpoints"] if m.startswith("faceforge.models")} - aliases
     assert "faceforge.models.stylegan2_convert" not in graph["faceforge.models.stylegan2"]
 
 
@@ -150,3 +183,5 @@ def test_the_walker_sees_function_level_imports(tmp_path):
     found = _imports("faceforge.cli.demo", mods["faceforge.cli.demo"], mods, module_level_only=False)
     assert any(imported.startswith("server") for imported, _ in found)  # demo's lazy server import
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [{"a", "b", "c"}]
+    dynamic = _imports("faceforge.checkpoints", mods["faceforge.checkpoints"], mods, module_level_only=False)
+    assert any(imported == "faceforge.models.stylegan2_convert" for imported, _ in dynamic)  # importlib seen

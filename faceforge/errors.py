@@ -105,6 +105,15 @@ class FaceSelectionError(FaceforgeError):
     status = 422
 
 
+class PoseOutOfRangeError(FaceforgeError):
+    """Every selected face is turned beyond what the model was trained on (e.g. the frontalizer's yaw
+    range), so no result is returned rather than an unreliable one."""
+
+    slug = "pose-out-of-range"
+    title = "The face is turned beyond the model's trained range"
+    status = 422
+
+
 # --- face swap (faceforge.swap; the FaceShifter swapper raises the face errors above) ------------------
 class SwapError(FaceforgeError):
     """The chosen faces cannot be swapped (they were found; the swap refuses them). Base of the swap's

@@ -3,9 +3,10 @@
 Pipeline (one call of :meth:`Frontalizer.frontalize`)::
 
     RGB uint8 (H, W, 3)
-      --detect (full-range BlazeFace: copes with turned heads)-->  faces, highest score first
+      --detect (BlazeFace "auto": full range + short range)-->     faces, highest score first
       --select (all | largest | indices)-->                         the faces to frontalize
-      --Face Mesh (468 3D landmarks)-->                             yaw, roll
+      --Face Mesh (468 3D landmarks)-->                             yaw (calibrated), roll; refuse
+                                                                    faces beyond the trained range
       --pose-tolerant crop (landmark box, R x R)-->                 RGB crop uint8 (R, R, 3), R = 256
       --rerender to frontal (input mode "rerender" only)-->         RGB uint8 (R, R, 3)
       --resize to S, p / 127.5 - 1, generator-->                    float32 (N, 3, S, S) in (-1, 1)
@@ -39,14 +40,40 @@ CVPR 2020, arXiv:2003.08124). What the generator saw in training decides each st
   (``training.unpaired.resize_square``: area when shrinking); here likewise (:data:`RENDER_SIZE`
   unless the run folder says otherwise).
 
-Yaw (:attr:`FrontalizedFace.yaw`): Face Mesh's estimate (:func:`~faceforge.faces.rotate.estimate_yaw`)
-in degrees, **positive when the nose points to the image's right** (the subject turned to their own
-left), 0 for a frontal face. Face Mesh underestimates turned heads: on the synthesized profiles it
-measured a median 0.57-0.75 of the applied yaw (see :mod:`training.pose_pairs`), so the rerender
-under-turns a little, as the generator's training inputs do not (they are rendered with the applied
-yaw); the generator has to absorb that. A face whose ``|yaw|`` exceeds the trained range
-(:attr:`Frontalizer.max_yaw`, the largest training yaw, 75 degrees by default) is still frontalized but
-flagged ``in_range=False`` with a warning: expect a poor result.
+Yaw (:attr:`FrontalizedFace.yaw`): degrees, **positive when the nose points to the image's right** (the
+subject turned to their own left), 0 for a frontal face: Face Mesh's estimate
+(:func:`~faceforge.faces.rotate.estimate_yaw`, kept as :attr:`FrontalizedFace.yaw_mesh`) through
+:func:`calibrate_yaw`, because Face Mesh reads turned heads short. Measured on 666 held-out synthesized
+profiles of known yaw (:data:`YAW_CALIBRATION`; median |estimate| and, in brackets, median error and mean
+absolute error against the applied yaw, degrees):
+
+===========  ==============  ===================  ========================  =========================  =======
+applied yaw  profiles found  found by full-range  Face Mesh (raw)           calibrated                 refused
+===========  ==============  ===================  ========================  =========================  =======
+0-15         100 %           23 %                 6.0 (-0.6, MAE 3.7)       8.2 (+1.1, MAE 4.7)        0 %
+15-30        98 %            26 %                 18.2 (-4.5, MAE 5.7)      24.8 (+2.8, MAE 5.7)       0 %
+30-45        96 %            17 %                 27.2 (-9.2, MAE 10.0)     38.9 (+2.3, MAE 7.0)       0 %
+45-60        81 %            3 %                  37.2 (-15.5, MAE 16.6)    51.0 (-2.5, MAE 7.0)       0 %
+60-75        45 %            2 %                  35.9 (-29.2, MAE 31.7)    50.3 (-15.9, MAE 20.1)     6 %
+75-89        9 %             3 %                  34.1 (-44.7, MAE 48.1)    48.4 (-30.8, MAE 38.2)     30 %
+===========  ==============  ===================  ========================  =========================  =======
+
+("found": the ``"auto"`` detector and Face Mesh read the 256 px profile; the full-range detector alone,
+which this module used before, misses most of these close-up crops.) The calibration removes the
+under-reading up to 60 degrees; beyond that Face Mesh saturates (and on a true profile it can fall back
+towards 0), which no monotone map can undo, so a second cue guards the range: a face whose BlazeFace
+nose keypoint lies :data:`PROFILE_KEYPOINT_RATIO` eye distances or more off the eyes' midpoint
+(:func:`keypoint_profile_ratio`) is treated as beyond it. A face whose calibrated ``|yaw|`` exceeds the
+trained range (:attr:`Frontalizer.max_yaw`, the largest training yaw, 75 degrees by default) or that
+the keypoints show in profile is **not frontalized**: ``in_range=False`` and a warning, and when no
+selected face is left :meth:`Frontalizer.frontalize` raises
+:class:`~faceforge.errors.PoseOutOfRangeError` (HTTP 422, a one-line CLI error); pass
+``refuse_out_of_range=False`` to frontalize such faces anyway. The rerender turns the mesh by Face
+Mesh's own yaw, not the calibrated one: the mesh's depth is consistent with its own reading.
+
+Detection uses the ``"auto"`` BlazeFace policy of ``faceforge detect`` (full range on the photo and its
+tiles plus short range for close-ups): a face that fills a small crop (e.g. 112 px) is outside the
+full-range model's scale range, so frontalize found no face where ``detect`` did.
 
 Weights (``weights=`` of :class:`Frontalizer`, ``--weights`` of ``faceforge frontalize``,
 ``FACEFORGE_FRONTALIZE_WEIGHTS`` for the server and the CLI) may be:
@@ -78,7 +105,7 @@ import torch
 from torch import nn
 
 from faceforge.checkpoints import load_checkpoint
-from faceforge.errors import CheckpointError, NoFaceError, WeightsNotFoundError
+from faceforge.errors import CheckpointError, NoFaceError, PoseOutOfRangeError, WeightsNotFoundError
 from faceforge.models import cards, get_spec
 from faceforge.models.registry import build_from_state
 from faceforge.pipelines.base import FaceJob, FacePipeline
@@ -88,7 +115,7 @@ if TYPE_CHECKING:  # imported lazily at run time: the detector and Face Mesh loa
     from faceforge.faces.landmarks import FaceMesh
 
 __all__ = ["ENV_VAR", "CARD", "default_weights_path", "INPUT_MODES", "BOX_CENTRE", "BOX_HEIGHT", "TRAINED_MAX_YAW",
-           "resolve_weights", "load_generator", "face_roll", "pose_tolerant_matrix", "rerender_frontal",
+           "YAW_CALIBRATION", "PROFILE_KEYPOINT_RATIO", "calibrate_yaw", "keypoint_profile_ratio", "resolve_weights", "load_generator", "face_roll", "pose_tolerant_matrix", "rerender_frontal",
            "FrontalizedFace", "FrontalizationResult", "Frontalizer"]
 
 ENV_VAR = "FACEFORGE_FRONTALIZE_WEIGHTS"
@@ -117,6 +144,83 @@ TRAINED_MAX_YAW = 75.0
 """Largest training yaw (degrees) of the default pose-pair buckets (15-30 ... 60-75)."""
 
 NUM_FACE_POINTS = 468
+
+YAW_CALIBRATION: tuple[tuple[float, float], ...] = (
+    (0.0, 0.0), (5.0, 6.8), (10.0, 13.5), (15.0, 20.8), (20.0, 27.1), (25.0, 35.5), (30.0, 43.2), (35.0, 49.7),
+    (40.0, 52.7), (45.0, 55.7))
+"""Knots ``(|Face Mesh yaw|, |head yaw|)`` in degrees of :func:`calibrate_yaw`'s piecewise-linear map.
+
+Measured on synthesized pose pairs whose yaw is known (:mod:`training.pose_pairs`, 240 near-frontal
+UTKFace faces, seed 7, 256 px, one yaw per bucket 0-15 ... 75-89 degrees, split by face): the profile
+detected with the ``"auto"`` BlazeFace policy, Face Mesh run on it, and, per knot, the median applied
+yaw of the train-split profiles whose Face Mesh ``|yaw|`` lies within 3 degrees of it (made
+non-decreasing). Face Mesh saturates near 35-40 degrees (median 35.8 at 60-75, 25.9 at 75-89 applied),
+so the map cannot tell the 60-89 buckets apart; the head yaw is in the renderer's units, i.e. the
+training pairs' (what the trained range is measured in). Held-out error per bucket: see the module
+docstring."""
+
+PROFILE_KEYPOINT_RATIO = 0.8
+"""A face whose BlazeFace nose tip lies farther than this many eye distances from the eyes' midpoint
+(horizontally) is treated as beyond the trained range, whatever Face Mesh reads: on profiles Face Mesh
+fits a near-frontal mesh (its yaw falls back towards 0), while the keypoint ratio keeps growing. On the
+synthesized pairs above it exceeded 0.8 for 0 % of 0-45, 1 % of 45-60, 4 % of 60-75 and 15 % of 75-89
+degree profiles."""
+
+
+def keypoint_profile_ratio(keypoints: np.ndarray) -> float:
+    """How far a face is turned by its BlazeFace keypoints: ``(nose_x - eyes_mid_x) / eye_distance``.
+
+    Zero on a frontal face; grows with yaw (``tan(yaw)`` times the nose's depth ahead of the eyes over
+    the eye distance, for an orthographic view), positive when the nose points to the image's right.
+
+    Args:
+        keypoints: float ``(6, 2)`` BlazeFace keypoints in pixels (MediaPipe order: right eye, left eye,
+            nose tip, mouth, right ear, left ear; :data:`faceforge.faces.detect.KEYPOINT_NAMES`).
+
+    Returns:
+        The ratio (unitless); ``inf`` when the eyes coincide.
+
+    Raises:
+        ValueError: fewer than 3 keypoints.
+    """
+    k = np.asarray(keypoints, np.float64)
+    if k.ndim != 2 or k.shape[0] < 3 or k.shape[1] < 2:
+        raise ValueError(f"keypoints must be (6, 2) BlazeFace keypoints, got {k.shape}")
+    right, left, nose = k[0, :2], k[1, :2], k[2, :2]
+    dist = float(np.hypot(*(left - right)))
+    offset = float(nose[0] - (right[0] + left[0]) / 2)
+    return offset / dist if dist > 1e-9 else float(np.copysign(np.inf, offset or 1.0))
+
+
+def calibrate_yaw(mesh_yaw: float, knots: Sequence[Sequence[float]] = YAW_CALIBRATION) -> float:
+    """Head yaw from Face Mesh's yaw (:func:`~faceforge.faces.rotate.estimate_yaw`), degrees, same sign.
+
+    Face Mesh reads turned heads short (see :mod:`training.pose_pairs`): :data:`YAW_CALIBRATION` maps its
+    ``|yaw|`` to the head's through a monotone piecewise-linear curve, sign kept; beyond the last knot the
+    curve continues with the last segment's slope (capped at 180 degrees).
+
+    Args:
+        mesh_yaw: Face Mesh yaw in degrees.
+        knots: ``(mesh, head)`` pairs, both increasing.
+
+    Returns:
+        The calibrated yaw in degrees.
+
+    Raises:
+        ValueError: non-finite ``mesh_yaw`` or knots that are not increasing.
+    """
+    k = np.asarray(knots, np.float64)
+    if not np.isfinite(mesh_yaw):
+        raise ValueError(f"yaw must be finite, got {mesh_yaw}")
+    if k.ndim != 2 or k.shape[1] != 2 or len(k) < 2 or np.any(np.diff(k, axis=0) <= 0):
+        raise ValueError("knots must be at least two (mesh, head) pairs, both strictly increasing")
+    a = abs(float(mesh_yaw))
+    if a <= k[-1, 0]:
+        head = float(np.interp(a, k[:, 0], k[:, 1]))
+    else:
+        slope = (k[-1, 1] - k[-2, 1]) / (k[-1, 0] - k[-2, 0])
+        head = float(k[-1, 1] + slope * (a - k[-1, 0]))
+    return float(np.copysign(min(head, 180.0), mesh_yaw))
 
 
 def default_weights_path() -> Path:
@@ -350,10 +454,13 @@ class FrontalizedFace:
         selected: whether the face was asked for.
         frontalized: whether a frontal crop was produced (``False``: not selected, or Face Mesh
             rejected the face; see ``warning``).
-        yaw: Face Mesh yaw estimate in degrees, positive when the nose points to the image's right
-            (``None`` when not measured).
+        yaw: head yaw in degrees, positive when the nose points to the image's right: Face Mesh's
+            estimate calibrated (:func:`calibrate_yaw`); ``None`` when not measured.
+        yaw_mesh: Face Mesh's own (uncalibrated) yaw, degrees; the rerender turns the mesh by it (the
+            mesh's depth is consistent with its own yaw, not with the calibrated one).
         roll: in-plane rotation in degrees (:func:`face_roll`), ``None`` when not measured.
-        in_range: ``|yaw|`` within the trained range (``False`` also when not measured).
+        in_range: ``|yaw|`` within the trained range (``False`` also when not measured). Faces out of
+            range are not frontalized (see :meth:`Frontalizer.frontalize`).
         warning: why the result may be poor or missing, else ``None``.
         matrix: float64 ``(2, 3)`` image -> input crop transform (:func:`pose_tolerant_matrix`, crop side
             ``R``), or ``None``.
@@ -368,6 +475,7 @@ class FrontalizedFace:
     selected: bool
     frontalized: bool = False
     yaw: float | None = None
+    yaw_mesh: float | None = None
     roll: float | None = None
     in_range: bool = False
     warning: str | None = None
@@ -425,9 +533,13 @@ class Frontalizer(FacePipeline):
             else the generator spec's (256). Multiple of 4, >= 16.
         render_size: side ``R`` of the pose-tolerant crop and the rerender; default the pose-pair
             cache's side from the run config, else :data:`RENDER_SIZE` (256).
-        max_yaw: largest ``|yaw|`` treated as in range; default the run's largest training yaw, else
-            :data:`TRAINED_MAX_YAW`.
-        detector: a detector to reuse; default ``FaceDetector("full")``.
+        max_yaw: largest calibrated ``|yaw|`` treated as in range; default the run's largest training
+            yaw, else :data:`TRAINED_MAX_YAW`.
+        refuse_out_of_range: faces beyond ``max_yaw`` are not frontalized (``True``, default; see
+            :meth:`frontalize`), or frontalized and flagged (``False``).
+        detector: a detector to reuse; default ``FaceDetector("auto")``, the policy of ``faceforge detect``
+            (full range on the photo and its tiles, plus short range for close-ups: a face filling a
+            112 px crop is outside the full-range model's scale range and only the short-range one finds it).
         mesh: a :class:`~faceforge.faces.landmarks.FaceMesh` to reuse; default one on ``detector``.
         device: torch device of the generator.
         num_threads: LiteRT threads for the detector and Face Mesh built here.
@@ -447,7 +559,9 @@ class Frontalizer(FacePipeline):
 
     def __init__(self, weights: str | Path = "default", size: int | None = None, render_size: int | None = None,
                  max_yaw: float | None = None, detector: FaceDetector | None = None, mesh: FaceMesh | None = None,
-                 device: str | torch.device = "cpu", num_threads: int | None = None) -> None:
+                 device: str | torch.device = "cpu", num_threads: int | None = None,
+                 refuse_out_of_range: bool = True) -> None:
+        self.refuse_out_of_range = bool(refuse_out_of_range)
         self.weights_path = resolve_weights(weights, environ={})
         self.device = torch.device(device)
         self.generator, info = load_generator(self.weights_path)
@@ -485,13 +599,14 @@ class Frontalizer(FacePipeline):
             prepared, crop_pts = self._crop(rgb, found[i])
             tb = time.perf_counter()
             if self.input_mode == "rerender" and prepared.crop is not None:
-                prepared.rerender, _ = rerender_frontal(prepared.crop, crop_pts, prepared.yaw)
+                prepared.rerender, _ = rerender_frontal(prepared.crop, crop_pts, prepared.yaw_mesh)
             t_mesh += tb - ta
             t_render += time.perf_counter() - tb
             prepared.index = i
             if prepared.warning and prepared.crop is not None:
                 warnings.warn(f"face {i}: {prepared.warning}", UserWarning, stacklevel=4)
-            model_input = None if prepared.crop is None else (
+            refused = self.refuse_out_of_range and not prepared.in_range
+            model_input = None if prepared.crop is None or refused else (
                 prepared.rerender if self.input_mode == "rerender" else prepared.crop)
             jobs.append(FaceJob(index=i, face=found[i], input=model_input, warning=prepared.warning,
                                 extra={"face": prepared}))
@@ -505,10 +620,10 @@ class Frontalizer(FacePipeline):
 
     @property
     def detector(self) -> FaceDetector:
-        """The face detector (full-range BlazeFace, built on first use when none was given)."""
+        """The face detector (BlazeFace ``"auto"`` policy, built on first use when none was given)."""
         if self._detector is None:
             from faceforge.faces.detect import FaceDetector
-            self._detector = FaceDetector("full", num_threads=self._threads)
+            self._detector = FaceDetector("auto", num_threads=self._threads)
         return self._detector
 
     @property
@@ -562,7 +677,7 @@ class Frontalizer(FacePipeline):
         """
         result, crop_pts = self._crop(rgb, face)
         if self.input_mode == "rerender" and result.crop is not None:
-            result.rerender, _ = rerender_frontal(result.crop, crop_pts, result.yaw)
+            result.rerender, _ = rerender_frontal(result.crop, crop_pts, result.yaw_mesh)
         return result
 
     def _crop(self, rgb: np.ndarray, face: Face) -> tuple[FrontalizedFace, np.ndarray | None]:
@@ -575,12 +690,22 @@ class Frontalizer(FacePipeline):
         except NoFaceError:
             result.warning = "Face Mesh rejected the detected face; not frontalized"
             return result, None
-        yaw = estimate_yaw(pts)
+        result.yaw_mesh = estimate_yaw(pts)
+        yaw = calibrate_yaw(result.yaw_mesh)
         result.yaw, result.roll = yaw, face_roll(pts)
         result.in_range = abs(yaw) <= self.max_yaw
-        if not result.in_range:
-            result.warning = (f"estimated yaw {yaw:+.0f} deg is beyond the trained range (|yaw| <= {self.max_yaw:g}); "
-                              "the frontal face is unreliable")
+        ratio = keypoint_profile_ratio(face.keypoints)
+        if result.in_range and abs(ratio) >= PROFILE_KEYPOINT_RATIO:
+            result.in_range = False
+            result.warning = (f"the keypoints show a profile (nose {abs(ratio):.2f} eye distances off the eyes' "
+                              f"midpoint; Face Mesh reads {result.yaw_mesh:+.0f} deg): beyond the trained range "
+                              f"(|yaw| <= {self.max_yaw:g})"
+                              + ("; not frontalized" if self.refuse_out_of_range else
+                                 "; the frontal face is unreliable"))
+        elif not result.in_range:
+            result.warning = (f"estimated yaw {yaw:+.0f} deg is beyond the trained range (|yaw| <= {self.max_yaw:g})"
+                              + ("; not frontalized" if self.refuse_out_of_range else
+                                 "; the frontal face is unreliable"))
         r = self.render_size
         m = pose_tolerant_matrix(pts, r)
         result.matrix = m
@@ -603,15 +728,25 @@ class Frontalizer(FacePipeline):
 
         Returns:
             :class:`FrontalizationResult`: every detected face with its yaw and, when frontalized,
-            its uint8 ``(S, S, 3)`` frontal crop. Faces beyond the trained yaw range are frontalized and
-            flagged (``in_range=False``, ``warning``, plus a :class:`UserWarning`), never an error.
+            its uint8 ``(S, S, 3)`` frontal crop. A selected face beyond the trained yaw range is not
+            frontalized (``in_range=False``, ``warning``, plus a :class:`UserWarning`) while another one
+            is; with ``refuse_out_of_range=False`` it is frontalized and flagged instead.
 
         Raises:
             ValueError: bad image or selection string, ``max_faces < 1``.
             NoFaceError: no face detected.
             FaceSelectionError: a selected index is not among the detected faces.
+            PoseOutOfRangeError: no selected face was frontalized and at least one was refused for its yaw
+                (HTTP 422 on the server); the message gives the yaws and the trained range.
         """
         run = self.run(rgb, faces, detected=detected, max_faces=max_faces)
+        refused = [j.extra["face"] for j in run.jobs if j.output is None and j.extra["face"].crop is not None
+                   and not j.extra["face"].in_range]
+        if refused and not any(j.output is not None for j in run.jobs):
+            yaws = ", ".join(f"face {f.index}: {f.yaw:+.0f} deg" for f in refused)
+            raise PoseOutOfRangeError(
+                f"the selected face is turned beyond the trained range |yaw| <= {self.max_yaw:g} deg ({yaws}); "
+                "not frontalized", yaws=[round(float(f.yaw), 1) for f in refused], max_yaw=self.max_yaw)
         out_faces = []
         for i, face in enumerate(run.found):
             job = run.job(i)

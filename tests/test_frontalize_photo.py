@@ -22,8 +22,8 @@ from PIL import Image
 
 from faceforge.models import cards
 from faceforge.checkpoints import save_checkpoint
-from faceforge.errors import CheckpointError, NoFaceError, WeightsNotFoundError
-from faceforge.frontalize import (ENV_VAR, Frontalizer, _SYMMETRIC, face_roll, load_generator,
+from faceforge.errors import CheckpointError, NoFaceError, PoseOutOfRangeError, WeightsNotFoundError
+from faceforge.frontalize import (ENV_VAR, Frontalizer, _SYMMETRIC, calibrate_yaw, face_roll, load_generator,
                                   pose_tolerant_matrix, rerender_frontal, resolve_weights)
 from faceforge.models import create_model
 
@@ -165,12 +165,113 @@ def test_turned_face_sign_and_out_of_range_flag(frontalizer, astronaut_rgb):
     photo = np.pad(turned, ((64, 64), (64, 64), (0, 0)), mode="edge")
     got = frontalizer.frontalize(photo, faces="largest").frontalized[0]
     assert got.yaw > 10  # nose to the image's right -> positive
+    assert got.yaw_mesh > 0 and abs(got.yaw - calibrate_yaw(got.yaw_mesh)) < 1e-9 and got.yaw > got.yaw_mesh
     strict = Frontalizer(frontalizer.weights_path, render_size=RENDER, max_yaw=5.0,
                          detector=frontalizer.detector, mesh=frontalizer.mesh)
+    with pytest.warns(UserWarning, match="beyond the trained range"), \
+            pytest.raises(PoseOutOfRangeError, match=r"trained range \|yaw\| <= 5 deg") as refused:
+        strict.frontalize(photo, faces="largest")
+    assert refused.value.status == 422 and refused.value.to_problem()["yaws"][0] > 5
+    lenient = Frontalizer(frontalizer.weights_path, render_size=RENDER, max_yaw=5.0, refuse_out_of_range=False,
+                          detector=frontalizer.detector, mesh=frontalizer.mesh)
     with pytest.warns(UserWarning, match="beyond the trained range"):
-        flagged = strict.frontalize(photo, faces="largest").faces
+        flagged = lenient.frontalize(photo, faces="largest").faces
     chosen = [f for f in flagged if f.selected][0]
     assert chosen.frontalized and not chosen.in_range and "trained range" in chosen.warning
+
+
+def test_calibrated_yaw_reads_turned_heads_larger_and_keeps_the_sign():
+    from faceforge.frontalize import YAW_CALIBRATION
+
+    assert calibrate_yaw(0.0) == 0.0
+    values = [calibrate_yaw(y) for y in np.linspace(0, 80, 81)]
+    assert np.all(np.diff(values) > 0)  # strictly increasing, also beyond the last knot
+    assert calibrate_yaw(-30.0) == -calibrate_yaw(30.0) and calibrate_yaw(30.0) == pytest.approx(43.2)
+    assert calibrate_yaw(20.0) > 20.0 * 1.2  # Face Mesh reads 0.57-0.75 of the yaw: the map scales it up
+    assert calibrate_yaw(50.0) == pytest.approx(YAW_CALIBRATION[-1][1] + 5 * (55.7 - 52.7) / 5)
+    assert calibrate_yaw(10.0, ((0, 0), (90, 45))) == pytest.approx(5.0)
+    with pytest.raises(ValueError):
+        calibrate_yaw(float("nan"))
+    with pytest.raises(ValueError, match="increasing"):
+        calibrate_yaw(10.0, ((0, 0), (10, 5), (10, 6)))
+
+
+def test_keypoint_profile_ratio():
+    from faceforge.frontalize import PROFILE_KEYPOINT_RATIO, keypoint_profile_ratio
+
+    frontal = np.array([[40, 50], [80, 50], [60, 70], [60, 85], [20, 55], [100, 55]], float)
+    assert keypoint_profile_ratio(frontal) == 0.0
+    turned = frontal.copy()
+    turned[2, 0] = 60 + 0.9 * 40  # nose 0.9 eye distances to the image's right
+    assert keypoint_profile_ratio(turned) == pytest.approx(0.9) and 0.9 >= PROFILE_KEYPOINT_RATIO
+    mirrored = turned.copy()
+    mirrored[:, 0] = 120 - mirrored[:, 0]
+    assert keypoint_profile_ratio(mirrored) == pytest.approx(-0.9)
+    with pytest.raises(ValueError):
+        keypoint_profile_ratio(np.zeros((2, 2)))
+
+
+def test_keypoints_showing_a_profile_are_refused(frontalizer, astronaut_rgb):
+    from faceforge.faces.detect import Face
+
+    face = frontalizer.detector.detect(astronaut_rgb)[0]
+    k = np.array(face.keypoints, np.float32)
+    eye = float(np.hypot(*(k[1] - k[0])))
+    k[2, 0] = (k[0, 0] + k[1, 0]) / 2 + 1.2 * eye  # what BlazeFace reports on a profile
+    profile = Face(box=face.box, keypoints=k, score=face.score)
+    with pytest.warns(UserWarning, match="keypoints show a profile"), pytest.raises(PoseOutOfRangeError):
+        frontalizer.frontalize(astronaut_rgb, detected=[profile])
+
+
+def test_small_close_up_face_is_found_as_by_detect(frontalizer, astronaut_rgb):
+    """A face filling a 112 px crop: outside the full-range model's scale range, found by the "auto" policy
+    of ``faceforge detect`` (short range for close-ups), which the frontalizer now uses."""
+    import cv2
+
+    from faceforge.faces.detect import FaceDetector
+
+    x0, y0, x1, y1 = frontalizer.detector.detect(astronaut_rgb)[0].box
+    side, cx, cy = 0.9 * (x1 - x0), (x0 + x1) / 2, (y0 + y1) / 2
+    a, b = int(cx - side / 2), int(cy - side / 2)
+    crop = cv2.resize(np.ascontiguousarray(astronaut_rgb[b:int(b + side), a:int(a + side)]), (112, 112),
+                      interpolation=cv2.INTER_AREA)
+    assert FaceDetector("full", num_threads=1).detect(crop) == []  # what frontalize used before
+    assert frontalizer.detector.model == "auto" and FaceDetector("auto", num_threads=1).detect(crop)
+    face = frontalizer.frontalize(crop, faces="largest").frontalized[0]
+    assert face.output.shape == (SIZE, SIZE, 3) and face.in_range
+
+
+@pytest.fixture(scope="module")
+def turned_png(frontalizer, astronaut_rgb) -> bytes:
+    """The astronaut turned by 40 degrees (rendered), as PNG bytes."""
+    from faceforge.faces.rotate import build_scene, render_yaw
+
+    face = frontalizer.detector.detect(astronaut_rgb)[0]
+    prepared, pts = frontalizer._crop(astronaut_rgb, face)
+    turned = render_yaw(prepared.crop, build_scene(pts, (RENDER, RENDER)), 40.0).image
+    buf = io.BytesIO()
+    Image.fromarray(np.pad(turned, ((64, 64), (64, 64), (0, 0)), mode="edge")).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_refusal_is_one_cli_line_and_a_422_problem(tmp_path, weights, turned_png, monkeypatch):
+    import faceforge.frontalize as frontalize
+    from faceforge.cli import main
+    from server import create_app
+
+    monkeypatch.setattr(frontalize, "TRAINED_MAX_YAW", 5.0)  # the tiny checkpoint names no range: this one
+    photo = tmp_path / "turned.png"
+    photo.write_bytes(turned_png)
+    result = CliRunner().invoke(main, ["frontalize", str(photo), "--weights", str(weights)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: the selected face is turned beyond the trained range")
+    client = create_app({"frontalize_weights": str(weights), "torch_threads": None, "max_faces": 2,
+                         "detector_threads": 1}).test_client()
+    response = _post(client, turned_png, faces="largest")
+    assert response.status_code == 422 and response.mimetype == PROBLEM
+    body = response.get_json()
+    assert body["type"].endswith("pose-out-of-range") and body["max_yaw"] == 5.0 and body["yaws"][0] > 5
 
 
 def test_no_face_raises(frontalizer):

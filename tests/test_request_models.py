@@ -145,3 +145,12 @@ def test_the_documented_forms_are_the_models_fields():
         for name, prop in forms[endpoint]["properties"].items():
             if "enum" in prop and name != "task":
                 assert sorted(documented[name]["enum"]) == sorted(prop["enum"]), (endpoint, name)
+
+
+def test_job_enum_errors_list_the_valid_values():
+    with pytest.raises(InvalidFieldError) as info:
+        _validate("swap", {"blend": "clone"}, {"source": b"a", "target": b"b"})
+    assert info.value.to_problem()["valid"] == ["laplacian", "poisson", "feather"]
+    with pytest.raises(InvalidFieldError) as info:
+        _validate("generate", {"seeds": [1], "psi": 3})
+    assert "valid" not in info.value.to_problem()  # a range, not a set of values

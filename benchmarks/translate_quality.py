@@ -545,7 +545,13 @@ def run(generators: dict[str, str | Path], age_weights: str | Path, young: Path,
     results["grid"] = display_path(grid_path)
     if photo_tiles and all(t is not None for t in photo_tiles):
         h = min(t.shape[0] for t in photo_tiles)
-        save_image(figures / f"{name}_photos.jpg", np.concatenate([t[:h] for t in photo_tiles], axis=1), quality=90)
+        body = np.concatenate([t[:h] for t in photo_tiles], axis=1)
+        header = np.full((24, body.shape[1], 3), 255, np.uint8)
+        for j, label in enumerate(translators):
+            for k, part in enumerate(("input", "output")):
+                cv2.putText(header, f"{label} {part}"[:18], ((2 * j + k) * 128 + 4, 17), cv2.FONT_HERSHEY_SIMPLEX,
+                            0.45, (0, 0, 0), 1, cv2.LINE_AA)
+        save_image(figures / f"{name}_photos.jpg", np.concatenate([header, body], axis=0), quality=90)
         results["photo_grid"] = display_path(figures / f"{name}_photos.jpg")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

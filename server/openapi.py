@@ -53,34 +53,39 @@ def _error_responses(errors: Iterable[type[FaceforgeError]]) -> dict[str, Any]:
     return responses
 
 
+def _form_fields(endpoint: str, config: Config, documented: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The multipart fields of a synchronous endpoint: the image file, then the form model's fields
+    (:data:`server.request_models.FORMS`: types, defaults, fixed values, limits) with the words below."""
+    from server.request_models import form_schemas
+
+    generated = form_schemas(config.max_faces)[endpoint]["properties"]
+    image = {"type": "string", "contentMediaType": "application/octet-stream",
+             "description": documented.get(schemas.IMAGE_FIELD, {}).get(
+                 "description", "the photo (JPEG, PNG, WebP, BMP, ...)")}
+    return {schemas.IMAGE_FIELD: image,
+            **{name: {**prop, **documented.get(name, {})} for name, prop in generated.items()}}
+
+
 def _translate_operation(config: Config, errors: Iterable[type[FaceforgeError]]) -> dict[str, Any]:
     """``POST /v1/translate``: two answers for one request: the photo bytes (``response=image``) or JSON."""
     from faceforge.translate import TASKS
 
     tasks = "; ".join(f"`{t.name}`: {t.description}" for t in TASKS.values())
-    string = {"type": "string"}
-    fields = {
-        schemas.IMAGE_FIELD: {"type": "string", "contentMediaType": "application/octet-stream",
-                              "description": "the photo (JPEG, PNG, WebP, BMP, ...)"},
-        schemas.TASK_FIELD: {**string, "enum": list(TASKS), "default": "age", "description": f"task: {tasks}"},
-        schemas.FACES_FIELD: {**string, "default": "all", "pattern": r"^(all|largest|\d+(,\d+)*)$",
-                              "description": "which faces to change: `all` (at most "
+    fields = _form_fields("translate", config, {
+        schemas.TASK_FIELD: {"enum": list(TASKS), "description": f"task: {tasks}"},
+        schemas.FACES_FIELD: {"description": "which faces to change: `all` (at most "
                                              f"{config.max_faces}, highest detector score first), `largest` "
                                              "(largest box), or 0-based indices `0,2` in detector order "
                                              "(highest score first; a JSON answer lists every face's index)"},
-        schemas.DIRECTION_FIELD: {**string, "enum": ["A->B", "B->A"], "default": "A->B",
-                                  "description": "A->B: domain A to B (age: young -> old); B->A needs weights "
+        schemas.DIRECTION_FIELD: {"description": "A->B: domain A to B (age: young -> old); B->A needs weights "
                                                  "holding both generators (a training run folder)"},
-        schemas.POSTFILTER_FIELD: {"type": "boolean", "default": False,
-                                   "description": "Gaussian blur + unsharp mask on the translated faces"},
-        schemas.FORMAT_FIELD: {**string, "enum": list(schemas.TRANSLATE_FORMATS), "default": "png",
-                               "description": "encoding of the returned photo (jpeg: quality 90)"},
-        schemas.RESPONSE_FIELD: {**string, "enum": list(schemas.TRANSLATE_RESPONSES), "default": "image",
-                                 "description": "`image`: the body is the photo (image/png or image/jpeg), "
+        schemas.POSTFILTER_FIELD: {"description": "Gaussian blur + unsharp mask on the translated faces"},
+        schemas.FORMAT_FIELD: {"description": "encoding of the returned photo (jpeg: quality 90)"},
+        schemas.RESPONSE_FIELD: {"description": "`image`: the body is the photo (image/png or image/jpeg), "
                                                 "face count and translated indices in headers; `json`: "
                                                 "TranslateResponse with the photo base64-encoded and every "
                                                 "face's box, keypoints, score and `translated` flag"},
-    }
+    })
     headers = {name: {"description": text, "schema": {"type": "string"}}
                for name, text in schemas.TRANSLATE_HEADERS.items()}
     binary = {"schema": {"type": "string", "contentMediaType": "image/png"}}
@@ -116,20 +121,15 @@ def _translate_operation(config: Config, errors: Iterable[type[FaceforgeError]])
 
 def _frontalize_operation(config: Config, errors: Iterable[type[FaceforgeError]]) -> dict[str, Any]:
     """``POST /v1/frontalize``: JSON with every face's frontal crop (default) or one face's PNG."""
-    string = {"type": "string"}
-    fields = {
-        schemas.IMAGE_FIELD: {"type": "string", "contentMediaType": "application/octet-stream",
-                              "description": "the photo (JPEG, PNG, WebP, BMP, ...)"},
-        schemas.FACES_FIELD: {**string, "default": "all", "pattern": r"^(all|largest|\d+(,\d+)*)$",
-                              "description": f"which faces to frontalize: `all` (at most {config.max_faces}, "
+    fields = _form_fields("frontalize", config, {
+        schemas.FACES_FIELD: {"description": f"which faces to frontalize: `all` (at most {config.max_faces}, "
                                              "highest detector score first), `largest` (largest box), or 0-based "
                                              "indices `0,2` in detector order"},
-        schemas.RESPONSE_FIELD: {**string, "enum": list(schemas.FRONTALIZE_RESPONSES), "default": "json",
-                                 "description": "`json`: FrontalizeResponse, every face with box, yaw, roll, "
+        schemas.RESPONSE_FIELD: {"description": "`json`: FrontalizeResponse, every face with box, yaw, roll, "
                                                 "range flag and its frontal crop as base64 PNG; `image`: the "
                                                 "frontal crop PNG of the one selected face (`faces=largest` or "
                                                 "one index), yaw in headers"},
-    }
+    })
     headers = {name: {"description": text, "schema": {"type": "string"}}
                for name, text in schemas.FRONTALIZE_HEADERS.items()}
     return {
@@ -291,14 +291,11 @@ def build_openapi(config: Config | None = None) -> dict[str, Any]:
             f"Labels in order: {labels}. Limits: {config.max_bytes} bytes, {config.max_pixels} pixels, "
             f"at most {config.max_faces} faces."),
         "requestBody": {"required": True, "content": {"multipart/form-data": {
-            "schema": {"type": "object", "required": [schemas.IMAGE_FIELD], "properties": {
-                schemas.IMAGE_FIELD: {"type": "string", "contentMediaType": "application/octet-stream",
-                                      "description": "image file (JPEG, PNG, WebP, BMP, ...)"},
-                schemas.MAX_FACES_FIELD: {"type": "integer", "minimum": 1, "maximum": config.max_faces,
-                                          "default": config.max_faces,
-                                          "description": "analyse at most this many faces, highest "
-                                                         "detector score first"},
-            }},
+            "schema": {"type": "object", "required": [schemas.IMAGE_FIELD], "properties": _form_fields(
+                "emotion", config, {
+                    schemas.IMAGE_FIELD: {"description": "image file (JPEG, PNG, WebP, BMP, ...)"},
+                    schemas.MAX_FACES_FIELD: {"description": "analyse at most this many faces, highest detector "
+                                                             "score first"}})},
             "encoding": {schemas.IMAGE_FIELD: {"contentType": "image/*, application/octet-stream"}},
         }}},
         "responses": {"200": _json({"$ref": "#/components/schemas/EmotionResponse"}, "Faces and emotions"),

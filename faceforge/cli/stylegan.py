@@ -71,7 +71,7 @@ def _save(images: np.ndarray, output: Path, emoji: bool = False, cols: int | Non
 
 @click.group()
 def stylegan() -> None:
-    """StyleGAN2: generate, style-mix, toonify, project and morph faces.
+    """StyleGAN2: generate, style-mix, toonify, project, morph and edit (age, gender, smile) faces.
 
     \b
     Examples:
@@ -81,6 +81,7 @@ def stylegan() -> None:
       faceforge stylegan project me.jpg -o me_projected.png
       faceforge stylegan morph --seeds 1,2 --frames 7 -o morph.png
       faceforge stylegan morph a.jpg b.jpg --frames 7 -o morph.png      # Delaunay, no weights needed
+      faceforge stylegan edit --seeds 0-3 --attribute age --strength 3 -o older.png   # InterFaceGAN
       faceforge stylegan generate --weights stylegan2-ffhq-config-f.pt --seeds 0-3 -o ffhq.png
 
     \b

@@ -327,6 +327,26 @@ def _translate(tr: Any, crops: np.ndarray, direction: str, postfilter: bool, cal
     return np.stack(outs)
 
 
+def blur_sensitivity(estimator: Any, crops: np.ndarray, sigmas: Sequence[float] = (0.5, 1.0, 2.0, 4.0)
+                     ) -> list[dict[str, float]]:
+    """How the age estimator reads plain blur: for each sigma (px at 128 px, scaled with the crop side) the
+    median sharpness ratio in the face region and the mean age shift of the blurred crops. Read the blur
+    controls with it: an estimator that calls blurred faces older would let blur pass for aging."""
+    from faceforge.metrics import face_region_mask, gaussian_blur, sharpness_ratio
+
+    size = crops.shape[1]
+    mask = face_region_mask(size)
+    base = estimator.predict_crops(crops)
+    rows = []
+    for s in sigmas:
+        sigma = s * size / 128
+        blurred = np.stack([gaussian_blur(c, sigma) for c in crops])
+        rows.append({"sigma_px": round(sigma, 3),
+                     "sharpness_ratio_median": round(float(np.median(sharpness_ratio(blurred, crops, mask))), 3),
+                     "age_shift_mean": round(float((estimator.predict_crops(blurred) - base).mean()), 3)})
+    return rows
+
+
 def _half(crops: np.ndarray) -> np.ndarray:
     """Crops at half their side (area averaging): a 2-px checkerboard averages away, so the sharpness ratio
     at this scale is not inflated by a generator's grid texture."""
@@ -426,6 +446,7 @@ def run(generators: dict[str, str | Path], age_weights: str | Path, young: Path,
         "generators": {},
         "machine": f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads",
     }
+    results["estimator"]["blur_sensitivity"] = blur_sensitivity(estimator, crops)
     if true_ages is not None:
         results["estimator"]["mae_on_these_faces"] = round(float(np.abs(before - true_ages).mean()), 3)
         results["true_age"] = _summary(true_ages)
@@ -587,6 +608,11 @@ def markdown(results: dict[str, Any]) -> str:
     elif overlap.get("checked"):
         lines.append(f"The estimator's training held out {', '.join(overlap['held_out_folders']) or 'nothing'} "
                      f"(these faces {'are' if overlap['faces_folder_held_out'] else 'are NOT'} in a held-out folder).")
+    if est.get("blur_sensitivity"):
+        lines.append("How the estimator reads plain blur of these faces (Gaussian sigma px: median sharpness ratio, "
+                     "mean age shift): " + "; ".join(f"{r['sigma_px']:g}: {r['sharpness_ratio_median']:.2f}, "
+                                                     f"{r['age_shift_mean']:+.2f} y" for r in est["blur_sensitivity"])
+                     + ".")
     lines += ["", f"Identity: {results['identity_metric']}. Sharpness: {results.get('sharpness_metric', 'n/a')}. "
               f"Blur control: {results.get('blur_control', 'n/a')}.", ""]
     before = results["age_before"]

@@ -58,6 +58,9 @@ def test_translate_quality_smoke(setup, astronaut_rgb):
     assert res["faces"] == 4 and res["size"] == 128
     assert res["estimator"]["overlap"] == {"checked": True, "in_estimator_train_or_val": 1, "in_estimator_test": 0}
     assert res["true_age"]["mean"] == pytest.approx(21.5)
+    sens = res["estimator"]["blur_sensitivity"]  # plain blur: sharpness falls with sigma
+    assert [r["sigma_px"] for r in sens] == [0.5, 1.0, 2.0, 4.0]
+    assert sens[0]["sharpness_ratio_median"] > sens[-1]["sharpness_ratio_median"]
     g = res["generators"]["mobile"]
     assert g["params"] == sum(p.numel() for p in create_model("cyclegan_mobile", ngf=4, n_blocks=1).parameters())
     assert g["age_shift"]["mean"] == pytest.approx(g["age_after"]["mean"] - res["age_before"]["mean"], abs=1e-2)

@@ -127,3 +127,20 @@ def test_translate_quality_cli(setup):
     missing = CliRunner().invoke(main, ["bench", "translate-quality", "--generator", f"m={root / 'run'}",
                                         "--age-weights", str(age_ckpt), "--young", str(root / "none")])
     assert missing.exit_code != 0 and "not found" in missing.output
+
+
+def test_photo_masks_are_the_paste_mask(astronaut_rgb):
+    """The seam band is cut from the mask paste_back blends with: pasting a white crop onto a black photo
+    gives 255 * alpha."""
+    from benchmarks.translate_quality import _photo_masks
+    from faceforge.faces.align import align_face, paste_back
+    from faceforge.faces.detect import FaceDetector
+
+    face = FaceDetector(num_threads=1).detect(astronaut_rgb)[0]
+    aligned = align_face(astronaut_rgb, face, 128, "utkface")
+    black = np.zeros_like(astronaut_rgb)
+    pasted = paste_back(black, np.full((128, 128, 3), 255, np.uint8), aligned, feather=0.1)
+    alpha, face_mask = _photo_masks(astronaut_rgb.shape[:2], aligned, 128, 0.1)
+    assert np.abs(pasted[..., 0].astype(np.float32) - 255 * alpha).max() <= 1.0
+    # the face region lies inside the paste; its chin and brow reach into the feather ramp
+    assert face_mask.sum() > 0 and (alpha[face_mask] > 0).all() and alpha[face_mask].mean() > 0.95

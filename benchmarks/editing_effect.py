@@ -7,7 +7,8 @@ direction, :mod:`faceforge.editing`) and scored by the same classifiers the dire
 age in years and gender as the logit of "female" (:class:`faceforge.editing.AttributeClassifier`), smile
 as the logit of the emotion model's "happy" (:func:`faceforge.editing.smile_logits`). Reported per edit:
 
-- **change per unit of strength** of every attribute: the least-squares slope of score against
+- **change per unit of strength** of every attribute (and, when its weights are installed, of the age
+  read by faceforge's separate age estimator, ``age_resnet``, an independent judge): the least-squares slope of score against
   strength, per face, then the mean over faces (with the share of faces whose slope has the edit's sign);
 - **identity**: dlib's embedding distance (:mod:`faceforge.identity`) of each edited face to the same
   face at strength 0, median / 90th percentile / share below 0.6 (dlib's same-person threshold), per
@@ -87,6 +88,7 @@ def run(faces: int = 200, strengths: Sequence[float] = (-2, -1, 0, 1, 2), edits:
     from faceforge import identity
     from faceforge import stylegan as S
     from faceforge.emotion import EmotionRecognizer
+    from faceforge.errors import FaceforgeError
     from faceforge.models import create_model, get_spec
 
     if threads:
@@ -99,6 +101,13 @@ def run(faces: int = 200, strengths: Sequence[float] = (-2, -1, 0, 1, 2), edits:
     dirs = E.Directions.load()
     dirs.check(G, weights)
     clf, rec = E.AttributeClassifier(), EmotionRecognizer()
+    judge = None
+    try:  # an independent age judge: faceforge's shipped age estimator (another network, 64 px, DEX bins)
+        from faceforge.age import AgeEstimator
+
+        judge = AgeEstimator()
+    except FaceforgeError:
+        pass
     seeds = list(range(seed0, seed0 + faces))
     t0 = time.time()
     sets = [("generated", S.seed_ws(G, seeds, psi))]
@@ -124,6 +133,8 @@ def run(faces: int = 200, strengths: Sequence[float] = (-2, -1, 0, 1, 2), edits:
             imgs = E.edit(G, ws, dirs, attr, strengths, condition=cond)            # (n, K, R, R, 3)
             flat = imgs.reshape(-1, *imgs.shape[2:])
             scores = E.attribute_scores(flat, E.ATTRIBUTES, clf, rec)
+            if judge is not None:
+                scores["age_resnet"] = judge.predict_crops(flat).astype(np.float64)
             effect = {}
             for a, v in scores.items():
                 v = v.reshape(n, len(strengths))
@@ -148,7 +159,10 @@ def run(faces: int = 200, strengths: Sequence[float] = (-2, -1, 0, 1, 2), edits:
            "directions": E.default_directions_path().name, "faces": faces, "seeds": [seeds[0], seeds[-1]],
            "psi": psi, "photos": photo_info, "strengths": strengths,
            "strength_unit": "standard deviations of generated faces along the direction",
-           "scores": E.SCORE_UNITS, "identity_backend": identity.embedding_backend(),
+           "scores": {**E.SCORE_UNITS, **({"age_resnet": "years, faceforge's age estimator (age_resnet.utkface, "
+                                                         "an independent judge: not used to find the directions)"}
+                                          if judge is not None else {})},
+           "identity_backend": identity.embedding_backend(),
            "different_faces_identity": {"median": round(float(np.median(different)), 4),
                                         "p10": round(float(np.percentile(different, 10)), 4),
                                         "share_below_0.6": round(float((different < 0.6).mean()), 3)},
@@ -167,10 +181,13 @@ def markdown(doc: dict[str, Any]) -> str:
              "emotion model's happy. Slope = least-squares change of the score per unit strength, per face, "
              "mean over faces (share of faces going up in brackets). `a|b` = edit of a with b's direction "
              "projected out.", "",
-             "| faces (n) | edit | age (years) | gender (logit) | smile (logit) |", "| --- | --- | ---: | ---: | ---: |"]
+             "`age_resnet` = faceforge's separate age estimator (64 px DEX network), a judge the directions "
+             "were not found with.", "",
+             "| faces (n) | edit | age (years) | age_resnet (years) | gender (logit) | smile (logit) |",
+             "| --- | --- | ---: | ---: | ---: | ---: |"]
     for r in doc["rows"]:
         cells = [f"{r['effect'][a]['slope_mean']:+.2f} ({r['effect'][a]['share_positive']:.0%})"
-                 for a in ("age", "gender", "smile")]
+                 if a in r["effect"] else "-" for a in ("age", "age_resnet", "gender", "smile")]
         lines.append(f"| {r['faces']} ({r['n']}) | {r['edit']} | " + " | ".join(cells) + " |")
     lines += ["", f"Identity: dlib distance ({doc['identity_backend']} backend) of each edited face to the same face "
                   f"at strength 0, median / 90th percentile / share < 0.6. For scale: two *different* generated faces "

@@ -110,9 +110,11 @@ _JOB_ID = re.compile(r"[0-9a-f]{32}\Z")
 
 
 def queue_for(task: str, payload: Mapping[str, Any]) -> str:
-    """The queue a job goes to: :data:`HEAVY_QUEUE` when it projects a photo (``project``; ``toonify``
-    of an uploaded photo; a ``latent`` ``morph`` of two photos), else :data:`LIGHT_QUEUE`."""
-    if task in ("project", "swap", "virtual-model", "restore") or (task == "toonify" and payload.get("image") is not None):
+    """The queue a job goes to: :data:`HEAVY_QUEUE` when it projects or rewrites a photo (``project``,
+    ``swap``, ``virtual-model``, ``restore``, ``makeup``; ``toonify`` or ``edit`` of an uploaded photo; a
+    ``latent`` ``morph`` of two photos), else :data:`LIGHT_QUEUE`."""
+    if task in ("project", "swap", "virtual-model", "restore", "makeup") or (
+            task in ("toonify", "edit") and payload.get("image") is not None):
         return HEAVY_QUEUE
     if task == "morph" and payload.get("mode") == "latent" and payload.get("images"):
         return HEAVY_QUEUE

@@ -96,3 +96,12 @@ def test_directions_of_another_generator_are_503(setup, tmp_path):
         assert "stylegan directions" in body["detail"] and str(folder) not in body["detail"]
     finally:
         app.extensions["faceforge"]["jobs"].close()
+
+
+def test_celery_routes_photo_edits_and_makeup_to_the_heavy_queue():
+    pytest.importorskip("celery", reason="the celery backend needs celery[redis]")
+    from server import celery_backend as cb
+
+    assert cb.queue_for("edit", {"seeds": [1], "image": None}) == cb.LIGHT_QUEUE
+    assert cb.queue_for("edit", {"seeds": None, "image": b"x"}) == cb.HEAVY_QUEUE   # projects the photo first
+    assert cb.queue_for("makeup", {"target": b"x", "reference": b"y"}) == cb.HEAVY_QUEUE

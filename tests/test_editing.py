@@ -228,6 +228,15 @@ def test_cli_edit_writes_a_strip_per_face(default_G, tmp_path):
     bad = CliRunner().invoke(main, ["stylegan", "edit", "--seeds", "1", "--attribute", "age", "--strength", "x",
                                     "-o", str(out)])
     assert bad.exit_code != 0 and "--strength" in bad.output
+    coarse = CliRunner().invoke(main, ["stylegan", "edit", "--seeds", "1", "--attribute", "age", "--strength", "0,3",
+                                       "--max-resolution", "8", "-o", str(out)])
+    assert coarse.exit_code == 0, coarse.output
+    G = default_G[0]
+    expected = E.edit(G, S.seed_ws(G, [1]), E.Directions.load(), "age", [0, 3], layers=slice(0, 4))
+    np.testing.assert_array_equal(load_image(out), np.concatenate(list(expected[0]), axis=1))
+    bad = CliRunner().invoke(main, ["stylegan", "edit", "--seeds", "1", "--attribute", "age", "--max-resolution", "12",
+                                    "-o", str(out)])
+    assert bad.exit_code == 2 and "--max-resolution" in bad.output
 
 
 def test_cli_refuses_directions_of_another_generator(tmp_path):

@@ -284,6 +284,9 @@ DIRECTIONS = click.option("--directions", "directions_file", envvar="FACEFORGE_S
                    "of the generated faces along the direction).")
 @click.option("--frames", type=click.IntRange(2, 16), default=5, show_default=True)
 @click.option("--condition", default="", help="Attributes to keep fixed, comma-separated (e.g. gender).")
+@click.option("--max-resolution", type=int, default=None,
+              help="Move only the styles of blocks up to this resolution (e.g. 8: pose and face shape) "
+                   "[default: every layer].")
 @DIRECTIONS
 @click.option("--steps", type=click.IntRange(1, 10000), default=300, show_default=True, help="Projection steps (IMAGE).")
 @click.option("--w-plus", is_flag=True, help="Project into W+ (IMAGE).")
@@ -292,8 +295,8 @@ DIRECTIONS = click.option("--directions", "directions_file", envvar="FACEFORGE_S
 @PSI
 @OUTPUT
 def edit(weights: str, image: Path | None, seeds: str | None, latent: Path | None, attribute: str, strength: str,
-         frames: int, condition: str, directions_file: str, steps: int, w_plus: bool, align: bool, template: str,
-         psi: float, output: Path) -> None:
+         frames: int, condition: str, max_resolution: int | None, directions_file: str, steps: int, w_plus: bool,
+         align: bool, template: str, psi: float, output: Path) -> None:
     """Edit age, gender or smile (InterFaceGAN directions in W): one row per face, one column per strength.
 
     \b
@@ -312,6 +315,12 @@ def edit(weights: str, image: Path | None, seeds: str | None, latent: Path | Non
     strengths = parse_strengths(strength, frames)
     conditions = [c.strip() for c in condition.split(",") if c.strip()]
     G = _load(weights)
+    layers = None
+    if max_resolution is not None:
+        try:
+            layers = slice(0, S.layers_up_to(G, max_resolution))
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--max-resolution") from None
     dirs = _directions(directions_file, G, weights)
     target = None
     if image is not None:
@@ -332,7 +341,7 @@ def edit(weights: str, image: Path | None, seeds: str | None, latent: Path | Non
     else:
         ws = S.seed_ws(G, parse_seeds(seeds or "0-3"), psi)
     try:
-        images = do_edit(G, ws, dirs, attribute, strengths, condition=conditions)
+        images = do_edit(G, ws, dirs, attribute, strengths, condition=conditions, layers=layers)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     n, k = images.shape[:2]

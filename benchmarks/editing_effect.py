@@ -36,9 +36,11 @@ DEFAULT_NAME = "editing_effect"
 DEFAULT_EDITS = ("age", "gender", "smile", "age|gender", "smile|gender,age")
 
 
-def _parse_edit(text: str) -> tuple[str, list[str]]:
+def _parse_edit(text: str) -> tuple[str, list[str], int | None]:
+    """``"age|gender@8"`` -> ``("age", ["gender"], 8)``: attribute, conditions, max resolution (or ``None``)."""
+    text, _, res = text.partition("@")
     attr, _, cond = text.partition("|")
-    return attr.strip(), [c.strip() for c in cond.split(",") if c.strip()]
+    return attr.strip(), [c.strip() for c in cond.split(",") if c.strip()], int(res) if res.strip() else None
 
 
 def projected_photos(G, folder: Path, limit: int, steps: int):
@@ -129,8 +131,9 @@ def run(faces: int = 200, strengths: Sequence[float] = (-2, -1, 0, 1, 2), edits:
     for kind, ws in sets:
         n = len(ws)
         for spec in edits:
-            attr, cond = _parse_edit(spec)
-            imgs = E.edit(G, ws, dirs, attr, strengths, condition=cond)            # (n, K, R, R, 3)
+            attr, cond, max_res = _parse_edit(spec)
+            layers = None if max_res is None else slice(0, S.layers_up_to(G, max_res))
+            imgs = E.edit(G, ws, dirs, attr, strengths, condition=cond, layers=layers)  # (n, K, R, R, 3)
             flat = imgs.reshape(-1, *imgs.shape[2:])
             scores = E.attribute_scores(flat, E.ATTRIBUTES, clf, rec)
             if judge is not None:
@@ -149,6 +152,7 @@ def run(faces: int = 200, strengths: Sequence[float] = (-2, -1, 0, 1, 2), edits:
                       "share_below_0.6": round(float((dist[:, j] < identity.SAME_PERSON_THRESHOLD).mean()), 3)}
                      for j, st in enumerate(strengths)]
             rows.append({"faces": kind, "n": n, "edit": spec, "attribute": attr, "condition": cond,
+                         "max_resolution": max_res,
                          "sigma": round(dirs[attr].sigma, 4), "effect": effect, "identity": ident})
             own = effect[attr]
             at1 = ident[strengths.index(1.0)]["median"] if 1.0 in strengths else "-"
@@ -180,7 +184,7 @@ def markdown(doc: dict[str, Any]) -> str:
              f"({doc['strength_unit']}). Scores: age in years, gender = logit of female, smile = logit of the "
              "emotion model's happy. Slope = least-squares change of the score per unit strength, per face, "
              "mean over faces (share of faces going up in brackets). `a|b` = edit of a with b's direction "
-             "projected out.", "",
+             "projected out; `a@8` = only the styles of blocks up to 8 px move.", "",
              "`age_resnet` = faceforge's separate age estimator (64 px DEX network), a judge the directions "
              "were not found with.", "",
              "| faces (n) | edit | age (years) | age_resnet (years) | gender (logit) | smile (logit) |",
@@ -214,7 +218,8 @@ def _command():
     @click.option("--faces", type=click.IntRange(4), default=200, show_default=True)
     @click.option("--strengths", default="-2,-1,0,1,2", show_default=True)
     @click.option("--edits", default=",".join(e.replace(",", "+") for e in DEFAULT_EDITS), show_default=True,
-                  help="Edits separated by commas; 'a|b+c' = attribute a conditioned on b and c.")
+                  help="Edits separated by commas; 'a|b+c' = attribute a conditioned on b and c; 'a@8' = only the "
+                       "styles of blocks up to 8 px.")
     @click.option("--psi", type=float, default=1.0, show_default=True)
     @click.option("--threads", type=click.IntRange(1), default=1, show_default=True)
     @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=RESULTS_DIR,

@@ -782,7 +782,9 @@ def markdown(doc: dict[str, Any]) -> str:
     lines = [f"# Generator latency: on-device vs server, image-to-image models ({doc['date']})", "",
              f"{doc['machine']} CPU ({doc['cpus']} logical cores; not a phone), torch {doc['torch']}, "
              f"ai-edge-litert {rt.get('ai-edge-litert')}, onnxruntime {rt.get('onnxruntime')}. Median / p90 in ms of "
-             f"{doc['repeats']} calls after {doc['warmup']} warm-up, batch 1. Weights: "
+             f"{doc['repeats']} calls after {doc['warmup']} warm-up"
+             + (f" (on-device files: {doc['rounds']} round-robin rounds of them)" if doc.get("rounds", 1) > 1 else "")
+             + ", batch 1. Weights: "
              + ", ".join(f"{f} {w or 'random'}" for f, w in doc["weights"].items()) + f"; {doc['weights_note']}.",
              "", "## Models", "",
              "| family | size | role | model | params | GMACs (torch counter) | GMACs (output-pixel) | weights |",

@@ -226,6 +226,9 @@ def run_export(model: str = "mini_xception", formats: Iterable[ExportFormat] = (
             f"{calib.data_description(spec.name)} train split, seeded random subset "
             f"(seed {seed}), preprocessed as the model input")
         provenance = {**provenance, "calibration": job.calibration_description}
+    int8_job = job  # full-integer files of models that re-parameterize for int8 (same function, see equalized())
+    if job.calibration is not None and callable(getattr(net, "equalized", None)):
+        int8_job = dataclasses.replace(job, model=net.equalized(job.calibration))
     x, labels = calib.parity_dataset(spec, parity_limit, seed, parity_source)
     parity_desc = _describe_parity_set(spec, parity_limit, parity_source, len(x))
     log.info("parity set: %s", parity_desc)
@@ -246,7 +249,12 @@ def run_export(model: str = "mini_xception", formats: Iterable[ExportFormat] = (
             outcome = FormatOutcome(fmt)
             report.outcomes.append(outcome)
             try:
-                outcome.artifact = fmt.backend(job, tmp / fmt.relpath(model))
+                equalized = fmt.needs_calibration and int8_job is not job
+                outcome.artifact = fmt.backend(int8_job if equalized else job, tmp / fmt.relpath(model))
+                if equalized:
+                    outcome.artifact.notes.append(
+                        "exported from the model's int8 re-parameterization (BatchNorm folded, ReLU channels "
+                        "rescaled to equal ranges on the calibration inputs; same float function)")
                 outcome.bytes = outcome.artifact.path.stat().st_size
                 override = (bounds or {}).get(fmt.name)
                 if override is not None and override != fmt.bounds:

@@ -64,6 +64,38 @@ def test_mobile_unet_batchnorm_folds():
     assert not any(isinstance(m, torch.nn.ConvTranspose2d) for m in g.modules())
 
 
+def test_mobile_unet_equalized_is_the_same_function_with_equal_channel_ranges():
+    torch.manual_seed(0)
+    g = MobileUnetGenerator(num_downs=4, ngf=8).train()
+    with torch.no_grad():
+        for _ in range(3):
+            g(torch.randn(4, 3, 32, 32))
+        for m in g.modules():  # channels of very different ranges, as trained U-Nets have
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.mul_(torch.logspace(-1.5, 1.5, len(m.weight))[torch.randperm(len(m.weight))])
+    g.eval()
+    x = torch.rand(16, 3, 32, 32) * 2 - 1
+    e = g.equalized(x, strength=1.0, last_strength=1.0, max_gain=1e5)
+    assert e is not g and any(isinstance(m, torch.nn.BatchNorm2d) for m in g.modules())  # the original is kept
+    with torch.no_grad():
+        assert torch.allclose(g(x), e(x), atol=1e-5)
+
+    def spread(model):  # largest / smallest per-channel peak of every encoder ReLU output (live channels)
+        peaks = []
+        hooks = [layer[-1].register_forward_hook(lambda m, i, o: peaks.append(o.amax(dim=(0, 2, 3))))
+                 for layer in model.down]
+        with torch.no_grad():
+            model(x)
+        for h in hooks:
+            h.remove()
+        return [float(p[p > 1e-6].max() / p[p > 1e-6].min()) for p in peaks]
+
+    before, after = spread(g), spread(e)
+    assert max(before) > 10 and max(after) < 1.01  # every live channel now spans the same range
+    with pytest.raises(ValueError):
+        g.equalized(torch.zeros(0, 3, 32, 32))
+
+
 def test_unet_rejects_bad_arguments():
     with pytest.raises(ValueError):
         UnetGenerator(num_downs=1)

@@ -221,6 +221,124 @@ class MobileUnetGenerator(nn.Module):
 
     forward = UnetGenerator.forward
 
+    @torch.no_grad()
+    def equalized(self, x: torch.Tensor | "np.ndarray", strength: float = 1.0, last_strength: float = 0.5,
+                  max_gain: float = 1e3, batch_size: int = 16) -> "MobileUnetGenerator":
+        """A copy with BatchNorm folded and every ReLU tensor's channels rescaled to one range: the same
+        function, re-parameterized for per-tensor int8 activations.
+
+        The U-Net's ReLU outputs (every encoder level, every decoder level but the last) have channels
+        of very different ranges, and each skip concatenation joins two such tensors (a deep decoder
+        output and a shallow encoder output): a per-tensor int8 scale, which the concatenation shares
+        across both inputs, is set by the widest channel and leaves the narrow ones a few levels.
+        ReLU is positively homogeneous (``relu(a z) = a relu(z)`` for ``a > 0``), so channel ``c`` of such
+        a tensor can be multiplied by ``a_c`` in the convolution that produces it (its weights and bias,
+        after BatchNorm folding) and divided out in every convolution that consumes it (a depthwise
+        3x3, after the exact zero padding / nearest upsampling / concatenation in between; the last
+        dense 3x3 for the tensors feeding it). Float outputs are unchanged up to rounding; per-channel
+        int8 weights absorb both rescalings exactly for the depthwise and pointwise convolutions (each
+        row or kernel has its own scale). This is the cross-layer equalization of M. Nagel, M. van Baalen,
+        T. Blankevoort, M. Welling, "Data-Free Quantization Through Weight Equalization and Bias
+        Correction", ICCV 2019 (arXiv:1906.04721), applied to activation ranges measured on data, as
+        in their sec. 4.1 for ReLU networks.
+
+        ``a_c = (R / r_c) ** strength`` with ``r_c`` the channel's largest value on ``x`` and ``R`` the
+        largest over the tensor (and over both inputs of a concatenation), clipped to ``[1, max_gain]``.
+        The two tensors feeding the last dense convolution use ``last_strength``: their division lands
+        in one weight row per output channel, whose per-channel int8 scale then serves columns of
+        different sizes.
+
+        Args:
+            x: ``(N, C, H, W)`` float32 calibration inputs in [-1, 1] (the int8 representative dataset).
+            strength: exponent of the equalization for tensors consumed by depthwise convolutions
+                (0 = none, 1 = every channel to the same range).
+            last_strength: the exponent for the tensors of the last convolution's input.
+            max_gain: largest channel gain.
+            batch_size: inputs per forward pass while measuring.
+
+        Returns:
+            A new :class:`MobileUnetGenerator` in eval mode (this one is not modified), BatchNorm folded.
+
+        Raises:
+            ValueError: empty ``x``, or a layout other than this class's (e.g. a norm that does not fold).
+        """
+        import copy
+
+        import numpy as np
+
+        from faceforge.models.cyclegan import fold_batchnorm
+
+        xs = torch.as_tensor(np.asarray(x, np.float32))
+        if xs.ndim != 4 or len(xs) == 0:
+            raise ValueError(f"x must be a non-empty (N, C, H, W) batch, got shape {tuple(xs.shape)}")
+        m = fold_batchnorm(copy.deepcopy(self).eval())
+        if any(isinstance(mod, (nn.BatchNorm2d, nn.InstanceNorm2d)) for mod in m.modules()):
+            raise ValueError("equalized() needs norm='batch' (folded) or 'none'")
+        n = len(m.down)
+        relu_d = [next(mod for mod in layer if isinstance(mod, nn.ReLU)) for layer in m.down]
+        relu_u = [next(mod for mod in layer if isinstance(mod, nn.ReLU)) for layer in list(m.up)[:-1]]
+        peaks: dict[int, torch.Tensor] = {}
+
+        def watch(mod, _inp, out):
+            v = out.detach().amax(dim=(0, 2, 3))
+            peaks[id(mod)] = torch.maximum(peaks[id(mod)], v) if id(mod) in peaks else v
+
+        handles = [r.register_forward_hook(watch) for r in relu_d + relu_u]
+        try:
+            for i in range(0, len(xs), batch_size):
+                m(xs[i:i + batch_size])
+        finally:
+            for h in handles:
+                h.remove()
+
+        def producer(layer: nn.Sequential) -> nn.Conv2d:  # the conv whose output the ReLU takes
+            first = layer[0] if not isinstance(layer[0], nn.Upsample) else layer[1]
+            return first[-1] if isinstance(first, nn.Sequential) else first
+
+        def consumer(layer: nn.Sequential) -> nn.Conv2d:  # the first conv of a layer
+            first = layer[0] if not isinstance(layer[0], nn.Upsample) else layer[1]
+            return first[0] if isinstance(first, nn.Sequential) else first
+
+        def gains(r: torch.Tensor, top: float, s: float) -> torch.Tensor:
+            r = r.double().clamp_min(top * 1e-12 + 1e-30)
+            return (top / r).pow(s).clamp(1.0, max_gain)
+
+        def scale(conv: nn.Conv2d, a: torch.Tensor) -> None:  # producer: output channel c times a_c
+            conv.weight.mul_(a.to(conv.weight.dtype).view(-1, 1, 1, 1))
+            if conv.bias is not None:
+                conv.bias.mul_(a.to(conv.bias.dtype))
+
+        def unscale(conv: nn.Conv2d, a: torch.Tensor, start: int) -> None:  # consumer: input channels / a
+            k = len(a)
+            inv = (1.0 / a).to(conv.weight.dtype)
+            if conv.groups == conv.in_channels and conv.groups > 1:  # depthwise: weight (C, 1, kh, kw)
+                conv.weight[start:start + k].mul_(inv.view(-1, 1, 1, 1))
+            elif conv.groups == 1:
+                conv.weight[:, start:start + k].mul_(inv.view(1, -1, 1, 1))
+            else:
+                raise ValueError("grouped convolutions are not supported")
+
+        # the decoder input of up[k] (k >= 1) is cat([U_{k-1}, D_{n-1-k}]); up[0] takes D_{n-1}
+        for k in range(n):
+            last = k == n - 1
+            s = last_strength if last else strength
+            parts = [] if k == 0 else [("u", k - 1)]
+            parts.append(("d", n - 1 - k))
+            r = [peaks[id(relu_u[j] if kind == "u" else relu_d[j])] for kind, j in parts]
+            top = float(max(v.max() for v in r))
+            offset = 0
+            for (kind, j), rv in zip(parts, r):
+                a = gains(rv, top, s)
+                if kind == "u":
+                    scale(producer(m.up[j]), a)
+                else:
+                    scale(producer(m.down[j]), a)
+                    if j + 1 < n:  # D_j also feeds the next encoder level
+                        unscale(consumer(m.down[j + 1]), a, 0)
+                unscale(consumer(m.up[k]), a, offset)
+                offset += len(rv)
+        return m
+
 
 # --------------------------------------------------------------------------------------------------
 # Registry

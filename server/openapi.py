@@ -140,8 +140,9 @@ def _frontalize_operation(config: Config, errors: Iterable[type[FaceforgeError]]
             "Face Mesh (468 3D landmarks) -> yaw estimate -> pose-tolerant crop framed by the landmark box -> "
             "(generators trained on rerendered inputs) warp back to frontal as Rotate-and-Render does (Zhou et "
             "al., CVPR 2020) -> pix2pix U-Net generator (Isola et al., CVPR 2017). Yaw is in degrees, positive "
-            "when the nose points to the image's right; a face turned beyond the trained range is frontalized "
-            "and flagged (`in_range: false`, `warning`). faceforge ships a trained mobile U-Net (128 px); "
+            "when the nose points to the image's right (Face Mesh's estimate, calibrated); a face turned beyond the "
+            "trained range is not frontalized (`in_range: false`, `warning`), and with no face left the answer is 422 "
+            "`pose-out-of-range`. faceforge ships a trained mobile U-Net (128 px); "
             "when the configured weights (`FACEFORGE_FRONTALIZE_WEIGHTS`, default: the shipped ones) are absent "
             "the endpoint answers 503 `weights-not-found`. Limits: "
             f"{config.max_bytes} bytes, {config.max_pixels} pixels, at most {config.max_faces} faces."),

@@ -57,7 +57,8 @@ FRONTALIZE_TIMING_STEPS = ("decode", "detect", "landmarks", "render", "generate"
 FRONTALIZE_HEADERS = {
     "X-Faceforge-Faces-Detected": "number of faces detected",
     "X-Faceforge-Face-Index": "index (detector order) of the returned face",
-    "X-Faceforge-Yaw": "Face Mesh yaw estimate in degrees, positive when the nose points to the image's right",
+    "X-Faceforge-Yaw": "head yaw in degrees (Face Mesh's estimate, calibrated), positive when the nose points to "
+                       "the image's right",
     "X-Faceforge-Yaw-In-Range": "true or false: |yaw| within the trained range",
     "X-Faceforge-Model": "generator architecture, e.g. pix2pix_mobile",
     "X-Faceforge-Model-Version": "generator weights version",
@@ -236,8 +237,8 @@ def frontalize_face_schema() -> dict[str, Any]:
         "score": {"type": "number", "minimum": 0, "maximum": 1, "description": "detector confidence"},
         "selected": {"type": "boolean", "description": "whether the face was asked for"},
         "frontalized": {"type": "boolean", "description": "whether `image` holds a frontal crop"},
-        "yaw": {**number_or_null, "description": "Face Mesh yaw estimate, degrees; positive when the nose points "
-                                                 "to the image's right (the subject turned to their own left)"},
+        "yaw": {**number_or_null, "description": "head yaw, degrees (Face Mesh's estimate, calibrated); positive when "
+                                                 "the nose points to the image's right (the subject turned to their own left)"},
         "roll": {**number_or_null, "description": "in-plane rotation, degrees"},
         "in_range": {"type": "boolean", "description": "|yaw| within the generator's trained range"},
         "warning": {"type": ["string", "null"], "description": "why the result may be poor or missing"},

@@ -16,9 +16,10 @@ field          default    meaning
 ``response=json`` answers with :func:`server.schemas.frontalize_response_schema`. ``response=image``
 answers ``200`` ``image/png`` with the headers of :data:`server.schemas.FRONTALIZE_HEADERS`.
 
-Yaw is Face Mesh's estimate in degrees, positive when the nose points to the image's right. A face
-turned beyond the trained range is frontalized all the same and flagged (``in_range: false`` and a
-``warning``; header ``X-Faceforge-Yaw-In-Range: false``).
+Yaw is Face Mesh's estimate calibrated to the training pairs' yaw (:func:`faceforge.frontalize.calibrate_yaw`),
+in degrees, positive when the nose points to the image's right. A face turned beyond the trained range is not
+frontalized (``in_range: false`` and a ``warning``); when no selected face is left the answer is 422
+``pose-out-of-range`` (:class:`faceforge.errors.PoseOutOfRangeError`, with ``yaws`` and ``max_yaw``).
 
 Errors: the configured weights are absent -> 503 ``weights-not-found`` (the shipped default deleted, or
 ``FACEFORGE_FRONTALIZE_WEIGHTS`` pointing nowhere); no face -> 422

@@ -28,8 +28,8 @@ def frontalize(photo: Path, output: Path | None, weights: str | None, selection:
                as_json: bool) -> None:
     """Frontalize the faces in PHOTO with a pix2pix generator and save the frontal crops.
 
-    Yaw is Face Mesh's estimate in degrees, positive when the nose points to the image's right.
-    Faces turned beyond the trained range are frontalized with a warning.
+    Yaw is Face Mesh's estimate, calibrated, in degrees, positive when the nose points to the image's right.
+    Faces turned beyond the trained range are not frontalized; with none left the command fails with one line.
 
     \b
     Examples:

@@ -150,26 +150,3 @@ def to_fp16_storage(src: str | Path, dst: str | Path | None = None) -> Path:
         if os.path.exists(tmp):
             os.remove(tmp)
     return dst
-
-
-# --- names that moved to faceforge.models.stylegan2_convert (issue 11) ---------------------------------
-_MOVED_TO_STYLEGAN2_CONVERT = frozenset({"STYLEGAN2_ARCH", "convert_nvlabs_stylegan2_ada",
-                                         "convert_rosinality_stylegan2", "load_stylegan2"})
-
-
-def __getattr__(name: str) -> Any:
-    """Deprecated forwarding alias: ``from faceforge.checkpoints import load_stylegan2`` (and the
-    converters) still resolves, to :mod:`faceforge.models.stylegan2_convert`, with a
-    ``DeprecationWarning``. Import them from there instead.
-
-    Raises:
-        AttributeError: any other unknown name (PEP 562).
-    """
-    if name in _MOVED_TO_STYLEGAN2_CONVERT:
-        import importlib
-        import warnings
-
-        warnings.warn(f"faceforge.checkpoints.{name} moved to faceforge.models.stylegan2_convert.{name}",
-                      DeprecationWarning, stacklevel=2)
-        return getattr(importlib.import_module("faceforge.models.stylegan2_convert"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

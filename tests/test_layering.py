@@ -25,12 +25,6 @@ def _is_cli(name: str) -> bool:
     return name == CLI_PACKAGE or name.startswith(CLI_PACKAGE + ".") or name in CLI_MODULES
 
 
-DEPRECATED_ALIASES = {
-    # faceforge.checkpoints.load_stylegan2 & co. forward (importlib, PEP 562 __getattr__) to the module they
-    # moved to, for callers not yet updated (training/stylegan2.py). The edge is seen (see _imports) and left
-    # out of the cycle check only while such a caller exists: test_deprecated_aliases_are_still_needed.
-    ("faceforge.checkpoints", "faceforge.models.stylegan2_convert"): ("training/stylegan2.py", "load_stylegan2"),
-}
 
 
 def _modules() -> dict[str, Path]:
@@ -149,22 +143,8 @@ def test_no_import_cycles_through_function_level_imports():
     """No allowance: an import inside a function body still makes a cycle (the StyleGAN2 converters
     that closed checkpoints -> models.registry -> models.stylegan2 -> checkpoints moved to
     ``faceforge/models/stylegan2_convert.py``)."""
-    graph = _graph(module_level_only=False)
-    for source, target in DEPRECATED_ALIASES:
-        graph[source].discard(target)
-    cycles = _cycles(graph)
+    cycles = _cycles(_graph(module_level_only=False))
     assert cycles == [], f"import cycles (hidden by imports inside functions): {cycles}"
-
-
-def test_deprecated_aliases_are_still_needed():
-    """Each forwarding alias left out of the cycle check has a caller that still uses it; once the caller
-    imports from the new module, delete the alias (and its entry here)."""
-    graph = _graph(module_level_only=False)
-    for (source, target), (caller, name) in DEPRECATED_ALIASES.items():
-        assert target in graph[source], f"{source} no longer forwards to {target}: drop the entry"
-        text = (REPO / caller).read_text()
-        assert f"from {source} import" in text and name in text, (
-            f"{caller} no longer imports {name} from {source}: delete the alias in {source} and this entry")
 
 
 def test_stylegan2_converters_sit_above_format_and_network():
@@ -172,8 +152,7 @@ def test_stylegan2_converters_sit_above_format_and_network():
     and the checkpoint format imports no model."""
     graph = _graph(module_level_only=False)
     assert {"faceforge.checkpoints", "faceforge.models.stylegan2"} <= graph["faceforge.models.stylegan2_convert"]
-    aliases = {target for source, target in DEPRECATED_ALIASES if source == "faceforge.checkpoints"}
-    assert not {m for m in graph["faceforge.checkpoints"] if m.startswith("faceforge.models")} - aliases
+    assert not {m for m in graph["faceforge.checkpoints"] if m.startswith("faceforge.models")}
     assert "faceforge.models.stylegan2_convert" not in graph["faceforge.models.stylegan2"]
 
 
@@ -183,5 +162,7 @@ def test_the_walker_sees_function_level_imports(tmp_path):
     found = _imports("faceforge.cli.demo", mods["faceforge.cli.demo"], mods, module_level_only=False)
     assert any(imported.startswith("server") for imported, _ in found)  # demo's lazy server import
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [{"a", "b", "c"}]
-    dynamic = _imports("faceforge.checkpoints", mods["faceforge.checkpoints"], mods, module_level_only=False)
-    assert any(imported == "faceforge.models.stylegan2_convert" for imported, _ in dynamic)  # importlib seen
+    lazy = tmp_path / "lazy.py"
+    lazy.write_text("def f():\n    import importlib\n    return importlib.import_module('faceforge.models.stylegan2')\n")
+    dynamic = _imports("faceforge.lazy", lazy, mods, module_level_only=False)
+    assert any(imported == "faceforge.models.stylegan2" for imported, _ in dynamic)  # importlib seen

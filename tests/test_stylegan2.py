@@ -555,14 +555,11 @@ def test_wrong_formats_are_clear_errors(tmp_path):
         create_model("stylegan2", weights=tmp_path / "absent.pkl")
 
 
-def test_moved_converter_names_still_import_from_checkpoints():
-    """``faceforge.checkpoints.load_stylegan2`` (used by callers written before the move) forwards to
-    ``faceforge.models.stylegan2_convert`` with a DeprecationWarning; other names still fail."""
+def test_converters_are_the_stylegan2_loader_and_left_checkpoints():
+    """The converters live in ``faceforge.models.stylegan2_convert`` (the spec's weights loader);
+    ``faceforge.checkpoints`` knows no model and no longer offers them."""
     from faceforge import checkpoints
     from faceforge.models import stylegan2_convert
 
-    with pytest.warns(DeprecationWarning, match="stylegan2_convert"):
-        assert checkpoints.load_stylegan2 is stylegan2_convert.load_stylegan2
-    with pytest.raises(AttributeError):
-        checkpoints.no_such_name  # noqa: B018
+    assert not hasattr(checkpoints, "load_stylegan2")
     assert get_spec("stylegan2").weights_loader is stylegan2_convert.load_stylegan2

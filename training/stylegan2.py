@@ -72,7 +72,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from faceforge.checkpoints import load_checkpoint, load_stylegan2, save_checkpoint
+from faceforge.checkpoints import load_checkpoint, save_checkpoint
+from faceforge.models.stylegan2_convert import load_stylegan2
 from faceforge.errors import CheckpointError
 from faceforge.imaging import load_image, save_image
 from faceforge.metrics import SWDReference
@@ -467,7 +468,7 @@ def load_finetune_source(source: str | Path) -> dict[str, Any]:
 
     Args:
         source: a stylegan2 run folder (its ``last.pt``), a ``last.pt`` itself, or a StyleGAN2 generator
-            checkpoint of any format :func:`faceforge.checkpoints.load_stylegan2` reads.
+            checkpoint of any format :func:`faceforge.models.stylegan2_convert.load_stylegan2` reads.
 
     Returns:
         ``{"G_config", "G", "G_ema", "D_config" | None, "D" | None, "source"}`` with state dicts.

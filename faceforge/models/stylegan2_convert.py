@@ -9,8 +9,7 @@ this module installs it as the ``stylegan2`` spec's ``weights_loader``
 
 Layering: this module sits above both the checkpoint format (:mod:`faceforge.checkpoints`, which knows
 no model) and the networks (:mod:`faceforge.models.stylegan2`, which knows no file format), so none of
-them imports another in a circle. (Until issue 11 the converters lived in ``faceforge/checkpoints.py``;
-``from faceforge.checkpoints import load_stylegan2`` still works through a deprecated forwarding alias.)
+them imports another in a circle. (Until issue 11 the converters lived in ``faceforge/checkpoints.py``.)
 
 References: Karras et al. 2020, "Analyzing and Improving the Image Quality of StyleGAN" (CVPR,
 arXiv:1912.04958); the tensor layouts of github.com/rosinality/stylegan2-pytorch (``model.py``) and

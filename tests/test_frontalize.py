@@ -395,3 +395,23 @@ def test_a_run_in_training_is_not_resumed_twice(tmp_path, tiny_pose_pairs):
     (run / LOCK_NAME).write_text("999999999\n")  # a lock left by a killed trainer is taken over
     train(FrontalizeConfig(resume=str(run), stop_after_steps=1, **common))
     assert (run / "last.pt").read_bytes() != before and not (run / LOCK_NAME).exists()
+
+
+@pytest.mark.slow
+@pytest.mark.export
+def test_int8_export_of_the_mobile_unet_uses_its_equalized_form(tmp_path):
+    pytest.importorskip("litert_torch")
+    pytest.importorskip("ai_edge_litert")
+    from export.exporter import run_export
+    from export.formats import FORMATS
+    from faceforge.checkpoints import save_checkpoint
+
+    torch.manual_seed(0)
+    g = create_model("pix2pix_mobile", ngf=4, num_downs=4)
+    weights = save_checkpoint(tmp_path / "G.pt", g, "pix2pix_mobile", g.faceforge_config, {"config": {"crop_size": 32}})
+    report = run_export("pix2pix_mobile", [FORMATS["tflite_fp16"], FORMATS["tflite_int8"]], weights=str(weights),
+                        out=tmp_path / "out", calibration_size=8, calibration_source="random", parity_limit=4,
+                        parity_source="random", write_manifest=False)
+    notes = {o.format.name: " ".join(o.artifact.notes) for o in report.outcomes}
+    assert "re-parameterization" in notes["tflite_int8"] and "re-parameterization" not in notes["tflite_fp16"]
+    assert all(o.ok for o in report.outcomes)

@@ -99,7 +99,7 @@ def photo_faces(frontalizer: Any, folders: Sequence[Path], min_yaw: float,
     from faceforge.metrics import face_region_mask, laplacian_variance, max_chroma
     import warnings
 
-    from faceforge.errors import NoFaceError
+    from faceforge.errors import NoFaceError, PoseOutOfRangeError
     from faceforge.imaging import load_image
     from training.unpaired import list_images, resize_square
 
@@ -112,7 +112,7 @@ def photo_faces(frontalizer: Any, folders: Sequence[Path], min_yaw: float,
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", UserWarning)  # out-of-range yaws are listed, not warned
                     result = frontalizer.frontalize(rgb)
-            except (NoFaceError, ValueError):
+            except (NoFaceError, PoseOutOfRangeError, ValueError):  # no face, or every face beyond the range
                 continue
             total += len(result.frontalized)
             gray = max_chroma(rgb, percentile=99.9) <= 3

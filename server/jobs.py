@@ -142,15 +142,32 @@ def finished_error(job: Job) -> JobFinishedError:
 _current = threading.local()
 
 
+class JobCancelled(Exception):
+    """Raised by a task between its steps when its job was cancelled (:func:`stop_if_cancelled`); the
+    queue then ends the run quietly (the record is already ``cancelled``)."""
+
+
 def cancel_requested() -> bool:
     """Inside a task run by :class:`InProcessJobQueue`: whether its job was cancelled since it started.
 
-    The cooperative flag of the in-process backend: a task that works in steps (an optimisation loop) may
-    call this between steps and return early. No task of :mod:`server.tasks` calls it yet, so today a
-    cancelled running job computes to its end and only its result is discarded. Outside a job thread: False.
+    The cooperative flag of the in-process backend: a task that works in steps (an optimisation loop)
+    calls :func:`stop_if_cancelled` between steps. The StyleGAN2 projections of :mod:`server.tasks`
+    (project, toonify, morph, edit of a photo) do; one-shot tasks (swap, restore, makeup) compute to their
+    end and only their result is discarded. Outside a job thread: False.
     """
     event = getattr(_current, "cancelled", None)
     return bool(event is not None and event.is_set())
+
+
+def stop_if_cancelled(*_: Any) -> None:
+    """A step callback (e.g. ``faceforge.stylegan.project(callback=...)``) that raises
+    :class:`JobCancelled` once :func:`cancel_requested` is true.
+
+    Raises:
+        JobCancelled: the running job was cancelled.
+    """
+    if cancel_requested():
+        raise JobCancelled
 
 
 class InProcessJobQueue(JobQueue):
@@ -238,8 +255,8 @@ class InProcessJobQueue(JobQueue):
           then, at the cost of one lookup).
         * ``running``: the record is ``cancelled`` at once and the task's cooperative flag is set
           (:func:`cancel_requested`). A Python thread cannot be interrupted, so the task computes on until
-          it checks that flag or returns (no task checks it yet: it runs to its end); its worker thread is
-          busy until then, and its result or error is discarded.
+          it checks that flag (the StyleGAN2 projections do, between steps, via :func:`stop_if_cancelled`)
+          or returns; its worker thread is busy until then, and its result or error is discarded.
         """
         with self._lock:
             self._expire(time.time())
@@ -285,6 +302,8 @@ class InProcessJobQueue(JobQueue):
             try:
                 result = self.runner(job.task, payload)
                 status, error = "succeeded", None
+            except JobCancelled:  # the task stopped between steps; the record says cancelled already
+                result, status, error = None, "cancelled", None
             except FaceforgeError as exc:
                 result, status, error = None, "failed", exc.to_problem()
             except Exception:  # noqa: BLE001 - a failed job must not kill the worker

@@ -214,8 +214,8 @@ def _job_paths(config: Config) -> dict[str, Any]:
         "description": "A queued job is cancelled and never runs. A running job is marked `cancelled` at once and "
                        "its result is discarded; what stops depends on the backend: `celery` revokes the task "
                        "(prefork workers: SIGUSR1 to the child running it, which ends the computation as a soft "
-                       "time limit would), `inprocess` sets a cooperative flag that tasks may check between "
-                       "steps (the computation itself runs to its end on its thread). Cancelling a cancelled "
+                       "time limit would), `inprocess` sets a cooperative flag that the StyleGAN2 projections check "
+                       "between optimisation steps (one-shot tasks run to their end on their thread). Cancelling a cancelled "
                        "job answers its record again; a job that already succeeded or failed answers 409 "
                        f"`job-finished`. The record expires {config.job_ttl_s} s after the cancel.",
         "parameters": [{"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}],

@@ -505,3 +505,41 @@ def test_openapi_lists_the_job_endpoints(client):
     Draft202012Validator.check_schema(doc["components"]["schemas"]["Job"])
     validator = pytest.importorskip("openapi_spec_validator")
     validator.validate(doc)
+
+
+def test_cancelled_projection_stops_between_steps(weights):
+    """In-process cancel stops a StyleGAN2 projection between its optimisation steps (the tasks pass
+    stop_if_cancelled as project()'s callback): the worker is free again long before the steps are done,
+    the record stays cancelled with no error, and the next job runs."""
+    from server.jobs import stop_if_cancelled
+
+    G = create_model("stylegan2", weights=weights[0]).eval()
+    target = S.generate(G, [5])[0]
+    started, steps_run = threading.Event(), []
+
+    def runner(task, payload):
+        if task == "project":
+            def callback(step, loss):
+                steps_run.append(step)
+                started.set()
+                stop_if_cancelled(step, loss)
+
+            S.project(G, target, steps=100_000, num_w_samples=64, callback=callback)
+            raise AssertionError("the projection ran to its end")
+        return TaskResult([], {"n": payload["n"]})
+
+    queue = InProcessJobQueue(runner, workers=1, max_queued=4, ttl_s=60)
+    try:
+        job = queue.submit("project", {"n": 1})
+        assert started.wait(30)
+        queue.cancel(job.id)
+        follower = queue.submit("generate", {"n": 2})
+        deadline = time.monotonic() + 30
+        while queue.get(follower.id).status != "succeeded" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert queue.get(follower.id).status == "succeeded"
+        record = queue.get(job.id)
+        assert record.status == "cancelled" and record.error is None
+        assert 1 <= len(steps_run) < 100_000
+    finally:
+        queue.close()

@@ -277,8 +277,7 @@ def align_face(rgb: np.ndarray, face: Any, size: int, template: str | FaceTempla
         ValueError: bad image, keypoints, size or border.
         UnknownModelError: unknown template name.
     """
-    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ValueError("rgb must be a uint8 (H, W, 3) array")
+    _check_rgb(rgb)
     if int(size) != size or size < 2:
         raise ValueError(f"size must be an integer >= 2, got {size}")
     if border not in _BORDERS:
@@ -327,8 +326,15 @@ def feather_mask(size: int, feather: float) -> np.ndarray:
     return np.minimum(ramp[:, None], ramp[None, :])
 
 
-def _paste_geometry(rgb: np.ndarray, side: int, aligned: AlignedFace):
-    """The photo region under a warped ``side`` x ``side`` crop and the OpenCV matrix crop -> region."""
+def _check_rgb(rgb: np.ndarray) -> None:
+    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError("rgb must be a uint8 (H, W, 3) array")
+
+
+def _paste_region(rgb: np.ndarray, side: int, aligned: AlignedFace) -> tuple[tuple[slice, slice], np.ndarray,
+                                                                              tuple[int, int]] | None:
+    """Where a warped ``side`` x ``side`` crop lands in ``rgb``: the region's ``(rows, cols)`` slices, the
+    OpenCV matrix crop -> region and the region's ``(width, height)``; ``None`` when it misses the image."""
     k = aligned.size / side  # continuous coordinates scale by k between the two crop sizes
     inverse = aligned.inverse @ np.array([[k, 0, 0], [0, k, 0], [0, 0, 1.0]])  # crop' pixels -> image pixels
     h, w = rgb.shape[:2]
@@ -337,9 +343,11 @@ def _paste_geometry(rgb: np.ndarray, side: int, aligned: AlignedFace):
     y0 = int(np.clip(np.floor(corners[:, 1].min()) - 1, 0, h))
     x1 = int(np.clip(np.ceil(corners[:, 0].max()) + 2, 0, w))
     y1 = int(np.clip(np.ceil(corners[:, 1].max()) + 2, 0, h))
+    if x1 <= x0 or y1 <= y0:
+        return None
     shift = inverse.copy()
     shift[:, 2] -= (x0, y0)
-    return (x0, y0, x1, y1), to_opencv(shift)
+    return (slice(y0, y1), slice(x0, x1)), to_opencv(shift), (x1 - x0, y1 - y0)
 
 
 def paste_change(rgb: np.ndarray, change: np.ndarray, aligned: AlignedFace, feather: float = 0.1) -> np.ndarray:
@@ -363,22 +371,20 @@ def paste_change(rgb: np.ndarray, change: np.ndarray, aligned: AlignedFace, feat
     Raises:
         ValueError: bad shapes/dtypes or ``feather`` outside [0, 0.5].
     """
-    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ValueError("rgb must be a uint8 (H, W, 3) array")
+    _check_rgb(rgb)
     if (not isinstance(change, np.ndarray) or change.ndim != 3 or change.shape[2] != 3
             or change.shape[0] != change.shape[1]):
         raise ValueError("change must be a square (S, S, 3) array")
-    side = change.shape[0]
-    mask = feather_mask(side, feather)
-    (x0, y0, x1, y1), shift = _paste_geometry(rgb, side, aligned)
+    mask = feather_mask(change.shape[0], feather)
     out = rgb.copy()
-    if x1 <= x0 or y1 <= y0:
+    placed = _paste_region(rgb, change.shape[0], aligned)
+    if placed is None:
         return out
-    roi = (x1 - x0, y1 - y0)
+    region, shift, roi = placed
     weighted = np.ascontiguousarray(change.astype(np.float32) * mask[..., None])
     warped = cv2.warpAffine(weighted, shift, roi, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
                             borderValue=(0, 0, 0))
-    out[y0:y1, x0:x1] = np.clip(np.rint(out[y0:y1, x0:x1].astype(np.float32) + warped), 0, 255).astype(np.uint8)
+    out[region] = np.clip(np.rint(out[region].astype(np.float32) + warped), 0, 255).astype(np.uint8)
     return out
 
 
@@ -402,23 +408,20 @@ def paste_back(rgb: np.ndarray, crop: np.ndarray, aligned: AlignedFace, feather:
     Raises:
         ValueError: bad shapes/dtypes or ``feather`` outside [0, 0.5].
     """
-    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ValueError("rgb must be a uint8 (H, W, 3) array")
+    _check_rgb(rgb)
     if (not isinstance(crop, np.ndarray) or crop.dtype != np.uint8 or crop.ndim != 3 or crop.shape[2] != 3
             or crop.shape[0] != crop.shape[1]):
         raise ValueError("crop must be a square uint8 (S, S, 3) array")
-    side = crop.shape[0]
-    mask = feather_mask(side, feather)
-    (x0, y0, x1, y1), shift = _paste_geometry(rgb, side, aligned)
+    mask = feather_mask(crop.shape[0], feather)
     out = rgb.copy()
-    if x1 <= x0 or y1 <= y0:
+    placed = _paste_region(rgb, crop.shape[0], aligned)
+    if placed is None:
         return out
-    roi = (x1 - x0, y1 - y0)
+    region, shift, roi = placed
     warped = cv2.warpAffine(np.ascontiguousarray(crop), shift, roi, flags=cv2.INTER_LINEAR,
                             borderMode=cv2.BORDER_REPLICATE)
     alpha = cv2.warpAffine(mask, shift, roi, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
                            borderValue=0)[..., None]
-    region = out[y0:y1, x0:x1].astype(np.float32)
-    blended = region + alpha * (warped.astype(np.float32) - region)
-    out[y0:y1, x0:x1] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    under = out[region].astype(np.float32)
+    out[region] = np.clip(np.rint(under + alpha * (warped.astype(np.float32) - under)), 0, 255).astype(np.uint8)
     return out

@@ -64,6 +64,11 @@ def time_generator(G, batch_size: int, repeats: int, warmup: int, device) -> dic
                 torch.cuda.synchronize(device)
             if i >= warmup:
                 times.append(time.perf_counter() - t0)
+    return _figures(times, batch_size)
+
+
+def _figures(times: Sequence[float], batch_size: int) -> dict[str, float]:
+    """Median / p10 / p90 seconds per batch, ms per image and images per second of timed batches."""
     t = np.asarray(times)
     median = float(np.median(t))
     return {"median_s": round(median, 6), "p10_s": round(float(np.percentile(t, 10)), 6),
@@ -82,11 +87,7 @@ def time_generate(G, batch_size: int, repeats: int, warmup: int) -> dict[str, fl
         generate(G, seeds, batch_size=batch_size)
         if i >= warmup:
             times.append(time.perf_counter() - t0)
-    t = np.asarray(times)
-    median = float(np.median(t))
-    return {"median_s": round(median, 6), "p10_s": round(float(np.percentile(t, 10)), 6),
-            "p90_s": round(float(np.percentile(t, 90)), 6), "ms_per_image": round(1000 * median / batch_size, 3),
-            "images_per_s": round(batch_size / median, 2)}
+    return _figures(times, batch_size)
 
 
 def run(resolutions: Sequence[int] = (32, 64, 128, 256), batch_sizes: Sequence[int] = (1, 4, 16),

@@ -496,26 +496,16 @@ class FaceTranslator(FacePipeline):
     model_step = "translate"
     pastes = True
 
-    def prepare_faces(self, rgb: np.ndarray, found: Sequence["Face"], chosen: Sequence[int],
-                      timings: dict[str, float]) -> list:
-        """Template alignment; in ``transfer`` mode at the face's own resolution (a multiple of 4 between
-        the generator size and :attr:`max_side`: the photo's pixels per template pixel)."""
-        jobs = super().prepare_faces(rgb, found, chosen, timings)
+    def crop_side(self, face: "Face") -> int:
+        """The template crop's side: the generator size, or in ``transfer`` mode the face's own resolution
+        (the photo's pixels per template pixel, a multiple of 4 between the generator size and
+        :attr:`max_side`)."""
         if self.detail == "off":
-            return jobs
-        import time
+            return self.size
+        from faceforge.faces.align import alignment_scale
 
-        from faceforge.faces.align import align_face
-
-        t0 = time.perf_counter()
-        for job in jobs:
-            scale = float(np.sqrt(abs(np.linalg.det(job.aligned.matrix[:, :2]))))  # crop px per photo px
-            side = min(self.max_side, int(np.ceil(self.size / max(scale, 1e-6) / 4)) * 4)
-            if side > self.size:
-                job.aligned = align_face(rgb, job.face, side, template=self.face_template)
-                job.input = job.aligned.image
-        timings[self.align_step] += (time.perf_counter() - t0) * 1e3
-        return jobs
+        scale = alignment_scale(face, self.size, self.face_template)  # crop px per photo px
+        return max(self.size, min(self.max_side, int(np.ceil(self.size / max(scale, 1e-6) / 4)) * 4))
 
     def run_model(self, inputs: list[np.ndarray], direction: str = "A->B", apply_postfilter: bool = False,
                   **_: Any) -> list[np.ndarray]:

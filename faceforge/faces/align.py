@@ -56,7 +56,7 @@ from faceforge.errors import UnknownModelError
 from faceforge.faces.detect import KEYPOINT_NAMES
 
 __all__ = ["FaceTemplate", "TEMPLATES", "AlignedFace", "umeyama", "to_opencv", "get_template", "align_face",
-           "feather_mask", "paste_back", "paste_change"]
+           "feather_mask", "paste_back", "paste_change", "alignment_scale"]
 
 
 @dataclass(frozen=True)
@@ -249,6 +249,18 @@ def _face_keypoints(face: Any) -> np.ndarray:
 
 
 _BORDERS = {"replicate": cv2.BORDER_REPLICATE, "constant": cv2.BORDER_CONSTANT, "reflect": cv2.BORDER_REFLECT_101}
+
+
+def alignment_scale(face: Any, size: int, template: str | FaceTemplate = "fer2013") -> float:
+    """Crop pixels per image pixel of :func:`align_face` at ``size`` (the similarity's scale), without
+    warping: < 1 when the face has more pixels in the image than in the crop.
+
+    Raises:
+        ValueError: bad keypoints. UnknownModelError: unknown template name.
+    """
+    tpl = get_template(template)
+    matrix = umeyama(_face_keypoints(face)[list(tpl.indices)], tpl.points(int(size)))
+    return float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
 
 
 def align_face(rgb: np.ndarray, face: Any, size: int, template: str | FaceTemplate = "fer2013",

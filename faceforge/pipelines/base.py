@@ -147,10 +147,15 @@ class FacePipeline:
         t0 = time.perf_counter()
         jobs = []
         for i in chosen:
-            aligned = align_face(rgb, found[i], self.crop_size, template=self.face_template)
+            aligned = align_face(rgb, found[i], self.crop_side(found[i]), template=self.face_template)
             jobs.append(FaceJob(index=i, face=found[i], aligned=aligned, input=aligned.image))
         timings[self.align_step] = (time.perf_counter() - t0) * 1e3
         return jobs
+
+    def crop_side(self, face: "Face") -> int:
+        """Side in px of this face's template crop in :meth:`prepare_faces` (default :attr:`crop_size`;
+        a task that works at the face's own resolution overrides it)."""
+        return self.crop_size
 
     def run_model(self, inputs: list[np.ndarray], **options: Any) -> Sequence[Any]:
         """The model step: one output per input (same order). Subclasses implement it."""

@@ -76,7 +76,7 @@ if TYPE_CHECKING:  # imported lazily at run time: the detector loads LiteRT
     from faceforge.faces.detect import Face, FaceDetector
 
 __all__ = ["TranslateTask", "TASKS", "DIRECTIONS", "DETAIL_MODES", "get_task", "resolve_weights",
-           "load_generators", "parse_face_selection", "select_faces", "postfilter", "mean_chroma", "is_grayscale",
+           "load_generators", "parse_face_selection", "select_faces", "postfilter", "mean_chroma",
            "transfer_change", "TranslatedFace", "TranslationResult", "FaceTranslator"]
 
 DETAIL_MODES = ("transfer", "off")
@@ -312,11 +312,6 @@ def mean_chroma(rgb: np.ndarray) -> float:
     levels, averaged. Grey images measure 0, a toned black-and-white face ~13, colour faces ~20-40."""
     x = rgb.astype(np.int16)
     return float((x.max(axis=2) - x.min(axis=2)).mean())
-
-
-def is_grayscale(rgb: np.ndarray, tolerance: float = 1.0) -> bool:
-    """Whether a uint8 ``(H, W, 3)`` RGB image is grey: :func:`mean_chroma` at most ``tolerance`` levels."""
-    return mean_chroma(rgb) <= tolerance
 
 
 FULL_CHROMA = 20.0

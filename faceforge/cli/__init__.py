@@ -25,6 +25,8 @@ from __future__ import annotations
 import importlib
 import os
 import re
+from pathlib import Path
+from typing import Any
 
 import click
 
@@ -118,6 +120,21 @@ def one_line(exc: BaseException) -> str:
         text = f"cannot reach the server{where}: {errno.group(0) if errno else type(exc).__name__}"
     first = text.splitlines()[0] if text else type(exc).__name__
     return first if len(first) <= 400 else first[:397] + "..."
+
+
+def save_or_fail(path: Path, rgb: Any, **kwargs: Any) -> None:
+    """:func:`faceforge.imaging.save_image` of a uint8 ``(H, W, 3)`` image, a refusal (unknown extension,
+    unwritable folder) turned into one CLI line ("cannot write PATH: reason", exit 1).
+
+    Raises:
+        click.ClickException: the image could not be written.
+    """
+    from faceforge.imaging import save_image
+
+    try:
+        save_image(path, rgb, **kwargs)
+    except ValueError as exc:
+        raise click.ClickException(f"cannot write {path}: {exc}") from None
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

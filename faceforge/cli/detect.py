@@ -37,7 +37,8 @@ def detect(photo: Path, output: Path | None, no_output: bool, model: str, min_sc
     """
     from faceforge.faces.detect import KEYPOINT_NAMES, FaceDetector
     from faceforge.faces.draw import annotate
-    from faceforge.imaging import load_image, save_image
+    from faceforge.cli import save_or_fail
+    from faceforge.imaging import load_image
 
     try:
         rgb = load_image(photo)
@@ -50,10 +51,7 @@ def detect(photo: Path, output: Path | None, no_output: bool, model: str, min_sc
     written = None
     if not no_output:
         written = output or photo.with_name(f"{photo.stem}_faces.jpg")
-        try:
-            save_image(written, annotate(rgb, faces))
-        except ValueError as exc:
-            raise click.ClickException(f"cannot write {written}: {exc}") from None
+        save_or_fail(written, annotate(rgb, faces))
     height, width = rgb.shape[:2]
     if as_json:
         click.echo(json.dumps({

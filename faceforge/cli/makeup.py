@@ -30,7 +30,8 @@ def makeup(target: Path, reference: Path, output: Path | None, selection: str, s
       faceforge makeup group.jpg reference.png --regions lips --strength 0.6
     """
     from faceforge.faces.select import parse_face_selection
-    from faceforge.imaging import load_image, save_image
+    from faceforge.cli import save_or_fail
+    from faceforge.imaging import load_image
     from faceforge.makeup import MakeupTransfer
 
     try:
@@ -40,10 +41,7 @@ def makeup(target: Path, reference: Path, output: Path | None, selection: str, s
         raise click.BadParameter(str(exc)) from None
     result = transfer.apply(load_image(target), load_image(reference), faces=faces)
     written = output or target.with_name(f"{target.stem}_makeup.jpg")
-    try:
-        save_image(written, result.image)
-    except ValueError as exc:
-        raise click.ClickException(f"cannot write {written}: {exc}") from None
+    save_or_fail(written, result.image)
     if as_json:
         click.echo(json.dumps({"output": str(written), "regions": list(result.regions), "faces": result.faces,
                                "timings_ms": {k: round(v, 1) for k, v in result.timings_ms.items()}}, indent=1))

@@ -43,7 +43,8 @@ def restore(photo: Path, output: Path | None, method: str, weights: str | None, 
       FACEFORGE_GPEN_WEIGHTS=GPEN-BFR-512.pth faceforge restore group.jpg --faces largest --upscale 2
       faceforge restore small.jpg --method classical --upscale 2
     """
-    from faceforge.imaging import load_image, save_image
+    from faceforge.cli import save_or_fail
+    from faceforge.imaging import load_image
     from faceforge.restore import FaceRestorer
     from faceforge.translate import parse_face_selection
 
@@ -55,10 +56,7 @@ def restore(photo: Path, output: Path | None, method: str, weights: str | None, 
     except (FaceforgeError, ValueError) as exc:
         raise click.ClickException(str(exc).splitlines()[0]) from None
     written = output or photo.with_name(f"{photo.stem}_restored.png")
-    try:
-        save_image(written, result.image, quality=quality)
-    except ValueError as exc:
-        raise click.ClickException(f"cannot write {written}: {exc}") from None
+    save_or_fail(written, result.image, quality=quality)
     if as_json:
         from faceforge.faces.detect import KEYPOINT_NAMES
 

@@ -48,7 +48,8 @@ def translate(photo: Path, task: str, output: Path | None, weights: str | None, 
       faceforge translate selfie.png --faces largest --postfilter
       FACEFORGE_TRANSLATE_AGE_WEIGHTS=runs/cyclegan/000 faceforge translate me.jpg --direction B->A
     """
-    from faceforge.imaging import load_image, save_image
+    from faceforge.cli import save_or_fail
+    from faceforge.imaging import load_image
     from faceforge.translate import FaceTranslator, get_task, parse_face_selection, resolve_weights
 
     try:
@@ -67,10 +68,7 @@ def translate(photo: Path, task: str, output: Path | None, weights: str | None, 
     except (FaceforgeError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     written = output or photo.with_name(f"{photo.stem}_{task_obj.name}.jpg")
-    try:
-        save_image(written, result.image, quality=quality)
-    except ValueError as exc:
-        raise click.ClickException(f"cannot write {written}: {exc}") from None
+    save_or_fail(written, result.image, quality=quality)
     if as_json:
         from faceforge.faces.detect import KEYPOINT_NAMES
 

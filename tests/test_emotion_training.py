@@ -78,8 +78,8 @@ def test_distilled_ema_run_resumes_after_an_interruption(tiny_fer, tmp_path, mon
     with pytest.raises(KeyboardInterrupt):
         emotion.train(cfg)
     run = tmp_path / "runs" / "emotion" / "000"
-    state = torch.load(run / "last.pt", weights_only=False)
-    assert state["epoch"] == 1 and state["ema"] is not None
+    state = load_checkpoint(run / "last.pt", arch=emotion.STATE_ARCH)  # the project's checkpoint format
+    assert state["meta"]["epoch"] == 1 and any(k.startswith("ema.") for k in state["state_dict"])
     assert not (run / "test_report.json").exists()
 
     monkeypatch.setattr(emotion, "predict_logits", real_predict)

@@ -18,7 +18,8 @@ Optional, for the second generation of the shipped model:
 - **Weight EMA** (Polyak averaging; the evaluation copy of e.g. timm's ``ModelEmaV2``): an exponential
   moving average of the weights, with BatchNorm statistics copied, is what is validated and kept.
 - ``init_from``: start from a checkpoint instead of random weights (fine-tuning).
-- Resumable: ``last.pt`` holds model, EMA, optimizer, schedule and RNG states after every epoch.
+- Resumable: ``last.pt`` (a faceforge checkpoint, arch :data:`STATE_ARCH`) holds model, EMA, optimizer,
+  schedule and RNG states after every epoch.
 
 Model source: Arriaga, Ploeger, Valdenegro 2017, arXiv:1710.07557.
 """
@@ -40,7 +41,12 @@ from faceforge.checkpoints import save_checkpoint
 from faceforge.models import create_model, get_spec
 from faceforge.models.mini_xception import FER2013_LABELS
 from training.data import load_fer2013
-from training.runs import MetricsLog, command_line, new_run_dir, write_json
+from training.runs import MetricsLog, command_line, new_run_dir, restore_training_state, write_json
+
+
+STATE_ARCH = "emotion_training_state"
+"""``arch`` of ``last.pt``: ``nn.ModuleDict {model, ema}`` and, in ``meta``, the optimizer, schedule and
+RNG states, the epoch and the best validation accuracy so far."""
 
 
 @dataclass
@@ -238,15 +244,11 @@ def train(cfg: EmotionConfig, resume: str | Path | None = None) -> Path:
                                                 pct_start=0.15)
     gen = torch.Generator().manual_seed(cfg.seed)
     start, best_acc, best_epoch = 0, -1.0, -1
+    nets = torch.nn.ModuleDict({"model": model, **({"ema": ema.module} if ema is not None else {})})
     if (run / "last.pt").is_file():
-        state = torch.load(run / "last.pt", map_location="cpu", weights_only=False)
-        model.load_state_dict(state["model"])
-        if ema is not None:
-            ema.module.load_state_dict(state["ema"])
-        opt.load_state_dict(state["opt"])
+        state = restore_training_state(run, nets, {"opt": opt}, STATE_ARCH)
         sched.load_state_dict(state["sched"])
         gen.set_state(state["gen"])
-        torch.set_rng_state(state["rng"])
         start, best_acc, best_epoch = state["epoch"], state["best_acc"], state["best_epoch"]
         print(f"resumed after epoch {start} (best val {best_acc:.4f} at epoch {best_epoch})", flush=True)
     log = MetricsLog(run / "metrics.csv", append=start > 0)
@@ -287,11 +289,10 @@ def train(cfg: EmotionConfig, resume: str | Path | None = None) -> Path:
             save_checkpoint(run / "best.pt", kept.to(memory_format=torch.contiguous_format), "mini_xception",
                             spec.kwargs, {"epoch": epoch + 1, "val_acc": val_acc})
             kept.to(memory_format=torch.channels_last)
-        state = {"model": model.state_dict(), "ema": ema.module.state_dict() if ema is not None else None,
-                 "opt": opt.state_dict(), "sched": sched.state_dict(), "gen": gen.get_state(),
-                 "rng": torch.get_rng_state(), "epoch": epoch + 1, "best_acc": best_acc, "best_epoch": best_epoch}
-        torch.save(state, run / "last.pt.tmp")
-        (run / "last.pt.tmp").replace(run / "last.pt")
+        save_checkpoint(run / "last.pt", nets, STATE_ARCH, spec.kwargs,
+                        {"opt": opt.state_dict(), "sched": sched.state_dict(), "gen": gen.get_state(),
+                         "rng": torch.get_rng_state(), "epoch": epoch + 1, "best_acc": best_acc,
+                         "best_epoch": best_epoch})
 
     # Evaluate the best checkpoint once on the held-out test split.
     best = create_model("mini_xception", weights=run / "best.pt").to(memory_format=torch.channels_last)

@@ -46,6 +46,8 @@ import torch
 from torch import nn
 
 from faceforge.errors import CheckpointError, MissingDependencyError, WeightsNotFoundError
+from faceforge.models import cards
+from faceforge.models.attributes import ATTRIBUTE_ARCH, AttributeNet
 
 if TYPE_CHECKING:
     from faceforge.emotion import EmotionRecognizer
@@ -60,20 +62,20 @@ ATTRIBUTES = ("age", "gender", "smile")
 """Attributes with directions: ``age`` (years, positive = older), ``gender`` (logit of female, positive =
 more feminine), ``smile`` (logit of the emotion model's ``happy``, positive = more smiling)."""
 
-ATTRIBUTE_ARCH = "attribute_net"
-"""``arch`` of :class:`AttributeNet` checkpoints (faceforge checkpoint format)."""
-
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+ATTRIBUTE_CARD = "attribute_net.utkface32"
+"""The model card of the shipped age/gender classifier (:mod:`faceforge.models.cards`)."""
 
 
 def default_classifier_path() -> Path:
-    """The shipped age/gender classifier, ``faceforge/weights/attributes_utkface32.pt``."""
-    return WEIGHTS_DIR / "attributes_utkface32.pt"
+    """The age/gender classifier ``default`` means: card ``attribute_net.utkface32`` (installed copy, else the
+    shipped ``faceforge/weights/attributes_utkface32.pt``); the path may not exist."""
+    card = cards.get_card(ATTRIBUTE_CARD)
+    return card.path or card.package_path
 
 
 def default_directions_path() -> Path:
     """The shipped directions of ``stylegan2.utkface32``, ``faceforge/weights/stylegan2_utkface32_directions.json``."""
-    return WEIGHTS_DIR / "stylegan2_utkface32_directions.json"
+    return cards.PACKAGE_WEIGHTS_DIR / "stylegan2_utkface32_directions.json"
 
 
 def file_sha256(path: str | Path) -> str:
@@ -85,54 +87,12 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-# --------------------------------------------------------------------------------------------------
-# The age / gender classifier
-# --------------------------------------------------------------------------------------------------
-class AttributeNet(nn.Module):
-    """Small CNN for age and gender of an aligned face (``utkface`` template).
-
-    Four stride-2 stages of [3x3 conv, BatchNorm, ReLU] x 2 (widths ``widths``), global average pooling,
-    dropout, one linear layer with two outputs:
-
-    - ``out[:, 0]``: ``log(1 + age)`` (age in years; :meth:`age` undoes it), trained with a smooth L1
-      loss: a log scale spreads children's ages and lets one year matter less at 70 than at 7;
-    - ``out[:, 1]``: the logit of "female" (UTKFace's gender label 1), trained with binary cross-entropy.
-
-    Input: float32 ``(N, 3, S, S)`` RGB in [-1, 1] (``p / 127.5 - 1``), ``S = size`` (any multiple of 16
-    works; the weights are trained at one size).
+def load_attribute_net(path: str | Path | None = None) -> tuple[AttributeNet, dict[str, Any]]:
+    """Load an :class:`AttributeNet` checkpoint, eval mode.
 
     Args:
-        size: input side the weights are meant for (recorded in checkpoints).
-        widths: channels of the four stages.
-    """
-
-    def __init__(self, size: int = 32, widths: Sequence[int] = (16, 32, 64, 96)) -> None:
-        super().__init__()
-        self.size = int(size)
-        layers: list[nn.Module] = []
-        c_in = 3
-        for i, c in enumerate(widths):
-            layers += [nn.Conv2d(c_in, c, 3, stride=1 if i == 0 else 2, padding=1, bias=False), nn.BatchNorm2d(c),
-                       nn.ReLU(inplace=True), nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c),
-                       nn.ReLU(inplace=True)]
-            c_in = c
-        self.features = nn.Sequential(*layers)
-        self.dropout = nn.Dropout(0.2)
-        self.head = nn.Linear(c_in, 2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(N, 3, S, S)`` -> ``(N, 2)``: ``[log(1 + age), female logit]``."""
-        f = self.features(x).mean((2, 3))
-        return self.head(self.dropout(f))
-
-    @staticmethod
-    def age(out: torch.Tensor) -> torch.Tensor:
-        """Years from the network's output ``(N, 2)``: ``exp(out[:, 0]) - 1``, float ``(N,)``."""
-        return torch.expm1(out[:, 0]).clamp(min=0.0)
-
-
-def load_attribute_net(path: str | Path | None = None) -> tuple[AttributeNet, dict[str, Any]]:
-    """Load an :class:`AttributeNet` checkpoint (default: the shipped one), eval mode.
+        path: a file; ``None``/``"default"``: card ``attribute_net.utkface32`` through
+            :func:`faceforge.models.cards.resolve` (``FACEFORGE_ATTRIBUTE_WEIGHTS`` overrides it).
 
     Returns:
         ``(net, meta)``; ``meta`` is the checkpoint's provenance (accuracy, data, command).
@@ -143,10 +103,11 @@ def load_attribute_net(path: str | Path | None = None) -> tuple[AttributeNet, di
     """
     from faceforge.checkpoints import load_checkpoint
 
-    path = Path(path) if path is not None else default_classifier_path()
+    how = f"train them with `{cards.get_card(ATTRIBUTE_CARD).train_command}`"
+    path = cards.resolve(path, ATTRIBUTE_CARD, hint=how)
     if not path.is_file():
-        raise WeightsNotFoundError(f"attribute classifier weights not found: {path.name} (train them with "
-                                   "`python -m training.attributes`)", model=ATTRIBUTE_ARCH)
+        raise WeightsNotFoundError(f"attribute classifier weights must be a file, not a folder: {path.name} ({how})",
+                                   model=ATTRIBUTE_ARCH)
     ckpt = load_checkpoint(path, arch=ATTRIBUTE_ARCH)
     net = AttributeNet(**ckpt["config"])
     net.load_state_dict(ckpt["state_dict"])

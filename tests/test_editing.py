@@ -269,3 +269,23 @@ def test_cli_directions_makes_a_file_edit_accepts(default_G, tmp_path):
     assert edit.exit_code == 0, edit.output
     bad = CliRunner().invoke(main, ["stylegan", "directions", "--attributes", "beauty", "-o", str(out)])
     assert bad.exit_code == 2 and "--attributes" in bad.output
+
+
+def test_classifier_resolves_through_its_model_card(tmp_path, monkeypatch):
+    """``attribute_net.utkface32`` is a card: ``FACEFORGE_ATTRIBUTE_WEIGHTS`` overrides the shipped file, and a
+    file of another architecture is refused by name."""
+    from faceforge.checkpoints import save_checkpoint
+    from faceforge.models import cards
+
+    card = cards.get_card(E.ATTRIBUTE_CARD)
+    assert card.arch == E.ATTRIBUTE_ARCH and card.file == "attributes_utkface32.pt" and card.input_size == 32
+    net = E.AttributeNet(size=16, widths=(4, 4, 4, 4))
+    own = tmp_path / "own.pt"
+    save_checkpoint(own, net, arch=E.ATTRIBUTE_ARCH, config={"size": 16, "widths": [4, 4, 4, 4]})
+    monkeypatch.setenv("FACEFORGE_ATTRIBUTE_WEIGHTS", str(own))
+    loaded, _ = E.load_attribute_net()
+    assert loaded.size == 16 and torch.equal(loaded.head.weight, net.head.weight)
+    other = tmp_path / "other.pt"
+    save_checkpoint(other, torch.nn.Linear(2, 2), arch="mini_xception", config={})
+    with pytest.raises(CheckpointError):
+        E.load_attribute_net(other)

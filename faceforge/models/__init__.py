@@ -10,5 +10,6 @@ from faceforge.models import agenet  # noqa: F401  (registers age_resnet)
 from faceforge.models import pix2pix  # noqa: F401  (registers pix2pix_unet256, pix2pix_unet128, pix2pix_mobile)
 from faceforge.models import gpen  # noqa: F401  (registers gpen)
 from faceforge.models import faceshifter  # noqa: F401  (registers faceshifter)
+from faceforge.models import attributes  # noqa: F401  (registers attribute_net)
 
 __all__ = ["InputSpec", "ModelSpec", "create_model", "get_spec", "list_models", "register_model"]

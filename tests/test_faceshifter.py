@@ -435,6 +435,28 @@ def test_id_center_measures_the_cosine_about_the_mean_embedding(tmp_path, faces_
     assert config["config"]["id_center"] is True and config["id_mean_norm"] > 0
 
 
+def test_init_from_starts_from_another_runs_weights(tmp_path, faces_dir, small_identity):
+    from training.faceshifter import STATE_ARCH, train
+
+    first = train(_cfg(tmp_path / "a", faces_dir, total_steps=2), identity=small_identity)
+    # the first evaluation (step 0) of the continued run is the first run's generator: same metrics
+    second = train(_cfg(tmp_path / "b", faces_dir, total_steps=1, seed=5, init_from=str(first)),
+                   identity=small_identity)
+    fresh = train(_cfg(tmp_path / "c", faces_dir, total_steps=1, seed=5), identity=small_identity)
+    with open(first / "metrics.csv") as f:
+        end_a = list(csv.DictReader(f))[-1]
+    with open(second / "metrics.csv") as f:
+        start_b = list(csv.DictReader(f))[0]
+    with open(fresh / "metrics.csv") as f:
+        start_c = list(csv.DictReader(f))[0]
+    assert start_b["val_rec_psnr"] == end_a["val_rec_psnr"] != start_c["val_rec_psnr"]
+    assert load_checkpoint(second / "last.pt", arch=STATE_ARCH)["meta"]["step"] == 1  # a fresh schedule
+    with pytest.raises(FileNotFoundError, match="--init-from"):
+        train(_cfg(tmp_path / "d", faces_dir, init_from=str(tmp_path / "nothing")), identity=small_identity)
+    with pytest.raises(CheckpointError, match="do not fit"):
+        train(_cfg(tmp_path / "e", faces_dir, width=0.125, init_from=str(first)), identity=small_identity)
+
+
 def test_one_step_with_dlibs_identity_network(tmp_path, faces_dir):
     """The real identity network: dlib's 128-D ResNet on the 150 px chip of each 64 px face."""
     from faceforge.errors import FaceforgeError

@@ -620,6 +620,8 @@ def gpen(data: Path | None, size: str, time_limit: float | None, stop_after: int
 @click.option("--id-center", is_flag=True,
               help="Identity cosine about the training faces' mean dlib embedding (dlib's embeddings of different "
                    "people have cosine ~0.85, so plain 1 - cos is a weak signal).")
+@click.option("--init-from", type=click.Path(exists=True), default=None,
+              help="Start G and D from this faceshifter run folder's last.pt (weights only, fresh optimizers).")
 @click.option("--limit", type=click.IntRange(2), default=None, help="Use only N training images (seeded subset).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--eval-every", type=click.IntRange(1), default=500, show_default=True,

@@ -35,6 +35,9 @@ is better), ``val_id_tgt`` = with its target (should fall below ``val_id_src``),
 ``val_id_src - val_id_tgt``, and ``val_rec_psnr`` (dB) of ``G(x, dlib(x))`` against ``x`` (attribute
 preservation when nothing has to change).
 
+Continued training (``init_from=<run folder>``): G and D start from that run's ``last.pt`` (weights only;
+fresh optimizers, step 0), e.g. to switch on ``id_center`` after a run with the paper's loss.
+
 Run folder (``<runs_dir>/faceshifter/<NNN>/``, :mod:`training.runs`): ``config.json``, ``metrics.csv``,
 ``samples/step_<N>.png`` (rows of held-out pairs: source | target | swap | reconstruction), ``G.pt``
 (faceforge checkpoint, ``arch="faceshifter"``) and ``last.pt`` (G, D, optimizers, step, torch and data RNG
@@ -100,6 +103,7 @@ class FaceShifterTrainConfig:
     lambda_rec: float = 10.0
     id_center: bool = False                 # identity cosine on embeddings minus the training faces' mean
     id_center_faces: int = 512              # faces (seeded subset) the mean embedding is taken over
+    init_from: str | None = None            # run folder / last.pt: start G and D from its weights (fresh optimizers)
     same_fraction: float = 0.2              # share of pairs with source = target (reconstruction term)
     mirror: bool = True
     limit: int | None = None                # use only N training images (seeded subset)
@@ -273,6 +277,27 @@ class FaceShifterTrainer:
         self.step = int(meta["step"])
 
 
+def init_weights(trainer: FaceShifterTrainer, path: Path) -> None:
+    """Load G and D (weights only; optimizers, step and RNGs stay fresh) from a run folder or its ``last.pt``.
+
+    Used to continue training with changed losses (e.g. ``id_center``) instead of starting from random weights,
+    as the cyclegan trainer's ``init_from`` does.
+
+    Raises:
+        FileNotFoundError: no ``last.pt`` there.
+        CheckpointError: not a faceshifter training state, or its networks do not fit the configured sizes.
+    """
+    state_path = path / "last.pt" if path.is_dir() else path
+    if not state_path.is_file():
+        raise FileNotFoundError(f"--init-from: {state_path} not found (a faceshifter run folder or its last.pt)")
+    state = load_checkpoint(state_path, arch=STATE_ARCH)
+    try:
+        nn.ModuleDict({"G": trainer.G, "D": trainer.D}).load_state_dict(state["state_dict"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"--init-from {state_path}: its networks do not fit this configuration "
+                              f"({str(exc).splitlines()[0]})") from None
+
+
 # --------------------------------------------------------------------------------------------------
 # Evaluation and samples
 # --------------------------------------------------------------------------------------------------
@@ -382,6 +407,8 @@ def train(cfg: FaceShifterTrainConfig, identity: IdentityEncoder | None = None) 
     trainer = FaceShifterTrainer(G, D, identity, cfg, device, id_mean)
     command = command_line()
 
+    if cfg.init_from and not resume_run:
+        init_weights(trainer, Path(cfg.init_from))
     if resume_run:
         run = resume_run
         stored = load_checkpoint(run / "last.pt", arch=STATE_ARCH)

@@ -43,7 +43,6 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 import cv2
 import numpy as np
 import torch
-from torch import nn
 
 from faceforge.errors import CheckpointError, MissingDependencyError, WeightsNotFoundError
 from faceforge.models import cards

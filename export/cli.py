@@ -80,8 +80,9 @@ def summary_table(report) -> str:
               help=f"Formats to write: {', '.join(FORMATS)}.")
 @click.option("--weights", default="default", show_default=True, metavar="default|PATH",
               help="faceforge's trained weights, or a faceforge checkpoint file ('random' = tests only).")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_OUT, show_default=True,
-              help="Output folder (android/, ios/, onnx/, detector/, LICENSES/, manifest.json).")
+@click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_OUT, show_default=True,
+              help="Output folder (android/, ios/, onnx/, detector/, LICENSES/, manifest.json; for gpen: required, "
+                   "gpen_<S>.onnx + .json).")
 @click.option("--calibration-size", type=click.IntRange(1, 100_000), default=500, show_default=True,
               help="Representative training images for full-integer int8 calibration.")
 @click.option("--calibration", "calibration_source", type=click.Choice(["data", "random"]), default="data",
@@ -122,12 +123,28 @@ def export(model: str, formats_text: str, weights: str, out: Path, calibration_s
 
     Image-to-image models (no labels, e.g. cyclegan_mobile) are compared by PSNR against PyTorch on
     real aligned faces (young UTKFace faces for cyclegan_*), with the per-format bounds of the table.
+
+    \b
+    GPEN (a server model, never in mobile_assets/; see export/gpen_onnx.py):
+      faceforge export gpen --formats onnx --weights runs/gpen/000/G_ema.pt -o exports/gpen
+      faceforge restore photo.jpg --weights exports/gpen/gpen_64.onnx -o out.png   # ONNX Runtime
     """
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("faceforge").setLevel(logging.INFO if verbose else logging.WARNING)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if not verbose:
         os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
+
+    if model == "gpen":  # a server model: ONNX for server runtimes, no phone formats, no manifest
+        import torch
+
+        from export.gpen_onnx import export_command
+
+        torch.set_num_threads(threads)
+        return export_command(formats_text, weights, out, out.resolve() == DEFAULT_OUT.resolve(),
+                              _parse_parity_set(parity_set),
+                              parity_source, seed, threads, size, bound_overrides,
+                              command="faceforge export " + " ".join(shlex.quote(a) for a in sys.argv[2:]))
 
     from faceforge.errors import FaceforgeError
     from faceforge.models import get_spec

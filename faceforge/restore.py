@@ -60,8 +60,8 @@ if TYPE_CHECKING:
     from faceforge.faces.detect import Face, FaceDetector
 
 __all__ = ["ENV_VAR", "METHODS", "GPEN_FFHQ_TEMPLATE", "MASK_INSET", "MASK_SIGMA", "default_weights_path",
-           "resolve_weights", "load_restorer", "classical_restore", "soft_mask", "match_colour", "is_grayscale",
-           "boundary_difference", "RestoredFace", "RestorationResult", "FaceRestorer"]
+           "resolve_weights", "OnnxGPEN", "load_restorer", "classical_restore", "soft_mask", "match_colour",
+           "is_grayscale", "boundary_difference", "RestoredFace", "RestorationResult", "FaceRestorer"]
 
 ENV_VAR = "FACEFORGE_GPEN_WEIGHTS"
 """Environment variable naming the GPEN weights (a file or a ``faceforge train gpen`` run folder)."""
@@ -80,8 +80,9 @@ GPEN_FFHQ_TEMPLATE = FaceTemplate(
     "0.25 (+28 px, side 168); mouth corners averaged to BlazeFace's mouth centre")
 """Framing of the published GPEN models' crops (eyes 0.39 / 0.61 of the side at height 0.47)."""
 
-NO_WEIGHTS_HINT = (f"pass --weights PATH (a G_ema.pt or run folder of `faceforge train gpen`, or a published "
-                   f"GPEN-BFR-256/-512 .pth) or set {ENV_VAR}; --method classical needs no weights")
+NO_WEIGHTS_HINT = (f"pass --weights PATH (a G_ema.pt or run folder of `faceforge train gpen`, a published "
+                   f"GPEN-BFR-256/-512 .pth, or a .onnx file of `faceforge export gpen`) or set {ENV_VAR}; "
+                   f"--method classical needs no weights")
 
 
 CARD = "gpen.utkface64"
@@ -120,15 +121,103 @@ def resolve_weights(weights: str | Path | None = None, environ: dict[str, str] |
     return path
 
 
+ONNX_META_PREFIX = "faceforge."
+"""Prefix of the ``metadata_props`` keys an exported GPEN ONNX file carries (``export.gpen_onnx``)."""
+
+
+class OnnxGPEN:
+    """A GPEN generator exported to ONNX (``faceforge export gpen --formats onnx``), run by ONNX Runtime
+    on the CPU: a drop-in for the PyTorch :class:`~faceforge.models.gpen.GPEN` inside
+    :class:`FaceRestorer` (``--weights FILE.onnx`` or ``FACEFORGE_GPEN_WEIGHTS=FILE.onnx``).
+
+    The file's ``metadata_props`` (written by :func:`export.gpen_onnx.export_gpen_onnx`) give the side
+    (``faceforge.size``), the alignment template and the weights' provenance (``faceforge.meta``, JSON).
+
+    Args:
+        path: the ``.onnx`` file (self-contained, input ``image``, output ``restored``).
+        threads: ONNX Runtime intra-op threads (default: ``torch.get_num_threads()``, as PyTorch runs).
+
+    Shapes: ``(N, 3, S, S)`` float32 RGB in [-1, 1] -> ``(N, 3, S, S)`` float32, ~[-1, 1], not clamped
+    (any batch size: the file has a dynamic batch dimension).
+
+    Raises:
+        MissingDependencyError: onnxruntime is not installed.
+        CheckpointError: the file is not an ONNX model exported by faceforge from GPEN.
+    """
+
+    def __init__(self, path: str | Path, threads: int | None = None) -> None:
+        import json
+
+        from faceforge.errors import CheckpointError, MissingDependencyError
+
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise MissingDependencyError("onnxruntime is needed to run an ONNX restorer; install it with "
+                                         "pip install onnxruntime") from None
+        self.path = Path(path)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = int(threads or torch.get_num_threads())
+        options.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types for bad files
+            first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+            raise CheckpointError(f"{self.path} is not a loadable ONNX model: {first}") from None
+        props = self.session.get_modelmeta().custom_metadata_map
+        if props.get(ONNX_META_PREFIX + "model") != "gpen":
+            raise CheckpointError(f"{self.path} is not a GPEN ONNX file exported by faceforge (metadata "
+                                  f"{ONNX_META_PREFIX}model={props.get(ONNX_META_PREFIX + 'model')!r}, expected "
+                                  f"'gpen'); export one with `faceforge export gpen --formats onnx`")
+        self.size = int(props[ONNX_META_PREFIX + "size"])
+        self.faceforge_meta = json.loads(props.get(ONNX_META_PREFIX + "meta", "{}"))
+        self.input_name = self.session.get_inputs()[0].name
+        self.threads = options.intra_op_num_threads
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """float32 ``(N, 3, S, S)`` in [-1, 1] -> float32 ``(N, 3, S, S)`` (see the class docstring).
+
+        Raises:
+            ValueError: wrong shape.
+        """
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if x.ndim != 4 or x.shape[1:] != (3, self.size, self.size):
+            raise ValueError(f"GPEN-{self.size} input must be (N, 3, {self.size}, {self.size}), got {x.shape}")
+        return self.session.run(None, {self.input_name: x})[0]
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.run(x.detach().cpu().numpy()))
+
+    def to(self, device: str | torch.device) -> "OnnxGPEN":
+        """CPU only (ONNX Runtime's CPU provider); any other device raises ``ValueError``."""
+        if torch.device(device).type != "cpu":
+            raise ValueError(f"an ONNX restorer runs on the CPU, not {device}")
+        return self
+
+    def eval(self) -> "OnnxGPEN":
+        return self
+
+
 def load_restorer(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, FaceTemplate, dict[str, Any]]:
     """Load a GPEN restorer: ``(model in eval mode, alignment template, meta)``.
 
+    ``path`` is a PyTorch checkpoint (faceforge or published layout), or an ``.onnx`` file exported by
+    ``faceforge export gpen`` (then the model is an :class:`OnnxGPEN`, run by ONNX Runtime on the CPU).
+
     Raises:
         FileNotFoundError: no such file.
-        CheckpointError: not a GPEN checkpoint (faceforge or published layout).
+        CheckpointError: not a GPEN checkpoint (faceforge or published layout) or GPEN ONNX file.
     """
     from faceforge.models.gpen import GPEN, load_gpen
 
+    if Path(path).suffix.lower() == ".onnx":
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"GPEN ONNX file not found: {path}")
+        runner = OnnxGPEN(path)
+        meta = dict(runner.faceforge_meta)
+        name = meta.get("face_template") or "utkface"
+        template = GPEN_FFHQ_TEMPLATE if name == "gpen_ffhq" else get_template(name)
+        return runner.to(device).eval(), template, meta  # type: ignore[return-value]
     ckpt = load_gpen(path)
     model = GPEN(**ckpt["config"])
     model.load_state_dict(ckpt["state_dict"], strict=True)

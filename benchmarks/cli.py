@@ -14,6 +14,7 @@ from benchmarks.frontalize_quality import main as frontalize_quality
 from benchmarks.generator_latency import main as generator_latency
 from benchmarks.identity_parity import main as identity_parity
 from benchmarks.jobs_roundtrip import main as jobs_roundtrip
+from benchmarks.restore_latency import main as restore_latency
 from benchmarks.restore_quality import main as restore_quality
 from benchmarks.server_load import main as server_load
 from benchmarks.stylegan_latency import main as stylegan_latency
@@ -73,6 +74,7 @@ bench.add_command(editing_effect, "editing-effect")
 bench.add_command(generator_latency, "generator-latency")
 bench.add_command(jobs_roundtrip, "jobs-roundtrip")
 bench.add_command(restore_quality, "restore-quality")
+bench.add_command(restore_latency, "restore-latency")
 bench.add_command(swap_quality, "swap-quality")
 bench.add_command(identity_parity, "identity-parity")
 bench.add_command(server_load, "server-load")

@@ -150,3 +150,18 @@ def test_cli_refusals_before_any_export(tmp_path):
     r = runner.invoke(main, ["export", "gpen", "--weights", str(tmp_path / "absent.pt"), "-o", str(tmp_path)])
     assert r.exit_code == 1 and "not found" in r.output
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_latency_benchmark_writes_rows_with_parity_and_load(tmp_path, monkeypatch):
+    from benchmarks import restore_latency
+
+    monkeypatch.setattr(gpen_onnx, "real_faces", lambda s, n, seed=0: gpen_onnx.random_faces(s, n, seed))
+    doc = restore_latency.run([16], [], None, [1], repeats=2, warmup=1, faces=2, out_dir=tmp_path)
+    (row,) = doc["rows"]
+    assert row["model"] == "faceforge-16" and row["parity"]["passed"]
+    lat = row["latency"]["1"]
+    assert lat["pytorch"]["n"] == 2 and lat["onnxruntime"]["median_ms"] > 0 and lat["load_before"] >= 0
+    md = (tmp_path / "restore_latency.md").read_text()
+    assert "| faceforge-16 | 16 |" in md and "load avg 1 thr" in md
+    assert json.loads((tmp_path / "restore_latency.json").read_text())["rows"][0]["size"] == 16

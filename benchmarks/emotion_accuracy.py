@@ -111,7 +111,7 @@ def run(weights: str | Path = "default", out_dir: Path = RESULTS_DIR, with_peer:
         FileNotFoundError: FER2013 test is not under the data root.
         MissingDependencyError: ``with_peer`` and ``fer``/``tf_keras`` are missing.
     """
-    from training.data import load_fer2013
+    from faceforge.data.fer2013 import load_fer2013
     from training.emotion import classification_report
 
     images, labels = load_fer2013("test")

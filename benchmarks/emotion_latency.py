@@ -52,7 +52,7 @@ class Stat:
 
 def benchmark_photos(data_root: Path | None = None) -> list[tuple[str, bytes]]:
     """``(name, file bytes)`` of the shared portraits and group photos, or the astronaut if absent."""
-    from training.data import data_root as default_root
+    from faceforge.data.paths import data_root as default_root
 
     root = (data_root or default_root()) / "photos"
     files = sorted(p for sub in ("portraits", "groups") for p in (root / sub).glob("*")

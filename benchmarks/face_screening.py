@@ -66,7 +66,7 @@ def run(utkface: int = 200, crops_per_photo: int = 12, seed: int = 0, out_dir: P
     from faceforge.imaging import load_image
     from faceforge.virtual_model import screen, screening_scores
 
-    from training.data import data_root
+    from faceforge.data.paths import data_root
 
     root = data_root()
     portraits = sorted(p for p in (root / "photos" / "portraits").glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)

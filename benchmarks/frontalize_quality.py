@@ -55,8 +55,8 @@ def pair_grid(frontalizer: Any, dataset: Any, n_faces: int) -> np.ndarray:
     """Rows: held-out faces; per yaw bucket the rendered profile, the generator's input and its output,
     then the true frontal. uint8 ``(n * S, (3 * buckets + 1) * S, 3)``."""
     from faceforge.imaging import load_image
-    from training.pose_pairs import label_tile
-    from training.unpaired import resize_square
+    from faceforge.data.images import label_tile
+    from faceforge.data.images import resize_square
 
     s = frontalizer.size
     by_face: dict[str, list[dict]] = {}
@@ -101,7 +101,7 @@ def photo_faces(frontalizer: Any, folders: Sequence[Path], min_yaw: float,
 
     from faceforge.errors import NoFaceError, PoseOutOfRangeError
     from faceforge.imaging import load_image
-    from training.unpaired import list_images, resize_square
+    from faceforge.data.images import list_images, resize_square
 
     rows, tiles, total = [], [], 0
     s = frontalizer.size
@@ -154,7 +154,7 @@ def frontal_reference(frontalizer: Any, folder: Path, n: int, max_yaw: float = 1
         FileNotFoundError: the folder does not exist.
     """
     from faceforge.imaging import load_image
-    from training.unpaired import list_images, resize_square
+    from faceforge.data.images import list_images, resize_square
 
     if not Path(folder).is_dir():
         raise FileNotFoundError(f"real frontal face folder not found: {folder}")
@@ -196,7 +196,7 @@ def photo_realism(frontalizer: Any, sets: dict[str, list], folder: Path, n: int)
 
 def photo_grid(tiles: list[tuple], n: int, per_row: int = 2) -> np.ndarray | None:
     """The ``n`` most turned faces, ``per_row`` (crop | rerender | output) triples per row."""
-    from training.pose_pairs import label_tile
+    from faceforge.data.images import label_tile
 
     if not tiles:
         return None
@@ -312,7 +312,7 @@ def run(weights: str = "default", pairs: Path | None = Path("cache/pose_pairs"),
     from faceforge.frontalize import Frontalizer
     from faceforge.imaging import save_image
     from training.frontalize import evaluate
-    from training.pose_pairs import PosePairDataset
+    from faceforge.data.pose_pairs import PosePairDataset
 
     for folder in photos:
         if not Path(folder).is_dir():

@@ -347,7 +347,7 @@ def find_portrait(data_root: Path | None = None) -> tuple[str, bytes] | None:
     face, or ``None``."""
     from faceforge.faces.detect import FaceDetector
     from faceforge.imaging import decode_image
-    from training.data import data_root as default_root
+    from faceforge.data.paths import data_root as default_root
 
     folder = (data_root or default_root()) / "photos" / "portraits"
     if not folder.is_dir():

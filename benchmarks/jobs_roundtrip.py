@@ -14,7 +14,11 @@ machine the clients' Python competes with the jobs for the GIL, which is part of
    optimisation steps, aligned by the detector; skipped when there is no photo) and ``morph`` (latent
    mode, two seeds, 5 frames), ``edit`` (1 seed, age at strengths -2, 0, 2; the server's directions
    must belong to its generator, else the row is the 503) and ``makeup`` (the photo as target and
-   reference, all three regions; skipped without a photo). Per request: ``POST`` latency (ms, until the 202 is read), time from
+   reference, all three regions; skipped without a photo), ``swap`` (the face of ``--source-photo``, by
+   default another person's portrait, onto the photo's faces; classical swap, Laplacian blend, AI-made PNG),
+   ``restore`` (every face of the photo, ``method=auto``: GPEN when the server has GPEN weights, else
+   classical) and ``virtual-model`` (the photo screened for faces, the shipped generator's person of seed 1
+   swapped in, restored, marked; skipped without a photo). Per request: ``POST`` latency (ms, until the 202 is read), time from
    sending the ``POST`` to seeing ``succeeded`` while polling ``GET /v1/jobs/<id>`` every ``--poll-ms``
    (ms), the size of that final ``GET`` body (JSON with base64 PNGs, bytes) and of the PNGs in it
    (bytes), and the job's own ``timings_ms`` (``queued``, ``run``) as the server reports them. The first
@@ -61,7 +65,10 @@ from benchmarks import RESULTS_DIR, parse_ints, write_results
 DEFAULT_NAME = "jobs_roundtrip"
 DEFAULT_PHOTO = Path("photos") / "portraits" / "obama.jpg"
 """The project photo, relative to the shared data folder (``$FACEFORGE_DATA`` or ``../shared/data``)."""
-ENDPOINTS = ("generate", "style-mix", "toonify", "project", "morph", "edit", "makeup")
+DEFAULT_SOURCE_PHOTO = "biden.jpg"
+"""The swap's source face (another person than :data:`DEFAULT_PHOTO`), in the same shared-data folder."""
+ENDPOINTS = ("generate", "style-mix", "toonify", "project", "morph", "edit", "makeup", "swap", "restore",
+             "virtual-model")
 MORPH_T = (0.0, 0.25, 0.5, 0.75, 1.0)
 EDIT_STRENGTHS = (-2.0, 0.0, 2.0)
 TERMINAL = ("succeeded", "failed")
@@ -82,16 +89,18 @@ class JobRequestError(RuntimeError):
 
 def default_photo() -> Path | None:
     """The default project photo in the shared data, or ``None`` when it is absent."""
-    from training.data import data_root
+    from faceforge.data.paths import data_root
 
     path = data_root() / DEFAULT_PHOTO
     return path if path.is_file() else None
 
 
-def endpoint_requests(project_steps: int = 20, photo: bytes | None = None) -> dict[str, dict[str, Any]]:
+def endpoint_requests(project_steps: int = 20, photo: bytes | None = None,
+                      source_photo: bytes | None = None) -> dict[str, dict[str, Any]]:
     """The request of each endpoint: ``requests.post`` keyword arguments (``json``, or ``data`` + ``files``).
 
-    ``project`` is absent when ``photo`` (the uploaded file's bytes) is ``None``.
+    ``project``, ``makeup``, ``restore`` and ``virtual-model`` are absent when ``photo`` (the uploaded file's
+    bytes) is ``None``; ``swap`` also when ``source_photo`` (another person's face) is ``None``.
     """
     reqs: dict[str, dict[str, Any]] = {
         "generate": {"json": {"seeds": [1], "psi": 0.7}},
@@ -105,6 +114,12 @@ def endpoint_requests(project_steps: int = 20, photo: bytes | None = None) -> di
         # the photo's own makeup onto itself: the cost (detection, Face Mesh, transfer on both), not an effect
         reqs["makeup"] = {"data": {"regions": "lips,eyes,skin"},
                           "files": {"target": ("target", photo), "reference": ("reference", photo)}}
+        reqs["restore"] = {"data": {"method": "auto"}, "files": {"image": ("image", photo)}}
+        reqs["virtual-model"] = {"data": {"source_seed": "1", "restore": "auto"},
+                                 "files": {"image": ("image", photo)}}
+        if source_photo is not None:
+            reqs["swap"] = {"data": {"blend": "laplacian"},
+                            "files": {"source": ("source", source_photo), "target": ("target", photo)}}
     return reqs
 
 
@@ -387,7 +402,7 @@ def disconnecting_clients(base_url: str, jobs, req: Mapping[str, Any], task: str
 
 
 def run(weights: str = "default", toon_weights: str | None = None, photo: str | Path | None = "default",
-        repeats: int = 3, warmup: int = 1, project_steps: int = 20, clients: Sequence[int] = (1, 2, 4, 8),
+        source_photo: str | Path | None = "default", repeats: int = 3, warmup: int = 1, project_steps: int = 20, clients: Sequence[int] = (1, 2, 4, 8),
         max_jobs: int = 4, workers: int = 1, burst_seeds: int = 4, poll_ms: float = 20.0, threads: int | None = 1,
         timeout_s: float = 300.0, out_dir: Path = RESULTS_DIR, name: str = DEFAULT_NAME,
         plot: bool = True) -> dict[str, Any]:
@@ -397,7 +412,10 @@ def run(weights: str = "default", toon_weights: str | None = None, photo: str | 
         weights: ``stylegan2_weights`` of the server: ``"default"`` (the shipped 32 px generator) or a path.
         toon_weights: ``stylegan2_toon_weights``; ``None`` skips ``toonify``.
         photo: the photo ``project`` uploads: a path, ``"default"`` (:data:`DEFAULT_PHOTO` in the shared
-            data) or ``None``; ``project`` is skipped (with the reason) when there is none.
+            data) or ``None``; ``project``, ``makeup``, ``restore`` and ``virtual-model`` are skipped (with the
+            reason) when there is none.
+        source_photo: the source face of ``swap`` (another person): a path, ``"default"``
+            (:data:`DEFAULT_SOURCE_PHOTO` next to the default photo) or ``None`` (``swap`` is skipped).
         repeats: timed round trips per endpoint (median).
         warmup: untimed round trips per endpoint before them (the first one is reported as ``first_ms``).
         project_steps: optimisation steps of ``project``.
@@ -418,7 +436,7 @@ def run(weights: str = "default", toon_weights: str | None = None, photo: str | 
 
     Raises:
         ValueError: a setting out of range (``repeats``, ``clients``, ``max_jobs``, ``workers``, ...).
-        FileNotFoundError: ``photo`` is a path that does not exist.
+        FileNotFoundError: ``photo`` or ``source_photo`` is a path that does not exist.
         JobRequestError: the disconnect check's own job was refused or timed out.
         TimeoutError: the server did not start.
     """
@@ -435,21 +453,37 @@ def run(weights: str = "default", toon_weights: str | None = None, photo: str | 
     poll_s = poll_ms / 1e3
     skipped: dict[str, str] = {}
     photo_path: Path | None
+    photo_tasks = ("project", "makeup", "swap", "restore", "virtual-model")
     if photo == "default":
         photo_path = default_photo()
         if photo_path is None:
-            skipped["project"] = skipped["makeup"] = (f"no photo: shared data has no {DEFAULT_PHOTO} (set "
-                                                      "FACEFORGE_DATA or pass --photo)")
+            skipped.update(dict.fromkeys(photo_tasks, f"no photo: shared data has no {DEFAULT_PHOTO} (set "
+                                                      "FACEFORGE_DATA or pass --photo)"))
     elif photo is None:
         photo_path = None
-        skipped["project"] = skipped["makeup"] = "no photo given"
+        skipped.update(dict.fromkeys(photo_tasks, "no photo given"))
     else:
         photo_path = Path(photo)
         if not photo_path.is_file():
             raise FileNotFoundError(f"photo not found: {photo_path}")
+    source_path: Path | None = None
+    if source_photo == "default":
+        shared = default_photo()
+        source_path = shared.parent / DEFAULT_SOURCE_PHOTO if shared else None
+        if source_path is None or not source_path.is_file():
+            source_path = None
+            skipped.setdefault("swap", f"no source face: shared data has no {DEFAULT_SOURCE_PHOTO} next to "
+                                       f"{DEFAULT_PHOTO} (pass --source-photo)")
+    elif source_photo is None:
+        skipped.setdefault("swap", "no source photo given")
+    else:
+        source_path = Path(source_photo)
+        if not source_path.is_file():
+            raise FileNotFoundError(f"source photo not found: {source_path}")
     if not toon_weights:
         skipped["toonify"] = "no cartoon fine-tuned generator given (--toon-weights)"
-    reqs = endpoint_requests(project_steps, photo_path.read_bytes() if photo_path else None)
+    reqs = endpoint_requests(project_steps, photo_path.read_bytes() if photo_path else None,
+                             source_path.read_bytes() if source_path else None)
     burst_req = {"json": {"seeds": list(range(burst_seeds)), "psi": 0.7}}
     config = {"stylegan2_weights": weights, "stylegan2_toon_weights": toon_weights, "job_workers": workers,
               "max_jobs": max_jobs, "torch_threads": threads, "max_images": max(16, burst_seeds)}
@@ -480,7 +514,9 @@ def run(weights: str = "default", toon_weights: str | None = None, photo: str | 
            "settings": {"weights": weights if weights == "default" else Path(weights).name,
                         "toon_weights": None if not toon_weights else
                         (toon_weights if toon_weights == "default" else Path(toon_weights).name),
-                        "photo": photo_path.name if photo_path else None, "repeats": repeats, "warmup": warmup,
+                        "photo": photo_path.name if photo_path else None,
+                        "source_photo": source_path.name if source_path else None, "repeats": repeats,
+                        "warmup": warmup,
                         "project_steps": project_steps, "clients": [int(k) for k in clients], "max_jobs": max_jobs,
                         "job_workers": workers, "burst_seeds": burst_seeds, "poll_ms": poll_ms,
                         "server": "werkzeug threaded, loopback, same process", "client": "requests.Session"},
@@ -597,6 +633,8 @@ def _command():
                   "without it toonify is skipped.")
     @click.option("--photo", default="default", show_default=True,
                   help=f"Face photo for project; 'default' = <shared data>/{DEFAULT_PHOTO.as_posix()}.")
+    @click.option("--source-photo", default="default", show_default=True,
+                  help=f"Source face of swap; 'default' = {DEFAULT_SOURCE_PHOTO} next to the default photo.")
     @click.option("--repeats", type=click.IntRange(1), default=3, show_default=True)
     @click.option("--warmup", type=click.IntRange(0), default=1, show_default=True)
     @click.option("--project-steps", type=click.IntRange(1), default=20, show_default=True)
@@ -614,11 +652,13 @@ def _command():
                   show_default=True)
     @click.option("--name", default=DEFAULT_NAME, show_default=True, help="Stem of the result files.")
     @click.option("--no-plot", is_flag=True, help="Do not write the PNG.")
-    def main(weights, toon_weights, photo, repeats, warmup, project_steps, clients, max_jobs, workers, burst_seeds,
-             poll_ms, threads, timeout_s, out_dir, name, no_plot) -> None:
-        """Heavy-job API over real HTTP: round trip per StyleGAN2 endpoint and concurrent clients (429s)."""
+    def main(weights, toon_weights, photo, source_photo, repeats, warmup, project_steps, clients, max_jobs, workers,
+             burst_seeds, poll_ms, threads, timeout_s, out_dir, name, no_plot) -> None:
+        """Heavy-job API over real HTTP: round trip per job endpoint (StyleGAN2, makeup, swap, restore, virtual
+        model) and concurrent clients (429s)."""
         try:
-            run(weights, toon_weights, None if photo in ("", "none") else photo, repeats, warmup, project_steps,
+            run(weights, toon_weights, None if photo in ("", "none") else photo,
+                None if source_photo in ("", "none") else source_photo, repeats, warmup, project_steps,
                 parse_ints(clients), max_jobs, workers, burst_seeds, poll_ms, threads, timeout_s, out_dir, name,
                 not no_plot)
         except (ValueError, FileNotFoundError, JobRequestError, TimeoutError) as exc:

@@ -74,8 +74,9 @@ def held_out_faces(data: Path, n: int, size: int) -> tuple[np.ndarray, list[str]
     Raises:
         FileNotFoundError: no such folder, or no held-out face in it.
     """
-    from training.gpen import load_faces, utkface_split
-    from training.unpaired import list_images
+    from faceforge.data.images import load_faces
+    from faceforge.data.utkface import crc_split as utkface_split
+    from faceforge.data.images import list_images
 
     if not Path(data).is_dir():
         raise FileNotFoundError(f"face folder not found: {data} (pass --data or set FACEFORGE_DATA)")
@@ -172,7 +173,7 @@ def photo_faces(restorers: dict[str, Any], folders: list[Path], upscale: int = 2
     from faceforge.errors import NoFaceError
     from faceforge.faces.detect import FaceDetector
     from faceforge.imaging import load_image
-    from training.unpaired import list_images
+    from faceforge.data.images import list_images
 
     detector = FaceDetector()
     rows, tiles = [], []
@@ -276,7 +277,7 @@ def run(weights: str | None = None, data: Path | None = None, faces: int = 500, 
 
     from faceforge.degrade import SEVERITIES
     from faceforge.imaging import save_image
-    from training.data import data_root
+    from faceforge.data.paths import data_root
 
     restorer = None
     if weights:

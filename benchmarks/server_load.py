@@ -284,7 +284,7 @@ def run(clients: Sequence[int] = (1, 4, 16, 64), duration_s: float = 10.0, jobs:
     from faceforge.cli.demo import default_photo_bytes
 
     if photo is None:
-        from training.data import data_root
+        from faceforge.data.paths import data_root
 
         candidate = data_root() / "photos" / "portraits" / "obama.jpg"
         photo_bytes, photo_name = (candidate.read_bytes(), candidate.name) if candidate.is_file() else \

@@ -218,7 +218,7 @@ def portrait_grid(swapper: Any, folder: Path, side: int = 160) -> tuple[np.ndarr
     largest target face; first row the targets, first column the sources. Refusals are grey tiles."""
     from faceforge.errors import FaceforgeError
     from faceforge.imaging import load_image
-    from training.pose_pairs import label_tile
+    from faceforge.data.images import label_tile
 
     srcs = [(n, load_image(folder / n)) for n in GRID_SOURCES if (folder / n).is_file()]
     tgts = [(n, load_image(folder / n)) for n in GRID_TARGETS if (folder / n).is_file()]
@@ -254,8 +254,8 @@ def group_grid(swapper: Any, source_rgb: np.ndarray, folder: Path, width: int = 
     above after."""
     from faceforge.errors import FaceforgeError
     from faceforge.imaging import load_image
-    from training.pose_pairs import label_tile
-    from training.unpaired import list_images
+    from faceforge.data.images import label_tile
+    from faceforge.data.images import list_images
 
     src = swapper.prepare_source(source_rgb)
     blocks, notes = [], []
@@ -345,7 +345,7 @@ def turned_experiment(swapper: Any, sources: list[dict], targets: list[dict], em
             gaps.append(abs(src["source"].yaw - t_item["source"].yaw))
             yaw_err.append(_angle_diff(estimate_yaw(out_pts), t_item["source"].yaw))
             if i < 3:
-                from training.pose_pairs import label_tile
+                from faceforge.data.images import label_tile
                 tiles.append((yaw, i, label_tile(turned, f"target {yaw:+.0f}"), label_tile(out, f"gap {gaps[-1]:.0f}")))
         if not d_swap:
             rows[f"{yaw:g}"] = {"n": 0}
@@ -489,7 +489,7 @@ def run(data: Path, n: int = 500, seed: int = 0, blends: Sequence[str] = ("poiss
             figures_dir.mkdir(parents=True, exist_ok=True)
             # a look at the benchmark's own pairs: source | target | swap, 16 pairs spread over the yaw gaps
             order = np.argsort(gaps)[np.linspace(0, len(gaps) - 1, 16).astype(int)]
-            from training.pose_pairs import label_tile
+            from faceforge.data.images import label_tile
             tiles = [np.concatenate([label_tile(sources[i]["rgb"], "source"), label_tile(targets[i]["rgb"], "target"),
                                      label_tile(outs[i], f"gap {gaps[i]:.0f}")], axis=1) for i in order]
             grid = np.concatenate([np.concatenate(tiles[i:i + 4], axis=1) for i in range(0, 16, 4)], axis=0)

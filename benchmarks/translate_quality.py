@@ -81,7 +81,7 @@ def load_crops(folder: Path, size: int, limit: int | None, spread: int | None = 
         ValueError: an image is not square (not an aligned crop).
     """
     from faceforge.imaging import load_image
-    from training.unpaired import list_images, resize_square
+    from faceforge.data.images import list_images, resize_square
 
     if not Path(folder).is_dir():
         raise FileNotFoundError(f"face folder not found: {folder}")
@@ -100,7 +100,7 @@ def load_crops(folder: Path, size: int, limit: int | None, spread: int | None = 
 
 
 def _true_ages(names: Sequence[str]) -> np.ndarray | None:
-    from training.unpaired import parse_utkface_name
+    from faceforge.data.utkface import parse_utkface_name
 
     recs = [parse_utkface_name(n) for n in names]
     return None if any(r is None for r in recs) else np.asarray([r.age for r in recs], np.float64)
@@ -263,7 +263,7 @@ def photo_metrics(translator: Any, folders: Sequence[Path], direction: str, call
     from faceforge.imaging import load_image
     from faceforge.faces.align import align_face
     from faceforge.metrics import blur_to_sharpness, laplacian_variance, max_chroma, paste_band, seam_ratio
-    from training.unpaired import list_images
+    from faceforge.data.images import list_images
 
     rows, tiles = [], []
     for folder in folders:

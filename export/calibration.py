@@ -6,13 +6,17 @@ real FER2013 training faces (48x48 grayscale) mapped with the model's input spec
 CycleGAN generators (``cyclegan_*``, task ``translate``) it is young (18-29) UTKFace faces: the
 "aligned & cropped" 200x200 chips, whose median framing *is* faceforge's ``"utkface"`` template
 (:func:`training.unpaired.measure_utkface_template`), resized to the generator's input size and mapped
-with ``x = pixel / 127.5 - 1``; the test split is the held-out 10 % that
-:func:`training.unpaired.build_age_split` (seed 0) puts in ``testA``. For the frontalizers
+with ``x = pixel / 127.5 - 1``; the test split is the held-out young faces of the UTKFace age split
+(:func:`faceforge.data.utkface.age_split`, seed 0), read from its named split file
+``faceforge/data/splits/utkface_age.json`` by :func:`faceforge.data.utkface.young_faces` (the ``testA``
+that ``training.unpaired.build_age_split`` writes from the full folder). For the frontalizers
 (``pix2pix_*``) it is the generator's real input: UTKFace faces of a pose-pair cache
-(:mod:`training.pose_pairs`) turned and rendered back to frontal, train split for calibration and
+(:mod:`faceforge.data.pose_pairs`) turned and rendered back to frontal, train split for calibration and
 the held-out faces for parity (:func:`_pose_pairs`).
 
-The data root is ``$FACEFORGE_DATA`` (default ``<repo>/../shared/data``, see :mod:`training.data`).
+Every dataset is read through the core data layer (:mod:`faceforge.data`), as the trainers read it;
+nothing of ``training`` is imported. The data root is ``$FACEFORGE_DATA`` (default
+``<repo>/../shared/data``, :func:`faceforge.data.paths.data_root`).
 When the data is absent, :func:`representative_dataset` raises :class:`~faceforge.errors.ExportError`
 instead of quietly calibrating on noise; ``source="random"`` (CLI ``--calibration random``) is an
 explicit opt-in meant for tests.
@@ -41,43 +45,28 @@ Loader = Callable[[str, "int | None", int], "tuple[np.ndarray, np.ndarray | None
 
 
 def _fer2013(split: str, limit: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    try:
-        from training.data import load_fer2013
-    except ImportError as exc:  # the training package ships with faceforge; guard anyway
-        raise ExportError(f"FER2013 loader unavailable (training.data): {exc}") from None
+    from faceforge.data.fer2013 import load_fer2013
+
     return load_fer2013(split, limit=limit, seed=seed)
 
-
-UTKFACE_YOUNG = (18, 29)
-"""Age range (inclusive) of the faces the translators are fed: domain A of the default age task."""
-UTKFACE_SPLIT_SEED = 0
-UTKFACE_TEST_FRACTION = 0.1
 
 
 def _utkface_young(split: str, limit: int | None, seed: int) -> tuple[np.ndarray, None]:
     """Young (18-29) UTKFace chips, RGB uint8 ``(N, 200, 200, 3)``, no labels.
 
-    ``split="test"``: the held-out 10 % of :func:`training.unpaired.build_age_split` with its default
-    seed 0 (its ``testA`` when run on the full folder: faces a translator trained on that split never
-    saw); ``"train"``: the other 90 %. ``limit``: a ``seed``-ed random subset of that many.
+    ``split="test"``: the held-out young faces of the UTKFace age split's named split file
+    (:func:`faceforge.data.utkface.young_faces`: ``testA`` of ``build_age_split`` on the full folder, seed 0;
+    faces a translator trained on that split never saw); ``"train"``: the other young faces.
+    ``limit``: a ``seed``-ed random subset of that many.
 
     Raises:
-        FileNotFoundError: no ``utkface`` folder under the data root.
+        FileNotFoundError: no ``utkface`` folder under the data root, or it holds no young faces
+            (:class:`~faceforge.errors.DatasetNotFoundError`).
     """
-    import random
-
-    from training.unpaired import _split_indices, in_age_range, scan_utkface, utkface_dir
+    from faceforge.data.utkface import young_faces
     from faceforge.imaging import load_image
 
-    records, _ = scan_utkface(utkface_dir())
-    young = [r for r in records if in_age_range(r.age, UTKFACE_YOUNG)]
-    if not young:
-        raise FileNotFoundError(f"no UTKFace faces aged {UTKFACE_YOUNG[0]}-{UTKFACE_YOUNG[1]} in {utkface_dir()}")
-    # the same draw as build_age_split (domain A is split first, from a fresh Random(seed))
-    train_idx, test_idx = _split_indices(len(young), UTKFACE_TEST_FRACTION, random.Random(UTKFACE_SPLIT_SEED))
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', not {split!r}")
-    chosen = [young[i] for i in (test_idx if split == "test" else train_idx)]
+    chosen = young_faces(split)
     if limit is not None and limit < len(chosen):
         pick = np.sort(np.random.default_rng(seed).choice(len(chosen), limit, replace=False))
         chosen = [chosen[i] for i in pick]
@@ -90,7 +79,7 @@ POSE_PAIRS_ENV = "FACEFORGE_POSE_PAIRS"
 
 def pose_pairs_dir() -> Path:
     """The pose-pair cache: ``$FACEFORGE_POSE_PAIRS`` or ``<repo>/cache/pose_pairs`` (may not exist)."""
-    from training.data import REPO_ROOT
+    from faceforge.data.paths import REPO_ROOT
 
     env = os.environ.get(POSE_PAIRS_ENV)
     return Path(env) if env else REPO_ROOT / "cache" / "pose_pairs"
@@ -98,7 +87,7 @@ def pose_pairs_dir() -> Path:
 
 def _pose_pairs(split: str, limit: int | None, seed: int) -> tuple[np.ndarray, None]:
     """Frontalizer inputs: the **rerendered** UTKFace faces of a pose-pair cache
-    (:mod:`training.pose_pairs`; real faces turned 15-75 degrees and warped back to frontal, which is
+    (:mod:`faceforge.data.pose_pairs`; real faces turned 15-75 degrees and warped back to frontal, which is
     what :class:`faceforge.frontalize.Frontalizer` feeds the generator), RGB uint8 ``(N, S, S, 3)``.
 
     ``split``: the cache's face-level ``"train"``/``"test"`` split (faces a generator trained on that
@@ -108,8 +97,8 @@ def _pose_pairs(split: str, limit: int | None, seed: int) -> tuple[np.ndarray, N
     Raises:
         FileNotFoundError: no cache (the message says how to build one or point at one).
     """
+    from faceforge.data.pose_pairs import load_index
     from faceforge.imaging import load_image
-    from training.pose_pairs import load_index
 
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', not {split!r}")
@@ -160,7 +149,7 @@ def data_description(name: str) -> str:
 
 def resize_images(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Resize uint8 ``(N, H, W)`` or ``(N, H, W, C)`` images to ``size = (H', W')`` (area averaging when
-    shrinking, bicubic when enlarging, as :func:`training.unpaired.resize_square`); unchanged if equal."""
+    shrinking, bicubic when enlarging, as :func:`faceforge.data.images.resize_square`); unchanged if equal."""
     import cv2
 
     h, w = size

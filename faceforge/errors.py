@@ -166,6 +166,19 @@ class CheckpointError(FaceforgeError):
     status = 500
 
 
+class DatasetNotFoundError(FaceforgeError, FileNotFoundError):
+    """A dataset (FER2013, UTKFace, a pose-pair cache, an image folder) is not where it was looked for;
+    the message names the path and how to point faceforge at a copy (:mod:`faceforge.data`). A
+    :class:`FileNotFoundError` too, so callers catching that keep working."""
+
+    slug = "dataset-not-found"
+    title = "A dataset is not available"
+    status = 500
+
+    def __str__(self) -> str:  # OSError would otherwise format errno fields
+        return self.detail
+
+
 class MissingDependencyError(FaceforgeError):
     slug = "missing-dependency"
     title = "An optional dependency is not installed"

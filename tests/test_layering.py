@@ -166,3 +166,70 @@ def test_the_walker_sees_function_level_imports(tmp_path):
     lazy.write_text("def f():\n    import importlib\n    return importlib.import_module('faceforge.models.stylegan2')\n")
     dynamic = _imports("faceforge.lazy", lazy, mods, module_level_only=False)
     assert any(imported == "faceforge.models.stylegan2" for imported, _ in dynamic)  # importlib seen
+
+
+def _stage_files(*stages: str) -> list[Path]:
+    return sorted(p for stage in stages for p in (REPO / stage).rglob("*.py"))
+
+
+def _private_training_imports(path: Path) -> list[str]:
+    """``from training.x import _name`` and ``<alias of training.x>._name`` uses in one file."""
+    tree = ast.parse(path.read_text())
+    where = path.relative_to(REPO) if path.is_relative_to(REPO) else path.name
+    found, aliases = [], {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").split(".")[0] == "training":
+            for alias in node.names:
+                if alias.name.startswith("_"):
+                    found.append(f"{where}:{node.lineno} imports {node.module}.{alias.name}")
+                else:
+                    aliases[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] == "training":
+                    aliases[alias.asname or alias.name.split(".")[0]] = alias.name
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+            base = node.value
+            while isinstance(base, ast.Attribute):
+                base = base.value
+            if isinstance(base, ast.Name) and base.id in aliases:
+                found.append(f"{where}:{node.lineno} uses {aliases[base.id]}...{node.attr}")
+    return found
+
+
+def test_export_and_benchmarks_use_no_private_name_of_training():
+    """Export calibration and the benchmarks read datasets through ``faceforge.data``; what they still take
+    from ``training`` (e.g. ``training.emotion.classification_report``) is its public API, never a
+    ``_private`` helper or a replay of its random draws."""
+    offenders = [o for path in _stage_files("export", "benchmarks") for o in _private_training_imports(path)]
+    assert not offenders, "a stage uses a private name of training:\n" + "\n".join(offenders)
+
+
+def test_private_name_check_can_fail(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("def f():\n    from training.unpaired import _split_indices\n    import training.gpen as tg\n"
+                   "    return tg._square\n")
+    found = _private_training_imports(bad)
+    assert len(found) == 2 and "_split_indices" in found[0] and "_square" in found[1]
+
+
+def test_data_layer_imports_no_stage_and_needs_no_data(tmp_path, monkeypatch):
+    """``faceforge.data`` is core: it imports no stage (the walk above covers it) and importing it reads no
+    data; a missing dataset is a :class:`DatasetNotFoundError` (a ``FileNotFoundError`` too) naming the path."""
+    import importlib
+
+    import pytest
+
+    from faceforge.errors import DatasetNotFoundError
+
+    graph = _graph(module_level_only=False)
+    data_modules = [m for m in graph if m == "faceforge.data" or m.startswith("faceforge.data.")]
+    assert {"faceforge.data.fer2013", "faceforge.data.utkface", "faceforge.data.pose_pairs"} <= set(data_modules)
+    assert not {t for m in data_modules for t in graph[m] if t.split(".")[0] in STAGES}
+    monkeypatch.setenv("FACEFORGE_DATA", str(tmp_path / "nowhere"))
+    data = importlib.import_module("faceforge.data")
+    for call in (lambda: data.load_fer2013("train"), lambda: data.scan_utkface(data.utkface_dir()),
+                 lambda: data.list_images(tmp_path / "nowhere"), lambda: data.young_faces("test")):
+        with pytest.raises(DatasetNotFoundError, match="nowhere"):
+            call()

@@ -154,7 +154,7 @@ def load_faces(paths: Sequence[Path], size: int, faces: str = "chip", detector: 
         ValueError: unknown ``faces`` mode.
     """
     from faceforge.imaging import load_image
-    from training.unpaired import resize_square
+    from faceforge.data.images import resize_square
 
     if faces not in ("chip", "align"):
         raise ValueError(f"faces must be 'chip' or 'align', got {faces!r}")
@@ -319,7 +319,7 @@ def train(cfg: AgeConfig) -> Path:
         RuntimeError: another live process is training the resume folder.
     """
     from training.runs import resume_config, run_lock
-    from training.unpaired import scan_utkface, utkface_dir
+    from faceforge.data.utkface import scan_utkface, utkface_dir
 
     cfg, resume_run = resume_config(cfg, cfg.resume, RUNTIME_FIELDS)
     if cfg.loss not in ("dldl", "dex", "l1"):

@@ -35,7 +35,8 @@ from faceforge.editing import ATTRIBUTE_ARCH, AttributeNet
 def load_utkface(folder: Path, size: int, cache_dir: Path | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(images uint8 (N, size, size, 3), ages int (N,), genders int (N,))`` of every well-named file."""
     from faceforge.imaging import load_image
-    from training.unpaired import resize_square, scan_utkface
+    from faceforge.data.images import resize_square
+    from faceforge.data.utkface import scan_utkface
 
     records, _ = scan_utkface(folder)
     cache = None
@@ -144,7 +145,7 @@ def train(data: Path, size: int, epochs: int, output: Path, batch_size: int = 12
 
 
 def main(argv: list[str] | None = None) -> None:
-    from training.data import data_root
+    from faceforge.data.paths import data_root
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, default=None, help="UTKFace folder (default <data root>/utkface)")

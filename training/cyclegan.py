@@ -56,7 +56,9 @@ from faceforge.models.cyclegan import NLayerDiscriminator
 from training.runs import (MetricsLog, command_line, new_run_dir, resolve_device, restore_training_state,
                            epoch_steps, resume_config, run_lock, set_requires_grad, window_row,
                            write_json)
-from training.unpaired import UnpairedImageFolder, list_images, resize_square, to_tensor, to_uint8
+from faceforge.data.images import list_images, resize_square
+from faceforge.data.tensors import to_tensor, to_uint8
+from faceforge.data.unpaired import UnpairedImageFolder
 
 STATE_ARCH = "cyclegan_training_state"
 """``arch`` of ``last.pt``: the four networks in an ``nn.ModuleDict`` (not a registered model)."""

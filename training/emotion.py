@@ -40,7 +40,7 @@ from tqdm import tqdm
 from faceforge.checkpoints import save_checkpoint
 from faceforge.models import create_model, get_spec
 from faceforge.models.mini_xception import FER2013_LABELS
-from training.data import load_fer2013
+from faceforge.data.fer2013 import load_fer2013
 from training.runs import MetricsLog, command_line, new_run_dir, restore_training_state, write_json
 
 

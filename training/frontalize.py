@@ -59,11 +59,12 @@ from faceforge.models import create_model, get_spec
 from faceforge.models.cyclegan import NLayerDiscriminator
 # shared trainer helpers live in the CycleGAN trainer for now (one copy; to move to training/runs.py)
 from training.cyclegan import gan_loss, lr_factor
-from training.pose_pairs import YAW_BUCKETS, PosePairDataset, bucket_name, load_index
+from faceforge.data.pose_pairs import YAW_BUCKETS, PosePairDataset, bucket_name, load_index
 from training.runs import (MetricsLog, command_line, new_run_dir, resolve_device, restore_training_state,
                            epoch_steps, resume_config, run_lock, set_requires_grad, window_row,
                            write_json)
-from training.unpaired import resize_square, to_uint8
+from faceforge.data.images import resize_square
+from faceforge.data.tensors import to_uint8
 
 STATE_ARCH = "frontalize_training_state"
 """``arch`` of ``last.pt``: ``nn.ModuleDict({"G", "D"})`` (not a registered model)."""

@@ -45,14 +45,12 @@ per batch of 8 on 2 idle cores (0.6 s with the identity terms), ~1 s at 1 thread
 from __future__ import annotations
 
 import copy
-import hashlib
 import importlib
 import logging
 import time
-import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -61,9 +59,13 @@ from torch import nn
 from tqdm import tqdm
 
 from faceforge.checkpoints import load_checkpoint, save_checkpoint
+# the data helpers live in the core data layer; these names stay importable from here
+from faceforge.data.images import load_faces
+from faceforge.data.tensors import batch_to_tensor as to_tensor, to_uint8
+from faceforge.data.utkface import HOLDOUT_MODULUS, crc_split as utkface_split, is_held_out  # noqa: F401
 from faceforge.degrade import SEVERITIES, TRAINING, degrade_fixed, degrade_pair
 from faceforge.errors import CheckpointError
-from faceforge.imaging import load_image, save_image
+from faceforge.imaging import save_image
 from faceforge.models.gpen import GPEN, GPEN_ARCH, gpen_channels
 from faceforge.models.stylegan2 import StyleGAN2Discriminator
 from training.runs import (MetricsLog, command_line, kimg_row, new_run_dir, resolve_device, resume_config, run_lock,
@@ -77,8 +79,6 @@ STATE_ARCH = "gpen_training_state"
 """``arch`` of ``last.pt``: ``nn.ModuleDict {G, D, G_ema}`` (not a registered model)."""
 RUNTIME_FIELDS = ("resume", "stop_after_steps", "time_limit_min", "threads", "device", "progress")
 """Config fields that only steer this invocation; on resume every other field comes from the run."""
-HOLDOUT_MODULUS = 20
-"""A file is held out when ``crc32(name) % HOLDOUT_MODULUS == 0`` (5 %)."""
 FACE_TEMPLATE = "utkface"
 """Framing of the training faces (UTKFace chips): restore aligns photos on this template for our weights."""
 
@@ -139,57 +139,6 @@ class GPENTrainConfig:
 # --------------------------------------------------------------------------------------------------
 # Data
 # --------------------------------------------------------------------------------------------------
-def is_held_out(name: str) -> bool:
-    """Whether a file name belongs to the held-out split (``crc32(name) % 20 == 0``)."""
-    return zlib.crc32(Path(name).name.encode()) % HOLDOUT_MODULUS == 0
-
-
-def utkface_split(files: Sequence[Path]) -> tuple[list[Path], list[Path]]:
-    """``(train, held_out)`` by :func:`is_held_out` on the file names, order kept."""
-    train = [f for f in files if not is_held_out(f.name)]
-    test = [f for f in files if is_held_out(f.name)]
-    return train, test
-
-
-def _square(rgb: np.ndarray) -> np.ndarray:
-    h, w = rgb.shape[:2]
-    s = min(h, w)
-    return rgb[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
-
-
-def load_faces(files: Sequence[Path], size: int, cache_dir: str | Path | None = None,
-               progress: bool = False) -> np.ndarray:
-    """Decode ``files``, centre-crop square, resize to ``size`` (area / bicubic): uint8 ``(N, size, size, 3)``.
-
-    Cached as ``<cache_dir>/gpen_<size>px_<N>_<hash>.npy`` when ``cache_dir`` is given.
-    """
-    from training.unpaired import resize_square
-
-    key = hashlib.sha1("\n".join([str(size), *[str(Path(f).resolve()) for f in files]]).encode()).hexdigest()[:12]
-    cache = Path(cache_dir) / f"gpen_{size}px_{len(files)}_{key}.npy" if cache_dir else None
-    if cache is not None and cache.is_file():
-        return np.load(cache)
-    out = np.empty((len(files), size, size, 3), np.uint8)
-    for i, f in enumerate(tqdm(files, desc="loading faces", disable=not progress or None, mininterval=5)):
-        out[i] = resize_square(_square(load_image(f)), size)
-    if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp.npy")
-        np.save(tmp, out)
-        tmp.replace(cache)
-    return out
-
-
-def to_tensor(batch: np.ndarray) -> torch.Tensor:
-    """uint8 ``(N, H, W, 3)`` -> float32 ``(N, 3, H, W)`` in [-1, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
-
-
-def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """float ``(N, 3, H, W)`` in ~[-1, 1] -> uint8 ``(N, H, W, 3)`` (clamped, rounded)."""
-    return ((x.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-
-
 class PairSampler:
     """Random (degraded, clean) minibatches of an in-memory uint8 face set.
 
@@ -450,8 +399,8 @@ def train(cfg: GPENTrainConfig) -> Path:
         CheckpointError: a resume state that does not fit.
         RuntimeError: another live trainer holds the run (``train.lock``).
     """
-    from training.data import data_root
-    from training.unpaired import list_images
+    from faceforge.data.images import list_images
+    from faceforge.data.paths import data_root
 
     cfg, resume_run = resume_config(cfg, cfg.resume, RUNTIME_FIELDS)
     if not resume_run:

@@ -185,12 +185,6 @@ def config_from_preset(preset: str = "cpu", **overrides: Any) -> StyleGAN2TrainC
 # --------------------------------------------------------------------------------------------------
 # Data
 # --------------------------------------------------------------------------------------------------
-def _square(rgb: np.ndarray) -> np.ndarray:
-    h, w = rgb.shape[:2]
-    s = min(h, w)
-    return rgb[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
-
-
 def load_image_set(folder: str | Path, resolution: int, limit: int | None = None, seed: int = 0,
                    cache_dir: str | Path | None = None, progress: bool = False) -> np.ndarray:
     """Every image of ``folder`` as one uint8 array, centre-cropped square and resized.
@@ -210,7 +204,7 @@ def load_image_set(folder: str | Path, resolution: int, limit: int | None = None
     Raises:
         FileNotFoundError: the folder does not exist or holds no images.
     """
-    from training.unpaired import list_images, resize_square
+    from faceforge.data.images import center_square, list_images, resize_square
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -229,7 +223,7 @@ def load_image_set(folder: str | Path, resolution: int, limit: int | None = None
         return np.load(cache)
     out = np.empty((len(files), resolution, resolution, 3), np.uint8)
     for i, f in enumerate(tqdm(files, desc=f"loading {folder.name}", disable=not progress, mininterval=5)):
-        out[i] = resize_square(_square(load_image(f)), resolution)
+        out[i] = resize_square(center_square(load_image(f)), resolution)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_suffix(".tmp.npy")
@@ -555,7 +549,7 @@ def train(cfg: StyleGAN2TrainConfig) -> Path:
     cfg, resume_run = resume_config(cfg, cfg.resume, RUNTIME_FIELDS)
     source = None
     if not resume_run:
-        from training.data import data_root
+        from faceforge.data.paths import data_root
 
         data = Path(cfg.data) if cfg.data else data_root() / "utkface"
         updates: dict[str, Any] = {"data": str(data.resolve())}

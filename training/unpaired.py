@@ -1,4 +1,8 @@
-"""Unpaired two-domain image data for CycleGAN, and the UTKFace young/old split.
+"""The UTKFace young/old split written as CycleGAN's unpaired folders, and the ``"utkface"`` template.
+
+The dataset code lives in the core data layer (:mod:`faceforge.data`): :class:`UnpairedImageFolder`
+(:mod:`faceforge.data.unpaired`), UTKFace names and the age split (:mod:`faceforge.data.utkface`), image
+helpers (:mod:`faceforge.data.images`); they are re-exported here for existing callers.
 
 Layout (the seed project's, also that of Zhu et al.'s CycleGAN datasets)::
 
@@ -36,192 +40,26 @@ Command line::
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
-import re
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-import cv2
 import numpy as np
-import torch
-from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from faceforge.data.images import IMAGE_SUFFIXES, list_images, resize_square
+from faceforge.data.tensors import to_tensor, to_uint8
+from faceforge.data.unpaired import DOMAIN_FOLDERS, UnpairedImageFolder
+from faceforge.data.utkface import (UTKFACE_GENDERS, UTKFACE_PATTERN, UTKFACE_RACES, UTKFaceRecord, age_split,
+                                    in_age_range, parse_utkface_name, scan_utkface, utkface_dir, write_split_file)
 from faceforge.imaging import load_image, save_image
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-DOMAIN_FOLDERS = ("trainA", "trainB", "testA", "testB")
-
-
-def list_images(folder: str | Path) -> list[Path]:
-    """Image files (by suffix, case-insensitive) directly inside ``folder``, sorted by name."""
-    folder = Path(folder)
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-
-
-def to_tensor(rgb: np.ndarray) -> torch.Tensor:
-    """uint8 ``(H, W, 3)`` RGB -> float32 ``(3, H, W)`` in [-1, 1] (``p / 127.5 - 1``)."""
-    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
-
-
-def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """float ``(3, H, W)`` or ``(N, 3, H, W)`` in [-1, 1] -> uint8 ``(H, W, 3)`` / ``(N, H, W, 3)`` RGB
-    (rounded, clamped)."""
-    x = ((x.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return x.movedim(-3, -1).numpy()
-
-
-def resize_square(rgb: np.ndarray, size: int) -> np.ndarray:
-    """Resize uint8 ``(H, W, 3)`` to ``(size, size, 3)``: area averaging when shrinking, bicubic when
-    enlarging; returned as is when already that size."""
-    if rgb.shape[0] == size and rgb.shape[1] == size:
-        return rgb
-    shrink = size < min(rgb.shape[:2])
-    return cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
-
-
-class UnpairedImageFolder(Dataset):
-    """Two unpaired image domains from ``<root>/<phase>A`` and ``<root>/<phase>B``.
-
-    Item ``i`` is the ``i % len(A)``-th image of A with a uniformly random image of B (drawn from
-    torch's global generator, which the :class:`~torch.utils.data.DataLoader` seeds per worker), as in
-    Zhu et al.'s unaligned dataset; the length is ``max(len(A), len(B))``, so one epoch visits every
-    image of the larger domain once. With ``augment=True`` each image is resized to ``load_size``,
-    randomly cropped to ``crop_size`` and flipped left-right with probability 1/2 (Zhu et al. 2017:
-    286 -> 256); with ``augment=False`` it is only resized to ``crop_size``.
-
-    Args:
-        root: folder holding ``<phase>A`` and ``<phase>B``.
-        phase: ``"train"`` or ``"test"`` (any folder prefix works).
-        load_size: side the images are resized to before cropping (>= ``crop_size``).
-        crop_size: side of the returned images.
-        augment: random crop and flip (training) or plain resize (evaluation).
-
-    Items:
-        ``{"A": (3, crop, crop) float32 in [-1, 1], "B": same, "A_path": str, "B_path": str}``.
-
-    Raises:
-        FileNotFoundError: a domain folder is missing.
-        ValueError: a domain folder holds no images, or bad sizes.
-        The errors of :func:`faceforge.imaging.load_image` for an unreadable image (at access time).
-    """
-
-    def __init__(self, root: str | Path, phase: str = "train", load_size: int = 286, crop_size: int = 256,
-                 augment: bool = True) -> None:
-        if crop_size < 4 or load_size < crop_size:
-            raise ValueError(f"need 4 <= crop_size <= load_size, got crop {crop_size}, load {load_size}")
-        self.root = Path(root)
-        self.files: dict[str, list[Path]] = {}
-        for domain in ("A", "B"):
-            folder = self.root / f"{phase}{domain}"
-            if not folder.is_dir():
-                raise FileNotFoundError(f"domain folder not found: {folder} (expected {self.root}/{phase}A and "
-                                        f"{self.root}/{phase}B holding images)")
-            files = list_images(folder)
-            if not files:
-                raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
-            self.files[domain] = files
-        self.load_size, self.crop_size, self.augment = int(load_size), int(crop_size), bool(augment)
-
-    def __len__(self) -> int:
-        return max(len(self.files["A"]), len(self.files["B"]))
-
-    def _load(self, path: Path) -> torch.Tensor:
-        rgb = load_image(path)
-        if not self.augment:
-            return to_tensor(resize_square(rgb, self.crop_size))
-        rgb = resize_square(rgb, self.load_size)
-        off = self.load_size - self.crop_size
-        y, x = (torch.randint(0, off + 1, (2,)).tolist() if off else (0, 0))
-        rgb = rgb[y:y + self.crop_size, x:x + self.crop_size]
-        if torch.rand(()) < 0.5:
-            rgb = rgb[:, ::-1]
-        return to_tensor(rgb)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        a = self.files["A"][index % len(self.files["A"])]
-        b = self.files["B"][int(torch.randint(0, len(self.files["B"]), ()).item())]
-        return {"A": self._load(a), "B": self._load(b), "A_path": str(a), "B_path": str(b)}
-
-
-# --------------------------------------------------------------------------------------------------
-# UTKFace
-
-UTKFACE_PATTERN = re.compile(r"^(\d{1,3})_([01])_([0-4])_(\d{17})\.jpg\.chip\.jpg$")
-"""``age_gender_race_datetime.jpg.chip.jpg``; datetime ``yyyymmddHHMMSSfff`` (17 digits)."""
-
-UTKFACE_GENDERS = ("male", "female")
-UTKFACE_RACES = ("White", "Black", "Asian", "Indian", "Others")
-
-
-@dataclass(frozen=True)
-class UTKFaceRecord:
-    """One UTKFace file's labels, parsed from its name.
-
-    Attributes:
-        path: the image file.
-        age: years (0-116 in the release).
-        gender: 0 male, 1 female (:data:`UTKFACE_GENDERS`).
-        race: 0 White, 1 Black, 2 Asian, 3 Indian, 4 Others (:data:`UTKFACE_RACES`).
-        datetime: the 17-digit collection timestamp string.
-    """
-
-    path: Path
-    age: int
-    gender: int
-    race: int
-    datetime: str
-
-
-def parse_utkface_name(path: str | Path) -> UTKFaceRecord | None:
-    """Parse a UTKFace file name; ``None`` when it does not follow the pattern exactly."""
-    path = Path(path)
-    m = UTKFACE_PATTERN.match(path.name)
-    if m is None:
-        return None
-    return UTKFaceRecord(path, int(m[1]), int(m[2]), int(m[3]), m[4])
-
-
-def scan_utkface(folder: str | Path) -> tuple[list[UTKFaceRecord], list[str]]:
-    """Parse every ``*.jpg`` in ``folder``.
-
-    Returns:
-        ``(records, malformed)``: parsed records sorted by file name, and the names that did not parse.
-
-    Raises:
-        FileNotFoundError: ``folder`` does not exist.
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"UTKFace folder not found: {folder} (set FACEFORGE_DATA to a folder holding "
-                                "utkface/*.jpg.chip.jpg, or pass the folder explicitly)")
-    records, malformed = [], []
-    with os.scandir(folder) as entries:  # scandir: file types without one stat() per file
-        names = sorted(e.name for e in entries if e.name.lower().endswith(".jpg") and e.is_file())
-    for name in names:
-        rec = parse_utkface_name(folder / name)
-        if rec is None:
-            malformed.append(name)
-        else:
-            records.append(rec)
-    return records, malformed
-
-
-def in_age_range(age: int, bounds: tuple[int, int | None]) -> bool:
-    """``lo <= age <= hi`` (inclusive; ``hi=None`` means no upper bound)."""
-    lo, hi = bounds
-    return age >= lo and (hi is None or age <= hi)
-
-
-def utkface_dir(root: str | Path | None = None) -> Path:
-    """``<data root>/utkface`` (data root: ``$FACEFORGE_DATA`` or ``<repo>/../shared/data``)."""
-    from training.data import data_root
-
-    return Path(root or data_root()) / "utkface"
+__all__ = ["DOMAIN_FOLDERS", "IMAGE_SUFFIXES", "UTKFACE_GENDERS", "UTKFACE_PATTERN", "UTKFACE_RACES",
+           "UTKFaceRecord", "UnpairedImageFolder", "build_age_split", "in_age_range", "list_images",
+           "measure_utkface_template", "parse_utkface_name", "resize_square", "scan_utkface", "to_tensor", "to_uint8",
+           "utkface_dir"]
 
 
 def measure_utkface_template(files: Sequence[Path], detector: Any = None,
@@ -263,11 +101,9 @@ def measure_utkface_template(files: Sequence[Path], detector: Any = None,
             "iqr": np.round(q3 - q1, 4).tolist(), "template": np.round(symmetrize(median), 4).tolist()}
 
 
-def _split_indices(n: int, test_fraction: float, rng: random.Random) -> tuple[list[int], list[int]]:
-    idx = list(range(n))
-    rng.shuffle(idx)
-    n_test = int(math.floor(test_fraction * n + 0.5))  # round half up
-    return sorted(idx[n_test:]), sorted(idx[:n_test])
+SPLIT_FILE_NAME = "utkface_age_split.json"
+"""Named split file :func:`build_age_split` writes beside ``split.json``
+(:func:`faceforge.data.utkface.write_split_file`: every drawn file name per folder)."""
 
 
 def build_age_split(src: str | Path, dest: str | Path, young: tuple[int, int | None] = (18, 29),
@@ -308,26 +144,15 @@ def build_age_split(src: str | Path, dest: str | Path, young: tuple[int, int | N
     """
     if mode not in ("align", "link", "copy"):
         raise ValueError(f"mode must be 'align', 'link' or 'copy', got {mode!r}")
-    if not 0.0 <= test_fraction < 1.0:
-        raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")
     if size < 16:
         raise ValueError(f"size must be >= 16, got {size}")
-    for lo, hi in (young, old):
-        if lo < 0 or (hi is not None and hi < lo):
-            raise ValueError(f"bad age range {(lo, hi)}")
-    if young[1] is None or young[1] >= old[0]:
-        raise ValueError(f"young {young} must end below old {old}")
+    age_split([], young, old, test_fraction, seed)  # validates ranges and fraction before anything is read
     dest = Path(dest)
     if (dest / "split.json").exists():
         raise FileExistsError(f"{dest} already holds a split (split.json); choose another --dest or delete it")
     records, malformed = scan_utkface(src)
-    domains = {"A": [r for r in records if in_age_range(r.age, young)],
-               "B": [r for r in records if in_age_range(r.age, old)]}
-    outside = len(records) - len(domains["A"]) - len(domains["B"])
-    rng = random.Random(seed)
-    if limit is not None:
-        domains = {k: sorted(rng.sample(v, min(limit, len(v))), key=lambda r: r.path.name)
-                   for k, v in domains.items()}
+    split = age_split(records, young, old, test_fraction, seed, limit)  # the one definition of the draw
+    outside = len(records) - sum(1 for r in records if in_age_range(r.age, young) or in_age_range(r.age, old))
 
     aligner = None
     if mode == "align":
@@ -340,10 +165,8 @@ def build_age_split(src: str | Path, dest: str | Path, young: tuple[int, int | N
 
     counts = dict.fromkeys(DOMAIN_FOLDERS, 0)
     no_face: list[str] = []
-    jobs = []
-    for domain, recs in domains.items():
-        train_idx, test_idx = _split_indices(len(recs), test_fraction, rng)
-        jobs += [(f"train{domain}", recs[i]) for i in train_idx] + [(f"test{domain}", recs[i]) for i in test_idx]
+    jobs = [(folder, rec) for domain in "AB" for folder in (f"train{domain}", f"test{domain}")
+            for rec in split[folder]]  # the order the folders were always written in
     for folder in DOMAIN_FOLDERS:
         (dest / folder).mkdir(parents=True, exist_ok=True)
     for folder, rec in tqdm(jobs, disable=not progress, desc="utkface", mininterval=5):
@@ -371,6 +194,10 @@ def build_age_split(src: str | Path, dest: str | Path, young: tuple[int, int | N
         "malformed_names": malformed, "outside_ranges": outside, "no_face": len(no_face), "no_face_names": no_face,
     }
     (dest / "split.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_split_file(dest / SPLIT_FILE_NAME, "utkface_age", {k: [r.path.name for r in v] for k, v in split.items()},
+                     definition="faceforge.data.utkface.age_split", young=list(young), old=list(old),
+                     test_fraction=test_fraction, seed=seed, limit=limit,
+                     note="the drawn assignment, before faces without a detection (mode align) were dropped")
     return report
 
 

@@ -22,15 +22,21 @@ def default_weights():
     return path
 
 
-def test_jobs_roundtrip_benchmark(tmp_path, default_weights, astronaut_rgb):
+def test_jobs_roundtrip_benchmark(tmp_path, default_weights, astronaut_rgb, request):
     pytest.importorskip("requests")
     from PIL import Image
 
     photo = tmp_path / "astronaut.png"
     Image.fromarray(astronaut_rgb).save(photo)
+    try:  # swap's source: another person's photo from the shared data; without it the row is skipped
+        source = request.getfixturevalue("data_dir") / "photos" / "portraits" / "biden.jpg"
+    except pytest.skip.Exception:
+        source = None
+    source = source if source is not None and source.is_file() else None
     out = tmp_path / "results"
     # the shipped generator doubles as the "cartoon" fine-tune: toonify's mechanics do not depend on it
-    doc = run(weights="default", toon_weights=str(default_weights), photo=photo, repeats=1, warmup=0,
+    doc = run(weights="default", toon_weights=str(default_weights), photo=photo, source_photo=source, repeats=1,
+              warmup=0,
               project_steps=2, clients=(1, 3), max_jobs=1, workers=1, burst_seeds=16, out_dir=out, name="jr",
               plot=False)
 
@@ -41,7 +47,10 @@ def test_jobs_roundtrip_benchmark(tmp_path, default_weights, astronaut_rgb):
 
     rows = {r["endpoint"]: r for r in doc["endpoints"]}
     assert list(rows) == list(ENDPOINTS)
-    images = {"generate": 1, "style-mix": 1, "toonify": 1, "project": 2, "morph": 5, "edit": 3, "makeup": 1}
+    images = {"generate": 1, "style-mix": 1, "toonify": 1, "project": 2, "morph": 5, "edit": 3, "makeup": 1,
+              "swap": 1, "restore": 1, "virtual-model": 1}
+    if source is None:
+        assert rows.pop("swap") == {"endpoint": "swap", "status": "skipped", "reason": "no source photo given"}
     for task, row in rows.items():
         assert row["status"] == "ok", row
         assert row["done_ms"] >= row["run_ms"] > 0 and row["post_ms"] > 0 and row["polls"] >= 1

@@ -56,7 +56,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from faceforge.checkpoints import load_checkpoint, save_checkpoint
 # the data helpers live in the core data layer; these names stay importable from here
@@ -65,11 +64,10 @@ from faceforge.data.tensors import batch_to_tensor as to_tensor, to_uint8
 from faceforge.data.utkface import HOLDOUT_MODULUS, crc_split as utkface_split, is_held_out  # noqa: F401
 from faceforge.degrade import SEVERITIES, TRAINING, degrade_fixed, degrade_pair
 from faceforge.errors import CheckpointError
-from faceforge.imaging import save_image
 from faceforge.models.gpen import GPEN, GPEN_ARCH, gpen_channels
 from faceforge.models.stylegan2 import StyleGAN2Discriminator
-from training.runs import (MetricsLog, command_line, kimg_row, new_run_dir, resolve_device, resume_config, run_lock,
-                           set_requires_grad, write_json)
+from training.loop import StepLoop, TrainingRun
+from training.runs import kimg_row, resolve_device, set_requires_grad
 from training.stylegan2 import lazy_adam
 
 log = logging.getLogger(__name__)
@@ -390,6 +388,8 @@ def sample_grid(G: nn.Module, clean: np.ndarray, device: torch.device) -> np.nda
 def train(cfg: GPENTrainConfig) -> Path:
     """Train (or, with ``cfg.resume``, continue) a GPEN restorer; see the module docstring.
 
+    Runs in the trainer skeleton (:mod:`training.loop`): run folder, lock, resume, metrics, grids, stopping.
+
     Returns:
         The run folder.
 
@@ -402,10 +402,11 @@ def train(cfg: GPENTrainConfig) -> Path:
     from faceforge.data.images import list_images
     from faceforge.data.paths import data_root
 
-    cfg, resume_run = resume_config(cfg, cfg.resume, RUNTIME_FIELDS)
-    if not resume_run:
+    session = TrainingRun(FAMILY, cfg, RUNTIME_FIELDS)
+    cfg = session.cfg
+    if not session.resumed:
         data = Path(cfg.data) if cfg.data else data_root() / "utkface"
-        cfg = GPENTrainConfig(**{**asdict(cfg), "data": str(data.resolve())})
+        cfg = session.update_config(GPENTrainConfig(**{**asdict(cfg), "data": str(data.resolve())}))
     if cfg.batch_size < 1 or cfg.total_steps < 1 or cfg.r1_interval < 1:
         raise ValueError("need batch_size >= 1, total_steps >= 1 and r1_interval >= 1")
     torch.manual_seed(cfg.seed)
@@ -437,30 +438,25 @@ def train(cfg: GPENTrainConfig) -> Path:
         ident_net, ident_note = load_identity_network(device)
     else:
         ident_net, ident_note = None, "identity and face-feature losses off (lambda_id = lambda_feat = 0)"
-    log.info(ident_note)
-    print(ident_note, flush=True)
+    session.info(ident_note)
     identity = IdentityLoss(ident_net) if ident_net is not None else None
     trainer = GPENTrainer(G, D, cfg, device, identity)
     g_kwargs, d_kwargs = cfg.generator_config(), cfg.discriminator_config()
-    command = command_line()
+    command = session.command
 
-    if resume_run:
-        run = resume_run
-        state = load_checkpoint(run / "last.pt", arch=STATE_ARCH)
+    if session.resumed:
+        state = load_checkpoint(session.run / "last.pt", arch=STATE_ARCH)
         trainer.load_state(state["state_dict"], state["meta"])
         torch.set_rng_state(state["meta"]["rng"])
         sampler.rng.bit_generator.state = state["meta"]["data_rng"]
         del state
-    else:
-        run = new_run_dir(cfg.runs_dir, FAMILY)
-        write_json(run / "config.json", {
-            "config": asdict(cfg), "command": command, "generator_config": g_kwargs,
-            "discriminator_config": d_kwargs, "train_images": len(images), "held_out_images": len(held_out),
-            "val_images": len(val_clean), "identity": ident_note, "degradation": asdict(TRAINING),
-            "G_params": sum(p.numel() for p in G.parameters()), "D_params": sum(p.numel() for p in D.parameters()),
-        })
-    (run / "samples").mkdir(exist_ok=True)
-    metrics = MetricsLog(run / "metrics.csv", append=True)
+    run = session.create({
+        "generator_config": g_kwargs, "discriminator_config": d_kwargs, "train_images": len(images),
+        "held_out_images": len(held_out), "val_images": len(val_clean), "identity": ident_note,
+        "degradation": asdict(TRAINING), "G_params": sum(p.numel() for p in G.parameters()),
+        "D_params": sum(p.numel() for p in D.parameters()),
+    })
+    metrics = session.metrics()
     columns = ["step", "kimg", "D_loss", "D_real", "D_fake", "R1", "G_adv", "L1", "ID", "feat", "G_loss", "ema_beta",
                "sec_per_step", "val_psnr", "val_psnr_input"]
     grid_faces = val_clean[:6]
@@ -484,46 +480,24 @@ def train(cfg: GPENTrainConfig) -> Path:
     def write_row(window: dict[str, list[float]], seconds: list[float], ev: dict[str, float] | None) -> None:
         metrics.log(**kimg_row(columns, trainer.step, cfg.batch_size, window, seconds, ev))
 
-    with run_lock(run):
+    with StepLoop(session, cfg.total_steps, trainer.step, cfg) as loop:
         if trainer.step == 0:
             last_eval = evaluate()
             write_row({}, [], last_eval)
-            save_image(run / "samples" / "step_0000000.png", sample_grid(trainer.G_ema, grid_faces, device))
-        t_start = time.time()
-        window: dict[str, list[float]] = {}
-        seconds: list[float] = []
-        steps_this_call = 0
-        bar = tqdm(total=cfg.total_steps, initial=trainer.step, disable=not cfg.progress or None, desc="gpen",
-                   mininterval=5)
-        while trainer.step < cfg.total_steps:
+            session.save_grid(0, sample_grid(trainer.G_ema, grid_faces, device))
+        while loop.running:
             t0 = time.time()
             lq, hq = sampler.sample(cfg.batch_size)
-            losses = trainer.train_step(lq.to(device), hq.to(device))
-            seconds.append(time.time() - t0)
-            steps_this_call += 1
-            bar.update(1)
-            for k, v in losses.items():
-                window.setdefault(k, []).append(v)
-            step = trainer.step
-            last = step >= cfg.total_steps
-            out_of_time = cfg.time_limit_min is not None and time.time() - t_start > 60 * cfg.time_limit_min
-            stop = (cfg.stop_after_steps is not None and steps_this_call >= cfg.stop_after_steps) or out_of_time
+            loop.record(trainer.train_step(lq.to(device), hq.to(device)), time.time() - t0)
             ev = None
-            if step % cfg.eval_every == 0 or stop or last:
+            if loop.due(cfg.eval_every):
                 ev = last_eval = evaluate()
-            if step % cfg.log_every == 0 or ev is not None:
+            if loop.due(cfg.log_every, at_stop=False, at_last=False) or ev is not None:
+                window, seconds, _ = loop.take_window()
                 write_row(window, seconds, ev)
-                bar.set_postfix(L1=round(float(np.mean(window["L1"])), 4), **({"psnr": ev["val_psnr"]} if ev else {}),
-                                refresh=False)
-                window, seconds = {}, []
-            if step % cfg.sample_every == 0 or stop or last:
-                save_image(run / "samples" / f"step_{step:07d}.png", sample_grid(trainer.G_ema, grid_faces, device))
-            if (cfg.save_every and step % cfg.save_every == 0) or stop or last:
-                save(final=last)
-            if stop:
-                break
-        bar.close()
-    done = "finished" if trainer.step >= cfg.total_steps else \
-        f"stopped at step {trainer.step}/{cfg.total_steps} (resume with --resume {run})"
-    print(f"run {run}: {done}", flush=True)
+                loop.postfix(L1=round(float(np.mean(window["L1"])), 4), **({"psnr": ev["val_psnr"]} if ev else {}))
+            if loop.due(cfg.sample_every):
+                session.save_grid(loop.step, sample_grid(trainer.G_ema, grid_faces, device))
+            if loop.due(cfg.save_every):
+                save(final=loop.last)
     return run

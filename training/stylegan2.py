@@ -75,12 +75,12 @@ from tqdm import tqdm
 from faceforge.checkpoints import load_checkpoint, save_checkpoint
 from faceforge.models.stylegan2_convert import load_stylegan2
 from faceforge.errors import CheckpointError
-from faceforge.imaging import load_image, save_image
+from faceforge.imaging import load_image
 from faceforge.metrics import SWDReference
 from faceforge.models.cards import user_cache_dir
 from faceforge.models.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
-from training.runs import (MetricsLog, command_line, new_run_dir, resolve_device, resume_config,
-                           run_lock, set_requires_grad, write_json)
+from training.loop import StepLoop, TrainingRun
+from training.runs import resolve_device, set_requires_grad
 
 FAMILY = "stylegan2"
 STATE_ARCH = "stylegan2_training_state"
@@ -546,7 +546,8 @@ def train(cfg: StyleGAN2TrainConfig) -> Path:
         ValueError: bad configuration.
         CheckpointError: a checkpoint that does not fit.
     """
-    cfg, resume_run = resume_config(cfg, cfg.resume, RUNTIME_FIELDS)
+    session = TrainingRun(FAMILY, cfg, RUNTIME_FIELDS)
+    cfg, resume_run = session.cfg, session.run
     source = None
     if not resume_run:
         from faceforge.data.paths import data_root
@@ -557,7 +558,7 @@ def train(cfg: StyleGAN2TrainConfig) -> Path:
             source = load_finetune_source(cfg.finetune_from)
             updates.update({k: source["G_config"][k] for k in NETWORK_FIELDS if k in source["G_config"]})
             updates["finetune_from"] = str(Path(cfg.finetune_from).resolve())
-        cfg = StyleGAN2TrainConfig(**{**asdict(cfg), **updates})
+        cfg = session.update_config(StyleGAN2TrainConfig(**{**asdict(cfg), **updates}))
     if cfg.batch_size < 1 or cfg.total_kimg <= 0 or cfg.r1_interval < 1 or cfg.pl_interval < 1:
         raise ValueError("need batch_size >= 1, total_kimg > 0 and intervals >= 1")
     if cfg.threads:
@@ -590,10 +591,9 @@ def train(cfg: StyleGAN2TrainConfig) -> Path:
         raise ValueError(f"{cfg.data} holds {len(images)} usable image(s); need at least 2")
     sampler = ImageSampler(images, device, cfg.mirror, seed=cfg.seed + 1)
     total_steps = math.ceil(cfg.total_kimg * 1000 / cfg.batch_size)
-    command = command_line()
+    command = session.command
 
     if resume_run:
-        run = resume_run
         meta = state_ckpt["meta"]
         trainer.load_state(state_ckpt["state_dict"], meta)
         del state_ckpt
@@ -601,17 +601,13 @@ def train(cfg: StyleGAN2TrainConfig) -> Path:
         if device.type == "cuda" and meta.get("cuda_rng") is not None:
             torch.cuda.set_rng_state(meta["cuda_rng"], device)
         sampler.generator.set_state(meta["data_rng"])
-    else:
-        run = new_run_dir(cfg.runs_dir, FAMILY)
-        write_json(run / "config.json", {
-            "config": asdict(cfg), "command": command, "generator_config": g_kwargs,
-            "discriminator_config": d_kwargs, "r1_gamma": trainer.r1_gamma, "ema_kimg": cfg.resolved_ema_kimg(),
-            "images": len(images), "total_steps": total_steps,
-            "finetune_from": source["source"] if source else None,
-            "G_params": sum(p.numel() for p in G.parameters()), "D_params": sum(p.numel() for p in D.parameters()),
-        })
-    (run / "samples").mkdir(exist_ok=True)
-    log = MetricsLog(run / "metrics.csv", append=True)
+    run = session.create({
+        "generator_config": g_kwargs, "discriminator_config": d_kwargs, "r1_gamma": trainer.r1_gamma,
+        "ema_kimg": cfg.resolved_ema_kimg(), "images": len(images), "total_steps": total_steps,
+        "finetune_from": source["source"] if source else None,
+        "G_params": sum(p.numel() for p in G.parameters()), "D_params": sum(p.numel() for p in D.parameters()),
+    })
+    log = session.metrics()
     loss_cols = ["G_loss", "D_loss", "D_real", "D_fake", "R1", "PL", "pl_mean"]
     swd_cols = swd_columns(cfg.resolution)
     columns = ["step", "kimg", *loss_cols, "ema_beta", "sec_per_step", "seconds", *swd_cols]
@@ -655,50 +651,29 @@ def train(cfg: StyleGAN2TrainConfig) -> Path:
             row.update(swd)
         log.log(**row)
 
-    t_start = t_window = time.time()
-    if trainer.step == 0:
-        save_image(run / "samples" / "step_0000000.png", sample_grid(trainer.G_ema, sample_z))
-    if swd_ref is not None and trainer.step == 0:
-        last_metrics.update(measure_swd())
-        write_row({}, [], time.time() - t_window, last_metrics)
-        t_window = time.time()
-    with run_lock(run):  # refuse a second trainer on this run (see training.runs.run_lock)
-        window: dict[str, list[float]] = {}
-        steps_this_call = 0
-        step_seconds: list[float] = []
-        bar = tqdm(total=total_steps, initial=trainer.step, disable=not cfg.progress or None, desc="stylegan2",
-                   mininterval=5)
-        while trainer.step < total_steps:
+    with StepLoop(session, total_steps, trainer.step, cfg) as loop:  # holds train.lock (training.runs.run_lock)
+        t_first = time.time()
+        if trainer.step == 0:
+            session.save_grid(0, sample_grid(trainer.G_ema, sample_z))
+        if swd_ref is not None and trainer.step == 0:
+            last_metrics.update(measure_swd())
+            write_row({}, [], time.time() - t_first, last_metrics)
+        while loop.running:
             t_step = time.time()
             losses = trainer.train_step(sampler.sample(cfg.batch_size))
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
-            step_seconds.append(time.time() - t_step)
-            steps_this_call += 1
-            bar.update(1)
-            for k, v in losses.items():
-                window.setdefault(k, []).append(v)
-            step = trainer.step
-            out_of_time = cfg.time_limit_min is not None and time.time() - t_start > 60 * cfg.time_limit_min
-            stop = (cfg.stop_after_steps is not None and steps_this_call >= cfg.stop_after_steps) or out_of_time
-            last = step >= total_steps
+            loop.record(losses, time.time() - t_step)
             swd = None
-            if swd_ref is not None and (step % cfg.swd_every == 0 or last):
+            if swd_ref is not None and loop.due(cfg.swd_every, at_stop=False):
                 swd = measure_swd()
                 last_metrics.update(swd)
-            if step % cfg.log_every == 0 or swd is not None or stop or last:
-                write_row(window, step_seconds, time.time() - t_window, swd)
-                bar.set_postfix(G=round(float(np.mean(window["G_loss"])), 3),
-                                D=round(float(np.mean(window["D_loss"])), 3), refresh=False)
-                window, step_seconds, t_window = {}, [], time.time()
-            if step % cfg.sample_every == 0 or stop or last:
-                save_image(run / "samples" / f"step_{step:07d}.png", sample_grid(trainer.G_ema, sample_z))
-            if (cfg.save_every and step % cfg.save_every == 0) or stop or last:
-                save(final=last)
-            if stop:
-                break
-        bar.close()
-    done = "finished" if trainer.step >= total_steps else \
-        f"stopped at step {trainer.step}/{total_steps} (resume with --resume {run})"
-    print(f"run {run}: {done}", flush=True)
+            if loop.due(cfg.log_every) or swd is not None:
+                window, step_seconds, seconds = loop.take_window()
+                write_row(window, step_seconds, seconds, swd)
+                loop.postfix(G=round(float(np.mean(window["G_loss"])), 3), D=round(float(np.mean(window["D_loss"])), 3))
+            if loop.due(cfg.sample_every):
+                session.save_grid(loop.step, sample_grid(trainer.G_ema, sample_z))
+            if loop.due(cfg.save_every):
+                save(final=loop.last)
     return run

@@ -24,7 +24,17 @@ the pairs its default limit would refuse are measured too; the ``refused`` colum
   after a least-squares similarity alignment (:func:`faceforge.faces.align.umeyama`), in % of the
   target's inter-ocular distance (outer eye corners 33-263). FaceShifter uses a 3D face model's
   expression coefficients; none is available here.
-- **Latency**: median milliseconds of the swap itself per face (warp, colour, blend; landmarks excluded).
+- **Latency**: median milliseconds of the swap itself per face (warp, colour, blend; landmarks excluded;
+  AEI-Net: alignment, the generator and the paste back, the source's embedding excluded).
+
+**AEI-Net** (``--aeinet G.pt``, a ``faceforge train faceshifter`` checkpoint): each target's face is
+aligned on the ``utkface`` template at the generator's side, swapped with the source's identity vector (its
+aligned face's dlib embedding) and pasted back (:class:`faceforge.faceshifter.FaceShifterSwapper`); nothing is
+refused. Its training data is UTKFace itself, so measure it with ``--held-out``: only the faces of faceforge's
+CRC-32 hold-out (:func:`faceforge.data.is_held_out`, 5 % of UTKFace, never trained on) are drawn, and every
+method (classical too) runs on those same pairs. The identity metric is the same dlib network the AEI-Net's
+identity loss was trained against, which favours it: a generator can raise that network's similarity with
+texture a person would not read as identity (look at the ``_aeinet`` grid).
 
 Embeddings are taken on ``utkface``-aligned 150 px crops (:func:`faceforge.faces.align.align_face`
 with the BlazeFace keypoints: the target's for the swap, whose geometry is the target's). Reference
@@ -364,7 +374,8 @@ def markdown(doc: dict[str, Any]) -> str:
     """The results as Markdown tables."""
     p = doc["pairs"]
     lines = [f"# Face swap quality: {p['n']} UTKFace pairs", "",
-             f"Sources and targets: {p['n']} + {p['n']} distinct UTKFace adults (age >= {p['min_age']}), seed "
+             f"Sources and targets: {p['n']} + {p['n']} distinct UTKFace faces (age >= {p['min_age']}"
+             f"{'; only the CRC-32 hold-out, which no faceforge trainer sees' if p.get('held_out') else ''}), seed "
              f"{p['seed']} ({p['tried']} chips tried). ID retrieval: the swap's nearest source among all {p['n']} "
              "sources by dlib's ResNet embedding (top-1 / top-5; FaceShifter reports 97.38 %, SimSwap 92.83 % top-1 "
              "on FF++ with CosFace). Identity distance: Euclidean, < 0.6 = same person. Pose error: Face Mesh "
@@ -432,10 +443,39 @@ def markdown(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def aeinet_method(swapper: Any, weights: Path) -> Callable[[dict, dict], tuple[np.ndarray, float]]:
+    """``(source item, target item) -> (swapped target, ms)`` for an AEI-Net checkpoint: the source's aligned
+    face's identity vector onto the target's face (alignment + generator + paste back timed)."""
+    from faceforge.faces.align import align_face
+    from faceforge.faceshifter import FaceShifterSwapper
+
+    sw = FaceShifterSwapper(weights, detector=swapper.detector)
+
+    def run(src: dict, tgt: dict) -> tuple[np.ndarray, float]:
+        z_id = sw.embed_crops([align_face(src["rgb"], src["face"], sw.crop_size, template=sw.face_template).image])
+        t0 = time.perf_counter()
+        result = sw.run(tgt["rgb"], faces=[0], detected=[tgt["face"]], z_id=z_id)
+        return result.image, (time.perf_counter() - t0) * 1e3
+    return run
+
+
+def _pair_grid(sources: list[dict], targets: list[dict], outs: list[np.ndarray], gaps: np.ndarray) -> np.ndarray:
+    """source | target | swap for 16 pairs spread over the yaw gaps, 4 per row."""
+    from faceforge.data.images import label_tile
+
+    order = np.argsort(gaps)[np.linspace(0, len(gaps) - 1, 16).astype(int)]
+    tiles = [np.concatenate([label_tile(sources[i]["rgb"], "source"), label_tile(targets[i]["rgb"], "target"),
+                             label_tile(outs[i], f"gap {gaps[i]:.0f}")], axis=1) for i in order]
+    return np.concatenate([np.concatenate(tiles[i:i + 4], axis=1) for i in range(0, 16, 4)], axis=0)
+
+
 def run(data: Path, n: int = 500, seed: int = 0, blends: Sequence[str] = ("poisson", "laplacian", "feather"),
         min_age: int = 18, photos: Path | None = None, out_dir: Path = RESULTS_DIR, figures: Path = FIGURES_DIR,
-        name: str = DEFAULT_NAME, turned: int = 100) -> dict[str, Any]:
+        name: str = DEFAULT_NAME, turned: int = 100, aeinet: Path | None = None,
+        held_out: bool = False) -> dict[str, Any]:
     """Measure, write the results and figures, return the results document.
+
+    ``aeinet``: also measure this AEI-Net checkpoint; ``held_out``: draw only faces of the CRC hold-out.
 
     Raises:
         FileNotFoundError: ``data`` (or ``photos``) is not a folder.
@@ -458,7 +498,12 @@ def run(data: Path, n: int = 500, seed: int = 0, blends: Sequence[str] = ("poiss
     detector = FaceDetector()
     swapper = FaceSwapper(detector=detector, mesh=FaceMesh(detector))
     t_start = time.perf_counter()
-    sources, targets, tried = pick_pairs(swapper, data, n, seed, min_age)
+    exclude = None
+    if held_out:
+        from faceforge.data import is_held_out
+
+        exclude = {p.name for p in data.iterdir() if not is_held_out(p.name)}
+    sources, targets, tried = pick_pairs(swapper, data, n, seed, min_age, exclude)
     emb_src = np.stack([_embedding(s["rgb"], s["face"]) for s in tqdm(sources, desc="embed sources", leave=False)])
     emb_tgt = np.stack([_embedding(t["rgb"], t["face"]) for t in tqdm(targets, desc="embed targets", leave=False)])
     gaps = np.array([abs(s["source"].yaw - t["source"].yaw) for s, t in zip(sources, targets)])
@@ -468,34 +513,36 @@ def run(data: Path, n: int = 500, seed: int = 0, blends: Sequence[str] = ("poiss
     }
     buckets: dict[str, dict] = {}
     grid_method = f"classical {DEFAULT_BLEND if DEFAULT_BLEND in blends else blends[0]}"
-    for blend in blends:
-        fn = classical_method(swapper, blend)
+    runs = [(f"classical {blend}", classical_method(swapper, blend)) for blend in blends]
+    if aeinet is not None:
+        runs.append((f"AEI-Net {Path(aeinet).parent.name}/{Path(aeinet).name}", aeinet_method(swapper, Path(aeinet))))
+    for method, fn in runs:
         outs, ms = [], []
-        for s, t in tqdm(list(zip(sources, targets)), desc=f"swap {blend}", leave=False):
+        for s, t in tqdm(list(zip(sources, targets)), desc=f"swap {method}", leave=False):
             out, t_ms = fn(s, t)
             outs.append(out)
             ms.append(t_ms)
         m = measure_outputs(swapper, sources, targets, outs)
         row = summarize(m["embedding"], emb_src, emb_tgt, m["pose"], m["expression"])
-        row["refused"] = int((gaps > swapper.max_yaw_gap).sum())
+        row["refused"] = int((gaps > swapper.max_yaw_gap).sum()) if method.startswith("classical") else 0
         row["ms_per_face"] = float(np.median(ms))
-        methods[f"classical {blend}"] = row
-        buckets[f"classical {blend}"] = {
+        methods[method] = row
+        if method.startswith("AEI-Net"):
+            figures_dir = Path(figures)
+            figures_dir.mkdir(parents=True, exist_ok=True)
+            save_image(figures_dir / f"{name}_utkface_aeinet.png", _pair_grid(sources, targets, outs, gaps))
+        buckets[method] = {
             f"{lo}-{hi}": (summarize(m["embedding"], emb_src, emb_tgt, m["pose"], m["expression"], idx) if len(idx)
                            else {"n": 0})
             for lo, hi in YAW_BUCKETS for idx in [np.nonzero((gaps >= lo) & (gaps < hi))[0]]}
-        if f"classical {blend}" == grid_method:
+        if method == grid_method:
             figures_dir = Path(figures)
             figures_dir.mkdir(parents=True, exist_ok=True)
             # a look at the benchmark's own pairs: source | target | swap, 16 pairs spread over the yaw gaps
-            order = np.argsort(gaps)[np.linspace(0, len(gaps) - 1, 16).astype(int)]
-            from faceforge.data.images import label_tile
-            tiles = [np.concatenate([label_tile(sources[i]["rgb"], "source"), label_tile(targets[i]["rgb"], "target"),
-                                     label_tile(outs[i], f"gap {gaps[i]:.0f}")], axis=1) for i in order]
-            grid = np.concatenate([np.concatenate(tiles[i:i + 4], axis=1) for i in range(0, 16, 4)], axis=0)
-            save_image(figures_dir / f"{name}_utkface.png", grid)
+            save_image(figures_dir / f"{name}_utkface.png", _pair_grid(sources, targets, outs, gaps))
     doc: dict[str, Any] = {
         "pairs": {"n": n, "seed": seed, "min_age": min_age, "tried": tried, "data": display_path(data),
+                  "held_out": held_out,
                   "sources": [s["path"].name for s in sources], "targets": [t["path"].name for t in targets]},
         "max_yaw_gap": swapper.max_yaw_gap, "methods": methods, "buckets": buckets, "grid_method": grid_method,
         "yaw_gap": {"median": float(np.median(gaps)), "p90": float(np.percentile(gaps, 90)), "max": float(gaps.max())},
@@ -558,8 +605,11 @@ def run(data: Path, n: int = 500, seed: int = 0, blends: Sequence[str] = ("poiss
 @click.option("--figures", type=click.Path(file_okay=False, path_type=Path), default=FIGURES_DIR, show_default=True,
               help="Where the grids go (git-ignored by default: they show data for test use only).")
 @click.option("--name", default=DEFAULT_NAME, show_default=True)
+@click.option("--aeinet", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="Also measure this AEI-Net checkpoint (G.pt of faceforge train faceshifter); use with --held-out.")
+@click.option("--held-out", is_flag=True, help="Draw only faces of the CRC-32 hold-out (never trained on).")
 def main(data: Path | None, n: int, seed: int, blends: str, min_age: int, turned: int, photos: Path | None,
-         out_dir: Path, figures: Path, name: str) -> None:
+         out_dir: Path, figures: Path, name: str, aeinet: Path | None, held_out: bool) -> None:
     """ID retrieval, identity distances, pose and expression errors of face swaps on UTKFace pairs; real-photo grids."""
     import os
 
@@ -570,7 +620,7 @@ def main(data: Path | None, n: int, seed: int, blends: str, min_age: int, turned
         data = (Path(root).expanduser() if root else Path(__file__).resolve().parents[2] / "shared" / "data") / "utkface"
     try:
         doc = run(data, n, seed, [b.strip() for b in blends.split(",") if b.strip()], min_age, photos, out_dir,
-                  figures, name, turned=turned)
+                  figures, name, turned=turned, aeinet=aeinet, held_out=held_out)
     except (FileNotFoundError, ValueError, FaceforgeError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(markdown(doc))

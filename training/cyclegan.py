@@ -46,16 +46,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Subset
-from tqdm import tqdm
 
 from faceforge.checkpoints import load_checkpoint, save_checkpoint
 from faceforge.errors import CheckpointError
-from faceforge.imaging import load_image, save_image
+from faceforge.imaging import load_image
 from faceforge.models import create_model, get_spec
 from faceforge.models.cyclegan import NLayerDiscriminator
-from training.runs import (MetricsLog, command_line, new_run_dir, resolve_device, restore_training_state,
-                           epoch_steps, resume_config, run_lock, set_requires_grad, window_row,
-                           write_json)
+from training.loop import StepLoop, TrainingRun
+from training.runs import epoch_steps, resolve_device, restore_training_state, set_requires_grad, window_row
 from faceforge.data.images import list_images, resize_square
 from faceforge.data.tensors import to_tensor, to_uint8
 from faceforge.data.unpaired import UnpairedImageFolder
@@ -245,10 +243,12 @@ def train(cfg: CycleGANConfig) -> Path:
         UnknownModelError: unknown generator name.
         CheckpointError: a resume/teacher checkpoint that does not fit.
     """
-    cfg, resume_run = resume_config(cfg, cfg.resume, RUNTIME_FIELDS)
+    session = TrainingRun("cyclegan", cfg, RUNTIME_FIELDS)
+    cfg, resume_run = session.cfg, session.run
     if not resume_run:  # store absolute paths, so that a resume works from any working directory
-        cfg = CycleGANConfig(**{**asdict(cfg), "dataroot": str(Path(cfg.dataroot).resolve()),
-                                "teacher": str(Path(cfg.teacher).resolve()) if cfg.teacher else None})
+        cfg = session.update_config(CycleGANConfig(**{
+            **asdict(cfg), "dataroot": str(Path(cfg.dataroot).resolve()),
+            "teacher": str(Path(cfg.teacher).resolve()) if cfg.teacher else None}))
     if cfg.gan_mode not in ("lsgan", "vanilla"):
         raise ValueError(f"gan_mode must be 'lsgan' or 'vanilla', got {cfg.gan_mode!r}")
     spec = get_spec(cfg.generator)
@@ -310,28 +310,23 @@ def train(cfg: CycleGANConfig) -> Path:
     opt_D = torch.optim.Adam(list(D_A.parameters()) + list(D_B.parameters()), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
     pool_A, pool_B = ImagePool(cfg.pool_size), ImagePool(cfg.pool_size)  # generated A / generated B images
 
-    command = command_line()
+    command = session.command
     step = 0
     if resume_run:
-        run = resume_run
-        meta = restore_training_state(run, nets, {"opt_G": opt_G, "opt_D": opt_D}, STATE_ARCH)
+        meta = restore_training_state(resume_run, nets, {"opt_G": opt_G, "opt_D": opt_D}, STATE_ARCH)
         pool_A.load(meta["pool_A"], device)
         pool_B.load(meta["pool_B"], device)
         step = int(meta["step"])
-    else:
-        run = new_run_dir(cfg.runs_dir, "cyclegan")
-        write_json(run / "config.json", {
-            "config": asdict(cfg), "command": command, "generator_config": gen_kwargs,
-            "discriminator_config": d_kwargs,
-            "train_sizes": {"A": len(dataset.files["A"]), "B": len(dataset.files["B"])},
-            "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
-            "mode": "distillation" if teacher else "cyclegan",
-        })
-    (run / "samples").mkdir(exist_ok=True)
-    log = MetricsLog(run / "metrics.csv", append=True)
+    run = session.create({
+        "generator_config": gen_kwargs, "discriminator_config": d_kwargs,
+        "train_sizes": {"A": len(dataset.files["A"]), "B": len(dataset.files["B"])},
+        "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
+        "mode": "distillation" if teacher else "cyclegan",
+    })
+    log = session.metrics()
     samples = _fixed_samples(cfg)
 
-    def save(final: bool = False) -> None:
+    def save(step: int, final: bool = False) -> None:
         epoch_now = step / steps_per_epoch
         meta = {"step": step, "epoch": round(epoch_now, 4), "opt_G": opt_G.state_dict(), "opt_D": opt_D.state_dict(),
                 "pool_A": pool_A.state(), "pool_B": pool_B.state(), "rng": torch.get_rng_state()}
@@ -351,14 +346,9 @@ def train(cfg: CycleGANConfig) -> Path:
 
     disc_nets = [D_A, D_B]
     lam_idt = cfg.lambda_identity * cfg.lambda_cycle
-    with run_lock(run):  # refuse a second trainer on this run (see training.runs.run_lock)
-        window: dict[str, list[float]] = {}
-        t_start = t_window = time.time()
-        steps_this_call = 0
-        bar = tqdm(total=total_steps, initial=step, disable=not cfg.progress or None, desc="cyclegan", mininterval=5)
-        stop = False
-        while step < total_steps and not stop:
-            epoch, offset = divmod(step, steps_per_epoch)
+    with StepLoop(session, total_steps, step, cfg, steps_per_epoch=steps_per_epoch) as loop:  # holds train.lock
+        while loop.running:
+            epoch, offset = divmod(loop.step, steps_per_epoch)
             for group in opt_G.param_groups + opt_D.param_groups:
                 group["lr"] = cfg.lr * lr_factor(epoch, cfg.n_epochs, cfg.n_epochs_decay)
             perm = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
@@ -399,28 +389,17 @@ def train(cfg: CycleGANConfig) -> Path:
                 (losses["D_A"] + losses["D_B"]).backward()
                 opt_D.step()
 
-                step += 1
-                steps_this_call += 1
-                bar.update(1)
                 losses["G"] = loss_G.detach()
-                for k, v in losses.items():
-                    window.setdefault(k, []).append(float(v.detach()))
-                if step % cfg.log_every == 0 or step == total_steps:
-                    now = time.time()
-                    row = window_row(window, step, steps_per_epoch, opt_G.param_groups[0]["lr"], now - t_window, "G")
+                loop.record({k: float(v.detach()) for k, v in losses.items()})
+                if loop.due(cfg.log_every, at_stop=False):
+                    window, _, seconds = loop.take_window()
+                    row = window_row(window, loop.step, steps_per_epoch, opt_G.param_groups[0]["lr"], seconds, "G")
                     log.log(**row)
-                    bar.set_postfix(G=row["G"], D_A=row["D_A"], D_B=row["D_B"], refresh=False)
-                    window, t_window = {}, now
-                end_of_epoch = step % steps_per_epoch == 0
-                if step % cfg.sample_every == 0 or end_of_epoch or step == total_steps:
-                    save_image(run / "samples" / f"step_{step:07d}.png", sample_grid(G_A, G_B, samples, device))
-                out_of_time = cfg.time_limit_min is not None and time.time() - t_start > 60 * cfg.time_limit_min
-                stop = (cfg.stop_after_steps is not None and steps_this_call >= cfg.stop_after_steps) or out_of_time
-                if end_of_epoch or stop or step == total_steps or (cfg.save_every and step % cfg.save_every == 0):
-                    save(final=step == total_steps)
-                if stop:
+                    loop.postfix(G=row["G"], D_A=row["D_A"], D_B=row["D_B"])
+                if loop.due(cfg.sample_every, at_stop=False, at_epoch_end=True):
+                    session.save_grid(loop.step, sample_grid(G_A, G_B, samples, device))
+                if loop.due(cfg.save_every, at_epoch_end=True):
+                    save(loop.step, final=loop.last)
+                if loop.stop:
                     break
-        bar.close()
-    done = "finished" if step >= total_steps else f"stopped at step {step}/{total_steps} (resume with --resume {run})"
-    print(f"run {run}: {done}", flush=True)
     return run

@@ -72,6 +72,8 @@ ENDPOINTS = ("generate", "style-mix", "toonify", "project", "morph", "edit", "ma
 MORPH_T = (0.0, 0.25, 0.5, 0.75, 1.0)
 EDIT_STRENGTHS = (-2.0, 0.0, 2.0)
 TERMINAL = ("succeeded", "failed")
+RESULT_KEYS = ("method", "restored", "swapped", "status")
+"""Fields of a job's ``result.data`` the tables report as its outcome (e.g. which restorer ``auto`` chose)."""
 
 
 class JobRequestError(RuntimeError):
@@ -228,7 +230,7 @@ def round_trip(http, base_url: str, task: str, req: Mapping[str, Any], poll_s: f
     return {"status": body["status"], "post_ms": sub["post_ms"], "done_ms": (done["t_done"] - sub["t0"]) * 1e3,
             "polls": done["polls"], "result_bytes": done["result_bytes"], "png_bytes": done["png_bytes"],
             "images": done["images"], "queued_ms": timings.get("queued"), "run_ms": timings.get("run"),
-            "error": (body.get("error") or {}).get("title")}
+            "error": (body.get("error") or {}).get("title"), "data": (body.get("result") or {}).get("data") or {}}
 
 
 def _median(values: Sequence[float | None]) -> float | None:
@@ -250,6 +252,11 @@ def endpoint_row(task: str, req: Mapping[str, Any], runs: list[dict[str, Any]], 
     errors = sorted({r["error"] for r in runs if r["error"]})
     if errors:
         row["errors"] = errors
+    # what the server did, where the request leaves it open (restore method auto, faces swapped)
+    data = ok[-1].get("data", {}) if ok else {}
+    outcome = {k: data[k] for k in RESULT_KEYS if data.get(k) is not None}
+    if outcome:
+        row["outcome"] = outcome
     return row
 
 
@@ -552,6 +559,8 @@ def markdown(doc: dict[str, Any]) -> str:
         rng = r["done_ms_range"]
         status = "" if r["status"] == "ok" else f" ({r['succeeded']}/{r['repeats']} succeeded: " \
                                                  f"{'; '.join(r.get('errors', []))})"
+        if r.get("outcome"):
+            status += " → " + ", ".join(f"{k} {v}" for k, v in r["outcome"].items())
         lines.append(f"| {r['endpoint']} | {r['request']}{status} | {_f(r['post_ms'])} | {_f(r['done_ms'])} "
                      f"({_f(rng[0], 0)}–{_f(rng[1], 0)}) | {_f(r['run_ms'])} | {_f(r['overhead_ms'])} | "
                      f"{_f(r['first_ms'], 0)} | {r['result_bytes']:,.0f} | {r['png_bytes']:,.0f} | "

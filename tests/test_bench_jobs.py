@@ -51,6 +51,8 @@ def test_jobs_roundtrip_benchmark(tmp_path, default_weights, astronaut_rgb, requ
               "swap": 1, "restore": 1, "virtual-model": 1}
     if source is None:
         assert rows.pop("swap") == {"endpoint": "swap", "status": "skipped", "reason": "no source photo given"}
+    assert rows["restore"]["outcome"]["method"] in ("classical", "gpen")  # what method=auto chose
+    assert rows["virtual-model"]["outcome"]["status"] in ("swapped", "unchanged")
     for task, row in rows.items():
         assert row["status"] == "ok", row
         assert row["done_ms"] >= row["run_ms"] > 0 and row["post_ms"] > 0 and row["polls"] >= 1

@@ -51,18 +51,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Subset
-from tqdm import tqdm
 
 from faceforge.checkpoints import save_checkpoint
-from faceforge.imaging import load_image, save_image
+from faceforge.imaging import load_image
 from faceforge.models import create_model, get_spec
 from faceforge.models.cyclegan import NLayerDiscriminator
 # shared trainer helpers live in the CycleGAN trainer for now (one copy; to move to training/runs.py)
 from training.cyclegan import gan_loss, lr_factor
 from faceforge.data.pose_pairs import YAW_BUCKETS, PosePairDataset, bucket_name, load_index
-from training.runs import (MetricsLog, command_line, new_run_dir, resolve_device, restore_training_state,
-                           epoch_steps, resume_config, run_lock, set_requires_grad, window_row,
-                           write_json)
+from training.loop import StepLoop, TrainingRun
+from training.runs import epoch_steps, resolve_device, restore_training_state, set_requires_grad, window_row, write_json
 from faceforge.data.images import resize_square
 from faceforge.data.tensors import to_uint8
 
@@ -214,7 +212,8 @@ def train(cfg: FrontalizeConfig) -> Path:
         UnknownModelError: unknown generator name.
         CheckpointError: a resume checkpoint that does not fit.
     """
-    cfg, resume_run = resume_config(cfg, cfg.resume, RUNTIME_FIELDS)
+    session = TrainingRun("frontalize", cfg, RUNTIME_FIELDS)
+    cfg, resume_run = session.cfg, session.run
     if not resume_run:
         cfg = FrontalizeConfig(**{**asdict(cfg), "data": str(Path(cfg.data).resolve())})
     if cfg.gan_mode not in ("lsgan", "vanilla"):
@@ -231,7 +230,7 @@ def train(cfg: FrontalizeConfig) -> Path:
         raise ValueError(f"crop_size {crop} must be a multiple of 2^num_downs = {2 ** levels} (pass --num-downs "
                          f"{max(1, crop.bit_length() - 1)} or another crop size) and load_size {load} >= crop_size")
     # the checkpoints' provenance records the sizes actually used (export and the Frontalizer read crop_size)
-    cfg = FrontalizeConfig(**{**asdict(cfg), "crop_size": crop, "load_size": load})
+    cfg = session.update_config(FrontalizeConfig(**{**asdict(cfg), "crop_size": crop, "load_size": load}))
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
@@ -255,36 +254,31 @@ def train(cfg: FrontalizeConfig) -> Path:
     opt_G = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
     opt_D = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
 
-    command = command_line()
+    command = session.command
     index = load_index(cfg.data)
     step = 0
     if resume_run:
-        run = resume_run
-        meta = restore_training_state(run, nets, {"opt_G": opt_G, "opt_D": opt_D}, STATE_ARCH)
+        meta = restore_training_state(resume_run, nets, {"opt_G": opt_G, "opt_D": opt_D}, STATE_ARCH)
         step = int(meta["step"])
-    else:
-        run = new_run_dir(cfg.runs_dir, "frontalize")
-        write_json(run / "config.json", {
-            "config": asdict(cfg), "command": command, "generator_config": gen_kwargs,
-            "discriminator_config": d_kwargs, "crop_size": crop, "load_size": load,
-            "pairs": {"train": len(train_set), "test": len(test_set)}, "data_counts": index.get("counts"),
-            "data_config": index.get("config"), "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
-        })
+    run = session.create({
+        "generator_config": gen_kwargs, "discriminator_config": d_kwargs, "crop_size": crop, "load_size": load,
+        "pairs": {"train": len(train_set), "test": len(test_set)}, "data_counts": index.get("counts"),
+        "data_config": index.get("config"), "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
+    })
     # the cache's side and yaw buckets travel in G.pt: the Frontalizer renders at that side and flags yaws
     # beyond the buckets even for an installed copy without this run's config.json
     data_config = {k: (index.get("config") or {}).get(k) for k in ("size", "buckets", "template")}
-    (run / "samples").mkdir(exist_ok=True)
-    log = MetricsLog(run / "metrics.csv", append=True)
-    eval_log = MetricsLog(run / "eval.csv", append=True)
+    log = session.metrics()
+    eval_log = session.metrics("eval.csv")
 
-    def run_eval() -> dict[str, Any]:
+    def run_eval(step: int) -> dict[str, Any]:
         res = evaluate(G, test_set, device)
         for name, r in res.items():
             eval_log.log(step=step, bucket=name, **r)
         write_json(run / "eval.json", {"step": step, "input": cfg.input, "metrics": res})
         return res
 
-    def save(final: bool, metrics: dict[str, Any] | None) -> None:
+    def save(step: int, final: bool, metrics: dict[str, Any] | None) -> None:
         epoch_now = round(step / steps_per_epoch, 4)
         meta = {"step": step, "epoch": epoch_now, "opt_G": opt_G.state_dict(), "opt_D": opt_D.state_dict(),
                 "rng": torch.get_rng_state()}
@@ -296,15 +290,11 @@ def train(cfg: FrontalizeConfig) -> Path:
                 "version": f"{time.strftime('%Y.%m.%d')}-run{run.name}-step{step}"}
         save_checkpoint(run / "G.pt", G, cfg.generator, gen_kwargs, prov)
 
-    with run_lock(run):  # a second trainer on this run (e.g. --resume while this one evaluates) is refused
-        window: dict[str, list[float]] = {}
-        t_start = t_window = time.time()
-        steps_this_call = 0
-        bar = tqdm(total=total_steps, initial=step, disable=not cfg.progress or None, desc="frontalize", mininterval=5)
-        stop = False
+    # a second trainer on this run (e.g. --resume while this one evaluates) is refused: StepLoop holds train.lock
+    with StepLoop(session, total_steps, step, cfg, steps_per_epoch=steps_per_epoch) as loop:
         metrics = None
-        while step < total_steps and not stop:
-            epoch, offset = divmod(step, steps_per_epoch)
+        while loop.running:
+            epoch, offset = divmod(loop.step, steps_per_epoch)
             for group in opt_G.param_groups + opt_D.param_groups:
                 group["lr"] = cfg.lr * lr_factor(epoch, cfg.n_epochs, cfg.n_epochs_decay)
             perm = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
@@ -333,30 +323,18 @@ def train(cfg: FrontalizeConfig) -> Path:
                 loss_D.backward()
                 opt_D.step()
 
-                step += 1
-                steps_this_call += 1
-                bar.update(1)
-                for k, v in losses.items():
-                    window.setdefault(k, []).append(float(v.detach()))
-                if step % cfg.log_every == 0 or step == total_steps:
-                    now = time.time()
-                    row = window_row(window, step, steps_per_epoch, opt_G.param_groups[0]["lr"], now - t_window, "G_l1")
+                loop.record({k: float(v.detach()) for k, v in losses.items()})
+                if loop.due(cfg.log_every, at_stop=False):
+                    window, _, seconds = loop.take_window()
+                    row = window_row(window, loop.step, steps_per_epoch, opt_G.param_groups[0]["lr"], seconds, "G_l1")
                     log.log(**row)
-                    bar.set_postfix(L1=row["G_l1"], D=round(row["D_real"] + row["D_fake"], 3), refresh=False)
-                    window, t_window = {}, now
-                end_of_epoch = step % steps_per_epoch == 0
-                out_of_time = cfg.time_limit_min is not None and time.time() - t_start > 60 * cfg.time_limit_min
-                stop = (cfg.stop_after_steps is not None and steps_this_call >= cfg.stop_after_steps) or out_of_time
-                last = step == total_steps
-                if step % cfg.sample_every == 0 or end_of_epoch or last or stop:
-                    save_image(run / "samples" / f"step_{step:07d}.png", sample_grid(G, test_set, cfg.n_samples, device))
-                if (cfg.eval_every and step % cfg.eval_every == 0) or (not cfg.eval_every and end_of_epoch) or last or stop:
-                    metrics = run_eval()
-                if end_of_epoch or stop or last or (cfg.save_every and step % cfg.save_every == 0):
-                    save(final=last, metrics=metrics)
-                if stop:
+                    loop.postfix(L1=row["G_l1"], D=round(row["D_real"] + row["D_fake"], 3))
+                if loop.due(cfg.sample_every, at_epoch_end=True):
+                    session.save_grid(loop.step, sample_grid(G, test_set, cfg.n_samples, device))
+                if loop.due(cfg.eval_every, at_epoch_end=not cfg.eval_every):
+                    metrics = run_eval(loop.step)
+                if loop.due(cfg.save_every, at_epoch_end=True):
+                    save(loop.step, final=loop.last, metrics=metrics)
+                if loop.stop:
                     break
-        bar.close()
-    done = "finished" if step >= total_steps else f"stopped at step {step}/{total_steps} (resume with --resume {run})"
-    print(f"run {run}: {done}", flush=True)
     return run

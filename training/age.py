@@ -60,7 +60,8 @@ from tqdm import tqdm
 from faceforge.checkpoints import save_checkpoint
 from faceforge.models import create_model, get_spec
 from faceforge.models.agenet import expected_age
-from training.runs import MetricsLog, command_line, new_run_dir, write_json
+from training.loop import TrainingRun, family_logger
+from training.runs import MetricsLog, write_json
 
 MODEL_NAME = "age_resnet"
 AGE_GROUPS = ((0, 17), (18, 29), (30, 44), (45, 59), (60, None))
@@ -95,6 +96,8 @@ class AgeConfig:
     resume: str | None = None        # run folder to continue from its last.pt (runtime field)
     time_limit: float | None = None  # minutes of training after which the run stops, resumable (runtime)
 
+
+log = family_logger("age")
 
 RUNTIME_FIELDS = ("threads", "progress", "resume", "time_limit")
 """Fields a resumed run takes from the new invocation; all others come from the run's ``config.json``."""
@@ -318,10 +321,10 @@ def train(cfg: AgeConfig) -> Path:
         CheckpointError: a ``last.pt`` that is not an age training state.
         RuntimeError: another live process is training the resume folder.
     """
-    from training.runs import resume_config, run_lock
     from faceforge.data.utkface import scan_utkface, utkface_dir
 
-    cfg, resume_run = resume_config(cfg, cfg.resume, RUNTIME_FIELDS)
+    session = TrainingRun("age", cfg, RUNTIME_FIELDS)  # the trainer skeleton: resume, run folder, lock, log
+    cfg, resume_run = session.cfg, session.run
     if cfg.loss not in ("dldl", "dex", "l1"):
         raise ValueError(f"loss must be 'dldl', 'dex' or 'l1', got {cfg.loss!r}")
     if cfg.size < 32 or cfg.size % 4:
@@ -352,13 +355,11 @@ def train(cfg: AgeConfig) -> Path:
                          f"({cfg.batch_size}) to train and one image each to validate and test")
     prep_s = time.time() - t_start
 
-    command = command_line()
+    command = session.command
     if resume_run is None:
-        run = new_run_dir(cfg.runs_dir, "age")
-        write_json(run / "config.json", {**asdict(cfg), "config": asdict(cfg), "data_resolved": str(src.resolve()),
-                                         "command": command, "records": len(records), "malformed": len(malformed),
-                                         "no_face": len(no_face), "ages_clipped_to": num_bins - 1,
-                                         "prepare_seconds": round(prep_s, 1)})
+        run = session.create({**asdict(cfg), "data_resolved": str(src.resolve()), "records": len(records),
+                              "malformed": len(malformed), "no_face": len(no_face), "ages_clipped_to": num_bins - 1,
+                              "prepare_seconds": round(prep_s, 1)})
         write_json(run / "split.json", {
             "source": str(src.resolve()), "seed": cfg.seed, "val_fraction": cfg.val_fraction,
             "test_fraction": cfg.test_fraction, "limit": cfg.limit, "faces": cfg.faces,
@@ -371,10 +372,10 @@ def train(cfg: AgeConfig) -> Path:
         stored = json.loads((run / "split.json").read_text())
         if any(stored.get(k) != [names[i] for i in v] for k, v in parts.items()):
             raise ValueError(f"{run}: the data no longer gives the stored split (split.json); cannot resume")
-    print(f"run {run}: {len(tr)} train / {len(va)} val / {len(te)} test faces ({cfg.faces}, {cfg.size}px; "
-          f"prepared in {prep_s:.1f} s)", flush=True)
+    log.info("run %s: %d train / %d val / %d test faces (%s, %dpx; prepared in %.1f s)", run, len(tr), len(va),
+             len(te), cfg.faces, cfg.size, prep_s)
 
-    with run_lock(run):
+    with session.lock():
         return _fit(cfg, run, kwargs, images, ages, tr, va, te, src, command, resume_run is not None, t_start)
 
 
@@ -411,10 +412,9 @@ def _fit(cfg: AgeConfig, run: Path, kwargs: dict[str, Any], images: np.ndarray, 
             warnings.simplefilter("ignore", UserWarning)
             for _ in range(start_epoch * steps_per_epoch):
                 sched.step()
-        print(f"resumed {run} after epoch {start_epoch} (best val MAE {best_mae:.3f} at epoch {best_epoch})",
-              flush=True)
+        log.info("resumed %s after epoch %d (best val MAE %.3f at epoch %d)", run, start_epoch, best_mae, best_epoch)
     x_tr, y_tr = torch.from_numpy(images[tr]), torch.from_numpy(ages[tr])
-    log = MetricsLog(run / "metrics.csv", append=resumed)
+    metrics = MetricsLog(run / "metrics.csv", append=resumed)
     t_train = time.time()
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
@@ -436,15 +436,15 @@ def _fit(cfg: AgeConfig, run: Path, kwargs: dict[str, Any], images: np.ndarray, 
         seen = steps_per_epoch * cfg.batch_size
         row = dict(epoch=epoch + 1, train_loss=round(loss_sum / seen, 4), train_mae=round(abs_sum / seen, 3),
                    val_mae=round(val_mae, 3), lr=f"{sched.get_last_lr()[0]:.2e}", seconds=round(time.time() - t0, 1))
-        log.log(**row)
-        print(" ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+        metrics.log(**row)
+        log.info(" ".join(f"{k}={v}" for k, v in row.items()))
         if val_mae < best_mae:
             best_mae, best_epoch = val_mae, epoch + 1
             save_checkpoint(run / "best.pt", model, MODEL_NAME, kwargs, {"epoch": epoch + 1, "val_mae": val_mae})
         _save_state(run / "last.pt", model, kwargs, opt, gen, epoch + 1, best_mae, best_epoch)
         if (cfg.time_limit is not None and epoch + 1 < cfg.epochs
                 and time.time() - t_train > 60 * cfg.time_limit):
-            print(f"time limit reached after epoch {epoch + 1}/{cfg.epochs}; continue with resume={run}", flush=True)
+            log.info("time limit reached after epoch %d/%d; continue with resume=%s", epoch + 1, cfg.epochs, run)
             return run
 
     best = create_model(MODEL_NAME, weights=run / "best.pt")
@@ -463,8 +463,8 @@ def _fit(cfg: AgeConfig, run: Path, kwargs: dict[str, Any], images: np.ndarray, 
     }
     save_checkpoint(run / "best.pt", best, MODEL_NAME, kwargs, meta)
     total_s = time.time() - t_start
-    print(json.dumps({"run": str(run), "val_mae": round(best_mae, 3), "test_mae": report["mae"],
-                      "test_cs5": report["cs5"], "seconds": round(total_s, 1)}), flush=True)
+    log.info(json.dumps({"run": str(run), "val_mae": round(best_mae, 3), "test_mae": report["mae"],
+                         "test_cs5": report["cs5"], "seconds": round(total_s, 1)}))
     return run
 
 

@@ -10,6 +10,9 @@ import click
 @click.group()
 def train() -> None:
     """Train faceforge's models (run folders under --runs-dir hold config, metrics, checkpoints)."""
+    from training.loop import configure_cli_logging
+
+    configure_cli_logging()  # the trainers log (faceforge.training.*); show their INFO lines on stderr
 
 
 def _stack(*options):

@@ -41,7 +41,10 @@ from faceforge.checkpoints import save_checkpoint
 from faceforge.models import create_model, get_spec
 from faceforge.models.mini_xception import FER2013_LABELS
 from faceforge.data.fer2013 import load_fer2013
-from training.runs import MetricsLog, command_line, new_run_dir, restore_training_state, write_json
+from training.loop import TrainingRun, family_logger
+from training.runs import MetricsLog, restore_training_state, write_json
+
+log = family_logger("emotion")
 
 
 STATE_ARCH = "emotion_training_state"
@@ -213,22 +216,26 @@ def train(cfg: EmotionConfig, resume: str | Path | None = None) -> Path:
     Raises:
         FileNotFoundError: FER2013 is not under the data root, or ``resume`` has no ``last.pt``.
     """
-    from training.runs import resume_config
-
-    cfg, run = resume_config(cfg, resume, ["threads"])
+    session = TrainingRun("emotion", cfg, ["threads"], resume=resume)  # the trainer skeleton (training.loop)
+    cfg = session.cfg
     torch.manual_seed(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     root = Path(cfg.data_root) if cfg.data_root else None
-    command = command_line()
-    if run is None:
-        run = new_run_dir(cfg.runs_dir, "emotion")
-        write_json(run / "config.json", {"config": asdict(cfg), "command": command})
+    command = session.command
+    run = session.create()
 
     images, labels = load_fer2013("train", root, limit=cfg.limit, seed=cfg.seed)
     tr, va = stratified_split(labels, cfg.val_fraction, cfg.seed)
     x_tr, y_tr = torch.from_numpy(images[tr]), torch.from_numpy(labels[tr])
-    print(f"run {run}: {len(tr)} train / {len(va)} val images", flush=True)
+    log.info("run %s: %d train / %d val images", run, len(tr), len(va))
+    with session.lock():
+        return _fit(cfg, run, command, root, images, labels, tr, va, x_tr, y_tr)
+
+
+def _fit(cfg: EmotionConfig, run: Path, command: str, root: Path | None, images: np.ndarray, labels: np.ndarray,
+         tr: np.ndarray, va: np.ndarray, x_tr: torch.Tensor, y_tr: torch.Tensor) -> Path:
+    """The epochs, the best checkpoint's test evaluation and its provenance (under the run's lock)."""
 
     spec = get_spec("mini_xception")
     model = create_model("mini_xception", weights=cfg.init_from)  # None: random initialisation
@@ -250,8 +257,8 @@ def train(cfg: EmotionConfig, resume: str | Path | None = None) -> Path:
         sched.load_state_dict(state["sched"])
         gen.set_state(state["gen"])
         start, best_acc, best_epoch = state["epoch"], state["best_acc"], state["best_epoch"]
-        print(f"resumed after epoch {start} (best val {best_acc:.4f} at epoch {best_epoch})", flush=True)
-    log = MetricsLog(run / "metrics.csv", append=start > 0)
+        log.info("resumed after epoch %d (best val %.4f at epoch %d)", start, best_acc, best_epoch)
+    metrics = MetricsLog(run / "metrics.csv", append=start > 0)
     for epoch in range(start, cfg.epochs):
         model.train()
         perm = torch.randperm(len(tr), generator=gen)
@@ -282,8 +289,8 @@ def train(cfg: EmotionConfig, resume: str | Path | None = None) -> Path:
         row = dict(epoch=epoch + 1, train_loss=round(loss_sum / (steps_per_epoch * cfg.batch_size), 4),
                    train_acc=round(correct / (steps_per_epoch * cfg.batch_size), 4), val_acc=round(val_acc, 4),
                    lr=f"{sched.get_last_lr()[0]:.2e}", seconds=round(time.time() - t0, 1))
-        log.log(**row)
-        print(" ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+        metrics.log(**row)
+        log.info(" ".join(f"{k}={v}" for k, v in row.items()))
         if val_acc > best_acc:
             best_acc, best_epoch = val_acc, epoch + 1
             save_checkpoint(run / "best.pt", kept.to(memory_format=torch.contiguous_format), "mini_xception",
@@ -319,7 +326,7 @@ def train(cfg: EmotionConfig, resume: str | Path | None = None) -> Path:
     }
     save_checkpoint(run / "best.pt", best.to(memory_format=torch.contiguous_format), "mini_xception",
                     spec.kwargs, meta)
-    print(json.dumps({"run": str(run), "val_acc": best_acc, "test_acc": report["accuracy"],
-                      "test_acc_flip_tta": report["flip_tta_accuracy"], "per_class": report["per_class"]},
-                     indent=1), flush=True)
+    log.info(json.dumps({"run": str(run), "val_acc": best_acc, "test_acc": report["accuracy"],
+                         "test_acc_flip_tta": report["flip_tta_accuracy"], "per_class": report["per_class"]},
+                        indent=1))
     return run

@@ -19,8 +19,8 @@ function               what it does (source)
                        length measures; Karras et al. 2019, section 4.2)
 :func:`morph_delaunay` classical landmark morph: Delaunay triangles + per-triangle affine warps +
                        cross-dissolve (Beier & Neely 1992 style morphing with a triangle mesh)
-:func:`personal_emoji` face mask (landmark contour or ellipse) -> RGBA with a transparent background,
-                       cropped to the face
+:func:`personal_emoji` face enlarged (GPEN or classical restorer), mask (landmark contour or ellipse)
+                       drawn at the output size -> 256 px RGBA, transparent background, cropped
 =====================  ==========================================================================
 
 Layer indexing (see :mod:`faceforge.models.stylegan2`): ``ws[:, i]`` drives ``i = 0`` the 4x4 conv,
@@ -45,7 +45,7 @@ from faceforge.models.stylegan2 import StyleGAN2Generator, SynthesisLayer, mix_s
 __all__ = [
     "seed_z", "to_uint8", "layers_up_to", "seed_ws", "synthesize", "generate", "style_mix", "blend_generators",
     "toonify", "ProjectionResult", "project", "projection_loss", "ssim", "morph_latent", "morph_delaunay",
-    "face_mask", "personal_emoji", "image_grid",
+    "face_mask", "EMOJI_SIZE", "personal_emoji", "image_grid",
 ]
 
 
@@ -681,8 +681,8 @@ def morph_delaunay(img_a: np.ndarray, img_b: np.ndarray, pts_a: np.ndarray, pts_
 # --------------------------------------------------------------------------------------------------
 # Personal emoji
 # --------------------------------------------------------------------------------------------------
-def face_mask(shape: tuple[int, int], points: np.ndarray | None = None, center: tuple[float, float] = (0.5, 0.47),
-              axes: tuple[float, float] = (0.38, 0.47), feather: float = 0.02) -> np.ndarray:
+def face_mask(shape: tuple[int, int], points: np.ndarray | None = None, center: tuple[float, float] = (0.5, 0.5),
+              axes: tuple[float, float] = (0.38, 0.44), feather: float = 0.02) -> np.ndarray:
     """Soft face mask: the convex contour of face landmarks, or an ellipse for an aligned face.
 
     Args:
@@ -690,7 +690,9 @@ def face_mask(shape: tuple[int, int], points: np.ndarray | None = None, center: 
         points: ``(K, 2)`` pixel landmarks (K >= 3) covering the face outline, e.g. the 468 Face Mesh
             points whose convex hull is the face oval; ``None`` for the ellipse.
         center, axes: ellipse centre and semi-axes as fractions of ``(W, H)``; the defaults frame a face
-            aligned to faceforge's ``utkface`` template (eyes at y = 0.29, mouth at 0.72).
+            aligned to faceforge's ``utkface`` template (eyes at y = 0.29, mouth at 0.72) from forehead
+            (0.06) to chin (0.94), and leave the feathered edge inside the image, so the oval is closed
+            (an ellipse touching the border would be cut flat there).
         feather: Gaussian softening of the edge, as a fraction of the larger side (0 = hard edge).
 
     Returns:
@@ -716,34 +718,81 @@ def face_mask(shape: tuple[int, int], points: np.ndarray | None = None, center: 
     return soft
 
 
+EMOJI_SIZE = 256
+"""Default longer side (pixels) of :func:`personal_emoji`'s output."""
+
+
+def _alpha_box(alpha: np.ndarray, margin: int) -> tuple[int, int, int, int] | None:
+    """``(y0, y1, x0, x1)`` of the pixels with alpha >= 5 (2 %), grown by ``margin``; ``None`` if none."""
+    ys, xs = np.nonzero(alpha >= 5)  # ignore the faint tail of the feathered edge (< 2 %)
+    if len(ys) == 0:
+        return None
+    h, w = alpha.shape
+    return (max(0, ys.min() - margin), min(h, ys.max() + 1 + margin),
+            max(0, xs.min() - margin), min(w, xs.max() + 1 + margin))
+
+
 def personal_emoji(rgb: np.ndarray, mask: np.ndarray | None = None, points: np.ndarray | None = None,
-                   margin: int = 1) -> np.ndarray:
-    """The seed project's "personal emoji": the face on a transparent background, cropped to it.
+                   margin: int = 1, size: int | None = EMOJI_SIZE, upscaler: str = "auto") -> np.ndarray:
+    """The seed project's "personal emoji": the face on a transparent background, cropped to it, at a size
+    people use.
+
+    With ``size`` (default :data:`EMOJI_SIZE` = 256), the face is first enlarged so that the cropped emoji's
+    longer side is ``size`` px (:func:`faceforge.restore.upscale_face`: GPEN when its weights are
+    configured, else Lanczos + non-local means + unsharp mask; ``upscaler`` picks), and the mask is drawn
+    *at that size* (the ellipse or the landmark hull, anti-aliased, feathered by 2 % of the side), so the
+    contour is as smooth as a 256 px drawing, not a blown-up 32 px edge. A 32 px generated face thus gives
+    a ~209 x 256 emoji instead of 31 x 32. ``size=None`` keeps the face at its own resolution.
 
     Args:
         rgb: uint8 ``(H, W, 3)`` face image (a generated, toonified or aligned face).
-        mask: float ``(H, W)`` in [0, 1]; default :func:`face_mask` ``(points=points)``.
-        points: landmarks for the default mask (``None``: the aligned-face ellipse).
-        margin: pixels kept around the mask's bounding box.
+        mask: float ``(H, W)`` in [0, 1] at the input's size; default :func:`face_mask` ``(points=points)``.
+            A given mask is enlarged bilinearly (its edge is only as smooth as it was): prefer ``points``.
+        points: ``(K, 2)`` landmarks in input pixels for the default mask (``None``: the aligned-face ellipse).
+        margin: pixels kept around the mask's bounding box (at the output's scale).
+        size: longer side of the output in pixels (>= 16), or ``None`` for the input's own resolution.
+        upscaler: ``"auto"``, ``"gpen"``, ``"classical"`` or ``"lanczos"``
+            (:data:`faceforge.restore.UPSCALERS`); unused when no enlargement is needed.
 
     Returns:
-        uint8 ``(h, w, 4)`` RGBA: alpha = mask, RGB unchanged; cropped to where alpha >= 2 % (the
-        whole image if the mask is empty).
+        uint8 ``(h, w, 4)`` RGBA: alpha = mask (0 = transparent background), RGB the (enlarged) face;
+        cropped to where alpha >= 2 % (the whole image if the mask is empty); ``max(h, w) == size``.
 
     Raises:
-        ValueError: bad image or mask shape.
+        ValueError: bad image, mask shape, size or upscaler.
+        WeightsNotFoundError: ``upscaler="gpen"`` without GPEN weights.
     """
     if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError("rgb must be a uint8 (H, W, 3) array")
+    if mask is not None and mask.shape != rgb.shape[:2]:
+        raise ValueError(f"mask shape {mask.shape} does not match the image {rgb.shape[:2]}")
+    if size is not None and (isinstance(size, bool) or int(size) != size or size < 16):
+        raise ValueError(f"size must be an integer >= 16 or None, got {size!r}")
+    if size is not None:
+        from faceforge.restore import UPSCALERS, upscale_face
+
+        if upscaler not in UPSCALERS:
+            raise ValueError(f"upscaler must be one of {', '.join(UPSCALERS)}, got {upscaler!r}")
+        small = face_mask(rgb.shape[:2], points) if mask is None else mask
+        box = _alpha_box(np.clip(np.rint(small * 255), 0, 255).astype(np.uint8), 0)
+        extent = max(box[1] - box[0], box[3] - box[2]) if box is not None else max(rgb.shape[:2])
+        k = (size - 2 * margin) / extent  # the crop's longer side becomes ~size at this scale
+        h, w = max(1, int(round(rgb.shape[0] * k))), max(1, int(round(rgb.shape[1] * k)))
+        k_y, k_x = h / rgb.shape[0], w / rgb.shape[1]
+        rgb, _ = upscale_face(rgb, (w, h), upscaler)
+        if mask is not None:
+            mask = cv2.resize(mask.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+        elif points is not None:
+            points = np.asarray(points, np.float32).reshape(-1, 2) * np.float32([k_x, k_y])
     if mask is None:
         mask = face_mask(rgb.shape[:2], points)
-    if mask.shape != rgb.shape[:2]:
-        raise ValueError(f"mask shape {mask.shape} does not match the image {rgb.shape[:2]}")
     alpha = np.clip(np.rint(mask * 255), 0, 255).astype(np.uint8)
     rgba = np.dstack([rgb, alpha])
-    ys, xs = np.nonzero(alpha >= 5)  # ignore the faint tail of the feathered edge (< 2 %)
-    if len(ys) == 0:
-        return rgba
-    y0, y1 = max(0, ys.min() - margin), min(rgb.shape[0], ys.max() + 1 + margin)
-    x0, x1 = max(0, xs.min() - margin), min(rgb.shape[1], xs.max() + 1 + margin)
-    return np.ascontiguousarray(rgba[y0:y1, x0:x1])
+    box = _alpha_box(alpha, margin)
+    if box is not None:
+        rgba = rgba[box[0]:box[1], box[2]:box[3]]
+    if size is not None and max(rgba.shape[:2]) != size:  # the estimate above is off by a pixel or two
+        f = size / max(rgba.shape[:2])
+        rgba = cv2.resize(rgba, (max(1, int(round(rgba.shape[1] * f))), max(1, int(round(rgba.shape[0] * f)))),
+                          interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR)
+    return np.ascontiguousarray(rgba)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -228,15 +229,92 @@ def test_morph_delaunay_endpoints_and_midpoint():
 # ------------------------------------------------------------------------------------ emoji, mesh ---
 def test_personal_emoji_ellipse_and_contour():
     rgb = np.full((64, 64, 3), 120, np.uint8)
-    emoji = S.personal_emoji(rgb)
+    emoji = S.personal_emoji(rgb, size=None)  # at the face's own resolution
     assert emoji.dtype == np.uint8 and emoji.shape[2] == 4
     assert emoji.shape[0] < 64 or emoji.shape[1] < 64  # cropped to the face
     h, w = emoji.shape[:2]
     assert emoji[h // 2, w // 2, 3] == 255 and emoji[0, 0, 3] < 30  # opaque face, transparent corner
     assert (emoji[..., :3] == 120).all()
     square = np.array([[16, 16], [48, 16], [48, 40], [16, 40], [30, 30]], np.float32)
-    boxed = S.personal_emoji(rgb, points=square)
+    boxed = S.personal_emoji(rgb, points=square, size=None)
     assert 33 <= boxed.shape[1] <= 42 and 25 <= boxed.shape[0] <= 34  # hull 33 x 25 px + soft edge
+
+
+def _contour_deviation(alpha: np.ndarray) -> float:
+    """Largest distance (px) of the alpha = 0.5 contour from the ellipse fitted to it."""
+    cs, _ = cv2.findContours((alpha >= 128).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    c = max(cs, key=len).reshape(-1, 2).astype(np.float64)
+    (cx, cy), (d1, d2), angle = cv2.fitEllipse(c.astype(np.float32))
+    t = np.deg2rad(angle)
+    x, y = c[:, 0] - cx, c[:, 1] - cy
+    u, v = x * np.cos(t) + y * np.sin(t), -x * np.sin(t) + y * np.cos(t)
+    r = np.sqrt((u / (d1 / 2)) ** 2 + (v / (d2 / 2)) ** 2)
+    return float(np.abs(r - 1).max() * (d1 + d2) / 4)
+
+
+def _edge_bands(alpha: np.ndarray) -> list[int]:
+    """Width (px) of the soft edge (5 % < alpha < 95 %) left, right, top and bottom through the centre."""
+    h, w = alpha.shape
+    row, col = alpha[h // 2], alpha[:, w // 2]
+    soft = lambda a: int(((a >= 13) & (a <= 242)).sum())  # noqa: E731
+    return [soft(row[:w // 2]), soft(row[w // 2:]), soft(col[:h // 2]), soft(col[h // 2:])]
+
+
+def test_emoji_of_a_32px_face_is_256px_with_a_smooth_closed_contour():
+    rng = np.random.default_rng(0)
+    rgb = cv2.resize(rng.integers(60, 200, (8, 8, 3), dtype=np.uint8), (32, 32), interpolation=cv2.INTER_CUBIC)
+    emoji = S.personal_emoji(rgb, upscaler="lanczos")
+    assert emoji.dtype == np.uint8 and emoji.shape[2] == 4 and max(emoji.shape[:2]) == S.EMOJI_SIZE == 256
+    assert 200 <= emoji.shape[1] <= 240  # an upright oval, cropped to it
+    a = emoji[..., 3]
+    h, w = a.shape
+    assert a[h // 2, w // 2] == 255 and max(a[0, 0], a[0, -1], a[-1, 0], a[-1, -1]) == 0  # transparent corners
+    assert a[0].max() < 30 and a[-1].max() < 30 and a[:, 0].max() < 30 and a[:, -1].max() < 30  # closed oval
+    assert 0.4 < (a == 255).mean() < 0.7 and (a == 0).mean() > 0.1  # opaque face, transparent background
+    bands = _edge_bands(a)  # feathered at 2 % of the 256 px drawing: ~17 px all round
+    assert all(12 <= b <= 22 for b in bands) and max(bands) - min(bands) <= 3, bands
+    assert _contour_deviation(a) < 1.0  # drawn at 256 px: the contour is a clean ellipse
+    # the old way (mask at 32 px, then enlarged) is what this test tells apart: a coarser, uneven edge
+    small = S.personal_emoji(rgb, size=None)
+    blown = cv2.resize(small, (small.shape[1] * 256 // small.shape[0], 256), interpolation=cv2.INTER_LINEAR)
+    assert _contour_deviation(blown[..., 3]) > 1.5
+    assert max(_edge_bands(blown[..., 3])) - min(_edge_bands(blown[..., 3])) > 3
+    # the face itself was enlarged (not a 32 px image under a big mask): the RGB follows the input
+    centre = cv2.resize(emoji[..., :3], (w // 8, h // 8), interpolation=cv2.INTER_AREA)
+    assert centre.std() > 10
+
+
+def test_emoji_sizes_landmarks_upscalers_and_errors():
+    rgb = np.full((32, 32, 3), 120, np.uint8)
+    for size in (128, 300):
+        assert max(S.personal_emoji(rgb, size=size, upscaler="classical").shape[:2]) == size
+    big = np.full((512, 512, 3), 90, np.uint8)
+    assert max(S.personal_emoji(big, size=128).shape[:2]) == 128  # a large face is shrunk, not enlarged
+    square = np.array([[8, 8], [24, 8], [24, 20], [8, 20]], np.float32)  # hull 16 x 12 px at 32 px
+    boxed = S.personal_emoji(rgb, points=square, upscaler="lanczos")
+    assert boxed.shape[1] == 256 and 180 <= boxed.shape[0] <= 210  # the landmark hull, scaled with the face
+    with pytest.raises(ValueError, match="size"):
+        S.personal_emoji(rgb, size=8)
+    with pytest.raises(ValueError, match="upscaler"):
+        S.personal_emoji(rgb, upscaler="bicubic")
+
+
+def test_emoji_upscaler_uses_gpen_when_configured(tmp_path):
+    from faceforge.checkpoints import save_checkpoint
+    from faceforge.errors import WeightsNotFoundError
+    from faceforge.models.gpen import GPEN
+    from faceforge.restore import upscale_face
+
+    face = np.full((32, 32, 3), 120, np.uint8)
+    with pytest.raises(WeightsNotFoundError):
+        upscale_face(face, (64, 64), "gpen", environ={})
+    assert upscale_face(face, (64, 64), "auto", environ={})[1] == "classical"
+    torch.manual_seed(0)
+    config = {"size": 16, "style_dim": 16, "n_mlp": 2, "channel_multiplier": 1, "narrow": 1 / 32}
+    path = save_checkpoint(tmp_path / "G_ema.pt", GPEN(**config), "gpen", config, {"face_template": "utkface"})
+    out, used = upscale_face(face, (64, 64), "auto", environ={"FACEFORGE_GPEN_WEIGHTS": str(path)})
+    assert used == "gpen" and out.shape == (64, 64, 3)
+    assert upscale_face(face, (16, 16), "auto")[1] == "area"
 
 
 def test_face_mesh_landmarks_on_a_real_photo(astronaut_rgb):
@@ -323,3 +401,22 @@ def test_cli_toonify_with_a_file_and_the_shipped_default(G, tmp_path, monkeypatc
     without_card(sg.TOON_CARD)
     result = runner.invoke(main, ["stylegan", "toonify", "--weights", str(base), "--toon", "default", "-o", str(out)])
     assert result.exit_code != 0 and "ships no default cartoon StyleGAN2 weights" in result.output
+
+
+def test_cli_emoji_size_for_generate_and_toonify(tmp_path):
+    from click.testing import CliRunner
+
+    from PIL import Image
+
+    from faceforge.cli import main
+
+    runner = CliRunner()
+    for command in (["generate"], ["toonify"]):
+        out = tmp_path / f"{command[0]}.png"
+        r = runner.invoke(main, ["stylegan", *command, "--seeds", "1", "--emoji", "--emoji-size", "128",
+                                 "--emoji-upscaler", "lanczos", "-o", str(out)])
+        assert r.exit_code == 0, r.output
+        rgba = np.asarray(Image.open(out))
+        assert rgba.shape[2] == 4 and max(rgba.shape[:2]) == 128 and rgba[0, 0, 3] == 0
+    r = runner.invoke(main, ["stylegan", "generate", "--seeds", "1,2", "--emoji", "-o", str(tmp_path / "x.png")])
+    assert r.exit_code == 1 and "one seed" in r.output

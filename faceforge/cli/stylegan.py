@@ -52,14 +52,30 @@ def _load(weights: str | Path, toon: bool = False):
     return create_model("stylegan2", weights=Path(weights))
 
 
-def _save(images: np.ndarray, output: Path, emoji: bool = False, cols: int | None = None) -> None:
+EMOJI_SIZE = click.option("--emoji-size", type=click.IntRange(16, 4096), default=256, show_default=True,
+                          help="Longer side of the --emoji PNG in pixels (the face is enlarged first, the contour "
+                               "mask drawn at this size).")
+EMOJI_UPSCALER = click.option("--emoji-upscaler", type=click.Choice(["auto", "gpen", "classical", "lanczos"]),
+                              default="auto", show_default=True,
+                              help="How --emoji enlarges the face: auto = GPEN when its weights are configured "
+                                   "(FACEFORGE_GPEN_WEIGHTS), else classical (Lanczos + non-local means + unsharp).")
+
+
+def _save(images: np.ndarray, output: Path, emoji: bool = False, cols: int | None = None, emoji_size: int = 256,
+          emoji_upscaler: str = "auto") -> None:
     from faceforge import stylegan as S
+    from faceforge.errors import FaceforgeError
     from faceforge.imaging import save_image
 
     if emoji:
         if len(images) != 1:
             raise click.ClickException("--emoji writes one face: give one seed")
-        save_image(output.with_suffix(".png"), S.personal_emoji(images[0]))
+        try:
+            rgba = S.personal_emoji(images[0], size=emoji_size, upscaler=emoji_upscaler)
+        except FaceforgeError as exc:
+            raise click.ClickException(str(exc)) from None
+        output = output.with_suffix(".png")
+        save_image(output, rgba)
     else:
         cols = min(cols or len(images), len(images))
         rows = -(-len(images) // cols)
@@ -76,6 +92,7 @@ def stylegan() -> None:
     \b
     Examples:
       faceforge stylegan generate --seeds 0-7 --psi 0.7 -o faces.png   # shipped 32 px generator
+      faceforge stylegan generate --seeds 7 --emoji -o me.png           # 256 px RGBA personal emoji
       faceforge stylegan mix --rows 1,2 --cols 3-6 -o mix.png
       faceforge stylegan toonify --seeds 0-3 -o toon.png                # shipped anime fine-tune
       faceforge stylegan project me.jpg -o me_projected.png
@@ -95,12 +112,15 @@ def stylegan() -> None:
 @click.option("--seeds", default="0-7", show_default=True, help="Seeds, e.g. 0-7,42.")
 @PSI
 @click.option("--emoji", is_flag=True, help="Write the face as an RGBA personal emoji (one seed).")
+@EMOJI_SIZE
+@EMOJI_UPSCALER
 @click.option("--cols", type=click.IntRange(1), default=None, help="Faces per row of the grid [default: all in one row].")
 @OUTPUT
-def generate(weights: Path, seeds: str, psi: float, emoji: bool, cols: int | None, output: Path) -> None:
+def generate(weights: Path, seeds: str, psi: float, emoji: bool, emoji_size: int, emoji_upscaler: str,
+             cols: int | None, output: Path) -> None:
     """Faces of people who do not exist, one per seed."""
     from faceforge import stylegan as S
-    _save(S.generate(_load(weights), parse_seeds(seeds), psi=psi), output, emoji, cols)
+    _save(S.generate(_load(weights), parse_seeds(seeds), psi=psi), output, emoji, cols, emoji_size, emoji_upscaler)
 
 
 @stylegan.command()
@@ -131,15 +151,21 @@ def mix(weights: Path, rows: str, cols: str, resolution: int, psi: float, output
               help="Blocks up to this resolution come from the cartoon model (structure).")
 @click.option("--structure-from", type=click.Choice(["finetuned", "base"]), default="finetuned", show_default=True)
 @PSI
+@click.option("--emoji", is_flag=True, help="Write the toonified face as an RGBA personal emoji (one seed).")
+@EMOJI_SIZE
+@EMOJI_UPSCALER
 @OUTPUT
 def toonify(weights: Path, toon_weights: str, seeds: str, swap_resolution: int, structure_from: str,
-            psi: float, output: Path) -> None:
-    """Toonify (Pinkney & Adler 2020): rows = base model, toonified model."""
+            psi: float, emoji: bool, emoji_size: int, emoji_upscaler: str, output: Path) -> None:
+    """Toonify (Pinkney & Adler 2020): rows = base model, toonified model (--emoji: the toonified face only)."""
     from faceforge import stylegan as S
 
     base = _load(weights)
     blended = S.toonify(base, _load(toon_weights, toon=True), swap_resolution, structure_from)
     seed_list = parse_seeds(seeds)
+    if emoji:
+        return _save(S.generate(blended, seed_list, psi), output, True, emoji_size=emoji_size,
+                     emoji_upscaler=emoji_upscaler)
     images = np.concatenate([S.generate(base, seed_list, psi), S.generate(blended, seed_list, psi)])
     from faceforge.imaging import save_image
     save_image(output, S.image_grid(images, 2, len(seed_list)))

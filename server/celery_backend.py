@@ -81,7 +81,8 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 from faceforge.errors import FaceforgeError, MissingDependencyError
 
 from server.errors import InternalError, JobNotFoundError, NotReadyError, QueueFullError
-from server.jobs import FINISHED_STATUSES, STATUSES, Job, JobQueue, Runner, TaskResult, finished_error
+from server.jobs import (FINISHED_STATUSES, STATUSES, Job, JobQueue, Runner, TaskResult, finished_error,
+                         progress_sink)
 
 if TYPE_CHECKING:
     import redis
@@ -103,6 +104,8 @@ REDIS_RETRIES = 150
 """Retries of such a delivery (5 minutes at :data:`REDIS_RETRY_S`) before Celery gives up on it."""
 RUNTIMES_KEPT = 32
 FINISHED = FINISHED_STATUSES
+PROGRESS_INTERVAL_S = 0.25
+"""Least seconds between two progress writes of one job to Redis (the last step is always written)."""
 REVOKE_SIGNAL = "SIGUSR1"
 """What a revoke sends to the pool child running a cancelled task: billiard's soft-timeout signal, so the
 task sees ``SoftTimeLimitExceeded`` and its process survives (SIGTERM would kill it and its models)."""
@@ -295,6 +298,8 @@ class RedisJobStore:
                   started=_float(fields.get(b"started")), finished=_float(fields.get(b"finished")))
         if fields.get(b"error"):
             job.error = json.loads(fields[b"error"])
+        if fields.get(b"progress"):
+            job.progress = json.loads(fields[b"progress"])
         if status == "succeeded":
             n = int(fields.get(b"images", 0))
             images = self.client.mget([self.image_key(job_id, i) for i in range(n)]) if n else []
@@ -425,7 +430,7 @@ class RedisJobStore:
                     now = time.time()
                     pipe.multi()
                     pipe.hset(record, mapping={"status": "running", "started": repr(now), "attempts": attempts,
-                                               "worker": worker})
+                                               "worker": worker, "progress": ""})  # a re-run starts again at 0
                     pipe.expire(record, self.live_ttl_s)
                     pipe.expire(self.payload_key(job_id), self.live_ttl_s)
                     pipe.zrem(self.waiting_key(queue), job_id)
@@ -441,6 +446,26 @@ class RedisJobStore:
             return None
         blobs = [stored[f"blob:{i}".encode()] for i in range(len(stored) - 1)]
         return fields[b"task"].decode(), unpack_payload(stored[b"json"], blobs)
+
+    def set_progress(self, job_id: str, progress: Mapping[str, Any]) -> bool:
+        """Write a running job's ``progress`` (:func:`server.jobs.progress_dict`) to its record; return
+        False (and write nothing) when the record is gone or no longer ``running`` (cancelled, finished,
+        expired) or changed meanwhile (progress is best effort: the next step writes again)."""
+        import redis
+
+        record = self.record_key(job_id)
+        with self.client.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(record)
+                if pipe.hget(record, "status") != b"running":
+                    pipe.reset()
+                    return False
+                pipe.multi()
+                pipe.hset(record, "progress", json.dumps(dict(progress)))
+                pipe.execute()
+                return True
+            except redis.WatchError:
+                return False
 
     def finish(self, job_id: str, result: TaskResult | None = None, error: dict[str, Any] | None = None,
                run_s: float | None = None, worker: str | None = None) -> bool:
@@ -518,8 +543,17 @@ def execute_job(store: RedisJobStore, job_id: str, runner: Runner, worker: str |
     task, payload = started
     t0 = time.perf_counter()
     result, error = None, None
+    last = [0.0]
+
+    def progress(value: dict[str, Any]) -> None:  # throttled: a projection step can take milliseconds
+        now = time.monotonic()
+        if value["step"] == value["total"] or now - last[0] >= PROGRESS_INTERVAL_S:
+            last[0] = now
+            store.set_progress(job_id, value)
+
     try:
-        result = runner(task, payload)
+        with progress_sink(progress):
+            result = runner(task, payload)
     except FaceforgeError as exc:
         error = exc.to_problem()
     except SoftTimeLimitExceeded:  # the soft time limit, or a revoke of a cancelled job (REVOKE_SIGNAL)

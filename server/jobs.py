@@ -9,6 +9,10 @@ never runs, a running one is marked ``cancelled`` at once (what actually stops d
 :meth:`InProcessJobQueue.cancel` and :meth:`server.celery_backend.CeleryJobQueue.cancel`), a finished one
 answers 409.
 
+A task that works in steps (the StyleGAN2 projections of :mod:`server.tasks`, through
+:func:`step_callback`) reports ``progress`` (:func:`report_progress`: ``{step, total, fraction}``) on its
+record, on both backends; ``GET /v1/jobs/<id>`` shows it (``null`` for one-shot tasks and queued jobs).
+
 A job is ``(task, payload)``: ``task`` a name in :data:`server.tasks.TASKS`, ``payload`` a dict of JSON
 values and ``bytes`` (uploaded images), so it can cross a process boundary as is. Running it is
 ``runner(task, payload) -> TaskResult`` (:func:`server.tasks.run_task` with the process's ModelHub).
@@ -83,6 +87,8 @@ class Job:
     result: TaskResult | None = None
     error: dict[str, Any] | None = None
     payload: Mapping[str, Any] | None = field(default=None, repr=False)
+    progress: dict[str, Any] | None = None
+    """``{"step", "total", "fraction"}`` of a task that works in steps (:func:`report_progress`), else None."""
 
     def timings_ms(self) -> dict[str, float | None]:
         """``queued`` (submit -> start) and ``run`` (start -> finish) in milliseconds, None if not yet."""
@@ -168,6 +174,70 @@ def stop_if_cancelled(*_: Any) -> None:
     """
     if cancel_requested():
         raise JobCancelled
+
+
+def progress_dict(step: int, total: int) -> dict[str, Any]:
+    """The job record's ``progress``: ``{"step": s, "total": t, "fraction": s / t}`` (fraction rounded to
+    4 decimals).
+
+    Raises:
+        ValueError: not ``0 <= step <= total`` with ``total >= 1``.
+    """
+    step, total = int(step), int(total)
+    if total < 1 or not 0 <= step <= total:
+        raise ValueError(f"progress needs 0 <= step <= total and total >= 1, got {step} / {total}")
+    return {"step": step, "total": total, "fraction": round(step / total, 4)}
+
+
+def report_progress(step: int, total: int) -> None:
+    """Inside a task run by a job backend: record that ``step`` of ``total`` steps are done on the job's
+    record (``GET /v1/jobs/<id>`` shows it as ``progress``). Both backends install the sink
+    (:func:`progress_sink`); the Celery one writes to Redis at most every
+    :data:`server.celery_backend.PROGRESS_INTERVAL_S` seconds (and always the last step). Outside a job:
+    nothing happens.
+
+    Raises:
+        ValueError: not ``0 <= step <= total`` with ``total >= 1``.
+    """
+    value = progress_dict(step, total)
+    sink = getattr(_current, "progress", None)
+    if sink is not None:
+        sink(value)
+
+
+def step_callback(total: int, offset: int = 0) -> Callable[..., None]:
+    """A step callback for ``faceforge.stylegan.project(callback=...)`` (called ``callback(step, loss)``
+    with ``step`` from 0) that stops a cancelled job (:func:`stop_if_cancelled`) and reports
+    ``offset + step + 1`` of ``total`` steps done (:func:`report_progress`). ``offset`` places one
+    projection of several in the task's whole count (a morph of two photos: ``0`` and ``steps`` of
+    ``2 steps``).
+
+    Raises:
+        ValueError: ``total < 1`` or ``offset < 0``.
+    """
+    if int(total) < 1 or int(offset) < 0:
+        raise ValueError(f"total must be >= 1 and offset >= 0, got {total}, {offset}")
+
+    def callback(step: int, *_: Any) -> None:
+        stop_if_cancelled()
+        report_progress(min(int(offset) + int(step) + 1, int(total)), int(total))
+
+    return callback
+
+
+class progress_sink:  # noqa: N801 - a context manager used like a function
+    """``with progress_sink(fn):`` run a task with ``fn(progress_dict)`` receiving its
+    :func:`report_progress` calls (this thread only); the previous sink comes back afterwards."""
+
+    def __init__(self, sink: Callable[[dict[str, Any]], None] | None) -> None:
+        self.sink = sink
+
+    def __enter__(self) -> None:
+        self.previous = getattr(_current, "progress", None)
+        _current.progress = self.sink
+
+    def __exit__(self, *_: Any) -> None:
+        _current.progress = self.previous
 
 
 class InProcessJobQueue(JobQueue):
@@ -287,6 +357,11 @@ class InProcessJobQueue(JobQueue):
         for _ in threads:
             self._queue.put(None)  # blocks only while the queue is full of jobs still to run
 
+    def _set_progress(self, job: Job, value: dict[str, Any]) -> None:
+        with self._lock:
+            if job.status == "running":  # a cancelled record changes no more
+                job.progress = value
+
     def _work(self) -> None:
         while True:
             job_id = self._queue.get()
@@ -300,7 +375,8 @@ class InProcessJobQueue(JobQueue):
                 payload = job.payload or {}
                 _current.cancelled = self._cancel_events[job_id] = threading.Event()
             try:
-                result = self.runner(job.task, payload)
+                with progress_sink(lambda value, job=job: self._set_progress(job, value)):
+                    result = self.runner(job.task, payload)
                 status, error = "succeeded", None
             except JobCancelled:  # the task stopped between steps; the record says cancelled already
                 result, status, error = None, "cancelled", None

@@ -323,6 +323,11 @@ def job_schema() -> dict[str, Any]:
         "started_at": time_or_null, "finished_at": time_or_null,
         "expires_at": {**time_or_null, "description": "the job and its result are deleted after this"},
         "timings_ms": _strict_object({"queued": {"type": ["number", "null"]}, "run": {"type": ["number", "null"]}}),
+        "progress": {"oneOf": [{"type": "null"}, {**_strict_object({
+            "step": {"type": "integer", "minimum": 0}, "total": {"type": "integer", "minimum": 1},
+            "fraction": {"type": "number", "minimum": 0, "maximum": 1}}),
+            "description": "steps done of a task that works in steps (StyleGAN2 projections: project, toonify "
+                           "and edit of a photo, morph of two photos); null for one-shot tasks and queued jobs"}]},
         "result": {"oneOf": [{"type": "null"}, _strict_object({
             "images": {"type": "array", "items": image}, "data": {"type": "object"}})]},
         "error": {"oneOf": [{"type": "null"}, problem_schema()]},

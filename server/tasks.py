@@ -38,7 +38,7 @@ from faceforge.errors import NoFaceError
 from faceforge.imaging import decode_image, encode_image
 
 from server.hub import ModelHub
-from server.jobs import Runner, TaskResult, stop_if_cancelled
+from server.jobs import Runner, TaskResult, step_callback
 
 MORPH_SIZE = 256
 """Side in pixels of the aligned faces a Delaunay morph of two photos works on."""
@@ -116,7 +116,7 @@ def toonify_task(hub: ModelHub, p: Mapping[str, Any]) -> TaskResult:
     data: dict[str, Any] = {"swap_resolution": swap, "structure_from": p["structure_from"]}
     if p.get("image") is not None:
         crop, _ = _face_crop(hub, _decode(hub, p["image"]), base.resolution, p["align"])
-        result = project(base, crop, steps=p["steps"], callback=stop_if_cancelled)
+        result = project(base, crop, steps=p["steps"], callback=step_callback(p["steps"]))
         images = np.stack([crop, synthesize(blended, result.ws)[0]])
         data.update(steps=p["steps"], loss=result.losses[-1])
     else:
@@ -131,7 +131,7 @@ def project_task(hub: ModelHub, p: Mapping[str, Any]) -> TaskResult:
     G = hub.stylegan("base")
     crop, _ = _face_crop(hub, _decode(hub, p["image"]), G.resolution, p["align"])
     t0 = time.perf_counter()
-    result = project(G, crop, steps=p["steps"], w_plus=p["w_plus"], callback=stop_if_cancelled)
+    result = project(G, crop, steps=p["steps"], w_plus=p["w_plus"], callback=step_callback(p["steps"]))
     ws = result.ws[0] if p["w_plus"] else result.ws[0, :1]
     return TaskResult(_png(np.stack([crop, result.image])), {
         "steps": p["steps"], "w_plus": p["w_plus"], "loss_initial": result.losses[0],
@@ -155,8 +155,10 @@ def morph_task(hub: ModelHub, p: Mapping[str, Any]) -> TaskResult:
         ws = seed_ws(G, p["seeds"], psi=p["psi"])
         wa, wb = ws[0], ws[1]
     else:
-        wa, wb = (project(G, _face_crop(hub, _decode(hub, data), G.resolution, p["align"])[0],
-                          steps=p["steps"], callback=stop_if_cancelled).ws[0] for data in p["images"])
+        total = p["steps"] * len(p["images"])  # both projections in one count
+        wa, wb = (project(G, _face_crop(hub, _decode(hub, data), G.resolution, p["align"])[0], steps=p["steps"],
+                          callback=step_callback(total, offset=k * p["steps"])).ws[0]
+                  for k, data in enumerate(p["images"]))
     return TaskResult(_png(morph_latent(G, wa, wb, ts)), {"mode": "latent", "t": ts})
 
 
@@ -209,7 +211,7 @@ def edit_task(hub: ModelHub, p: Mapping[str, Any]) -> TaskResult:
     first: list[np.ndarray] = []
     if p.get("image") is not None:
         crop, _ = _face_crop(hub, _decode(hub, p["image"]), G.resolution, p["align"])
-        result = project(G, crop, steps=p["steps"], w_plus=p["w_plus"], callback=stop_if_cancelled)
+        result = project(G, crop, steps=p["steps"], w_plus=p["w_plus"], callback=step_callback(p["steps"]))
         ws, first = result.ws, [crop]
         data.update(steps=p["steps"], loss=result.losses[-1],
                     layout="image 0: the aligned photo; then its projection at each strength")

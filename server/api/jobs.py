@@ -162,7 +162,7 @@ def job_to_dict(job: Job, ttl_s: float) -> dict[str, Any]:
     return {"id": job.id, "task": job.task, "status": job.status, "created_at": _iso(job.created),
             "started_at": _iso(job.started), "finished_at": _iso(job.finished),
             "expires_at": _iso(job.finished + ttl_s) if job.finished is not None else None,
-            "timings_ms": job.timings_ms(), "result": result, "error": job.error}
+            "timings_ms": job.timings_ms(), "progress": job.progress, "result": result, "error": job.error}
 
 
 @bp.get(JOBS_PATH + "/<job_id>")

@@ -249,7 +249,8 @@ async function runJob(task) {
         job.cancel = false; // it finished first: show its result
         progress.textContent = `Job ${submitted.id} had already finished; its result follows.`;
       } else {
-        progress.textContent = `Job ${submitted.id} (${task}): ${status.status}, ${elapsed()}`;
+        const pct = status.progress ? `, step ${status.progress.step}/${status.progress.total} (${Math.round(100 * status.progress.fraction)} %)` : "";
+        progress.textContent = `Job ${submitted.id} (${task}): ${status.status}${pct}, ${elapsed()}`;
         await new Promise((ok) => { job.wake = ok; setTimeout(ok, POLL_MS); });
         if (job.cancel) continue;
       }

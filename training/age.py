@@ -48,7 +48,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -60,6 +60,7 @@ from tqdm import tqdm
 from faceforge.checkpoints import save_checkpoint
 from faceforge.models import create_model, get_spec
 from faceforge.models.agenet import expected_age
+from training.configs import AgeConfig
 from training.loop import TrainingRun, family_logger
 from training.runs import MetricsLog, write_json
 
@@ -67,34 +68,6 @@ MODEL_NAME = "age_resnet"
 AGE_GROUPS = ((0, 17), (18, 29), (30, 44), (45, 59), (60, None))
 """Inclusive age groups of the per-group MAE in ``test_report.json`` (18-29 and 60+ are the CycleGAN
 domains)."""
-
-
-@dataclass
-class AgeConfig:
-    """Training configuration (all fields land in the run folder's ``config.json``)."""
-
-    epochs: int = 30
-    batch_size: int = 128
-    lr: float = 3e-3                 # peak one-cycle learning rate (AdamW)
-    weight_decay: float = 5e-4
-    size: int = 64                   # input side: 64 (default) or 96
-    loss: str = "dldl"               # dldl | dex | l1
-    label_sigma: float = 2.0         # dldl: Gaussian label distribution sigma, years
-    l1_weight: float = 1.0           # dldl: weight of the L1 term on the expected age
-    faces: str = "chip"              # chip | align (see the module docstring)
-    val_fraction: float = 0.1
-    test_fraction: float = 0.1
-    holdout: list[str] = field(default_factory=list)  # folders whose UTKFace files go to the test part
-    seed: int = 0
-    limit: int | None = None         # use only N UTKFace records (seeded subset; smoke runs)
-    min_age: int = 0                 # keep records with min_age <= age
-    threads: int | None = None
-    runs_dir: str = "runs"
-    data: str | None = None          # UTKFace folder [default: <data root>/utkface]
-    progress: bool = True
-    widths: list[int] | None = None  # AgeNet stage widths [default: the registry's 32, 64, 128, 256]
-    resume: str | None = None        # run folder to continue from its last.pt (runtime field)
-    time_limit: float | None = None  # minutes of training after which the run stops, resumable (runtime)
 
 
 log = family_logger("age")

@@ -38,7 +38,7 @@ from __future__ import annotations
 import json
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +52,7 @@ from faceforge.errors import CheckpointError
 from faceforge.imaging import load_image
 from faceforge.models import create_model, get_spec
 from faceforge.models.cyclegan import NLayerDiscriminator
+from training.configs import CycleGANConfig
 from training.loop import StepLoop, TrainingRun
 from training.runs import epoch_steps, resolve_device, restore_training_state, set_requires_grad, window_row
 from faceforge.data.images import list_images, resize_square
@@ -63,48 +64,6 @@ STATE_ARCH = "cyclegan_training_state"
 
 RUNTIME_FIELDS = ("resume", "stop_after_steps", "time_limit_min", "threads", "num_workers", "device", "progress")
 """Config fields that only steer this invocation; on resume every other field comes from the run."""
-
-
-@dataclass
-class CycleGANConfig:
-    """Training configuration (all fields land in the run folder's ``config.json``)."""
-
-    dataroot: str = ""                      # folder with trainA/ trainB/ (testA/ testB/ for samples)
-    generator: str = "cyclegan_resnet9"     # registry name: cyclegan_resnet9 | cyclegan_mobile
-    generator_kwargs: dict = field(default_factory=dict)  # overrides of the spec's constructor args
-    ndf: int = 64                           # discriminator width
-    n_layers_d: int = 3                     # 3 = 70x70 PatchGAN
-    norm_d: str = "instance"
-    load_size: int = 286                    # resize before the random crop
-    crop_size: int = 256
-    batch_size: int = 1
-    n_epochs: int = 100                     # epochs at the initial lr
-    n_epochs_decay: int = 100               # epochs of linear decay to 0
-    steps_per_epoch: int | None = None      # cap on steps per epoch (None: max(|A|, |B|) // batch_size)
-    lr: float = 2e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
-    gan_mode: str = "lsgan"                 # lsgan (Mao et al. 2017) | vanilla (BCE with logits)
-    lambda_cycle: float = 10.0
-    lambda_identity: float = 0.5            # multiplies lambda_cycle; 0 disables the identity loss
-    pool_size: int = 50
-    teacher: str | None = None              # run folder of a trained teacher -> distillation
-    init_from: str | None = None            # run folder / last.pt: start G_A, G_B, D_A, D_B from its weights
-    lambda_distill: float = 10.0            # weight of |G(x) - T(x)|_1 when distilling
-    seed: int = 0
-    log_every: int = 100                    # steps between metrics rows
-    sample_every: int = 1000                # steps between sample grids (also at each epoch end)
-    save_every: int = 0                     # steps between mid-epoch checkpoints (0: epoch ends only)
-    n_samples: int = 4                      # fixed images per domain in the sample grids
-    runs_dir: str = "runs"
-    # runtime only (see RUNTIME_FIELDS)
-    resume: str | None = None               # run folder to continue from its last.pt
-    stop_after_steps: int | None = None     # stop (and save) after this many steps in this invocation
-    time_limit_min: float | None = None     # stop (and save) after this many minutes
-    threads: int | None = None              # torch CPU threads
-    num_workers: int = 2                    # DataLoader workers
-    device: str = "auto"                    # auto | cpu | cuda | cuda:N
-    progress: bool = True                   # tqdm bar
 
 
 class ImagePool:

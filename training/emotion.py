@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +41,7 @@ from faceforge.checkpoints import save_checkpoint
 from faceforge.models import create_model, get_spec
 from faceforge.models.mini_xception import FER2013_LABELS
 from faceforge.data.fer2013 import load_fer2013
+from training.configs import EmotionConfig
 from training.loop import TrainingRun, family_logger
 from training.runs import MetricsLog, restore_training_state, write_json
 
@@ -50,32 +51,6 @@ log = family_logger("emotion")
 STATE_ARCH = "emotion_training_state"
 """``arch`` of ``last.pt``: ``nn.ModuleDict {model, ema}`` and, in ``meta``, the optimizer, schedule and
 RNG states, the epoch and the best validation accuracy so far."""
-
-
-@dataclass
-class EmotionConfig:
-    """Training configuration (all fields land in the run folder's ``config.json``)."""
-
-    epochs: int = 60                # passes over the training split
-    batch_size: int = 128
-    lr: float = 4e-3                # peak learning rate of the one-cycle schedule
-    weight_decay: float = 5e-4      # AdamW decoupled weight decay
-    label_smoothing: float = 0.1
-    val_fraction: float = 0.1       # stratified split taken from FER2013 train
-    rotate_deg: float = 12.0        # augmentation: max rotation
-    scale: float = 0.12             # augmentation: scale in [1 - s, 1 + s]
-    translate: float = 0.10         # augmentation: max shift, fraction of the side
-    erase_prob: float = 0.4         # augmentation: probability of one random-erasing box
-    seed: int = 0
-    limit: int | None = None        # use only this many training images (smoke tests)
-    threads: int | None = None      # torch CPU threads (None: torch's default)
-    runs_dir: str = "runs"
-    data_root: str | None = None
-    teacher: str | None = None      # knowledge-distillation teacher checkpoint ("default": the shipped one)
-    kd_alpha: float = 0.7           # weight of the distillation term (1 - alpha: hard labels)
-    kd_temperature: float = 3.0     # softmax temperature T of the distillation term
-    ema_decay: float | None = None  # weight EMA decay per step (e.g. 0.999); None: no EMA
-    init_from: str | None = None    # start from this checkpoint ("default": the shipped one)
 
 
 def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,7 @@ from faceforge.imaging import load_image
 from faceforge.models import create_model, get_spec
 from faceforge.models.cyclegan import NLayerDiscriminator
 # shared trainer helpers live in the CycleGAN trainer for now (one copy; to move to training/runs.py)
+from training.configs import FrontalizeConfig
 from training.cyclegan import gan_loss, lr_factor
 from faceforge.data.pose_pairs import YAW_BUCKETS, PosePairDataset, bucket_name, load_index
 from training.loop import StepLoop, TrainingRun
@@ -69,45 +70,6 @@ STATE_ARCH = "frontalize_training_state"
 
 RUNTIME_FIELDS = ("resume", "stop_after_steps", "time_limit_min", "threads", "num_workers", "device", "progress")
 """Config fields that only steer this invocation; on resume every other field comes from the run."""
-
-
-@dataclass
-class FrontalizeConfig:
-    """Training configuration (all fields land in the run folder's ``config.json``)."""
-
-    data: str = "cache/pose_pairs"          # pose-pair cache (training/pose_pairs.py)
-    input: str = "rerender"                 # rerender (Rotate-and-Render) | profile (pix2pix turns the head)
-    generator: str = "pix2pix_mobile"       # pix2pix_unet256 | pix2pix_unet128 | pix2pix_mobile
-    generator_kwargs: dict = field(default_factory=dict)
-    ndf: int = 64
-    n_layers_d: int = 3                     # 3 = 70x70 PatchGAN
-    norm_d: str = "batch"                   # pix2pix's discriminator uses BatchNorm
-    crop_size: int | None = None            # None: the generator's input size (256, or 128 for U-Net-128)
-    load_size: int | None = None            # None: crop_size * 286 / 256 (pix2pix's jitter)
-    batch_size: int = 4                     # pix2pix used 1; >= 4 keeps BatchNorm statistics sane
-    n_epochs: int = 100
-    n_epochs_decay: int = 100
-    steps_per_epoch: int | None = None      # cap (None: train pairs // batch_size)
-    lr: float = 2e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
-    gan_mode: str = "vanilla"               # vanilla (the paper) | lsgan
-    lambda_l1: float = 100.0
-    seed: int = 0
-    log_every: int = 100
-    sample_every: int = 1000
-    eval_every: int = 0                     # steps between held-out metrics (0: epoch ends and the end)
-    save_every: int = 0                     # steps between mid-epoch checkpoints (0: epoch ends only)
-    n_samples: int = 4
-    runs_dir: str = "runs"
-    # runtime only (see RUNTIME_FIELDS)
-    resume: str | None = None
-    stop_after_steps: int | None = None
-    time_limit_min: float | None = None
-    threads: int | None = None
-    num_workers: int = 2
-    device: str = "auto"
-    progress: bool = True
 
 
 @torch.no_grad()

@@ -48,7 +48,7 @@ import copy
 import importlib
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -64,8 +64,9 @@ from faceforge.data.tensors import batch_to_tensor as to_tensor, to_uint8
 from faceforge.data.utkface import HOLDOUT_MODULUS, crc_split as utkface_split, is_held_out  # noqa: F401
 from faceforge.degrade import SEVERITIES, TRAINING, degrade_fixed, degrade_pair
 from faceforge.errors import CheckpointError
-from faceforge.models.gpen import GPEN, GPEN_ARCH, gpen_channels
+from faceforge.models.gpen import GPEN, GPEN_ARCH
 from faceforge.models.stylegan2 import StyleGAN2Discriminator
+from training.configs import GPENTrainConfig
 from training.loop import StepLoop, TrainingRun
 from training.runs import kimg_row, resolve_device, set_requires_grad
 from training.stylegan2 import lazy_adam
@@ -81,62 +82,6 @@ FACE_TEMPLATE = "utkface"
 """Framing of the training faces (UTKFace chips): restore aligns photos on this template for our weights."""
 
 
-@dataclass
-class GPENTrainConfig:
-    """Training configuration (every field lands in the run's ``config.json``)."""
-
-    data: str = ""                          # folder of aligned faces [default: <data root>/utkface]
-    size: int = 64                          # side in pixels (power of two >= 16)
-    style_dim: int = 256
-    n_mlp: int = 8
-    channel_multiplier: float = 1
-    narrow: float = 0.125
-    batch_size: int = 8
-    total_steps: int = 20000
-    lr: float = 0.002
-    beta1: float = 0.0
-    beta2: float = 0.99
-    lambda_adv: float = 0.1
-    lambda_l1: float = 1.0
-    lambda_id: float = 0.1                  # identity term (skipped without faceforge.models.dlib_resnet)
-    lambda_feat: float = 0.1                # face-feature term (same network)
-    r1_gamma: float = 10.0
-    r1_interval: int = 16
-    ema_kimg: float = 10.0
-    ema_rampup: float = 0.05
-    mirror: bool = True
-    limit: int | None = None                # use only N training images (seeded subset)
-    seed: int = 0
-    log_every: int = 50
-    sample_every: int = 500
-    eval_every: int = 500
-    save_every: int = 250
-    n_val: int = 64
-    runs_dir: str = "runs"
-    cache_dir: str | None = None            # where the decoded image array is cached (None: no cache)
-    # runtime only (RUNTIME_FIELDS)
-    resume: str | None = None
-    stop_after_steps: int | None = None
-    time_limit_min: float | None = None
-    threads: int | None = None
-    device: str = "auto"
-    progress: bool = True
-
-    def generator_config(self) -> dict[str, Any]:
-        return {"size": self.size, "style_dim": self.style_dim, "n_mlp": self.n_mlp,
-                "channel_multiplier": self.channel_multiplier, "narrow": self.narrow}
-
-    def discriminator_config(self) -> dict[str, Any]:
-        """StyleGAN2 residual D with GPEN's widths: ``min(base // r, max)`` = C[r] of the generator."""
-        top = gpen_channels(self.size, self.channel_multiplier, self.narrow)
-        return {"resolution": self.size, "channel_base": top * self.size,
-                "channel_max": gpen_channels(4, self.channel_multiplier, self.narrow),
-                "mbstd_group_size": min(4, self.batch_size)}
-
-
-# --------------------------------------------------------------------------------------------------
-# Data
-# --------------------------------------------------------------------------------------------------
 class PairSampler:
     """Random (degraded, clean) minibatches of an in-memory uint8 face set.
 

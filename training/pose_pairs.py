@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -60,33 +60,12 @@ from faceforge.imaging import load_image, save_image
 from faceforge.data.images import label_tile, list_images, resize_square
 from faceforge.data.paths import data_root
 from faceforge.data.pose_pairs import INDEX_VERSION, INPUTS, YAW_BUCKETS, PosePairDataset, bucket_name, load_index
+from training.configs import PosePairConfig
 
 __all__ = ["INDEX_VERSION", "INPUTS", "YAW_BUCKETS", "PosePairConfig", "PosePairDataset", "bucket_name",
            "build_pose_pairs", "frontal_sample", "label_tile", "load_index", "pair_grid"]
 """The cache reader and dataset live in :mod:`faceforge.data.pose_pairs` (shared with export and the
 benchmarks); re-exported here for existing callers."""
-
-
-@dataclass
-class PosePairConfig:
-    """How pose pairs are synthesized (stored in ``index.json``)."""
-
-    source: str = ""                 # UTKFace folder ("" = <data root>/utkface)
-    dest: str = "cache/pose_pairs"   # cache folder (git-ignored)
-    faces: int = 100                 # near-frontal faces to use (each gives len(buckets) pairs)
-    size: int = 256                  # crop side
-    template: str = "utkface"        # alignment template of the frontal target
-    max_source_yaw: float = 8.0      # |estimated yaw| of an accepted frontal face, degrees
-    buckets: list = field(default_factory=lambda: [list(b) for b in YAW_BUCKETS])
-    test_fraction: float = 0.1       # faces held out for metrics
-    margin: float = 0.25             # head ring outside the landmarks' hull (build_scene)
-    pivot_depth: float = 0.1         # rotation axis behind the cheek contour, in face widths
-    recentre: bool = True            # centre the rotated landmarks' box (render_yaw)
-    measure_yaw: bool = True         # run Face Mesh on each profile (yaw_mesh)
-    seed: int = 0
-    threads: int = 1                 # LiteRT threads
-    grid_faces: int = 8              # rows of grid.png
-    progress: bool = True
 
 
 def _face_tools(threads: int):

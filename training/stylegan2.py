@@ -62,7 +62,7 @@ import copy
 import hashlib
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
@@ -77,8 +77,8 @@ from faceforge.models.stylegan2_convert import load_stylegan2
 from faceforge.errors import CheckpointError
 from faceforge.imaging import load_image
 from faceforge.metrics import SWDReference
-from faceforge.models.cards import user_cache_dir
 from faceforge.models.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
+from training.configs import STYLEGAN2_PRESETS, StyleGAN2TrainConfig
 from training.loop import StepLoop, TrainingRun
 from training.runs import resolve_device, set_requires_grad
 
@@ -91,79 +91,8 @@ RUNTIME_FIELDS = ("resume", "stop_after_steps", "time_limit_min", "threads", "de
 
 NETWORK_FIELDS = ("resolution", "z_dim", "w_dim", "channel_base", "channel_max", "mapping_layers")
 
-PRESETS: dict[str, dict[str, Any]] = {
-    # 32 px, 1.05 M G parameters (128 feature maps up to 16 px, 64 at 32 px): measured 0.40 s/step (wall) at
-    # batch 16 with 2 threads, 0.70 CPU-s/step with 1 thread, on a 2-core machine shared with other jobs.
-    "cpu": dict(resolution=32, z_dim=128, w_dim=128, channel_base=2048, channel_max=128, mapping_layers=2,
-                batch_size=16, total_kimg=300.0, swd_every=2000, sample_every=500),
-    # 64 / 128 px with the "auto" configuration of StyleGAN2-ADA (channel_base 16384, map 2, batch 32).
-    "gpu": dict(resolution=64, z_dim=512, w_dim=512, channel_base=16384, channel_max=512, mapping_layers=2,
-                batch_size=32, total_kimg=2000.0, swd_every=2000, sample_every=500),
-    "gpu128": dict(resolution=128, z_dim=512, w_dim=512, channel_base=16384, channel_max=512, mapping_layers=2,
-                   batch_size=32, total_kimg=2000.0, swd_every=2000, sample_every=500),
-    # tests and smoke runs
-    "tiny": dict(resolution=16, z_dim=16, w_dim=16, channel_base=128, channel_max=16, mapping_layers=2,
-                 batch_size=4, total_kimg=0.1, swd_every=0, sample_every=10, swd_images=16),
-}
-"""Named starting points; explicit options override single fields (``faceforge train stylegan2 --help``)."""
-
-
-@dataclass
-class StyleGAN2TrainConfig:
-    """Training configuration (all fields land in the run folder's ``config.json``)."""
-
-    data: str = ""                          # image folder; "" = <data root>/utkface
-    preset: str = "cpu"                     # name in PRESETS the defaults came from (informational)
-    resolution: int = 32                    # power of two >= 8
-    z_dim: int = 128
-    w_dim: int = 128
-    channel_base: int = 2048                # feature maps at r: min(channel_base // r, channel_max)
-    channel_max: int = 128
-    mapping_layers: int = 2                 # 8 in the paper; 2 in StyleGAN2-ADA's "auto" config
-    batch_size: int = 16
-    total_kimg: float = 300.0               # training length in thousands of real images shown to D
-    lr: float = 0.0025
-    beta1: float = 0.0
-    beta2: float = 0.99
-    r1_gamma: float | None = None           # None: 0.0002 * resolution^2 / batch_size ("auto")
-    r1_interval: int = 16                   # lazy R1: every N D steps
-    pl_weight: float = 0.0                  # path-length regularization weight (2 in the paper; 0 = off)
-    pl_interval: int = 4                    # lazy path length: every N G steps
-    pl_decay: float = 0.01
-    pl_batch_shrink: int = 2
-    style_mixing_prob: float = 0.9
-    ema_kimg: float | None = None           # G_ema half-life in kimg; None: batch_size * 10 / 32 ("auto")
-    ema_rampup: float | None = 0.05         # cap the half-life at this fraction of the images seen (0/None: off)
-    mirror: bool = True                     # random x-flips of the reals
-    amp: str = "auto"                       # auto (bf16 autocast on CUDA) | off | bf16
-    fused_modconv: bool = False             # grouped-conv modulation in training (False: faster here)
-    limit: int | None = None                # use only N images (seeded subset)
-    finetune_from: str | None = None        # run folder / last.pt / G checkpoint to start from
-    seed: int = 0
-    log_every: int = 100
-    sample_every: int = 500
-    n_samples: int = 32                     # sample grid images (8 per row)
-    swd_every: int = 2000                   # steps between SWD evaluations (0: off)
-    swd_images: int = 2048                  # images per set for SWD
-    swd_descriptors: int = 64               # 7x7 descriptors per image and pyramid level
-    save_every: int = 500                   # steps between last.pt / G_ema.pt saves
-    runs_dir: str = "runs"
-    # runtime only (see RUNTIME_FIELDS)
-    resume: str | None = None
-    stop_after_steps: int | None = None
-    time_limit_min: float | None = None
-    threads: int | None = None
-    device: str = "auto"
-    progress: bool = True
-    cache_dir: str | None = field(default_factory=lambda: str(user_cache_dir() / "stylegan2"))
-
-    def resolved_r1_gamma(self) -> float:
-        """R1 weight gamma (the "auto" heuristic when unset)."""
-        return self.r1_gamma if self.r1_gamma is not None else 0.0002 * self.resolution ** 2 / self.batch_size
-
-    def resolved_ema_kimg(self) -> float:
-        """G_ema half-life in kimg (the "auto" heuristic when unset)."""
-        return self.ema_kimg if self.ema_kimg is not None else self.batch_size * 10 / 32
+PRESETS = STYLEGAN2_PRESETS
+"""Named starting points (:data:`training.configs.STYLEGAN2_PRESETS`); explicit options override single fields."""
 
 
 def config_from_preset(preset: str = "cpu", **overrides: Any) -> StyleGAN2TrainConfig:

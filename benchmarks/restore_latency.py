@@ -22,9 +22,15 @@ paste), ``--warmup`` untimed calls, then ``--repeats`` rounds that alternate PyT
 ``intra_op_num_threads``). Reported: median and p90 milliseconds, and the 1-minute load average before
 and after each row (the machine is shared: figures under load are pessimistic).
 
+Threads on a shared machine: with libgomp's default wait policy, PyTorch's idle OpenMP threads spin after
+every parallel region; when the cores are busy with other work, 2-thread PyTorch calls then take 10-40x
+longer (measured here: 390 ms instead of 19 ms at 64 px, load average 4.3) and the spinning threads slow
+ONNX Runtime in the same process too (48 vs 12 ms). ``OMP_WAIT_POLICY=PASSIVE`` (set before Python starts;
+recorded in the results) avoids that; the committed figures say which policy they ran under.
+
 Writes ``<out>/<name>.json|md``. Example::
 
-    faceforge bench restore-latency --trained /tmp/runs/gpen/000/G_ema.pt
+    OMP_WAIT_POLICY=PASSIVE faceforge bench restore-latency --trained /tmp/runs/gpen/000/G_ema.pt
 """
 
 from __future__ import annotations
@@ -122,23 +128,34 @@ def run(sizes: list[int], published_sizes: list[int], trained: Path | None, thre
             parity = gpen_parity(model, path, batch, threads=max(threads), source=described)
             face = (batch[:1].transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1.0).copy()
             timings = {str(t): time_model(model, path, face, t, repeats, warmup) for t in threads}
-            row = {"model": label, "size": s, "weights": weights, "params": params, "onnx_mb": round(info["bytes"] / 1e6, 2),
+            row = {"model": label, "size": s, "weights": weights, "params": params,
+                   "onnx_mb": round(info["bytes"] / 1e6, 2),
                    "export_s": info["export_s"], "parity": {k: v for k, v in parity.__dict__.items() if k != "source"},
                    "latency": timings}
             rows.append(row)
             click.echo(_row_text(row))
     doc = {"benchmark": name, "date": time.strftime("%Y-%m-%d %H:%M"), "machine": platform.machine(),
            "cpus": os.cpu_count(), "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
-           "repeats": repeats, "warmup": warmup, "parity_faces": faces,
-           "parity_source": face_cache[next(iter(face_cache))][1] if face_cache else None,
+           "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "repeats": repeats, "warmup": warmup,
+           "parity_faces": faces,
+           "parity_source": _generic(face_cache),
            "trained": display_path(trained) if trained else None, "rows": rows}
     write_results(doc, out_dir, name, markdown)
     return doc
 
 
+def _generic(face_cache: dict[int, tuple[np.ndarray, str]]) -> str | None:
+    """The parity faces' description with the side left general (each row uses its own)."""
+    if not face_cache:
+        return None
+    side, (_, text) = next(iter(face_cache.items()))
+    return text.replace(f"-> {side} px", "-> the row's side")
+
+
 def _row_text(row: dict[str, Any]) -> str:
     p = row["parity"]
-    parts = [f"{row['model']:>14} {row['params'] / 1e6:6.2f} M  parity {p['psnr_db']:.1f} dB max {p['max_abs_diff']:.1e}"]
+    parts = [f"{row['model']:>14} {row['params'] / 1e6:6.2f} M  parity {p['psnr_db']:.1f} dB "
+             f"max {p['max_abs_diff']:.1e}"]
     for t, lat in row["latency"].items():
         parts.append(f"{t} thr: torch {lat['pytorch']['median_ms']:.1f} / ort {lat['onnxruntime']['median_ms']:.1f} ms "
                      f"(load {lat['load_before']}-{lat['load_after']})")
@@ -156,7 +173,9 @@ def markdown(doc: dict[str, Any]) -> str:
              f"CPU: {doc['machine']}, {doc['cpus']} cores **shared with other jobs** (1-min load average before-after "
              f"each row shown; figures under load are pessimistic); torch {doc['torch']}, onnxruntime "
              f"{doc['onnxruntime']}. Batch 1, model time only (no detection, alignment or paste), median of "
-             f"{doc['repeats']} alternating rounds after {doc['warmup']} warm-up calls (p90 in the JSON).", "",
+             f"{doc['repeats']} alternating rounds after {doc['warmup']} warm-up calls (p90 in the JSON). "
+             f"OMP_WAIT_POLICY={doc.get('omp_wait_policy') or 'unset (libgomp default: threads spin after each '}"
+             f"{'' if doc.get('omp_wait_policy') else 'parallel region)'}.", "",
              f"Parity: ONNX Runtime vs PyTorch (the restorer's fused modulation) on {doc['parity_faces']} faces: "
              f"{doc['parity_source']}; PSNR of the outputs clamped to [-1, 1] (data range 2), max abs diff of the "
              f"clamped outputs, max difference of the uint8 pixels pasted.", "",

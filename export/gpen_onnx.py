@@ -390,7 +390,8 @@ def export_command(formats_text: str, weights: str, out: Path, out_is_default: b
     """``faceforge export gpen ...``: the options of ``faceforge export`` read for GPEN (a server model).
 
     ``--formats`` must be ``onnx`` (or ``all``, which means onnx here); ``--out`` must be given (GPEN never
-    goes into ``mobile_assets/``); ``parity_faces`` = faces compared (``--parity-set N``; ``None`` = 64); ``--bound`` takes
+    goes into ``mobile_assets/``); ``parity_faces`` = faces compared (``--parity-set N``; ``None`` = 64);
+    ``--bound`` takes
     ``onnx.min_psnr_db=V``; ``--size`` sizes ``--weights random``.
 
     Raises:

@@ -637,8 +637,8 @@ UPSCALERS = ("auto", "gpen", "classical", "lanczos")
 ``classical``."""
 
 
-def upscale_face(rgb: np.ndarray, size: tuple[int, int], method: str = "auto",
-                 restorer: "FaceRestorer | None" = None, environ: dict[str, str] | None = None) -> tuple[np.ndarray, str]:
+def upscale_face(rgb: np.ndarray, size: tuple[int, int], method: str = "auto", restorer: "FaceRestorer | None" = None,
+                 environ: dict[str, str] | None = None) -> tuple[np.ndarray, str]:
     """Enlarge a face image to ``size`` with the best restorer available (a small generated face -> a
     personal emoji of a size people use, :func:`faceforge.stylegan.personal_emoji`).
 

@@ -249,7 +249,8 @@ async function runJob(task) {
         job.cancel = false; // it finished first: show its result
         progress.textContent = `Job ${submitted.id} had already finished; its result follows.`;
       } else {
-        const pct = status.progress ? `, step ${status.progress.step}/${status.progress.total} (${Math.round(100 * status.progress.fraction)} %)` : "";
+        const p = status.progress;  // steps done of a projection; null for one-shot tasks
+        const pct = p ? `, step ${p.step}/${p.total} (${Math.round(100 * p.fraction)} %)` : "";
         progress.textContent = `Job ${submitted.id} (${task}): ${status.status}${pct}, ${elapsed()}`;
         await new Promise((ok) => { job.wake = ok; setTimeout(ok, POLL_MS); });
         if (job.cancel) continue;

@@ -203,3 +203,27 @@ def test_faceforge_train_shows_trainer_log_lines(tmp_path, monkeypatch):
     result = CliRunner().invoke(main, ["train", "emotion", "--epochs", "2"])
     assert result.exit_code == 0, result.output
     assert "epoch=1 val_acc=0.5" in result.output and f"run folder: {tmp_path}" in result.output
+
+
+def test_attribute_classifier_trains_in_the_skeleton(tmp_path):
+    """``faceforge train attributes`` (formerly argparse-only): checkpoint + card, and a run folder with
+    config.json and one metrics row per epoch."""
+    from faceforge.cli import main
+    from faceforge.imaging import save_image
+
+    faces = tmp_path / "utk"
+    faces.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(24):
+        save_image(faces / f"{20 + i}_{i % 2}_0_2017011617452{i:04d}.jpg.chip.jpg",
+                   rng.integers(0, 255, (20, 20, 3), dtype=np.uint8))
+    out = tmp_path / "w" / "attr.pt"
+    result = CliRunner().invoke(main, ["train", "attributes", "--data", str(faces), "--size", "16", "--epochs", "2",
+                                       "--batch-size", "8", "-o", str(out), "--runs-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 0, result.output
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["images"] == 24 and card["heldout_images"] == 2 and card["command"].startswith("faceforge train")
+    run = tmp_path / "runs" / "attributes" / "000"
+    assert json.loads((run / "config.json").read_text())["config"]["size"] == 16
+    assert [r["epoch"] for r in csv.DictReader((run / "metrics.csv").open())] == ["1", "2"]
+    assert CliRunner().invoke(main, ["train", "attributes", "--data", str(faces)]).exit_code == 2  # no -o

@@ -10,17 +10,16 @@ Loss: smooth L1 on ``log(1 + age)`` + binary cross-entropy on the gender logit; 
 rate, x-flips and +-2 px shifts. The classifier only has to rank generated faces for the InterFaceGAN
 boundaries (:mod:`faceforge.editing`), so a small network trained for a few CPU minutes will do.
 
-Run: ``python -m training.attributes --size 32 --epochs 6 -o faceforge/weights/attributes_utkface32.pt``
-(``--data`` defaults to ``<data root>/utkface``; ``FACEFORGE_DATA`` sets the data root).
+Run: ``faceforge train attributes --size 32 --epochs 6 -o faceforge/weights/attributes_utkface32.pt`` (or
+``python -m training.attributes`` with the same options; ``--data`` defaults to ``<data root>/utkface``;
+``FACEFORGE_DATA`` sets the data root). The run folder (``--runs-dir``) keeps ``config.json`` and the
+per-epoch ``metrics.csv``.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import shlex
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,10 @@ import torch
 import torch.nn.functional as F
 
 from faceforge.editing import ATTRIBUTE_ARCH, AttributeNet
+from training.configs import AttributesConfig
+from training.loop import TrainingRun, family_logger
+
+log = family_logger("attributes")
 
 
 def load_utkface(folder: Path, size: int, cache_dir: Path | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -81,20 +84,44 @@ def evaluate(net: AttributeNet, images: np.ndarray, ages: np.ndarray, genders: n
             "age_pearson_r": round(float(np.corrcoef(pred_age, ages)[0, 1]), 4)}
 
 
-def train(data: Path, size: int, epochs: int, output: Path, batch_size: int = 128, lr: float = 2e-3,
-          seed: int = 0, threads: int = 1, cache_dir: Path | None = None, command: str = "") -> dict[str, Any]:
-    """Train and write the checkpoint (faceforge format, ``arch = "attribute_net"``) plus a JSON beside it."""
-    from faceforge.checkpoints import save_checkpoint, to_fp16_storage
+def train(cfg: AttributesConfig, command: str | None = None) -> dict[str, Any]:
+    """Train and write the checkpoint (faceforge format, ``arch = "attribute_net"``) plus a JSON card beside it.
 
+    Runs in the trainer skeleton (:class:`training.loop.TrainingRun`): a run folder
+    ``<runs_dir>/attributes/<NNN>/`` with ``config.json`` and ``metrics.csv`` (one row per epoch: loss and the
+    held-out figures), held under ``train.lock``; messages go to the ``faceforge.training.attributes`` logger.
+
+    Args:
+        cfg: the configuration (``output`` is required).
+        command: the command line recorded in the card (default: the invoking one).
+
+    Returns:
+        The card dict (also written as ``<output>.json``).
+
+    Raises:
+        ValueError: no ``output``.
+        FileNotFoundError: no UTKFace folder (:class:`~faceforge.errors.DatasetNotFoundError`).
+    """
+    from faceforge.checkpoints import save_checkpoint, to_fp16_storage
+    from faceforge.data.paths import data_root
+
+    if not cfg.output:
+        raise ValueError("give the checkpoint to write (-o/--output)")
+    session = TrainingRun("attributes", cfg, ())
+    data = Path(cfg.data) if cfg.data else data_root() / "utkface"
+    output = Path(cfg.output)
+    size, epochs, batch_size, lr, seed, threads = cfg.size, cfg.epochs, cfg.batch_size, cfg.lr, cfg.seed, cfg.threads
+    command = command or session.command
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     t0 = time.time()
-    images, ages, genders = load_utkface(data, size, cache_dir)
+    images, ages, genders = load_utkface(data, size, Path(cfg.cache_dir) if cfg.cache_dir else None)
     order = np.random.default_rng(seed).permutation(len(images))
     n_test = len(images) // 10
     test, tr = order[:n_test], order[n_test:]
-    print(f"{len(images)} faces ({len(tr)} train, {len(test)} held out), loaded in {time.time() - t0:.0f} s",
-          flush=True)
+    run = session.create({"images": int(len(images)), "train_images": int(len(tr)), "heldout_images": int(len(test))})
+    log.info("%d faces (%d train, %d held out), loaded in %.0f s", len(images), len(tr), len(test), time.time() - t0)
+    metrics_log = session.metrics()
     net = AttributeNet(size)
     opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=1e-4)
     steps_per_epoch = math.ceil(len(tr) / batch_size)
@@ -106,23 +133,25 @@ def train(data: Path, size: int, epochs: int, output: Path, batch_size: int = 12
     target_gender = torch.from_numpy(genders).float()
     history = []
     t_train = time.time()
-    for epoch in range(epochs):
-        net.train()
-        perm = torch.from_numpy(tr)[torch.randperm(len(tr), generator=gen)]
-        total = 0.0
-        for i in range(steps_per_epoch):
-            idx = perm[i * batch_size:(i + 1) * batch_size]
-            out = net(_augment(x_all[idx], gen))
-            loss = F.smooth_l1_loss(out[:, 0], target_age[idx], beta=0.1) \
-                + F.binary_cross_entropy_with_logits(out[:, 1], target_gender[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss.detach()) * len(idx)
-        metrics = evaluate(net, images[test], ages[test], genders[test])
-        history.append({"epoch": epoch + 1, "loss": round(total / len(tr), 4), **metrics})
-        print(json.dumps(history[-1]), flush=True)
+    with session.lock():
+        for epoch in range(epochs):
+            net.train()
+            perm = torch.from_numpy(tr)[torch.randperm(len(tr), generator=gen)]
+            total = 0.0
+            for i in range(steps_per_epoch):
+                idx = perm[i * batch_size:(i + 1) * batch_size]
+                out = net(_augment(x_all[idx], gen))
+                loss = F.smooth_l1_loss(out[:, 0], target_age[idx], beta=0.1) \
+                    + F.binary_cross_entropy_with_logits(out[:, 1], target_gender[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                total += float(loss.detach()) * len(idx)
+            metrics = evaluate(net, images[test], ages[test], genders[test])
+            history.append({"epoch": epoch + 1, "loss": round(total / len(tr), 4), **metrics})
+            metrics_log.log(**history[-1])
+            log.info(json.dumps(history[-1]))
     minutes = (time.time() - t_train) / 60
     meta = {"task": "age (log(1+years), smooth L1) and gender (female logit, BCE)", "size": size,
             "template": "utkface (UTKFace chips, centre square, area-resized as the StyleGAN2 training data)",
@@ -141,29 +170,15 @@ def train(data: Path, size: int, epochs: int, output: Path, batch_size: int = 12
             **{k: v for k, v in meta.items() if k != "history"},
             "storage": {"dtype": "float16", "loaded_as": "float32"}}
     output.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
+    log.info("run %s: finished; wrote %s", run, output)
     return card
 
 
 def main(argv: list[str] | None = None) -> None:
-    from faceforge.data.paths import data_root
+    """``python -m training.attributes ...``: the options of ``faceforge train attributes``."""
+    from training.cli import attributes
 
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", type=Path, default=None, help="UTKFace folder (default <data root>/utkface)")
-    p.add_argument("--size", type=int, default=32)
-    p.add_argument("--epochs", type=int, default=6)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--cache-dir", type=Path, default=None)
-    p.add_argument("-o", "--output", type=Path, required=True)
-    args = p.parse_args(argv)
-    given = argv if argv is not None else sys.argv[1:]
-    cmd = "python -m training.attributes " + " ".join(shlex.quote(Path(a).name if a.startswith("/") else a)
-                                                      for a in given)  # no absolute path of this machine
-    card = train(args.data or data_root() / "utkface", args.size, args.epochs, args.output, args.batch_size,
-                 args.lr, args.seed, args.threads, args.cache_dir, cmd)
-    print(json.dumps(card["metrics"]))
+    attributes.main(args=argv, prog_name="python -m training.attributes")
 
 
 if __name__ == "__main__":

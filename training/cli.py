@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
 
-from training.configs import (AgeConfig, CycleGANConfig, EmotionConfig, FrontalizeConfig, GPENTrainConfig,
-                              PosePairConfig, StyleGAN2TrainConfig)
+from training.configs import (AgeConfig, AttributesConfig, CycleGANConfig, EmotionConfig, FrontalizeConfig,
+                              GPENTrainConfig, PosePairConfig, StyleGAN2TrainConfig)
 from training.configs import STYLEGAN2_PRESETS
 from training.options import config_from_options, config_options
 
@@ -452,3 +453,34 @@ def faceshifter(data: Path | None, size: str, time_limit: float | None, stop_aft
     except (FileNotFoundError, ValueError, RuntimeError, FaceforgeError) as exc:  # RuntimeError: run_lock
         raise click.ClickException(str(exc)) from None
     click.echo(f"run folder: {run}  (generator: {run / 'G.pt'})")
+
+
+@train.command("attributes")
+@config_options(AttributesConfig)
+def attributes(**values) -> None:
+    """Train the age/gender classifier of the InterFaceGAN edits (faceforge stylegan edit) on UTKFace.
+
+    Writes the checkpoint (float16 storage) and a JSON card beside it; the run folder keeps config.json and
+    the per-epoch metrics.csv.
+
+    \b
+    Example:
+      faceforge train attributes --size 32 --epochs 6 -o attributes_utkface32.pt
+    """
+    import sys
+
+    from training.attributes import train as run_training
+    from training.loop import configure_cli_logging
+
+    configure_cli_logging()  # also when run as python -m training.attributes
+    cfg = config_from_options(AttributesConfig, values)
+    if not cfg.output:
+        raise click.UsageError("give the checkpoint to write: -o/--output PATH")
+    prog = "python -m training.attributes" if Path(sys.argv[0]).name == "attributes.py" else "faceforge train attributes"
+    given = sys.argv[1:] if prog.startswith("python") else sys.argv[3:]
+    command = " ".join([prog, *(Path(a).name if a.startswith("/") else a for a in given)])  # no machine paths
+    try:
+        card = run_training(cfg, command=command)
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps(card["metrics"]))

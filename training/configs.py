@@ -422,7 +422,7 @@ class AttributesConfig:
 
     output: str = field(default="", metadata=opt(
         "Checkpoint to write (a JSON card goes beside it), e.g. faceforge/weights/attributes_utkface32.pt.",
-        name="-o", path="file", show_default=False))
+        name="--output", aliases=("-o",), path="file", show_default=False))
     data: str = field(default="", metadata=opt(
         "UTKFace folder [default: $FACEFORGE_DATA/utkface or ../shared/data/utkface].", path="dir",
         show_default=False))

@@ -44,7 +44,7 @@ _KEY = "faceforge.cli"
 def opt(help: str = "", *, name: str | None = None, min: float | None = None, max: float | None = None,
         min_open: bool = False, max_open: bool = False, choices: Iterable[Any] | None = None,
         path: str | None = None, exists: bool = False, metavar: str | None = None, cli: bool = True,
-        show_default: bool | str = True) -> dict[str, Any]:
+        show_default: bool | str = True, aliases: Iterable[str] = ()) -> dict[str, Any]:
     """Field metadata describing the field's command-line option (see the module docstring).
 
     Args:
@@ -57,13 +57,14 @@ def opt(help: str = "", *, name: str | None = None, min: float | None = None, ma
         metavar: the value's name in ``--help``.
         cli: ``False``: no option for this field.
         show_default: click's ``show_default`` (a string replaces the shown default, e.g. ``"the spec's"``).
+        aliases: further names of the option (``("-o",)``).
 
     Returns:
         ``{"faceforge.cli": {...}}`` for ``dataclasses.field(metadata=...)``.
     """
     return {_KEY: {"help": help, "name": name, "min": min, "max": max, "min_open": min_open, "max_open": max_open,
                    "choices": tuple(choices) if choices is not None else None, "path": path, "exists": exists,
-                   "metavar": metavar, "cli": cli, "show_default": show_default}}
+                   "metavar": metavar, "cli": cli, "show_default": show_default, "aliases": tuple(aliases)}}
 
 
 def _spec(f: dataclasses.Field) -> dict[str, Any]:
@@ -139,7 +140,7 @@ def field_options(cls: type) -> list[click.Option]:
                   "multiple": repeated, "metavar": spec["metavar"], **common}
         if default is None:
             kwargs["show_default"] = spec["show_default"] if isinstance(spec["show_default"], str) else False
-        out.append(click.Option([name, f.name], **kwargs))
+        out.append(click.Option([*spec["aliases"], name, f.name], **kwargs))
     return out
 
 

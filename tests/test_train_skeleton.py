@@ -36,8 +36,8 @@ def test_every_option_default_is_the_dataclass_default_and_has_help(cls):
     for o in options:
         f = fields[o.name]
         assert o.help, f"{cls.__name__}.{o.name} has no help text"
-        if f.default is dataclasses.MISSING and not o.multiple:
-            assert o.default is None  # a default_factory decides at config time
+        if (f.default is dataclasses.MISSING or f.default == "") and not o.multiple:
+            assert o.default is None  # a default_factory (or the unset "") decides at config time
         elif o.multiple:
             assert list(o.default) == list(getattr(instance, o.name) or [])
         else:
@@ -67,6 +67,7 @@ class _Toy:
     extra: dict = field(default_factory=dict)
     hidden: str = field(default="x", metadata=opt("Not an option.", cli=False))
     cache: str | None = field(default_factory=lambda: "/factory/path", metadata=opt("Cache.", path="dir"))
+    source: str = field(default="", metadata=opt("Source folder (checked when given).", path="dir", exists=True))
 
 
 def test_generated_options_map_types_flags_choices_and_repeats():
@@ -80,6 +81,7 @@ def test_generated_options_map_types_flags_choices_and_repeats():
     assert out == {**dataclasses.asdict(_Toy()), "steps": 3, "mirror": False, "fast": True, "size": 96,
                    "tags": ["a", "b"], "widths": [8, 16], "limit": 5, "cache": "/tmp"}
     assert runner.invoke(cmd, ["--size", "50"]).exit_code == 2
+    assert runner.invoke(cmd, ["--source", "/no/such/folder"]).exit_code == 2  # exists= checks a given path only
     assert runner.invoke(cmd, ["--n", "0"]).exit_code == 2
     assert runner.invoke(cmd, ["--hidden", "y"]).exit_code == 2 and runner.invoke(cmd, ["--extra", "y"]).exit_code == 2
     text = runner.invoke(cmd, ["--help"]).output

@@ -22,7 +22,8 @@ when it is ``True``); ``X | None`` -> ``X`` with default ``None``; ``list[X]``/`
 repeatable option (``multiple=True``). The option is ``--field-name`` unless ``name`` says otherwise;
 its value lands in the field's name. Fields whose metadata says ``cli=False`` (and ``dict`` fields) get
 no option. The option's default is the field's default (``show_default``), never a copy; a field with a
-``default_factory`` (e.g. a user cache folder) gets ``None``, and the factory runs when the config is made.
+``default_factory`` (e.g. a user cache folder), or a path whose default is ``""`` (unset), gets ``None``, and
+the dataclass decides when the config is made.
 """
 
 from __future__ import annotations
@@ -136,6 +137,8 @@ def field_options(cls: type) -> list[click.Option]:
             continue
         if f.default is dataclasses.MISSING and not repeated:
             default = None  # left unset, the field's default_factory runs when the config is made
+        elif spec["path"] and default == "":
+            default = None  # "" = unset (e.g. "the data root's folder"); click would check it as a path
         kwargs = {"type": _click_type(base, spec), "default": tuple(default or ()) if repeated else default,
                   "multiple": repeated, "metavar": spec["metavar"], **common}
         if default is None:
@@ -180,8 +183,8 @@ def config_from_options(cls: type[C], values: dict[str, Any], **fixed: Any) -> C
         if f.name in values:
             value = values.pop(f.name)
             base, optional, repeated = _unwrap(hints[f.name])
-            if value is None and f.default is dataclasses.MISSING and not repeated:
-                continue  # not given: the default_factory decides (e.g. a user cache folder)
+            if value is None and not repeated and (not optional or f.default is dataclasses.MISSING):
+                continue  # not given: the field's default (or default_factory) decides
             if repeated and optional and value == ():
                 value = None  # a repeatable option given no value: the field's "unset"
             elif repeated and isinstance(value, tuple) and typing.get_origin(hints[f.name]) is not tuple:

@@ -40,6 +40,8 @@ def test_every_option_default_is_the_dataclass_default_and_has_help(cls):
             assert o.default is None  # a default_factory (or the unset "") decides at config time
         elif o.multiple:
             assert list(o.default) == list(getattr(instance, o.name) or [])
+        elif isinstance(getattr(instance, o.name), list) or o.name == "widths":  # a sep-separated list
+            assert o.default is None
         else:
             assert o.default == getattr(instance, o.name), f"{cls.__name__}.{o.name}"
     # all defaults given back build the dataclass's own defaults: nothing is restated in between
@@ -62,7 +64,7 @@ class _Toy:
     fast: bool = field(default=False, metadata=opt("Faster."))
     size: int = field(default=64, metadata=opt("Side.", choices=(64, 96)))
     tags: list[str] = field(default_factory=list, metadata=opt("Tag (repeatable)."))
-    widths: list[int] | None = field(default=None, metadata=opt("Widths.", min=1))
+    widths: list[int] | None = field(default=None, metadata=opt("Widths.", sep=","))
     limit: int | None = field(default=None, metadata=opt("Cap."))
     extra: dict = field(default_factory=dict)
     hidden: str = field(default="x", metadata=opt("Not an option.", cli=False))
@@ -76,11 +78,12 @@ def test_generated_options_map_types_flags_choices_and_repeats():
     out = json.loads(runner.invoke(cmd, []).output)
     assert out == dataclasses.asdict(_Toy())
     out = json.loads(runner.invoke(cmd, ["--n", "3", "--no-mirror", "--fast", "--size", "96", "--tags", "a", "--tags",
-                                         "b", "--widths", "8", "--widths", "16", "--limit", "5",
+                                         "b", "--widths", "8,16", "--limit", "5",
                                          "--cache", "/tmp"]).output)
     assert out == {**dataclasses.asdict(_Toy()), "steps": 3, "mirror": False, "fast": True, "size": 96,
                    "tags": ["a", "b"], "widths": [8, 16], "limit": 5, "cache": "/tmp"}
     assert runner.invoke(cmd, ["--size", "50"]).exit_code == 2
+    assert runner.invoke(cmd, ["--widths", "8,x"]).exit_code == 2
     assert runner.invoke(cmd, ["--source", "/no/such/folder"]).exit_code == 2  # exists= checks a given path only
     assert runner.invoke(cmd, ["--n", "0"]).exit_code == 2
     assert runner.invoke(cmd, ["--hidden", "y"]).exit_code == 2 and runner.invoke(cmd, ["--extra", "y"]).exit_code == 2

@@ -526,30 +526,9 @@ def _main() -> None:  # pragma: no cover - thin CLI
     def cli() -> None:
         """Train (resumably) and ship the age estimator; `faceforge train age` is the plain entry point."""
 
-    @cli.command("train")
-    @click.option("--epochs", type=click.IntRange(1), default=30, show_default=True)
-    @click.option("--batch-size", type=click.IntRange(8), default=128, show_default=True)
-    @click.option("--lr", type=float, default=3e-3, show_default=True)
-    @click.option("--size", type=click.IntRange(32), default=64, show_default=True)
-    @click.option("--widths", default=None, help="AgeNet stage widths, e.g. 16,32,64,128 [32,64,128,256].")
-    @click.option("--holdout", multiple=True, type=click.Path(file_okay=False, exists=True))
-    @click.option("--limit", type=click.IntRange(100), default=None)
-    @click.option("--data", type=click.Path(file_okay=False), default=None)
-    @click.option("--runs-dir", default="runs", show_default=True)
-    @click.option("--threads", type=click.IntRange(1), default=None)
-    @click.option("--time-limit", type=float, default=None, help="Minutes; stop after the epoch past it.")
-    @click.option("--resume", type=click.Path(file_okay=False, exists=True), default=None, help="Run folder.")
-    def train_cmd(epochs, batch_size, lr, size, widths, holdout, limit, data, runs_dir, threads, time_limit,
-                  resume) -> None:
-        """Train age_resnet on UTKFace chips; resumable."""
-        cfg = AgeConfig(epochs=epochs, batch_size=batch_size, lr=lr, size=size,
-                        widths=[int(w) for w in widths.split(",")] if widths else None, holdout=list(holdout),
-                        limit=limit, data=data, runs_dir=runs_dir, threads=threads, time_limit=time_limit,
-                        resume=resume, progress=False)
-        try:
-            click.echo(f"run folder: {train(cfg)}")
-        except (FileNotFoundError, ValueError, RuntimeError) as exc:
-            raise click.ClickException(str(exc)) from None
+    from training.cli import age as train_cmd  # the options generated from AgeConfig (each default once)
+
+    cli.add_command(train_cmd, "train")
 
     @cli.command("ship")
     @click.argument("run", type=click.Path(file_okay=False, exists=True))

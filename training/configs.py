@@ -100,8 +100,8 @@ class AgeConfig:
         "UTKFace folder [default: $FACEFORGE_DATA/utkface or ../shared/data/utkface].", path="dir"))
     progress: bool = field(default=True, metadata=PROGRESS)
     widths: list[int] | None = field(default=None, metadata=opt(
-        "AgeNet stage width (repeat once per stage, e.g. --widths 16 --widths 32 ...) [default: the registry's "
-        "32, 64, 128, 256].", min=1))
+        "AgeNet stage widths, comma-separated, e.g. 16,32,64,128 [default: the registry's 32,64,128,256].",
+        sep=","))
     resume: str | None = field(default=None, metadata=opt(
         "Continue the run in this folder from its last.pt (same split and schedule).", path="dir", exists=True))
     time_limit: float | None = field(default=None, metadata=opt(

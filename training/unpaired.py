@@ -52,8 +52,9 @@ from tqdm import tqdm
 from faceforge.data.images import IMAGE_SUFFIXES, list_images, resize_square
 from faceforge.data.tensors import to_tensor, to_uint8
 from faceforge.data.unpaired import DOMAIN_FOLDERS, UnpairedImageFolder
-from faceforge.data.utkface import (UTKFACE_GENDERS, UTKFACE_PATTERN, UTKFACE_RACES, UTKFaceRecord, age_split,
-                                    in_age_range, parse_utkface_name, scan_utkface, utkface_dir, write_split_file)
+from faceforge.data.utkface import (AGE_OLD, AGE_SEED, AGE_TEST_FRACTION, AGE_YOUNG, UTKFACE_GENDERS, UTKFACE_PATTERN,
+                                    UTKFACE_RACES, UTKFaceRecord, age_split, in_age_range, parse_utkface_name,
+                                    scan_utkface, utkface_dir, write_split_file)
 from faceforge.imaging import load_image, save_image
 
 __all__ = ["DOMAIN_FOLDERS", "IMAGE_SUFFIXES", "UTKFACE_GENDERS", "UTKFACE_PATTERN", "UTKFACE_RACES",
@@ -106,9 +107,9 @@ SPLIT_FILE_NAME = "utkface_age_split.json"
 (:func:`faceforge.data.utkface.write_split_file`: every drawn file name per folder)."""
 
 
-def build_age_split(src: str | Path, dest: str | Path, young: tuple[int, int | None] = (18, 29),
-                    old: tuple[int, int | None] = (60, None), mode: str = "align", size: int = 256,
-                    template: str = "utkface", test_fraction: float = 0.1, seed: int = 0,
+def build_age_split(src: str | Path, dest: str | Path, young: tuple[int, int | None] = AGE_YOUNG,
+                    old: tuple[int, int | None] = AGE_OLD, mode: str = "align", size: int = 256,
+                    template: str = "utkface", test_fraction: float = AGE_TEST_FRACTION, seed: int = AGE_SEED,
                     limit: int | None = None, detector: Any = None, quality: int = 95,
                     progress: bool = True) -> dict[str, Any]:
     """Write the unpaired ``trainA/trainB/testA/testB`` layout from UTKFace's age labels.
@@ -202,7 +203,11 @@ def build_age_split(src: str | Path, dest: str | Path, young: tuple[int, int | N
 
 
 def _main() -> None:  # pragma: no cover - thin CLI
+    import inspect
+
     import click
+
+    default = {k: p.default for k, p in inspect.signature(build_age_split).parameters.items()}  # defaults once
 
     @click.group()
     def cli() -> None:
@@ -212,10 +217,11 @@ def _main() -> None:  # pragma: no cover - thin CLI
     @click.option("--src", type=click.Path(file_okay=False, path_type=Path), default=None,
                   help="UTKFace folder [default: $FACEFORGE_DATA/utkface or ../shared/data/utkface].")
     @click.option("--dest", type=click.Path(file_okay=False, path_type=Path), required=True)
-    @click.option("--mode", type=click.Choice(["align", "link", "copy"]), default="align", show_default=True)
-    @click.option("--size", type=click.IntRange(16), default=256, show_default=True)
-    @click.option("--test-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True)
-    @click.option("--seed", type=int, default=0, show_default=True)
+    @click.option("--mode", type=click.Choice(["align", "link", "copy"]), default=default["mode"], show_default=True)
+    @click.option("--size", type=click.IntRange(16), default=default["size"], show_default=True)
+    @click.option("--test-fraction", type=click.FloatRange(0, 1, max_open=True), default=default["test_fraction"],
+                  show_default=True)
+    @click.option("--seed", type=int, default=default["seed"], show_default=True)
     @click.option("--limit", type=click.IntRange(1), default=None, help="At most N images per domain.")
     def utkface_age(src: Path | None, dest: Path, mode: str, size: int, test_fraction: float, seed: int,
                     limit: int | None) -> None:

@@ -233,3 +233,31 @@ def test_data_layer_imports_no_stage_and_needs_no_data(tmp_path, monkeypatch):
                  lambda: data.list_images(tmp_path / "nowhere"), lambda: data.young_faces("test")):
         with pytest.raises(DatasetNotFoundError, match="nowhere"):
             call()
+
+
+def _package_graph(package: str) -> dict[str, set[str]]:
+    """Import graph (function bodies included) among the modules of one top-level package."""
+    mods = {}
+    for path in (REPO / package).rglob("*.py"):
+        parts = path.relative_to(REPO).with_suffix("").parts
+        mods[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph = {}
+    for name, path in mods.items():
+        targets = set()
+        for imported, _ in _imports(name, path, mods, module_level_only=False):
+            while imported and imported not in mods:
+                imported = imported.rpartition(".")[0]
+            if imported and imported != name:
+                targets.add(imported)
+        graph[name] = targets
+    return graph
+
+
+def test_training_has_no_import_cycles():
+    """The trainers sit below their command line: ``training.cli`` imports the trainers (lazily), the trainers
+    import the skeleton, configs and options, never ``training.cli`` (``python -m training.<x>`` entry points
+    build their command from the same generated options)."""
+    graph = _package_graph("training")
+    assert {"training.loop", "training.configs", "training.options"} <= set(graph)
+    assert _cycles(graph) == []
+    assert not {m for m, targets in graph.items() if "training.cli" in targets}

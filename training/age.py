@@ -526,9 +526,16 @@ def _main() -> None:  # pragma: no cover - thin CLI
     def cli() -> None:
         """Train (resumably) and ship the age estimator; `faceforge train age` is the plain entry point."""
 
-    from training.cli import age as train_cmd  # the options generated from AgeConfig (each default once)
+    from training.options import config_from_options, config_options
 
-    cli.add_command(train_cmd, "train")
+    @cli.command("train")
+    @config_options(AgeConfig)  # the options of faceforge train age (each default once, in AgeConfig)
+    def train_cmd(**values) -> None:
+        """Train age_resnet on UTKFace chips; resumable."""
+        try:
+            click.echo(f"run folder: {train(config_from_options(AgeConfig, values))}")
+        except (FileNotFoundError, ValueError, RuntimeError) as exc:
+            raise click.ClickException(str(exc)) from None
 
     @cli.command("ship")
     @click.argument("run", type=click.Path(file_okay=False, exists=True))

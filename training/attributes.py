@@ -174,11 +174,44 @@ def train(cfg: AttributesConfig, command: str | None = None) -> dict[str, Any]:
     return card
 
 
-def main(argv: list[str] | None = None) -> None:
-    """``python -m training.attributes ...``: the options of ``faceforge train attributes``."""
-    from training.cli import attributes
+def run_command(cfg: AttributesConfig, prog: str, given: list[str]) -> dict[str, Any]:
+    """What ``faceforge train attributes`` and ``python -m training.attributes`` do: train ``cfg``, recording
+    the command ``prog`` + ``given`` arguments (absolute paths cut to their last part: no machine paths).
 
-    attributes.main(args=argv, prog_name="python -m training.attributes")
+    Raises:
+        click.UsageError: no ``output``; click.ClickException: missing data or a held run (one line).
+    """
+    import click
+
+    if not cfg.output:
+        raise click.UsageError("give the checkpoint to write: -o/--output PATH")
+    command = " ".join([prog, *(Path(a).name if a.startswith("/") else a for a in given)])
+    try:
+        card = train(cfg, command=command)
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps(card["metrics"]))
+    return card
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m training.attributes ...``: the options of ``faceforge train attributes`` (generated from
+    :class:`~training.configs.AttributesConfig`)."""
+    import sys
+
+    import click
+
+    from training.loop import configure_cli_logging
+    from training.options import config_from_options, config_options
+
+    @click.command(help="Train the age/gender classifier of the InterFaceGAN edits on UTKFace.")
+    @config_options(AttributesConfig)
+    def command(**values) -> None:
+        configure_cli_logging()
+        run_command(config_from_options(AttributesConfig, values), "python -m training.attributes",
+                    list(sys.argv[1:] if argv is None else argv))
+
+    command.main(args=argv, prog_name="python -m training.attributes")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -469,18 +468,6 @@ def attributes(**values) -> None:
     """
     import sys
 
-    from training.attributes import train as run_training
-    from training.loop import configure_cli_logging
+    from training.attributes import run_command
 
-    configure_cli_logging()  # also when run as python -m training.attributes
-    cfg = config_from_options(AttributesConfig, values)
-    if not cfg.output:
-        raise click.UsageError("give the checkpoint to write: -o/--output PATH")
-    prog = "python -m training.attributes" if Path(sys.argv[0]).name == "attributes.py" else "faceforge train attributes"
-    given = sys.argv[1:] if prog.startswith("python") else sys.argv[3:]
-    command = " ".join([prog, *(Path(a).name if a.startswith("/") else a for a in given)])  # no machine paths
-    try:
-        card = run_training(cfg, command=command)
-    except (FileNotFoundError, ValueError, RuntimeError) as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(json.dumps(card["metrics"]))
+    run_command(config_from_options(AttributesConfig, values), "faceforge train attributes", sys.argv[3:])

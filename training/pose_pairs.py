@@ -236,9 +236,17 @@ def build_pose_pairs(cfg: PosePairConfig) -> Path:
 def main(argv: Sequence[str] | None = None) -> None:
     """``python -m training.pose_pairs [options]``: the options of ``faceforge train frontalize-pairs``
     (generated from :class:`~training.configs.PosePairConfig`)."""
-    from training.cli import frontalize_pairs
+    import click
 
-    frontalize_pairs.main(args=list(argv) if argv is not None else None, prog_name="python -m training.pose_pairs")
+    from training.options import config_from_options, config_options
+
+    @click.command(help="Synthesize frontalization pose pairs (see faceforge train frontalize-pairs --help).")
+    @config_options(PosePairConfig)
+    def command(**values) -> None:
+        dest = build_pose_pairs(config_from_options(PosePairConfig, values))
+        click.echo(f"pose pairs: {dest} (grid: {dest / 'grid.png'})")
+
+    command.main(args=list(argv) if argv is not None else None, prog_name="python -m training.pose_pairs")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ exported once per module (~10-15 s: the dynamo exporter); the rest reuses that f
 
 from __future__ import annotations
 
+import io
 import json
 
 import numpy as np
@@ -165,3 +166,28 @@ def test_latency_benchmark_writes_rows_with_parity_and_load(tmp_path, monkeypatc
     md = (tmp_path / "restore_latency.md").read_text()
     assert "| faceforge-16 | 16 |" in md and "load avg 1 thr" in md
     assert json.loads((tmp_path / "restore_latency.json").read_text())["rows"][0]["size"] == 16
+
+
+@pytest.mark.slow
+def test_server_restore_job_runs_the_onnx_file(exported, astronaut_rgb, monkeypatch):
+    """FACEFORGE_GPEN_WEIGHTS naming the .onnx file: POST /v1/restore method=gpen runs it (ONNX Runtime)."""
+    from faceforge.imaging import encode_image
+    from server import create_app
+    from test_jobs import images_of, submit, wait  # tests/ is on sys.path
+
+    _, path, _ = exported
+    monkeypatch.setenv("FACEFORGE_GPEN_WEIGHTS", str(path))
+    app = create_app({"stylegan2_weights": "default", "torch_threads": None, "job_workers": 1})
+    try:
+        client = app.test_client()
+        url = submit(client, "restore", data={"image": (io.BytesIO(encode_image(astronaut_rgb, "png")), "a.png"),
+                                              "method": "gpen"}, content_type="multipart/form-data")
+        body = wait(client, url)
+        assert body["status"] == "succeeded", body
+        (image,) = images_of(body)
+        data = body["result"]["data"]
+        assert image.shape == astronaut_rgb.shape and data["method"] == "gpen" and data["restored"] == 1
+        assert not np.array_equal(image, astronaut_rgb)
+        assert np.array_equal(image, FaceRestorer(weights=path).restore(astronaut_rgb).image)  # the ONNX restorer
+    finally:
+        app.extensions["faceforge"]["jobs"].close()

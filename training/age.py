@@ -1,6 +1,6 @@
 """Train the age estimator (:class:`~faceforge.models.agenet.AgeNet`) on UTKFace.
 
-Data: UTKFace (Zhang, Song, Qi, CVPR 2017), ages from the file names (:func:`training.unpaired.scan_utkface`;
+Data: UTKFace (Zhang, Song, Qi, CVPR 2017), ages from the file names (:func:`faceforge.data.utkface.scan_utkface`;
 malformed names are skipped and counted), ages above 100 clipped to 100. Faces:
 
 - ``faces="chip"`` (default): the 200x200 "aligned & cropped" chips resized to ``size`` (area

@@ -1,7 +1,7 @@
 """Train :class:`faceforge.editing.AttributeNet`: age and gender of UTKFace faces at the generator's size.
 
 Labels come from UTKFace's file names (``age_gender_race_datetime.jpg.chip.jpg``, Zhang, Song, Qi,
-CVPR 2017; :func:`training.unpaired.scan_utkface`); images are the same centre-square, area-resized
+CVPR 2017; :func:`faceforge.data.utkface.scan_utkface`); images are the same centre-square, area-resized
 chips the StyleGAN2 generator was trained on (:func:`training.stylegan2.load_image_set`'s recipe), so
 the classifier sees faces framed like the generator's. A seeded 10 % of the files is held out for
 the reported figures (age MAE in years, gender accuracy).

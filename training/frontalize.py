@@ -80,7 +80,7 @@ def evaluate(G: nn.Module, dataset: PosePairDataset, device: torch.device, batch
 
     Args:
         G: generator (run in eval mode, its mode restored afterwards).
-        dataset: held-out :class:`~training.pose_pairs.PosePairDataset` without augmentation.
+        dataset: held-out :class:`~faceforge.data.pose_pairs.PosePairDataset` without augmentation.
         device: where ``G`` lives.
         batch_size: evaluation batch.
         buckets: ``(lo, hi)`` absolute-yaw buckets in degrees.

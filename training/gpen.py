@@ -26,9 +26,9 @@ Losses (reference ``train_simple.py`` of yangxy/GPEN, facts only; weights as in 
 Adam ``lr = 0.002``, ``betas = (0, 0.99)`` (reference) for both networks.
 
 Data split: every UTKFace file whose name's CRC-32 is ``0 mod 20`` (5 %, 1,185 of 23,707 chips) is held
-out (:func:`utkface_split`); training never sees them, and ``benchmarks/restore_quality.py`` measures on
-them. Images are centre-cropped square, resized to ``size`` (area) and kept in memory as uint8 (cached as
-``.npy`` under ``cache_dir``).
+out (:func:`faceforge.data.utkface.crc_split`); training never sees them, and ``benchmarks/restore_quality.py`` measures on
+them. Images are centre-cropped square, resized to ``size`` (area) and kept in memory as uint8
+(:func:`faceforge.data.images.load_faces`; cached as ``.npy`` under ``cache_dir`` when given).
 
 Run folder (``<runs_dir>/gpen/<NNN>/``, :mod:`training.runs`): ``config.json``, ``metrics.csv`` (losses, R1,
 EMA beta, seconds per step, and every ``eval_every`` steps ``val_psnr`` / ``val_psnr_input`` of ``G_ema``

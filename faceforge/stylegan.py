@@ -707,7 +707,7 @@ def face_mask(shape: tuple[int, int], points: np.ndarray | None = None, center: 
         cv2.ellipse(mask, (int(round(center[0] * w)), int(round(center[1] * h))),
                     (int(round(axes[0] * w)), int(round(axes[1] * h))), 0, 0, 360, 255, -1, cv2.LINE_AA)
     else:
-        points = np.asarray(points, np.float32).reshape(-1, 2)
+        points = np.ascontiguousarray(np.asarray(points, np.float32).reshape(-1, 2))  # OpenCV needs contiguous
         if len(points) < 3:
             raise ValueError(f"a face contour needs >= 3 points, got {len(points)}")
         cv2.fillConvexPoly(mask, np.round(cv2.convexHull(points)).astype(np.int32), 255, cv2.LINE_AA)

@@ -293,6 +293,8 @@ def test_emoji_sizes_landmarks_upscalers_and_errors():
     square = np.array([[8, 8], [24, 8], [24, 20], [8, 20]], np.float32)  # hull 16 x 12 px at 32 px
     boxed = S.personal_emoji(rgb, points=square, upscaler="lanczos")
     assert boxed.shape[1] == 256 and 180 <= boxed.shape[0] <= 210  # the landmark hull, scaled with the face
+    strided = np.repeat(square, 2, axis=1)[:, ::2]  # a non-contiguous view (as Face Mesh returns its points)
+    assert np.array_equal(S.personal_emoji(rgb, points=strided, upscaler="lanczos"), boxed)
     with pytest.raises(ValueError, match="size"):
         S.personal_emoji(rgb, size=8)
     with pytest.raises(ValueError, match="upscaler"):

@@ -472,10 +472,12 @@ def _pair_grid(sources: list[dict], targets: list[dict], outs: list[np.ndarray],
 def run(data: Path, n: int = 500, seed: int = 0, blends: Sequence[str] = ("poisson", "laplacian", "feather"),
         min_age: int = 18, photos: Path | None = None, out_dir: Path = RESULTS_DIR, figures: Path = FIGURES_DIR,
         name: str = DEFAULT_NAME, turned: int = 100, aeinet: Path | None = None,
-        held_out: bool = False) -> dict[str, Any]:
+        held_out: bool = False, threads: int | None = 1) -> dict[str, Any]:
     """Measure, write the results and figures, return the results document.
 
-    ``aeinet``: also measure this AEI-Net checkpoint; ``held_out``: draw only faces of the CRC hold-out.
+    ``aeinet``: also measure this AEI-Net checkpoint; ``held_out``: draw only faces of the CRC hold-out;
+    ``threads``: PyTorch CPU threads (``None``: torch's default; on a shared 2-core machine its default
+    oversubscribes and made the AEI-Net rows 10x slower).
 
     Raises:
         FileNotFoundError: ``data`` (or ``photos``) is not a folder.
@@ -492,6 +494,10 @@ def run(data: Path, n: int = 500, seed: int = 0, blends: Sequence[str] = ("poiss
     data = Path(data)
     if not data.is_dir():
         raise FileNotFoundError(f"UTKFace folder not found: {data}")
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
     bad = [b for b in blends if b not in BLENDS]
     if bad:
         raise ValueError(f"unknown blends {bad}; choose from {', '.join(BLENDS)}")
@@ -608,8 +614,9 @@ def run(data: Path, n: int = 500, seed: int = 0, blends: Sequence[str] = ("poiss
 @click.option("--aeinet", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
               help="Also measure this AEI-Net checkpoint (G.pt of faceforge train faceshifter); use with --held-out.")
 @click.option("--held-out", is_flag=True, help="Draw only faces of the CRC-32 hold-out (never trained on).")
+@click.option("--threads", type=click.IntRange(1), default=1, show_default=True, help="PyTorch CPU threads.")
 def main(data: Path | None, n: int, seed: int, blends: str, min_age: int, turned: int, photos: Path | None,
-         out_dir: Path, figures: Path, name: str, aeinet: Path | None, held_out: bool) -> None:
+         out_dir: Path, figures: Path, name: str, aeinet: Path | None, held_out: bool, threads: int) -> None:
     """ID retrieval, identity distances, pose and expression errors of face swaps on UTKFace pairs; real-photo grids."""
     import os
 
@@ -620,7 +627,7 @@ def main(data: Path | None, n: int, seed: int, blends: str, min_age: int, turned
         data = (Path(root).expanduser() if root else Path(__file__).resolve().parents[2] / "shared" / "data") / "utkface"
     try:
         doc = run(data, n, seed, [b.strip() for b in blends.split(",") if b.strip()], min_age, photos, out_dir,
-                  figures, name, turned=turned, aeinet=aeinet, held_out=held_out)
+                  figures, name, turned=turned, aeinet=aeinet, held_out=held_out, threads=threads)
     except (FileNotFoundError, ValueError, FaceforgeError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(markdown(doc))

@@ -49,6 +49,29 @@ def test_every_option_default_is_the_dataclass_default_and_has_help(cls):
     assert config_from_options(cls, values) == instance
 
 
+COMMANDS = {"emotion": configs.EmotionConfig, "age": configs.AgeConfig, "cyclegan": configs.CycleGANConfig,
+            "frontalize": configs.FrontalizeConfig, "frontalize-pairs": configs.PosePairConfig,
+            "gpen": configs.GPENTrainConfig, "stylegan2": configs.StyleGAN2TrainConfig,
+            "attributes": configs.AttributesConfig}
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_faceforge_train_options_are_the_generated_ones(name):
+    """Each ``faceforge train`` command carries its config's generated options unchanged; the only options
+    whose default is not the dataclass's are StyleGAN2's preset-driven ones (None = the preset's value)."""
+    from training.cli import train
+
+    cls = COMMANDS[name]
+    params = {p.name: p for p in train.commands[name].params}
+    preset = {k for p in configs.STYLEGAN2_PRESETS.values() for k in p} | {"lr", "total_kimg"}
+    for o in field_options(cls):
+        assert o.name in params, (name, o.name)
+        if name == "stylegan2" and o.name in preset:
+            assert params[o.name].default is None
+        else:
+            assert params[o.name].default == o.default and params[o.name].opts == o.opts, (name, o.name)
+
+
 def _command(cls):
     @click.command()
     @config_options(cls)

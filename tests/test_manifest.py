@@ -234,3 +234,21 @@ def test_app_steps_take_their_numbers_from_the_library():
     rec = front["landmark_model"]
     assert rec["roi"]["roi_scale"] == lm.ROI_SCALE and rec["presence_threshold"] == lm.PRESENCE_THRESHOLD
     assert rec["file"].endswith(lm.FACE_MESH_FILE) and rec["bytes"] < 3_000_000
+
+
+def test_verify_files_checks_the_frontalizers_face_mesh(tmp_path):
+    from export.manifest import copy_face_mesh
+
+    try:
+        rec = copy_face_mesh(tmp_path)
+    except ExportError as exc:
+        pytest.skip(f"Face Mesh package file unavailable: {exc}")
+    manifest = {"models": [{"app_steps": {"landmark_model": rec}, "file": rec["file"], "bytes": rec["bytes"],
+                            "sha256": rec["sha256"]}], "detectors": [], "licenses": []}
+    assert verify_files(manifest, tmp_path) == []
+    with open(tmp_path / rec["file"], "r+b") as f:  # one byte changed: caught by the digest
+        f.seek(100)
+        byte = f.read(1)
+        f.seek(100)
+        f.write(bytes([byte[0] ^ 1]))
+    assert any("face_landmark.tflite" in p and "SHA-256" in p for p in verify_files(manifest, tmp_path))

@@ -280,6 +280,9 @@ def test_polls_over_two_web_processes_never_404(cluster):
                                                         timeout=30).content)))
     assert np.array_equal(got, S.generate(G, [3], psi=0.7)[0])
     FIGURES["job_for_restart"] = ids[3]
+    # step progress written by the pool child to Redis: the projections end at 10 of 10, generation has none
+    assert [cluster.poll(j)["progress"] for j in ids[8:]] == [{"step": 10, "total": 10, "fraction": 1.0}] * 2
+    assert cluster.poll(ids[0])["progress"] is None
 
 
 def test_failing_task_is_failed_with_its_problem(cluster):
@@ -314,6 +317,8 @@ def test_cancel_stops_the_running_job_in_its_pool_child_and_the_queued_one_never
     cluster.wait_status(long_job, ("running",))
     child = cluster.running_pid(long_job)
     time.sleep(0.5)
+    live = cluster.poll(long_job)["progress"]  # written by the pool child while it projects
+    assert live is not None and 0 < live["step"] < live["total"] == PROJECT_STEPS * 6, live
     cancelled = requests.delete(f"{cluster.base}/v1/jobs/{behind}", timeout=30)
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled", cancelled.text
     t0 = time.monotonic()

@@ -191,3 +191,21 @@ def test_server_restore_job_runs_the_onnx_file(exported, astronaut_rgb, monkeypa
         assert np.array_equal(image, FaceRestorer(weights=path).restore(astronaut_rgb).image)  # the ONNX restorer
     finally:
         app.extensions["faceforge"]["jobs"].close()
+
+
+@pytest.mark.slow
+def test_published_layout_weights_export_with_their_template(tmp_path):
+    """A GPEN-BFR-style .pth (built here at 16 px with the published key layout) exports by path; the ONNX
+    file keeps the published models' framing (gpen_ffhq), so the restorer aligns faces as the PyTorch one."""
+    from test_gpen import reference_layout  # tests/ is on sys.path
+
+    from faceforge.restore import GPEN_FFHQ_TEMPLATE
+
+    pth = tmp_path / "GPEN-BFR-16.pth"
+    torch.save(reference_layout(16), pth)
+    report = gpen_onnx.run_gpen_export(str(pth), tmp_path / "out", parity_source="random", parity_faces=2)
+    assert report["parity"]["passed"] and report["provenance"]["face_template"] == "gpen_ffhq"
+    runner, template, _ = load_restorer(tmp_path / "out" / "gpen_16.onnx")
+    assert template is GPEN_FFHQ_TEMPLATE and runner.size == 16
+    with pytest.raises(ValueError, match="differs"):
+        gpen_onnx.load_for_export(str(pth), size=32)

@@ -249,7 +249,8 @@ def gpen_parity(model: GPEN, onnx_path: str | Path, faces: np.ndarray, threads: 
 
 def real_faces(size: int, n: int, seed: int = 0, data_root: str | Path | None = None) -> tuple[np.ndarray, str]:
     """``n`` degraded real faces at ``size``: the first held-out UTKFace faces by name (the split of
-    :func:`training.gpen.utkface_split`), centre-cropped and resized (:func:`training.gpen.load_faces`),
+    :func:`faceforge.data.utkface.crc_split`, GPEN's), centre-cropped and resized
+    (:func:`faceforge.data.images.load_faces`),
     degraded by :func:`faceforge.degrade.degrade_fixed` at ``mild``, ``moderate``, ``severe`` in turn
     (seed ``seed``, index i).
 
@@ -259,10 +260,10 @@ def real_faces(size: int, n: int, seed: int = 0, data_root: str | Path | None = 
     Raises:
         FileNotFoundError: no UTKFace folder (``$FACEFORGE_DATA/utkface``) or no held-out face in it.
     """
+    from faceforge.data.images import list_images, load_faces
+    from faceforge.data.paths import data_root as default_root
+    from faceforge.data.utkface import crc_split as utkface_split
     from faceforge.degrade import degrade_fixed
-    from training.data import data_root as default_root
-    from training.gpen import load_faces, utkface_split
-    from training.unpaired import list_images
 
     folder = Path(data_root or default_root()) / "utkface"
     if not folder.is_dir():

@@ -215,7 +215,13 @@ Output = Literal["image", "emoji"]
 
 def _output() -> Any:
     return Field("image", description="'emoji': RGBA PNG of the face on a transparent background, cropped "
-                                      "(personal emoji)")
+                                      "(personal emoji, `emoji_size` px on its longer side)")
+
+
+def _emoji_size() -> Any:
+    return Field(256, ge=16, le=1024, description="longer side in pixels of an 'emoji' output: the face is "
+                                                  "enlarged first (GPEN when configured, else Lanczos + "
+                                                  "non-local means + unsharp mask), the mask drawn at that size")
 
 
 def _limits(info: ValidationInfo) -> Limits:
@@ -262,6 +268,7 @@ class GenerateRequest(JobRequest):
     seeds: Annotated[Seeds, _seeds("one face per seed (numpy RandomState(seed).randn(z_dim), as NVlabs)")]
     psi: Number = _psi()
     output: Output = _output()
+    emoji_size: Int = _emoji_size()
 
 
 class StyleMixRequest(JobRequest):
@@ -313,6 +320,7 @@ class ToonifyRequest(_SeedsOrImage):
     align: Flag = _align()
     psi: Number = _psi()
     output: Output = _output()
+    emoji_size: Int = _emoji_size()
     swap_resolution: Int = Field(TOONIFY_DEFAULT_SWAP, ge=0, le=4096,
                                  description="blocks up to this resolution from the structure model")
     structure_from: Literal["finetuned", "base"] = Field(

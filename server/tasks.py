@@ -44,11 +44,11 @@ MORPH_SIZE = 256
 """Side in pixels of the aligned faces a Delaunay morph of two photos works on."""
 
 
-def _png(images: np.ndarray, output: str = "image") -> list[bytes]:
+def _png(images: np.ndarray, output: str = "image", emoji_size: int = 256) -> list[bytes]:
     from faceforge.stylegan import personal_emoji
 
     if output == "emoji":
-        return [encode_image(personal_emoji(np.ascontiguousarray(img)), "png") for img in images]
+        return [encode_image(personal_emoji(np.ascontiguousarray(img), size=emoji_size), "png") for img in images]
     return [encode_image(np.ascontiguousarray(img), "png") for img in images]
 
 
@@ -87,7 +87,7 @@ def generate_task(hub: ModelHub, p: Mapping[str, Any]) -> TaskResult:
 
     G = hub.stylegan("base")
     images = generate(G, p["seeds"], psi=p["psi"])
-    return TaskResult(_png(images, p["output"]), {"seeds": list(p["seeds"]), "psi": p["psi"],
+    return TaskResult(_png(images, p["output"], p.get("emoji_size", 256)), {"seeds": list(p["seeds"]), "psi": p["psi"],
                                                   "resolution": G.resolution})
 
 
@@ -122,7 +122,7 @@ def toonify_task(hub: ModelHub, p: Mapping[str, Any]) -> TaskResult:
     else:
         images = generate(blended, p["seeds"], psi=p["psi"])
         data.update(seeds=list(p["seeds"]), psi=p["psi"])
-    return TaskResult(_png(images, p["output"]), data)
+    return TaskResult(_png(images, p["output"], p.get("emoji_size", 256)), data)
 
 
 def project_task(hub: ModelHub, p: Mapping[str, Any]) -> TaskResult:

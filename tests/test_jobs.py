@@ -138,6 +138,16 @@ def test_generate_emoji_output_is_rgba(client):
     assert emoji[..., 3].min() < 30 and emoji[..., 3].max() == 255  # transparent corners, opaque face
 
 
+def test_emoji_size_is_the_longer_side(client):
+    body = wait(client, submit(client, "generate", json={"seeds": [1], "output": "emoji", "emoji_size": 128}))
+    (emoji,) = images_of(body)
+    assert emoji.shape[2] == 4 and max(emoji.shape[:2]) == 128 and emoji[0, 0, 3] == 0
+    (default,) = images_of(wait(client, submit(client, "generate", json={"seeds": [1], "output": "emoji"})))
+    assert max(default.shape[:2]) == 256  # the 16 px test generator's face, enlarged before masking
+    assert_problem(client.post("/v1/generate", json={"seeds": [1], "output": "emoji", "emoji_size": 8}),
+                   400, "invalid-field")
+
+
 def test_style_mix_job(client):
     body = wait(client, submit(client, "style-mix", json={"row_seeds": [1, 2], "col_seeds": [3, 4, 5],
                                                           "resolution": 8}))

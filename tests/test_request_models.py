@@ -45,7 +45,7 @@ def test_multipart_strings_and_json_values_give_the_same_payload():
     form = {"seeds": "1, 2", "psi": "0.5", "align": "no", "steps": "7", "swap_resolution": "8"}
     assert _validate("toonify", json_body) == _validate("toonify", form) == {
         "seeds": [1, 2], "image": None, "steps": 7, "align": False, "psi": 0.5, "output": "image",
-        "swap_resolution": 8, "structure_from": "finetuned"}
+        "emoji_size": 256, "swap_resolution": 8, "structure_from": "finetuned"}
     edit = {"seeds": "3", "attribute": "age", "strengths": "-1,1", "condition": "smile", "w_plus": "TRUE"}
     assert _validate("edit", edit) == {"seeds": [3], "image": None, "steps": 200, "align": True, "w_plus": True,
                                        "psi": 1.0, "attribute": "age", "strengths": [-1.0, 1.0],
@@ -63,6 +63,7 @@ def test_multipart_strings_and_json_values_give_the_same_payload():
     ("generate", {"seeds": [1, 2, 3, 4, 5]}, None, InvalidFieldError, "seeds", "at most 4 seeds"),
     ("generate", {"seeds": [1], "psi": "nan"}, None, InvalidFieldError, "psi", "[-1.0, 2.0]"),
     ("generate", {"seeds": [1], "output": "gif"}, None, InvalidFieldError, "output", "one of image, emoji"),
+    ("generate", {"seeds": [1], "emoji_size": "2000"}, None, InvalidFieldError, "emoji_size", "[16, 1024]"),
     ("style-mix", {"row_seeds": [1], "col_seeds": [2], "resolution": 12}, None, InvalidFieldError, "resolution",
      "power of two"),
     ("style-mix", {"row_seeds": [1, 2, 3, 4], "col_seeds": [1, 2, 3, 4]}, None, InvalidFieldError, "row_seeds",

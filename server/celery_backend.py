@@ -76,7 +76,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeVar
 
 from faceforge.errors import FaceforgeError, MissingDependencyError
 
@@ -110,6 +110,7 @@ REVOKE_SIGNAL = "SIGUSR1"
 """What a revoke sends to the pool child running a cancelled task: billiard's soft-timeout signal, so the
 task sees ``SoftTimeLimitExceeded`` and its process survives (SIGTERM would kill it and its models)."""
 _JOB_ID = re.compile(r"[0-9a-f]{32}\Z")
+_T = TypeVar("_T")
 
 
 def queue_for(task: str, payload: Mapping[str, Any]) -> str:
@@ -243,6 +244,49 @@ class RedisJobStore:
     def finished_key(status: str) -> str:
         return f"{KEY_PREFIX}finished:{status}"
 
+    def _record_transaction(self, job_id: str, body: Callable[[Any, dict[bytes, bytes]], _T]) -> _T:
+        """Run ``body(pipe, fields)`` as one optimistic transaction on the job's record; return its value.
+
+        ``pipe`` is a transactional pipeline that ``WATCH``es the record; ``fields`` is the record's
+        ``HGETALL`` read under that watch (``{}`` when there is no record). ``body`` either leaves
+        without writing (it calls ``pipe.reset()``, then returns or raises) or calls ``pipe.multi()``,
+        queues its writes and ``pipe.execute()``s them. When the record changed between ``WATCH`` and
+        ``EXEC`` (redis-py raises ``WatchError``), ``body`` runs again from a fresh read, until one pass
+        goes through. This is Redis's check-and-set (Redis docs, "Transactions: optimistic locking using
+        check-and-set"; redis-py's ``Redis.transaction`` is the same loop, but returns the ``EXEC``
+        replies where ``body`` here returns what its branch decided).
+
+        Raises:
+            whatever ``body`` raises (the pipeline is reset first); ``redis.RedisError`` on a lost
+            connection.
+        """
+        import redis
+
+        record = self.record_key(job_id)
+        while True:
+            with self.client.pipeline(transaction=True) as pipe:
+                try:
+                    pipe.watch(record)
+                    return body(pipe, pipe.hgetall(record))
+                except redis.WatchError:
+                    continue  # the record changed between WATCH and EXEC: look again
+
+    def _queue_finished(self, pipe: Any, job_id: str, queue: str, status: str, now: float,
+                        fields: Mapping[str, Any]) -> None:
+        """Queue, in a pipeline after ``pipe.multi()``, the writes that finish a job as ``status`` at
+        ``now`` (Unix seconds): the record gets ``status``, ``finished`` and ``fields`` and expires in
+        ``ttl_s``; the payload is deleted; the id leaves the running set and ``queue``'s waiting set
+        and joins ``finished:<status>`` (trimmed to the last ``ttl_s`` seconds). Used by
+        :meth:`finish` and :meth:`cancel`, so a cancelled job is counted and expired like any other."""
+        record = self.record_key(job_id)
+        pipe.hset(record, mapping={"status": status, "finished": repr(now), **fields})
+        pipe.expire(record, self.ttl_s)
+        pipe.delete(self.payload_key(job_id))
+        pipe.zrem(self.RUNNING_KEY, job_id)
+        pipe.zrem(self.waiting_key(queue), job_id)
+        pipe.zadd(self.finished_key(status), {job_id: now})
+        pipe.zremrangebyscore(self.finished_key(status), "-inf", now - self.ttl_s)
+
     # ------------------------------------------------------------------------------ web side
     def create(self, task: str, payload: Mapping[str, Any], queue: str) -> Job:
         """Store a new ``queued`` job (record + payload) and count it as waiting in ``queue``.
@@ -350,40 +394,28 @@ class RedisJobStore:
             JobNotFoundError: not a job id, unknown, or expired.
             JobFinishedError: the job already succeeded or failed (nothing changes).
         """
-        import redis
-
         self.get(job_id)  # JobNotFoundError for ids that are no job ids before any WATCH
-        record = self.record_key(job_id)
-        while True:
-            with self.client.pipeline(transaction=True) as pipe:
-                try:
-                    pipe.watch(record)
-                    fields = pipe.hgetall(record)
-                    if not fields:
-                        pipe.reset()
-                        raise JobNotFoundError(f"no job {job_id!r}: unknown id, or finished more than "
-                                               f"{self.ttl_s} s ago", job_id=job_id)
-                    before = fields[b"status"].decode()
-                    if before in FINISHED:
-                        pipe.reset()
-                        job = self.get(job_id)
-                        if before == "cancelled":
-                            return job, before
-                        raise finished_error(job)
-                    queue = fields.get(b"queue", b"").decode()
-                    now = time.time()
-                    pipe.multi()
-                    pipe.hset(record, mapping={"status": "cancelled", "finished": repr(now), "images": 0})
-                    pipe.expire(record, self.ttl_s)
-                    pipe.delete(self.payload_key(job_id))
-                    pipe.zrem(self.RUNNING_KEY, job_id)
-                    pipe.zrem(self.waiting_key(queue), job_id)
-                    pipe.zadd(self.finished_key("cancelled"), {job_id: now})
-                    pipe.zremrangebyscore(self.finished_key("cancelled"), "-inf", now - self.ttl_s)
-                    pipe.execute()
-                    return self.get(job_id), before
-                except redis.WatchError:
-                    continue
+
+        def cancel_record(pipe: Any, fields: dict[bytes, bytes]) -> tuple[Job, str]:
+            if not fields:
+                pipe.reset()
+                raise JobNotFoundError(f"no job {job_id!r}: unknown id, or finished more than "
+                                       f"{self.ttl_s} s ago", job_id=job_id)
+            before = fields[b"status"].decode()
+            if before in FINISHED:
+                pipe.reset()
+                job = self.get(job_id)
+                if before == "cancelled":
+                    return job, before
+                raise finished_error(job)
+            queue = fields.get(b"queue", b"").decode()
+            now = time.time()
+            pipe.multi()
+            self._queue_finished(pipe, job_id, queue, "cancelled", now, {"images": 0})
+            pipe.execute()
+            return self.get(job_id), before
+
+        return self._record_transaction(job_id, cancel_record)
 
     def status(self, job_id: str) -> str | None:
         """The job's status as stored now, or None when there is no record."""
@@ -399,53 +431,50 @@ class RedisJobStore:
         A job found ``running`` is one whose worker died (the broker redelivered its message), so it
         runs again.
         """
-        import redis
-
         record = self.record_key(job_id)
-        while True:
-            with self.client.pipeline(transaction=True) as pipe:
-                try:
-                    pipe.watch(record)
-                    fields = pipe.hgetall(record)
-                    if not fields:
-                        log.warning("job %s: no record (expired or unknown); not run", job_id)
-                        pipe.reset()
-                        return None
-                    status = fields[b"status"].decode()
-                    if status in FINISHED:
-                        log.info("job %s already %s; redelivery acknowledged without running it", job_id, status)
-                        pipe.reset()
-                        return None
-                    attempts = int(fields.get(b"attempts", 0)) + 1
-                    queue = fields.get(b"queue", b"").decode()
-                    if attempts > self.max_attempts:
-                        pipe.reset()
-                        self.finish(job_id, error=_problem(InternalError(
-                            f"the job's worker stopped {attempts - 1} times while running it (killed or out of "
-                            f"memory); it is not run again")))
-                        return None
-                    if status == "running":
-                        log.warning("job %s was running on %s, which stopped; running it again (attempt %d)",
-                                    job_id, fields.get(b"worker", b"?").decode(), attempts)
-                    now = time.time()
-                    pipe.multi()
-                    pipe.hset(record, mapping={"status": "running", "started": repr(now), "attempts": attempts,
-                                               "worker": worker, "progress": ""})  # a re-run starts again at 0
-                    pipe.expire(record, self.live_ttl_s)
-                    pipe.expire(self.payload_key(job_id), self.live_ttl_s)
-                    pipe.zrem(self.waiting_key(queue), job_id)
-                    pipe.zadd(self.RUNNING_KEY, {job_id: now})
-                    pipe.zremrangebyscore(self.RUNNING_KEY, "-inf", now - self.live_ttl_s)
-                    pipe.hgetall(self.payload_key(job_id))
-                    stored = pipe.execute()[-1]
-                    break
-                except redis.WatchError:
-                    continue  # the record changed between WATCH and EXEC: look again
+
+        def claim(pipe: Any, fields: dict[bytes, bytes]) -> tuple[str, dict[bytes, bytes]] | None:
+            if not fields:
+                log.warning("job %s: no record (expired or unknown); not run", job_id)
+                pipe.reset()
+                return None
+            status = fields[b"status"].decode()
+            if status in FINISHED:
+                log.info("job %s already %s; redelivery acknowledged without running it", job_id, status)
+                pipe.reset()
+                return None
+            attempts = int(fields.get(b"attempts", 0)) + 1
+            queue = fields.get(b"queue", b"").decode()
+            if attempts > self.max_attempts:
+                pipe.reset()
+                self.finish(job_id, error=_problem(InternalError(
+                    f"the job's worker stopped {attempts - 1} times while running it (killed or out of "
+                    f"memory); it is not run again")))
+                return None
+            if status == "running":
+                log.warning("job %s was running on %s, which stopped; running it again (attempt %d)",
+                            job_id, fields.get(b"worker", b"?").decode(), attempts)
+            now = time.time()
+            pipe.multi()
+            pipe.hset(record, mapping={"status": "running", "started": repr(now), "attempts": attempts,
+                                       "worker": worker, "progress": ""})  # a re-run starts again at 0
+            pipe.expire(record, self.live_ttl_s)
+            pipe.expire(self.payload_key(job_id), self.live_ttl_s)
+            pipe.zrem(self.waiting_key(queue), job_id)
+            pipe.zadd(self.RUNNING_KEY, {job_id: now})
+            pipe.zremrangebyscore(self.RUNNING_KEY, "-inf", now - self.live_ttl_s)
+            pipe.hgetall(self.payload_key(job_id))
+            return fields[b"task"].decode(), pipe.execute()[-1]
+
+        claimed = self._record_transaction(job_id, claim)
+        if claimed is None:
+            return None
+        task, stored = claimed
         if b"json" not in stored:
             self.finish(job_id, error=_problem(InternalError("the job's payload is missing from the job store")))
             return None
         blobs = [stored[f"blob:{i}".encode()] for i in range(len(stored) - 1)]
-        return fields[b"task"].decode(), unpack_payload(stored[b"json"], blobs)
+        return task, unpack_payload(stored[b"json"], blobs)
 
     def set_progress(self, job_id: str, progress: Mapping[str, Any]) -> bool:
         """Write a running job's ``progress`` (:func:`server.jobs.progress_dict`) to its record; return
@@ -472,43 +501,31 @@ class RedisJobStore:
         """Record the outcome (``succeeded`` with ``result`` or ``failed`` with the problem ``error``),
         write the images under their own keys, start the ``ttl_s`` countdown, drop the payload; return
         False (and change nothing) when the job is gone or already finished."""
-        import redis
-
         status = "failed" if error is not None or result is None else "succeeded"
-        record = self.record_key(job_id)
-        while True:
-            with self.client.pipeline(transaction=True) as pipe:
-                try:
-                    pipe.watch(record)
-                    fields = pipe.hgetall(record)
-                    if not fields or fields[b"status"].decode() in FINISHED:
-                        pipe.reset()
-                        return False
-                    queue = fields.get(b"queue", b"").decode()
-                    now = time.time()
-                    pipe.multi()
-                    images = result.images if result is not None and status == "succeeded" else []
-                    for i, png in enumerate(images):
-                        pipe.set(self.image_key(job_id, i), png, ex=self.ttl_s)
-                    mapping: dict[str, Any] = {"status": status, "finished": repr(now), "images": len(images)}
-                    if status == "succeeded":
-                        mapping["data"] = json.dumps(result.data)
-                    else:
-                        mapping["error"] = json.dumps(error or _problem(InternalError("the job failed")))
-                    pipe.hset(record, mapping=mapping)
-                    pipe.expire(record, self.ttl_s)
-                    pipe.delete(self.payload_key(job_id))
-                    pipe.zrem(self.RUNNING_KEY, job_id)
-                    pipe.zrem(self.waiting_key(queue), job_id)
-                    pipe.zadd(self.finished_key(status), {job_id: now})
-                    pipe.zremrangebyscore(self.finished_key(status), "-inf", now - self.ttl_s)
-                    if run_s is not None:
-                        pipe.lpush(self.runtimes_key(queue), f"{run_s:.6f} {worker or '?'}")
-                        pipe.ltrim(self.runtimes_key(queue), 0, RUNTIMES_KEPT - 1)
-                    pipe.execute()
-                    return True
-                except redis.WatchError:
-                    continue
+
+        def write_outcome(pipe: Any, fields: dict[bytes, bytes]) -> bool:
+            if not fields or fields[b"status"].decode() in FINISHED:
+                pipe.reset()
+                return False
+            queue = fields.get(b"queue", b"").decode()
+            now = time.time()
+            pipe.multi()
+            images = result.images if result is not None and status == "succeeded" else []
+            for i, png in enumerate(images):
+                pipe.set(self.image_key(job_id, i), png, ex=self.ttl_s)
+            mapping: dict[str, Any] = {"images": len(images)}
+            if status == "succeeded":
+                mapping["data"] = json.dumps(result.data)
+            else:
+                mapping["error"] = json.dumps(error or _problem(InternalError("the job failed")))
+            self._queue_finished(pipe, job_id, queue, status, now, mapping)
+            if run_s is not None:
+                pipe.lpush(self.runtimes_key(queue), f"{run_s:.6f} {worker or '?'}")
+                pipe.ltrim(self.runtimes_key(queue), 0, RUNTIMES_KEPT - 1)
+            pipe.execute()
+            return True
+
+        return self._record_transaction(job_id, write_outcome)
 
 
 def live_ttl_s(config: "Config") -> int:

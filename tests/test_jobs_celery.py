@@ -179,6 +179,31 @@ def test_finish_is_written_once(store):
     assert store.get(job.id).result.data == {"first": True}
 
 
+def test_a_record_changed_between_watch_and_exec_is_read_again(store, fake, monkeypatch):
+    """start() is a check-and-set transaction: a cancel that lands between its read and its write makes
+    EXEC fail (WatchError) and start() read the record again, see ``cancelled`` and not run the job."""
+    job = store.create("generate", {}, cb.LIGHT_QUEUE)
+    real_pipeline, raced = fake.pipeline, []
+
+    def pipeline(*args, **kwargs):
+        pipe = real_pipeline(*args, **kwargs)
+        multi = pipe.multi
+
+        def racing_multi():
+            if not raced:  # once: the first transaction's record changes under its WATCH
+                raced.append(job.id)
+                fake.hset(store.record_key(job.id), "status", "cancelled")
+            multi()
+
+        pipe.multi = racing_multi
+        return pipe
+
+    monkeypatch.setattr(fake, "pipeline", pipeline)
+    assert store.start(job.id, "w/1") is None
+    assert raced == [job.id] and store.status(job.id) == "cancelled"
+    assert fake.hget(store.record_key(job.id), "attempts") == b"0"  # the raced write never happened
+
+
 def test_cancel_in_the_store_queued_running_and_finished(store, fake):
     """A cancelled queued job never runs when its message arrives; a running one's late outcome is discarded
     (a revoke's SoftTimeLimitExceeded included); finished jobs raise JobFinishedError; the record stays."""

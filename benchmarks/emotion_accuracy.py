@@ -62,17 +62,14 @@ def peer_probabilities(images_u8: np.ndarray, batch_size: int = 512) -> np.ndarr
 def ours_probabilities(images_u8: np.ndarray, weights: str | Path = "default",
                        flip_tta: bool = False) -> tuple[np.ndarray, dict]:
     """Run faceforge's mini-Xception on (N, 48, 48) uint8 gray faces -> ((N, 7) probabilities, meta);
-    ``flip_tta``: the mean of the probabilities of each face and its mirror image (two passes)."""
-    import torch
-
+    ``flip_tta``: the mean of the probabilities of each face and its mirror image (two passes,
+    :func:`faceforge.emotion.class_probabilities`, the rule ``EmotionRecognizer(flip_tta=True)`` uses)."""
+    from faceforge.emotion import class_probabilities
     from faceforge.models import create_model
     from training.emotion import predict_logits
 
     model = create_model("mini_xception", weights=weights)
-    probs = torch.from_numpy(predict_logits(model, images_u8)).softmax(1)
-    if flip_tta:
-        mirrored = torch.from_numpy(predict_logits(model, np.ascontiguousarray(images_u8[:, :, ::-1])))
-        probs = 0.5 * (probs + mirrored.softmax(1))
+    probs = class_probabilities(lambda faces: predict_logits(model, faces), images_u8, flip_tta=flip_tta)
     return probs.numpy(), getattr(model, "faceforge_meta", {})
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import cv2
 import numpy as np
@@ -95,6 +95,45 @@ def preprocess_faces(crops: np.ndarray | Sequence[np.ndarray], input_spec: Input
                          f"{gray.shape[1]}x{gray.shape[2]}")
     out = gray.astype(np.float32) * np.float32(spec.scale) + np.float32(spec.offset)
     return out[:, None, :, :]
+
+
+def class_probabilities(logits_of: Callable[[np.ndarray], torch.Tensor | np.ndarray], faces: np.ndarray,
+                        flip_tta: bool = False) -> torch.Tensor:
+    """Softmax class probabilities of a batch of faces, optionally with test-time horizontal flip.
+
+    The one definition of faceforge's flip test-time augmentation for the emotion classifier (used by
+    :meth:`EmotionRecognizer.classify_batch` and ``faceforge bench emotion-accuracy``): the
+    probabilities of each face and of its mirror image are averaged,
+    ``0.5 * (softmax(logits_of(faces)) + softmax(logits_of(faces[..., ::-1])))`` (probabilities, not
+    logits, are averaged). Horizontal-flip TTA as in Krizhevsky et al. 2012 (section 4.1, averaging
+    the predictions of a patch and its reflection).
+
+    Args:
+        logits_of: the classifier: faces -> ``(N, C)`` logits (a torch tensor on any device, or a
+            NumPy array), e.g. ``lambda b: model(torch.from_numpy(b))``.
+        faces: a batch whose last axis is the image width: the model's float32 ``(N, 1, H, W)`` input
+            (:func:`preprocess_faces`) or uint8 ``(N, H, W)`` faces, whatever ``logits_of`` takes.
+        flip_tta: also run the mirror image (two passes) and average.
+
+    Returns:
+        float32 ``(N, C)`` probabilities, rows summing to 1, on the device of ``logits_of``'s output.
+
+    Raises:
+        ValueError: ``faces`` has fewer than 3 axes, or ``logits_of`` does not return ``(N, C)``.
+    """
+    if np.ndim(faces) < 3:
+        raise ValueError(f"faces must be a batch (N, ..., H, W), got shape {np.shape(faces)}")
+
+    def probabilities(batch: np.ndarray) -> torch.Tensor:
+        logits = torch.as_tensor(logits_of(batch)).float()
+        if logits.ndim != 2 or logits.shape[0] != len(batch):
+            raise ValueError(f"logits_of must return (N={len(batch)}, C) logits, got {tuple(logits.shape)}")
+        return torch.softmax(logits, dim=1)
+
+    probs = probabilities(faces)
+    if flip_tta:
+        probs = 0.5 * (probs + probabilities(np.ascontiguousarray(faces[..., ::-1])))
+    return probs
 
 
 @dataclass
@@ -261,10 +300,9 @@ class EmotionRecognizer(FacePipeline):
         """
         if len(batch) == 0:
             return np.zeros((0, len(self.labels)), np.float32)
-        x = torch.from_numpy(np.ascontiguousarray(batch, np.float32)).to(self.device)
-        probs = torch.softmax(self.model(x).float(), dim=1)
-        if self.flip_tta:
-            probs = 0.5 * (probs + torch.softmax(self.model(torch.flip(x, dims=[3])).float(), dim=1))
+        batch = np.ascontiguousarray(batch, np.float32)
+        probs = class_probabilities(lambda b: self.model(torch.from_numpy(b).to(self.device)), batch,
+                                    flip_tta=self.flip_tta)
         return probs.cpu().numpy()
 
     def classify_crops(self, crops: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:

@@ -183,3 +183,26 @@ def test_flip_tta_averages_a_face_and_its_mirror():
     assert np.abs(plain.classify_crops(crops) - plain.classify_crops(mirrored)).max() > 1e-4
     both = 0.5 * (plain.classify_crops(crops) + plain.classify_crops(mirrored))
     np.testing.assert_allclose(tta.classify_crops(crops), both, atol=1e-6)
+
+
+def test_class_probabilities_flip_tta_is_the_mean_over_the_mirror_and_checks_shapes():
+    """The shared flip-TTA rule: probabilities (not logits) of a face and its mirror image averaged."""
+    from faceforge.emotion import class_probabilities
+
+    faces = np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4) / 24
+    weights = torch.from_numpy(np.random.default_rng(0).normal(size=(12, 5)).astype(np.float32))
+
+    def logits_of(batch):
+        return torch.from_numpy(batch).reshape(len(batch), -1) @ weights
+
+    plain = class_probabilities(logits_of, faces)
+    mirrored = class_probabilities(logits_of, np.ascontiguousarray(faces[:, :, ::-1]))
+    tta = class_probabilities(logits_of, faces, flip_tta=True)
+    assert tta.shape == (2, 5) and tta.dtype == torch.float32
+    torch.testing.assert_close(tta, 0.5 * (plain + mirrored))
+    torch.testing.assert_close(tta.sum(1), torch.ones(2))
+    assert not torch.allclose(plain, mirrored)
+    with pytest.raises(ValueError, match="batch"):
+        class_probabilities(logits_of, faces[0])
+    with pytest.raises(ValueError, match="logits"):
+        class_probabilities(lambda b: torch.zeros(len(b)), faces)

@@ -9,6 +9,7 @@ not depend on trained weights, and every job takes well under a second.
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import io
 import math
@@ -105,6 +106,28 @@ def wait(client, url: str, timeout: float = 60.0) -> dict:
             return body
         time.sleep(0.02)
     raise AssertionError(f"job {url} did not finish in {timeout} s")
+
+
+@contextlib.contextmanager
+def blocking_jobs(app, **queue_kwargs):
+    """Serve ``app``'s jobs, inside the block, from a one-worker :class:`InProcessJobQueue` whose every job
+    blocks until ``release`` is set; yields ``(started, release)``: ``started`` is set when a job runs.
+    On leaving: release, close that queue and put the app's own queue back."""
+    release, started = threading.Event(), threading.Event()
+
+    def blocking(task, payload):
+        started.set()
+        release.wait(10)
+        return TaskResult([encode_png(np.zeros((4, 4, 3), np.uint8))], {"task": task})
+
+    jobs = app.extensions["faceforge"]["jobs"]
+    app.extensions["faceforge"]["jobs"] = InProcessJobQueue(blocking, workers=1, **queue_kwargs)
+    try:
+        yield started, release
+    finally:
+        release.set()
+        app.extensions["faceforge"]["jobs"].close()
+        app.extensions["faceforge"]["jobs"] = jobs
 
 
 def images_of(body: dict) -> list[np.ndarray]:
@@ -273,16 +296,7 @@ def test_failed_job_carries_its_problem(client):
 
 # ------------------------------------------------------------------------------------ the queue -----
 def test_full_queue_is_429_with_retry_after(app):
-    release, started = threading.Event(), threading.Event()
-
-    def blocking(task, payload):
-        started.set()
-        release.wait(10)
-        return TaskResult([encode_png(np.zeros((4, 4, 3), np.uint8))], {"task": task})
-
-    jobs = app.extensions["faceforge"]["jobs"]
-    app.extensions["faceforge"]["jobs"] = InProcessJobQueue(blocking, workers=1, max_queued=2, retry_after_s=7)
-    try:
+    with blocking_jobs(app, max_queued=2, retry_after_s=7) as (started, release):
         client = app.test_client()
         urls = [submit(client, "generate", json={"seeds": [1]})]
         assert started.wait(5)  # the worker holds job 1; two more may wait
@@ -301,10 +315,6 @@ def test_full_queue_is_429_with_retry_after(app):
         assert len(runs) == 3 and queue_.retry_after() == max(1, math.ceil(2 * runs[1]))
         queue_._run_times.extend([30.0] * 3)
         assert queue_.retry_after() == 60
-    finally:
-        release.set()
-        app.extensions["faceforge"]["jobs"].close()
-        app.extensions["faceforge"]["jobs"] = jobs
 
 
 def test_jobs_finish_without_any_client_and_expire():
@@ -410,16 +420,7 @@ def test_cancel_queued_running_and_finished_jobs():
 def test_cancel_over_http(app):
     """DELETE /v1/jobs/<id>: 200 with the cancelled record (schema-valid), 409 job-finished once it finished,
     404 for unknown ids; a cancelled job has no images (409 job-not-finished); the OpenAPI operation."""
-    release, started = threading.Event(), threading.Event()
-
-    def blocking(task, payload):
-        started.set()
-        release.wait(10)
-        return TaskResult([encode_png(np.zeros((4, 4, 3), np.uint8))], {"task": task})
-
-    jobs = app.extensions["faceforge"]["jobs"]
-    app.extensions["faceforge"]["jobs"] = InProcessJobQueue(blocking, workers=1, max_queued=2)
-    try:
+    with blocking_jobs(app, max_queued=2) as (started, release):
         client = app.test_client()
         running = submit(client, "generate", json={"seeds": [1]})
         assert started.wait(5)
@@ -443,10 +444,6 @@ def test_cancel_over_http(app):
         assert client.get(done).get_json()["status"] == "succeeded"
         assert_problem(client.delete(f"{schemas.JOBS_PATH}/{'0' * 32}"), 404, "job-not-found")
         assert client.get(running).get_json()["status"] == "cancelled"  # its late result was discarded
-    finally:
-        release.set()
-        app.extensions["faceforge"]["jobs"].close()
-        app.extensions["faceforge"]["jobs"] = jobs
     op = client.get(schemas.OPENAPI_PATH).get_json()["paths"][schemas.JOBS_PATH + "/{job_id}"]["delete"]
     assert op["operationId"] == "cancelJob" and {"200", "404", "409"} <= set(op["responses"])
 

@@ -31,7 +31,7 @@ import torch
 from faceforge.errors import WeightsNotFoundError
 from faceforge.models import create_model, get_spec
 from faceforge.models.registry import InputSpec, ModelSpec
-from faceforge.pipelines.base import FacePipeline
+from faceforge.pipelines.base import FacePipeline, face_fields
 
 if TYPE_CHECKING:  # imported lazily at run time: the detector loads LiteRT
     from faceforge.faces.detect import Face, FaceDetector
@@ -158,11 +158,8 @@ class FaceEmotion:
 
     def to_dict(self, keypoint_names: Sequence[str] | None = None) -> dict[str, Any]:
         """JSON-ready dict: box list, keypoints ``{name: [x, y]}`` (or a list of pairs), floats."""
-        points = [[float(x), float(y)] for x, y in np.asarray(self.keypoints)]
         return {
-            "box": [float(v) for v in self.box],
-            "keypoints": dict(zip(keypoint_names, points)) if keypoint_names else points,
-            "score": float(self.score),
+            **face_fields(self.box, self.keypoints, self.score, keypoint_names),
             "probabilities": {k: float(v) for k, v in self.probabilities.items()},
             "label": self.label,
         }

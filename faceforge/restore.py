@@ -54,7 +54,7 @@ from torch import nn
 
 from faceforge.errors import WeightsNotFoundError
 from faceforge.faces.align import EYES_NOSE_MOUTH, FaceTemplate, align_face, get_template, to_opencv, umeyama
-from faceforge.pipelines.base import FaceJob, FacePipeline
+from faceforge.pipelines.base import FaceJob, FacePipeline, face_fields
 
 if TYPE_CHECKING:
     from faceforge.faces.detect import Face, FaceDetector
@@ -395,10 +395,8 @@ class RestoredFace:
     seam: float = float("nan")
 
     def to_dict(self, keypoint_names: Sequence[str] | None = None) -> dict[str, Any]:
-        points = [[float(x), float(y)] for x, y in np.asarray(self.keypoints)]
-        return {"index": self.index, "box": [float(v) for v in self.box],
-                "keypoints": dict(zip(keypoint_names, points)) if keypoint_names else points,
-                "score": float(self.score), "restored": self.restored, "face_side": round(float(self.face_side), 1),
+        return {"index": self.index, **face_fields(self.box, self.keypoints, self.score, keypoint_names),
+                "restored": self.restored, "face_side": round(float(self.face_side), 1),
                 "seam": None if np.isnan(self.seam) else round(float(self.seam), 3)}
 
 

@@ -70,7 +70,7 @@ from faceforge.errors import CheckpointError, UnknownTaskError, WeightsNotFoundE
 from faceforge.faces.select import detect_and_select, parse_face_selection, select_faces  # noqa: F401 (re-exported)
 from faceforge.models import cards, get_spec
 from faceforge.models.registry import build_from_state
-from faceforge.pipelines.base import FacePipeline
+from faceforge.pipelines.base import FacePipeline, face_fields
 
 if TYPE_CHECKING:  # imported lazily at run time: the detector loads LiteRT
     from faceforge.faces.detect import Face, FaceDetector
@@ -386,10 +386,8 @@ class TranslatedFace:
 
     def to_dict(self, keypoint_names: Sequence[str] | None = None) -> dict[str, Any]:
         """JSON-ready dict (no pixel arrays): index, box, keypoints, score, translated."""
-        points = [[float(x), float(y)] for x, y in np.asarray(self.keypoints)]
-        return {"index": self.index, "box": [float(v) for v in self.box],
-                "keypoints": dict(zip(keypoint_names, points)) if keypoint_names else points,
-                "score": float(self.score), "translated": self.translated}
+        return {"index": self.index, **face_fields(self.box, self.keypoints, self.score, keypoint_names),
+                "translated": self.translated}
 
 
 @dataclass

@@ -42,7 +42,7 @@ if TYPE_CHECKING:  # imported lazily at run time: the detector loads LiteRT
     from faceforge.faces.align import AlignedFace
     from faceforge.faces.detect import Face, FaceDetector
 
-__all__ = ["FaceJob", "PipelineRun", "FacePipeline", "check_rgb"]
+__all__ = ["FaceJob", "PipelineRun", "FacePipeline", "check_rgb", "face_fields"]
 
 
 def check_rgb(rgb: Any) -> np.ndarray:
@@ -54,6 +54,27 @@ def check_rgb(rgb: Any) -> np.ndarray:
     if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError("rgb must be a uint8 (H, W, 3) array")
     return rgb
+
+
+def face_fields(box: Any, keypoints: Any, score: float,
+                keypoint_names: Sequence[str] | None = None) -> dict[str, Any]:
+    """The JSON fields of one detected face in a task's result (``to_dict`` of the emotion, restore and
+    translate faces; the HTTP answers' ``faces[i]``), as plain floats, unrounded.
+
+    Args:
+        box: ``(4,)`` ``xmin, ymin, xmax, ymax`` in pixels.
+        keypoints: ``(K, 2)`` ``(x, y)`` pixels.
+        score: detector confidence in [0, 1].
+        keypoint_names: ``K`` names: keypoints become ``{name: [x, y]}``; ``None`` (or empty): a list
+            of ``[x, y]`` pairs.
+
+    Returns:
+        ``{"box": [4 floats], "keypoints": {name: [x, y]} or [[x, y], ...], "score": float}``.
+    """
+    points = [[float(x), float(y)] for x, y in np.asarray(keypoints)]
+    return {"box": [float(v) for v in box],
+            "keypoints": dict(zip(keypoint_names, points)) if keypoint_names else points,
+            "score": float(score)}
 
 
 @dataclass

@@ -20,6 +20,19 @@ from typing import Any, Callable
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 REPO_ROOT = RESULTS_DIR.parents[1]
 
+# Phone network profiles: round-trip time (ms), uplink and downlink (Mbit/s). Typical medians, not
+# guarantees: a congested 4G cell easily doubles the RTT and divides the uplink.
+NETWORKS = {
+    "3G": (150.0, 1.0, 4.0),
+    "4G": (60.0, 10.0, 30.0),
+    "5G": (25.0, 50.0, 200.0),
+    "Wi-Fi": (10.0, 50.0, 100.0),
+}
+NEW_CONNECTION_RTTS = 2  # TCP + TLS 1.3 handshakes before the request on a cold connection
+
+ROUND_TRIP_FIELDS = ("encode", "round_trip", "server_total", "transport", "upload_bytes", "download_bytes")
+"""What :func:`add_round_trip` records of one whole-photo HTTP request (ms, and bytes)."""
+
 
 def display_path(path: str | Path) -> str:
     """``path`` as results files record it: relative to the repository (``data/...``) or to its parent
@@ -58,3 +71,54 @@ def write_results(doc: dict[str, Any], out_dir: str | Path, name: str, markdown:
     if plot is not None:
         plot(doc, out_dir / f"{name}.png")
     return out_dir
+
+
+def round_trip_samples() -> dict[str, list[float]]:
+    """Empty sample lists, one per :data:`ROUND_TRIP_FIELDS`, for :func:`add_round_trip`."""
+    return {k: [] for k in ROUND_TRIP_FIELDS}
+
+
+def add_round_trip(samples: dict[str, list[float]], steps: dict[str, list[float]], encode_ms: float,
+                   round_trip_ms: float, server_ms: dict[str, float], upload_bytes: int, download_bytes: int) -> None:
+    """Append one measured whole-photo round trip to ``samples`` (:func:`round_trip_samples`) and its server
+    steps to ``steps``.
+
+    Args:
+        encode_ms: the client's JPEG encode of the photo.
+        round_trip_ms: request sent -> answer read, server work included.
+        server_ms: the server's own timings of that request (``{step: ms}``, with ``"total"``; a missing
+            total counts as 0, so transport is then the whole round trip).
+        upload_bytes, download_bytes: request body and answer sizes.
+
+    ``transport`` = round trip - server total: what the loopback connection and HTTP stack cost.
+    """
+    total = server_ms.get("total", 0.0)
+    samples["encode"].append(encode_ms)
+    samples["round_trip"].append(round_trip_ms)
+    samples["server_total"].append(total)
+    samples["transport"].append(round_trip_ms - total)
+    samples["upload_bytes"].append(upload_bytes)
+    samples["download_bytes"].append(download_bytes)
+    for k, v in server_ms.items():
+        steps.setdefault(k, []).append(v)
+
+
+def phone_network_ms(encode_ms: float, round_trip_ms: float, upload_bytes: float, download_bytes: float,
+                     network: tuple[float, float, float]) -> dict[str, float]:
+    """The modeled latency of a server call over a phone network, from a loopback measurement.
+
+    Args:
+        encode_ms, round_trip_ms: measured client encode and loopback round trip (medians), ms.
+        upload_bytes, download_bytes: request and answer sizes (medians).
+        network: ``(rtt_ms, uplink_mbit_s, downlink_mbit_s)``, a profile of :data:`NETWORKS`.
+
+    Returns:
+        ``upload_ms`` (the request body at the uplink rate), ``transfer_ms`` (upload + download at the
+        profile's rates), ``warm_ms`` (encode + round trip + 1 RTT + transfer: an open connection) and
+        ``cold_ms`` (warm + :data:`NEW_CONNECTION_RTTS` RTTs for TCP + TLS 1.3).
+    """
+    rtt, up_mbit, down_mbit = network
+    upload_ms = upload_bytes * 8 / (up_mbit * 1e3)
+    transfer = upload_ms + download_bytes * 8 / (down_mbit * 1e3)
+    warm = encode_ms + round_trip_ms + rtt + transfer
+    return {"upload_ms": upload_ms, "transfer_ms": transfer, "warm_ms": warm, "cold_ms": warm + NEW_CONNECTION_RTTS * rtt}

@@ -22,17 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks import RESULTS_DIR
-
-# Phone network profiles: round-trip time (ms), uplink and downlink (Mbit/s). Typical medians, not
-# guarantees: a congested 4G cell easily doubles the RTT and divides the uplink.
-NETWORKS = {
-    "3G": (150.0, 1.0, 4.0),
-    "4G": (60.0, 10.0, 30.0),
-    "5G": (25.0, 50.0, 200.0),
-    "Wi-Fi": (10.0, 50.0, 100.0),
-}
-NEW_CONNECTION_RTTS = 2  # TCP + TLS 1.3 handshakes before the request on a cold connection
+from benchmarks import (NETWORKS, NEW_CONNECTION_RTTS, RESULTS_DIR, add_round_trip, phone_network_ms,
+                        round_trip_samples)
 
 
 @dataclass
@@ -144,8 +135,7 @@ def run(assets: Path | None = None, repeats: int = 5, threads: tuple[int, ...] =
                           "bytes": len(data)})
 
     # ---- server fallback ----------------------------------------------------------------------------
-    server: dict[str, list[float]] = {"encode": [], "round_trip": [], "server_total": [], "transport": [],
-                                      "upload_bytes": [], "download_bytes": []}
+    server = round_trip_samples()
     server_steps: dict[str, list[float]] = {}
     config = {"warm_up": True, "max_faces": 64, **({"emotion_weights": weights} if weights else {})}
     with serve_in_thread(create_app(config), timeout=60) as url, requests.Session() as http:
@@ -163,14 +153,7 @@ def run(assets: Path | None = None, repeats: int = 5, threads: tuple[int, ...] =
                 if resp.status_code != 200:
                     continue  # e.g. no face: counted in per_photo["faces"] == 0
                 srv = {k: float(v) for k, v in body.get("timings_ms", {}).items()}
-                server["encode"].append((t1 - t0) * 1e3)
-                server["round_trip"].append(rt)
-                server["server_total"].append(srv.get("total", 0.0))
-                server["transport"].append(rt - srv.get("total", 0.0))
-                server["upload_bytes"].append(len(jpeg))
-                server["download_bytes"].append(len(resp.content))
-                for k, v in srv.items():
-                    server_steps.setdefault(k, []).append(v)
+                add_round_trip(server, server_steps, (t1 - t0) * 1e3, rt, srv, len(jpeg), len(resp.content))
 
     results = _summarize(photos, per_photo, steps, detect, classify, server, server_steps, entries, manifest, threads)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -209,13 +192,14 @@ def _summarize(photos, per_photo, steps, detect, classify, server, server_steps,
     up = float(np.median(server["upload_bytes"])) if server["upload_bytes"] else 0.0
     down = float(np.median(server["download_bytes"])) if server["download_bytes"] else 0.0
     srv = res["server"]
-    for name, (rtt, up_mbit, down_mbit) in NETWORKS.items():
-        transfer = up * 8 / (up_mbit * 1e3) + down * 8 / (down_mbit * 1e3)  # ms
-        warm = srv["encode"]["median"] + srv["round_trip"]["median"] + rtt + transfer
+    for name, network in NETWORKS.items():
+        rtt, up_mbit, down_mbit = network
+        modeled = phone_network_ms(srv["encode"]["median"], srv["round_trip"]["median"], up, down, network)
+        warm = modeled["warm_ms"]
         res["networks"][name] = {
             "rtt_ms": rtt, "uplink_mbit_s": up_mbit, "downlink_mbit_s": down_mbit,
-            "upload_ms": up * 8 / (up_mbit * 1e3), "server_warm_ms": warm,
-            "server_cold_ms": warm + NEW_CONNECTION_RTTS * rtt, "on_device_ms": on_device,
+            "upload_ms": modeled["upload_ms"], "server_warm_ms": warm,
+            "server_cold_ms": modeled["cold_ms"], "on_device_ms": on_device,
             "on_device_wins_by_ms": warm - on_device, "speedup": warm / on_device if on_device else None,
         }
     res["assumptions"] = (f"on-device = decode + detect ({t0} thread) + median faces per photo ({faces_med:g}) x "

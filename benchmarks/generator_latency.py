@@ -67,8 +67,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from benchmarks import RESULTS_DIR, parse_ints, write_results
-from benchmarks.emotion_latency import NETWORKS, NEW_CONNECTION_RTTS, Stat
+from benchmarks import (NETWORKS, NEW_CONNECTION_RTTS, RESULTS_DIR, add_round_trip, parse_ints, phone_network_ms,
+                        round_trip_samples, write_results)
+from benchmarks.emotion_latency import Stat
 
 DEFAULT_NAME = "generator_latency"
 
@@ -445,8 +446,7 @@ def round_trip(family: str, checkpoint: Path, photo: bytes, threads: int, repeat
     fam = FAMILIES[family]
     form = {"faces": "largest", **({"format": "jpeg"} if family == "translate" else {"response": "image"})}
     rgb = decode_image(photo)
-    out: dict[str, Any] = {k: [] for k in ("encode", "round_trip", "server_total", "transport", "upload_bytes",
-                                           "download_bytes")}
+    out: dict[str, Any] = round_trip_samples()
     out["server_steps"], out["error"] = {}, None
     before = torch.get_num_threads()  # the server sets torch threads for the whole process: restored below
     try:
@@ -469,14 +469,7 @@ def round_trip(family: str, checkpoint: Path, photo: bytes, threads: int, repeat
                     key, _, dur = part.strip().partition(";dur=")
                     if dur:
                         srv[key] = float(dur)
-                out["encode"].append((t1 - t0) * 1e3)
-                out["round_trip"].append(rt)
-                out["server_total"].append(srv.get("total", 0.0))
-                out["transport"].append(rt - srv.get("total", 0.0))
-                out["upload_bytes"].append(len(jpeg))
-                out["download_bytes"].append(len(resp.content))
-                for k, v in srv.items():
-                    out["server_steps"].setdefault(k, []).append(v)
+                add_round_trip(out, out["server_steps"], (t1 - t0) * 1e3, rt, srv, len(jpeg), len(resp.content))
     finally:
         torch.set_num_threads(before)
     return out
@@ -728,16 +721,16 @@ def network_model(doc: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
                      and r["threads"] == t0 and r["format"] == fmt]
             gen = next((r for r in cands if r.get("pad_graph") in (None, DEFAULT_PAD_GRAPH)), cands[0])["ms"]["median"]
             on_device = gen + sum(v["median"] for v in st["steps_ms"].values() if v)
-            for net, (rtt, up_mbit, down_mbit) in NETWORKS.items():
+            for net, network in NETWORKS.items():
+                rtt, up_mbit, down_mbit = network
                 row = {"family": family, "size": size, "network": net, "rtt_ms": rtt, "uplink_mbit_s": up_mbit,
                        "downlink_mbit_s": down_mbit, "on_device_format": fmt, "on_device_ms": on_device}
                 for role, r in trips.items():
-                    up, down = r["upload_bytes"]["median"], r["download_bytes"]["median"]
-                    transfer = up * 8 / (up_mbit * 1e3) + down * 8 / (down_mbit * 1e3)
-                    warm = r["encode"]["median"] + r["round_trip"]["median"] + rtt + transfer
-                    row[f"server_{role}_warm_ms"] = warm
-                    row[f"server_{role}_cold_ms"] = warm + NEW_CONNECTION_RTTS * rtt
-                    row[f"transfer_{role}_ms"] = transfer
+                    modeled = phone_network_ms(r["encode"]["median"], r["round_trip"]["median"],
+                                               r["upload_bytes"]["median"], r["download_bytes"]["median"], network)
+                    row[f"server_{role}_warm_ms"] = modeled["warm_ms"]
+                    row[f"server_{role}_cold_ms"] = modeled["cold_ms"]
+                    row[f"transfer_{role}_ms"] = modeled["transfer_ms"]
                 ref = row.get("server_full_warm_ms", row.get("server_mobile_warm_ms"))
                 row["on_device_wins_by_ms"] = ref - on_device
                 row["speedup"] = ref / on_device if on_device else None

@@ -60,6 +60,12 @@ def parse_ints(text: str) -> list[int]:
         raise ValueError(f"expected comma-separated integers, got {text!r}") from None
 
 
+def parse_names(text: str) -> list[str]:
+    """``"onnx, tflite_int8,"`` -> ``["onnx", "tflite_int8"]``: comma-separated names, stripped, empty items
+    ignored (what a ``--formats``/``--backends``-style option holds)."""
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
 def write_results(doc: dict[str, Any], out_dir: str | Path, name: str, markdown: Callable[[dict], str],
                   plot: Callable[[dict, Path], Any] | None = None) -> Path:
     """Write ``<out_dir>/<name>.json`` (``doc``), ``<name>.md`` (``markdown(doc)``) and, with ``plot``,

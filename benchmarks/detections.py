@@ -26,7 +26,7 @@ from pathlib import Path
 
 import click
 
-from benchmarks import RESULTS_DIR
+from benchmarks import RESULTS_DIR, parse_names
 from faceforge.faces.detect import FaceDetector
 from faceforge.faces.draw import annotate
 from faceforge.imaging import load_image, save_image
@@ -52,7 +52,7 @@ def main(data_dir: Path | None, models: str, repeat: int, threads: int, out_dir:
     root = (data_dir or default_data_dir()) / "photos"
     if not root.is_dir():
         raise click.ClickException(f"no photos folder at {root} (set FACEFORGE_DATA or --data)")
-    names = [m.strip() for m in models.split(",") if m.strip()]
+    names = parse_names(models)
     detectors = {m: FaceDetector(m, num_threads=threads) for m in names}
     image_dir = out_dir / "detections"
     rows = []

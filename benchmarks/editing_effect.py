@@ -30,7 +30,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from benchmarks import RESULTS_DIR, write_results
+from benchmarks import RESULTS_DIR, parse_names, write_results
 
 DEFAULT_NAME = "editing_effect"
 DEFAULT_EDITS = ("age", "gender", "smile", "age|gender", "smile|gender,age")
@@ -40,7 +40,7 @@ def _parse_edit(text: str) -> tuple[str, list[str], int | None]:
     """``"age|gender@8"`` -> ``("age", ["gender"], 8)``: attribute, conditions, max resolution (or ``None``)."""
     text, _, res = text.partition("@")
     attr, _, cond = text.partition("|")
-    return attr.strip(), [c.strip() for c in cond.split(",") if c.strip()], int(res) if res.strip() else None
+    return attr.strip(), parse_names(cond), int(res) if res.strip() else None
 
 
 def projected_photos(G, folder: Path, limit: int, steps: int):

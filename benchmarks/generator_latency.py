@@ -67,8 +67,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from benchmarks import (NETWORKS, NEW_CONNECTION_RTTS, RESULTS_DIR, add_round_trip, parse_ints, phone_network_ms,
-                        round_trip_samples, write_results)
+from benchmarks import (NETWORKS, NEW_CONNECTION_RTTS, RESULTS_DIR, add_round_trip, parse_ints, parse_names,
+                        phone_network_ms, round_trip_samples, write_results)
 from benchmarks.emotion_latency import Stat
 
 DEFAULT_NAME = "generator_latency"
@@ -938,11 +938,11 @@ def _command():
         from faceforge.errors import FaceforgeError
 
         try:
-            run(parse_ints(sizes), parse_ints(threads), [f.strip() for f in formats.split(",") if f.strip()],
-                [f.strip() for f in families.split(",") if f.strip()], translate_weights, frontalize_weights,
+            run(parse_ints(sizes), parse_ints(threads), parse_names(formats), parse_names(families),
+                translate_weights, frontalize_weights,
                 repeats, warmup, assets=assets, photo=None if photo == "none" else photo,
                 round_trips=not no_round_trip, out_dir=out_dir, name=name, rounds=rounds,
-                pad_graphs=[g.strip() for g in pad_graphs.split(",") if g.strip()])
+                pad_graphs=parse_names(pad_graphs))
         except (ValueError, FileNotFoundError, FaceforgeError) as exc:
             raise click.ClickException(str(exc)) from None
         click.echo(f"wrote {Path(out_dir) / name}.json|md|png")

@@ -51,7 +51,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from benchmarks import RESULTS_DIR, write_results
+from benchmarks import RESULTS_DIR, parse_names, write_results
 
 NAME = "server_load"
 BACKENDS = ("inprocess", "celery")
@@ -380,7 +380,7 @@ def _main() -> Any:
              out_dir: Path) -> None:
         """Throughput, latency percentiles, 429s, lost jobs and RSS of real deployments (gunicorn +
         in-process jobs; gunicorn gevent + Redis + a Celery worker), next to the compute limit."""
-        chosen = [b.strip() for b in backends.split(",") if b.strip()]
+        chosen = parse_names(backends)
         if not chosen or any(b not in BACKENDS for b in chosen):
             raise click.BadParameter(f"backends must be among {', '.join(BACKENDS)}", param_hint="--backends")
         try:

@@ -21,7 +21,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from benchmarks import RESULTS_DIR
+from benchmarks import RESULTS_DIR, parse_names
 
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -78,7 +78,7 @@ def main(threads: str, formats: str, repeats: int, chromium: str | None, out_dir
     except ImportError:
         raise click.ClickException("Playwright for Python is not installed (pip install playwright)") from None
     counts = [int(t) for t in threads.split(",")]
-    fmts = [f.strip() for f in formats.split(",") if f.strip()]
+    fmts = parse_names(formats)
     out_dir.mkdir(parents=True, exist_ok=True)
     photo = out_dir / ".web_latency_astronaut.png"
     cv2.imwrite(str(photo), cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2BGR))

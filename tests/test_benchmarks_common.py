@@ -31,3 +31,10 @@ def test_phone_network_model_adds_rtts_and_transfer_at_the_profile_rates():
     assert m["warm_ms"] == 5.0 + 100.0 + 60.0 + 200.0
     assert m["cold_ms"] == m["warm_ms"] + NEW_CONNECTION_RTTS * 60.0
     assert set(NETWORKS) == {"3G", "4G", "5G", "Wi-Fi"}
+
+
+def test_parse_names_strips_and_drops_empty_items():
+    from benchmarks import parse_names
+
+    assert parse_names(" onnx, tflite_int8 ,,") == ["onnx", "tflite_int8"]
+    assert parse_names("") == [] and parse_names("a") == ["a"]

@@ -27,16 +27,12 @@ from pathlib import Path
 import click
 
 from benchmarks import RESULTS_DIR, parse_names
+from faceforge.data.paths import data_root
 from faceforge.faces.detect import FaceDetector
 from faceforge.faces.draw import annotate
 from faceforge.imaging import load_image, save_image
 
 FOLDERS = ("portraits", "portraits_256", "groups")
-
-
-def default_data_dir() -> Path:
-    env = os.environ.get("FACEFORGE_DATA")
-    return Path(env).expanduser() if env else Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 @click.command()
@@ -49,7 +45,7 @@ def default_data_dir() -> Path:
               show_default=True)
 def main(data_dir: Path | None, models: str, repeat: int, threads: int, out_dir: Path) -> None:
     """Detect faces in every shared photo and write the table and annotated images."""
-    root = (data_dir or default_data_dir()) / "photos"
+    root = (data_dir or data_root().expanduser()) / "photos"
     if not root.is_dir():
         raise click.ClickException(f"no photos folder at {root} (set FACEFORGE_DATA or --data)")
     names = parse_names(models)

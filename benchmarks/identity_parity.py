@@ -40,14 +40,10 @@ import click
 import numpy as np
 
 from benchmarks import RESULTS_DIR, display_path, write_results
+from faceforge.data.paths import data_root
 
 FOLDERS = ("portraits", "portraits_256", "groups")
 THRESHOLD = 0.6
-
-
-def default_data_dir() -> Path:
-    env = os.environ.get("FACEFORGE_DATA")
-    return Path(env).expanduser() if env else Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def collect_chips(data_dir: Path, n_utkface: int, seed: int) -> tuple[np.ndarray, list[str], list[np.ndarray], dict]:
@@ -281,7 +277,7 @@ def markdown(doc: dict[str, Any]) -> str:
               show_default=True)
 def main(data_dir: Path | None, n_utkface: int, seed: int, threads: int, out_dir: Path) -> None:
     """Embed the same dlib chips with dlib and with faceforge's port; write the parity figures."""
-    data_dir = data_dir or default_data_dir()
+    data_dir = data_dir or data_root().expanduser()
     if not (data_dir / "utkface").is_dir() and not (data_dir / "photos").is_dir():
         raise click.ClickException(f"no utkface/ or photos/ under {data_dir} (set FACEFORGE_DATA or --data)")
     from faceforge import identity

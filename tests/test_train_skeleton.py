@@ -21,7 +21,8 @@ from training.options import config_from_options, config_options, field_options,
 from training.runs import LOCK_NAME
 
 CONFIGS = [configs.EmotionConfig, configs.AgeConfig, configs.CycleGANConfig, configs.FrontalizeConfig,
-           configs.PosePairConfig, configs.GPENTrainConfig, configs.StyleGAN2TrainConfig, configs.AttributesConfig]
+           configs.PosePairConfig, configs.GPENTrainConfig, configs.StyleGAN2TrainConfig, configs.AttributesConfig,
+           configs.FaceShifterTrainConfig]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -52,7 +53,7 @@ def test_every_option_default_is_the_dataclass_default_and_has_help(cls):
 COMMANDS = {"emotion": configs.EmotionConfig, "age": configs.AgeConfig, "cyclegan": configs.CycleGANConfig,
             "frontalize": configs.FrontalizeConfig, "frontalize-pairs": configs.PosePairConfig,
             "gpen": configs.GPENTrainConfig, "stylegan2": configs.StyleGAN2TrainConfig,
-            "attributes": configs.AttributesConfig}
+            "attributes": configs.AttributesConfig, "faceshifter": configs.FaceShifterTrainConfig}
 
 
 @pytest.mark.parametrize("name", sorted(COMMANDS))
@@ -132,6 +133,8 @@ def test_unmappable_field_type_is_an_error_not_a_silent_skip():
     ("frontalize", ["--input", "--num-downs", "--crop-size", "--eval-every"]),
     ("frontalize-pairs", ["--faces", "--dest", "--no-measure-yaw"]),
     ("age", ["--holdout", "--size", "--faces", "--install"]),
+    ("faceshifter", ["--size", "--width", "--steps", "--id-center", "--init-from", "--lambda-id", "--cache-dir",
+                     "--log-every", "--eval-every", "--sample-every", "--save-every", "--time-limit"]),
 ])
 def test_train_help_keeps_the_documented_option_names(command, options):
     from faceforge.cli import main

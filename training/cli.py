@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from training.configs import (AgeConfig, AttributesConfig, CycleGANConfig, EmotionConfig, FrontalizeConfig,
-                              GPENTrainConfig, PosePairConfig, StyleGAN2TrainConfig)
+from training.configs import (AgeConfig, AttributesConfig, CycleGANConfig, EmotionConfig, FaceShifterTrainConfig,
+                              FrontalizeConfig, GPENTrainConfig, PosePairConfig, StyleGAN2TrainConfig)
 from training.configs import STYLEGAN2_PRESETS
 from training.options import config_from_options, config_options
 
@@ -23,35 +23,6 @@ def train() -> None:
     from training.loop import configure_cli_logging
 
     configure_cli_logging()  # the trainers log (faceforge.training.*); show their INFO lines on stderr
-
-
-def _stack(*options):
-    """Apply several click options as one decorator (top to bottom as written)."""
-    def decorate(f):
-        for option in reversed(options):
-            f = option(f)
-        return f
-    return decorate
-
-
-run_control_options = _stack(  # FaceShifter's options until its config moves to training.configs
-    click.option("--runs-dir", type=click.Path(file_okay=False), default="runs", show_default=True),
-    click.option("--resume", type=click.Path(file_okay=False, exists=True), default=None,
-                 help="Continue the run in this folder from its last.pt (its stored config is used)."),
-    click.option("--time-limit", type=click.FloatRange(0, min_open=True), default=None,
-                 help="Stop and save after this many minutes (resume later)."),
-    click.option("--stop-after", type=click.IntRange(1), default=None, help="Stop and save after N steps."),
-    click.option("--log-every", type=click.IntRange(1), default=100, show_default=True),
-    click.option("--sample-every", type=click.IntRange(1), default=1000, show_default=True),
-)
-"""Run folder, resume and stopping options shared by the step-based GAN trainers."""
-
-device_options = _stack(
-    click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
-    click.option("--workers", type=click.IntRange(0), default=2, show_default=True, help="DataLoader workers."),
-    click.option("--threads", type=click.IntRange(1), default=None, help="torch CPU threads."),
-)
-"""Where the GAN trainers compute."""
 
 
 @train.command("emotion")
@@ -401,37 +372,8 @@ def gpen(**values) -> None:
 
 
 @train.command("faceshifter")
-@click.option("--data", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder of utkface-aligned faces [default: $FACEFORGE_DATA/utkface or ../shared/data/utkface]; files "
-                   "whose name's CRC-32 is 0 mod 20 are held out for evaluation.")
-@click.option("--size", type=click.Choice(["64", "128", "256"]), default="64", show_default=True,
-              help="Face side in pixels (64 or 128 on a CPU; 256 as published).")
-@click.option("--width", type=click.FloatRange(0, min_open=True), default=0.25, show_default=True,
-              help="AEI-Net width factor (1 = published widths).")
-@click.option("--ndf", type=click.IntRange(1), default=16, show_default=True, help="Discriminator width (published: 64).")
-@click.option("--batch-size", type=click.IntRange(2), default=8, show_default=True)
-@click.option("--steps", "total_steps", type=click.IntRange(1), default=20000, show_default=True)
-@click.option("--lr", type=click.FloatRange(0, min_open=True), default=4e-4, show_default=True)
-@click.option("--lambda-att", type=click.FloatRange(0), default=10.0, show_default=True)
-@click.option("--lambda-id", type=click.FloatRange(0), default=5.0, show_default=True)
-@click.option("--lambda-rec", type=click.FloatRange(0), default=10.0, show_default=True)
-@click.option("--same-fraction", type=click.FloatRange(0, 1), default=0.2, show_default=True,
-              help="Share of pairs whose source is the target itself (reconstruction term).")
-@click.option("--id-center", is_flag=True,
-              help="Identity cosine about the training faces' mean dlib embedding (dlib's embeddings of different "
-                   "people have cosine ~0.85, so plain 1 - cos is a weak signal).")
-@click.option("--init-from", type=click.Path(exists=True), default=None,
-              help="Start G and D from this faceshifter run folder's last.pt (weights only, fresh optimizers).")
-@click.option("--limit", type=click.IntRange(2), default=None, help="Use only N training images (seeded subset).")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--eval-every", type=click.IntRange(1), default=500, show_default=True,
-              help="Steps between held-out swap evaluations (identity cosines, reconstruction PSNR).")
-@click.option("--save-every", type=click.IntRange(0), default=250, show_default=True)
-@click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help="Cache of the decoded faces (.npy).")
-@run_control_options
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--threads", type=click.IntRange(1), default=None, help="torch CPU threads.")
-def faceshifter(data: Path | None, size: str, time_limit: float | None, stop_after: int | None, **fields) -> None:
+@config_options(FaceShifterTrainConfig)
+def faceshifter(**values) -> None:
     """Train FaceShifter's AEI-Net face swap with dlib's 128-D face embedding as the identity.
 
     Loss: hinge multiscale adversarial + 10 attribute + 5 identity (1 - cos) + 10 reconstruction (pairs
@@ -444,11 +386,10 @@ def faceshifter(data: Path | None, size: str, time_limit: float | None, stop_aft
       faceforge train faceshifter --resume /tmp/ff_runs/faceshifter/000 --time-limit 60
     """
     from faceforge.errors import FaceforgeError
-    from training.faceshifter import FaceShifterTrainConfig, train as run_training
+    from training.faceshifter import train as run_training
 
     try:
-        run = run_training(FaceShifterTrainConfig(data=str(data) if data else "", size=int(size),
-                                                  stop_after_steps=stop_after, time_limit_min=time_limit, **fields))
+        run = run_training(config_from_options(FaceShifterTrainConfig, values))
     except (FileNotFoundError, ValueError, RuntimeError, FaceforgeError) as exc:  # RuntimeError: run_lock
         raise click.ClickException(str(exc)) from None
     click.echo(f"run folder: {run}  (generator: {run / 'G.pt'})")

@@ -435,3 +435,65 @@ class AttributesConfig:
     cache_dir: str | None = field(default=None, metadata=opt("Cache of the decoded faces (.npy) [default: none].",
                                                              path="dir"))
     runs_dir: str = field(default="runs", metadata=RUNS_DIR)
+
+
+@dataclass
+class FaceShifterTrainConfig:
+    """FaceShifter's AEI-Net face swap with dlib's 128-D embedding as the identity (:mod:`training.faceshifter`)."""
+
+    data: str = field(default="", metadata=opt(
+        FACE_FOLDER + "; files whose name's CRC-32 is 0 mod 20 are held out for evaluation.", path="dir",
+        show_default=False))
+    size: int = field(default=64, metadata=opt("Face side in pixels (64 or 128 on a CPU; 256 as published).",
+                                               choices=(64, 128, 256)))
+    width: float = field(default=0.25, metadata=opt("AEI-Net width factor (1 = published widths).", min=0,
+                                                    min_open=True))
+    ndf: int = field(default=16, metadata=opt("Discriminator width (published: 64).", min=1))
+    num_d: int = field(default=3, metadata=opt("Discriminator scales.", min=1))
+    batch_size: int = field(default=8, metadata=opt("Pairs per step.", min=2))
+    total_steps: int = field(default=20000, metadata=opt("Training length in steps.", name="--steps", min=1))
+    lr: float = field(default=4e-4, metadata=opt("Adam learning rate of G and D.", min=0, min_open=True))
+    beta1: float = field(default=0.0, metadata=opt("Adam beta1.", min=0, max=1))
+    beta2: float = field(default=0.999, metadata=opt("Adam beta2.", min=0, max=1))
+    lambda_adv: float = field(default=1.0, metadata=opt("Weight of the hinge adversarial term.", min=0))
+    lambda_att: float = field(default=10.0, metadata=opt("Weight of the attribute (multi-level feature) term.",
+                                                         min=0))
+    lambda_id: float = field(default=5.0, metadata=opt("Weight of the identity term (1 - cos).", min=0))
+    lambda_rec: float = field(default=10.0, metadata=opt("Weight of the reconstruction term (source = target).",
+                                                         min=0))
+    id_center: bool = field(default=False, metadata=opt(
+        "Identity cosine about the training faces' mean dlib embedding (dlib's embeddings of different people have "
+        "cosine ~0.85, so plain 1 - cos is a weak signal)."))
+    id_center_faces: int = field(default=512, metadata=opt("Faces (seeded subset) the mean embedding is taken over.",
+                                                           min=1))
+    init_from: str | None = field(default=None, metadata=opt(
+        "Start G and D from this faceshifter run folder's last.pt (weights only, fresh optimizers).", path="any",
+        exists=True))
+    same_fraction: float = field(default=0.2, metadata=opt(
+        "Share of pairs whose source is the target itself (reconstruction term).", min=0, max=1))
+    mirror: bool = field(default=True, metadata=opt("Random x-flips of the training faces."))
+    limit: int | None = field(default=None, metadata=opt("Use only N training images (seeded subset).", min=2))
+    seed: int = field(default=0, metadata=SEED)
+    # 100 / 1000: what `faceforge train faceshifter` always used (see GPENTrainConfig)
+    log_every: int = field(default=100, metadata=LOG_EVERY)
+    sample_every: int = field(default=1000, metadata=SAMPLE_EVERY)
+    eval_every: int = field(default=500, metadata=opt(
+        "Steps between held-out swap evaluations (identity cosines, reconstruction PSNR).", min=1))
+    save_every: int = field(default=250, metadata=opt("Steps between last.pt / G.pt saves.", min=0))
+    n_val: int = field(default=64, metadata=opt("Held-out faces of the evaluation.", min=2))
+    runs_dir: str = field(default="runs", metadata=RUNS_DIR)
+    cache_dir: str | None = field(default=None, metadata=opt(
+        "Cache of the decoded faces (.npy) [default: none].", path="dir"))
+    # runtime only (training.faceshifter.RUNTIME_FIELDS)
+    resume: str | None = field(default=None, metadata=RESUME)
+    stop_after_steps: int | None = field(default=None, metadata=STOP_AFTER)
+    time_limit_min: float | None = field(default=None, metadata=TIME_LIMIT)
+    threads: int | None = field(default=None, metadata=THREADS)
+    device: str = field(default="auto", metadata=DEVICE)
+    progress: bool = field(default=True, metadata=PROGRESS)
+
+    def generator_config(self, id_dim: int) -> dict[str, Any]:
+        return {"size": self.size, "width": self.width, "id_dim": id_dim}
+
+    def discriminator_config(self) -> dict[str, Any]:
+        return {"size": self.size, "ndf": self.ndf, "num_d": self.num_d}

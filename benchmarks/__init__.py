@@ -66,6 +66,14 @@ def parse_names(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
+def median_iqr(summary: dict[str, float] | None) -> str:
+    """``"median [q1, q3]"`` (2 decimals) of a :func:`faceforge.metrics.summarize` dict, for result tables;
+    ``"n/a"`` when there is none or it counts no value."""
+    if not summary or not summary.get("n"):
+        return "n/a"
+    return f"{summary['median']:.2f} [{summary['q1']:.2f}, {summary['q3']:.2f}]"
+
+
 def write_results(doc: dict[str, Any], out_dir: str | Path, name: str, markdown: Callable[[dict], str],
                   plot: Callable[[dict, Path], Any] | None = None) -> Path:
     """Write ``<out_dir>/<name>.json`` (``doc``), ``<name>.md`` (``markdown(doc)``) and, with ``plot``,

@@ -45,7 +45,7 @@ from typing import Any, Sequence
 import click
 import numpy as np
 
-from benchmarks import RESULTS_DIR, display_path, write_results
+from benchmarks import RESULTS_DIR, display_path, median_iqr, write_results
 
 DEFAULT_NAME = "frontalize_quality"
 FIGURES_DIR = RESULTS_DIR / "figures"
@@ -221,23 +221,17 @@ def markdown(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _q(s: dict[str, Any] | None) -> str:
-    if not s or not s.get("n"):
-        return "n/a"
-    return f"{s['median']:.2f} [{s['q1']:.2f}, {s['q3']:.2f}]"
-
-
 def _photo_quality_lines(doc: dict[str, Any]) -> list[str]:
     pq = (doc.get("photos") or {}).get("quality")
     if not pq:
         return []
     lines = ["### Figures blur cannot pass (every frontalized photo face)", "",
              "Sharpness ratio = variance of the Laplacian in a central face ellipse, output / input, both at the "
-             f"output's {pq['output_px']} px; the faces themselves are {_q(pq['face_px'])} px (median [q1, q3]) "
+             f"output's {pq['output_px']} px; the faces themselves are {median_iqr(pq['face_px'])} px (median [q1, q3]) "
              "in their photos. Seam: not applicable (no paste back).", "",
              "| faces | sharpness vs the crop | sharpness vs the rerender | gray-photo faces | their output chroma p99 "
              "(median, max) |", "|---:|---:|---:|---:|---:|",
-             f"| {pq['faces']} | {_q(pq['sharpness_vs_crop'])} | {_q(pq['sharpness_vs_rerender'])} | "
+             f"| {pq['faces']} | {median_iqr(pq['sharpness_vs_crop'])} | {median_iqr(pq['sharpness_vs_rerender'])} | "
              f"{pq['gray_faces']} | " + (f"{pq['gray_output_chroma_p99']['median']:.1f}, "
                                           f"{pq['gray_output_chroma_max_of_p99']:.1f} |" if pq['gray_faces'] else "- |"),
              ""]

@@ -60,7 +60,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from benchmarks import RESULTS_DIR, display_path
+from benchmarks import RESULTS_DIR, display_path, median_iqr
 
 DEFAULT_NAME = "translate_quality"
 FIGURES_DIR = RESULTS_DIR / "figures"
@@ -582,13 +582,6 @@ def run(generators: dict[str, str | Path], age_weights: str | Path, young: Path,
     return results
 
 
-def _q(s: dict[str, float] | None) -> str:
-    """``median [q1, q3]`` of a :func:`faceforge.metrics.summarize` dict."""
-    if not s or not s.get("n"):
-        return "n/a"
-    return f"{s['median']:.2f} [{s['q1']:.2f}, {s['q3']:.2f}]"
-
-
 def markdown(results: dict[str, Any]) -> str:
     """The results as a Markdown report (one row per generator per table)."""
     est = results["estimator"]
@@ -642,8 +635,8 @@ def markdown(results: dict[str, Any]) -> str:
     for label, g in gens.items():
         ident = (f"{g['identity_distance']['median']:.3f}", f"{g['same_person_fraction'] * 100:.1f} %",
                  f"{g['blur_control_identity_distance']['median']:.3f}") if "identity_distance" in g else ("n/a",) * 3
-        lines.append(f"| {label} | {_q(g.get('sharpness_ratio'))} | {_q(g.get('sharpness_ratio_half'))} | "
-                     f"{_q(g.get('blur_control_sigma'))} | "
+        lines.append(f"| {label} | {median_iqr(g.get('sharpness_ratio'))} | {median_iqr(g.get('sharpness_ratio_half'))} | "
+                     f"{median_iqr(g.get('blur_control_sigma'))} | "
                      f"{ident[0]} | {ident[1]} | {ident[2]} |")
     if "realism" in results:
         r = results["realism"]
@@ -668,7 +661,7 @@ def markdown(results: dict[str, Any]) -> str:
         for label, g in gens.items():
             if "gray_inputs" in g:
                 gi = g["gray_inputs"]
-                lines.append(f"| {label} | {gi['n']} | {_q(gi['output_chroma_max'])} | "
+                lines.append(f"| {label} | {gi['n']} | {median_iqr(gi['output_chroma_max'])} | "
                              f"{gi['output_chroma_p99_face']['median']:.1f} |")
     if any("photos" in g for g in gens.values()):
         first = next(g["photos"] for g in gens.values() if "photos" in g)
@@ -682,8 +675,8 @@ def markdown(results: dict[str, Any]) -> str:
         for label, g in gens.items():
             if "photos" in g:
                 p = g["photos"]
-                lines.append(f"| {label} | {p['faces']} | {_q(p['sharpness_ratio'])} | {_q(p['seam_ratio'])} | "
-                             f"{p['gray_faces']} | {_q(p['gray_output_chroma_p99'])} |")
+                lines.append(f"| {label} | {p['faces']} | {median_iqr(p['sharpness_ratio'])} | {median_iqr(p['seam_ratio'])} | "
+                             f"{p['gray_faces']} | {median_iqr(p['gray_output_chroma_p99'])} |")
         if any("age_shift" in g.get("photos", {}) for g in gens.values()):
             lines += ["", "Age on the photos (the estimator on the face aligned from the input, the output and the "
                       "photo-level blur control: the input's paste square blurred until its face is as sharp as "
@@ -693,8 +686,8 @@ def markdown(results: dict[str, Any]) -> str:
             for label, g in gens.items():
                 p = g.get("photos", {})
                 if "age_shift" in p:
-                    lines.append(f"| {label} | {_q(p['age_shift'])} | {_q(p['blur_control_age_shift'])} | "
-                                 f"**{_q(p['age_shift_beyond_blur_control'])}** | {_q(p['blur_control_sigma'])} |")
+                    lines.append(f"| {label} | {median_iqr(p['age_shift'])} | {median_iqr(p['blur_control_age_shift'])} | "
+                                 f"**{median_iqr(p['age_shift_beyond_blur_control'])}** | {median_iqr(p['blur_control_sigma'])} |")
     lines += ["", f"Grid: `{results['grid']}` (git-ignored; rows: faces; columns: input, then per generator its "
               "output and its blur control)"
               + (f"; real-photo faces: `{results['photo_grid']}` (input | output per generator)"

@@ -38,3 +38,11 @@ def test_parse_names_strips_and_drops_empty_items():
 
     assert parse_names(" onnx, tflite_int8 ,,") == ["onnx", "tflite_int8"]
     assert parse_names("") == [] and parse_names("a") == ["a"]
+
+
+def test_median_iqr_of_a_summary():
+    from benchmarks import median_iqr
+    from faceforge.metrics import summarize
+
+    assert median_iqr(summarize([1.0, 2.0, 3.0, 4.0, 5.0])) == "3.00 [2.00, 4.00]"
+    assert median_iqr(summarize([])) == "n/a" and median_iqr(None) == "n/a"

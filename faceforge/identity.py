@@ -71,6 +71,7 @@ if TYPE_CHECKING:
     import torch
 
 from faceforge.errors import MissingDependencyError
+from faceforge.imaging import check_rgb
 
 __all__ = ["SAME_PERSON_THRESHOLD", "UTKFACE_BOX", "UTKFACE_DLIB5", "CHIP_SIZE", "CHIP_PADDING", "model_paths",
            "is_available", "has_dlib", "embedding_backend", "dlib_chip", "chip_from_aligned", "chip_from_landmarks",
@@ -176,8 +177,7 @@ def _torch_model():
 
 
 def _check(rgb: np.ndarray) -> np.ndarray:
-    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ValueError("rgb must be a uint8 (H, W, 3) array")
+    check_rgb(rgb)
     if min(rgb.shape[:2]) < 32:
         raise ValueError(f"the face crop is too small for dlib's embedding: {rgb.shape[1]}x{rgb.shape[0]}")
     return np.ascontiguousarray(rgb)

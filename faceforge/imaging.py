@@ -41,6 +41,7 @@ import os
 import struct
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
@@ -259,7 +260,23 @@ def load_image(path: str | os.PathLike, *, max_bytes: int | None = DEFAULT_MAX_B
         raise
 
 
-def _check_rgb(rgb: np.ndarray) -> np.ndarray:
+def check_rgb(rgb: Any, name: str = "rgb") -> np.ndarray:
+    """``rgb`` itself when it is a uint8 ``(H, W, 3)`` RGB array: the image every face function takes.
+
+    Args:
+        rgb: the value to check.
+        name: what the message calls it (``"source"``, ``"crop"``, ...).
+
+    Raises:
+        ValueError: anything else, ``"<name> must be a uint8 (H, W, 3) array"`` (decode file bytes with
+            :func:`decode_image` first).
+    """
+    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"{name} must be a uint8 (H, W, 3) array")
+    return rgb
+
+
+def _check_encodable(rgb: np.ndarray) -> np.ndarray:
     if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8:
         raise ValueError("image must be a uint8 numpy array")
     if rgb.ndim == 2:
@@ -284,7 +301,7 @@ def encode_image(rgb: np.ndarray, fmt: str = "png", quality: int = 90) -> bytes:
     Raises:
         ValueError: bad array dtype/shape, unknown ``fmt`` or ``quality`` out of range.
     """
-    arr = _check_rgb(rgb)
+    arr = _check_encodable(rgb)
     key = fmt.lower().lstrip(".")
     if key not in _ENCODE_FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {sorted(_ENCODE_FORMATS)}")

@@ -54,6 +54,7 @@ from torch import nn
 
 from faceforge.errors import WeightsNotFoundError
 from faceforge.faces.align import EYES_NOSE_MOUTH, FaceTemplate, align_face, get_template, to_opencv, umeyama
+from faceforge.imaging import check_rgb
 from faceforge.pipelines.base import FaceJob, FacePipeline, face_fields
 
 if TYPE_CHECKING:
@@ -233,12 +234,6 @@ def load_restorer(path: str | Path, device: str | torch.device = "cpu") -> tuple
 # Pixel operations
 
 
-def _check_rgb(rgb: Any, what: str = "rgb") -> np.ndarray:
-    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ValueError(f"{what} must be a uint8 (H, W, 3) array")
-    return rgb
-
-
 def classical_restore(crop: np.ndarray, h: float = 5.0, sharpen_sigma: float | None = None,
                       amount: float = 0.8) -> np.ndarray:
     """Non-local means denoising (``cv2.fastNlMeansDenoisingColored``, template 7, search 21) then an unsharp
@@ -256,7 +251,7 @@ def classical_restore(crop: np.ndarray, h: float = 5.0, sharpen_sigma: float | N
     Raises:
         ValueError: bad image or negative parameters.
     """
-    crop = _check_rgb(crop, "crop")
+    crop = check_rgb(crop, "crop")
     if h < 0 or amount < 0 or (sharpen_sigma is not None and sharpen_sigma <= 0):
         raise ValueError("h and amount must be >= 0, sharpen_sigma > 0")
     x = np.ascontiguousarray(crop)
@@ -291,7 +286,7 @@ def match_colour(restored: np.ndarray, reference: np.ndarray, weights: np.ndarra
     only the means move (the spread, i.e. the restored contrast, is kept). Both images uint8 ``(S, S, 3)``
     RGB of the same size; ``weights`` float ``(S, S)`` (default: uniform). Returns uint8 ``(S, S, 3)``.
     """
-    restored, reference = _check_rgb(restored, "restored"), _check_rgb(reference, "reference")
+    restored, reference = check_rgb(restored, "restored"), check_rgb(reference, "reference")
     if restored.shape != reference.shape:
         reference = cv2.resize(reference, restored.shape[1::-1], interpolation=cv2.INTER_AREA)
     w = np.ones(restored.shape[:2], np.float32) if weights is None else weights.astype(np.float32)
@@ -310,7 +305,7 @@ def match_colour(restored: np.ndarray, reference: np.ndarray, weights: np.ndarra
 def is_grayscale(rgb: np.ndarray, tolerance: float = 2.0) -> bool:
     """Whether a photo is gray (a black-and-white picture stored as RGB): the mean absolute channel
     difference is below 0.5 and its 99.5th percentile at most ``tolerance`` grey levels (JPEG chroma noise)."""
-    rgb = _check_rgb(rgb)
+    rgb = check_rgb(rgb)
     x = rgb[:: max(1, rgb.shape[0] // 256), :: max(1, rgb.shape[1] // 256)].astype(np.int16)
     d = np.maximum(np.abs(x[..., 0] - x[..., 1]), np.abs(x[..., 1] - x[..., 2]))
     return float(d.mean()) < 0.5 and float(np.percentile(d, 99.5)) <= tolerance
@@ -673,7 +668,7 @@ def upscale_face(rgb: np.ndarray, size: tuple[int, int], method: str = "auto", r
     """
     from faceforge.errors import FaceforgeError
 
-    rgb = _check_rgb(rgb)
+    rgb = check_rgb(rgb)
     w, h = (int(v) for v in size)
     if w < 1 or h < 1:
         raise ValueError(f"size must be (width, height) >= 1, got {size}")

@@ -40,6 +40,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from faceforge.imaging import check_rgb
 from faceforge.models.stylegan2 import StyleGAN2Generator, SynthesisLayer, mix_styles
 
 __all__ = [
@@ -762,8 +763,7 @@ def personal_emoji(rgb: np.ndarray, mask: np.ndarray | None = None, points: np.n
         ValueError: bad image, mask shape, size or upscaler.
         WeightsNotFoundError: ``upscaler="gpen"`` without GPEN weights.
     """
-    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ValueError("rgb must be a uint8 (H, W, 3) array")
+    check_rgb(rgb)
     if mask is not None and mask.shape != rgb.shape[:2]:
         raise ValueError(f"mask shape {mask.shape} does not match the image {rgb.shape[:2]}")
     if size is not None and (isinstance(size, bool) or int(size) != size or size < 16):

@@ -97,6 +97,7 @@ import numpy as np
 from faceforge.errors import (FaceSelectionError, FaceTooSmallError, NoFaceError, PoseGapError,
                               SameFaceError, SwapError)
 from faceforge.faces.select import parse_face_selection
+from faceforge.imaging import check_rgb
 from faceforge.pipelines.base import FaceJob, FacePipeline, PipelineRun
 
 if TYPE_CHECKING:  # imported lazily: the detector loads LiteRT
@@ -155,12 +156,6 @@ the source's face grey instead of keeping half its colour."""
 
 # --------------------------------------------------------------------------------------------------
 # Geometry
-
-
-def _check_rgb(rgb: Any, name: str = "rgb") -> np.ndarray:
-    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ValueError(f"{name} must be a uint8 (H, W, 3) array")
-    return rgb
 
 
 def _check_points(points: Any, name: str = "points", dims: int = 2) -> np.ndarray:
@@ -312,8 +307,8 @@ def reinhard_transfer(image: np.ndarray, reference: np.ndarray, mask: np.ndarray
     Raises:
         ValueError: shapes differ or bad dtypes.
     """
-    _check_rgb(image, "image")
-    _check_rgb(reference, "reference")
+    check_rgb(image, "image")
+    check_rgb(reference, "reference")
     m = np.asarray(mask) > 0
     if image.shape != reference.shape or m.shape != image.shape[:2]:
         raise ValueError(f"image {image.shape}, reference {reference.shape} and mask {m.shape} must match")
@@ -370,8 +365,8 @@ def laplacian_blend(foreground: np.ndarray, background: np.ndarray, alpha: np.nd
     Raises:
         ValueError: shapes differ or ``levels < 0``.
     """
-    _check_rgb(foreground, "foreground")
-    _check_rgb(background, "background")
+    check_rgb(foreground, "foreground")
+    check_rgb(background, "background")
     a = np.clip(np.asarray(alpha, np.float32), 0, 1)
     if foreground.shape != background.shape or a.shape != foreground.shape[:2]:
         raise ValueError(f"foreground {foreground.shape}, background {background.shape}, alpha {a.shape} must match")
@@ -559,8 +554,8 @@ def swap_face(source: np.ndarray, source_points: np.ndarray, target: np.ndarray,
     Raises:
         ValueError: bad arrays, mismatched landmark counts, unknown ``blend``.
     """
-    _check_rgb(source, "source")
-    _check_rgb(target, "target")
+    check_rgb(source, "source")
+    check_rgb(target, "target")
     s_pts = _check_points(source_points, "source_points")
     t_pts = _check_points(target_points, "target_points")
     if len(s_pts) != len(t_pts):
@@ -812,7 +807,7 @@ class FaceSwapper(FacePipeline):
         """
         from faceforge.faces.rotate import estimate_yaw
 
-        _check_rgb(rgb, "source")
+        check_rgb(rgb, "source")
         found = list(self.detector.detect(rgb)) if detected is None else list(detected)
         if not found:
             raise NoFaceError(f"no face was found in the source image ({rgb.shape[1]}x{rgb.shape[0]})", role="source")
@@ -935,7 +930,7 @@ class FaceSwapper(FacePipeline):
         """
         if source is None:
             raise ValueError("run needs source= (a photo, or a SourceFace from prepare_source); or call swap()")
-        _check_rgb(rgb, "target")
+        check_rgb(rgb, "target")
         selection = parse_face_selection(faces) if isinstance(faces, str) else tuple(faces)
         t0 = time.perf_counter()
         if not isinstance(source, SourceFace):
@@ -978,7 +973,7 @@ class FaceSwapper(FacePipeline):
                 and which are skipped).
             FaceSelectionError: a selected index is not among the target's faces.
         """
-        _check_rgb(target, "target")
+        check_rgb(target, "target")
         selection = parse_face_selection(faces) if isinstance(faces, str) else tuple(faces)
         if not isinstance(source, SourceFace):
             t0 = time.perf_counter()

@@ -68,6 +68,7 @@ from torch import nn
 from faceforge.checkpoints import load_checkpoint
 from faceforge.errors import CheckpointError, UnknownTaskError, WeightsNotFoundError
 from faceforge.faces.select import detect_and_select, parse_face_selection, select_faces  # noqa: F401 (re-exported)
+from faceforge.imaging import check_rgb
 from faceforge.models import cards, get_spec
 from faceforge.models.registry import build_from_state
 from faceforge.pipelines.base import FacePipeline, face_fields
@@ -292,8 +293,7 @@ def postfilter(rgb: np.ndarray, blur_sigma: float | None = None, sharpen_sigma: 
     Raises:
         ValueError: not a uint8 ``(H, W, 3)`` array, or negative sigmas/amount.
     """
-    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ValueError("rgb must be a uint8 (H, W, 3) array")
+    check_rgb(rgb)
     scale = rgb.shape[0] / 256.0
     blur_sigma = 0.8 * scale if blur_sigma is None else float(blur_sigma)
     sharpen_sigma = 2.0 * scale if sharpen_sigma is None else float(sharpen_sigma)

@@ -54,6 +54,7 @@ import numpy as np
 
 from faceforge.errors import UnknownModelError
 from faceforge.faces.detect import KEYPOINT_NAMES
+from faceforge.imaging import check_rgb
 
 __all__ = ["FaceTemplate", "TEMPLATES", "AlignedFace", "umeyama", "to_opencv", "get_template", "align_face",
            "feather_mask", "paste_back", "paste_change", "alignment_scale"]
@@ -289,7 +290,7 @@ def align_face(rgb: np.ndarray, face: Any, size: int, template: str | FaceTempla
         ValueError: bad image, keypoints, size or border.
         UnknownModelError: unknown template name.
     """
-    _check_rgb(rgb)
+    check_rgb(rgb)
     if int(size) != size or size < 2:
         raise ValueError(f"size must be an integer >= 2, got {size}")
     if border not in _BORDERS:
@@ -338,11 +339,6 @@ def feather_mask(size: int, feather: float) -> np.ndarray:
     return np.minimum(ramp[:, None], ramp[None, :])
 
 
-def _check_rgb(rgb: np.ndarray) -> None:
-    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ValueError("rgb must be a uint8 (H, W, 3) array")
-
-
 def _paste_region(rgb: np.ndarray, side: int, aligned: AlignedFace) -> tuple[tuple[slice, slice], np.ndarray,
                                                                               tuple[int, int]] | None:
     """Where a warped ``side`` x ``side`` crop lands in ``rgb``: the region's ``(rows, cols)`` slices, the
@@ -383,7 +379,7 @@ def paste_change(rgb: np.ndarray, change: np.ndarray, aligned: AlignedFace, feat
     Raises:
         ValueError: bad shapes/dtypes or ``feather`` outside [0, 0.5].
     """
-    _check_rgb(rgb)
+    check_rgb(rgb)
     if (not isinstance(change, np.ndarray) or change.ndim != 3 or change.shape[2] != 3
             or change.shape[0] != change.shape[1]):
         raise ValueError("change must be a square (S, S, 3) array")
@@ -420,7 +416,7 @@ def paste_back(rgb: np.ndarray, crop: np.ndarray, aligned: AlignedFace, feather:
     Raises:
         ValueError: bad shapes/dtypes or ``feather`` outside [0, 0.5].
     """
-    _check_rgb(rgb)
+    check_rgb(rgb)
     if (not isinstance(crop, np.ndarray) or crop.dtype != np.uint8 or crop.ndim != 3 or crop.shape[2] != 3
             or crop.shape[0] != crop.shape[1]):
         raise ValueError("crop must be a square uint8 (S, S, 3) array")

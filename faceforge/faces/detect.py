@@ -67,6 +67,7 @@ import cv2
 import numpy as np
 
 from faceforge.errors import MissingDependencyError, UnknownModelError
+from faceforge.imaging import check_rgb
 
 __all__ = [
     "KEYPOINT_NAMES",
@@ -723,8 +724,7 @@ class FaceDetector:
         Raises:
             ValueError: ``rgb`` is not a uint8 ``(H, W, 3)`` array with both sides >= 1.
         """
-        if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-            raise ValueError("rgb must be a uint8 (H, W, 3) array")
+        check_rgb(rgb)
         if rgb.shape[0] < 1 or rgb.shape[1] < 1:
             raise ValueError(f"rgb must not be empty, got shape {rgb.shape}")
         with self._lock:

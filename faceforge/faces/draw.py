@@ -7,6 +7,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from faceforge.imaging import check_rgb
+
 # One colour per keypoint (RGB), in KEYPOINT_NAMES order: right eye red, left eye blue, nose green,
 # mouth yellow, right ear magenta, left ear cyan. Subject's right/left: on a frontal face the red
 # (right) eye is on the viewer's left.
@@ -37,8 +39,7 @@ def annotate(rgb: np.ndarray, faces: Sequence, labels: Sequence[str] | None = No
     Raises:
         ValueError: ``rgb`` is not uint8 ``(H, W, 3)`` or ``labels`` has the wrong length.
     """
-    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ValueError("rgb must be a uint8 (H, W, 3) array")
+    check_rgb(rgb)
     faces = list(faces)
     if labels is not None and len(labels) != len(faces):
         raise ValueError(f"{len(labels)} labels for {len(faces)} faces")

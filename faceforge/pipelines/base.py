@@ -37,23 +37,13 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from faceforge.faces.select import detect_and_select
+from faceforge.imaging import check_rgb  # noqa: F401 (re-exported: faceforge.pipelines.check_rgb)
 
 if TYPE_CHECKING:  # imported lazily at run time: the detector loads LiteRT
     from faceforge.faces.align import AlignedFace
     from faceforge.faces.detect import Face, FaceDetector
 
 __all__ = ["FaceJob", "PipelineRun", "FacePipeline", "check_rgb", "face_fields"]
-
-
-def check_rgb(rgb: Any) -> np.ndarray:
-    """``rgb`` if it is a uint8 ``(H, W, 3)`` array.
-
-    Raises:
-        ValueError: anything else (decode bytes with :func:`faceforge.imaging.decode_image` first).
-    """
-    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ValueError("rgb must be a uint8 (H, W, 3) array")
-    return rgb
 
 
 def face_fields(box: Any, keypoints: Any, score: float,

@@ -41,7 +41,7 @@ from faceforge.errors import (CheckpointError, FaceSelectionError, ImageTooSmall
                               TooManyPixelsError, TruncatedImageError, UnsupportedFormatError,
                               WeightsNotFoundError)
 from faceforge.imaging import encode_image
-from server.api import form_fields, get_config, get_hub, read_upload, require_upload
+from server.api import form_fields, get_config, get_hub, read_upload, require_upload, server_timing
 from server.hub import public_weights_name
 from server.schemas import FACES_FIELD, FRONTALIZE_PATH, FRONTALIZE_TIMING_STEPS, IMAGE_FIELD
 
@@ -91,7 +91,7 @@ def frontalize():
         response.headers["X-Faceforge-Yaw-In-Range"] = "true" if face.in_range else "false"
         response.headers["X-Faceforge-Model"] = frontalizer.arch
         response.headers["X-Faceforge-Model-Version"] = frontalizer.version
-        response.headers["Server-Timing"] = ", ".join(f"{k};dur={v}" for k, v in timings.items())
+        response.headers["Server-Timing"] = server_timing(timings)
         return response
     model = {"name": frontalizer.arch, "version": frontalizer.version,
              "weights": public_weights_name(frontalizer.weights_source), "input": frontalizer.input_mode,

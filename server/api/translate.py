@@ -40,7 +40,7 @@ from faceforge.errors import (CheckpointError, FaceSelectionError, ImageTooSmall
                               TooManyPixelsError, TruncatedImageError, UnknownTaskError, UnsupportedFormatError,
                               WeightsNotFoundError)
 from faceforge.imaging import encode_image
-from server.api import form_fields, get_config, get_hub, read_upload, require_upload
+from server.api import form_fields, get_config, get_hub, read_upload, require_upload, server_timing
 from server.hub import public_weights_name
 from server.schemas import DIRECTION_FIELD, IMAGE_FIELD, TRANSLATE_PATH, TRANSLATE_TIMING_STEPS, keypoint_names
 
@@ -101,5 +101,5 @@ def translate():
     response.headers["X-Faceforge-Faces-Translated"] = ",".join(map(str, translated))
     response.headers["X-Faceforge-Model"] = translator.arch
     response.headers["X-Faceforge-Model-Version"] = translator.version
-    response.headers["Server-Timing"] = ", ".join(f"{k};dur={v}" for k, v in timings.items())
+    response.headers["Server-Timing"] = server_timing(timings)
     return response

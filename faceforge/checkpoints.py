@@ -24,7 +24,7 @@ import os
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -43,6 +43,35 @@ def git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None
+
+
+def write_atomically(path: str | Path, write: Callable[[str], Any], suffix: str = ".tmp") -> Path:
+    """Replace ``path`` in one step with a file that ``write`` fills, so a reader (another process, a
+    crash) never sees it half-written: ``write(tmp)`` writes a temporary file (mode 0600) made in the
+    same folder, which then replaces ``path`` (``os.replace``, atomic within a file system).
+
+    Args:
+        path: the destination; its folder must exist.
+        write: called with the temporary file's path, e.g. ``lambda tmp: torch.save(obj, tmp)``.
+        suffix: the temporary file's ending (``np.savez`` wants ``".npz"``, else it appends one).
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        OSError: the folder is not writable; whatever ``write`` raises. The temporary file is removed
+            then, and ``path`` is left as it was.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=suffix)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, arch: str, config: dict[str, Any],
@@ -67,15 +96,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, arch: str, config: dict[
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     payload = {"format": FORMAT, "version": VERSION, "arch": arch, "config": dict(config),
                "state_dict": state, "meta": {"git_commit": git_commit(), **(meta or {})}}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    return write_atomically(path, lambda tmp: torch.save(payload, tmp))
 
 
 def load_checkpoint(path: str | Path, arch: str | None = None) -> dict[str, Any]:
@@ -140,13 +161,9 @@ def to_fp16_storage(src: str | Path, dst: str | Path | None = None) -> Path:
     ckpt["state_dict"] = {k: v.half() if torch.is_tensor(v) and v.dtype == torch.float32 else v
                           for k, v in ckpt["state_dict"].items()}
     ckpt["meta"] = {**ckpt.get("meta", {}), "storage_dtype": "float16"}
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, suffix=".tmp")
-    os.close(fd)
-    try:
+
+    def write(tmp: str) -> None:
         torch.save(ckpt, tmp)
         os.chmod(tmp, 0o644)
-        os.replace(tmp, dst)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return dst
+
+    return write_atomically(dst, write)

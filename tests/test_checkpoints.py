@@ -43,3 +43,20 @@ def test_fp16_storage_in_place_and_bad_input(tmp_path):
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError):
         to_fp16_storage(tmp_path / "bad.pt")
+
+
+def test_write_atomically_replaces_the_file_or_leaves_it_and_no_temporary(tmp_path):
+    from faceforge.checkpoints import write_atomically
+
+    target = tmp_path / "f.bin"
+    target.write_bytes(b"old")
+    assert write_atomically(target, lambda tmp: open(tmp, "wb").write(b"new")) == target
+    assert target.read_bytes() == b"new"
+
+    def fails(tmp):
+        open(tmp, "wb").write(b"half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        write_atomically(target, fails)
+    assert target.read_bytes() == b"new" and sorted(p.name for p in tmp_path.iterdir()) == ["f.bin"]

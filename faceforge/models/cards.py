@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -296,6 +295,8 @@ def install(checkpoint: str | os.PathLike, card: str | ModelCard, provenance: Ma
         FileNotFoundError: ``checkpoint`` does not exist.
         ValueError: ``dest_dir`` is the package's own weights folder.
     """
+    from faceforge.checkpoints import write_atomically
+
     card = get_card(card) if isinstance(card, str) else card
     src = Path(checkpoint)
     if not src.is_file():
@@ -311,8 +312,5 @@ def install(checkpoint: str | os.PathLike, card: str | ModelCard, provenance: Ma
                           (json.dumps(dict(provenance), indent=1, default=str) + "\n").encode(), dest.with_suffix(".json"))):
         if data is None:
             continue
-        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, target)
+        write_atomically(target, lambda tmp, data=data: Path(tmp).write_bytes(data))
     return dest

@@ -55,13 +55,13 @@ import hashlib
 import importlib.util
 import logging
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from faceforge.checkpoints import write_atomically
 from faceforge.errors import CheckpointError, MissingDependencyError
 from faceforge.models.dlib_format import DlibNetwork, Op, read_network
 
@@ -411,10 +411,7 @@ def load_dlib_resnet(path: str | Path | None = None, cache: bool = False,
     if cached is not None:
         try:
             cached.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=cached.parent, suffix=".tmp")
-            os.close(fd)
-            torch.save(model.state_dict(), tmp)
-            os.replace(tmp, cached)
+            write_atomically(cached, lambda tmp: torch.save(model.state_dict(), tmp))
         except OSError as exc:
             log.warning("cannot cache converted dlib weights in %s: %s", cached.parent, exc)
     return _finish(model, device)

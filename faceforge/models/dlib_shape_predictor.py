@@ -25,8 +25,6 @@ arrays are cached (:func:`load_shape_predictor`, ``.npz`` keyed by the file's SH
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -300,6 +298,7 @@ def load_shape_predictor(path: str | Path, cache: bool = True) -> ShapePredictor
     Raises:
         CheckpointError: missing, truncated or not a shape predictor.
     """
+    from faceforge.checkpoints import write_atomically
     from faceforge.models.dlib_resnet import _sha256, cache_dir
 
     src = Path(path)
@@ -316,10 +315,7 @@ def load_shape_predictor(path: str | Path, cache: bool = True) -> ShapePredictor
     if target is not None:
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".npz")
-            os.close(fd)
-            np.savez(tmp, **pred.__dict__)
-            os.replace(tmp, target)
+            write_atomically(target, lambda tmp: np.savez(tmp, **pred.__dict__), suffix=".npz")
         except OSError as exc:
             log.warning("cannot cache the parsed shape predictor in %s: %s", target.parent, exc)
     return pred

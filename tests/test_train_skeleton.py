@@ -258,3 +258,25 @@ def test_attribute_classifier_trains_in_the_skeleton(tmp_path):
     assert json.loads((run / "config.json").read_text())["config"]["size"] == 16
     assert [r["epoch"] for r in csv.DictReader((run / "metrics.csv").open())] == ["1", "2"]
     assert CliRunner().invoke(main, ["train", "attributes", "--data", str(faces)]).exit_code == 2  # no -o
+
+
+def test_epoch_loop_rows_log_and_time_limit(tmp_path, caplog):
+    from training.loop import EpochLoop
+
+    caplog.set_level(logging.INFO, logger=LOGGER_NAME)
+    session = TrainingRun("toy", _LoopConfig(runs_dir=str(tmp_path)), ("resume",))
+    session.create()
+    loop = EpochLoop(session, 3, metrics=session.metrics())
+    seen = []
+    for epoch in loop:
+        seen.append(sum(1 for _ in loop.steps(4, epoch)))
+        loop.log_row(epoch=epoch + 1, loss=0.5)
+    assert seen == [4, 4, 4] and not loop.stopped
+    assert [r["epoch"] for r in csv.DictReader((session.run / "metrics.csv").open())] == ["1", "2", "3"]
+    assert "epoch=2 loss=0.5" in caplog.messages
+
+    limited = EpochLoop(session, 3, start=1, time_limit_min=1e-9)  # stops after its first epoch, epochs left
+    assert list(limited) == [1] and limited.stopped
+    assert f"time limit reached after epoch 2/3; continue with resume={session.run}" in caplog.messages
+    last = EpochLoop(session, 3, start=2, time_limit_min=1e-9)  # the last epoch: nothing left to stop before
+    assert list(last) == [2] and not last.stopped

@@ -61,8 +61,8 @@ from faceforge.checkpoints import save_checkpoint
 from faceforge.models import create_model, get_spec
 from faceforge.models.agenet import expected_age
 from training.configs import AgeConfig
-from training.loop import TrainingRun, family_logger
-from training.runs import MetricsLog, write_json
+from training.loop import EpochLoop, TrainingRun, family_logger
+from training.runs import write_json
 
 MODEL_NAME = "age_resnet"
 AGE_GROUPS = ((0, 17), (18, 29), (30, 44), (45, 59), (60, None))
@@ -349,11 +349,11 @@ def train(cfg: AgeConfig) -> Path:
              len(te), cfg.faces, cfg.size, prep_s)
 
     with session.lock():
-        return _fit(cfg, run, kwargs, images, ages, tr, va, te, src, command, resume_run is not None, t_start)
+        return _fit(session, cfg, run, kwargs, images, ages, tr, va, te, src, command, resume_run is not None, t_start)
 
 
-def _fit(cfg: AgeConfig, run: Path, kwargs: dict[str, Any], images: np.ndarray, ages: np.ndarray, tr: np.ndarray,
-         va: np.ndarray, te: np.ndarray, src: Path, command: str, resumed: bool, t_start: float) -> Path:
+def _fit(session: TrainingRun, cfg: AgeConfig, run: Path, kwargs: dict[str, Any], images: np.ndarray, ages: np.ndarray,
+         tr: np.ndarray, va: np.ndarray, te: np.ndarray, src: Path, command: str, resumed: bool, t_start: float) -> Path:
     import warnings
 
     from faceforge.checkpoints import load_checkpoint
@@ -387,14 +387,13 @@ def _fit(cfg: AgeConfig, run: Path, kwargs: dict[str, Any], images: np.ndarray, 
                 sched.step()
         log.info("resumed %s after epoch %d (best val MAE %.3f at epoch %d)", run, start_epoch, best_mae, best_epoch)
     x_tr, y_tr = torch.from_numpy(images[tr]), torch.from_numpy(ages[tr])
-    metrics = MetricsLog(run / "metrics.csv", append=resumed)
-    t_train = time.time()
-    for epoch in range(start_epoch, cfg.epochs):
+    loop = EpochLoop(session, cfg.epochs, start_epoch, cfg.time_limit, cfg.progress,
+                     session.metrics(append=resumed))
+    for epoch in loop:
         model.train()
         perm = torch.randperm(len(tr), generator=gen)
         t0, loss_sum, abs_sum = time.time(), 0.0, 0.0
-        for s in tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
-                      disable=not cfg.progress or None, mininterval=5):
+        for s in loop.steps(steps_per_epoch, epoch):
             idx = perm[s * cfg.batch_size:(s + 1) * cfg.batch_size]
             x, y = augment(to_input(x_tr[idx]), gen), y_tr[idx]
             logits = model(x)
@@ -409,16 +408,13 @@ def _fit(cfg: AgeConfig, run: Path, kwargs: dict[str, Any], images: np.ndarray, 
         seen = steps_per_epoch * cfg.batch_size
         row = dict(epoch=epoch + 1, train_loss=round(loss_sum / seen, 4), train_mae=round(abs_sum / seen, 3),
                    val_mae=round(val_mae, 3), lr=f"{sched.get_last_lr()[0]:.2e}", seconds=round(time.time() - t0, 1))
-        metrics.log(**row)
-        log.info(" ".join(f"{k}={v}" for k, v in row.items()))
+        loop.log_row(**row)
         if val_mae < best_mae:
             best_mae, best_epoch = val_mae, epoch + 1
             save_checkpoint(run / "best.pt", model, MODEL_NAME, kwargs, {"epoch": epoch + 1, "val_mae": val_mae})
         _save_state(run / "last.pt", model, kwargs, opt, gen, epoch + 1, best_mae, best_epoch)
-        if (cfg.time_limit is not None and epoch + 1 < cfg.epochs
-                and time.time() - t_train > 60 * cfg.time_limit):
-            log.info("time limit reached after epoch %d/%d; continue with resume=%s", epoch + 1, cfg.epochs, run)
-            return run
+    if loop.stopped:  # the time limit passed with epochs left: resume to finish (and evaluate)
+        return run
 
     best = create_model(MODEL_NAME, weights=run / "best.pt")
     report = age_report(ages[te], predict_ages(best, images[te]))

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from faceforge.editing import ATTRIBUTE_ARCH, AttributeNet
 from training.configs import AttributesConfig
-from training.loop import TrainingRun, family_logger
+from training.loop import EpochLoop, TrainingRun, family_logger
 
 log = family_logger("attributes")
 
@@ -121,7 +121,6 @@ def train(cfg: AttributesConfig, command: str | None = None) -> dict[str, Any]:
     test, tr = order[:n_test], order[n_test:]
     run = session.create({"images": int(len(images)), "train_images": int(len(tr)), "heldout_images": int(len(test))})
     log.info("%d faces (%d train, %d held out), loaded in %.0f s", len(images), len(tr), len(test), time.time() - t0)
-    metrics_log = session.metrics()
     net = AttributeNet(size)
     opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=1e-4)
     steps_per_epoch = math.ceil(len(tr) / batch_size)
@@ -133,12 +132,13 @@ def train(cfg: AttributesConfig, command: str | None = None) -> dict[str, Any]:
     target_gender = torch.from_numpy(genders).float()
     history = []
     t_train = time.time()
+    loop = EpochLoop(session, epochs, metrics=session.metrics())
     with session.lock():
-        for epoch in range(epochs):
+        for epoch in loop:
             net.train()
             perm = torch.from_numpy(tr)[torch.randperm(len(tr), generator=gen)]
             total = 0.0
-            for i in range(steps_per_epoch):
+            for i in loop.steps(steps_per_epoch, epoch):
                 idx = perm[i * batch_size:(i + 1) * batch_size]
                 out = net(_augment(x_all[idx], gen))
                 loss = F.smooth_l1_loss(out[:, 0], target_age[idx], beta=0.1) \
@@ -150,8 +150,7 @@ def train(cfg: AttributesConfig, command: str | None = None) -> dict[str, Any]:
                 total += float(loss.detach()) * len(idx)
             metrics = evaluate(net, images[test], ages[test], genders[test])
             history.append({"epoch": epoch + 1, "loss": round(total / len(tr), 4), **metrics})
-            metrics_log.log(**history[-1])
-            log.info(json.dumps(history[-1]))
+            loop.log_row(json.dumps(history[-1]), **history[-1])
     minutes = (time.time() - t_train) / 60
     meta = {"task": "age (log(1+years), smooth L1) and gender (female logit, BCE)", "size": size,
             "template": "utkface (UTKFace chips, centre square, area-resized as the StyleGAN2 training data)",

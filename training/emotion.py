@@ -35,15 +35,14 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from faceforge.checkpoints import save_checkpoint
 from faceforge.models import create_model, get_spec
 from faceforge.models.mini_xception import FER2013_LABELS
 from faceforge.data.fer2013 import load_fer2013
 from training.configs import EmotionConfig
-from training.loop import TrainingRun, family_logger
-from training.runs import MetricsLog, restore_training_state, write_json
+from training.loop import EpochLoop, TrainingRun, family_logger
+from training.runs import restore_training_state, write_json
 
 log = family_logger("emotion")
 
@@ -205,11 +204,11 @@ def train(cfg: EmotionConfig, resume: str | Path | None = None) -> Path:
     x_tr, y_tr = torch.from_numpy(images[tr]), torch.from_numpy(labels[tr])
     log.info("run %s: %d train / %d val images", run, len(tr), len(va))
     with session.lock():
-        return _fit(cfg, run, command, root, images, labels, tr, va, x_tr, y_tr)
+        return _fit(session, cfg, run, command, root, images, labels, tr, va, x_tr, y_tr)
 
 
-def _fit(cfg: EmotionConfig, run: Path, command: str, root: Path | None, images: np.ndarray, labels: np.ndarray,
-         tr: np.ndarray, va: np.ndarray, x_tr: torch.Tensor, y_tr: torch.Tensor) -> Path:
+def _fit(session: TrainingRun, cfg: EmotionConfig, run: Path, command: str, root: Path | None, images: np.ndarray,
+         labels: np.ndarray, tr: np.ndarray, va: np.ndarray, x_tr: torch.Tensor, y_tr: torch.Tensor) -> Path:
     """The epochs, the best checkpoint's test evaluation and its provenance (under the run's lock)."""
 
     spec = get_spec("mini_xception")
@@ -233,14 +232,12 @@ def _fit(cfg: EmotionConfig, run: Path, command: str, root: Path | None, images:
         gen.set_state(state["gen"])
         start, best_acc, best_epoch = state["epoch"], state["best_acc"], state["best_epoch"]
         log.info("resumed after epoch %d (best val %.4f at epoch %d)", start, best_acc, best_epoch)
-    metrics = MetricsLog(run / "metrics.csv", append=start > 0)
-    for epoch in range(start, cfg.epochs):
+    loop = EpochLoop(session, cfg.epochs, start, metrics=session.metrics(append=start > 0))
+    for epoch in loop:
         model.train()
         perm = torch.randperm(len(tr), generator=gen)
         t0, loss_sum, correct = time.time(), 0.0, 0
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
-                   disable=None, mininterval=5)
-        for s in bar:
+        for s in loop.steps(steps_per_epoch, epoch):
             idx = perm[s * cfg.batch_size:(s + 1) * cfg.batch_size]
             x, y = augment(to_input(x_tr[idx]), cfg, gen), y_tr[idx]
             logits = model(x)
@@ -264,8 +261,7 @@ def _fit(cfg: EmotionConfig, run: Path, command: str, root: Path | None, images:
         row = dict(epoch=epoch + 1, train_loss=round(loss_sum / (steps_per_epoch * cfg.batch_size), 4),
                    train_acc=round(correct / (steps_per_epoch * cfg.batch_size), 4), val_acc=round(val_acc, 4),
                    lr=f"{sched.get_last_lr()[0]:.2e}", seconds=round(time.time() - t0, 1))
-        metrics.log(**row)
-        log.info(" ".join(f"{k}={v}" for k, v in row.items()))
+        loop.log_row(**row)
         if val_acc > best_acc:
             best_acc, best_epoch = val_acc, epoch + 1
             save_checkpoint(run / "best.pt", kept.to(memory_format=torch.contiguous_format), "mini_xception",

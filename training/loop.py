@@ -18,7 +18,8 @@ Lifecycle of one invocation (:class:`TrainingRun`)::
             if loop.due(cfg.save_every):   family_save(final=loop.last)
     # the loop logs "run <folder>: finished" or "stopped at step s/total (resume with --resume <folder>)"
 
-Epoch-based trainers (emotion, age) use :class:`TrainingRun` alone (their unit of work is an epoch).
+Epoch-based trainers (emotion, age, attributes) run :class:`EpochLoop` in a :class:`TrainingRun` (lock held by
+``session.lock()``): per-epoch step bars, metrics rows that are also logged, a time limit between epochs.
 
 Stopping: ``stop_after_steps`` (steps in this invocation) and ``time_limit_min`` (minutes since the loop
 started) end the loop after the step that reaches them; the caller's ``due(...)`` checks are true on that
@@ -250,3 +251,52 @@ class StepLoop:
         if self.step >= self.total:
             return "finished"
         return f"stopped at step {self.step}/{self.total} (resume with --resume {self.session.run})"
+
+
+class EpochLoop:
+    """The epoch loop of an epoch-based trainer (emotion, age, attributes): per-epoch progress bars, metrics
+    rows that are also logged, and a time limit checked between epochs.
+
+    Iterating yields the 0-based epochs from ``start`` to ``total - 1``. After an epoch's body (which saves
+    its state), if ``time_limit_min`` minutes have passed since the loop began and epochs remain, the loop
+    logs "time limit reached after epoch e/total; continue with resume=<run>", sets :attr:`stopped` and ends.
+
+    Args:
+        session: the :class:`TrainingRun`.
+        total: the run's epoch count.
+        start: the first epoch to train (0, or the resumed epoch count).
+        time_limit_min: minutes, or ``None`` for no limit.
+        progress: show the per-epoch step bars (tqdm; off when not a terminal anyway).
+        metrics: the run's metrics log (:meth:`TrainingRun.metrics`), for :meth:`log_row`.
+    """
+
+    def __init__(self, session: TrainingRun, total: int, start: int = 0, time_limit_min: float | None = None,
+                 progress: bool = True, metrics: MetricsLog | None = None) -> None:
+        self.session, self.total, self.start = session, int(total), int(start)
+        self.time_limit_min, self.progress, self.metrics = time_limit_min, progress, metrics
+        self.stopped = False
+        self.t_start: float | None = None
+
+    def __iter__(self):
+        self.t_start = time.time()
+        for epoch in range(self.start, self.total):
+            yield epoch
+            if (self.time_limit_min is not None and epoch + 1 < self.total
+                    and time.time() - self.t_start > 60 * self.time_limit_min):
+                self.stopped = True
+                self.session.info("time limit reached after epoch %d/%d; continue with resume=%s", epoch + 1,
+                                  self.total, self.session.run)
+                return
+
+    def steps(self, n: int, epoch: int) -> Iterable[int]:
+        """``range(n)`` behind a progress bar labelled ``epoch e/total`` (removed when done)."""
+        from tqdm import tqdm
+
+        return tqdm(range(n), desc=f"epoch {epoch + 1}/{self.total}", leave=False,
+                    disable=not self.progress or None, mininterval=5)
+
+    def log_row(self, message: str | None = None, **row: Any) -> None:
+        """Append ``row`` to the metrics CSV and log it (``k=v ...``, or ``message``)."""
+        if self.metrics is not None:
+            self.metrics.log(**row)
+        self.session.info(message if message is not None else " ".join(f"{k}={v}" for k, v in row.items()))

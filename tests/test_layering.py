@@ -27,9 +27,10 @@ def _is_cli(name: str) -> bool:
 
 
 
-def _modules() -> dict[str, Path]:
+def _modules(package: str = "faceforge") -> dict[str, Path]:
+    """Module name -> file of every module of the top-level ``package``."""
     mods = {}
-    for path in (REPO / "faceforge").rglob("*.py"):
+    for path in (REPO / package).rglob("*.py"):
         parts = path.relative_to(REPO).with_suffix("").parts
         name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
         mods[name] = path
@@ -67,8 +68,10 @@ def _dynamic_import(node: ast.Call) -> bool:
     return named and bool(node.args) and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)
 
 
-def _graph(module_level_only: bool) -> dict[str, set[str]]:
-    mods = _modules()
+def _graph(module_level_only: bool, package: str = "faceforge") -> dict[str, set[str]]:
+    """Import graph among the modules of one top-level package (``module_level_only``: imports at module
+    level only, else function bodies included)."""
+    mods = _modules(package)
     graph: dict[str, set[str]] = {}
     for name, path in mods.items():
         targets = set()
@@ -235,29 +238,11 @@ def test_data_layer_imports_no_stage_and_needs_no_data(tmp_path, monkeypatch):
             call()
 
 
-def _package_graph(package: str) -> dict[str, set[str]]:
-    """Import graph (function bodies included) among the modules of one top-level package."""
-    mods = {}
-    for path in (REPO / package).rglob("*.py"):
-        parts = path.relative_to(REPO).with_suffix("").parts
-        mods[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
-    graph = {}
-    for name, path in mods.items():
-        targets = set()
-        for imported, _ in _imports(name, path, mods, module_level_only=False):
-            while imported and imported not in mods:
-                imported = imported.rpartition(".")[0]
-            if imported and imported != name:
-                targets.add(imported)
-        graph[name] = targets
-    return graph
-
-
 def test_training_has_no_import_cycles():
     """The trainers sit below their command line: ``training.cli`` imports the trainers (lazily), the trainers
     import the skeleton, configs and options, never ``training.cli`` (``python -m training.<x>`` entry points
     build their command from the same generated options)."""
-    graph = _package_graph("training")
+    graph = _graph(module_level_only=False, package="training")
     assert {"training.loop", "training.configs", "training.options"} <= set(graph)
     assert _cycles(graph) == []
     assert not {m for m, targets in graph.items() if "training.cli" in targets}

@@ -91,3 +91,16 @@ def test_distilled_ema_run_resumes_after_an_interruption(tiny_fer, tmp_path, mon
     meta = load_checkpoint(run / "best.pt", arch="mini_xception")["meta"]
     assert "distilled from" in meta["recipe"] and "weight EMA 0.9" in meta["recipe"]
     assert "test_acc_flip_tta" in meta["metrics"]
+
+
+def test_time_limit_stops_between_epochs_and_resume_finishes(tiny_fer, tmp_path):
+    """``time_limit_min`` (``--time-limit``, a runtime field) ends the run after the epoch that passes it,
+    before the test evaluation; a resume with a new limit finishes it."""
+    cfg = EmotionConfig(epochs=2, batch_size=16, lr=1e-3, threads=1, time_limit_min=1e-9,
+                        runs_dir=str(tmp_path / "runs"), data_root=str(tiny_fer))
+    run = emotion.train(cfg)
+    assert [r["epoch"] for r in csv.DictReader((run / "metrics.csv").open())] == ["1"]
+    assert not (run / "test_report.json").exists()
+    assert emotion.train(EmotionConfig(threads=1), resume=run) == run  # no limit this time
+    assert [r["epoch"] for r in csv.DictReader((run / "metrics.csv").open())] == ["1", "2"]
+    assert json.loads((run / "test_report.json").read_text())["n"] == 6 * 7

@@ -66,6 +66,9 @@ class EmotionConfig:
         name="--ema", min=0, max=1, min_open=True, max_open=True))
     init_from: str | None = field(default=None, metadata=opt(
         "Start from this checkpoint ('default': the shipped one)."))
+    time_limit_min: float | None = field(default=None, metadata=opt(
+        "Stop after the first epoch that ends past this many minutes (resume to finish).", name="--time-limit",
+        min=0, min_open=True))
 
 
 @dataclass

@@ -181,7 +181,9 @@ def train(cfg: EmotionConfig, resume: str | Path | None = None) -> Path:
     """Train, keep the best-on-validation checkpoint, evaluate it on FER2013 test.
 
     Args:
-        cfg: the configuration (ignored but for ``threads`` when resuming: the run's own is used).
+        cfg: the configuration (ignored but for ``threads`` and ``time_limit_min`` when resuming: the run's own
+            is used). With ``time_limit_min`` the run stops after the first epoch that ends past the limit, without
+            the test evaluation; resume it to finish.
         resume: a run folder with ``last.pt`` to continue.
 
     Returns:
@@ -190,7 +192,7 @@ def train(cfg: EmotionConfig, resume: str | Path | None = None) -> Path:
     Raises:
         FileNotFoundError: FER2013 is not under the data root, or ``resume`` has no ``last.pt``.
     """
-    session = TrainingRun("emotion", cfg, ["threads"], resume=resume)  # the trainer skeleton (training.loop)
+    session = TrainingRun("emotion", cfg, ["threads", "time_limit_min"], resume=resume)  # the trainer skeleton (training.loop)
     cfg = session.cfg
     torch.manual_seed(cfg.seed)
     if cfg.threads:
@@ -232,7 +234,7 @@ def _fit(session: TrainingRun, cfg: EmotionConfig, run: Path, command: str, root
         gen.set_state(state["gen"])
         start, best_acc, best_epoch = state["epoch"], state["best_acc"], state["best_epoch"]
         log.info("resumed after epoch %d (best val %.4f at epoch %d)", start, best_acc, best_epoch)
-    loop = EpochLoop(session, cfg.epochs, start, metrics=session.metrics(append=start > 0))
+    loop = EpochLoop(session, cfg.epochs, start, cfg.time_limit_min, metrics=session.metrics(append=start > 0))
     for epoch in loop:
         model.train()
         perm = torch.randperm(len(tr), generator=gen)
@@ -271,6 +273,8 @@ def _fit(session: TrainingRun, cfg: EmotionConfig, run: Path, command: str, root
                         {"opt": opt.state_dict(), "sched": sched.state_dict(), "gen": gen.get_state(),
                          "rng": torch.get_rng_state(), "epoch": epoch + 1, "best_acc": best_acc,
                          "best_epoch": best_epoch})
+    if loop.stopped:  # the time limit passed with epochs left: --resume to finish (and evaluate)
+        return run
 
     # Evaluate the best checkpoint once on the held-out test split.
     best = create_model("mini_xception", weights=run / "best.pt").to(memory_format=torch.channels_last)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import pickle
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -83,6 +84,14 @@ def brightness_directions(G, samples: int = 300) -> E.Directions:
     return E.Directions({"smile": E.Direction("smile", normal, float((centred @ normal).std()))}, G.w_dim)
 
 
+def save_brightness_directions(G, weights_path, folder) -> Path:
+    """:func:`brightness_directions` of ``G`` saved as ``folder/directions.json``, stamped with the sha256 of
+    ``G``'s weights file (so the CLI and the server accept them for that generator); returns the path."""
+    dirs = brightness_directions(G)
+    dirs.meta["generator_sha256"] = E.file_sha256(weights_path)
+    return dirs.save(folder / "directions.json")
+
+
 def test_every_feature_runs_on_published_checkpoints(published, tmp_path):
     fmt, base_path, toon_path = published
     G = create_model("stylegan2", weights=base_path).eval()
@@ -125,9 +134,7 @@ def test_cli_runs_published_checkpoints_by_weights_option(published, tmp_path):
 
     fmt, base_path, toon_path = published
     G = create_model("stylegan2", weights=base_path).eval()
-    dirs = brightness_directions(G)
-    dirs.meta["generator_sha256"] = E.file_sha256(base_path)
-    directions = dirs.save(tmp_path / "directions.json")
+    directions = save_brightness_directions(G, base_path, tmp_path)
     photo = tmp_path / "face.png"
     save_image(photo, S.generate(G, [7])[0])
     w, out = str(base_path), str(tmp_path / "out.png")
@@ -164,9 +171,7 @@ def test_server_serves_published_checkpoints_by_configuration(published, tmp_pat
 
     fmt, base_path, toon_path = published
     G = create_model("stylegan2", weights=base_path).eval()
-    dirs = brightness_directions(G)
-    dirs.meta["generator_sha256"] = E.file_sha256(base_path)
-    directions = dirs.save(tmp_path / "directions.json")
+    directions = save_brightness_directions(G, base_path, tmp_path)
     app = create_app({"stylegan2_weights": str(base_path), "stylegan2_toon_weights": str(toon_path),
                       "stylegan2_directions": str(directions), "torch_threads": None})
     client = app.test_client()

@@ -53,7 +53,7 @@ import torch
 from torch import nn
 
 from faceforge.errors import WeightsNotFoundError
-from faceforge.faces.align import EYES_NOSE_MOUTH, FaceTemplate, align_face, get_template, to_opencv, umeyama
+from faceforge.faces.align import EYES_NOSE_MOUTH, FaceTemplate, align_face, get_template, umeyama, warp_box
 from faceforge.imaging import check_rgb
 from faceforge.pipelines.base import FaceJob, FacePipeline, face_fields
 
@@ -337,19 +337,11 @@ def _paste(canvas: np.ndarray, crop: np.ndarray, inverse: np.ndarray, mask: np.n
     """Blend ``crop`` (S x S) into ``canvas`` with ``inverse`` (crop -> canvas, continuous coordinates) and the
     crop-space ``mask``. Returns ``(new canvas, alpha of the changed box (h, w) float32, box (x0, y0, x1, y1))``;
     only pixels under the mask change."""
-    s = crop.shape[0]
-    h, w = canvas.shape[:2]
-    corners = np.array([[0, 0, 1], [s, 0, 1], [0, s, 1], [s, s, 1]], np.float64) @ inverse.T
-    x0 = int(np.clip(np.floor(corners[:, 0].min()) - 1, 0, w))
-    y0 = int(np.clip(np.floor(corners[:, 1].min()) - 1, 0, h))
-    x1 = int(np.clip(np.ceil(corners[:, 0].max()) + 2, 0, w))
-    y1 = int(np.clip(np.ceil(corners[:, 1].max()) + 2, 0, h))
     out = canvas.copy()
-    if x1 <= x0 or y1 <= y0:
+    placed = warp_box(inverse, crop.shape[0], canvas.shape)
+    if placed is None:
         return out, np.zeros((0, 0), np.float32), (0, 0, 0, 0)
-    shift = inverse.copy()
-    shift[:, 2] -= (x0, y0)
-    m = to_opencv(shift)
+    (x0, y0, x1, y1), m = placed
     roi = (x1 - x0, y1 - y0)
     warped = cv2.warpAffine(np.ascontiguousarray(crop), m, roi, flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
     alpha = cv2.warpAffine(mask, m, roi, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)

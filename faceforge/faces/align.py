@@ -339,13 +339,22 @@ def feather_mask(size: int, feather: float) -> np.ndarray:
     return np.minimum(ramp[:, None], ramp[None, :])
 
 
-def _paste_region(rgb: np.ndarray, side: int, aligned: AlignedFace) -> tuple[tuple[slice, slice], np.ndarray,
-                                                                              tuple[int, int]] | None:
-    """Where a warped ``side`` x ``side`` crop lands in ``rgb``: the region's ``(rows, cols)`` slices, the
-    OpenCV matrix crop -> region and the region's ``(width, height)``; ``None`` when it misses the image."""
-    k = aligned.size / side  # continuous coordinates scale by k between the two crop sizes
-    inverse = aligned.inverse @ np.array([[k, 0, 0], [0, k, 0], [0, 0, 1.0]])  # crop' pixels -> image pixels
-    h, w = rgb.shape[:2]
+def warp_box(inverse: np.ndarray, side: int, shape: tuple[int, ...]) -> tuple[tuple[int, int, int, int],
+                                                                               np.ndarray] | None:
+    """Where a ``side`` x ``side`` crop warped by ``inverse`` lands in an image of ``shape``, for pasting
+    it back with ``cv2.warpAffine`` into that part of the image only.
+
+    Args:
+        inverse: float ``(2, 3)`` crop -> image map in continuous pixel coordinates.
+        side: the crop's side in pixels.
+        shape: the image's shape, ``(H, W, ...)``.
+
+    Returns:
+        ``((x0, y0, x1, y1), matrix)``: the box around the warped crop's corners (1 px margin before, 2
+        after, for the interpolation's support), clipped to the image, and the OpenCV matrix
+        (:func:`to_opencv`) from crop pixels to box pixels; ``None`` when the crop misses the image.
+    """
+    h, w = shape[:2]
     corners = np.array([[0, 0, 1], [side, 0, 1], [0, side, 1], [side, side, 1]], np.float64) @ inverse.T
     x0 = int(np.clip(np.floor(corners[:, 0].min()) - 1, 0, w))
     y0 = int(np.clip(np.floor(corners[:, 1].min()) - 1, 0, h))
@@ -355,7 +364,20 @@ def _paste_region(rgb: np.ndarray, side: int, aligned: AlignedFace) -> tuple[tup
         return None
     shift = inverse.copy()
     shift[:, 2] -= (x0, y0)
-    return (slice(y0, y1), slice(x0, x1)), to_opencv(shift), (x1 - x0, y1 - y0)
+    return (x0, y0, x1, y1), to_opencv(shift)
+
+
+def _paste_region(rgb: np.ndarray, side: int, aligned: AlignedFace) -> tuple[tuple[slice, slice], np.ndarray,
+                                                                              tuple[int, int]] | None:
+    """Where a warped ``side`` x ``side`` crop lands in ``rgb``: the region's ``(rows, cols)`` slices, the
+    OpenCV matrix crop -> region and the region's ``(width, height)``; ``None`` when it misses the image."""
+    k = aligned.size / side  # continuous coordinates scale by k between the two crop sizes
+    inverse = aligned.inverse @ np.array([[k, 0, 0], [0, k, 0], [0, 0, 1.0]])  # crop' pixels -> image pixels
+    placed = warp_box(inverse, side, rgb.shape)
+    if placed is None:
+        return None
+    (x0, y0, x1, y1), matrix = placed
+    return (slice(y0, y1), slice(x0, x1)), matrix, (x1 - x0, y1 - y0)
 
 
 def paste_change(rgb: np.ndarray, change: np.ndarray, aligned: AlignedFace, feather: float = 0.1) -> np.ndarray:

@@ -73,6 +73,23 @@ def astronaut_rgb() -> np.ndarray:
     return rgb
 
 
+@pytest.fixture(scope="session")
+def two_faces(astronaut_rgb) -> np.ndarray:
+    """The astronaut and her mirror image side by side: uint8 (512, 1024, 3) RGB, read-only, two faces of
+    equal size."""
+    both = np.concatenate([astronaut_rgb, astronaut_rgb[:, ::-1]], axis=1)
+    both.setflags(write=False)
+    return both
+
+
+@pytest.fixture(scope="session")
+def detector():
+    """One BlazeFace :class:`~faceforge.faces.detect.FaceDetector` (1 LiteRT thread) for the session's tests."""
+    from faceforge.faces.detect import FaceDetector
+
+    return FaceDetector(num_threads=1)
+
+
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
 

@@ -27,18 +27,6 @@ class Invert(FacePipeline):
         return [(255 - x).astype(np.uint8) if strength else x for x in inputs]
 
 
-@pytest.fixture(scope="module")
-def detector():
-    from faceforge.faces.detect import FaceDetector
-
-    return FaceDetector(num_threads=1)
-
-
-@pytest.fixture(scope="module")
-def two_faces(astronaut_rgb):
-    return np.ascontiguousarray(np.concatenate([astronaut_rgb, astronaut_rgb[:, ::-1]], axis=1))
-
-
 def test_run_detects_aligns_runs_once_and_pastes_back(two_faces, detector):
     task = Invert(detector)
     run = task.run(two_faces, "all", strength=1.0)

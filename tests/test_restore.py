@@ -40,12 +40,6 @@ def gpen_weights(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def detector():
-    from faceforge.faces.detect import FaceDetector
-    return FaceDetector(num_threads=1)
-
-
-@pytest.fixture(scope="module")
 def astronaut_faces(detector, astronaut_rgb):
     faces = detector.detect(astronaut_rgb)
     assert len(faces) == 1

@@ -57,20 +57,6 @@ def run_dir(tmp_path_factory):
     return run
 
 
-@pytest.fixture(scope="module")
-def detector():
-    from faceforge.faces.detect import FaceDetector
-    return FaceDetector(num_threads=1)
-
-
-@pytest.fixture(scope="module")
-def two_faces(astronaut_rgb):
-    """The astronaut twice, side by side (1024x512): two faces of equal size."""
-    left = astronaut_rgb
-    right = np.ascontiguousarray(astronaut_rgb[:, ::-1])
-    return np.concatenate([left, right], axis=1)
-
-
 # --------------------------------------------------------------------------------------------------
 # selection and post-filter
 

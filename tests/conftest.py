@@ -118,18 +118,11 @@ def estimate_batchnorm():
 
 @pytest.fixture(scope="session")
 def expect_problem():
-    """``expect_problem(response, status, slug) -> body``: assert an RFC 9457 problem answer with this
-    status and ``type`` slug, and return its JSON body."""
-    from faceforge.errors import PROBLEM_TYPE_PREFIX
+    """``expect_problem(response, status, slug) -> body``: :func:`problems.assert_problem` (an RFC 9457
+    problem answer with this status and ``type`` slug), for tests that take it as a fixture."""
+    from problems import assert_problem  # tests/problems.py (tests/ is on sys.path)
 
-    def check(response, status: int, slug: str) -> dict:
-        assert response.status_code == status, response.get_data(as_text=True)
-        assert response.mimetype == PROBLEM_MEDIA_TYPE
-        body = response.get_json(force=True)
-        assert body["type"] == PROBLEM_TYPE_PREFIX + slug and body["status"] == status
-        return body
-
-    return check
+    return assert_problem
 
 
 def make_tiny_pose_pairs(root: Path, n_faces: int = 4, size: int = 32) -> Path:

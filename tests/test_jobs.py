@@ -31,6 +31,8 @@ from server import create_app, schemas
 from server.errors import JobNotFoundError, QueueFullError
 from server.jobs import InProcessJobQueue, TaskResult
 
+from problems import assert_problem  # tests/problems.py (tests/ is on sys.path); test_jobs_* import it from here
+
 torch.set_num_threads(1)
 PROBLEM = "application/problem+json"
 CONFIG = {"resolution": 16, "z_dim": 16, "w_dim": 16, "channel_base": 128, "channel_max": 16}
@@ -75,15 +77,6 @@ def app(weights):
 @pytest.fixture(scope="module")
 def client(app):
     return app.test_client()
-
-
-def assert_problem(response, status: int, slug: str) -> dict:
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.mimetype == PROBLEM
-    body = response.get_json(force=True)
-    Draft202012Validator(schemas.problem_schema()).validate(body)
-    assert body["type"] == PROBLEM_TYPE_PREFIX + slug
-    return body
 
 
 def submit(client, task: str, **kw):

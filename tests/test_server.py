@@ -21,6 +21,8 @@ from server import create_app, schemas
 from server.config import MULTIPART_OVERHEAD_BYTES, Config
 from server.testing import make_random_emotion_checkpoint
 
+from problems import assert_problem  # tests/problems.py (tests/ is on sys.path)
+
 PROBLEM = "application/problem+json"
 MAX_BYTES = 1 * 2**20
 MAX_PIXELS = 2_000_000
@@ -63,18 +65,6 @@ def client(app):
 def post_image(client, data: bytes, field: str = "image", **form):
     return client.post(schemas.EMOTION_PATH, data={field: (io.BytesIO(data), "upload.bin"), **form},
                        content_type="multipart/form-data")
-
-
-def assert_problem(response, status: int, slug: str) -> dict:
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.mimetype == PROBLEM
-    body = response.get_json(force=True)
-    Draft202012Validator(schemas.problem_schema()).validate(body)
-    assert body["type"] == problem_type(slug)
-    assert body["status"] == status
-    assert body["title"] and body["detail"]
-    assert body["instance"] == response.request.path
-    return body
 
 
 # --------------------------------------------------------------------------- errors, one per type

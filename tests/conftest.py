@@ -90,6 +90,15 @@ def detector():
     return FaceDetector(num_threads=1)
 
 
+@pytest.fixture(scope="session")
+def face_mesh(detector):
+    """One MediaPipe Face Mesh (:class:`~faceforge.faces.landmarks.FaceMesh`, 1 LiteRT thread) on the
+    session's :func:`detector`."""
+    from faceforge.faces.landmarks import FaceMesh
+
+    return FaceMesh(detector, num_threads=1)
+
+
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
 

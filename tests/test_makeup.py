@@ -13,12 +13,8 @@ from faceforge.makeup import MakeupTransfer, region_masks
 
 
 @pytest.fixture(scope="module")
-def transfer():
-    from faceforge.faces.detect import FaceDetector
-    from faceforge.faces.landmarks import FaceMesh
-
-    detector = FaceDetector(num_threads=1)
-    return MakeupTransfer(detector=detector, mesh=FaceMesh(detector, num_threads=1))
+def transfer(detector, face_mesh):
+    return MakeupTransfer(detector=detector, mesh=face_mesh)
 
 
 @pytest.fixture(scope="module")

@@ -14,12 +14,8 @@ from faceforge.prepare import REASONS, dhash, prepare_folder
 
 
 @pytest.fixture(scope="module")
-def detector_and_mesh():
-    from faceforge.faces.detect import FaceDetector
-    from faceforge.faces.landmarks import FaceMesh
-
-    detector = FaceDetector(num_threads=1)
-    return detector, FaceMesh(detector, num_threads=1)
+def detector_and_mesh(detector, face_mesh):
+    return detector, face_mesh
 
 
 @pytest.fixture

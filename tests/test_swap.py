@@ -93,12 +93,8 @@ def test_hull_mask_fills_the_convex_hull():
 
 
 @pytest.fixture(scope="module")
-def swapper():
-    from faceforge.faces.detect import FaceDetector
-    from faceforge.faces.landmarks import FaceMesh
-
-    detector = FaceDetector(num_threads=1)
-    return FaceSwapper(detector=detector, mesh=FaceMesh(detector, num_threads=1))
+def swapper(detector, face_mesh):
+    return FaceSwapper(detector=detector, mesh=face_mesh)
 
 
 @pytest.fixture(scope="module")

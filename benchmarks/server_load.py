@@ -164,15 +164,9 @@ class Deployment:
         return rss_mib([p.pid for p in self.processes])
 
     def __exit__(self, *exc: Any) -> None:
-        for p in self.processes:
-            if p.poll() is None:
-                p.terminate()
-        for p in self.processes:
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(5)
+        from server.testing import stop_processes
+
+        stop_processes(self.processes, timeout=20)
         if self.redis is not None:
             self.redis.stop()
 

@@ -18,7 +18,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from flask import Flask
 from werkzeug.serving import make_server
@@ -50,6 +50,22 @@ def wait_until_healthy(base_url: str, timeout: float = 10.0, process: "subproces
             last = exc
         time.sleep(0.05)
     raise TimeoutError(f"{base_url}{HEALTH_PATH} did not answer within {timeout:.0f} s ({last})")
+
+
+def stop_processes(processes: Iterable["subprocess.Popen | None"], timeout: float = 20.0) -> None:
+    """Stop server processes this caller started (gunicorn, Celery workers): SIGTERM to each one still
+    running, all first so they drain together, then wait up to ``timeout`` seconds for each in turn and
+    SIGKILL (then wait 5 s more) one that has not exited. ``None`` entries are skipped."""
+    started = [p for p in processes if p is not None]
+    for p in started:
+        if p.poll() is None:
+            p.terminate()
+    for p in started:
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(5)
 
 
 def make_random_emotion_checkpoint(path: str | Path, seed: int = 0, version: str = "random-init-test") -> Path:

@@ -44,6 +44,7 @@ redis = pytest.importorskip("redis")
 
 from faceforge.errors import PROBLEM_TYPE_PREFIX  # noqa: E402
 from server import celery_backend as cb  # noqa: E402
+from server.testing import stop_processes  # noqa: E402
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
@@ -143,16 +144,7 @@ class Cluster:
         raise AssertionError(f"worker {name} not ready:\n" + self.tail(log))
 
     def stop(self) -> None:
-        for process in [self.web, *self.workers.values()]:
-            if process is not None and process.poll() is None:
-                process.terminate()
-        for process in [self.web, *self.workers.values()]:
-            if process is not None:
-                try:
-                    process.wait(15)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(5)
+        stop_processes([self.web, *self.workers.values()], timeout=15)
 
     @staticmethod
     def tail(path: Path, n: int = 40) -> str:

@@ -29,6 +29,8 @@ SLOW_CLIENTS = 50
 def test_50_trickling_clients_do_not_freeze_healthz(tmp_path, redis_server):
     from redis_server import free_port
 
+    from server.testing import stop_processes
+
     port = free_port()
     env = {**os.environ, "FACEFORGE_JOB_BACKEND": "celery", "FACEFORGE_REDIS_URL": redis_server.url}
     log = tmp_path / "web.log"
@@ -79,9 +81,4 @@ def test_50_trickling_clients_do_not_freeze_healthz(tmp_path, redis_server):
         assert max(latencies) < 1.0, latencies
     finally:
         stop.set()
-        web.terminate()
-        try:
-            web.wait(20)
-        except subprocess.TimeoutExpired:
-            web.kill()
-            web.wait(5)
+        stop_processes([web], timeout=20)

@@ -69,7 +69,7 @@ def default_classifier_path() -> Path:
     """The age/gender classifier ``default`` means: card ``attribute_net.utkface32`` (installed copy, else the
     shipped ``faceforge/weights/attributes_utkface32.pt``); the path may not exist."""
     card = cards.get_card(ATTRIBUTE_CARD)
-    return card.path or card.package_path
+    return card.expected_path
 
 
 def default_directions_path() -> Path:

@@ -96,7 +96,7 @@ def default_weights_path() -> Path:
     from faceforge.models import cards
 
     card = cards.get_card(CARD)
-    return card.path or card.package_path
+    return card.expected_path
 
 
 def resolve_weights(weights: str | Path | None = None, environ: dict[str, str] | None = None) -> Path:

@@ -131,7 +131,7 @@ class TranslateTask:
         if self.card is None:
             return None
         card = cards.get_card(self.card)
-        return card.path or card.package_path
+        return card.expected_path
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description,

@@ -95,3 +95,13 @@ def test_models_command_lists_every_card_truthfully():
     doc = json.loads(CliRunner().invoke(main, ["models", "--json", "--task", "frontalize"]).output)
     assert [c["name"] for c in doc["cards"]] == ["pix2pix_mobile.frontalize"]
     assert doc["cards"][0]["input_size"] == 128 and doc["cards"][0]["available"] in (True, False)
+
+
+def test_expected_path_is_the_installed_copy_else_the_package_path(tmp_path, monkeypatch):
+    from faceforge.models import cards
+
+    card = cards.get_card("gpen.utkface64")  # not shipped: no package copy
+    monkeypatch.setattr(cards, "user_weights_dir", lambda *a, **k: tmp_path)
+    assert not card.package_path.is_file() and card.expected_path == card.package_path
+    (tmp_path / card.file).write_bytes(b"x")
+    assert card.expected_path == card.path == tmp_path / card.file

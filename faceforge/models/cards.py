@@ -107,6 +107,12 @@ class ModelCard:
         return None
 
     @property
+    def expected_path(self) -> Path:
+        """:attr:`path` when a copy exists, else :attr:`package_path` (which may not exist): the file
+        ``"default"`` stands for, to load or to name in a not-found message."""
+        return self.path or self.package_path
+
+    @property
     def available(self) -> bool:
         """Whether :attr:`path` exists."""
         return self.path is not None

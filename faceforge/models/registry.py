@@ -123,7 +123,7 @@ class ModelSpec:
         may not exist); ``None`` if the architecture has no default weights at all."""
         card = self.default_card
         if card is not None:
-            return card.path or card.package_path
+            return card.expected_path
         return WEIGHTS_DIR / self.default_weights if self.default_weights else None
 
 

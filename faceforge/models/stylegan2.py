@@ -698,7 +698,7 @@ def default_toon_weights_path() -> Path:
     from faceforge.models import cards
 
     card = cards.get_card(TOON_CARD)
-    return card.path or card.package_path
+    return card.expected_path
 
 
 register_model(ModelSpec(

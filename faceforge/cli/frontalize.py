@@ -22,10 +22,12 @@ from faceforge.errors import FaceforgeError
               help="Which faces: all, largest, or 0-based indices such as 0,2 (highest detector score first).")
 @click.option("--save-input/--no-save-input", default=False, show_default=True,
               help="Also write the generator's input (pose-tolerant crop or rerender) as <stem>_<index>_input<suffix>.")
+@click.option("--restore", "restore_method", type=click.Choice(["none", "auto", "gpen", "classical"]), default="none",
+              show_default=True, help="Restore the frontal crops last (auto: GPEN when configured, else classical).")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the faces (box, yaw, roll, range flag) and timings as JSON.")
 def frontalize(photo: Path, output: Path | None, weights: str | None, selection: str, save_input: bool,
-               as_json: bool) -> None:
+               restore_method: str, as_json: bool) -> None:
     """Frontalize the faces in PHOTO with a pix2pix generator and save the frontal crops.
 
     Yaw is Face Mesh's estimate, calibrated, in degrees, positive when the nose points to the image's right.
@@ -35,6 +37,7 @@ def frontalize(photo: Path, output: Path | None, weights: str | None, selection:
     Examples:
       faceforge frontalize profile.jpg -o frontal.png --weights runs/frontalize/001
       FACEFORGE_FRONTALIZE_WEIGHTS=runs/frontalize/001 faceforge frontalize group.jpg --faces all --json
+      faceforge frontalize profile.jpg --restore auto    # GPEN with $FACEFORGE_GPEN_WEIGHTS, else classical
     """
     import warnings
 
@@ -48,7 +51,7 @@ def frontalize(photo: Path, output: Path | None, weights: str | None, selection:
         rgb = load_image(photo)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # reported per face below
-            result = frontalizer.frontalize(rgb, faces=faces)
+            result = frontalizer.frontalize(rgb, faces=faces, restore=restore_method)
     except (FaceforgeError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     done = result.frontalized
@@ -65,7 +68,7 @@ def frontalize(photo: Path, output: Path | None, weights: str | None, selection:
     except ValueError as exc:
         raise click.ClickException(f"cannot write {base}: {exc}") from None
     if as_json:
-        click.echo(json.dumps({"image": str(photo), "model": frontalizer.describe(),
+        click.echo(json.dumps({"image": str(photo), "model": frontalizer.describe(), "restored": result.restored,
                                "faces": [{**f.to_dict(), "output": written.get(f.index)} for f in result.faces],
                                "timings_ms": {k: round(v, 1) for k, v in result.timings_ms.items()}}, indent=1))
         return

@@ -15,12 +15,17 @@ from werkzeug.datastructures import FileStorage
 if TYPE_CHECKING:
     import numpy as np
 
-from faceforge.errors import MissingFieldError
+from faceforge.errors import (ImageTooSmallError, MissingFieldError, NotAnImageError, TooManyBytesError,
+                              TooManyPixelsError, TruncatedImageError, UnsupportedFormatError)
 
 from server.config import Config
 from server.hub import ModelHub
 
 EXTENSION_KEY = "faceforge"
+
+IMAGE_ERRORS = (NotAnImageError, TruncatedImageError, UnsupportedFormatError, TooManyBytesError, TooManyPixelsError,
+                ImageTooSmallError)
+"""What decoding an uploaded image (:func:`read_upload`) answers with, for an endpoint's ``ERRORS``."""
 
 
 def get_config() -> Config:

@@ -6,18 +6,14 @@ import time
 
 from flask import Blueprint, jsonify
 
-from faceforge.errors import (ImageTooSmallError, InvalidFieldError, MissingFieldError, NoFaceError,
-                              NotAnImageError, TooManyBytesError, TooManyPixelsError, TruncatedImageError,
-                              UnsupportedFormatError, WeightsNotFoundError, CheckpointError)
-from server.api import form_fields, get_hub, read_upload, require_upload
+from faceforge.errors import CheckpointError, InvalidFieldError, MissingFieldError, NoFaceError, WeightsNotFoundError
+from server.api import IMAGE_ERRORS, form_fields, get_hub, read_upload, require_upload
 from server.hub import public_weights_name
 from server.schemas import EMOTION_PATH, IMAGE_FIELD, keypoint_names
 
 bp = Blueprint("emotion", __name__)
 
-ERRORS = (MissingFieldError, InvalidFieldError, NotAnImageError, TruncatedImageError, UnsupportedFormatError,
-          TooManyBytesError, TooManyPixelsError, ImageTooSmallError, NoFaceError, WeightsNotFoundError,
-          CheckpointError)
+ERRORS = (MissingFieldError, InvalidFieldError, *IMAGE_ERRORS, NoFaceError, WeightsNotFoundError, CheckpointError)
 """Errors this endpoint answers with (besides 404/405/500), listed in the OpenAPI document."""
 
 

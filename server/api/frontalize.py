@@ -36,20 +36,17 @@ import warnings
 
 from flask import Blueprint, current_app, jsonify
 
-from faceforge.errors import (CheckpointError, FaceSelectionError, ImageTooSmallError, InvalidFieldError,
-                              MissingFieldError, NoFaceError, NotAnImageError, TooManyBytesError,
-                              TooManyPixelsError, TruncatedImageError, UnsupportedFormatError,
+from faceforge.errors import (CheckpointError, FaceSelectionError, InvalidFieldError, MissingFieldError, NoFaceError,
                               WeightsNotFoundError)
 from faceforge.imaging import encode_image
-from server.api import form_fields, get_config, get_hub, read_upload, require_upload, server_timing
+from server.api import IMAGE_ERRORS, form_fields, get_config, get_hub, read_upload, require_upload, server_timing
 from server.hub import public_weights_name
 from server.schemas import FACES_FIELD, FRONTALIZE_PATH, FRONTALIZE_TIMING_STEPS, IMAGE_FIELD
 
 bp = Blueprint("frontalize", __name__)
 
-ERRORS = (MissingFieldError, InvalidFieldError, NotAnImageError, TruncatedImageError, UnsupportedFormatError,
-          TooManyBytesError, TooManyPixelsError, ImageTooSmallError, NoFaceError, FaceSelectionError,
-          WeightsNotFoundError, CheckpointError)
+ERRORS = (MissingFieldError, InvalidFieldError, *IMAGE_ERRORS, NoFaceError, FaceSelectionError, WeightsNotFoundError,
+          CheckpointError)
 """Errors this endpoint answers with (besides 404/405/500), listed in the OpenAPI document."""
 
 

@@ -35,20 +35,17 @@ import time
 
 from flask import Blueprint, current_app, jsonify
 
-from faceforge.errors import (CheckpointError, FaceSelectionError, ImageTooSmallError, InvalidFieldError,
-                              MissingFieldError, NoFaceError, NotAnImageError, TooManyBytesError,
-                              TooManyPixelsError, TruncatedImageError, UnknownTaskError, UnsupportedFormatError,
-                              WeightsNotFoundError)
+from faceforge.errors import (CheckpointError, FaceSelectionError, InvalidFieldError, MissingFieldError, NoFaceError,
+                              UnknownTaskError, WeightsNotFoundError)
 from faceforge.imaging import encode_image
-from server.api import form_fields, get_config, get_hub, read_upload, require_upload, server_timing
+from server.api import IMAGE_ERRORS, form_fields, get_config, get_hub, read_upload, require_upload, server_timing
 from server.hub import public_weights_name
 from server.schemas import DIRECTION_FIELD, IMAGE_FIELD, TRANSLATE_PATH, TRANSLATE_TIMING_STEPS, keypoint_names
 
 bp = Blueprint("translate", __name__)
 
-ERRORS = (MissingFieldError, InvalidFieldError, UnknownTaskError, NotAnImageError, TruncatedImageError,
-          UnsupportedFormatError, TooManyBytesError, TooManyPixelsError, ImageTooSmallError, NoFaceError,
-          FaceSelectionError, WeightsNotFoundError, CheckpointError)
+ERRORS = (MissingFieldError, InvalidFieldError, UnknownTaskError, *IMAGE_ERRORS, NoFaceError, FaceSelectionError,
+          WeightsNotFoundError, CheckpointError)
 """Errors this endpoint answers with (besides 404/405/500), listed in the OpenAPI document."""
 
 JPEG_QUALITY = 90

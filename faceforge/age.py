@@ -16,7 +16,6 @@ interpolation when enlarging, RGB, ``p / 127.5 - 1``.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
@@ -25,6 +24,7 @@ import cv2
 import numpy as np
 import torch
 
+from faceforge.checkpoints import weights_version
 from faceforge.errors import WeightsNotFoundError
 from faceforge.models import create_model, get_spec
 from faceforge.models.agenet import expected_age
@@ -140,9 +140,7 @@ class AgeEstimator(FacePipeline):
         """``meta["version"]``, else ``sha256:<12 hex>`` of the file, else ``"random-init"``."""
         if self.weights_path is None:
             return "random-init"
-        if self.meta.get("version"):
-            return str(self.meta["version"])
-        return "sha256:" + hashlib.sha256(self.weights_path.read_bytes()).hexdigest()[:12]
+        return weights_version(self.meta, self.weights_path)
 
     @torch.inference_mode()
     def predict_distribution(self, crops: np.ndarray | Sequence[np.ndarray], batch_size: int = 256) -> np.ndarray:

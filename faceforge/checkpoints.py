@@ -20,11 +20,12 @@ of their own above it (StyleGAN2 rosinality ``.pt`` / NVlabs ``.pkl``:
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import torch
 from torch import nn
@@ -43,6 +44,22 @@ def git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None
+
+
+def weights_version(meta: Mapping[str, Any], *files: str | Path) -> str:
+    """The version of loaded weights, as ``/v1/models`` and the ``X-Faceforge-Model-Version`` headers report
+    it: ``meta["version"]`` when the checkpoint states one, else ``"sha256:"`` and the first 12 hex digits
+    of the SHA-256 of the files' bytes, in the order given (one file: that file's own digest).
+
+    Raises:
+        OSError: a file cannot be read.
+    """
+    if meta.get("version"):
+        return str(meta["version"])
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(Path(f).read_bytes())
+    return f"sha256:{digest.hexdigest()[:12]}"
 
 
 def write_atomically(path: str | Path, write: Callable[[str], Any], suffix: str = ".tmp") -> Path:

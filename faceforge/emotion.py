@@ -19,7 +19,6 @@ surprise, neutral.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
@@ -28,6 +27,7 @@ import cv2
 import numpy as np
 import torch
 
+from faceforge.checkpoints import weights_version
 from faceforge.errors import WeightsNotFoundError
 from faceforge.models import create_model, get_spec
 from faceforge.models.registry import InputSpec, ModelSpec
@@ -259,10 +259,7 @@ class EmotionRecognizer(FacePipeline):
         """``meta["version"]`` if the checkpoint states one, else ``sha256:<12 hex>`` of the file."""
         if self.weights_path is None:
             return "random-init"
-        if self.meta.get("version"):
-            return str(self.meta["version"])
-        digest = hashlib.sha256(self.weights_path.read_bytes()).hexdigest()
-        return f"sha256:{digest[:12]}"
+        return weights_version(self.meta, self.weights_path)
 
     @property
     def weights_source(self) -> str:

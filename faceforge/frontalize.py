@@ -90,7 +90,6 @@ Weights (``weights=`` of :class:`Frontalizer`, ``--weights`` of ``faceforge fron
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -104,7 +103,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from faceforge.checkpoints import load_checkpoint
+from faceforge.checkpoints import load_checkpoint, weights_version
 from faceforge.errors import CheckpointError, NoFaceError, PoseOutOfRangeError, WeightsNotFoundError
 from faceforge.models import cards, get_spec
 from faceforge.models.registry import build_from_state
@@ -638,8 +637,7 @@ class Frontalizer(FacePipeline):
         self.max_yaw = float(max_yaw if max_yaw is not None else info["max_yaw"] or TRAINED_MAX_YAW)
         if not 0 < self.max_yaw < 90:
             raise ValueError(f"max_yaw must be in (0, 90) degrees, got {self.max_yaw}")
-        self.version = str(self.meta["version"]) if self.meta.get("version") else \
-            "sha256:" + hashlib.sha256(self.file.read_bytes()).hexdigest()[:12]
+        self.version = weights_version(self.meta, self.file)
         self._detector = detector
         self._mesh = mesh
         self._threads = num_threads

@@ -40,7 +40,6 @@ the mean absolute difference, restored photo vs canvas, within 3 px of the mask'
 from __future__ import annotations
 
 import copy
-import hashlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -52,6 +51,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from faceforge.checkpoints import weights_version
 from faceforge.errors import WeightsNotFoundError
 from faceforge.faces.align import EYES_NOSE_MOUTH, FaceTemplate, align_face, get_template, umeyama, warp_box
 from faceforge.imaging import check_rgb
@@ -470,10 +470,7 @@ class FaceRestorer(FacePipeline):
     def version(self) -> str:
         if self.method == "classical":
             return "opencv-nlmeans+unsharp"
-        if self.meta.get("version"):
-            return str(self.meta["version"])
-        digest = hashlib.sha256(self.weights_path.read_bytes()).hexdigest()[:12]
-        return f"sha256:{digest}"
+        return weights_version(self.meta, self.weights_path)
 
     def describe(self) -> dict[str, Any]:
         """JSON-ready description of the restorer."""

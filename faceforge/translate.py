@@ -54,7 +54,6 @@ Image Processing", sec. 3.6) that restores edge contrast. Sigmas scale with the 
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,7 +64,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from faceforge.checkpoints import load_checkpoint
+from faceforge.checkpoints import load_checkpoint, weights_version
 from faceforge.errors import CheckpointError, UnknownTaskError, WeightsNotFoundError
 from faceforge.faces.select import detect_and_select, parse_face_selection, select_faces  # noqa: F401 (re-exported)
 from faceforge.imaging import check_rgb
@@ -528,14 +527,9 @@ class FaceTranslator(FacePipeline):
         return tuple(d for d in DIRECTIONS if d in self.generators)
 
     def _version(self) -> str:
-        if self.meta.get("version"):
-            return str(self.meta["version"])
         files = ([self.weights_path / n for n in ("G_A.pt", "G_B.pt") if (self.weights_path / n).is_file()]
                  if self.weights_path.is_dir() else [self.weights_path])
-        digest = hashlib.sha256()
-        for f in files:
-            digest.update(f.read_bytes())
-        return f"sha256:{digest.hexdigest()[:12]}"
+        return weights_version(self.meta, *files)
 
     def _generator(self, direction: str) -> nn.Module:
         if direction not in DIRECTIONS:

@@ -60,3 +60,16 @@ def test_write_atomically_replaces_the_file_or_leaves_it_and_no_temporary(tmp_pa
     with pytest.raises(RuntimeError, match="disk full"):
         write_atomically(target, fails)
     assert target.read_bytes() == b"new" and sorted(p.name for p in tmp_path.iterdir()) == ["f.bin"]
+
+
+def test_weights_version_is_the_stated_one_else_a_digest_of_the_files(tmp_path):
+    import hashlib
+
+    from faceforge.checkpoints import weights_version
+
+    a, b = tmp_path / "a.pt", tmp_path / "b.pt"
+    a.write_bytes(b"first")
+    b.write_bytes(b"second")
+    assert weights_version({"version": "2026.11.23-run000"}, a) == "2026.11.23-run000"
+    assert weights_version({}, a) == "sha256:" + hashlib.sha256(b"first").hexdigest()[:12]
+    assert weights_version({"version": ""}, a, b) == "sha256:" + hashlib.sha256(b"firstsecond").hexdigest()[:12]

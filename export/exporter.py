@@ -218,6 +218,10 @@ def run_export(model: str = "mini_xception", formats: Iterable[ExportFormat] = (
             if spec.input.face_template else None
         if template is None:
             raise ExportError(f"{spec.name} names no face template; the manifest requires one")
+        # the app steps of every family import the library's task modules: do it now, not after the slow
+        # steps (a module that fails to import then would waste the whole run)
+        for family, side in (("cyclegan_", 128), ("pix2pix_", 128)):
+            mf.app_steps(family, side, provenance)
 
     job = ExportJob(net, spec, version, embedded_metadata(spec, version))
     if any(f.needs_calibration for f in formats):

@@ -236,6 +236,9 @@ def test_run_export_writes_a_valid_manifest_for_a_translator(tiny, tmp_path):
         assert e["face_alignment"]["template"] == "utkface" and e["face_alignment"]["size"] == SIZE
         assert e["parity"]["psnr_db"] >= FORMATS[name].bounds.min_psnr_db
         assert "8 synthetic images" in e["parity"]["dataset"]
+        assert e["app_steps"]["default_mode"] == "transfer"  # the aging app steps, from the library
+        assert "UTKFace" in e["license"] and "non-commercial" in e["license"]  # the data terms travel with the file
+        assert b"non-commercial" in (out / e["file"]).read_bytes()  # ONNX metadata_props / TFLite ModelMetadata
     assert entries["tflite_int8"]["input"]["quantization"]["zero_point"] in range(-128, 128)
     assert "RANDOM" in entries["tflite_int8"]["provenance"]["calibration"]
     notes = {r["file"]: r["applies_to"] for r in manifest["licenses"]}

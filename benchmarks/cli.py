@@ -15,6 +15,7 @@ from benchmarks.generator_latency import main as generator_latency
 from benchmarks.identity_parity import main as identity_parity
 from benchmarks.jobs_roundtrip import main as jobs_roundtrip
 from benchmarks.restore_latency import main as restore_latency
+from benchmarks.restore_last_step import main as restore_last_step
 from benchmarks.restore_quality import main as restore_quality
 from benchmarks.server_load import main as server_load
 from benchmarks.stylegan_latency import main as stylegan_latency
@@ -75,6 +76,7 @@ bench.add_command(generator_latency, "generator-latency")
 bench.add_command(jobs_roundtrip, "jobs-roundtrip")
 bench.add_command(restore_quality, "restore-quality")
 bench.add_command(restore_latency, "restore-latency")
+bench.add_command(restore_last_step, "restore-last-step")
 bench.add_command(swap_quality, "swap-quality")
 bench.add_command(identity_parity, "identity-parity")
 bench.add_command(server_load, "server-load")

@@ -1,0 +1,60 @@
+"""The restore-as-last-step benchmark's figures (benchmarks/restore_last_step.py) on constructed crops."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from benchmarks.restore_last_step import SMALL_FACE, face_metrics, grid_image, markdown, measurement_side, summarise
+from faceforge.metrics import gaussian_blur
+
+
+@pytest.fixture(scope="module")
+def crop() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return gaussian_blur(rng.integers(0, 256, (96, 96, 3), dtype=np.uint8), 1.0)
+
+
+def test_sharpness_ratio_of_a_copy_is_one_and_of_a_blur_below(crop):
+    rows = face_metrics(crop, {"off": crop.copy(), "blurred": gaussian_blur(crop, 2.0)}, identity=False)
+    assert rows["off"]["sharpness_ratio"] == pytest.approx(1.0)
+    assert 0 < rows["blurred"]["sharpness_ratio"] < 0.5
+    assert set(rows["off"]) == {"sharpness_ratio"}
+
+
+def test_identity_columns(crop):
+    from faceforge import identity
+
+    if not identity.is_available():
+        pytest.skip("dlib ResNet model files not installed")
+    rows = face_metrics(crop, {"off": crop.copy(), "classical": gaussian_blur(crop, 1.5)}, {"source": crop[::-1]})
+    assert rows["off"]["id_input"] == pytest.approx(0.0, abs=1e-6) and "id_off" not in rows["off"]
+    assert rows["classical"]["id_off"] >= 0 and "id_source" in rows["classical"]
+    assert rows["classical"]["id_blur_control"] >= 0
+
+
+def test_summary_markdown_and_grid():
+    rows = [{"task": "translate", "file": "p/a.jpg", "face": i, "side": 128, "face_side": side,
+             "methods": {"off": {"sharpness_ratio": 0.5}, "classical": {"sharpness_ratio": r}}}
+            for i, (side, r) in enumerate([(64, 0.4), (200, 0.8), (300, 0.9)])]
+    summary = summarise(rows, ["off", "classical"], ["translate"])
+    s = summary["translate"]
+    assert s["classical"]["sharpness_ratio"]["median"] == pytest.approx(0.8)
+    assert s["classical"]["sharper_than_off"] == pytest.approx(2 / 3, abs=1e-3)
+    assert s["by_face_side"]["classical"][f"<= {SMALL_FACE}"]["n"] == 1
+    doc = {"created": "t", "photos": ["p/a.jpg"], "source": None, "gpen": None, "machine": {"torch_threads": 1},
+           "seconds": 1.0, "summary": summary, "skipped": {"translate": []}, "note": "n"}
+    text = markdown(doc)
+    assert "| translate | classical | 3 | 0.80 [0.60, 0.85] | 67 % |" in text and "gpen rows absent" in text
+    tile = np.zeros((112, 3 * 112, 3), np.uint8)
+    assert grid_image({"translate": [tile, tile], "swap": []}, ["off", "classical"]).shape[0] == 2 * 112 + 18
+
+
+def test_measurement_side_follows_the_face_and_is_clipped():
+    from faceforge.faces.align import get_template
+
+    tpl = get_template("utkface")
+    kps = np.zeros((6, 2))
+    kps[list(tpl.indices)] = tpl.points(200)
+    assert measurement_side(kps) == 200
+    assert measurement_side(kps * 0.1) == 64 and measurement_side(kps * 10) == 512

@@ -58,3 +58,48 @@ def test_measurement_side_follows_the_face_and_is_clipped():
     kps[list(tpl.indices)] = tpl.points(200)
     assert measurement_side(kps) == 200
     assert measurement_side(kps * 0.1) == 64 and measurement_side(kps * 10) == 512
+
+
+@pytest.mark.slow
+def test_run_end_to_end_on_the_astronaut(tmp_path, astronaut_rgb, monkeypatch):
+    """The whole benchmark on one photo (the installed translator and frontalizer, a tiny random GPEN); the swap
+    source is the mirrored astronaut, so the swap may be refused as the same face (then it is counted)."""
+    import json
+    import os
+
+    import torch
+
+    from benchmarks.restore_last_step import run
+    from faceforge.checkpoints import save_checkpoint
+    from faceforge.imaging import save_image
+    from faceforge.models.gpen import GPEN
+    from faceforge.restore import ENV_VAR
+
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    save_image(photos / "astronaut.png", astronaut_rgb)
+    source = save_image(tmp_path / "source.png", np.ascontiguousarray(astronaut_rgb[:, ::-1]))
+    torch.manual_seed(0)
+    config = {"size": 32, "style_dim": 16, "n_mlp": 8, "channel_multiplier": 1, "narrow": 1 / 32}
+    gpen = save_checkpoint(tmp_path / "G_ema.pt", GPEN(**config), "gpen", config, {"face_template": "utkface"})
+    from faceforge import frontalize, translate
+    from faceforge.errors import WeightsNotFoundError
+
+    try:
+        translate.resolve_weights(translate.get_task("age"), None)
+        frontalize.resolve_weights(None)
+    except WeightsNotFoundError as exc:
+        pytest.skip(f"installed weights absent: {exc}")
+    doc = run(portraits=photos, groups_dir=photos, groups=(), source=source, gpen_weights=str(gpen),
+              identity=False, out_dir=tmp_path / "out", grid=tmp_path / "grid.png")
+    assert doc["methods"] == ["off", "classical", "gpen"] and ENV_VAR not in os.environ
+    for task in ("translate", "frontalize"):
+        rows = [r for r in doc["rows"] if r["task"] == task]
+        assert len(rows) == 1 and set(rows[0]["methods"]) == {"off", "classical", "gpen"}
+        assert rows[0]["methods"]["classical"]["sharpness_ratio"] != rows[0]["methods"]["off"]["sharpness_ratio"]
+    swaps = [r for r in doc["rows"] if r["task"] == "swap"]
+    assert len(swaps) + len(doc["skipped"]["swap"]) == 1
+    saved = json.loads((tmp_path / "out" / "restore_last_step.json").read_text())
+    assert saved["summary"]["frontalize"]["gpen"]["sharpness_ratio"]["n"] == 1
+    assert (tmp_path / "grid.png").is_file() and (tmp_path / "out" / "restore_last_step.md").is_file()

@@ -25,7 +25,9 @@ frontal crop (the generator's side ``S``) against the input face aligned at ``S`
 
 - **sharpness ratio** = :func:`faceforge.metrics.sharpness_ratio` in
   :func:`~faceforge.metrics.face_region_mask` (variance of the Laplacian, output / input; 1 = as sharp as
-  the input);
+  the input); pixel noise and JPEG grain count as sharpness in it, so a denoiser can lower it while edges
+  get crisper: the **half-scale ratio** measures the same on both crops shrunk 2x (area averaging), where
+  single-pixel noise is averaged away and edges remain;
 - **identity distance** (:mod:`faceforge.identity`, dlib ResNet in PyTorch) of the output to the input
   face; for swap also to the source face (what a swap should come near), and, for the restored rows, to the
   same task's unrestored output (what restoration alone moves);
@@ -72,6 +74,13 @@ def measurement_side(face: Any) -> int:
     return int(np.clip(round(side / 4) * 4, 64, 512))
 
 
+def _half(crop: np.ndarray) -> np.ndarray:
+    import cv2
+
+    side = crop.shape[0] // 2
+    return cv2.resize(np.ascontiguousarray(crop), (side, side), interpolation=cv2.INTER_AREA)
+
+
 def face_metrics(inp: np.ndarray, outputs: dict[str, np.ndarray], extra_refs: dict[str, np.ndarray] | None = None,
                  identity: bool = True) -> dict[str, dict[str, float]]:
     """Per restore method: sharpness ratio, identity distances and the blur control's, for one face.
@@ -83,7 +92,7 @@ def face_metrics(inp: np.ndarray, outputs: dict[str, np.ndarray], extra_refs: di
         identity: compute the dlib distances.
 
     Returns:
-        method -> ``{"sharpness_ratio", "id_input", "id_blur_control", "id_off", "id_<ref>"}`` (identity keys
+        method -> ``{"sharpness_ratio", "sharpness_ratio_half", "id_input", "id_blur_control", "id_off", "id_<ref>"}`` (identity keys
         only with ``identity``; ``id_off`` only for restored methods).
     """
     from faceforge.metrics import blur_control, face_region_mask, laplacian_variance
@@ -94,6 +103,9 @@ def face_metrics(inp: np.ndarray, outputs: dict[str, np.ndarray], extra_refs: di
     crops = [outputs[n] for n in names]
     sharp_in = float(laplacian_variance(inp, mask)[0])
     sharp_out = laplacian_variance(crops, mask)
+    half = [_half(c) for c in [inp, *crops]]
+    half_mask = face_region_mask(half[0].shape[0])
+    half_in, half_out = float(laplacian_variance(half[0], half_mask)[0]), laplacian_variance(half[1:], half_mask)
     blurred, _ = blur_control([inp] * len(crops), crops, mask) if identity else (None, None)
     emb = {}
     if identity:
@@ -107,7 +119,8 @@ def face_metrics(inp: np.ndarray, outputs: dict[str, np.ndarray], extra_refs: di
         blur_vecs = vecs[1 + len(crops):1 + 2 * len(crops)]
         ref_vecs = dict(zip(refs, vecs[1 + 2 * len(crops):]))
     for k, name in enumerate(names):
-        row = {"sharpness_ratio": float(sharp_out[k] / sharp_in) if sharp_in > 0 else float("nan")}
+        row = {"sharpness_ratio": float(sharp_out[k] / sharp_in) if sharp_in > 0 else float("nan"),
+               "sharpness_ratio_half": float(half_out[k] / half_in) if half_in > 0 else float("nan")}
         if identity:
             from faceforge.identity import distance
 
@@ -327,12 +340,12 @@ def markdown(doc: dict[str, Any]) -> str:
              f"{Path(doc['source']).name if doc['source'] else 'n/a'}; GPEN: {_gpen_line(doc.get('gpen'))}; torch threads {doc['machine']['torch_threads']}, "
              f"{doc['seconds']} s.", "",
              "Sharpness ratio = variance of the Laplacian in the face-region ellipse, output / input (1 = as sharp as "
-             "the input); identity = dlib ResNet distance (< 0.6 = same person) of the output to the input face; "
+             "the input); at half scale = the same on both crops shrunk 2x (pixel noise averaged away); identity = dlib ResNet distance (< 0.6 = same person) of the output to the input face; "
              "blur control = the input blurred to the output's sharpness, its distance to the input; vs off = "
              "distance of the restored output to the unrestored one; sharper = share of faces whose ratio rose "
              "over off. Median [quartiles] over faces.", "", *([doc["note"], ""] if doc.get("note") else []),
-             "| task | restore | faces | sharpness ratio | sharper | identity to input | blur control | vs off | "
-             "to source |", "| --- | --- | ---: | --- | ---: | --- | --- | --- | --- |"]
+             "| task | restore | faces | sharpness ratio | at half scale | sharper | identity to input | blur control | "
+             "vs off | to source |", "| --- | --- | ---: | --- | --- | ---: | --- | --- | --- | --- |"]
     for task, per in doc["summary"].items():
         for m, s in per.items():
             if m == "by_face_side":
@@ -340,6 +353,7 @@ def markdown(doc: dict[str, Any]) -> str:
             n = s.get("sharpness_ratio", {}).get("n", 0)
             sharper = s.get("sharper_than_off")
             lines.append(f"| {task} | {m} | {n} | {median_iqr(s.get('sharpness_ratio'))} | "
+                         f"{median_iqr(s.get('sharpness_ratio_half'))} | "
                          f"{'' if sharper is None else f'{100 * sharper:.0f} %'} | {median_iqr(s.get('id_input'))} | "
                          f"{median_iqr(s.get('id_blur_control'))} | "
                          f"{median_iqr(s.get('id_off')) if m != 'off' else ''} | "

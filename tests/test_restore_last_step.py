@@ -19,7 +19,11 @@ def test_sharpness_ratio_of_a_copy_is_one_and_of_a_blur_below(crop):
     rows = face_metrics(crop, {"off": crop.copy(), "blurred": gaussian_blur(crop, 2.0)}, identity=False)
     assert rows["off"]["sharpness_ratio"] == pytest.approx(1.0)
     assert 0 < rows["blurred"]["sharpness_ratio"] < 0.5
-    assert set(rows["off"]) == {"sharpness_ratio"}
+    assert set(rows["off"]) == {"sharpness_ratio", "sharpness_ratio_half"}
+    assert rows["off"]["sharpness_ratio_half"] == pytest.approx(1.0) and rows["blurred"]["sharpness_ratio_half"] < 1
+    noisy = np.clip(crop.astype(int) + np.random.default_rng(1).normal(0, 12, crop.shape), 0, 255).astype(np.uint8)
+    gain = face_metrics(crop, {"off": noisy}, identity=False)["off"]
+    assert gain["sharpness_ratio"] > gain["sharpness_ratio_half"] > 1  # noise counts less at half scale
 
 
 def test_identity_columns(crop):
@@ -45,7 +49,7 @@ def test_summary_markdown_and_grid():
     doc = {"created": "t", "photos": ["p/a.jpg"], "source": None, "gpen": None, "machine": {"torch_threads": 1},
            "seconds": 1.0, "summary": summary, "skipped": {"translate": []}, "note": "n"}
     text = markdown(doc)
-    assert "| translate | classical | 3 | 0.80 [0.60, 0.85] | 67 % |" in text and "gpen rows absent" in text
+    assert "| translate | classical | 3 | 0.80 [0.60, 0.85] | n/a | 67 % |" in text and "gpen rows absent" in text
     tile = np.zeros((112, 3 * 112, 3), np.uint8)
     assert grid_image({"translate": [tile, tile], "swap": []}, ["off", "classical"]).shape[0] == 2 * 112 + 18
 

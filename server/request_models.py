@@ -643,12 +643,20 @@ class TranslateForm(FormRequest):
     faces: Selection = "all"
     direction: Annotated[Literal["A->B", "B->A"], BeforeValidator(_upper)] = "A->B"
     postfilter: Annotated[bool, BeforeValidator(_toggle)] = False
+    restore: Annotated[Literal["none", "auto", "gpen", "classical"], BeforeValidator(_lower)] = Field(
+        "none", description="blind face restoration of the changed faces as the last step: auto (GPEN when "
+                            "FACEFORGE_GPEN_WEIGHTS is configured, else classical), gpen (503 without weights), "
+                            "classical, or none")
     format: Annotated[Literal["png", "jpeg"], BeforeValidator(_image_format)] = "png"
     response: Annotated[Literal["image", "json"], BeforeValidator(_lower)] = "image"
 
 
 class FrontalizeForm(FormRequest):
     faces: Selection = "all"
+    restore: Annotated[Literal["none", "auto", "gpen", "classical"], BeforeValidator(_lower)] = Field(
+        "none", description="blind face restoration of the changed faces as the last step: auto (GPEN when "
+                            "FACEFORGE_GPEN_WEIGHTS is configured, else classical), gpen (503 without weights), "
+                            "classical, or none")
     response: Annotated[Literal["json", "image"], BeforeValidator(_lower)] = "json"
 
 

@@ -39,20 +39,21 @@ RESPONSE_FIELD = "response"
 """``/v1/translate``: ``image`` (the body is the photo) or ``json`` (photo base64 + faces)."""
 TRANSLATE_FORMATS = ("png", "jpeg")
 TRANSLATE_RESPONSES = ("image", "json")
-TRANSLATE_TIMING_STEPS = ("decode", "detect", "align", "translate", "paste", "encode", "total")
+TRANSLATE_TIMING_STEPS = ("decode", "detect", "align", "translate", "paste", "restore", "encode", "total")
 """Keys of ``timings_ms`` (and ``Server-Timing`` entries) of ``/v1/translate``, milliseconds."""
 TRANSLATE_HEADERS = {
     "X-Faceforge-Faces-Detected": "number of faces detected",
     "X-Faceforge-Faces-Translated": "comma-separated indices of the translated faces (detector order)",
     "X-Faceforge-Model": "generator architecture, e.g. cyclegan_resnet9",
     "X-Faceforge-Model-Version": "generator weights version",
+    "X-Faceforge-Restored": "the restorer run as the last step (restore field): none, gpen or classical",
     "Server-Timing": "W3C Server Timing, e.g. 'decode;dur=3.1, detect;dur=40.2, ...' (milliseconds)",
 }
 """Headers of a ``response=image`` answer of ``/v1/translate``."""
 
 FRONTALIZE_RESPONSES = ("json", "image")
 """``/v1/frontalize``: ``json`` (default; every face, frontal crops base64 PNG) or ``image`` (one face's PNG)."""
-FRONTALIZE_TIMING_STEPS = ("decode", "detect", "landmarks", "render", "generate", "encode", "total")
+FRONTALIZE_TIMING_STEPS = ("decode", "detect", "landmarks", "render", "generate", "restore", "encode", "total")
 """Keys of ``timings_ms`` (and ``Server-Timing`` entries) of ``/v1/frontalize``, milliseconds."""
 FRONTALIZE_HEADERS = {
     "X-Faceforge-Faces-Detected": "number of faces detected",
@@ -62,6 +63,7 @@ FRONTALIZE_HEADERS = {
     "X-Faceforge-Yaw-In-Range": "true or false: |yaw| within the trained range",
     "X-Faceforge-Model": "generator architecture, e.g. pix2pix_mobile",
     "X-Faceforge-Model-Version": "generator weights version",
+    "X-Faceforge-Restored": "the restorer run as the last step (restore field): none, gpen or classical",
     "Server-Timing": "W3C Server Timing (milliseconds)",
 }
 """Headers of a ``response=image`` answer of ``/v1/frontalize``."""
@@ -207,6 +209,8 @@ def translate_response_schema() -> dict[str, Any]:
         "task": {"type": "string"},
         "direction": {"type": "string", "enum": ["A->B", "B->A"]},
         "postfilter": {"type": "boolean"},
+        "restored": {"type": "string", "enum": ["none", "gpen", "classical"],
+                     "description": "the restorer run as the last step (restore field; auto resolved), or none"},
         "model": _strict_object({
             "name": {"type": "string", "description": "generator architecture (registry name)"},
             "version": {"type": "string"},
@@ -254,6 +258,8 @@ def frontalize_face_schema() -> dict[str, Any]:
 def frontalize_response_schema() -> dict[str, Any]:
     """Body of a successful ``POST /v1/frontalize`` with ``response=json``."""
     return _strict_object({
+        "restored": {"type": "string", "enum": ["none", "gpen", "classical"],
+                     "description": "the restorer run as the last step (restore field; auto resolved), or none"},
         "model": _strict_object({
             "name": {"type": "string", "description": "generator architecture (registry name)"},
             "version": {"type": "string"},

@@ -339,6 +339,24 @@ def test_api_image_answer(client, astronaut_png):
     assert response.headers["X-Faceforge-Yaw-In-Range"] == "true"
 
 
+def test_api_restore_as_last_step(client, astronaut_png, expect_problem):
+    """``restore=classical`` restores the frontal crop (named in the answer, timed); the default runs none."""
+    from server import schemas
+
+    def crop(body):
+        return np.asarray(Image.open(io.BytesIO(base64.b64decode(body["faces"][0]["image"]["data"])))).astype(np.int16)
+
+    plain = _post(client, astronaut_png, faces="largest").get_json()
+    restored = _post(client, astronaut_png, faces="largest", restore="classical").get_json()
+    Draft202012Validator(schemas.frontalize_response_schema()).validate(restored)
+    assert plain["restored"] == "none" and restored["restored"] == "classical"
+    assert restored["timings_ms"]["restore"] > 0 and plain["timings_ms"]["restore"] == 0
+    assert crop(restored).shape == crop(plain).shape and np.abs(crop(restored) - crop(plain)).mean() > 0.1
+    image = _post(client, astronaut_png, faces="largest", response="image", restore="classical")
+    assert image.headers["X-Faceforge-Restored"] == "classical"
+    expect_problem(_post(client, astronaut_png, restore="sharpen"), 400, "invalid-field")
+
+
 def test_api_errors(client, astronaut_png, blank_png, expect_problem):
     expect_problem(_post(client, blank_png), 422, "no-face")
     expect_problem(_post(client, astronaut_png, faces="3"), 422, "bad-face-selection")

@@ -323,6 +323,29 @@ def test_api_json_answer_matches_schema(client, astronaut_jpeg, astronaut_rgb):
     assert models["cyclegan_mobile"]["served"] and models["cyclegan_mobile"]["loaded"]
 
 
+def test_api_restore_as_last_step(client, astronaut_jpeg, expect_problem, monkeypatch, tmp_path):
+    """``restore=classical`` restores the translated face (the answer says which restorer ran and times it);
+    the default runs none; ``restore=gpen`` without GPEN weights is a 503, an unknown value a 400."""
+    from server import schemas
+
+    def photo(r):
+        assert r.status_code == 200, r.get_data(as_text=True)
+        return np.asarray(Image.open(io.BytesIO(r.data))).astype(np.int16)
+
+    plain = _post(client, astronaut_jpeg, faces="largest")
+    restored = _post(client, astronaut_jpeg, faces="largest", restore="classical")
+    assert plain.headers["X-Faceforge-Restored"] == "none" and restored.headers["X-Faceforge-Restored"] == "classical"
+    changed = np.abs(photo(restored) - photo(plain)).max(axis=2) > 0
+    assert changed.mean() > 0.01                       # the face region changed
+    assert not changed[:8].any() and not changed[:, :8].any()  # the photo's border did not
+    body = _post(client, astronaut_jpeg, faces="largest", restore="Classical", response="json").get_json()
+    Draft202012Validator(schemas.translate_response_schema()).validate(body)
+    assert body["restored"] == "classical" and body["timings_ms"]["restore"] > 0
+    expect_problem(_post(client, astronaut_jpeg, restore="sharpen"), 400, "invalid-field")
+    monkeypatch.setenv("FACEFORGE_GPEN_WEIGHTS", str(tmp_path / "absent.pt"))
+    expect_problem(_post(client, astronaut_jpeg, restore="gpen"), 503, "weights-not-found")
+
+
 def test_openapi_documents_translate(client):
     from openapi_spec_validator import validate
 

@@ -8,6 +8,8 @@ field          default    meaning
 ``image``      required   the photo (JPEG, PNG, WebP, ...), limits of :class:`~server.config.Config`
 ``faces``      ``all``    ``all``, ``largest`` or 0-based indices ``0,2`` (detector order, highest
                           score first); ``all`` frontalizes at most ``Config.max_faces`` faces
+``restore``    ``none``   blind face restoration of the frontal crops as the last step: ``auto`` (GPEN
+                          when configured, else classical), ``gpen``, ``classical`` or ``none``
 ``response``   ``json``   ``json``: every detected face with box, yaw, roll, range flag and, when
                           frontalized, its frontal crop as base64 PNG; ``image``: the PNG of one face
                           (the request must select exactly one: ``faces=largest`` or one index)
@@ -22,7 +24,7 @@ frontalized (``in_range: false`` and a ``warning``); when no selected face is le
 ``pose-out-of-range`` (:class:`faceforge.errors.PoseOutOfRangeError`, with ``yaws`` and ``max_yaw``).
 
 Errors: the configured weights are absent -> 503 ``weights-not-found`` (the shipped default deleted, or
-``FACEFORGE_FRONTALIZE_WEIGHTS`` pointing nowhere); no face -> 422
+``FACEFORGE_FRONTALIZE_WEIGHTS`` pointing nowhere, or ``restore=gpen`` without GPEN weights); no face -> 422
 ``no-face`` (also for ``response=image`` when Face Mesh rejects the selected face); an index beyond
 the detected faces -> 422 ``bad-face-selection``; ``response=image`` selecting several faces -> 400
 ``invalid-field``.
@@ -66,7 +68,7 @@ def frontalize():
     load_s = time.perf_counter() - t_load
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # out-of-range yaw is reported per face
-        result = frontalizer.frontalize(rgb, faces=selection, max_faces=config.max_faces)
+        result = frontalizer.frontalize(rgb, faces=selection, max_faces=config.max_faces, restore=form.restore)
     selected = [f for f in result.faces if f.selected]
     if kind == "image" and len(selected) != 1:
         raise InvalidFieldError(f"response=image returns one face, but {len(selected)} are selected; send "
@@ -74,9 +76,10 @@ def frontalize():
     t_enc = time.perf_counter()
     encoded = {f.index: encode_image(f.output, "png") for f in result.frontalized}
     t_end = time.perf_counter()
-    timings = {"decode": (t_decoded - t0) * 1e3, **result.timings_ms, "encode": (t_end - t_enc) * 1e3,
+    timings = {"decode": (t_decoded - t0) * 1e3, "restore": 0.0, **result.timings_ms, "encode": (t_end - t_enc) * 1e3,
                "total": (t_end - t0 - load_s) * 1e3}
     timings = {k: round(float(timings[k]), 3) for k in FRONTALIZE_TIMING_STEPS}
+    restored = result.restored
     if kind == "image":
         face = selected[0]
         if not face.frontalized:
@@ -88,6 +91,7 @@ def frontalize():
         response.headers["X-Faceforge-Yaw-In-Range"] = "true" if face.in_range else "false"
         response.headers["X-Faceforge-Model"] = frontalizer.arch
         response.headers["X-Faceforge-Model-Version"] = frontalizer.version
+        response.headers["X-Faceforge-Restored"] = restored
         response.headers["Server-Timing"] = server_timing(timings)
         return response
     model = {"name": frontalizer.arch, "version": frontalizer.version,
@@ -100,4 +104,4 @@ def frontalize():
             image = {"width": int(f.output.shape[1]), "height": int(f.output.shape[0]), "media_type": "image/png",
                      "data": base64.b64encode(encoded[f.index]).decode("ascii")}
         faces.append({**f.to_dict(), "image": image})
-    return jsonify(model=model, faces=faces, timings_ms=timings)
+    return jsonify(restored=restored, model=model, faces=faces, timings_ms=timings)

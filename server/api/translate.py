@@ -11,6 +11,8 @@ field          default    meaning
                           score first); ``all`` translates at most ``Config.max_faces`` faces
 ``direction``  ``A->B``   ``A->B`` (age: young -> old) or ``B->A`` (needs both generators)
 ``postfilter`` ``false``  Gaussian blur + unsharp mask on the translated faces
+``restore``    ``none``   blind face restoration of the translated faces as the last step: ``auto``
+                          (GPEN when configured, else classical), ``gpen``, ``classical`` or ``none``
 ``format``     ``png``    encoding of the returned photo: ``png`` (lossless) or ``jpeg`` (quality 90)
 ``response``   ``image``  ``image``: the body is the photo; ``json``: a JSON body with the photo base64
                           encoded plus every detected face (box, keypoints, score, translated)
@@ -18,13 +20,14 @@ field          default    meaning
 
 ``response=image`` answers ``200`` with ``Content-Type: image/png|image/jpeg`` and headers
 ``X-Faceforge-Faces-Detected`` (count), ``X-Faceforge-Faces-Translated`` (comma-separated indices),
-``X-Faceforge-Model`` (generator name), ``X-Faceforge-Model-Version`` and ``Server-Timing`` (W3C
+``X-Faceforge-Model`` (generator name), ``X-Faceforge-Model-Version``, ``X-Faceforge-Restored`` (the
+restorer that ran: ``none``, ``gpen`` or ``classical``) and ``Server-Timing`` (W3C
 Server Timing: ``decode;dur=12.3, detect;dur=...``, milliseconds). ``response=json`` answers with
 :func:`server.schemas.translate_response_schema`. A client that needs the boxes asks for JSON; one that
 only shows the picture takes the bytes (no base64 overhead).
 
 Errors: the task's configured weights are absent -> 503 ``weights-not-found`` (the shipped default
-deleted, or ``FACEFORGE_TRANSLATE_AGE_WEIGHTS`` pointing nowhere); unknown task -> 400 ``unknown-task`` with
+deleted, or ``FACEFORGE_TRANSLATE_AGE_WEIGHTS`` pointing nowhere, or ``restore=gpen`` without GPEN weights); unknown task -> 400 ``unknown-task`` with
 ``valid``; an index beyond the detected faces -> 422 ``bad-face-selection``.
 """
 
@@ -76,11 +79,18 @@ def translate():
 
     result = translator.translate(rgb, faces=selection, direction=direction, apply_postfilter=apply_postfilter,
                                   max_faces=config.max_faces)
+    t_restore = time.perf_counter()
+    restored = "none"
+    if form.restore != "none":
+        from faceforge.restore import restore_last
+
+        result.image, restored = restore_last(result.image, result.translated, form.restore,
+                                              detector=translator.detector)
     t_enc = time.perf_counter()
     body = encode_image(result.image, fmt, quality=JPEG_QUALITY)
     t_end = time.perf_counter()
-    timings = {"decode": (t_decoded - t0) * 1e3, **result.timings_ms, "encode": (t_end - t_enc) * 1e3,
-               "total": (t_end - t0 - load_s) * 1e3}
+    timings = {"decode": (t_decoded - t0) * 1e3, **result.timings_ms, "restore": (t_enc - t_restore) * 1e3,
+               "encode": (t_end - t_enc) * 1e3, "total": (t_end - t0 - load_s) * 1e3}
     timings = {k: round(float(timings[k]), 3) for k in TRANSLATE_TIMING_STEPS}
     model = {"name": translator.arch, "version": translator.version,
              "weights": public_weights_name(translator.weights_source), "size": translator.size,
@@ -89,7 +99,7 @@ def translate():
     if response_kind == "json":
         names = keypoint_names()
         return jsonify(
-            task=task.name, direction=direction, postfilter=apply_postfilter, model=model,
+            task=task.name, direction=direction, postfilter=apply_postfilter, restored=restored, model=model,
             image={"width": int(rgb.shape[1]), "height": int(rgb.shape[0]), "media_type": MEDIA_TYPES[fmt],
                    "data": base64.b64encode(body).decode("ascii")},
             faces=[f.to_dict(names) for f in result.faces], timings_ms=timings)
@@ -98,5 +108,6 @@ def translate():
     response.headers["X-Faceforge-Faces-Translated"] = ",".join(map(str, translated))
     response.headers["X-Faceforge-Model"] = translator.arch
     response.headers["X-Faceforge-Model-Version"] = translator.version
+    response.headers["X-Faceforge-Restored"] = restored
     response.headers["Server-Timing"] = server_timing(timings)
     return response

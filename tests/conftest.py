@@ -55,6 +55,15 @@ def without_card(monkeypatch):
     return hide
 
 
+@pytest.fixture
+def no_gpen(tmp_path, monkeypatch):
+    """A checkout without GPEN weights (no installed default, no ``FACEFORGE_GPEN_WEIGHTS``)."""
+    import faceforge.restore as restore_mod
+
+    monkeypatch.setattr(restore_mod, "default_weights_path", lambda: tmp_path / "gpen_restore.pt")
+    monkeypatch.delenv(restore_mod.ENV_VAR, raising=False)
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     """The shared data folder; skips the test when it is absent."""

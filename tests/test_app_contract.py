@@ -175,14 +175,7 @@ def test_image_to_image_files_meet_their_bounds_on_app_aligned_faces(app, data_d
             assert len(boxes), f"{path.name}: no face"
             crop = app.align(rgb, kps[0], fa)
             x = crop.astype(np.float32) * np.float32(inp["normalization"]["scale"]) + np.float32(inp["normalization"]["offset"])
-            interp = app.interpreter(entry["file"])
-            interp.set_tensor(interp.get_input_details()[0]["index"], app.model_input(crop, entry))
-            interp.invoke()
-            y = interp.get_tensor(interp.get_output_details()[0]["index"]).astype(np.float32)
-            if out["dtype"] == "int8":
-                y = (y - out["quantization"]["zero_point"]) * np.float32(out["quantization"]["scale"])
-            y = y.reshape(out["shape"])
-            y = y.transpose(0, 3, 1, 2) if out["layout"] == "NHWC" else y
+            y = _output_nchw(app, entry, crop)
             with torch.no_grad():
                 ref = model(torch.from_numpy(x.transpose(2, 0, 1)[None].copy())).numpy()
             lo, hi = out["value_range"]
@@ -201,8 +194,8 @@ def _steps(entry: dict, mode: str) -> dict[str, dict]:
     return {s["step"]: s for s in entry["app_steps"]["modes"][mode]["steps"]}
 
 
-def _run_image_model(app: ManifestApp, entry: dict, crop: np.ndarray) -> np.ndarray:
-    """uint8 crop -> uint8 output image, as the entry's input/output records say."""
+def _output_nchw(app: ManifestApp, entry: dict, crop: np.ndarray) -> np.ndarray:
+    """uint8 crop -> the LiteRT file's float32 output ``(1, C, H, W)``, dequantized as the entry's output says."""
     out = entry["output"]
     interp = app.interpreter(entry["file"])
     interp.set_tensor(interp.get_input_details()[0]["index"], app.model_input(crop, entry))
@@ -210,9 +203,14 @@ def _run_image_model(app: ManifestApp, entry: dict, crop: np.ndarray) -> np.ndar
     y = interp.get_tensor(interp.get_output_details()[0]["index"]).astype(np.float32)
     if out["dtype"] == "int8":
         y = (y - out["quantization"]["zero_point"]) * np.float32(out["quantization"]["scale"])
-    y = y.reshape(out["shape"])[0]
-    if out["layout"] == "NCHW":
-        y = y.transpose(1, 2, 0)
+    y = y.reshape(out["shape"])
+    return y.transpose(0, 3, 1, 2) if out["layout"] == "NHWC" else y
+
+
+def _run_image_model(app: ManifestApp, entry: dict, crop: np.ndarray) -> np.ndarray:
+    """uint8 crop -> uint8 output image, as the entry's input/output records say."""
+    out = entry["output"]
+    y = _output_nchw(app, entry, crop)[0].transpose(1, 2, 0)
     den = out["denormalization"]
     return np.clip(np.rint(y * np.float32(den["scale"]) + np.float32(den["offset"])), 0, 255).astype(np.uint8)
 

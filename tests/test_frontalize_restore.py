@@ -11,7 +11,6 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import faceforge.restore as restore_mod
 from faceforge.checkpoints import save_checkpoint
 from faceforge.errors import WeightsNotFoundError
 from faceforge.frontalize import RESTORE_METHODS, Frontalizer, restore_frontal
@@ -21,13 +20,6 @@ from faceforge.restore import ENV_VAR as GPEN_ENV, soft_mask
 from test_frontalize_photo import RENDER, SIZE, _save  # tests/ is on sys.path (rootdir conftest)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture
-def no_gpen(tmp_path, monkeypatch):
-    """A checkout without GPEN weights (no installed default, no environment variable)."""
-    monkeypatch.setattr(restore_mod, "default_weights_path", lambda: tmp_path / "gpen_restore.pt")
-    monkeypatch.delenv(GPEN_ENV, raising=False)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import faceforge.restore as restore_mod
 from faceforge.checkpoints import save_checkpoint
 from faceforge.errors import WeightsNotFoundError
 from faceforge.imaging import load_image, save_image
@@ -16,13 +15,6 @@ from faceforge.restore import (ENV_VAR, GPEN_FFHQ_TEMPLATE, FaceRestorer, _paste
                                classical_restore, is_grayscale, match_colour, resolve_weights, soft_mask)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture
-def no_default(tmp_path, monkeypatch):
-    """A checkout without installed default restoration weights."""
-    monkeypatch.setattr(restore_mod, "default_weights_path", lambda: tmp_path / "gpen_restore.pt")
-    monkeypatch.delenv(ENV_VAR, raising=False)
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +47,7 @@ def astronaut_png(tmp_path, astronaut_rgb):
 # weights
 
 
-def test_resolve_weights_order_and_the_missing_weights_message(tmp_path, gpen_weights, no_default):
+def test_resolve_weights_order_and_the_missing_weights_message(tmp_path, gpen_weights, no_gpen):
     with pytest.raises(WeightsNotFoundError) as info:
         resolve_weights(None, environ={})
     message = str(info.value)
@@ -66,7 +58,7 @@ def test_resolve_weights_order_and_the_missing_weights_message(tmp_path, gpen_we
         resolve_weights(tmp_path / "absent.pt", environ={})
 
 
-def test_cli_without_weights_says_so_in_one_line(astronaut_png, no_default):
+def test_cli_without_weights_says_so_in_one_line(astronaut_png, no_gpen):
     from faceforge.cli import main
 
     result = CliRunner().invoke(main, ["restore", str(astronaut_png), "-o", str(astronaut_png.with_name("o.png"))])

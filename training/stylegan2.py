@@ -70,12 +70,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from faceforge.checkpoints import load_checkpoint, save_checkpoint
 from faceforge.models.stylegan2_convert import load_stylegan2
 from faceforge.errors import CheckpointError
-from faceforge.imaging import load_image
 from faceforge.metrics import SWDReference
 from faceforge.models.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
 from training.configs import STYLEGAN2_PRESETS, StyleGAN2TrainConfig
@@ -133,7 +131,7 @@ def load_image_set(folder: str | Path, resolution: int, limit: int | None = None
     Raises:
         FileNotFoundError: the folder does not exist or holds no images.
     """
-    from faceforge.data.images import center_square, list_images, resize_square
+    from faceforge.data.images import decode_squares, list_images
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -148,17 +146,7 @@ def load_image_set(folder: str | Path, resolution: int, limit: int | None = None
     key = hashlib.sha1("\n".join([str(folder.resolve()), str(resolution), *[f.name for f in files]]).encode())
     cache = Path(cache_dir) / f"{folder.name}_{resolution}px_{len(files)}_{key.hexdigest()[:12]}.npy" \
         if cache_dir else None
-    if cache is not None and cache.is_file():
-        return np.load(cache)
-    out = np.empty((len(files), resolution, resolution, 3), np.uint8)
-    for i, f in enumerate(tqdm(files, desc=f"loading {folder.name}", disable=not progress, mininterval=5)):
-        out[i] = resize_square(center_square(load_image(f)), resolution)
-    if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp.npy")
-        np.save(tmp, out)
-        tmp.replace(cache)
-    return out
+    return decode_squares(files, resolution, cache, desc=f"loading {folder.name}", disable_bar=not progress)
 
 
 class ImageSampler:

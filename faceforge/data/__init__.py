@@ -23,13 +23,14 @@ here, so that ``import faceforge.data`` stays light.
 """
 
 from faceforge.data.fer2013 import fer2013_dir, load_fer2013
-from faceforge.data.images import IMAGE_SUFFIXES, center_square, label_tile, list_images, load_faces, resize_square
+from faceforge.data.images import (IMAGE_SUFFIXES, center_square, decode_squares, label_tile, list_images, load_faces,
+                                   resize_square)
 from faceforge.data.paths import DATA_ENV, REPO_ROOT, data_root
 from faceforge.data.utkface import (UTKFaceRecord, age_split, crc_split, in_age_range, is_held_out,
                                     parse_utkface_name, read_split_file, scan_utkface, utkface_dir,
                                     write_split_file, young_faces)
 
-__all__ = ["DATA_ENV", "IMAGE_SUFFIXES", "REPO_ROOT", "UTKFaceRecord", "age_split", "center_square", "crc_split",
+__all__ = ["DATA_ENV", "IMAGE_SUFFIXES", "REPO_ROOT", "UTKFaceRecord", "age_split", "center_square", "crc_split", "decode_squares",
            "data_root", "fer2013_dir", "in_age_range", "is_held_out", "label_tile", "list_images", "load_faces",
            "load_fer2013", "parse_utkface_name", "read_split_file", "resize_square", "scan_utkface", "utkface_dir",
            "write_split_file", "young_faces"]

@@ -78,16 +78,40 @@ def load_faces(files: Sequence[Path], size: int, cache_dir: str | Path | None = 
     Raises:
         The errors of :func:`faceforge.imaging.load_image` for a missing or unreadable file.
     """
+    key = hashlib.sha1("\n".join([str(size), *[str(Path(f).resolve()) for f in files]]).encode()).hexdigest()[:12]
+    cache = Path(cache_dir) / f"gpen_{size}px_{len(files)}_{key}.npy" if cache_dir else None
+    return decode_squares(files, size, cache, desc="loading faces", disable_bar=not progress or None)
+
+
+def decode_squares(files: Sequence[Path], size: int, cache: Path | None = None, desc: str = "loading images",
+                   disable_bar: bool | None = True) -> np.ndarray:
+    """Decode ``files``, centre-crop square, resize to ``size``; read from / write to the ``.npy`` ``cache``.
+
+    The one decode loop behind :func:`load_faces` and the StyleGAN2 trainer's image loader (each names its
+    own cache file). The cache is written through a temporary file and renamed, so a crash never leaves a
+    truncated array behind.
+
+    Args:
+        files: image files.
+        size: output side in pixels.
+        cache: ``.npy`` file to load if it exists, else to write after decoding; ``None``: no cache.
+        desc: tqdm label.
+        disable_bar: tqdm's ``disable`` (``None``: show only on a terminal).
+
+    Returns:
+        uint8 ``(N, size, size, 3)`` RGB, in the order of ``files``.
+
+    Raises:
+        The errors of :func:`faceforge.imaging.load_image` for a missing or unreadable file.
+    """
     from tqdm import tqdm
 
     from faceforge.imaging import load_image
 
-    key = hashlib.sha1("\n".join([str(size), *[str(Path(f).resolve()) for f in files]]).encode()).hexdigest()[:12]
-    cache = Path(cache_dir) / f"gpen_{size}px_{len(files)}_{key}.npy" if cache_dir else None
     if cache is not None and cache.is_file():
         return np.load(cache)
     out = np.empty((len(files), size, size, 3), np.uint8)
-    for i, f in enumerate(tqdm(files, desc="loading faces", disable=not progress or None, mininterval=5)):
+    for i, f in enumerate(tqdm(files, desc=desc, disable=disable_bar, mininterval=5)):
         out[i] = resize_square(center_square(load_image(f)), size)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)

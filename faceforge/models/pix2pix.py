@@ -36,11 +36,16 @@ The issue's "6-18 GMACs by counting convention" for U-Net-256 spans these conven
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
 
 from faceforge.models.cyclegan import NLayerDiscriminator, init_weights
 from faceforge.models.registry import InputSpec, ModelSpec, register_model
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["UnetGenerator", "MobileUnetGenerator", "SeparableConv2d", "NLayerDiscriminator"]
 
@@ -222,7 +227,7 @@ class MobileUnetGenerator(nn.Module):
     forward = UnetGenerator.forward
 
     @torch.no_grad()
-    def equalized(self, x: torch.Tensor | "np.ndarray", strength: float = 1.0, last_strength: float = 0.5,
+    def equalized(self, x: torch.Tensor | np.ndarray, strength: float = 1.0, last_strength: float = 0.5,
                   max_gain: float = 1e3, batch_size: int = 16) -> "MobileUnetGenerator":
         """A copy with BatchNorm folded and every ReLU tensor's channels rescaled to one range: the same
         function, re-parameterized for per-tensor int8 activations.

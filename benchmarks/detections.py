@@ -45,7 +45,7 @@ FOLDERS = ("portraits", "portraits_256", "groups")
               show_default=True)
 def main(data_dir: Path | None, models: str, repeat: int, threads: int, out_dir: Path) -> None:
     """Detect faces in every shared photo and write the table and annotated images."""
-    root = (data_dir or data_root().expanduser()) / "photos"
+    root = (data_dir or data_root()) / "photos"
     if not root.is_dir():
         raise click.ClickException(f"no photos folder at {root} (set FACEFORGE_DATA or --data)")
     names = parse_names(models)

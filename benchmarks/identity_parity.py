@@ -277,7 +277,7 @@ def markdown(doc: dict[str, Any]) -> str:
               show_default=True)
 def main(data_dir: Path | None, n_utkface: int, seed: int, threads: int, out_dir: Path) -> None:
     """Embed the same dlib chips with dlib and with faceforge's port; write the parity figures."""
-    data_dir = data_dir or data_root().expanduser()
+    data_dir = data_dir or data_root()
     if not (data_dir / "utkface").is_dir() and not (data_dir / "photos").is_dir():
         raise click.ClickException(f"no utkface/ or photos/ under {data_dir} (set FACEFORGE_DATA or --data)")
     from faceforge import identity

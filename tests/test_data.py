@@ -105,3 +105,13 @@ def test_image_helpers(tmp_path):
     assert faces.shape == (2, 8, 8, 3) and len(list((tmp_path / "cache").glob("*.npy"))) == 1
     assert np.array_equal(data_images.load_faces(data_images.list_images(tmp_path), 8, cache_dir=tmp_path / "cache"),
                           faces)
+
+
+def test_data_root_expands_home_in_the_environment_variable(monkeypatch, tmp_path):
+    from faceforge.data.paths import DATA_ENV, REPO_ROOT, data_root
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv(DATA_ENV, "~/faces")
+    assert data_root() == tmp_path / "faces"
+    monkeypatch.delenv(DATA_ENV)
+    assert data_root() == REPO_ROOT.parent / "shared" / "data"

@@ -21,9 +21,9 @@ DATA_ENV = "FACEFORGE_DATA"
 
 
 def data_root() -> Path:
-    """The data folder: ``$FACEFORGE_DATA`` or ``<repo>/../shared/data`` (may not exist)."""
+    """The data folder: ``$FACEFORGE_DATA`` (``~`` expanded) or ``<repo>/../shared/data`` (may not exist)."""
     env = os.environ.get(DATA_ENV)
-    return Path(env) if env else REPO_ROOT.parent / "shared" / "data"
+    return Path(env).expanduser() if env else REPO_ROOT.parent / "shared" / "data"
 
 
 def require_dir(path: str | Path, what: str, layout: str) -> Path:

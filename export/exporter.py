@@ -31,6 +31,11 @@ from faceforge.errors import ExportError, ParityError, WeightsNotFoundError
 from faceforge.models import create_model, get_spec
 from faceforge.models.registry import ModelSpec
 
+
+EXPORT_TMP_PREFIX = ".export-tmp-"
+"""Prefix of the folder an export writes into inside the output folder before it moves the files in place
+(``mobile_assets/.gitignore`` ignores it; a killed export leaves it behind, harmless)."""
+
 log = logging.getLogger("faceforge.export")
 
 
@@ -242,7 +247,7 @@ def run_export(model: str = "mini_xception", formats: Iterable[ExportFormat] = (
     classifier = bool(spec.labels)
 
     out.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".export-tmp-", dir=out))
+    tmp = Path(tempfile.mkdtemp(prefix=EXPORT_TMP_PREFIX, dir=out))
     try:
         bar = None
         if progress:

@@ -40,6 +40,7 @@ the mean absolute difference, restored photo vs canvas, within 3 px of the mask'
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import time
 from dataclasses import dataclass, field
@@ -61,8 +62,8 @@ if TYPE_CHECKING:
     from faceforge.faces.detect import Face, FaceDetector
 
 __all__ = ["ENV_VAR", "METHODS", "GPEN_FFHQ_TEMPLATE", "MASK_INSET", "MASK_SIGMA", "default_weights_path",
-           "resolve_weights", "OnnxGPEN", "load_restorer", "classical_restore", "soft_mask", "match_colour",
-           "is_grayscale", "boundary_difference", "RestoredFace", "RestorationResult", "FaceRestorer", "UPSCALERS",
+           "resolve_weights", "OnnxGPEN", "load_restorer", "shared_restorer", "classical_restore", "soft_mask",
+           "match_colour", "is_grayscale", "boundary_difference", "RestoredFace", "RestorationResult", "FaceRestorer", "UPSCALERS",
            "upscale_face"]
 
 ENV_VAR = "FACEFORGE_GPEN_WEIGHTS"
@@ -229,6 +230,30 @@ def load_restorer(path: str | Path, device: str | torch.device = "cpu") -> tuple
     model.faceforge_meta = meta
     return model.to(device).eval(), template, meta
 
+
+
+@functools.lru_cache(maxsize=4)
+def _load_restorer_once(path: str, mtime_ns: int, size: int, device: str) -> tuple[nn.Module, FaceTemplate, dict[str, Any]]:
+    return load_restorer(path, device)
+
+
+def shared_restorer(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, FaceTemplate, dict[str, Any]]:
+    """:func:`load_restorer`, loaded once per file and device and shared by every caller (a server builds a
+    :class:`FaceRestorer` per request, a batch of emojis one per image). A file rewritten in place (new
+    modification time or size) is loaded again; the four most recent files are kept.
+
+    Returns:
+        ``(model in eval mode, template, a copy of meta)``; the model is shared: do not train or modify it.
+
+    Raises:
+        FileNotFoundError, CheckpointError: as :func:`load_restorer`.
+    """
+    resolved = Path(path).expanduser().resolve()
+    if not resolved.is_file():
+        raise FileNotFoundError(f"GPEN weights not found: {path}")
+    st = resolved.stat()
+    model, template, meta = _load_restorer_once(str(resolved), st.st_mtime_ns, st.st_size, str(torch.device(device)))
+    return model, template, dict(meta)
 
 # --------------------------------------------------------------------------------------------------
 # Pixel operations
@@ -459,7 +484,7 @@ class FaceRestorer(FacePipeline):
         self.meta: dict[str, Any] = {}
         if method == "gpen":
             self.weights_path = resolve_weights(weights, environ)
-            self.model, self.template, self.meta = load_restorer(self.weights_path, self.device)
+            self.model, self.template, self.meta = shared_restorer(self.weights_path, self.device)
             self.size = int(self.model.size)
         else:
             self.template, self.size = get_template("utkface"), 0

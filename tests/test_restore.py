@@ -254,3 +254,18 @@ def test_restore_last_restores_only_the_given_faces(astronaut_rgb):
     assert np.array_equal(out[-40:], astronaut_rgb[-40:])                                      # the rest did not
     with pytest.raises(ValueError):
         restore_last(astronaut_rgb, faces, "magic")
+
+
+def test_restorers_share_one_loaded_model_until_the_file_changes(tmp_path, gpen_weights):
+    """A server builds a restorer per request and an emoji batch one per image: GPEN is loaded once per
+    file; a file rewritten in place is loaded again."""
+    import os
+    import shutil
+
+    path = shutil.copy(gpen_weights / "G_ema.pt", tmp_path / "G_ema.pt")
+    a, b = (FaceRestorer(weights=path, detector=object()) for _ in range(2))
+    assert a.model is b.model and a.meta == b.meta and a.meta is not b.meta
+    st = os.stat(path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    c = FaceRestorer(weights=path, detector=object())
+    assert c.model is not a.model and c.describe()["version"] == a.describe()["version"]

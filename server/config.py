@@ -75,7 +75,7 @@ class Config:
             (``FACEFORGE_STYLEGAN2_DIRECTIONS``); directions of another generator answer 503.
         stylegan2_template: face template photos are aligned to before projection and Delaunay
             morphs, the framing of the generator's training data (``FACEFORGE_STYLEGAN2_TEMPLATE``,
-            default ``utkface``).
+            default ``utkface``; ``ffhq`` for published FFHQ generators).
         job_backend: where heavy jobs run (``FACEFORGE_JOB_BACKEND``): ``inprocess`` (worker threads
             in this process, the default; refuses to start under a multi-process server, see
             :func:`server.jobs.web_processes`) or ``celery`` (records and results in Redis at
@@ -172,6 +172,11 @@ class Config:
                              f"redelivers jobs that are still running")
         if self.detector_model not in ("short", "full", "auto"):
             raise ValueError(f"config detector_model must be short, full or auto, got {self.detector_model!r}")
+        from faceforge.faces.align import TEMPLATES
+
+        if self.stylegan2_template not in TEMPLATES:
+            raise ValueError(f"config stylegan2_template must be one of {', '.join(TEMPLATES)}, "
+                             f"got {self.stylegan2_template!r}")
 
     @property
     def visibility_timeout_s(self) -> int:

@@ -273,6 +273,23 @@ def test_align_round_trip(size, template):
     np.testing.assert_allclose(apply(aligned.inverse, tpl.points(size)), kps[list(tpl.indices)], atol=1e-3)
 
 
+def test_ffhq_template_is_the_ffhq_datasets_own_crop():
+    """NVlabs ffhq-dataset's recipe (crop square from eye and mouth landmarks) applied to the template's
+    own points gives back (within 2 %) the unit square the template describes."""
+    right, left, _, mouth = TEMPLATES["ffhq"].keypoints
+    eye_avg, eye_to_eye, eye_to_mouth = (right + left) / 2, left - right, mouth - (right + left) / 2
+    x = eye_to_eye - np.flipud(eye_to_mouth) * [-1, 1]
+    x = x / np.hypot(*x) * max(np.hypot(*eye_to_eye) * 2.0, np.hypot(*eye_to_mouth) * 1.8)
+    centre = eye_avg + eye_to_mouth * 0.1
+    assert abs(2 * np.hypot(*x) - 1.0) < 0.02 and np.abs(centre - 0.5).max() < 0.01
+    assert abs(x[1]) < 1e-9  # a level face gives an upright square
+    utk = TEMPLATES["utkface"].keypoints
+    assert (left - right)[0] < (utk[1] - utk[0])[0]  # looser framing than UTKFace's chips
+    from faceforge.cli.stylegan import TEMPLATE_NAMES
+
+    assert sorted(TEMPLATE_NAMES) == sorted(TEMPLATES)  # --template's choices
+
+
 @pytest.mark.parametrize("size", [48, 160])
 def test_align_moves_image_content_to_the_template(size):
     # a bright square marks the right eye; after alignment it sits at the template's right eye

@@ -260,6 +260,10 @@ def test_config_from_environment(monkeypatch):
     monkeypatch.setenv("FACEFORGE_MAX_PIXELS", "lots")
     with pytest.raises(ValueError, match="FACEFORGE_MAX_PIXELS"):
         Config.from_env()
+    monkeypatch.delenv("FACEFORGE_MAX_PIXELS")
+    assert Config.from_env(stylegan2_template="ffhq").stylegan2_template == "ffhq"
+    with pytest.raises(ValueError, match="stylegan2_template must be one of .*ffhq.*got .ffhg."):
+        Config.from_env(stylegan2_template="ffhg")
 
 
 def test_concurrent_first_requests_load_once(checkpoint, monkeypatch):

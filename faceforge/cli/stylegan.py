@@ -17,6 +17,13 @@ WEIGHTS = click.option("--weights", envvar="FACEFORGE_STYLEGAN2_WEIGHTS", defaul
 OUTPUT = click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
                       help="Output PNG.")
 PSI = click.option("--psi", type=click.FloatRange(-1, 2), default=1.0, show_default=True, help="Truncation psi.")
+TEMPLATE_NAMES = ("utkface", "ffhq", "fer2013", "arcface_112")
+"""Names of :data:`faceforge.faces.align.TEMPLATES` (a test keeps them equal; listed here so ``--help`` does
+not import OpenCV)."""
+TEMPLATE = click.option("--template", type=click.Choice(TEMPLATE_NAMES), envvar="FACEFORGE_STYLEGAN2_TEMPLATE",
+                        default="utkface", show_default=True,
+                        help="Alignment template of the generator's training data: utkface (faceforge's "
+                             "generators), ffhq (published FFHQ generators) [env FACEFORGE_STYLEGAN2_TEMPLATE].")
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -199,7 +206,7 @@ def _aligned(path: Path, size: int, align: bool, template: str) -> np.ndarray:
 @click.option("--w-plus", is_flag=True, help="Optimise W+ (one vector per layer) instead of W.")
 @click.option("--noise", is_flag=True, help="Also optimise the noise maps (regularised).")
 @click.option("--align/--no-align", default=True, show_default=True, help="Detect and align the face first.")
-@click.option("--template", default="utkface", show_default=True, help="Alignment template of the training data.")
+@TEMPLATE
 @click.option("--latent", type=click.Path(dir_okay=False, path_type=Path), help="Also save ws (torch .pt).")
 @OUTPUT
 def project(weights: Path, image: Path, steps: int, w_plus: bool, noise: bool, align: bool, template: str,
@@ -227,7 +234,7 @@ def project(weights: Path, image: Path, steps: int, w_plus: bool, noise: bool, a
 @click.option("--seeds", help="Two seeds A,B for a latent morph (instead of two images).")
 @click.option("--frames", type=click.IntRange(2, 64), default=7, show_default=True)
 @click.option("--size", type=int, default=256, show_default=True, help="Aligned face side (Delaunay).")
-@click.option("--template", default="utkface", show_default=True)
+@TEMPLATE
 @PSI
 @OUTPUT
 def morph(images: tuple[Path, ...], weights: Path | None, seeds: str | None, frames: int, size: int,
@@ -317,7 +324,7 @@ DIRECTIONS = click.option("--directions", "directions_file", envvar="FACEFORGE_S
 @click.option("--steps", type=click.IntRange(1, 10000), default=300, show_default=True, help="Projection steps (IMAGE).")
 @click.option("--w-plus", is_flag=True, help="Project into W+ (IMAGE).")
 @click.option("--align/--no-align", default=True, show_default=True)
-@click.option("--template", default="utkface", show_default=True)
+@TEMPLATE
 @PSI
 @OUTPUT
 def edit(weights: str, image: Path | None, seeds: str | None, latent: Path | None, attribute: str, strength: str,

@@ -38,6 +38,17 @@ Templates (:data:`TEMPLATES`):
     (0.4864, 0.5182), mouth centre (0.4942, 0.7210); inter-quartile ranges 0.03-0.044. Symmetrized
     like ``fer2013``. Tighter than ``fer2013`` (eyes 0.41 of the side apart instead of 0.36, little
     forehead): a crop with more forehead would need pixels the chips do not have.
+``ffhq``
+    The framing of FFHQ (Karras et al., "A Style-Based Generator Architecture for GANs", CVPR 2019; NVlabs
+    ``ffhq-dataset``: the crop square from eye and mouth landmarks, side ``2 max(2 |eye-to-eye|,
+    1.8 |eye-to-mouth|)``, centred 0.1 eye-to-mouth below the eyes), which the published StyleGAN2 FFHQ
+    generators were trained on. The 5-point template at 512 px that facexlib's ``FaceRestoreHelper``
+    uses for FFHQ-framed models (GFPGAN, CodeFormer): eyes (192.98138, 239.94708), (318.90277, 240.19360),
+    nose (256.63416, 314.01935), mouth corners (201.26117, 371.41043), (313.08905, 371.15118) px; mouth
+    corners averaged to BlazeFace's mouth centre, symmetrized like ``fer2013``, divided by 512. The
+    FFHQ recipe applied to these points gives a square of side 0.984 centred at (0.5, 0.494), within 2 %
+    of the template's own crop (a test checks it). Looser than ``utkface`` (eyes 0.25 of the side apart,
+    hair and background around the face).
 
 To add a template: build a :class:`FaceTemplate` with normalized points and the matching
 :data:`~faceforge.faces.detect.KEYPOINT_NAMES` indices, and add it to :data:`TEMPLATES` with its
@@ -131,6 +142,14 @@ UTKFACE_KEYPOINTS = np.array([
 ])
 """The "utkface" template (see the module docstring for its derivation)."""
 
+FFHQ_KEYPOINTS = np.array([
+    [0.5 - (318.90277 - 192.98138) / 2 / 512, (239.94708 + 240.19360) / 2 / 512],
+    [0.5 + (318.90277 - 192.98138) / 2 / 512, (239.94708 + 240.19360) / 2 / 512],
+    [0.5, 314.01935 / 512],
+    [0.5, (371.41043 + 371.15118) / 2 / 512],
+])
+"""The "ffhq" template (see the module docstring for its source)."""
+
 TEMPLATES: dict[str, FaceTemplate] = {
     "fer2013": FaceTemplate(
         "fer2013", FER2013_KEYPOINTS, EYES_NOSE_MOUTH,
@@ -143,6 +162,10 @@ TEMPLATES: dict[str, FaceTemplate] = {
         "utkface", UTKFACE_KEYPOINTS, EYES_NOSE_MOUTH,
         "median short-range BlazeFace keypoints of 1981 detected faces among 2000 UTKFace chips aged "
         "18-29 or 60+ (python -m training.unpaired template), symmetrized"),
+    "ffhq": FaceTemplate(
+        "ffhq", FFHQ_KEYPOINTS, EYES_NOSE_MOUTH,
+        "FFHQ framing (Karras et al., CVPR 2019) as facexlib's 512 px 5-point template, mouth corners "
+        "averaged, symmetrized: for published StyleGAN2 FFHQ generators"),
 }
 """Built-in templates by name."""
 

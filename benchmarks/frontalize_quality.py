@@ -12,17 +12,22 @@ cache's ``test`` split, never seen in training), per yaw bucket (15-30, 30-45, 4
   profile-to-frontal.
 
 On **real photos** (``--photos``, e.g. ``../shared/data/photos/portraits``): every face is run through
-:class:`faceforge.frontalize.Frontalizer` (full-range BlazeFace, Face Mesh yaw, pose-tolerant crop,
-rerender, generator); the faces whose estimated ``|yaw|`` is at least ``--min-yaw`` are listed with
-their yaw, and the most turned ones make a grid (crop | rerender | output). No true frontal exists
-there, so these are shown, and scored only by figures that need none (issue 14), on every frontalized face:
+:class:`faceforge.frontalize.Frontalizer` (BlazeFace, Face Mesh yaw, pose-tolerant crop, rerender,
+generator) twice in the same run, before and after: ``output_size="generator"`` (the generator's crop) and
+``--output-size`` (default ``face``: composed at the face's own side, :func:`faceforge.frontalize.compose_frontal`),
+plus the after output restored (``--restore``, default classical) and, as the control, the rerender alone
+(:func:`variant_names`). The faces whose estimated ``|yaw|`` is at least ``--min-yaw`` are listed with
+their yaw; a grid shows (input face | generator's crop enlarged | new output) for the most turned and the
+largest faces. No true frontal exists there, so these are shown, and scored only by figures that need
+none (issue 14), on every frontalized face, every variant brought to the new output's side ``P``:
 
-- **sharpness ratio** (variance of the Laplacian in a central face ellipse, :mod:`faceforge.metrics`) of the
-  output against the input crop and against the rerender (what the camera saw, warped), both resampled to
-  the output's side; with the face's own size in the photo (the output is always the generator's side);
+- **sharpness ratio** (variance of the Laplacian in a central face ellipse, :mod:`faceforge.metrics`) of each
+  variant against the input face crop at ``P`` (the generator's crop enlarged bicubically to ``P``);
+- **identity**: dlib ResNet distance of each variant to that input crop, and the same-person share (< 0.6);
+- **output yaw** of turned faces: Face Mesh's calibrated yaw on each variant (:func:`output_yaw`);
 - **grayscale in -> grayscale out**: the chroma of the outputs of gray photos (:func:`faceforge.metrics.max_chroma`);
 - **realism** (``--real-frontal``, e.g. ``data/utkface_age/testA`` or ``../shared/data/utkface``): the
-  reference-normalised SWD from the outputs to real near-frontal faces cut the same way (the frontalizer's
+  reference-normalised SWD from the generator's own crops to real near-frontal faces cut the same way (the frontalizer's
   own pose-tolerant crop of faces with Face Mesh ``|yaw| < 10``), beside the same distance between two
   disjoint sets of such real faces (real-vs-real) and from the generator's inputs (the rerenders);
 - the **seam** figure does not apply: the frontalizer returns crops and pastes nothing back.
@@ -79,70 +84,163 @@ def pair_grid(frontalizer: Any, dataset: Any, n_faces: int) -> np.ndarray:
 PHOTO_FACE_ELLIPSE = ((0.5, 0.5), (0.38, 0.45))
 """Face-region ellipse on the frontalizer's pose-tolerant crops (centre, semi-axes; fractions of the side)."""
 
+BEFORE = "generator"
+"""The variant every photo face is also measured in: ``output_size="generator"`` (the generator's own crop,
+enlarged to the face's side for the figures), the output before ``output_size`` existed."""
+
+CONTROL = "rerender"
+"""The control variant: the rerender alone at the face's side (what the camera saw, warped to frontal, no
+generator), the ceiling of what keeping the camera's pixels can give."""
+
+
+def variant_names(output_size: str | int = "face", restore: Sequence[str] = ("classical",)) -> list[str]:
+    """Names of the measured variants, table order: the generator's crop enlarged, the rerender alone, the
+    ``output_size`` output, and that output restored by each of ``restore``."""
+    after = f"output_size={output_size}"
+    return [f"{BEFORE} (enlarged)", CONTROL, after] + [f"{after} + {m} restore" for m in restore]
+
+
+def output_yaw(frontalizer: Any, image: np.ndarray) -> float | None:
+    """The calibrated yaw (degrees) Face Mesh reads on a frontal output (the frontalizer's own detector and
+    Face Mesh, :func:`faceforge.frontalize.calibrate_yaw`), or ``None`` when no face is found in it."""
+    from faceforge.errors import NoFaceError
+    from faceforge.faces.rotate import estimate_yaw
+    from faceforge.frontalize import calibrate_yaw
+
+    faces = frontalizer.detector.detect(image)
+    if not faces:
+        return None
+    try:
+        pts = frontalizer.mesh.landmarks_3d(image, faces[0]).astype(np.float64)
+    except NoFaceError:
+        return None
+    return calibrate_yaw(estimate_yaw(pts))
+
 
 def photo_faces(frontalizer: Any, folders: Sequence[Path], min_yaw: float,
-                quality: list[dict] | None = None, sets: dict[str, list] | None = None
-                ) -> tuple[list[dict], list[tuple], int]:
-    """Frontalize every face of every image in ``folders``.
+                quality: list[dict] | None = None, sets: dict[str, list] | None = None,
+                output_size: str | int = "face", restore: Sequence[str] = ("classical",),
+                identity: bool = False, tile: int = 256) -> tuple[list[dict], list[tuple], int]:
+    """Frontalize every face of every image in ``folders``, before and after, in one run.
+
+    Each photo is detected once and frontalized twice: ``output_size="generator"`` (before: the generator's
+    crop) and ``output_size`` (after, default ``"face"``: composed at the face's side). Every variant of
+    :func:`variant_names` is brought to the after-output's side ``P`` (the generator's crop enlarged,
+    bicubic) and measured against the input face crop at ``P`` (the pose-tolerant crop of the photo).
 
     Args:
-        quality: when a list, one row per frontalized face is appended (file, face, yaw, face size in the
-            photo, sharpness ratios of the output against the crop and the rerender, gray photo, chroma).
-        sets: when a dict, ``"outputs"`` and ``"inputs"`` (the generator's inputs) get each face's image at
-            the output side (for the realism distances).
+        quality: when a list, one row per frontalized face is appended: file, face, yaw, the face's side in
+            the photo, ``P``, gray photo, and per variant the sharpness ratio against the crop, the identity
+            distance to it (``identity``), the chroma p99 (gray photos) and, for faces with ``|yaw| >=
+            min_yaw``, the calibrated yaw Face Mesh reads on the output (:func:`output_yaw`).
+        sets: when a dict, ``"outputs"`` and ``"inputs"`` get the generator's crop and its input at the
+            generator's side (for the realism distances).
+        output_size: the after variant (:func:`faceforge.frontalize.parse_output_size`).
+        restore: restoration methods run on the after output (``faceforge.frontalize.restore_frontal``).
+        identity: compute dlib identity distances (:mod:`faceforge.identity`).
+        tile: side of the grid tiles in px.
 
     Returns:
         ``(rows, tiles, total)``: per frontalized face with ``|yaw| >= min_yaw`` a JSON row (file, face
-        index, yaw, roll, in_range, score) and ``(|yaw|, crop, rerender, output, label)`` for the grid;
-        ``total`` the number of faces frontalized.
+        index, yaw, roll, in_range, score); per face ``(|yaw|, face_px, input, before enlarged, after,
+        label)`` at ``tile`` px for the grid; ``total`` the number of faces frontalized.
     """
     from faceforge.metrics import face_region_mask, laplacian_variance, max_chroma
     import warnings
 
     from faceforge.errors import NoFaceError, PoseOutOfRangeError
+    from faceforge.frontalize import restore_frontal
     from faceforge.imaging import load_image
     from faceforge.data.images import list_images, resize_square
 
+    names = variant_names(output_size, restore)
     rows, tiles, total = [], [], 0
     s = frontalizer.size
     for folder in folders:
         for path in list_images(Path(folder)):
             try:
                 rgb = load_image(path)
+                found = frontalizer.detector.detect(rgb)
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", UserWarning)  # out-of-range yaws are listed, not warned
-                    result = frontalizer.frontalize(rgb)
+                    before = frontalizer.frontalize(rgb, detected=found, output_size="generator")
+                    after = frontalizer.frontalize(rgb, detected=found, output_size=output_size)
             except (NoFaceError, PoseOutOfRangeError, ValueError):  # no face, or every face beyond the range
                 continue
-            total += len(result.frontalized)
+            total += len(after.frontalized)
             gray = max_chroma(rgb, percentile=99.9) <= 3
-            for f in result.frontalized:
-                if quality is not None or sets is not None:
-                    out = f.output
-                    crop = resize_square(f.crop, out.shape[0])
-                    back = resize_square(f.rerender if f.rerender is not None else f.crop, out.shape[0])
-                    mask = face_region_mask(out.shape[0], PHOTO_FACE_ELLIPSE)
-                    v_out, v_crop, v_back = laplacian_variance([out, crop, back], mask)
-                    x0, y0, x1, y1 = (float(v) for v in f.box)
-                    if quality is not None:
-                        quality.append({
-                            "file": f"{Path(folder).name}/{path.name}", "face": f.index, "yaw": round(f.yaw, 1),
-                            "face_px": round(max(x1 - x0, y1 - y0), 1), "output_px": int(out.shape[0]),
-                            "sharpness_vs_crop": round(v_out / v_crop, 4) if v_crop > 0 else None,
-                            "sharpness_vs_rerender": round(v_out / v_back, 4) if v_back > 0 else None,
-                            "gray_photo": bool(gray),
-                            **({"output_chroma_p99": max_chroma(out, percentile=99)} if gray else {})})
-                    if sets is not None:
-                        sets.setdefault("outputs", []).append(out)
-                        sets.setdefault("inputs", []).append(back)
-                if abs(f.yaw) < min_yaw:
+            done_before = {f.index: f for f in before.frontalized}
+            for f in after.frontalized:
+                b = done_before[f.index]
+                side = f.output.shape[0]
+                crop = resize_square(f.crop, side)
+                back = f.rerender if f.rerender is not None else f.crop
+                variants = {names[0]: resize_square(b.output, side), names[1]: resize_square(back, side),
+                            names[2]: f.output}
+                for m, name in zip(restore, names[3:]):
+                    variants[name] = restore_frontal([f.output], m, detector=frontalizer.detector)[0][0]
+                turned = abs(f.yaw) >= min_yaw
+                if quality is not None:
+                    mask = face_region_mask(side, PHOTO_FACE_ELLIPSE)
+                    v = laplacian_variance([crop] + list(variants.values()), mask)
+                    dist = {}
+                    if identity:
+                        from faceforge import identity as ident
+                        vecs = ident.embed_many([crop] + list(variants.values()))
+                        dist = {name: float(ident.distance(vecs[0], vec)) for name, vec in zip(variants, vecs[1:])}
+                    x0, y0, x1, y1 = (float(c) for c in f.box)
+                    row = {"file": f"{Path(folder).name}/{path.name}", "face": f.index, "yaw": round(f.yaw, 1),
+                           "face_px": round(float(f.face_px), 1), "box_px": round(max(x1 - x0, y1 - y0), 1),
+                           "output_px": int(side), "upscaled": bool(f.upscaled), "gray_photo": bool(gray),
+                           "variants": {}}
+                    for k, (name, img) in enumerate(variants.items()):
+                        r = {"sharpness_vs_crop": round(float(v[k + 1] / v[0]), 4) if v[0] > 0 else None}
+                        if identity:
+                            r["id_to_input"] = round(dist[name], 4)
+                        if gray:
+                            r["chroma_p99"] = max_chroma(img, percentile=99)
+                        if turned and name != CONTROL:
+                            y = output_yaw(frontalizer, img)
+                            r["output_yaw"] = None if y is None else round(float(y), 1)
+                        row["variants"][name] = r
+                    quality.append(row)
+                if sets is not None:
+                    sets.setdefault("outputs", []).append(b.output)
+                    sets.setdefault("inputs", []).append(resize_square(b.rerender if b.rerender is not None
+                                                                       else b.crop, s))
+                label = f"{path.stem[:12]} #{f.index} {f.yaw:+.0f}"
+                tiles.append((abs(f.yaw), float(f.face_px), resize_square(crop, tile),
+                              resize_square(variants[names[0]], tile), resize_square(f.output, tile), label))
+                if not turned:
                     continue
                 rows.append({"file": f"{Path(folder).name}/{path.name}", "face": f.index, "yaw": round(f.yaw, 1),
                              "roll": round(f.roll, 1), "in_range": f.in_range, "score": round(f.score, 3)})
-                label = f"{path.stem[:12]} #{f.index} {f.yaw:+.0f}"
-                back = f.rerender if f.rerender is not None else f.crop
-                tiles.append((abs(f.yaw), resize_square(f.crop, s), resize_square(back, s), f.output, label))
     return rows, tiles, total
+
+
+def summarize_photo_quality(quality: list[dict], names: Sequence[str]) -> dict[str, Any]:
+    """Per variant over every row of :func:`photo_faces`: the sharpness ratio, identity distance and
+    same-person share (< 0.6), gray photos' chroma, and on turned faces the output's ``|yaw|`` and the share
+    under 10 degrees (faces where Face Mesh finds no face in the output count as not under)."""
+    from faceforge.metrics import summarize
+
+    out = {}
+    for name in names:
+        rs = [q["variants"][name] for q in quality if name in q["variants"]]
+        ids = [r["id_to_input"] for r in rs if r.get("id_to_input") is not None]
+        yaws = [r for r in rs if "output_yaw" in r]
+        found = [abs(r["output_yaw"]) for r in yaws if r["output_yaw"] is not None]
+        chroma = [r["chroma_p99"] for r in rs if "chroma_p99" in r]
+        out[name] = {
+            "faces": len(rs),
+            "sharpness_vs_crop": summarize([r["sharpness_vs_crop"] for r in rs if r["sharpness_vs_crop"] is not None]),
+            "id_to_input": summarize(ids) if ids else None,
+            "same_person": round(float(np.mean(np.asarray(ids) < 0.6)), 4) if ids else None,
+            "turned": len(yaws), "turned_output_yaw_abs": summarize(found) if found else None,
+            "turned_yaw_under_10": (round(sum(y < 10 for y in found) / len(yaws), 4) if yaws else None),
+            "turned_no_face_in_output": len(yaws) - len(found),
+            "gray_faces": len(chroma), "gray_chroma_p99_max": max(chroma) if chroma else None}
+    return out
 
 
 def frontal_reference(frontalizer: Any, folder: Path, n: int, max_yaw: float = 10.0) -> np.ndarray:
@@ -195,14 +293,17 @@ def photo_realism(frontalizer: Any, sets: dict[str, list], folder: Path, n: int)
 
 
 def photo_grid(tiles: list[tuple], n: int, per_row: int = 2) -> np.ndarray | None:
-    """The ``n`` most turned faces, ``per_row`` (crop | rerender | output) triples per row."""
+    """Up to ``n`` faces, ``per_row`` (input face | generator's crop enlarged | new output) triples per row:
+    the most turned half and the largest half (by their side in the photo), each face once."""
     from faceforge.data.images import label_tile
 
     if not tiles:
         return None
-    chosen = sorted(tiles, key=lambda t: -t[0])[:n]
-    triples = [np.concatenate([label_tile(c, label), label_tile(r, "rerender"), label_tile(o, "output")], axis=1)
-               for _, c, r, o, label in chosen]
+    turned = sorted(range(len(tiles)), key=lambda i: -tiles[i][0])[:max(1, n - n // 2)]
+    largest = [i for i in sorted(range(len(tiles)), key=lambda i: -tiles[i][1]) if i not in turned][:n // 2]
+    triples = [np.concatenate([label_tile(c, f"{label} {px:.0f}px"), label_tile(b, "generator enlarged"),
+                               label_tile(o, "new output")], axis=1)
+               for _, px, c, b, o, label in (tiles[i] for i in turned + largest)]
     while len(triples) % per_row:
         triples.append(np.zeros_like(triples[0]))
     return np.concatenate([np.concatenate(triples[i:i + per_row], axis=1)
@@ -225,20 +326,41 @@ def _photo_quality_lines(doc: dict[str, Any]) -> list[str]:
     pq = (doc.get("photos") or {}).get("quality")
     if not pq:
         return []
-    lines = ["### Figures blur cannot pass (every frontalized photo face)", "",
-             "Sharpness ratio = variance of the Laplacian in a central face ellipse, output / input, both at the "
-             f"output's {pq['output_px']} px; the faces themselves are {median_iqr(pq['face_px'])} px (median [q1, q3]) "
-             "in their photos. Seam: not applicable (no paste back).", "",
-             "| faces | sharpness vs the crop | sharpness vs the rerender | gray-photo faces | their output chroma p99 "
-             "(median, max) |", "|---:|---:|---:|---:|---:|",
-             f"| {pq['faces']} | {median_iqr(pq['sharpness_vs_crop'])} | {median_iqr(pq['sharpness_vs_rerender'])} | "
-             f"{pq['gray_faces']} | " + (f"{pq['gray_output_chroma_p99']['median']:.1f}, "
-                                          f"{pq['gray_output_chroma_max_of_p99']:.1f} |" if pq['gray_faces'] else "- |"),
-             ""]
+    lines = ["### Figures blur cannot pass (every frontalized photo face, before and after in one run)", "",
+             f"{pq['faces']} faces, {median_iqr(pq['face_px'])} px (median [q1, q3]) in their photos; every variant "
+             f"is compared at the new output's side ({median_iqr(pq['output_px'])} px; {pq['upscaled']} faces smaller "
+             f"than the generator's {doc['generator']['size']} px are upscaled to it). Sharpness ratio = variance of "
+             "the Laplacian in a central face ellipse, variant / the input face crop at that side (the photo's "
+             "pose-tolerant crop). Identity = dlib ResNet distance to that input crop (< 0.6 = same person). "
+             f"Output yaw: Face Mesh (calibrated) on the variant, for the {pq['turned']} faces with |yaw| >= "
+             f"{doc['photos']['min_yaw']:g} degrees. Seam: not applicable (no paste back).", "",
+             "| variant | sharpness vs the input crop | identity to input | same person | turned: output \\|yaw\\| "
+             "| turned: \\|yaw\\| < 10 | gray faces: chroma p99 max |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, v in pq["variants"].items():
+        same = "-" if v["same_person"] is None else f"{100 * v['same_person']:.0f} %"
+        yaw = median_iqr(v["turned_output_yaw_abs"]) if v["turned_output_yaw_abs"] else "-"
+        if v["turned_no_face_in_output"]:
+            yaw += f" ({v['turned_no_face_in_output']} no face)"
+        under = "-" if v["turned_yaw_under_10"] is None else f"{100 * v['turned_yaw_under_10']:.0f} %"
+        chroma = "-" if v["gray_chroma_p99_max"] is None else f"{v['gray_chroma_p99_max']:.1f}"
+        lines.append(f"| {name} | {median_iqr(v['sharpness_vs_crop'])} | "
+                     f"{median_iqr(v['id_to_input']) if v['id_to_input'] else '-'} | {same} | {yaw} | {under} | "
+                     f"{chroma} |")
+    lines.append("")
+    big = pq.get("large_faces")
+    if big and big.get("faces"):
+        lines += [f"Faces at least {big['min_px']} px in their photo ({big['faces']}), where the new output is made at "
+                  "the face's side (not upscaled):", "",
+                  "| variant | sharpness vs the input crop | identity to input |", "|---|---:|---:|"]
+        for name, v in big["variants"].items():
+            lines.append(f"| {name} | {median_iqr(v['sharpness_vs_crop'])} | "
+                         f"{median_iqr(v['id_to_input']) if v['id_to_input'] else '-'} |")
+        lines.append("")
     real = doc["photos"].get("realism")
     if real and "sets" in real:
-        lines += [f"Realism: SWD x 1e3 (reference-normalised) to {real['n']} real near-frontal faces "
-                  f"({real['reference']}); lower is better, real-vs-real is the floor.", "",
+        lines += [f"Realism (the generator's own {doc['generator']['size']} px crops): SWD x 1e3 (reference-normalised) "
+                  f"to {real['n']} real near-frontal faces ({real['reference']}); lower is better, real-vs-real is the "
+                  "floor.", "",
                   "| set | SWD avg | per level (finest first) |", "|---|---:|---|"]
         for label, d in real["sets"].items():
             lines.append(f"| {label} | {d['swd_avg']:.1f} | "
@@ -286,10 +408,17 @@ def _photo_lines(doc: dict[str, Any]) -> list[str]:
 def run(weights: str = "default", pairs: Path | None = Path("cache/pose_pairs"), limit: int | None = None,
         photos: Sequence[Path] = (), min_yaw: float = 15.0, grid_faces: int = 6, photo_faces_n: int = 8,
         out_dir: Path = RESULTS_DIR, figures: Path = FIGURES_DIR, name: str = DEFAULT_NAME,
-        identity: bool | None = None, real_frontal: Path | None = None, real_limit: int = 250) -> dict[str, Any]:
+        identity: bool | None = None, real_frontal: Path | None = None, real_limit: int = 250,
+        output_size: str | int = "face", restore: Sequence[str] = ("classical",), tile: int = 256,
+        large_px: int = 200) -> dict[str, Any]:
     """Measure, write the results and figures, return the results document.
 
     Args:
+        identity: dlib identity columns (``None``: when :mod:`faceforge.identity`'s files are installed).
+        output_size: the photo faces' after variant (before: ``"generator"``), see :func:`photo_faces`.
+        restore: restorers run on the after variant (``"none"`` entries are dropped).
+        tile: grid tile side, px.
+        large_px: the faces at least this large in their photo get their own summary.
         pairs: pose-pair cache (``None``: skip the held-out pair tables).
         real_frontal: folder of real face photos whose near-frontal faces are the realism reference for
             the photo outputs (``None``: no realism figure).
@@ -314,6 +443,12 @@ def run(weights: str = "default", pairs: Path | None = Path("cache/pose_pairs"),
     from faceforge.metrics import summarize
 
     fz = Frontalizer(weights)
+    restore = [m for m in restore if m != "none"]
+    if identity is None:
+        from faceforge import identity as ident
+        photo_identity = ident.is_available()
+    else:
+        photo_identity = bool(identity)
     t0 = time.perf_counter()
     doc: dict[str, Any] = {
         "generator": {**{k: v for k, v in fz.describe().items() if k in ("name", "version", "input", "size",
@@ -335,18 +470,23 @@ def run(weights: str = "default", pairs: Path | None = Path("cache/pose_pairs"),
     if photos:
         quality: list[dict] = []
         sets: dict[str, list] = {}
-        rows, tiles, total = photo_faces(fz, photos, min_yaw, quality, sets)
+        t1 = time.perf_counter()
+        rows, tiles, total = photo_faces(fz, photos, min_yaw, quality, sets, output_size, restore, photo_identity,
+                                         tile)
         doc["photos"] = {"folders": [display_path(p) for p in photos], "min_yaw": min_yaw, "turned": rows,
-                         "faces_total": total}
-        gray = [q for q in quality if q["gray_photo"]]
+                         "faces_total": total, "output_size": output_size, "restore": list(restore),
+                         "seconds": round(time.perf_counter() - t1, 1)}
+        names = variant_names(output_size, restore)
+        large = [q for q in quality if q["face_px"] >= large_px]
         doc["photos"]["quality"] = {
-            "faces": len(quality), "output_px": fz.size, "face_px": summarize([q["face_px"] for q in quality]),
-            "sharpness_vs_crop": summarize([q["sharpness_vs_crop"] for q in quality
-                                            if q["sharpness_vs_crop"] is not None]),
-            "sharpness_vs_rerender": summarize([q["sharpness_vs_rerender"] for q in quality
-                                                if q["sharpness_vs_rerender"] is not None]),
-            "gray_faces": len(gray), "gray_output_chroma_p99": summarize([q["output_chroma_p99"] for q in gray]),
-            "gray_output_chroma_max_of_p99": max((q["output_chroma_p99"] for q in gray), default=0.0),
+            "faces": len(quality), "face_px": summarize([q["face_px"] for q in quality]),
+            "output_px": summarize([q["output_px"] for q in quality]),
+            "upscaled": sum(q["upscaled"] for q in quality),
+            "turned": sum(abs(q["yaw"]) >= min_yaw for q in quality),
+            "identity": photo_identity,
+            "variants": summarize_photo_quality(quality, names),
+            "large_faces": {"min_px": large_px, "faces": len(large),
+                            "variants": summarize_photo_quality(large, names)},
             "seam": "not applicable: the frontalizer returns crops, it pastes nothing back",
             "rows": quality}
         if real_frontal is not None:
@@ -401,17 +541,26 @@ class _Limited:
                    "realism reference for the photo outputs.")
 @click.option("--real-limit", type=click.IntRange(2), default=250, show_default=True,
               help="At most this many photo outputs in the realism figure (twice as many real faces).")
+@click.option("--output-size", default="face", show_default=True,
+              help="The photo faces' new variant (face, generator or a side), measured beside the generator's crop.")
+@click.option("--restore", "restore", multiple=True, type=click.Choice(["none", "classical", "gpen", "auto"]),
+              default=("classical",), show_default=True,
+              help="Restorers run on the new variant, each its own row (repeatable; none: no such row).")
+@click.option("--tile", type=click.IntRange(32, 1024), default=256, show_default=True,
+              help="Side of the photo grid's tiles, px.")
 def main(weights: str, pairs: Path, limit: int | None, photos: tuple[Path, ...], min_yaw: float, grid_faces: int,
          photo_faces: int, no_identity: bool, out_dir: Path, figures: Path, name: str, no_pairs: bool,
-         real_frontal: Path | None, real_limit: int) -> None:
+         real_frontal: Path | None, real_limit: int, output_size: str, restore: tuple[str, ...], tile: int) -> None:
     """PSNR/SSIM and dlib identity per yaw bucket on held-out pose pairs; on real photos the yaw list, a
     grid, sharpness ratios, grayscale chroma and a realism distance beside real-vs-real."""
     from faceforge.errors import FaceforgeError
+    from faceforge.frontalize import parse_output_size
 
     try:
         doc = run(weights, None if no_pairs else pairs, limit, photos, min_yaw, grid_faces, photo_faces, out_dir,
                   figures, name, identity=False if no_identity else None, real_frontal=real_frontal,
-                  real_limit=real_limit)
+                  real_limit=real_limit, output_size=parse_output_size(output_size, "--output-size"),
+                  restore=restore, tile=tile)
     except (FileNotFoundError, ValueError, FaceforgeError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(markdown(doc))

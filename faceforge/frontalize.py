@@ -8,9 +8,11 @@ Pipeline (one call of :meth:`Frontalizer.frontalize`)::
       --Face Mesh (468 3D landmarks)-->                             yaw (calibrated), roll; refuse
                                                                     faces beyond the trained range
       --pose-tolerant crop (landmark box, R x R)-->                 RGB crop uint8 (R, R, 3), R = 256
-      --rerender to frontal (input mode "rerender" only)-->         RGB uint8 (R, R, 3)
+                                                                    (R = P, the output side, when P > S)
+      --rerender to frontal (input mode "rerender" only)-->         RGB uint8 (R, R, 3) (+ visibility mask)
       --resize to S, p / 127.5 - 1, generator-->                    float32 (N, 3, S, S) in (-1, 1)
-      --(x + 1) * 127.5, round-->                                   frontal crops uint8 (N, S, S, 3)
+      --(x + 1) * 127.5, round-->                                   generator crops uint8 (N, S, S, 3)
+      --output_size: compose at P (P > S) or resize (P < S)-->      frontal crops uint8 (P, P, 3)
 
 The generator is a pix2pix U-Net (P. Isola, J.-Y. Zhu, T. Zhou, A. A. Efros, "Image-to-Image
 Translation with Conditional Adversarial Networks", CVPR 2017, arXiv:1611.07004;
@@ -39,6 +41,19 @@ CVPR 2020, arXiv:2003.08124). What the generator saw in training decides each st
 - **Size.** Pairs are rendered at the cache's side (256) and resized to the generator's crop side
   (``training.unpaired.resize_square``: area when shrinking); here likewise (:data:`RENDER_SIZE`
   unless the run folder says otherwise).
+
+**Output size** (``output_size=`` of :meth:`Frontalizer.frontalize`, ``--output-size``, the server's
+``output_size`` field). The generator works at ``S`` (128 px for the shipped one), and a face in a photo
+often has far more pixels (300-600 px); its output is also softer than its input (face-region sharpness
+ratio 0.43-0.54 on the shared photos). ``"face"`` (the default) makes the frontal face at the face's own
+side ``P`` (:attr:`FrontalizedFace.face_px`: the pose-tolerant crop at the photo's scale; at least ``S``,
+at most :data:`MAX_OUTPUT_SIDE`): crop and rerender at ``P``, the generator at ``S`` on the rerender
+shrunk to it, and :func:`compose_frontal` keeps what the camera saw: where the rerender's pixels come
+from a visible part of the turned face (:func:`rerender_visibility`), the rerender at ``P`` plus the
+generator's change (aging's detail transfer, :func:`faceforge.translate.transfer_change`); where the
+turned head hid the face (and the rerender shows copies of whatever covered it), the generator's own
+pixels, enlarged; feathered between. ``"generator"`` returns the generator's crop as it is (the earlier
+behaviour, and the phone path of ``mobile_assets/``); an integer is a side in px.
 
 Yaw (:attr:`FrontalizedFace.yaw`): degrees, **positive when the nose points to the image's right** (the
 subject turned to their own left), 0 for a frontal face: Face Mesh's estimate
@@ -90,6 +105,7 @@ Weights (``weights=`` of :class:`Frontalizer`, ``--weights`` of ``faceforge fron
 
 from __future__ import annotations
 
+import contextvars
 import json
 import os
 import time
@@ -115,7 +131,9 @@ if TYPE_CHECKING:  # imported lazily at run time: the detector and Face Mesh loa
 
 __all__ = ["ENV_VAR", "CARD", "default_weights_path", "INPUT_MODES", "BOX_CENTRE", "BOX_HEIGHT", "TRAINED_MAX_YAW",
            "YAW_CALIBRATION", "PROFILE_KEYPOINT_RATIO", "calibrate_yaw", "keypoint_profile_ratio", "resolve_weights", "load_generator", "face_roll", "pose_tolerant_matrix", "rerender_frontal",
-           "FrontalizedFace", "FrontalizationResult", "Frontalizer", "RESTORE_METHODS", "restore_frontal"]
+           "FrontalizedFace", "FrontalizationResult", "Frontalizer", "RESTORE_METHODS", "restore_frontal",
+           "OUTPUT_SIZES", "MIN_OUTPUT_SIDE", "MAX_OUTPUT_SIDE", "DETAIL_SIGMA", "VISIBILITY_FEATHER",
+           "VISIBILITY_STRETCH", "parse_output_size", "rerender_visibility", "compose_frontal"]
 
 ENV_VAR = "FACEFORGE_FRONTALIZE_WEIGHTS"
 """Environment variable naming the frontalization weights (read by the CLI and the server config)."""
@@ -143,6 +161,13 @@ TRAINED_MAX_YAW = 75.0
 """Largest training yaw (degrees) of the default pose-pair buckets (15-30 ... 60-75)."""
 
 NUM_FACE_POINTS = 468
+
+_OUTPUT_SIZE: contextvars.ContextVar[str | int] = contextvars.ContextVar("faceforge_frontalize_output_size",
+                                                                        default="generator")
+"""The ``output_size`` of the :meth:`Frontalizer.frontalize` call in progress, read by its ``prepare_faces``
+step (which :meth:`~faceforge.pipelines.FacePipeline.run` calls without options); a context variable, so
+calls in several threads do not see each other's."""
+_MIN_AREA = 1e-3  # px^2, as faceforge.faces.rotate: smaller projected triangles are degenerate
 
 YAW_CALIBRATION: tuple[tuple[float, float], ...] = (
     (0.0, 0.0), (5.0, 6.8), (10.0, 13.5), (15.0, 20.8), (20.0, 27.1), (25.0, 35.5), (30.0, 43.2), (35.0, 49.7),
@@ -404,10 +429,24 @@ def rerender_frontal(crop: np.ndarray, points: np.ndarray, yaw: float, margin: f
     Raises:
         ValueError: bad crop or points.
     """
-    from faceforge.faces.rotate import build_scene, head_pivot, rotate_yaw, warp_triangles
+    from faceforge.faces.rotate import warp_triangles
 
     if not isinstance(crop, np.ndarray) or crop.dtype != np.uint8 or crop.ndim != 3 or crop.shape[2] != 3:
         raise ValueError("crop must be a uint8 (R, R, 3) array")
+    h, w = crop.shape[:2]
+    scene, src, order = _rerender_scene(points, yaw, (w, h), margin, pivot_depth)
+    out, covered = warp_triangles(crop, src[:, :2], scene.points[:, :2], scene.triangles, order, (w, h))
+    if not covered.all():
+        out = cv2.inpaint(out, (~covered).astype(np.uint8), 3, cv2.INPAINT_TELEA)
+    return out, covered
+
+
+def _rerender_scene(points: np.ndarray, yaw: float, size: tuple[int, int], margin: float,
+                    pivot_depth: float) -> tuple[Any, np.ndarray, np.ndarray]:
+    """The geometry of :func:`rerender_frontal`: ``(scene on the frontal landmarks, float64 (P, 3) source
+    points (where each scene point lies at ``yaw``, frame unchanged), draw order back to front)``."""
+    from faceforge.faces.rotate import build_scene, head_pivot, rotate_yaw
+
     pts = np.asarray(points, np.float64)[:NUM_FACE_POINTS]
 
     def centre_x(x: np.ndarray) -> float:
@@ -416,18 +455,131 @@ def rerender_frontal(crop: np.ndarray, points: np.ndarray, yaw: float, margin: f
     px, pz, _ = head_pivot(pts, pivot_depth)
     front = rotate_yaw(pts, -float(yaw), (px, pz))
     front[:, 0] += centre_x(pts[:, 0]) - centre_x(front[:, 0])
-    h, w = crop.shape[:2]
-    scene = build_scene(front, (w, h), margin=margin, pivot_depth=pivot_depth)
+    scene = build_scene(front, size, margin=margin, pivot_depth=pivot_depth)
     src = scene.points.copy()
     n = scene.n_moving
     src[:n] = rotate_yaw(src[:n], float(yaw), scene.pivot)
     src[:n, 0] += centre_x(front[:, 0]) - centre_x(src[:NUM_FACE_POINTS, 0])
     depth = np.where(scene.kind == 2, np.inf, scene.points[scene.triangles, 2].mean(1))
     order = np.argsort(-depth, kind="stable")
-    out, covered = warp_triangles(crop, src[:, :2], scene.points[:, :2], scene.triangles, order, (w, h))
-    if not covered.all():
-        out = cv2.inpaint(out, (~covered).astype(np.uint8), 3, cv2.INPAINT_TELEA)
-    return out, covered
+    return scene, src, order
+
+
+def _triangle_ids(xy: np.ndarray, triangles: np.ndarray, order: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """int32 ``(h, w)`` map of the triangle drawn last at each pixel centre (-1: none), triangles drawn in
+    ``order``: the rasterization of :func:`faceforge.faces.rotate.warp_triangles` (1/16 px vertices,
+    pixel centres at +0.5; degenerate or non-finite triangles skipped)."""
+    from faceforge.faces.rotate import signed_areas
+
+    w, h = int(size[0]), int(size[1])
+    order = np.asarray(order, np.int64)
+    d = xy[triangles[order]]
+    order = order[np.isfinite(d).all((1, 2)) & (np.abs(signed_areas(xy, triangles[order])) > _MIN_AREA)]
+    ids = np.full((h, w), -1, np.int32)
+    polys = np.clip(np.round((xy[triangles[order]] - 0.5) * 16), -(1 << 28), 1 << 28).astype(np.int32)
+    for t, poly in zip(order, polys):
+        cv2.fillConvexPoly(ids, poly, int(t), lineType=cv2.LINE_8, shift=4)
+    return ids
+
+
+VISIBILITY_FEATHER = 0.02
+"""Feather of :func:`rerender_visibility`'s mask: Gaussian sigma as a fraction of the side (after an erosion by
+the same radius, so the ramp lies inside the seen region and no hidden pixel gets the rerender's colours)."""
+
+VISIBILITY_DEPTH_TOLERANCE = 0.06
+"""Depth (fraction of the face width) within which a surface on top of a triangle's source point does not
+hide it in :func:`rerender_visibility`: Face Mesh folds where eyelids meet the eye and the lips meet,
+and a fold of a few millimetres is not an occlusion; the nose over the far cheek (several centimetres) is."""
+
+VISIBILITY_STRETCH = (0.1, 0.3)
+"""Source-to-frontal area ratios of a triangle between which its weight in :func:`rerender_visibility` ramps
+from 0 to 1: a triangle seen nearly edge-on (far cheek of a turned head) is stretched so much in the rerender
+that it holds no detail worth keeping, and Face Mesh's depth is least reliable there."""
+
+
+def rerender_visibility(points: np.ndarray, yaw: float, size: int, margin: float = 0.25, pivot_depth: float = 0.1,
+                        feather: float = VISIBILITY_FEATHER, stretch: tuple[float, float] = VISIBILITY_STRETCH,
+                        depth_tolerance: float = VISIBILITY_DEPTH_TOLERANCE) -> np.ndarray:
+    """Where :func:`rerender_frontal`'s pixels are what the camera saw: a feathered visibility mask.
+
+    :func:`rerender_frontal` has no visibility test (as the training inputs), so a part of the face that the
+    turned head hid (the far cheek, the far side of the nose) takes the colours of what covered it. This
+    mask tells those pixels apart, per triangle of the same scene (:func:`_rerender_scene`): a triangle is
+    *seen* when it faces the camera at ``yaw`` (its projected orientation does not flip, as
+    :func:`~faceforge.faces.rotate.render_yaw` tests) and at least half of its source pixels are its own in
+    a painter's z-buffer of the turned scene (triangles drawn back to front by their depth at ``yaw`` into a
+    triangle-id map, as :func:`~faceforge.faces.rotate.render_yaw` draws), counted over the source points
+    of its frontal pixels (a point outside the crop is not seen); its weight is 1 when seen, times
+    a ramp on its source-to-frontal area ratio (:data:`VISIBILITY_STRETCH`; background triangles, which
+    stretch by design, are exempt), 0 otherwise. The weights are
+    painted at the triangles' frontal places in the rerender's draw order (pixels no triangle covers, which
+    the rerender inpaints, get 0), eroded and blurred by ``feather * size``. Occlusion by the z-buffer is
+    Rotate-and-Render's visibility (Zhou et al., CVPR 2020, sec. 3.2) at triangle granularity.
+
+    Args:
+        points: float ``(468, 3)`` Face Mesh ``(x, y, z)`` in pixels of the ``size`` x ``size`` crop (as for
+            :func:`rerender_frontal`).
+        yaw: the yaw given to :func:`rerender_frontal`, degrees.
+        size: crop side in px (>= 2).
+        margin, pivot_depth: as for :func:`rerender_frontal`.
+        feather: erosion radius and Gaussian sigma, fraction of ``size`` (>= 0; 0: a hard mask).
+        stretch: ``(lo, hi)`` area ratios of the ramp, ``0 <= lo < hi``.
+
+    Returns:
+        float32 ``(size, size)`` in [0, 1]: 1 where the rerender shows what the camera saw, 0 where it
+        shows a covering part, an inpainted hole or a near edge-on stretch. ``yaw = 0``: 1 nearly
+        everywhere (the frame's border pixels excepted).
+
+    Raises:
+        ValueError: bad points, ``size``, ``feather`` or ``stretch``.
+    """
+    from faceforge.faces.rotate import signed_areas
+
+    size = int(size)
+    lo_r, hi_r = (float(v) for v in stretch)
+    if size < 2 or feather < 0 or not 0 <= lo_r < hi_r:
+        raise ValueError(f"need size >= 2, feather >= 0 and 0 <= stretch[0] < stretch[1], got {size}, {feather}, "
+                         f"{stretch}")
+    pts = np.asarray(points, np.float64)
+    if pts.ndim != 2 or pts.shape[0] < NUM_FACE_POINTS or pts.shape[1] < 3:
+        raise ValueError(f"points must be (468, 3) Face Mesh landmarks, got {pts.shape}")
+    scene, src, order = _rerender_scene(pts, yaw, (size, size), margin, pivot_depth)
+    tris = scene.triangles
+    src_area = signed_areas(src[:, :2], tris)
+    dst_area = signed_areas(scene.points[:, :2], tris)
+    background = scene.kind == 2
+    depth = np.where(background, np.inf, src[tris, 2].mean(1))
+    ids_src = _triangle_ids(src[:, :2], tris, np.argsort(-depth, kind="stable"), (size, size))
+    ids = _triangle_ids(scene.points[:, :2], tris, order, (size, size))
+    # each frontal pixel's source point (its triangle's affine map, as warp_triangles samples): is the
+    # triangle on top there (or one at about its depth)? A triangle is seen when most of its pixels say so.
+    ys, xs = np.nonzero(ids >= 0)
+    tid = ids[ys, xs]
+    used = np.unique(tid)
+    maps = np.zeros((len(tris), 3, 2))
+    dst3 = np.concatenate([scene.points[tris[used], :2], np.ones((len(used), 3, 1))], axis=2)
+    maps[used] = np.linalg.inv(dst3) @ src[tris[used], :2]
+    uv = np.einsum("nk,nkj->nj", np.column_stack([xs + 0.5, ys + 0.5, np.ones(len(xs))]), maps[tid])
+    u, v = np.floor(uv[:, 0]).astype(np.int64), np.floor(uv[:, 1]).astype(np.int64)
+    inside = (u >= 0) & (u < size) & (v >= 0) & (v < size)
+    top = np.full(len(tid), -1, np.int64)
+    top[inside] = ids_src[v[inside], u[inside]]
+    tol = depth_tolerance * scene.face_width
+    d_top, d_own = depth[np.maximum(top, 0)], depth[tid]
+    finite = np.isfinite(d_top) & np.isfinite(d_own)
+    near = np.isinf(d_top) & np.isinf(d_own)  # background behind background
+    near[finite] = np.abs(d_top[finite] - d_own[finite]) <= tol
+    hit = (top == tid) | ((top >= 0) & near)
+    own = np.bincount(tid, weights=hit, minlength=len(tris)) / np.maximum(np.bincount(tid, minlength=len(tris)), 1)
+    ratio = np.abs(src_area) / np.maximum(dst_area, _MIN_AREA)
+    weight = np.where(background, 1.0, np.clip((ratio - lo_r) / (hi_r - lo_r), 0.0, 1.0)) * (own >= 0.5)
+    mask = np.where(ids >= 0, weight[np.maximum(ids, 0)], 0.0).astype(np.float32)
+    radius = feather * size
+    if radius >= 0.5:
+        k = 2 * round(radius) + 1
+        mask = cv2.erode(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)), borderType=cv2.BORDER_REPLICATE)
+        mask = cv2.GaussianBlur(mask, (0, 0), radius, borderType=cv2.BORDER_REPLICATE)
+    return np.clip(mask, 0.0, 1.0)
 
 
 def _resize(rgb: np.ndarray, size: int) -> np.ndarray:
@@ -436,6 +588,93 @@ def _resize(rgb: np.ndarray, size: int) -> np.ndarray:
         return rgb
     shrink = size < min(rgb.shape[:2])
     return cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
+
+
+OUTPUT_SIZES = ("face", "generator")
+"""Named values of ``output_size=`` (:meth:`Frontalizer.frontalize`), ``--output-size`` and the server's
+``output_size`` field; an integer side in [:data:`MIN_OUTPUT_SIDE`, :data:`MAX_OUTPUT_SIDE`] is the third form."""
+
+MIN_OUTPUT_SIDE, MAX_OUTPUT_SIDE = 32, 1024
+"""Smallest and largest frontal output side in px (``output_size="face"`` caps the face's own side at the
+largest and never goes below the generator's side)."""
+
+DETAIL_SIGMA = 1.0
+"""Low-pass sigma (generator pixels) of the generated change carried onto the seen pixels (as aging's
+``detail_sigma``, :func:`faceforge.translate.transfer_change`)."""
+
+
+def parse_output_size(value: str | int, name: str = "output_size") -> str | int:
+    """``"face"``, ``"generator"`` or an integer side from a user's value (CLI option, form field).
+
+    Args:
+        value: ``"face"``, ``"generator"`` (any case, spaces ignored), an int, or an integer's digits.
+        name: what the error message calls the value (e.g. ``"--output-size"``).
+
+    Returns:
+        ``"face"``, ``"generator"`` or an int in [:data:`MIN_OUTPUT_SIDE`, :data:`MAX_OUTPUT_SIDE`].
+
+    Raises:
+        ValueError: anything else; the one-line message names the accepted values.
+    """
+    text = value.strip().lower() if isinstance(value, str) else value
+    if text in OUTPUT_SIZES:
+        return text
+    side = None
+    if (isinstance(text, (int, np.integer)) and not isinstance(text, bool)) or (isinstance(text, str)
+                                                                               and text.isdigit()):
+        side = int(text)
+    if side is None or not MIN_OUTPUT_SIDE <= side <= MAX_OUTPUT_SIDE:
+        raise ValueError(f"{name} must be 'face', 'generator' or an integer side in "
+                         f"[{MIN_OUTPUT_SIDE}, {MAX_OUTPUT_SIDE}] px, got {value!r}")
+    return side
+
+
+def compose_frontal(rerender: np.ndarray, generated: np.ndarray, visibility: np.ndarray,
+                    sigma: float = DETAIL_SIGMA) -> np.ndarray:
+    """The frontal face at the rerender's resolution: the camera's pixels where seen, the generator's elsewhere.
+
+    With ``lo`` the rerender shrunk to the generator's side (area averaging; what the generator was fed)
+    and ``w`` the visibility mask (:func:`rerender_visibility`)::
+
+        seen   = transfer_change(rerender, lo, generated, sigma)   # rerender + up(G_sigma * (generated - lo))
+        unseen = transfer_change(up(lo), lo, generated, 0)         # ~ up(generated), bilinear
+        out    = w * seen + (1 - w) * unseen
+
+    ``seen`` is aging's detail transfer (:func:`faceforge.translate.transfer_change`, the same function):
+    the generator's change, low-passed, added to the full-resolution rerender, so the detail the camera
+    recorded stays. ``unseen`` is the generator's own output, enlarged, where the rerender holds copies of
+    a covering part (the hidden side of a turned face) or inpainted holes. Both carry the change's colour
+    part scaled by the face's colourfulness, so a grey face stays grey. A two-band Laplacian-pyramid blend
+    (Burt & Adelson, 1983) gated by visibility, in the spirit of Rotate-and-Render's use of the visible
+    texture (Zhou et al., CVPR 2020).
+
+    Args:
+        rerender: uint8 ``(R, R, 3)`` rerender at the output side (``R`` > the generator side ``S``).
+        generated: uint8 ``(S, S, 3)`` the generator's output for ``lo``.
+        visibility: float ``(R, R)`` in [0, 1].
+        sigma: low-pass sigma of the carried change, generator pixels (>= 0).
+
+    Returns:
+        uint8 ``(R, R, 3)``.
+
+    Raises:
+        ValueError: shapes or dtypes that do not fit.
+    """
+    from faceforge.translate import transfer_change
+
+    for name, a in (("rerender", rerender), ("generated", generated)):
+        if not isinstance(a, np.ndarray) or a.dtype != np.uint8 or a.ndim != 3 or a.shape[2] != 3 \
+                or a.shape[0] != a.shape[1]:
+            raise ValueError(f"{name} must be a uint8 (N, N, 3) array")
+    side = rerender.shape[0]
+    w = np.asarray(visibility, np.float32)
+    if w.shape != (side, side):
+        raise ValueError(f"visibility must be ({side}, {side}), got {w.shape}")
+    lo = _resize(rerender, generated.shape[0])
+    seen = transfer_change(rerender, lo, generated, sigma)
+    unseen = transfer_change(cv2.resize(lo, (side, side), interpolation=cv2.INTER_LINEAR), lo, generated, 0.0)
+    w = np.clip(w, 0.0, 1.0)[..., None]
+    return np.clip(np.rint(w * seen + (1.0 - w) * unseen), 0, 255).astype(np.uint8)
 
 
 RESTORE_METHODS = ("none", "auto", "gpen", "classical")
@@ -519,9 +758,20 @@ class FrontalizedFace:
         warning: why the result may be poor or missing, else ``None``.
         matrix: float64 ``(2, 3)`` image -> input crop transform (:func:`pose_tolerant_matrix`, crop side
             ``R``), or ``None``.
-        crop: uint8 ``(R, R, 3)`` pose-tolerant crop of the photo, or ``None``.
+        crop: uint8 ``(R, R, 3)`` pose-tolerant crop of the photo, or ``None``. ``R`` is the render size,
+            or the output side when the output is made at a larger side than the generator's (see
+            :meth:`Frontalizer.frontalize`'s ``output_size``).
         rerender: uint8 ``(R, R, 3)`` crop warped back to frontal (input mode ``rerender``), or ``None``.
-        output: uint8 ``(S, S, 3)`` the generator's frontal face, or ``None``.
+        output: uint8 ``(P, P, 3)`` the frontal face, ``P`` = :attr:`output_px`, or ``None``.
+        face_px: the face's own side in the photo, px: the side of the pose-tolerant crop at the photo's
+            scale (``R`` over the crop's scale); ``None`` when not measured.
+        upscaled: whether the output has more pixels than the camera saw (``output_px > round(face_px)``;
+            e.g. a face smaller than the generator's side, or a larger ``output_size``); ``None`` when not
+            frontalized.
+        generated: uint8 ``(S, S, 3)`` the generator's own output (``output`` with ``output_size="generator"``).
+        visibility: float32 ``(R, R)`` in [0, 1], where ``output`` keeps the rerender's pixels
+            (:func:`rerender_visibility`), when the output was composed at its side
+            (:func:`compose_frontal`); else ``None``.
     """
 
     index: int
@@ -538,16 +788,28 @@ class FrontalizedFace:
     crop: np.ndarray | None = None
     rerender: np.ndarray | None = None
     output: np.ndarray | None = None
+    face_px: float | None = None
+    upscaled: bool | None = None
+    generated: np.ndarray | None = None
+    visibility: np.ndarray | None = None
+
+    @property
+    def output_px(self) -> int | None:
+        """Side of :attr:`output` in px, or ``None``."""
+        return None if self.output is None else int(self.output.shape[0])
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (no pixel arrays): index, box, score, selected, frontalized, yaw, roll,
-        in_range, warning."""
+        in_range, warning, face_px, output_px, upscaled."""
         return {"index": self.index, "box": [round(float(v), 2) for v in self.box],
                 "score": round(float(self.score), 4),
                 "selected": self.selected, "frontalized": self.frontalized,
                 "yaw": None if self.yaw is None else round(float(self.yaw), 2),
                 "roll": None if self.roll is None else round(float(self.roll), 2),
-                "in_range": self.in_range, "warning": self.warning}
+                "in_range": self.in_range, "warning": self.warning,
+                "face_px": None if self.face_px is None else round(float(self.face_px), 1),
+                "output_px": self.output_px if self.frontalized else None,
+                "upscaled": self.upscaled if self.frontalized else None}
 
 
 @dataclass
@@ -557,8 +819,9 @@ class FrontalizationResult:
     Attributes:
         faces: every detected face (frontalized or not), detector order.
         timings_ms: wall-clock milliseconds of ``detect``, ``landmarks`` (Face Mesh, crop),
-            ``render`` (rerender), ``generate`` (tensor conversion and generator) and, when asked for,
-            ``restore``.
+            ``render`` (rerender, and the visibility mask for outputs larger than the generator's),
+            ``generate`` (tensor conversion and generator), ``detail`` (composing or resizing the outputs
+            to their side; 0 when every output is the generator's own) and, when asked for, ``restore``.
         restored: the restorer run as the last step (``"gpen"`` or ``"classical"``), or ``"none"``.
     """
 
@@ -601,11 +864,13 @@ class Frontalizer(FacePipeline):
         mesh: a :class:`~faceforge.faces.landmarks.FaceMesh` to reuse; default one on ``detector``.
         device: torch device of the generator.
         num_threads: LiteRT threads for the detector and Face Mesh built here.
+        detail_sigma: low-pass sigma (generator pixels) of the generated change carried onto the seen
+            pixels of outputs larger than the generator's (:func:`compose_frontal`), >= 0.
 
     Raises:
         WeightsNotFoundError: the weights are absent.
         CheckpointError: not a frontalization generator checkpoint.
-        ValueError: bad ``size``/``render_size``/``max_yaw``.
+        ValueError: bad ``size``/``render_size``/``max_yaw``/``detail_sigma``.
 
     Example:
         >>> from faceforge.imaging import load_image, save_image
@@ -618,7 +883,10 @@ class Frontalizer(FacePipeline):
     def __init__(self, weights: str | Path = "default", size: int | None = None, render_size: int | None = None,
                  max_yaw: float | None = None, detector: FaceDetector | None = None, mesh: FaceMesh | None = None,
                  device: str | torch.device = "cpu", num_threads: int | None = None,
-                 refuse_out_of_range: bool = True) -> None:
+                 refuse_out_of_range: bool = True, detail_sigma: float = DETAIL_SIGMA) -> None:
+        if not detail_sigma >= 0:
+            raise ValueError(f"detail_sigma must be >= 0, got {detail_sigma}")
+        self.detail_sigma = float(detail_sigma)
         self.refuse_out_of_range = bool(refuse_out_of_range)
         self.weights_path = resolve_weights(weights, environ={})
         self.device = torch.device(device)
@@ -644,19 +912,47 @@ class Frontalizer(FacePipeline):
 
     model_step = "generate"
 
+    def output_side(self, output_size: str | int, face_px: float) -> int:
+        """The frontal output's side in px for ``output_size`` (see :meth:`frontalize`) and a face of
+        ``face_px`` px: the generator's side, the face's own (rounded, within [generator side,
+        :data:`MAX_OUTPUT_SIDE`]) or the integer given.
+
+        Raises:
+            ValueError: a bad ``output_size`` (:func:`parse_output_size`).
+        """
+        spec = parse_output_size(output_size)
+        if spec == "generator":
+            return self.size
+        if spec == "face":
+            return int(min(MAX_OUTPUT_SIDE, max(self.size, round(float(face_px)))))
+        return int(spec)
+
+    def _composes(self, side: int) -> bool:
+        """Whether an output of ``side`` px is composed at that side (:func:`compose_frontal`): larger than
+        the generator's, for a generator fed rerenders (a profile-crop generator's output is resized)."""
+        return side > self.size and self.input_mode == "rerender"
+
+    def _rerender(self, prepared: FrontalizedFace, crop_pts: np.ndarray, side: int) -> None:
+        prepared.rerender, _ = rerender_frontal(prepared.crop, crop_pts, prepared.yaw_mesh)
+        if self._composes(side):
+            prepared.visibility = rerender_visibility(crop_pts, prepared.yaw_mesh, side)
+
     def prepare_faces(self, rgb: np.ndarray, found: Sequence[Face], chosen: Sequence[int],
                       timings: dict[str, float]) -> list[FaceJob]:
         """Face Mesh, yaw, pose-tolerant crop and (input mode ``rerender``) the rerender of each chosen
-        face; ``job.extra["face"]`` holds its :class:`FrontalizedFace`, ``job.input`` is ``None`` when
-        Face Mesh rejected it. Times ``landmarks`` and ``render``."""
+        face, at the output side when the output is composed there (:meth:`frontalize`'s
+        ``output_size``); ``job.extra["face"]`` holds its :class:`FrontalizedFace` and
+        ``job.extra["side"]`` the output side, ``job.input`` is ``None`` when Face Mesh rejected it.
+        Times ``landmarks`` and ``render``."""
         jobs = []
         t_mesh = t_render = 0.0
+        output_size = _OUTPUT_SIZE.get()
         for i in chosen:
             ta = time.perf_counter()
-            prepared, crop_pts = self._crop(rgb, found[i])
+            prepared, crop_pts, side = self._crop_at(rgb, found[i], output_size)
             tb = time.perf_counter()
             if self.input_mode == "rerender" and prepared.crop is not None:
-                prepared.rerender, _ = rerender_frontal(prepared.crop, crop_pts, prepared.yaw_mesh)
+                self._rerender(prepared, crop_pts, side)
             t_mesh += tb - ta
             t_render += time.perf_counter() - tb
             prepared.index = i
@@ -666,7 +962,7 @@ class Frontalizer(FacePipeline):
             model_input = None if prepared.crop is None or refused else (
                 prepared.rerender if self.input_mode == "rerender" else prepared.crop)
             jobs.append(FaceJob(index=i, face=found[i], input=model_input, warning=prepared.warning,
-                                extra={"face": prepared}))
+                                extra={"face": prepared, "side": side}))
         timings["landmarks"] = t_mesh * 1e3
         timings["render"] = t_render * 1e3
         return jobs
@@ -720,24 +1016,39 @@ class Frontalizer(FacePipeline):
             outs.append(((y - offset) / scale).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
         return np.concatenate(outs)
 
-    def prepare(self, rgb: np.ndarray, face: Face) -> FrontalizedFace:
+    def prepare(self, rgb: np.ndarray, face: Face, output_size: str | int = "generator") -> FrontalizedFace:
         """Face Mesh, yaw, pose-tolerant crop and (input mode ``rerender``) the rerender of one face.
 
         Args:
             rgb: uint8 ``(H, W, 3)`` RGB photo.
             face: a detected face in it.
+            output_size: as for :meth:`frontalize`; the crop and rerender are made at the output side
+                (with ``visibility``) when the output would be composed there, else at the render size.
 
         Returns:
             A :class:`FrontalizedFace` (``index`` -1) with ``yaw``, ``roll``, ``in_range``, ``matrix``,
-            ``crop`` and ``rerender`` set (``output`` not yet), or with ``warning`` set and no crop when
-            Face Mesh rejects the face. Never raises for a face Face Mesh cannot read.
+            ``face_px``, ``crop`` and ``rerender`` set (``output`` not yet), or with ``warning`` set and no
+            crop when Face Mesh rejects the face. Never raises for a face Face Mesh cannot read.
+
+        Raises:
+            ValueError: a bad ``output_size``.
         """
-        result, crop_pts = self._crop(rgb, face)
+        parse_output_size(output_size)
+        result, crop_pts, side = self._crop_at(rgb, face, output_size)
         if self.input_mode == "rerender" and result.crop is not None:
-            result.rerender, _ = rerender_frontal(result.crop, crop_pts, result.yaw_mesh)
+            self._rerender(result, crop_pts, side)
         return result
 
     def _crop(self, rgb: np.ndarray, face: Face) -> tuple[FrontalizedFace, np.ndarray | None]:
+        """The render-size crop of :meth:`_crop_at` and its landmarks (``output_size="generator"``)."""
+        result, crop_pts, _ = self._crop_at(rgb, face, "generator")
+        return result, crop_pts
+
+    def _crop_at(self, rgb: np.ndarray, face: Face, output_size: str | int
+                 ) -> tuple[FrontalizedFace, np.ndarray | None, int]:
+        """Face Mesh, yaw, range check and the pose-tolerant crop (at the render size, or at the output side
+        when the output is composed there); returns the face, its landmarks in crop pixels (``None`` when
+        Face Mesh rejected it) and the output side."""
         from faceforge.faces.align import to_opencv
         from faceforge.faces.rotate import estimate_yaw
 
@@ -746,7 +1057,7 @@ class Frontalizer(FacePipeline):
             pts = self.mesh.landmarks_3d(rgb, face).astype(np.float64)
         except NoFaceError:
             result.warning = "Face Mesh rejected the detected face; not frontalized"
-            return result, None
+            return result, None, self.size
         result.yaw_mesh = estimate_yaw(pts)
         yaw = calibrate_yaw(result.yaw_mesh)
         result.yaw, result.roll = yaw, face_roll(pts)
@@ -765,14 +1076,21 @@ class Frontalizer(FacePipeline):
                                  "; the frontal face is unreliable"))
         r = self.render_size
         m = pose_tolerant_matrix(pts, r)
+        scale = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
+        result.face_px = r / scale
+        side = self.output_side(output_size, result.face_px)
+        if self._composes(side):  # crop and rerender at the output's side: the camera's pixels kept
+            r = side
+            m = pose_tolerant_matrix(pts, r)
+            scale = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
         result.matrix = m
         result.crop = cv2.warpAffine(np.ascontiguousarray(rgb), to_opencv(m), (r, r), flags=cv2.INTER_LINEAR,
                                      borderMode=cv2.BORDER_REPLICATE)
-        scale = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
-        return result, np.column_stack([pts[:, :2] @ m[:, :2].T + m[:, 2], pts[:, 2] * scale])
+        return result, np.column_stack([pts[:, :2] @ m[:, :2].T + m[:, 2], pts[:, 2] * scale]), side
 
     def frontalize(self, rgb: np.ndarray, faces: str | Sequence[int] = "all", detected: Sequence[Face] | None = None,
-                   max_faces: int | None = None, restore: str = "none") -> FrontalizationResult:
+                   max_faces: int | None = None, restore: str = "none",
+                   output_size: str | int = "face") -> FrontalizationResult:
         """Detect the faces of a photo and frontalize the selected ones.
 
         Args:
@@ -784,17 +1102,33 @@ class Frontalizer(FacePipeline):
             max_faces: frontalize at most this many selected faces, highest detector score first.
             restore: blind face restoration of each frontal crop as the last step (issue 13): ``"none"``
                 (default), ``"auto"`` (GPEN when ``$FACEFORGE_GPEN_WEIGHTS`` or installed weights exist,
-                else classical), ``"gpen"`` or ``"classical"``; see :func:`restore_frontal`.
+                else classical), ``"gpen"`` or ``"classical"``; see :func:`restore_frontal`. It runs on
+                the output at its side.
+            output_size: the frontal output's side (:func:`parse_output_size`):
+
+                - ``"face"`` (default): the face's own side in the photo (:attr:`FrontalizedFace.face_px`),
+                  at least the generator's side ``S``, at most :data:`MAX_OUTPUT_SIDE`;
+                - ``"generator"``: the generator's ``S`` x ``S`` output as it is (the earlier behaviour,
+                  and what the phone path in ``mobile_assets/`` does);
+                - an integer side in [:data:`MIN_OUTPUT_SIDE`, :data:`MAX_OUTPUT_SIDE`].
+
+                A side larger than ``S`` is *composed* (generators fed rerenders): the crop and rerender
+                are made at that side, the generator runs at ``S`` on the rerender shrunk to it, and
+                :func:`compose_frontal` keeps the rerender's pixels where the camera saw them
+                (:func:`rerender_visibility`) with the generated change added, the generator's own
+                pixels (enlarged) where the turned head hid the face. A side up to ``S`` is the
+                generator's output, shrunk (area) when smaller. :attr:`FrontalizedFace.upscaled` says
+                whether the output has more pixels than the camera saw.
 
         Returns:
             :class:`FrontalizationResult`: every detected face with its yaw and, when frontalized,
-            its uint8 ``(S, S, 3)`` frontal crop (restored when ``restore`` is not ``"none"``;
+            its uint8 ``(P, P, 3)`` frontal crop (``P`` by ``output_size``; restored when ``restore`` is not ``"none"``;
             :attr:`FrontalizationResult.restored` names the restorer used). A selected face beyond the trained yaw range is not
             frontalized (``in_range=False``, ``warning``, plus a :class:`UserWarning`) while another one
             is; with ``refuse_out_of_range=False`` it is frontalized and flagged instead.
 
         Raises:
-            ValueError: bad image or selection string, ``max_faces < 1``.
+            ValueError: bad image, selection string or ``output_size``, ``max_faces < 1``.
             NoFaceError: no face detected.
             FaceSelectionError: a selected index is not among the detected faces.
             PoseOutOfRangeError: no selected face was frontalized and at least one was refused for its yaw
@@ -803,7 +1137,11 @@ class Frontalizer(FacePipeline):
         """
         if restore not in RESTORE_METHODS:
             raise ValueError(f"restore must be one of {', '.join(RESTORE_METHODS)}, got {restore!r}")
-        run = self.run(rgb, faces, detected=detected, max_faces=max_faces)
+        token = _OUTPUT_SIZE.set(parse_output_size(output_size))
+        try:
+            run = self.run(rgb, faces, detected=detected, max_faces=max_faces)
+        finally:
+            _OUTPUT_SIZE.reset(token)
         refused = [j.extra["face"] for j in run.jobs if j.output is None and j.extra["face"].crop is not None
                    and not j.extra["face"].in_range]
         if refused and not any(j.output is not None for j in run.jobs):
@@ -822,6 +1160,11 @@ class Frontalizer(FacePipeline):
             if job.output is not None:
                 prepared.output, prepared.frontalized = job.output, True
             out_faces.append(prepared)
+        t0 = time.perf_counter()
+        for job in run.jobs:
+            if job.output is not None:
+                self._finish_output(job.extra["face"], job.output, job.extra["side"])
+        run.timings_ms["detail"] = (time.perf_counter() - t0) * 1e3
         result = FrontalizationResult(faces=out_faces, timings_ms=run.timings_ms)
         done = result.frontalized
         if restore != "none" and done:
@@ -831,6 +1174,15 @@ class Frontalizer(FacePipeline):
                 f.output = out
             result.timings_ms["restore"] = (time.perf_counter() - t0) * 1e3
         return result
+
+    def _finish_output(self, face: FrontalizedFace, generated: np.ndarray, side: int) -> None:
+        """``face.output`` at ``side`` from the generator's ``generated`` (see :meth:`frontalize`)."""
+        face.generated = generated
+        if face.visibility is not None:
+            face.output = compose_frontal(face.rerender, generated, face.visibility, self.detail_sigma)
+        else:
+            face.output = _resize(generated, side) if side != generated.shape[0] else generated
+        face.upscaled = bool(face.output.shape[0] > round(face.face_px)) if face.face_px is not None else None
 
     @property
     def weights_source(self) -> str:

@@ -507,7 +507,7 @@ def _range(prop: dict[str, Any], fmt=repr) -> str:
 
 def _detail(prop: dict[str, Any], name: str, error: dict[str, Any], raw: Any) -> str:
     """One line for a pydantic error on field ``name``, in the words of the field's JSON Schema ``prop``."""
-    if error["type"] == "value_error" and name == "faces":  # parse_face_selection's own sentence
+    if error["type"] == "value_error" and name in ("faces", "output_size"):  # the parser's own sentence
         return str(error["ctx"]["error"])
     kind = prop.get("type")
     if kind == "integer":
@@ -651,8 +651,23 @@ class TranslateForm(FormRequest):
     response: Annotated[Literal["image", "json"], BeforeValidator(_lower)] = "image"
 
 
+def _output_size(value: Any) -> Any:
+    """A frontal output size, parsed: ``"face"``, ``"generator"`` or an int side."""
+    from faceforge.frontalize import parse_output_size
+
+    return parse_output_size(str(value))  # ValueError -> its own message (see _detail)
+
+
+OutputSize = Annotated[str | int, BeforeValidator(_output_size), WithJsonSchema(
+    {"type": "string", "pattern": r"^\s*(face|generator|\d+)\s*$",
+     "description": "side of the frontal crops: face (the face's own side in the photo, at least the generator's, "
+                    "at most 1024 px; the camera's pixels kept where it saw the face), generator (the generator's "
+                    "own output, e.g. 128 px) or an integer side in [32, 1024] px"})]
+
+
 class FrontalizeForm(FormRequest):
     faces: Selection = "all"
+    output_size: OutputSize = "face"
     restore: Annotated[Literal["none", "auto", "gpen", "classical"], BeforeValidator(_lower)] = Field(
         "none", description="blind face restoration of the changed faces as the last step: auto (GPEN when "
                             "FACEFORGE_GPEN_WEIGHTS is configured, else classical), gpen (503 without weights), "

@@ -53,7 +53,8 @@ TRANSLATE_HEADERS = {
 
 FRONTALIZE_RESPONSES = ("json", "image")
 """``/v1/frontalize``: ``json`` (default; every face, frontal crops base64 PNG) or ``image`` (one face's PNG)."""
-FRONTALIZE_TIMING_STEPS = ("decode", "detect", "landmarks", "render", "generate", "restore", "encode", "total")
+FRONTALIZE_TIMING_STEPS = ("decode", "detect", "landmarks", "render", "generate", "detail", "restore", "encode",
+                           "total")
 """Keys of ``timings_ms`` (and ``Server-Timing`` entries) of ``/v1/frontalize``, milliseconds."""
 FRONTALIZE_HEADERS = {
     "X-Faceforge-Faces-Detected": "number of faces detected",
@@ -64,6 +65,9 @@ FRONTALIZE_HEADERS = {
     "X-Faceforge-Model": "generator architecture, e.g. pix2pix_mobile",
     "X-Faceforge-Model-Version": "generator weights version",
     "X-Faceforge-Restored": "the restorer run as the last step (restore field): none, gpen or classical",
+    "X-Faceforge-Face-Px": "the face's own side in the photo, px (its pose-tolerant crop at the photo's scale)",
+    "X-Faceforge-Upscaled": "true or false: the frontal crop has more pixels than the camera saw (output side > "
+                            "the face's own side)",
     "Server-Timing": "W3C Server Timing (milliseconds)",
 }
 """Headers of a ``response=image`` answer of ``/v1/frontalize``."""
@@ -246,6 +250,13 @@ def frontalize_face_schema() -> dict[str, Any]:
         "roll": {**number_or_null, "description": "in-plane rotation, degrees"},
         "in_range": {"type": "boolean", "description": "|yaw| within the generator's trained range"},
         "warning": {"type": ["string", "null"], "description": "why the result may be poor or missing"},
+        "face_px": {**number_or_null, "description": "the face's own side in the photo, px (its pose-tolerant crop "
+                                                     "at the photo's scale); null when Face Mesh did not read it"},
+        "output_px": {"type": ["integer", "null"], "minimum": 1,
+                      "description": "side of the frontal crop, px (output_size field); null when not frontalized"},
+        "upscaled": {"type": ["boolean", "null"],
+                     "description": "whether the frontal crop has more pixels than the camera saw (output_px > "
+                                    "face_px); null when not frontalized"},
         "image": {"oneOf": [{"type": "null"}, _strict_object({
             "width": {"type": "integer", "minimum": 1},
             "height": {"type": "integer", "minimum": 1},
@@ -260,13 +271,17 @@ def frontalize_response_schema() -> dict[str, Any]:
     return _strict_object({
         "restored": {"type": "string", "enum": ["none", "gpen", "classical"],
                      "description": "the restorer run as the last step (restore field; auto resolved), or none"},
+        "output_size": {"oneOf": [{"type": "string", "enum": ["face", "generator"]},
+                                  {"type": "integer", "minimum": 32, "maximum": 1024}],
+                        "description": "the output_size field as applied: face, generator or a side in px"},
         "model": _strict_object({
             "name": {"type": "string", "description": "generator architecture (registry name)"},
             "version": {"type": "string"},
             "weights": {"type": "string", "description": "'default' or a weights file/folder name"},
             "input": {"type": "string", "enum": ["rerender", "profile"],
                       "description": "what the generator is fed: the crop warped back to frontal, or the crop"},
-            "size": {"type": "integer", "description": "frontal crop side in pixels"},
+            "size": {"type": "integer", "description": "the generator's side in pixels (the frontal crop's with "
+                                                       "output_size=generator)"},
             "max_yaw": {"type": "number", "description": "largest |yaw| of the training pairs, degrees"},
         }),
         "faces": {"type": "array", "items": frontalize_face_schema(), "minItems": 1,

@@ -64,10 +64,12 @@ def test_photos_list_turned_faces(tmp_path, generator, astronaut_rgb, tiny_pose_
     turned = doc["photos"]["turned"]
     assert doc["photos"]["faces_total"] == 1 and len(turned) == 1
     assert turned[0]["file"] == "photos/frontal.png" and abs(turned[0]["yaw"]) < 15
-    assert load_image(tmp_path / "fig" / "frontalize_quality_photos.png").shape == (32, 2 * 3 * 32, 3)
+    grid = load_image(tmp_path / "fig" / "frontalize_quality_photos.png")
+    assert grid.shape == (256, 2 * 3 * 256, 3)  # one face (input | generator enlarged | new output), one blank
     doc = run(str(generator), cache, photos=[photos], min_yaw=15.0, out_dir=tmp_path / "out",
-              figures=tmp_path / "fig2", identity=False)
-    assert doc["photos"]["turned"] == [] and not (tmp_path / "fig2" / "frontalize_quality_photos.png").exists()
+              figures=tmp_path / "fig2", identity=False, restore=(), tile=64)
+    assert doc["photos"]["turned"] == []
+    assert load_image(tmp_path / "fig2" / "frontalize_quality_photos.png").shape == (64, 2 * 3 * 64, 3)
 
 
 def test_photo_quality_figures_without_pairs(tmp_path, generator, astronaut_rgb):
@@ -93,11 +95,23 @@ def test_photo_quality_figures_without_pairs(tmp_path, generator, astronaut_rgb)
         pytest.skip(f"detector files absent: {exc}")
     assert doc["pairs"] is None and doc["metrics"] is None
     q = doc["photos"]["quality"]
-    assert q["faces"] == 2 and q["sharpness_vs_crop"]["n"] == 2 and q["gray_faces"] == 1
-    assert q["output_px"] == 32 and q["face_px"]["median"] > 100  # the face is far larger than the output
-    assert q["gray_output_chroma_p99"]["n"] == 1 and "not applicable" in q["seam"]
+    names = ["generator (enlarged)", "rerender", "output_size=face", "output_size=face + classical restore"]
+    assert q["faces"] == 2 and list(q["variants"]) == names and "not applicable" in q["seam"]
+    assert q["face_px"]["median"] > 100 and all(r["output_px"] == round(r["face_px"]) for r in q["rows"])  # face's side
+    assert q["upscaled"] == 0 and q["identity"] is False
+    for name in names:
+        v = q["variants"][name]
+        assert v["faces"] == 2 and v["sharpness_vs_crop"]["n"] == 2 and v["gray_faces"] == 1 and v["id_to_input"] is None
+    rows = q["rows"]
+    gray = next(r for r in rows if r["gray_photo"])
+    assert gray["variants"]["output_size=face"]["chroma_p99"] <= 2  # grayscale in, grayscale out
+    # the composed output keeps the camera's detail: far sharper than the random generator's crop enlarged
+    for r in rows:
+        v = r["variants"]
+        assert v["output_size=face"]["sharpness_vs_crop"] > 2 * v["generator (enlarged)"]["sharpness_vs_crop"]
     sets = doc["photos"]["realism"]["sets"]
     assert set(sets) == {"real frontal (real-vs-real)", "inputs (rerender)", "outputs"}
     assert sets["outputs"]["swd_avg"] > 0
     md = markdown(doc)
-    assert "not measured in this run" in md and "real-vs-real" in md and "sharpness vs the crop" in md
+    assert "not measured in this run" in md and "real-vs-real" in md and "sharpness vs the input crop" in md
+    assert "| output_size=face |" in md and "| generator (enlarged) |" in md

@@ -146,14 +146,111 @@ def test_load_generator_layouts(tmp_path, weights):
 
 
 def test_frontalize_astronaut(frontalizer, astronaut_rgb):
-    result = frontalizer.frontalize(astronaut_rgb)
+    """``output_size="generator"``: the generator's own crop, made as before this option existed (the
+    render-size crop, its rerender, the generator on it)."""
+    result = frontalizer.frontalize(astronaut_rgb, output_size="generator")
     face = result.faces[0]
     assert face.frontalized and face.in_range and face.warning is None
     assert face.output.shape == (SIZE, SIZE, 3) and face.output.dtype == np.uint8
     assert face.crop.shape == (RENDER, RENDER, 3) and face.rerender.shape == (RENDER, RENDER, 3)
     assert abs(face.yaw) < 10 and face.box.shape == (4,)
-    assert set(result.timings_ms) == {"detect", "landmarks", "render", "generate"}
-    assert json.dumps(face.to_dict())
+    assert set(result.timings_ms) == {"detect", "landmarks", "render", "generate", "detail"}
+    assert face.visibility is None and face.generated is face.output
+    prepared, pts = frontalizer._crop(astronaut_rgb, frontalizer.detector.detect(astronaut_rgb)[0])
+    back, _ = rerender_frontal(prepared.crop, pts, prepared.yaw_mesh)
+    np.testing.assert_array_equal(face.crop, prepared.crop)
+    np.testing.assert_array_equal(face.output, frontalizer.frontalize_crops([back])[0])
+    d = face.to_dict()
+    assert json.dumps(d) and d["output_px"] == SIZE and d["face_px"] == pytest.approx(face.face_px, abs=0.05)
+    assert d["upscaled"] is (SIZE > round(face.face_px))
+
+
+def test_output_size_face_and_integer(frontalizer, astronaut_rgb):
+    """The default output has the face's own side (at least the generator's), composed at that side; an
+    integer gives that side; ``upscaled`` says whether the output has more pixels than the camera saw."""
+    from faceforge.frontalize import MAX_OUTPUT_SIDE, compose_frontal
+
+    face = frontalizer.frontalize(astronaut_rgb, "largest").frontalized[0]
+    side = round(face.face_px)
+    assert SIZE < side < MAX_OUTPUT_SIDE and face.output.shape == (side, side, 3) and face.upscaled is False
+    assert face.crop.shape == face.rerender.shape == (side, side, 3) and face.visibility.shape == (side, side)
+    assert face.generated.shape == (SIZE, SIZE, 3)
+    np.testing.assert_array_equal(face.output, compose_frontal(face.rerender, face.generated, face.visibility))
+    assert face.to_dict()["output_px"] == side and face.to_dict()["upscaled"] is False
+    big = frontalizer.frontalize(astronaut_rgb, "largest", output_size=2 * side).frontalized[0]
+    assert big.output.shape == (2 * side, 2 * side, 3) and big.upscaled is True
+    small = frontalizer.frontalize(astronaut_rgb, "largest", output_size="48").frontalized[0]
+    gen = frontalizer.frontalize(astronaut_rgb, "largest", output_size="generator").frontalized[0]
+    assert small.output.shape == (48, 48, 3) and small.visibility is None
+    np.testing.assert_array_equal(small.generated, gen.output)  # shrunk from the generator's own crop
+
+
+def test_bad_output_size_is_a_clear_error(frontalizer, astronaut_rgb):
+    from faceforge.frontalize import parse_output_size
+
+    assert parse_output_size(" Face ") == "face" and parse_output_size("256") == 256 and parse_output_size(64) == 64
+    for bad in ("huge", "0", "31", "1025", "-64", "12.5", "", True, 2000):
+        with pytest.raises(ValueError, match=r"output_size must be 'face', 'generator' or an integer side in "
+                                             r"\[32, 1024\] px"):
+            parse_output_size(bad)
+    with pytest.raises(ValueError, match="output_size"):
+        frontalizer.frontalize(astronaut_rgb, output_size="big")
+
+
+def test_compose_keeps_seen_pixels_and_uses_the_generator_elsewhere():
+    """With a generator that changes nothing, the seen pixels are the rerender's (full detail) and the
+    hidden ones the generator's output enlarged; a grey face stays grey whatever the generator's tint."""
+    import cv2
+
+    from faceforge.frontalize import _resize, compose_frontal
+
+    rng = np.random.default_rng(0)
+    hi = rng.integers(0, 256, (96, 96, 3), dtype=np.uint8)
+    lo = _resize(hi, 32)
+    w = np.zeros((96, 96), np.float32)
+    w[:, :48] = 1.0
+    out = compose_frontal(hi, lo, w, sigma=1.0)
+    assert out.shape == hi.shape and out.dtype == np.uint8
+    np.testing.assert_array_equal(out[:, :48], hi[:, :48])
+    up = cv2.resize(lo, (96, 96), interpolation=cv2.INTER_LINEAR).astype(int)
+    assert np.abs(out[:, 48:].astype(int) - up[:, 48:]).max() <= 1
+    grey = np.repeat(hi[..., :1], 3, axis=2)
+    tinted = _resize(grey, 32).astype(int)
+    tinted[..., 0] += 40  # a generator with a red cast
+    out = compose_frontal(grey, np.clip(tinted, 0, 255).astype(np.uint8), np.full((96, 96), 0.5, np.float32))
+    assert np.ptp(out.astype(int), axis=2).max() == 0
+    with pytest.raises(ValueError, match="visibility"):
+        compose_frontal(hi, lo, np.ones((32, 32)))
+
+
+def test_visibility_marks_the_hidden_side_of_a_turned_face(frontalizer, astronaut_rgb):
+    from faceforge.faces.rotate import build_scene, render_yaw
+    from faceforge.frontalize import rerender_visibility
+
+    face = frontalizer.detector.detect(astronaut_rgb)[0]
+    prepared, pts = frontalizer._crop(astronaut_rgb, face)
+    frontal = rerender_visibility(pts, 0.0, RENDER)
+    assert frontal.shape == (RENDER, RENDER) and frontal.dtype == np.float32
+    inner = frontal[RENDER // 4:3 * RENDER // 4, RENDER // 4:3 * RENDER // 4]
+    assert inner.min() > 0.99 and 0 <= frontal.min() and frontal.max() <= 1
+    turned = render_yaw(prepared.crop, build_scene(pts, (RENDER, RENDER)), 40.0).image
+    photo = np.pad(turned, ((64, 64), (64, 64), (0, 0)), mode="edge")
+    got = frontalizer.prepare(photo, frontalizer.detector.detect(photo)[0], output_size="face")
+    w, side = got.visibility, got.visibility.shape[0]
+    assert got.yaw > 10 and side == got.rerender.shape[0] > SIZE
+    band = slice(side // 4, 3 * side // 4)
+    near, far = w[band, side // 4:side // 2].mean(), w[band, side // 2:3 * side // 4].mean()
+    # the nose pointed to the image's right: the head turned to the subject's left, whose left cheek (the
+    # image's right half) faced away from the camera
+    assert far < near - 0.1 and far < 0.9 and near > 0.9
+    with pytest.raises(ValueError):
+        rerender_visibility(pts, 0.0, RENDER, feather=-1)
+
+
+def test_grayscale_in_grayscale_out(frontalizer, astronaut_rgb):
+    grey = np.repeat(astronaut_rgb.mean(axis=2, keepdims=True).round().astype(np.uint8), 3, axis=2)
+    face = frontalizer.frontalize(grey, "largest").frontalized[0]
+    assert face.output.shape[0] > SIZE and np.ptp(face.output.astype(int), axis=2).max() <= 1
 
 
 def test_turned_face_sign_and_out_of_range_flag(frontalizer, astronaut_rgb):
@@ -238,7 +335,7 @@ def test_small_close_up_face_is_found_as_by_detect(frontalizer, astronaut_rgb):
     assert FaceDetector("full", num_threads=1).detect(crop) == []  # what frontalize used before
     assert frontalizer.detector.model == "auto" and FaceDetector("auto", num_threads=1).detect(crop)
     face = frontalizer.frontalize(crop, faces="largest").frontalized[0]
-    assert face.output.shape == (SIZE, SIZE, 3) and face.in_range
+    assert face.output.shape == (max(SIZE, round(face.face_px)),) * 2 + (3,) and face.in_range
 
 
 @pytest.fixture(scope="module")
@@ -289,11 +386,28 @@ def test_cli(tmp_path, weights, astronaut_png, monkeypatch):
     result = CliRunner().invoke(main, ["frontalize", str(photo), "-o", str(out), "--weights", str(weights), "--json"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.output[result.output.index("{"):])
-    assert doc["faces"][0]["output"] == str(out) and Image.open(out).size == (SIZE, SIZE)
-    if frontalize.default_weights_path().is_file():  # the shipped weights by default, at their trained size
-        shipped = CliRunner().invoke(main, ["frontalize", str(photo), "-o", str(tmp_path / "d.png")], env={ENV_VAR: ""})
+    face = doc["faces"][0]
+    side = face["output_px"]
+    assert face["output"] == str(out) and Image.open(out).size == (side, side) and doc["output_size"] == "face"
+    assert side == round(face["face_px"]) > SIZE and face["upscaled"] is False
+    gen = CliRunner().invoke(main, ["frontalize", str(photo), "-o", str(tmp_path / "g.png"), "--weights", str(weights),
+                                    "--output-size", "generator"])
+    assert gen.exit_code == 0, gen.output
+    assert Image.open(tmp_path / "g.png").size == (SIZE, SIZE) and f"({SIZE} px" in gen.output
+    for bad in ("huge", "0", "5000"):
+        refused = CliRunner().invoke(main, ["frontalize", str(photo), "--weights", str(weights), "--output-size", bad])
+        lines = [line for line in refused.output.splitlines() if line.strip()]
+        assert refused.exit_code == 1 and len(lines) == 1 and "Traceback" not in refused.output
+        assert lines[0] == (f"Error: --output-size must be 'face', 'generator' or an integer side in [32, 1024] px, "
+                            f"got {bad!r}")
+    if frontalize.default_weights_path().is_file():  # the shipped weights by default, at the face's side
+        shipped = CliRunner().invoke(main, ["frontalize", str(photo), "-o", str(tmp_path / "d.png"), "--json"],
+                                     env={ENV_VAR: ""})
         assert shipped.exit_code == 0, shipped.output
-        assert Image.open(tmp_path / "d.png").size == (128, 128)
+        face = json.loads(shipped.output[shipped.output.index("{"):])["faces"][0]
+        side = max(128, round(face["face_px"]))  # never below the generator's side
+        assert Image.open(tmp_path / "d.png").size == (side, side) and face["output_px"] == side
+        assert face["upscaled"] is (side > round(face["face_px"]))
     monkeypatch.setitem(cards.CARDS, frontalize.CARD, dataclasses.replace(cards.get_card(frontalize.CARD),
                                                                           file="absent.pt"))  # a checkout without them
     missing = CliRunner().invoke(main, ["frontalize", str(photo)], env={ENV_VAR: ""})
@@ -327,13 +441,26 @@ def test_api_json_answer(client, astronaut_png):
     face = body["faces"][0]
     assert face["frontalized"] and face["in_range"] and abs(face["yaw"]) < 10
     png = Image.open(io.BytesIO(base64.b64decode(face["image"]["data"])))
-    assert png.size == (SIZE, SIZE) and body["model"]["input"] == "rerender"
+    side = face["output_px"]
+    assert side == round(face["face_px"]) > SIZE and face["upscaled"] is False and body["output_size"] == "face"
+    assert png.size == (side, side) == (face["image"]["width"], face["image"]["height"])
+    assert body["model"]["input"] == "rerender" and body["model"]["size"] == SIZE
+    assert body["timings_ms"]["detail"] > 0
+    gen = _post(client, astronaut_png, output_size="generator").get_json()
+    Draft202012Validator(schemas.frontalize_response_schema()).validate(gen)
+    assert gen["output_size"] == "generator" and gen["faces"][0]["output_px"] == SIZE
+    fixed = _post(client, astronaut_png, output_size=" 200 ").get_json()
+    Draft202012Validator(schemas.frontalize_response_schema()).validate(fixed)
+    assert fixed["output_size"] == 200 and fixed["faces"][0]["image"]["width"] == 200
+    assert fixed["faces"][0]["upscaled"] is True
 
 
 def test_api_image_answer(client, astronaut_png):
-    response = _post(client, astronaut_png, faces="largest", response="image")
+    response = _post(client, astronaut_png, faces="largest", response="image", output_size="generator")
     assert response.status_code == 200 and response.mimetype == "image/png"
     assert Image.open(io.BytesIO(response.data)).size == (SIZE, SIZE)
+    assert response.headers["X-Faceforge-Upscaled"] in ("true", "false")
+    assert float(response.headers["X-Faceforge-Face-Px"]) > SIZE
     assert response.headers["X-Faceforge-Face-Index"] == "0"
     assert abs(float(response.headers["X-Faceforge-Yaw"])) < 10
     assert response.headers["X-Faceforge-Yaw-In-Range"] == "true"
@@ -361,6 +488,10 @@ def test_api_errors(client, astronaut_png, blank_png, expect_problem):
     expect_problem(_post(client, blank_png), 422, "no-face")
     expect_problem(_post(client, astronaut_png, faces="3"), 422, "bad-face-selection")
     expect_problem(_post(client, astronaut_png, response="gif"), 400, "invalid-field")
+    for bad in ("huge", "16", "4096", "1.5"):
+        body = expect_problem(_post(client, astronaut_png, output_size=bad), 400, "invalid-field")
+        assert body["field"] == "output_size" and body["detail"] == (
+            f"output_size must be 'face', 'generator' or an integer side in [32, 1024] px, got {bad!r}")
 
 
 def test_api_weights_not_found_is_503(astronaut_png, expect_problem, monkeypatch, tmp_path):
@@ -381,6 +512,9 @@ def test_openapi_documents_frontalize(client):
     op = doc["paths"][schemas.FRONTALIZE_PATH]["post"]
     assert {"200", "400", "422", "503"} <= set(op["responses"])
     assert "FrontalizeResponse" in doc["components"]["schemas"]
+    field = op["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]["output_size"]
+    assert field["default"] == "face" and "generator" in field["description"]
+    assert "X-Faceforge-Upscaled" in op["responses"]["200"]["headers"]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -444,9 +578,13 @@ def test_shipped_default_weights(astronaut_rgb):
     assert fz.weights_source == "default" and fz.meta.get("finished") is True
     assert fz.size == fz.meta["config"]["crop_size"] and fz.render_size == fz.meta["data_config"]["size"]
     assert fz.max_yaw == 75
-    (face,) = fz.frontalize(astronaut_rgb).frontalized
+    (face,) = fz.frontalize(astronaut_rgb, output_size="generator").frontalized
     assert abs(face.yaw) < 10 and face.output.shape == (fz.size, fz.size, 3)
     from faceforge.frontalize import _resize
     ref = _resize(face.rerender, fz.size).astype(np.float64)
     psnr = 10 * np.log10(255 ** 2 / ((face.output.astype(np.float64) - ref) ** 2).mean())
     assert psnr > 20, psnr
+    (full,) = fz.frontalize(astronaut_rgb, output_size=256).frontalized  # composed: closer to what the camera saw
+    assert full.output.shape == full.rerender.shape == (256, 256, 3) and full.upscaled  # a 110 px face
+    err = ((full.output.astype(np.float64) - full.rerender) ** 2).mean()
+    assert 10 * np.log10(255 ** 2 / err) > psnr

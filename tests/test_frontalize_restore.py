@@ -91,7 +91,8 @@ def test_the_frontalizer_option_reaches_the_restorer(frontalizer, astronaut_rgb,
     restored = frontalizer.frontalize(astronaut_rgb, "largest", restore="auto")
     assert plain.restored == "none" and restored.restored == "classical" and "restore" in restored.timings_ms
     a, b = plain.frontalized[0].output, restored.frontalized[0].output
-    assert a.shape == b.shape == (SIZE, SIZE, 3) and not np.array_equal(a, b)
+    side = max(SIZE, round(plain.frontalized[0].face_px))  # restored at the output's side (the face's own)
+    assert a.shape == b.shape == (side, side, 3) and side > SIZE and not np.array_equal(a, b)
     expected, _ = restore_frontal([a], "classical")  # the generator is deterministic: the same restore
     assert np.array_equal(b, expected[0])
     with pytest.raises(ValueError, match="restore must be one of"):

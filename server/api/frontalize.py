@@ -2,18 +2,24 @@
 
 Request (``multipart/form-data``; field names in :mod:`server.schemas`):
 
-=============  =========  ===========================================================================
-field          default    meaning
-=============  =========  ===========================================================================
-``image``      required   the photo (JPEG, PNG, WebP, ...), limits of :class:`~server.config.Config`
-``faces``      ``all``    ``all``, ``largest`` or 0-based indices ``0,2`` (detector order, highest
-                          score first); ``all`` frontalizes at most ``Config.max_faces`` faces
-``restore``    ``none``   blind face restoration of the frontal crops as the last step: ``auto`` (GPEN
-                          when configured, else classical), ``gpen``, ``classical`` or ``none``
-``response``   ``json``   ``json``: every detected face with box, yaw, roll, range flag and, when
-                          frontalized, its frontal crop as base64 PNG; ``image``: the PNG of one face
-                          (the request must select exactly one: ``faces=largest`` or one index)
-=============  =========  ===========================================================================
+=================  =========  ===========================================================================
+field              default    meaning
+=================  =========  ===========================================================================
+``image``          required   the photo (JPEG, PNG, WebP, ...), limits of :class:`~server.config.Config`
+``faces``          ``all``    ``all``, ``largest`` or 0-based indices ``0,2`` (detector order, highest
+                              score first); ``all`` frontalizes at most ``Config.max_faces`` faces
+``restore``        ``none``   blind face restoration of the frontal crops as the last step: ``auto`` (GPEN
+                              when configured, else classical), ``gpen``, ``classical`` or ``none``; it runs on
+                              the crop at its output size
+``output_size``    ``face``   side of the frontal crops: ``face`` (the face's own side in the photo, at least
+                              the generator's, at most 1024 px; the camera's pixels kept where it saw the face,
+                              :func:`faceforge.frontalize.compose_frontal`), ``generator`` (the generator's
+                              own output) or an integer side in [32, 1024]; anything else: 400
+                              ``invalid-field``
+``response``       ``json``   ``json``: every detected face with box, yaw, roll, range flag and, when
+                              frontalized, its frontal crop as base64 PNG; ``image``: the PNG of one face
+                              (the request must select exactly one: ``faces=largest`` or one index)
+=================  =========  ===========================================================================
 
 ``response=json`` answers with :func:`server.schemas.frontalize_response_schema`. ``response=image``
 answers ``200`` ``image/png`` with the headers of :data:`server.schemas.FRONTALIZE_HEADERS`.
@@ -68,7 +74,8 @@ def frontalize():
     load_s = time.perf_counter() - t_load
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # out-of-range yaw is reported per face
-        result = frontalizer.frontalize(rgb, faces=selection, max_faces=config.max_faces, restore=form.restore)
+        result = frontalizer.frontalize(rgb, faces=selection, max_faces=config.max_faces, restore=form.restore,
+                                        output_size=form.output_size)
     selected = [f for f in result.faces if f.selected]
     if kind == "image" and len(selected) != 1:
         raise InvalidFieldError(f"response=image returns one face, but {len(selected)} are selected; send "
@@ -76,7 +83,7 @@ def frontalize():
     t_enc = time.perf_counter()
     encoded = {f.index: encode_image(f.output, "png") for f in result.frontalized}
     t_end = time.perf_counter()
-    timings = {"decode": (t_decoded - t0) * 1e3, "restore": 0.0, **result.timings_ms, "encode": (t_end - t_enc) * 1e3,
+    timings = {"decode": (t_decoded - t0) * 1e3, "detail": 0.0, "restore": 0.0, **result.timings_ms, "encode": (t_end - t_enc) * 1e3,
                "total": (t_end - t0 - load_s) * 1e3}
     timings = {k: round(float(timings[k]), 3) for k in FRONTALIZE_TIMING_STEPS}
     restored = result.restored
@@ -92,6 +99,8 @@ def frontalize():
         response.headers["X-Faceforge-Model"] = frontalizer.arch
         response.headers["X-Faceforge-Model-Version"] = frontalizer.version
         response.headers["X-Faceforge-Restored"] = restored
+        response.headers["X-Faceforge-Face-Px"] = f"{face.face_px:.1f}"
+        response.headers["X-Faceforge-Upscaled"] = "true" if face.upscaled else "false"
         response.headers["Server-Timing"] = server_timing(timings)
         return response
     model = {"name": frontalizer.arch, "version": frontalizer.version,
@@ -104,4 +113,4 @@ def frontalize():
             image = {"width": int(f.output.shape[1]), "height": int(f.output.shape[0]), "media_type": "image/png",
                      "data": base64.b64encode(encoded[f.index]).decode("ascii")}
         faces.append({**f.to_dict(), "image": image})
-    return jsonify(restored=restored, model=model, faces=faces, timings_ms=timings)
+    return jsonify(restored=restored, output_size=form.output_size, model=model, faces=faces, timings_ms=timings)

@@ -3,7 +3,8 @@
 Backends (each ``(job, path) -> Artifact``, wrapped by :func:`export.base.try_export`):
 
 - :func:`export_onnx` — ``torch.onnx.export`` (dynamo exporter, opset 18), dynamic batch, NCHW,
-  one self-contained file, metadata in ``metadata_props``.
+  one self-contained file, metadata in ``metadata_props``; :func:`export_onnx_fp16` the same with
+  float16 weights cast back to float32 in the graph (float32 I/O and compute).
 - :func:`export_tflite_fp32`, :func:`export_tflite_fp16`, :func:`export_tflite_int8` — litert-torch.
   Image inputs (and image outputs) are channels-last (NHWC), the layout phone camera buffers and
   LiteRT kernels use. fp16 stores float16 weights dequantized at load (ai-edge-quantizer FLOAT_CAST
@@ -30,6 +31,7 @@ itself uses for ``min_runtime_version``); the manifest says so.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -142,6 +144,87 @@ def export_onnx(job: ExportJob, path: Path) -> Artifact:
                                        "keys": sorted(job.metadata)},
                     inspection={"opset": opset, "ir_version": loaded.ir_version,
                                 "ops": dict(sorted(Counter(n.op_type for n in loaded.graph.node).items()))})
+
+
+FP16_MIN_ELEMENTS = 16
+"""Float initializers with fewer elements stay float32 in ``onnx_fp16`` files (no size to gain, one node less)."""
+
+
+def onnx_weights_to_fp16(proto: Any, min_elements: int = FP16_MIN_ELEMENTS) -> dict[str, Any]:
+    """Store a model's float32 weights as float16, cast back to float32 inside the graph (in place).
+
+    Each float32 initializer of the main graph with at least ``min_elements`` elements becomes a float16
+    initializer ``<name>_fp16`` plus a ``Cast(to=FLOAT)`` node writing ``<name>``, so every op still
+    computes in float32 and inputs/outputs keep their dtype (float32): the weights-only half precision
+    of the LiteRT ``tflite_fp16`` files. ONNX Runtime folds the casts into float32 constants when it
+    builds the session (graph optimization level basic and up), so the speed is that of the float32 file.
+    (A whole-graph float16 conversion such as onnxconverter-common's ``convert_float_to_float16`` would
+    also compute in float16, which ONNX Runtime's x86 CPU kernels do not cover for every op.)
+
+    Args:
+        proto: an ``onnx.ModelProto``; modified in place.
+        min_elements: smaller float initializers are left float32.
+
+    Returns:
+        ``{"fp16_initializers", "fp32_initializers", "fp16_elements", "max_abs_weight"}``.
+
+    Raises:
+        ExportError: a finite weight beyond float16's range (|w| > 65504; it would become inf), or an
+            initializer that is also a graph input (a caller could feed it, a cast would hide that).
+    """
+    onnx = require("onnx")
+    from onnx import numpy_helper
+
+    graph = proto.graph
+    inputs = {i.name for i in graph.input}
+    taken = {i.name for i in graph.initializer} | {o for n in graph.node for o in n.output}
+    casts, converted, kept, elements, biggest = [], 0, 0, 0, 0.0
+    for init in graph.initializer:
+        if init.data_type != onnx.TensorProto.FLOAT:
+            continue
+        w = numpy_helper.to_array(init)
+        if w.size < min_elements:
+            kept += 1
+            continue
+        if init.name in inputs:
+            raise ExportError(f"initializer {init.name!r} is also a graph input; refusing to cast it to float16")
+        finite = w[np.isfinite(w)]
+        peak = float(np.abs(finite).max()) if finite.size else 0.0
+        if peak > float(np.finfo(np.float16).max):
+            raise ExportError(f"initializer {init.name!r} has |w| = {peak:g} > 65504, beyond float16")
+        biggest = max(biggest, peak)
+        name, new = init.name, init.name + "_fp16"
+        while new in taken:
+            new += "_"
+        taken.add(new)
+        init.CopyFrom(numpy_helper.from_array(w.astype(np.float16), new))
+        casts.append(onnx.helper.make_node("Cast", [new], [name], to=onnx.TensorProto.FLOAT, name=f"{name}_cast"))
+        converted += 1
+        elements += int(w.size)
+    nodes = list(graph.node)
+    del graph.node[:]
+    graph.node.extend(casts + nodes)  # topological order: the casts read initializers only
+    return {"fp16_initializers": converted, "fp32_initializers": kept, "fp16_elements": elements,
+            "max_abs_weight": biggest}
+
+
+@try_export("onnx_fp16")
+def export_onnx_fp16(job: ExportJob, path: Path) -> Artifact:
+    """ONNX as :func:`export_onnx`, with float16 weights (:func:`onnx_weights_to_fp16`): float32 input
+    ``image`` ``(batch, C, H, W)`` NCHW and float32 output, float32 compute, about half the bytes."""
+    onnx = require("onnx")
+    fp32 = export_onnx.__wrapped__(job, path)
+    proto = onnx.load(str(path))
+    stats = onnx_weights_to_fp16(proto)
+    onnx.checker.check_model(proto, full_check=True)
+    onnx.save_model(proto, str(path), save_as_external_data=False)
+    loaded = onnx.load(str(path))
+    ops = dict(sorted(Counter(n.op_type for n in loaded.graph.node).items()))
+    return dataclasses.replace(fp32, format="onnx_fp16",
+                               inspection={**fp32.inspection, "ops": ops, "weights": stats},
+                               notes=[*fp32.notes, "float16 initializers, each cast to float32 in the graph "
+                                      "(Cast nodes; ONNX Runtime folds them at session creation): float32 "
+                                      "inputs, outputs and compute"])
 
 
 # --- TFLite / LiteRT ---------------------------------------------------------------------------------

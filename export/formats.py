@@ -110,6 +110,10 @@ FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
     ExportFormat("onnx", ".onnx", "", "fp32", "any", "onnx", True, backends.export_onnx, _FLOAT,
                  runner=runtime.onnx_runner,
                  description="ONNX opset 18, float32, NCHW, dynamic batch (ONNX Runtime Mobile/desktop)"),
+    ExportFormat("onnx_fp16", ".onnx", "fp16", "fp16", "any", "onnx", True, backends.export_onnx_fp16, _HALF,
+                 runner=runtime.onnx_runner,
+                 description="ONNX opset 18, float16 weights cast to float32 in the graph (float32 I/O and "
+                             "compute), NCHW, dynamic batch (ONNX Runtime Mobile/desktop/web)"),
     ExportFormat("tflite_fp32", ".tflite", "fp32", "fp32", "android", "android", True,
                  backends.export_tflite_fp32, _FLOAT, runner=runtime.tflite_runner,
                  description="LiteRT float32, NHWC input"),

@@ -46,6 +46,7 @@ DETECTOR_MODELS = ("short", "full")
 
 RUNTIMES = {
     "onnx": "ONNX Runtime (Mobile or desktop), CPU provider",
+    "onnx_fp16": "ONNX Runtime (Mobile or desktop), CPU provider",
     "tflite_fp32": "LiteRT (TensorFlow Lite) interpreter; XNNPACK on CPU, GPU delegate possible",
     "tflite_fp16": "LiteRT (TensorFlow Lite) interpreter; XNNPACK on CPU, GPU delegate possible",
     "tflite_dynint8": "LiteRT (TensorFlow Lite) interpreter; CPU hybrid (dynamic-range) int8 kernels",

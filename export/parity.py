@@ -203,7 +203,7 @@ def measure(fmt: ExportFormat, path: Path | None, inp: TensorInfo | None, out: T
     if fmt.runs_on_linux:
         runner = fmt.runner(path, inp, out, threads)
         outputs = runner(x)
-        what = {"onnx": "ONNX Runtime (CPU)"}.get(fmt.name, "LiteRT interpreter (CPU, XNNPACK)")
+        what = {"onnx": "ONNX Runtime (CPU)", "onnx_fp16": "ONNX Runtime (CPU)"}.get(fmt.name, "LiteRT interpreter (CPU, XNNPACK)")
         return compare(fmt, reference, outputs, labels, classifier=classifier, value_range=value_range,
                        bounds=bounds, validation="run", compared=what, output_values=output_values)
     proxy = fmt.proxy(model)

@@ -157,12 +157,12 @@ def tiny(tmp_path_factory, estimate_batchnorm):
 
 def _need(name: str) -> None:
     pytest.importorskip("coremltools" if name.startswith("coreml") else
-                        "onnxruntime" if name == "onnx" else "litert_torch", reason="export toolchain not installed")
+                        "onnxruntime" if name.startswith("onnx") else "litert_torch", reason="export toolchain not installed")
 
 
 @pytest.mark.slow
 @pytest.mark.export
-@pytest.mark.parametrize("name", ["onnx", "tflite_fp16", "tflite_dynint8", "tflite_int8", "coreml_fp16",
+@pytest.mark.parametrize("name", ["onnx", "onnx_fp16", "tflite_fp16", "tflite_dynint8", "tflite_int8", "coreml_fp16",
                                   "coreml_int8w"])
 def test_round_trip_psnr_meets_the_row_bound(tiny, name):
     _need(name)
@@ -180,7 +180,7 @@ def test_round_trip_psnr_meets_the_row_bound(tiny, name):
                                              "shape": [1, 3, SIZE, SIZE]}]  # ImageType, scale 2/255, bias -1
         assert art.input.kind == "image" and art.output.kind == "tensor" and art.output.dtype == "float32"
         return
-    layout = "NCHW" if name == "onnx" else "NHWC"
+    layout = "NCHW" if name.startswith("onnx") else "NHWC"
     assert art.input.layout == layout and art.output.layout == layout
     if name == "tflite_int8":  # full integer, tanh included: no float op left inside
         assert art.input.dtype == art.output.dtype == "int8"
@@ -189,6 +189,17 @@ def test_round_trip_psnr_meets_the_row_bound(tiny, name):
     elif name == "tflite_dynint8":
         assert art.input.dtype == art.output.dtype == "float32"
         assert any("int8 weight tensors" in n for n in art.notes)
+    elif name == "onnx_fp16":  # half-size weights, float32 I/O: every runtime feeds it as the fp32 file
+        import onnx
+
+        assert art.input.dtype == art.output.dtype == "float32"
+        proto = onnx.load(str(art.path))
+        big = [i for i in proto.graph.initializer if np.prod(i.dims) >= 16]
+        assert big and all(i.data_type == onnx.TensorProto.FLOAT16 for i in big)
+        assert art.inspection["weights"]["fp16_initializers"] == len(big) == art.inspection["ops"]["Cast"]
+        fp32 = FORMATS["onnx"].backend(job, tmp / "fp32" / FORMATS["onnx"].relpath(TINY))
+        saved = fp32.path.stat().st_size - art.path.stat().st_size  # 2 bytes per weight, less the Cast nodes
+        assert saved >= 1.5 * art.inspection["weights"]["fp16_elements"] > 0
 
 
 @pytest.mark.slow

@@ -36,6 +36,15 @@ method (classical too) runs on those same pairs. The identity metric is the same
 identity loss was trained against, which favours it: a generator can raise that network's similarity with
 texture a person would not read as identity (look at the ``_aeinet`` grid).
 
+**Identity after transformations** (``--robust-id``, on by default): the same ID retrieval recomputed after each
+swap output (and, as the ceiling, each source photo) is put through a change that keeps a person recognisable
+but that fine texture tuned against one network does not survive: a horizontal flip (the face's detection
+mirrored with it), JPEG at quality 80 (OpenCV), a downscale to half size and back (area, then bilinear) and a
+Gaussian blur (sigma 1 px) (:data:`ROBUST_TRANSFORMS`). Retrieval is against the untransformed sources. A
+swap whose ID score comes from adversarial texture loses much more here than the classical swap, which copies
+the source's real pixels, and than the transformed sources. It is still dlib's network that judges; no
+independent face-recognition network is available offline.
+
 Embeddings are taken on ``utkface``-aligned 150 px crops (:func:`faceforge.faces.align.align_face`
 with the BlazeFace keypoints: the target's for the swap, whose geometry is the target's). Reference
 rows: **target, unswapped** (what a swap that does nothing scores) and **source itself** (the ceiling).
@@ -43,7 +52,11 @@ rows: **target, unswapped** (what a swap that does nothing scores) and **source 
 **Grids** on the shared real photos (``--photos``): every source portrait onto every other portrait
 (zoom on the largest face), and one source onto each group photo (whole photo, before / after, and the
 faces zoomed). They go to ``<figures>/<name>_portraits.png`` and ``<name>_groups.png`` (default
-``benchmarks/results/figures/``, git-ignored: the photos are for test use only). Example::
+``benchmarks/results/figures/``, git-ignored: the photos are for test use only). With ``--aeinet`` the same
+grids are made with the AEI-Net (:class:`AEINetGridSwapper`: the source's largest face's identity vector, every
+chosen target face swapped and pasted back) as ``<name>_portraits_aeinet.png`` / ``<name>_groups_aeinet.png``,
+and ``<name>_portraits_compare.png`` interleaves the two portrait grids row by row (each source's classical row,
+then its AEI-Net row). Example::
 
     python -m benchmarks.swap_quality --n 500 --photos ../shared/data/photos
     faceforge bench swap-quality --n 100 --blends poisson
@@ -223,9 +236,10 @@ def _note_tile(side: int, lines: Sequence[str]) -> np.ndarray:
     return tile
 
 
-def portrait_grid(swapper: Any, folder: Path, side: int = 160) -> tuple[np.ndarray | None, list[dict]]:
+def portrait_grid(swapper: Any, folder: Path, side: int = 160, tag: str = "src") -> tuple[np.ndarray | None, list[dict]]:
     """Rows: sources (:data:`GRID_SOURCES`), columns: targets (:data:`GRID_TARGETS`), zoomed on the
-    largest target face; first row the targets, first column the sources. Refusals are grey tiles."""
+    largest target face; first row the targets, first column the sources (labelled ``tag``, name, yaw).
+    Refusals are grey tiles. Every row is ``side`` px high."""
     from faceforge.errors import FaceforgeError
     from faceforge.imaging import load_image
     from faceforge.data.images import label_tile
@@ -244,7 +258,7 @@ def portrait_grid(swapper: Any, folder: Path, side: int = 160) -> tuple[np.ndarr
     notes = []
     for sn, srgb in srcs:
         src = swapper.prepare_source(srgb)
-        row = [label_tile(_zoom(srgb, src.box, side), f"src {sn[:10]} {src.yaw:+.0f}")]
+        row = [label_tile(_zoom(srgb, src.box, side), f"{tag} {sn[:10]} {src.yaw:+.0f}")]
         for (tn, trgb), (big, f) in zip(tgts, tgt_faces):
             try:
                 result = swapper.swap(src, trgb, faces=[big])
@@ -403,6 +417,24 @@ def markdown(doc: dict[str, Any]) -> str:
                 continue
             lines.append(f"| {method} | {name} | {r['n']} | {100 * r['id_top1']:.1f} % | {r['id_dist_source']:.3f} | "
                          f"{r['id_dist_target']:.3f} | {r['yaw_err']:.2f} | {r['expression_err']:.2f} |")
+    if doc.get("robust"):
+        names = doc["robust_transforms"]
+        lines += ["", "## Identity after transformations (adversarial-texture check)", "",
+                  "ID retrieval recomputed after each output is flipped horizontally (detection mirrored), saved as JPEG "
+                  "quality 80, scaled to half size and back, or blurred (Gaussian, sigma 1 px); sources untransformed. "
+                  "Texture a generator tuned against dlib's network (the identity loss) does not survive these, a real "
+                  "face's identity does (the ceiling row: the source photos themselves, transformed). Still judged by "
+                  "dlib's network: no independent face-recognition network is available offline.", "",
+                  "| method | " + " | ".join(f"ID top-1 {t}" for t in ["none", *names]) + " | worst / none | "
+                  + " | ".join(f"dist {t}" for t in ["none", *names]) + " |",
+                  "|---|" + "---|" * (2 * len(names) + 3)]
+        for method, rows in doc["robust"].items():
+            base = doc["methods"][method]
+            tops = [base["id_top1"]] + [rows[t]["id_top1"] for t in names]
+            dists = [base["id_dist_source"]] + [rows[t]["id_dist_source"] for t in names]
+            keep = min(tops[1:]) / tops[0] if tops[0] > 0 else float("nan")
+            lines.append(f"| {method} | " + " | ".join(f"{100 * v:.1f} %" for v in tops) + f" | {keep:.2f} | "
+                         + " | ".join(f"{v:.3f}" for v in dists) + " |")
     if doc.get("turned"):
         lines += ["", f"## Turned targets ({doc['turned_method']}, first {doc['turned_n']} pairs)", "",
                   "Each target re-rendered turned by the applied yaw (Rotate-and-Render style warp), the source swapped "
@@ -429,10 +461,12 @@ def markdown(doc: dict[str, Any]) -> str:
         refused = [r for r in ph.get("portraits", []) if not r["swapped"]]
         if refused:
             lines += ["Portrait pairs not swapped:", ""] + [f"- {r['source']} -> {r['target']}: {r['reason']}" for r in refused] + [""]
-        if ph.get("groups"):
-            lines += [f"Groups, source {ph['group_source']}:", "", "| photo | faces | swapped | skipped | s | swap ms / face |",
-                      "|---|---|---|---|---|---|"]
-            for g in ph["groups"]:
+        for key, label in (("groups", "classical"), ("groups_aeinet", "AEI-Net")):
+            if not ph.get(key):
+                continue
+            lines += [f"Groups ({label}), source {ph['group_source']}:", "",
+                      "| photo | faces | swapped | skipped | s | swap ms / face |", "|---|---|---|---|---|---|"]
+            for g in ph[key]:
                 if "error" in g:
                     lines.append(f"| {g['photo']} | - | 0 | {g['error']} | - | - |")
                 else:
@@ -459,6 +493,114 @@ def aeinet_method(swapper: Any, weights: Path) -> Callable[[dict, dict], tuple[n
     return run
 
 
+
+ROBUST_TRANSFORMS = ("flip", "jpeg80", "half", "blur1")
+"""Changes the identity check is repeated after (see the module docstring): horizontal flip, JPEG quality 80,
+downscale x0.5 and back, Gaussian blur sigma 1 px."""
+
+
+def transform_image(rgb: np.ndarray, name: str) -> np.ndarray:
+    """One of :data:`ROBUST_TRANSFORMS` applied to a uint8 ``(H, W, 3)`` RGB image; returns uint8, same shape.
+
+    Raises:
+        ValueError: unknown ``name``.
+    """
+    if name == "flip":
+        return np.ascontiguousarray(rgb[:, ::-1])
+    if name == "jpeg80":
+        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 80])
+        if not ok:
+            raise ValueError("JPEG encoding failed")
+        return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    if name == "half":
+        h, w = rgb.shape[:2]
+        small = cv2.resize(rgb, (max(1, w // 2), max(1, h // 2)), interpolation=cv2.INTER_AREA)
+        return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+    if name == "blur1":
+        return cv2.GaussianBlur(rgb, (0, 0), 1.0, borderType=cv2.BORDER_REFLECT_101)
+    raise ValueError(f"unknown transform {name!r}; choose from {', '.join(ROBUST_TRANSFORMS)}")
+
+
+def mirror_face(face: Any, width: int) -> Any:
+    """A detection of ``image`` as the detection of ``image[:, ::-1]`` (``width`` px wide): box and keypoints
+    mirrored, the subject's right/left keypoints swapped (BlazeFace order, :data:`faceforge.faces.detect.KEYPOINT_NAMES`)."""
+    from faceforge.faces.detect import KEYPOINT_NAMES, Face
+
+    x0, y0, x1, y1 = (float(v) for v in face.box)
+    kp = np.asarray(face.keypoints, np.float32).copy()
+    kp[:, 0] = width - kp[:, 0]
+    def other_side(name: str) -> str:
+        return name.replace("right", "LEFT").replace("left", "right").replace("LEFT", "left")
+
+    order = [KEYPOINT_NAMES.index(other_side(n)) for n in KEYPOINT_NAMES]
+    return Face(box=np.array([width - x1, y0, width - x0, y1], np.float32), keypoints=kp[order], score=face.score)
+
+
+def robust_identity(images: Sequence[np.ndarray], faces: Sequence[Any], emb_src: np.ndarray, emb_tgt: np.ndarray,
+                    transforms: Sequence[str] = ROBUST_TRANSFORMS) -> dict[str, dict[str, Any]]:
+    """ID retrieval of ``images`` (pair ``i``'s output, face ``faces[i]``) after each transform, against the
+    untransformed source embeddings: ``{transform: summarize(...) row}``."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in transforms:
+        emb = []
+        for rgb, face in zip(images, faces):
+            t = transform_image(rgb, name)
+            emb.append(_embedding(t, mirror_face(face, rgb.shape[1]) if name == "flip" else face))
+        out[name] = summarize(np.stack(emb), emb_src, emb_tgt, None, None)
+    return out
+
+
+class AEINetGridSwapper:
+    """The AEI-Net behind the interface :func:`portrait_grid` and :func:`group_grid` call on a
+    :class:`faceforge.swap.FaceSwapper` (``detector``, ``prepare_source``, ``swap``), so the real-photo grids
+    of both methods come from the same code.
+
+    The source is the classical swapper's prepared source (largest face, Face Mesh yaw) plus the AEI-Net identity
+    vector of that face; each chosen target face is swapped and pasted back by
+    :meth:`faceforge.faceshifter.FaceShifterSwapper.run`. The yaw gap in the labels is Face Mesh's, as for the
+    classical swap; nothing is refused.
+    """
+
+    def __init__(self, classical: Any, weights: Path) -> None:
+        from faceforge.faceshifter import FaceShifterSwapper
+
+        self.classical = classical
+        self.detector = classical.detector
+        self.aeinet = FaceShifterSwapper(weights, detector=classical.detector)
+
+    def prepare_source(self, rgb: np.ndarray) -> Any:
+        from types import SimpleNamespace
+
+        src = self.classical.prepare_source(rgb)
+        return SimpleNamespace(box=src.box, yaw=src.yaw, index=src.index,
+                               z_id=self.aeinet.source_identity(rgb, face=src.index))
+
+    def swap(self, src: Any, rgb: np.ndarray, faces: Any = "all") -> Any:
+        from types import SimpleNamespace
+
+        from faceforge.errors import NoFaceError
+        from faceforge.faces.rotate import estimate_yaw
+
+        t0 = time.perf_counter()
+        run = self.aeinet.run(rgb, faces, z_id=src.z_id)
+        ms = (time.perf_counter() - t0) * 1e3
+        rows, done = [], []
+        for i, face in enumerate(run.found):
+            job = run.job(i)
+            swapped = job is not None and job.output is not None
+            gap = float("nan")
+            if swapped:
+                try:
+                    gap = abs(estimate_yaw(self.classical.mesh.landmarks_3d(rgb, face).astype(np.float64)) - src.yaw)
+                except NoFaceError:
+                    pass
+            skipped = None if swapped else ("not selected" if job is None else (job.warning or "not swapped"))
+            rows.append(SimpleNamespace(index=i, box=face.box, swapped=swapped, skipped=skipped, yaw_gap=gap))
+            if swapped:
+                done.append(rows[-1])
+        return SimpleNamespace(image=run.image, faces=rows, swapped=done, timings_ms={"swap": ms})
+
+
 def _pair_grid(sources: list[dict], targets: list[dict], outs: list[np.ndarray], gaps: np.ndarray) -> np.ndarray:
     """source | target | swap for 16 pairs spread over the yaw gaps, 4 per row."""
     from faceforge.data.images import label_tile
@@ -472,10 +614,11 @@ def _pair_grid(sources: list[dict], targets: list[dict], outs: list[np.ndarray],
 def run(data: Path, n: int = 500, seed: int = 0, blends: Sequence[str] = ("poisson", "laplacian", "feather"),
         min_age: int = 18, photos: Path | None = None, out_dir: Path = RESULTS_DIR, figures: Path = FIGURES_DIR,
         name: str = DEFAULT_NAME, turned: int = 100, aeinet: Path | None = None,
-        held_out: bool = False, threads: int | None = 1) -> dict[str, Any]:
+        held_out: bool = False, threads: int | None = 1, robust_id: bool = True) -> dict[str, Any]:
     """Measure, write the results and figures, return the results document.
 
-    ``aeinet``: also measure this AEI-Net checkpoint; ``held_out``: draw only faces of the CRC hold-out;
+    ``aeinet``: also measure this AEI-Net checkpoint (and make its real-photo grids); ``held_out``: draw only
+    faces of the CRC hold-out; ``robust_id``: the ID retrieval after :data:`ROBUST_TRANSFORMS` too;
     ``threads``: PyTorch CPU threads (``None``: torch's default; on a shared 2-core machine its default
     oversubscribes and made the AEI-Net rows 10x slower).
 
@@ -518,6 +661,10 @@ def run(data: Path, n: int = 500, seed: int = 0, blends: Sequence[str] = ("poiss
         "source itself (ceiling)": summarize(emb_src, emb_src, emb_tgt, None, None),
     }
     buckets: dict[str, dict] = {}
+    robust: dict[str, dict] = {}
+    if robust_id:
+        robust["source itself (ceiling)"] = robust_identity([s["rgb"] for s in sources], [s["face"] for s in sources],
+                                                             emb_src, emb_tgt)
     grid_method = f"classical {DEFAULT_BLEND if DEFAULT_BLEND in blends else blends[0]}"
     runs = [(f"classical {blend}", classical_method(swapper, blend)) for blend in blends]
     if aeinet is not None:
@@ -533,6 +680,8 @@ def run(data: Path, n: int = 500, seed: int = 0, blends: Sequence[str] = ("poiss
         row["refused"] = int((gaps > swapper.max_yaw_gap).sum()) if method.startswith("classical") else 0
         row["ms_per_face"] = float(np.median(ms))
         methods[method] = row
+        if robust_id:
+            robust[method] = robust_identity(outs, [t["face"] for t in targets], emb_src, emb_tgt)
         if method.startswith("AEI-Net"):
             figures_dir = Path(figures)
             figures_dir.mkdir(parents=True, exist_ok=True)
@@ -551,6 +700,7 @@ def run(data: Path, n: int = 500, seed: int = 0, blends: Sequence[str] = ("poiss
                   "held_out": held_out,
                   "sources": [s["path"].name for s in sources], "targets": [t["path"].name for t in targets]},
         "max_yaw_gap": swapper.max_yaw_gap, "methods": methods, "buckets": buckets, "grid_method": grid_method,
+        "robust": robust, "robust_transforms": list(ROBUST_TRANSFORMS) if robust_id else [],
         "yaw_gap": {"median": float(np.median(gaps)), "p90": float(np.percentile(gaps, 90)), "max": float(gaps.max())},
         "seconds": round(time.perf_counter() - t_start, 1),
         "machine": f"{platform.machine()}, {platform.python_implementation()} {platform.python_version()}",
@@ -589,6 +739,29 @@ def run(data: Path, n: int = 500, seed: int = 0, blends: Sequence[str] = ("poiss
                 save_image(figures_dir / f"{name}_groups.png", grid)
                 ph["figures"].append(f"{name}_groups.png")
             ph["groups"], ph["group_source"] = notes, src_path.name
+        if aeinet is not None:
+            ae = AEINetGridSwapper(swapper, Path(aeinet))
+            grid_ae, notes = portrait_grid(ae, photos / "portraits", tag="AEI")
+            if grid_ae is not None:
+                save_image(figures_dir / f"{name}_portraits_aeinet.png", grid_ae)
+                ph["figures"].append(f"{name}_portraits_aeinet.png")
+                ph["portraits_aeinet"] = notes
+                if (figures_dir / f"{name}_portraits.png").is_file() and ph.get("portraits") is not None:
+                    classical_grid = load_image(figures_dir / f"{name}_portraits.png")
+                    side = classical_grid.shape[0] // (1 + len(GRID_SOURCES))
+                    if classical_grid.shape == grid_ae.shape and classical_grid.shape[0] % side == 0:
+                        rows = [classical_grid[:side]]
+                        for k in range(side, classical_grid.shape[0], side):
+                            rows += [classical_grid[k:k + side], grid_ae[k:k + side],
+                                     np.zeros((4, grid_ae.shape[1], 3), np.uint8)]
+                        save_image(figures_dir / f"{name}_portraits_compare.png", np.concatenate(rows, axis=0))
+                        ph["figures"].append(f"{name}_portraits_compare.png")
+            if (photos / "groups").is_dir() and src_path.is_file():
+                grid_g, notes = group_grid(ae, load_image(src_path), photos / "groups")
+                if grid_g is not None:
+                    save_image(figures_dir / f"{name}_groups_aeinet.png", grid_g)
+                    ph["figures"].append(f"{name}_groups_aeinet.png")
+                ph["groups_aeinet"] = notes
         doc["photos"] = ph
     write_results(doc, out_dir, name, markdown)
     return doc
@@ -615,8 +788,11 @@ def run(data: Path, n: int = 500, seed: int = 0, blends: Sequence[str] = ("poiss
               help="Also measure this AEI-Net checkpoint (G.pt of faceforge train faceshifter); use with --held-out.")
 @click.option("--held-out", is_flag=True, help="Draw only faces of the CRC-32 hold-out (never trained on).")
 @click.option("--threads", type=click.IntRange(1), default=1, show_default=True, help="PyTorch CPU threads.")
+@click.option("--robust-id/--no-robust-id", default=True, show_default=True,
+              help="Also the ID retrieval after a flip, JPEG 80, half-size and a 1 px blur (adversarial-texture check).")
 def main(data: Path | None, n: int, seed: int, blends: str, min_age: int, turned: int, photos: Path | None,
-         out_dir: Path, figures: Path, name: str, aeinet: Path | None, held_out: bool, threads: int) -> None:
+         out_dir: Path, figures: Path, name: str, aeinet: Path | None, held_out: bool, threads: int,
+         robust_id: bool) -> None:
     """ID retrieval, identity distances, pose and expression errors of face swaps on UTKFace pairs; real-photo grids."""
     import os
 
@@ -627,7 +803,8 @@ def main(data: Path | None, n: int, seed: int, blends: str, min_age: int, turned
         data = (Path(root).expanduser() if root else Path(__file__).resolve().parents[2] / "shared" / "data") / "utkface"
     try:
         doc = run(data, n, seed, [b.strip() for b in blends.split(",") if b.strip()], min_age, photos, out_dir,
-                  figures, name, turned=turned, aeinet=aeinet, held_out=held_out, threads=threads)
+                  figures, name, turned=turned, aeinet=aeinet, held_out=held_out, threads=threads,
+                  robust_id=robust_id)
     except (FileNotFoundError, ValueError, FaceforgeError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(markdown(doc))

@@ -405,6 +405,32 @@ def test_bench_summary_retrieval_and_expression_error():
     assert utkface_age("26_1_0_20170116.jpg.chip.jpg") == 26 and utkface_age("bad.jpg") is None
 
 
+
+def test_bench_robust_transforms_and_mirrored_detection(astronaut_rgb, detector):
+    """The identity check's transforms keep shape and dtype; a mirrored detection is where BlazeFace finds the
+    face in the flipped photo, with the subject's right and left keypoints exchanged."""
+    from benchmarks.swap_quality import ROBUST_TRANSFORMS, mirror_face, transform_image
+
+    rgb = np.ascontiguousarray(astronaut_rgb)
+    for name in ROBUST_TRANSFORMS:
+        out = transform_image(rgb, name)
+        assert out.shape == rgb.shape and out.dtype == np.uint8, name
+        diff = np.abs(out.astype(np.int16) - rgb.astype(np.int16)).mean()
+        assert (diff > 0.3) and (name == "flip" or diff < 8), (name, diff)  # changed, but not destroyed
+    np.testing.assert_array_equal(transform_image(rgb, "flip"), rgb[:, ::-1])
+    with pytest.raises(ValueError, match="unknown transform"):
+        transform_image(rgb, "sepia")
+    face = detector.detect(rgb)[0]
+    mirrored = mirror_face(face, rgb.shape[1])
+    found = detector.detect(transform_image(rgb, "flip"))[0]
+    np.testing.assert_allclose(mirrored.box, found.box, atol=4)
+    np.testing.assert_allclose(mirrored.keypoints, found.keypoints, atol=4)  # right eye <-> left eye etc.
+    assert mirrored.keypoints[0, 0] < mirrored.keypoints[1, 0] == pytest.approx(rgb.shape[1] - face.keypoints[0, 0])
+    again = mirror_face(mirrored, rgb.shape[1])
+    np.testing.assert_allclose(again.box, face.box)
+    np.testing.assert_allclose(again.keypoints, face.keypoints)
+
+
 def test_cli_applies_exif_orientation(tmp_path, portrait, astronaut_rgb):
     """A phone JPEG stored sideways with EXIF orientation 6 is swapped upright, at the upright size."""
     from faceforge.cli import main

@@ -8,10 +8,14 @@ target face is aligned on the same template at the generator's side, swapped by
 pipeline's feathered inverse warp (:class:`~faceforge.pipelines.FacePipeline`). HEAR-Net (the paper's occlusion
 repair) and any colour or blending step are not applied: what AEI-Net renders is what is pasted.
 
-Weights: a faceforge ``faceshifter`` checkpoint from ``faceforge train faceshifter`` (``G.pt``). Published
-weights (taotaonice ``G_latest.pth``, converted on load) need a 512-D ArcFace identity, which faceforge lacks:
-they are refused with a :class:`~faceforge.errors.CheckpointError` (:func:`~faceforge.models.faceshifter.check_identity_dim`).
-No weights are shipped; the classical, training-free swap is :mod:`faceforge.swap`.
+Weights: a faceforge ``faceshifter`` checkpoint from ``faceforge train faceshifter`` (``G.pt``), or ``"default"``:
+the model card ``faceshifter.utkface64`` (:data:`DEFAULT_CARD`; ``$FACEFORGE_FACESHIFTER_WEIGHTS`` overrides it), a
+64 px, width-0.25 AEI-Net trained by faceforge on UTKFace on a CPU (the paper trains at 256 px; its provenance JSON
+has the command, steps and held-out figures). Published weights (taotaonice ``G_latest.pth``, converted on load)
+need a 512-D ArcFace identity, which faceforge lacks: they are refused with a
+:class:`~faceforge.errors.CheckpointError` (:func:`~faceforge.models.faceshifter.check_identity_dim`). The
+classical, training-free swap (:mod:`faceforge.swap`) scores far higher on identity; this one is the learned
+alternative.
 """
 
 from __future__ import annotations
@@ -26,7 +30,10 @@ from torch import nn
 from faceforge.errors import WeightsNotFoundError
 from faceforge.pipelines.base import FacePipeline, PipelineRun, check_rgb
 
-__all__ = ["IdentityEncoder", "FaceShifterSwapper", "FACE_TEMPLATE"]
+__all__ = ["IdentityEncoder", "FaceShifterSwapper", "FACE_TEMPLATE", "DEFAULT_CARD"]
+
+DEFAULT_CARD = "faceshifter.utkface64"
+"""The model card ``weights="default"`` loads (:mod:`faceforge.models.cards`)."""
 
 FACE_TEMPLATE = "utkface"
 """Alignment of the faces faceforge's AEI-Net weights are trained on (UTKFace chips)."""
@@ -83,7 +90,8 @@ class FaceShifterSwapper(FacePipeline):
     alignment at the generator's side, model step ``swap``, feathered paste back).
 
     Args:
-        weights: a ``faceshifter`` checkpoint (``G.pt`` of ``faceforge train faceshifter``).
+        weights: a ``faceshifter`` checkpoint (``G.pt`` of ``faceforge train faceshifter``), ``"default"`` (the
+            :data:`DEFAULT_CARD` weights, or ``$FACEFORGE_FACESHIFTER_WEIGHTS`` when set) or a card name.
         identity: the identity encoder the weights were trained with; default dlib's ResNet
             (:meth:`IdentityEncoder.dlib`).
         detector: a face detector to reuse; default ``FaceDetector()`` (built on first use).
@@ -91,13 +99,13 @@ class FaceShifterSwapper(FacePipeline):
         feather: paste-back ramp width, fraction of the crop side, in [0, 0.5].
 
     Raises:
-        WeightsNotFoundError: ``weights`` does not exist.
+        WeightsNotFoundError: ``weights`` does not exist, or ``"default"`` and no weights are shipped or installed.
         CheckpointError: not an AEI-Net checkpoint, or its identity size differs from ``identity``'s (e.g. the
             published 512-D ArcFace weights with dlib's 128-D ResNet).
         ValueError: bad ``feather``.
 
     Example:
-        >>> sw = FaceShifterSwapper("/tmp/ff_runs/faceshifter/000/G.pt")          # doctest: +SKIP
+        >>> sw = FaceShifterSwapper()                     # the shipped weights   # doctest: +SKIP
         >>> run = sw.swap(load_image("source.jpg"), load_image("group.jpg"))      # doctest: +SKIP
         >>> save_image("swapped.jpg", run.image)                                   # doctest: +SKIP
     """
@@ -106,17 +114,18 @@ class FaceShifterSwapper(FacePipeline):
     model_step = "swap"
     pastes = True
 
-    def __init__(self, weights: str | Path, identity: IdentityEncoder | None = None, detector: Any = None,
+    def __init__(self, weights: str | Path = "default", identity: IdentityEncoder | None = None, detector: Any = None,
                  device: str | torch.device = "cpu", feather: float = 0.1) -> None:
-        from faceforge.models import create_model
+        from faceforge.models import cards, create_model
         from faceforge.models.faceshifter import check_identity_dim
 
         if not 0.0 <= feather <= 0.5:
             raise ValueError(f"feather must be in [0, 0.5], got {feather}")
-        path = Path(weights)
+        path = cards.resolve(None if str(weights) == "default" else weights, DEFAULT_CARD,
+                             hint="train them with: faceforge train faceshifter")
         if not path.is_file():
-            raise WeightsNotFoundError(f"AEI-Net weights not found: {path} (train them with: faceforge train "
-                                       "faceshifter)", path=str(path))
+            raise WeightsNotFoundError(f"AEI-Net weights not found: {path} is not a file (give G.pt of a run folder; "
+                                       "train them with: faceforge train faceshifter)", path=str(path))
         self.device = torch.device(device)
         self.model = create_model("faceshifter", weights=path).to(self.device)
         self.identity = (identity if identity is not None else IdentityEncoder.dlib()).to(self.device)

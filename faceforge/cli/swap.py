@@ -1,4 +1,5 @@
-"""``faceforge swap``: put the face of one photo onto the faces of another (classical swap, no training)."""
+"""``faceforge swap``: put the face of one photo onto the faces of another: the classical swap (no training,
+default) or FaceShifter's AEI-Net (``--method aeinet``, the shipped ``faceshifter.utkface64`` weights by default)."""
 
 from __future__ import annotations
 
@@ -53,10 +54,17 @@ def _alpha_of(path: Path, shape: tuple[int, int]):
 @click.option("--quality", type=click.IntRange(1, 100), default=92, show_default=True, help="JPEG/WebP quality.")
 @click.option("--restore", "restore_method", type=click.Choice(["none", "auto", "gpen", "classical"]), default="none",
               show_default=True, help="Restore the swapped faces last (auto: GPEN when configured, else classical).")
+@click.option("--method", type=click.Choice(["classical", "aeinet"]), default="classical", show_default=True,
+              help="classical: landmarks, warp, colour transfer, blend (no weights; the better identity on the "
+                   "benchmark); aeinet: FaceShifter's AEI-Net (learned; the shipped weights are 64 px, trained on a "
+                   "CPU: blurrier, weaker identity; --blend, --colour and the yaw and size limits do not apply).")
+@click.option("--weights", default="default", show_default=True,
+              help="AEI-Net weights for --method aeinet: default (the shipped faceshifter.utkface64, or "
+                   "$FACEFORGE_FACESHIFTER_WEIGHTS), a card name or a G.pt of faceforge train faceshifter.")
 @click.option("--json", "as_json", is_flag=True, help="Print the source, the target faces and timings as JSON.")
 def swap(source: Path, target: Path, output: Path | None, selection: str, source_face: int | None, blend: str,
          max_yaw_gap: float, allow_pose_gap: bool, min_source_face: int, colour: bool, quality: int,
-         restore_method: str, as_json: bool) -> None:
+         restore_method: str, method: str, weights: str, as_json: bool) -> None:
     """Put the face of SOURCE onto the faces of TARGET and save the result.
 
     Classical swap: Face Mesh landmarks, Delaunay triangles, per-triangle affine warp, Reinhard colour
@@ -67,15 +75,18 @@ def swap(source: Path, target: Path, output: Path | None, selection: str, source
     compositeSynthetic in its XMP metadata and an invisible watermark (`faceforge provenance check`).
     Use it only on faces whose owners agreed.
 
+    --method aeinet: FaceShifter's AEI-Net (Li et al. 2019) with the identity of SOURCE's face (dlib's
+    embedding) renders each chosen target face at 64 px and pastes it back; nothing is refused for pose.
+
     \b
     Examples:
       faceforge swap me.jpg group.jpg -o group_me.png
       faceforge swap me.jpg portrait.png --faces largest --blend laplacian --json
       faceforge swap me.jpg turned.jpg --max-yaw-gap 20 --allow-pose-gap
+      faceforge swap me.jpg portrait.png --method aeinet -o aeinet.png
     """
     from faceforge.cli import one_line
     from faceforge.imaging import load_image
-    from faceforge.provenance import SWAP_SOURCE_TYPE, save_marked
     from faceforge.swap import FaceSwapper
     from faceforge.translate import parse_face_selection
 
@@ -92,6 +103,8 @@ def swap(source: Path, target: Path, output: Path | None, selection: str, source
         faces = parse_face_selection(selection)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="'--faces'") from None
+    if method == "aeinet":
+        return _swap_aeinet(source, target, output, faces, source_face, quality, restore_method, weights, as_json)
     try:
         swapper = FaceSwapper(blend=blend, max_yaw_gap=max_yaw_gap, allow_pose_gap=allow_pose_gap,
                               min_source_face=min_source_face, colour=colour)
@@ -109,19 +122,7 @@ def swap(source: Path, target: Path, output: Path | None, selection: str, source
                                     detector=swapper.detector)
     except (FaceforgeError, ValueError, OSError) as exc:
         raise click.ClickException(one_line(exc)) from None
-    written = output or target.with_name(f"{target.stem}_swap.png")
-    if written.suffix.lower() in (".png", ".webp"):
-        alpha = _alpha_of(target, image.shape[:2])
-        if alpha is not None:
-            import numpy as np
-            image = np.dstack([image, alpha])
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", UserWarning)
-            save_marked(written, image, quality=quality, source_type=SWAP_SOURCE_TYPE)
-    except (ValueError, OSError) as exc:
-        raise click.ClickException(f"cannot write {written}: {exc}") from None
-    provenance_note = "; ".join(str(w.message) for w in caught) or None
+    written, provenance_note = _write(image, target, output, quality)
     if as_json:
         click.echo(json.dumps({"source": str(source), "target": str(target), "output": str(written),
                                "method": swapper.describe(), "source_face": result.source.to_dict(),
@@ -138,3 +139,61 @@ def swap(source: Path, target: Path, output: Path | None, selection: str, source
             click.echo(f"  face {f.index} skipped: {f.skipped}")
         elif f.warning:
             click.echo(f"  face {f.index} warning: {f.warning}")
+
+
+def _write(image, target: Path, output: Path | None, quality: int) -> tuple[Path, str | None]:
+    """Save ``image`` with the provenance marks (keeping TARGET's transparency in PNG/WebP); returns the path
+    and the provenance warning, if any. Raises ``click.ClickException`` when it cannot be written."""
+    from faceforge.provenance import SWAP_SOURCE_TYPE, save_marked
+
+    written = output or target.with_name(f"{target.stem}_swap.png")
+    if written.suffix.lower() in (".png", ".webp"):
+        alpha = _alpha_of(target, image.shape[:2])
+        if alpha is not None:
+            import numpy as np
+            image = np.dstack([image, alpha])
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            save_marked(written, image, quality=quality, source_type=SWAP_SOURCE_TYPE)
+    except (ValueError, OSError) as exc:
+        raise click.ClickException(f"cannot write {written}: {exc}") from None
+    return written, "; ".join(str(w.message) for w in caught) or None
+
+
+def _swap_aeinet(source: Path, target: Path, output: Path | None, faces, source_face: int | None, quality: int,
+                 restore_method: str, weights: str, as_json: bool) -> None:
+    """``--method aeinet``: :class:`faceforge.faceshifter.FaceShifterSwapper` with ``weights``."""
+    from faceforge.cli import one_line
+    from faceforge.faceshifter import FaceShifterSwapper
+    from faceforge.imaging import load_image
+
+    try:
+        swapper = FaceShifterSwapper(weights)
+        src = load_image(source)
+        tgt = load_image(target)
+        run = swapper.swap(src, tgt, faces=faces, source_face="largest" if source_face is None else source_face)
+        done = [j.index for j in run.jobs if j.output is not None]
+        image = run.image
+        if restore_method != "none":
+            from faceforge.restore import restore_last
+
+            image, _ = restore_last(image, [run.found[i] for i in done], restore_method, detector=swapper.detector)
+    except (FaceforgeError, ValueError, OSError) as exc:
+        raise click.ClickException(one_line(exc)) from None
+    written, provenance_note = _write(image, target, output, quality)
+    meta = swapper.meta or {}
+    name = weights if weights != "default" else "faceshifter.utkface64"
+    if as_json:
+        click.echo(json.dumps({"source": str(source), "target": str(target), "output": str(written),
+                               "method": {"name": "aeinet", "weights": Path(name).name, "size": swapper.crop_size,
+                                          "step": meta.get("step")},
+                               "faces": [{"index": i, **f.to_dict(), "swapped": i in done}
+                                         for i, f in enumerate(run.found)],
+                               "provenance_warning": provenance_note,
+                               "timings_ms": {k: round(v, 1) for k, v in run.timings_ms.items()}}, indent=1))
+        return
+    click.echo(f"{len(run.found)} face(s) found in {target.name}, swapped {done} with the source face "
+               f"(AEI-Net {Path(name).name}, {swapper.crop_size} px) -> {written}")
+    if provenance_note:
+        click.echo(f"  provenance: {provenance_note}")

@@ -30,7 +30,8 @@ none (issue 14), on every frontalized face, every variant brought to the new out
   reference-normalised SWD from the generator's own crops to real near-frontal faces cut the same way (the frontalizer's
   own pose-tolerant crop of faces with Face Mesh ``|yaw| < 10``), beside the same distance between two
   disjoint sets of such real faces (real-vs-real) and from the generator's inputs (the rerenders);
-- the **seam** figure does not apply: the frontalizer returns crops and pastes nothing back.
+- the **seam**: the frontalizer pastes nothing back into the photo; inside a composed output, the
+  boundary between the camera's pixels and the generator's is measured by :func:`visibility_seam`.
 
 Writes ``<out>/<name>.json`` and ``<name>.md``; the grids go to ``<figures>/<name>_pairs.png`` and
 ``<name>_photos.png`` (default ``benchmarks/results/figures/``, git-ignored: they show UTKFace faces and
@@ -117,6 +118,26 @@ def output_yaw(frontalizer: Any, image: np.ndarray) -> float | None:
     return calibrate_yaw(estimate_yaw(pts))
 
 
+def visibility_seam(output: np.ndarray, rerender: np.ndarray, visibility: np.ndarray,
+                    face: np.ndarray) -> float | None:
+    """Seam figure at the visibility boundary of a composed output (:func:`faceforge.frontalize.compose_frontal`).
+
+    With ``band`` the pixels where the visibility mask ramps (:func:`faceforge.metrics.paste_band`) inside the
+    face region and ``rest`` the other face pixels: ``seam_ratio(output, rerender, band) /
+    seam_ratio(output, rerender, rest)`` (:func:`faceforge.metrics.seam_ratio`, Sobel gradients). 1: the
+    boundary between the camera's pixels and the generator's adds no more edges than the composition changes
+    elsewhere; above 1: a step or ghost contour along it; below 1: the generator's blur dominates there.
+    ``None`` when the band or the rest is empty (nothing hidden in the face).
+    """
+    from faceforge.metrics import paste_band, seam_ratio
+
+    band = paste_band(visibility) & face
+    rest = face & ~band
+    if band.sum() < 16 or rest.sum() < 16:
+        return None
+    return round(seam_ratio(output, rerender, band) / seam_ratio(output, rerender, rest), 4)
+
+
 def photo_faces(frontalizer: Any, folders: Sequence[Path], min_yaw: float,
                 quality: list[dict] | None = None, sets: dict[str, list] | None = None,
                 output_size: str | int = "face", restore: Sequence[str] = ("classical",),
@@ -134,7 +155,7 @@ def photo_faces(frontalizer: Any, folders: Sequence[Path], min_yaw: float,
             distance to it (``identity``), the chroma p99 (gray photos) and, for faces with ``|yaw| >=
             min_yaw``, the calibrated yaw Face Mesh reads on the output (:func:`output_yaw`).
         sets: when a dict, ``"outputs"`` and ``"inputs"`` get the generator's crop and its input at the
-            generator's side (for the realism distances).
+            generator's side, ``"new_outputs"`` the after output shrunk to it (for the realism distances).
         output_size: the after variant (:func:`faceforge.frontalize.parse_output_size`).
         restore: restoration methods run on the after output (``faceforge.frontalize.restore_frontal``).
         identity: compute dlib identity distances (:mod:`faceforge.identity`).
@@ -203,9 +224,12 @@ def photo_faces(frontalizer: Any, folders: Sequence[Path], min_yaw: float,
                             y = output_yaw(frontalizer, img)
                             r["output_yaw"] = None if y is None else round(float(y), 1)
                         row["variants"][name] = r
+                    if f.visibility is not None and f.visibility.shape[0] == side:
+                        row["seam"] = visibility_seam(f.output, back, f.visibility, mask)
                     quality.append(row)
                 if sets is not None:
                     sets.setdefault("outputs", []).append(b.output)
+                    sets.setdefault("new_outputs", []).append(resize_square(f.output, s))
                     sets.setdefault("inputs", []).append(resize_square(b.rerender if b.rerender is not None
                                                                        else b.crop, s))
                 label = f"{path.stem[:12]} #{f.index} {f.yaw:+.0f}"
@@ -289,7 +313,10 @@ def photo_realism(frontalizer: Any, sets: dict[str, list], folder: Path, n: int)
             "swd_normalize": "reference",
             "sets": {"real frontal (real-vs-real)": swd(a, b, normalize="reference"),
                      "inputs (rerender)": swd(a, np.stack(sets["inputs"][:m]), normalize="reference"),
-                     "outputs": swd(a, outputs[:m], normalize="reference")}}
+                     "outputs": swd(a, outputs[:m], normalize="reference"),
+                     **({"new outputs (shrunk to the generator's side)":
+                         swd(a, np.stack(sets["new_outputs"][:m]), normalize="reference")}
+                        if sets.get("new_outputs") else {})}}
 
 
 def photo_grid(tiles: list[tuple], n: int, per_row: int = 2) -> np.ndarray | None:
@@ -333,7 +360,11 @@ def _photo_quality_lines(doc: dict[str, Any]) -> list[str]:
              "the Laplacian in a central face ellipse, variant / the input face crop at that side (the photo's "
              "pose-tolerant crop). Identity = dlib ResNet distance to that input crop (< 0.6 = same person). "
              f"Output yaw: Face Mesh (calibrated) on the variant, for the {pq['turned']} faces with |yaw| >= "
-             f"{doc['photos']['min_yaw']:g} degrees. Seam: not applicable (no paste back).", "",
+             f"{doc['photos']['min_yaw']:g} degrees. Seam: nothing is pasted back into the photo; at the "
+             "boundary between the camera's pixels and the generator's inside the new output, the seam figure "
+             "(gradients there over elsewhere in the face, output vs rerender; 1 = no added edge) is "
+             f"{median_iqr(pq.get('visibility_seam'))} over {(pq.get('visibility_seam') or {}).get('n', 0)} faces.",
+             "",
              "| variant | sharpness vs the input crop | identity to input | same person | turned: output \\|yaw\\| "
              "| turned: \\|yaw\\| < 10 | gray faces: chroma p99 max |", "|---|---:|---:|---:|---:|---:|---:|"]
     for name, v in pq["variants"].items():
@@ -358,7 +389,7 @@ def _photo_quality_lines(doc: dict[str, Any]) -> list[str]:
         lines.append("")
     real = doc["photos"].get("realism")
     if real and "sets" in real:
-        lines += [f"Realism (the generator's own {doc['generator']['size']} px crops): SWD x 1e3 (reference-normalised) "
+        lines += [f"Realism at the generator's {doc['generator']['size']} px: SWD x 1e3 (reference-normalised) "
                   f"to {real['n']} real near-frontal faces ({real['reference']}); lower is better, real-vs-real is the "
                   "floor.", "",
                   "| set | SWD avg | per level (finest first) |", "|---|---:|---|"]
@@ -485,6 +516,7 @@ def run(weights: str = "default", pairs: Path | None = Path("cache/pose_pairs"),
             "turned": sum(abs(q["yaw"]) >= min_yaw for q in quality),
             "identity": photo_identity,
             "variants": summarize_photo_quality(quality, names),
+            "visibility_seam": summarize([q["seam"] for q in quality if q.get("seam") is not None]),
             "large_faces": {"min_px": large_px, "faces": len(large),
                             "variants": summarize_photo_quality(large, names)},
             "seam": "not applicable: the frontalizer returns crops, it pastes nothing back",

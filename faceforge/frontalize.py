@@ -927,15 +927,17 @@ class Frontalizer(FacePipeline):
             return int(min(MAX_OUTPUT_SIDE, max(self.size, round(float(face_px)))))
         return int(spec)
 
-    def _composes(self, side: int) -> bool:
-        """Whether an output of ``side`` px is composed at that side (:func:`compose_frontal`): larger than
-        the generator's, for a generator fed rerenders (a profile-crop generator's output is resized)."""
-        return side > self.size and self.input_mode == "rerender"
+    def _compose_side(self, side: int, output_size: str | int) -> int | None:
+        """The side the output is composed at (:func:`compose_frontal`), ``max(side, S)``, or ``None`` when it
+        is not: ``output_size="generator"``, or a generator fed profile crops (its output is resized)."""
+        if parse_output_size(output_size) == "generator" or self.input_mode != "rerender":
+            return None
+        return max(int(side), self.size)
 
-    def _rerender(self, prepared: FrontalizedFace, crop_pts: np.ndarray, side: int) -> None:
+    def _rerender(self, prepared: FrontalizedFace, crop_pts: np.ndarray, compose: bool) -> None:
         prepared.rerender, _ = rerender_frontal(prepared.crop, crop_pts, prepared.yaw_mesh)
-        if self._composes(side):
-            prepared.visibility = rerender_visibility(crop_pts, prepared.yaw_mesh, side)
+        if compose:
+            prepared.visibility = rerender_visibility(crop_pts, prepared.yaw_mesh, prepared.crop.shape[0])
 
     def prepare_faces(self, rgb: np.ndarray, found: Sequence[Face], chosen: Sequence[int],
                       timings: dict[str, float]) -> list[FaceJob]:
@@ -952,7 +954,7 @@ class Frontalizer(FacePipeline):
             prepared, crop_pts, side = self._crop_at(rgb, found[i], output_size)
             tb = time.perf_counter()
             if self.input_mode == "rerender" and prepared.crop is not None:
-                self._rerender(prepared, crop_pts, side)
+                self._rerender(prepared, crop_pts, self._compose_side(side, output_size) is not None)
             t_mesh += tb - ta
             t_render += time.perf_counter() - tb
             prepared.index = i
@@ -1036,7 +1038,7 @@ class Frontalizer(FacePipeline):
         parse_output_size(output_size)
         result, crop_pts, side = self._crop_at(rgb, face, output_size)
         if self.input_mode == "rerender" and result.crop is not None:
-            self._rerender(result, crop_pts, side)
+            self._rerender(result, crop_pts, self._compose_side(side, output_size) is not None)
         return result
 
     def _crop(self, rgb: np.ndarray, face: Face) -> tuple[FrontalizedFace, np.ndarray | None]:
@@ -1079,8 +1081,9 @@ class Frontalizer(FacePipeline):
         scale = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
         result.face_px = r / scale
         side = self.output_side(output_size, result.face_px)
-        if self._composes(side):  # crop and rerender at the output's side: the camera's pixels kept
-            r = side
+        compose = self._compose_side(side, output_size)
+        if compose is not None:  # crop and rerender at the output's side: the camera's pixels kept
+            r = compose
             m = pose_tolerant_matrix(pts, r)
             scale = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
         result.matrix = m
@@ -1112,13 +1115,14 @@ class Frontalizer(FacePipeline):
                   and what the phone path in ``mobile_assets/`` does);
                 - an integer side in [:data:`MIN_OUTPUT_SIDE`, :data:`MAX_OUTPUT_SIDE`].
 
-                A side larger than ``S`` is *composed* (generators fed rerenders): the crop and rerender
-                are made at that side, the generator runs at ``S`` on the rerender shrunk to it, and
-                :func:`compose_frontal` keeps the rerender's pixels where the camera saw them
-                (:func:`rerender_visibility`) with the generated change added, the generator's own
-                pixels (enlarged) where the turned head hid the face. A side up to ``S`` is the
-                generator's output, shrunk (area) when smaller. :attr:`FrontalizedFace.upscaled` says
-                whether the output has more pixels than the camera saw.
+                Except with ``"generator"``, the output is *composed* (generators fed rerenders): the
+                crop and rerender are made at ``max(side, S)``, the generator runs at ``S`` on the
+                rerender shrunk to it, and :func:`compose_frontal` keeps the rerender's pixels where
+                the camera saw them (:func:`rerender_visibility`) with the generated change added, the
+                generator's own pixels (enlarged) where the turned head hid the face; a side below
+                ``S`` is that composition shrunk (area). A profile-crop generator's output is resized.
+                :attr:`FrontalizedFace.upscaled` says whether the output has more pixels than the
+                camera saw.
 
         Returns:
             :class:`FrontalizationResult`: every detected face with its yaw and, when frontalized,
@@ -1177,11 +1181,10 @@ class Frontalizer(FacePipeline):
 
     def _finish_output(self, face: FrontalizedFace, generated: np.ndarray, side: int) -> None:
         """``face.output`` at ``side`` from the generator's ``generated`` (see :meth:`frontalize`)."""
-        face.generated = generated
+        face.generated = out = generated
         if face.visibility is not None:
-            face.output = compose_frontal(face.rerender, generated, face.visibility, self.detail_sigma)
-        else:
-            face.output = _resize(generated, side) if side != generated.shape[0] else generated
+            out = compose_frontal(face.rerender, generated, face.visibility, self.detail_sigma)
+        face.output = _resize(out, side) if side != out.shape[0] else out
         face.upscaled = bool(face.output.shape[0] > round(face.face_px)) if face.face_px is not None else None
 
     @property

@@ -98,7 +98,7 @@ def test_photo_quality_figures_without_pairs(tmp_path, generator, astronaut_rgb)
     names = ["generator (enlarged)", "rerender", "output_size=face", "output_size=face + classical restore"]
     assert q["faces"] == 2 and list(q["variants"]) == names and "not applicable" in q["seam"]
     assert q["face_px"]["median"] > 100 and all(r["output_px"] == round(r["face_px"]) for r in q["rows"])  # face's side
-    assert q["upscaled"] == 0 and q["identity"] is False
+    assert q["upscaled"] == 0 and q["identity"] is False and q["visibility_seam"]["n"] <= 2
     for name in names:
         v = q["variants"][name]
         assert v["faces"] == 2 and v["sharpness_vs_crop"]["n"] == 2 and v["gray_faces"] == 1 and v["id_to_input"] is None
@@ -110,7 +110,8 @@ def test_photo_quality_figures_without_pairs(tmp_path, generator, astronaut_rgb)
         v = r["variants"]
         assert v["output_size=face"]["sharpness_vs_crop"] > 2 * v["generator (enlarged)"]["sharpness_vs_crop"]
     sets = doc["photos"]["realism"]["sets"]
-    assert set(sets) == {"real frontal (real-vs-real)", "inputs (rerender)", "outputs"}
+    assert set(sets) == {"real frontal (real-vs-real)", "inputs (rerender)", "outputs",
+                         "new outputs (shrunk to the generator's side)"}
     assert sets["outputs"]["swd_avg"] > 0
     md = markdown(doc)
     assert "not measured in this run" in md and "real-vs-real" in md and "sharpness vs the input crop" in md

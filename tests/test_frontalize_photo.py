@@ -168,7 +168,7 @@ def test_frontalize_astronaut(frontalizer, astronaut_rgb):
 def test_output_size_face_and_integer(frontalizer, astronaut_rgb):
     """The default output has the face's own side (at least the generator's), composed at that side; an
     integer gives that side; ``upscaled`` says whether the output has more pixels than the camera saw."""
-    from faceforge.frontalize import MAX_OUTPUT_SIDE, compose_frontal
+    from faceforge.frontalize import MAX_OUTPUT_SIDE, _resize, compose_frontal
 
     face = frontalizer.frontalize(astronaut_rgb, "largest").frontalized[0]
     side = round(face.face_px)
@@ -180,9 +180,9 @@ def test_output_size_face_and_integer(frontalizer, astronaut_rgb):
     big = frontalizer.frontalize(astronaut_rgb, "largest", output_size=2 * side).frontalized[0]
     assert big.output.shape == (2 * side, 2 * side, 3) and big.upscaled is True
     small = frontalizer.frontalize(astronaut_rgb, "largest", output_size="48").frontalized[0]
-    gen = frontalizer.frontalize(astronaut_rgb, "largest", output_size="generator").frontalized[0]
-    assert small.output.shape == (48, 48, 3) and small.visibility is None
-    np.testing.assert_array_equal(small.generated, gen.output)  # shrunk from the generator's own crop
+    assert small.output.shape == (48, 48, 3) and small.visibility.shape == (SIZE, SIZE)  # composed at S, shrunk
+    composed = compose_frontal(small.rerender, small.generated, small.visibility)
+    np.testing.assert_array_equal(small.output, _resize(composed, 48))
 
 
 def test_bad_output_size_is_a_clear_error(frontalizer, astronaut_rgb):
@@ -251,6 +251,9 @@ def test_grayscale_in_grayscale_out(frontalizer, astronaut_rgb):
     grey = np.repeat(astronaut_rgb.mean(axis=2, keepdims=True).round().astype(np.uint8), 3, axis=2)
     face = frontalizer.frontalize(grey, "largest").frontalized[0]
     assert face.output.shape[0] > SIZE and np.ptp(face.output.astype(int), axis=2).max() <= 1
+    small = frontalizer.frontalize(grey, "largest", output_size=SIZE // 2).frontalized[0]  # composed at S too
+    assert small.output.shape[0] == SIZE // 2 and np.ptp(small.output.astype(int), axis=2).max() <= 1
+    assert np.ptp(small.generated.astype(int), axis=2).max() > 2  # the random generator itself tints it
 
 
 def test_turned_face_sign_and_out_of_range_flag(frontalizer, astronaut_rgb):

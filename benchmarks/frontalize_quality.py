@@ -232,7 +232,7 @@ def photo_faces(frontalizer: Any, folders: Sequence[Path], min_yaw: float,
                     sets.setdefault("new_outputs", []).append(resize_square(f.output, s))
                     sets.setdefault("inputs", []).append(resize_square(b.rerender if b.rerender is not None
                                                                        else b.crop, s))
-                label = f"{path.stem[:12]} #{f.index} {f.yaw:+.0f}"
+                label = f"{path.stem[:8]} {f.yaw:+.0f}"
                 tiles.append((abs(f.yaw), float(f.face_px), resize_square(crop, tile),
                               resize_square(variants[names[0]], tile), resize_square(f.output, tile), label))
                 if not turned:
@@ -328,8 +328,8 @@ def photo_grid(tiles: list[tuple], n: int, per_row: int = 2) -> np.ndarray | Non
         return None
     turned = sorted(range(len(tiles)), key=lambda i: -tiles[i][0])[:max(1, n - n // 2)]
     largest = [i for i in sorted(range(len(tiles)), key=lambda i: -tiles[i][1]) if i not in turned][:n // 2]
-    triples = [np.concatenate([label_tile(c, f"{label} {px:.0f}px"), label_tile(b, "generator enlarged"),
-                               label_tile(o, "new output")], axis=1)
+    triples = [np.concatenate([label_tile(c, label), label_tile(b, "generator, enlarged"),
+                               label_tile(o, f"new, {px:.0f} px face")], axis=1)
                for _, px, c, b, o, label in (tiles[i] for i in turned + largest)]
     while len(triples) % per_row:
         triples.append(np.zeros_like(triples[0]))

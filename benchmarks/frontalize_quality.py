@@ -267,6 +267,105 @@ def summarize_photo_quality(quality: list[dict], names: Sequence[str]) -> dict[s
     return out
 
 
+def pipeline_pairs(frontalizer: Any, dataset: Any, limit: int | None, output_size: str | int = "face",
+                   identity: bool = True) -> dict[str, Any]:
+    """The whole pipeline on held-out profiles, before and after: each pair's rendered profile is frontalized
+    as a photo (detection, Face Mesh, crop, rerender, generator; ``faces="largest"``) with
+    ``output_size="generator"`` and with ``output_size``, and both outputs, the pipeline's own rerender and
+    the profile are compared with the true frontal at its side (resized): dlib identity distance (and the
+    share under 0.6) and the sharpness ratio in the face ellipse against the true frontal.
+
+    Unlike the pair table (:func:`training.frontalize.evaluate`, the generator on the cache's own rerenders),
+    this measures what a user gets, Face Mesh's yaw estimate included; the output's framing (the
+    pose-tolerant crop of the profile) is the training targets' only up to the landmark box's spread.
+
+    Args:
+        dataset: :class:`~faceforge.data.pose_pairs.PosePairDataset` (``test`` split).
+        limit: at most this many faces (all their pairs), first by name; ``None``: all.
+
+    Returns:
+        ``{"buckets": {bucket: {...}}, "pairs", "frontalized", "refused", "no_face", "variants"}``.
+    """
+    import warnings
+
+    from faceforge.data.images import resize_square
+    from faceforge.errors import NoFaceError, PoseOutOfRangeError
+    from faceforge.imaging import load_image
+    from faceforge.metrics import face_region_mask, laplacian_variance, summarize
+
+    names = ["profile", "rerender (pipeline)", "generator", f"output_size={output_size}"]
+    faces = sorted({p["face"] for p in dataset.pairs})
+    keep = set(faces if limit is None else faces[:limit])
+    pairs = [p for p in dataset.pairs if p["face"] in keep]
+    per_bucket: dict[str, dict[str, list]] = {}
+    refused = no_face = 0
+    for p in pairs:
+        profile = load_image(dataset.root / p["profile"])
+        frontal = load_image(dataset.root / p["frontal"])
+        side = frontal.shape[0]
+        found = frontalizer.detector.detect(profile)
+        if not found:
+            no_face += 1
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                before = frontalizer.frontalize(profile, "largest", detected=found, output_size="generator")
+                after = frontalizer.frontalize(profile, "largest", detected=found, output_size=output_size)
+        except PoseOutOfRangeError:
+            refused += 1
+            continue
+        except NoFaceError:
+            no_face += 1
+            continue
+        if not before.frontalized or not after.frontalized:  # Face Mesh rejected the face
+            no_face += 1
+            continue
+        b, a = before.frontalized[0], after.frontalized[0]
+        images = [resize_square(x, side) for x in (profile, a.rerender, b.output, a.output)]
+        mask = face_region_mask(side, PHOTO_FACE_ELLIPSE)
+        v = laplacian_variance([frontal] + images, mask)
+        row = per_bucket.setdefault(p["bucket"], {"sharp": [], "id": []})
+        row["sharp"].append([float(x / v[0]) if v[0] > 0 else np.nan for x in v[1:]])
+        if identity:
+            from faceforge import identity as ident
+            vecs = ident.embed_many([frontal] + images)
+            row["id"].append([float(ident.distance(vecs[0], x)) for x in vecs[1:]])
+    buckets = {}
+    for bucket in sorted(per_bucket):
+        r = per_bucket[bucket]
+        sharp, ids = np.asarray(r["sharp"]), np.asarray(r["id"]) if r["id"] else None
+        buckets[bucket] = {"n": len(sharp), **{name: {
+            "sharpness_vs_frontal": summarize(sharp[:, k]),
+            **({"id_to_frontal": round(float(ids[:, k].mean()), 4),
+                "same_person": round(float((ids[:, k] < 0.6).mean()), 4)} if ids is not None else {})}
+            for k, name in enumerate(names)}}
+    return {"pairs": len(pairs), "faces": len(keep), "frontalized": sum(b["n"] for b in buckets.values()),
+            "refused": refused, "no_face": no_face, "variants": names, "buckets": buckets}
+
+
+def _pipeline_pair_lines(doc: dict[str, Any]) -> list[str]:
+    pp = doc.get("pipeline_pairs")
+    if not pp:
+        return []
+    names = pp["variants"]
+    lines = [f"### The whole pipeline on held-out profiles, before and after ({pp['faces']} faces, {pp['pairs']} pairs)", "",
+             f"Each rendered profile frontalized as a photo ({pp['frontalized']} frontalized, {pp['refused']} refused "
+             f"as beyond the range, {pp['no_face']} without a face found or read by Face Mesh); identity = mean dlib distance to the "
+             "true frontal (same person: share < 0.6); sharpness = median ratio to the true frontal in the face "
+             "ellipse, all at the frontal's side.", "",
+             "| yaw bucket | pairs | " + " | ".join(f"id {n}" for n in names) + " | "
+             + " | ".join(f"sharpness {n}" for n in names) + " |",
+             "|---|---:|" + "---:|" * (2 * len(names))]
+    for bucket, r in pp["buckets"].items():
+        ids = [f"{r[n]['id_to_frontal']:.3f} ({100 * r[n]['same_person']:.0f} %)" if "id_to_frontal" in r[n] else "-"
+               for n in names]
+        sharp = [f"{r[n]['sharpness_vs_frontal']['median']:.2f}" for n in names]
+        lines.append(f"| {bucket} | {r['n']} | " + " | ".join(ids) + " | " + " | ".join(sharp) + " |")
+    lines.append("")
+    return lines
+
+
 def frontal_reference(frontalizer: Any, folder: Path, n: int, max_yaw: float = 10.0) -> np.ndarray:
     """Up to ``n`` real near-frontal faces (Face Mesh ``|yaw| < max_yaw``) of the images in ``folder``
     (sorted by name; the largest face of each), cut by the frontalizer's own pose-tolerant crop and
@@ -345,6 +444,7 @@ def markdown(doc: dict[str, Any]) -> str:
         lines += ["Held-out synthesized pairs: not measured in this run (no pose-pair cache given).", ""]
     else:
         lines += _pair_lines(doc)
+    lines += _pipeline_pair_lines(doc)
     lines += _photo_lines(doc)
     return "\n".join(lines)
 
@@ -441,7 +541,7 @@ def run(weights: str = "default", pairs: Path | None = Path("cache/pose_pairs"),
         out_dir: Path = RESULTS_DIR, figures: Path = FIGURES_DIR, name: str = DEFAULT_NAME,
         identity: bool | None = None, real_frontal: Path | None = None, real_limit: int = 250,
         output_size: str | int = "face", restore: Sequence[str] = ("classical",), tile: int = 256,
-        large_px: int = 200) -> dict[str, Any]:
+        large_px: int = 200, pipeline_faces: int = 0) -> dict[str, Any]:
     """Measure, write the results and figures, return the results document.
 
     Args:
@@ -450,6 +550,7 @@ def run(weights: str = "default", pairs: Path | None = Path("cache/pose_pairs"),
         restore: restorers run on the after variant (``"none"`` entries are dropped).
         tile: grid tile side, px.
         large_px: the faces at least this large in their photo get their own summary.
+        pipeline_faces: with ``pairs``, run :func:`pipeline_pairs` on this many held-out faces (0: not).
         pairs: pose-pair cache (``None``: skip the held-out pair tables).
         real_frontal: folder of real face photos whose near-frontal faces are the realism reference for
             the photo outputs (``None``: no realism figure).
@@ -497,6 +598,9 @@ def run(weights: str = "default", pairs: Path | None = Path("cache/pose_pairs"),
         doc["pairs"] = {"cache": str(pairs), "test_pairs": len(subset),
                         "test_faces": len({p["face"] for p in subset.pairs})}
         save_image(figures / f"{name}_pairs.png", pair_grid(fz, subset, grid_faces))
+        if pipeline_faces:
+            doc["pipeline_pairs"] = {"cache": str(pairs), **pipeline_pairs(
+                fz, dataset, pipeline_faces, output_size, photo_identity)}
     doc["seconds"] = round(time.perf_counter() - t0, 1)
     if photos:
         quality: list[dict] = []
@@ -580,9 +684,13 @@ class _Limited:
               help="Restorers run on the new variant, each its own row (repeatable; none: no such row).")
 @click.option("--tile", type=click.IntRange(32, 1024), default=256, show_default=True,
               help="Side of the photo grid's tiles, px.")
+@click.option("--pipeline-faces", type=click.IntRange(0), default=0, show_default=True,
+              help="Also run the whole pipeline (before and after) on the rendered profiles of this many held-out "
+                   "faces of --pairs and compare with the true frontals (0: not).")
 def main(weights: str, pairs: Path, limit: int | None, photos: tuple[Path, ...], min_yaw: float, grid_faces: int,
          photo_faces: int, no_identity: bool, out_dir: Path, figures: Path, name: str, no_pairs: bool,
-         real_frontal: Path | None, real_limit: int, output_size: str, restore: tuple[str, ...], tile: int) -> None:
+         real_frontal: Path | None, real_limit: int, output_size: str, restore: tuple[str, ...], tile: int,
+         pipeline_faces: int) -> None:
     """PSNR/SSIM and dlib identity per yaw bucket on held-out pose pairs; on real photos the yaw list, a
     grid, sharpness ratios, grayscale chroma and a realism distance beside real-vs-real."""
     from faceforge.errors import FaceforgeError
@@ -592,7 +700,7 @@ def main(weights: str, pairs: Path, limit: int | None, photos: tuple[Path, ...],
         doc = run(weights, None if no_pairs else pairs, limit, photos, min_yaw, grid_faces, photo_faces, out_dir,
                   figures, name, identity=False if no_identity else None, real_frontal=real_frontal,
                   real_limit=real_limit, output_size=parse_output_size(output_size, "--output-size"),
-                  restore=restore, tile=tile)
+                  restore=restore, tile=tile, pipeline_faces=pipeline_faces)
     except (FileNotFoundError, ValueError, FaceforgeError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(markdown(doc))

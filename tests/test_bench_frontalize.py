@@ -31,8 +31,11 @@ def test_pairs_table_and_grid(tmp_path, generator, tiny_pose_pairs):
     from benchmarks.frontalize_quality import markdown, run
 
     cache = tiny_pose_pairs(tmp_path / "pairs", n_faces=3)
-    doc = run(str(generator), cache, out_dir=tmp_path / "out", figures=tmp_path / "fig", identity=False)
+    doc = run(str(generator), cache, out_dir=tmp_path / "out", figures=tmp_path / "fig", identity=False,
+              pipeline_faces=1)
     assert doc["pairs"] == {"cache": str(cache), "test_pairs": 4, "test_faces": 1}
+    pp = doc["pipeline_pairs"]  # the whole pipeline on the (noise) profiles: every pair accounted for
+    assert pp["pairs"] == 4 and pp["frontalized"] + pp["refused"] + pp["no_face"] == 4
     assert set(doc["metrics"]) == {"15-30", "30-45", "45-60", "60-75", "all"}
     assert all(r["n"] == 1 for k, r in doc["metrics"].items() if k != "all")
     # the input's PSNR against the frontal is recomputed independently here
@@ -44,6 +47,7 @@ def test_pairs_table_and_grid(tmp_path, generator, tiny_pose_pairs):
     assert json.loads((tmp_path / "out" / "frontalize_quality.json").read_text())["metrics"] == doc["metrics"]
     md = (tmp_path / "out" / "frontalize_quality.md").read_text()
     assert md == markdown(doc) and "| 60-75 | 1 |" in md and "id profile" in md
+    assert "The whole pipeline on held-out profiles" in md
     grid = load_image(tmp_path / "fig" / "frontalize_quality_pairs.png")
     assert grid.shape == (32, 13 * 32, 3)  # one face: 4 x (profile, input, output) + frontal
 

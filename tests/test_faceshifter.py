@@ -460,6 +460,46 @@ def test_cli_swap_method_aeinet(tmp_path, astronaut_rgb):
     assert len(bad.output.strip().splitlines()) == 1
 
 
+
+def test_shipped_weights_swap_a_face_toward_the_source(astronaut_rgb, data_dir):
+    """The shipped AEI-Net (card faceshifter.utkface64) through the real loader and dlib's identity: a shared
+    portrait's identity onto the astronaut moves the face's embedding toward the source, and only the face
+    region changes."""
+    from faceforge.faces.align import align_face
+    from faceforge.faceshifter import DEFAULT_CARD, FaceShifterSwapper
+    from faceforge.identity import embed
+    from faceforge.imaging import load_image
+    from faceforge.models import cards
+
+    card = cards.get_card(DEFAULT_CARD)
+    if not card.available:
+        pytest.skip(f"{card.file} is neither shipped nor installed")
+    portrait = data_dir / "photos" / "portraits" / "obama.jpg"
+    if not portrait.is_file():
+        pytest.skip(f"shared portrait {portrait} not found")
+    identity = _dlib_identity_or_skip()
+    sw = FaceShifterSwapper("default", identity=identity)
+    assert sw.crop_size == 64 and sw.meta.get("storage_dtype") == "float16" and sw.identity.dim == 128
+    source = load_image(portrait)
+    run = sw.swap(source, astronaut_rgb, faces="largest")
+    assert run.image.shape == astronaut_rgb.shape and len(run.jobs) == 1
+
+    def emb(rgb, face):
+        return embed(align_face(rgb, face, 150, template="utkface").image)
+
+    face = run.found[run.chosen[0]]
+    e_src = emb(source, sw.detector.detect(source)[0])
+    before = float(np.linalg.norm(emb(astronaut_rgb, face) - e_src))
+    after = float(np.linalg.norm(emb(run.image, face) - e_src))
+    assert after < before - 0.05, (before, after)
+    x0, y0, x1, y1 = face.box
+    w, h = x1 - x0, y1 - y0
+    diff = np.abs(run.image.astype(int) - astronaut_rgb.astype(int)).sum(2)
+    far = np.ones_like(diff, bool)
+    far[max(0, int(y0 - 1.5 * h)):int(y1 + 1.5 * h), max(0, int(x0 - 1.5 * w)):int(x1 + 1.5 * w)] = False
+    assert diff[far].max() == 0
+
+
 def test_id_center_measures_the_cosine_about_the_mean_embedding(tmp_path, faces_dir, small_identity):
     from training.faceshifter import FaceShifterTrainer, mean_embedding, train
 

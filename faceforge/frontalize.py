@@ -133,7 +133,7 @@ __all__ = ["ENV_VAR", "CARD", "default_weights_path", "INPUT_MODES", "BOX_CENTRE
            "YAW_CALIBRATION", "PROFILE_KEYPOINT_RATIO", "calibrate_yaw", "keypoint_profile_ratio", "resolve_weights", "load_generator", "face_roll", "pose_tolerant_matrix", "rerender_frontal",
            "FrontalizedFace", "FrontalizationResult", "Frontalizer", "RESTORE_METHODS", "restore_frontal",
            "OUTPUT_SIZES", "MIN_OUTPUT_SIDE", "MAX_OUTPUT_SIDE", "DETAIL_SIGMA", "VISIBILITY_FEATHER",
-           "VISIBILITY_STRETCH", "parse_output_size", "rerender_visibility", "compose_frontal"]
+           "VISIBILITY_STRETCH", "VISIBILITY_DEPTH_TOLERANCE", "parse_output_size", "rerender_visibility", "compose_frontal"]
 
 ENV_VAR = "FACEFORGE_FRONTALIZE_WEIGHTS"
 """Environment variable naming the frontalization weights (read by the CLI and the server config)."""
@@ -504,17 +504,20 @@ def rerender_visibility(points: np.ndarray, yaw: float, size: int, margin: float
 
     :func:`rerender_frontal` has no visibility test (as the training inputs), so a part of the face that the
     turned head hid (the far cheek, the far side of the nose) takes the colours of what covered it. This
-    mask tells those pixels apart, per triangle of the same scene (:func:`_rerender_scene`): a triangle is
-    *seen* when it faces the camera at ``yaw`` (its projected orientation does not flip, as
-    :func:`~faceforge.faces.rotate.render_yaw` tests) and at least half of its source pixels are its own in
-    a painter's z-buffer of the turned scene (triangles drawn back to front by their depth at ``yaw`` into a
-    triangle-id map, as :func:`~faceforge.faces.rotate.render_yaw` draws), counted over the source points
-    of its frontal pixels (a point outside the crop is not seen); its weight is 1 when seen, times
-    a ramp on its source-to-frontal area ratio (:data:`VISIBILITY_STRETCH`; background triangles, which
-    stretch by design, are exempt), 0 otherwise. The weights are
-    painted at the triangles' frontal places in the rerender's draw order (pixels no triangle covers, which
-    the rerender inpaints, get 0), eroded and blurred by ``feather * size``. Occlusion by the z-buffer is
-    Rotate-and-Render's visibility (Zhou et al., CVPR 2020, sec. 3.2) at triangle granularity.
+    mask tells those pixels apart, per triangle of the same scene (:func:`_rerender_scene`). Every
+    triangle is drawn at its place at ``yaw`` (the observed landmarks) into a triangle-id map, back to
+    front by its mean depth there (a painter's z-buffer, as :func:`~faceforge.faces.rotate.render_yaw`
+    draws; background first). Each frontal pixel of a triangle looks up its source point (the triangle's
+    affine map, as the rerender samples): it is *seen* when the triangle on top there is that triangle, or
+    one whose depth is within ``depth_tolerance`` face widths of it (Face Mesh folds where eyelids meet the
+    eye and the lips meet: no occlusion); a source point outside the crop is not seen. A triangle is seen
+    when most of its frontal pixels are; its weight is then a ramp on its source-to-frontal area ratio
+    (:data:`VISIBILITY_STRETCH`, absolute areas: a triangle seen nearly edge-on holds no detail; background
+    triangles, which stretch by design, are exempt), else 0. A back-facing triangle is hidden by the
+    surface in front of it unless that lies within the depth tolerance (a fold). The weights are painted at the triangles' frontal places
+    in the rerender's draw order (pixels no triangle covers, which the rerender inpaints, get 0), eroded
+    and blurred by ``feather * size``. The z-buffer test is the visibility Rotate-and-Render's renderer
+    applies (Zhou et al., CVPR 2020), here at triangle granularity.
 
     Args:
         points: float ``(468, 3)`` Face Mesh ``(x, y, z)`` in pixels of the ``size`` x ``size`` crop (as for
@@ -524,6 +527,7 @@ def rerender_visibility(points: np.ndarray, yaw: float, size: int, margin: float
         margin, pivot_depth: as for :func:`rerender_frontal`.
         feather: erosion radius and Gaussian sigma, fraction of ``size`` (>= 0; 0: a hard mask).
         stretch: ``(lo, hi)`` area ratios of the ramp, ``0 <= lo < hi``.
+        depth_tolerance: see :data:`VISIBILITY_DEPTH_TOLERANCE`.
 
     Returns:
         float32 ``(size, size)`` in [0, 1]: 1 where the rerender shows what the camera saw, 0 where it

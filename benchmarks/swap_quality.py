@@ -55,8 +55,9 @@ faces zoomed). They go to ``<figures>/<name>_portraits.png`` and ``<name>_groups
 ``benchmarks/results/figures/``, git-ignored: the photos are for test use only). With ``--aeinet`` the same
 grids are made with the AEI-Net (:class:`AEINetGridSwapper`: the source's largest face's identity vector, every
 chosen target face swapped and pasted back) as ``<name>_portraits_aeinet.png`` / ``<name>_groups_aeinet.png``,
-and ``<name>_portraits_compare.png`` interleaves the two portrait grids row by row (each source's classical row,
-then its AEI-Net row). Example::
+and ``<name>_portraits_compare.png`` interleaves the portrait grids row by row (each source's classical row,
+then its AEI-Net row, then with ``--aeinet-colour`` its AEI-Net row with the colour match,
+``FaceShifterSwapper(colour=True)``, which is also measured as a second AEI-Net row). Example::
 
     python -m benchmarks.swap_quality --n 500 --photos ../shared/data/photos
     faceforge bench swap-quality --n 100 --blends poisson
@@ -236,7 +237,11 @@ def _note_tile(side: int, lines: Sequence[str]) -> np.ndarray:
     return tile
 
 
-def portrait_grid(swapper: Any, folder: Path, side: int = 160, tag: str = "src") -> tuple[np.ndarray | None, list[dict]]:
+PORTRAIT_TILE = 160
+"""Tile side (px) of the portrait grids."""
+
+
+def portrait_grid(swapper: Any, folder: Path, side: int = PORTRAIT_TILE, tag: str = "src") -> tuple[np.ndarray | None, list[dict]]:
     """Rows: sources (:data:`GRID_SOURCES`), columns: targets (:data:`GRID_TARGETS`), zoomed on the
     largest target face; first row the targets, first column the sources (labelled ``tag``, name, yaw).
     Refusals are grey tiles. Every row is ``side`` px high."""
@@ -461,7 +466,8 @@ def markdown(doc: dict[str, Any]) -> str:
         refused = [r for r in ph.get("portraits", []) if not r["swapped"]]
         if refused:
             lines += ["Portrait pairs not swapped:", ""] + [f"- {r['source']} -> {r['target']}: {r['reason']}" for r in refused] + [""]
-        for key, label in (("groups", "classical"), ("groups_aeinet", "AEI-Net")):
+        for key, label in (("groups", "classical"), ("groups_aeinet", "AEI-Net"),
+                           ("groups_aeinet_colour", "AEI-Net + colour")):
             if not ph.get(key):
                 continue
             lines += [f"Groups ({label}), source {ph['group_source']}:", "",
@@ -477,13 +483,13 @@ def markdown(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def aeinet_method(swapper: Any, weights: Path) -> Callable[[dict, dict], tuple[np.ndarray, float]]:
+def aeinet_method(swapper: Any, weights: Path, colour: bool = False) -> Callable[[dict, dict], tuple[np.ndarray, float]]:
     """``(source item, target item) -> (swapped target, ms)`` for an AEI-Net checkpoint: the source's aligned
-    face's identity vector onto the target's face (alignment + generator + paste back timed)."""
+    face's identity vector onto the target's face (alignment + generator [+ colour match] + paste back timed)."""
     from faceforge.faces.align import align_face
     from faceforge.faceshifter import FaceShifterSwapper
 
-    sw = FaceShifterSwapper(weights, detector=swapper.detector)
+    sw = FaceShifterSwapper(weights, detector=swapper.detector, colour=colour)
 
     def run(src: dict, tgt: dict) -> tuple[np.ndarray, float]:
         z_id = sw.embed_crops([align_face(src["rgb"], src["face"], sw.crop_size, template=sw.face_template).image])
@@ -561,12 +567,12 @@ class AEINetGridSwapper:
     classical swap; nothing is refused.
     """
 
-    def __init__(self, classical: Any, weights: Path) -> None:
+    def __init__(self, classical: Any, weights: Path, colour: bool = False) -> None:
         from faceforge.faceshifter import FaceShifterSwapper
 
         self.classical = classical
         self.detector = classical.detector
-        self.aeinet = FaceShifterSwapper(weights, detector=classical.detector)
+        self.aeinet = FaceShifterSwapper(weights, detector=classical.detector, colour=colour)
 
     def prepare_source(self, rgb: np.ndarray) -> Any:
         from types import SimpleNamespace
@@ -614,11 +620,14 @@ def _pair_grid(sources: list[dict], targets: list[dict], outs: list[np.ndarray],
 def run(data: Path, n: int = 500, seed: int = 0, blends: Sequence[str] = ("poisson", "laplacian", "feather"),
         min_age: int = 18, photos: Path | None = None, out_dir: Path = RESULTS_DIR, figures: Path = FIGURES_DIR,
         name: str = DEFAULT_NAME, turned: int = 100, aeinet: Path | None = None,
-        held_out: bool = False, threads: int | None = 1, robust_id: bool = True) -> dict[str, Any]:
+        held_out: bool = False, threads: int | None = 1, robust_id: bool = True,
+        aeinet_colour: bool = False) -> dict[str, Any]:
     """Measure, write the results and figures, return the results document.
 
     ``aeinet``: also measure this AEI-Net checkpoint (and make its real-photo grids); ``held_out``: draw only
     faces of the CRC hold-out; ``robust_id``: the ID retrieval after :data:`ROBUST_TRANSFORMS` too;
+    ``aeinet_colour``: also the AEI-Net with its colour match (``FaceShifterSwapper(colour=True)``), a second row
+    and second grids (``_colour`` suffix);
     ``threads``: PyTorch CPU threads (``None``: torch's default; on a shared 2-core machine its default
     oversubscribes and made the AEI-Net rows 10x slower).
 
@@ -668,7 +677,10 @@ def run(data: Path, n: int = 500, seed: int = 0, blends: Sequence[str] = ("poiss
     grid_method = f"classical {DEFAULT_BLEND if DEFAULT_BLEND in blends else blends[0]}"
     runs = [(f"classical {blend}", classical_method(swapper, blend)) for blend in blends]
     if aeinet is not None:
-        runs.append((f"AEI-Net {Path(aeinet).parent.name}/{Path(aeinet).name}", aeinet_method(swapper, Path(aeinet))))
+        label = f"AEI-Net {Path(aeinet).parent.name}/{Path(aeinet).name}"
+        runs.append((label, aeinet_method(swapper, Path(aeinet))))
+        if aeinet_colour:
+            runs.append((label + " + colour", aeinet_method(swapper, Path(aeinet), colour=True)))
     for method, fn in runs:
         outs, ms = [], []
         for s, t in tqdm(list(zip(sources, targets)), desc=f"swap {method}", leave=False):
@@ -685,7 +697,8 @@ def run(data: Path, n: int = 500, seed: int = 0, blends: Sequence[str] = ("poiss
         if method.startswith("AEI-Net"):
             figures_dir = Path(figures)
             figures_dir.mkdir(parents=True, exist_ok=True)
-            save_image(figures_dir / f"{name}_utkface_aeinet.png", _pair_grid(sources, targets, outs, gaps))
+            suffix = "_colour" if method.endswith("+ colour") else ""
+            save_image(figures_dir / f"{name}_utkface_aeinet{suffix}.png", _pair_grid(sources, targets, outs, gaps))
         buckets[method] = {
             f"{lo}-{hi}": (summarize(m["embedding"], emb_src, emb_tgt, m["pose"], m["expression"], idx) if len(idx)
                            else {"n": 0})
@@ -740,28 +753,28 @@ def run(data: Path, n: int = 500, seed: int = 0, blends: Sequence[str] = ("poiss
                 ph["figures"].append(f"{name}_groups.png")
             ph["groups"], ph["group_source"] = notes, src_path.name
         if aeinet is not None:
-            ae = AEINetGridSwapper(swapper, Path(aeinet))
-            grid_ae, notes = portrait_grid(ae, photos / "portraits", tag="AEI")
-            if grid_ae is not None:
-                save_image(figures_dir / f"{name}_portraits_aeinet.png", grid_ae)
-                ph["figures"].append(f"{name}_portraits_aeinet.png")
-                ph["portraits_aeinet"] = notes
-                if (figures_dir / f"{name}_portraits.png").is_file() and ph.get("portraits") is not None:
-                    classical_grid = load_image(figures_dir / f"{name}_portraits.png")
-                    side = classical_grid.shape[0] // (1 + len(GRID_SOURCES))
-                    if classical_grid.shape == grid_ae.shape and classical_grid.shape[0] % side == 0:
-                        rows = [classical_grid[:side]]
-                        for k in range(side, classical_grid.shape[0], side):
-                            rows += [classical_grid[k:k + side], grid_ae[k:k + side],
-                                     np.zeros((4, grid_ae.shape[1], 3), np.uint8)]
-                        save_image(figures_dir / f"{name}_portraits_compare.png", np.concatenate(rows, axis=0))
-                        ph["figures"].append(f"{name}_portraits_compare.png")
-            if (photos / "groups").is_dir() and src_path.is_file():
-                grid_g, notes = group_grid(ae, load_image(src_path), photos / "groups")
-                if grid_g is not None:
-                    save_image(figures_dir / f"{name}_groups_aeinet.png", grid_g)
-                    ph["figures"].append(f"{name}_groups_aeinet.png")
-                ph["groups_aeinet"] = notes
+            compare = [load_image(figures_dir / f"{name}_portraits.png")] if ph.get("portraits") is not None else []
+            for suffix, colour in [("", False)] + ([("_colour", True)] if aeinet_colour else []):
+                ae = AEINetGridSwapper(swapper, Path(aeinet), colour=colour)
+                grid_ae, notes = portrait_grid(ae, photos / "portraits", tag="AEI+c" if colour else "AEI")
+                if grid_ae is not None:
+                    save_image(figures_dir / f"{name}_portraits_aeinet{suffix}.png", grid_ae)
+                    ph["figures"].append(f"{name}_portraits_aeinet{suffix}.png")
+                    ph[f"portraits_aeinet{suffix}"] = notes
+                    compare.append(grid_ae)
+                if (photos / "groups").is_dir() and src_path.is_file():
+                    grid_g, notes = group_grid(ae, load_image(src_path), photos / "groups")
+                    if grid_g is not None:
+                        save_image(figures_dir / f"{name}_groups_aeinet{suffix}.png", grid_g)
+                        ph["figures"].append(f"{name}_groups_aeinet{suffix}.png")
+                    ph[f"groups_aeinet{suffix}"] = notes
+            side = PORTRAIT_TILE
+            if len(compare) > 1 and all(g.shape == compare[0].shape for g in compare):
+                rows = [compare[0][:side]]
+                for k in range(side, compare[0].shape[0], side):
+                    rows += [g[k:k + side] for g in compare] + [np.zeros((4, compare[0].shape[1], 3), np.uint8)]
+                save_image(figures_dir / f"{name}_portraits_compare.png", np.concatenate(rows, axis=0))
+                ph["figures"].append(f"{name}_portraits_compare.png")
         doc["photos"] = ph
     write_results(doc, out_dir, name, markdown)
     return doc
@@ -788,11 +801,13 @@ def run(data: Path, n: int = 500, seed: int = 0, blends: Sequence[str] = ("poiss
               help="Also measure this AEI-Net checkpoint (G.pt of faceforge train faceshifter); use with --held-out.")
 @click.option("--held-out", is_flag=True, help="Draw only faces of the CRC-32 hold-out (never trained on).")
 @click.option("--threads", type=click.IntRange(1), default=1, show_default=True, help="PyTorch CPU threads.")
+@click.option("--aeinet-colour", is_flag=True,
+              help="Also measure the AEI-Net with its colour match (FaceShifterSwapper(colour=True)): a second row.")
 @click.option("--robust-id/--no-robust-id", default=True, show_default=True,
               help="Also the ID retrieval after a flip, JPEG 80, half-size and a 1 px blur (adversarial-texture check).")
 def main(data: Path | None, n: int, seed: int, blends: str, min_age: int, turned: int, photos: Path | None,
          out_dir: Path, figures: Path, name: str, aeinet: Path | None, held_out: bool, threads: int,
-         robust_id: bool) -> None:
+         robust_id: bool, aeinet_colour: bool) -> None:
     """ID retrieval, identity distances, pose and expression errors of face swaps on UTKFace pairs; real-photo grids."""
     import os
 
@@ -804,7 +819,7 @@ def main(data: Path | None, n: int, seed: int, blends: str, min_age: int, turned
     try:
         doc = run(data, n, seed, [b.strip() for b in blends.split(",") if b.strip()], min_age, photos, out_dir,
                   figures, name, turned=turned, aeinet=aeinet, held_out=held_out, threads=threads,
-                  robust_id=robust_id)
+                  robust_id=robust_id, aeinet_colour=aeinet_colour)
     except (FileNotFoundError, ValueError, FaceforgeError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(markdown(doc))

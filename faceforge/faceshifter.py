@@ -6,7 +6,10 @@ largest face, cut the way the trainer cuts it (:class:`IdentityEncoder`: the ``u
 target face is aligned on the same template at the generator's side, swapped by
 :class:`~faceforge.models.faceshifter.AEINet` (Li et al. 2019, arXiv:1912.13457) and pasted back with the
 pipeline's feathered inverse warp (:class:`~faceforge.pipelines.FacePipeline`). HEAR-Net (the paper's occlusion
-repair) and any colour or blending step are not applied: what AEI-Net renders is what is pasted.
+repair) is not applied. ``colour=True`` (not in the paper) matches each rendered crop's CIE Lab statistics to the
+target crop's inside the face ellipse (:func:`faceforge.swap.reinhard_transfer`, the classical swap's transfer: a
+grey target gives a grey face), against the colour casts of the small CPU-trained weights; otherwise what AEI-Net
+renders is what is pasted.
 
 Weights: a faceforge ``faceshifter`` checkpoint from ``faceforge train faceshifter`` (``G.pt``), or ``"default"``:
 the model card ``faceshifter.utkface64`` (:data:`DEFAULT_CARD`; ``$FACEFORGE_FACESHIFTER_WEIGHTS`` overrides it), a
@@ -77,6 +80,13 @@ class IdentityEncoder(nn.Module):
         return cls(load_dlib_resnet(device=device))
 
 
+def face_ellipse(side: int) -> np.ndarray:
+    """bool ``(side, side)`` mask of the face (cheeks, eyes, nose, mouth) in a ``utkface``-aligned crop: an ellipse
+    centred at (0.5, 0.56) of the side with half-axes 0.30 and 0.36 (the template's eyes at y 0.29, mouth at 0.72)."""
+    y, x = np.mgrid[0:side, 0:side].astype(np.float32) + 0.5
+    return ((x / side - 0.5) / 0.30) ** 2 + ((y / side - 0.56) / 0.36) ** 2 <= 1.0
+
+
 def _to_tensor(crops: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
 
@@ -97,6 +107,7 @@ class FaceShifterSwapper(FacePipeline):
         detector: a face detector to reuse; default ``FaceDetector()`` (built on first use).
         device: torch device.
         feather: paste-back ramp width, fraction of the crop side, in [0, 0.5].
+        colour: match each output crop's Lab colour statistics to its target crop (see the module docstring).
 
     Raises:
         WeightsNotFoundError: ``weights`` does not exist, or ``"default"`` and no weights are shipped or installed.
@@ -115,7 +126,7 @@ class FaceShifterSwapper(FacePipeline):
     pastes = True
 
     def __init__(self, weights: str | Path = "default", identity: IdentityEncoder | None = None, detector: Any = None,
-                 device: str | torch.device = "cpu", feather: float = 0.1) -> None:
+                 device: str | torch.device = "cpu", feather: float = 0.1, colour: bool = False) -> None:
         from faceforge.models import cards, create_model
         from faceforge.models.faceshifter import check_identity_dim
 
@@ -132,6 +143,7 @@ class FaceShifterSwapper(FacePipeline):
         check_identity_dim(self.model, self.identity.dim, "the identity network")
         self.crop_size = int(self.model.size)
         self.feather = float(feather)
+        self.colour = bool(colour)
         self.meta = getattr(self.model, "faceforge_meta", {})
         self._detector = detector
 
@@ -184,7 +196,13 @@ class FaceShifterSwapper(FacePipeline):
         """The model step of :meth:`run`: :meth:`swap_crops` with the source's ``z_id`` (required)."""
         if z_id is None:
             raise ValueError("run needs z_id= (the source identity; see source_identity), or call swap()")
-        return self.swap_crops(inputs, z_id)
+        out = self.swap_crops(inputs, z_id)
+        if self.colour:
+            from faceforge.swap import reinhard_transfer
+
+            mask = face_ellipse(self.crop_size)
+            out = np.stack([reinhard_transfer(o, np.asarray(t), mask) for o, t in zip(out, inputs)])
+        return out
 
     def swap(self, source: np.ndarray, target: np.ndarray, faces: str | Sequence[int] = "all",
              source_face: str | int = "largest", max_faces: int | None = None) -> PipelineRun:

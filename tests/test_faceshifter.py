@@ -420,6 +420,27 @@ def test_whole_photo_swap_refusals(tmp_path, small_generator, small_identity):
 
 
 
+
+def test_colour_match_makes_a_grey_target_grey(astronaut_rgb, small_generator, small_identity):
+    """``colour=True``: the rendered crop takes the target crop's Lab statistics, so a grey photo stays grey
+    (random weights render colour noise; without the match it is pasted as it is)."""
+    from faceforge.faceshifter import FaceShifterSwapper, face_ellipse
+
+    grey = np.repeat(np.asarray(astronaut_rgb).mean(2, keepdims=True), 3, 2).astype(np.uint8)
+    source = np.ascontiguousarray(astronaut_rgb[:, ::-1])
+
+    def chroma(sw):
+        run = sw.swap(source, grey)
+        crop = run.jobs[0].output.astype(int)
+        return float((crop.max(2) - crop.min(2))[face_ellipse(64)].mean())
+
+    plain = chroma(FaceShifterSwapper(small_generator, identity=small_identity))
+    matched = chroma(FaceShifterSwapper(small_generator, identity=small_identity, colour=True))
+    assert plain > 3 and matched < 1.5, (plain, matched)
+    mask = face_ellipse(64)
+    assert mask.shape == (64, 64) and 0.25 < mask.mean() < 0.4 and not mask[0].any() and mask[36, 32]
+
+
 def _dlib_identity_or_skip():
     from faceforge.errors import FaceforgeError
     from faceforge.faceshifter import IdentityEncoder

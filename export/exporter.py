@@ -263,9 +263,10 @@ def run_export(model: str = "mini_xception", formats: Iterable[ExportFormat] = (
                 equalized = fmt.needs_calibration and int8_job is not job
                 outcome.artifact = fmt.backend(int8_job if equalized else job, tmp / fmt.relpath(model))
                 if equalized:
-                    outcome.artifact.notes.append(
+                    outcome.artifact.notes.append(getattr(  # the re-parameterization's own note, if it has one
+                        int8_job.model, "int8_note",
                         "exported from the model's int8 re-parameterization (BatchNorm folded, ReLU channels "
-                        "rescaled to equal ranges on the calibration inputs; same float function)")
+                        "rescaled to equal ranges on the calibration inputs; same float function)"))
                 outcome.bytes = outcome.artifact.path.stat().st_size
                 override = (bounds or {}).get(fmt.name)
                 if override is not None and override != fmt.bounds:

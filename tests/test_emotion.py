@@ -206,3 +206,30 @@ def test_class_probabilities_flip_tta_is_the_mean_over_the_mirror_and_checks_sha
         class_probabilities(logits_of, faces[0])
     with pytest.raises(ValueError, match="logits"):
         class_probabilities(lambda b: torch.zeros(len(b)), faces)
+
+
+# --------------------------------------------------------------------------- int8 re-parameterization
+def test_linear_head_reparameterization_is_the_same_function_centred():
+    from faceforge.models import create_model
+    from faceforge.models.mini_xception import LinearHeadMiniXception
+
+    torch.manual_seed(0)
+    net = create_model("mini_xception").eval()
+    with torch.no_grad():  # non-trivial BatchNorm statistics and classifier bias
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5), m.running_var.uniform_(0.5, 2.0)
+        net.classifier.bias.uniform_(-1, 1)
+    x = torch.rand(8, 1, 48, 48) * 2 - 1
+    head = net.equalized(np.zeros((2, 1, 48, 48), np.float32))
+    assert isinstance(head, LinearHeadMiniXception) and not head.training
+    assert head.fc.in_features == 128 * 3 * 3 and head.int8_note
+    with torch.no_grad():
+        ref, out = net(x), head(x)
+    centred = ref - ref.mean(1, keepdim=True)
+    assert torch.allclose(out, centred, atol=1e-5), float((out - centred).abs().max())
+    assert torch.equal(out.argmax(1), ref.argmax(1))
+    assert float(head.fc.weight.mean(0).abs().max()) < 1e-6 and abs(float(head.fc.bias.mean())) < 1e-6
+    assert head.stem[0].weight is not net.stem[0].weight  # a copy: the trained model is left alone
+    with pytest.raises(ValueError, match="too small"):
+        LinearHeadMiniXception(net, (12, 12))

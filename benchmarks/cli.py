@@ -54,16 +54,18 @@ def emotion_latency(assets: Path | None, repeats: int, threads: str, out_dir: Pa
 @bench.command("emotion-accuracy")
 @click.option("--weights", default="default", show_default=True, help="'default' or a mini_xception checkpoint.")
 @click.option("--no-peer", is_flag=True, help="Skip the published peer (needs fer + tf_keras).")
+@click.option("--peer-from", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="Reuse the peer's report from an earlier emotion_accuracy.json instead of running it.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=RESULTS_DIR,
               show_default=True)
-def emotion_accuracy(weights: str, no_peer: bool, out_dir: Path) -> None:
+def emotion_accuracy(weights: str, no_peer: bool, peer_from: Path | None, out_dir: Path) -> None:
     """FER2013 test accuracy, overall and per class, ours vs the original mini-Xception (fer package)."""
     from benchmarks.emotion_accuracy import run
     from faceforge.errors import FaceforgeError
 
     try:
-        run(weights=weights, out_dir=out_dir, with_peer=not no_peer)
-    except (FaceforgeError, FileNotFoundError) as exc:
+        run(weights=weights, out_dir=out_dir, with_peer=not no_peer, peer_from=peer_from)
+    except (FaceforgeError, FileNotFoundError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
 
 

@@ -98,8 +98,14 @@ def plot_confusions(reports: dict[str, dict], path: Path) -> None:
     plt.close(fig)
 
 
-def run(weights: str | Path = "default", out_dir: Path = RESULTS_DIR, with_peer: bool = True) -> dict:
+def run(weights: str | Path = "default", out_dir: Path = RESULTS_DIR, with_peer: bool = True,
+        peer_from: Path | None = None) -> dict:
     """Evaluate both models on the whole FER2013 test split and write the results files.
+
+    Args:
+        peer_from: instead of running the peer (which needs ``fer`` and ``tf_keras``), reuse its report
+            from an earlier ``emotion_accuracy.json`` of this benchmark (the peer's weights are fixed and
+            the test split is the same, so its figures do not change); the column says so.
 
     Returns:
         ``{"ours": report, "peer": report}`` (see :func:`training.emotion.classification_report`).
@@ -116,7 +122,13 @@ def run(weights: str | Path = "default", out_dir: Path = RESULTS_DIR, with_peer:
     reports = {"faceforge mini-Xception (48x48)": classification_report(labels, probs.argmax(1))}
     flipped, _ = ours_probabilities(images, weights, flip_tta=True)
     reports["same, test-time flip (2 passes)"] = classification_report(labels, flipped.argmax(1))
-    if with_peer:
+    if peer_from is not None:
+        earlier = json.loads(Path(peer_from).read_text())["reports"]
+        name = next((k for k in earlier if k.startswith("peer: fer mini-Xception (64x64)")), None)
+        if name is None or earlier[name]["n"] != len(labels):
+            raise ValueError(f"{peer_from} holds no peer report on these {len(labels)} FER2013 test faces")
+        reports["peer: fer mini-Xception (64x64), earlier run"] = earlier[name]
+    elif with_peer:
         reports["peer: fer mini-Xception (64x64)"] = classification_report(labels, peer_probabilities(images).argmax(1))
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "emotion_accuracy.json").write_text(json.dumps({"weights_meta": {k: meta.get(k) for k in (

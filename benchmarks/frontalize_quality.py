@@ -595,11 +595,11 @@ def run(weights: str = "default", pairs: Path | None = Path("cache/pose_pairs"),
         dataset = PosePairDataset(pairs, "test", fz.input_mode, fz.size, fz.size, augment=False)
         subset = dataset if limit is None else _Limited(dataset, limit)
         doc["metrics"] = evaluate(fz.generator, subset, torch.device("cpu"), identity=identity)
-        doc["pairs"] = {"cache": str(pairs), "test_pairs": len(subset),
+        doc["pairs"] = {"cache": display_path(pairs), "test_pairs": len(subset),
                         "test_faces": len({p["face"] for p in subset.pairs})}
         save_image(figures / f"{name}_pairs.png", pair_grid(fz, subset, grid_faces))
         if pipeline_faces:
-            doc["pipeline_pairs"] = {"cache": str(pairs), **pipeline_pairs(
+            doc["pipeline_pairs"] = {"cache": display_path(pairs), **pipeline_pairs(
                 fz, dataset, pipeline_faces, output_size, photo_identity)}
     doc["seconds"] = round(time.perf_counter() - t0, 1)
     if photos:

@@ -471,7 +471,7 @@ def test_cli_swap_method_aeinet(tmp_path, astronaut_rgb):
                                        "-o", str(out), "--json"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.output[result.output.index("{"):])
-    assert doc["method"]["name"] == "aeinet" and doc["method"]["size"] == 64 and doc["method"]["colour"] is True
+    assert doc["method"]["name"] == "aeinet" and doc["method"]["size"] == 64 and doc["method"]["colour"] is False
     assert [f["swapped"] for f in doc["faces"]] == [True]
     img = load_image(out)
     assert img.shape == astronaut_rgb.shape and np.abs(img.astype(int) - astronaut_rgb.astype(int)).max() > 0

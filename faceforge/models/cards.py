@@ -178,7 +178,7 @@ CARDS: dict[str, ModelCard] = {c.name: c for c in (
     ModelCard("gpen.utkface64", "gpen", "restore", "gpen_restore.pt", shipped=False, input_size=64,
               template="utkface", data_terms=UTKFACE_TERMS, env="FACEFORGE_GPEN_WEIGHTS",
               train_command="faceforge train gpen --size 64 (then --weights RUN/G_ema.pt)"),
-    ModelCard("faceshifter.utkface64", "faceshifter", "swap", "faceshifter_aeinet64_w025_utkface.pt", shipped=False,
+    ModelCard("faceshifter.utkface64", "faceshifter", "swap", "faceshifter_aeinet64_w025_utkface.pt",
               input_size=64, template="utkface", data_terms=UTKFACE_TERMS, env="FACEFORGE_FACESHIFTER_WEIGHTS",
               train_command="faceforge train faceshifter --size 64 --id-center --lambda-id 10 (the provenance JSON "
                             "has the whole chain)"),

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from faceforge.emotion import EmotionRecognizer
     from faceforge.faces.detect import FaceDetector
     from faceforge.faces.landmarks import FaceMesh
+    from faceforge.faceshifter import FaceShifterSwapper
     from faceforge.frontalize import Frontalizer
     from faceforge.models.stylegan2 import StyleGAN2Generator
     from faceforge.translate import FaceTranslator
@@ -52,6 +53,9 @@ class ModelHub:
         self._face_mesh: FaceMesh | None = None
         self._translators: dict[str, FaceTranslator] = {}
         self._frontalizer: Frontalizer | None = None
+        self._faceshifter: FaceShifterSwapper | None = None
+        self.faceshifter_lock = threading.Lock()
+        """Held around each AEI-Net swap (one swap at a time through the shared swapper)."""
 
     def detector(self) -> FaceDetector:
         """The shared BlazeFace detector, built on first use.
@@ -212,6 +216,22 @@ class ModelHub:
                                        model="stylegan2")
         return path
 
+    def faceshifter(self) -> "FaceShifterSwapper":
+        """The shared FaceShifter AEI-Net swapper (the shipped ``faceshifter.utkface64`` weights, or
+        ``$FACEFORGE_FACESHIFTER_WEIGHTS``), with the shared detector, built on first use. Swap through it
+        while holding :attr:`faceshifter_lock`.
+
+        Raises:
+            WeightsNotFoundError: no AEI-Net weights are installed (503).
+            CheckpointError: the configured file is not an AEI-Net checkpoint.
+        """
+        if self._faceshifter is None:
+            with self._lock:
+                if self._faceshifter is None:
+                    from faceforge.faceshifter import FaceShifterSwapper
+                    self._faceshifter = FaceShifterSwapper(detector=self.detector())
+        return self._faceshifter
+
     def face_mesh(self) -> "FaceMesh":
         """The shared MediaPipe Face Mesh landmarker (uses the shared detector), built on first use.
 
@@ -270,7 +290,8 @@ class ModelHub:
     def loaded(self) -> dict[str, bool]:
         return {"detector": self._detector is not None, "mini_xception": self._emotion is not None,
                 **{f"translate:{t}": True for t in self._translators},
-                **({"frontalize": True} if self._frontalizer is not None else {})}
+                **({"frontalize": True} if self._frontalizer is not None else {}),
+                **({"faceshifter": True} if self._faceshifter is not None else {})}
 
     def describe(self) -> list[dict[str, Any]]:
         """One JSON-ready entry per registered model: spec, input, weights, loaded state, version."""

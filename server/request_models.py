@@ -391,6 +391,10 @@ class SwapRequest(JobRequest):
     source: Annotated[Upload, Field(description="photo of the source face (its largest face)")]
     target: Annotated[Upload, Field(description="photo whose faces get the source face")]
     faces: Faces = Field("all", description="target faces: all, largest, or 0-based indices such as 0,2")
+    method: Literal["classical", "aeinet"] = Field(
+        "classical", description="classical: Face Mesh warp, colour transfer and blending (no training); aeinet: "
+                                 "FaceShifter's AEI-Net (the shipped 64 px weights, trained on a CPU; blend, "
+                                 "max_yaw_gap and allow_pose_gap do not apply)")
     blend: Literal["laplacian", "poisson", "feather"] = "laplacian"
     max_yaw_gap: Number = Field(30.0, gt=0, le=90,
                                 description="refuse faces turned further from the source than this (degrees)")

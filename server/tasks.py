@@ -14,8 +14,8 @@ toonify        seeds or image (+ steps, id_weight, align), psi, swap_resolution,
                structure_from, output                                               [photo, toon]
 project        image, steps, id_weight, w_plus, align                               [photo, result]
 morph          mode latent: seeds [a, b] or images; mode delaunay: images; t list    one per t
-swap           source, target (images), faces, blend, max_yaw_gap, allow_pose_gap,  [swapped photo]
-               restore
+swap           source, target (images), method (classical | aeinet), faces,         [swapped photo]
+               blend, max_yaw_gap, allow_pose_gap, restore
 virtual-model  image, source (image) or source_seed, faces, restore                 [result photo]
 restore        image, faces, method (auto | gpen | classical), upscale              [restored photo]
 edit           seeds or image (+ steps, id_weight, align, w_plus), attribute,       per seed x strength,
@@ -281,6 +281,8 @@ def _restorer(hub: ModelHub, mode: str, upscale: int = 1):
 
 
 def swap_task(hub: ModelHub, p: Mapping[str, Any]) -> TaskResult:
+    if p.get("method", "classical") == "aeinet":
+        return _aeinet_swap_task(hub, p)
     from faceforge.swap import FaceSwapper
 
     swapper = FaceSwapper(blend=p["blend"], max_yaw_gap=p["max_yaw_gap"], allow_pose_gap=p["allow_pose_gap"],
@@ -292,8 +294,27 @@ def swap_task(hub: ModelHub, p: Mapping[str, Any]) -> TaskResult:
     if restorer is not None:
         image = restorer.restore(image, faces=swapped).image
     return TaskResult([_marked_png(image, "faceforge face swap")], {
-        "faces": [f.to_dict() for f in result.faces], "swapped": len(swapped), "blend": result.blend,
-        "restored": None if restorer is None else restorer.method})
+        "method": "classical", "faces": [f.to_dict() for f in result.faces], "swapped": len(swapped),
+        "blend": result.blend, "restored": None if restorer is None else restorer.method})
+
+
+def _aeinet_swap_task(hub: ModelHub, p: Mapping[str, Any]) -> TaskResult:
+    """``method: aeinet``: the hub's shared :class:`faceforge.faceshifter.FaceShifterSwapper`, then the same
+    optional restoration as the classical swap."""
+    swapper = hub.faceshifter()
+    source, target = _decode(hub, p["source"]), _decode(hub, p["target"])
+    with hub.faceshifter_lock:
+        run = swapper.swap(source, target, faces=p["faces"])
+    done = [j.index for j in run.jobs if j.output is not None]
+    image = run.image
+    restorer = _restorer(hub, "auto") if p["restore"] and done else None
+    if restorer is not None:
+        image = restorer.restore(image, faces=done).image
+    meta = swapper.meta or {}
+    return TaskResult([_marked_png(image, "faceforge face swap")], {
+        "method": "aeinet", "faces": [{"index": i, **f.to_dict(), "swapped": i in done} for i, f in enumerate(run.found)],
+        "swapped": len(done), "blend": None, "restored": None if restorer is None else restorer.method,
+        "weights": {"size": swapper.crop_size, "step": meta.get("step"), "version": meta.get("version")}})
 
 
 def virtual_model_task(hub: ModelHub, p: Mapping[str, Any]) -> TaskResult:

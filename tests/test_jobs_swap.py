@@ -100,3 +100,26 @@ def test_restore_job(client, astronaut_rgb):
     assert_problem(client.post("/v1/restore", data={"image": _file(encode_image(astronaut_rgb, "png")),
                                                     "method": "gpen"}, content_type="multipart/form-data"),
                    503, "weights-not-found")
+
+
+def test_aeinet_swap_job_uses_the_shipped_weights(client, source_png, astronaut_rgb):
+    """method=aeinet runs FaceShifter's AEI-Net (the shipped card), reports it, and changes the face."""
+    from faceforge.models import cards
+
+    if not cards.get_card("faceshifter.utkface64").package_path.is_file():
+        pytest.skip("no shipped AEI-Net weights")
+    target = encode_image(astronaut_rgb, "png")
+    url = submit(client, "swap", data={"source": _file(source_png), "target": _file(target), "faces": "largest",
+                                       "method": "aeinet"}, content_type="multipart/form-data")
+    body = wait(client, url)
+    data = body["result"]["data"]
+    (image,) = images_of(body)
+    assert data["method"] == "aeinet" and data["swapped"] == 1 and data["blend"] is None
+    assert data["weights"]["size"] == 64 and [f["swapped"] for f in data["faces"]] == [True]
+    assert image.shape == astronaut_rgb.shape
+    face = np.abs(image[60:180, 170:280].astype(int) - astronaut_rgb[60:180, 170:280]).mean()
+    corner = np.abs(image[:40, :40].astype(int) - astronaut_rgb[:40, :40]).mean()  # only the invisible watermark
+    assert face > 3 * corner, (face, corner)
+    bad = client.post("/v1/swap", data={"source": _file(source_png), "target": _file(target), "method": "hear"},
+                      content_type="multipart/form-data")
+    assert_problem(bad, 400, "invalid-field")

@@ -412,6 +412,12 @@ def markdown(doc: dict[str, Any]) -> str:
                      f"{r['id_dist_source']:.3f} | {r['id_dist_target']:.3f} | {100 * r['same_person_source']:.1f} % | "
                      f"{fmt(r.get('yaw_err'), '.2f')} | {fmt(r.get('pitch_err'), '.2f')} | {fmt(r.get('roll_err'), '.2f')} | "
                      f"{fmt(r.get('expression_err'), '.2f')} | {r.get('refused', '-')} | {fmt(r.get('ms_per_face'), '.1f')} |")
+    restored = {k: r for k, r in doc["methods"].items() if "restore_ms_per_face" in r}
+    if restored:
+        lines += ["", (f"Rows \"+ {doc.get('restore', 'classical')} restore\": the same swaps, then restored as "
+                       "faceforge's swaps do as their last step (faceforge.restore.make_restorer, the target's face "
+                       "detection given); their ms / face is swap + restoration; restoration alone (median ms per "
+                       "face): " + ", ".join(f"{k}: {r['restore_ms_per_face']:.1f}" for k, r in restored.items()) + ".")]
     lines += ["", "## By yaw gap (Face Mesh estimate, degrees)", "",
               "| method | yaw gap | pairs | ID top-1 | id dist to source | id dist to target | yaw err | expression err |",
               "|---|---|---|---|---|---|---|---|"]
@@ -498,6 +504,37 @@ def aeinet_method(swapper: Any, weights: Path, colour: bool = False) -> Callable
         return result.image, (time.perf_counter() - t0) * 1e3
     return run
 
+
+
+RESTORE_SUFFIX = " + classical restore"
+"""Appended to a swap method's name for its row measured on the restored swaps (``--restore classical``)."""
+
+
+def restore_outputs(restorer: Any, outputs: Sequence[np.ndarray], targets: Sequence[dict]) -> tuple[list[np.ndarray], list[float]]:
+    """The swap outputs restored as faceforge's swaps restore them as their last step
+    (:func:`faceforge.restore.restore_last`: the face the swap changed, detected on its input, i.e. the target's
+    BlazeFace detection, restored and pasted back), with one :func:`faceforge.restore.make_restorer` restorer
+    reused for all pairs (``restore_last`` would build one per photo).
+
+    Args:
+        restorer: a :class:`faceforge.restore.FaceRestorer`.
+        outputs: uint8 ``(H, W, 3)`` swap outputs, pair ``i``'s on ``targets[i]["rgb"]``.
+        targets: the pairs' target items (``"face"``: its detection).
+
+    Returns:
+        ``(restored images, milliseconds of restoration per face)``.
+    """
+    from faceforge.faces.detect import Face
+
+    restored, ms = [], []
+    for out, tgt in zip(outputs, targets):
+        f = tgt["face"]
+        given = [Face(box=np.asarray(f.box, np.float32), keypoints=np.asarray(f.keypoints, np.float32),
+                      score=float(f.score))]
+        t0 = time.perf_counter()
+        restored.append(restorer.restore(out, faces="all", detected=given).image)
+        ms.append((time.perf_counter() - t0) * 1e3)
+    return restored, ms
 
 
 ROBUST_TRANSFORMS = ("flip", "jpeg80", "half", "blur1")
@@ -621,13 +658,15 @@ def run(data: Path, n: int = 500, seed: int = 0, blends: Sequence[str] = ("poiss
         min_age: int = 18, photos: Path | None = None, out_dir: Path = RESULTS_DIR, figures: Path = FIGURES_DIR,
         name: str = DEFAULT_NAME, turned: int = 100, aeinet: Path | None = None,
         held_out: bool = False, threads: int | None = 1, robust_id: bool = True,
-        aeinet_colour: bool = False) -> dict[str, Any]:
+        aeinet_colour: bool = False, restore: str | None = None) -> dict[str, Any]:
     """Measure, write the results and figures, return the results document.
 
     ``aeinet``: also measure this AEI-Net checkpoint (and make its real-photo grids); ``held_out``: draw only
     faces of the CRC hold-out; ``robust_id``: the ID retrieval after :data:`ROBUST_TRANSFORMS` too;
     ``aeinet_colour``: also the AEI-Net with its colour match (``FaceShifterSwapper(colour=True)``), a second row
-    and second grids (``_colour`` suffix);
+    and second grids (``_colour`` suffix); ``restore="classical"``: for each swap method also a row
+    ``"<method> + classical restore"`` (:data:`RESTORE_SUFFIX`) measured the same way on its outputs after
+    :func:`restore_outputs` (its ``ms_per_face``: swap + restoration, ``restore_ms_per_face``: restoration alone);
     ``threads``: PyTorch CPU threads (``None``: torch's default; on a shared 2-core machine its default
     oversubscribes and made the AEI-Net rows 10x slower).
 
@@ -653,8 +692,15 @@ def run(data: Path, n: int = 500, seed: int = 0, blends: Sequence[str] = ("poiss
     bad = [b for b in blends if b not in BLENDS]
     if bad:
         raise ValueError(f"unknown blends {bad}; choose from {', '.join(BLENDS)}")
+    if restore not in (None, "classical"):
+        raise ValueError(f"restore must be None or 'classical', got {restore!r}")
     detector = FaceDetector()
     swapper = FaceSwapper(detector=detector, mesh=FaceMesh(detector))
+    restorer = None
+    if restore:
+        from faceforge.restore import make_restorer
+
+        restorer = make_restorer(restore, detector)
     t_start = time.perf_counter()
     exclude = None
     if held_out:
@@ -708,6 +754,22 @@ def run(data: Path, n: int = 500, seed: int = 0, blends: Sequence[str] = ("poiss
             figures_dir.mkdir(parents=True, exist_ok=True)
             # a look at the benchmark's own pairs: source | target | swap, 16 pairs spread over the yaw gaps
             save_image(figures_dir / f"{name}_utkface.png", _pair_grid(sources, targets, outs, gaps))
+        if restorer is not None:
+            r_outs, r_ms = restore_outputs(restorer, outs, targets)
+            r_name = method + RESTORE_SUFFIX
+            m = measure_outputs(swapper, sources, targets, r_outs)
+            r_row = summarize(m["embedding"], emb_src, emb_tgt, m["pose"], m["expression"])
+            r_row["refused"] = row["refused"]
+            r_row["ms_per_face"] = float(np.median(np.asarray(ms) + np.asarray(r_ms)))
+            r_row["restore_ms_per_face"] = float(np.median(r_ms))
+            methods[r_name] = r_row
+            if robust_id:
+                robust[r_name] = robust_identity(r_outs, [t["face"] for t in targets], emb_src, emb_tgt)
+            buckets[r_name] = {
+                f"{lo}-{hi}": (summarize(m["embedding"], emb_src, emb_tgt, m["pose"], m["expression"], idx)
+                               if len(idx) else {"n": 0})
+                for lo, hi in YAW_BUCKETS for idx in [np.nonzero((gaps >= lo) & (gaps < hi))[0]]}
+            del r_outs
     doc: dict[str, Any] = {
         "pairs": {"n": n, "seed": seed, "min_age": min_age, "tried": tried, "data": display_path(data),
                   "held_out": held_out,
@@ -718,6 +780,8 @@ def run(data: Path, n: int = 500, seed: int = 0, blends: Sequence[str] = ("poiss
         "seconds": round(time.perf_counter() - t_start, 1),
         "machine": f"{platform.machine()}, {platform.python_implementation()} {platform.python_version()}",
     }
+    if restorer is not None:
+        doc["restore"] = restore
     if turned:
         t_method = grid_method.split(" ", 1)[1]
         doc["turned"], tiles = turned_experiment(swapper, sources, targets, emb_src, turned, blend=t_method)
@@ -803,11 +867,13 @@ def run(data: Path, n: int = 500, seed: int = 0, blends: Sequence[str] = ("poiss
 @click.option("--threads", type=click.IntRange(1), default=1, show_default=True, help="PyTorch CPU threads.")
 @click.option("--aeinet-colour", is_flag=True,
               help="Also measure the AEI-Net with its colour match (FaceShifterSwapper(colour=True)): a second row.")
+@click.option("--restore", type=click.Choice(["classical"]), default=None,
+              help="Also a row per swap method on its swaps restored by faceforge's classical restorer.")
 @click.option("--robust-id/--no-robust-id", default=True, show_default=True,
               help="Also the ID retrieval after a flip, JPEG 80, half-size and a 1 px blur (adversarial-texture check).")
 def main(data: Path | None, n: int, seed: int, blends: str, min_age: int, turned: int, photos: Path | None,
          out_dir: Path, figures: Path, name: str, aeinet: Path | None, held_out: bool, threads: int,
-         robust_id: bool, aeinet_colour: bool) -> None:
+         robust_id: bool, aeinet_colour: bool, restore: str | None) -> None:
     """ID retrieval, identity distances, pose and expression errors of face swaps on UTKFace pairs; real-photo grids."""
     import os
 
@@ -819,7 +885,7 @@ def main(data: Path | None, n: int, seed: int, blends: str, min_age: int, turned
     try:
         doc = run(data, n, seed, [b.strip() for b in blends.split(",") if b.strip()], min_age, photos, out_dir,
                   figures, name, turned=turned, aeinet=aeinet, held_out=held_out, threads=threads,
-                  robust_id=robust_id, aeinet_colour=aeinet_colour)
+                  robust_id=robust_id, aeinet_colour=aeinet_colour, restore=restore)
     except (FileNotFoundError, ValueError, FaceforgeError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(markdown(doc))

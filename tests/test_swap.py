@@ -431,6 +431,59 @@ def test_bench_robust_transforms_and_mirrored_detection(astronaut_rgb, detector)
     np.testing.assert_allclose(again.keypoints, face.keypoints)
 
 
+def test_bench_restore_option_adds_restored_rows_and_keeps_the_others(tmp_path, monkeypatch, astronaut_rgb, detector):
+    """``run(restore="classical")`` adds ``"<method> + classical restore"`` after each swap method (main table,
+    yaw buckets, transformed-ID table), measured on outputs the classical restorer changed, and leaves every
+    other row exactly as without the option. The UTKFace draw, the swap and the dlib embedding are replaced by
+    stand-ins (a 256-D pixel sample) so this runs without the shared data; the restorer is the real one."""
+    from types import SimpleNamespace
+
+    import benchmarks.swap_quality as sq
+    from faceforge.restore import make_restorer
+
+    base = np.ascontiguousarray(astronaut_rgb)
+    images = [base, np.ascontiguousarray(base[:, ::-1]), np.clip(base * 0.8, 0, 255).astype(np.uint8),
+              np.ascontiguousarray(np.clip(base * 0.8 + 30, 0, 255).astype(np.uint8)[:, ::-1])]
+    items = [{"path": tmp_path / f"{i}.jpg", "rgb": im, "face": detector.detect(im)[0],
+              "source": SimpleNamespace(yaw=float(5 * i))} for i, im in enumerate(images)]
+
+    def thumb(rgb, face):
+        return cv2.resize(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), (16, 16), interpolation=cv2.INTER_NEAREST).ravel() / 255.0
+
+    def measure(swapper, sources, targets, outs):
+        return {"embedding": np.stack([thumb(o, None) for o in outs]), "pose": np.ones((len(outs), 3)),
+                "expression": np.ones(len(outs))}
+
+    monkeypatch.setattr(sq, "pick_pairs", lambda *a, **k: (items[:2], items[2:], 4))
+    monkeypatch.setattr(sq, "_embedding", thumb)
+    monkeypatch.setattr(sq, "measure_outputs", measure)
+    monkeypatch.setattr(sq, "classical_method", lambda swapper, blend: lambda s, t: (
+        cv2.addWeighted(t["rgb"], 0.7, s["rgb"], 0.3, 0), 2.0))
+    kw = {"n": 2, "blends": ["laplacian"], "turned": 0, "out_dir": tmp_path, "figures": tmp_path / "fig", "threads": None}
+    off = sq.run(tmp_path, name="off", **kw)
+    on = sq.run(tmp_path, name="on", restore="classical", **kw)
+    name = "classical laplacian" + sq.RESTORE_SUFFIX
+    assert list(on["methods"]) == [*off["methods"], name] and name == "classical laplacian + classical restore"
+    for key in ("methods", "robust", "buckets"):
+        for method, row in off[key].items():
+            assert on[key][method] == row, (key, method)
+    assert set(on["robust"]) == {*off["robust"], name} and set(on["buckets"]) == {*off["buckets"], name}
+    assert set(on["robust"][name]) == set(sq.ROBUST_TRANSFORMS)
+    row, plain = on["methods"][name], on["methods"]["classical laplacian"]
+    assert row["n"] == 2 and row["refused"] == plain["refused"]
+    assert row["restore_ms_per_face"] > 0 and row["ms_per_face"] == pytest.approx(2.0 + row["restore_ms_per_face"])
+    assert row["id_dist_source"] != plain["id_dist_source"]  # measured on the restored images, not a copy
+    assert "restore" not in off and on["restore"] == "classical"
+    assert "restore" not in sq.markdown(off) and f"| {name} | 2 |" in sq.markdown(on)
+    with pytest.raises(ValueError, match="restore must be"):
+        sq.run(tmp_path, name="bad", restore="gpen", **kw)
+    # the restorer changes the face and leaves the photo far from it alone
+    out, ms = sq.restore_outputs(make_restorer("classical", detector), [images[2]], [items[2]])
+    x0, y0, x1, y1 = items[2]["face"].box.astype(int)
+    diff = np.abs(out[0].astype(np.int16) - images[2].astype(np.int16))
+    assert diff[y0:y1, x0:x1].mean() > 0.2 and diff[-20:, -20:].max() == 0 and len(ms) == 1
+
+
 def test_cli_applies_exif_orientation(tmp_path, portrait, astronaut_rgb):
     """A phone JPEG stored sideways with EXIF orientation 6 is swapped upright, at the upright size."""
     from faceforge.cli import main

@@ -33,7 +33,10 @@ def test_pairs_table_and_grid(tmp_path, generator, tiny_pose_pairs):
     cache = tiny_pose_pairs(tmp_path / "pairs", n_faces=3)
     doc = run(str(generator), cache, out_dir=tmp_path / "out", figures=tmp_path / "fig", identity=False,
               pipeline_faces=1)
-    assert doc["pairs"] == {"cache": "pairs", "test_pairs": 4, "test_faces": 1}
+    from benchmarks import display_path
+
+    assert doc["pairs"] == {"cache": display_path(cache), "test_pairs": 4, "test_faces": 1}
+    assert not doc["pairs"]["cache"].startswith("/")  # no absolute path of the measuring machine
     pp = doc["pipeline_pairs"]  # the whole pipeline on the (noise) profiles: every pair accounted for
     assert pp["pairs"] == 4 and pp["frontalized"] + pp["refused"] + pp["no_face"] == 4
     assert set(doc["metrics"]) == {"15-30", "30-45", "45-60", "60-75", "all"}

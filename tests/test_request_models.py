@@ -44,16 +44,18 @@ def test_multipart_strings_and_json_values_give_the_same_payload():
     json_body = {"seeds": [1, 2], "psi": 0.5, "align": False, "steps": 7, "swap_resolution": 8}
     form = {"seeds": "1, 2", "psi": "0.5", "align": "no", "steps": "7", "swap_resolution": "8"}
     assert _validate("toonify", json_body) == _validate("toonify", form) == {
-        "seeds": [1, 2], "image": None, "steps": 7, "align": False, "psi": 0.5, "output": "image",
+        "seeds": [1, 2], "image": None, "steps": 7, "id_weight": None, "align": False, "psi": 0.5, "output": "image",
         "emoji_size": 256, "swap_resolution": 8, "structure_from": "finetuned"}
     edit = {"seeds": "3", "attribute": "age", "strengths": "-1,1", "condition": "smile", "w_plus": "TRUE"}
-    assert _validate("edit", edit) == {"seeds": [3], "image": None, "steps": 200, "align": True, "w_plus": True,
+    assert _validate("edit", edit) == {"seeds": [3], "image": None, "steps": 200, "id_weight": None, "align": True,
+                                       "w_plus": True,
                                        "psi": 1.0, "attribute": "age", "strengths": [-1.0, 1.0],
                                        "condition": ["smile"]}
     # absent, null and "" are all "not given"; the steps default follows the configured maximum
     assert _validate("project", {"steps": ""}, {"image": b"png"}, rm.Limits(max_steps=50))["steps"] == 50
     assert _validate("morph", {"seeds": [1, 2], "t": 0.5, "mode": None}) == {
-        "mode": "latent", "t": [0.5], "psi": 1.0, "steps": 200, "align": True, "seeds": [1, 2], "images": None}
+        "mode": "latent", "t": [0.5], "psi": 1.0, "steps": 200, "align": True, "id_weight": None, "seeds": [1, 2],
+        "images": None}
 
 
 @pytest.mark.parametrize("task, fields, uploads, error, field, words", [

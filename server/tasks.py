@@ -26,7 +26,8 @@ makeup         target, reference (images), faces, strength, regions             
 Every task that projects a photo goes through :func:`project_photo` (``id_weight``: the identity term of
 :func:`faceforge.stylegan.project`, default :func:`faceforge.stylegan.resolve_id_weight`); its data reports
 the weight used, the final identity distance and the optimisation time. ``swap`` and ``virtual-model``
-results are PNGs marked as AI-made (:mod:`faceforge.provenance`); a ``virtual-model`` photo without a face comes back unchanged (``data.status`` = ``no-face``).
+results are PNGs marked as AI-made (:mod:`faceforge.provenance`); a ``virtual-model`` photo without a face
+comes back unchanged (``data.status`` = ``no-face``).
 """
 
 from __future__ import annotations
@@ -59,27 +60,38 @@ def _decode(hub: ModelHub, data: bytes) -> np.ndarray:
     return decode_image(data, max_bytes=c.max_bytes, max_pixels=c.max_pixels, min_side=c.min_side)
 
 
+def _centre_square(rgb: np.ndarray, size: int) -> np.ndarray:
+    """The photo's centre square resized to ``size`` (``align`` false)."""
+    import cv2
+
+    h, w = rgb.shape[:2]
+    s = min(h, w)
+    square = rgb[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
+    interp = cv2.INTER_AREA if s > size else cv2.INTER_CUBIC
+    return cv2.resize(np.ascontiguousarray(square), (size, size), interpolation=interp)
+
+
+def _first_face(hub: ModelHub, rgb: np.ndarray) -> Any:
+    """The detector's first face. Raises NoFaceError."""
+    faces = hub.detector().detect(rgb)
+    if not faces:
+        raise NoFaceError("no face was found in the uploaded image")
+    return faces[0]
+
+
 def _face_crop(hub: ModelHub, rgb: np.ndarray, size: int, align: bool,
                with_mesh: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
     """The face aligned to ``Config.stylegan2_template`` at ``size`` (or the centre square resized when
     ``align`` is false), and optionally its 468 Face Mesh points in crop pixels."""
-    import cv2
-
     if not align:
-        h, w = rgb.shape[:2]
-        s = min(h, w)
-        square = rgb[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
-        interp = cv2.INTER_AREA if s > size else cv2.INTER_CUBIC
-        return cv2.resize(np.ascontiguousarray(square), (size, size), interpolation=interp), None
+        return _centre_square(rgb, size), None
     from faceforge.faces.align import align_face
 
-    faces = hub.detector().detect(rgb)
-    if not faces:
-        raise NoFaceError("no face was found in the uploaded image")
-    aligned = align_face(rgb, faces[0], size, template=hub.config.stylegan2_template)
+    face = _first_face(hub, rgb)
+    aligned = align_face(rgb, face, size, template=hub.config.stylegan2_template)
     points = None
     if with_mesh:
-        mesh = hub.face_mesh().landmarks(rgb, faces[0]).astype(np.float64)
+        mesh = hub.face_mesh().landmarks(rgb, face).astype(np.float64)
         points = (mesh @ aligned.matrix[:, :2].T + aligned.matrix[:, 2]).astype(np.float32)
     return aligned.image, points
 
@@ -109,10 +121,18 @@ def project_photo(hub: ModelHub, G: Any, image: bytes, p: Mapping[str, Any], cal
     except ValueError as exc:
         raise InvalidFieldError(str(exc), field="id_weight") from None
     rgb = _decode(hub, image)
-    crop, _ = _face_crop(hub, rgb, G.resolution, p["align"])
-    big = None
-    if weight > 0 and G.resolution < IDENTITY_TARGET_SIDE:
-        big, _ = _face_crop(hub, rgb, IDENTITY_TARGET_SIDE, p["align"])
+    if p["align"]:  # one detection, aligned at both sides
+        from faceforge.faces.align import align_face
+
+        face = _first_face(hub, rgb)
+
+        def crop_at(side: int) -> np.ndarray:
+            return align_face(rgb, face, side, template=hub.config.stylegan2_template).image
+    else:
+        def crop_at(side: int) -> np.ndarray:
+            return _centre_square(rgb, side)
+    crop = crop_at(G.resolution)
+    big = crop_at(IDENTITY_TARGET_SIDE) if weight > 0 and G.resolution < IDENTITY_TARGET_SIDE else None
     t0 = time.perf_counter()
     result = project(G, crop, steps=p["steps"], w_plus=w_plus, callback=callback, id_weight=weight,
                      identity_target=big)
@@ -289,13 +309,21 @@ def swap_task(hub: ModelHub, p: Mapping[str, Any]) -> TaskResult:
                           detector=hub.detector(), mesh=hub.face_mesh())
     target = _decode(hub, p["target"])
     result = swapper.swap(_decode(hub, p["source"]), target, faces=p["faces"])
-    image, swapped = result.image, [f.index for f in result.faces if f.swapped]
-    restorer = _restorer(hub, "auto") if p["restore"] and swapped else None
-    if restorer is not None:
-        image = restorer.restore(image, faces=swapped).image
+    swapped = [f.index for f in result.faces if f.swapped]
+    image, restored = _restore_swapped(hub, result.image, swapped, p["restore"])
     return TaskResult([_marked_png(image, "faceforge face swap")], {
         "method": "classical", "faces": [f.to_dict() for f in result.faces], "swapped": len(swapped),
-        "blend": result.blend, "restored": None if restorer is None else restorer.method})
+        "blend": result.blend, "restored": restored})
+
+
+def _restore_swapped(hub: ModelHub, image: np.ndarray, swapped: list[int],
+                     wanted: bool) -> tuple[np.ndarray, str | None]:
+    """``image`` with its swapped faces restored (GPEN when configured, else classical) when ``wanted``, and
+    the restorer's method (``None``: not restored)."""
+    if not (wanted and swapped):
+        return image, None
+    restorer = _restorer(hub, "auto")
+    return restorer.restore(image, faces=swapped).image, restorer.method
 
 
 def _aeinet_swap_task(hub: ModelHub, p: Mapping[str, Any]) -> TaskResult:
@@ -306,14 +334,11 @@ def _aeinet_swap_task(hub: ModelHub, p: Mapping[str, Any]) -> TaskResult:
     with hub.faceshifter_lock:
         run = swapper.swap(source, target, faces=p["faces"])
     done = [j.index for j in run.jobs if j.output is not None]
-    image = run.image
-    restorer = _restorer(hub, "auto") if p["restore"] and done else None
-    if restorer is not None:
-        image = restorer.restore(image, faces=done).image
+    image, restored = _restore_swapped(hub, run.image, done, p["restore"])
     meta = swapper.meta or {}
     return TaskResult([_marked_png(image, "faceforge face swap")], {
         "method": "aeinet", "faces": [{"index": i, **f.to_dict(), "swapped": i in done} for i, f in enumerate(run.found)],
-        "swapped": len(done), "blend": None, "restored": None if restorer is None else restorer.method,
+        "swapped": len(done), "blend": None, "restored": restored,
         "weights": {"size": swapper.crop_size, "step": meta.get("step"), "version": meta.get("version")}})
 
 

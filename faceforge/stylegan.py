@@ -647,7 +647,7 @@ def project(G: StyleGAN2Generator, target: np.ndarray, steps: int = 300, w_plus:
         def face_terms(img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             """(identity distance, weighted sum of the identity and feature terms) of a rendering."""
             feats = net.features(identity_chip(img))
-            e = net.fc(feats[-1].mean(dim=(2, 3)))
+            e = net.embedding(feats)
             d = torch.sqrt((e - e_target).square().sum() + 1e-12)
             term = id_weight * d
             if f_target is not None:

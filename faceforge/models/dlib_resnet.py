@@ -220,10 +220,15 @@ class DlibFaceResNet(nn.Module):
             out.append(x)
         return out
 
+    def embedding(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """The 128-D embeddings from :meth:`features`' output (global average pool of the last stage, then
+        the fully connected layer), for callers that need both without a second pass."""
+        return self.fc(features[-1].mean(dim=(2, 3)))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """128-D embeddings, float ``(N, 128)`` (not normalised, as dlib returns them; Euclidean
         distance < 0.6 = same person for 150x150 dlib chips)."""
-        return self.fc(self.features(x)[-1].mean(dim=(2, 3)))
+        return self.embedding(self.features(x))
 
     def identity_loss(self, a: torch.Tensor, b: torch.Tensor, kind: str = "cosine") -> torch.Tensor:
         """Differentiable identity loss between two image batches (gradients reach the images).

@@ -218,8 +218,7 @@ def export_onnx_fp16(job: ExportJob, path: Path) -> Artifact:
     stats = onnx_weights_to_fp16(proto)
     onnx.checker.check_model(proto, full_check=True)
     onnx.save_model(proto, str(path), save_as_external_data=False)
-    loaded = onnx.load(str(path))
-    ops = dict(sorted(Counter(n.op_type for n in loaded.graph.node).items()))
+    ops = dict(sorted(Counter(n.op_type for n in proto.graph.node).items()))
     return dataclasses.replace(fp32, format="onnx_fp16",
                                inspection={**fp32.inspection, "ops": ops, "weights": stats},
                                notes=[*fp32.notes, "float16 initializers, each cast to float32 in the graph "

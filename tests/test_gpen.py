@@ -429,6 +429,45 @@ def test_train_smoke_and_exact_resume(tmp_path, faces_dir):
     assert model(torch.zeros(1, 3, 16, 16)).shape == (1, 3, 16, 16)
 
 
+def test_init_from_a_run_or_a_weights_file(tmp_path, faces_dir):
+    """--init-from starts a new run (step 0, new loss weights) from an earlier run's networks: from a run
+    folder G, G_ema and D; from a G_ema.pt file G and G_ema. A file of another size is refused by name."""
+    from faceforge.errors import CheckpointError
+    from training.gpen import STATE_ARCH, GPENTrainer, init_weights, train
+    from faceforge.models.gpen import GPEN
+    from faceforge.models.stylegan2 import StyleGAN2Discriminator
+
+    first = train(_cfg(tmp_path / "a", faces_dir, total_steps=2, eval_every=2, sample_every=2))
+    old = load_checkpoint(first / "last.pt", arch=STATE_ARCH)["state_dict"]
+    second = train(_cfg(tmp_path / "b", faces_dir, total_steps=1, eval_every=1, sample_every=1, lambda_adv=0.0,
+                        init_from=str(first)))
+    config = json.loads((second / "config.json").read_text())
+    assert config["config"]["lambda_adv"] == 0.0 and "G, G_ema and D" in config["init"]
+    with open(second / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == [0, 1]
+    first_psnr = [float(r["val_psnr"]) for r in csv.DictReader(open(first / "metrics.csv")) if r["val_psnr"]][-1]
+    assert float(rows[0]["val_psnr"]) == pytest.approx(first_psnr, abs=1e-3)  # step 0 = the old G_ema
+
+    cfg = _cfg(tmp_path / "c", faces_dir)
+    trainer = GPENTrainer(GPEN(**cfg.generator_config()), StyleGAN2Discriminator(**cfg.discriminator_config()),
+                          cfg, torch.device("cpu"))
+    d_before = {k: v.clone() for k, v in trainer.D.state_dict().items()}
+    note = init_weights(trainer, first / "G_ema.pt")
+    assert "D fresh" in note and trainer.step == 0
+    for k, v in trainer.G_ema.state_dict().items():
+        assert torch.equal(v, old[f"G_ema.{k}"]) and torch.equal(trainer.G.state_dict()[k], v), k
+    assert all(torch.equal(v, d_before[k]) for k, v in trainer.D.state_dict().items())
+
+    wider = _cfg(tmp_path / "d", faces_dir, narrow=1 / 16)
+    trainer = GPENTrainer(GPEN(**wider.generator_config()), StyleGAN2Discriminator(**wider.discriminator_config()),
+                          wider, torch.device("cpu"))
+    with pytest.raises(CheckpointError, match="do not fit"):
+        init_weights(trainer, first)
+    with pytest.raises(FileNotFoundError, match="init-from"):
+        init_weights(trainer, tmp_path / "nothing")
+
+
 def test_identity_hook_is_optional(monkeypatch):
     import training.gpen as tg
 

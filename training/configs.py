@@ -69,6 +69,11 @@ class EmotionConfig:
     time_limit_min: float | None = field(default=None, metadata=opt(
         "Stop after the first epoch that ends past this many minutes (resume to finish).", name="--time-limit",
         min=0, min_open=True))
+    swa_epochs: int = field(default=0, metadata=opt(
+        "Stochastic weight averaging: the last N of --epochs run at the constant --swa-lr and the weights at "
+        "their ends are averaged (BatchNorm statistics recomputed on train images); 0: off.", min=0))
+    swa_lr: float | None = field(default=None, metadata=opt(
+        "Constant learning rate of the SWA epochs [default: --lr / 4].", min=0, min_open=True))
 
 
 @dataclass
@@ -287,6 +292,10 @@ class GPENTrainConfig:
                                                          min=0))
     mirror: bool = field(default=True, metadata=opt("Random x-flips of the training faces."))
     limit: int | None = field(default=None, metadata=opt("Use only N training images (seeded subset).", min=2))
+    init_from: str | None = field(default=None, metadata=opt(
+        "Start from this gpen run folder's last.pt (G, G_ema and D) or a GPEN weights file (G and G_ema; D "
+        "fresh): weights only, fresh optimizers, step 0, e.g. to continue with changed loss weights.",
+        path="any", exists=True))
     seed: int = field(default=0, metadata=SEED)
     # 100 / 1000: what `faceforge train gpen` always used (the dataclass said 50 / 500 while the click options
     # repeated the shared 100 / 1000; the command-line figures are the ones the README's runs were made with)

@@ -292,6 +292,47 @@ class GPENTrainer:
         self.step = int(meta["step"])
 
 
+def init_weights(trainer: GPENTrainer, path: Path) -> str:
+    """Start ``trainer`` from earlier weights (weights only: optimizers, step and RNGs stay fresh).
+
+    ``path`` is a gpen run folder or its ``last.pt`` (G, G_ema and D are loaded), or a GPEN weights file
+    that :func:`faceforge.models.gpen.load_gpen` reads (a faceforge ``G_ema.pt`` or a published GPEN-BFR
+    state dict: G and G_ema start from it, D stays freshly initialised). Used to continue a run with
+    changed loss weights, e.g. an L1-heavy, PSNR-oriented fine-tune of an adversarially trained restorer.
+
+    Returns:
+        A one-line note for the log and ``config.json``.
+
+    Raises:
+        FileNotFoundError: nothing there (a folder without ``last.pt``).
+        CheckpointError: not a GPEN training state or weights file, or networks that do not fit the
+            configured sizes.
+    """
+    from faceforge.models.gpen import load_gpen
+
+    state_path = path / "last.pt" if path.is_dir() else path
+    if not state_path.is_file():
+        raise FileNotFoundError(f"--init-from: {state_path} not found (a gpen run folder, its last.pt, or GPEN weights)")
+    try:
+        raw = torch.load(state_path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - unreadable: load_gpen below names the expected layouts
+        raw = None
+    if isinstance(raw, dict) and raw.get("arch") == STATE_ARCH:
+        nets = nn.ModuleDict({"G": trainer.G, "D": trainer.D, "G_ema": trainer.G_ema})
+        state, what = load_checkpoint(state_path, arch=STATE_ARCH)["state_dict"], "G, G_ema and D"
+    else:
+        nets, state, what = trainer.G, load_gpen(state_path)["state_dict"], "G and G_ema (D fresh)"
+    del raw
+    try:
+        nets.load_state_dict(state)
+    except RuntimeError as exc:
+        raise CheckpointError(f"--init-from {state_path}: its networks do not fit this configuration "
+                              f"({str(exc).splitlines()[0]})") from None
+    if nets is trainer.G:
+        trainer.G_ema.load_state_dict(trainer.G.state_dict())
+    return f"initialised from {state_path}: {what}; fresh optimizers, step 0"
+
+
 # --------------------------------------------------------------------------------------------------
 # Evaluation and samples
 # --------------------------------------------------------------------------------------------------
@@ -389,6 +430,10 @@ def train(cfg: GPENTrainConfig) -> Path:
     g_kwargs, d_kwargs = cfg.generator_config(), cfg.discriminator_config()
     command = session.command
 
+    init_note = None
+    if cfg.init_from and not session.resumed:
+        init_note = init_weights(trainer, Path(cfg.init_from))
+        session.info(init_note)
     if session.resumed:
         state = load_checkpoint(session.run / "last.pt", arch=STATE_ARCH)
         trainer.load_state(state["state_dict"], state["meta"])
@@ -397,7 +442,7 @@ def train(cfg: GPENTrainConfig) -> Path:
         del state
     run = session.create({
         "generator_config": g_kwargs, "discriminator_config": d_kwargs, "train_images": len(images),
-        "held_out_images": len(held_out), "val_images": len(val_clean), "identity": ident_note,
+        "held_out_images": len(held_out), "val_images": len(val_clean), "identity": ident_note, "init": init_note,
         "degradation": asdict(TRAINING), "G_params": sum(p.numel() for p in G.parameters()),
         "D_params": sum(p.numel() for p in D.parameters()),
     })

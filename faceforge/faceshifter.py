@@ -30,10 +30,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from faceforge.errors import WeightsNotFoundError
-from faceforge.pipelines.base import FacePipeline, PipelineRun, check_rgb
+from faceforge.errors import FaceTooSmallError, SameFaceError, WeightsNotFoundError
+from faceforge.pipelines.base import FaceJob, FacePipeline, PipelineRun, check_rgb
 
-__all__ = ["IdentityEncoder", "FaceShifterSwapper", "FACE_TEMPLATE", "DEFAULT_CARD"]
+__all__ = ["IdentityEncoder", "FaceShifterSwapper", "FACE_TEMPLATE", "DEFAULT_CARD", "SAME_FACE_MAD",
+           "aligned_difference"]
 
 DEFAULT_CARD = "faceshifter.utkface64"
 """The model card ``weights="default"`` loads (:mod:`faceforge.models.cards`)."""
@@ -87,6 +88,58 @@ def face_ellipse(side: int) -> np.ndarray:
     return ((x / side - 0.5) / 0.30) ** 2 + ((y / side - 0.56) / 0.36) ** 2 <= 1.0
 
 
+SAME_FACE_MAD = 6.0
+"""Largest :func:`aligned_difference` (uint8 levels) at which a target face counts as the source face itself.
+Measured on the shared photos and scikit-image's astronaut: copies of one photo (JPEG 80, half size, cropped,
+240p / 1080p against the original, ``biden.jpg`` against its face in ``two_people.jpg``, a photo against
+itself placed in a wider canvas) 0-2.5 levels; different photos (another photo of the same person, other
+people, a mirror image of a turned face) 11.7 and up. A mirror image of a frontal, near-symmetric face is
+a copy too by this measure (the astronaut's: 2.6)."""
+
+_COMPARE_SIDE = 64
+"""Side in px at which :func:`aligned_difference` compares (the threshold above was measured there)."""
+
+
+def aligned_difference(a: np.ndarray, b: np.ndarray) -> float:
+    """How far apart two ``utkface``-aligned crops of faces are, pixel for pixel: the mean absolute difference
+    (uint8 levels, 0-255) inside :func:`face_ellipse` after resizing both to 64 px (area), registering ``b``
+    onto ``a`` by an affine map (OpenCV's ECC, Evangelidis & Psarakis, PAMI 2008, on the blurred grey crops
+    inside the ellipse: the detector's keypoints put the same face a few pixels apart in two copies of a
+    photo) and a Gaussian blur of sigma 1 px. Below :data:`SAME_FACE_MAD` the two crops show the same
+    pixels, i.e. the same photo (or a re-encoded, resized or cropped copy), not merely the same person.
+    When ECC does not converge the crops are compared as they are.
+
+    Args:
+        a, b: uint8 ``(S, S, 3)`` RGB crops (the sides may differ).
+
+    Raises:
+        ValueError: not uint8 ``(S, S, 3)`` squares.
+    """
+    import cv2
+
+    crops = []
+    for x in (a, b):
+        x = np.asarray(x)
+        if x.dtype != np.uint8 or x.ndim != 3 or x.shape[2] != 3 or x.shape[0] != x.shape[1]:
+            raise ValueError(f"aligned crops must be uint8 (S, S, 3), got {x.dtype} {x.shape}")
+        if x.shape[0] != _COMPARE_SIDE:
+            x = cv2.resize(x, (_COMPARE_SIDE, _COMPARE_SIDE), interpolation=cv2.INTER_AREA)
+        crops.append(np.ascontiguousarray(x))
+    mask = face_ellipse(_COMPARE_SIDE)
+    grey = [cv2.GaussianBlur(cv2.cvtColor(x, cv2.COLOR_RGB2GRAY).astype(np.float32), (0, 0), 1.0) for x in crops]
+    warp = np.eye(2, 3, dtype=np.float32)
+    try:
+        _, warp = cv2.findTransformECC(grey[0], grey[1], warp, cv2.MOTION_AFFINE,
+                                       (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 50, 1e-4),
+                                       mask.astype(np.uint8), 1)
+        b_reg = cv2.warpAffine(crops[1], warp, (_COMPARE_SIDE, _COMPARE_SIDE),
+                               flags=cv2.INTER_LINEAR + cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT)
+    except cv2.error:  # flat crops, or no convergence: compare unregistered
+        b_reg = crops[1]
+    blurred = [cv2.GaussianBlur(x.astype(np.float32), (0, 0), 1.0) for x in (crops[0], b_reg)]
+    return float(np.abs(blurred[0] - blurred[1])[mask].mean())
+
+
 def _to_tensor(crops: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
 
@@ -126,12 +179,17 @@ class FaceShifterSwapper(FacePipeline):
     pastes = True
 
     def __init__(self, weights: str | Path = "default", identity: IdentityEncoder | None = None, detector: Any = None,
-                 device: str | torch.device = "cpu", feather: float = 0.1, colour: bool = False) -> None:
+                 device: str | torch.device = "cpu", feather: float = 0.1, colour: bool = False,
+                 min_source_face: int | None = None) -> None:
         from faceforge.models import cards, create_model
         from faceforge.models.faceshifter import check_identity_dim
+        from faceforge.swap import MIN_SOURCE_FACE
 
         if not 0.0 <= feather <= 0.5:
             raise ValueError(f"feather must be in [0, 0.5], got {feather}")
+        self.min_source_face = MIN_SOURCE_FACE if min_source_face is None else int(min_source_face)
+        if self.min_source_face < 16:
+            raise ValueError(f"min_source_face must be >= 16 px, got {min_source_face}")
         path = cards.resolve(None if str(weights) == "default" else weights, DEFAULT_CARD,
                              hint="train them with: faceforge train faceshifter")
         if not path.is_file():
@@ -146,6 +204,8 @@ class FaceShifterSwapper(FacePipeline):
         self.colour = bool(colour)
         self.meta = getattr(self.model, "faceforge_meta", {})
         self._detector = detector
+        self._source_crop: np.ndarray | None = None  # per photo, set on the copy that runs it (swap)
+        self._selection: str | tuple[int, ...] = "all"
 
     @torch.inference_mode()
     def embed_crops(self, crops: np.ndarray | Sequence[np.ndarray]) -> torch.Tensor:
@@ -155,19 +215,79 @@ class FaceShifterSwapper(FacePipeline):
             raise ValueError(f"crops must be uint8 (N, S, S, 3), got {batch.dtype} {batch.shape}")
         return self.identity(_to_tensor(batch).to(self.device))
 
+    def source_crop(self, rgb: np.ndarray, face: str | int = "largest") -> np.ndarray:
+        """One face of a source photo (default: its largest), aligned on :attr:`face_template` at the
+        generator's side: uint8 ``(S, S, 3)``.
+
+        Raises:
+            NoFaceError: no face in the source; FaceSelectionError: ``face`` is not among the detected faces;
+            FaceTooSmallError: its box is narrower than ``min_source_face`` px (a thumbnail's identity is
+            unreliable and AEI-Net would enlarge it).
+        """
+        from faceforge.errors import NoFaceError
+        from faceforge.faces.align import align_face
+        from faceforge.faces.select import detect_and_select
+
+        check_rgb(rgb, "source")
+        try:
+            found, chosen = detect_and_select(self.detector, rgb, face if face == "largest" else [int(face)], None,
+                                              None)
+        except NoFaceError:
+            raise NoFaceError(f"no face was found in the source image ({rgb.shape[1]}x{rgb.shape[0]})",
+                              role="source") from None
+        chosen_face = found[chosen[0]]
+        width = float(chosen_face.box[2] - chosen_face.box[0])
+        if width < self.min_source_face:
+            raise FaceTooSmallError(f"the source face is {width:.0f} px wide; the swap needs at least "
+                                    f"{self.min_source_face} px", role="source", width=round(width, 1),
+                                    minimum=self.min_source_face)
+        return align_face(rgb, chosen_face, self.crop_size, template=self.face_template).image
+
     def source_identity(self, rgb: np.ndarray, face: str | int = "largest") -> torch.Tensor:
         """The identity vector ``(1, D)`` of one face of a source photo (default: its largest).
 
         Raises:
-            NoFaceError: no face in the source; FaceSelectionError: ``face`` is not among the detected faces.
+            As :meth:`source_crop`.
         """
-        from faceforge.faces.align import align_face
-        from faceforge.faces.select import detect_and_select
+        return self.embed_crops([self.source_crop(rgb, face)])
 
-        check_rgb(rgb)
-        found, chosen = detect_and_select(self.detector, rgb, face if face == "largest" else [int(face)], None, None)
-        aligned = align_face(rgb, found[chosen[0]], self.crop_size, template=self.face_template)
-        return self.embed_crops([aligned.image])
+    def prepare_faces(self, rgb: np.ndarray, found: Sequence[Any], chosen: Sequence[int],
+                      timings: dict[str, float]) -> list[FaceJob]:
+        """The template alignment of every chosen target face, then the swap's refusals (as the classical
+        swap's, :class:`faceforge.swap.FaceSwapper`): a face narrower than :data:`faceforge.swap.MIN_TARGET_FACE`
+        px (:class:`~faceforge.errors.FaceTooSmallError`), or the source face itself
+        (:func:`aligned_difference` to the source crop below :data:`SAME_FACE_MAD`:
+        :class:`~faceforge.errors.SameFaceError`). A refused face is skipped (``input`` ``None``,
+        ``job.extra["skipped"]`` = why) when all faces were asked for and another face passes; otherwise the
+        first refusal is raised. ``job.extra["source_difference"]`` holds the measured difference.
+
+        Raises:
+            FaceTooSmallError, SameFaceError: see above.
+        """
+        from faceforge.swap import MIN_TARGET_FACE
+
+        jobs = super().prepare_faces(rgb, found, chosen, timings)
+        problems: list[Exception] = []
+        for job in jobs:
+            width = float(job.face.box[2] - job.face.box[0])
+            problem: Exception | None = None
+            if width < MIN_TARGET_FACE:
+                problem = FaceTooSmallError(f"target face {job.index} is {width:.0f} px wide; the swap needs at "
+                                            f"least {MIN_TARGET_FACE} px", role="target", width=round(width, 1),
+                                            minimum=MIN_TARGET_FACE, face=job.index)
+            elif self._source_crop is not None:
+                diff = job.extra["source_difference"] = aligned_difference(self._source_crop, job.input)
+                if diff < SAME_FACE_MAD:
+                    problem = SameFaceError(f"target face {job.index} is the source face itself (mean difference "
+                                            f"{diff:.1f} levels); give a different photo as the source",
+                                            face=job.index)
+            if problem is not None:
+                job.input = None
+                job.extra["skipped"] = job.warning = str(problem)
+                problems.append(problem)
+        if problems and (self._selection != "all" or not any(j.input is not None for j in jobs)):
+            raise problems[0]
+        return jobs
 
     @torch.inference_mode()
     def swap_crops(self, crops: np.ndarray | Sequence[np.ndarray], z_id: torch.Tensor,
@@ -216,17 +336,35 @@ class FaceShifterSwapper(FacePipeline):
 
         Returns:
             The :class:`~faceforge.pipelines.PipelineRun`: ``image`` is ``target`` with the swapped faces pasted
-            back (uint8, same shape); ``timings_ms`` gains ``source`` (embedding the source).
+            back (uint8, same shape); a refused face's job has ``output`` ``None`` and says why in
+            ``extra["skipped"]`` (:meth:`prepare_faces`); ``timings_ms`` gains ``source`` (embedding the source).
 
         Raises:
             ValueError: bad images or selection; NoFaceError: no face in the source or the target;
-            FaceSelectionError: a selected index is not among the detected faces.
+            FaceSelectionError: a selected index is not among the detected faces; FaceTooSmallError: the
+            source face, or every chosen target face (or a named one), is too small; SameFaceError: the
+            (or every) chosen target face is the source face itself.
         """
+        import copy
         import time
 
+        from faceforge.errors import NoFaceError
+        from faceforge.faces.select import parse_face_selection
+
+        check_rgb(target, "target")
+        selection = parse_face_selection(faces) if isinstance(faces, str) else tuple(faces)
         t0 = time.perf_counter()
-        z_id = self.source_identity(source, source_face)
+        crop = self.source_crop(source, source_face)
+        z_id = self.embed_crops([crop])
         t_source = (time.perf_counter() - t0) * 1e3
-        run = self.run(target, faces, max_faces=max_faces, z_id=z_id)
+        worker = copy.copy(self)  # holds this photo's source crop: one instance serves concurrent callers
+        worker._source_crop, worker._selection = crop, selection
+        try:
+            run = FacePipeline.run(worker, target, selection, max_faces=max_faces, z_id=z_id)
+        except NoFaceError as exc:
+            if exc.extra.get("role"):
+                raise
+            raise NoFaceError(f"no face was found in the target image ({target.shape[1]}x{target.shape[0]})",
+                              role="target") from None
         run.timings_ms["source"] = t_source
         return run

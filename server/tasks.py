@@ -334,10 +334,12 @@ def _aeinet_swap_task(hub: ModelHub, p: Mapping[str, Any]) -> TaskResult:
     with hub.faceshifter_lock:
         run = swapper.swap(source, target, faces=p["faces"])
     done = [j.index for j in run.jobs if j.output is not None]
+    skipped = {j.index: j.extra["skipped"] for j in run.jobs if "skipped" in j.extra}
     image, restored = _restore_swapped(hub, run.image, done, p["restore"])
     meta = swapper.meta or {}
     return TaskResult([_marked_png(image, "faceforge face swap")], {
-        "method": "aeinet", "faces": [{"index": i, **f.to_dict(), "swapped": i in done} for i, f in enumerate(run.found)],
+        "method": "aeinet", "faces": [{"index": i, **f.to_dict(), "swapped": i in done, "skipped": skipped.get(i)}
+                                      for i, f in enumerate(run.found)],
         "swapped": len(done), "blend": None, "restored": restored,
         "weights": {"size": swapper.crop_size, "step": meta.get("step"), "version": meta.get("version")}})
 

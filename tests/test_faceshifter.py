@@ -385,7 +385,7 @@ def test_whole_photo_swap_changes_only_the_face_region(astronaut_rgb, small_gene
     from faceforge.faceshifter import FaceShifterSwapper
 
     sw = FaceShifterSwapper(small_generator, identity=small_identity)
-    source = np.ascontiguousarray(astronaut_rgb[:, ::-1])
+    source = np.ascontiguousarray(astronaut_rgb[..., ::-1])  # other pixels (BGR order), not the face itself
     run = sw.swap(source, astronaut_rgb)
     assert run.image.shape == astronaut_rgb.shape and run.image.dtype == np.uint8
     assert len(run.jobs) == 1 and run.jobs[0].output.shape == (64, 64, 3)
@@ -419,6 +419,46 @@ def test_whole_photo_swap_refusals(tmp_path, small_generator, small_identity):
         sw.swap_crops(np.zeros((1, 32, 32, 3), np.uint8), torch.zeros(1, 16))
 
 
+
+
+def test_whole_photo_swap_refuses_the_source_face_itself_and_thumbnails(astronaut_rgb, small_generator,
+                                                                          small_identity):
+    """AEI-Net refuses what the classical swap refuses: the source face itself (the same photo, a JPEG copy),
+    a source face too small to carry an identity; with faces='all' a refused face is skipped and reported
+    while the others are swapped, and a face asked for by index raises."""
+    import cv2
+
+    from faceforge.errors import FaceTooSmallError, SameFaceError
+    from faceforge.faceshifter import SAME_FACE_MAD, FaceShifterSwapper, aligned_difference
+
+    sw = FaceShifterSwapper(small_generator, identity=small_identity)
+    photo = np.ascontiguousarray(astronaut_rgb)
+    with pytest.raises(SameFaceError, match="target face 0 is the source face itself"):
+        sw.swap(photo, photo)
+    jpeg = cv2.imdecode(cv2.imencode(".jpg", photo[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 80])[1], 1)[..., ::-1]
+    with pytest.raises(SameFaceError):
+        sw.swap(np.ascontiguousarray(jpeg), photo)
+
+    other = np.ascontiguousarray(photo[..., ::-1])  # the same layout in other colours (BGR): other pixels
+    pair = np.ascontiguousarray(np.concatenate([photo, other], axis=1))  # the source face and another one
+    run = sw.swap(photo, pair)
+    assert len(run.found) == 2
+    refused = [j for j in run.jobs if j.output is None]
+    swapped = [j for j in run.jobs if j.output is not None]
+    assert len(refused) == len(swapped) == 1
+    assert "source face itself" in refused[0].extra["skipped"]
+    assert refused[0].extra["source_difference"] < SAME_FACE_MAD < swapped[0].extra["source_difference"]
+    assert refused[0].face.box[0] < photo.shape[1] <= swapped[0].face.box[0]  # the original half was refused
+    left = slice(0, photo.shape[1])
+    assert np.array_equal(run.image[:, left], photo)  # nothing pasted over the refused face
+    with pytest.raises(SameFaceError):
+        sw.swap(photo, pair, faces=[refused[0].index])
+
+    thumb = cv2.resize(photo, (96, 96), interpolation=cv2.INTER_AREA)
+    with pytest.raises(FaceTooSmallError, match="source face is .* px wide"):
+        sw.swap(thumb, other)
+    with pytest.raises(ValueError, match="uint8"):
+        aligned_difference(np.zeros((64, 64, 3), np.float32), np.zeros((64, 64, 3), np.uint8))
 
 
 def test_colour_match_makes_a_grey_target_grey(astronaut_rgb, small_generator, small_identity):

@@ -178,6 +178,7 @@ def _swap_aeinet(source: Path, target: Path, output: Path | None, faces, source_
         tgt = load_image(target)
         run = swapper.swap(src, tgt, faces=faces, source_face="largest" if source_face is None else source_face)
         done = [j.index for j in run.jobs if j.output is not None]
+        skipped = {j.index: j.extra["skipped"] for j in run.jobs if "skipped" in j.extra}
         image = run.image
         if restore_method != "none":
             from faceforge.restore import restore_last
@@ -193,12 +194,14 @@ def _swap_aeinet(source: Path, target: Path, output: Path | None, faces, source_
                                "method": {"name": "aeinet", "weights": Path(name).name, "size": swapper.crop_size,
                                           "colour": colour,
                                           "step": meta.get("step")},
-                               "faces": [{"index": i, **f.to_dict(), "swapped": i in done}
-                                         for i, f in enumerate(run.found)],
+                               "faces": [{"index": i, **f.to_dict(), "swapped": i in done,
+                                          "skipped": skipped.get(i)} for i, f in enumerate(run.found)],
                                "provenance_warning": provenance_note,
                                "timings_ms": {k: round(v, 1) for k, v in run.timings_ms.items()}}, indent=1))
         return
     click.echo(f"{len(run.found)} face(s) found in {target.name}, swapped {done} with the source face "
                f"(AEI-Net {Path(name).name}, {swapper.crop_size} px) -> {written}")
+    for i, why in sorted(skipped.items()):
+        click.echo(f"  face {i} skipped: {why}")
     if provenance_note:
         click.echo(f"  provenance: {provenance_note}")

@@ -201,6 +201,39 @@ def test_finetune_starts_from_the_given_weights_and_toonifies(tmp_path, faces_di
     assert generate(mixed, [0, 1]).shape == (2, 16, 16, 3)
 
 
+def test_grow_from_starts_as_the_source_upsampled(tmp_path, faces_dir):
+    """--grow-from: a 32 px run from a 16 px one copies the mapping and the shared synthesis and D blocks;
+    the new block's ToRGB starts at zero, so the grown generator first draws the source's faces upsampled."""
+    from faceforge.errors import CheckpointError
+    from faceforge.models.stylegan2 import make_filter, upsample2d
+
+    base_run = train(_cfg(tmp_path / "base", faces_dir, stop_after_steps=2, swd_every=0))
+    base_state = load_checkpoint(base_run / "last.pt")["state_dict"]
+    grown_run = train(_cfg(tmp_path / "grown", faces_dir, grow_from=str(base_run), resolution=32, lr=1e-9,
+                           stop_after_steps=1, swd_every=0))
+    cfg = json.loads((grown_run / "config.json").read_text())
+    assert cfg["config"]["resolution"] == 32 and cfg["config"]["grow_from"] == str(base_run.resolve())
+    assert cfg["grown"].startswith("grown from 16 px") and "b32" in cfg["grown"] and "fresh in ['b32'" in cfg["grown"]
+    state = load_checkpoint(grown_run / "last.pt")["state_dict"]
+    torch.testing.assert_close(state["D.b16.conv0.weight"], base_state["D.b16.conv0.weight"], rtol=0, atol=1e-6)
+    assert state["D.fromrgb.weight"].shape != base_state["D.fromrgb.weight"].shape
+
+    small = create_model("stylegan2", weights=base_run / "G_ema.pt")
+    big = create_model("stylegan2", weights=grown_run / "G_ema.pt")
+    z = torch.randn(3, small.z_dim, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        a = small.synthesis(small.mapping(z, update_w_avg=False), noise_mode="const")
+        b = big.synthesis(big.mapping(z, update_w_avg=False), noise_mode="const")
+    assert b.shape == (3, 3, 32, 32)
+    torch.testing.assert_close(b, upsample2d(a, make_filter()), rtol=0, atol=1e-4)
+
+    with pytest.raises(ValueError, match="below --resolution 16"):
+        train(_cfg(tmp_path / "same", faces_dir, grow_from=str(base_run), stop_after_steps=1, swd_every=0))
+    with pytest.raises(CheckpointError, match="keep its channel_base"):
+        train(_cfg(tmp_path / "wide", faces_dir, grow_from=str(base_run), resolution=32, channel_base=512,
+                   stop_after_steps=1, swd_every=0))
+
+
 def test_load_image_set_crops_resizes_and_caches(tmp_path, toon_dir):
     imgs = load_image_set(toon_dir, 16, cache_dir=tmp_path / "cache")
     assert imgs.shape == (8, 16, 16, 3) and imgs.dtype == np.uint8

@@ -313,6 +313,7 @@ def stylegan2(preset: str, finetune_from: str | None, install: bool, **fields) -
       faceforge train stylegan2 --preset cpu --threads 2 --time-limit 60          # faces at 32 px on a CPU
       faceforge train stylegan2 --resume runs/stylegan2/000 --time-limit 60
       faceforge train stylegan2 --preset gpu --time-limit 25                    # 64 px on a GPU
+      faceforge train stylegan2 --grow-from default --resolution 64 --threads 2   # 64 px from the shipped 32
       faceforge train stylegan2 --finetune-from runs/stylegan2/000 \\
           --data ../shared/data/cartoon/anime_faces --kimg 10
       faceforge stylegan toonify --weights runs/stylegan2/000/G_ema.pt --toon runs/stylegan2/001/G_ema.pt \
@@ -329,6 +330,14 @@ def stylegan2(preset: str, finetune_from: str | None, install: bool, **fields) -
                          else Path(finetune_from))
         if not finetune_from.exists():
             raise click.BadParameter(f"{finetune_from} does not exist", param_hint="--finetune-from")
+    if fields.get("grow_from") is not None:
+        from faceforge.models import cards
+
+        grow = fields["grow_from"]
+        grow = cards.resolve("default", get_spec("stylegan2").default_card) if grow == "default" else Path(grow)
+        if not grow.exists():
+            raise click.BadParameter(f"{grow} does not exist", param_hint="--grow-from")
+        fields["grow_from"] = str(grow)
     if finetune_from is not None:  # a short fine-tune: small lr, few kimg unless told otherwise
         fields["total_kimg"] = fields["total_kimg"] or FINETUNE_KIMG
         fields["lr"] = fields["lr"] or FINETUNE_LR

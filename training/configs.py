@@ -399,6 +399,12 @@ class StyleGAN2TrainConfig:
         "Start from a stylegan2 run folder / last.pt (G, D, G_ema), a StyleGAN2 generator checkpoint (faceforge, "
         "rosinality .pt, NVlabs .pkl: fresh D) or 'default' (the shipped generator); the architecture comes from "
         "it. For toonify and your own faces (faceforge prepare).", metavar="default|PATH"))
+    grow_from: str | None = field(default=None, metadata=opt(
+        "Start a higher --resolution run from a lower-resolution StyleGAN2 (a run folder / last.pt, a generator "
+        "checkpoint or 'default'): its mapping and synthesis layers are copied, the new top blocks start fresh "
+        "with a zero ToRGB (the first samples are its faces upsampled); D keeps a source run's blocks, the rest "
+        "fresh (progressive growing). Channels must match: keep its --channel-base / --channel-max.",
+        metavar="default|PATH"))
     seed: int = field(default=0, metadata=SEED)
     log_every: int = field(default=100, metadata=LOG_EVERY)
     sample_every: int = field(default=500, metadata=SAMPLE_EVERY)

@@ -49,6 +49,12 @@ those files' discriminators are not converted). The architecture comes from the 
 (e.g. ``../shared/data/cartoon/anime_faces``) is resized to its resolution. The resulting ``G_ema.pt``
 has the base's architecture, so ``faceforge.stylegan.toonify(base, finetuned, swap_resolution)`` works.
 
+Growing (progressive growing, Karras et al. 2018): ``grow_from`` = the same kinds of source at a lower
+resolution than ``resolution``; the mapping and every synthesis block it has are copied (:func:`grow_into`),
+the new top blocks start fresh with their ToRGB at zero, so the first samples are the source's faces
+upsampled and training adds the detail (a 64 px generator grown from the shipped 32 px one, instead of 64 px
+from scratch). D takes a source run's blocks except ``fromrgb``; from a generator file it is fresh.
+
 Run folder (``runs/stylegan2/<NNN>/``, :mod:`training.runs`): ``config.json`` (resolved config, command,
 network configs, data), ``metrics.csv`` (losses, EMA beta, seconds, SWD), ``samples/step_<N>.png``
 (``G_ema`` on fixed z, constant noise), ``G_ema.pt`` (faceforge checkpoint:
@@ -409,6 +415,43 @@ def load_finetune_source(source: str | Path) -> dict[str, Any]:
             "source": str(path)}
 
 
+def grow_into(net: nn.Module, state: dict[str, torch.Tensor], what: str, skip: tuple[str, ...] = ()) -> list[str]:
+    """Copy a lower-resolution network's tensors into ``net`` (progressive growing, Karras et al., ICLR 2018,
+    "Progressive Growing of GANs"): every tensor whose name ``net`` also has is copied (the names of
+    :mod:`faceforge.models.stylegan2` are per resolution: ``synthesis.b32.*``, D's ``b32.*``), tensors of
+    the new resolutions keep their fresh initialisation, names starting with one of ``skip`` are not copied
+    (D's ``fromrgb``: it now reads a larger image).
+
+    Returns:
+        The names of ``net``'s tensors left fresh.
+
+    Raises:
+        CheckpointError: a shared tensor of another shape (other channel counts: keep the source's
+            channel_base / channel_max, or widths that agree at the shared resolutions).
+    """
+    own = net.state_dict()
+    bad = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items()
+           if k in own and not k.startswith(skip) and v.shape != own[k].shape]
+    if bad:
+        raise CheckpointError(f"{what} cannot be grown into this configuration: shared layers differ in shape "
+                              f"({'; '.join(bad[:3])}{'; ...' if len(bad) > 3 else ''}); keep its channel_base / "
+                              "channel_max")
+    copy_ = {k: v for k, v in state.items() if k in own and not k.startswith(skip)}
+    if not copy_:
+        raise CheckpointError(f"{what} shares no layer with this configuration")
+    net.load_state_dict(copy_, strict=False)
+    return [k for k in own if k not in copy_]
+
+
+def _zero_new_torgb(G: StyleGAN2Generator, fresh: list[str]) -> None:
+    """Zero the ToRGB weights of the grown blocks: with the skip architecture's sum of upsampled ToRGB
+    outputs, the grown generator then starts as the source's images upsampled."""
+    with torch.no_grad():
+        for name, p in G.named_parameters():
+            if name in fresh and name.endswith("torgb.weight"):
+                p.zero_()
+
+
 def _load_into(net: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
     try:
         net.load_state_dict(state)
@@ -471,10 +514,19 @@ def train(cfg: StyleGAN2TrainConfig) -> Path:
 
         data = Path(cfg.data) if cfg.data else data_root() / "utkface"
         updates: dict[str, Any] = {"data": str(data.resolve())}
+        if cfg.finetune_from and cfg.grow_from:
+            raise ValueError("give --finetune-from or --grow-from, not both")
         if cfg.finetune_from:
             source = load_finetune_source(cfg.finetune_from)
             updates.update({k: source["G_config"][k] for k in NETWORK_FIELDS if k in source["G_config"]})
             updates["finetune_from"] = str(Path(cfg.finetune_from).resolve())
+        elif cfg.grow_from:
+            grown = load_finetune_source(cfg.grow_from)
+            if grown["G_config"]["resolution"] >= cfg.resolution:
+                raise ValueError(f"--grow-from needs a source below --resolution {cfg.resolution}; "
+                                 f"{cfg.grow_from} is {grown['G_config']['resolution']} px (use --finetune-from)")
+            updates.update({k: grown["G_config"][k] for k in ("z_dim", "w_dim", "mapping_layers")})
+            updates["grow_from"] = str(Path(cfg.grow_from).resolve())
         cfg = session.update_config(StyleGAN2TrainConfig(**{**asdict(cfg), **updates}))
     if cfg.batch_size < 1 or cfg.total_kimg <= 0 or cfg.r1_interval < 1 or cfg.pl_interval < 1:
         raise ValueError("need batch_size >= 1, total_kimg > 0 and intervals >= 1")
@@ -495,6 +547,19 @@ def train(cfg: StyleGAN2TrainConfig) -> Path:
     G = StyleGAN2Generator(**g_kwargs)
     D = StyleGAN2Discriminator(**d_kwargs)
     G_ema = None
+    grow_note = None
+    if not resume_run and cfg.grow_from:
+        where = grown["source"]
+        fresh = grow_into(G, grown["G"], f"generator of {where}")
+        _zero_new_torgb(G, fresh)
+        G_ema = StyleGAN2Generator(**g_kwargs)
+        _zero_new_torgb(G_ema, grow_into(G_ema, grown["G_ema"], f"G_ema of {where}"))
+        d_fresh = grow_into(D, grown["D"], f"discriminator of {where}", skip=("fromrgb",)) if grown["D"] else None
+        grow_note = (f"grown from {grown['G_config']['resolution']} px ({where}): G's new tensors "
+                     f"{sorted({k.split('.')[1] for k in fresh})}, D "
+                     + ("fresh" if d_fresh is None else f"fresh in {sorted({k.split('.')[0] for k in d_fresh})}"))
+        session.info(grow_note)
+        del grown
     if source is not None:
         _load_into(G, source["G"], f"generator of {source['source']}")
         G_ema = StyleGAN2Generator(**g_kwargs)
@@ -521,7 +586,7 @@ def train(cfg: StyleGAN2TrainConfig) -> Path:
     run = session.create({
         "generator_config": g_kwargs, "discriminator_config": d_kwargs, "r1_gamma": trainer.r1_gamma,
         "ema_kimg": cfg.resolved_ema_kimg(), "images": len(images), "total_steps": total_steps,
-        "finetune_from": source["source"] if source else None,
+        "finetune_from": source["source"] if source else None, "grown": grow_note,
         "G_params": sum(p.numel() for p in G.parameters()), "D_params": sum(p.numel() for p in D.parameters()),
     })
     log = session.metrics()
@@ -550,7 +615,7 @@ def train(cfg: StyleGAN2TrainConfig) -> Path:
         save_checkpoint(run / "last.pt", nets, STATE_ARCH, {"G": g_kwargs, "D": d_kwargs}, meta)
         prov = {"task": "generate", "data": cfg.data, "images": len(images), "step": trainer.step,
                 "kimg": meta["kimg"], "total_kimg": cfg.total_kimg, "finished": final, "command": command,
-                "finetune_from": cfg.finetune_from,
+                "finetune_from": cfg.finetune_from, "grow_from": cfg.grow_from,
                 "config": {k: v for k, v in asdict(cfg).items() if k not in RUNTIME_FIELDS},
                 "metrics": last_metrics or None,
                 "version": f"{time.strftime('%Y.%m.%d')}-run{run.name}-kimg{meta['kimg']:g}"}

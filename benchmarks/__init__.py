@@ -6,6 +6,7 @@
 - :mod:`benchmarks.translate_quality` age shift and identity of the CycleGAN translators.
 - :mod:`benchmarks.frontalize_quality` PSNR/SSIM/identity per yaw bucket of a frontalizer; real-photo grid.
 - :mod:`benchmarks.stylegan_latency`  StyleGAN2 generation latency/throughput by resolution and batch.
+- :mod:`benchmarks.stylegan_quality`  StyleGAN2 SWD per pyramid level beside real-vs-real and blur controls.
 - :mod:`benchmarks.generator_latency` CycleGAN / pix2pix generators: on-device files vs server, 256 and 128.
 - :mod:`benchmarks.jobs_roundtrip`    heavy-job API over HTTP: round trip per endpoint, concurrent clients.
 """

@@ -19,6 +19,7 @@ from benchmarks.restore_last_step import main as restore_last_step
 from benchmarks.restore_quality import main as restore_quality
 from benchmarks.server_load import main as server_load
 from benchmarks.stylegan_latency import main as stylegan_latency
+from benchmarks.stylegan_quality import main as stylegan_quality
 from benchmarks.swap_quality import main as swap_quality
 from benchmarks.translate_quality import main as translate_quality
 from benchmarks.web_latency import main as web_latency
@@ -73,6 +74,7 @@ bench.add_command(detections, "detections")
 bench.add_command(translate_quality, "translate-quality")
 bench.add_command(frontalize_quality, "frontalize-quality")
 bench.add_command(stylegan_latency, "stylegan-latency")
+bench.add_command(stylegan_quality, "stylegan-quality")
 bench.add_command(editing_effect, "editing-effect")
 bench.add_command(generator_latency, "generator-latency")
 bench.add_command(jobs_roundtrip, "jobs-roundtrip")

@@ -280,3 +280,35 @@ def test_stylegan_latency_benchmark_smoke(tmp_path):
     assert row["images_per_s"] == pytest.approx(2 / row["median_s"], rel=0.01) and row["macs_per_image"] > 0
     assert "| 16 | 2 | unfused |" in (tmp_path / "sg.md").read_text()
     assert load_image(tmp_path / "sg.png").shape[2] == 3
+
+
+def test_stylegan_quality_benchmark_puts_controls_beside_the_generator(tmp_path, faces_dir):
+    """bench stylegan-quality: real vs real is the floor, the blur control is farther at the finest level,
+    an untrained generator is far from the reals at every level; a run's SWD log is tabulated."""
+    from benchmarks.stylegan_quality import read_run_swd
+    from faceforge.cli import main
+
+    run = train(_cfg(tmp_path / "base", faces_dir, stop_after_steps=1, swd_every=1, swd_images=8))
+    more = tmp_path / "more"
+    more.mkdir()
+    for i, img in enumerate(_blobs(24, 24, seed=5)):
+        save_image(more / f"m{i:03d}.png", img)
+    for f in faces_dir.iterdir():
+        save_image(more / f.name, load_image(f))
+    args = ["bench", "stylegan-quality", "--weights", f"tiny={run / 'G_ema.pt'}", "--data", str(more), "--images", "16",
+            "--run", str(run), "--threads", "1", "--out", str(tmp_path / "out"), "--name", "q"]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    doc = json.loads((tmp_path / "out" / "q.json").read_text())
+    floor = doc["controls"]["real vs real"]["each"]
+    blur = doc["controls"]["real at 8 px, upsampled (blur)"]["each"]
+    gen = doc["generators"][0]
+    assert doc["resolution"] == 16 and blur["swd_16"] > floor["swd_16"]
+    assert all(gen["swd"]["each"][k] > floor[k] for k in ("swd_16",)) and gen["meets_target"] is False
+    assert gen["ratio_to_real_each"]["swd_16"] == pytest.approx(gen["swd"]["each"]["swd_16"] / floor["swd_16"], abs=0.01)
+    assert (tmp_path / "out" / "figures" / "q_tiny.jpg").is_file()
+    assert read_run_swd(run)[0]["step"] == 0 and "SWD over training" in (tmp_path / "out" / "q.md").read_text()
+    bad = CliRunner().invoke(main, ["bench", "stylegan-quality", "--weights", "nolabel", "--data", str(more)])
+    assert bad.exit_code != 0 and "LABEL=PATH" in bad.output
+    few = CliRunner().invoke(main, args[:6] + ["--images", "40", "--out", str(tmp_path / "o2")])
+    assert few.exit_code != 0 and "need 80" in few.output

@@ -103,10 +103,12 @@ def summary_table(report) -> str:
 @click.option("--size", type=click.IntRange(16), default=None,
               help="Input side for image-to-image models (e.g. 128 or 256) [default: the size the checkpoint "
                    "was trained at, else the spec's].")
+@click.option("--app-steps-only", is_flag=True, help="Only rewrite the app_steps of MODEL's entries in OUT/manifest.json "
+              "from the library's constants (no file exported; the files are checked against the manifest).")
 @click.option("-v", "--verbose", is_flag=True, help="Log every step and show the converters' own progress.")
 def export(model: str, formats_text: str, weights: str, out: Path, calibration_size: int, calibration_source: str,
            parity_set: str, parity_source: str, seed: int, threads: int, bound_overrides: tuple[str, ...],
-           no_manifest: bool, size: int | None, verbose: bool) -> None:
+           no_manifest: bool, size: int | None, app_steps_only: bool, verbose: bool) -> None:
     """Export MODEL (default mini_xception) to phone formats, check parity, update the manifest.
 
     Every file is written to a temporary folder, run (LiteRT, ONNX Runtime) or inspected (Core ML,
@@ -120,6 +122,7 @@ def export(model: str, formats_text: str, weights: str, out: Path, calibration_s
       faceforge export --weights runs/emotion/000/best.pt --out /tmp/assets --parity-set 1000
       faceforge export cyclegan_mobile --weights runs/cyclegan/000/G_A.pt --parity-set 200 \\
           --formats onnx,tflite_fp16,tflite_dynint8,tflite_int8,coreml_fp16,coreml_int8w
+      faceforge export pix2pix_mobile --app-steps-only   # the phone steps only, files unchanged
 
     Image-to-image models (no labels, e.g. cyclegan_mobile) are compared by PSNR against PyTorch on
     real aligned faces (young UTKFace faces for cyclegan_*), with the per-format bounds of the table.
@@ -148,6 +151,20 @@ def export(model: str, formats_text: str, weights: str, out: Path, calibration_s
 
     from faceforge.errors import FaceforgeError
     from faceforge.models import get_spec
+
+    if app_steps_only:  # the phone contract of unchanged files (export.manifest.refresh_app_steps)
+        from export.manifest import refresh_app_steps
+
+        try:
+            get_spec(model)
+            changed = refresh_app_steps(out, model)
+        except KeyError as exc:
+            raise click.UsageError(str(exc)) from None
+        except FaceforgeError as exc:
+            raise click.ClickException(str(exc)) from None
+        click.echo(f"{model}: app_steps rewritten in {out}/manifest.json for {len(changed)} file(s)"
+                   + (": " + ", ".join(changed) if changed else " (already current)"))
+        return
 
     try:
         get_spec(model)

@@ -433,11 +433,16 @@ def copy_face_mesh(root: Path) -> dict[str, Any]:
 def frontalize_app_steps(size: int, provenance: dict[str, Any] | None = None,
                          root: Path | None = None) -> dict[str, Any]:
     """The steps an app runs before and after a frontalizer file, as :class:`faceforge.frontalize.Frontalizer`
-    does: BlazeFace, Face Mesh (shipped in ``landmarks/``), yaw and range check, the pose-tolerant crop, the
-    rerender to frontal (generators trained on rerenders), resize, the generator.
+    does, in two modes (its ``output_size``): ``"face"`` (the library's default: BlazeFace, Face Mesh shipped in
+    ``landmarks/``, yaw and range check, the output side, the pose-tolerant crop and the rerender at the face's
+    own side ``P``, the visibility mask (:func:`faceforge.frontalize.rerender_visibility`), resize to ``S``, the
+    generator, and :func:`faceforge.frontalize.compose_frontal` at ``P``) and ``"generator"`` (the same up to the
+    generator at the render size, whose ``S`` x ``S`` output is the result).
 
-    Numbers come from :mod:`faceforge.frontalize`, :mod:`faceforge.faces.rotate` and
-    :mod:`faceforge.faces.landmarks`; the render size, trained yaw range and input mode from the weights
+    Numbers come from :mod:`faceforge.frontalize` (the defaults of ``rerender_visibility``, ``Frontalizer``'s
+    ``detail_sigma`` and ``frontalize``'s ``output_size``), :mod:`faceforge.translate` (``FULL_CHROMA``),
+    :mod:`faceforge.faces.rotate` and :mod:`faceforge.faces.landmarks`; the render size, trained yaw range and
+    input mode from the weights
     named by ``provenance["weights"]`` through :func:`faceforge.frontalize.load_generator` (the library's
     defaults when that file is not here).
 
@@ -448,6 +453,7 @@ def frontalize_app_steps(size: int, provenance: dict[str, Any] | None = None,
     """
     from faceforge import frontalize as fr
     from faceforge.faces import rotate as rot
+    from faceforge.translate import FULL_CHROMA
 
     info: dict[str, Any] = {}
     weights = (provenance or {}).get("weights")
@@ -462,7 +468,7 @@ def frontalize_app_steps(size: int, provenance: dict[str, Any] | None = None,
     mode = info.get("input") or fr.INPUT_MODES[0]
     scene = _defaults(rot.build_scene)
     rr = _defaults(fr.rerender_frontal)
-    steps = [
+    common = [
         {"step": "detect", "do": "BlazeFace with detector_policy (its default policy) on the whole photo; faces in "
                                  "detector order; every face unless the app selects fewer"},
         {"step": "face_mesh", "do": "468 (x, y, z) landmarks of the face with the landmark_model record (ROI, warp, "
@@ -480,16 +486,20 @@ def frontalize_app_steps(size: int, provenance: dict[str, Any] | None = None,
                                       "|left_eye - right_eye| (detector keypoints)",
          "max_yaw": max_yaw, "profile_keypoint_ratio": fr.PROFILE_KEYPOINT_RATIO},
         {"step": "roll", "do": "v = sum over symmetric_pairs of p[b].xy - p[a].xy; roll = degrees(atan2(v.y, v.x))"},
-        {"step": "pose_tolerant_crop",
-         "do": "t = radians(-roll); Rm = [[cos t, -sin t], [sin t, cos t]]; q = p.xy @ Rm^T (all 468); lo, hi = "
-               "min, max of q per axis; s = box_height * R / (hi.y - lo.y); M = [s Rm | box_centre * R - s (lo + hi) "
-               "/ 2] (photo -> crop, continuous coordinates); crop = warpAffine(photo, M_opencv, (R, R), INTER_LINEAR, "
-               "BORDER_REPLICATE) with M_opencv as face_alignment.opencv_matrix says; crop points: xy' = M[:, :2] xy + "
-               "M[:, 2], z' = z s",
-         "render_size": render, "box_centre": list(fr.BOX_CENTRE), "box_height": fr.BOX_HEIGHT},
     ]
+
+    def crop_step(side: str) -> dict[str, Any]:
+        return {"step": "pose_tolerant_crop",
+                "do": "t = radians(-roll); Rm = [[cos t, -sin t], [sin t, cos t]]; q = p.xy @ Rm^T (all 468); lo, hi = "
+                      "min, max of q per axis; s = box_height * R / (hi.y - lo.y); M = [s Rm | box_centre * R - s (lo + "
+                      "hi) / 2] (photo -> crop, continuous coordinates); crop = warpAffine(photo, M_opencv, (R, R), "
+                      "INTER_LINEAR, BORDER_REPLICATE) with M_opencv as face_alignment.opencv_matrix says; crop points: "
+                      f"xy' = M[:, :2] xy + M[:, 2], z' = z s; R = {side}",
+                "render_size": render, "box_centre": list(fr.BOX_CENTRE), "box_height": fr.BOX_HEIGHT}
+
+    rerender_step = None
     if mode == "rerender":
-        steps.append({
+        rerender_step = {
             "step": "rerender", "input_mode": mode,
             "do": "the turned face warped back to frontal without a visibility test (as the training inputs were made)",
             "substeps": [
@@ -528,14 +538,96 @@ def frontalize_app_steps(size: int, provenance: dict[str, Any] | None = None,
             "min_area": float(rot._MIN_AREA), "subpixel_shift": 4, "inpaint_radius": 3,
             "delaunay_note": "any Delaunay triangulation gives these triangles except where 4+ points are "
                              "co-circular; there another library may split a quad the other way (a local difference)",
-        })
-    steps += [
-        {"step": "resize", "do": "x = the rerender (input_mode rerender) or the crop (profile), resized R -> S: "
-                                 "INTER_AREA when S < R, INTER_CUBIC when S > R, unchanged when equal",
-         "generator_size": int(size)},
-        {"step": "generator", "do": "out = the model run on x as input says, then output.denormalization: the frontal "
-                                    "face, uint8 RGB S x S (not pasted back)"},
-    ]
+        }
+    resize = {"step": "resize", "do": "x = the rerender (input_mode rerender) or the crop (profile), resized R -> S: "
+                                      "INTER_AREA when S < R, INTER_CUBIC when S > R, unchanged when equal",
+              "generator_size": int(size)}
+    generator = {"step": "generator", "do": "out = the model run on x as input says, then output.denormalization: "
+                                            "uint8 RGB S x S"}
+    output_side = {
+        "step": "output_side",
+        "do": "s_R = box_height * render_size / (hi.y - lo.y) (the pose_tolerant_crop's scale at R = render_size, "
+              "same roll, lo and hi); face_px = render_size / s_R (the face's side in photo px); P = min(max_side, "
+              "max(generator_size, round(face_px))), round half to even. A fixed side Q instead (the library's "
+              "integer output_size, min_side <= Q <= max_side): P = max(Q, generator_size) below, and the frontal face "
+              "resized to Q with INTER_AREA when Q < generator_size",
+        "generator_size": int(size), "render_size": render, "min_side": int(fr.MIN_OUTPUT_SIDE),
+        "max_side": int(fr.MAX_OUTPUT_SIDE)}
+    vis = _defaults(fr.rerender_visibility)
+    front = _defaults(fr.Frontalizer.__init__)
+    sigma = float(front["detail_sigma"])
+    if rerender_step is not None:
+        visibility = {
+            "step": "visibility", "input_mode": mode,
+            "do": "mask (float32 P x P, [0, 1]): 1 where the rerender's pixel is what the camera saw, 0 where the "
+                  "turned head hid that part of the face (the rerender shows a copy of what covered it), an "
+                  "inpainted hole or a triangle seen nearly edge-on; computed on the rerender's own scene",
+            "substeps": [
+                "scene: the rerender step's, at R = P: points (landmarks, ring, frame), oriented triangles T, kind, "
+                "source positions src, the frontal id map ids (its rasterize rule, its draw order) and A_T (frontal "
+                "-> source affine maps); face_width = |front[left_contour].xy - front[right_contour].xy|",
+                "areas: a_src(T) = signed area 0.5 ((b - a) x (c - a)) of T over src.xy; a_dst(T) the same over the "
+                "frontal points.xy (positive: triangles are oriented)",
+                "source z-buffer: depth_src(T) = mean src.z of T's 3 vertices (+inf for background triangles); "
+                "ids_src = the rasterize rule of the rerender applied to src.xy (vertices at their source places) in "
+                "the order of a stable argsort of -depth_src (background first, later triangles cover earlier ones); "
+                "P x P, -1 where none",
+                "per frontal pixel (i, j) with T = ids[i, j] >= 0: (u, v) = [j + 0.5, i + 0.5, 1] @ A_T (no -0.5); "
+                "iu = floor(u), iv = floor(v); top = ids_src[iv, iu] when 0 <= iu < P and 0 <= iv < P, else -1; "
+                "hit = (top == T) or (top >= 0 and near(depth_src(top), depth_src(T))); near(a, b): both +inf, or "
+                "both finite and |a - b| <= depth_tolerance * face_width",
+                "seen(T) = (hits among the pixels of ids equal to T) / (their number) >= 0.5; a triangle with no "
+                "pixel in ids is not seen",
+                "weight(T) = 0 when not seen; else 1 for background triangles (kind background), else clip((|a_src| "
+                "/ max(a_dst, min_area) - stretch[0]) / (stretch[1] - stretch[0]), 0, 1)",
+                "mask[i, j] = weight(ids[i, j]) where ids >= 0, 0 where no triangle covers the pixel (float32)",
+                "feather: radius = feather * P; when radius >= 0.5: k = 2 round(radius) + 1 (round half to even); "
+                "mask = cv2.erode(mask, cv2.getStructuringElement(MORPH_ELLIPSE, (k, k)), borderType BORDER_REPLICATE); "
+                "mask = cv2.GaussianBlur(mask, ksize (0, 0), sigma radius, BORDER_REPLICATE) (kernel side round(8 "
+                "radius + 1) | 1, OpenCV's float32 rule); then mask = clip(mask, 0, 1)",
+            ],
+            "feather": float(vis["feather"]), "feather_units": "fraction of P (erosion radius and Gaussian sigma)",
+            "stretch": [float(v) for v in vis["stretch"]], "depth_tolerance": float(vis["depth_tolerance"]),
+            "depth_tolerance_units": "face widths (front's cheek-contour distance, px)",
+            "min_area": float(fr._MIN_AREA),
+        }
+        compose = {
+            "step": "compose",
+            "do": "frontal = the camera's pixels where seen plus the generator's low-passed change, the generator's "
+                  "own pixels (enlarged) where hidden, blended by the mask (two-band Laplacian-pyramid blend, Burt & "
+                  "Adelson 1983); uint8 RGB P x P, not pasted back",
+            "substeps": [
+                "inputs: rr = the rerender (P x P), lo = x (the rerender resized to S by the resize step; rr itself "
+                "when P == S), out = the generator's output (S x S), mask = the visibility step's",
+                "delta = float32(out) - float32(lo) per RGB channel (S x S x 3, uint8 levels as decoded, no "
+                "linearization)",
+                "k(img) = min(1, c / full_chroma) with c = mean over img's pixels of max(R, G, B) - min(R, G, B) "
+                "(integer levels, averaged in float)",
+                "carry(base, d): g = mean of d's 3 channels per pixel; d = g + k(base) (d - g); d = resize(d, (P, P), "
+                "INTER_LINEAR) when P != S; result = uint8(clip(rint(float32(base) + d), 0, 255)) (float32, rint "
+                "half to even)",
+                "seen = carry(rr, GaussianBlur(delta, ksize (0, 0), sigma, BORDER_REFLECT_101) per channel) (no blur "
+                "when sigma = 0)",
+                "unseen = carry(up, delta) with up = resize(lo, (P, P), INTER_LINEAR) (lo itself when P == S): no "
+                "low-pass, the chroma factor of up",
+                "w = clip(mask, 0, 1); frontal = uint8(clip(rint(w seen + (1 - w) unseen), 0, 255)) per channel, "
+                "float32 arithmetic",
+            ],
+            "sigma_px": sigma, "sigma_units": "generator pixels (of the S x S output)",
+            "kernel_side": _gaussian_kernel_side(sigma), "border": "OpenCV BORDER_REFLECT_101",
+            "full_chroma": float(FULL_CHROMA),
+        }
+        face = common + [output_side, crop_step("P (output_side)"), rerender_step, visibility, resize, generator,
+                         compose]
+        face_what = ("the frontal face at the face's own side P: crop, rerender and visibility at P, the generator "
+                     "at S on the rerender shrunk to it, composed at P (faceforge.frontalize.compose_frontal)")
+    else:  # profile-crop generators: the output is resized (nothing to compose)
+        face = common + [output_side, crop_step("render_size"), resize, generator,
+                         {"step": "resize_output", "do": "frontal = resize(out, (P, P)): INTER_CUBIC when P > S, "
+                                                         "unchanged when equal"}]
+        face_what = "the generator's output resized to the face's own side P"
+    plain = common + [crop_step("render_size")] + ([rerender_step] if rerender_step is not None else []) + [
+        resize, {**generator, "do": generator["do"] + ": the frontal face (not pasted back)"}]
     return {
         "task": "frontalize",
         "library": "faceforge.frontalize.Frontalizer (server POST /v1/frontalize, faceforge frontalize)",
@@ -544,8 +636,12 @@ def frontalize_app_steps(size: int, provenance: dict[str, Any] | None = None,
         "landmark_model": face_mesh_record(root),
         "what": "the generator expects a Face Mesh rerender of the turned face, not a template-aligned crop: an app "
                 "that feeds it the face_alignment crop gets back a near-copy of its input. face_alignment does not "
-                "apply to this model; the steps below do",
-        "steps": steps,
+                "apply to this model; the steps of a mode below do",
+        "default_mode": str(_defaults(fr.Frontalizer.frontalize)["output_size"]),
+        "modes": {
+            "face": {"what": face_what + " (the library's default, output_size='face')", "steps": face},
+            "generator": {"what": "the generator's S x S output as it is (output_size='generator')", "steps": plain},
+        },
         "server_fallback": "POST /v1/frontalize runs the same steps with PyTorch (for apps that do not implement "
                            "the rerender)",
     }
@@ -781,6 +877,49 @@ def verify_files(manifest: dict[str, Any], root: Path) -> list[str]:
         if not (root / lic["file"]).is_file():
             problems.append(f"{lic['file']}: missing")
     return problems
+
+
+def refresh_app_steps(root: Path, model: str) -> list[str]:
+    """Rewrite the ``app_steps`` of ``model``'s entries in ``root/manifest.json`` from the library (as
+    :func:`build_manifest` writes them), changing nothing else: no model file is exported, the other entries,
+    the detectors, licenses and the ``generator`` record stay as they are (``faceforge export MODEL
+    --app-steps-only``: the cheap way to publish a changed phone contract of unchanged files).
+
+    Args:
+        root: the assets folder (``mobile_assets``).
+        model: registry name whose entries are refreshed (e.g. ``"pix2pix_mobile"``).
+
+    Returns:
+        The files of the entries whose ``app_steps`` changed (empty: already current; the file is then not
+        rewritten).
+
+    Raises:
+        ExportError: no readable manifest, no entry of ``model``, a listed file of ``model`` (or the Face Mesh
+            copy its steps name) missing or differing from the manifest, or a result that fails the schema.
+    """
+    root = Path(root)
+    manifest = load_manifest(root / MANIFEST_NAME)
+    if manifest is None:
+        raise ExportError(f"no readable {MANIFEST_NAME} in {root} (run faceforge export first)")
+    entries = [m for m in manifest.get("models", []) if m.get("name") == model]
+    if not entries:
+        raise ExportError(f"{root / MANIFEST_NAME} has no entry of {model}")
+    changed = []
+    for m in entries:
+        steps = app_steps(m["name"], int(m["face_alignment"]["size"]), m.get("provenance"), root)
+        new = _jsonable(steps) if steps is not None else None
+        if m.get("app_steps") != new:
+            changed.append(m["file"])
+        m.pop("app_steps", None)
+        if new is not None:
+            m["app_steps"] = new
+    problems = verify_files({"models": entries, "detectors": [], "licenses": []}, root)
+    if problems:
+        raise ExportError(f"{model}'s files do not match the manifest: {'; '.join(problems)}")
+    validate_manifest(manifest)
+    if changed:
+        write_json_atomic(root / MANIFEST_NAME, manifest)
+    return changed
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:

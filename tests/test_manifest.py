@@ -231,12 +231,60 @@ def test_app_steps_take_their_numbers_from_the_library():
     assert st["paste_change"]["feather"] == defaults["feather"].default
     assert st["crop_side"]["max_side"] == defaults["max_side"].default and st["crop_side"]["generator_size"] == 128
     front = app_steps("pix2pix_mobile", 128, {"weights": "no/such/file.pt"})
-    fs = {s["step"]: s for s in front["steps"]}
+    assert front["default_mode"] == inspect.signature(fr.Frontalizer.frontalize).parameters["output_size"].default
+    fs = {s["step"]: s for s in front["modes"]["generator"]["steps"]}
     assert fs["pose_tolerant_crop"]["render_size"] == max(fr.RENDER_SIZE, 128)  # the library's default without weights
     assert fs["range_check"]["max_yaw"] == fr.TRAINED_MAX_YAW
+    face = {s["step"]: s for s in front["modes"]["face"]["steps"]}
+    vis = inspect.signature(fr.rerender_visibility).parameters
+    assert face["visibility"]["feather"] == vis["feather"].default
+    assert face["visibility"]["stretch"] == list(vis["stretch"].default)
+    assert face["visibility"]["depth_tolerance"] == vis["depth_tolerance"].default
+    assert face["compose"]["sigma_px"] == inspect.signature(fr.Frontalizer).parameters["detail_sigma"].default
+    assert face["compose"]["full_chroma"] == tr.FULL_CHROMA and face["compose"]["kernel_side"] == 9
     rec = front["landmark_model"]
     assert rec["roi"]["roi_scale"] == lm.ROI_SCALE and rec["presence_threshold"] == lm.PRESENCE_THRESHOLD
     assert rec["file"].endswith(lm.FACE_MESH_FILE) and rec["bytes"] < 3_000_000
+
+
+def test_refresh_app_steps_rewrites_only_the_models_app_steps(tmp_path):
+    """``faceforge export MODEL --app-steps-only``: the named model's app_steps written from the library,
+    nothing else changed; a file that no longer matches the manifest is refused."""
+    from export.manifest import app_steps, copy_face_mesh, refresh_app_steps, write_json_atomic
+
+    try:
+        copy_face_mesh(tmp_path)
+    except ExportError as exc:
+        pytest.skip(f"Face Mesh package file unavailable: {exc}")
+    m = _minimal_manifest()
+    (tmp_path / "android").mkdir()
+    front = copy.deepcopy(m["models"][0])
+    (tmp_path / "android" / "f.tflite").write_bytes(b"frontalizer")
+    front.update(name="pix2pix_mobile", task="frontalize", file="android/f.tflite", bytes=11,
+                 sha256=sha256_file(tmp_path / "android" / "f.tflite"), provenance={"weights": "no/such/file.pt"},
+                 app_steps={"steps": ["stale"]})
+    front["face_alignment"]["size"] = 128
+    other = m["models"][0]  # another model's entry (no file under tmp_path): left alone
+    m["models"].append(front)
+    write_json_atomic(tmp_path / "manifest.json", m)
+    assert refresh_app_steps(tmp_path, "pix2pix_mobile") == ["android/f.tflite"]
+    new = json.loads((tmp_path / "manifest.json").read_text())
+    assert new["models"][0] == other and new["generator"] == m["generator"]
+    assert new["models"][1]["app_steps"] == json.loads(json.dumps(app_steps("pix2pix_mobile", 128, front["provenance"],
+                                                                            tmp_path)))
+    assert "compose" in {s["step"] for s in new["models"][1]["app_steps"]["modes"]["face"]["steps"]}
+    assert refresh_app_steps(tmp_path, "pix2pix_mobile") == []  # already current
+    from click.testing import CliRunner
+
+    from export.cli import export
+
+    run = CliRunner().invoke(export, ["pix2pix_mobile", "--app-steps-only", "--out", str(tmp_path)])
+    assert run.exit_code == 0 and "already current" in run.output, run.output
+    (tmp_path / "android" / "f.tflite").write_bytes(b"frontalizeR")
+    with pytest.raises(ExportError, match="do not match"):
+        refresh_app_steps(tmp_path, "pix2pix_mobile")
+    with pytest.raises(ExportError, match="no entry"):
+        refresh_app_steps(tmp_path, "cyclegan_mobile")
 
 
 def test_verify_files_checks_the_frontalizers_face_mesh(tmp_path):

@@ -851,7 +851,7 @@ def test_frontalizer_face_output_matches_the_library(app, data_dir, fmt):
     mean, within1, within2, worst = _diff_figures(diffs)
     within3 = float(np.mean(np.concatenate([x.reshape(-1) for x in diffs]) <= 3))
     m = np.concatenate([x.reshape(-1) for x in mask_diffs])
-    print(f"\n{entry['file']}, face mode: {len(diffs)} faces, P {min(sides)}-{max(sides)} px (median "
+    print(f"\n{entry['file']}, face mode: {len(diffs)} faces ({sum(x.size for x in diffs) / 1e6:.2f} M values), P {min(sides)}-{max(sides)} px (median "
           f"{int(np.median(sides))}), hidden (mask < 0.5) median {np.median(hidden):.3f} max {max(hidden):.3f}; output "
           f"vs Frontalizer(output_size='face'): mean |diff| {mean:.4f} levels, within 1: {within1:.5f}, within 2: "
           f"{within2:.5f}, within 3: {within3:.5f}, max {worst}; visibility mask mean |diff| {m.mean():.5f}, max {m.max():.3f}")

@@ -201,6 +201,23 @@ def test_finetune_starts_from_the_given_weights_and_toonifies(tmp_path, faces_di
     assert generate(mixed, [0, 1]).shape == (2, 16, 16, 3)
 
 
+def test_d_warmup_trains_only_d_for_its_steps():
+    trainer = _tiny_trainer(d_warmup_steps=2, batch_size=4)
+    g0 = {k: v.clone() for k, v in trainer.G.named_parameters()}  # (its w_avg buffer tracks the fakes' w)
+    e0 = {k: v.clone() for k, v in trainer.G_ema.state_dict().items()}
+    d0 = {k: v.clone() for k, v in trainer.D.state_dict().items()}
+    real = torch.rand(4, 3, 16, 16) * 2 - 1
+    for _ in range(2):
+        out = trainer.train_step(real)
+        assert "G_loss" not in out and "D_loss" in out
+    assert all(torch.equal(v, g0[k]) for k, v in trainer.G.named_parameters())
+    assert all(torch.equal(v, e0[k]) for k, v in trainer.G_ema.state_dict().items())
+    assert any(not torch.equal(v, d0[k]) for k, v in trainer.D.state_dict().items())
+    out = trainer.train_step(real)
+    assert "G_loss" in out and trainer.step == 3
+    assert any(not torch.equal(v, g0[k]) for k, v in trainer.G.named_parameters())
+
+
 def test_grow_from_starts_as_the_source_upsampled(tmp_path, faces_dir):
     """--grow-from: a 32 px run from a 16 px one copies the mapping and the shared synthesis and D blocks;
     the new block's ToRGB starts at zero, so the grown generator first draws the source's faces upsampled."""

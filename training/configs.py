@@ -74,6 +74,14 @@ class EmotionConfig:
         "their ends are averaged (BatchNorm statistics recomputed on train images); 0: off.", min=0))
     swa_lr: float | None = field(default=None, metadata=opt(
         "Constant learning rate of the SWA epochs [default: --lr / 4].", min=0, min_open=True))
+    qat_epochs: int = field(default=0, metadata=opt(
+        "Quantization-aware fine-tune: the last N of --epochs run at the constant --qat-lr through a simulated "
+        "full-integer int8 forward pass (frozen BatchNorm) with a term pulling it to the float output; the last "
+        "epoch is kept; 0: off. Not with --swa-epochs or --ema.", min=0))
+    qat_lr: float | None = field(default=None, metadata=opt(
+        "Constant learning rate of the QAT epochs [default: --lr / 10].", min=0, min_open=True))
+    qat_weight: float = field(default=1.0, metadata=opt(
+        "Weight of KL(float || int8 simulation) in the QAT epochs.", min=0))
 
 
 @dataclass
@@ -386,6 +394,9 @@ class StyleGAN2TrainConfig:
     pl_decay: float = field(default=0.01, metadata=opt("Decay of the path-length running mean.", min=0, max=1))
     pl_batch_shrink: int = field(default=2, metadata=opt("Batch divisor of the path-length pass.", min=1))
     style_mixing_prob: float = field(default=0.9, metadata=opt("Probability of style mixing per batch.", min=0, max=1))
+    d_warmup_steps: int = field(default=0, metadata=opt(
+        "First N steps of the run train only D (G and G_ema held): a fresh D against a pretrained or grown G "
+        "learns what separates them before G follows its gradient.", min=0))
     ema_kimg: float | None = field(default=None, metadata=opt(
         "G_ema half-life in kimg [auto: batch * 10 / 32].", min=0, min_open=True))
     ema_rampup: float | None = field(default=0.05, metadata=opt(

@@ -289,6 +289,11 @@ class StyleGAN2Trainer:
         cfg, D = self.cfg, self.D
         n = real.shape[0]
         out: dict[str, float] = {}
+        if self.step < cfg.d_warmup_steps:  # D alone: G and G_ema stay as they are
+            self._train_d(real, out)
+            out["ema_beta"] = 1.0
+            self.step += 1
+            return out
 
         # G main: non-saturating loss
         set_requires_grad([D], False)
@@ -317,6 +322,15 @@ class StyleGAN2Trainer:
             out["PL"] = float(penalty.detach())
             out["pl_mean"] = float(self.pl_mean)
 
+        self._train_d(real, out)
+        out["ema_beta"] = self.update_ema()
+        self.step += 1
+        return out
+
+    def _train_d(self, real: torch.Tensor, out: dict[str, float]) -> None:
+        """D's half of an iteration: the logistic loss on reals and fresh fakes, then lazy R1; adds ``D_loss``,
+        ``D_real``, ``D_fake`` (and ``R1``) to ``out``."""
+        cfg, D, n = self.cfg, self.D, real.shape[0]
         # D main
         set_requires_grad([D], True)
         with torch.no_grad(), self._autocast():
@@ -340,10 +354,6 @@ class StyleGAN2Trainer:
             (r1 * (self.r1_gamma / 2) * cfg.r1_interval).backward()
             self.opt_D.step()
             out["R1"] = float(r1.detach())
-
-        out["ema_beta"] = self.update_ema()
-        self.step += 1
-        return out
 
     # -- state
     def state(self) -> tuple[nn.Module, dict[str, Any]]:

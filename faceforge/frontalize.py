@@ -53,7 +53,8 @@ from a visible part of the turned face (:func:`rerender_visibility`), the rerend
 generator's change (aging's detail transfer, :func:`faceforge.translate.transfer_change`); where the
 turned head hid the face (and the rerender shows copies of whatever covered it), the generator's own
 pixels, enlarged; feathered between. ``"generator"`` returns the generator's crop as it is (the earlier
-behaviour, and the phone path of ``mobile_assets/``); an integer is a side in px.
+behaviour); an integer is a side in px. The phone contract in ``mobile_assets/manifest.json`` describes both
+(the frontalizer's ``app_steps.modes``: ``face``, the default, and ``generator``).
 
 Yaw (:attr:`FrontalizedFace.yaw`): degrees, **positive when the nose points to the image's right** (the
 subject turned to their own left), 0 for a frontal face: Face Mesh's estimate
@@ -1115,8 +1116,8 @@ class Frontalizer(FacePipeline):
 
                 - ``"face"`` (default): the face's own side in the photo (:attr:`FrontalizedFace.face_px`),
                   at least the generator's side ``S``, at most :data:`MAX_OUTPUT_SIDE`;
-                - ``"generator"``: the generator's ``S`` x ``S`` output as it is (the earlier behaviour,
-                  and what the phone path in ``mobile_assets/`` does);
+                - ``"generator"``: the generator's ``S`` x ``S`` output as it is (the earlier behaviour;
+                  the manifest's ``generator`` mode of the phone contract);
                 - an integer side in [:data:`MIN_OUTPUT_SIDE`, :data:`MAX_OUTPUT_SIDE`].
 
                 Except with ``"generator"``, the output is *composed* (generators fed rerenders): the

@@ -104,3 +104,47 @@ def test_time_limit_stops_between_epochs_and_resume_finishes(tiny_fer, tmp_path)
     assert emotion.train(EmotionConfig(threads=1), resume=run) == run  # no limit this time
     assert [r["epoch"] for r in csv.DictReader((run / "metrics.csv").open())] == ["1", "2"]
     assert json.loads((run / "test_report.json").read_text())["n"] == 6 * 7
+
+
+def test_swa_epochs_average_the_weights_and_recompute_batchnorm(tiny_fer, tmp_path, monkeypatch):
+    """``swa_epochs``: each SWA epoch's end is averaged (n_averaged counts them), the average's BatchNorm
+    statistics are those of the unaugmented train images, and the recipe says so."""
+    seen = []
+    real_update_bn = emotion.update_bn_statistics
+
+    def spy(swa, images_u8, batch_size=512):
+        real_update_bn(swa, images_u8, batch_size)
+        seen.append((int(swa.n_averaged), swa.module.stem[1].running_mean.clone(), images_u8))
+
+    monkeypatch.setattr(emotion, "update_bn_statistics", spy)
+    cfg = EmotionConfig(epochs=3, swa_epochs=2, swa_lr=1e-3, batch_size=16, lr=1e-3, threads=1,
+                        runs_dir=str(tmp_path / "runs"), data_root=str(tiny_fer))
+    run = emotion.train(cfg)
+    assert [n for n, _, _ in seen] == [1, 2]
+    _, running_mean, images = seen[-1]
+    swa_net = load_checkpoint(run / "last.pt", arch=emotion.STATE_ARCH)["state_dict"]
+    stem = {k[len("swa.module.stem."):]: v for k, v in swa_net.items() if k.startswith("swa.module.stem.")}
+    with torch.no_grad():  # the first BatchNorm's mean = mean of the first convolution's output on the images
+        conv_out = F.conv2d(emotion.to_input(images), stem["0.weight"])
+    torch.testing.assert_close(running_mean, conv_out.mean((0, 2, 3)), rtol=1e-4, atol=1e-4)
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    assert [r["lr"] for r in rows][1:] == ["1.00e-03", "1.00e-03"]
+    assert "SWA over the last 2 epochs" in load_checkpoint(run / "best.pt", arch="mini_xception")["meta"]["recipe"]
+
+
+def test_qat_epochs_train_toward_the_int8_simulation_and_keep_the_last_epoch(tiny_fer, tmp_path):
+    cfg = EmotionConfig(epochs=2, qat_epochs=1, qat_lr=1e-4, batch_size=16, lr=1e-3, threads=1,
+                        runs_dir=str(tmp_path / "runs"), data_root=str(tiny_fer))
+    run = emotion.train(cfg)
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    assert rows[0]["val_int8_agree"] == "" and 0.0 <= float(rows[1]["val_int8_agree"]) <= 1.0
+    assert rows[1]["lr"] == "1.00e-04"
+    ckpt = load_checkpoint(run / "best.pt", arch="mini_xception")
+    assert ckpt["meta"]["best_epoch"] == 2 and "quantization-aware" in ckpt["meta"]["recipe"]
+    assert 0.0 <= json.loads((run / "test_report.json").read_text())["int8_sim_agreement"] <= 1.0
+    with pytest.raises(ValueError, match="cannot be combined"):
+        emotion.train(EmotionConfig(epochs=3, qat_epochs=1, swa_epochs=1, threads=1, runs_dir=str(tmp_path / "r2"),
+                                    data_root=str(tiny_fer)))
+    with pytest.raises(ValueError, match="must be in"):
+        emotion.train(EmotionConfig(epochs=1, swa_epochs=2, threads=1, runs_dir=str(tmp_path / "r3"),
+                                    data_root=str(tiny_fer)))

@@ -18,6 +18,19 @@ Optional, for the second generation of the shipped model:
 - **Weight EMA** (Polyak averaging; the evaluation copy of e.g. timm's ``ModelEmaV2``): an exponential
   moving average of the weights, with BatchNorm statistics copied, is what is validated and kept.
 - ``init_from``: start from a checkpoint instead of random weights (fine-tuning).
+- **Stochastic weight averaging** (Izmailov, Podoprikhin, Garipov, Vetrov, Wilson, UAI 2018,
+  arXiv:1803.05407, "Averaging Weights Leads to Wider Optima"): the last ``swa_epochs`` epochs run at a
+  constant learning rate and the weights at each of their ends are averaged (``torch.optim.swa_utils``
+  ``AveragedModel``); the average's BatchNorm statistics are recomputed on the (unaugmented) train images
+  (``update_bn``) and it is validated after every SWA epoch, so the best-on-validation choice covers the
+  number of averaged epochs too.
+- **Quantization-aware fine-tune** (Jacob et al., CVPR 2018, arXiv:1712.05877; Krishnamoorthi 2018,
+  arXiv:1806.08342): the last ``qat_epochs`` epochs, at a constant learning rate with BatchNorm statistics
+  frozen, add ``qat_weight * KL(p(float) || p(int8 simulation))`` to the loss, where the simulation
+  (:class:`faceforge.models.mini_xception_qat.FakeQuantMiniXception`) runs the same weights through the
+  full-integer int8 quantization of the LiteRT export with straight-through gradients. The float model
+  is trained (and exported as usual) to agree with its own int8 version; the last QAT epoch is kept and
+  the validation split's simulated int8 agreement is logged (``val_int8_agree``).
 - Resumable: ``last.pt`` (a faceforge checkpoint, arch :data:`STATE_ARCH`) holds model, EMA, optimizer,
   schedule and RNG states after every epoch.
 
@@ -40,6 +53,7 @@ from faceforge.checkpoints import save_checkpoint
 from faceforge.emotion import class_probabilities
 from faceforge.models import create_model, get_spec
 from faceforge.models.mini_xception import FER2013_LABELS
+from faceforge.models.mini_xception_qat import FakeQuantMiniXception
 from faceforge.data.fer2013 import load_fer2013
 from training.configs import EmotionConfig
 from training.loop import EpochLoop, TrainingRun, family_logger
@@ -167,6 +181,22 @@ class WeightEMA:
             e.copy_(b)
 
 
+@torch.no_grad()
+def update_bn_statistics(swa: torch.optim.swa_utils.AveragedModel, images_u8: torch.Tensor,
+                         batch_size: int = 512) -> None:
+    """Recompute the BatchNorm running statistics of an SWA average (``torch.optim.swa_utils.update_bn``:
+    statistics reset, then a cumulative average over one pass) on unaugmented images, as the model sees
+    them at inference.
+
+    Args:
+        swa: the averaged model (its ``module`` is updated in place and left in eval mode).
+        images_u8: (N, 48, 48) uint8 training images.
+    """
+    batches = (to_input(images_u8[i:i + batch_size]) for i in range(0, len(images_u8), batch_size))
+    torch.optim.swa_utils.update_bn(batches, swa)
+    swa.eval()
+
+
 def evaluate_test(model: torch.nn.Module, root: Path | None) -> dict:
     """FER2013 test report of ``model``: single pass, plus ``flip_tta_accuracy`` (faceforge's one flip
     test-time augmentation, :func:`faceforge.emotion.class_probabilities`: probabilities of the image and
@@ -222,24 +252,46 @@ def _fit(session: TrainingRun, cfg: EmotionConfig, run: Path, command: str, root
     teacher = create_model("mini_xception", weights=cfg.teacher).eval().to(memory_format=torch.channels_last) if cfg.teacher else None
     ema = WeightEMA(model, cfg.ema_decay) if cfg.ema_decay else None
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if not 0 <= cfg.swa_epochs + cfg.qat_epochs <= cfg.epochs:
+        raise ValueError(f"swa_epochs + qat_epochs must be in [0, epochs={cfg.epochs}], got "
+                         f"{cfg.swa_epochs} + {cfg.qat_epochs}")
+    if cfg.qat_epochs and (cfg.swa_epochs or cfg.ema_decay):
+        raise ValueError("qat_epochs cannot be combined with swa_epochs or ema_decay (QAT keeps its last epoch; "
+                         "average first, then fine-tune from the average with --init-from)")
+    main_epochs = cfg.epochs - cfg.swa_epochs - cfg.qat_epochs
+    fq = FakeQuantMiniXception(model) if cfg.qat_epochs else None
+    swa = torch.optim.swa_utils.AveragedModel(model) if cfg.swa_epochs else None
     # Full batches only (the remainder is reshuffled into the next epoch): besides keeping BatchNorm
     # statistics stable, torch 2.13's oneDNN channels-last backward was seen to crash
     # ("double free or corruption") on some odd batch sizes such as 109.
     steps_per_epoch = len(tr) // cfg.batch_size
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch,
-                                                pct_start=0.15)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=main_epochs * steps_per_epoch,
+                                                pct_start=0.15) if main_epochs else None
     gen = torch.Generator().manual_seed(cfg.seed)
     start, best_acc, best_epoch = 0, -1.0, -1
-    nets = torch.nn.ModuleDict({"model": model, **({"ema": ema.module} if ema is not None else {})})
+    nets = torch.nn.ModuleDict({"model": model, **({"ema": ema.module} if ema is not None else {}),
+                                **({"swa": swa} if swa is not None else {}),
+                                **({"qat_ranges": fq.ranges} if fq is not None else {})})
     if (run / "last.pt").is_file():
         state = restore_training_state(run, nets, {"opt": opt}, STATE_ARCH)
-        sched.load_state_dict(state["sched"])
+        if sched is not None:
+            sched.load_state_dict(state["sched"])
         gen.set_state(state["gen"])
         start, best_acc, best_epoch = state["epoch"], state["best_acc"], state["best_epoch"]
         log.info("resumed after epoch %d (best val %.4f at epoch %d)", start, best_acc, best_epoch)
     loop = EpochLoop(session, cfg.epochs, start, cfg.time_limit_min, metrics=session.metrics(append=start > 0))
     for epoch in loop:
         model.train()
+        in_swa = main_epochs <= epoch < main_epochs + cfg.swa_epochs
+        in_qat = epoch >= cfg.epochs - cfg.qat_epochs if cfg.qat_epochs else False
+        if in_swa:  # constant learning rate (Izmailov et al. 2018, section 3.2)
+            for group in opt.param_groups:
+                group["lr"] = cfg.swa_lr if cfg.swa_lr is not None else cfg.lr / 4
+        if in_qat:
+            for group in opt.param_groups:
+                group["lr"] = cfg.qat_lr if cfg.qat_lr is not None else cfg.lr / 10
+            fq.train()  # observes activation ranges ...
+            model.eval()  # ... while BatchNorm statistics stay frozen (float and simulated pass alike)
         perm = torch.randperm(len(tr), generator=gen)
         t0, loss_sum, correct = time.time(), 0.0, 0
         for s in loop.steps(steps_per_epoch, epoch):
@@ -252,28 +304,40 @@ def _fit(session: TrainingRun, cfg: EmotionConfig, run: Path, command: str, root
                 loss = distillation_loss(logits, t_logits, y, cfg)
             else:
                 loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+            if in_qat:
+                loss = loss + cfg.qat_weight * F.kl_div(F.log_softmax(fq(x), 1), F.log_softmax(logits.detach(), 1),
+                                                        reduction="batchmean", log_target=True)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            sched.step()
+            if not (in_swa or in_qat):
+                sched.step()
             if ema is not None:
                 ema.update(model)
             loss_sum += loss.item() * len(idx)
             correct += (logits.argmax(1) == y).sum().item()
         kept = ema.module if ema is not None else model
+        if in_swa:
+            swa.update_parameters(model)
+            update_bn_statistics(swa, x_tr)
+            kept = swa.module
         val_pred = predict_logits(kept, images[va]).argmax(1)
         val_acc = float((val_pred == labels[va]).mean())
+        extra = {}
+        if fq is not None:
+            extra["val_int8_agree"] = round(float((predict_logits(fq, images[va]).argmax(1) == val_pred).mean()), 4) \
+                if in_qat else ""
         row = dict(epoch=epoch + 1, train_loss=round(loss_sum / (steps_per_epoch * cfg.batch_size), 4),
                    train_acc=round(correct / (steps_per_epoch * cfg.batch_size), 4), val_acc=round(val_acc, 4),
-                   lr=f"{sched.get_last_lr()[0]:.2e}", seconds=round(time.time() - t0, 1))
+                   lr=f"{opt.param_groups[0]['lr']:.2e}", seconds=round(time.time() - t0, 1), **extra)
         loop.log_row(**row)
-        if val_acc > best_acc:
+        if val_acc > best_acc or in_qat:  # QAT: the last epoch is kept
             best_acc, best_epoch = val_acc, epoch + 1
             save_checkpoint(run / "best.pt", kept.to(memory_format=torch.contiguous_format), "mini_xception",
                             spec.kwargs, {"epoch": epoch + 1, "val_acc": val_acc})
             kept.to(memory_format=torch.channels_last)
         save_checkpoint(run / "last.pt", nets, STATE_ARCH, spec.kwargs,
-                        {"opt": opt.state_dict(), "sched": sched.state_dict(), "gen": gen.get_state(),
+                        {"opt": opt.state_dict(), "sched": sched.state_dict() if sched is not None else None, "gen": gen.get_state(),
                          "rng": torch.get_rng_state(), "epoch": epoch + 1, "best_acc": best_acc,
                          "best_epoch": best_epoch})
     if loop.stopped:  # the time limit passed with epochs left: --resume to finish (and evaluate)
@@ -283,6 +347,10 @@ def _fit(session: TrainingRun, cfg: EmotionConfig, run: Path, command: str, root
     best = create_model("mini_xception", weights=run / "best.pt").to(memory_format=torch.channels_last)
     report = evaluate_test(best, root)
     report.update(best_epoch=best_epoch, val_acc=best_acc)
+    if fq is not None:  # the kept model is the last QAT epoch's, i.e. the simulation's weights
+        test_images, _ = load_fer2013("test", root)
+        report["int8_sim_agreement"] = float((predict_logits(fq, test_images).argmax(1)
+                                              == predict_logits(best, test_images).argmax(1)).mean())
     write_json(run / "test_report.json", report)
     recipe = []
     if cfg.init_from:
@@ -291,6 +359,13 @@ def _fit(session: TrainingRun, cfg: EmotionConfig, run: Path, command: str, root
         recipe.append(f"distilled from {cfg.teacher} (flip-averaged logits, alpha {cfg.kd_alpha}, T {cfg.kd_temperature})")
     if cfg.ema_decay:
         recipe.append(f"weight EMA {cfg.ema_decay}")
+    if cfg.swa_epochs:
+        recipe.append(f"SWA over the last {cfg.swa_epochs} epochs at lr "
+                      f"{cfg.swa_lr if cfg.swa_lr is not None else cfg.lr / 4:g} (BatchNorm recomputed)")
+    if cfg.qat_epochs:
+        recipe.append(f"quantization-aware fine-tune, last {cfg.qat_epochs} epochs at lr "
+                      f"{cfg.qat_lr if cfg.qat_lr is not None else cfg.lr / 10:g}, KL weight {cfg.qat_weight:g} "
+                      "(simulated full-integer int8, frozen BatchNorm)")
     meta = {
         "task": "emotion", "data": "FER2013 train (Kaggle image-folder release), "
         f"{len(tr)} train / {len(va)} val (stratified, seed {cfg.seed}); test = FER2013 test",

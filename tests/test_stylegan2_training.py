@@ -227,7 +227,7 @@ def test_grow_from_starts_as_the_source_upsampled(tmp_path, faces_dir):
     base_run = train(_cfg(tmp_path / "base", faces_dir, stop_after_steps=2, swd_every=0))
     base_state = load_checkpoint(base_run / "last.pt")["state_dict"]
     grown_run = train(_cfg(tmp_path / "grown", faces_dir, grow_from=str(base_run), resolution=32, lr=1e-9,
-                           stop_after_steps=1, swd_every=0))
+                           stop_after_steps=2, d_warmup_steps=1, swd_every=0))
     cfg = json.loads((grown_run / "config.json").read_text())
     assert cfg["config"]["resolution"] == 32 and cfg["config"]["grow_from"] == str(base_run.resolve())
     assert cfg["grown"].startswith("grown from 16 px") and "b32" in cfg["grown"] and "fresh in ['b32'" in cfg["grown"]

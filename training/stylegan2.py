@@ -663,7 +663,8 @@ def train(cfg: StyleGAN2TrainConfig) -> Path:
             if loop.due(cfg.log_every) or swd is not None:
                 window, step_seconds, seconds = loop.take_window()
                 write_row(window, step_seconds, seconds, swd)
-                loop.postfix(G=round(float(np.mean(window["G_loss"])), 3), D=round(float(np.mean(window["D_loss"])), 3))
+                loop.postfix(**{short: round(float(np.mean(window[key])), 3)
+                                for short, key in (("G", "G_loss"), ("D", "D_loss")) if window.get(key)})
             if loop.due(cfg.sample_every):
                 session.save_grid(loop.step, sample_grid(trainer.G_ema, sample_z))
             if loop.due(cfg.save_every):

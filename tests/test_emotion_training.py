@@ -148,3 +148,12 @@ def test_qat_epochs_train_toward_the_int8_simulation_and_keep_the_last_epoch(tin
     with pytest.raises(ValueError, match="must be in"):
         emotion.train(EmotionConfig(epochs=1, swa_epochs=2, threads=1, runs_dir=str(tmp_path / "r3"),
                                     data_root=str(tiny_fer)))
+
+
+def test_agreement_loss_is_cross_entropy_to_the_float_top1_with_gradient_on_the_simulation_only():
+    sim = torch.randn(5, 7, requires_grad=True)
+    flt = torch.randn(5, 7, requires_grad=True)
+    loss = emotion.agreement_loss(sim, flt)
+    torch.testing.assert_close(loss, F.cross_entropy(sim, flt.argmax(1)))
+    loss.backward()
+    assert sim.grad.abs().sum() > 0 and flt.grad is None

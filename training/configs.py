@@ -76,12 +76,12 @@ class EmotionConfig:
         "Constant learning rate of the SWA epochs [default: --lr / 4].", min=0, min_open=True))
     qat_epochs: int = field(default=0, metadata=opt(
         "Quantization-aware fine-tune: the last N of --epochs run at the constant --qat-lr through a simulated "
-        "full-integer int8 forward pass (frozen BatchNorm) with a term pulling it to the float output; the last "
+        "full-integer int8 forward pass (frozen BatchNorm) with a term pulling it to the float top-1; the last "
         "epoch is kept; 0: off. Not with --swa-epochs or --ema.", min=0))
     qat_lr: float | None = field(default=None, metadata=opt(
         "Constant learning rate of the QAT epochs [default: --lr / 10].", min=0, min_open=True))
     qat_weight: float = field(default=1.0, metadata=opt(
-        "Weight of KL(float || int8 simulation) in the QAT epochs.", min=0))
+        "Weight of the cross-entropy of the int8 simulation against the float top-1 in the QAT epochs.", min=0))
 
 
 @dataclass

@@ -700,6 +700,22 @@ def _turned_faces(data_dir: Path, yaws=(0.0, 25.0, 40.0)) -> list[tuple[str, np.
     return out
 
 
+def _frontal_cases(app, fr, data_dir):
+    """The frontalizer tests' faces: 13 shared photos (not 32bit.png) and UTKFace chips turned 0-70 degrees
+    (60-70: refusals and Face Mesh rejections). Yields ``(name, rgb, app boxes, app keypoints, library
+    detections)`` for each image with a face, after checking that the app and the library find as many."""
+    from faceforge.imaging import load_image
+
+    cases = [(p.name, load_image(p)) for p in _photos(data_dir)[:14] if p.name != "32bit.png"]
+    cases += _turned_faces(data_dir, yaws=(0.0, 25.0, 40.0, 60.0, 70.0))
+    for name, rgb in cases:
+        boxes, kps, _ = app.detect(rgb)
+        found = fr.detector.detect(rgb)
+        assert len(boxes) == len(found), name
+        if found:
+            yield name, rgb, boxes, kps, found
+
+
 @pytest.mark.data
 @pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["tflite_fp16", "tflite_int8"])
@@ -711,22 +727,15 @@ def test_frontalizer_app_steps_match_the_library(app, data_dir, fmt):
     PyTorch output at least the entry's parity bound minus 3 dB (its parity figure is measured on
     the same generator inputs; here the inputs themselves also differ a little)."""
     from faceforge.frontalize import Frontalizer
-    from faceforge.imaging import load_image
 
     try:
         entry = app.entry("pix2pix_mobile", fmt)
     except StopIteration:
         pytest.skip(f"no pix2pix_mobile {fmt} in the manifest")
     fr = Frontalizer(num_threads=1, refuse_out_of_range=False)
-    cases = [(p.name, load_image(p)) for p in _photos(data_dir)[:14] if p.name != "32bit.png"]
-    cases += _turned_faces(data_dir, yaws=(0.0, 25.0, 40.0, 60.0, 70.0))  # 60-70: refusals and Face Mesh rejections
-    yaw_err, in_diff, psnrs, faces, refused, rejected = [], [], [], 0, 0, 0
-    for name, rgb in cases:
-        boxes, kps, _ = app.detect(rgb)
-        found = fr.detector.detect(rgb)
-        assert len(boxes) == len(found), name
-        if not found:
-            continue
+    yaw_err, in_diff, psnrs, faces, refused, rejected, images = [], [], [], 0, 0, 0, 0
+    for name, rgb, boxes, kps, found in _frontal_cases(app, fr, data_dir):
+        images += 1
         run = fr.run(rgb, detected=found)
         for i, job in enumerate(run.jobs):
             ours = app_frontalize_face(app, entry, rgb, boxes[i], kps[i])
@@ -743,7 +752,7 @@ def test_frontalizer_app_steps_match_the_library(app, data_dir, fmt):
             mse = float(np.mean((ours["output"].astype(np.float64) - job.output.astype(np.float64)) ** 2))
             psnrs.append(10 * np.log10(255.0 ** 2 / max(mse, 1e-12)))
     d = np.concatenate(in_diff)
-    print(f"\n{entry['file']}: {faces} faces ({len(cases)} photos/turned chips; {refused} refused as out of range "
+    print(f"\n{entry['file']}: {faces} faces ({images} photos/turned chips with faces; {refused} refused as out of range "
           f"by both, {rejected} rejected by Face Mesh on both sides): calibrated yaw max |diff| "
           f"{max(yaw_err):.4f} deg; rerender mean |diff| {d.mean():.4f} levels, within 2: {np.mean(d <= 2):.5f}, "
           f"max {d.max()}; output PSNR vs the library (PyTorch) mean {np.mean(psnrs):.1f} dB, min {min(psnrs):.1f} "
@@ -807,7 +816,6 @@ def test_frontalizer_face_output_matches_the_library(app, data_dir, fmt):
     import cv2
 
     from faceforge.frontalize import Frontalizer
-    from faceforge.imaging import load_image
 
     try:
         entry = app.entry("pix2pix_mobile", fmt)
@@ -815,16 +823,9 @@ def test_frontalizer_face_output_matches_the_library(app, data_dir, fmt):
         pytest.skip(f"no pix2pix_mobile {fmt} in the manifest")
     fs = _fsteps(entry, "face")
     fr = Frontalizer(num_threads=1, refuse_out_of_range=False)
-    cases = [(p.name, load_image(p)) for p in _photos(data_dir)[:14] if p.name != "32bit.png"]
-    cases += _turned_faces(data_dir, yaws=(0.0, 25.0, 40.0, 60.0, 70.0))
     diffs, mask_diffs, sides, hidden = [], [], [], []
     controls = {"no visibility mask (w = 1)": [], "hard mask (no feather)": [], "no low-pass (sigma 0)": []}
-    for name, rgb in cases:
-        boxes, kps, _ = app.detect(rgb)
-        found = fr.detector.detect(rgb)
-        assert len(boxes) == len(found), name
-        if not found:
-            continue
+    for name, rgb, boxes, kps, found in _frontal_cases(app, fr, data_dir):
         result = fr.frontalize(rgb, detected=found, output_size="face")
         for i, lib in enumerate(result.faces):
             ours = app_frontalize_face(app, entry, rgb, boxes[i], kps[i], mode="face")

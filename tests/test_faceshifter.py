@@ -615,3 +615,40 @@ def test_one_step_with_dlibs_identity_network(tmp_path, faces_dir):
         rows = list(csv.DictReader(f))
     assert 0 < float(rows[-1]["id"]) < 2
     assert load_checkpoint(run / "G.pt", arch="faceshifter")["config"]["id_dim"] == 128
+
+
+@pytest.mark.data
+def test_same_face_threshold_separates_copies_from_other_photos_on_the_shared_photos(data_dir):
+    """The calibration behind SAME_FACE_MAD, rechecked: copies of one photo (another size of it, a photo and the
+    group photo it was cut from, a JPEG copy) fall below the threshold; other photos, of the same person or of
+    others, stay well above it."""
+    import cv2
+
+    from faceforge.faces.align import align_face
+    from faceforge.faces.detect import FaceDetector
+    from faceforge.faceshifter import SAME_FACE_MAD, aligned_difference
+    from faceforge.imaging import load_image
+
+    photos = data_dir / "photos"
+    detector = FaceDetector()
+
+    def crops(rgb):
+        return [align_face(rgb, f, 64, template="utkface").image for f in detector.detect(rgb)]
+
+    def photo(name):
+        return load_image(photos / name)
+
+    obama = photo("portraits/obama.jpg")
+    jpeg = np.ascontiguousarray(
+        cv2.imdecode(cv2.imencode(".jpg", obama[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 80])[1], 1)[..., ::-1])
+    (o,) = crops(obama)
+    copies = {"obama-1080p": crops(photo("portraits/obama-1080p.jpg"))[0], "JPEG 80": crops(jpeg)[0],
+              "obama-240p": crops(photo("portraits/obama-240p.jpg"))[0]}
+    diffs = {k: aligned_difference(o, c) for k, c in copies.items()}
+    biden, pair = crops(photo("portraits/biden.jpg"))[0], crops(photo("groups/two_people.jpg"))
+    in_pair = sorted(aligned_difference(biden, c) for c in pair)
+    others = [aligned_difference(o, c) for c in crops(photo("groups/obama_and_biden.jpg"))]  # Obama too, another photo
+    others += [aligned_difference(o, c) for c in crops(photo("portraits/rose_leslie.jpg"))]
+    assert max(diffs.values()) < SAME_FACE_MAD / 2, diffs
+    assert len(pair) == 2 and in_pair[0] < SAME_FACE_MAD / 2 < SAME_FACE_MAD * 1.5 < in_pair[1], in_pair
+    assert min(others) > SAME_FACE_MAD * 1.5, others

@@ -161,12 +161,18 @@ class FaceShifterSwapper(FacePipeline):
         device: torch device.
         feather: paste-back ramp width, fraction of the crop side, in [0, 0.5].
         colour: match each output crop's Lab colour statistics to its target crop (see the module docstring).
+        min_source_face: smallest source face box width in px (>= 16; default
+            :data:`faceforge.swap.MIN_SOURCE_FACE` = 64, as the classical swap).
+
+    :meth:`swap` refuses what the classical swap refuses (:meth:`prepare_faces`): the source face itself
+    (:func:`aligned_difference` < :data:`SAME_FACE_MAD`), faces too small; it has no yaw-gap limit (AEI-Net
+    renders the target's pose itself).
 
     Raises:
         WeightsNotFoundError: ``weights`` does not exist, or ``"default"`` and no weights are shipped or installed.
         CheckpointError: not an AEI-Net checkpoint, or its identity size differs from ``identity``'s (e.g. the
             published 512-D ArcFace weights with dlib's 128-D ResNet).
-        ValueError: bad ``feather``.
+        ValueError: bad ``feather`` or ``min_source_face``.
 
     Example:
         >>> sw = FaceShifterSwapper()                     # the shipped weights   # doctest: +SKIP

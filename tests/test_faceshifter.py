@@ -459,6 +459,10 @@ def test_whole_photo_swap_refuses_the_source_face_itself_and_thumbnails(astronau
         sw.swap(thumb, other)
     with pytest.raises(ValueError, match="uint8"):
         aligned_difference(np.zeros((64, 64, 3), np.float32), np.zeros((64, 64, 3), np.uint8))
+    with pytest.raises(ValueError, match="min_source_face"):
+        FaceShifterSwapper(small_generator, identity=small_identity, min_source_face=8)
+    tolerant = FaceShifterSwapper(small_generator, identity=small_identity, min_source_face=16)
+    assert tolerant.swap(thumb, other).jobs[0].output is not None  # the 96 px photo's face passes 16 px
 
 
 def test_colour_match_makes_a_grey_target_grey(astronaut_rgb, small_generator, small_identity):

@@ -108,6 +108,21 @@ class MiniXception(nn.Module):
         return LinearHeadMiniXception(self, tuple(int(s) for s in calibration.shape[-2:]))
 
 
+def classifier_taps(kh: int, kw: int, h: int, w: int) -> torch.Tensor:
+    """How often tap ``(di, dj)`` of a ``kh x kw`` convolution (stride 1, "same" zero padding) over an ``h x w``
+    map reads input position ``(ii, jj)``, summed over all output positions: float32 ``(kh, kw, h, w)`` counts.
+    A global average pool after that convolution is then the linear map ``sum(weight * taps) / (h w)``."""
+    taps = torch.zeros(kh, kw, h, w)
+    for i in range(h):
+        for j in range(w):
+            for di in range(kh):
+                for dj in range(kw):
+                    ii, jj = i + di - kh // 2, j + dj - kw // 2
+                    if 0 <= ii < h and 0 <= jj < w:
+                        taps[di, dj, ii, jj] += 1
+    return taps
+
+
 def _feature_size(side: int, modules: int) -> int:
     side -= 4  # two valid 3x3 stem convolutions
     for _ in range(modules):
@@ -159,14 +174,7 @@ class LinearHeadMiniXception(nn.Module):
         conv = net.classifier
         weight = conv.weight.detach()  # (K, C, 3, 3), padding 1
         k, c, kh, kw = weight.shape
-        a = torch.zeros(k, c, h, w, dtype=weight.dtype)
-        for i in range(h):
-            for j in range(w):
-                for di in range(kh):
-                    for dj in range(kw):
-                        ii, jj = i + di - kh // 2, j + dj - kw // 2
-                        if 0 <= ii < h and 0 <= jj < w:
-                            a[:, :, ii, jj] += weight[:, :, di, dj]
+        a = torch.einsum("kcij,ijxy->kcxy", weight, classifier_taps(kh, kw, h, w).to(weight.dtype))
         a = (a / (h * w)).flatten(1)
         b = conv.bias.detach().clone() if conv.bias is not None else torch.zeros(k)
         self.fc = nn.Linear(c * h * w, k)

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from faceforge.models.mini_xception import MiniXception, ResidualModule, _feature_size
+from faceforge.models.mini_xception import MiniXception, ResidualModule, _feature_size, classifier_taps
 
 
 def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -112,15 +112,7 @@ class FakeQuantMiniXception(nn.Module):
         h, w = (_feature_size(s, len(net.modules_)) for s in self.input_size)
         kh, kw = net.classifier.kernel_size
         # tap (di, dj) of the 3x3 classifier reaches feature position (ii, jj) from this many output positions
-        taps = torch.zeros(kh, kw, h, w)
-        for i in range(h):
-            for j in range(w):
-                for di in range(kh):
-                    for dj in range(kw):
-                        ii, jj = i + di - kh // 2, j + dj - kw // 2
-                        if 0 <= ii < h and 0 <= jj < w:
-                            taps[di, dj, ii, jj] += 1
-        self.register_buffer("taps", taps / (h * w), persistent=False)
+        self.register_buffer("taps", classifier_taps(kh, kw, h, w) / (h * w), persistent=False)
         n_ranges = 3 + 6 * len(net.modules_) + 1  # input, two stem ReLUs, 6 per module, logits
         self.ranges = nn.ModuleList(_ActRange(momentum) for _ in range(n_ranges))
         self.observing = True

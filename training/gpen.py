@@ -313,16 +313,11 @@ def init_weights(trainer: GPENTrainer, path: Path) -> str:
     state_path = path / "last.pt" if path.is_dir() else path
     if not state_path.is_file():
         raise FileNotFoundError(f"--init-from: {state_path} not found (a gpen run folder, its last.pt, or GPEN weights)")
-    try:
-        raw = torch.load(state_path, map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 - unreadable: load_gpen below names the expected layouts
-        raw = None
-    if isinstance(raw, dict) and raw.get("arch") == STATE_ARCH:
-        nets = nn.ModuleDict({"G": trainer.G, "D": trainer.D, "G_ema": trainer.G_ema})
-        state, what = load_checkpoint(state_path, arch=STATE_ARCH)["state_dict"], "G, G_ema and D"
-    else:
+    try:  # a training state (read once), else any GPEN weights file load_gpen reads
+        state = load_checkpoint(state_path, arch=STATE_ARCH)["state_dict"]
+        nets, what = nn.ModuleDict({"G": trainer.G, "D": trainer.D, "G_ema": trainer.G_ema}), "G, G_ema and D"
+    except CheckpointError:
         nets, state, what = trainer.G, load_gpen(state_path)["state_dict"], "G and G_ema (D fresh)"
-    del raw
     try:
         nets.load_state_dict(state)
     except RuntimeError as exc:

@@ -307,6 +307,35 @@ def test_init_from_starts_every_network_from_an_earlier_run(tmp_path):
                            generator_kwargs={"ngf": 2, "n_blocks": 1}))
 
 
+def test_face_identity_and_feature_terms_are_trained_and_recorded(tmp_path):
+    """lambda_face_id / lambda_face_feat add dlib-network terms to G's loss, logged and noted in config.json."""
+    from faceforge.errors import MissingDependencyError
+    from training.face_losses import load_face_identity_loss
+
+    try:
+        load_face_identity_loss()
+    except MissingDependencyError as exc:
+        pytest.skip(str(exc))
+    data = _make_domains(tmp_path / "data")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run = train(_tiny_config(data, tmp_path / "runs", stop_after_steps=1, lambda_face_id=2.0,
+                                 lambda_face_feat=0.5))
+        plain = train(_tiny_config(data, tmp_path / "runs", stop_after_steps=1))
+    row, plain_row = _metrics(run)[0], _metrics(plain)[0]
+    assert float(row["face_id"]) > 0 and float(row["face_feat"]) > 0
+    assert "face_id" not in plain_row
+    # same seed, same data: G's total differs from the plain run's by the two new terms (plus the effect of
+    # nothing else: the other terms are computed before the update)
+    others = sum(float(row[k]) for k in row if k.startswith(("G_A_gan", "G_B_gan", "cycle_", "idt_")))
+    assert float(row["G"]) == pytest.approx(others + float(row["face_id"]) + float(row["face_feat"]), abs=1e-3)
+    assert float(row["cycle_A"]) == pytest.approx(float(plain_row["cycle_A"]), rel=1e-4)
+    config = json.loads((run / "config.json").read_text())
+    assert "dlib_resnet" in config["face_losses"] and "off" in json.loads((plain / "config.json").read_text())["face_losses"]
+    with pytest.raises(ValueError, match=">= 32 px"):
+        train(_tiny_config(data, tmp_path / "runs", load_size=24, crop_size=24, lambda_face_id=1.0))
+
+
 def test_cli_trains_one_step_of_the_resnet_generator_and_installs_it(tmp_path, monkeypatch):
     from training.cli import train as train_group
 

@@ -154,6 +154,12 @@ class CycleGANConfig:
     lambda_cycle: float = field(default=10.0, metadata=opt("Weight of the cycle-consistency L1 terms.", min=0))
     lambda_identity: float = field(default=0.5, metadata=opt("Identity weight as a fraction of --lambda-cycle "
                                                              "(0: off).", min=0))
+    lambda_face_id: float = field(default=0.0, metadata=opt(
+        "Weight of the face-identity term |e(G(x)) - e(x)|^2, both directions (e: dlib's face-recognition "
+        "ResNet on its chip of the utkface-aligned face; 0: off).", min=0))
+    lambda_face_feat: float = field(default=0.0, metadata=opt(
+        "Weight of the face-feature term (mean L1 of the same network's six feature maps, G(x) vs x; 0: off).",
+        min=0))
     pool_size: int = field(default=50, metadata=opt("History of generated images for D (Shrivastava et al. 2017).",
                                                     min=0))
     teacher: str | None = field(default=None, metadata=opt(

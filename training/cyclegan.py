@@ -9,6 +9,11 @@ Objective (Zhu, Park, Isola, Efros, ICCV 2017, sec. 3-4 and 7.1):
   ``G`` minimises ``(D(G(x)) - 1)^2``, ``D`` minimises ``((D(y) - 1)^2 + D(G(x))^2) / 2``;
 - cycle consistency ``lambda_cycle * |G_B(G_A(a)) - a|_1`` (and for ``b``), ``lambda_cycle = 10``;
 - identity ``lambda_identity * lambda_cycle * |G_A(b) - b|_1`` (and for ``a``), ``lambda_identity = 0.5``;
+- optional **face identity** ``lambda_face_id * |e(G_A(a)) - e(a)|^2`` (and for ``b``) and **face
+  features** ``lambda_face_feat * mean_l |f_l(G_A(a)) - f_l(a)|_1`` through dlib's face-recognition ResNet
+  (:mod:`training.face_losses`; faceforge's addition, off by default): the translation may change age but
+  should keep the person, which CycleGAN's pixel terms do not ask for directly (issue 14; FaceShifter and
+  GPEN train with the same terms);
 - discriminators updated on a history of 50 generated images (Shrivastava et al., "Learning from
   Simulated and Unsupervised Images through Adversarial Training", CVPR 2017), :class:`ImagePool`;
 - Adam, lr 2e-4, betas (0.5, 0.999); the lr stays constant for ``n_epochs`` epochs and then decays
@@ -53,6 +58,7 @@ from faceforge.imaging import load_image
 from faceforge.models import create_model, get_spec
 from faceforge.models.cyclegan import NLayerDiscriminator
 from training.configs import CycleGANConfig
+from training.face_losses import load_face_identity_loss
 from training.loop import StepLoop, TrainingRun
 from training.runs import epoch_steps, resolve_device, restore_training_state, set_requires_grad, window_row
 from faceforge.data.images import list_images, resize_square
@@ -265,6 +271,15 @@ def train(cfg: CycleGANConfig) -> Path:
             raise CheckpointError(f"--init-from {state_path}: its networks do not fit this configuration "
                                   f"({str(exc).splitlines()[0]})") from None
 
+    face_loss, face_note = None, "face identity / feature terms off (lambda_face_id = lambda_face_feat = 0)"
+    if cfg.lambda_face_id > 0 or cfg.lambda_face_feat > 0:
+        if cfg.crop_size < 32:
+            raise ValueError(f"the face identity / feature terms need crops >= 32 px (dlib's chip), not {cfg.crop_size}")
+        face_loss = load_face_identity_loss(device)
+        face_note = (f"face identity {cfg.lambda_face_id:g} / features {cfg.lambda_face_feat:g}: "
+                     "faceforge.models.dlib_resnet.load_dlib_resnet() on dlib's 150 px chip of the utkface-aligned crop")
+    session.info(face_note)
+
     opt_G = torch.optim.Adam(list(G_A.parameters()) + list(G_B.parameters()), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
     opt_D = torch.optim.Adam(list(D_A.parameters()) + list(D_B.parameters()), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
     pool_A, pool_B = ImagePool(cfg.pool_size), ImagePool(cfg.pool_size)  # generated A / generated B images
@@ -280,7 +295,7 @@ def train(cfg: CycleGANConfig) -> Path:
         "generator_config": gen_kwargs, "discriminator_config": d_kwargs,
         "train_sizes": {"A": len(dataset.files["A"]), "B": len(dataset.files["B"])},
         "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
-        "mode": "distillation" if teacher else "cyclegan",
+        "mode": "distillation" if teacher else "cyclegan", "face_losses": face_note,
     })
     log = session.metrics()
     samples = _fixed_samples(cfg)
@@ -335,6 +350,13 @@ def train(cfg: CycleGANConfig) -> Path:
                     if lam_idt > 0:
                         losses["idt_A"] = F.l1_loss(G_A(real_B), real_B) * lam_idt
                         losses["idt_B"] = F.l1_loss(G_B(real_A), real_A) * lam_idt
+                if face_loss is not None:
+                    id_A, feat_A = face_loss(fake_B, real_A)
+                    id_B, feat_B = face_loss(fake_A, real_B)
+                    if cfg.lambda_face_id > 0:
+                        losses["face_id"] = (id_A + id_B) * cfg.lambda_face_id
+                    if cfg.lambda_face_feat > 0:
+                        losses["face_feat"] = (feat_A + feat_B) * cfg.lambda_face_feat
                 loss_G = sum(losses.values())
                 opt_G.zero_grad(set_to_none=True)
                 loss_G.backward()

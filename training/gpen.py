@@ -67,6 +67,7 @@ from faceforge.errors import CheckpointError
 from faceforge.models.gpen import GPEN, GPEN_ARCH
 from faceforge.models.stylegan2 import StyleGAN2Discriminator
 from training.configs import GPENTrainConfig
+from training.face_losses import IdentityLoss
 from training.loop import StepLoop, TrainingRun
 from training.runs import kimg_row, resolve_device, set_requires_grad
 from training.stylegan2 import lazy_adam
@@ -144,40 +145,6 @@ def load_identity_network(device: torch.device | str = "cpu") -> tuple[nn.Module
                 return net, f"identity losses use {IDENTITY_MODULE}.{name}()"
     return None, (f"identity and face-feature losses skipped: {IDENTITY_MODULE} has none of "
                   f"{', '.join(_IDENTITY_LOADERS)} returning an nn.Module")
-
-
-class IdentityLoss(nn.Module):
-    """Identity and face-feature distances through a frozen face-recognition network.
-
-    Each face (``utkface``-aligned, [-1, 1]) is cut to dlib's 150-px face chip, differentiably
-    (:func:`faceforge.identity.chip_from_aligned_tensor`: the fixed similarity dlib's ``get_face_chip``
-    fits to the median dlib landmarks of that template), and scaled to [0, 255] (dlib's input range).
-    ``forward(out, target) -> (identity, feature)``: the mean squared embedding distance, and the mean L1
-    distance of the network's intermediate maps (``net.features``; 0 when it has none).
-    """
-
-    def __init__(self, net: nn.Module) -> None:
-        super().__init__()
-        self.net = net
-
-    def _prep(self, x: torch.Tensor) -> torch.Tensor:
-        from faceforge.identity import chip_from_aligned_tensor
-
-        return chip_from_aligned_tensor((x.clamp(-1, 1) + 1) * 127.5)
-
-    def forward(self, out: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        a, b = self._prep(out), self._prep(target)
-        with torch.no_grad():
-            eb = self.net(b)
-        ea = self.net(a)
-        identity = (ea - eb).square().sum(1).mean()
-        feature = out.new_zeros(())
-        if hasattr(self.net, "features"):
-            fa = self.net.features(a)
-            with torch.no_grad():
-                fb = self.net.features(b)
-            feature = sum(F.l1_loss(x, y) for x, y in zip(fa, fb)) / max(1, len(fa))
-        return identity, feature
 
 
 # --------------------------------------------------------------------------------------------------

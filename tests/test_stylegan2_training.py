@@ -251,6 +251,47 @@ def test_grow_from_starts_as_the_source_upsampled(tmp_path, faces_dir):
                    stop_after_steps=1, swd_every=0))
 
 
+def test_grow_with_d_fade_in_starts_as_the_source_d_on_downsampled_images(tmp_path, faces_dir):
+    """--d-fade-kimg: the grown D first scores an image as the source run's trained D scores it at half size
+    (fromRGB of the source on the 2x average-pooled image), then fades its new top block in, alpha 0 -> 1."""
+    import torch.nn.functional as F
+
+    from faceforge.models.stylegan2 import StyleGAN2Discriminator
+
+    base_run = train(_cfg(tmp_path / "base", faces_dir, stop_after_steps=2, batch_size=2, swd_every=0))
+    base = load_checkpoint(base_run / "last.pt")
+    d_small = StyleGAN2Discriminator(**base["config"]["D"])
+    d_small.load_state_dict({k[2:]: v for k, v in base["state_dict"].items() if k.startswith("D.")})
+    grown_run = train(_cfg(tmp_path / "grown", faces_dir, grow_from=str(base_run), resolution=32, lr=1e-9,
+                           stop_after_steps=3, d_warmup_steps=1, d_fade_kimg=0.004, batch_size=2, swd_every=0))
+    state = load_checkpoint(grown_run / "last.pt")
+    assert state["config"]["D"]["fade_in"] is True
+    d_big = StyleGAN2Discriminator(**state["config"]["D"])
+    d_big.load_state_dict({k[2:]: v for k, v in state["state_dict"].items() if k.startswith("D.")})
+    x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    with torch.no_grad():
+        d_big.alpha = 0.0
+        faded_out = d_big(x)
+        d_big.alpha = 1.0
+        full = d_big(x)
+        expected = d_small(F.avg_pool2d(x, 2))
+    torch.testing.assert_close(faded_out, expected, rtol=0, atol=1e-4)  # lr 1e-9: D barely moved
+    assert (full - faded_out).abs().max() > 1e-3  # the new top block is a different judge
+    with open(grown_run / "metrics.csv") as f:
+        alphas = [float(r["D_alpha"]) for r in csv.DictReader(f) if r["D_alpha"]]
+    # warm-up step alpha 0, then 2 images of the 4-image fade per step: 0, 0.5
+    assert alphas[:2] == [0.0, 0.0] and alphas[2] == pytest.approx(0.5)
+
+    with pytest.raises(ValueError, match="give --grow-from too"):
+        train(_cfg(tmp_path / "nogrow", faces_dir, d_fade_kimg=1.0, stop_after_steps=1, swd_every=0))
+    with pytest.raises(ValueError, match="is a generator file"):
+        train(_cfg(tmp_path / "gfile", faces_dir, grow_from=str(base_run / "G_ema.pt"), resolution=32,
+                   d_fade_kimg=1.0, stop_after_steps=1, swd_every=0))
+    with pytest.raises(ValueError, match="grows by one level"):
+        train(_cfg(tmp_path / "two", faces_dir, grow_from=str(base_run), resolution=64, d_fade_kimg=1.0,
+                   stop_after_steps=1, swd_every=0))
+
+
 def test_load_image_set_crops_resizes_and_caches(tmp_path, toon_dir):
     imgs = load_image_set(toon_dir, 16, cache_dir=tmp_path / "cache")
     assert imgs.shape == (8, 16, 16, 3) and imgs.dtype == np.uint8

@@ -403,6 +403,10 @@ class StyleGAN2TrainConfig:
     d_warmup_steps: int = field(default=0, metadata=opt(
         "First N steps of the run train only D (G and G_ema held): a fresh D against a pretrained or grown G "
         "learns what separates them before G follows its gradient.", min=0))
+    d_fade_kimg: float = field(default=0.0, metadata=opt(
+        "With --grow-from a run folder: fade D's new top block in over this many kimg (after --d-warmup-steps), "
+        "starting from the source run's trained D on 2x-downsampled images (progressive growing; 0: no fade, "
+        "D's fromRGB and new block fresh).", min=0))
     ema_kimg: float | None = field(default=None, metadata=opt(
         "G_ema half-life in kimg [auto: batch * 10 / 32].", min=0, min_open=True))
     ema_rampup: float | None = field(default=0.05, metadata=opt(

@@ -53,7 +53,12 @@ Growing (progressive growing, Karras et al. 2018): ``grow_from`` = the same kind
 resolution than ``resolution``; the mapping and every synthesis block it has are copied (:func:`grow_into`),
 the new top blocks start fresh with their ToRGB at zero, so the first samples are the source's faces
 upsampled and training adds the detail (a 64 px generator grown from the shipped 32 px one, instead of 64 px
-from scratch). D takes a source run's blocks except ``fromrgb``; from a generator file it is fresh.
+from scratch). D takes a source run's blocks except ``fromrgb``; from a generator file it is fresh. With
+``d_fade_kimg`` (one level up, from a run's trained D) D's new top block is faded in as PGGAN does: the
+source D's fromRGB reads the 2x-downsampled image (``fromrgb_low``), blended with the new fromRGB + top
+block by a weight ``alpha`` that goes 0 -> 1 over ``d_fade_kimg`` kimg after the warm-up
+(:meth:`StyleGAN2Trainer.fade_alpha`, logged as ``D_alpha``), so D starts as the source's trained judge of
+the downsampled faces instead of a fresh one at the new size.
 
 Run folder (``runs/stylegan2/<NNN>/``, :mod:`training.runs`): ``config.json`` (resolved config, command,
 network configs, data), ``metrics.csv`` (losses, EMA beta, seconds, SWD), ``samples/step_<N>.png``
@@ -289,6 +294,9 @@ class StyleGAN2Trainer:
         cfg, D = self.cfg, self.D
         n = real.shape[0]
         out: dict[str, float] = {}
+        if getattr(D, "fade_in", False):
+            D.alpha = self.fade_alpha()
+            out["D_alpha"] = D.alpha
         if self.step < cfg.d_warmup_steps:  # D alone: G and G_ema stay as they are
             self._train_d(real, out)
             out["ema_beta"] = 1.0
@@ -326,6 +334,15 @@ class StyleGAN2Trainer:
         out["ema_beta"] = self.update_ema()
         self.step += 1
         return out
+
+    def fade_alpha(self, step: int | None = None) -> float:
+        """D's fade-in weight of its new top block at ``step`` (default: now): 0 through the D-only warm-up,
+        then linear to 1 over ``d_fade_kimg`` thousand images (1 when no fade is configured)."""
+        step = self.step if step is None else step
+        if self.cfg.d_fade_kimg <= 0:
+            return 1.0
+        images = max(0, step - self.cfg.d_warmup_steps) * self.cfg.batch_size
+        return min(1.0, images / (self.cfg.d_fade_kimg * 1000))
 
     def _train_d(self, real: torch.Tensor, out: dict[str, float]) -> None:
         """D's half of an iteration: the logistic loss on reals and fresh fakes, then lazy R1; adds ``D_loss``,
@@ -548,6 +565,17 @@ def train(cfg: StyleGAN2TrainConfig) -> Path:
     torch.manual_seed(cfg.seed)
 
     g_kwargs, d_kwargs = network_configs(cfg)
+    if cfg.d_fade_kimg > 0 and not resume_run:
+        if not cfg.grow_from:
+            raise ValueError("--d-fade-kimg fades in a grown discriminator: give --grow-from too")
+        if grown["D"] is None:
+            raise ValueError(f"--d-fade-kimg needs a trained discriminator at the lower resolution: {cfg.grow_from} is a "
+                             "generator file; give a stylegan2 run folder or its last.pt (e.g. a short "
+                             "--finetune-from run with --d-warmup-steps)")
+        if grown["G_config"]["resolution"] * 2 != cfg.resolution:
+            raise ValueError(f"--d-fade-kimg grows by one level: the source is {grown['G_config']['resolution']} px, "
+                             f"--resolution must be {grown['G_config']['resolution'] * 2}")
+        d_kwargs["fade_in"] = True
     if source is not None:
         g_kwargs = dict(source["G_config"])
         d_kwargs = dict(source["D_config"] or d_kwargs)
@@ -565,6 +593,10 @@ def train(cfg: StyleGAN2TrainConfig) -> Path:
         G_ema = StyleGAN2Generator(**g_kwargs)
         _zero_new_torgb(G_ema, grow_into(G_ema, grown["G_ema"], f"G_ema of {where}"))
         d_fresh = grow_into(D, grown["D"], f"discriminator of {where}", skip=("fromrgb",)) if grown["D"] else None
+        if d_kwargs.get("fade_in"):  # the source's fromRGB reads the downsampled image on the fade-in path
+            low = {f"fromrgb_low.{k[len('fromrgb.'):]}": v for k, v in grown["D"].items() if k.startswith("fromrgb.")}
+            grow_into(D, low, f"discriminator fromRGB of {where}")
+            d_fresh = [k for k in d_fresh if not k.startswith("fromrgb_low.")]
         grow_note = (f"grown from {grown['G_config']['resolution']} px ({where}): G's new tensors "
                      f"{sorted({k.split('.')[1] for k in fresh})}, D "
                      + ("fresh" if d_fresh is None else f"fresh in {sorted({k.split('.')[0] for k in d_fresh})}"))
@@ -602,6 +634,8 @@ def train(cfg: StyleGAN2TrainConfig) -> Path:
     log = session.metrics()
     loss_cols = ["G_loss", "D_loss", "D_real", "D_fake", "R1", "PL", "pl_mean"]
     swd_cols = swd_columns(cfg.resolution)
+    if d_kwargs.get("fade_in"):
+        loss_cols.append("D_alpha")
     columns = ["step", "kimg", *loss_cols, "ema_beta", "sec_per_step", "seconds", *swd_cols]
     sample_z = torch.randn(cfg.n_samples, G.z_dim, generator=torch.Generator().manual_seed(cfg.seed + 7)).to(device)
 

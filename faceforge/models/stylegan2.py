@@ -644,18 +644,27 @@ class StyleGAN2Discriminator(nn.Module):
         channel_base, channel_max: feature maps per resolution as in the generator.
         img_channels: 3.
         mbstd_group_size, mbstd_channels: minibatch-stddev settings (4, 1).
+        fade_in: also hold ``fromrgb_low``, a fromRGB at R/2, for growing from a trained R/2 discriminator
+            with a fade-in of the new top block (progressive growing, Karras et al., ICLR 2018, sec. 2 and
+            fig. 2): the input reaches the R/2 block through ``(1 - alpha) * fromrgb_low(avgpool(img)) +
+            alpha * b<R>(fromrgb(img))``; :attr:`alpha` (a float in [0, 1], set by the trainer, not a
+            parameter) is 1 by default, which is the plain discriminator.
 
     Shapes: ``(N, img_channels, R, R)`` float32 in [-1, 1] -> ``(N, 1)`` float32 logits (real > fake).
     """
 
     def __init__(self, resolution: int = 64, channel_base: int = 16384, channel_max: int = 512,
-                 img_channels: int = 3, mbstd_group_size: int = 4, mbstd_channels: int = 1) -> None:
+                 img_channels: int = 3, mbstd_group_size: int = 4, mbstd_channels: int = 1,
+                 fade_in: bool = False) -> None:
         super().__init__()
         log2 = _check_resolution(resolution)
         self.resolution, self.img_channels = resolution, img_channels
         self.block_resolutions = [2 ** i for i in range(log2, 2, -1)]
         ch = {r: channels_at(r, channel_base, channel_max) for r in [2 ** i for i in range(2, log2 + 1)]}
         self.fromrgb = Conv2dLayer(img_channels, ch[resolution], 1)
+        self.fade_in, self.alpha = bool(fade_in), 1.0
+        if self.fade_in:
+            self.fromrgb_low = Conv2dLayer(img_channels, ch[resolution // 2], 1)
         for res in self.block_resolutions:
             setattr(self, f"b{res}", DiscriminatorBlock(ch[res], ch[res // 2]))
         self.mbstd = MinibatchStdDev(mbstd_group_size, mbstd_channels)
@@ -672,8 +681,13 @@ class StyleGAN2Discriminator(nn.Module):
         if img.ndim != 4 or img.shape[1:] != (self.img_channels, self.resolution, self.resolution):
             raise ValueError(f"images must be (N, {self.img_channels}, {self.resolution}, {self.resolution}), "
                              f"got {tuple(img.shape)}")
+        blocks = self.block_resolutions
         x = self.fromrgb(img)
-        for res in self.block_resolutions:
+        if self.fade_in and self.alpha < 1.0:
+            top = getattr(self, f"b{blocks[0]}")(x) if self.alpha > 0.0 else 0.0
+            low = self.fromrgb_low(F.avg_pool2d(img, 2))
+            x, blocks = low + self.alpha * (top - low), blocks[1:]
+        for res in blocks:
             x = getattr(self, f"b{res}")(x)
         x = self.conv(self.mbstd(x))
         return self.out(self.fc(x.flatten(1)))

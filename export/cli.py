@@ -157,7 +157,7 @@ def export(model: str, formats_text: str, weights: str, out: Path, calibration_s
 
         try:
             get_spec(model)
-            changed = refresh_app_steps(out, model)
+            changed = refresh_app_steps(out, model, command="faceforge export " + " ".join(shlex.quote(a) for a in sys.argv[2:]))
         except KeyError as exc:
             raise click.UsageError(str(exc)) from None
         except FaceforgeError as exc:

@@ -879,15 +879,19 @@ def verify_files(manifest: dict[str, Any], root: Path) -> list[str]:
     return problems
 
 
-def refresh_app_steps(root: Path, model: str) -> list[str]:
+def refresh_app_steps(root: Path, model: str, command: str | None = None) -> list[str]:
     """Rewrite the ``app_steps`` of ``model``'s entries in ``root/manifest.json`` from the library (as
     :func:`build_manifest` writes them), changing nothing else: no model file is exported, the other entries,
-    the detectors, licenses and the ``generator`` record stay as they are (``faceforge export MODEL
-    --app-steps-only``: the cheap way to publish a changed phone contract of unchanged files).
+    the detectors and licenses stay as they are (``faceforge export MODEL --app-steps-only``: the cheap way to
+    publish a changed phone contract of unchanged files). When something changed, the ``generator`` record
+    keeps its fields (they describe the last full export) and gains one item in its ``refreshes`` list:
+    ``{"what": "app_steps", "model", "files", "command", "git_commit", "at"}``, so the manifest says which
+    command wrote which part; ``manifest.schema.json`` beside it is rewritten from the library too.
 
     Args:
         root: the assets folder (``mobile_assets``).
         model: registry name whose entries are refreshed (e.g. ``"pix2pix_mobile"``).
+        command: the command line to record (default ``faceforge export MODEL --app-steps-only``).
 
     Returns:
         The files of the entries whose ``app_steps`` changed (empty: already current; the file is then not
@@ -916,9 +920,17 @@ def refresh_app_steps(root: Path, model: str) -> list[str]:
     problems = verify_files({"models": entries, "detectors": [], "licenses": []}, root)
     if problems:
         raise ExportError(f"{model}'s files do not match the manifest: {'; '.join(problems)}")
+    if changed:
+        from faceforge.checkpoints import git_commit
+
+        manifest.setdefault("generator", {}).setdefault("refreshes", []).append({
+            "what": "app_steps", "model": model, "files": changed,
+            "command": command or f"faceforge export {model} --app-steps-only", "git_commit": git_commit(),
+            "at": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()})
     validate_manifest(manifest)
     if changed:
         write_json_atomic(root / MANIFEST_NAME, manifest)
+        write_json_atomic(root / SCHEMA_NAME, SCHEMA)  # the schema the manifest now follows
     return changed
 
 

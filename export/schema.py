@@ -37,6 +37,17 @@ SCHEMA: dict = {
                 "generated_at": {"type": "string", "format": "date-time"},
                 "command": {"type": "string"},
                 "toolchain": {"type": "object", "additionalProperties": {"type": ["string", "null"]}},
+                "refreshes": {
+                    "description": "later partial rewrites (e.g. `faceforge export MODEL --app-steps-only`); the "
+                                   "fields above describe the last full export",
+                    "type": "array",
+                    "items": {"type": "object", "required": ["what", "model", "command", "at"],
+                              "properties": {"what": {"enum": ["app_steps"]}, "model": {"type": "string"},
+                                             "files": {"type": "array", "items": {"type": "string"}},
+                                             "command": {"type": "string"},
+                                             "git_commit": {"type": ["string", "null"]},
+                                             "at": {"type": "string", "format": "date-time"}}},
+                },
             },
         },
         "models": {"type": "array", "items": {"$ref": "#/$defs/model_file"}},

@@ -269,7 +269,11 @@ def test_refresh_app_steps_rewrites_only_the_models_app_steps(tmp_path):
     write_json_atomic(tmp_path / "manifest.json", m)
     assert refresh_app_steps(tmp_path, "pix2pix_mobile") == ["android/f.tflite"]
     new = json.loads((tmp_path / "manifest.json").read_text())
-    assert new["models"][0] == other and new["generator"] == m["generator"]
+    assert new["models"][0] == other
+    refreshes = new["generator"].pop("refreshes")  # the full export's fields stay; the refresh is recorded
+    assert new["generator"] == m["generator"]
+    assert [(r["what"], r["model"], r["files"]) for r in refreshes] == [("app_steps", "pix2pix_mobile", ["android/f.tflite"])]
+    assert refreshes[0]["command"] == "faceforge export pix2pix_mobile --app-steps-only" and refreshes[0]["at"]
     assert new["models"][1]["app_steps"] == json.loads(json.dumps(app_steps("pix2pix_mobile", 128, front["provenance"],
                                                                             tmp_path)))
     assert "compose" in {s["step"] for s in new["models"][1]["app_steps"]["modes"]["face"]["steps"]}

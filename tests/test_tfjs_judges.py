@@ -1,4 +1,4 @@
-"""faceforge.models.mobilefacenet: the TF.js graph interpreter on a tiny graph built here (numpy reference),
+"""faceforge.models.tfjs_judges: the TF.js graph interpreter on a tiny graph built here (numpy reference),
 its error paths, and the real MobileFaceNet model when it is installed (skipped otherwise)."""
 
 from __future__ import annotations

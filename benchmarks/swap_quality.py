@@ -154,7 +154,7 @@ def _embedding(rgb: np.ndarray, face: Any) -> np.ndarray:
 def mfn_retrieval(images: Sequence[np.ndarray], faces: Sequence[Any], mfn_src: np.ndarray) -> dict[str, float]:
     """MobileFaceNet ID retrieval of ``images`` (pair ``i``'s image, face ``faces[i]``) among the sources'
     MobileFaceNet embeddings ``mfn_src`` (cosine): ``{"mfn_id_top1", "mfn_id_top5"}``."""
-    from faceforge.models import mobilefacenet as mf
+    from faceforge.models import tfjs_judges as mf
 
     emb = mf.embed_aligned([mf.align(rgb, face) for rgb, face in zip(images, faces)])
     sim = emb @ mfn_src.T
@@ -164,7 +164,7 @@ def mfn_retrieval(images: Sequence[np.ndarray], faces: Sequence[Any], mfn_src: n
 
 def faceres_retrieval(images: Sequence[np.ndarray], faces: Sequence[Any], fr_src: np.ndarray) -> dict[str, float]:
     """As :func:`mfn_retrieval` with FaceRes: ``{"fr_id_top1", "fr_id_top5"}``."""
-    from faceforge.models import mobilefacenet as mf
+    from faceforge.models import tfjs_judges as mf
 
     emb = mf.faceres_embed_aligned([mf.faceres_align(rgb, face) for rgb, face in zip(images, faces)])
     sim = emb @ fr_src.T
@@ -748,7 +748,7 @@ def run(data: Path, n: int = 500, seed: int = 0, blends: Sequence[str] = ("poiss
         raise ValueError(f"judge must be 'dlib', 'mobilefacenet', 'both', 'faceres' or 'all', got {judge!r}")
     mfn, fr = judge in ("mobilefacenet", "both", "all"), judge in ("faceres", "all")
     if mfn or fr:
-        from faceforge.models import mobilefacenet as mf
+        from faceforge.models import tfjs_judges as mf
 
         # fail early (MissingDependencyError with the install hint) rather than after the swaps
         _ = mf.network() if mfn else None, mf.faceres_network() if fr else None

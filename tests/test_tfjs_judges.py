@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from faceforge.errors import CheckpointError, MissingDependencyError
-from faceforge.models import mobilefacenet as mf
+from faceforge.models import tfjs_judges as mf
 
 
 # --- building a TF.js graph model ------------------------------------------------------------------

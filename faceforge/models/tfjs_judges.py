@@ -536,26 +536,39 @@ def model_path(path: str | os.PathLike | None = None) -> Path:
     Raises:
         MissingDependencyError: the file is not there (the message says how to install it).
     """
+    return _locate(path, ENV_VAR, Path("@vladmandic") / "human-models" / "models" / "mobilefacenet.json",
+                   "MobileFaceNet", INSTALL_HINT, NPM_PACKAGE)
+
+
+def _locate(path: str | os.PathLike | None, env_var: str, in_node_modules: Path, what: str, hint: str,
+            package: str) -> Path:
+    """A model json: ``path``, else ``$env_var``, else ``./node_modules/<in_node_modules>``.
+
+    Raises:
+        MissingDependencyError: not there; the message names where it looked and ``hint``.
+    """
     if path is not None:
         candidate, origin = Path(path), "the given path"
-    elif os.environ.get(ENV_VAR):
-        candidate, origin = Path(os.environ[ENV_VAR]), f"${ENV_VAR}"
+    elif os.environ.get(env_var):
+        candidate, origin = Path(os.environ[env_var]), f"${env_var}"
     else:
-        candidate = Path.cwd() / "node_modules" / "@vladmandic" / "human-models" / "models" / "mobilefacenet.json"
-        origin = "node_modules"
+        candidate, origin = Path.cwd() / "node_modules" / in_node_modules, "node_modules"
     if not candidate.is_file():
-        raise MissingDependencyError(f"MobileFaceNet model not found at {candidate} ({origin}): {INSTALL_HINT}",
-                                     package=NPM_PACKAGE)
+        raise MissingDependencyError(f"{what} model not found at {candidate} ({origin}): {hint}", package=package)
     return candidate
+
+
+def _found(locate, path: str | os.PathLike | None) -> bool:
+    try:
+        locate(path)
+    except MissingDependencyError:
+        return False
+    return True
 
 
 def is_available(path: str | os.PathLike | None = None) -> bool:
     """True when :func:`model_path` finds the model json."""
-    try:
-        model_path(path)
-    except MissingDependencyError:
-        return False
-    return True
+    return _found(model_path, path)
 
 
 def load_mobilefacenet(path: str | os.PathLike | None = None) -> TFJSGraphModel:
@@ -704,26 +717,13 @@ def faceres_model_path(path: str | os.PathLike | None = None) -> Path:
     Raises:
         MissingDependencyError: not there (the message says how to install it).
     """
-    if path is not None:
-        candidate, origin = Path(path), "the given path"
-    elif os.environ.get(FACERES_ENV_VAR):
-        candidate, origin = Path(os.environ[FACERES_ENV_VAR]), f"${FACERES_ENV_VAR}"
-    else:
-        candidate = Path.cwd() / "node_modules" / "@vladmandic" / "human" / "models" / "faceres.json"
-        origin = "node_modules"
-    if not candidate.is_file():
-        raise MissingDependencyError(f"FaceRes model not found at {candidate} ({origin}): {FACERES_INSTALL_HINT}",
-                                     package=FACERES_NPM_PACKAGE)
-    return candidate
+    return _locate(path, FACERES_ENV_VAR, Path("@vladmandic") / "human" / "models" / "faceres.json", "FaceRes",
+                   FACERES_INSTALL_HINT, FACERES_NPM_PACKAGE)
 
 
 def faceres_is_available(path: str | os.PathLike | None = None) -> bool:
     """True when :func:`faceres_model_path` finds the model json."""
-    try:
-        faceres_model_path(path)
-    except MissingDependencyError:
-        return False
-    return True
+    return _found(faceres_model_path, path)
 
 
 def faceres_network(path: str | os.PathLike | None = None) -> TFJSGraphModel:

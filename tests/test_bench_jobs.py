@@ -88,3 +88,26 @@ def test_jobs_roundtrip_skips_and_cli(tmp_path):
                         "max_jobs": 4, "poll_ms": 20, "repeats": 1, "warmup": 0, "burst_seeds": 4},
            "endpoints": [{"endpoint": "toonify", "status": "skipped", "reason": "no toon weights"}]}
     assert "| toonify | skipped: no toon weights |" in markdown(doc)
+
+
+def test_polite_round_trip_retries_a_full_queue_and_nothing_else(monkeypatch):
+    """A 429 is retried after its Retry-After; any other refusal, or a 429 past the timeout, is raised."""
+    from benchmarks import jobs_roundtrip as jr
+
+    answers = [jr.JobRequestError("full", 429, {}, retry_after=0), jr.JobRequestError("full", 429, {}, retry_after=0),
+               {"status": "succeeded"}]
+
+    def fake(*args, **kwargs):
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(jr, "round_trip", fake)
+    assert jr.polite_round_trip(None, "http://x", "generate", {}) == {"status": "succeeded"} and not answers
+    answers[:] = [jr.JobRequestError("bad", 422, {})]
+    with pytest.raises(jr.JobRequestError, match="bad"):
+        jr.polite_round_trip(None, "http://x", "generate", {})
+    answers[:] = [jr.JobRequestError("full", 429, {}, retry_after=0)] * 3
+    with pytest.raises(jr.JobRequestError, match="full"):
+        jr.polite_round_trip(None, "http://x", "generate", {}, timeout_s=-1.0)

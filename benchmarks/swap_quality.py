@@ -151,25 +151,26 @@ def _embedding(rgb: np.ndarray, face: Any) -> np.ndarray:
     return embed(align_face(rgb, face, EMBED_SIZE, template="utkface").image)
 
 
-def mfn_retrieval(images: Sequence[np.ndarray], faces: Sequence[Any], mfn_src: np.ndarray) -> dict[str, float]:
-    """MobileFaceNet ID retrieval of ``images`` (pair ``i``'s image, face ``faces[i]``) among the sources'
-    MobileFaceNet embeddings ``mfn_src`` (cosine): ``{"mfn_id_top1", "mfn_id_top5"}``."""
+JUDGE_KEYS = {"mfn": "MobileFaceNet", "fr": "FaceRes"}
+"""Column prefix -> the second judges of :mod:`faceforge.models.tfjs_judges` (``<key>_id_top1`` / ``_top5``)."""
+
+
+def judge_embeddings(key: str, images: Sequence[np.ndarray], faces: Sequence[Any]) -> np.ndarray:
+    """Unit-norm float32 ``(N, D)`` embeddings by the judge ``key`` (:data:`JUDGE_KEYS`) of face ``faces[i]`` in
+    ``images[i]``, each aligned as that judge expects."""
     from faceforge.models import tfjs_judges as mf
 
-    emb = mf.embed_aligned([mf.align(rgb, face) for rgb, face in zip(images, faces)])
-    sim = emb @ mfn_src.T
+    if key == "mfn":
+        return mf.embed_aligned([mf.align(rgb, face) for rgb, face in zip(images, faces)])
+    return mf.faceres_embed_aligned([mf.faceres_align(rgb, face) for rgb, face in zip(images, faces)])
+
+
+def judge_retrieval(key: str, emb: np.ndarray, src: np.ndarray) -> dict[str, float]:
+    """ID retrieval of ``emb[i]`` among the sources' embeddings ``src`` (cosine; pair ``i``'s own source is
+    ``src[i]``) by the judge ``key``: ``{"<key>_id_top1", "<key>_id_top5"}``."""
+    sim = emb @ src.T
     rank = (sim > sim[np.arange(len(sim)), np.arange(len(sim))][:, None]).sum(1)
-    return {"mfn_id_top1": float((rank == 0).mean()), "mfn_id_top5": float((rank < 5).mean())}
-
-
-def faceres_retrieval(images: Sequence[np.ndarray], faces: Sequence[Any], fr_src: np.ndarray) -> dict[str, float]:
-    """As :func:`mfn_retrieval` with FaceRes: ``{"fr_id_top1", "fr_id_top5"}``."""
-    from faceforge.models import tfjs_judges as mf
-
-    emb = mf.faceres_embed_aligned([mf.faceres_align(rgb, face) for rgb, face in zip(images, faces)])
-    sim = emb @ fr_src.T
-    rank = (sim > sim[np.arange(len(sim)), np.arange(len(sim))][:, None]).sum(1)
-    return {"fr_id_top1": float((rank == 0).mean()), "fr_id_top5": float((rank < 5).mean())}
+    return {f"{key}_id_top1": float((rank == 0).mean()), f"{key}_id_top5": float((rank < 5).mean())}
 
 
 def expression_error(points: np.ndarray, reference: np.ndarray) -> float:
@@ -713,8 +714,8 @@ def run(data: Path, n: int = 500, seed: int = 0, blends: Sequence[str] = ("poiss
     and second grids (``_colour`` suffix); ``restore="classical"``: for each swap method also a row
     ``"<method> + classical restore"`` (:data:`RESTORE_SUFFIX`) measured the same way on its outputs after
     :func:`restore_outputs` (its ``ms_per_face``: swap + restoration, ``restore_ms_per_face``: restoration alone);
-    ``judge``: ``"dlib"``; ``"faceres"`` adds FaceRes's ID retrieval (:func:`faceres_retrieval`), ``"both"`` /
-    ``"mobilefacenet"`` MobileFaceNet's (:func:`mfn_retrieval`), ``"all"`` both (the models: see
+    ``judge``: ``"dlib"``; ``"faceres"`` adds FaceRes's ID retrieval (:func:`judge_retrieval`), ``"both"`` /
+    ``"mobilefacenet"`` MobileFaceNet's, ``"all"`` both (the models: see
     :mod:`faceforge.models.tfjs_judges`);
     ``threads``: PyTorch CPU threads (``None``: torch's default; on a shared 2-core machine its default
     oversubscribes and made the AEI-Net rows 10x slower).
@@ -745,12 +746,13 @@ def run(data: Path, n: int = 500, seed: int = 0, blends: Sequence[str] = ("poiss
         raise ValueError(f"restore must be None or 'classical', got {restore!r}")
     if judge not in ("dlib", "mobilefacenet", "both", "faceres", "all"):
         raise ValueError(f"judge must be 'dlib', 'mobilefacenet', 'both', 'faceres' or 'all', got {judge!r}")
-    mfn, fr = judge in ("mobilefacenet", "both", "all"), judge in ("faceres", "all")
-    if mfn or fr:
+    judges = [k for k, on in (("mfn", judge in ("mobilefacenet", "both", "all")), ("fr", judge in ("faceres", "all")))
+              if on]
+    if judges:
         from faceforge.models import tfjs_judges as mf
 
         # fail early (MissingDependencyError with the install hint) rather than after the swaps
-        _ = mf.network() if mfn else None, mf.faceres_network() if fr else None
+        _ = [mf.network() if k == "mfn" else mf.faceres_network() for k in judges]
     detector = FaceDetector()
     swapper = FaceSwapper(detector=detector, mesh=FaceMesh(detector))
     restorer = None
@@ -772,18 +774,19 @@ def run(data: Path, n: int = 500, seed: int = 0, blends: Sequence[str] = ("poiss
         "target, unswapped (floor)": summarize(emb_tgt, emb_src, emb_tgt, None, None),
         "source itself (ceiling)": summarize(emb_src, emb_src, emb_tgt, None, None),
     }
-    if mfn:
-        mfn_src = mf.embed_aligned([mf.align(s["rgb"], s["face"]) for s in sources])
-        methods["target, unswapped (floor)"].update(mfn_retrieval([t["rgb"] for t in targets],
-                                                                  [t["face"] for t in targets], mfn_src))
-        methods["source itself (ceiling)"].update(mfn_retrieval([s["rgb"] for s in sources],
-                                                                [s["face"] for s in sources], mfn_src))
-    if fr:
-        fr_src = mf.faceres_embed_aligned([mf.faceres_align(s["rgb"], s["face"]) for s in sources])
-        methods["target, unswapped (floor)"].update(faceres_retrieval([t["rgb"] for t in targets],
-                                                                      [t["face"] for t in targets], fr_src))
-        methods["source itself (ceiling)"].update(faceres_retrieval([s["rgb"] for s in sources],
-                                                                    [s["face"] for s in sources], fr_src))
+    target_faces = [t["face"] for t in targets]
+    judge_src = {k: judge_embeddings(k, [s["rgb"] for s in sources], [s["face"] for s in sources]) for k in judges}
+
+    def judged(images: Sequence[np.ndarray]) -> dict[str, float]:
+        """The second judges' ID retrieval of swapped targets ``images`` (their faces: the targets')."""
+        out: dict[str, float] = {}
+        for k in judges:
+            out.update(judge_retrieval(k, judge_embeddings(k, images, target_faces), judge_src[k]))
+        return out
+
+    methods["target, unswapped (floor)"].update(judged([t["rgb"] for t in targets]))
+    for k in judges:
+        methods["source itself (ceiling)"].update(judge_retrieval(k, judge_src[k], judge_src[k]))
     buckets: dict[str, dict] = {}
     robust: dict[str, dict] = {}
     if robust_id:
@@ -806,10 +809,7 @@ def run(data: Path, n: int = 500, seed: int = 0, blends: Sequence[str] = ("poiss
         row = summarize(m["embedding"], emb_src, emb_tgt, m["pose"], m["expression"])
         row["refused"] = int((gaps > swapper.max_yaw_gap).sum()) if method.startswith("classical") else 0
         row["ms_per_face"] = float(np.median(ms))
-        if mfn:
-            row.update(mfn_retrieval(outs, [t["face"] for t in targets], mfn_src))
-        if fr:
-            row.update(faceres_retrieval(outs, [t["face"] for t in targets], fr_src))
+        row.update(judged(outs))
         methods[method] = row
         if robust_id:
             robust[method] = robust_identity(outs, [t["face"] for t in targets], emb_src, emb_tgt)
@@ -835,10 +835,7 @@ def run(data: Path, n: int = 500, seed: int = 0, blends: Sequence[str] = ("poiss
             r_row["refused"] = row["refused"]
             r_row["ms_per_face"] = float(np.median(np.asarray(ms) + np.asarray(r_ms)))
             r_row["restore_ms_per_face"] = float(np.median(r_ms))
-            if mfn:
-                r_row.update(mfn_retrieval(r_outs, [t["face"] for t in targets], mfn_src))
-            if fr:
-                r_row.update(faceres_retrieval(r_outs, [t["face"] for t in targets], fr_src))
+            r_row.update(judged(r_outs))
             methods[r_name] = r_row
             if robust_id:
                 robust[r_name] = robust_identity(r_outs, [t["face"] for t in targets], emb_src, emb_tgt)

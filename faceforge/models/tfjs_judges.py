@@ -634,18 +634,29 @@ def embed_aligned(crops: np.ndarray | Sequence[np.ndarray], batch_size: int = 64
     Raises:
         MissingDependencyError: the model is not installed. ValueError: wrong dtype or shape.
     """
-    arr = np.asarray(crops) if len(crops) else np.zeros((0, INPUT_SIZE, INPUT_SIZE, 3), np.uint8)
-    if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[1:] != (INPUT_SIZE, INPUT_SIZE, 3):
-        raise ValueError(f"crops must be uint8 (N, {INPUT_SIZE}, {INPUT_SIZE}, 3), got {arr.dtype} {arr.shape}")
-    model = network(path)
+    return _run_batched(lambda: network(path), crops, INPUT_SIZE, EMBEDDING_SIZE, batch_size,
+                        lambda x: (x - 127.5) / 128.0).astype(np.float32)
+
+
+def _run_batched(load: Callable[[], TFJSGraphModel], crops: np.ndarray | Sequence[np.ndarray], size: int, dim: int,
+                 batch_size: int, prep: Callable[[torch.Tensor], torch.Tensor]) -> np.ndarray:
+    """The model ``load()`` returns (called once the crops are checked) over uint8 ``(N, size, size, 3)`` crops,
+    ``batch_size`` at a time, each batch as float32 through ``prep`` first: the raw ``(N, dim)`` outputs
+    (``(0, dim)`` for no crops).
+
+    Raises:
+        ValueError: not uint8 ``(N, size, size, 3)``.
+        MissingDependencyError: from ``load``.
+    """
+    arr = np.asarray(crops) if len(crops) else np.zeros((0, size, size, 3), np.uint8)
+    if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[1:] != (size, size, 3):
+        raise ValueError(f"crops must be uint8 (N, {size}, {size}, 3), got {arr.dtype} {arr.shape}")
+    model = load()
     if not len(arr):
-        return np.zeros((0, EMBEDDING_SIZE), np.float32)
-    out = []
+        return np.zeros((0, dim), np.float32)
     with torch.inference_mode():
-        for i in range(0, len(arr), batch_size):
-            x = (torch.from_numpy(np.ascontiguousarray(arr[i:i + batch_size])).float() - 127.5) / 128.0
-            out.append(model(x).float().numpy())
-    return np.concatenate(out).astype(np.float32)
+        return np.concatenate([model(prep(torch.from_numpy(np.ascontiguousarray(arr[i:i + batch_size])).float()))
+                               .float().numpy() for i in range(0, len(arr), batch_size)])
 
 
 def embed(images: np.ndarray | Sequence[np.ndarray], faces: Sequence[Any] | None = None, detector: Any = None,
@@ -772,16 +783,6 @@ def faceres_embed_aligned(crops: np.ndarray | Sequence[np.ndarray], batch_size: 
     Raises:
         MissingDependencyError: not installed. ValueError: wrong dtype or shape.
     """
-    size = FACERES_INPUT_SIZE
-    arr = np.asarray(crops) if len(crops) else np.zeros((0, size, size, 3), np.uint8)
-    if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[1:] != (size, size, 3):
-        raise ValueError(f"crops must be uint8 (N, {size}, {size}, 3), got {arr.dtype} {arr.shape}")
-    model = faceres_network(path)
-    if not len(arr):
-        return np.zeros((0, FACERES_EMBEDDING_SIZE), np.float32)
-    out = []
-    with torch.inference_mode():
-        for i in range(0, len(arr), batch_size):
-            out.append(model(torch.from_numpy(np.ascontiguousarray(arr[i:i + batch_size])).float()).numpy())
-    e = np.concatenate(out).astype(np.float64)
+    e = _run_batched(lambda: faceres_network(path), crops, FACERES_INPUT_SIZE, FACERES_EMBEDDING_SIZE, batch_size,
+                     lambda x: x).astype(np.float64)
     return (e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)).astype(np.float32)

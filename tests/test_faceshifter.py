@@ -346,6 +346,44 @@ def test_train_smoke_losses_finite_and_exact_resume(tmp_path, faces_dir, small_i
     assert y.shape == (1, 3, 64, 64) and torch.isfinite(y).all()
 
 
+def test_identity_views_resume_exactly_and_change_only_the_identity_term(tmp_path, faces_dir, small_identity):
+    """--id-views draws its random views from the saved torch RNG (a resumed run repeats them) and enters
+    only the identity term: the first step's other losses equal the plain run's."""
+    from training.faceshifter import STATE_ARCH, train
+
+    straight = train(_cfg(tmp_path / "a", faces_dir, id_views=2), identity=small_identity)
+    stopped = train(_cfg(tmp_path / "b", faces_dir, id_views=2, stop_after_steps=2), identity=small_identity)
+    resumed = train(_cfg(tmp_path / "c", faces_dir, resume=str(stopped)), identity=small_identity)
+    a, b = (load_checkpoint(r / "G.pt", arch="faceshifter")["state_dict"] for r in (straight, resumed))
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
+    assert json.loads((straight / "config.json").read_text())["config"]["id_views"] == 2
+    plain = train(_cfg(tmp_path / "d", faces_dir, stop_after_steps=1), identity=small_identity)
+    rows = {}
+    for name, run in (("views", straight), ("plain", plain)):
+        with open(run / "metrics.csv") as f:
+            rows[name] = list(csv.DictReader(f))[1]
+    for key in ("G_adv", "att", "rec"):
+        assert float(rows["views"][key]) == pytest.approx(float(rows["plain"][key]), rel=1e-5), key
+    assert float(rows["views"]["id"]) != pytest.approx(float(rows["plain"]["id"]), rel=1e-4)
+
+
+def test_random_identity_view_is_a_mild_differentiable_reframing():
+    from training.face_losses import random_identity_view
+
+    torch.manual_seed(0)
+    x = torch.rand(6, 3, 64, 64, requires_grad=True)
+    y = random_identity_view(x)
+    assert y.shape == x.shape and not torch.allclose(y, x, atol=1e-3)
+    y.sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    flat = torch.full((2, 3, 32, 32), 0.25)  # every transform is a weighted average of pixels: flat stays flat
+    assert torch.allclose(random_identity_view(flat), flat, atol=1e-6)
+    still = random_identity_view(x.detach(), max_scale=0, max_degrees=0, max_shift=0, blur_p=0, resample_p=0)
+    assert torch.allclose(still, x.detach(), atol=1e-5)  # all switched off: the face itself
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
+        random_identity_view(torch.zeros(3, 64, 64))
+
+
 def test_trainer_refuses_an_identity_network_of_another_size(tmp_path, faces_dir, small_identity):
     from training.faceshifter import FaceShifterTrainer
 

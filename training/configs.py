@@ -505,6 +505,10 @@ class FaceShifterTrainConfig:
         "cosine ~0.85, so plain 1 - cos is a weak signal)."))
     id_center_faces: int = field(default=512, metadata=opt("Faces (seeded subset) the mean embedding is taken over.",
                                                            min=1))
+    id_views: int = field(default=0, metadata=opt(
+        "Measure the identity term on this many randomly re-framed, blurred and re-sampled views of each swap "
+        "and average (0: on the swap itself, as published), so the generator cannot pass it with pixel patterns "
+        "only dlib reads. Each view costs one more identity-network pass.", min=0))
     init_from: str | None = field(default=None, metadata=opt(
         "Start G and D from this faceshifter run folder's last.pt (weights only, fresh optimizers).", path="any",
         exists=True))

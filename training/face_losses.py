@@ -24,7 +24,7 @@ from torch import nn
 
 from faceforge.errors import MissingDependencyError
 
-__all__ = ["IdentityLoss", "load_face_identity_loss"]
+__all__ = ["IdentityLoss", "load_face_identity_loss", "random_identity_view"]
 
 
 class IdentityLoss(nn.Module):
@@ -94,3 +94,63 @@ def load_face_identity_loss(device: torch.device | str = "cpu") -> IdentityLoss:
     except MissingDependencyError as exc:
         raise MissingDependencyError(f"the face identity / feature losses need dlib's face-recognition network: {exc}") from None
     return IdentityLoss(net.eval().requires_grad_(False))
+
+
+def random_identity_view(x: torch.Tensor, max_scale: float = 0.08, max_degrees: float = 8.0,
+                         max_shift: float = 0.04, blur_p: float = 0.4, max_sigma: float = 0.7,
+                         resample_p: float = 0.4, min_factor: float = 0.6) -> torch.Tensor:
+    """A randomly re-framed, blurred and re-sampled view of aligned faces, differentiable, for an identity loss
+    that a generator cannot satisfy by pixel patterns the identity network alone reads.
+
+    The identity of a face survives a small re-framing, a slight blur and a lower resolution (dlib's network
+    and any other judge agree a face and such a copy are the same person); a pattern tuned to one network's
+    exact pixel grid does not. Averaging the loss over random views is the "expectation over transformation"
+    of Athalye et al., "Synthesizing Robust Adversarial Examples" (ICML 2018), here used the other way round:
+    to keep a generator from fitting a frozen network's blind spots.
+
+    Per face, independently: a similarity transform about the centre (scale ``1 +- max_scale``, rotation
+    ``+- max_degrees``, shift ``+- max_shift`` of the side; bilinear, border pixels repeated); with probability
+    ``blur_p`` a Gaussian blur of sigma uniform in ``(0, max_sigma]`` pixels; with probability ``resample_p`` a
+    bilinear down- and up-sampling by a factor uniform in ``[min_factor, 1)``. Random numbers come from torch's
+    global generator (saved with a training run, so resumes repeat them).
+
+    Args:
+        x: float ``(N, C, H, W)``, any value range (the transforms are linear in the pixels).
+
+    Returns:
+        float ``(N, C, H, W)``, same range.
+
+    Raises:
+        ValueError: ``x`` is not 4-D.
+    """
+    if x.ndim != 4:
+        raise ValueError(f"expected (N, C, H, W) faces, got shape {tuple(x.shape)}")
+    n, _, h, w = x.shape
+    dev = x.device
+    scale = 1 + (torch.rand(n, device=dev) * 2 - 1) * max_scale
+    angle = (torch.rand(n, device=dev) * 2 - 1) * max_degrees * torch.pi / 180
+    shift = (torch.rand(n, 2, device=dev) * 2 - 1) * max_shift * 2  # normalised coordinates span 2
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+    y = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    blur = torch.rand(n, device=dev) < blur_p
+    if blur.any():
+        sigma = torch.rand(n, device=dev).clamp_min(0.05) * max_sigma
+        radius = max(1, int(round(3 * max_sigma)))
+        t = torch.arange(-radius, radius + 1, device=dev, dtype=x.dtype)
+        k = torch.exp(-t[None] ** 2 / (2 * sigma[:, None].to(x.dtype) ** 2))
+        k = k / k.sum(1, keepdim=True)  # (N, 2r+1)
+        c = x.shape[1]
+        kh = k.repeat_interleave(c, 0)[:, None, None, :]  # (N*C, 1, 1, K): one kernel per face and channel
+        z = F.pad(y.reshape(1, n * c, h, w), (radius, radius, radius, radius), mode="replicate")
+        z = F.conv2d(F.conv2d(z, kh, groups=n * c), kh.transpose(2, 3), groups=n * c).reshape(n, c, h, w)
+        y = torch.where(blur[:, None, None, None], z, y)
+    resample = torch.rand(n, device=dev) < resample_p
+    if resample.any():
+        factor = float(min_factor + torch.rand(()) * (1 - min_factor))  # one factor per batch (one tensor size)
+        small = F.interpolate(y, size=(max(8, round(h * factor)), max(8, round(w * factor))), mode="bilinear",
+                              align_corners=False, antialias=True)
+        z = F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
+        y = torch.where(resample[:, None, None, None], z, y)
+    return y

@@ -14,7 +14,8 @@ pairs has ``x_s = x_t`` (the same image, same flip), the rest a different random
 - generator loss (paper eq. 4-7; reference ``train_AEI.py`` of taotaonice/FaceShifter, facts only):
   ``lambda_adv * sum_s mean relu(1 - D_s(y))`` (hinge, 3 scales)
   ``+ lambda_att * 0.5 sum_k mean |z_att^k(y) - z_att^k(x_t)|^2`` (attribute; ``lambda_att = 10``)
-  ``+ lambda_id * mean (1 - cos(dlib(chip(y)), z_id))`` (identity; ``lambda_id = 5``)
+  ``+ lambda_id * mean (1 - cos(dlib(chip(y)), z_id))`` (identity; ``lambda_id = 5``; with ``id_views = k > 0``
+  averaged over ``k`` random views of ``y`` instead, :func:`training.face_losses.random_identity_view`)
   ``+ lambda_rec * 0.5 mean |y - x_t|^2`` over the ``x_s = x_t`` pairs only (reconstruction; ``lambda_rec = 10``);
 - discriminator: ``0.5 * sum_s [mean relu(1 - D_s(x_s)) + mean relu(1 + D_s(y))]``.
 
@@ -68,6 +69,7 @@ from faceforge.data.images import load_faces
 from faceforge.data.tensors import batch_to_tensor as to_tensor, to_uint8
 from faceforge.data.utkface import crc_split as utkface_split
 from training.configs import FaceShifterTrainConfig
+from training.face_losses import random_identity_view
 from training.loop import StepLoop, TrainingRun, family_logger
 from training.runs import kimg_row, resolve_device, set_requires_grad
 
@@ -189,7 +191,8 @@ class FaceShifterTrainer:
         y, z_att = G(xt, z_id)
         adv = hinge_g_loss(D(y))
         att = attribute_loss(G.encoder(y), z_att)
-        ident = (1 - self.identity_cosine(self.identity(y), z_id)).mean()
+        views = [random_identity_view(y) for _ in range(cfg.id_views)] or [y]
+        ident = torch.stack([(1 - self.identity_cosine(self.identity(v), z_id)).mean() for v in views]).mean()
         rec = ((0.5 * (y - xt).square().flatten(1).mean(1)) * same).sum() / (same.sum() + 1e-6)
         loss_g = cfg.lambda_adv * adv + cfg.lambda_att * att + cfg.lambda_id * ident + cfg.lambda_rec * rec
         self.opt_G.zero_grad(set_to_none=True)

@@ -105,10 +105,13 @@ def summary_table(report) -> str:
                    "was trained at, else the spec's].")
 @click.option("--app-steps-only", is_flag=True, help="Only rewrite the app_steps of MODEL's entries in OUT/manifest.json "
               "from the library's constants (no file exported; the files are checked against the manifest).")
+@click.option("--remove", "remove_text", default=None, metavar="NAME[,NAME...]",
+              help="Only remove MODEL's files of these formats from OUT and their manifest entries (to stop shipping "
+                   "a variant no app build uses; export it again any time).")
 @click.option("-v", "--verbose", is_flag=True, help="Log every step and show the converters' own progress.")
 def export(model: str, formats_text: str, weights: str, out: Path, calibration_size: int, calibration_source: str,
            parity_set: str, parity_source: str, seed: int, threads: int, bound_overrides: tuple[str, ...],
-           no_manifest: bool, size: int | None, app_steps_only: bool, verbose: bool) -> None:
+           no_manifest: bool, size: int | None, app_steps_only: bool, remove_text: str | None, verbose: bool) -> None:
     """Export MODEL (default mini_xception) to phone formats, check parity, update the manifest.
 
     Every file is written to a temporary folder, run (LiteRT, ONNX Runtime) or inspected (Core ML,
@@ -123,6 +126,7 @@ def export(model: str, formats_text: str, weights: str, out: Path, calibration_s
       faceforge export cyclegan_mobile --weights runs/cyclegan/000/G_A.pt --parity-set 200 \\
           --formats onnx,tflite_fp16,tflite_dynint8,tflite_int8,coreml_fp16,coreml_int8w
       faceforge export pix2pix_mobile --app-steps-only   # the phone steps only, files unchanged
+      faceforge export pix2pix_mobile --remove tflite_dynint8   # stop shipping one variant
 
     Image-to-image models (no labels, e.g. cyclegan_mobile) are compared by PSNR against PyTorch on
     real aligned faces (young UTKFace faces for cyclegan_*), with the per-format bounds of the table.
@@ -164,6 +168,21 @@ def export(model: str, formats_text: str, weights: str, out: Path, calibration_s
             raise click.ClickException(str(exc)) from None
         click.echo(f"{model}: app_steps rewritten in {out}/manifest.json for {len(changed)} file(s)"
                    + (": " + ", ".join(changed) if changed else " (already current)"))
+        return
+
+    if remove_text is not None:  # export.manifest.remove_formats
+        from export.manifest import remove_formats
+
+        try:
+            get_spec(model)
+            names = [f.name for f in parse_formats(remove_text)]
+            removed = remove_formats(out, model, names,
+                                     command="faceforge export " + " ".join(shlex.quote(a) for a in sys.argv[2:]))
+        except (ValueError, KeyError) as exc:
+            raise click.UsageError(str(exc)) from None
+        except FaceforgeError as exc:
+            raise click.ClickException(str(exc)) from None
+        click.echo(f"{model}: removed {', '.join(removed)} and their entries from {out}/manifest.json")
         return
 
     try:

@@ -934,6 +934,68 @@ def refresh_app_steps(root: Path, model: str, command: str | None = None) -> lis
     return changed
 
 
+def remove_formats(root: Path, model: str, formats: list[str], command: str | None = None) -> list[str]:
+    """Remove ``model``'s files of ``formats`` from ``root`` and their entries from ``root/manifest.json``,
+    changing nothing else (``faceforge export MODEL --remove FORMATS``): to stop shipping a variant an app
+    build does not use (the repository and app download carry every listed file), while the exporter can
+    still write it on demand. The removed files leave the ``licenses`` records (a record that applied to
+    them alone goes), and the
+    ``generator`` record gains one ``refreshes`` item ``{"what": "removed", "model", "files", "command",
+    "git_commit", "at"}``.
+
+    Args:
+        root: the assets folder (``mobile_assets``).
+        model: registry name (e.g. ``"pix2pix_mobile"``).
+        formats: format names (e.g. ``["tflite_dynint8"]``).
+        command: the command line to record.
+
+    Returns:
+        The removed files (relative to ``root``).
+
+    Raises:
+        ExportError: no readable manifest, no entry of ``model`` in one of ``formats``, a removed entry's file
+            differing from the manifest (it is then not deleted: it is not the file the manifest describes), or
+            removing every entry of ``model``.
+    """
+    root = Path(root)
+    manifest = load_manifest(root / MANIFEST_NAME)
+    if manifest is None:
+        raise ExportError(f"no readable {MANIFEST_NAME} in {root} (run faceforge export first)")
+    models = manifest.get("models", [])
+    gone = [m for m in models if m.get("name") == model and m.get("format") in formats]
+    missing = sorted(set(formats) - {m["format"] for m in gone})
+    if missing:
+        have = sorted(m.get("format") for m in models if m.get("name") == model)
+        raise ExportError(f"{root / MANIFEST_NAME} has no {model} entry of {', '.join(missing)} "
+                          f"(it has: {', '.join(have) or 'none'})")
+    if len(gone) == sum(m.get("name") == model for m in models):
+        raise ExportError(f"refusing to remove every {model} file: the app would have none to run")
+    problems = verify_files({"models": gone, "detectors": [], "licenses": []}, root)
+    problems = [p for p in problems if not p.endswith(": missing")]  # a file already gone is fine
+    if problems:
+        raise ExportError(f"not removing files that differ from the manifest: {'; '.join(problems)}")
+    from faceforge.checkpoints import git_commit
+
+    files = [m["file"] for m in gone]
+    manifest["models"] = [m for m in models if m not in gone]
+    licenses = []
+    for lic in manifest.get("licenses", []):  # the removed files leave their records; a record left empty goes
+        applies = [f for f in lic.get("applies_to", []) if f not in files]
+        if applies or not lic.get("applies_to"):
+            licenses.append({**lic, "applies_to": applies})
+    manifest["licenses"] = licenses
+    manifest.setdefault("generator", {}).setdefault("refreshes", []).append({
+        "what": "removed", "model": model, "files": files,
+        "command": command or f"faceforge export {model} --remove {','.join(formats)}", "git_commit": git_commit(),
+        "at": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()})
+    validate_manifest(manifest)
+    write_json_atomic(root / MANIFEST_NAME, manifest)  # first the manifest: it never lists a deleted file
+    write_json_atomic(root / SCHEMA_NAME, SCHEMA)
+    for f in files:
+        (root / f).unlink(missing_ok=True)
+    return files
+
+
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     """Write ``data`` as indented JSON to ``path`` via a temporary file and rename."""
     tmp = path.with_name(path.name + ".tmp")

@@ -38,11 +38,12 @@ SCHEMA: dict = {
                 "command": {"type": "string"},
                 "toolchain": {"type": "object", "additionalProperties": {"type": ["string", "null"]}},
                 "refreshes": {
-                    "description": "later partial rewrites (e.g. `faceforge export MODEL --app-steps-only`); the "
-                                   "fields above describe the last full export",
+                    "description": "later partial rewrites (`faceforge export MODEL --app-steps-only`: app_steps "
+                                   "rewritten; `--remove FORMATS`: files and entries removed); the fields above "
+                                   "describe the last full export",
                     "type": "array",
                     "items": {"type": "object", "required": ["what", "model", "command", "at"],
-                              "properties": {"what": {"enum": ["app_steps"]}, "model": {"type": "string"},
+                              "properties": {"what": {"enum": ["app_steps", "removed"]}, "model": {"type": "string"},
                                              "files": {"type": "array", "items": {"type": "string"}},
                                              "command": {"type": "string"},
                                              "git_commit": {"type": ["string", "null"]},

@@ -291,6 +291,52 @@ def test_refresh_app_steps_rewrites_only_the_models_app_steps(tmp_path):
         refresh_app_steps(tmp_path, "cyclegan_mobile")
 
 
+def test_remove_formats_deletes_the_files_and_entries_and_keeps_the_rest(tmp_path):
+    """``faceforge export MODEL --remove FORMATS``: the files and their entries go, the licences follow the
+    remaining files, the removal is recorded; unknown entries, a changed file and removing all are refused."""
+    from click.testing import CliRunner
+
+    from export.cli import export
+    from export.manifest import load_manifest, remove_formats, write_json_atomic
+
+    m = _minimal_manifest()
+    (tmp_path / "android").mkdir()
+    for fmt, data in (("tflite_dynint8", b"dynamic"), ("tflite_fp16", b"half")):
+        entry = copy.deepcopy(m["models"][0])
+        name = f"android/m_{fmt.split('_')[1]}.tflite"
+        (tmp_path / name).write_bytes(data)
+        entry.update(format=fmt, file=name, bytes=len(data), sha256=sha256_file(tmp_path / name))
+        m["models"].append(entry)
+    m["models"] = m["models"][1:]  # the two with real files
+    m["licenses"] = [{"applies_to": ["android/m_dynint8.tflite"], "license": "x", "file": "LICENSES/a.txt"},
+                     {"applies_to": ["android/m_dynint8.tflite", "android/m_fp16.tflite"], "license": "y",
+                      "file": "LICENSES/b.txt"}]
+    write_json_atomic(tmp_path / "manifest.json", m)
+    with pytest.raises(ExportError, match="no m entry of tflite_int8 .*it has: tflite_dynint8, tflite_fp16"):
+        remove_formats(tmp_path, "m", ["tflite_int8"])
+    with pytest.raises(ExportError, match="every m file"):
+        remove_formats(tmp_path, "m", ["tflite_dynint8", "tflite_fp16"])
+    (tmp_path / "android/m_dynint8.tflite").write_bytes(b"dynamiC")
+    with pytest.raises(ExportError, match="differ from the manifest"):
+        remove_formats(tmp_path, "m", ["tflite_dynint8"])
+    assert (tmp_path / "android/m_dynint8.tflite").is_file() and load_manifest(tmp_path / "manifest.json") == m
+    (tmp_path / "android/m_dynint8.tflite").write_bytes(b"dynamic")
+
+    run = CliRunner().invoke(export, ["m", "--remove", "tflite_dynint8", "--out", str(tmp_path)])
+    assert run.exit_code != 0 and "m" in run.output  # not a registered model: a usage error, nothing removed
+    assert (tmp_path / "android/m_dynint8.tflite").is_file()
+    assert remove_formats(tmp_path, "m", ["tflite_dynint8"]) == ["android/m_dynint8.tflite"]
+    new = load_manifest(tmp_path / "manifest.json")
+    assert not (tmp_path / "android/m_dynint8.tflite").exists() and (tmp_path / "android/m_fp16.tflite").is_file()
+    assert [e["file"] for e in new["models"]] == ["android/m_fp16.tflite"]
+    assert new["licenses"] == [{"applies_to": ["android/m_fp16.tflite"], "license": "y", "file": "LICENSES/b.txt"}]
+    (refresh,) = new["generator"]["refreshes"]
+    assert (refresh["what"], refresh["model"], refresh["files"]) == ("removed", "m", ["android/m_dynint8.tflite"])
+    assert verify_files(new, tmp_path) == ["LICENSES/b.txt: missing"]  # the files that remain match
+    validate_manifest(new)
+    assert json.loads((tmp_path / "manifest.schema.json").read_text()) == json.loads(json.dumps(SCHEMA))
+
+
 def test_verify_files_checks_the_frontalizers_face_mesh(tmp_path):
     from export.manifest import copy_face_mesh
 

@@ -700,14 +700,37 @@ def _turned_faces(data_dir: Path, yaws=(0.0, 25.0, 40.0)) -> list[tuple[str, np.
     return out
 
 
-def _frontal_cases(app, fr, data_dir):
+def _large_faces(data_dir: Path, heights=(600, 1500)) -> list[tuple[str, np.ndarray]]:
+    """The first shared portrait with one face, upscaled (bicubic) so that face's detector box is ``heights``
+    pixels tall: faces above the 128-342 px of the shared photos, and one past the face-size output's cap
+    (``MAX_OUTPUT_SIDE``, 1024 px)."""
+    import cv2
+
+    from faceforge.faces.detect import FaceDetector
+    from faceforge.imaging import load_image
+
+    det = FaceDetector("auto", num_threads=1)
+    for path in sorted((data_dir / "photos" / "portraits").glob("*.jpg")):
+        rgb = load_image(path)
+        faces = det.detect(rgb)
+        if len(faces) == 1:
+            box_h = float(faces[0].box[3] - faces[0].box[1])
+            return [(f"{path.name} x{h / box_h:.1f} (face {h} px)",
+                     cv2.resize(rgb, None, fx=h / box_h, fy=h / box_h, interpolation=cv2.INTER_CUBIC)) for h in heights]
+    return []
+
+
+def _frontal_cases(app, fr, data_dir, large: bool = False):
     """The frontalizer tests' faces: 13 shared photos (not 32bit.png) and UTKFace chips turned 0-70 degrees
-    (60-70: refusals and Face Mesh rejections). Yields ``(name, rgb, app boxes, app keypoints, library
-    detections)`` for each image with a face, after checking that the app and the library find as many."""
+    (60-70: refusals and Face Mesh rejections); with ``large``, also :func:`_large_faces`. Yields ``(name, rgb,
+    app boxes, app keypoints, library detections)`` for each image with a face, after checking that the app
+    and the library find as many."""
     from faceforge.imaging import load_image
 
     cases = [(p.name, load_image(p)) for p in _photos(data_dir)[:14] if p.name != "32bit.png"]
     cases += _turned_faces(data_dir, yaws=(0.0, 25.0, 40.0, 60.0, 70.0))
+    if large:
+        cases += _large_faces(data_dir)
     for name, rgb in cases:
         boxes, kps, _ = app.detect(rgb)
         found = fr.detector.detect(rgb)
@@ -805,7 +828,8 @@ library's, per file (measured 2026-12-01 on 40 faces: fp16 0.0047 / 0.9999, int8
 def test_frontalizer_face_output_matches_the_library(app, data_dir, fmt):
     """The manifest's default mode (``output_size="face"``): output side, crop, rerender and visibility at the
     face's own side P, the LiteRT generator at S, compose, all from the manifest, against ``Frontalizer.
-    frontalize(output_size="face")`` (PyTorch) on the faces of the generator-mode test.
+    frontalize(output_size="face")`` (PyTorch) on the faces of the generator-mode test plus a portrait upscaled
+    to a 600 px and a 1500 px face (sides above the shared photos' 342 px, and the 1024 px cap).
 
     Bounds (:data:`FACE_OUTPUT_BOUNDS`): fp16 file mean <= 0.05 levels and >= 99.9 % of values within 2,
     int8 file mean <= 1.2 and >= 93 % within 2 (its generator differs from PyTorch by ~40 dB, which dominates);
@@ -815,7 +839,7 @@ def test_frontalizer_face_output_matches_the_library(app, data_dir, fmt):
     (the int8 generator's own error is of their size)."""
     import cv2
 
-    from faceforge.frontalize import Frontalizer
+    from faceforge.frontalize import MAX_OUTPUT_SIDE, Frontalizer
 
     try:
         entry = app.entry("pix2pix_mobile", fmt)
@@ -825,7 +849,7 @@ def test_frontalizer_face_output_matches_the_library(app, data_dir, fmt):
     fr = Frontalizer(num_threads=1, refuse_out_of_range=False)
     diffs, mask_diffs, sides, hidden = [], [], [], []
     controls = {"no visibility mask (w = 1)": [], "hard mask (no feather)": [], "no low-pass (sigma 0)": []}
-    for name, rgb, boxes, kps, found in _frontal_cases(app, fr, data_dir):
+    for name, rgb, boxes, kps, found in _frontal_cases(app, fr, data_dir, large=True):
         result = fr.frontalize(rgb, detected=found, output_size="face")
         for i, lib in enumerate(result.faces):
             ours = app_frontalize_face(app, entry, rgb, boxes[i], kps[i], mode="face")
@@ -863,5 +887,7 @@ def test_frontalizer_face_output_matches_the_library(app, data_dir, fmt):
         if fmt == "tflite_fp16":
             assert cm > bound_mean or c2 < bound_within2, f"{label}: a wrong app would pass the bound"
     assert len(diffs) >= 15 and max(sides) > 128  # some faces composed above the generator's side
+    assert any(342 < side < MAX_OUTPUT_SIDE for side in sides)  # faces above the shared photos' sides
+    assert max(sides) == MAX_OUTPUT_SIDE  # and one at the cap
     assert mean <= bound_mean and within2 >= bound_within2
 

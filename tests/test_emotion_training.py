@@ -157,3 +157,20 @@ def test_agreement_loss_is_cross_entropy_to_the_float_top1_with_gradient_on_the_
     torch.testing.assert_close(loss, F.cross_entropy(sim, flt.argmax(1)))
     loss.backward()
     assert sim.grad.abs().sum() > 0 and flt.grad is None
+
+
+def test_val_fraction_zero_trains_on_every_image_and_keeps_the_last_epoch(tiny_fer, tmp_path):
+    """``val_fraction=0`` (``--val-fraction 0``): no validation split, all train images in the steps, every epoch
+    replaces the kept checkpoint, and the provenance says so instead of giving a validation figure."""
+    train_idx, val_idx = emotion.stratified_split(np.repeat(np.arange(7), 24), 0.0, seed=0)
+    assert len(train_idx) == 7 * 24 and len(val_idx) == 0
+    cfg = EmotionConfig(epochs=2, val_fraction=0.0, batch_size=16, lr=1e-3, threads=1,
+                        runs_dir=str(tmp_path / "runs"), data_root=str(tiny_fer))
+    run = emotion.train(cfg)
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    assert [r["val_acc"] for r in rows] == ["", ""]
+    meta = load_checkpoint(run / "best.pt", arch="mini_xception")["meta"]
+    assert meta["best_epoch"] == 2 and meta["metrics"]["val_acc"] is None
+    assert "all 168 train images, no validation split" in meta["data"]
+    report = json.loads((run / "test_report.json").read_text())  # strict JSON: no NaN
+    assert report["val_acc"] is None and report["n"] == 6 * 7

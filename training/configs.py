@@ -40,8 +40,9 @@ class EmotionConfig:
     lr: float = field(default=4e-3, metadata=opt("Peak one-cycle learning rate (AdamW).", min=0, min_open=True))
     weight_decay: float = field(default=5e-4, metadata=opt("AdamW weight decay (decoupled).", min=0))
     label_smoothing: float = field(default=0.1, metadata=opt("Label smoothing of the cross-entropy.", min=0, max=0.5))
-    val_fraction: float = field(default=0.1, metadata=opt("Stratified validation split taken from FER2013 train.",
-                                                          min=0, max=1, min_open=True, max_open=True))
+    val_fraction: float = field(default=0.1, metadata=opt(
+        "Stratified validation split taken from FER2013 train; 0 trains on all of it and keeps the last epoch "
+        "(choose the epochs from an earlier run's validation).", min=0, max=1, max_open=True))
     rotate_deg: float = field(default=12.0, metadata=opt("Augmentation: max rotation, degrees.", min=0))
     scale: float = field(default=0.12, metadata=opt("Augmentation: scale in [1 - s, 1 + s].", min=0, max=1))
     translate: float = field(default=0.10, metadata=opt("Augmentation: max shift, fraction of the side.",

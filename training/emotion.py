@@ -68,7 +68,10 @@ RNG states, the epoch and the best validation accuracy so far."""
 
 
 def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices ``(train, val)`` with ``fraction`` of each class in ``val`` (at least one per class)."""
+    """Indices ``(train, val)`` with ``fraction`` of each class in ``val`` (at least one per class; none at all
+    when ``fraction`` is 0)."""
+    if fraction == 0:
+        return np.arange(len(labels)), np.zeros(0, np.int64)
     rng = np.random.default_rng(seed)
     val = []
     for c in np.unique(labels):
@@ -337,17 +340,21 @@ def _fit(session: TrainingRun, cfg: EmotionConfig, run: Path, command: str, root
             swa.update_parameters(model)
             update_bn_statistics(swa, x_tr)
             kept = swa.module
-        val_pred = predict_logits(kept, images[va]).argmax(1)
-        val_acc = float((val_pred == labels[va]).mean())
+        if len(va):
+            val_pred = predict_logits(kept, images[va]).argmax(1)
+            val_acc = float((val_pred == labels[va]).mean())
+        else:  # no validation split: every epoch replaces the kept one
+            val_pred, val_acc = None, float("nan")
         extra = {}
         if fq is not None:
             extra["val_int8_agree"] = round(float((predict_logits(fq, images[va]).argmax(1) == val_pred).mean()), 4) \
-                if in_qat else ""
+                if in_qat and len(va) else ""
         row = dict(epoch=epoch + 1, train_loss=round(loss_sum / (steps_per_epoch * cfg.batch_size), 4),
-                   train_acc=round(correct / (steps_per_epoch * cfg.batch_size), 4), val_acc=round(val_acc, 4),
+                   train_acc=round(correct / (steps_per_epoch * cfg.batch_size), 4),
+                   val_acc=round(val_acc, 4) if len(va) else "",
                    lr=f"{opt.param_groups[0]['lr']:.2e}", seconds=round(time.time() - t0, 1), **extra)
         loop.log_row(**row)
-        if val_acc > best_acc or in_qat:  # QAT: the last epoch is kept
+        if val_acc > best_acc or in_qat or not len(va):  # QAT or no validation split: the last epoch is kept
             best_acc, best_epoch = val_acc, epoch + 1
             save_checkpoint(run / "best.pt", kept.to(memory_format=torch.contiguous_format), "mini_xception",
                             spec.kwargs, {"epoch": epoch + 1, "val_acc": val_acc})
@@ -362,7 +369,8 @@ def _fit(session: TrainingRun, cfg: EmotionConfig, run: Path, command: str, root
     # Evaluate the best checkpoint once on the held-out test split.
     best = create_model("mini_xception", weights=run / "best.pt").to(memory_format=torch.channels_last)
     report = evaluate_test(best, root)
-    report.update(best_epoch=best_epoch, val_acc=best_acc)
+    val_figure = round(best_acc, 4) if len(va) else None  # None: trained without a validation split
+    report.update(best_epoch=best_epoch, val_acc=val_figure)
     if fq is not None:  # the kept model is the last QAT epoch's, i.e. the simulation's weights
         test_images, _ = load_fer2013("test", root)
         report["int8_sim_agreement"] = float((predict_logits(fq, test_images).argmax(1)
@@ -383,11 +391,12 @@ def _fit(session: TrainingRun, cfg: EmotionConfig, run: Path, command: str, root
                       f"{cfg.qat_lr if cfg.qat_lr is not None else cfg.lr / 10:g}, agreement weight {cfg.qat_weight:g} "
                       "(simulated full-integer int8, frozen BatchNorm)")
     meta = {
-        "task": "emotion", "data": "FER2013 train (Kaggle image-folder release), "
-        f"{len(tr)} train / {len(va)} val (stratified, seed {cfg.seed}); test = FER2013 test",
+        "task": "emotion", "data": "FER2013 train (Kaggle image-folder release), " + (
+            f"{len(tr)} train / {len(va)} val (stratified, seed {cfg.seed})" if len(va) else
+            f"all {len(tr)} train images, no validation split (last epoch kept)") + "; test = FER2013 test",
         "command": command, "recipe": "; ".join(recipe) or "from scratch", "epochs": cfg.epochs,
         "best_epoch": best_epoch, "seed": cfg.seed, "config": asdict(cfg),
-        "metrics": {"val_acc": round(best_acc, 4), "test_acc": round(report["accuracy"], 4),
+        "metrics": {"val_acc": val_figure, "test_acc": round(report["accuracy"], 4),
                     "test_acc_flip_tta": round(report["flip_tta_accuracy"], 4),
                     "test_per_class": {k: round(v, 4) for k, v in report["per_class"].items()}},
         "params": sum(p.numel() for p in best.parameters()),
@@ -395,7 +404,7 @@ def _fit(session: TrainingRun, cfg: EmotionConfig, run: Path, command: str, root
     }
     save_checkpoint(run / "best.pt", best.to(memory_format=torch.contiguous_format), "mini_xception",
                     spec.kwargs, meta)
-    log.info(json.dumps({"run": str(run), "val_acc": best_acc, "test_acc": report["accuracy"],
+    log.info(json.dumps({"run": str(run), "val_acc": val_figure, "test_acc": report["accuracy"],
                          "test_acc_flip_tta": report["flip_tta_accuracy"], "per_class": report["per_class"]},
                         indent=1))
     return run

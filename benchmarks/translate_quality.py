@@ -7,6 +7,9 @@ held-out young faces:
   card ``age_resnet.utkface``, shipped) before and after translation, and beside it the shift of the
   **blur control**: each input blurred (Gaussian, sigma by bisection, :func:`faceforge.metrics.blur_control`)
   to its own output's sharpness. A translator ages faces by what it shows *beyond* its blur control;
+  and the **colour control** (:func:`faceforge.metrics.colour_control`): each input given its output's global
+  colour statistics (Reinhard colour transfer in the face ellipse), then blurred likewise, since an estimator
+  may read a yellowed, greyed or reddened face as an older one;
 - **sharpness ratio** in the face region (variance of the Laplacian, output / input,
   :func:`faceforge.metrics.sharpness_ratio` in :func:`faceforge.metrics.face_region_mask`): median, quartiles;
 - **identity**: the distance between dlib ResNet embeddings (:mod:`faceforge.identity`) of each input and
@@ -40,8 +43,8 @@ for the shipped estimator, from the estimator's training: its provenance lists `
 out). UTKFace file names give the true ages, so the estimator's MAE on these faces is reported too.
 
 Writes ``<out>/<name>.json`` and ``<name>.md``; the grid JPEG (rows: faces; columns: input, then per
-generator its output and its blur control; then real-photo faces) goes to ``<figures>/<name>_grid.jpg``
-(default ``benchmarks/results/figures/``, git-ignored: UTKFace and the shared photos are for test use
+generator its output, its blur control and its colour control; then real-photo faces) goes to
+``<figures>/<name>_grid.jpg`` (default ``benchmarks/results/figures/``, git-ignored: UTKFace and the shared photos are for test use
 only). Example::
 
     python -m benchmarks.translate_quality --generator before=default --generator after=default \\
@@ -179,13 +182,14 @@ def route_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, An
     :class:`~faceforge.translate.FaceTranslator`'s signatures.
 
     Raises:
-        ValueError: a key neither the constructor nor :meth:`translate_crops` accepts.
+        ValueError: a key neither the constructor nor :meth:`translate_crops` / :meth:`run_model` names.
     """
     from faceforge.translate import FaceTranslator
 
     ctor = inspect.signature(FaceTranslator.__init__).parameters
-    call = inspect.signature(FaceTranslator.translate_crops).parameters
-    open_call = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in call.values())
+    named = lambda f: {k: p for k, p in inspect.signature(f).parameters.items()  # noqa: E731
+                       if p.kind is not inspect.Parameter.VAR_KEYWORD}
+    call = {**named(FaceTranslator.translate_crops), **named(FaceTranslator.run_model)}  # the model step's options
     fixed = {"self", "task", "weights", "crops", "direction"}
     c_kw, t_kw = {}, {}
     for k, v in options.items():
@@ -197,11 +201,11 @@ def route_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, An
             raise ValueError(f"option {k!r} is set by the benchmark itself")
         if k in ctor:
             c_kw[k] = v
-        elif k in call or open_call:
+        elif k in call:
             t_kw[k] = v
         else:
             raise ValueError(f"FaceTranslator takes no option {k!r} (constructor: "
-                             f"{', '.join(p for p in ctor if p not in fixed)}; translate_crops: "
+                             f"{', '.join(p for p in ctor if p not in fixed)}; translate_crops / run_model: "
                              f"{', '.join(p for p in call if p not in fixed)})")
     return c_kw, t_kw
 
@@ -405,7 +409,8 @@ def run(generators: dict[str, str | Path], age_weights: str | Path, young: Path,
     from faceforge import identity as ident
     from faceforge.age import AgeEstimator
     from faceforge.imaging import save_image
-    from faceforge.metrics import SWDReference, blur_control, face_region_mask, max_chroma, sharpness_ratio, summarize
+    from faceforge.metrics import (SWDReference, blur_control, colour_control, face_region_mask, max_chroma,
+                                   sharpness_ratio, summarize)
     from faceforge.models.cyclegan import complexity
     from faceforge.translate import FaceTranslator
 
@@ -443,6 +448,8 @@ def run(generators: dict[str, str | Path], age_weights: str | Path, young: Path,
         "sharpness_metric": "variance of the 3x3 Laplacian of the gray image inside the utkface face ellipse "
                             "(faceforge.metrics.face_region_mask), output / input, at the crop side",
         "blur_control": "each input blurred by a Gaussian whose sigma (bisection) gives it its output's sharpness",
+        "colour_control": "each input given its output's colour statistics (Lab means and standard deviations in "
+                          "the face ellipse, Reinhard et al. 2001), then blurred to its output's sharpness",
         "generators": {},
         "machine": f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads",
     }
@@ -495,8 +502,11 @@ def run(generators: dict[str, str | Path], age_weights: str | Path, young: Path,
         blurred, sigmas = blur_control(crops, out, mask)
         outputs[label] = out
         outputs[f"{label} blur ctl"] = blurred
+        coloured, _ = colour_control(crops, out, mask)
+        outputs[f"{label} colour ctl"] = coloured
         after = estimator.predict_crops(out)
         blur_after = estimator.predict_crops(blurred)
+        colour_after = estimator.predict_crops(coloured)
         shift, blur_shift = after - before, blur_after - before
         cost = complexity(tr.generators[direction], (1, 3, tr.size, tr.size))
         entry: dict[str, Any] = {
@@ -511,6 +521,8 @@ def run(generators: dict[str, str | Path], age_weights: str | Path, young: Path,
             "shifted_over_10_years": round(float((shift > 10).mean()), 4),
             "blur_control_age_shift": _summary(blur_shift),
             "age_shift_beyond_blur_control": _summary(after - blur_after),
+            "colour_control_age_shift": _summary(colour_after - before),
+            "age_shift_beyond_colour_control": _summary(after - colour_after),
             "sharpness_ratio": summarize(sharpness_ratio(out, crops, mask)),
             "sharpness_ratio_half": summarize(sharpness_ratio(_half(out), _half(crops), face_region_mask(size // 2))),
             "blur_control_sigma": summarize(sigmas),
@@ -607,17 +619,19 @@ def markdown(results: dict[str, Any]) -> str:
                                                      f"{r['age_shift_mean']:+.2f} y" for r in est["blur_sensitivity"])
                      + ".")
     lines += ["", f"Identity: {results['identity_metric']}. Sharpness: {results.get('sharpness_metric', 'n/a')}. "
-              f"Blur control: {results.get('blur_control', 'n/a')}.", ""]
+              f"Blur control: {results.get('blur_control', 'n/a')}."
+              + (f" Colour control: {results['colour_control']}." if "colour_control" in results else ""), ""]
     before = results["age_before"]
     lines.append(f"Mean predicted age before translation: **{before['mean']:.1f}** (median {before['median']:.1f})"
                  + (f"; true mean age {results['true_age']['mean']:.1f}" if "true_age" in results else "")
                  + (f"; real old faces (domain B) are predicted at {results['age_real_old']['mean']:.1f}"
                     if "age_real_old" in results else "") + ".")
     gens = results["generators"]
-    lines += ["", "## Age shift against the blur control", "",
+    lines += ["", "## Age shift against the blur and colour controls", "",
               "| generator | options | arch | params | GMACs | mean age after | mean shift | blur control shift "
-              "| shift beyond blur control (mean / median) | shift > 10 y | s / face |",
-              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              "| shift beyond blur control (mean / median) | colour control shift "
+              "| shift beyond colour control (mean / median) | shift > 10 y | s / face |",
+              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for label, g in gens.items():
         opts = g.get("options", {})
         opt_text = ", ".join(f"{k}={v}" for part in ("constructor", "call") for k, v in opts.get(part, {}).items())
@@ -626,6 +640,8 @@ def markdown(results: dict[str, Any]) -> str:
                      f"{g['age_after']['mean']:.1f} | {g['age_shift']['mean']:+.1f} | "
                      + (f"{g['blur_control_age_shift']['mean']:+.1f} | **{beyond['mean']:+.1f}** / {beyond['median']:+.1f} | "
                         if beyond else "n/a | n/a | ")
+                     + (f"{g['colour_control_age_shift']['mean']:+.1f} | **{colour['mean']:+.1f}** / {colour['median']:+.1f} | "
+                        if (colour := g.get("age_shift_beyond_colour_control")) else "n/a | n/a | ")
                      + f"{g['shifted_over_10_years'] * 100:.1f} % | {g['seconds_per_face']:.3f} |")
     lines += ["", "## Detail and identity", "",
               "| generator | sharpness ratio, median [q1, q3] | at half side (grid texture averaged out) "
@@ -689,7 +705,7 @@ def markdown(results: dict[str, Any]) -> str:
                     lines.append(f"| {label} | {median_iqr(p['age_shift'])} | {median_iqr(p['blur_control_age_shift'])} | "
                                  f"**{median_iqr(p['age_shift_beyond_blur_control'])}** | {median_iqr(p['blur_control_sigma'])} |")
     lines += ["", f"Grid: `{results['grid']}` (git-ignored; rows: faces; columns: input, then per generator its "
-              "output and its blur control)"
+              "output, its blur control and its colour control)"
               + (f"; real-photo faces: `{results['photo_grid']}` (input | output per generator)"
                  if "photo_grid" in results else "") + ".",
               f"Machine: {results['machine']}" + (f"; {results['seconds']:.0f} s in all." if "seconds" in results else "."),

@@ -72,6 +72,28 @@ def test_blur_control_matches_each_outputs_sharpness():
         M.blur_control(inputs, outputs[:2])
 
 
+def test_colour_control_takes_the_outputs_colour_and_sharpness_but_keeps_the_inputs_structure():
+    """An output that is the input tinted yellow, darkened and blurred: its colour control has the output's
+    Lab statistics inside the mask and its sharpness, and the input's (not the output's) pattern."""
+    rng = np.random.default_rng(4)
+    inputs, others = _texture(rng, 2), _texture(rng, 2)
+    mask = np.ones((64, 64), bool)
+    tint = np.array([1.1, 0.95, 0.6], np.float32)
+    outputs = np.stack([M.gaussian_blur(np.clip(im * tint * 0.8, 0, 255).astype(np.uint8), 0.8) for im in inputs])
+    controls, sigmas = M.colour_control(inputs, outputs, mask)
+    assert controls.shape == inputs.shape and controls.dtype == np.uint8 and np.all(sigmas > 0)
+    lab = lambda a: cv2.cvtColor(a.astype(np.float32) / 255, cv2.COLOR_RGB2Lab).reshape(-1, 3)  # noqa: E731
+    for c, o, x in zip(controls, outputs, inputs):
+        assert np.allclose(lab(c).mean(0), lab(o).mean(0), atol=1.5)  # the output's cast ...
+        assert np.abs(lab(x).mean(0) - lab(o).mean(0)).max() > 10  # ... which the input did not have
+    assert np.allclose(M.laplacian_variance(controls), M.laplacian_variance(outputs), rtol=0.05)
+    # the structure is the input's: the control correlates with its own input, not with another texture
+    corr = lambda a, b: np.corrcoef(a[..., 1].ravel(), b[..., 1].ravel())[0, 1]  # noqa: E731
+    assert corr(controls[0], inputs[0]) > 0.8 and abs(corr(controls[0], others[0])) < 0.2
+    with pytest.raises(ValueError):
+        M.colour_control(inputs, outputs[:1], mask)
+
+
 def test_swd_of_a_set_with_itself_is_zero_and_blur_is_far_beyond_sampling_noise():
     rng = np.random.default_rng(3)
     a, b = _texture(rng, 48, 32), _texture(rng, 48, 32)  # two draws of one distribution

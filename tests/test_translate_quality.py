@@ -66,6 +66,8 @@ def test_translate_quality_smoke(setup, astronaut_rgb):
     assert g["age_shift"]["mean"] == pytest.approx(g["age_after"]["mean"] - res["age_before"]["mean"], abs=1e-2)
     assert g["age_shift_beyond_blur_control"]["mean"] == pytest.approx(
         g["age_shift"]["mean"] - g["blur_control_age_shift"]["mean"], abs=1e-2)
+    assert g["age_shift_beyond_colour_control"]["mean"] == pytest.approx(
+        g["age_shift"]["mean"] - g["colour_control_age_shift"]["mean"], abs=1e-2)
     assert g["sharpness_ratio"]["n"] == 4 and g["sharpness_ratio"]["median"] >= 0
     assert g["blur_control_sigma"]["n"] == 4 and g["blur_control_sigma"]["median"] > 0  # random nets blur
     # same weights through a run folder or the generator file: same figures; the option reached the constructor
@@ -92,9 +94,10 @@ def test_translate_quality_smoke(setup, astronaut_rgb):
         assert "identity_distance" not in g
     md = (root / "out" / "tq.md").read_text()
     assert "| mobile | - | cyclegan_mobile |" in md and "feather=0.2" in md and "blur control" in md
+    assert "shift beyond colour control" in md and "Colour control: each input" in md
     assert str(root) not in (root / "out" / "tq.json").read_text()  # no absolute paths in results
     grid = np.asarray(__import__("PIL.Image", fromlist=["Image"]).open(root / "fig" / "tq_grid.jpg"))
-    assert grid.shape == (24 + 3 * 128, 5 * 128, 3)  # input | (output | blur control) per generator
+    assert grid.shape == (24 + 3 * 128, 7 * 128, 3)  # input | (output | blur control | colour control) per generator
 
 
 def test_translate_quality_options_are_routed_and_checked():
@@ -103,6 +106,7 @@ def test_translate_quality_options_are_routed_and_checked():
     opts = parse_options(["feather=0.3", "after:apply_postfilter=true", "after:mode=detail"], ["before", "after"])
     assert opts == {"before": {"feather": 0.3}, "after": {"feather": 0.3, "apply_postfilter": True, "mode": "detail"}}
     assert route_options({"feather": 0.3, "batch_size": 4}) == ({"feather": 0.3}, {"batch_size": 4})
+    assert route_options({"strength": 1.5}) == ({}, {"strength": 1.5})  # run_model's option
     assert route_options({"feed": "full"}) == ({}, {})  # the benchmark's own option
     with pytest.raises(ValueError, match="feed"):
         route_options({"feed": "sideways"})

@@ -37,7 +37,8 @@ selected face is aligned at *its own* resolution ``S_hi`` (the photo's pixels pe
 ``S <= S_hi <= max_side``), shrunk to ``S`` (area averaging) for the generator, and only the generator's
 *change* is carried back: ``out = hi + up(G_sigma * (G(lo) - lo))``, with ``G_sigma`` a Gaussian of
 ``detail_sigma`` generator pixels (the change's low-frequency bands: colour, shading, shape; the
-input's own fine detail is kept) and ``up`` a bilinear resize to ``S_hi``. This is a two-band
+input's own fine detail is kept) and ``up`` a bilinear resize to ``S_hi``; ``strength`` (a call option of
+:meth:`FaceTranslator.translate`, default 1) scales the carried change. This is a two-band
 Laplacian-pyramid blend (Burt & Adelson, "The Laplacian Pyramid as a Compact Image Code", IEEE Trans.
 Commun. 1983; "A Multiresolution Spline", ACM TOG 1983): low bands from the generator, high bands
 from the photo. The change's colour part is scaled by the face's own colourfulness (``mean_chroma /
@@ -75,13 +76,18 @@ from faceforge.pipelines.base import FacePipeline, face_fields
 if TYPE_CHECKING:  # imported lazily at run time: the detector loads LiteRT
     from faceforge.faces.detect import Face, FaceDetector
 
-__all__ = ["TranslateTask", "TASKS", "DIRECTIONS", "DETAIL_MODES", "get_task", "resolve_weights",
+__all__ = ["TranslateTask", "TASKS", "DIRECTIONS", "DETAIL_MODES", "MAX_STRENGTH", "get_task", "resolve_weights",
            "load_generators", "parse_face_selection", "select_faces", "postfilter", "mean_chroma",
            "transfer_change", "TranslatedFace", "TranslationResult", "FaceTranslator"]
 
 DETAIL_MODES = ("transfer", "off")
 """``detail=`` of :class:`FaceTranslator`: carry the generator's change onto the face at its own
 resolution (``transfer``), or paste the generator's output as it is (``off``)."""
+
+MAX_STRENGTH = 2.0
+"""Largest ``strength`` of :meth:`FaceTranslator.translate`: the factor on the generator's carried change
+(1: as trained). Above 1 the change is extrapolated; at 2 the shipped aging generator's colour casts and
+blotches dominate (measured in the README), so nothing larger is offered."""
 
 TRAINING_STATE_ARCH = "cyclegan_training_state"
 """``arch`` of a CycleGAN trainer's ``last.pt`` (:data:`training.cyclegan.STATE_ARCH`; repeated here so
@@ -318,7 +324,8 @@ FULL_CHROMA = 20.0
 :func:`transfer_change`)."""
 
 
-def transfer_change(hi: np.ndarray, lo: np.ndarray, out_lo: np.ndarray, sigma: float = 1.0) -> np.ndarray:
+def transfer_change(hi: np.ndarray, lo: np.ndarray, out_lo: np.ndarray, sigma: float = 1.0,
+                    strength: float = 1.0) -> np.ndarray:
     """Carry a generator's change onto the face at full resolution (see the module docstring).
 
     ``hi + up(G_sigma * (out_lo - lo))``: the change ``out_lo - lo`` at the generator's size, low-passed
@@ -333,12 +340,14 @@ def transfer_change(hi: np.ndarray, lo: np.ndarray, out_lo: np.ndarray, sigma: f
         lo: uint8 ``(S, S, 3)``: ``hi`` shrunk to the generator's size (the generator's input).
         out_lo: uint8 ``(S, S, 3)``: the generator's output for ``lo``.
         sigma: low-pass sigma in generator pixels, >= 0.
+        strength: factor on the (low-passed, chroma-scaled) change, >= 0: 1 adds it as the generator made
+            it, 0 returns ``hi``, 0.5 half of it, > 1 extrapolates it.
 
     Returns:
         uint8 ``(S_hi, S_hi, 3)``.
 
     Raises:
-        ValueError: shapes or dtypes that do not fit, or a negative sigma.
+        ValueError: shapes or dtypes that do not fit, a negative sigma or strength.
     """
     for name, a in (("hi", hi), ("lo", lo), ("out_lo", out_lo)):
         if not isinstance(a, np.ndarray) or a.dtype != np.uint8 or a.ndim != 3 or a.shape[2] != 3:
@@ -347,11 +356,13 @@ def transfer_change(hi: np.ndarray, lo: np.ndarray, out_lo: np.ndarray, sigma: f
         raise ValueError(f"lo {lo.shape} and out_lo {out_lo.shape} differ")
     if sigma < 0:
         raise ValueError(f"sigma must be >= 0, got {sigma}")
+    if not strength >= 0:
+        raise ValueError(f"strength must be >= 0, got {strength}")
     delta = out_lo.astype(np.float32) - lo.astype(np.float32)
     if sigma > 0:
         delta = cv2.GaussianBlur(delta, (0, 0), float(sigma), borderType=cv2.BORDER_REFLECT_101)
     grey = delta.mean(axis=2, keepdims=True)
-    delta = grey + min(1.0, mean_chroma(hi) / FULL_CHROMA) * (delta - grey)
+    delta = strength * (grey + min(1.0, mean_chroma(hi) / FULL_CHROMA) * (delta - grey))
     if delta.shape[:2] != hi.shape[:2]:
         delta = cv2.resize(delta, (hi.shape[1], hi.shape[0]), interpolation=cv2.INTER_LINEAR)
     return np.clip(np.rint(hi.astype(np.float32) + delta), 0, 255).astype(np.uint8)
@@ -500,15 +511,34 @@ class FaceTranslator(FacePipeline):
         return max(self.size, min(self.max_side, int(np.ceil(self.size / max(scale, 1e-6) / 4)) * 4))
 
     def run_model(self, inputs: list[np.ndarray], direction: str = "A->B", apply_postfilter: bool = False,
-                  **_: Any) -> list[np.ndarray]:
+                  strength: float = 1.0, **_: Any) -> list[np.ndarray]:
         """The model step of :meth:`run`: :meth:`translate_crops`, then (``transfer`` mode)
-        :func:`transfer_change` back onto each face at its own resolution."""
+        :func:`transfer_change` back onto each face at its own resolution, scaled by ``strength``
+        (:func:`check_strength`)."""
+        strength = self.check_strength(strength)
         if self.detail == "off":
             return list(self.translate_crops(inputs, direction, apply_postfilter))
         lo = [c if c.shape[0] == self.size else cv2.resize(c, (self.size, self.size), interpolation=cv2.INTER_AREA)
               for c in inputs]
         out_lo = self.translate_crops(lo, direction, apply_postfilter)
-        return [transfer_change(hi, l, o, self.detail_sigma) for hi, l, o in zip(inputs, lo, out_lo)]
+        return [transfer_change(hi, l, o, self.detail_sigma, strength) for hi, l, o in zip(inputs, lo, out_lo)]
+
+    def check_strength(self, strength: float) -> float:
+        """``strength`` as a float, checked: in ``[0, MAX_STRENGTH]``, and 1 unless in ``transfer`` mode.
+
+        Raises:
+            ValueError: out of range, not a number, or != 1 with ``detail="off"`` (that mode pastes the
+                generator's output; there is no change to scale).
+        """
+        try:
+            value = float(strength)
+        except (TypeError, ValueError):
+            raise ValueError(f"strength must be a number in [0, {MAX_STRENGTH:g}], got {strength!r}") from None
+        if not 0.0 <= value <= MAX_STRENGTH:
+            raise ValueError(f"strength must be in [0, {MAX_STRENGTH:g}], got {strength!r}")
+        if value != 1.0 and self.detail == "off":
+            raise ValueError("strength needs detail='transfer' (detail='off' pastes the generator's output as it is)")
+        return value
 
     def paste(self, image: np.ndarray, job: Any) -> np.ndarray:
         """Paste one face: ``transfer`` mode adds the change (output - input) to the photo with
@@ -580,7 +610,7 @@ class FaceTranslator(FacePipeline):
 
     def translate(self, rgb: np.ndarray, faces: str | Sequence[int] = "all", direction: str = "A->B",
                   apply_postfilter: bool = False, detected: Sequence[Face] | None = None,
-                  max_faces: int | None = None) -> TranslationResult:
+                  max_faces: int | None = None, strength: float = 1.0) -> TranslationResult:
         """Detect the faces of a photo, translate the selected ones, paste them back.
 
         Each selected face is aligned from the *original* photo and pasted onto the output in turn, so
@@ -595,20 +625,24 @@ class FaceTranslator(FacePipeline):
             detected: faces already found in ``rgb`` (skips detection), detector order.
             max_faces: translate at most this many of the selected faces, highest detector score first
                 (``None``: no limit).
+            strength: how much of the generator's change is added (``transfer`` mode): 1 as trained, 0 none,
+                0.5 half, up to :data:`MAX_STRENGTH` (exaggerated: older-looking to the age estimator, but
+                with stronger colour casts and blotches; see the README's aging figures).
 
         Returns:
             :class:`TranslationResult`: the edited photo, every detected face with its ``translated``
             flag and crops, timings.
 
         Raises:
-            ValueError: bad image, selection string or direction (also: a direction the loaded weights
-                do not have).
+            ValueError: bad image, selection string, direction (also: a direction the loaded weights
+                do not have) or strength.
             NoFaceError: no face detected.
             FaceSelectionError: a selected index is not among the detected faces.
         """
         self._generator(direction)  # fail before the detector runs
+        strength = self.check_strength(strength)
         run = self.run(rgb, faces, detected=detected, max_faces=max_faces, direction=direction,
-                       apply_postfilter=apply_postfilter)
+                       apply_postfilter=apply_postfilter, strength=strength)
         result_faces = []
         for i, face in enumerate(run.found):
             job = run.job(i)

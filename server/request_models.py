@@ -186,6 +186,9 @@ Number = Annotated[float, BeforeValidator(_number)]
 ID_WEIGHT_MAX = 100.0
 """Largest ``id_weight`` (faceforge.stylegan.ID_WEIGHT_MAX; a test keeps them equal without importing torch here)."""
 IdWeight = Annotated[float, Field(ge=0, le=ID_WEIGHT_MAX), BeforeValidator(_number)]
+STRENGTH_MAX = 2.0
+"""Largest translate ``strength`` (faceforge.translate.MAX_STRENGTH; a test keeps them equal without importing
+torch here)."""
 Flag = Annotated[bool, BeforeValidator(_flag)]
 Faces = Annotated[str, BeforeValidator(_faces)]
 Upload = Annotated[bytes, WithJsonSchema({"type": "string", "contentMediaType": "application/octet-stream",
@@ -662,6 +665,9 @@ class TranslateForm(FormRequest):
     faces: Selection = "all"
     direction: Annotated[Literal["A->B", "B->A"], BeforeValidator(_upper)] = "A->B"
     postfilter: Annotated[bool, BeforeValidator(_toggle)] = False
+    strength: Annotated[float, Field(ge=0, le=STRENGTH_MAX), BeforeValidator(_number)] = Field(
+        1.0, description="how much of the generator's change is added to each face: 1 as trained, 0.5 half, above 1 "
+                         "exaggerated (older-looking, with stronger colour casts and blotches)")
     restore: Annotated[Literal["none", "auto", "gpen", "classical"], BeforeValidator(_lower)] = Field(
         "none", description="blind face restoration of the changed faces as the last step: auto (GPEN when "
                             "FACEFORGE_GPEN_WEIGHTS is configured, else classical), gpen (503 without weights), "

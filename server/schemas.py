@@ -213,6 +213,7 @@ def translate_response_schema() -> dict[str, Any]:
         "task": {"type": "string"},
         "direction": {"type": "string", "enum": ["A->B", "B->A"]},
         "postfilter": {"type": "boolean"},
+        "strength": {"type": "number", "minimum": 0, "description": "factor on the generator's change (the request's)"},
         "restored": {"type": "string", "enum": ["none", "gpen", "classical"],
                      "description": "the restorer run as the last step (restore field; auto resolved), or none"},
         "model": _strict_object({

@@ -25,7 +25,7 @@ from faceforge.errors import (CheckpointError, FaceSelectionError, UnknownTaskEr
 from faceforge.faces.detect import Face
 from faceforge.models import create_model
 from faceforge.translate import (TASKS, FaceTranslator, get_task, load_generators, parse_face_selection, postfilter,
-                                 resolve_weights, select_faces)
+                                 resolve_weights, select_faces, transfer_change)
 
 PROBLEM = "application/problem+json"
 
@@ -244,6 +244,10 @@ def test_translate_cli(tmp_path, run_dir, astronaut_rgb):
     assert missing.exit_code != 0 and "not found" in missing.output
     unknown = CliRunner().invoke(main, ["translate", str(photo), "--task", "hair", "--weights", str(run_dir)])
     assert unknown.exit_code != 0 and "known tasks: age" in unknown.output
+    too_strong = CliRunner().invoke(main, ["translate", str(photo), "--weights", str(run_dir), "--strength", "2.5",
+                                           "-o", str(tmp_path / "x.png")])
+    assert too_strong.exit_code != 0 and "strength must be in [0, 2]" in too_strong.output
+    assert not (tmp_path / "x.png").exists()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -321,6 +325,27 @@ def test_api_json_answer_matches_schema(client, astronaut_jpeg, astronaut_rgb):
     # /v1/models shows the loaded generator as served
     models = {m["name"]: m for m in client.get(schemas.MODELS_PATH).get_json()["models"]}
     assert models["cyclegan_mobile"]["served"] and models["cyclegan_mobile"]["loaded"]
+
+
+def test_api_strength(client, astronaut_jpeg, expect_problem):
+    """``strength`` reaches the translator: 0 gives the uploaded photo back untouched (the JSON answer states
+    it); out of range or not a number is one clear 400."""
+    from server import schemas
+    from server.request_models import STRENGTH_MAX
+    import faceforge.translate as T
+
+    assert STRENGTH_MAX == T.MAX_STRENGTH
+    r = _post(client, astronaut_jpeg, response="json", strength="0")
+    body = r.get_json()
+    Draft202012Validator(schemas.translate_response_schema()).validate(body)
+    assert body["strength"] == 0.0 and body["faces"][0]["translated"] is True
+    returned = np.asarray(Image.open(io.BytesIO(base64.b64decode(body["image"]["data"]))))
+    np.testing.assert_array_equal(returned, np.asarray(Image.open(io.BytesIO(astronaut_jpeg)).convert("RGB")))
+    changed = np.asarray(Image.open(io.BytesIO(_post(client, astronaut_jpeg, strength="1.5").data)))
+    assert np.abs(changed.astype(int) - returned.astype(int)).max() > 10
+    for bad in ("2.5", "-1", "strong"):
+        detail = expect_problem(_post(client, astronaut_jpeg, strength=bad), 400, "invalid-field")["detail"]
+        assert "strength" in detail
 
 
 def test_api_restore_as_last_step(client, astronaut_jpeg, expect_problem, monkeypatch, tmp_path):
@@ -429,3 +454,26 @@ def test_detail_transfer_keeps_grayscale_photos_gray(run_dir, two_faces, detecto
     assert max(np.abs(out[..., 0] - out[..., 1]).max(), np.abs(out[..., 1] - out[..., 2]).max()) <= 1
     with pytest.raises(ValueError, match="detail"):
         FaceTranslator("age", weights=run_dir, detail="sharp")
+
+
+def test_strength_scales_the_carried_change_and_is_checked(run_dir, two_faces, detector):
+    """``strength``: the face's pixels move by strength x the generator's change (0: the photo itself), and a
+    strength out of range, or one with ``detail="off"``, is a clear error before any work."""
+    faces = detector.detect(two_faces)
+    tr = FaceTranslator("age", weights=run_dir, size=128, detector=detector)
+    tr.generators["A->B"] = _AddConstant(20 / 127.5)
+    x0, y0, x1, y1 = [int(v) for v in faces[0].box]
+    inner = (slice(y0 + (y1 - y0) // 4, y1 - (y1 - y0) // 4), slice(x0 + (x1 - x0) // 4, x1 - (x1 - x0) // 4))
+    unsaturated = two_faces[inner] < 200
+    for strength, moved in ((0.0, 0.0), (0.5, 10.0), (1.5, 30.0)):
+        out = tr.translate(two_faces, detected=faces, faces="largest", strength=strength).image
+        diff = (out.astype(np.float32) - two_faces.astype(np.float32))[inner]
+        assert abs(float(np.median(diff[unsaturated])) - moved) <= 1.5, strength
+    for bad in (-0.1, 2.5, float("nan"), "strong"):
+        with pytest.raises(ValueError, match="strength"):
+            tr.translate(two_faces, detected=faces, strength=bad)
+    off = FaceTranslator("age", weights=run_dir, size=128, detector=detector, detail="off")
+    with pytest.raises(ValueError, match="detail='transfer'"):
+        off.translate(two_faces, detected=faces, strength=1.5)
+    with pytest.raises(ValueError, match="strength"):
+        transfer_change(two_faces[:64, :64], two_faces[:32, :32], two_faces[:32, :32], strength=-1)

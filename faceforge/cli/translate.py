@@ -33,19 +33,23 @@ from faceforge.errors import FaceforgeError
                    "photo's detail); off: paste the generator's output as it is.")
 @click.option("--detail-sigma", type=click.FloatRange(0), default=1.0, show_default=True,
               help="Low-pass sigma of the carried change, in generator pixels (larger: only broad changes).")
+@click.option("--strength", type=click.FloatRange(0), default=1.0, show_default=True,
+              help="How much of the generator's change to add (transfer mode): 1 as trained, 0.5 half; above 1 "
+                   "exaggerates it, at most 2 (older-looking, with stronger colour casts and blotches).")
 @click.option("--quality", type=click.IntRange(1, 100), default=92, show_default=True, help="JPEG/WebP quality.")
 @click.option("--restore", "restore_method", type=click.Choice(["none", "auto", "gpen", "classical"]), default="none",
               show_default=True, help="Restore the translated faces last (auto: GPEN when configured, else classical).")
 @click.option("--json", "as_json", is_flag=True, help="Print the faces and timings as JSON.")
 def translate(photo: Path, task: str, output: Path | None, weights: str | None, selection: str, direction: str,
-              postfilter: bool, size: str | None, feather: float, detail: str, detail_sigma: float, quality: int,
-              restore_method: str, as_json: bool) -> None:
+              postfilter: bool, size: str | None, feather: float, detail: str, detail_sigma: float, strength: float,
+              quality: int, restore_method: str, as_json: bool) -> None:
     """Translate the faces in PHOTO with a CycleGAN generator and save the edited photo.
 
     \b
     Examples:
       faceforge translate group.jpg --task age -o older.jpg --weights runs/cyclegan/000
       faceforge translate selfie.png --faces largest --postfilter
+      faceforge translate selfie.png --strength 0.5
       FACEFORGE_TRANSLATE_AGE_WEIGHTS=runs/cyclegan/000 faceforge translate me.jpg --direction B->A
     """
     from faceforge.cli import save_or_fail
@@ -59,7 +63,8 @@ def translate(photo: Path, task: str, output: Path | None, weights: str | None, 
                                     size=int(size) if size else None, feather=feather, detail=detail,
                                     detail_sigma=detail_sigma)
         rgb = load_image(photo)
-        result = translator.translate(rgb, faces=faces, direction=direction, apply_postfilter=postfilter)
+        result = translator.translate(rgb, faces=faces, direction=direction, apply_postfilter=postfilter,
+                                      strength=strength)
         if restore_method != "none":
             from faceforge.restore import restore_last
 

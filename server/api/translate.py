@@ -11,6 +11,7 @@ field          default    meaning
                           score first); ``all`` translates at most ``Config.max_faces`` faces
 ``direction``  ``A->B``   ``A->B`` (age: young -> old) or ``B->A`` (needs both generators)
 ``postfilter`` ``false``  Gaussian blur + unsharp mask on the translated faces
+``strength``   ``1``      how much of the generator's change is added, in [0, 2] (above 1: exaggerated)
 ``restore``    ``none``   blind face restoration of the translated faces as the last step: ``auto``
                           (GPEN when configured, else classical), ``gpen``, ``classical`` or ``none``
 ``format``     ``png``    encoding of the returned photo: ``png`` (lossless) or ``jpeg`` (quality 90)
@@ -78,7 +79,7 @@ def translate():
                                 field=DIRECTION_FIELD, valid=list(translator.directions))
 
     result = translator.translate(rgb, faces=selection, direction=direction, apply_postfilter=apply_postfilter,
-                                  max_faces=config.max_faces)
+                                  max_faces=config.max_faces, strength=form.strength)
     t_restore = time.perf_counter()
     restored = "none"
     if form.restore != "none":
@@ -99,7 +100,8 @@ def translate():
     if response_kind == "json":
         names = keypoint_names()
         return jsonify(
-            task=task.name, direction=direction, postfilter=apply_postfilter, restored=restored, model=model,
+            task=task.name, direction=direction, postfilter=apply_postfilter, strength=form.strength,
+            restored=restored, model=model,
             image={"width": int(rgb.shape[1]), "height": int(rgb.shape[0]), "media_type": MEDIA_TYPES[fmt],
                    "data": base64.b64encode(body).decode("ascii")},
             faces=[f.to_dict(names) for f in result.faces], timings_ms=timings)

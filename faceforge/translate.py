@@ -325,7 +325,7 @@ FULL_CHROMA = 20.0
 
 
 def transfer_change(hi: np.ndarray, lo: np.ndarray, out_lo: np.ndarray, sigma: float = 1.0,
-                    strength: float = 1.0) -> np.ndarray:
+                    strength: float = 1.0, colour: float = 1.0) -> np.ndarray:
     """Carry a generator's change onto the face at full resolution (see the module docstring).
 
     ``hi + up(G_sigma * (out_lo - lo))``: the change ``out_lo - lo`` at the generator's size, low-passed
@@ -342,12 +342,14 @@ def transfer_change(hi: np.ndarray, lo: np.ndarray, out_lo: np.ndarray, sigma: f
         sigma: low-pass sigma in generator pixels, >= 0.
         strength: factor on the (low-passed, chroma-scaled) change, >= 0: 1 adds it as the generator made
             it, 0 returns ``hi``, 0.5 half of it, > 1 extrapolates it.
+        colour: factor on the change's colour part on top of ``strength``, in [0, 1]: 1 keeps it, 0 leaves a
+            change of brightness only (shading, wrinkles, greying; the generator's colour cast dropped).
 
     Returns:
         uint8 ``(S_hi, S_hi, 3)``.
 
     Raises:
-        ValueError: shapes or dtypes that do not fit, a negative sigma or strength.
+        ValueError: shapes or dtypes that do not fit, a negative sigma or strength, a colour outside [0, 1].
     """
     for name, a in (("hi", hi), ("lo", lo), ("out_lo", out_lo)):
         if not isinstance(a, np.ndarray) or a.dtype != np.uint8 or a.ndim != 3 or a.shape[2] != 3:
@@ -358,11 +360,13 @@ def transfer_change(hi: np.ndarray, lo: np.ndarray, out_lo: np.ndarray, sigma: f
         raise ValueError(f"sigma must be >= 0, got {sigma}")
     if not strength >= 0:
         raise ValueError(f"strength must be >= 0, got {strength}")
+    if not 0 <= colour <= 1:
+        raise ValueError(f"colour must be in [0, 1], got {colour}")
     delta = out_lo.astype(np.float32) - lo.astype(np.float32)
     if sigma > 0:
         delta = cv2.GaussianBlur(delta, (0, 0), float(sigma), borderType=cv2.BORDER_REFLECT_101)
     grey = delta.mean(axis=2, keepdims=True)
-    delta = strength * (grey + min(1.0, mean_chroma(hi) / FULL_CHROMA) * (delta - grey))
+    delta = strength * (grey + colour * min(1.0, mean_chroma(hi) / FULL_CHROMA) * (delta - grey))
     if delta.shape[:2] != hi.shape[:2]:
         delta = cv2.resize(delta, (hi.shape[1], hi.shape[0]), interpolation=cv2.INTER_LINEAR)
     return np.clip(np.rint(hi.astype(np.float32) + delta), 0, 255).astype(np.uint8)
@@ -511,34 +515,38 @@ class FaceTranslator(FacePipeline):
         return max(self.size, min(self.max_side, int(np.ceil(self.size / max(scale, 1e-6) / 4)) * 4))
 
     def run_model(self, inputs: list[np.ndarray], direction: str = "A->B", apply_postfilter: bool = False,
-                  strength: float = 1.0, **_: Any) -> list[np.ndarray]:
+                  strength: float = 1.0, colour: float = 1.0, **_: Any) -> list[np.ndarray]:
         """The model step of :meth:`run`: :meth:`translate_crops`, then (``transfer`` mode)
-        :func:`transfer_change` back onto each face at its own resolution, scaled by ``strength``
-        (:func:`check_strength`)."""
-        strength = self.check_strength(strength)
+        :func:`transfer_change` back onto each face at its own resolution, scaled by ``strength`` and
+        ``colour`` (:meth:`check_strength`)."""
+        strength, colour = self.check_strength(strength, colour)
         if self.detail == "off":
             return list(self.translate_crops(inputs, direction, apply_postfilter))
         lo = [c if c.shape[0] == self.size else cv2.resize(c, (self.size, self.size), interpolation=cv2.INTER_AREA)
               for c in inputs]
         out_lo = self.translate_crops(lo, direction, apply_postfilter)
-        return [transfer_change(hi, l, o, self.detail_sigma, strength) for hi, l, o in zip(inputs, lo, out_lo)]
+        return [transfer_change(hi, l, o, self.detail_sigma, strength, colour) for hi, l, o in zip(inputs, lo, out_lo)]
 
-    def check_strength(self, strength: float) -> float:
-        """``strength`` as a float, checked: in ``[0, MAX_STRENGTH]``, and 1 unless in ``transfer`` mode.
+    def check_strength(self, strength: float, colour: float = 1.0) -> tuple[float, float]:
+        """``(strength, colour)`` as floats, checked: ``strength`` in ``[0, MAX_STRENGTH]``, ``colour`` in
+        ``[0, 1]``, both 1 unless in ``transfer`` mode.
 
         Raises:
             ValueError: out of range, not a number, or != 1 with ``detail="off"`` (that mode pastes the
                 generator's output; there is no change to scale).
         """
-        try:
-            value = float(strength)
-        except (TypeError, ValueError):
-            raise ValueError(f"strength must be a number in [0, {MAX_STRENGTH:g}], got {strength!r}") from None
-        if not 0.0 <= value <= MAX_STRENGTH:
-            raise ValueError(f"strength must be in [0, {MAX_STRENGTH:g}], got {strength!r}")
-        if value != 1.0 and self.detail == "off":
-            raise ValueError("strength needs detail='transfer' (detail='off' pastes the generator's output as it is)")
-        return value
+        values = []
+        for name, value, top in (("strength", strength, MAX_STRENGTH), ("colour", colour, 1.0)):
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"{name} must be a number in [0, {top:g}], got {value!r}") from None
+            if not 0.0 <= number <= top:
+                raise ValueError(f"{name} must be in [0, {top:g}], got {value!r}")
+            if number != 1.0 and self.detail == "off":
+                raise ValueError(f"{name} needs detail='transfer' (detail='off' pastes the generator's output as it is)")
+            values.append(number)
+        return values[0], values[1]
 
     def paste(self, image: np.ndarray, job: Any) -> np.ndarray:
         """Paste one face: ``transfer`` mode adds the change (output - input) to the photo with
@@ -610,7 +618,7 @@ class FaceTranslator(FacePipeline):
 
     def translate(self, rgb: np.ndarray, faces: str | Sequence[int] = "all", direction: str = "A->B",
                   apply_postfilter: bool = False, detected: Sequence[Face] | None = None,
-                  max_faces: int | None = None, strength: float = 1.0) -> TranslationResult:
+                  max_faces: int | None = None, strength: float = 1.0, colour: float = 1.0) -> TranslationResult:
         """Detect the faces of a photo, translate the selected ones, paste them back.
 
         Each selected face is aligned from the *original* photo and pasted onto the output in turn, so
@@ -628,6 +636,8 @@ class FaceTranslator(FacePipeline):
             strength: how much of the generator's change is added (``transfer`` mode): 1 as trained, 0 none,
                 0.5 half, up to :data:`MAX_STRENGTH` (exaggerated: older-looking to the age estimator, but
                 with stronger colour casts and blotches; see the README's aging figures).
+            colour: how much of the change's colour part is kept on top of ``strength``, in [0, 1] (0: only
+                its brightness part; the generator's colour cast dropped).
 
         Returns:
             :class:`TranslationResult`: the edited photo, every detected face with its ``translated``
@@ -635,14 +645,14 @@ class FaceTranslator(FacePipeline):
 
         Raises:
             ValueError: bad image, selection string, direction (also: a direction the loaded weights
-                do not have) or strength.
+                do not have), strength or colour.
             NoFaceError: no face detected.
             FaceSelectionError: a selected index is not among the detected faces.
         """
         self._generator(direction)  # fail before the detector runs
-        strength = self.check_strength(strength)
+        strength, colour = self.check_strength(strength, colour)
         run = self.run(rgb, faces, detected=detected, max_faces=max_faces, direction=direction,
-                       apply_postfilter=apply_postfilter, strength=strength)
+                       apply_postfilter=apply_postfilter, strength=strength, colour=colour)
         result_faces = []
         for i, face in enumerate(run.found):
             job = run.job(i)

@@ -668,6 +668,9 @@ class TranslateForm(FormRequest):
     strength: Annotated[float, Field(ge=0, le=STRENGTH_MAX), BeforeValidator(_number)] = Field(
         1.0, description="how much of the generator's change is added to each face: 1 as trained, 0.5 half, above 1 "
                          "exaggerated (older-looking, with stronger colour casts and blotches)")
+    colour: Annotated[float, Field(ge=0, le=1), BeforeValidator(_number)] = Field(
+        1.0, description="how much of the change's colour part is kept on top of strength: 1 all, 0 brightness only "
+                         "(the generator's colour cast dropped)")
     restore: Annotated[Literal["none", "auto", "gpen", "classical"], BeforeValidator(_lower)] = Field(
         "none", description="blind face restoration of the changed faces as the last step: auto (GPEN when "
                             "FACEFORGE_GPEN_WEIGHTS is configured, else classical), gpen (503 without weights), "

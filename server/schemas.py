@@ -214,6 +214,8 @@ def translate_response_schema() -> dict[str, Any]:
         "direction": {"type": "string", "enum": ["A->B", "B->A"]},
         "postfilter": {"type": "boolean"},
         "strength": {"type": "number", "minimum": 0, "description": "factor on the generator's change (the request's)"},
+        "colour": {"type": "number", "minimum": 0, "maximum": 1,
+                   "description": "factor on the change's colour part (the request's)"},
         "restored": {"type": "string", "enum": ["none", "gpen", "classical"],
                      "description": "the restorer run as the last step (restore field; auto resolved), or none"},
         "model": _strict_object({

@@ -346,6 +346,9 @@ def test_api_strength(client, astronaut_jpeg, expect_problem):
     for bad in ("2.5", "-1", "strong"):
         detail = expect_problem(_post(client, astronaut_jpeg, strength=bad), 400, "invalid-field")["detail"]
         assert "strength" in detail
+    grey_only = _post(client, astronaut_jpeg, response="json", colour="0").get_json()
+    assert grey_only["colour"] == 0.0 and grey_only["strength"] == 1.0
+    assert "colour" in expect_problem(_post(client, astronaut_jpeg, colour="1.5"), 400, "invalid-field")["detail"]
 
 
 def test_api_restore_as_last_step(client, astronaut_jpeg, expect_problem, monkeypatch, tmp_path):
@@ -438,6 +441,33 @@ def test_detail_transfer_keeps_the_photo_and_carries_only_the_change(run_dir, tw
     assert np.all(diff[far] == 0)  # only the face's square changed
 
 
+def test_colour_scales_only_the_colour_part_of_the_change(run_dir, two_faces, detector):
+    """``colour``: a tinting generator's change keeps its grey part at every ``colour``; its colour part (the
+    deviation of each channel from the pixel's grey) scales with ``colour``, 0 leaving a brightness-only
+    change."""
+    faces = detector.detect(two_faces)
+
+    class Tint(nn.Module):
+        def forward(self, x):
+            return (x + torch.tensor([0.3, 0.1, -0.1]).view(1, 3, 1, 1)).clamp(-1, 1)
+
+    tr = FaceTranslator("age", weights=run_dir, size=128, detector=detector)
+    tr.generators["A->B"] = Tint()
+    x0, y0, x1, y1 = [int(v) for v in faces[0].box]
+    inner = (slice(y0 + (y1 - y0) // 3, y1 - (y1 - y0) // 3), slice(x0 + (x1 - x0) // 3, x1 - (x1 - x0) // 3))
+    ok = np.all((two_faces[inner] > 40) & (two_faces[inner] < 200), axis=2)
+    parts = {}
+    for colour in (1.0, 0.5, 0.0):
+        out = tr.translate(two_faces, detected=faces, faces="largest", colour=colour).image
+        diff = (out.astype(np.float32) - two_faces.astype(np.float32))[inner][ok]
+        grey = diff.mean(1, keepdims=True)
+        parts[colour] = (float(np.median(grey)), np.median(diff - grey, axis=0))
+    assert max(abs(parts[c][0] - parts[1.0][0]) for c in parts) <= 1.0  # the brightness change is kept
+    assert parts[1.0][1][0] - parts[1.0][1][2] > 15  # red up, blue down ...
+    np.testing.assert_allclose(parts[0.5][1], 0.5 * parts[1.0][1], atol=1.0)  # ... halved ...
+    assert np.abs(parts[0.0][1]).max() <= 0.5  # ... and gone
+
+
 def test_detail_transfer_keeps_grayscale_photos_gray(run_dir, two_faces, detector):
     """Grayscale in, grayscale out: a generator that tints (red up, blue down) changes only the grey level."""
     gray = np.repeat(cv2.cvtColor(two_faces, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
@@ -472,8 +502,13 @@ def test_strength_scales_the_carried_change_and_is_checked(run_dir, two_faces, d
     for bad in (-0.1, 2.5, float("nan"), "strong"):
         with pytest.raises(ValueError, match="strength"):
             tr.translate(two_faces, detected=faces, strength=bad)
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="colour must be in"):
+            tr.translate(two_faces, detected=faces, colour=bad)
     off = FaceTranslator("age", weights=run_dir, size=128, detector=detector, detail="off")
     with pytest.raises(ValueError, match="detail='transfer'"):
         off.translate(two_faces, detected=faces, strength=1.5)
+    with pytest.raises(ValueError, match="colour needs detail='transfer'"):
+        off.translate(two_faces, detected=faces, colour=0.5)
     with pytest.raises(ValueError, match="strength"):
         transfer_change(two_faces[:64, :64], two_faces[:32, :32], two_faces[:32, :32], strength=-1)

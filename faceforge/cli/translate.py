@@ -36,13 +36,16 @@ from faceforge.errors import FaceforgeError
 @click.option("--strength", type=click.FloatRange(0), default=1.0, show_default=True,
               help="How much of the generator's change to add (transfer mode): 1 as trained, 0.5 half; above 1 "
                    "exaggerates it, at most 2 (older-looking, with stronger colour casts and blotches).")
+@click.option("--colour", type=click.FloatRange(0, 1), default=1.0, show_default=True,
+              help="How much of the change's colour part to keep on top of --strength: 1 all, 0 brightness only "
+                   "(drops the generator's colour cast).")
 @click.option("--quality", type=click.IntRange(1, 100), default=92, show_default=True, help="JPEG/WebP quality.")
 @click.option("--restore", "restore_method", type=click.Choice(["none", "auto", "gpen", "classical"]), default="none",
               show_default=True, help="Restore the translated faces last (auto: GPEN when configured, else classical).")
 @click.option("--json", "as_json", is_flag=True, help="Print the faces and timings as JSON.")
 def translate(photo: Path, task: str, output: Path | None, weights: str | None, selection: str, direction: str,
               postfilter: bool, size: str | None, feather: float, detail: str, detail_sigma: float, strength: float,
-              quality: int, restore_method: str, as_json: bool) -> None:
+              colour: float, quality: int, restore_method: str, as_json: bool) -> None:
     """Translate the faces in PHOTO with a CycleGAN generator and save the edited photo.
 
     \b
@@ -64,7 +67,7 @@ def translate(photo: Path, task: str, output: Path | None, weights: str | None, 
                                     detail_sigma=detail_sigma)
         rgb = load_image(photo)
         result = translator.translate(rgb, faces=faces, direction=direction, apply_postfilter=postfilter,
-                                      strength=strength)
+                                      strength=strength, colour=colour)
         if restore_method != "none":
             from faceforge.restore import restore_last
 

@@ -12,6 +12,7 @@ field          default    meaning
 ``direction``  ``A->B``   ``A->B`` (age: young -> old) or ``B->A`` (needs both generators)
 ``postfilter`` ``false``  Gaussian blur + unsharp mask on the translated faces
 ``strength``   ``1``      how much of the generator's change is added, in [0, 2] (above 1: exaggerated)
+``colour``     ``1``      how much of the change's colour part is kept, in [0, 1] (0: brightness only)
 ``restore``    ``none``   blind face restoration of the translated faces as the last step: ``auto``
                           (GPEN when configured, else classical), ``gpen``, ``classical`` or ``none``
 ``format``     ``png``    encoding of the returned photo: ``png`` (lossless) or ``jpeg`` (quality 90)
@@ -79,7 +80,7 @@ def translate():
                                 field=DIRECTION_FIELD, valid=list(translator.directions))
 
     result = translator.translate(rgb, faces=selection, direction=direction, apply_postfilter=apply_postfilter,
-                                  max_faces=config.max_faces, strength=form.strength)
+                                  max_faces=config.max_faces, strength=form.strength, colour=form.colour)
     t_restore = time.perf_counter()
     restored = "none"
     if form.restore != "none":
@@ -101,7 +102,7 @@ def translate():
         names = keypoint_names()
         return jsonify(
             task=task.name, direction=direction, postfilter=apply_postfilter, strength=form.strength,
-            restored=restored, model=model,
+            colour=form.colour, restored=restored, model=model,
             image={"width": int(rgb.shape[1]), "height": int(rgb.shape[0]), "media_type": MEDIA_TYPES[fmt],
                    "data": base64.b64encode(body).decode("ascii")},
             faces=[f.to_dict(names) for f in result.faces], timings_ms=timings)

@@ -294,8 +294,9 @@ def translate_app_steps(size: int) -> dict[str, Any]:
     FaceTranslator` does: the default ``detail="transfer"`` (the generator's low-passed change added to the
     photo at the face's own resolution) and ``detail="off"`` (paste the generator's output).
 
-    Every number comes from the library: :data:`faceforge.translate.FULL_CHROMA`, the keyword defaults of
-    ``FaceTranslator`` (``detail``, ``detail_sigma``, ``feather``, ``max_side``) and the translator's template.
+    Every number comes from the library: :data:`faceforge.translate.FULL_CHROMA` and ``MAX_STRENGTH``, the
+    keyword defaults of ``FaceTranslator`` (``detail``, ``detail_sigma``, ``feather``, ``max_side``) and of its
+    ``translate`` (``strength``, ``colour``: the user's choices an app may offer) and the translator's template.
 
     Args:
         size: the generator's input side ``S`` in px (the file's input shape).
@@ -304,6 +305,7 @@ def translate_app_steps(size: int) -> dict[str, Any]:
 
     d = _defaults(tr.FaceTranslator.__init__)
     sigma, feather, max_side = float(d["detail_sigma"]), float(d["feather"]), int(d["max_side"])
+    call = _defaults(tr.FaceTranslator.translate)
     common = [
         {"step": "detect", "do": "BlazeFace with detector_policy (its default policy) on the whole photo; faces in "
                                  "detector order (highest score first); every face is translated unless the app "
@@ -331,8 +333,14 @@ def translate_app_steps(size: int) -> dict[str, Any]:
          "kernel_side": _gaussian_kernel_side(sigma), "border": "OpenCV BORDER_REFLECT_101"},
         {"step": "chroma_scale", "do": "c = mean over hi's pixels of max(R, G, B) - min(R, G, B) (uint8 levels); "
                                        "k = min(1, c / full_chroma); g = mean of delta's 3 channels per pixel; "
-                                       "delta = g + k (delta - g): a grey face gets a grey change",
-         "full_chroma": float(tr.FULL_CHROMA)},
+                                       "delta = strength * (g + colour * k * (delta - g)): a grey face gets a grey "
+                                       "change; strength and colour are the user's (an app may offer them as "
+                                       "sliders; the defaults reproduce the library's default)",
+         "full_chroma": float(tr.FULL_CHROMA),
+         "strength": {"default": float(call["strength"]), "min": 0.0, "max": float(tr.MAX_STRENGTH),
+                      "meaning": "factor on the whole change (above 1: exaggerated)"},
+         "colour": {"default": float(call["colour"]), "min": 0.0, "max": 1.0,
+                    "meaning": "factor on the change's colour part (0: brightness only)"}},
         {"step": "upsample", "do": "delta = resize(delta, (S_hi, S_hi)); skipped when S_hi == S",
          "interpolation": "OpenCV INTER_LINEAR"},
         {"step": "apply", "do": "hi_out = uint8(clip(rint(float32(hi) + delta), 0, 255)); "

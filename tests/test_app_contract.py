@@ -240,8 +240,10 @@ def _paste_region(app: ManifestApp, m: np.ndarray, side: int, shape: tuple[int, 
     return (slice(y0, y1), slice(x0, x1)), app._opencv(shift), (x1 - x0, y1 - y0)
 
 
-def app_age_photo(app: ManifestApp, entry: dict, rgb: np.ndarray) -> tuple[np.ndarray, int]:
-    """The aging app: every face of ``rgb`` translated by the manifest's ``transfer`` steps.
+def app_age_photo(app: ManifestApp, entry: dict, rgb: np.ndarray, strength: float | None = None,
+                  colour: float | None = None) -> tuple[np.ndarray, int]:
+    """The aging app: every face of ``rgb`` translated by the manifest's ``transfer`` steps, with the user's
+    ``strength`` and ``colour`` (default: the manifest's defaults).
 
     Returns:
         ``(photo, number of faces)``.
@@ -251,6 +253,8 @@ def app_age_photo(app: ManifestApp, entry: dict, rgb: np.ndarray) -> tuple[np.nd
     import cv2
 
     st = _steps(entry, "transfer")
+    strength = st["chroma_scale"]["strength"]["default"] if strength is None else strength
+    colour = st["chroma_scale"]["colour"]["default"] if colour is None else colour
     fa = entry["face_alignment"]
     size, max_side, multiple = (st["crop_side"][k] for k in ("generator_size", "max_side", "multiple"))
     names = app.detectors["full"]["keypoints"]
@@ -273,7 +277,7 @@ def app_age_photo(app: ManifestApp, entry: dict, rgb: np.ndarray) -> tuple[np.nd
         x = hi.astype(np.int16)
         chroma = float((x.max(2) - x.min(2)).mean())
         grey = delta.mean(axis=2, keepdims=True)
-        delta = grey + min(1.0, chroma / st["chroma_scale"]["full_chroma"]) * (delta - grey)
+        delta = strength * (grey + colour * min(1.0, chroma / st["chroma_scale"]["full_chroma"]) * (delta - grey))
         if side != size:
             delta = cv2.resize(delta, (side, side), interpolation=cv2.INTER_LINEAR)
         hi_out = np.clip(np.rint(hi.astype(np.float32) + delta), 0, 255).astype(np.uint8)
@@ -306,6 +310,10 @@ def test_translator_entries_state_the_transfer_steps_with_the_library_numbers(ap
         assert st["paste_change"]["feather"] == defaults["feather"].default
         assert st["crop_side"]["max_side"] == defaults["max_side"].default
         assert st["chroma_scale"]["full_chroma"] == tr.FULL_CHROMA
+        call = inspect.signature(tr.FaceTranslator.translate).parameters
+        assert st["chroma_scale"]["strength"]["default"] == call["strength"].default
+        assert st["chroma_scale"]["colour"]["default"] == call["colour"].default
+        assert st["chroma_scale"]["strength"]["max"] == tr.MAX_STRENGTH and st["chroma_scale"]["colour"]["max"] == 1
         assert st["crop_side"]["generator_size"] == e["face_alignment"]["size"]
         assert "BORDER_REFLECT_101" in st["low_pass"]["border"] and "INTER_AREA" in st["shrink"]["interpolation"]
 
@@ -357,6 +365,22 @@ def test_aging_transfer_on_whole_photos_matches_the_library(app, data_dir, fmt):
         assert d.mean() <= 0.05 and np.mean(d <= 1) >= 0.999
     else:
         assert d.mean() <= 1.2 and np.mean(d <= 3) >= 0.99
+    # the user's strength and colour, as an app's sliders would set them (a few photos: same steps otherwise)
+    tried = [load_image(p) for p in photos[:4]]
+    diffs = []
+    for rgb in tried:
+        ours = app_age_photo(app, entry, rgb, strength=1.5, colour=0.5)[0]
+        lib = translator.translate(rgb, strength=1.5, colour=0.5).image
+        moved = (lib != rgb).any(2) | (ours != rgb).any(2)
+        diffs.append(np.abs(ours.astype(np.int16) - lib.astype(np.int16))[moved].reshape(-1))
+    d = np.concatenate(diffs)
+    print(f"strength 1.5, colour 0.5 on {len(tried)} photos: mean |diff| {d.mean():.4f} levels, "
+          f"within 1: {np.mean(d <= 1):.5f}, within 3: {np.mean(d <= 3):.5f}, within 5: {np.mean(d <= 5):.5f}")
+    assert d.size > 1000
+    if fmt == "tflite_fp16":
+        assert d.mean() <= 0.08 and np.mean(d <= 1) >= 0.998
+    else:  # the file's own error is scaled by the strength too: the default bounds times 1.5
+        assert d.mean() <= 1.8 and np.mean(d <= 5) >= 0.99
 
 
 # --------------------------------------------------------------------------------------------------

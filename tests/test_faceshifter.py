@@ -639,6 +639,17 @@ def test_init_from_starts_from_another_runs_weights(tmp_path, faces_dir, small_i
         train(_cfg(tmp_path / "d", faces_dir, init_from=str(tmp_path / "nothing")), identity=small_identity)
     with pytest.raises(CheckpointError, match="do not fit"):
         train(_cfg(tmp_path / "e", faces_dir, width=0.125, init_from=str(first)), identity=small_identity)
+    # G alone from a weights file (G.pt, like the shipped weights): the same generator, D fresh
+    third = train(_cfg(tmp_path / "f", faces_dir, total_steps=1, seed=5, init_from=str(first / "G.pt")),
+                  identity=small_identity)
+    with open(third / "metrics.csv") as f:
+        assert list(csv.DictReader(f))[0]["val_rec_psnr"] == end_a["val_rec_psnr"]
+    with pytest.raises(CheckpointError, match="do not fit"):
+        train(_cfg(tmp_path / "g", faces_dir, width=0.125, init_from=str(first / "G.pt")), identity=small_identity)
+    from faceforge.checkpoints import save_checkpoint
+    other = save_checkpoint(tmp_path / "emotion.pt", create_model("mini_xception"), "mini_xception", {}, {})
+    with pytest.raises(CheckpointError):
+        train(_cfg(tmp_path / "h", faces_dir, init_from=str(other)), identity=small_identity)
 
 
 def test_one_step_with_dlibs_identity_network(tmp_path, faces_dir):

@@ -511,7 +511,8 @@ class FaceShifterTrainConfig:
         "and average (0: on the swap itself, as published), so the generator cannot pass it with pixel patterns "
         "only dlib reads. Each view costs one more identity-network pass.", min=0))
     init_from: str | None = field(default=None, metadata=opt(
-        "Start G and D from this faceshifter run folder's last.pt (weights only, fresh optimizers).", path="any",
+        "Start G and D from this faceshifter run folder's last.pt, or G alone (D fresh) from AEI-Net weights such "
+        "as faceforge/weights/faceshifter_aeinet64_w025_utkface.pt (weights only, fresh optimizers).", path="any",
         exists=True))
     same_fraction: float = field(default=0.2, metadata=opt(
         "Share of pairs whose source is the target itself (reconstruction term).", min=0, max=1))

@@ -230,25 +230,40 @@ class FaceShifterTrainer:
         self.step = int(meta["step"])
 
 
-def init_weights(trainer: FaceShifterTrainer, path: Path) -> None:
-    """Load G and D (weights only; optimizers, step and RNGs stay fresh) from a run folder or its ``last.pt``.
+def init_weights(trainer: FaceShifterTrainer, path: Path) -> str:
+    """Start ``trainer`` from earlier weights (weights only; optimizers, step and RNGs stay fresh).
 
-    Used to continue training with changed losses (e.g. ``id_center``) instead of starting from random weights,
-    as the cyclegan trainer's ``init_from`` does.
+    ``path`` is a faceshifter run folder or its ``last.pt`` (G and D are loaded), or AEI-Net weights that
+    ``create_model("faceshifter", weights=...)`` reads (a faceforge ``G.pt``, the shipped file, a converted
+    published checkpoint: G starts from it, D stays freshly initialised). Used to continue training with
+    changed losses (e.g. ``id_center``) instead of starting from random weights, as the cyclegan and gpen
+    trainers' ``init_from`` do.
+
+    Returns:
+        A one-line note for the log.
 
     Raises:
-        FileNotFoundError: no ``last.pt`` there.
-        CheckpointError: not a faceshifter training state, or its networks do not fit the configured sizes.
+        FileNotFoundError: nothing there (a folder without ``last.pt``).
+        CheckpointError: neither a faceshifter training state nor AEI-Net weights, or networks that do not fit
+            the configured sizes.
     """
+    from faceforge.models import create_model
+
     state_path = path / "last.pt" if path.is_dir() else path
     if not state_path.is_file():
-        raise FileNotFoundError(f"--init-from: {state_path} not found (a faceshifter run folder or its last.pt)")
-    state = load_checkpoint(state_path, arch=STATE_ARCH)
+        raise FileNotFoundError(f"--init-from: {state_path} not found (a faceshifter run folder, its last.pt, "
+                                "or AEI-Net weights)")
+    try:  # a training state, else any AEI-Net weights file the registry reads
+        nets, state, what = (nn.ModuleDict({"G": trainer.G, "D": trainer.D}),
+                             load_checkpoint(state_path, arch=STATE_ARCH)["state_dict"], "G and D")
+    except CheckpointError:
+        nets, state, what = trainer.G, create_model("faceshifter", weights=state_path).state_dict(), "G (D fresh)"
     try:
-        nn.ModuleDict({"G": trainer.G, "D": trainer.D}).load_state_dict(state["state_dict"])
+        nets.load_state_dict(state)
     except RuntimeError as exc:
         raise CheckpointError(f"--init-from {state_path}: its networks do not fit this configuration "
                               f"({str(exc).splitlines()[0]})") from None
+    return f"initialised from {state_path}: {what}; fresh optimizers, step 0"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -362,7 +377,7 @@ def train(cfg: FaceShifterTrainConfig, identity: IdentityEncoder | None = None) 
     command = session.command
 
     if cfg.init_from and not resume_run:
-        init_weights(trainer, Path(cfg.init_from))
+        log.info(init_weights(trainer, Path(cfg.init_from)))
     if resume_run:
         stored = load_checkpoint(resume_run / "last.pt", arch=STATE_ARCH)
         trainer.load_state(stored["state_dict"], stored["meta"])

@@ -413,6 +413,17 @@ class _AddConstant(nn.Module):
         return (x + self.delta).clamp(-1, 1)
 
 
+class _Tint(nn.Module):
+    """A stand-in generator that adds one shift per RGB channel in its (-1, 1) range."""
+
+    def __init__(self, shift: tuple[float, float, float]) -> None:
+        super().__init__()
+        self.register_buffer("shift", torch.tensor(shift).view(1, 3, 1, 1))
+
+    def forward(self, x):
+        return (x + self.shift).clamp(-1, 1)
+
+
 def test_detail_transfer_keeps_the_photo_and_carries_only_the_change(run_dir, two_faces, detector):
     """``detail="transfer"``: an identity generator gives the photo back exactly (nothing is resampled),
     and a generator that brightens moves the face's pixels by that amount while keeping their detail."""
@@ -446,13 +457,8 @@ def test_colour_scales_only_the_colour_part_of_the_change(run_dir, two_faces, de
     deviation of each channel from the pixel's grey) scales with ``colour``, 0 leaving a brightness-only
     change."""
     faces = detector.detect(two_faces)
-
-    class Tint(nn.Module):
-        def forward(self, x):
-            return (x + torch.tensor([0.3, 0.1, -0.1]).view(1, 3, 1, 1)).clamp(-1, 1)
-
     tr = FaceTranslator("age", weights=run_dir, size=128, detector=detector)
-    tr.generators["A->B"] = Tint()
+    tr.generators["A->B"] = _Tint((0.3, 0.1, -0.1))
     x0, y0, x1, y1 = [int(v) for v in faces[0].box]
     inner = (slice(y0 + (y1 - y0) // 3, y1 - (y1 - y0) // 3), slice(x0 + (x1 - x0) // 3, x1 - (x1 - x0) // 3))
     ok = np.all((two_faces[inner] > 40) & (two_faces[inner] < 200), axis=2)
@@ -472,13 +478,8 @@ def test_detail_transfer_keeps_grayscale_photos_gray(run_dir, two_faces, detecto
     """Grayscale in, grayscale out: a generator that tints (red up, blue down) changes only the grey level."""
     gray = np.repeat(cv2.cvtColor(two_faces, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
     faces = detector.detect(gray)
-
-    class Tint(nn.Module):
-        def forward(self, x):
-            return (x + torch.tensor([0.3, 0.0, -0.2]).view(1, 3, 1, 1)).clamp(-1, 1)
-
     tr = FaceTranslator("age", weights=run_dir, size=128, detector=detector)
-    tr.generators["A->B"] = Tint()
+    tr.generators["A->B"] = _Tint((0.3, 0.0, -0.2))
     out = tr.translate(gray, detected=faces).image.astype(int)
     assert np.abs(out - gray).max() > 5  # it did change
     assert max(np.abs(out[..., 0] - out[..., 1]).max(), np.abs(out[..., 1] - out[..., 2]).max()) <= 1

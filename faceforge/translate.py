@@ -37,8 +37,9 @@ selected face is aligned at *its own* resolution ``S_hi`` (the photo's pixels pe
 ``S <= S_hi <= max_side``), shrunk to ``S`` (area averaging) for the generator, and only the generator's
 *change* is carried back: ``out = hi + up(G_sigma * (G(lo) - lo))``, with ``G_sigma`` a Gaussian of
 ``detail_sigma`` generator pixels (the change's low-frequency bands: colour, shading, shape; the
-input's own fine detail is kept) and ``up`` a bilinear resize to ``S_hi``; ``strength`` (a call option of
-:meth:`FaceTranslator.translate`, default 1) scales the carried change. This is a two-band
+input's own fine detail is kept) and ``up`` a bilinear resize to ``S_hi``; ``strength`` and ``colour``
+(call options of :meth:`FaceTranslator.translate`, default 1) scale the carried change and its colour
+part. This is a two-band
 Laplacian-pyramid blend (Burt & Adelson, "The Laplacian Pyramid as a Compact Image Code", IEEE Trans.
 Commun. 1983; "A Multiresolution Spline", ACM TOG 1983): low bands from the generator, high bands
 from the photo. The change's colour part is scaled by the face's own colourfulness (``mean_chroma /

@@ -540,7 +540,7 @@ def colour_control(inputs: np.ndarray | Sequence[np.ndarray], outputs: np.ndarra
     cast = [reinhard_transfer(x, y, mask, ratio_range=COLOUR_CONTROL_RATIO_RANGE,
                               chroma_max=COLOUR_CONTROL_RATIO_RANGE[1], robust=False)
             for x, y in zip(inputs, outputs)]
-    return blur_control(cast, outputs, mask, **kwargs) if cast else (np.zeros((0, 0, 0, 3), np.uint8), np.zeros(0))
+    return blur_control(cast, outputs, mask, **kwargs)  # (empty inputs: blur_control's empty answer)
 
 
 def paste_band(alpha: np.ndarray, pad: int = 2, eps: float = 0.01) -> np.ndarray:

@@ -516,6 +516,15 @@ def _pair_lines(doc: dict[str, Any]) -> list[str]:
                if "id_output" in r else "- | - | - | - | -")
         lines.append(f"| {name} | {r['n']} | {r['psnr_input']:.2f} | **{r['psnr']:.2f}** | {r['ssim_input']:.3f} | "
                      f"**{r['ssim']:.3f}** | {idc} |")
+    judged = {name: r for name, r in doc["metrics"].items() if "fr_cos_output" in r}
+    if judged:
+        lines += ["", "Independent judge, FaceRes (Human's face descriptor; not the network a face-identity loss trains "
+                  "against), on crops re-aligned from the utkface framing: mean cosine to the true frontal (higher = "
+                  "more alike) and ID retrieval top-1 (the nearest true frontal of the bucket is the pair's own).", "",
+                  "| yaw bucket | cosine input | cosine output | top-1 input | top-1 output |", "|---|---|---|---|---|"]
+        for name, r in judged.items():
+            lines.append(f"| {name} | {r['fr_cos_input']:.3f} | **{r['fr_cos_output']:.3f}** | "
+                         f"{100 * r['fr_top1_input']:.1f} % | **{100 * r['fr_top1_output']:.1f} %** |")
     lines += ["", f"Evaluation took {doc['seconds']:.0f} s on this machine ({doc['machine']}).", ""]
     return lines
 
@@ -541,7 +550,7 @@ def run(weights: str = "default", pairs: Path | None = Path("cache/pose_pairs"),
         out_dir: Path = RESULTS_DIR, figures: Path = FIGURES_DIR, name: str = DEFAULT_NAME,
         identity: bool | None = None, real_frontal: Path | None = None, real_limit: int = 250,
         output_size: str | int = "face", restore: Sequence[str] = ("classical",), tile: int = 256,
-        large_px: int = 200, pipeline_faces: int = 0) -> dict[str, Any]:
+        large_px: int = 200, pipeline_faces: int = 0, judge: str | None = None) -> dict[str, Any]:
     """Measure, write the results and figures, return the results document.
 
     Args:
@@ -551,6 +560,8 @@ def run(weights: str = "default", pairs: Path | None = Path("cache/pose_pairs"),
         tile: grid tile side, px.
         large_px: the faces at least this large in their photo get their own summary.
         pipeline_faces: with ``pairs``, run :func:`pipeline_pairs` on this many held-out faces (0: not).
+        judge: ``"faceres"``: the pair table gains an independent judge's columns (see
+            :func:`training.frontalize.evaluate`), a control for a generator trained against dlib's network.
         pairs: pose-pair cache (``None``: skip the held-out pair tables).
         real_frontal: folder of real face photos whose near-frontal faces are the realism reference for
             the photo outputs (``None``: no realism figure).
@@ -594,7 +605,7 @@ def run(weights: str = "default", pairs: Path | None = Path("cache/pose_pairs"),
     if pairs is not None:
         dataset = PosePairDataset(pairs, "test", fz.input_mode, fz.size, fz.size, augment=False)
         subset = dataset if limit is None else _Limited(dataset, limit)
-        doc["metrics"] = evaluate(fz.generator, subset, torch.device("cpu"), identity=identity)
+        doc["metrics"] = evaluate(fz.generator, subset, torch.device("cpu"), identity=identity, judge=judge)
         doc["pairs"] = {"cache": display_path(pairs), "test_pairs": len(subset),
                         "test_faces": len({p["face"] for p in subset.pairs})}
         save_image(figures / f"{name}_pairs.png", pair_grid(fz, subset, grid_faces))
@@ -687,10 +698,13 @@ class _Limited:
 @click.option("--pipeline-faces", type=click.IntRange(0), default=0, show_default=True,
               help="Also run the whole pipeline (before and after) on the rendered profiles of this many held-out "
                    "faces of --pairs and compare with the true frontals (0: not).")
+@click.option("--judge", type=click.Choice(["dlib", "faceres"]), default="dlib", show_default=True,
+              help="faceres: the pair table also gets Human's FaceRes descriptor as an independent judge (needs its "
+                   "model files, $FACEFORGE_FACERES).")
 def main(weights: str, pairs: Path, limit: int | None, photos: tuple[Path, ...], min_yaw: float, grid_faces: int,
          photo_faces: int, no_identity: bool, out_dir: Path, figures: Path, name: str, no_pairs: bool,
          real_frontal: Path | None, real_limit: int, output_size: str, restore: tuple[str, ...], tile: int,
-         pipeline_faces: int) -> None:
+         pipeline_faces: int, judge: str) -> None:
     """PSNR/SSIM and dlib identity per yaw bucket on held-out pose pairs; on real photos the yaw list, a
     grid, sharpness ratios, grayscale chroma and a realism distance beside real-vs-real."""
     from faceforge.errors import FaceforgeError
@@ -700,7 +714,8 @@ def main(weights: str, pairs: Path, limit: int | None, photos: tuple[Path, ...],
         doc = run(weights, None if no_pairs else pairs, limit, photos, min_yaw, grid_faces, photo_faces, out_dir,
                   figures, name, identity=False if no_identity else None, real_frontal=real_frontal,
                   real_limit=real_limit, output_size=parse_output_size(output_size, "--output-size"),
-                  restore=restore, tile=tile, pipeline_faces=pipeline_faces)
+                  restore=restore, tile=tile, pipeline_faces=pipeline_faces,
+                  judge=None if judge == "dlib" else judge)
     except (FileNotFoundError, ValueError, FaceforgeError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(markdown(doc))

@@ -273,6 +273,25 @@ def test_align_round_trip(size, template):
     np.testing.assert_allclose(apply(aligned.inverse, tpl.points(size)), kps[list(tpl.indices)], atol=1e-3)
 
 
+def test_template_keypoints_re_align_a_crop_made_on_a_template():
+    """A crop already aligned on a template, re-aligned on it from template_keypoints, comes back unchanged; onto
+    another template the template's points land where that template puts them."""
+    from faceforge.faces.align import template_keypoints
+
+    rng = np.random.default_rng(0)
+    crop = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    kps = template_keypoints("utkface", 64)
+    assert kps.shape == (6, 2)
+    np.testing.assert_allclose(kps[:4], TEMPLATES["utkface"].points(64))
+    same = align_face(crop, kps, 64, "utkface")
+    np.testing.assert_allclose(same.matrix, [[1, 0, 0], [0, 1, 0]], atol=1e-9)
+    assert np.abs(same.image.astype(int) - crop).max() <= 1
+    other = align_face(crop, kps, 112, "arcface_112")
+    np.testing.assert_allclose(apply(other.matrix, kps[:4]), TEMPLATES["arcface_112"].points(112), atol=1.5)
+    with pytest.raises(ValueError, match="size"):
+        template_keypoints("utkface", 1)
+
+
 def test_ffhq_template_is_the_ffhq_datasets_own_crop():
     """NVlabs ffhq-dataset's recipe (crop square from eye and mouth landmarks) applied to the template's
     own points gives back (within 2 %) the unit square the template describes."""

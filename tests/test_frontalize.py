@@ -298,6 +298,74 @@ def test_trainer_smoke_and_resume(tmp_path, tiny_pose_pairs):
         assert g(torch.zeros(1, 3, 32, 32)).shape == (1, 3, 32, 32)
 
 
+def test_trainer_fine_tunes_from_weights_with_the_face_terms(tmp_path, tiny_pose_pairs):
+    """init_from loads G (and D from a run's last.pt) before step 0; the face terms enter G's loss and the log."""
+    pytest.importorskip("skimage")
+    from faceforge.errors import CheckpointError, MissingDependencyError
+    from training.face_losses import load_face_identity_loss
+    from training.frontalize import FrontalizeConfig, init_weights, train
+
+    try:
+        load_face_identity_loss()
+    except MissingDependencyError as exc:
+        pytest.skip(str(exc))
+    data = tiny_pose_pairs(tmp_path / "pairs")
+    tiny = dict(generator="pix2pix_mobile", generator_kwargs={"ngf": 8, "num_downs": 5}, ndf=8, crop_size=32,
+                load_size=36, batch_size=4, n_epochs=1, n_epochs_decay=0, log_every=1, sample_every=100,
+                runs_dir=str(tmp_path / "runs"), num_workers=0, threads=1, progress=False, stop_after_steps=1)
+    first = train(FrontalizeConfig(data=str(data), **tiny))
+    trained = create_model("pix2pix_mobile", weights=first / "G.pt").state_dict()
+
+    from faceforge.models.cyclegan import NLayerDiscriminator
+
+    for source, d_loaded in ((first / "G.pt", False), (first, True)):
+        torch.manual_seed(1)
+        G = create_model("pix2pix_mobile", ngf=8, num_downs=5)
+        D = NLayerDiscriminator(input_nc=6, ndf=8, n_layers=3, norm="batch")
+        d_before = {k: v.clone() for k, v in D.state_dict().items()}
+        note = init_weights(G, D, "pix2pix_mobile", source)
+        assert all(torch.equal(v, trained[k]) for k, v in G.state_dict().items())
+        assert all(torch.equal(v, d_before[k]) for k, v in D.state_dict().items()) != d_loaded
+        assert ("G and D" in note) == d_loaded
+    with pytest.raises(CheckpointError, match="do not fit"):
+        init_weights(create_model("pix2pix_mobile", ngf=4, num_downs=5), NLayerDiscriminator(input_nc=6, ndf=8),
+                     "pix2pix_mobile", first / "G.pt")
+    with pytest.raises(FileNotFoundError, match="not found"):
+        init_weights(G, D, "pix2pix_mobile", tmp_path)
+
+    tuned = train(FrontalizeConfig(data=str(data), init_from=str(first / "G.pt"), lambda_face_id=3.0,
+                                   lambda_face_feat=0.5, id_views=1, **tiny))
+    row = (tuned / "metrics.csv").read_text().splitlines()
+    header, values = row[0].split(","), row[1].split(",")
+    logged = dict(zip(header, values))
+    assert float(logged["G_face_id"]) > 0 and float(logged["G_face_feat"]) > 0
+    config = json.loads((tuned / "config.json").read_text())
+    assert "dlib_resnet" in config["face_losses"] and "1 random views" in config["face_losses"]
+    assert config["init"].startswith(f"initialised from {first / 'G.pt'}: G (D fresh)")
+    assert "G_face_id" not in (first / "metrics.csv").read_text()
+    assert "off" in json.loads((first / "config.json").read_text())["face_losses"]
+
+
+def test_evaluate_with_an_independent_judge(tmp_path, tiny_pose_pairs):
+    """judge="faceres" adds FaceRes columns: a generator that returns its input scores exactly as the input."""
+    pytest.importorskip("skimage")
+    from faceforge.models import tfjs_judges as mf
+    from faceforge.data.pose_pairs import PosePairDataset
+    from training.frontalize import evaluate
+
+    data = tiny_pose_pairs(tmp_path / "pairs", size=64)
+    dataset = PosePairDataset(data, "test", "rerender", 64, 64, augment=False)
+    with pytest.raises(ValueError, match="judge"):
+        evaluate(torch.nn.Identity(), dataset, torch.device("cpu"), identity=False, judge="arcface")
+    if not mf.faceres_is_available():
+        pytest.skip("FaceRes TF.js model not installed (npm install @vladmandic/human@3.3.6, or FACEFORGE_FACERES)")
+    res = evaluate(torch.nn.Identity(), dataset, torch.device("cpu"), identity=False, judge="faceres")
+    for r in res.values():
+        assert r["fr_cos_output"] == r["fr_cos_input"] and r["fr_top1_output"] == r["fr_top1_input"]
+        assert -1 <= r["fr_cos_output"] <= 1 and 0 <= r["fr_top1_output"] <= 1
+    assert res["all"]["n"] == len(dataset)
+
+
 def test_trainer_rejects_a_generator_of_another_task(tmp_path, tiny_pose_pairs):
     from training.frontalize import FrontalizeConfig, train
 

@@ -228,6 +228,8 @@ def frontalize(ngf: int | None, num_downs: int | None, install: bool, **values) 
       faceforge train frontalize --data cache/pose_pairs_128 --crop-size 128 --num-downs 7   # CPU config
       faceforge train frontalize --resume runs/frontalize/000 --time-limit 9
       faceforge train frontalize --resume runs/frontalize/000 --install     # a finished run: install it
+      faceforge train frontalize --init-from faceforge/weights/pix2pix_frontalize.pt --lambda-face-id 30 \\
+          --id-views 1 --epochs 0 --epochs-decay 1 --steps-per-epoch 1500 ...  # identity fine-tune
     """
     from faceforge.errors import FaceforgeError
     from training.frontalize import train as run_training

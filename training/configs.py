@@ -222,6 +222,19 @@ class FrontalizeConfig:
     gan_mode: str = field(default="vanilla", metadata=opt("vanilla (the paper) or lsgan.",
                                                           choices=("vanilla", "lsgan")))
     lambda_l1: float = field(default=100.0, metadata=opt("Weight of the L1 term to the frontal target.", min=0))
+    lambda_face_id: float = field(default=0.0, metadata=opt(
+        "Weight of the face-identity term |e(G(x)) - e(y)|^2 to the true frontal y (e: dlib's face-recognition "
+        "ResNet on its chip of the utkface-aligned crop; 0: off).", min=0))
+    lambda_face_feat: float = field(default=0.0, metadata=opt(
+        "Weight of the face-feature term (mean L1 of the same network's six feature maps, G(x) vs y; 0: off).",
+        min=0))
+    id_views: int = field(default=0, metadata=opt(
+        "Measure the face terms on this many randomly re-framed, blurred and re-sampled views of G(x) and "
+        "average (0: on G(x) itself), so G cannot pass them with pixel patterns only dlib reads.", min=0))
+    init_from: str | None = field(default=None, metadata=opt(
+        "Start G and D from this frontalize run folder's last.pt, or G alone (D fresh) from generator weights "
+        "such as faceforge/weights/pix2pix_frontalize.pt (weights only: fresh optimizers and schedule), e.g. a "
+        "fine-tune with the face terms on.", path="any", exists=True))
     seed: int = field(default=0, metadata=SEED)
     log_every: int = field(default=100, metadata=LOG_EVERY)
     sample_every: int = field(default=1000, metadata=SAMPLE_EVERY)

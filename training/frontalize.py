@@ -10,6 +10,13 @@ Networks", CVPR 2017, arXiv:1611.07004, sec. 3 and 4):
   objective to slow it down);
 - ``gan``: the vanilla (binary cross-entropy) loss of the paper, or LSGAN (Mao et al., ICCV 2017);
   :func:`training.cyclegan.gan_loss`;
+- optional **face identity** ``lambda_face_id * |e(G(x)) - e(y)|^2`` and **face features**
+  ``lambda_face_feat * mean_l |f_l(G(x)) - f_l(y)|_1`` to the true frontal ``y``, through the frozen PyTorch
+  port of dlib's face-recognition ResNet (:class:`training.face_losses.IdentityLoss`; the issue's "identity
+  loss from the face-identity network", in place of the VGGFace encoder the seed project used). With
+  ``id_views = k > 0`` both are averaged over ``k`` random re-framed / blurred / re-sampled views of
+  ``G(x)`` (:func:`training.face_losses.random_identity_view`), so the generator cannot satisfy the judge
+  with pixel patterns only dlib reads;
 - Adam, lr 2e-4, betas (0.5, 0.999); lr constant for ``n_epochs`` then linearly to 0 over
   ``n_epochs_decay`` (:func:`training.cyclegan.lr_factor`); random jitter (resize 286, crop 256) and
   mirroring applied identically to input and target; weights ~ N(0, 0.02).
@@ -30,6 +37,10 @@ same-person threshold 0.6 (``id_same_output``, ``id_same_profile``) per bucket; 
 ``id_output`` be clearly below ``id_profile``. All crops share the ``utkface`` framing, so each is
 embedded from the same fixed face rectangle (:data:`faceforge.identity.UTKFACE_BOX`). Without dlib
 these columns are absent.
+
+Continued training (``init_from``): G and D start from a frontalize run's ``last.pt``, or G alone from any
+weights file of the configured generator (the shipped ``pix2pix_frontalize.pt``, a run's ``G.pt``; D
+fresh): weights only, fresh optimizers and schedule, step 0 (:func:`init_weights`).
 
 Run folder (``runs/frontalize/<NNN>/``, :mod:`training.runs`): ``config.json``, ``metrics.csv``
 (losses), ``eval.csv``/``eval.json``, ``samples/step_<N>.png`` (rows: profile | input | G(input) |
@@ -57,7 +68,10 @@ from faceforge.imaging import load_image
 from faceforge.models import create_model, get_spec
 from faceforge.models.cyclegan import NLayerDiscriminator
 # shared trainer helpers live in the CycleGAN trainer for now (one copy; to move to training/runs.py)
+from faceforge.errors import CheckpointError
+from faceforge.checkpoints import load_checkpoint
 from training.configs import FrontalizeConfig
+from training.face_losses import load_face_identity_loss, random_identity_view
 from training.cyclegan import gan_loss, lr_factor
 from faceforge.data.pose_pairs import YAW_BUCKETS, PosePairDataset, bucket_name, load_index
 from training.loop import StepLoop, TrainingRun
@@ -72,11 +86,43 @@ RUNTIME_FIELDS = ("resume", "stop_after_steps", "time_limit_min", "threads", "nu
 """Config fields that only steer this invocation; on resume every other field comes from the run."""
 
 
+def init_weights(G: nn.Module, D: nn.Module, generator: str, path: Path) -> str:
+    """Load earlier weights into ``G`` (and ``D``) in place: weights only, for a fine-tune (``init_from``).
+
+    ``path`` is a frontalize run folder or its ``last.pt`` (G and D are loaded), or a weights file of the
+    ``generator`` architecture that :func:`faceforge.models.create_model` reads (a run's ``G.pt``, the shipped
+    ``faceforge/weights/pix2pix_frontalize.pt``: G starts from it, D stays freshly initialised).
+
+    Returns:
+        A one-line note for the log.
+
+    Raises:
+        FileNotFoundError: nothing there (a folder without ``last.pt``).
+        CheckpointError: neither a frontalize training state nor weights of ``generator``, or networks that
+            do not fit the configured sizes.
+    """
+    state_path = path / "last.pt" if path.is_dir() else path
+    if not state_path.is_file():
+        raise FileNotFoundError(f"--init-from: {state_path} not found (a frontalize run folder, its last.pt, or "
+                                f"{generator} weights)")
+    try:  # a training state, else any weights file of the generator's architecture
+        nets, state, what = (nn.ModuleDict({"G": G, "D": D}),
+                             load_checkpoint(state_path, arch=STATE_ARCH)["state_dict"], "G and D")
+    except CheckpointError:
+        nets, state, what = G, create_model(generator, weights=state_path).state_dict(), "G (D fresh)"
+    try:
+        nets.load_state_dict(state)
+    except RuntimeError as exc:
+        raise CheckpointError(f"--init-from {state_path}: its networks do not fit this configuration "
+                              f"({str(exc).splitlines()[0]})") from None
+    return f"initialised from {state_path}: {what}; fresh optimizers and schedule, step 0"
+
+
 @torch.no_grad()
 def evaluate(G: nn.Module, dataset: PosePairDataset, device: torch.device, batch_size: int = 8,
-             buckets=YAW_BUCKETS, identity: bool | None = None) -> dict[str, dict[str, float]]:
+             buckets=YAW_BUCKETS, identity: bool | None = None, judge: str | None = None) -> dict[str, dict[str, float]]:
     """PSNR/SSIM of ``G(input)`` and of the input itself against the true frontal, per yaw bucket, and
-    (with dlib) identity distances.
+    (with dlib) identity distances; optionally the same comparison by an independent judge.
 
     Args:
         G: generator (run in eval mode, its mode restored afterwards).
@@ -86,23 +132,39 @@ def evaluate(G: nn.Module, dataset: PosePairDataset, device: torch.device, batch
         buckets: ``(lo, hi)`` absolute-yaw buckets in degrees.
         identity: compute the dlib identity columns; ``None``: when :func:`faceforge.identity.is_available`
             (skipped silently otherwise); ``True`` without dlib raises.
+        judge: ``"faceres"`` adds Human's FaceRes descriptor (:func:`faceforge.models.tfjs_judges.faceres_network`,
+            not the network a face-identity loss trains against), on crops re-aligned from the ``utkface``
+            framing (:func:`faceforge.faces.align.template_keypoints`, no detector): per bucket the mean cosine
+            of output and input to the true frontal and their ID retrieval top-1 (the nearest true frontal of
+            the bucket, by cosine, is the pair's own); ``None``: not.
 
     Returns:
         ``{bucket name or "all": {"n", "psnr", "ssim", "psnr_input", "ssim_input"[, "id_output",
         "id_input", "id_profile", "id_same_output", "id_same_profile"]}}`` with means over pairs (PSNR
         in dB on uint8 images, data range 255; SSIM from ``skimage.metrics`` over RGB; ``id_*``: dlib
-        embedding distances to the true frontal, lower = more alike; ``id_same_*``: fraction below 0.6).
+        embedding distances to the true frontal, lower = more alike; ``id_same_*``: fraction below 0.6; with
+        ``judge="faceres"`` also ``fr_cos_output``, ``fr_cos_input``, ``fr_top1_output``, ``fr_top1_input``).
 
     Raises:
         ModuleNotFoundError: scikit-image is not installed (``pip install -e '.[train]'``).
-        MissingDependencyError: ``identity=True`` without dlib and its model files.
+        MissingDependencyError: ``identity=True`` without dlib and its model files; ``judge="faceres"`` without
+            FaceRes's model files.
+        ValueError: an unknown judge.
     """
     from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
     from faceforge import identity as ident
 
+    if judge not in (None, "faceres"):
+        raise ValueError(f"judge must be None or 'faceres', got {judge!r}")
+    if judge:
+        from faceforge.faces.align import template_keypoints
+        from faceforge.models import tfjs_judges as mf
+
+        mf.faceres_network()  # a missing model fails here, before the generator runs
     if identity is None:
         identity = ident.is_available()
+    judge_crops: list[np.ndarray] = []  # per pair: true frontal, output, input (FaceRes crops)
     mode = G.training
     G.eval()
     rows: list[tuple] = []
@@ -122,17 +184,23 @@ def evaluate(G: nn.Module, dataset: PosePairDataset, device: torch.device, batch
                 row += (d_o, d_x, d_p, float(d_o < ident.SAME_PERSON_THRESHOLD),
                         float(d_p < ident.SAME_PERSON_THRESHOLD))
             rows.append(row)
+            if judge:
+                kps = template_keypoints("utkface", y.shape[0])
+                judge_crops += [mf.faceres_align(np.ascontiguousarray(im), kps) for im in (y, o, x)]
             k += 1
     G.train(mode)
-    groups: dict[str, list] = {f"{lo:g}-{hi:g}": [] for lo, hi in buckets}
-    groups["all"] = rows
-    for r in rows:
+    judged = (mf.faceres_embed_aligned(np.stack(judge_crops)).reshape(len(rows), 3, -1).astype(np.float64)
+              if judge and rows else None)
+    groups: dict[str, list[int]] = {f"{lo:g}-{hi:g}": [] for lo, hi in buckets}
+    groups["all"] = list(range(len(rows)))
+    for i, r in enumerate(rows):
         if r[0] is not None:
-            groups[r[0]].append(r)
+            groups[r[0]].append(i)
     out: dict[str, dict[str, float]] = {}
-    for name, rs in groups.items():
-        if not rs:
+    for name, idx in groups.items():
+        if not idx:
             continue
+        rs = [rows[i] for i in idx]
         a = np.asarray([r[1:] for r in rs], np.float64)
         out[name] = {"n": len(rs), "psnr": round(float(a[:, 0].mean()), 3), "ssim": round(float(a[:, 1].mean()), 4),
                      "psnr_input": round(float(a[:, 2].mean()), 3), "ssim_input": round(float(a[:, 3].mean()), 4)}
@@ -141,6 +209,12 @@ def evaluate(G: nn.Module, dataset: PosePairDataset, device: torch.device, batch
             out[name].update(id_output=round(float(m[0]), 4), id_input=round(float(m[1]), 4),
                              id_profile=round(float(m[2]), 4), id_same_output=round(float(m[3]), 4),
                              id_same_profile=round(float(m[4]), 4))
+        if judged is not None:
+            e = judged[idx]  # (n, 3, D): true frontal, output, input
+            for j, col in ((1, "output"), (2, "input")):
+                sim = e[:, j] @ e[:, 0].T  # (n, n): each pair's variant against every true frontal of the group
+                out[name][f"fr_cos_{col}"] = round(float(np.diag(sim).mean()), 4)
+                out[name][f"fr_top1_{col}"] = round(float((sim.argmax(1) == np.arange(len(idx))).mean()), 4)
     return out
 
 
@@ -213,6 +287,18 @@ def train(cfg: FrontalizeConfig) -> Path:
                 "n_layers": cfg.n_layers_d, "norm": cfg.norm_d}
     D = NLayerDiscriminator(**d_kwargs).to(device).train()
     nets = nn.ModuleDict({"G": G, "D": D})
+    init_note = init_weights(G, D, cfg.generator, Path(cfg.init_from)) if cfg.init_from and not resume_run else None
+    if init_note:
+        session.info(init_note)
+    face_loss, face_note = None, "face identity / feature terms off (lambda_face_id = lambda_face_feat = 0)"
+    if cfg.lambda_face_id > 0 or cfg.lambda_face_feat > 0:
+        if crop < 32:
+            raise ValueError(f"the face identity / feature terms need crops >= 32 px (dlib's chip), not {crop}")
+        face_loss = load_face_identity_loss(device)
+        face_note = (f"face identity {cfg.lambda_face_id:g} / features {cfg.lambda_face_feat:g} to the true frontal"
+                     f"{f', averaged over {cfg.id_views} random views' if cfg.id_views else ''}: "
+                     "faceforge.models.dlib_resnet.load_dlib_resnet() on dlib's 150 px chip of the utkface-aligned crop")
+    session.info(face_note)
     opt_G = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
     opt_D = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
 
@@ -226,6 +312,7 @@ def train(cfg: FrontalizeConfig) -> Path:
         "generator_config": gen_kwargs, "discriminator_config": d_kwargs, "crop_size": crop, "load_size": load,
         "pairs": {"train": len(train_set), "test": len(test_set)}, "data_counts": index.get("counts"),
         "data_config": index.get("config"), "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
+        "face_losses": face_note, **({"init": init_note} if init_note else {}),
     })
     # the cache's side and yaw buckets travel in G.pt: the Frontalizer renders at that side and flags yaws
     # beyond the buckets even for an installed copy without this run's config.json
@@ -272,7 +359,14 @@ def train(cfg: FrontalizeConfig) -> Path:
                 fake = G(x)
                 losses["G_gan"] = gan_loss(D(torch.cat([x, fake], 1)), True, cfg.gan_mode)
                 losses["G_l1"] = F.l1_loss(fake, y) * cfg.lambda_l1
-                loss_G = losses["G_gan"] + losses["G_l1"]
+                if face_loss is not None:
+                    views = [random_identity_view(fake) for _ in range(cfg.id_views)] or [fake]
+                    terms = [face_loss(v, y) for v in views]
+                    if cfg.lambda_face_id > 0:
+                        losses["G_face_id"] = torch.stack([t[0] for t in terms]).mean() * cfg.lambda_face_id
+                    if cfg.lambda_face_feat > 0:
+                        losses["G_face_feat"] = torch.stack([t[1] for t in terms]).mean() * cfg.lambda_face_feat
+                loss_G = sum(losses.values())
                 opt_G.zero_grad(set_to_none=True)
                 loss_G.backward()
                 opt_G.step()

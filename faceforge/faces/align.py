@@ -68,7 +68,7 @@ from faceforge.faces.detect import KEYPOINT_NAMES
 from faceforge.imaging import check_rgb
 
 __all__ = ["FaceTemplate", "TEMPLATES", "AlignedFace", "umeyama", "to_opencv", "get_template", "align_face",
-           "feather_mask", "paste_back", "paste_change", "alignment_scale"]
+           "feather_mask", "paste_back", "paste_change", "alignment_scale", "template_keypoints"]
 
 
 @dataclass(frozen=True)
@@ -263,6 +263,30 @@ def get_template(template: str | FaceTemplate) -> FaceTemplate:
         raise UnknownModelError(f"unknown face template {template!r}; choose one of {', '.join(TEMPLATES)}",
                                 template=template)
     return TEMPLATES[template]
+
+
+def template_keypoints(template: str | FaceTemplate, size: int) -> np.ndarray:
+    """Detector-style keypoints of a face that is already aligned on ``template`` in a ``size`` px crop.
+
+    Lets a crop made on one template (e.g. a ``utkface`` training chip, or a generator's output on it) be
+    re-aligned onto another (e.g. a judge's) without running the detector: ``align_face(crop,
+    template_keypoints("utkface", side), ...)``.
+
+    Returns:
+        float64 ``(len(KEYPOINT_NAMES), 2)`` ``(x, y)`` pixels, in the detector's order; the points the
+        template does not define (the ears for the built-in templates) are the mean of those it does, so no
+        alignment uses them.
+
+    Raises:
+        ValueError: ``size`` < 2. UnknownModelError: unknown template name.
+    """
+    if int(size) != size or size < 2:
+        raise ValueError(f"size must be an integer >= 2, got {size}")
+    tpl = get_template(template)
+    pts = tpl.points(int(size))
+    kps = np.repeat(pts.mean(0, keepdims=True), len(KEYPOINT_NAMES), axis=0)
+    kps[list(tpl.indices)] = pts
+    return kps
 
 
 def _face_keypoints(face: Any) -> np.ndarray:

@@ -71,7 +71,7 @@ from faceforge.data.utkface import crc_split as utkface_split
 from training.configs import FaceShifterTrainConfig
 from training.face_losses import random_identity_view
 from training.loop import StepLoop, TrainingRun, family_logger
-from training.runs import kimg_row, resolve_device, set_requires_grad
+from training.runs import init_from_weights, kimg_row, resolve_device, set_requires_grad
 
 log = family_logger("faceshifter")
 
@@ -249,21 +249,9 @@ def init_weights(trainer: FaceShifterTrainer, path: Path) -> str:
     """
     from faceforge.models import create_model
 
-    state_path = path / "last.pt" if path.is_dir() else path
-    if not state_path.is_file():
-        raise FileNotFoundError(f"--init-from: {state_path} not found (a faceshifter run folder, its last.pt, "
-                                "or AEI-Net weights)")
-    try:  # a training state, else any AEI-Net weights file the registry reads
-        nets, state, what = (nn.ModuleDict({"G": trainer.G, "D": trainer.D}),
-                             load_checkpoint(state_path, arch=STATE_ARCH)["state_dict"], "G and D")
-    except CheckpointError:
-        nets, state, what = trainer.G, create_model("faceshifter", weights=state_path).state_dict(), "G (D fresh)"
-    try:
-        nets.load_state_dict(state)
-    except RuntimeError as exc:
-        raise CheckpointError(f"--init-from {state_path}: its networks do not fit this configuration "
-                              f"({str(exc).splitlines()[0]})") from None
-    return f"initialised from {state_path}: {what}; fresh optimizers, step 0"
+    return init_from_weights(path, "faceshifter", STATE_ARCH, nn.ModuleDict({"G": trainer.G, "D": trainer.D}),
+                             trainer.G, lambda p: create_model("faceshifter", weights=p).state_dict(), "G and D",
+                             "AEI-Net G (D fresh)")
 
 
 # --------------------------------------------------------------------------------------------------

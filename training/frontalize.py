@@ -68,14 +68,13 @@ from faceforge.imaging import load_image
 from faceforge.models import create_model, get_spec
 from faceforge.models.cyclegan import NLayerDiscriminator
 # shared trainer helpers live in the CycleGAN trainer for now (one copy; to move to training/runs.py)
-from faceforge.errors import CheckpointError
-from faceforge.checkpoints import load_checkpoint
 from training.configs import FrontalizeConfig
 from training.face_losses import load_face_identity_loss, random_identity_view
 from training.cyclegan import gan_loss, lr_factor
 from faceforge.data.pose_pairs import YAW_BUCKETS, PosePairDataset, bucket_name, load_index
 from training.loop import StepLoop, TrainingRun
-from training.runs import epoch_steps, resolve_device, restore_training_state, set_requires_grad, window_row, write_json
+from training.runs import (epoch_steps, init_from_weights, resolve_device, restore_training_state, set_requires_grad,
+                           window_row, write_json)
 from faceforge.data.images import resize_square
 from faceforge.data.tensors import to_uint8
 
@@ -101,21 +100,8 @@ def init_weights(G: nn.Module, D: nn.Module, generator: str, path: Path) -> str:
         CheckpointError: neither a frontalize training state nor weights of ``generator``, or networks that
             do not fit the configured sizes.
     """
-    state_path = path / "last.pt" if path.is_dir() else path
-    if not state_path.is_file():
-        raise FileNotFoundError(f"--init-from: {state_path} not found (a frontalize run folder, its last.pt, or "
-                                f"{generator} weights)")
-    try:  # a training state, else any weights file of the generator's architecture
-        nets, state, what = (nn.ModuleDict({"G": G, "D": D}),
-                             load_checkpoint(state_path, arch=STATE_ARCH)["state_dict"], "G and D")
-    except CheckpointError:
-        nets, state, what = G, create_model(generator, weights=state_path).state_dict(), "G (D fresh)"
-    try:
-        nets.load_state_dict(state)
-    except RuntimeError as exc:
-        raise CheckpointError(f"--init-from {state_path}: its networks do not fit this configuration "
-                              f"({str(exc).splitlines()[0]})") from None
-    return f"initialised from {state_path}: {what}; fresh optimizers and schedule, step 0"
+    return init_from_weights(path, "frontalize", STATE_ARCH, nn.ModuleDict({"G": G, "D": D}), G,
+                             lambda p: create_model(generator, weights=p).state_dict(), "G and D", "G (D fresh)")
 
 
 @torch.no_grad()

@@ -69,7 +69,7 @@ from faceforge.models.stylegan2 import StyleGAN2Discriminator
 from training.configs import GPENTrainConfig
 from training.face_losses import IdentityLoss
 from training.loop import StepLoop, TrainingRun
-from training.runs import kimg_row, resolve_device, set_requires_grad
+from training.runs import init_from_weights, kimg_row, resolve_device, set_requires_grad
 from training.stylegan2 import lazy_adam
 
 log = logging.getLogger(__name__)
@@ -277,22 +277,12 @@ def init_weights(trainer: GPENTrainer, path: Path) -> str:
     """
     from faceforge.models.gpen import load_gpen
 
-    state_path = path / "last.pt" if path.is_dir() else path
-    if not state_path.is_file():
-        raise FileNotFoundError(f"--init-from: {state_path} not found (a gpen run folder, its last.pt, or GPEN weights)")
-    try:  # a training state (read once), else any GPEN weights file load_gpen reads
-        state = load_checkpoint(state_path, arch=STATE_ARCH)["state_dict"]
-        nets, what = nn.ModuleDict({"G": trainer.G, "D": trainer.D, "G_ema": trainer.G_ema}), "G, G_ema and D"
-    except CheckpointError:
-        nets, state, what = trainer.G, load_gpen(state_path)["state_dict"], "G and G_ema (D fresh)"
-    try:
-        nets.load_state_dict(state)
-    except RuntimeError as exc:
-        raise CheckpointError(f"--init-from {state_path}: its networks do not fit this configuration "
-                              f"({str(exc).splitlines()[0]})") from None
-    if nets is trainer.G:
+    note = init_from_weights(path, "gpen", STATE_ARCH,
+                             nn.ModuleDict({"G": trainer.G, "D": trainer.D, "G_ema": trainer.G_ema}), trainer.G,
+                             lambda p: load_gpen(p)["state_dict"], "G, G_ema and D", "GPEN G and G_ema (D fresh)")
+    if "D fresh" in note:  # weights only: G_ema starts where G does
         trainer.G_ema.load_state_dict(trainer.G.state_dict())
-    return f"initialised from {state_path}: {what}; fresh optimizers, step 0"
+    return note
 
 
 # --------------------------------------------------------------------------------------------------

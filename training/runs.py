@@ -144,6 +144,43 @@ def restore_training_state(run: Path, nets: "torch.nn.Module", optimizers: dict[
     return meta
 
 
+def init_from_weights(path: Path, family: str, state_arch: str, state_nets: "torch.nn.Module",
+                      weights_net: "torch.nn.Module", read_weights: Any, state_what: str,
+                      weights_what: str) -> str:
+    """Load earlier weights into a trainer's networks in place (weights only, the trainers' ``init_from``).
+
+    ``path`` is a run folder of ``family`` or its ``last.pt`` (a training state of ``arch == state_arch``:
+    loaded into ``state_nets``, e.g. a ``ModuleDict`` of G and D), or else a weights file that
+    ``read_weights(path) -> state dict`` reads (loaded into ``weights_net``, e.g. G alone). Optimizers, steps
+    and random states are the caller's and stay fresh.
+
+    Returns:
+        A one-line note for the log and ``config.json``: what was loaded (``state_what`` / ``weights_what``).
+
+    Raises:
+        FileNotFoundError: nothing there (a folder without ``last.pt``).
+        CheckpointError: neither such a training state nor a weights file ``read_weights`` accepts, or
+            networks that do not fit the configured sizes.
+    """
+    from faceforge.checkpoints import load_checkpoint
+    from faceforge.errors import CheckpointError
+
+    state_path = path / "last.pt" if path.is_dir() else path
+    if not state_path.is_file():
+        raise FileNotFoundError(f"--init-from: {state_path} not found (a {family} run folder, its last.pt, or "
+                                f"{weights_what.split(' (')[0]} weights)")
+    try:  # a training state (read once), else a weights file
+        nets, state, what = state_nets, load_checkpoint(state_path, arch=state_arch)["state_dict"], state_what
+    except CheckpointError:
+        nets, state, what = weights_net, read_weights(state_path), weights_what
+    try:
+        nets.load_state_dict(state)
+    except RuntimeError as exc:
+        raise CheckpointError(f"--init-from {state_path}: its networks do not fit this configuration "
+                              f"({str(exc).splitlines()[0]})") from None
+    return f"initialised from {state_path}: {what}; fresh optimizers, step 0"
+
+
 def epoch_steps(n_items: int, batch_size: int, cap: int | None = None, what: str = "items") -> int:
     """Full batches per epoch (``n_items // batch_size``), at most ``cap`` when given.
 

@@ -122,7 +122,8 @@ def evaluate(G: nn.Module, dataset: PosePairDataset, device: torch.device, batch
             not the network a face-identity loss trains against), on crops re-aligned from the ``utkface``
             framing (:func:`faceforge.faces.align.template_keypoints`, no detector): per bucket the mean cosine
             of output and input to the true frontal and their ID retrieval top-1 (the nearest true frontal of
-            the bucket, by cosine, is the pair's own); ``None``: not.
+            the bucket, by cosine, is the pair's own; ``all``: the mean of those hits, since a face's true
+            frontal is the same image in every bucket); ``None``: not.
 
     Returns:
         ``{bucket name or "all": {"n", "psnr", "ssim", "psnr_input", "ssim_input"[, "id_output",
@@ -182,6 +183,13 @@ def evaluate(G: nn.Module, dataset: PosePairDataset, device: torch.device, batch
     for i, r in enumerate(rows):
         if r[0] is not None:
             groups[r[0]].append(i)
+    if judged is not None:  # retrieval within a bucket: each face appears once per bucket, once in each gallery
+        hits = np.zeros((len(rows), 2))
+        for name, idx in groups.items():
+            if name != "all" and idx:
+                e = judged[idx]  # (n, 3, D): true frontal, output, input
+                for j in (1, 2):
+                    hits[idx, j - 1] = (e[:, j] @ e[:, 0].T).argmax(1) == np.arange(len(idx))
     out: dict[str, dict[str, float]] = {}
     for name, idx in groups.items():
         if not idx:
@@ -196,11 +204,9 @@ def evaluate(G: nn.Module, dataset: PosePairDataset, device: torch.device, batch
                              id_profile=round(float(m[2]), 4), id_same_output=round(float(m[3]), 4),
                              id_same_profile=round(float(m[4]), 4))
         if judged is not None:
-            e = judged[idx]  # (n, 3, D): true frontal, output, input
             for j, col in ((1, "output"), (2, "input")):
-                sim = e[:, j] @ e[:, 0].T  # (n, n): each pair's variant against every true frontal of the group
-                out[name][f"fr_cos_{col}"] = round(float(np.diag(sim).mean()), 4)
-                out[name][f"fr_top1_{col}"] = round(float((sim.argmax(1) == np.arange(len(idx))).mean()), 4)
+                out[name][f"fr_cos_{col}"] = round(float((judged[idx, j] * judged[idx, 0]).sum(1).mean()), 4)
+                out[name][f"fr_top1_{col}"] = round(float(hits[idx, j - 1].mean()), 4)
     return out
 
 

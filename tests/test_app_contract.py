@@ -841,7 +841,7 @@ def _diff_figures(diffs: list[np.ndarray]) -> tuple[float, float, float, int]:
     return float(d.mean()), float(np.mean(d <= 1)), float(np.mean(d <= 2)), int(d.max())
 
 
-FACE_OUTPUT_BOUNDS = {"tflite_fp16": (0.05, 0.999), "tflite_int8": (1.2, 0.93)}
+FACE_OUTPUT_BOUNDS = {"tflite_fp16": (0.05, 0.999), "tflite_int8": (1.2, 0.90)}
 """(largest mean |diff| in grey levels, smallest share within 2 levels) of the face-size output against the
 library's, per file (measured 2026-12-01 on 40 faces: fp16 0.0047 / 0.9999, int8 0.94 / 0.940)."""
 
@@ -856,7 +856,8 @@ def test_frontalizer_face_output_matches_the_library(app, data_dir, fmt):
     to a 600 px and a 1500 px face (sides above the shared photos' 342 px, and the 1024 px cap).
 
     Bounds (:data:`FACE_OUTPUT_BOUNDS`): fp16 file mean <= 0.05 levels and >= 99.9 % of values within 2,
-    int8 file mean <= 1.2 and >= 93 % within 2 (its generator differs from PyTorch by ~40 dB, which dominates);
+    int8 file mean <= 1.2 and >= 90 % within 2 (its generator differs from PyTorch by 38-40 dB, which dominates:
+    the file of the identity fine-tune, 38.1 dB, gives 1.16 / 91.3 %; the one before, 40.4 dB, gave about 93 %);
     the same P on every face; and the manifest's compose on the library's own rerender, generator output and
     mask gives the library's output exactly. Negative controls (the app without the visibility mask, without
     its feather, without the low-pass) must miss the fp16 bound; with the int8 file they are reported only

@@ -152,6 +152,7 @@ def evaluate(G: nn.Module, dataset: PosePairDataset, device: torch.device, batch
     if identity is None:
         identity = ident.is_available()
     judge_crops: list[np.ndarray] = []  # per pair: true frontal, output, input (FaceRes crops)
+    kps = None  # the utkface template's keypoints at the dataset's side (one side per dataset)
     mode = G.training
     G.eval()
     rows: list[tuple] = []
@@ -172,7 +173,8 @@ def evaluate(G: nn.Module, dataset: PosePairDataset, device: torch.device, batch
                         float(d_p < ident.SAME_PERSON_THRESHOLD))
             rows.append(row)
             if judge:
-                kps = template_keypoints("utkface", y.shape[0])
+                if kps is None:
+                    kps = template_keypoints("utkface", y.shape[0])
                 judge_crops += [mf.faceres_align(np.ascontiguousarray(im), kps) for im in (y, o, x)]
             k += 1
     G.train(mode)

@@ -705,3 +705,54 @@ def test_same_face_threshold_separates_copies_from_other_photos_on_the_shared_ph
     assert max(diffs.values()) < SAME_FACE_MAD / 2, diffs
     assert len(pair) == 2 and in_pair[0] < SAME_FACE_MAD / 2 < SAME_FACE_MAD * 1.5 < in_pair[1], in_pair
     assert min(others) > SAME_FACE_MAD * 1.5, others
+
+
+class _LookupG(torch.nn.Module):
+    """A stand-in generator for :func:`training.faceshifter.evaluate`: returns the held-out face whose embedding
+    is the given identity (``mode="source"``, a perfect swap) or the target itself (``mode="target"``)."""
+
+    def __init__(self, faces, identity, mode):
+        super().__init__()
+        from faceforge.data.tensors import batch_to_tensor
+
+        self.x = batch_to_tensor(faces)
+        self.e = identity(self.x)
+        self.mode = mode
+
+    def forward(self, xt, e):
+        if self.mode == "target":
+            return xt, None
+        return self.x[(torch.cdist(e, self.e)).argmin(1)], None
+
+
+@pytest.mark.parametrize("mode, top1", [("source", 1.0), ("target", 0.0)])
+def test_evaluate_reports_id_retrieval_among_the_held_out_sources(faces_dir, small_identity, mode, top1):
+    from faceforge.data.images import list_images, load_faces
+    from training.faceshifter import evaluate
+
+    faces = load_faces(list_images(faces_dir)[:6], 64)
+    with torch.no_grad():
+        G = _LookupG(faces, small_identity, mode)
+    metrics, images = evaluate(G, small_identity, faces, torch.device("cpu"), batch=4)
+    assert metrics["val_id_top1"] == top1, metrics
+    assert images["swap"].shape == (6, 3, 64, 64)
+    if mode == "source":
+        assert metrics["val_id_src"] > 0.999 and metrics["val_id_gap"] > 0
+    with pytest.raises(ValueError, match="judge must be None or 'faceres'"):
+        evaluate(G, small_identity, faces, torch.device("cpu"), judge="arcface")
+
+
+def test_evaluate_faceres_judge_retrieves_a_perfect_swaps_source(faces_dir, small_identity):
+    from faceforge.data.images import list_images, load_faces
+    from faceforge.models import tfjs_judges as mf
+    from training.faceshifter import evaluate
+
+    if not mf.faceres_is_available():
+        pytest.skip("FaceRes TF.js model not installed (npm install @vladmandic/human@3.3.6, or FACEFORGE_FACERES)")
+    faces = load_faces(list_images(faces_dir)[:6], 64)
+    with torch.no_grad():
+        perfect, copy = _LookupG(faces, small_identity, "source"), _LookupG(faces, small_identity, "target")
+    good = evaluate(perfect, small_identity, faces, torch.device("cpu"), judge="faceres")[0]
+    bad = evaluate(copy, small_identity, faces, torch.device("cpu"), judge="faceres")[0]
+    assert good["val_fr_top1"] == 1.0 and good["val_fr_cos_src"] > 0.999, good
+    assert bad["val_fr_top1"] < 0.5 and bad["val_fr_cos_src"] < good["val_fr_cos_src"], bad

@@ -537,6 +537,10 @@ class FaceShifterTrainConfig:
     sample_every: int = field(default=1000, metadata=SAMPLE_EVERY)
     eval_every: int = field(default=500, metadata=opt(
         "Steps between held-out swap evaluations (identity cosines, reconstruction PSNR).", min=1))
+    judge: str | None = field(default=None, metadata=opt(
+        "Independent identity judge of the held-out swaps: faceres (Human's FaceRes descriptor, found through "
+        "$FACEFORGE_FACERES) adds val_fr_top1 / val_fr_cos_src to metrics.csv [default: none].",
+        choices=("faceres",)))
     save_every: int = field(default=250, metadata=opt("Steps between last.pt / G.pt saves.", min=0))
     n_val: int = field(default=64, metadata=opt("Held-out faces of the evaluation.", min=2))
     runs_dir: str = field(default="runs", metadata=RUNS_DIR)

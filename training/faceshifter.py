@@ -263,21 +263,54 @@ def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((10 * torch.log10(4.0 / err.clamp_min(1e-10))).mean())
 
 
+def _retrieval_top1(swaps: np.ndarray, sources: np.ndarray) -> float:
+    """Share of swaps whose nearest source (cosine, among all ``sources``) is their own: swap ``i`` was made from
+    source ``(i + 1) mod n``. ``swaps``, ``sources``: float ``(n, D)``, any scale (normalised here)."""
+    a = swaps / np.maximum(np.linalg.norm(swaps, axis=1, keepdims=True), 1e-12)
+    b = sources / np.maximum(np.linalg.norm(sources, axis=1, keepdims=True), 1e-12)
+    return float(((a @ b.T).argmax(1) == (np.arange(len(a)) + 1) % len(a)).mean())
+
+
 @torch.no_grad()
 def evaluate(G: AEINet, identity: IdentityEncoder, faces: np.ndarray, device: torch.device,
-             batch: int = 32) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
+             batch: int = 32, judge: str | None = None) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
     """Swap the identity of held-out face ``i + 1`` (source) onto face ``i`` (target), and reconstruct each face
     from its own identity.
 
+    ID retrieval follows the FaceForensics++ protocol as FaceShifter reports it (Li et al. 2019, Sec. 4.1): a
+    swap counts when its nearest face among all held-out faces (every source, the targets among them) is its own
+    source. ``val_id_top1`` uses the training identity network, the one the identity loss optimises, so it can be
+    gamed; ``judge="faceres"`` adds an independent judge (Human's FaceRes descriptor, a VGGFace2-trained network,
+    :func:`faceforge.models.tfjs_judges.faceres_network`) on 224 px crops re-aligned from the utkface framing
+    (:func:`faceforge.faces.align.template_keypoints`).
+
+    Args:
+        G: the generator; put back into its previous mode.
+        identity: the training identity encoder.
+        faces: uint8 ``(n, size, size, 3)`` RGB held-out faces in the utkface framing, ``n >= 2``.
+        device: where G runs. batch: faces per forward pass.
+        judge: ``None`` or ``"faceres"``.
+
     Returns:
-        ``({"val_id_src", "val_id_tgt", "val_id_gap", "val_rec_psnr"}, {"swap", "rec"})``: mean cosines of the
-        swap's embedding with its source and its target, their difference, the reconstruction PSNR (dB); and
-        the swapped / reconstructed images (CPU, [-1, 1]). G is put back into its previous mode.
+        ``(metrics, {"swap", "rec"})``. Metrics: ``val_id_src`` / ``val_id_tgt`` (mean cosine of the swap's
+        embedding with its source / target), ``val_id_gap`` (their difference), ``val_id_top1`` (ID retrieval,
+        0-1), ``val_rec_psnr`` (reconstruction PSNR, dB); with the judge also ``val_fr_top1`` and
+        ``val_fr_cos_src`` (FaceRes retrieval and mean cosine to the source). Images: CPU, ``[-1, 1]``.
+
+    Raises:
+        ValueError: an unknown judge. MissingDependencyError: ``judge="faceres"`` without the FaceRes model files
+            (``$FACEFORGE_FACERES``), raised before G runs.
     """
+    if judge not in (None, "faceres"):
+        raise ValueError(f"judge must be None or 'faceres', got {judge!r}")
+    if judge:
+        from faceforge.models import tfjs_judges as mf
+
+        mf.faceres_network()  # a missing model fails here, before the generator runs
     mode = G.training
     G.eval()
     x = to_tensor(faces)
-    swaps, recs, cs, ct, ps = [], [], [], [], []
+    swaps, recs, cs, ct, ps, e_swaps, e_faces = [], [], [], [], [], [], []
     for i in range(0, len(x), batch):
         xt = x[i:i + batch].to(device)
         xs = torch.roll(x, -1, 0)[i:i + batch].to(device)  # source = the next face
@@ -288,13 +321,27 @@ def evaluate(G: AEINet, identity: IdentityEncoder, faces: np.ndarray, device: to
         cs.append(F.cosine_similarity(e_y, e_s, dim=1))
         ct.append(F.cosine_similarity(e_y, e_t, dim=1))
         ps.append(_psnr(r, xt) * len(xt))
+        e_swaps.append(e_y.cpu())
+        e_faces.append(e_t.cpu())
         swaps.append(y.cpu())
         recs.append(r.cpu())
     G.train(mode)
     src, tgt = float(torch.cat(cs).mean()), float(torch.cat(ct).mean())
+    swap = torch.cat(swaps)
     metrics = {"val_id_src": round(src, 4), "val_id_tgt": round(tgt, 4), "val_id_gap": round(src - tgt, 4),
+               "val_id_top1": round(_retrieval_top1(torch.cat(e_swaps).double().numpy(),
+                                                    torch.cat(e_faces).double().numpy()), 4),
                "val_rec_psnr": round(sum(ps) / len(x), 3)}
-    return metrics, {"swap": torch.cat(swaps), "rec": torch.cat(recs)}
+    if judge:
+        from faceforge.faces.align import template_keypoints
+
+        kps = template_keypoints(FACE_TEMPLATE, faces.shape[1])
+        crops = [mf.faceres_align(np.ascontiguousarray(im), kps) for im in (*faces, *to_uint8(swap))]
+        e = mf.faceres_embed_aligned(np.stack(crops)).astype(np.float64)
+        e_face, e_swap = e[: len(faces)], e[len(faces):]
+        metrics["val_fr_top1"] = round(_retrieval_top1(e_swap, e_face), 4)
+        metrics["val_fr_cos_src"] = round(float((e_swap * np.roll(e_face, -1, 0)).sum(1).mean()), 4)
+    return metrics, {"swap": swap, "rec": torch.cat(recs)}
 
 
 def sample_grid(faces: np.ndarray, images: dict[str, torch.Tensor], rows: int = 6) -> np.ndarray:
@@ -381,7 +428,9 @@ def train(cfg: FaceShifterTrainConfig, identity: IdentityEncoder | None = None) 
     })
     metrics = session.metrics()
     columns = ["step", "kimg", "G_loss", "G_adv", "att", "id", "rec", "D_loss", "D_real", "D_fake", "sec_per_step",
-               "val_id_src", "val_id_tgt", "val_id_gap", "val_rec_psnr"]
+               "val_id_src", "val_id_tgt", "val_id_gap", "val_id_top1", "val_rec_psnr"]
+    if cfg.judge:
+        columns += ["val_fr_top1", "val_fr_cos_src"]
     last_eval: dict[str, float] = {}
 
     def save(final: bool) -> None:
@@ -399,7 +448,7 @@ def train(cfg: FaceShifterTrainConfig, identity: IdentityEncoder | None = None) 
         metrics.log(**kimg_row(columns, trainer.step, cfg.batch_size, window, seconds, ev))
 
     def eval_and_sample(sample: bool) -> dict[str, float]:
-        ev, imgs = evaluate(trainer.G, trainer.identity, val_faces, device)
+        ev, imgs = evaluate(trainer.G, trainer.identity, val_faces, device, judge=cfg.judge)
         if sample:
             session.save_grid(trainer.step, sample_grid(val_faces, imgs))
         return ev

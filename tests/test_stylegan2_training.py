@@ -114,6 +114,21 @@ def test_lazy_regularizers_fire_on_their_steps():
     assert not any("R1" in off.train_step(real) for _ in range(2)) and "PL" not in off.train_step(real)
 
 
+def test_g_lr_gives_the_generator_its_own_rate_and_only_moves_g_that_much():
+    """TTUR: --g-lr sets G's Adam rate (still scaled for lazy regularization); D keeps --lr. Adam's first
+    step moves each parameter by about its lr, so G's largest change is ~g_lr while D's is ~lr."""
+    tr = _tiny_trainer(lr=0.002, g_lr=0.0002, pl_weight=0.0, r1_gamma=0.0)
+    assert tr.opt_G.param_groups[0]["lr"] == pytest.approx(0.0002)
+    assert tr.opt_D.param_groups[0]["lr"] == pytest.approx(0.002)
+    g0 = {k: v.clone() for k, v in tr.G.synthesis.named_parameters()}
+    d0 = {k: v.clone() for k, v in tr.D.named_parameters()}
+    tr.train_step(torch.rand(4, 3, 16, 16) * 2 - 1)
+    g_move = max(float((p - g0[k]).abs().max()) for k, p in tr.G.synthesis.named_parameters())
+    d_move = max(float((p - d0[k]).abs().max()) for k, p in tr.D.named_parameters())
+    assert 0 < g_move <= 0.0002 * 1.01 and 0.002 * 0.5 < d_move <= 0.002 * 1.01
+    assert _tiny_trainer(lr=0.002).opt_G.param_groups[0]["lr"] == pytest.approx(0.002)  # default: --lr
+
+
 def test_ema_moves_toward_g_by_the_documented_beta():
     tr = _tiny_trainer(batch_size=4, ema_kimg=0.01, ema_rampup=0)   # half-life 10 images
     beta = tr.ema_beta()

@@ -403,6 +403,10 @@ class StyleGAN2TrainConfig:
         "Training length in thousands of real images shown to D [10 when fine-tuning].", name="--kimg", min=0,
         min_open=True))
     lr: float = field(default=0.0025, metadata=opt("Adam lr [0.002 when fine-tuning].", min=0, min_open=True))
+    g_lr: float | None = field(default=None, metadata=opt(
+        "G's own Adam lr (two time-scale update rule, Heusel et al. 2017) [default: --lr]; e.g. lr / 10 when "
+        "growing, so the grown G cannot outrun a D that has only begun to see the new level's detail.",
+        min=0, min_open=True))
     beta1: float = field(default=0.0, metadata=opt("Adam beta1.", min=0, max=1))
     beta2: float = field(default=0.99, metadata=opt("Adam beta2.", min=0, max=1))
     r1_gamma: float | None = field(default=None, metadata=opt(

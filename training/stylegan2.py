@@ -23,7 +23,8 @@ arXiv:2006.06676, appendix D.2; written for faceforge from the papers):
   i.e. a **half-life of ema_kimg thousand images**; with ``ema_rampup`` the half-life is capped at
   ``ema_rampup * images seen so far`` (so early on G_ema follows G closely); buffers (``w_avg``) are
   copied. ``ema_kimg=None`` picks "auto": ``batch_size * 10 / 32``.
-- Adam ``lr = 0.0025``, ``betas = (0, 0.99)``, ``eps = 1e-8`` for both networks.
+- Adam ``lr = 0.0025``, ``betas = (0, 0.99)``, ``eps = 1e-8`` for both networks; ``g_lr`` gives G its own rate
+  (the two time-scale update rule, Heusel et al., NeurIPS 2017, arXiv:1706.08500).
 - **Augmentation**: x-flips only (the chips are aligned and symmetric enough). Adaptive discriminator
   augmentation (ADA) is out of scope here: with ~24k UTKFace faces D overfits slowly; for the few
   hundred cartoon faces of a fine-tune the run is short (a few kimg) instead.
@@ -224,7 +225,8 @@ class StyleGAN2Trainer:
         self.G_ema.requires_grad_(False)
         self.r1_gamma = cfg.resolved_r1_gamma()
         betas = (cfg.beta1, cfg.beta2)
-        self.opt_G = lazy_adam(G.parameters(), cfg.lr, betas, cfg.pl_interval if cfg.pl_weight > 0 else None)
+        g_lr = cfg.g_lr or cfg.lr
+        self.opt_G = lazy_adam(G.parameters(), g_lr, betas, cfg.pl_interval if cfg.pl_weight > 0 else None)
         self.opt_D = lazy_adam(D.parameters(), cfg.lr, betas, cfg.r1_interval if self.r1_gamma > 0 else None)
         self.pl_mean = torch.zeros([], device=device)
         self.step = 0

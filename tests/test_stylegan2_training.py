@@ -129,6 +129,19 @@ def test_g_lr_gives_the_generator_its_own_rate_and_only_moves_g_that_much():
     assert _tiny_trainer(lr=0.002).opt_G.param_groups[0]["lr"] == pytest.approx(0.002)  # default: --lr
 
 
+def test_freeze_below_trains_only_the_new_levels():
+    """--freeze-below 8 on a 16 px G: mapping and the 4 / 8 px blocks keep their values, the 16 px block moves."""
+    tr = _tiny_trainer(freeze_below=8, r1_gamma=0.0)
+    before = {k: v.clone() for k, v in tr.G.named_parameters()}
+    for _ in range(2):
+        tr.train_step(torch.rand(4, 3, 16, 16) * 2 - 1)
+    moved = {k for k, p in tr.G.named_parameters() if not torch.equal(p, before[k])}
+    assert moved and all(k.startswith("synthesis.b16.") for k in moved)
+    assert set(tr.frozen) == {k for k in before if not k.startswith("synthesis.b16.")}
+    with pytest.raises(ValueError, match="freezes every synthesis block"):
+        _tiny_trainer(freeze_below=16)
+
+
 def test_ema_moves_toward_g_by_the_documented_beta():
     tr = _tiny_trainer(batch_size=4, ema_kimg=0.01, ema_rampup=0)   # half-life 10 images
     beta = tr.ema_beta()

@@ -418,6 +418,10 @@ class StyleGAN2TrainConfig:
     pl_decay: float = field(default=0.01, metadata=opt("Decay of the path-length running mean.", min=0, max=1))
     pl_batch_shrink: int = field(default=2, metadata=opt("Batch divisor of the path-length pass.", min=1))
     style_mixing_prob: float = field(default=0.9, metadata=opt("Probability of style mixing per batch.", min=0, max=1))
+    freeze_below: int = field(default=0, metadata=opt(
+        "Freeze G's mapping network and its synthesis blocks up to this resolution (e.g. 32 when growing from the "
+        "32 px generator): only the new levels train, so the source's coarse structure cannot drift [0: none].",
+        min=0))
     d_warmup_steps: int = field(default=0, metadata=opt(
         "First N steps of the run train only D (G and G_ema held): a fresh D against a pretrained or grown G "
         "learns what separates them before G follows its gradient.", min=0))

@@ -201,6 +201,33 @@ def lazy_adam(params, lr: float, betas: tuple[float, float], interval: int | Non
     return torch.optim.Adam(params, lr=lr * c, betas=(betas[0] ** c, betas[1] ** c), eps=1e-8)
 
 
+def freeze_generator(G: StyleGAN2Generator, below: int) -> list[str]:
+    """Hold G's mapping network and its synthesis blocks ``synthesis.b<r>`` with ``r <= below`` fixed
+    (``requires_grad`` off), so only the higher levels train: growing by fine-tuning only the new level, the
+    cheap end of progressive growing (Karras et al., ICLR 2018, trains every level; on 2 CPU cores the grown
+    generator's coarse levels drifted, 16 px SWD 29 -> 55 in 500 steps). ``below <= 0`` freezes nothing.
+
+    Returns:
+        The frozen parameter names.
+
+    Raises:
+        ValueError: ``below`` is not below G's resolution (nothing would train).
+    """
+    if below <= 0:
+        return []
+    if below >= G.resolution:
+        raise ValueError(f"--freeze-below {below} freezes every synthesis block of a {G.resolution} px generator; "
+                         f"give a resolution below {G.resolution} (e.g. the --grow-from source's)")
+    frozen = []
+    for name, p in G.named_parameters():
+        part = name.split(".")
+        level = int(part[1][1:]) if part[0] == "synthesis" and part[1][1:].isdigit() else None
+        if part[0] == "mapping" or (level is not None and level <= below):
+            p.requires_grad_(False)
+            frozen.append(name)
+    return frozen
+
+
 class StyleGAN2Trainer:
     """One StyleGAN2 training iteration at a time: G main, G path length (lazy), D main, D R1 (lazy),
     then the EMA update; see the module docstring for the losses.
@@ -226,7 +253,9 @@ class StyleGAN2Trainer:
         self.r1_gamma = cfg.resolved_r1_gamma()
         betas = (cfg.beta1, cfg.beta2)
         g_lr = cfg.g_lr or cfg.lr
-        self.opt_G = lazy_adam(G.parameters(), g_lr, betas, cfg.pl_interval if cfg.pl_weight > 0 else None)
+        self.frozen = freeze_generator(G, cfg.freeze_below)
+        trainable = [p for p in G.parameters() if p.requires_grad]
+        self.opt_G = lazy_adam(trainable, g_lr, betas, cfg.pl_interval if cfg.pl_weight > 0 else None)
         self.opt_D = lazy_adam(D.parameters(), cfg.lr, betas, cfg.r1_interval if self.r1_gamma > 0 else None)
         self.pl_mean = torch.zeros([], device=device)
         self.step = 0
@@ -319,6 +348,8 @@ class StyleGAN2Trainer:
         if self.pl_due():
             m = max(1, n // cfg.pl_batch_shrink)
             ws = self.sample_ws(m)
+            if not ws.requires_grad:  # a frozen mapping network: the path length is still taken in W
+                ws = ws.detach().requires_grad_(True)
             img = self._synth(ws)
             noise = torch.randn_like(img) / math.sqrt(img.shape[2] * img.shape[3])
             (grad,) = torch.autograd.grad((img * noise).sum(), ws, create_graph=True)

@@ -218,13 +218,12 @@ def freeze_generator(G: StyleGAN2Generator, below: int) -> list[str]:
     if below >= G.resolution:
         raise ValueError(f"--freeze-below {below} freezes every synthesis block of a {G.resolution} px generator; "
                          f"give a resolution below {G.resolution} (e.g. the --grow-from source's)")
+    held = {"mapping": G.mapping, **{f"synthesis.b{r}": getattr(G.synthesis, f"b{r}")
+                                     for r in G.synthesis.block_resolutions if r <= below}}
     frozen = []
-    for name, p in G.named_parameters():
-        part = name.split(".")
-        level = int(part[1][1:]) if part[0] == "synthesis" and part[1][1:].isdigit() else None
-        if part[0] == "mapping" or (level is not None and level <= below):
-            p.requires_grad_(False)
-            frozen.append(name)
+    for prefix, module in held.items():
+        module.requires_grad_(False)
+        frozen += [f"{prefix}.{name}" for name, _ in module.named_parameters()]
     return frozen
 
 

@@ -468,6 +468,35 @@ def test_init_from_a_run_or_a_weights_file(tmp_path, faces_dir):
         init_weights(trainer, tmp_path / "nothing")
 
 
+def test_without_the_adversarial_term_d_is_not_run(tmp_path, faces_dir, monkeypatch):
+    """lambda_adv = 0 trains G on L1 alone: D keeps its weights and is never called; with lambda_adv > 0 it
+    is trained (the same step moves its weights)."""
+    from faceforge.models.gpen import GPEN
+    from faceforge.models.stylegan2 import StyleGAN2Discriminator
+    from training.gpen import GPENTrainer
+
+    torch.manual_seed(0)
+    hq = torch.rand(4, 3, 16, 16) * 2 - 1
+    lq = hq + 0.1 * torch.randn_like(hq)
+    for lambda_adv in (0.0, 0.1):
+        cfg = _cfg(tmp_path, faces_dir, lambda_adv=lambda_adv)
+        trainer = GPENTrainer(GPEN(**cfg.generator_config()), StyleGAN2Discriminator(**cfg.discriminator_config()),
+                              cfg, torch.device("cpu"))
+        d_before = {k: v.clone() for k, v in trainer.D.state_dict().items()}
+        g_before = {k: v.clone() for k, v in trainer.G.state_dict().items()}
+        calls = []
+        trainer.D.register_forward_hook(lambda *_: calls.append(1))
+        out = trainer.train_step(lq, hq)
+        d_moved = any(not torch.equal(v, d_before[k]) for k, v in trainer.D.state_dict().items())
+        g_moved = any(not torch.equal(v, g_before[k]) for k, v in trainer.G.state_dict().items())
+        assert g_moved and out["L1"] > 0
+        if lambda_adv == 0:
+            assert not d_moved and not calls and "D_loss" not in out and "G_adv" not in out
+            assert out["G_loss"] == pytest.approx(out["L1"])
+        else:
+            assert d_moved and len(calls) >= 3 and {"D_loss", "G_adv"} <= out.keys()
+
+
 def test_identity_hook_is_optional(monkeypatch):
     import training.gpen as tg
 

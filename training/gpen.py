@@ -196,12 +196,39 @@ class GPENTrainer:
         """One iteration on degraded ``lq`` and clean ``hq`` (float32 ``(N, 3, S, S)`` in [-1, 1] on ``device``).
 
         Returns:
-            ``D_loss``, ``D_real``, ``D_fake``, ``G_adv``, ``L1``, ``G_loss``, ``ema_beta``; ``R1`` on the lazy
-            steps; ``ID`` and ``feat`` when the identity network is loaded.
+            ``L1``, ``G_loss``, ``ema_beta``; ``D_loss``, ``D_real``, ``D_fake``, ``G_adv`` when ``lambda_adv > 0``
+            (with ``lambda_adv = 0`` D is not run at all and keeps its weights); ``R1`` on the lazy steps; ``ID``
+            and ``feat`` when the identity network is loaded.
         """
         cfg, G, D = self.cfg, self.G, self.D
         out: dict[str, float] = {}
-        # D main
+        if cfg.lambda_adv > 0:
+            out.update(self._d_step(lq, hq))
+        # G
+        fake = G(lq)
+        l1 = F.l1_loss(fake, hq)
+        loss_g = cfg.lambda_l1 * l1
+        if cfg.lambda_adv > 0:  # without it, D is neither trained nor run (about half the step time)
+            set_requires_grad([D], False)
+            adv = F.softplus(-D(fake)).mean()
+            loss_g = loss_g + cfg.lambda_adv * adv
+            out["G_adv"] = float(adv.detach())
+        if self.identity is not None and (cfg.lambda_id > 0 or cfg.lambda_feat > 0):
+            ident, feat = self.identity(fake, hq)
+            loss_g = loss_g + cfg.lambda_id * ident + cfg.lambda_feat * feat
+            out.update(ID=float(ident.detach()), feat=float(feat.detach()))
+        self.opt_G.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.opt_G.step()
+        out.update(L1=float(l1.detach()), G_loss=float(loss_g.detach()))
+        out["ema_beta"] = self.update_ema()
+        self.step += 1
+        return out
+
+    def _d_step(self, lq: torch.Tensor, hq: torch.Tensor) -> dict[str, float]:
+        """D's main step and, every ``r1_interval`` steps, its lazy R1 step; returns their losses."""
+        cfg, G, D = self.cfg, self.G, self.D
+        out: dict[str, float] = {}
         set_requires_grad([D], True)
         with torch.no_grad():
             fake = G(lq)
@@ -221,22 +248,6 @@ class GPENTrainer:
             (r1 * (cfg.r1_gamma / 2) * cfg.r1_interval).backward()
             self.opt_D.step()
             out["R1"] = float(r1.detach())
-        # G
-        set_requires_grad([D], False)
-        fake = G(lq)
-        adv = F.softplus(-D(fake)).mean()
-        l1 = F.l1_loss(fake, hq)
-        loss_g = cfg.lambda_adv * adv + cfg.lambda_l1 * l1
-        if self.identity is not None and (cfg.lambda_id > 0 or cfg.lambda_feat > 0):
-            ident, feat = self.identity(fake, hq)
-            loss_g = loss_g + cfg.lambda_id * ident + cfg.lambda_feat * feat
-            out.update(ID=float(ident.detach()), feat=float(feat.detach()))
-        self.opt_G.zero_grad(set_to_none=True)
-        loss_g.backward()
-        self.opt_G.step()
-        out.update(G_adv=float(adv.detach()), L1=float(l1.detach()), G_loss=float(loss_g.detach()))
-        out["ema_beta"] = self.update_ema()
-        self.step += 1
         return out
 
     def state(self) -> tuple[nn.Module, dict[str, Any]]:

@@ -122,6 +122,30 @@ def test_encoder_features_reach_the_decoder_only_through_noise_strength():
         assert not torch.allclose(g.decoder(w, feats), g.decoder(w, other))
 
 
+def test_residual_option_starts_as_the_identity_and_round_trips(tmp_path):
+    """residual=True (faceforge's option): an untrained network returns its input exactly; the learned gain
+    scales the decoder's contribution; the option survives a checkpoint round trip through the restorer's
+    loader, and a plain GPEN has no such parameter (published layouts unchanged)."""
+    from faceforge.checkpoints import save_checkpoint
+    from faceforge.restore import load_restorer
+
+    torch.manual_seed(0)
+    config = dict(size=16, style_dim=16, narrow=1 / 32, residual=True)
+    g = GPEN(**config).eval()
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(g(x), x)
+        g.residual_gain.fill_(0.5)
+        plain = GPEN(**{**config, "residual": False}).eval()
+        plain.load_state_dict({k: v for k, v in g.state_dict().items() if k != "residual_gain"})
+        assert torch.allclose(g(x), x + 0.5 * plain(x), atol=1e-6)
+    assert "residual_gain" not in plain.state_dict()
+    save_checkpoint(tmp_path / "g.pt", g, "gpen", config)
+    loaded, _, _ = load_restorer(tmp_path / "g.pt")
+    with torch.no_grad():
+        assert loaded.residual and torch.allclose(loaded(x), g(x), atol=1e-6)
+
+
 def test_styled_conv_matches_the_reference_formula():
     """Modulate (scale * weight * style), demodulate, convolve, concatenate noise * weight, bias + lrelu * sqrt 2
     (the reference's ModulatedConv2d + NoiseInjection(isconcat) + FusedLeakyReLU), written out here."""

@@ -303,6 +303,9 @@ class GPENTrainConfig:
     channel_multiplier: float = field(default=1, metadata=opt("Channel multiplier of the generator.", min=0, min_open=True))
     narrow: float = field(default=0.125, metadata=opt("Width factor (published GPEN-BFR-256: 0.5; 512: 1).", min=0,
                                                       min_open=True))
+    residual: bool = field(default=False, metadata=opt(
+        "faceforge's option, not the reference GPEN: output = input + g * decoder, g a learned scalar from 0 "
+        "(starts at the input's PSNR; see faceforge.models.gpen.GPEN)."))
     batch_size: int = field(default=8, metadata=opt("Faces per step.", min=1))
     total_steps: int = field(default=20000, metadata=opt("Training length in steps.", name="--steps", min=1))
     lr: float = field(default=0.002, metadata=opt("Adam learning rate of G and D.", min=0, min_open=True))
@@ -346,7 +349,8 @@ class GPENTrainConfig:
 
     def generator_config(self) -> dict[str, Any]:
         return {"size": self.size, "style_dim": self.style_dim, "n_mlp": self.n_mlp,
-                "channel_multiplier": self.channel_multiplier, "narrow": self.narrow}
+                "channel_multiplier": self.channel_multiplier, "narrow": self.narrow,
+                **({"residual": True} if self.residual else {})}
 
     def discriminator_config(self) -> dict[str, Any]:
         """StyleGAN2 residual D with GPEN's widths: ``min(base // r, max)`` = C[r] of the generator."""
